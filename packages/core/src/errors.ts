@@ -1,0 +1,101 @@
+/**
+ * One error family for all of twinlog. Every failure a caller may branch on carries a stable string
+ * `code`; the gateway alone maps codes to IoT Hub numbers and HTTP statuses, using the `iotHub`
+ * field recorded here where IoT Hub has an equivalent.
+ *
+ * Match on `code` with {@link isTwinlogError}, never with `instanceof`: the guard works across
+ * duplicated copies of this package.
+ */
+
+/** IoT Hub's numeric error code and name for a twinlog code, where one exists. */
+export interface IotHubCode {
+  readonly status: number;
+  readonly code: number;
+  readonly name: string;
+}
+
+const ARGUMENT_INVALID: IotHubCode = { status: 400, code: 400004, name: 'ArgumentInvalid' };
+
+/** Every code twinlog raises, with IoT Hub's equivalent where there is one. */
+export const ERROR_CODES = {
+  // patch validation (iot-hub-twin.md §3)
+  PATCH_NOT_OBJECT: ARGUMENT_INVALID,
+  KEY_INVALID: ARGUMENT_INVALID,
+  KEY_TOO_LONG: ARGUMENT_INVALID,
+  DEPTH_EXCEEDED: ARGUMENT_INVALID,
+  STRING_TOO_LONG: ARGUMENT_INVALID,
+  NUMBER_OUT_OF_RANGE: ARGUMENT_INVALID,
+  NULL_IN_ARRAY: ARGUMENT_INVALID,
+  VALUE_TYPE_INVALID: ARGUMENT_INVALID,
+  SECTION_TOO_LARGE: ARGUMENT_INVALID,
+  SECTION_FORBIDDEN: ARGUMENT_INVALID,
+  DEVICE_ID_INVALID: ARGUMENT_INVALID,
+  // events and the fold
+  EVENT_INVALID: ARGUMENT_INVALID,
+  STAMP_INVALID: ARGUMENT_INVALID,
+  STAMP_SKEW: ARGUMENT_INVALID,
+  // commands
+  PRECONDITION_FAILED: { status: 412, code: 412001, name: 'PreconditionFailed' },
+  DEVICE_NOT_FOUND: { status: 404, code: 404001, name: 'DeviceNotFound' },
+  DEVICE_ALREADY_EXISTS: { status: 409, code: 409001, name: 'DeviceAlreadyExists' },
+  // codec (hostile bytes)
+  CODEC_BAD_DATA: undefined,
+  CODEC_TRUNCATED: undefined,
+  CODEC_LIMIT_EXCEEDED: undefined,
+  CODEC_FORBIDDEN_KEY: undefined,
+  CODEC_UNSUPPORTED_VERSION: undefined,
+} as const satisfies Record<string, IotHubCode | undefined>;
+
+export type TwinlogErrorCode = keyof typeof ERROR_CODES;
+
+const BRAND = Symbol.for('twinlog.error');
+
+export interface TwinlogErrorOptions {
+  /** The underlying error, if any. */
+  readonly cause?: unknown;
+  /** Path of the offending key inside the section, root first. */
+  readonly path?: readonly string[];
+  /** Whether retrying the same call may succeed (default false). */
+  readonly canRetry?: boolean;
+  /** Further structured fields (limits, actual values, current etag …). */
+  readonly details?: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * The base of every error twinlog throws or returns on purpose.
+ *
+ * @example
+ * try { assertValidPatch('desired', patch) } catch (e) {
+ *   if (isTwinlogError(e, 'KEY_INVALID')) console.log(e.path)
+ * }
+ */
+export class TwinlogError extends Error {
+  readonly [BRAND] = true;
+  readonly code: TwinlogErrorCode;
+  readonly path: readonly string[] | undefined;
+  readonly canRetry: boolean;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: TwinlogErrorCode, message: string, options: TwinlogErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'TwinlogError';
+    this.code = code;
+    this.path = options.path;
+    this.canRetry = options.canRetry ?? false;
+    this.details = options.details ?? {};
+  }
+
+  /** IoT Hub's code for this error, if IoT Hub has one. */
+  get iotHub(): IotHubCode | undefined {
+    return ERROR_CODES[this.code];
+  }
+}
+
+/** True when `e` is a twinlog error (from any copy of the package), optionally with the given code. */
+export function isTwinlogError(e: unknown, code?: TwinlogErrorCode): e is TwinlogError {
+  if (typeof e !== 'object' || e === null || (e as Record<symbol, unknown>)[BRAND] !== true) return false;
+  return code === undefined || (e as TwinlogError).code === code;
+}
+
+/** A value-or-error result, for calls that callers routinely branch on (untrusted input). */
+export type Result<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: TwinlogError };

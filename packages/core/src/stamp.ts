@@ -1,0 +1,96 @@
+/**
+ * Stamps and the total order of the fold (crdt-fold.md §3).
+ *
+ * A stamp is `(wall, counter, writer, seq, op)` compared lexicographically. `wall` (ms, < 2^48) and
+ * `counter` (0..65535) are kept as separate numbers: packed into one JS number they would exceed
+ * 2^53. The 8-byte wire form is big-endian `wall << 16 | counter`, built from two uint32 halves so no
+ * intermediate value passes 2^53.
+ */
+
+declare const brand: unique symbol;
+/** A string branded as a particular kind of id. */
+export type Brand<T, B extends string> = T & { readonly [brand]: B };
+export type DeviceId = Brand<string, 'DeviceId'>;
+
+/** A hybrid logical clock reading, as carried by an event. */
+export interface Hlc {
+  readonly wall: number;
+  readonly counter: number;
+}
+
+/** The envelope's `id`: writer id + writer sequence (the dot). Duplicates share it. */
+export interface Dot {
+  readonly writer: string;
+  readonly seq: number;
+}
+
+/** The total-order key of a register: the event's HLC, its dot, and 0 for a clear / 1 for a write. */
+export interface Stamp {
+  readonly wall: number;
+  readonly counter: number;
+  readonly writer: string;
+  readonly seq: number;
+  readonly op: 0 | 1;
+}
+
+/** Below every real stamp. */
+export const MIN_STAMP: Stamp = Object.freeze({ wall: -1, counter: 0, writer: '', seq: 0, op: 0 });
+
+/** Largest wall clock a stamp may carry (2^48 − 1 ms, year 10889). */
+export const MAX_WALL = 2 ** 48 - 1;
+export const MAX_COUNTER = 0xffff;
+
+/** Lexicographic comparison on (wall, counter, writer, seq, op): negative, zero or positive. */
+export function compareStamps(a: Stamp, b: Stamp): number {
+  return (
+    a.wall - b.wall ||
+    a.counter - b.counter ||
+    (a.writer === b.writer ? 0 : a.writer < b.writer ? -1 : 1) ||
+    a.seq - b.seq ||
+    a.op - b.op
+  );
+}
+
+export function maxStamp(a: Stamp, b: Stamp): Stamp {
+  return compareStamps(a, b) >= 0 ? a : b;
+}
+
+/** The stamp of an event's writes (`op` 1) or of a replace's clear (`op` 0). */
+export function stampOf(hlc: Hlc, id: Dot, op: 0 | 1 = 1): Stamp {
+  return { wall: hlc.wall, counter: hlc.counter, writer: id.writer, seq: id.seq, op };
+}
+
+/** The dedupe key of a dot. Writer ids may contain any character but NUL, so NUL separates. */
+export function dotKey(id: Dot): string {
+  return id.writer + '\u0000' + id.seq;
+}
+
+/** True when `h` is a valid HLC reading (integers in range). */
+export function isValidHlc(h: Hlc): boolean {
+  return (
+    Number.isInteger(h.wall) && h.wall >= 0 && h.wall <= MAX_WALL &&
+    Number.isInteger(h.counter) && h.counter >= 0 && h.counter <= MAX_COUNTER
+  );
+}
+
+/** The 8-byte big-endian wire form of an HLC; byte order equals stamp order. */
+export function encodeHlc(h: Hlc): Uint8Array {
+  const out = new Uint8Array(8);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, Math.floor(h.wall / 65536));
+  view.setUint32(4, (h.wall % 65536) * 65536 + h.counter);
+  return out;
+}
+
+/** Inverse of {@link encodeHlc}; `bytes` must be exactly 8 bytes. */
+export function decodeHlc(bytes: Uint8Array): Hlc {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const hi = view.getUint32(0);
+  const lo = view.getUint32(4);
+  return { wall: hi * 65536 + (lo >>> 16), counter: lo & 0xffff };
+}
+
+/** ISO-8601 UTC with milliseconds, for `$lastUpdated`. */
+export function isoOf(wall: number): string {
+  return new Date(wall).toISOString();
+}
