@@ -1,0 +1,140 @@
+/**
+ * Materialise a twin state as IoT Hub's twin JSON (crdt-fold.md §5.5, §7; iot-hub-twin.md §1).
+ *
+ * Contract: the output is a function of the state's event set only, so every replica and rebuild
+ * renders the same document; `canonicalJson(renderTwin(s))` gives the canonical bytes (sorted keys).
+ * Metadata is rendered lazily here; only stamps are stored.
+ */
+import type { Section } from './event.ts';
+import { canonicalJson, type Json, type JsonObject } from './json.ts';
+import { base64url, sha256, utf8Encode } from './sha256.ts';
+import { compareStamps, isoOf, MIN_STAMP, type Stamp } from './stamp.ts';
+import {
+  DEL,
+  rankOf,
+  sectionVersion,
+  twinVersion,
+  VAL,
+  type SectionState,
+  type TrieNode,
+  type TwinState,
+} from './twinState.ts';
+
+/** `$lastUpdated` of a section that no event has written yet. */
+export const NEVER = '0001-01-01T00:00:00Z';
+
+export interface TwinSectionDocument extends JsonObject {
+  $version: number;
+}
+
+/** The twin document as `GET /twins/{id}` returns it. */
+export interface TwinDocument {
+  deviceId: string;
+  etag: string;
+  version: number;
+  status: 'enabled' | 'disabled';
+  tags: JsonObject;
+  properties: { desired: TwinSectionDocument; reported: TwinSectionDocument };
+}
+
+export interface RenderOptions {
+  /**
+   * Add `$lastUpdatedBy` (the envelope's actor) to every metadata node, for twinlog's own audit
+   * views. Off by default: IoT Hub twins have no such field and Azure-compatible output must not
+   * carry it.
+   */
+  readonly actors?: boolean;
+}
+
+function build(node: TrieNode, eff: Stamp): JsonObject {
+  const out: JsonObject = {};
+  const kids = node.kids;
+  if (kids === undefined) return out;
+  const keys = [...kids.keys()].sort();
+  for (const key of keys) {
+    const kid = kids.get(key)!;
+    const reg = kid.reg;
+    if (reg === undefined || reg.kind === DEL || compareStamps(reg.stamp, eff) <= 0) continue;
+    if (reg.kind === VAL) out[key] = reg.value as Json;
+    else out[key] = build(kid, kid.clr !== undefined && compareStamps(kid.clr, eff) > 0 ? kid.clr : eff);
+  }
+  return out;
+}
+
+function buildMetadata(node: TrieNode, eff: Stamp, st: SectionState, ranks: boolean, actors: boolean): JsonObject {
+  const out: JsonObject = {};
+  const kids = node.kids;
+  if (kids === undefined) return out;
+  const keys = [...kids.keys()].sort();
+  for (const key of keys) {
+    const kid = kids.get(key)!;
+    const reg = kid.reg;
+    if (reg === undefined || reg.kind === DEL || compareStamps(reg.stamp, eff) <= 0) continue;
+    const meta: JsonObject =
+      reg.kind === VAL
+        ? {}
+        : buildMetadata(kid, kid.clr !== undefined && compareStamps(kid.clr, eff) > 0 ? kid.clr : eff, st, ranks, actors);
+    meta['$lastUpdated'] = isoOf(reg.stamp.wall);
+    if (ranks) meta['$lastUpdatedVersion'] = rankOf(st, reg);
+    if (actors) meta['$lastUpdatedBy'] = reg.actor;
+    out[key] = meta;
+  }
+  return out;
+}
+
+/** The section's JSON view without metadata (the visible twin of crdt-fold.md §5.5). */
+export function sectionView(state: TwinState, section: Section): JsonObject {
+  const root = state.sections[section].root;
+  return build(root, root.clr ?? MIN_STAMP);
+}
+
+/** The section's `$metadata` tree. */
+export function sectionMetadata(state: TwinState, section: Section, options: RenderOptions = {}): JsonObject {
+  const st = state.sections[section];
+  const ranks = section === 'desired';
+  const meta = buildMetadata(st.root, st.root.clr ?? MIN_STAMP, st, ranks, options.actors ?? false);
+  meta['$lastUpdated'] = st.top === undefined ? NEVER : isoOf(st.top.wall);
+  if (ranks) meta['$lastUpdatedVersion'] = sectionVersion(state, section);
+  return meta;
+}
+
+/**
+ * The twin's etag (crdt-fold.md §7.2): base64url of SHA-256 over the canonical JSON of tags,
+ * desired and their versions, cut to 22 characters. Reported is excluded, so a device report
+ * never invalidates a back end's `If-Match`; versions are included, so every applied back-end
+ * write changes it (no ABA).
+ */
+export function computeEtag(state: TwinState): string {
+  const text = canonicalJson({
+    tags: sectionView(state, 'tags'),
+    tagsVersion: sectionVersion(state, 'tags'),
+    desired: sectionView(state, 'desired'),
+    desiredVersion: sectionVersion(state, 'desired'),
+  });
+  return base64url(sha256(utf8Encode(text))).slice(0, 22);
+}
+
+/**
+ * Render the full twin document. Pure and deterministic: use `canonicalJson` on the result for
+ * canonical bytes.
+ *
+ * @example
+ * const twin = renderTwin(state)
+ * twin.properties.desired.$version // count of desired events, create included
+ */
+export function renderTwin(state: TwinState, options: RenderOptions = {}): TwinDocument {
+  const section = (name: 'desired' | 'reported'): TwinSectionDocument => {
+    const doc = sectionView(state, name) as TwinSectionDocument;
+    doc['$metadata'] = sectionMetadata(state, name, options);
+    doc.$version = sectionVersion(state, name);
+    return doc;
+  };
+  return {
+    deviceId: state.deviceId,
+    etag: computeEtag(state),
+    version: twinVersion(state),
+    status: 'enabled',
+    tags: sectionView(state, 'tags'),
+    properties: { desired: section('desired'), reported: section('reported') },
+  };
+}

@@ -1,0 +1,371 @@
+/**
+ * The twin fold (crdt-fold.md §5, §9): a join-semilattice of per-path last-writer-wins registers and
+ * clear watermarks, held in a trie, plus the dot sets that give versions.
+ *
+ * Contract: folding any permutation of a set of events, with any duplicates, gives states whose
+ * rendered twins (view, `$metadata`, versions, etag) are identical. The fold never reads a clock:
+ * every stamp travels inside its event. State is mutated in place; the owning task is single-threaded.
+ */
+import type { EventKind, Section, TwinEvent } from './event.ts';
+import { isPlainObject, type Json, type Patch, type Scalar } from './json.ts';
+import { compareStamps, dotKey, maxStamp, MIN_STAMP, stampOf, type Stamp } from './stamp.ts';
+
+/** Register kinds: a tombstone, "this path is an object", or a scalar/array value. */
+export const DEL = 0;
+export const OBJ = 1;
+export const VAL = 2;
+export type RegKind = typeof DEL | typeof OBJ | typeof VAL;
+
+export interface Reg {
+  stamp: Stamp;
+  kind: RegKind;
+  value: Scalar | Json[] | undefined;
+  actor: string;
+  /** `$lastUpdatedVersion` fixed by GC once the rank can no longer change (§9). */
+  frozenRank: number | undefined;
+}
+
+/** A trie node: the register and clear watermark of one path, and its children. */
+export interface TrieNode {
+  reg: Reg | undefined;
+  clr: Stamp | undefined;
+  kids: Map<string, TrieNode> | undefined;
+}
+
+export interface SectionState {
+  /** The section root; its register is implicit (always an object). */
+  readonly root: TrieNode;
+  /** Stamps of this section's counted events above the GC horizon, ascending. */
+  liveDots: Stamp[];
+  /** How many of this section's events GC has moved out of `liveDots`. */
+  collected: number;
+  /** Highest stamp among this generation's counted events. */
+  top: Stamp | undefined;
+}
+
+/** The outcome of a recorded decision on a command (§10). */
+export type Decision =
+  | { readonly accepted: true; readonly etag: string; readonly stamp: Stamp }
+  | {
+      readonly accepted: false;
+      readonly code: 'PRECONDITION_FAILED' | 'DEVICE_NOT_FOUND' | 'SECTION_TOO_LARGE' | 'SECTION_FORBIDDEN';
+      readonly message: string;
+      readonly etag: string | undefined;
+      readonly stamp: Stamp;
+    };
+
+export interface TwinState {
+  readonly deviceId: string;
+  readonly sections: Record<Section, SectionState>;
+  /** Stamp of the latest `delete` (MIN_STAMP if none). */
+  generation: Stamp;
+  /** Stamp of the latest `create` (MIN_STAMP if none); the twin exists iff created > generation. */
+  created: Stamp;
+  /** Dedupe window: dot key → the event's stamp (kept for GC). */
+  readonly dots: Map<string, Stamp>;
+  maxStamp: Stamp;
+  gcHorizon: Stamp;
+  /** Recorded command decisions, by dot key (owner only). */
+  readonly decided: Map<string, Decision>;
+}
+
+/** What {@link applyEvent} did with an event. */
+export type ApplyOutcome = 'APPLIED' | 'DUPLICATE' | 'LATE' | 'COMMAND';
+
+function createSection(): SectionState {
+  return { root: { reg: undefined, clr: undefined, kids: undefined }, liveDots: [], collected: 0, top: undefined };
+}
+
+/** An empty state: no twin yet (`twinExists` is false until a `create` is folded). */
+export function createTwinState(deviceId: string): TwinState {
+  return {
+    deviceId,
+    sections: { tags: createSection(), desired: createSection(), reported: createSection() },
+    generation: MIN_STAMP,
+    created: MIN_STAMP,
+    dots: new Map(),
+    maxStamp: MIN_STAMP,
+    gcHorizon: MIN_STAMP,
+    decided: new Map(),
+  };
+}
+
+/** True when the twin's latest `create` is newer than its latest `delete`. */
+export function twinExists(state: TwinState): boolean {
+  return compareStamps(state.created, state.generation) > 0;
+}
+
+/** `$version` of a section: distinct events of the current generation applied to it. */
+export function sectionVersion(state: TwinState, section: Section): number {
+  const st = state.sections[section];
+  return st.collected + st.liveDots.length;
+}
+
+/** Twin `version`: the sum of the three section counts. */
+export function twinVersion(state: TwinState): number {
+  return sectionVersion(state, 'tags') + sectionVersion(state, 'desired') + sectionVersion(state, 'reported');
+}
+
+/** Number of stamps in a sorted array that are ≤ `s`. */
+function countLessOrEqual(sorted: readonly Stamp[], s: Stamp): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (compareStamps(sorted[mid]!, s) <= 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The desired `$version` right after the event stamped `s`: its rank among the generation's events. */
+export function rankOf(st: SectionState, reg: Reg): number {
+  return reg.frozenRank ?? st.collected + countLessOrEqual(st.liveDots, reg.stamp);
+}
+
+function insertDot(st: SectionState, s: Stamp): void {
+  const dots = st.liveDots;
+  const last = dots[dots.length - 1];
+  if (last === undefined || compareStamps(last, s) < 0) dots.push(s);
+  else dots.splice(countLessOrEqual(dots, s), 0, s);
+  if (st.top === undefined || compareStamps(s, st.top) > 0) st.top = s;
+}
+
+function joinClr(node: TrieNode, s: Stamp): boolean {
+  if (node.clr === undefined || compareStamps(s, node.clr) > 0) {
+    node.clr = s;
+    return true;
+  }
+  return false;
+}
+
+function child(node: TrieNode, key: string): TrieNode {
+  let kids = node.kids;
+  if (kids === undefined) kids = node.kids = new Map();
+  let kid = kids.get(key);
+  if (kid === undefined) {
+    kid = { reg: undefined, clr: undefined, kids: undefined };
+    kids.set(key, kid);
+  }
+  return kid;
+}
+
+function joinReg(node: TrieNode, s: Stamp, kind: RegKind, value: Scalar | Json[] | undefined, actor: string): void {
+  const reg = node.reg;
+  if (reg === undefined) node.reg = { stamp: s, kind, value, actor, frozenRank: undefined };
+  else if (compareStamps(s, reg.stamp) > 0) {
+    reg.stamp = s;
+    reg.kind = kind;
+    reg.value = value;
+    reg.actor = actor;
+    reg.frozenRank = undefined;
+  }
+}
+
+/** Write the registers of one patch object under `node` (crdt-fold.md §5.3 `emit`). */
+function emit(node: TrieNode, obj: Patch, s: Stamp, actor: string): void {
+  for (const key in obj) {
+    const v = obj[key];
+    const kid = child(node, key);
+    if (v === null || v === undefined) {
+      joinReg(kid, s, DEL, undefined, actor);
+      if (joinClr(kid, s)) pruneDominated(kid, s);
+    } else if (isPlainObject(v)) {
+      joinReg(kid, s, OBJ, undefined, actor);
+      emit(kid, v as Patch, s, actor);
+    } else {
+      joinReg(kid, s, VAL, v as Scalar | Json[], actor);
+      if (joinClr(kid, s)) pruneDominated(kid, s);
+    }
+  }
+}
+
+/**
+ * G1 (§9.1): drop registers and clears under `node` that `eff` dominates; they can never become
+ * visible again. Returns true when `node` has no children left.
+ */
+export function pruneDominated(node: TrieNode, eff: Stamp): boolean {
+  const kids = node.kids;
+  if (kids === undefined) return true;
+  for (const [key, kid] of kids) {
+    if (kid.reg !== undefined && compareStamps(kid.reg.stamp, eff) <= 0) kid.reg = undefined;
+    if (kid.clr !== undefined && compareStamps(kid.clr, eff) <= 0) kid.clr = undefined;
+    const kidEff = kid.clr !== undefined && compareStamps(kid.clr, eff) > 0 ? kid.clr : eff;
+    const empty = pruneDominated(kid, kidEff);
+    if (empty && kid.reg === undefined && kid.clr === undefined) kids.delete(key);
+  }
+  if (kids.size === 0) {
+    node.kids = undefined;
+    return true;
+  }
+  return false;
+}
+
+function countEvent(state: TwinState, section: Section, s: Stamp): void {
+  insertDot(state.sections[section], s);
+}
+
+function newGeneration(state: TwinState, d: Stamp): void {
+  if (compareStamps(d, state.generation) <= 0) return;
+  state.generation = d;
+  if (compareStamps(state.created, d) <= 0) state.created = MIN_STAMP;
+  for (const section of ['tags', 'desired', 'reported'] as const) {
+    const st = state.sections[section];
+    if (joinClr(st.root, d)) pruneDominated(st.root, d);
+    st.liveDots = st.liveDots.slice(countLessOrEqual(st.liveDots, d));
+    st.collected = 0;
+    st.top = st.liveDots[st.liveDots.length - 1];
+  }
+}
+
+/**
+ * Fold one event into the state (crdt-fold.md §5.3). The event must have passed stateless
+ * validation (`validateEvent`); records carrying `cond` are commands and are skipped here (the
+ * owner decides them with `decideCommands`).
+ *
+ * Returns `DUPLICATE` for an id already folded, `LATE` for an event at or below the GC horizon
+ * (an incident if it is not a duplicate), `COMMAND` for a command, else `APPLIED`.
+ *
+ * @example
+ * const s = createTwinState('dev1')
+ * applyEvent(s, createEvent)
+ * applyEvent(s, { ...patchEvent, section: 'desired', patch: { fw: '1.2' } })
+ */
+export function applyEvent(state: TwinState, e: TwinEvent): ApplyOutcome {
+  if (e.cond !== undefined) return 'COMMAND';
+  const key = dotKey(e.id);
+  if (state.dots.has(key)) return 'DUPLICATE';
+  const s = stampOf(e.stamp, e.id, 1);
+  if (compareStamps(s, state.gcHorizon) <= 0) return 'LATE';
+  state.dots.set(key, s);
+  if (compareStamps(s, state.maxStamp) > 0) state.maxStamp = s;
+  const kind: EventKind = e.section;
+  if (kind === 'delete') {
+    newGeneration(state, s);
+    return 'APPLIED';
+  }
+  if (compareStamps(s, state.generation) <= 0) return 'APPLIED';
+  if (kind === 'create') {
+    if (compareStamps(s, state.created) > 0) state.created = s;
+    countEvent(state, 'desired', s);
+    countEvent(state, 'reported', s);
+    return 'APPLIED';
+  }
+  const st = state.sections[kind];
+  countEvent(state, kind, s);
+  if (e.op === 'replace') {
+    const clear = stampOf(e.stamp, e.id, 0);
+    if (joinClr(st.root, clear)) pruneDominated(st.root, clear);
+  }
+  emit(st.root, e.patch, s, e.actor);
+  return 'APPLIED';
+}
+
+function joinNode(a: TrieNode, b: TrieNode): void {
+  if (b.reg !== undefined && (a.reg === undefined || compareStamps(b.reg.stamp, a.reg.stamp) > 0)) {
+    a.reg = { ...b.reg };
+  } else if (b.reg !== undefined && a.reg !== undefined && compareStamps(b.reg.stamp, a.reg.stamp) === 0) {
+    a.reg.frozenRank ??= b.reg.frozenRank;
+  }
+  if (b.clr !== undefined) joinClr(a, b.clr);
+  if (b.kids !== undefined) for (const [key, kid] of b.kids) joinNode(child(a, key), kid);
+}
+
+function unionSorted(a: readonly Stamp[], b: readonly Stamp[]): Stamp[] {
+  const out: Stamp[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const x = a[i];
+    const y = b[j];
+    const c = x === undefined ? 1 : y === undefined ? -1 : compareStamps(x, y);
+    if (c <= 0) {
+      out.push(x!);
+      i++;
+      if (c === 0) j++;
+    } else {
+      out.push(y!);
+      j++;
+    }
+  }
+  return out;
+}
+
+/**
+ * The join `a ⊔ b` (crdt-fold.md §5.2), written into `a`: registers and clears take the pointwise
+ * maximum, dot sets are unioned, the generation is the maximum. Defined between states with the
+ * same GC horizon; `collected` takes the larger count, which is exact for replicas of one log
+ * (one replica's collected events include the other's).
+ */
+export function joinTwinStates(a: TwinState, b: TwinState): TwinState {
+  for (const [k, s] of b.dots) if (!a.dots.has(k)) a.dots.set(k, s);
+  for (const [k, d] of b.decided) if (!a.decided.has(k)) a.decided.set(k, d);
+  a.maxStamp = maxStamp(a.maxStamp, b.maxStamp);
+  a.created = maxStamp(a.created, b.created);
+  for (const section of ['tags', 'desired', 'reported'] as const) {
+    const sa = a.sections[section];
+    const sb = b.sections[section];
+    joinNode(sa.root, sb.root);
+    sa.liveDots = unionSorted(sa.liveDots, sb.liveDots);
+    if (sb.top !== undefined && (sa.top === undefined || compareStamps(sb.top, sa.top) > 0)) sa.top = sb.top;
+  }
+  const generation = maxStamp(a.generation, b.generation);
+  for (const section of ['tags', 'desired', 'reported'] as const) {
+    const sa = a.sections[section];
+    const sb = b.sections[section];
+    // collected events of an older generation lie below the shared horizon, hence below the newer delete
+    const ca = compareStamps(a.generation, generation) === 0 ? sa.collected : 0;
+    const cb = compareStamps(b.generation, generation) === 0 ? sb.collected : 0;
+    sa.collected = Math.max(ca, cb);
+    sa.liveDots = sa.liveDots.slice(countLessOrEqual(sa.liveDots, generation));
+    if (sa.top !== undefined && compareStamps(sa.top, generation) <= 0) sa.top = sa.liveDots[sa.liveDots.length - 1];
+  }
+  a.generation = generation;
+  if (compareStamps(a.created, generation) <= 0) a.created = MIN_STAMP;
+  return a;
+}
+
+function freezeAndDrop(node: TrieNode, st: SectionState, horizon: Stamp, ranks: boolean): boolean {
+  const kids = node.kids;
+  if (kids === undefined) return true;
+  for (const [key, kid] of kids) {
+    const reg = kid.reg;
+    if (reg !== undefined && compareStamps(reg.stamp, horizon) <= 0) {
+      if (reg.kind === DEL) kid.reg = undefined;
+      else if (ranks) reg.frozenRank = rankOf(st, reg);
+    }
+    if (kid.clr !== undefined && compareStamps(kid.clr, horizon) <= 0) kid.clr = undefined;
+    const empty = freezeAndDrop(kid, st, horizon, ranks);
+    if (empty && kid.reg === undefined && kid.clr === undefined) kids.delete(key);
+  }
+  if (kids.size === 0) {
+    node.kids = undefined;
+    return true;
+  }
+  return false;
+}
+
+/**
+ * Garbage collection (crdt-fold.md §9): G1 over every section, then, with a horizon, G2: freeze
+ * ranks below it, drop tombstones, clears, dots and decisions older than it. Preserves the view,
+ * the metadata and the versions, and all future results provided no event stamped at or below
+ * `horizon` is applied afterwards (those come back `LATE`). Without a horizon only G1 runs.
+ */
+export function collectGarbage(state: TwinState, horizon?: Stamp): void {
+  for (const section of ['tags', 'desired', 'reported'] as const) {
+    const root = state.sections[section].root;
+    pruneDominated(root, root.clr ?? MIN_STAMP);
+  }
+  if (horizon === undefined || compareStamps(horizon, state.gcHorizon) <= 0) return;
+  for (const section of ['tags', 'desired', 'reported'] as const) {
+    const st = state.sections[section];
+    freezeAndDrop(st.root, st, horizon, section === 'desired');
+    if (st.root.clr !== undefined && compareStamps(st.root.clr, horizon) <= 0) st.root.clr = undefined;
+    const n = countLessOrEqual(st.liveDots, horizon);
+    st.collected += n;
+    st.liveDots = st.liveDots.slice(n);
+  }
+  for (const [k, s] of state.dots) if (compareStamps(s, horizon) <= 0) state.dots.delete(k);
+  for (const [k, d] of state.decided) if (compareStamps(d.stamp, horizon) <= 0) state.decided.delete(k);
+  state.gcHorizon = horizon;
+}
