@@ -10,3 +10,5 @@ export * from './renderTwin.ts';
 export * from './stateDoc.ts';
 export * from './validatePatch.ts';
 export * from './delta.ts';
+export * from './validateEvent.ts';
+export * from './decideCommands.ts';

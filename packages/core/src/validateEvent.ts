@@ -1,0 +1,86 @@
+/**
+ * Stateless checks of a whole event (crdt-fold.md §11), run before the log by writers and again
+ * by the fold on every record it reads. Depends on the record alone (and its append time), so a
+ * rejection is deterministic and replays decide the same way.
+ */
+import { TwinlogError, type Result } from './errors.ts';
+import { isSection, type TwinEvent } from './event.ts';
+import { isValidHlc } from './stamp.ts';
+import { validatePatch, type TwinLimits } from './validatePatch.ts';
+
+/** IoT Hub device ids: ≤ 128 ASCII alphanumerics and `- : . + % _ # * ? ! ( ) , = @ ; $ '`. */
+const DEVICE_ID = /^[A-Za-z0-9\-:.+%_#*?!(),=@;$']{1,128}$/;
+/** Writer ids are printable ASCII so every encoding sorts them the same way (crdt-fold.md §3). */
+const WRITER_ID = /^[\x21-\x7e]{1,128}$/;
+
+export function isValidDeviceId(id: unknown): id is string {
+  return typeof id === 'string' && DEVICE_ID.test(id);
+}
+
+export interface ValidateEventOptions {
+  /** Patch limits (default IoT Hub's). */
+  readonly limits?: Partial<TwinLimits>;
+  /**
+   * The record's append time (broker LogAppendTime or the embedded log's row time). When given,
+   * stamps more than `maxForwardSkewMs` ahead of it, or older than
+   * `maxOfflineWindowMs + maxSkewMs` behind it, are rejected with `STAMP_SKEW` (§4.3).
+   */
+  readonly appendTime?: number;
+  /** Default 5 minutes. */
+  readonly maxForwardSkewMs?: number;
+  /** How long a device may buffer reports offline; default 30 days. */
+  readonly maxOfflineWindowMs?: number;
+  /** Default 1 minute. */
+  readonly maxSkewMs?: number;
+}
+
+const fail = (code: 'EVENT_INVALID' | 'DEVICE_ID_INVALID' | 'STAMP_INVALID' | 'STAMP_SKEW', message: string, details = {}) =>
+  ({ ok: false, error: new TwinlogError(code, message, { details }) }) as const;
+
+/**
+ * Check an event without throwing: device id, dot, stamp, kind and op, lifecycle shape, the patch
+ * (IoT Hub rules, {@link validatePatch}) and, given an append time, clock skew.
+ *
+ * @example
+ * const r = validateEvent(event, { appendTime: record.timestamp })
+ * if (!r.ok) reject(event, r.error.code)
+ */
+export function validateEvent(
+  e: TwinEvent,
+  {
+    limits = {},
+    appendTime,
+    maxForwardSkewMs = 5 * 60_000,
+    maxOfflineWindowMs = 30 * 86_400_000,
+    maxSkewMs = 60_000,
+  }: ValidateEventOptions = {},
+): Result<TwinEvent> {
+  if (!isValidDeviceId(e.deviceId)) return fail('DEVICE_ID_INVALID', `invalid device id`, { deviceId: e.deviceId });
+  if (!WRITER_ID.test(e.id.writer) || !Number.isSafeInteger(e.id.seq) || e.id.seq < 0) {
+    return fail('EVENT_INVALID', 'invalid event id', { writer: e.id.writer, seq: e.id.seq });
+  }
+  if (!isValidHlc(e.stamp)) return fail('STAMP_INVALID', 'invalid stamp', { ...e.stamp });
+  if (e.op !== 'merge' && e.op !== 'replace') return fail('EVENT_INVALID', `invalid op`, { op: e.op });
+  if (typeof e.actor !== 'string') return fail('EVENT_INVALID', 'invalid actor');
+  if (e.cond !== undefined) {
+    const { ifMatch, ifVersion } = e.cond;
+    if ((ifMatch !== undefined && typeof ifMatch !== 'string') || (ifVersion !== undefined && !Number.isSafeInteger(ifVersion))) {
+      return fail('EVENT_INVALID', 'invalid precondition');
+    }
+  }
+  if (appendTime !== undefined) {
+    if (e.stamp.wall > appendTime + maxForwardSkewMs) {
+      return fail('STAMP_SKEW', `stamp is more than ${maxForwardSkewMs} ms ahead of its append time`, { wall: e.stamp.wall, appendTime });
+    }
+    if (e.stamp.wall < appendTime - maxOfflineWindowMs - maxSkewMs) {
+      return fail('STAMP_SKEW', 'stamp is older than the offline window', { wall: e.stamp.wall, appendTime });
+    }
+  }
+  if (e.section === 'create' || e.section === 'delete') {
+    if (e.op !== 'merge' || Object.keys(e.patch).length > 0) return fail('EVENT_INVALID', `${e.section} carries no patch`);
+    return { ok: true, value: e };
+  }
+  if (!isSection(e.section)) return fail('EVENT_INVALID', 'invalid section', { section: e.section });
+  const patch = validatePatch(e.section, e.patch, limits);
+  return patch.ok ? { ok: true, value: e } : patch;
+}

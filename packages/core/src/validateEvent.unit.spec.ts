@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import type { TwinEvent } from './event.ts';
+import { validateEvent } from './validateEvent.ts';
+
+const base: TwinEvent = {
+  v: 1,
+  id: { writer: 'gw-1', seq: 1 },
+  deviceId: 'dev-1',
+  section: 'desired',
+  op: 'merge',
+  patch: { a: 1 },
+  stamp: { wall: 1_000_000_000, counter: 0 },
+  actor: 'svc',
+};
+
+describe('validateEvent (crdt-fold.md §11, §4.3)', () => {
+  it('accepts a well-formed event', () => {
+    expect(validateEvent(base).ok).toBe(true);
+    expect(validateEvent({ ...base, section: 'create', patch: {} }).ok).toBe(true);
+  });
+  it.each([
+    ['DEVICE_ID_INVALID', { deviceId: 'has space' }],
+    ['DEVICE_ID_INVALID', { deviceId: 'x'.repeat(129) }],
+    ['EVENT_INVALID', { id: { writer: '', seq: 1 } }],
+    ['EVENT_INVALID', { id: { writer: 'gw', seq: 2 ** 53 } }],
+    ['STAMP_INVALID', { stamp: { wall: 2 ** 48, counter: 0 } }],
+    ['STAMP_INVALID', { stamp: { wall: 1, counter: 65536 } }],
+    ['EVENT_INVALID', { section: 'create', patch: { a: 1 } }],
+    ['EVENT_INVALID', { section: 'nope' }],
+    ['EVENT_INVALID', { op: 'append' }],
+    ['KEY_INVALID', { patch: { $bad: 1 } }],
+    ['NULL_IN_ARRAY', { patch: { a: [null] } }],
+  ] as const)('rejects with %s: %j', (code, change) => {
+    const r = validateEvent({ ...base, ...(change as Partial<TwinEvent>) } as TwinEvent);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.error.code).toBe(code);
+  });
+  it('rejects stamps too far ahead of or behind the append time', () => {
+    const appendTime = base.stamp.wall;
+    expect(validateEvent(base, { appendTime }).ok).toBe(true);
+    expect(validateEvent({ ...base, stamp: { wall: appendTime + 300_000, counter: 0 } }, { appendTime }).ok).toBe(true);
+    const ahead = validateEvent({ ...base, stamp: { wall: appendTime + 300_001, counter: 0 } }, { appendTime });
+    expect(!ahead.ok && ahead.error.code).toBe('STAMP_SKEW');
+    const old = validateEvent(base, { appendTime: appendTime + 31 * 86_400_000 });
+    expect(!old.ok && old.error.code).toBe('STAMP_SKEW');
+  });
+});
