@@ -53,9 +53,8 @@ function build(node: TrieNode, eff: Stamp): JsonObject {
   const keys = [...kids.keys()].sort();
   for (const key of keys) {
     const kid = kids.get(key)!;
-    const reg = kid.reg;
-    if (reg === undefined || reg.kind === DEL || compareStamps(reg.stamp, eff) <= 0) continue;
-    if (reg.kind === VAL) out[key] = reg.value as Json;
+    if (kid.stamp === undefined || kid.kind === DEL || compareStamps(kid.stamp, eff) <= 0) continue;
+    if (kid.kind === VAL) out[key] = kid.value as Json;
     else out[key] = build(kid, kid.clr !== undefined && compareStamps(kid.clr, eff) > 0 ? kid.clr : eff);
   }
   return out;
@@ -68,15 +67,15 @@ function buildMetadata(node: TrieNode, eff: Stamp, st: SectionState, ranks: bool
   const keys = [...kids.keys()].sort();
   for (const key of keys) {
     const kid = kids.get(key)!;
-    const reg = kid.reg;
-    if (reg === undefined || reg.kind === DEL || compareStamps(reg.stamp, eff) <= 0) continue;
+    const stamp = kid.stamp;
+    if (stamp === undefined || kid.kind === DEL || compareStamps(stamp, eff) <= 0) continue;
     const meta: JsonObject =
-      reg.kind === VAL
+      kid.kind === VAL
         ? {}
         : buildMetadata(kid, kid.clr !== undefined && compareStamps(kid.clr, eff) > 0 ? kid.clr : eff, st, ranks, actors);
-    meta['$lastUpdated'] = isoOf(reg.stamp.wall);
-    if (ranks) meta['$lastUpdatedVersion'] = rankOf(st, reg);
-    if (actors) meta['$lastUpdatedBy'] = reg.actor;
+    meta['$lastUpdated'] = isoOf(stamp.wall);
+    if (ranks) meta['$lastUpdatedVersion'] = rankOf(st, kid as TrieNode & { stamp: Stamp });
+    if (actors) meta['$lastUpdatedBy'] = kid.actor;
     out[key] = meta;
   }
   return out;

@@ -16,8 +16,11 @@ import { TwinlogError } from './errors.ts';
 import { isPlainObject, type Json, type Scalar } from './json.ts';
 import { compareStamps, MIN_STAMP, type Stamp } from './stamp.ts';
 import {
+  addDot,
+  allDots,
   collectGarbage,
   createTwinState,
+  DEL,
   VAL,
   type Decision,
   type RegKind,
@@ -58,9 +61,8 @@ const toOptStamp = (s: Stamp | undefined): StampDoc | null =>
 
 function nodeDoc(node: TrieNode): NodeDoc {
   const out: NodeDoc = {};
-  if (node.reg !== undefined) {
-    const r = node.reg;
-    out.r = [toStamp(r.stamp), r.kind, r.actor, r.kind === VAL ? (r.value as Json) : null, r.frozenRank ?? null];
+  if (node.stamp !== undefined) {
+    out.r = [toStamp(node.stamp), node.kind, node.actor, node.kind === VAL ? (node.value as Json) : null, node.frozenRank ?? null];
   }
   if (node.clr !== undefined) out.c = toStamp(node.clr);
   if (node.kids !== undefined) {
@@ -81,7 +83,7 @@ function sectionDoc(st: SectionState): SectionDoc {
  */
 export function toStateDoc(state: TwinState): TwinStateDoc {
   collectGarbage(state);
-  const dots = [...state.dots.values()].sort(compareStamps).map(toStamp);
+  const dots = [...allDots(state)].sort(compareStamps).map(toStamp);
   const decided: [string, number, DecisionDoc][] = [];
   for (const [, d] of state.decided) {
     const doc: DecisionDoc = d.accepted
@@ -124,18 +126,16 @@ const fromOptStamp = (d: unknown): Stamp => (d === null ? MIN_STAMP : fromStamp(
 
 function fromNode(d: unknown, depth: number): TrieNode {
   if (!isPlainObject(d) || depth > 64) bad('node');
-  const node: TrieNode = { reg: undefined, clr: undefined, kids: undefined };
+  const node: TrieNode = { stamp: undefined, kind: DEL, value: undefined, actor: '', frozenRank: undefined, clr: undefined, kids: undefined };
   const r = d['r'];
   if (r !== undefined) {
     if (!Array.isArray(r) || r.length !== 5 || typeof r[2] !== 'string' || ![0, 1, 2].includes(r[1] as number)) bad('register');
     const kind = r[1] as RegKind;
-    node.reg = {
-      stamp: fromStamp(r[0]),
-      kind,
-      value: kind === VAL ? (r[3] as Scalar | Json[]) : undefined,
-      actor: r[2] as string,
-      frozenRank: typeof r[4] === 'number' ? r[4] : undefined,
-    };
+    node.stamp = fromStamp(r[0]);
+    node.kind = kind;
+    node.value = kind === VAL ? (r[3] as Scalar | Json[]) : undefined;
+    node.actor = r[2] as string;
+    node.frozenRank = typeof r[4] === 'number' ? r[4] : undefined;
   }
   if (d['c'] !== undefined) node.clr = fromStamp(d['c']);
   const k = d['k'];
@@ -153,7 +153,6 @@ function fromSection(d: unknown, into: SectionState): void {
   into.top = d['top'] === null ? undefined : fromStamp(d['top']);
   into.liveDots = (d['liveDots'] as unknown[]).map(fromStamp);
   const root = fromNode(d['root'], 0);
-  into.root.reg = undefined;
   into.root.clr = root.clr;
   into.root.kids = root.kids;
 }
@@ -171,8 +170,7 @@ export function fromStateDoc(doc: unknown): TwinState {
   state.gcHorizon = fromOptStamp(doc['gcHorizon']);
   if (!Array.isArray(doc['dots']) || !Array.isArray(doc['decided'])) bad('dots');
   for (const d of doc['dots'] as unknown[]) {
-    const s = fromStamp(d);
-    state.dots.set(s.writer + '\u0000' + s.seq, s);
+    addDot(state, fromStamp(d));
   }
   for (const entry of doc['decided'] as unknown[]) {
     if (!Array.isArray(entry) || entry.length !== 3 || !isPlainObject(entry[2])) bad('decision');

@@ -8,7 +8,7 @@
  */
 import type { EventKind, Section, TwinEvent } from './event.ts';
 import { isPlainObject, type Json, type Patch, type Scalar } from './json.ts';
-import { compareStamps, dotKey, maxStamp, MIN_STAMP, stampOf, type Stamp } from './stamp.ts';
+import { compareStamps, maxStamp, MIN_STAMP, stampOf, type Stamp } from './stamp.ts';
 
 /** Register kinds: a tombstone, "this path is an object", or a scalar/array value. */
 export const DEL = 0;
@@ -16,20 +16,23 @@ export const OBJ = 1;
 export const VAL = 2;
 export type RegKind = typeof DEL | typeof OBJ | typeof VAL;
 
-export interface Reg {
-  stamp: Stamp;
+/**
+ * A trie node: the last-writer-wins register of one path (flattened into the node: `stamp`
+ * undefined means "no register", i.e. bottom), its clear watermark, and its children.
+ */
+export interface TrieNode {
+  stamp: Stamp | undefined;
   kind: RegKind;
   value: Scalar | Json[] | undefined;
   actor: string;
   /** `$lastUpdatedVersion` fixed by GC once the rank can no longer change (§9). */
   frozenRank: number | undefined;
-}
-
-/** A trie node: the register and clear watermark of one path, and its children. */
-export interface TrieNode {
-  reg: Reg | undefined;
   clr: Stamp | undefined;
   kids: Map<string, TrieNode> | undefined;
+}
+
+function createNode(): TrieNode {
+  return { stamp: undefined, kind: DEL, value: undefined, actor: '', frozenRank: undefined, clr: undefined, kids: undefined };
 }
 
 export interface SectionState {
@@ -61,19 +64,31 @@ export interface TwinState {
   generation: Stamp;
   /** Stamp of the latest `create` (MIN_STAMP if none); the twin exists iff created > generation. */
   created: Stamp;
-  /** Dedupe window: dot key → the event's stamp (kept for GC). */
-  readonly dots: Map<string, Stamp>;
+  /** Dedupe window: writer → seq → the event's stamp (kept for GC). Nested maps: no key strings to build. */
+  readonly dots: Map<string, Map<number, Stamp>>;
   maxStamp: Stamp;
   gcHorizon: Stamp;
   /** Recorded command decisions, by dot key (owner only). */
   readonly decided: Map<string, Decision>;
 }
 
+/** Every dot stamp the state holds (dedupe window), in no particular order. */
+export function* allDots(state: TwinState): Iterable<Stamp> {
+  for (const seqs of state.dots.values()) yield* seqs.values();
+}
+
+/** Record a dot (used by restore and join; `applyEvent` records its own). */
+export function addDot(state: TwinState, s: Stamp): void {
+  let seqs = state.dots.get(s.writer);
+  if (seqs === undefined) state.dots.set(s.writer, (seqs = new Map()));
+  if (!seqs.has(s.seq)) seqs.set(s.seq, s);
+}
+
 /** What {@link applyEvent} did with an event. */
 export type ApplyOutcome = 'APPLIED' | 'DUPLICATE' | 'LATE' | 'COMMAND';
 
 function createSection(): SectionState {
-  return { root: { reg: undefined, clr: undefined, kids: undefined }, liveDots: [], collected: 0, top: undefined };
+  return { root: createNode(), liveDots: [], collected: 0, top: undefined };
 }
 
 /** An empty state: no twin yet (`twinExists` is false until a `create` is folded). */
@@ -119,8 +134,8 @@ function countLessOrEqual(sorted: readonly Stamp[], s: Stamp): number {
 }
 
 /** The desired `$version` right after the event stamped `s`: its rank among the generation's events. */
-export function rankOf(st: SectionState, reg: Reg): number {
-  return reg.frozenRank ?? st.collected + countLessOrEqual(st.liveDots, reg.stamp);
+export function rankOf(st: SectionState, node: TrieNode & { stamp: Stamp }): number {
+  return node.frozenRank ?? st.collected + countLessOrEqual(st.liveDots, node.stamp);
 }
 
 function insertDot(st: SectionState, s: Stamp): void {
@@ -144,21 +159,19 @@ function child(node: TrieNode, key: string): TrieNode {
   if (kids === undefined) kids = node.kids = new Map();
   let kid = kids.get(key);
   if (kid === undefined) {
-    kid = { reg: undefined, clr: undefined, kids: undefined };
+    kid = createNode();
     kids.set(key, kid);
   }
   return kid;
 }
 
 function joinReg(node: TrieNode, s: Stamp, kind: RegKind, value: Scalar | Json[] | undefined, actor: string): void {
-  const reg = node.reg;
-  if (reg === undefined) node.reg = { stamp: s, kind, value, actor, frozenRank: undefined };
-  else if (compareStamps(s, reg.stamp) > 0) {
-    reg.stamp = s;
-    reg.kind = kind;
-    reg.value = value;
-    reg.actor = actor;
-    reg.frozenRank = undefined;
+  if (node.stamp === undefined || compareStamps(s, node.stamp) > 0) {
+    node.stamp = s;
+    node.kind = kind;
+    node.value = value;
+    node.actor = actor;
+    node.frozenRank = undefined;
   }
 }
 
@@ -188,17 +201,25 @@ export function pruneDominated(node: TrieNode, eff: Stamp): boolean {
   const kids = node.kids;
   if (kids === undefined) return true;
   for (const [key, kid] of kids) {
-    if (kid.reg !== undefined && compareStamps(kid.reg.stamp, eff) <= 0) kid.reg = undefined;
+    if (kid.stamp !== undefined && compareStamps(kid.stamp, eff) <= 0) clearReg(kid);
     if (kid.clr !== undefined && compareStamps(kid.clr, eff) <= 0) kid.clr = undefined;
     const kidEff = kid.clr !== undefined && compareStamps(kid.clr, eff) > 0 ? kid.clr : eff;
     const empty = pruneDominated(kid, kidEff);
-    if (empty && kid.reg === undefined && kid.clr === undefined) kids.delete(key);
+    if (empty && kid.stamp === undefined && kid.clr === undefined) kids.delete(key);
   }
   if (kids.size === 0) {
     node.kids = undefined;
     return true;
   }
   return false;
+}
+
+function clearReg(node: TrieNode): void {
+  node.stamp = undefined;
+  node.kind = DEL;
+  node.value = undefined;
+  node.actor = '';
+  node.frozenRank = undefined;
 }
 
 function countEvent(state: TwinState, section: Section, s: Stamp): void {
@@ -233,11 +254,12 @@ function newGeneration(state: TwinState, d: Stamp): void {
  */
 export function applyEvent(state: TwinState, e: TwinEvent): ApplyOutcome {
   if (e.cond !== undefined) return 'COMMAND';
-  const key = dotKey(e.id);
-  if (state.dots.has(key)) return 'DUPLICATE';
+  let seqs = state.dots.get(e.id.writer);
+  if (seqs !== undefined && seqs.has(e.id.seq)) return 'DUPLICATE';
   const s = stampOf(e.stamp, e.id, 1);
   if (compareStamps(s, state.gcHorizon) <= 0) return 'LATE';
-  state.dots.set(key, s);
+  if (seqs === undefined) state.dots.set(e.id.writer, (seqs = new Map()));
+  seqs.set(e.id.seq, s);
   if (compareStamps(s, state.maxStamp) > 0) state.maxStamp = s;
   const kind: EventKind = e.section;
   if (kind === 'delete') {
@@ -262,10 +284,11 @@ export function applyEvent(state: TwinState, e: TwinEvent): ApplyOutcome {
 }
 
 function joinNode(a: TrieNode, b: TrieNode): void {
-  if (b.reg !== undefined && (a.reg === undefined || compareStamps(b.reg.stamp, a.reg.stamp) > 0)) {
-    a.reg = { ...b.reg };
-  } else if (b.reg !== undefined && a.reg !== undefined && compareStamps(b.reg.stamp, a.reg.stamp) === 0) {
-    a.reg.frozenRank ??= b.reg.frozenRank;
+  if (b.stamp !== undefined && (a.stamp === undefined || compareStamps(b.stamp, a.stamp) > 0)) {
+    joinReg(a, b.stamp, b.kind, b.value, b.actor);
+    a.frozenRank = b.frozenRank;
+  } else if (b.stamp !== undefined && a.stamp !== undefined && compareStamps(b.stamp, a.stamp) === 0) {
+    a.frozenRank ??= b.frozenRank;
   }
   if (b.clr !== undefined) joinClr(a, b.clr);
   if (b.kids !== undefined) for (const [key, kid] of b.kids) joinNode(child(a, key), kid);
@@ -298,7 +321,7 @@ function unionSorted(a: readonly Stamp[], b: readonly Stamp[]): Stamp[] {
  * (one replica's collected events include the other's).
  */
 export function joinTwinStates(a: TwinState, b: TwinState): TwinState {
-  for (const [k, s] of b.dots) if (!a.dots.has(k)) a.dots.set(k, s);
+  for (const s of allDots(b)) addDot(a, s);
   for (const [k, d] of b.decided) if (!a.decided.has(k)) a.decided.set(k, d);
   a.maxStamp = maxStamp(a.maxStamp, b.maxStamp);
   a.created = maxStamp(a.created, b.created);
@@ -329,14 +352,13 @@ function freezeAndDrop(node: TrieNode, st: SectionState, horizon: Stamp, ranks: 
   const kids = node.kids;
   if (kids === undefined) return true;
   for (const [key, kid] of kids) {
-    const reg = kid.reg;
-    if (reg !== undefined && compareStamps(reg.stamp, horizon) <= 0) {
-      if (reg.kind === DEL) kid.reg = undefined;
-      else if (ranks) reg.frozenRank = rankOf(st, reg);
+    if (kid.stamp !== undefined && compareStamps(kid.stamp, horizon) <= 0) {
+      if (kid.kind === DEL) clearReg(kid);
+      else if (ranks) kid.frozenRank = rankOf(st, kid as TrieNode & { stamp: Stamp });
     }
     if (kid.clr !== undefined && compareStamps(kid.clr, horizon) <= 0) kid.clr = undefined;
     const empty = freezeAndDrop(kid, st, horizon, ranks);
-    if (empty && kid.reg === undefined && kid.clr === undefined) kids.delete(key);
+    if (empty && kid.stamp === undefined && kid.clr === undefined) kids.delete(key);
   }
   if (kids.size === 0) {
     node.kids = undefined;
@@ -365,7 +387,10 @@ export function collectGarbage(state: TwinState, horizon?: Stamp): void {
     st.collected += n;
     st.liveDots = st.liveDots.slice(n);
   }
-  for (const [k, s] of state.dots) if (compareStamps(s, horizon) <= 0) state.dots.delete(k);
+  for (const [writer, seqs] of state.dots) {
+    for (const [seq, s] of seqs) if (compareStamps(s, horizon) <= 0) seqs.delete(seq);
+    if (seqs.size === 0) state.dots.delete(writer);
+  }
   for (const [k, d] of state.decided) if (compareStamps(d.stamp, horizon) <= 0) state.decided.delete(k);
   state.gcHorizon = horizon;
 }

@@ -6,7 +6,7 @@
 import { TwinlogError, type Result } from './errors.ts';
 import { isSection, type TwinEvent } from './event.ts';
 import { isValidHlc } from './stamp.ts';
-import { validatePatch, type TwinLimits } from './validatePatch.ts';
+import { TWIN_LIMITS, validatePatch, type TwinLimits } from './validatePatch.ts';
 
 /** IoT Hub device ids: ≤ 128 ASCII alphanumerics and `- : . + % _ # * ? ! ( ) , = @ ; $ '`. */
 const DEVICE_ID = /^[A-Za-z0-9\-:.+%_#*?!(),=@;$']{1,128}$/;
@@ -48,7 +48,7 @@ const fail = (code: 'EVENT_INVALID' | 'DEVICE_ID_INVALID' | 'STAMP_INVALID' | 'S
 export function validateEvent(
   e: TwinEvent,
   {
-    limits = {},
+    limits = TWIN_LIMITS,
     appendTime,
     maxForwardSkewMs = 5 * 60_000,
     maxOfflineWindowMs = 30 * 86_400_000,
