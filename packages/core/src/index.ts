@@ -12,3 +12,4 @@ export * from './validatePatch.ts';
 export * from './delta.ts';
 export * from './validateEvent.ts';
 export * from './decideCommands.ts';
+export * from './log.ts';

@@ -1,0 +1,152 @@
+/**
+ * bench:fold — the projector's hot path without I/O, against baselines measured in the same run.
+ *
+ * Workload: 200,000 msgpack-encoded envelopes over 10,000 devices: one `create` per device, then
+ * patches alternating desired and reported, each writing ~5 leaves (4 groups × 8 leaves per section,
+ * 10 % of leaves deleted), stamped by one HLC, shuffled across devices.
+ *
+ * Variants (each pass decodes every envelope from bytes):
+ * - decode:  `decodeEvent` only (the codec, with its hostile-input checks) — the baseline;
+ * - fold:    decode + `validateEvent` + `applyEvent` + reading the twin version — what the
+ *            projector does per record before persisting;
+ * - naive:   decode + immer `produce` with a recursive RFC 7396 merge + `JSON.stringify` of the twin,
+ *            per event — a plain document store with no CRDT.
+ * Each variant runs ROUNDS times, interleaved; the best round counts (least disturbed by noise).
+ * Ratios are computed between figures of this same run.
+ */
+import { decodeEvent, encodeEvent, encodeSnapshot } from '@twinlog/codec';
+import {
+  applyEvent,
+  createHybridClock,
+  createTwinState,
+  sectionVersion,
+  toStateDoc,
+  twinVersion,
+  validateEvent,
+  type Json,
+  type JsonObject,
+  type Patch,
+  type TwinEvent,
+  type TwinState,
+} from '@twinlog/core';
+import { produce } from 'immer';
+
+const EVENTS = Number(process.env['BENCH_EVENTS'] ?? 200_000);
+const DEVICES = Number(process.env['BENCH_DEVICES'] ?? 10_000);
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
+
+/** Deterministic PRNG (mulberry32) so every run folds the same workload. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function makeWorkload(): Uint8Array[] {
+  const rnd = prng(42);
+  let t = 1_760_000_000_000;
+  const clock = createHybridClock({ physicalNow: () => (t += rnd() < 0.01 ? 1 : 0) });
+  let seq = 0;
+  const base = { v: 1, op: 'merge' as const, actor: 'bench' };
+  const out: Uint8Array[] = [];
+  for (let d = 0; d < DEVICES && out.length < EVENTS; d++) {
+    out.push(encodeEvent({ ...base, id: { writer: 'gw-bench-1', seq: ++seq }, deviceId: `dev-${d}`, section: 'create', patch: {}, stamp: clock.now() }));
+  }
+  while (out.length < EVENTS) {
+    const device = `dev-${Math.floor(rnd() * DEVICES)}`;
+    const section = rnd() < 0.5 ? 'desired' : 'reported';
+    const patch: Patch = {};
+    for (let i = 0; i < 5; i++) {
+      const g = `group${Math.floor(rnd() * 4)}`;
+      const group = (patch[g] ??= {}) as Patch;
+      group[`leaf${Math.floor(rnd() * 8)}`] = rnd() < 0.1 ? null : rnd() < 0.5 ? Math.floor(rnd() * 1000) : `v${Math.floor(rnd() * 100)}`;
+    }
+    out.push(encodeEvent({ ...base, id: { writer: 'gw-bench-1', seq: ++seq }, deviceId: device, section, patch, stamp: clock.now() }));
+  }
+  return out;
+}
+
+function time(fn: () => number): { perSecond: number; check: number } {
+  const start = process.hrtime.bigint();
+  const check = fn();
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  return { perSecond: Math.round(workload.length / seconds), check };
+}
+
+function decodeOnly(): number {
+  let n = 0;
+  for (const bytes of workload) n += decodeEvent(bytes).patch === undefined ? 0 : 1;
+  return n;
+}
+
+function fold(): number {
+  const twins = new Map<string, TwinState>();
+  let versions = 0;
+  for (const bytes of workload) {
+    const e = decodeEvent(bytes);
+    const valid = validateEvent(e);
+    if (!valid.ok) throw valid.error;
+    let s = twins.get(e.deviceId);
+    if (s === undefined) twins.set(e.deviceId, (s = createTwinState(e.deviceId)));
+    applyEvent(s, e);
+    versions += twinVersion(s);
+  }
+  return versions;
+}
+
+interface NaiveTwin {
+  version: number;
+  properties: { desired: JsonObject; reported: JsonObject };
+}
+
+function mergeInto(target: JsonObject, patch: Patch): void {
+  for (const key of Object.keys(patch)) {
+    const v = patch[key];
+    if (v === null || v === undefined) delete target[key];
+    else if (typeof v === 'object' && !Array.isArray(v)) {
+      const cur = target[key];
+      if (typeof cur !== 'object' || cur === null || Array.isArray(cur)) target[key] = {};
+      mergeInto(target[key] as JsonObject, v as Patch);
+    } else target[key] = v as Json;
+  }
+}
+
+function naive(): number {
+  const twins = new Map<string, NaiveTwin>();
+  let bytes = 0;
+  for (const raw of workload) {
+    const e = decodeEvent(raw);
+    const cur = twins.get(e.deviceId) ?? { version: 0, properties: { desired: {}, reported: {} } };
+    const next = produce(cur, (draft) => {
+      draft.version++;
+      if (e.section === 'desired' || e.section === 'reported') mergeInto(draft.properties[e.section], e.patch);
+    });
+    twins.set(e.deviceId, next);
+    bytes += JSON.stringify(next).length;
+  }
+  return bytes;
+}
+
+function stateBytes20Leaf(): { state: number; json: number } {
+  const s = createTwinState('dev-20');
+  let seq = 0;
+  const clock = createHybridClock({ physicalNow: () => 1_760_000_000_000 });
+  const events: TwinEvent[] = [{ v: 1, id: { writer: 'gw-bench-1', seq: ++seq }, deviceId: 'dev-20', section: 'create', op: 'merge', patch: {}, stamp: clock.now(), actor: 'bench' }];
+  for (let g = 0; g < 4; g++) {
+    const patch: Patch = { [`group${g}`]: Object.fromEntries([0, 1, 2, 3, 4].map((l) => [`leaf${l}`, `value-${g}-${l}`])) };
+    events.push({ v: 1, id: { writer: 'gw-bench-1', seq: ++seq }, deviceId: 'dev-20', section: 'desired', op: 'merge', patch, stamp: clock.now(), actor: 'bench' });
+  }
+  for (const e of events) applyEvent(s, e);
+  if (sectionVersion(s, 'desired') !== 5) throw new Error('unexpected version');
+  return { state: encodeSnapshot(toStateDoc(s)).length, json: JSON.stringify(events.slice(1).map((e) => e.patch)).length };
+}
+
+const workload = makeWorkload();
+console.log(`bench:fold — ${workload.length} events over ${DEVICES} devices, ${ROUNDS} rounds, Node ${process.version}`);
+for (let r=0;r<3;r++){ const f=time(fold); console.log('fold', f.perSecond); }
+for (let r=0;r<2;r++){ const f=time(decodeOnly); console.log('decode', f.perSecond); }
