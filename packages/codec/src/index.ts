@@ -12,3 +12,15 @@ export { DEFAULT_EVENT_LIMITS, DEFAULT_SNAPSHOT_LIMITS } from './decodeLimits.ts
 export type { DecodeLimits, ResolvedDecodeLimits } from './decodeLimits.ts';
 export { ENVELOPE_UPCASTERS } from './envelopeUpcasters.ts';
 export type { Upcaster, Upcasters } from './envelopeUpcasters.ts';
+export { encodeOutputRecord, decodeOutputRecord, OUTPUT_RECORD_VERSION } from './outputRecords.ts';
+export type {
+  InputOffsets,
+  SourceRef,
+  SnapshotRecord,
+  CheckpointRecord,
+  ChangeRecord,
+  RejectionRecord,
+  DeadLetterRecord,
+  DeltaRecord,
+  OutputRecord,
+} from './outputRecords.ts';

@@ -46,11 +46,11 @@ export interface RenderOptions {
   readonly actors?: boolean;
 }
 
-function build(node: TrieNode, eff: Stamp): JsonObject {
+function build(node: TrieNode, eff: Stamp, only?: readonly string[]): JsonObject {
   const out: JsonObject = {};
   const kids = node.kids;
   if (kids === undefined) return out;
-  const keys = [...kids.keys()].sort();
+  const keys = only === undefined ? [...kids.keys()].sort() : only.filter((k) => kids.has(k)).sort();
   for (const key of keys) {
     const kid = kids.get(key)!;
     if (kid.stamp === undefined || kid.kind === DEL || compareStamps(kid.stamp, eff) <= 0) continue;
@@ -81,10 +81,13 @@ function buildMetadata(node: TrieNode, eff: Stamp, st: SectionState, ranks: bool
   return out;
 }
 
-/** The section's JSON view without metadata (the visible twin of crdt-fold.md §5.5). */
-export function sectionView(state: TwinState, section: Section): JsonObject {
+/**
+ * The section's JSON view without metadata (the visible twin of crdt-fold.md §5.5). With
+ * `topLevelKeys`, only those members of the root are built: the diff scope of one event (§7.4).
+ */
+export function sectionView(state: TwinState, section: Section, topLevelKeys?: readonly string[]): JsonObject {
   const root = state.sections[section].root;
-  return build(root, root.clr ?? MIN_STAMP);
+  return build(root, root.clr ?? MIN_STAMP, topLevelKeys);
 }
 
 /** The section's `$metadata` tree. */
