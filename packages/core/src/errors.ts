@@ -38,12 +38,21 @@ export const ERROR_CODES = {
   PRECONDITION_FAILED: { status: 412, code: 412001, name: 'PreconditionFailed' },
   DEVICE_NOT_FOUND: { status: 404, code: 404001, name: 'DeviceNotFound' },
   DEVICE_ALREADY_EXISTS: { status: 409, code: 409001, name: 'DeviceAlreadyExists' },
+  /** A writer waited for a command's decision (on `twin.changes` / `twin.rejections`) and gave up. */
+  DECISION_TIMEOUT: { status: 504, code: 504101, name: 'GatewayTimeout' },
   // codec (hostile bytes)
   CODEC_BAD_DATA: undefined,
   CODEC_TRUNCATED: undefined,
   CODEC_LIMIT_EXCEEDED: undefined,
   CODEC_FORBIDDEN_KEY: undefined,
   CODEC_UNSUPPORTED_VERSION: undefined,
+  // log adapters (log.ts)
+  LOG_TOPIC_NOT_FOUND: undefined,
+  LOG_ARGUMENT_INVALID: undefined,
+  LOG_CO_PARTITIONING: undefined,
+  LOG_FENCED: undefined,
+  LOG_GROUP_BUSY: undefined,
+  LOG_CLOSED: undefined,
 } as const satisfies Record<string, IotHubCode | undefined>;
 
 export type TwinlogErrorCode = keyof typeof ERROR_CODES;

@@ -7,7 +7,7 @@
  * every stamp travels inside its event. State is mutated in place; the owning task is single-threaded.
  */
 import type { EventKind, Section, TwinEvent } from './event.ts';
-import { isPlainObject, type Json, type Patch, type Scalar } from './json.ts';
+import type { Json, Patch, Scalar } from './json.ts';
 import { compareStamps, maxStamp, MIN_STAMP, stampOf, type Stamp } from './stamp.ts';
 
 /** Register kinds: a tombstone, "this path is an object", or a scalar/array value. */
@@ -177,18 +177,20 @@ function joinReg(node: TrieNode, s: Stamp, kind: RegKind, value: Scalar | Json[]
 
 /** Write the registers of one patch object under `node` (crdt-fold.md §5.3 `emit`). */
 function emit(node: TrieNode, obj: Patch, s: Stamp, actor: string): void {
-  for (const key in obj) {
+  const keys = Object.keys(obj);
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
     const v = obj[key];
     const kid = child(node, key);
     if (v === null || v === undefined) {
       joinReg(kid, s, DEL, undefined, actor);
-      if (joinClr(kid, s)) pruneDominated(kid, s);
-    } else if (isPlainObject(v)) {
+      if (joinClr(kid, s) && kid.kids !== undefined) pruneDominated(kid, s);
+    } else if (typeof v === 'object' && !Array.isArray(v)) {
       joinReg(kid, s, OBJ, undefined, actor);
       emit(kid, v as Patch, s, actor);
     } else {
       joinReg(kid, s, VAL, v as Scalar | Json[], actor);
-      if (joinClr(kid, s)) pruneDominated(kid, s);
+      if (joinClr(kid, s) && kid.kids !== undefined) pruneDominated(kid, s);
     }
   }
 }

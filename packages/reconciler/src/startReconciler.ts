@@ -1,0 +1,195 @@
+/**
+ * The reconciler stage (ARCHITECTURE.md "Reconciler"): a thin runner around core's pure `delta`.
+ * It joins its group on `twin.snapshots`, renders each snapshot, and emits on `twin.deltas` the
+ * devices whose delta changed, atomically with the input offsets. A periodic sweep turns
+ * `pending`/`acknowledged` entries `stale` once `staleAfterMs` have passed, without a new snapshot.
+ *
+ * Crash-only, like the projector: a failed commit stops the stage (`done` rejects); a restart
+ * restores the last emitted deltas from `twin.deltas` and emits nothing twice.
+ */
+import type { DeltaState, Log } from '@twinlog/core';
+import { TOPICS } from '@twinlog/projector';
+import { emptyStats, ReconcilerPartition, type ReconcileStats } from './internal/reconcilerPartition.ts';
+
+export type { ReconcileStats } from './internal/reconcilerPartition.ts';
+
+/**
+ * Options of {@link startReconciler}.
+ *
+ * @example
+ * const options: ReconcilerOptions = { log, physicalNow: () => Date.now(), staleAfterMs: 10 * 60_000, sweepIntervalMs: 5_000 }
+ */
+export interface ReconcilerOptions {
+  /** The log; the twin topics must exist (`ensureTwinTopics` from `@twinlog/projector`). */
+  readonly log: Log;
+  /** Consumer group of the reconciler instances (default `twinlog-reconciler`). */
+  readonly group?: string;
+  /** Physical clock in ms since the epoch: the sweep's `now`. */
+  readonly physicalNow: () => number;
+  /**
+   * How long (ms) an entry may stay `pending` or `acknowledged` before it is `stale`. Default: never
+   * stale (no sweep).
+   */
+  readonly staleAfterMs?: number | undefined;
+  /** How often the sweep runs, ms (default 1000; only with `staleAfterMs`). */
+  readonly sweepIntervalMs?: number;
+  /** Recognise Plug and Play acknowledgements in reported (core `delta`'s `acks`, default true). */
+  readonly acks?: boolean;
+  /** Called after each committed batch or sweep of a partition. */
+  readonly onBatch?: (partition: number, stats: ReconcileStats) => void;
+}
+
+/**
+ * A running reconciler (see {@link startReconciler}).
+ *
+ * @example
+ * const reconciler = await startReconciler({ log, physicalNow: () => Date.now() })
+ * reconciler.done.catch((e) => { console.error('reconciler failed', e); process.exit(1) }) // crash-only
+ * reconciler.deltaOf('dev1')?.counts // { pending: 1, acknowledged: 0, … }
+ */
+export interface Reconciler {
+  /** Settles when the reconciler stops; rejects when it failed (commit error, fenced …). */
+  readonly done: Promise<void>;
+  /** Partitions currently owned. */
+  partitions(): number[];
+  /** The last delta emitted for a device this instance owns (undefined: none, deleted, not owned). */
+  deltaOf(deviceId: string): DeltaState | undefined;
+  /** Run the stale sweep now on every owned partition; resolves with the number of records emitted. */
+  sweep(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Start a reconciler instance. Several instances with the same `group` share the partitions.
+ *
+ * Details: a snapshot is evaluated at its own append time (`now` of core `delta` = the record's
+ * timestamp), so evaluation is a function of the snapshot and replays emit the same deltas; the
+ * sweep evaluates at `physicalNow()`. A delta record carries the offset of its snapshot, and a
+ * snapshot at or below the last emitted one's offset is skipped, so redelivery, restart or a replay
+ * from the earliest offset emits nothing twice. A deleted twin gets a tombstone (header
+ * `twinlog-source-offset`).
+ *
+ * Gotcha: `twin.deltas` is written with the partition of the snapshot, so it must have the same
+ * partition count as `twin.snapshots` (as `ensureTwinTopics` creates them).
+ *
+ * @example
+ * const reconciler = await startReconciler({ log, physicalNow: () => Date.now(), staleAfterMs: 60_000 })
+ * for await (const d of client.deltas({ deviceId: 'dev1' })) console.log(d.delta.counts)
+ * await reconciler.stop()
+ */
+export async function startReconciler({
+  log,
+  group = 'twinlog-reconciler',
+  physicalNow,
+  staleAfterMs,
+  sweepIntervalMs = 1000,
+  acks = true,
+  onBatch,
+}: ReconcilerOptions): Promise<Reconciler> {
+  const tasks = new Map<number, ReconcilerPartition>();
+  const queues = new Map<number, Promise<void>>();
+  let fail: (e: unknown) => void = () => {};
+  let finish: () => void = () => {};
+  const done = new Promise<void>((resolve, reject) => {
+    finish = resolve;
+    fail = reject;
+  });
+  done.catch(() => {});
+  let failed = false;
+
+  const serial = (partition: number, work: () => Promise<void>): Promise<void> => {
+    const next = (queues.get(partition) ?? Promise.resolve()).then(work);
+    queues.set(partition, next.catch(() => {}));
+    return next;
+  };
+
+  const crash = (e: unknown): void => {
+    if (failed) return;
+    failed = true;
+    tasks.clear();
+    fail(e);
+  };
+
+  const sweepPartition = (partition: number, task: ReconcilerPartition): Promise<number> => {
+    let emitted = 0;
+    return serial(partition, async () => {
+      if (tasks.get(partition) !== task || failed) return;
+      const stats = emptyStats();
+      const records = task.sweep(physicalNow(), stats);
+      if (records.length === 0) return;
+      try {
+        await log.commitBatch({ fence: `reconciler-${group}-${partition}`, appends: [{ topic: TOPICS.deltas, records }] });
+      } catch (e) {
+        crash(e);
+        throw e;
+      }
+      emitted = records.length;
+      onBatch?.(partition, stats);
+    }).then(() => emitted);
+  };
+
+  const subscription = await log.subscribe({
+    group,
+    topics: [TOPICS.snapshots],
+    onAssign: async (partitions) => {
+      for (const partition of partitions) {
+        tasks.set(partition, await ReconcilerPartition.restore(log, partition, { acks, staleAfterMs }));
+      }
+    },
+    onRevoke: async (partitions) => {
+      for (const partition of partitions) {
+        await queues.get(partition);
+        tasks.delete(partition);
+      }
+    },
+    eachBatch: ({ partition, records }) =>
+      serial(partition, async () => {
+        const task = tasks.get(partition);
+        if (task === undefined || failed || records.length === 0) return;
+        const stats = emptyStats();
+        try {
+          const appends = task.process(records, stats);
+          await log.commitBatch({
+            fence: `reconciler-${group}-${partition}`,
+            appends: appends.length === 0 ? [] : [{ topic: TOPICS.deltas, records: appends }],
+            offsets: [{ group, topic: TOPICS.snapshots, partition, offset: task.position! }],
+          });
+        } catch (e) {
+          crash(e);
+          throw e;
+        }
+        onBatch?.(partition, stats);
+      }),
+  });
+
+  const timer =
+    staleAfterMs === undefined
+      ? undefined
+      : setInterval(() => {
+          for (const [partition, task] of tasks) sweepPartition(partition, task).catch(() => {});
+        }, sweepIntervalMs);
+  timer?.unref();
+
+  return {
+    done,
+    partitions: () => [...tasks.keys()].sort((a, b) => a - b),
+    deltaOf(deviceId) {
+      for (const task of tasks.values()) {
+        const d = task.deltaOf(deviceId);
+        if (d !== undefined) return d;
+      }
+      return undefined;
+    },
+    async sweep() {
+      const counts = await Promise.all([...tasks].map(([partition, task]) => sweepPartition(partition, task)));
+      return counts.reduce((a, b) => a + b, 0);
+    },
+    async stop() {
+      if (timer !== undefined) clearInterval(timer);
+      await subscription.stop();
+      await Promise.all(queues.values());
+      tasks.clear();
+      finish();
+    },
+  };
+}
