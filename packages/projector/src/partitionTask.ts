@@ -55,6 +55,13 @@ export interface TaskOptions {
   /** Skew bounds for records that bypass the gateways (crdt-fold.md §4.3). */
   readonly maxForwardSkewMs?: number;
   readonly maxOfflineWindowMs?: number;
+  /**
+   * Rebuild mode (replay, time travel): commands are not decided again — their accepted facts and
+   * rejections are already in the log — and nothing is written for them.
+   */
+  readonly rebuild?: boolean;
+  /** Called for every event applied, with the state right after it (audit, history). */
+  readonly onApplied?: (event: TwinEvent, state: TwinState, source: { topic: string; partition: number; offset: number; timestamp: number }) => void;
 }
 
 /** Counts of what one batch did, for diagnostics and tests. */
@@ -96,8 +103,13 @@ export class PartitionTask {
   private facts: AppendRecord[] = [];
   private stats: BatchStats = emptyStats();
 
-  constructor({ partition, clock, limits = TWIN_LIMITS, maxForwardSkewMs, maxOfflineWindowMs }: TaskOptions) {
+  private readonly rebuild: boolean;
+  private readonly onApplied: TaskOptions['onApplied'];
+
+  constructor({ partition, clock, limits = TWIN_LIMITS, maxForwardSkewMs, maxOfflineWindowMs, rebuild = false, onApplied }: TaskOptions) {
     this.partition = partition;
+    this.rebuild = rebuild;
+    this.onApplied = onApplied;
     this.clock = clock;
     this.limits = limits;
     this.skew = {
@@ -134,6 +146,14 @@ export class PartitionTask {
   /** Where consumption of each input topic resumes (the checkpoint). */
   get resumeOffsets(): InputOffsets {
     return { ...this.positions };
+  }
+
+  /** Every device state this task holds. */
+  states(): IterableIterator<[string, TwinState]> {
+    const entries = this.devices.entries();
+    return (function* () {
+      for (const [id, entry] of entries) yield [id, entry.state] as [string, TwinState];
+    })();
   }
 
   /** The twin state of a device held by this task (tests, diagnostics). */
@@ -207,7 +227,11 @@ export class PartitionTask {
       this.reject(e, 'SECTION_FORBIDDEN', `${e.section} records do not belong on ${topicName(topic)}`, source);
       return 1;
     }
-    if (e.cond !== undefined) return this.command(e, r, batch, index);
+    if (e.cond !== undefined) {
+      if (!this.rebuild) return this.command(e, r, batch, index);
+      this.stats.commands++;
+      return 1;
+    }
     const state = entry?.state ?? createTwinState(e.deviceId);
     if (!twinExists(state) && e.section !== 'create' && !state.dots.get(e.id.writer)?.has(e.id.seq)) {
       if (topic === 'device') {
@@ -223,11 +247,11 @@ export class PartitionTask {
       return 1;
     }
     if (entry === undefined) this.devices.set(e.deviceId, { state, offsets: { backend: 0, device: 0 } });
-    this.applyAndRecord(state, e, source);
+    this.applyAndRecord(state, e, { ...source, timestamp: r.timestamp });
     return 1;
   }
 
-  private applyAndRecord(state: TwinState, e: TwinEvent, source: { topic: string; partition: number; offset: number }): void {
+  private applyAndRecord(state: TwinState, e: TwinEvent, source: { topic: string; partition: number; offset: number; timestamp: number }): void {
     const section = isSection(e.section) ? e.section : undefined;
     const scope = section === undefined || e.op === 'replace' ? undefined : Object.keys(e.patch);
     const before = section === undefined ? {} : sectionView(state, section, scope);
@@ -239,6 +263,7 @@ export class PartitionTask {
     }
     this.stats.applied++;
     this.touched.add(e.deviceId);
+    this.onApplied?.(e, state, source);
     const diff = section === undefined ? {} : diffMergePatch(before, sectionView(state, section, scope));
     this.changes.push({
       key: e.deviceId,
@@ -258,7 +283,7 @@ export class PartitionTask {
         desiredVersion: sectionVersion(state, 'desired'),
         reportedVersion: sectionVersion(state, 'reported'),
         ...(e.corr === undefined ? {} : { corr: e.corr }),
-        source,
+        source: { topic: source.topic, partition: source.partition, offset: source.offset },
       }),
     });
   }
@@ -342,7 +367,7 @@ export class PartitionTask {
       const e = safeDecodeEvent(r.value!);
       if (!e.ok) continue; // decoded fine when parked
       const state = this.devices.get(e.value.deviceId)?.state;
-      const source = { topic: TOPICS.device, partition: r.partition, offset: r.offset };
+      const source = { topic: TOPICS.device, partition: r.partition, offset: r.offset, timestamp: r.timestamp };
       if (state !== undefined && twinExists(state)) this.applyAndRecord(state, e.value, source);
       else if (backendCaughtUp) this.reject(e.value, 'DEVICE_NOT_FOUND', `device ${e.value.deviceId} does not exist`, source);
       else this.parked.push(r);
@@ -392,7 +417,8 @@ export class PartitionTask {
   private flush(): TaskOutput {
     const positions = this.committedPositions();
     const snapshots: AppendRecord[] = [];
-    for (const deviceId of this.touched) {
+    // a rebuild writes its snapshots once, at the end (see `replay`)
+    if (!this.rebuild) for (const deviceId of this.touched) {
       const entry = this.devices.get(deviceId)!;
       entry.offsets = positions;
       snapshots.push({

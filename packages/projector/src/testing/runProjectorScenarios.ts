@@ -4,8 +4,9 @@
  * returns a fresh log on fresh topics.
  */
 import { decodeOutputRecord, encodeEvent } from '@twinlog/codec';
-import { computeEtag, fromStateDoc, type Log } from '@twinlog/core';
+import { canonicalJson, computeEtag, fromStateDoc, renderTwin, twinExists, type Log } from '@twinlog/core';
 import { afterEach, describe, expect, it } from 'vitest';
+import { history, replay } from '../replay.ts';
 import { startProjector, type Projector } from '../startProjector.ts';
 import { createTestProducer, latestSnapshots, cleanReplay, readAll, waitFor } from './pipelineHarness.ts';
 import { ensureTwinTopics, TOPICS } from '../topics.ts';
@@ -123,6 +124,37 @@ export function runProjectorScenarios(name: string, setup: () => Promise<{ log: 
       const replay = await cleanReplay(log);
       for (const [id, twin] of replay) expect(snapshots.get(id), id).toBe(twin);
       expect(await count(log, TOPICS.changes)).toBe(20 * 7);
+    });
+
+    it('replays to the live snapshots, travels back in time, and gives each device its audit trail', async () => {
+      const { log, start } = await fresh();
+      const producer = createTestProducer(log);
+      await start();
+      await producer.send([producer.event('t1', 'create'), producer.event('t2', 'create'), producer.event('t1', 'desired', { fw: '1.0' })]);
+      await waitFor(async () => (await count(log, TOPICS.changes)) === 3);
+      await new Promise((r) => setTimeout(r, 20));
+      const between = Date.now();
+      await new Promise((r) => setTimeout(r, 20));
+      await producer.send([producer.event('t1', 'desired', { fw: '2.0' }), producer.event('t1', 'reported', { fw: '2.0' }), producer.event('t2', 'tags', { site: 'A' })]);
+      await waitFor(async () => (await count(log, TOPICS.changes)) === 6);
+
+      const live = await latestSnapshots(log);
+      const full = await replay({ log });
+      expect(full.counts.applied).toBe(6);
+      for (const [id, state] of full.states) expect(twinExists(state) ? canonicalJson(renderTwin(state)) : null, id).toBe(live.get(id));
+
+      const past = await replay({ log, until: between });
+      expect(renderTwin(past.states.get('t1')!).properties.desired['fw']).toBe('1.0');
+      expect(renderTwin(past.states.get('t2')!).tags).toEqual({});
+
+      const trail = await history({ log, deviceId: 't1' });
+      expect(trail.map((e) => [e.section, e.actor, e.versions.version])).toEqual([
+        ['create', 'test-writer', 2],
+        ['desired', 'test-writer', 3],
+        ['desired', 'test-writer', 4],
+        ['reported', 'test-writer', 5],
+      ]);
+      expect(trail[2]!.patch).toEqual({ fw: '2.0' });
     });
   });
 }

@@ -1,0 +1,211 @@
+/**
+ * Replay, time travel and audit as library functions (ARCHITECTURE.md: "replay, time travel and
+ * audit come for free from the log"). They fold the input topics from offset 0 with the projector's
+ * own rules ({@link PartitionTask} in rebuild mode: same validation, same unknown-device rule,
+ * commands not decided again because their facts and rejections are in the log), reading both
+ * inputs of a partition merged by append time.
+ */
+import { encodeOutputRecord } from '@twinlog/codec';
+import {
+  createHybridClock,
+  isoOf,
+  partitionFor,
+  sectionVersion,
+  toStateDoc,
+  twinExists,
+  twinVersion,
+  type AppendRecord,
+  type EventKind,
+  type Log,
+  type LogRecord,
+  type Patch,
+  type TwinEvent,
+  type TwinLimits,
+  type TwinState,
+} from '@twinlog/core';
+import { PartitionTask, type BatchStats } from './partitionTask.ts';
+import { CHECKPOINT_KEY, TOPICS, type InputTopic } from './topics.ts';
+
+export interface ReplayOptions {
+  /** The log to read `twin.backend` and `twin.device` from. */
+  readonly log: Log;
+  /** Time travel: fold only records appended at or before this time (ms since the epoch). */
+  readonly until?: number;
+  /** Only this device (reads only its partition). */
+  readonly deviceId?: string;
+  /** Write the rebuilt snapshots (and a checkpoint per partition) to this log's `twin.snapshots`. */
+  readonly into?: Log;
+  readonly limits?: Partial<TwinLimits>;
+  /** Progress after each chunk: records read so far and the total to read. */
+  readonly onProgress?: (progress: { readonly read: number; readonly total: number }) => void;
+  /** Called for every applied event with the state right after it. */
+  readonly onApplied?: (event: TwinEvent, state: TwinState, source: { topic: string; partition: number; offset: number; timestamp: number }) => void;
+}
+
+export interface PartitionRange {
+  readonly partition: number;
+  /** First and last offsets read per input topic (`null` when nothing was read). */
+  readonly backend: { readonly first: number | null; readonly last: number | null };
+  readonly device: { readonly first: number | null; readonly last: number | null };
+}
+
+export interface ReplayResult {
+  /** The rebuilt states, by device id (twins that exist and deleted ones). */
+  readonly states: Map<string, TwinState>;
+  readonly counts: BatchStats & { readonly records: number; readonly devices: number };
+  readonly partitions: readonly PartitionRange[];
+}
+
+/** Both inputs of one partition, merged by append time (back-end first on ties). */
+async function* mergedInputs(log: Log, partition: number, ends: { backend: number; device: number }): AsyncGenerator<[InputTopic, LogRecord]> {
+  const iterators = {
+    backend: log.read(TOPICS.backend, partition, { from: 0, to: ends.backend })[Symbol.asyncIterator](),
+    device: log.read(TOPICS.device, partition, { from: 0, to: ends.device })[Symbol.asyncIterator](),
+  };
+  const buffers: Record<InputTopic, LogRecord[]> = { backend: [], device: [] };
+  const done: Record<InputTopic, boolean> = { backend: ends.backend === 0, device: ends.device === 0 };
+  const fill = async (t: InputTopic): Promise<void> => {
+    while (!done[t] && buffers[t].length === 0) {
+      const next = await iterators[t].next();
+      if (next.done) done[t] = true;
+      else buffers[t] = [...next.value];
+    }
+  };
+  for (;;) {
+    await fill('backend');
+    await fill('device');
+    const b = buffers.backend[0];
+    const d = buffers.device[0];
+    if (b === undefined && d === undefined) return;
+    if (d === undefined || (b !== undefined && b.timestamp <= d.timestamp)) yield ['backend', buffers.backend.shift()!];
+    else yield ['device', buffers.device.shift()!];
+  }
+}
+
+/**
+ * Rebuild every twin from offset 0 (or as of `until`) into a fresh set of states, optionally
+ * written to another log's `twin.snapshots`. Run to the end, the result equals the live
+ * projector's snapshots. Returns counts and the first/last offsets read, so a caller can resume.
+ *
+ * @example
+ * const { states, counts } = await replay({ log, until: Date.parse('2026-11-01T00:00:00Z') })
+ */
+export async function replay({ log, until, deviceId, into, limits, onProgress, onApplied }: ReplayOptions): Promise<ReplayResult> {
+  const [backendEnds, deviceEnds] = await Promise.all([log.endOffsets(TOPICS.backend), log.endOffsets(TOPICS.device)]);
+  const partitions =
+    deviceId === undefined ? backendEnds.map((_, p) => p) : [partitionFor(deviceId, backendEnds.length)];
+  const total = partitions.reduce((n, p) => n + (backendEnds[p] ?? 0) + (deviceEnds[p] ?? 0), 0);
+  const states = new Map<string, TwinState>();
+  const stats: BatchStats = { applied: 0, duplicates: 0, skipped: 0, rejected: 0, deadLettered: 0, commands: 0, parked: 0 };
+  const ranges: PartitionRange[] = [];
+  let read = 0;
+  const clock = createHybridClock({ physicalNow: () => 0 });
+  for (const partition of partitions) {
+    const task = new PartitionTask({
+      partition,
+      clock,
+      rebuild: true,
+      ...(limits === undefined ? {} : { limits }),
+      ...(onApplied === undefined ? {} : { onApplied }),
+    });
+    const range = { backend: { first: null as number | null, last: null as number | null }, device: { first: null as number | null, last: null as number | null } };
+    let run: LogRecord[] = [];
+    let runTopic: InputTopic = 'backend';
+    const feed = (): void => {
+      if (run.length === 0) return;
+      const out = task.process(runTopic, run, false);
+      for (const k of Object.keys(stats) as (keyof BatchStats)[]) stats[k] += out.stats[k];
+      run = [];
+    };
+    for await (const [topic, record] of mergedInputs(log, partition, { backend: backendEnds[partition] ?? 0, device: deviceEnds[partition] ?? 0 })) {
+      read++;
+      if (until !== undefined && record.timestamp > until) continue;
+      if (deviceId !== undefined && record.key !== deviceId) continue;
+      range[topic].first ??= record.offset;
+      range[topic].last = record.offset;
+      if (topic !== runTopic) {
+        feed();
+        runTopic = topic;
+      }
+      run.push(record);
+      if (run.length >= 1000) {
+        feed();
+        onProgress?.({ read, total });
+      }
+    }
+    feed();
+    const settled = task.settle(true);
+    if (settled !== undefined) for (const k of Object.keys(stats) as (keyof BatchStats)[]) stats[k] += settled.stats[k];
+    onProgress?.({ read, total });
+    for (const [id, state] of task.states()) if (deviceId === undefined || id === deviceId) states.set(id, state);
+    ranges.push({ partition, ...range });
+    if (into !== undefined) {
+      const records: AppendRecord[] = [];
+      for (const [id, state] of task.states()) {
+        const offsets = { backend: (range.backend.last ?? -1) + 1, device: (range.device.last ?? -1) + 1 };
+        records.push({
+          key: id,
+          partition,
+          value: encodeOutputRecord({ kind: 'snapshot', v: 1, deviceId: id, state: toStateDoc(state), exists: twinExists(state), version: twinVersion(state), offsets }),
+        });
+      }
+      records.push({
+        key: CHECKPOINT_KEY,
+        partition,
+        value: encodeOutputRecord({ kind: 'checkpoint', v: 1, partition, offsets: { backend: backendEnds[partition] ?? 0, device: deviceEnds[partition] ?? 0 } }),
+      });
+      for (let i = 0; i < records.length; i += 1000) await into.append(TOPICS.snapshots, records.slice(i, i + 1000));
+    }
+  }
+  return { states, counts: { ...stats, records: read, devices: states.size }, partitions: ranges };
+}
+
+/** One entry of a device's audit trail. */
+export interface HistoryEntry {
+  /** When the event was stamped (its HLC wall, ISO-8601) and its full stamp. */
+  readonly time: string;
+  readonly stamp: { readonly wall: number; readonly counter: number };
+  readonly id: { readonly writer: string; readonly seq: number };
+  readonly actor: string;
+  readonly section: EventKind;
+  readonly op: 'merge' | 'replace';
+  readonly patch: Patch;
+  /** Versions right after the event. */
+  readonly versions: { readonly version: number; readonly tags: number; readonly desired: number; readonly reported: number };
+  readonly source: { readonly topic: string; readonly partition: number; readonly offset: number; readonly appendTime: number };
+}
+
+/**
+ * "Who changed what, when": every event applied to a device's twin, in the order the projector
+ * folded it, with actor, stamp, section, patch and the resulting versions.
+ *
+ * @example
+ * for (const e of await history({ log, deviceId: 'thermo-1' })) console.log(e.time, e.actor, e.section, e.patch)
+ */
+export async function history({ log, deviceId, until }: { log: Log; deviceId: string; until?: number }): Promise<HistoryEntry[]> {
+  const entries: HistoryEntry[] = [];
+  await replay({
+    log,
+    deviceId,
+    ...(until === undefined ? {} : { until }),
+    onApplied: (e, state, source) => {
+      entries.push({
+        time: isoOf(e.stamp.wall),
+        stamp: e.stamp,
+        id: e.id,
+        actor: e.actor,
+        section: e.section,
+        op: e.op,
+        patch: e.patch,
+        versions: {
+          version: twinVersion(state),
+          tags: sectionVersion(state, 'tags'),
+          desired: sectionVersion(state, 'desired'),
+          reported: sectionVersion(state, 'reported'),
+        },
+        source: { topic: source.topic, partition: source.partition, offset: source.offset, appendTime: source.timestamp },
+      });
+    },
+  });
+  return entries;
+}
