@@ -220,7 +220,9 @@ export function assertSectionFits(
  * apply(r.value)
  */
 export function validatePatch(section: Section, patch: unknown, limits: Partial<TwinLimits> = {}): Result<Patch> {
-  const error = findError(section, patch, resolveLimits(limits));
+  const resolved = resolveLimits(limits);
+  if (fastValid(section, patch, resolved)) return { ok: true, value: patch as Patch };
+  const error = findError(section, patch, resolved);
   return error === undefined ? { ok: true, value: patch as Patch } : { ok: false, error };
 }
 
@@ -241,7 +243,9 @@ export function assertValidPatch(
   patch: unknown,
   limits: Partial<TwinLimits> = {},
 ): asserts patch is Patch {
-  const error = findError(section, patch, resolveLimits(limits));
+  const resolved = resolveLimits(limits);
+  if (fastValid(section, patch, resolved)) return;
+  const error = findError(section, patch, resolved);
   if (error !== undefined) throw error;
 }
 
@@ -320,6 +324,76 @@ function checkKey(key: string, path: readonly string[], limits: TwinLimits): Twi
     });
   }
   return bytes;
+}
+
+/**
+ * The fast path: a recursive walk that accepts only what is plainly valid (ASCII keys, no nulls in
+ * arrays, …) and computes the patch's size on the way. Anything it is unsure of (an error, or a
+ * non-ASCII key) returns false, and the explaining walk ({@link findError}) decides. It never
+ * recurses past the depth limit, so hostile depth cannot overflow the stack.
+ */
+const FAST_PATH_MAX_DEPTH = 64;
+
+function fastValid(section: Section, patch: unknown, limits: TwinLimits): boolean {
+  if (typeof patch !== 'object' || patch === null || Array.isArray(patch) || !isPlain(patch)) return false;
+  if (limits.maxDepth > FAST_PATH_MAX_DEPTH) return false; // recursion is bounded by the depth limit
+  const size = fastSize(patch as Record<string, unknown>, 0, false, limits);
+  return size >= 0 && size <= sectionLimit(section, limits);
+}
+
+function fastSize(node: Record<string, unknown>, depth: number, inArray: boolean, limits: TwinLimits): number {
+  let size = 0;
+  const keys = Object.keys(node);
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
+    const n = key.length;
+    if (n === 0 || n > limits.maxKeyBytes || RESERVED_KEYS.has(key)) return -1;
+    for (let j = 0; j < n; j++) {
+      const c = key.charCodeAt(j);
+      if (c <= 0x20 || c === 0x24 || c === 0x2e || c >= 0x7f) return -1;
+    }
+    const value = node[key];
+    if (value === null) {
+      if (inArray) return -1;
+      continue;
+    }
+    const v = fastValue(value, depth, inArray, limits);
+    if (v < 0) return -1;
+    size += n + v;
+  }
+  return size;
+}
+
+/** Size of one value (not counting its key), or -1 when the fast path declines. */
+function fastValue(value: unknown, depth: number, inArray: boolean, limits: TwinLimits): number {
+  switch (typeof value) {
+    case 'string':
+      if (value.length * 3 > limits.maxStringBytes && utf8ByteLength(value) > limits.maxStringBytes) return -1;
+      return twinByteLength(value);
+    case 'number':
+      if (!Number.isFinite(value)) return -1;
+      if (Number.isInteger(value) && (value < limits.minInteger || value > limits.maxInteger)) return -1;
+      return 8;
+    case 'boolean':
+      return 4;
+    case 'object': {
+      if (value === null || depth + 1 > limits.maxDepth) return -1;
+      if (Array.isArray(value)) {
+        let size = 0;
+        for (let i = 0; i < value.length; i++) {
+          if (!(i in value) || value[i] === null) return -1;
+          const v = fastValue(value[i], depth + 1, true, limits);
+          if (v < 0) return -1;
+          size += v;
+        }
+        return size;
+      }
+      if (!isPlain(value)) return -1;
+      return fastSize(value as Record<string, unknown>, depth + 1, inArray, limits);
+    }
+    default:
+      return -1;
+  }
 }
 
 /** One open container of the depth-first walk. */

@@ -445,3 +445,25 @@ describe('validatePatch: properties', () => {
     );
   });
 });
+
+describe('validatePatch: fast path and explaining walk agree', () => {
+  it('gives the same verdict with the fast path on (depth limit 10) and off (depth limit 65) for shallow inputs', () => {
+    const key = fc.oneof(fc.constantFrom('a', 'b', 'x y', '$v', 'a.b', 'é', '__proto__', ''), fc.string({ maxLength: 4 }));
+    const leaf = fc.oneof(fc.constant(null), fc.integer(), fc.double(), fc.boolean(), fc.string({ maxLength: 5 }), fc.constant(2 ** 53));
+    const value = fc.letrec((tie) => ({
+      node: fc.oneof({ depthSize: 'small', withCrossShrink: true }, leaf, fc.array(tie('node'), { maxLength: 3 }), fc.dictionary(key, tie('node'), { maxKeys: 3 })),
+    })).node;
+    fc.assert(
+      fc.property(fc.dictionary(key, value, { maxKeys: 4 }), (patch) => {
+        const depth = (v: unknown): number =>
+          typeof v === 'object' && v !== null ? 1 + Math.max(0, ...Object.values(v as object).map(depth)) : 0;
+        fc.pre(depth(patch) <= 9);
+        const fast = validatePatch('desired', patch);
+        const slow = validatePatch('desired', patch, { maxDepth: 65 });
+        expect(fast.ok).toBe(slow.ok);
+        if (!fast.ok && !slow.ok) expect(fast.error.code).toBe(slow.error.code);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
