@@ -80,9 +80,14 @@ export async function startProjector({
     onBatch?.(task.partition, out.stats);
   };
 
+  /** Whether `twin.backend` of the task's partition is consumed to its end (false when unknown). */
   const backendCaughtUp = async (task: PartitionTask): Promise<boolean> => {
-    const end = (await log.endOffsets(TOPICS.backend))[task.partition] ?? 0;
-    return task.resumeOffsets.backend >= end;
+    try {
+      const end = (await log.endOffsets(TOPICS.backend))[task.partition] ?? 0;
+      return task.resumeOffsets.backend >= end;
+    } catch {
+      return false; // a transient metadata error: parked records wait for the next check
+    }
   };
 
   const crash = (e: unknown): void => {
