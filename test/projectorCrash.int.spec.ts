@@ -79,11 +79,16 @@ async function kill(child: ChildProcess, signal: NodeJS.Signals): Promise<void> 
 }
 
 async function caughtUp(log: Log, group: string): Promise<boolean> {
-  for (const topic of [TOPICS.backend, TOPICS.device]) {
-    const [ends, committed] = await Promise.all([log.endOffsets(topic), log.committedOffsets(group, topic)]);
-    if (ends.some((end, p) => (committed[p] ?? 0) < end)) return false;
+  try {
+    for (const topic of [TOPICS.backend, TOPICS.device]) {
+      const [ends, committed] = await Promise.all([log.endOffsets(topic), log.committedOffsets(group, topic)]);
+      if (ends.some((end, p) => (committed[p] ?? 0) < end)) return false;
+    }
+    return true;
+  } catch (e) {
+    console.log(`caught-up check failed, retrying: ${String(e)}`); // e.g. the group coordinator moving during a rebalance
+    return false;
   }
-  return true;
 }
 
 async function verify(log: Log): Promise<void> {
