@@ -147,6 +147,17 @@ export function runProjectorScenarios(name: string, setup: () => Promise<{ log: 
       expect(renderTwin(past.states.get('t1')!).properties.desired['fw']).toBe('1.0');
       expect(renderTwin(past.states.get('t2')!).tags).toEqual({});
 
+      // rebuild into a fresh store: its snapshots equal the live ones
+      const { log: fresh2, cleanup } = await setup();
+      cleanups.push(async () => {
+        await fresh2.close();
+        await cleanup?.();
+      });
+      await ensureTwinTopics(fresh2, 2);
+      const rebuilt = await replay({ log, into: fresh2 });
+      expect(rebuilt.partitions.map((p) => p.partition)).toEqual([0, 1]);
+      expect(await latestSnapshots(fresh2)).toEqual(live);
+
       const trail = await history({ log, deviceId: 't1' });
       expect(trail.map((e) => [e.section, e.actor, e.versions.version])).toEqual([
         ['create', 'test-writer', 2],
