@@ -11,6 +11,16 @@ export default defineConfig({
           include: ['packages/*/src/**/*.unit.spec.ts', 'test/**/*.unit.spec.ts'],
         },
       },
+      {
+        test: {
+          name: 'int',
+          include: ['packages/*/src/**/*.int.spec.ts', 'test/**/*.int.spec.ts'],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+          // One Kafka broker for the run: KAFKA_BROKERS, testcontainers or docker/kafka-local.sh.
+          globalSetup: ['test/kafkaGlobalSetup.ts'],
+        },
+      },
     ],
   },
 });
