@@ -19,6 +19,7 @@ import {
   createHybridClock,
   diffMergePatch,
   ENVELOPE_VERSION,
+  dotKey,
   fromStateDoc,
   isPlainObject,
   isValidHlc,
@@ -38,7 +39,6 @@ import {
   type TwinEvent,
   type TwinLimits,
   type TwinlogErrorCode,
-  type TwinStateDoc,
 } from '@twinlog/core';
 import { TOPICS } from '@twinlog/projector';
 import { DecisionWatcher, type Verdict } from './internal/decisionWatcher.ts';
@@ -546,8 +546,8 @@ export function createTwinClient({
         if (r.key !== deviceId || r.value === null) continue;
         try {
           const snap = decodeOutputRecord(r.value, 'snapshot');
-          const found = snap.state.decided.find(([w, s]) => w === id.writer && s === id.seq);
-          if (found !== undefined && found[2].accepted) etag = found[2].etag;
+          const found = fromStateDoc(snap.state).decided.get(dotKey(id));
+          if (found !== undefined && found.accepted) etag = found.etag;
         } catch {
           // best effort: the decision itself is already known
         }
@@ -585,11 +585,9 @@ export function createTwinClient({
     if (snap === undefined || !snap.exists) {
       throw new TwinlogError('DEVICE_NOT_FOUND', `device ${deviceId} does not exist`, { details: { deviceId } });
     }
-    observeState(snap.state);
-    return renderTwin(fromStateDoc(snap.state));
-  };
-  const observeState = (state: TwinStateDoc): void => {
-    if (state.maxStamp !== null) observe(state.maxStamp[0], state.maxStamp[1]);
+    const state = fromStateDoc(snap.state);
+    if (state.maxStamp.wall >= 0) observe(state.maxStamp.wall, state.maxStamp.counter);
+    return renderTwin(state);
   };
 
   const update = (async (deviceId: string, section: Section, recipe: UpdateRecipe, options: UpdateOptions = {}) => {

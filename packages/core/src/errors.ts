@@ -40,6 +40,18 @@ export const ERROR_CODES = {
   DEVICE_ALREADY_EXISTS: { status: 409, code: 409001, name: 'DeviceAlreadyExists' },
   /** A writer waited for a command's decision (on `twin.changes` / `twin.rejections`) and gave up. */
   DECISION_TIMEOUT: { status: 504, code: 504101, name: 'GatewayTimeout' },
+  // fleet queries (packages/query; iot-hub-twin.md §8). The reference records only "400" and the text
+  // "The query is invalid…" for a bad query (§8.1, §8.3), so the 400 code of §4.3 stands in.
+  /** The query text does not parse, or parses but means nothing (unknown function, bad GROUP BY …). */
+  QUERY_SYNTAX: ARGUMENT_INVALID,
+  /** A well-formed request twinlog (or IoT Hub) refuses: ORDER BY, JOIN, GROUP BY on modules … (§8.1, §8.2). */
+  QUERY_UNSUPPORTED: ARGUMENT_INVALID,
+  /** Longer than 8192 characters; a real hub answered `PreconditionFailed` (§3.3). */
+  QUERY_TOO_LONG: { status: 412, code: 412001, name: 'PreconditionFailed' },
+  /** A continuation token that this query service did not issue (§5.5). */
+  QUERY_CONTINUATION_INVALID: ARGUMENT_INVALID,
+  /** A page size that is not a positive integer (§5.5). */
+  QUERY_PAGE_SIZE_INVALID: ARGUMENT_INVALID,
   // codec (hostile bytes)
   CODEC_BAD_DATA: undefined,
   CODEC_TRUNCATED: undefined,

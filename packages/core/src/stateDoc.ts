@@ -1,15 +1,25 @@
 /**
  * The persistent form of a twin's CRDT state: plain arrays and objects that the codec turns into
- * msgpack. Canonical: G1 runs first and every set is sorted, so two states holding the same event
- * set give deep-equal documents (and, with the codec's sorted keys, identical bytes).
+ * msgpack. Canonical: G1 runs first, every table is sorted and every set is sorted, so two states
+ * holding the same event set give deep-equal documents (and, with the codec's sorted keys,
+ * identical bytes).
  *
- * Layout (stamps are `[wall, counter, writer, seq, op]`, `null` for "none"):
+ * Compact: an event's stamp is written once, in `stamps`, and referenced everywhere else by a
+ * small integer `ref = index * 2 + op`; writer ids and actors are interned. A register costs a few
+ * bytes plus its value, whatever the writer id's length.
+ *
+ * Layout (v2):
  * ```
- * { deviceId, generation, created, maxStamp, gcHorizon,
- *   dots: Stamp[]                         -- ascending
- *   decided: [writer, seq, Decision][]    -- ascending by dot
- *   sections: { tags | desired | reported: { collected, top, liveDots: Stamp[], root: Node } } }
- * Node = { r?: [stamp, kind, actor, value | null, frozenRank | null], c?: stamp, k?: { key: Node } }
+ * { v: 2, deviceId,
+ *   writers: string[]                       -- sorted
+ *   actors: string[]                        -- sorted
+ *   stamps: [wall, counter, writer#, seq][] -- ascending stamp order, unique
+ *   generation, created, maxStamp: ref | null
+ *   gcHorizon: [wall, counter, writer, seq, op] | null   -- need not be an event's stamp
+ *   dots: ref[]                             -- every folded event, ascending
+ *   decided: [ref, Decision][]              -- ascending
+ *   sections: { tags | desired | reported: { collected, top: ref | null, liveDots: ref[], root: Node } } }
+ * Node = { r?: [ref, kind, actor#, value | null, frozenRank | null], c?: ref, k?: { key: Node } }
  * ```
  */
 import { TwinlogError } from './errors.ts';
@@ -29,52 +39,108 @@ import {
   type TwinState,
 } from './twinState.ts';
 
-export type StampDoc = [number, number, string, number, 0 | 1];
+export const STATE_DOC_VERSION = 2;
+
 export interface NodeDoc {
-  r?: [StampDoc, RegKind, string, Json | null, number | null];
-  c?: StampDoc;
+  r?: [number, RegKind, number, Json | null, number | null];
+  c?: number;
   k?: Record<string, NodeDoc>;
 }
 export interface SectionDoc {
   collected: number;
-  top: StampDoc | null;
-  liveDots: StampDoc[];
+  top: number | null;
+  liveDots: number[];
   root: NodeDoc;
 }
 export type DecisionDoc =
-  | { accepted: true; etag: string; stamp: StampDoc }
-  | { accepted: false; code: string; message: string; etag: string | null; stamp: StampDoc };
+  | { accepted: true; etag: string }
+  | { accepted: false; code: string; message: string; etag: string | null };
 export interface TwinStateDoc {
+  v: number;
   deviceId: string;
-  generation: StampDoc | null;
-  created: StampDoc | null;
-  maxStamp: StampDoc | null;
-  gcHorizon: StampDoc | null;
-  dots: StampDoc[];
-  decided: [string, number, DecisionDoc][];
+  writers: string[];
+  actors: string[];
+  stamps: [number, number, number, number][];
+  generation: number | null;
+  created: number | null;
+  maxStamp: number | null;
+  gcHorizon: [number, number, string, number, 0 | 1] | null;
+  dots: number[];
+  decided: [number, DecisionDoc][];
   sections: { tags: SectionDoc; desired: SectionDoc; reported: SectionDoc };
 }
 
-const toStamp = (s: Stamp): StampDoc => [s.wall, s.counter, s.writer, s.seq, s.op];
-const toOptStamp = (s: Stamp | undefined): StampDoc | null =>
-  s === undefined || compareStamps(s, MIN_STAMP) === 0 ? null : toStamp(s);
+const SECTIONS = ['tags', 'desired', 'reported'] as const;
+const sameEvent = (a: Stamp, b: Stamp): boolean =>
+  a.wall === b.wall && a.counter === b.counter && a.writer === b.writer && a.seq === b.seq;
 
-function nodeDoc(node: TrieNode): NodeDoc {
+/** Collects every stamp and actor of a state, then assigns canonical references. */
+class Tables {
+  private readonly all: Stamp[] = [];
+  private readonly actorSet = new Set<string>();
+  stamps: Stamp[] = [];
+  writers: string[] = [];
+  actors: string[] = [];
+  private index = new Map<string, Map<number, Map<number, Map<number, number>>>>();
+  private actorIndex = new Map<string, number>();
+
+  addStamp(s: Stamp | undefined): void {
+    if (s !== undefined && compareStamps(s, MIN_STAMP) !== 0) this.all.push(s);
+  }
+  addActor(a: string): void {
+    this.actorSet.add(a);
+  }
+  seal(): void {
+    const sorted = this.all.sort(compareStamps);
+    for (const s of sorted) {
+      const last = this.stamps[this.stamps.length - 1];
+      if (last === undefined || !sameEvent(last, s)) this.stamps.push(s);
+    }
+    this.writers = [...new Set(this.stamps.map((s) => s.writer))].sort();
+    this.actors = [...this.actorSet].sort();
+    this.actors.forEach((a, i) => this.actorIndex.set(a, i));
+    this.stamps.forEach((s, i) => {
+      let byWall = this.index.get(s.writer);
+      if (byWall === undefined) this.index.set(s.writer, (byWall = new Map()));
+      let byCounter = byWall.get(s.wall);
+      if (byCounter === undefined) byWall.set(s.wall, (byCounter = new Map()));
+      let bySeq = byCounter.get(s.counter);
+      if (bySeq === undefined) byCounter.set(s.counter, (bySeq = new Map()));
+      bySeq.set(s.seq, i);
+    });
+  }
+  ref(s: Stamp): number {
+    return this.index.get(s.writer)!.get(s.wall)!.get(s.counter)!.get(s.seq)! * 2 + s.op;
+  }
+  optRef(s: Stamp | undefined): number | null {
+    return s === undefined || compareStamps(s, MIN_STAMP) === 0 ? null : this.ref(s);
+  }
+  actor(a: string): number {
+    return this.actorIndex.get(a)!;
+  }
+}
+
+function collectNode(node: TrieNode, t: Tables): void {
+  if (node.stamp !== undefined) {
+    t.addStamp(node.stamp);
+    t.addActor(node.actor);
+  }
+  t.addStamp(node.clr);
+  if (node.kids !== undefined) for (const kid of node.kids.values()) collectNode(kid, t);
+}
+
+function nodeDoc(node: TrieNode, t: Tables): NodeDoc {
   const out: NodeDoc = {};
   if (node.stamp !== undefined) {
-    out.r = [toStamp(node.stamp), node.kind, node.actor, node.kind === VAL ? (node.value as Json) : null, node.frozenRank ?? null];
+    out.r = [t.ref(node.stamp), node.kind, t.actor(node.actor), node.kind === VAL ? (node.value as Json) : null, node.frozenRank ?? null];
   }
-  if (node.clr !== undefined) out.c = toStamp(node.clr);
+  if (node.clr !== undefined) out.c = t.ref(node.clr);
   if (node.kids !== undefined) {
     const k: Record<string, NodeDoc> = {};
-    for (const key of [...node.kids.keys()].sort()) k[key] = nodeDoc(node.kids.get(key)!);
+    for (const key of [...node.kids.keys()].sort()) k[key] = nodeDoc(node.kids.get(key)!, t);
     out.k = k;
   }
   return out;
-}
-
-function sectionDoc(st: SectionState): SectionDoc {
-  return { collected: st.collected, top: toOptStamp(st.top), liveDots: st.liveDots.map(toStamp), root: nodeDoc(st.root) };
 }
 
 /**
@@ -83,23 +149,44 @@ function sectionDoc(st: SectionState): SectionDoc {
  */
 export function toStateDoc(state: TwinState): TwinStateDoc {
   collectGarbage(state);
-  const dots = [...allDots(state)].sort(compareStamps).map(toStamp);
-  const decided: [string, number, DecisionDoc][] = [];
-  for (const [, d] of state.decided) {
-    const doc: DecisionDoc = d.accepted
-      ? { accepted: true, etag: d.etag, stamp: toStamp(d.stamp) }
-      : { accepted: false, code: d.code, message: d.message, etag: d.etag ?? null, stamp: toStamp(d.stamp) };
-    decided.push([d.stamp.writer, d.stamp.seq, doc]);
+  const t = new Tables();
+  const dots = [...allDots(state)];
+  for (const s of dots) t.addStamp(s);
+  for (const d of state.decided.values()) t.addStamp(d.stamp);
+  for (const s of [state.generation, state.created, state.maxStamp]) t.addStamp(s);
+  for (const section of SECTIONS) {
+    const st = state.sections[section];
+    t.addStamp(st.top);
+    for (const s of st.liveDots) t.addStamp(s);
+    collectNode(st.root, t);
   }
-  decided.sort((a, b) => (a[0] === b[0] ? a[1] - b[1] : a[0] < b[0] ? -1 : 1));
+  t.seal();
+  const sectionDoc = (st: SectionState): SectionDoc => ({
+    collected: st.collected,
+    top: t.optRef(st.top),
+    liveDots: st.liveDots.map((s) => t.ref(s)),
+    root: nodeDoc(st.root, t),
+  });
+  const h = state.gcHorizon;
   return {
+    v: STATE_DOC_VERSION,
     deviceId: state.deviceId,
-    generation: toOptStamp(state.generation),
-    created: toOptStamp(state.created),
-    maxStamp: toOptStamp(state.maxStamp),
-    gcHorizon: toOptStamp(state.gcHorizon),
-    dots,
-    decided,
+    writers: t.writers,
+    actors: t.actors,
+    stamps: t.stamps.map((s) => [s.wall, s.counter, t.writers.indexOf(s.writer), s.seq]),
+    generation: t.optRef(state.generation),
+    created: t.optRef(state.created),
+    maxStamp: t.optRef(state.maxStamp),
+    gcHorizon: compareStamps(h, MIN_STAMP) === 0 ? null : [h.wall, h.counter, h.writer, h.seq, h.op],
+    dots: dots.map((s) => t.ref(s)).sort((a, b) => a - b),
+    decided: [...state.decided.values()]
+      .map((d): [number, DecisionDoc] => [
+        t.ref(d.stamp),
+        d.accepted
+          ? { accepted: true, etag: d.etag }
+          : { accepted: false, code: d.code, message: d.message, etag: d.etag ?? null },
+      ])
+      .sort((a, b) => a[0] - b[0]),
     sections: {
       tags: sectionDoc(state.sections.tags),
       desired: sectionDoc(state.sections.desired),
@@ -112,83 +199,119 @@ function bad(what: string): never {
   throw new TwinlogError('CODEC_BAD_DATA', `invalid twin state document: ${what}`);
 }
 
-function fromStamp(d: unknown): Stamp {
-  if (
-    !Array.isArray(d) || d.length !== 5 ||
-    !Number.isSafeInteger(d[0]) || !Number.isSafeInteger(d[1]) || typeof d[2] !== 'string' ||
-    !Number.isSafeInteger(d[3]) || (d[4] !== 0 && d[4] !== 1)
-  ) {
-    bad('stamp');
-  }
-  return { wall: d[0] as number, counter: d[1] as number, writer: d[2] as string, seq: d[3] as number, op: d[4] as 0 | 1 };
-}
-const fromOptStamp = (d: unknown): Stamp => (d === null ? MIN_STAMP : fromStamp(d));
+const isIndex = (v: unknown, length: number): v is number => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) < length;
 
-function fromNode(d: unknown, depth: number): TrieNode {
+/** Decodes references against the document's tables, checking every index. */
+function readTables(doc: Record<string, unknown>): { stamp: (ref: unknown) => Stamp; actor: (i: unknown) => string } {
+  const writers = doc['writers'];
+  const actors = doc['actors'];
+  const rows = doc['stamps'];
+  if (!Array.isArray(writers) || !writers.every((w) => typeof w === 'string')) bad('writers');
+  if (!Array.isArray(actors) || !actors.every((a) => typeof a === 'string')) bad('actors');
+  if (!Array.isArray(rows)) bad('stamps');
+  const events = (rows as unknown[]).map((row) => {
+    if (
+      !Array.isArray(row) || row.length !== 4 || !Number.isSafeInteger(row[0]) || !Number.isSafeInteger(row[1]) ||
+      !isIndex(row[2], writers.length) || !Number.isSafeInteger(row[3])
+    ) {
+      bad('stamp row');
+    }
+    return { wall: row[0] as number, counter: row[1] as number, writer: writers[row[2] as number] as string, seq: row[3] as number };
+  });
+  const cache = new Map<number, Stamp>();
+  return {
+    stamp(ref) {
+      if (!Number.isSafeInteger(ref) || (ref as number) < 0) bad('stamp reference');
+      let s = cache.get(ref as number);
+      if (s === undefined) {
+        const e = events[Math.floor((ref as number) / 2)];
+        if (e === undefined) bad('stamp reference');
+        s = { ...e, op: ((ref as number) % 2) as 0 | 1 };
+        cache.set(ref as number, s);
+      }
+      return s;
+    },
+    actor(i) {
+      if (!isIndex(i, actors.length)) bad('actor reference');
+      return actors[i] as string;
+    },
+  };
+}
+
+function fromNode(d: unknown, depth: number, t: ReturnType<typeof readTables>): TrieNode {
   if (!isPlainObject(d) || depth > 64) bad('node');
   const node: TrieNode = { stamp: undefined, kind: DEL, value: undefined, actor: '', frozenRank: undefined, clr: undefined, kids: undefined };
   const r = d['r'];
   if (r !== undefined) {
-    if (!Array.isArray(r) || r.length !== 5 || typeof r[2] !== 'string' || ![0, 1, 2].includes(r[1] as number)) bad('register');
+    if (!Array.isArray(r) || r.length !== 5 || ![0, 1, 2].includes(r[1] as number)) bad('register');
     const kind = r[1] as RegKind;
-    node.stamp = fromStamp(r[0]);
+    node.stamp = t.stamp(r[0]);
     node.kind = kind;
     node.value = kind === VAL ? (r[3] as Scalar | Json[]) : undefined;
-    node.actor = r[2] as string;
+    node.actor = t.actor(r[2]);
     node.frozenRank = typeof r[4] === 'number' ? r[4] : undefined;
   }
-  if (d['c'] !== undefined) node.clr = fromStamp(d['c']);
+  if (d['c'] !== undefined) node.clr = t.stamp(d['c']);
   const k = d['k'];
   if (k !== undefined) {
     if (!isPlainObject(k)) bad('children');
     node.kids = new Map();
-    for (const key of Object.keys(k)) node.kids.set(key, fromNode(k[key], depth + 1));
+    for (const key of Object.keys(k)) node.kids.set(key, fromNode(k[key], depth + 1, t));
   }
   return node;
 }
 
-function fromSection(d: unknown, into: SectionState): void {
-  if (!isPlainObject(d) || !Number.isSafeInteger(d['collected']) || !Array.isArray(d['liveDots'])) bad('section');
-  into.collected = d['collected'] as number;
-  into.top = d['top'] === null ? undefined : fromStamp(d['top']);
-  into.liveDots = (d['liveDots'] as unknown[]).map(fromStamp);
-  const root = fromNode(d['root'], 0);
-  into.root.clr = root.clr;
-  into.root.kids = root.kids;
-}
-
 /**
  * Rebuild a live state from its document (restore from `twin.snapshots`).
- * @throws {TwinlogError} `CODEC_BAD_DATA` when the document does not have the layout above.
+ * @throws {TwinlogError} `CODEC_BAD_DATA` when the document does not have the layout above;
+ * `CODEC_UNSUPPORTED_VERSION` for a document of another version.
  */
 export function fromStateDoc(doc: unknown): TwinState {
   if (!isPlainObject(doc) || typeof doc['deviceId'] !== 'string' || !isPlainObject(doc['sections'])) bad('root');
-  const state = createTwinState(doc['deviceId'] as string);
-  state.generation = fromOptStamp(doc['generation']);
-  state.created = fromOptStamp(doc['created']);
-  state.maxStamp = fromOptStamp(doc['maxStamp']);
-  state.gcHorizon = fromOptStamp(doc['gcHorizon']);
-  if (!Array.isArray(doc['dots']) || !Array.isArray(doc['decided'])) bad('dots');
-  for (const d of doc['dots'] as unknown[]) {
-    addDot(state, fromStamp(d));
+  if (doc['v'] !== STATE_DOC_VERSION) {
+    throw new TwinlogError('CODEC_UNSUPPORTED_VERSION', `unsupported twin state document version ${String(doc['v'])}`);
   }
+  const t = readTables(doc);
+  const opt = (ref: unknown): Stamp => (ref === null ? MIN_STAMP : t.stamp(ref));
+  const state = createTwinState(doc['deviceId'] as string);
+  state.generation = opt(doc['generation']);
+  state.created = opt(doc['created']);
+  state.maxStamp = opt(doc['maxStamp']);
+  const h = doc['gcHorizon'];
+  if (h !== null) {
+    if (!Array.isArray(h) || h.length !== 5 || typeof h[2] !== 'string' || (h[4] !== 0 && h[4] !== 1)) bad('gcHorizon');
+    state.gcHorizon = { wall: h[0] as number, counter: h[1] as number, writer: h[2] as string, seq: h[3] as number, op: h[4] as 0 | 1 };
+  }
+  if (!Array.isArray(doc['dots']) || !Array.isArray(doc['decided'])) bad('dots');
+  for (const ref of doc['dots'] as unknown[]) addDot(state, t.stamp(ref));
   for (const entry of doc['decided'] as unknown[]) {
-    if (!Array.isArray(entry) || entry.length !== 3 || !isPlainObject(entry[2])) bad('decision');
-    const d = entry[2] as Record<string, unknown>;
-    const stamp = fromStamp(d['stamp']);
-    const decision: Decision = d['accepted'] === true
-      ? { accepted: true, etag: String(d['etag']), stamp }
-      : {
-          accepted: false,
-          code: d['code'] as Extract<Decision, { accepted: false }>['code'],
-          message: String(d['message']),
-          etag: typeof d['etag'] === 'string' ? d['etag'] : undefined,
-          stamp,
-        };
+    if (!Array.isArray(entry) || entry.length !== 2 || !isPlainObject(entry[1])) bad('decision');
+    const stamp = t.stamp(entry[0]);
+    const d = entry[1] as Record<string, unknown>;
+    const decision: Decision =
+      d['accepted'] === true
+        ? { accepted: true, etag: String(d['etag']), stamp }
+        : {
+            accepted: false,
+            code: d['code'] as Extract<Decision, { accepted: false }>['code'],
+            message: String(d['message']),
+            etag: typeof d['etag'] === 'string' ? d['etag'] : undefined,
+            stamp,
+          };
     state.decided.set(stamp.writer + '\u0000' + stamp.seq, decision);
   }
   const sections = doc['sections'] as Record<string, unknown>;
-  for (const section of ['tags', 'desired', 'reported'] as const) fromSection(sections[section], state.sections[section]);
+  for (const section of SECTIONS) {
+    const sd = sections[section];
+    if (!isPlainObject(sd) || !Number.isSafeInteger(sd['collected']) || !Array.isArray(sd['liveDots'])) bad('section');
+    const into = state.sections[section];
+    into.collected = sd['collected'] as number;
+    into.top = sd['top'] === null ? undefined : t.stamp(sd['top']);
+    into.liveDots = (sd['liveDots'] as unknown[]).map((ref) => t.stamp(ref));
+    const root = fromNode(sd['root'], 0, t);
+    into.root.clr = root.clr;
+    into.root.kids = root.kids;
+  }
   return state;
 }
 
@@ -196,4 +319,3 @@ export function fromStateDoc(doc: unknown): TwinState {
 export function cloneTwinState(state: TwinState): TwinState {
   return fromStateDoc(toStateDoc(state));
 }
-

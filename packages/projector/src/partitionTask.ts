@@ -139,8 +139,9 @@ export class PartitionTask {
       return;
     }
     const snap = decodeOutputRecord(r.value, 'snapshot');
-    this.devices.set(snap.deviceId, { state: fromStateDoc(snap.state), offsets: snap.offsets });
-    for (const s of [snap.state.maxStamp]) if (s !== null) this.clock.recv({ wall: s[0], counter: s[1] });
+    const state = fromStateDoc(snap.state);
+    this.devices.set(snap.deviceId, { state, offsets: snap.offsets });
+    this.clock.recv(state.maxStamp.wall < 0 ? { wall: 0, counter: 0 } : state.maxStamp);
   }
 
   /** Where consumption of each input topic resumes (the checkpoint). */
