@@ -4,6 +4,7 @@ import { defineConfig } from 'vitest/config';
 // SQLite, *.e2e.spec.ts run processes and real SDK clients.
 export default defineConfig({
   test: {
+    reporters: ['default', './test/summaryReporter.ts'],
     projects: [
       {
         test: {
