@@ -1,0 +1,483 @@
+/**
+ * The IoT Hub-compatible HTTPS REST gateway (iot-hub-twin.md §5): the identity registry
+ * (`/devices/{id}`), device twins (`/twins/{id}`) and queries (`/devices/query`), behind service
+ * SAS authentication, answering in IoT Hub's formats. Each route wraps one library call (the
+ * twinlog client, `@twinlog/query`); every failure is mapped to IoT Hub's error body in one place
+ * (`internal/iotHubError.ts`).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { channel } from 'node:diagnostics_channel';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type ServerOptions as TlsServerOptions } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { createTwinClient, type TwinClient, type TwinPatch, type WriteDecision } from '@twinlog/client';
+import { isPlainObject, NEVER, TwinlogError, type JsonObject, type Log, type Patch, type TwinDocument } from '@twinlog/core';
+import { evaluate, paginate, parseQuery } from '@twinlog/query';
+import { createDeviceKeyStore, type DeviceKeys, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
+import { GatewayError, iotHubCodeOf, sendError, sendJson } from './internal/iotHubError.ts';
+import { listTwins } from './internal/listTwins.ts';
+import { requireRight, verifyServiceSas, type PolicyRight, type Principal, type SharedAccessPolicy } from './internal/verifyServiceSas.ts';
+
+export type { PolicyRight, SharedAccessPolicy } from './internal/verifyServiceSas.ts';
+
+/** The api-versions the gateway accepts (§5.1: every value seen in the wild). */
+export const API_VERSIONS: readonly string[] = [
+  '2016-11-14',
+  '2017-06-30',
+  '2018-06-30',
+  '2019-03-30',
+  '2019-10-01',
+  '2020-03-13',
+  '2020-09-30',
+  '2021-04-12',
+];
+
+/**
+ * `diagnostics_channel` on which every answered request is published as a {@link GatewayRequestEvent}.
+ *
+ * @example
+ * diagnostics_channel.subscribe(GATEWAY_REQUEST_CHANNEL, (e) => console.log(e))
+ */
+export const GATEWAY_REQUEST_CHANNEL = 'twinlog:gateway:request';
+const requests = channel(GATEWAY_REQUEST_CHANNEL);
+
+/**
+ * What {@link GATEWAY_REQUEST_CHANNEL} publishes per request.
+ *
+ * @example
+ * const e: GatewayRequestEvent = { method: 'PATCH', path: '/twins/dev1', status: 412, error: 'PreconditionFailed' }
+ */
+export interface GatewayRequestEvent {
+  readonly method: string;
+  readonly path: string;
+  readonly status: number;
+  /** IoT Hub error name of a failed request. */
+  readonly error?: string;
+  /** The policy that signed the request, once authenticated. */
+  readonly policy?: string;
+}
+
+/** Largest request body, bytes (a twin is at most 8 KB tags + 32 KB desired, §3.2). */
+const MAX_BODY_BYTES = 256 * 1024;
+
+/**
+ * Options of {@link createRestGateway}.
+ *
+ * @example
+ * const options: RestGatewayOptions = {
+ *   log, hubName: 'myhub.azure-devices.net', physicalNow: Date.now,
+ *   policies: [{ name: 'iothubowner', key: ownerKeyBase64, rights: ['registryReadWrite', 'serviceConnect'] }],
+ * }
+ */
+export interface RestGatewayOptions {
+  readonly log: Log;
+  /** The client writes go through (default: one over `log`, actor `gateway`). Not closed by the gateway unless it made it. */
+  readonly client?: TwinClient;
+  /** The hub's host name as in the connection string's `HostName`: tokens must name it in `sr`. */
+  readonly hubName: string;
+  readonly policies: readonly SharedAccessPolicy[];
+  /** Physical clock, ms since the epoch: token expiry, tracking ids, the default client's HLC. */
+  readonly physicalNow: () => number;
+  /**
+   * JSON file that keeps device keys across restarts (see README: keys are the only identity state
+   * not in the log). Default: memory only.
+   */
+  readonly registryFile?: string;
+}
+
+/**
+ * Options of {@link RestGateway.listen}.
+ *
+ * @example
+ * await gateway.listen({ port: 443, tls: { key, cert } })
+ */
+export interface ListenOptions {
+  readonly port: number;
+  /** Interface to bind (default: all). */
+  readonly host?: string;
+  /** TLS key and certificate: HTTPS when given, else plain HTTP (behind a TLS terminator, or in tests). */
+  readonly tls?: TlsServerOptions;
+}
+
+/**
+ * A listening gateway server.
+ *
+ * @example
+ * const { port, close } = await gateway.listen({ port: 0, host: '127.0.0.1' })
+ */
+export interface ListeningGateway {
+  readonly port: number;
+  readonly server: Server;
+  close(): Promise<void>;
+}
+
+/**
+ * The gateway (see {@link createRestGateway}).
+ *
+ * @example
+ * http.createServer(gateway.handler).listen(8080)
+ */
+export interface RestGateway {
+  /** The request handler for `node:http` / `node:https` servers. */
+  readonly handler: (req: IncomingMessage, res: ServerResponse) => void;
+  /** Serve on a port (HTTPS with `tls`). */
+  listen(options: ListenOptions): Promise<ListeningGateway>;
+  /** Close the client the gateway made (not a passed-in one, not the log). */
+  close(): Promise<void>;
+}
+
+type Handler = (ctx: RequestContext) => Promise<void>;
+
+interface RequestContext {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly id: string;
+  readonly principal: Principal;
+}
+
+interface Route {
+  readonly method: string;
+  /** `devices`, `twins`, or `devices/query`. */
+  readonly kind: 'device' | 'twin' | 'query';
+  readonly rights: readonly PolicyRight[];
+  readonly handle: Handler;
+}
+
+/**
+ * Create the REST gateway.
+ *
+ * Routes (all need `?api-version=` from {@link API_VERSIONS} and a service SAS token):
+ * `PUT/GET/DELETE /devices/{id}` (registry; `registryRead` for GET, `registryReadWrite` to
+ * change), `GET/PATCH/PUT /twins/{id}` (`serviceConnect`, or the registry rights: read for GET,
+ * read-write to change), `POST /devices/query` (`serviceConnect` or `registryRead`).
+ *
+ * Gotchas: writes are commands decided by the projector, so a projector must run on the same log
+ * (otherwise they fail with 504 `GatewayTimeout` after the client's decision timeout). Nothing is
+ * appended before authentication, authorisation, api-version and body validation pass.
+ *
+ * @example
+ * const gateway = createRestGateway({ log, hubName: 'localhost', physicalNow: Date.now,
+ *   policies: [{ name: 'iothubowner', key, rights: ['registryReadWrite', 'serviceConnect'] }] })
+ * const { port } = await gateway.listen({ port: 8443, tls: { key: tlsKey, cert: tlsCert } })
+ */
+export function createRestGateway({ log, client: givenClient, hubName, policies, physicalNow, registryFile }: RestGatewayOptions): RestGateway {
+  const client = givenClient ?? createTwinClient({ log, physicalNow, actor: 'gateway' });
+  const keys = createDeviceKeyStore(registryFile);
+  const policyMap = new Map(policies.map((p) => [p.name, p]));
+  const servers = new Set<Server>();
+  const principals = new WeakMap<IncomingMessage, string>();
+
+  const routes: Route[] = [
+    { method: 'GET', kind: 'device', rights: ['registryRead'], handle: getDevice },
+    { method: 'PUT', kind: 'device', rights: ['registryReadWrite'], handle: putDevice },
+    { method: 'DELETE', kind: 'device', rights: ['registryReadWrite'], handle: deleteDevice },
+    { method: 'GET', kind: 'twin', rights: ['serviceConnect', 'registryRead'], handle: getTwin },
+    { method: 'PATCH', kind: 'twin', rights: ['serviceConnect', 'registryReadWrite'], handle: patchTwin },
+    { method: 'PUT', kind: 'twin', rights: ['serviceConnect', 'registryReadWrite'], handle: putTwin },
+    { method: 'POST', kind: 'query', rights: ['serviceConnect', 'registryRead'], handle: query },
+  ];
+
+  async function getDevice({ res, id }: RequestContext): Promise<void> {
+    const twin = await client.getTwin(id);
+    sendJson(res, 200, deviceJson(id, twin, keys.get(id)));
+  }
+
+  async function putDevice({ req, res, id }: RequestContext): Promise<void> {
+    const body = await readJsonObject(req);
+    const requested = keysFromBody(body);
+    if (req.headers['if-match'] !== undefined) {
+      // Registry.update: the device must exist; only its keys change.
+      const twin = await client.getTwin(id);
+      const next: DeviceKeys = { ...(keys.get(id) ?? newKeys()), ...requested };
+      keys.set(id, next);
+      sendJson(res, 200, deviceJson(id, twin, next));
+      return;
+    }
+    const created = newKeys(requested);
+    decided(await client.createDevice(id, { wait: true }));
+    keys.set(id, created);
+    sendJson(res, 200, deviceJson(id, await client.getTwin(id), created));
+  }
+
+  async function deleteDevice({ res, id }: RequestContext): Promise<void> {
+    await client.getTwin(id); // 404 for an unknown device, before anything is appended
+    decided(await client.deleteDevice(id, { wait: true }));
+    keys.delete(id);
+    res.writeHead(204).end();
+  }
+
+  async function getTwin({ res, id }: RequestContext): Promise<void> {
+    sendJson(res, 200, twinJson(await client.getTwin(id), keys.get(id)));
+  }
+
+  async function patchTwin({ req, res, id }: RequestContext): Promise<void> {
+    const body = await readJsonObject(req);
+    const properties = body['properties'];
+    if (properties !== undefined && properties !== null && !isPlainObject(properties)) {
+      throw new TwinlogError('PATCH_NOT_OBJECT', 'properties must be an object');
+    }
+    if (isPlainObject(properties) && (properties as JsonObject)['reported'] !== undefined) {
+      throw new TwinlogError('SECTION_FORBIDDEN', 'Reported properties cannot be updated by the service');
+    }
+    const tags = body['tags'];
+    const desired = isPlainObject(properties) ? (properties as JsonObject)['desired'] : undefined;
+    const ifMatch = ifMatchOf(req);
+    const merge: { tags?: Patch; desired?: Patch } = {};
+    const replace: { tags?: Patch; desired?: Patch } = {};
+    // §2.2: a whole-section null empties the section (a replace with {}).
+    if (tags === null) replace.tags = {};
+    else if (tags !== undefined) merge.tags = asPatch('tags', tags);
+    if (desired === null) replace.desired = {};
+    else if (desired !== undefined) merge.desired = asPatch('properties.desired', desired);
+    const merging = Object.keys(merge).length > 0;
+    const replacing = Object.keys(replace).length > 0;
+    if (merging && replacing) {
+      throw new TwinlogError('SECTION_FORBIDDEN', 'A section set to null together with a merge of the other section is not supported, send them as two requests');
+    }
+    if (merging || replacing) {
+      decided(await (merging ? client.patchTwin : client.replaceTwin)(id, merging ? merge : replace, { ifMatch }));
+    }
+    sendJson(res, 200, twinJson(await client.getTwin(id), keys.get(id)));
+  }
+
+  async function putTwin({ req, res, id }: RequestContext): Promise<void> {
+    const body = await readJsonObject(req);
+    const properties = body['properties'];
+    if (properties !== undefined && properties !== null && !isPlainObject(properties)) {
+      throw new TwinlogError('PATCH_NOT_OBJECT', 'properties must be an object');
+    }
+    // PUT replaces tags and desired; reported (which C# serialises with the whole twin) is ignored.
+    const desired = isPlainObject(properties) ? (properties as JsonObject)['desired'] : undefined;
+    const patch: TwinPatch = {
+      tags: body['tags'] === undefined || body['tags'] === null ? {} : asPatch('tags', body['tags']),
+      desired: desired === undefined || desired === null ? {} : asPatch('properties.desired', desired),
+    };
+    decided(await client.replaceTwin(id, patch, { ifMatch: ifMatchOf(req) }));
+    sendJson(res, 200, twinJson(await client.getTwin(id), keys.get(id)));
+  }
+
+  async function query({ req, res }: RequestContext): Promise<void> {
+    const body = await readJsonObject(req);
+    const text = body['query'];
+    if (typeof text !== 'string') throw new TwinlogError('QUERY_SYNTAX', 'The request body needs a query string');
+    const q = parseQuery(text);
+    const sizeHeader = header(req, 'x-ms-max-item-count');
+    const pageSize = sizeHeader === undefined ? undefined : /^[0-9]+$/.test(sizeHeader.trim()) ? Number(sizeHeader) : Number.NaN;
+    const continuation = header(req, 'x-ms-continuation');
+    const twins = (await listTwins(log)).map((t) => twinJson(t, keys.get(t.deviceId)));
+    const page = paginate(evaluate(q, twins), { pageSize, continuation });
+    const headers: Record<string, string> = { 'x-ms-item-type': q.select === '*' && q.from === 'devices' ? 'Twin' : 'Raw' };
+    // §5.5 / §13.6: the continuation header only when another page exists, never empty.
+    if (page.continuationToken !== undefined) headers['x-ms-continuation'] = page.continuationToken;
+    sendJson(res, 200, page.items, headers);
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://gateway');
+    const principal = verifyServiceSas(header(req, 'authorization'), policyMap, hubName, physicalNow());
+    principals.set(req, principal.policy);
+    const { kind, id } = routeOf(url.pathname, req.method ?? 'GET');
+    const route = routes.find((r) => r.kind === kind && r.method === req.method);
+    if (route === undefined) throw new GatewayError('METHOD_NOT_ALLOWED', `${req.method ?? ''} is not supported on ${url.pathname}`);
+    requireRight(principal, route.rights);
+    const apiVersion = url.searchParams.get('api-version');
+    if (apiVersion === null || !API_VERSIONS.includes(apiVersion)) {
+      throw new GatewayError('API_VERSION', `Unsupported api-version ${apiVersion ?? '(none)'}, use one of ${API_VERSIONS.join(', ')}`);
+    }
+    await route.handle({ req, res, id, principal });
+  }
+
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    let error: string | undefined;
+    if (requests.hasSubscribers) {
+      res.once('finish', () => {
+        const event: GatewayRequestEvent = {
+          method: req.method ?? '',
+          path: new URL(req.url ?? '/', 'http://gateway').pathname,
+          status: res.statusCode,
+          ...(error === undefined ? {} : { error }),
+          ...(principals.has(req) ? { policy: principals.get(req)! } : {}),
+        };
+        requests.publish(event);
+      });
+    }
+    handle(req, res).catch((e: unknown) => {
+      error = iotHubCodeOf(e).name;
+      sendError(res, e, physicalNow());
+    });
+  };
+
+  return {
+    handler,
+    async listen({ port, host, tls }: ListenOptions): Promise<ListeningGateway> {
+      const server = tls === undefined ? createHttpServer(handler) : createHttpsServer(tls, handler);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      servers.add(server);
+      return {
+        port: (server.address() as AddressInfo).port,
+        server,
+        close: async () => {
+          servers.delete(server);
+          await closeServer(server);
+        },
+      };
+    },
+    async close() {
+      await Promise.all([...servers].map((s) => closeServer(s)));
+      servers.clear();
+      if (givenClient === undefined) await client.close();
+    },
+  };
+}
+
+/** `/devices/{id}`, `/twins/{id}`, `/devices/query` (POST) → route kind and decoded id. */
+function routeOf(pathname: string, method: string): { kind: Route['kind']; id: string } {
+  const parts = pathname.replace(/\/+$/, '').split('/').slice(1);
+  if (parts.length === 2 && parts[0] === 'devices' && parts[1] === 'query' && method === 'POST') return { kind: 'query', id: '' };
+  if (parts.length === 2 && (parts[0] === 'devices' || parts[0] === 'twins')) {
+    let id: string;
+    try {
+      id = decodeURIComponent(parts[1]!);
+    } catch {
+      throw new GatewayError('ARGUMENT_INVALID', 'The device id is not valid URI encoding');
+    }
+    return { kind: parts[0] === 'devices' ? 'device' : 'twin', id };
+  }
+  throw new GatewayError('NOT_FOUND', `No route for ${pathname}`);
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** §2.5: `*`, `"*"` and `"<etag>"` accepted; an unquoted value compares like a quoted one; none = `*`. */
+function ifMatchOf(req: IncomingMessage): string {
+  const raw = header(req, 'if-match')?.trim();
+  if (raw === undefined || raw === '') return '*';
+  return raw.length >= 2 && raw.startsWith('"') && raw.endsWith('"') ? raw.slice(1, -1) : raw;
+}
+
+/** Turn a refused decision into the error it stands for (mapped by the middleware). */
+function decided(d: WriteDecision): void {
+  if (d.accepted) return;
+  throw new TwinlogError(d.code, d.message, { details: { etag: d.etag } });
+}
+
+function asPatch(where: string, value: unknown): Patch {
+  if (!isPlainObject(value)) throw new TwinlogError('PATCH_NOT_OBJECT', `${where} must be an object`);
+  return value as Patch;
+}
+
+async function readJsonObject(req: IncomingMessage): Promise<JsonObject> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    const b = chunk as Buffer;
+    size += b.length;
+    if (size > MAX_BODY_BYTES) throw new GatewayError('TOO_LARGE', `The request body exceeds ${MAX_BODY_BYTES} bytes`);
+    chunks.push(b);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text.trim() === '') return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new GatewayError('ARGUMENT_INVALID', 'The request body is not valid JSON');
+  }
+  if (!isPlainObject(value)) throw new GatewayError('ARGUMENT_INVALID', 'The request body must be a JSON object');
+  return value as JsonObject;
+}
+
+function isKey(v: unknown): v is string {
+  if (typeof v !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(v)) return false;
+  const n = Buffer.from(v, 'base64').length;
+  return n >= 16 && n <= 64;
+}
+
+/** Keys given in a registry body (`authentication.symmetricKey`). */
+function keysFromBody(body: JsonObject): Partial<Pick<DeviceKeys, 'primaryKey' | 'secondaryKey'>> {
+  const auth = body['authentication'];
+  const sym = isPlainObject(auth) ? (auth as JsonObject)['symmetricKey'] : undefined;
+  if (!isPlainObject(sym)) return {};
+  const out: { primaryKey?: string; secondaryKey?: string } = {};
+  for (const k of ['primaryKey', 'secondaryKey'] as const) {
+    const v = (sym as JsonObject)[k];
+    if (v === undefined || v === null || v === '') continue;
+    if (!isKey(v)) throw new GatewayError('ARGUMENT_INVALID', `authentication.symmetricKey.${k} must be base64 of 16 to 64 bytes`);
+    out[k] = v;
+  }
+  return out;
+}
+
+function newKeys(given: Partial<Pick<DeviceKeys, 'primaryKey' | 'secondaryKey'>> = {}): DeviceKeys {
+  return {
+    primaryKey: given.primaryKey ?? randomBytes(32).toString('base64'),
+    secondaryKey: given.secondaryKey ?? randomBytes(32).toString('base64'),
+    generationId: String(randomBytes(6).readUIntBE(0, 6)),
+  };
+}
+
+/** The identity's etag: changes when its keys change. */
+function deviceEtagOf(keys: DeviceKeys | undefined): string {
+  const h = createHash('sha256').update(keys === undefined ? '' : `${keys.generationId}\n${keys.primaryKey}\n${keys.secondaryKey}`);
+  return h.digest().subarray(0, 9).toString('base64');
+}
+
+/** The twin as IoT Hub sends it (§1.1): core's document plus the identity fields. */
+function twinJson(twin: TwinDocument, keys: DeviceKeys | undefined): Record<string, unknown> {
+  return {
+    deviceId: twin.deviceId,
+    etag: twin.etag,
+    deviceEtag: deviceEtagOf(keys),
+    status: twin.status,
+    statusUpdateTime: NEVER,
+    connectionState: 'Disconnected',
+    lastActivityTime: NEVER,
+    cloudToDeviceMessageCount: 0,
+    authenticationType: 'sas',
+    x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
+    modelId: '',
+    version: twin.version,
+    capabilities: { iotEdge: false },
+    tags: twin.tags,
+    properties: { desired: twin.properties.desired, reported: twin.properties.reported },
+  };
+}
+
+/** The device identity as the registry returns it. Keys are `null` for devices not created here. */
+function deviceJson(id: string, twin: TwinDocument, keys: DeviceKeys | undefined): Record<string, unknown> {
+  return {
+    deviceId: id,
+    generationId: keys?.generationId ?? '0',
+    etag: deviceEtagOf(keys),
+    connectionState: 'Disconnected',
+    status: twin.status,
+    statusReason: null,
+    connectionStateUpdatedTime: NEVER,
+    statusUpdatedTime: NEVER,
+    lastActivityTime: NEVER,
+    cloudToDeviceMessageCount: 0,
+    authentication: {
+      symmetricKey: { primaryKey: keys?.primaryKey ?? null, secondaryKey: keys?.secondaryKey ?? null },
+      x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
+      type: 'sas',
+    },
+    capabilities: { iotEdge: false },
+  };
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.close((e) => (e === undefined ? resolve() : reject(e)));
+    server.closeAllConnections();
+  });
+}
+

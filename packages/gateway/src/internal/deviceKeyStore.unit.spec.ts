@@ -1,0 +1,33 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createDeviceKeyStore } from './deviceKeyStore.ts';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe('createDeviceKeyStore', () => {
+  it('keeps keys in memory without a file', () => {
+    const store = createDeviceKeyStore();
+    store.set('dev1', { primaryKey: 'a', secondaryKey: 'b', generationId: '1' });
+    expect(store.get('dev1')?.primaryKey).toBe('a');
+    store.delete('dev1');
+    expect(store.get('dev1')).toBeUndefined();
+  });
+
+  it('writes through to its JSON file and reads it back at start', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'twinlog-keys-'));
+    dirs.push(dir);
+    const file = join(dir, 'registry.json');
+    const first = createDeviceKeyStore(file);
+    first.set('dev1', { primaryKey: 'a', secondaryKey: 'b', generationId: '1' });
+    first.set('dev2', { primaryKey: 'c', secondaryKey: 'd', generationId: '2' });
+    first.delete('dev2');
+    const second = createDeviceKeyStore(file);
+    expect(second.get('dev1')).toEqual({ primaryKey: 'a', secondaryKey: 'b', generationId: '1' });
+    expect(second.get('dev2')).toBeUndefined();
+  });
+});

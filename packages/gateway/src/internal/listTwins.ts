@@ -1,0 +1,28 @@
+/**
+ * Every existing twin, from the latest snapshot per device on `twin.snapshots`.
+ *
+ * Cost: reads every partition of `twin.snapshots` from offset 0 (bounded by the number of devices
+ * once the topic is compacted). Stands in for the query read model until it exists.
+ */
+import { decodeOutputRecord } from '@twinlog/codec';
+import { fromStateDoc, renderTwin, type Log, type TwinDocument } from '@twinlog/core';
+import { CHECKPOINT_KEY, TOPICS } from '@twinlog/projector';
+
+export async function listTwins(log: Log): Promise<TwinDocument[]> {
+  const ends = await log.endOffsets(TOPICS.snapshots);
+  const latest = new Map<string, Uint8Array | null>();
+  for (let partition = 0; partition < ends.length; partition++) {
+    const to = ends[partition] ?? 0;
+    if (to === 0) continue;
+    for await (const records of log.read(TOPICS.snapshots, partition, { from: 0, to })) {
+      for (const r of records) if (r.key !== CHECKPOINT_KEY) latest.set(r.key, r.value);
+    }
+  }
+  const twins: TwinDocument[] = [];
+  for (const value of latest.values()) {
+    if (value === null) continue;
+    const snap = decodeOutputRecord(value, 'snapshot');
+    if (snap.exists) twins.push(renderTwin(fromStateDoc(snap.state)));
+  }
+  return twins.sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0));
+}
