@@ -91,7 +91,10 @@ export class PartitionTask {
   readonly partition: number;
   private readonly devices = new Map<string, DeviceEntry>();
   private positions: { backend: number; device: number } = { backend: 0, device: 0 };
-  private parked: LogRecord[] = [];
+  /** Device records of unknown devices, by device, in offset order, kept decoded. */
+  private parked = new Map<string, { record: LogRecord; event: TwinEvent }[]>();
+  /** Parked records whose device has just been created: applied at the end of the batch. */
+  private ready: { record: LogRecord; event: TwinEvent }[] = [];
   private readonly clock: HybridClock;
   private readonly limits: Partial<TwinLimits>;
   private readonly skew: { maxForwardSkewMs?: number; maxOfflineWindowMs?: number };
@@ -186,15 +189,20 @@ export class PartitionTask {
     return this.flush();
   }
 
-  /** Re-examine parked device records (e.g. after `twin.backend` caught up with no new batch). */
+  /**
+   * Decide parked device records once `twin.backend` has caught up (their device was never
+   * created: rejected). Returns nothing to commit when nothing changed.
+   */
   settle(backendCaughtUp: boolean): TaskOutput | undefined {
-    if (this.parked.length === 0) return undefined;
+    if (this.parked.size === 0 && this.ready.length === 0) return undefined;
+    const before = this.stats.applied + this.stats.rejected;
     this.retryParked(backendCaughtUp);
+    if (this.stats.applied + this.stats.rejected === before) return undefined;
     return this.flush();
   }
 
   get hasParked(): boolean {
-    return this.parked.length > 0;
+    return this.parked.size > 0;
   }
 
   /** Handle the record at `index`; returns how many records it consumed (a corr group of commands). */
@@ -236,7 +244,7 @@ export class PartitionTask {
     const state = entry?.state ?? createTwinState(e.deviceId);
     if (!twinExists(state) && e.section !== 'create' && !state.dots.get(e.id.writer)?.has(e.id.seq)) {
       if (topic === 'device') {
-        this.parked.push(r);
+        this.park(r, e);
         this.stats.parked++;
         return 1;
       }
@@ -265,6 +273,13 @@ export class PartitionTask {
     this.stats.applied++;
     this.touched.add(e.deviceId);
     this.onApplied?.(e, state, source);
+    if (e.section === 'create') {
+      const waiting = this.parked.get(e.deviceId);
+      if (waiting !== undefined) {
+        this.parked.delete(e.deviceId);
+        this.ready.push(...waiting);
+      }
+    }
     const diff = section === undefined ? {} : diffMergePatch(before, sectionView(state, section, scope));
     this.changes.push({
       key: e.deviceId,
@@ -361,18 +376,28 @@ export class PartitionTask {
   }
 
   private retryParked(backendCaughtUp: boolean): void {
-    if (this.parked.length === 0) return;
-    const waiting = this.parked;
-    this.parked = [];
-    for (const r of waiting) {
-      const e = safeDecodeEvent(r.value!);
-      if (!e.ok) continue; // decoded fine when parked
-      const state = this.devices.get(e.value.deviceId)?.state;
-      const source = { topic: TOPICS.device, partition: r.partition, offset: r.offset, timestamp: r.timestamp };
-      if (state !== undefined && twinExists(state)) this.applyAndRecord(state, e.value, source);
-      else if (backendCaughtUp) this.reject(e.value, 'DEVICE_NOT_FOUND', `device ${e.value.deviceId} does not exist`, source);
-      else this.parked.push(r);
+    const ready = this.ready;
+    this.ready = [];
+    for (const { record, event } of ready) {
+      const state = this.devices.get(event.deviceId)?.state;
+      const source = { topic: TOPICS.device, partition: record.partition, offset: record.offset, timestamp: record.timestamp };
+      if (state !== undefined && twinExists(state)) this.applyAndRecord(state, event, source);
+      else this.park(record, event); // deleted again in the same batch
     }
+    if (!backendCaughtUp) return;
+    for (const [, waiting] of this.parked) {
+      for (const { record, event } of waiting) {
+        const source = { topic: TOPICS.device, partition: record.partition, offset: record.offset };
+        this.reject(event, 'DEVICE_NOT_FOUND', `device ${event.deviceId} does not exist`, source);
+      }
+    }
+    this.parked.clear();
+  }
+
+  private park(record: LogRecord, event: TwinEvent): void {
+    const waiting = this.parked.get(event.deviceId);
+    if (waiting === undefined) this.parked.set(event.deviceId, [{ record, event }]);
+    else waiting.push({ record, event });
   }
 
   private reject(e: TwinEvent, code: TwinlogErrorCode, message: string, source: { topic: string; partition: number; offset: number }): void {
@@ -411,7 +436,8 @@ export class PartitionTask {
   /** The committed positions: parked device records hold the device offset back. */
   private committedPositions(): InputOffsets {
     let device = this.positions.device;
-    for (const r of this.parked) device = Math.min(device, r.offset);
+    for (const waiting of this.parked.values()) for (const { record } of waiting) device = Math.min(device, record.offset);
+    for (const { record } of this.ready) device = Math.min(device, record.offset);
     return { backend: this.positions.backend, device };
   }
 

@@ -129,9 +129,11 @@ export async function startProjector({
       }),
   });
 
+  const settling = new Set<number>();
   const timer = setInterval(() => {
     for (const [partition, task] of tasks) {
-      if (!task.hasParked) continue;
+      if (!task.hasParked || settling.has(partition)) continue; // one pending settle per partition
+      settling.add(partition);
       void serial(partition, async () => {
         if (tasks.get(partition) !== task || failed) return;
         try {
@@ -139,6 +141,8 @@ export async function startProjector({
           if (settled !== undefined) await commit(task, settled);
         } catch (e) {
           crash(e);
+        } finally {
+          settling.delete(partition);
         }
       });
     }
