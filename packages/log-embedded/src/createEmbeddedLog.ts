@@ -44,7 +44,7 @@ export interface EmbeddedLogOptions {
   readonly synchronous?: 'FULL' | 'NORMAL';
   /** How often to look for other processes' commits while someone waits (default 25 ms). */
   readonly pollIntervalMs?: number;
-  /** Most records per `eachBatch` call and per `read` step (default 500). */
+  /** Most records per `eachBatch` call and per `read` step (default 5000: a projector writes one snapshot per device per batch, so bigger batches write fewer). */
   readonly maxBatchSize?: number;
   /** How long a write waits for another process's transaction (default 10 000 ms). */
   readonly busyTimeoutMs?: number;
@@ -115,7 +115,7 @@ export function createEmbeddedLog({
   now = Date.now,
   synchronous = 'FULL',
   pollIntervalMs = 25,
-  maxBatchSize = 500,
+  maxBatchSize = 5000,
   busyTimeoutMs = 10_000,
   groupLeaseMs = 10_000,
 }: EmbeddedLogOptions): EmbeddedLog {
