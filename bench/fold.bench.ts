@@ -30,25 +30,15 @@ import {
   type TwinState,
 } from '@twinlog/core';
 import { produce } from 'immer';
+import { seededRandom } from '@twinlog/core/testing';
 
 const EVENTS = Number(process.env['BENCH_EVENTS'] ?? 200_000);
 const DEVICES = Number(process.env['BENCH_DEVICES'] ?? 10_000);
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
 
-/** Deterministic PRNG (mulberry32) so every run folds the same workload. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function makeWorkload(): Uint8Array[] {
-  const rnd = prng(42);
+  const rnd = seededRandom(42);
   let t = 1_760_000_000_000;
   const clock = createHybridClock({ physicalNow: () => (t += rnd() < 0.01 ? 1 : 0) });
   let seq = 0;

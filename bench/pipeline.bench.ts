@@ -46,6 +46,7 @@ import { createKafkaLog } from '@twinlog/log-kafka';
 import { CHECKPOINT_KEY, TOPICS, ensureTwinTopics, startProjector, type BatchStats } from '@twinlog/projector';
 import { Kafka, logLevel } from 'kafkajs';
 import { startKafkaBroker } from '../test/kafkaBroker.ts';
+import { seededRandom } from '@twinlog/core/testing';
 
 const EVENTS = Number(process.env['BENCH_EVENTS'] ?? 200_000);
 const DEVICES = Number(process.env['BENCH_DEVICES'] ?? 10_000);
@@ -62,17 +63,6 @@ const RUN = randomUUID().slice(0, 8);
 /** Under `node --cpu-prof`, phase windows are printed in the profile's clock (µs, monotonic). */
 const PROFILING = process.execArgv.some((a) => a.startsWith('--cpu-prof'));
 
-/** Deterministic PRNG (mulberry32) so every run writes the same workload. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Workload {
   readonly backend: AppendRecord[];
@@ -81,7 +71,7 @@ interface Workload {
 }
 
 function makeWorkload(): Workload {
-  const rnd = prng(42);
+  const rnd = seededRandom(42);
   let t = Math.floor(Date.now() / 86_400_000) * 86_400_000;
   const clock = createHybridClock({ physicalNow: () => (t += rnd() < 0.01 ? 1 : 0) });
   let seq = 0;

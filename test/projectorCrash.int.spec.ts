@@ -16,26 +16,17 @@ import { ensureTwinTopics, TOPICS } from '@twinlog/projector';
 import { cleanReplay, latestSnapshots, readAll, waitFor } from '@twinlog/projector/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openLog, targetEnv, type LogTarget } from './support/openLog.ts';
+import { seededRandom } from '@twinlog/core/testing';
 
 const EVENTS = Number(process.env['CRASH_EVENTS'] ?? 100_000);
 const DEVICES = Number(process.env['CRASH_DEVICES'] ?? 2_000);
 const PARTITIONS = 4;
 const ROOT = join(import.meta.dirname, '..');
 
-/** Deterministic PRNG so a failing run can be repeated with the printed seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The workload as chunks of encoded records per input topic. */
 function workload(seed: number): { backend: AppendRecord[]; device: AppendRecord[] }[] {
-  const rnd = prng(seed);
+  const rnd = seededRandom(seed);
   const clock = createHybridClock({ physicalNow: () => Date.now() });
   let seq = 0;
   const chunks: { backend: AppendRecord[]; device: AppendRecord[] }[] = [];
@@ -120,7 +111,7 @@ describe.each(targets.map((t) => [t().kind, t] as const))('projector processes o
   it(`survives SIGKILL at 5 random moments over ${EVENTS} events on ${DEVICES} devices`, { timeout: 900_000 }, async () => {
     const seed = Number(process.env['CRASH_SEED'] ?? Date.now() % 1e9);
     console.log(`crash test on ${kind}: seed ${seed}`);
-    const rnd = prng(seed ^ 0x5eed);
+    const rnd = seededRandom(seed ^ 0x5eed);
     const target = makeTarget();
     if (target.kind === 'embedded') dirs.push(join(target.where, '..'));
     const log = openLog(target);

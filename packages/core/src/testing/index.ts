@@ -6,3 +6,4 @@ export * from './arbitraries.ts';
 export * from './sequentialOracle.ts';
 export * from './inMemoryLog.ts';
 export * from './runLogAcceptanceSuite.ts';
+export * from './seededRandom.ts';
