@@ -11,8 +11,8 @@
  * | `twin.dead-letter` | `dead-letter` | bytes that could not be decoded, with the reason and source |
  * | `twin.deltas` | `delta` | a device's desired-versus-reported state, when it changes |
  */
-import { isPlainObject, TwinlogError, type DeltaState, type Json, type JsonObject, type TwinStateDoc } from '@twinlog/core';
-import { decodeSnapshot, encodeSnapshot } from './encodeSnapshot.ts';
+import { isPlainObject, TwinlogError, type DeltaState, type JsonObject, type TwinStateDoc } from '@twinlog/core';
+import { decodeSnapshot, encodeTrustedSnapshot } from './encodeSnapshot.ts';
 
 export const OUTPUT_RECORD_VERSION = 1;
 
@@ -101,9 +101,13 @@ export interface DeltaRecord {
 
 export type OutputRecord = SnapshotRecord | CheckpointRecord | ChangeRecord | RejectionRecord | DeadLetterRecord | DeltaRecord;
 
-/** Encode an output record (deterministic bytes). */
+/**
+ * Encode an output record (deterministic bytes). Output records are built by twinlog from
+ * validated data, so they skip the input checks of `encodeSnapshot`; `undefined` members are
+ * left out.
+ */
 export function encodeOutputRecord(record: OutputRecord): Uint8Array {
-  return encodeSnapshot(stripUndefined(record));
+  return encodeTrustedSnapshot(record);
 }
 
 /**
@@ -119,18 +123,4 @@ export function decodeOutputRecord<K extends OutputRecord['kind']>(bytes: Uint8A
     throw new TwinlogError('CODEC_UNSUPPORTED_VERSION', `unsupported ${kind} record version ${String(value['v'])}`);
   }
   return value as unknown as Extract<OutputRecord, { kind: K }>;
-}
-
-function stripUndefined(value: unknown): Json {
-  if (Array.isArray(value)) return value.map(stripUndefined);
-  if (value instanceof Uint8Array) return value as unknown as Json;
-  if (isPlainObject(value)) {
-    const out: JsonObject = {};
-    for (const k of Object.keys(value)) {
-      const v = value[k];
-      if (v !== undefined) out[k] = stripUndefined(v);
-    }
-    return out;
-  }
-  return value as Json;
 }
