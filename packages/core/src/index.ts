@@ -13,3 +13,4 @@ export * from './delta.ts';
 export * from './validateEvent.ts';
 export * from './decideCommands.ts';
 export * from './log.ts';
+export * from './logGroup.ts';

@@ -27,7 +27,7 @@ import {
   type TopicSpec,
 } from '@twinlog/core';
 import Database from 'better-sqlite3';
-import type { Member, MemberSource } from './internal/group.ts';
+import type { Member, MemberSource } from '@twinlog/core';
 import { migrate } from './internal/schema.ts';
 import { acquireSharedFile, type SharedFile } from './internal/sharedFile.ts';
 
@@ -409,7 +409,7 @@ class SqliteLog implements EmbeddedLog, MemberSource {
     return this.endOffsetsSync(topic);
   }
 
-  fetch(topic: string, partition: number, from: number, max: number): LogRecord[] {
+  fetchRecords(topic: string, partition: number, from: number, max: number): LogRecord[] {
     return this.rows(this.topic(topic), partition, from, Number.MAX_SAFE_INTEGER, max);
   }
 

@@ -10,6 +10,7 @@
  * may not rely on, as with Kafka).
  */
 import { TwinlogError } from '../errors.ts';
+import { Group, Signal, type Member, type MemberSource } from '../logGroup.ts';
 import {
   partitionFor,
   type AppendRecord,
@@ -68,28 +69,6 @@ export function createInMemoryLog({ now, maxBatchSize = 100 }: InMemoryLogOption
 
 /* ------------------------------------------------------------------------------------------------ */
 
-/** A promise that is resolved on `notify()` and replaced by a fresh one. */
-class Signal {
-  private resolve!: () => void;
-  private promise!: Promise<void>;
-  constructor() {
-    this.reset();
-  }
-  private reset(): void {
-    this.promise = new Promise<void>((r) => {
-      this.resolve = r;
-    });
-  }
-  wait(): Promise<void> {
-    return this.promise;
-  }
-  notify(): void {
-    const resolve = this.resolve;
-    this.reset();
-    resolve();
-  }
-}
-
 interface TopicState {
   readonly partitions: LogRecord[][];
   readonly compacted: boolean;
@@ -115,7 +94,7 @@ class Cluster {
   group(name: string): Group {
     let g = this.groups.get(name);
     if (g === undefined) {
-      g = new Group(this, name);
+      g = new Group(name, { acquire: () => {}, release: () => {}, changed: this.changed });
       this.groups.set(name, g);
     }
     return g;
@@ -154,7 +133,7 @@ function placeRecords(topic: string, t: TopicState, records: readonly AppendReco
   });
 }
 
-class InMemoryClient implements InMemoryLog {
+class InMemoryClient implements InMemoryLog, MemberSource {
   private closed = false;
   private readonly epochs = new Map<string, number>();
   readonly subscriptions = new Set<Member>();
@@ -308,239 +287,32 @@ class InMemoryClient implements InMemoryLog {
     return { stop: () => member.stop() };
   }
 
+  // MemberSource: what this client's group members read through.
+
+  get maxBatchSize(): number {
+    return this.cluster.maxBatchSize;
+  }
+
+  committedOffsetOf(group: string, topic: string, partition: number): number | undefined {
+    return this.cluster.committed.get(offsetKey(group, topic, partition));
+  }
+
+  currentEndOffsets(topic: string): number[] {
+    return this.cluster.topic(topic).partitions.map((p) => p.length);
+  }
+
+  fetchRecords(topic: string, partition: number, from: number, max: number): LogRecord[] {
+    return this.cluster.topic(topic).partitions[partition]!.slice(from, from + max);
+  }
+
+  forget(member: Member): void {
+    this.subscriptions.delete(member);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     await Promise.allSettled([...this.subscriptions].map((m) => m.stop()));
     this.closed = true;
     this.cluster.changed.notify();
-  }
-}
-
-/* ------------------------------------------------------------------------------------------------ */
-
-/**
- * A consumer group: its members and a serial queue of rebalances. Partition index *i* of every
- * subscribed topic goes to one member (range assignment in join order).
- */
-class Group {
-  readonly members: Member[] = [];
-  private queue: Promise<void> = Promise.resolve();
-  private topics: string | undefined;
-
-  constructor(
-    readonly cluster: Cluster,
-    readonly name: string,
-  ) {}
-
-  join(client: InMemoryClient, options: SubscribeOptions, partitions: number): Member {
-    const topics = [...options.topics].sort().join('\u0000');
-    if (this.members.length > 0 && topics !== this.topics) {
-      throw invalid(`members of group ${this.name} must subscribe to the same topics`, { group: this.name, topics: options.topics });
-    }
-    this.topics = topics;
-    const member = new Member(this, client, options, partitions);
-    this.members.push(member);
-    this.enqueue(() => this.rebalance()).catch((e: unknown) => {
-      for (const m of this.members) m.fail(e);
-    });
-    member.start();
-    return member;
-  }
-
-  enqueue(step: () => Promise<void>): Promise<void> {
-    const next = this.queue.then(step);
-    this.queue = next.catch(() => undefined);
-    return next;
-  }
-
-  /** Leaves the group: revoke (unless failed), stop the loop, rebalance the rest. */
-  async leave(member: Member): Promise<void> {
-    await member.pause();
-    if (!member.failed && member.assigned.size > 0) {
-      await member.callback(member.options.onRevoke, sorted(member.assigned));
-    }
-    member.assigned.clear();
-    member.finish();
-    const i = this.members.indexOf(member);
-    if (i >= 0) this.members.splice(i, 1);
-    if (this.members.length > 0) await this.rebalance();
-  }
-
-  /**
-   * Moves partitions to their target owners: every partition is first revoked from its old owner
-   * (after its running batch ends), then assigned to the new one, so no two members ever hold the
-   * same partition index. Members on their way out get nothing.
-   */
-  private async rebalance(): Promise<void> {
-    const live = this.members.filter((m) => !m.stopping);
-    const ranges = assignRange(live.length, live[0]?.partitions ?? 0);
-    const target = new Map<Member, Set<number>>(live.map((m, j) => [m, ranges[j]!]));
-    for (const m of this.members) {
-      const keep = target.get(m) ?? new Set<number>();
-      const revoked = sorted(m.assigned).filter((p) => !keep.has(p));
-      if (revoked.length === 0) continue;
-      await m.pause();
-      await m.callback(m.options.onRevoke, revoked);
-      for (const p of revoked) m.unassign(p);
-    }
-    for (const m of live) {
-      const added = sorted(target.get(m)!).filter((p) => !m.assigned.has(p));
-      if (added.length === 0 || m.failed) continue;
-      await m.pause();
-      if (!(await m.callback(m.options.onAssign, added))) continue;
-      for (const p of added) m.assign(p);
-    }
-    for (const m of live) m.resume();
-  }
-}
-
-function sorted(set: ReadonlySet<number>): number[] {
-  return [...set].sort((a, b) => a - b);
-}
-
-/** Range assignment of `partitions` indexes to `members` members: contiguous blocks, join order. */
-function assignRange(members: number, partitions: number): Set<number>[] {
-  const out = Array.from({ length: members }, () => new Set<number>());
-  if (members === 0) return out;
-  const base = Math.floor(partitions / members);
-  const extra = partitions % members;
-  let p = 0;
-  for (let j = 0; j < members; j++) {
-    const size = base + (j < extra ? 1 : 0);
-    for (let k = 0; k < size; k++) out[j]!.add(p++);
-  }
-  return out;
-}
-
-/** One subscription: a loop that hands batches of its assigned partitions to `eachBatch`. */
-class Member {
-  readonly assigned = new Set<number>();
-  private readonly positions = new Map<string, number>();
-  private readonly wake = new Signal();
-  private paused = true;
-  private running: Promise<void> | undefined;
-  private cursor = 0;
-  stopping = false;
-  private done = false;
-  failed = false;
-  private error: unknown;
-  private stopped: Promise<void> | undefined;
-
-  constructor(
-    private readonly group: Group,
-    private readonly client: InMemoryClient,
-    readonly options: SubscribeOptions,
-    readonly partitions: number,
-  ) {}
-
-  start(): void {
-    void this.loop();
-  }
-
-  /** Stop starting batches; resolves when none is running. */
-  async pause(): Promise<void> {
-    this.paused = true;
-    while (this.running !== undefined) await this.running;
-  }
-
-  resume(): void {
-    if (this.stopping) return;
-    this.paused = false;
-    this.wake.notify();
-  }
-
-  finish(): void {
-    this.done = true;
-    this.wake.notify();
-  }
-
-  assign(p: number): void {
-    this.assigned.add(p);
-    for (const topic of this.options.topics) {
-      this.positions.set(`${topic}\u0000${p}`, this.group.cluster.committed.get(offsetKey(this.group.name, topic, p)) ?? 0);
-    }
-  }
-
-  unassign(p: number): void {
-    this.assigned.delete(p);
-    for (const topic of this.options.topics) this.positions.delete(`${topic}\u0000${p}`);
-  }
-
-  /** Runs a user callback; a throw fails the member (it leaves the group). True when it succeeded. */
-  async callback<A>(fn: ((arg: A) => Promise<void>) | undefined, arg: A): Promise<boolean> {
-    if (this.failed) return false;
-    if (fn === undefined) return true;
-    try {
-      await fn(arg);
-      return true;
-    } catch (e) {
-      this.fail(e);
-      return false;
-    }
-  }
-
-  fail(e: unknown): void {
-    if (this.failed) return;
-    this.failed = true;
-    this.error = e;
-    this.paused = true;
-    void this.stop().catch(() => undefined);
-  }
-
-  stop(): Promise<void> {
-    if (this.stopped === undefined) {
-      this.stopping = true;
-      this.paused = true;
-      this.stopped = this.group.enqueue(() => this.group.leave(this)).then(() => {
-        this.client.subscriptions.delete(this);
-      });
-    }
-    return this.stopped.then(() => {
-      if (this.failed) throw this.error;
-    });
-  }
-
-  /** The next (topic, partition) with records past its position, round-robin. */
-  private nextBatch(): Batch | undefined {
-    const keys = [...this.positions.keys()];
-    for (let k = 0; k < keys.length; k++) {
-      const key = keys[(this.cursor + k) % keys.length]!;
-      const [topic, p] = key.split('\u0000') as [string, string];
-      const partition = Number(p);
-      const log = this.group.cluster.topics.get(topic)!.partitions[partition]!;
-      const position = this.positions.get(key)!;
-      if (position >= log.length) continue;
-      this.cursor = (this.cursor + k + 1) % keys.length;
-      return { topic, partition, records: log.slice(position, position + this.group.cluster.maxBatchSize) };
-    }
-    return undefined;
-  }
-
-  private async loop(): Promise<void> {
-    while (!this.done) {
-      if (this.paused) {
-        await this.wake.wait();
-        continue;
-      }
-      const batch = this.nextBatch();
-      if (batch === undefined) {
-        await Promise.race([this.group.cluster.changed.wait(), this.wake.wait()]);
-        continue;
-      }
-      const key = `${batch.topic}\u0000${batch.partition}`;
-      const last = batch.records[batch.records.length - 1]!;
-      let ok = false;
-      this.running = (async () => {
-        try {
-          await this.options.eachBatch(batch);
-          ok = true;
-        } catch (e) {
-          this.fail(e);
-        }
-      })();
-      await this.running;
-      this.running = undefined;
-      if (ok && this.positions.has(key)) this.positions.set(key, last.offset + 1);
-    }
   }
 }

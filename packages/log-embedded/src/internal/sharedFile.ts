@@ -17,8 +17,7 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { TwinlogError } from '@twinlog/core';
 import Database from 'better-sqlite3';
-import { Group } from './group.ts';
-import { Signal } from './signal.ts';
+import { Group, Signal } from '@twinlog/core';
 
 /** Process-wide settings of a file, taken from its first client. */
 export interface SharedFileOptions {

@@ -89,6 +89,9 @@ const TRANSIENT_NAMES = new Set([
 export function isTransientError(e: unknown): boolean {
   return errorChain(e).some((x) => {
     if (typeof x !== 'object' || x === null) return false;
+    // kafkajs 2.2.4's admin.fetchTopicOffsets throws this TypeError when a ListOffsets response
+    // lacks the topic, as happens right after the topic was created (leaders not yet known).
+    if (x instanceof TypeError && /Cannot destructure property 'partitions' of '(low|high)\.pop\(\.\.\.\)'/.test(x.message)) return true;
     const { type, name } = x as { type?: unknown; name?: unknown };
     return (typeof type === 'string' && TRANSIENT_TYPES.has(type)) || (typeof name === 'string' && TRANSIENT_NAMES.has(name));
   });

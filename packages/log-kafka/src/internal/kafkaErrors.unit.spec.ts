@@ -36,6 +36,12 @@ describe('kafkaErrors', () => {
     expect(isTransientError(new Error('boom'))).toBe(false);
   });
 
+  it('treats kafkajs fetchTopicOffsets tripping over a just-created topic as passing, and other TypeErrors not', () => {
+    expect(isTransientError(new TypeError("Cannot destructure property 'partitions' of 'low.pop(...)' as it is undefined."))).toBe(true);
+    expect(isTransientError(new TypeError("Cannot destructure property 'partitions' of 'high.pop(...)' as it is undefined."))).toBe(true);
+    expect(isTransientError(new TypeError("Cannot read properties of undefined (reading 'x')"))).toBe(false);
+  });
+
   it('walks a cyclic cause chain once', () => {
     const a = new Error('a') as Error & { cause?: unknown };
     const b = wrapped(a);

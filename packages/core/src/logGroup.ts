@@ -1,23 +1,49 @@
 /**
- * In-process consumer groups: the members of one group in this process share the partition
- * indexes of their (co-partitioned) topics, range-assigned in join order. A rebalance first revokes
- * every partition that moves (after its running batch ends), then assigns it, so no two members
- * ever hold the same partition index. Rebalances, joins and leaves run one at a time per group.
+ * Consumer groups for `Log` adapters that serve groups in one process (the in-memory log, the
+ * embedded SQLite log): the members of a group share the partition indexes of their
+ * co-partitioned topics, range-assigned in join order. A rebalance first revokes every partition
+ * that moves (after its running batch ends), then assigns it, so no two members ever hold the same
+ * partition index. Rebalances, joins and leaves run one at a time per group.
  *
- * Across processes a group has one consuming process per database file; the caller enforces that
- * with a lease (see `sharedFile.ts`) through {@link GroupHooks}.
+ * Pure: no timers and no I/O. Members wait on a {@link Signal} that the adapter fires when records
+ * may have arrived; adapters that must notice other processes' writes poll and fire it themselves.
  */
-import { TwinlogError } from '@twinlog/core';
-import type { Batch, LogRecord, SubscribeOptions } from '@twinlog/core';
-import { Signal } from './signal.ts';
+import { TwinlogError } from './errors.ts';
+import type { Batch, LogRecord, SubscribeOptions } from './log.ts';
 
+/** A promise that `notify()` resolves and replaces, to wake every waiter at once. */
+export class Signal {
+  private resolve!: () => void;
+  private promise!: Promise<void>;
+
+  constructor() {
+    this.reset();
+  }
+
+  private reset(): void {
+    this.promise = new Promise<void>((r) => {
+      this.resolve = r;
+    });
+  }
+
+  /** Resolves on the next `notify()`. */
+  wait(): Promise<void> {
+    return this.promise;
+  }
+
+  notify(): void {
+    const resolve = this.resolve;
+    this.reset();
+    resolve();
+  }
+}
 /** What a member reads through: its own client's connection. */
 export interface MemberSource {
   readonly maxBatchSize: number;
   committedOffsetOf(group: string, topic: string, partition: number): number | undefined;
   currentEndOffsets(topic: string): number[];
   /** Records of one partition from `from` on, at most `max`, in offset order. */
-  fetch(topic: string, partition: number, from: number, max: number): LogRecord[];
+  fetchRecords(topic: string, partition: number, from: number, max: number): LogRecord[];
   /** Called once the member has left its group. */
   forget(member: Member): void;
 }
@@ -244,7 +270,7 @@ export class Member {
       const end = topicEnds[partition] ?? 0;
       const position = this.positions.get(key)!;
       if (position >= end) continue;
-      const records = this.source.fetch(topic, partition, position, this.source.maxBatchSize);
+      const records = this.source.fetchRecords(topic, partition, position, this.source.maxBatchSize);
       if (records.length === 0) {
         this.positions.set(key, end); // the rest was compacted away
         continue;
