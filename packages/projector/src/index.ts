@@ -6,3 +6,5 @@ export { TOPICS, CHECKPOINT_KEY, DEFAULT_PARTITIONS, ensureTwinTopics, twinTopic
 export type { InputTopic } from './topics.ts';
 export { replay, history } from './replay.ts';
 export type { ReplayOptions, ReplayResult, PartitionRange, HistoryEntry } from './replay.ts';
+export { startPartitionStage } from './startPartitionStage.ts';
+export type { PartitionStage, PartitionStageOptions } from './startPartitionStage.ts';

@@ -8,6 +8,7 @@
  */
 import { createHybridClock, type Log, type TwinLimits } from '@twinlog/core';
 import { PartitionTask, type BatchStats, type TaskOutput } from './partitionTask.ts';
+import { startPartitionStage } from './startPartitionStage.ts';
 import { TOPICS, type InputTopic } from './topics.ts';
 
 export interface ProjectorOptions {
@@ -50,23 +51,6 @@ export async function startProjector({
   onBatch,
 }: ProjectorOptions): Promise<Projector> {
   const clock = createHybridClock({ physicalNow });
-  const tasks = new Map<number, PartitionTask>();
-  const queues = new Map<number, Promise<void>>();
-  let fail: (e: unknown) => void = () => {};
-  let finish: () => void = () => {};
-  const done = new Promise<void>((resolve, reject) => {
-    finish = resolve;
-    fail = reject;
-  });
-  done.catch(() => {});
-  let failed = false;
-
-  /** Run `work` after everything queued for the partition (tasks are single-threaded). */
-  const serial = (partition: number, work: () => Promise<void>): Promise<void> => {
-    const next = (queues.get(partition) ?? Promise.resolve()).then(work);
-    queues.set(partition, next.catch(() => {}));
-    return next;
-  };
 
   const commit = async (task: PartitionTask, out: TaskOutput): Promise<void> => {
     await log.commitBatch({
@@ -90,75 +74,44 @@ export async function startProjector({
     }
   };
 
-  const crash = (e: unknown): void => {
-    if (failed) return;
-    failed = true;
-    tasks.clear();
-    fail(e);
-  };
-
-  const subscription = await log.subscribe({
+  const stage = await startPartitionStage({
+    log,
     group,
     topics: [TOPICS.backend, TOPICS.device],
-    onAssign: async (partitions) => {
-      for (const partition of partitions) {
-        tasks.set(partition, await PartitionTask.restore(log, { partition, clock, ...(limits === undefined ? {} : { limits }) }));
+    restore: (partition) => PartitionTask.restore(log, { partition, clock, ...(limits === undefined ? {} : { limits }) }),
+    eachBatch: async (task, { topic, records }) => {
+      const input: InputTopic = topic === TOPICS.backend ? 'backend' : 'device';
+      await commit(task, task.process(input, records, false));
+      if (task.hasParked && (await backendCaughtUp(task))) {
+        const settled = task.settle(true);
+        if (settled !== undefined) await commit(task, settled);
       }
     },
-    onRevoke: async (partitions) => {
-      for (const partition of partitions) {
-        await queues.get(partition);
-        tasks.delete(partition);
-      }
-    },
-    eachBatch: ({ topic, partition, records }) =>
-      serial(partition, async () => {
-        const task = tasks.get(partition);
-        if (task === undefined || failed) return;
-        const input: InputTopic = topic === TOPICS.backend ? 'backend' : 'device';
-        try {
-          await commit(task, task.process(input, records, false));
-          if (task.hasParked && (await backendCaughtUp(task))) {
-            const settled = task.settle(true);
-            if (settled !== undefined) await commit(task, settled);
-          }
-        } catch (e) {
-          crash(e);
-          throw e;
-        }
-      }),
   });
 
   const settling = new Set<number>();
   const timer = setInterval(() => {
-    for (const [partition, task] of tasks) {
+    for (const [partition, task] of stage.tasks) {
       if (!task.hasParked || settling.has(partition)) continue; // one pending settle per partition
       settling.add(partition);
-      void serial(partition, async () => {
-        if (tasks.get(partition) !== task || failed) return;
-        try {
+      stage
+        .serial(partition, task, async () => {
           const settled = task.settle(await backendCaughtUp(task));
           if (settled !== undefined) await commit(task, settled);
-        } catch (e) {
-          crash(e);
-        } finally {
-          settling.delete(partition);
-        }
-      });
+        })
+        .catch(() => {}) // the stage has failed: `done` carries the error
+        .finally(() => settling.delete(partition));
     }
   }, settleIntervalMs);
   timer.unref();
 
   return {
-    done,
-    partitions: () => [...tasks.keys()].sort((a, b) => a - b),
-    task: (partition) => tasks.get(partition),
+    done: stage.done,
+    partitions: () => [...stage.tasks.keys()].sort((a, b) => a - b),
+    task: (partition) => stage.tasks.get(partition),
     async stop() {
       clearInterval(timer);
-      await subscription.stop();
-      await Promise.all(queues.values());
-      tasks.clear();
-      finish();
+      await stage.stop();
     },
   };
 }

@@ -8,7 +8,7 @@
  * restores the last emitted deltas from `twin.deltas` and emits nothing twice.
  */
 import type { DeltaState, Log } from '@twinlog/core';
-import { TOPICS } from '@twinlog/projector';
+import { startPartitionStage, TOPICS } from '@twinlog/projector';
 import { emptyStats, ReconcilerPartition, type ReconcileStats } from './internal/reconcilerPartition.ts';
 
 export type { ReconcileStats } from './internal/reconcilerPartition.ts';
@@ -86,81 +86,38 @@ export async function startReconciler({
   acks = true,
   onBatch,
 }: ReconcilerOptions): Promise<Reconciler> {
-  const tasks = new Map<number, ReconcilerPartition>();
-  const queues = new Map<number, Promise<void>>();
-  let fail: (e: unknown) => void = () => {};
-  let finish: () => void = () => {};
-  const done = new Promise<void>((resolve, reject) => {
-    finish = resolve;
-    fail = reject;
+  const stage = await startPartitionStage({
+    log,
+    group,
+    topics: [TOPICS.snapshots],
+    restore: (partition) => ReconcilerPartition.restore(log, partition, { acks, staleAfterMs }),
+    eachBatch: async (task, { partition, records }) => {
+      if (records.length === 0) return;
+      const stats = emptyStats();
+      const appends = task.process(records, stats);
+      await log.commitBatch({
+        fence: `reconciler-${group}-${partition}`,
+        appends: appends.length === 0 ? [] : [{ topic: TOPICS.deltas, records: appends }],
+        offsets: [{ group, topic: TOPICS.snapshots, partition, offset: task.position! }],
+      });
+      onBatch?.(partition, stats);
+    },
   });
-  done.catch(() => {});
-  let failed = false;
-
-  const serial = (partition: number, work: () => Promise<void>): Promise<void> => {
-    const next = (queues.get(partition) ?? Promise.resolve()).then(work);
-    queues.set(partition, next.catch(() => {}));
-    return next;
-  };
-
-  const crash = (e: unknown): void => {
-    if (failed) return;
-    failed = true;
-    tasks.clear();
-    fail(e);
-  };
+  const tasks = stage.tasks;
 
   const sweepPartition = (partition: number, task: ReconcilerPartition): Promise<number> => {
     let emitted = 0;
-    return serial(partition, async () => {
-      if (tasks.get(partition) !== task || failed) return;
-      const stats = emptyStats();
-      const records = task.sweep(physicalNow(), stats);
-      if (records.length === 0) return;
-      try {
-        await log.commitBatch({ fence: `reconciler-${group}-${partition}`, appends: [{ topic: TOPICS.deltas, records }] });
-      } catch (e) {
-        crash(e);
-        throw e;
-      }
-      emitted = records.length;
-      onBatch?.(partition, stats);
-    }).then(() => emitted);
-  };
-
-  const subscription = await log.subscribe({
-    group,
-    topics: [TOPICS.snapshots],
-    onAssign: async (partitions) => {
-      for (const partition of partitions) {
-        tasks.set(partition, await ReconcilerPartition.restore(log, partition, { acks, staleAfterMs }));
-      }
-    },
-    onRevoke: async (partitions) => {
-      for (const partition of partitions) {
-        await queues.get(partition);
-        tasks.delete(partition);
-      }
-    },
-    eachBatch: ({ partition, records }) =>
-      serial(partition, async () => {
-        const task = tasks.get(partition);
-        if (task === undefined || failed || records.length === 0) return;
+    return stage
+      .serial(partition, task, async () => {
         const stats = emptyStats();
-        try {
-          const appends = task.process(records, stats);
-          await log.commitBatch({
-            fence: `reconciler-${group}-${partition}`,
-            appends: appends.length === 0 ? [] : [{ topic: TOPICS.deltas, records: appends }],
-            offsets: [{ group, topic: TOPICS.snapshots, partition, offset: task.position! }],
-          });
-        } catch (e) {
-          crash(e);
-          throw e;
-        }
+        const records = task.sweep(physicalNow(), stats);
+        if (records.length === 0) return;
+        await log.commitBatch({ fence: `reconciler-${group}-${partition}`, appends: [{ topic: TOPICS.deltas, records }] });
+        emitted = records.length;
         onBatch?.(partition, stats);
-      }),
-  });
+      })
+      .then(() => emitted);
+  };
 
   const timer =
     staleAfterMs === undefined
@@ -171,7 +128,7 @@ export async function startReconciler({
   timer?.unref();
 
   return {
-    done,
+    done: stage.done,
     partitions: () => [...tasks.keys()].sort((a, b) => a - b),
     deltaOf(deviceId) {
       for (const task of tasks.values()) {
@@ -186,10 +143,7 @@ export async function startReconciler({
     },
     async stop() {
       if (timer !== undefined) clearInterval(timer);
-      await subscription.stop();
-      await Promise.all(queues.values());
-      tasks.clear();
-      finish();
+      await stage.stop();
     },
   };
 }
