@@ -30,7 +30,7 @@ import {
   type TwinState,
 } from '@twinlog/core';
 import { produce } from 'immer';
-import { seededRandom } from '@twinlog/core/testing';
+import { benchEvents } from './workload.ts';
 
 const EVENTS = Number(process.env['BENCH_EVENTS'] ?? 200_000);
 const DEVICES = Number(process.env['BENCH_DEVICES'] ?? 10_000);
@@ -38,27 +38,7 @@ const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
 
 
 function makeWorkload(): Uint8Array[] {
-  const rnd = seededRandom(42);
-  let t = 1_760_000_000_000;
-  const clock = createHybridClock({ physicalNow: () => (t += rnd() < 0.01 ? 1 : 0) });
-  let seq = 0;
-  const base = { v: 1, op: 'merge' as const, actor: 'bench' };
-  const out: Uint8Array[] = [];
-  for (let d = 0; d < DEVICES && out.length < EVENTS; d++) {
-    out.push(encodeEvent({ ...base, id: { writer: 'gw-bench-1', seq: ++seq }, deviceId: `dev-${d}`, section: 'create', patch: {}, stamp: clock.now() }));
-  }
-  while (out.length < EVENTS) {
-    const device = `dev-${Math.floor(rnd() * DEVICES)}`;
-    const section = rnd() < 0.5 ? 'desired' : 'reported';
-    const patch: Patch = {};
-    for (let i = 0; i < 5; i++) {
-      const g = `group${Math.floor(rnd() * 4)}`;
-      const group = (patch[g] ??= {}) as Patch;
-      group[`leaf${Math.floor(rnd() * 8)}`] = rnd() < 0.1 ? null : rnd() < 0.5 ? Math.floor(rnd() * 1000) : `v${Math.floor(rnd() * 100)}`;
-    }
-    out.push(encodeEvent({ ...base, id: { writer: 'gw-bench-1', seq: ++seq }, deviceId: device, section, patch, stamp: clock.now() }));
-  }
-  return out;
+  return [...benchEvents({ events: EVENTS, devices: DEVICES, startWall: 1_760_000_000_000 })].map(encodeEvent);
 }
 
 function time(fn: () => number): { perSecond: number; check: number } {

@@ -40,13 +40,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeEvent } from '@twinlog/codec';
-import { createHybridClock, type AppendRecord, type Log, type Patch, type SubscribeOptions, type TwinEvent } from '@twinlog/core';
+import type { AppendRecord, Log, SubscribeOptions } from '@twinlog/core';
 import { createEmbeddedLog } from '@twinlog/log-embedded';
 import { createKafkaLog } from '@twinlog/log-kafka';
 import { CHECKPOINT_KEY, TOPICS, ensureTwinTopics, startProjector, type BatchStats } from '@twinlog/projector';
 import { Kafka, logLevel } from 'kafkajs';
 import { startKafkaBroker } from '../test/kafkaBroker.ts';
-import { seededRandom } from '@twinlog/core/testing';
+import { benchEvents } from './workload.ts';
 
 const EVENTS = Number(process.env['BENCH_EVENTS'] ?? 200_000);
 const DEVICES = Number(process.env['BENCH_DEVICES'] ?? 10_000);
@@ -71,33 +71,14 @@ interface Workload {
 }
 
 function makeWorkload(): Workload {
-  const rnd = seededRandom(42);
-  let t = Math.floor(Date.now() / 86_400_000) * 86_400_000;
-  const clock = createHybridClock({ physicalNow: () => (t += rnd() < 0.01 ? 1 : 0) });
-  let seq = 0;
-  const base = { v: 1, op: 'merge' as const, actor: 'bench' };
   const backend: AppendRecord[] = [];
   const device: AppendRecord[] = [];
   let bytes = 0;
-  const push = (e: TwinEvent): void => {
+  // midnight UTC of today: inside validateEvent's skew window
+  for (const e of benchEvents({ events: EVENTS, devices: DEVICES, startWall: Math.floor(Date.now() / 86_400_000) * 86_400_000 })) {
     const value = encodeEvent(e);
     bytes += value.length;
     (e.section === 'reported' ? device : backend).push({ key: e.deviceId, value });
-  };
-  let n = 0;
-  for (let d = 0; d < DEVICES && n < EVENTS; d++, n++) {
-    push({ ...base, id: { writer: 'gw-bench-1', seq: ++seq }, deviceId: `dev-${d}`, section: 'create', patch: {}, stamp: clock.now() });
-  }
-  for (; n < EVENTS; n++) {
-    const deviceId = `dev-${Math.floor(rnd() * DEVICES)}`;
-    const section = rnd() < 0.5 ? 'desired' : 'reported';
-    const patch: Patch = {};
-    for (let i = 0; i < 5; i++) {
-      const g = `group${Math.floor(rnd() * 4)}`;
-      const group = (patch[g] ??= {}) as Patch;
-      group[`leaf${Math.floor(rnd() * 8)}`] = rnd() < 0.1 ? null : rnd() < 0.5 ? Math.floor(rnd() * 1000) : `v${Math.floor(rnd() * 100)}`;
-    }
-    push({ ...base, id: { writer: 'gw-bench-1', seq: ++seq }, deviceId, section, patch, stamp: clock.now() });
   }
   return { backend, device, bytes };
 }
