@@ -1,0 +1,2 @@
+/** @twinlog/cli: the twinlog command line. */
+export {};
