@@ -64,24 +64,64 @@ export interface TwinState {
   generation: Stamp;
   /** Stamp of the latest `create` (MIN_STAMP if none); the twin exists iff created > generation. */
   created: Stamp;
-  /** Dedupe window: writer → seq → the event's stamp (kept for GC). Nested maps: no key strings to build. */
-  readonly dots: Map<string, Map<number, Stamp>>;
+  /** Dedupe window: per writer, the folded seqs ascending and their stamps (kept for GC). */
+  readonly dots: Map<string, WriterDots>;
   maxStamp: Stamp;
   gcHorizon: Stamp;
   /** Recorded command decisions, by dot key (owner only). */
   readonly decided: Map<string, Decision>;
 }
 
-/** Every dot stamp the state holds (dedupe window), in no particular order. */
-export function* allDots(state: TwinState): Iterable<Stamp> {
-  for (const seqs of state.dots.values()) yield* seqs.values();
+/**
+ * One writer's folded events: `seqs` ascending, `stamps[i]` the stamp of `seqs[i]`. Two flat arrays
+ * rather than a map: a writer's seqs mostly arrive in order, so a dot is appended, and a lookup is
+ * a binary search over contiguous numbers.
+ */
+export interface WriterDots {
+  readonly seqs: number[];
+  readonly stamps: Stamp[];
 }
 
-/** Record a dot (used by restore and join; `applyEvent` records its own). */
-export function addDot(state: TwinState, s: Stamp): void {
-  let seqs = state.dots.get(s.writer);
-  if (seqs === undefined) state.dots.set(s.writer, (seqs = new Map()));
-  if (!seqs.has(s.seq)) seqs.set(s.seq, s);
+/** Index of the first seq ≥ `seq`. */
+function seqIndex(seqs: readonly number[], seq: number): number {
+  let lo = 0;
+  let hi = seqs.length;
+  if (hi > 0 && seqs[hi - 1]! < seq) return hi;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (seqs[mid]! < seq) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** True when the event with this id has been folded (and not collected). */
+export function hasDot(state: TwinState, id: { readonly writer: string; readonly seq: number }): boolean {
+  const w = state.dots.get(id.writer);
+  if (w === undefined) return false;
+  const i = seqIndex(w.seqs, id.seq);
+  return w.seqs[i] === id.seq;
+}
+
+/** Every dot stamp the state holds (dedupe window), in no particular order. */
+export function* allDots(state: TwinState): Iterable<Stamp> {
+  for (const w of state.dots.values()) yield* w.stamps;
+}
+
+/** Record a dot; false when the state already holds it. */
+export function addDot(state: TwinState, s: Stamp): boolean {
+  let w = state.dots.get(s.writer);
+  if (w === undefined) state.dots.set(s.writer, (w = { seqs: [], stamps: [] }));
+  const i = seqIndex(w.seqs, s.seq);
+  if (w.seqs[i] === s.seq) return false;
+  if (i === w.seqs.length) {
+    w.seqs.push(s.seq);
+    w.stamps.push(s);
+  } else {
+    w.seqs.splice(i, 0, s.seq);
+    w.stamps.splice(i, 0, s);
+  }
+  return true;
 }
 
 /** What {@link applyEvent} did with an event. */
@@ -256,12 +296,10 @@ function newGeneration(state: TwinState, d: Stamp): void {
  */
 export function applyEvent(state: TwinState, e: TwinEvent): ApplyOutcome {
   if (e.cond !== undefined) return 'COMMAND';
-  let seqs = state.dots.get(e.id.writer);
-  if (seqs !== undefined && seqs.has(e.id.seq)) return 'DUPLICATE';
+  if (hasDot(state, e.id)) return 'DUPLICATE';
   const s = stampOf(e.stamp, e.id, 1);
   if (compareStamps(s, state.gcHorizon) <= 0) return 'LATE';
-  if (seqs === undefined) state.dots.set(e.id.writer, (seqs = new Map()));
-  seqs.set(e.id.seq, s);
+  addDot(state, s);
   if (compareStamps(s, state.maxStamp) > 0) state.maxStamp = s;
   const kind: EventKind = e.section;
   if (kind === 'delete') {
@@ -389,9 +427,16 @@ export function collectGarbage(state: TwinState, horizon?: Stamp): void {
     st.collected += n;
     st.liveDots = st.liveDots.slice(n);
   }
-  for (const [writer, seqs] of state.dots) {
-    for (const [seq, s] of seqs) if (compareStamps(s, horizon) <= 0) seqs.delete(seq);
-    if (seqs.size === 0) state.dots.delete(writer);
+  for (const [writer, w] of state.dots) {
+    let kept = 0;
+    for (let i = 0; i < w.seqs.length; i++) {
+      if (compareStamps(w.stamps[i]!, horizon) <= 0) continue;
+      w.seqs[kept] = w.seqs[i]!;
+      w.stamps[kept++] = w.stamps[i]!;
+    }
+    w.seqs.length = kept;
+    w.stamps.length = kept;
+    if (kept === 0) state.dots.delete(writer);
   }
   for (const [k, d] of state.decided) if (compareStamps(d.stamp, horizon) <= 0) state.decided.delete(k);
   state.gcHorizon = horizon;

@@ -19,6 +19,7 @@ import {
   applyEvent,
   createTwinState,
   decideCommands,
+  hasDot,
   diffMergePatch,
   fromStateDoc,
   isSection,
@@ -242,7 +243,7 @@ export class PartitionTask {
       return 1;
     }
     const state = entry?.state ?? createTwinState(e.deviceId);
-    if (!twinExists(state) && e.section !== 'create' && !state.dots.get(e.id.writer)?.has(e.id.seq)) {
+    if (!twinExists(state) && e.section !== 'create' && !hasDot(state, e.id)) {
       if (topic === 'device') {
         this.park(r, e);
         this.stats.parked++;
@@ -251,7 +252,7 @@ export class PartitionTask {
       this.reject(e, 'DEVICE_NOT_FOUND', `device ${e.deviceId} does not exist`, source);
       return 1;
     }
-    if (e.section === 'create' && twinExists(state) && !state.dots.get(e.id.writer)?.has(e.id.seq)) {
+    if (e.section === 'create' && twinExists(state) && !hasDot(state, e.id)) {
       this.reject(e, 'DEVICE_ALREADY_EXISTS', `device ${e.deviceId} already exists`, source);
       return 1;
     }
