@@ -1,0 +1,439 @@
+/**
+ * The one-shot commands (replay, audit, tail, query, twin, device): each opens the store, wraps one
+ * or two library calls, prints, and closes the store.
+ */
+import { resolve } from 'node:path';
+import { createTwinClient, type TwinClient, type WriteDecision } from '@twinlog/client';
+import { decodeOutputRecord, type OutputRecord } from '@twinlog/codec';
+import { fromStateDoc, isPlainObject, isTwinlogError, partitionFor, renderTwin, TwinlogError, type JsonObject, type Log, type Patch, type TwinDocument } from '@twinlog/core';
+import { createEmbeddedLog } from '@twinlog/log-embedded';
+import { CHECKPOINT_KEY, ensureTwinTopics, history, replay, TOPICS } from '@twinlog/projector';
+import { evaluate, parseQuery } from '@twinlog/query';
+import { CliError } from './CliError.ts';
+import { createProgress } from './createProgress.ts';
+import { formatChange, formatDeadLetter, formatDelta, formatHistoryEntry, formatRejection, toJsonLine } from './formatRecords.ts';
+import { embeddedPath, openStore, type Store } from './openStore.ts';
+import type { CliConfig } from './resolveConfig.ts';
+import { watchTopic } from './watchTopic.ts';
+
+/** Where commands print: stdout for results, stderr for progress and diagnostics. */
+export interface CliIo {
+  readonly out: (text: string) => void;
+  readonly err: (text: string) => void;
+  readonly stderrIsTTY: boolean;
+}
+
+export async function withStore<T>(config: CliConfig, run: (store: Store) => Promise<T>): Promise<T> {
+  const store = await openStore(config, { kafkaLogSink: () => {} });
+  try {
+    return await run(store);
+  } finally {
+    await store.log.close();
+  }
+}
+
+/** `--until`, `--since`: an ISO-8601 time (or anything `Date.parse` reads), as ms. */
+export function parseTime(flag: string, text: string): number {
+  const ms = /^[0-9]{4}-/.test(text) ? Date.parse(text) : Number.NaN;
+  if (!Number.isFinite(ms)) throw new CliError(`${flag} must be an ISO-8601 time such as 2026-11-28T12:00:00Z, got '${text}'`);
+  return ms;
+}
+
+/** `--until` of replay: a time, or an offset (a non-negative integer: the last offset to include in every input partition). */
+export function parseUntil(text: string): { time: number } | { offset: number } {
+  if (/^[0-9]+$/.test(text)) {
+    const offset = Number(text);
+    if (!Number.isSafeInteger(offset)) throw new CliError(`--until: offset ${text} is too large`);
+    return { offset };
+  }
+  if (!/^[0-9]{4}-/.test(text) || !Number.isFinite(Date.parse(text))) {
+    throw new CliError(`--until must be an ISO-8601 time (2026-11-28T12:00:00Z) or an offset (a non-negative integer), got '${text}'`);
+  }
+  return { time: Date.parse(text) };
+}
+
+export function parseCount(flag: string, text: string): number {
+  if (!/^[0-9]+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) throw new CliError(`${flag} must be a positive integer, got '${text}'`);
+  return Number(text);
+}
+
+export function parseJsonObject(what: string, text: string): JsonObject {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new CliError(`${what} is not valid JSON: ${(e as Error).message}`);
+  }
+  if (!isPlainObject(value)) throw new CliError(`${what} must be a JSON object, got ${text.length > 40 ? `${text.slice(0, 40)}…` : text}`);
+  return value as JsonObject;
+}
+
+/** A log whose input topics end at `offset + 1` in every partition (replay `--until <offset>`). */
+function boundedLog(log: Log, offset: number): Log {
+  return new Proxy(log, {
+    get(target, prop, receiver) {
+      if (prop === 'endOffsets') {
+        return async (topic: string) => {
+          const ends = await target.endOffsets(topic);
+          return topic === TOPICS.backend || topic === TOPICS.device ? ends.map((e) => Math.min(e, offset + 1)) : ends;
+        };
+      }
+      const value: unknown = Reflect.get(target, prop, receiver);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
+const fmt = (n: number): string => n.toLocaleString('en-US');
+
+// --- replay ----------------------------------------------------------------------------------------
+
+export async function replayCommand(config: CliConfig, io: CliIo, opts: { until?: string; device?: string; into?: string; json?: boolean }): Promise<number> {
+  const until = opts.until === undefined ? undefined : parseUntil(opts.until);
+  if (opts.into !== undefined && config.kafka === undefined && resolve(opts.into) === embeddedPath(config.data)) {
+    throw new CliError(`--into must name another store than the one replayed (${resolve(opts.into)})`);
+  }
+  return withStore(config, async (store) => {
+    const into = opts.into === undefined ? undefined : createEmbeddedLog({ path: resolve(opts.into) });
+    try {
+      if (into !== undefined) await ensureTwinTopics(into, await store.log.partitionCount(TOPICS.backend));
+      const log = until !== undefined && 'offset' in until ? boundedLog(store.log, until.offset) : store.log;
+      const progress = createProgress({ write: io.err, isTTY: io.stderrIsTTY, label: 'replay' });
+      const started = Date.now();
+      let last = { read: 0, total: 0 };
+      const result = await replay({
+        log,
+        ...(until !== undefined && 'time' in until ? { until: until.time } : {}),
+        ...(opts.device === undefined ? {} : { deviceId: opts.device }),
+        ...(into === undefined ? {} : { into }),
+        onProgress: (p) => {
+          last = p;
+          progress.update(p.read, p.total);
+        },
+      });
+      progress.end(last.read, last.total);
+      const seconds = (Date.now() - started) / 1000;
+      const twin = opts.device === undefined ? undefined : result.states.get(opts.device);
+      const rendered = twin === undefined ? undefined : renderTwin(twin);
+      if (opts.json === true) {
+        io.out(
+          `${toJsonLine({
+            store: store.description,
+            until: until === undefined ? null : 'time' in until ? new Date(until.time).toISOString() : { offset: until.offset },
+            counts: result.counts,
+            partitions: result.partitions,
+            into: opts.into === undefined ? null : resolve(opts.into),
+            seconds,
+            ...(opts.device === undefined ? {} : { twin: rendered ?? null }),
+          })}\n`,
+        );
+        return 0;
+      }
+      const c = result.counts;
+      const lines = [
+        `replayed ${store.description}${until === undefined ? '' : 'time' in until ? ` as of ${new Date(until.time).toISOString()}` : ` up to offset ${until.offset}`}${opts.device === undefined ? '' : ` for device ${opts.device}`} in ${seconds.toFixed(1)} s`,
+        `records read ${fmt(c.records)}: applied ${fmt(c.applied)}, duplicates ${fmt(c.duplicates)}, skipped ${fmt(c.skipped)}, rejected ${fmt(c.rejected)}, dead-lettered ${fmt(c.deadLettered)}, commands ${fmt(c.commands)}, parked ${fmt(c.parked)}`,
+        `devices ${fmt(c.devices)}`,
+        ...result.partitions.map(
+          (p) => `partition ${p.partition}: ${TOPICS.backend} offsets ${p.backend.first ?? '-'}..${p.backend.last ?? '-'}, ${TOPICS.device} offsets ${p.device.first ?? '-'}..${p.device.last ?? '-'}`,
+        ),
+      ];
+      if (opts.into !== undefined) lines.push(`snapshots written to embedded:${resolve(opts.into)}`);
+      if (opts.device !== undefined) lines.push(rendered === undefined ? `device ${opts.device}: no twin then` : JSON.stringify(rendered, null, 2));
+      io.out(`${lines.join('\n')}\n`);
+      return 0;
+    } finally {
+      await into?.close();
+    }
+  });
+}
+
+// --- audit -----------------------------------------------------------------------------------------
+
+const SECTIONS = ['tags', 'desired', 'reported', 'create', 'delete'] as const;
+
+export async function auditCommand(config: CliConfig, io: CliIo, deviceId: string, opts: { section?: string; since?: string; until?: string; json?: boolean }): Promise<number> {
+  if (opts.section !== undefined && !(SECTIONS as readonly string[]).includes(opts.section)) {
+    throw new CliError(`--section must be one of ${SECTIONS.join(', ')}, got '${opts.section}'`);
+  }
+  const since = opts.since === undefined ? undefined : parseTime('--since', opts.since);
+  const until = opts.until === undefined ? undefined : parseTime('--until', opts.until);
+  return withStore(config, async (store) => {
+    const all = await history({ log: store.log, deviceId, ...(until === undefined ? {} : { until }) });
+    if (all.length === 0) throw new TwinlogError('DEVICE_NOT_FOUND', `no events for device ${deviceId} in ${store.description}`);
+    const entries = all.filter((e) => (opts.section === undefined || e.section === opts.section) && (since === undefined || e.stamp.wall >= since));
+    if (opts.json === true) {
+      for (const e of entries) io.out(`${toJsonLine(e)}\n`);
+      return 0;
+    }
+    io.out(`audit of ${deviceId} (${entries.length} of ${all.length} events)\n`);
+    for (const e of entries) io.out(`${formatHistoryEntry(e)}\n`);
+    return 0;
+  });
+}
+
+// --- tail ------------------------------------------------------------------------------------------
+
+export const FEEDS = {
+  changes: { topic: TOPICS.changes, kind: 'change' },
+  deltas: { topic: TOPICS.deltas, kind: 'delta' },
+  rejections: { topic: TOPICS.rejections, kind: 'rejection' },
+  'dead-letter': { topic: TOPICS.deadLetter, kind: 'dead-letter' },
+} as const;
+export type FeedName = keyof typeof FEEDS;
+
+export async function tailCommand(
+  config: CliConfig,
+  io: CliIo,
+  feed: string,
+  opts: { device?: string; fromBeginning?: boolean; limit?: string; json?: boolean; follow?: boolean; untilConverged?: boolean },
+  signal: AbortSignal,
+): Promise<number> {
+  if (!Object.hasOwn(FEEDS, feed)) throw new CliError(`unknown feed '${feed}': use one of ${Object.keys(FEEDS).join(', ')}`);
+  const { topic, kind } = FEEDS[feed as FeedName];
+  const limit = opts.limit === undefined ? Infinity : parseCount('--limit', opts.limit);
+  if (opts.untilConverged === true && feed !== 'deltas') throw new CliError('--until-converged applies to the deltas feed only');
+  return withStore(config, async (store) => {
+    const count = await store.log.partitionCount(topic);
+    let printed = 0;
+    let over = false;
+    let resolveFinished: () => void = () => {};
+    const finished = new Promise<void>((r) => (resolveFinished = r));
+    const done = (): void => {
+      over = true;
+      resolveFinished();
+    };
+    let failure: unknown;
+    const watch = watchTopic(store.log, topic, {
+      from: opts.fromBeginning === true ? 'earliest' : 'latest',
+      pollIntervalMs: store.kind === 'kafka' ? 500 : 100,
+      ...(opts.device === undefined ? {} : { partitions: [partitionFor(opts.device, count)] }),
+      onIdle: () => {
+        if (opts.follow === false) done();
+      },
+      onError: (e) => {
+        failure = e;
+        done();
+      },
+      onRecord: (r) => {
+        if (over || r.value === null || r.key === CHECKPOINT_KEY) return;
+        if (opts.device !== undefined && r.key !== opts.device) return;
+        let record: OutputRecord;
+        try {
+          record = decodeOutputRecord(r.value, kind);
+        } catch (e) {
+          if (!isTwinlogError(e)) throw e;
+          io.err(`skipped ${topic}/${r.partition}@${r.offset}: ${e.code}: ${e.message}\n`);
+          return;
+        }
+        if (opts.json === true) io.out(`${toJsonLine({ ...record, appendTime: new Date(r.timestamp).toISOString(), offset: r.offset, partition: r.partition })}\n`);
+        else if (record.kind === 'change') io.out(`${formatChange(record)}\n`);
+        else if (record.kind === 'delta') io.out(`${formatDelta(record, r.timestamp)}\n`);
+        else if (record.kind === 'rejection') io.out(`${formatRejection(record, r.timestamp)}\n`);
+        else if (record.kind === 'dead-letter') io.out(`${formatDeadLetter(record, r.timestamp)}\n`);
+        printed++;
+        if (printed >= limit) done();
+        if (opts.untilConverged === true && record.kind === 'delta' && record.delta.converged && record.delta.entries.length > 0) done();
+      },
+    });
+    const onAbort = (): void => done();
+    signal.addEventListener('abort', onAbort);
+    await finished;
+    signal.removeEventListener('abort', onAbort);
+    await watch.stop();
+    if (failure !== undefined) throw failure;
+    return 0;
+  });
+}
+
+// --- query -----------------------------------------------------------------------------------------
+
+/** Every existing twin, from the latest snapshot per device on `twin.snapshots`. */
+export async function listTwins(log: Log): Promise<TwinDocument[]> {
+  const ends = await log.endOffsets(TOPICS.snapshots);
+  const latest = new Map<string, Uint8Array | null>();
+  for (let partition = 0; partition < ends.length; partition++) {
+    const to = ends[partition] ?? 0;
+    if (to === 0) continue;
+    for await (const records of log.read(TOPICS.snapshots, partition, { from: 0, to })) {
+      for (const r of records) if (r.key !== CHECKPOINT_KEY) latest.set(r.key, r.value);
+    }
+  }
+  const twins: TwinDocument[] = [];
+  for (const value of latest.values()) {
+    if (value === null) continue;
+    const snap = decodeOutputRecord(value, 'snapshot');
+    if (snap.exists) twins.push(renderTwin(fromStateDoc(snap.state)));
+  }
+  return twins.sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0));
+}
+
+export async function queryCommand(config: CliConfig, io: CliIo, text: string, opts: { pretty?: boolean }): Promise<number> {
+  const query = parseQuery(text);
+  return withStore(config, async (store) => {
+    const rows = evaluate(query, await listTwins(store.log));
+    if (opts.pretty === true) io.out(`${JSON.stringify(rows, null, 2)}\n`);
+    else for (const row of rows) io.out(`${JSON.stringify(row)}\n`);
+    io.err(`${rows.length} row${rows.length === 1 ? '' : 's'}\n`);
+    return 0;
+  });
+}
+
+// --- twin and device -------------------------------------------------------------------------------
+
+export interface WriteFlags {
+  readonly wait?: boolean;
+  readonly timeout?: string;
+}
+
+async function withClient<T>(config: CliConfig, actor: string, flags: WriteFlags, run: (client: TwinClient, store: Store) => Promise<T>): Promise<T> {
+  const timeoutMs = flags.timeout === undefined ? 15_000 : parseCount('--timeout', flags.timeout);
+  return withStore(config, async (store) => {
+    const client = createTwinClient({ log: store.log, physicalNow: () => Date.now(), actor, decisionTimeoutMs: timeoutMs });
+    try {
+      return await run(client, store);
+    } catch (e) {
+      if (isTwinlogError(e, 'DECISION_TIMEOUT')) {
+        throw new TwinlogError('DECISION_TIMEOUT', `${e.message} (is \`twinlog serve\` running on ${store.description}? The write is in the log and will be decided when a projector runs)`);
+      }
+      throw e;
+    } finally {
+      await client.close();
+    }
+  });
+}
+
+/** A refused decision is an error with its code. */
+function decided(d: WriteDecision): void {
+  if (!d.accepted) throw new TwinlogError(d.code, d.message, { details: { etag: d.etag } });
+}
+
+function printTwin(io: CliIo, twin: TwinDocument): void {
+  io.out(`${JSON.stringify(twin, null, 2)}\n`);
+}
+
+export async function twinGetCommand(config: CliConfig, io: CliIo, deviceId: string): Promise<number> {
+  return withStore(config, async (store) => {
+    const client = createTwinClient({ log: store.log, physicalNow: () => Date.now(), actor: 'twinlog-cli' });
+    try {
+      printTwin(io, await client.getTwin(deviceId));
+    } finally {
+      await client.close();
+    }
+    return 0;
+  });
+}
+
+/** `{"tags": {...}, "properties": {"desired": {...}}}` (IoT Hub's twin patch body) → sections. */
+function twinPatchOf(body: JsonObject): { tags?: Patch; desired?: Patch } {
+  const out: { tags?: Patch; desired?: Patch } = {};
+  for (const key of Object.keys(body)) if (key !== 'tags' && key !== 'properties') throw new CliError(`the twin patch may hold tags and properties.desired only, not '${key}'`);
+  const props = body['properties'];
+  if (props !== undefined) {
+    if (!isPlainObject(props)) throw new CliError('properties must be an object');
+    for (const key of Object.keys(props)) {
+      if (key !== 'desired') throw new CliError(`properties.${key} cannot be written by the back end (a device reports with \`twinlog twin report\`)`);
+    }
+    const desired = (props as JsonObject)['desired'];
+    if (desired !== undefined) {
+      if (!isPlainObject(desired)) throw new CliError('properties.desired must be an object');
+      out.desired = desired as Patch;
+    }
+  }
+  const tags = body['tags'];
+  if (tags !== undefined) {
+    if (!isPlainObject(tags)) throw new CliError('tags must be an object');
+    out.tags = tags as Patch;
+  }
+  if (out.tags === undefined && out.desired === undefined) throw new CliError('the twin patch is empty: give {"tags": {...}} and/or {"properties": {"desired": {...}}}');
+  return out;
+}
+
+export async function twinWriteCommand(
+  config: CliConfig,
+  io: CliIo,
+  mode: 'patch' | 'replace',
+  deviceId: string,
+  json: string,
+  opts: WriteFlags & { ifMatch?: string },
+): Promise<number> {
+  const body = parseJsonObject('the twin patch', json);
+  // replace (IoT Hub's PUT): tags and desired are replaced as a whole; a section left out becomes empty.
+  const patch = mode === 'patch' ? twinPatchOf(body) : { tags: {}, desired: {}, ...twinPatchOf({ tags: {}, ...body }) };
+  return withClient(config, 'twinlog-cli', opts, async (client) => {
+    const write = mode === 'patch' ? client.patchTwin : client.replaceTwin;
+    if (opts.wait === false) {
+      if (opts.ifMatch !== undefined) throw new CliError('--if-match needs the decision: drop --no-wait');
+      const receipts = await write(deviceId, patch);
+      io.out(`appended ${receipts.map((r) => `${r.topic}/${r.partition}@${r.offset}`).join(', ')} (not waiting for the projector)\n`);
+      return 0;
+    }
+    decided(await write(deviceId, patch, { ifMatch: opts.ifMatch ?? '*' }));
+    printTwin(io, await client.getTwin(deviceId));
+    return 0;
+  });
+}
+
+export async function twinReportCommand(config: CliConfig, io: CliIo, deviceId: string, json: string, opts: WriteFlags & { replace?: boolean }): Promise<number> {
+  const patch = parseJsonObject('the reported patch', json) as Patch;
+  return withClient(config, deviceId, opts, async (client) => {
+    const write = opts.replace === true ? client.replaceReported : client.mergeReported;
+    if (opts.wait === false) {
+      const r = await write(deviceId, patch);
+      io.out(`appended ${r.topic}/${r.partition}@${r.offset} (not waiting for the projector)\n`);
+      return 0;
+    }
+    decided(await write(deviceId, patch, { wait: true }));
+    printTwin(io, await client.getTwin(deviceId));
+    return 0;
+  });
+}
+
+export async function deviceCreateCommand(config: CliConfig, io: CliIo, deviceId: string, opts: WriteFlags): Promise<number> {
+  return withClient(config, 'twinlog-cli', opts, async (client) => {
+    if (opts.wait === false) {
+      const r = await client.createDevice(deviceId);
+      io.out(`appended create of ${deviceId} at ${r.topic}/${r.partition}@${r.offset} (not waiting for the projector)\n`);
+      return 0;
+    }
+    decided(await client.createDevice(deviceId, { wait: true }));
+    const twin = await client.getTwin(deviceId);
+    io.out(`created ${deviceId} (etag ${twin.etag}, version ${twin.version})\n`);
+    return 0;
+  });
+}
+
+export async function deviceDeleteCommand(config: CliConfig, io: CliIo, deviceId: string, opts: WriteFlags): Promise<number> {
+  return withClient(config, 'twinlog-cli', opts, async (client) => {
+    if (opts.wait === false) {
+      const r = await client.deleteDevice(deviceId);
+      io.out(`appended delete of ${deviceId} at ${r.topic}/${r.partition}@${r.offset} (not waiting for the projector)\n`);
+      return 0;
+    }
+    decided(await client.deleteDevice(deviceId, { wait: true }));
+    io.out(`deleted ${deviceId}\n`);
+    return 0;
+  });
+}
+
+export async function deviceListCommand(config: CliConfig, io: CliIo, opts: { json?: boolean }): Promise<number> {
+  return withStore(config, async (store) => {
+    const twins = await listTwins(store.log);
+    if (opts.json === true) {
+      for (const t of twins) io.out(`${JSON.stringify({ deviceId: t.deviceId, status: t.status, version: t.version, etag: t.etag })}\n`);
+      return 0;
+    }
+    if (twins.length === 0) {
+      io.out(`no devices in ${store.description}\n`);
+      return 0;
+    }
+    const width = Math.max(8, ...twins.map((t) => t.deviceId.length));
+    io.out(`${'DEVICE'.padEnd(width)}  STATUS    VERSION  DESIRED  REPORTED  ETAG\n`);
+    for (const t of twins) {
+      io.out(
+        `${t.deviceId.padEnd(width)}  ${t.status.padEnd(8)}  ${String(t.version).padStart(7)}  ${String(t.properties.desired.$version).padStart(7)}  ${String(t.properties.reported.$version).padStart(8)}  ${t.etag}\n`,
+      );
+    }
+    return 0;
+  });
+}

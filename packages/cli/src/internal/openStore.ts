@@ -1,0 +1,51 @@
+/**
+ * Opens the log every command works on: the embedded SQLite log in `<data>/twinlog.db` by default,
+ * Kafka when `kafka` (brokers) is configured. The twin topics are created when missing.
+ */
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Log } from '@twinlog/core';
+import { createEmbeddedLog } from '@twinlog/log-embedded';
+import { createKafkaLog, type KafkaLogEntry } from '@twinlog/log-kafka';
+import { ensureTwinTopics } from '@twinlog/projector';
+import type { CliConfig } from './resolveConfig.ts';
+
+export interface Store {
+  readonly log: Log;
+  readonly kind: 'embedded' | 'kafka';
+  /** `embedded:/abs/path/twinlog.db` or `kafka:host:port (prefix 'p')`. */
+  readonly description: string;
+}
+
+/** The embedded log's file under a data folder. */
+export function embeddedPath(data: string): string {
+  return resolve(join(data, 'twinlog.db'));
+}
+
+/**
+ * @throws TwinlogError from the adapter (e.g. `LOG_ARGUMENT_INVALID` for bad brokers) or when the
+ * topics cannot be created.
+ */
+export async function openStore(config: CliConfig, { kafkaLogSink }: { kafkaLogSink?: (entry: KafkaLogEntry) => void } = {}): Promise<Store> {
+  let store: Store;
+  if (config.kafka !== undefined) {
+    const log = createKafkaLog({
+      brokers: config.kafka,
+      topicPrefix: config.topicPrefix,
+      clientId: 'twinlog-cli',
+      ...(kafkaLogSink === undefined ? {} : { logSink: kafkaLogSink }),
+    });
+    store = { log, kind: 'kafka', description: `kafka:${config.kafka}${config.topicPrefix === '' ? '' : ` (topic prefix '${config.topicPrefix}')`}` };
+  } else {
+    mkdirSync(config.data, { recursive: true });
+    const path = embeddedPath(config.data);
+    store = { log: createEmbeddedLog({ path }), kind: 'embedded', description: `embedded:${path}` };
+  }
+  try {
+    await ensureTwinTopics(store.log, config.partitions);
+  } catch (e) {
+    await store.log.close().catch(() => {});
+    throw e;
+  }
+  return store;
+}

@@ -1,0 +1,352 @@
+/**
+ * `twinlog serve`: the engine (projector + reconciler), the IoT Hub-compatible REST gateway and an
+ * admin listener (`/health`, `/metrics`) in one process, on the embedded log or on Kafka.
+ *
+ * Figures come from public hooks only: the stages' `onBatch` callbacks, the gateway's
+ * `diagnostics_channel` (`GATEWAY_REQUEST_CHANNEL`) and its server's connections, the log's
+ * committed and end offsets (lag, computed at scrape time), and the output topics themselves
+ * (rejections and dead letters by code, deltas by status).
+ *
+ * Crash-only, like the stages: when a stage fails, serve logs it, reports 503 and exits 1, so a
+ * supervisor restarts it; a restart restores from the log.
+ */
+import { randomBytes } from 'node:crypto';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { decodeOutputRecord } from '@twinlog/codec';
+import { isTwinlogError, type DeltaStatus } from '@twinlog/core';
+import { createRestGateway, GATEWAY_REQUEST_CHANNEL, type GatewayRequestEvent, type ListeningGateway, type RestGateway } from '@twinlog/gateway';
+import { CHECKPOINT_KEY, startProjector, TOPICS, type Projector } from '@twinlog/projector';
+import { startReconciler, type Reconciler } from '@twinlog/reconciler';
+import { CliError } from './CliError.ts';
+import { createJsonLogger, errorFields, type JsonLogger } from './createJsonLogger.ts';
+import { createMetrics, type Metrics } from './createMetrics.ts';
+import { openStore, type Store } from './openStore.ts';
+import type { CliConfig } from './resolveConfig.ts';
+import { watchTopic, type TopicWatch } from './watchTopic.ts';
+
+export const PROJECTOR_GROUP = 'twinlog-projector';
+export const RECONCILER_GROUP = 'twinlog-reconciler';
+const STATUSES: readonly DeltaStatus[] = ['pending', 'acknowledged', 'rejected', 'converged', 'stale'];
+
+/** The `iothubowner` policy's key: configured, or generated once and kept in `<data>/service-policy.json`. */
+export function servicePolicy(config: CliConfig): { name: string; key: string; file: string | undefined } {
+  if (config.policyKey !== undefined) return { name: 'iothubowner', key: config.policyKey, file: undefined };
+  const file = resolve(join(config.data, 'service-policy.json'));
+  if (existsSync(file)) {
+    const saved = JSON.parse(readFileSync(file, 'utf8')) as { name?: unknown; key?: unknown };
+    if (typeof saved.key === 'string') return { name: 'iothubowner', key: saved.key, file };
+  }
+  mkdirSync(config.data, { recursive: true });
+  const key = randomBytes(32).toString('base64');
+  writeFileSync(file, `${JSON.stringify({ name: 'iothubowner', key, hubName: config.hubName }, null, 2)}\n`, { mode: 0o600 });
+  return { name: 'iothubowner', key, file };
+}
+
+function createServeMetrics(): Metrics {
+  return createMetrics({
+    twinlog_up: { type: 'gauge', help: 'Whether each part of serve runs (1) or not (0).' },
+    twinlog_projector_events_total: {
+      type: 'counter',
+      help: 'Input records the projector processed, by result (applied = events folded into twins).',
+    },
+    twinlog_projector_batches_total: { type: 'counter', help: 'Batches the projector committed.' },
+    twinlog_consumer_lag: { type: 'gauge', help: 'Records not yet consumed (end offset minus committed offset), per group, topic and partition.' },
+    twinlog_rejections_total: { type: 'counter', help: 'Records on twin.rejections since serve started, by reason code.' },
+    twinlog_dead_letters_total: { type: 'counter', help: 'Records on twin.dead-letter since serve started, by reason code.' },
+    twinlog_deltas_emitted_total: { type: 'counter', help: 'Delta records the reconciler emitted on twin.deltas.' },
+    twinlog_delta_entries: { type: 'gauge', help: 'Desired properties by delta status, over the latest delta of every device on twin.deltas.' },
+    twinlog_delta_devices: { type: 'gauge', help: 'Devices whose latest delta is converged or not.' },
+    twinlog_gateway_requests_total: { type: 'counter', help: 'REST gateway requests answered, by method and status.' },
+    twinlog_gateway_connections: { type: 'gauge', help: 'Open connections to the REST gateway.' },
+    twinlog_gateway_connections_total: { type: 'counter', help: 'Connections accepted by the REST gateway.' },
+    twinlog_uptime_seconds: { type: 'gauge', help: 'Seconds since serve started.' },
+  });
+}
+
+/** Lag per partition of a group on its topics (end offset minus committed offset, 0 when nothing is committed and the topic is empty). */
+async function collectLag(store: Store, metrics: Metrics): Promise<void> {
+  metrics.reset('twinlog_consumer_lag');
+  const pairs: [string, string][] = [
+    [PROJECTOR_GROUP, TOPICS.backend],
+    [PROJECTOR_GROUP, TOPICS.device],
+    [RECONCILER_GROUP, TOPICS.snapshots],
+  ];
+  await Promise.all(
+    pairs.map(async ([group, topic]) => {
+      const [ends, committed] = await Promise.all([store.log.endOffsets(topic), store.log.committedOffsets(group, topic)]);
+      ends.forEach((end, partition) => metrics.set('twinlog_consumer_lag', { group, topic, partition }, Math.max(0, end - (committed[partition] ?? 0))));
+    }),
+  );
+}
+
+export interface ServeOptions {
+  readonly env?: NodeJS.ProcessEnv;
+  readonly logger?: JsonLogger;
+}
+
+/** Runs until SIGINT/SIGTERM (resolves 0) or a stage failure (resolves 1). */
+export async function serve(config: CliConfig, { logger = createJsonLogger({ level: config.logLevel }) }: ServeOptions = {}): Promise<number> {
+  const startedAt = Date.now();
+  const metrics = createServeMetrics();
+  let state: 'starting' | 'ok' | 'stopping' | 'failed' = 'starting';
+  let store: Store | undefined;
+  let projector: Projector | undefined;
+  let reconciler: Reconciler | undefined;
+  let gateway: RestGateway | undefined;
+  let listening: ListeningGateway | undefined;
+  const watches: TopicWatch[] = [];
+  const up = { projector: 0, reconciler: 0, gateway: 0 };
+  const setUp = (part: keyof typeof up, v: 0 | 1): void => {
+    up[part] = v;
+    metrics.set('twinlog_up', { part }, v);
+  };
+  for (const part of Object.keys(up) as (keyof typeof up)[]) setUp(part, 0);
+
+  let finish: (code: number) => void = () => {};
+  const finished = new Promise<number>((r) => (finish = r));
+
+  // --- admin listener first, so that /health answers 503 while the engine starts -----------------
+  const health = (): { status: number; body: Record<string, unknown> } => {
+    const healthy = state === 'ok' && up.projector === 1 && up.reconciler === 1 && up.gateway === 1;
+    return {
+      status: healthy ? 200 : 503,
+      body: {
+        status: healthy ? 'ok' : state === 'ok' ? 'degraded' : state,
+        store: store?.description ?? null,
+        projector: { running: up.projector === 1, partitions: projector?.partitions() ?? [] },
+        reconciler: { running: up.reconciler === 1, partitions: reconciler?.partitions() ?? [] },
+        gateway: { running: up.gateway === 1, port: listening?.port ?? null },
+        uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+      },
+    };
+  };
+  const admin: Server = createServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://admin').pathname;
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    if (path === '/health') {
+      const { status, body } = health();
+      res.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify(body)}\n`);
+      return;
+    }
+    if (path === '/metrics') {
+      metrics.set('twinlog_uptime_seconds', {}, Math.round((Date.now() - startedAt) / 1000));
+      const lag = store === undefined ? Promise.resolve() : collectLag(store, metrics);
+      lag
+        .catch((e: unknown) => logger.warn('consumer lag unavailable', errorFields(e)))
+        .finally(() => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(metrics.render()));
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found: try /health or /metrics"}\n');
+  });
+  await new Promise<void>((resolveListen, reject) => {
+    admin.once('error', (e) => reject(new CliError(`the admin listener cannot listen on ${config.host}:${config.adminPort}: ${e.message}`, 1)));
+    admin.listen(config.adminPort, config.host, () => resolveListen());
+  });
+  const adminPort = (admin.address() as AddressInfo).port;
+  logger.info('admin listening', { url: `http://${config.host}:${adminPort}`, health: '/health', metrics: '/metrics', adminPort });
+
+  const onRequest = (message: unknown): void => {
+    const e = message as GatewayRequestEvent;
+    metrics.inc('twinlog_gateway_requests_total', { method: e.method, status: e.status });
+    logger.debug('request', { method: e.method, path: e.path, status: e.status, ...(e.error === undefined ? {} : { error: e.error }) });
+  };
+
+  let stopping: Promise<void> | undefined;
+  const stopAll = (): Promise<void> =>
+    (stopping ??= (async () => {
+      for (const part of Object.keys(up) as (keyof typeof up)[]) setUp(part, 0);
+      unsubscribe(GATEWAY_REQUEST_CHANNEL, onRequest);
+      const step = async (what: string, f: (() => Promise<void>) | undefined): Promise<void> => {
+        if (f === undefined) return;
+        try {
+          await f();
+        } catch (e) {
+          logger.warn(`stopping the ${what} failed`, errorFields(e));
+        }
+      };
+      await step('gateway listener', listening === undefined ? undefined : () => listening!.close());
+      await step('gateway', gateway === undefined ? undefined : () => gateway!.close());
+      await Promise.all(watches.map((w) => step('topic watch', () => w.stop())));
+      await step('reconciler', reconciler === undefined ? undefined : () => reconciler!.stop());
+      await step('projector', projector === undefined ? undefined : () => projector!.stop());
+      await step('log', store === undefined ? undefined : () => store!.log.close());
+      await new Promise<void>((r) => admin.close(() => r()));
+      admin.closeAllConnections();
+    })());
+
+  const fail = (what: string, e: unknown): void => {
+    if (state === 'stopping' || state === 'failed') return;
+    state = 'failed';
+    logger.error(`${what} failed: stopping (a restart restores from the log)`, errorFields(e));
+    void stopAll().then(() => {
+      logger.info('stopped', { exitCode: 1 });
+      finish(1);
+    });
+  };
+
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (state === 'stopping') {
+      logger.warn('second signal: exiting now', { signal });
+      process.exit(130);
+    }
+    const wasFailed = state === 'failed';
+    state = 'stopping';
+    logger.info('shutting down', { signal });
+    void stopAll().then(() => {
+      logger.info('stopped', { exitCode: wasFailed ? 1 : 0 });
+      finish(wasFailed ? 1 : 0);
+    });
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  try {
+    store = await openStore(config, {
+      kafkaLogSink: (entry) => logger[entry.level === 'error' ? 'error' : entry.level === 'warn' ? 'warn' : 'debug'](`kafkajs ${entry.namespace}: ${entry.message}`, { kafkajs: entry.fields }),
+    });
+    logger.info('log open', { store: store.description, partitions: config.partitions });
+    const physicalNow = (): number => Date.now();
+
+    projector = await startProjector({
+      log: store.log,
+      group: PROJECTOR_GROUP,
+      physicalNow,
+      onBatch: (partition, stats) => {
+        metrics.inc('twinlog_projector_batches_total', { partition });
+        for (const [result, n] of Object.entries(stats)) if (n > 0) metrics.inc('twinlog_projector_events_total', { result }, n);
+      },
+    });
+    setUp('projector', 1);
+    projector.done.then(
+      () => setUp('projector', 0),
+      (e: unknown) => {
+        setUp('projector', 0);
+        fail('projector', e);
+      },
+    );
+    logger.info('projector started', { group: PROJECTOR_GROUP });
+
+    reconciler = await startReconciler({
+      log: store.log,
+      group: RECONCILER_GROUP,
+      physicalNow,
+      staleAfterMs: config.staleAfterMs,
+      onBatch: (_partition, stats) => {
+        if (stats.emitted > 0) metrics.inc('twinlog_deltas_emitted_total', {}, stats.emitted);
+      },
+    });
+    setUp('reconciler', 1);
+    reconciler.done.then(
+      () => setUp('reconciler', 0),
+      (e: unknown) => {
+        setUp('reconciler', 0);
+        fail('reconciler', e);
+      },
+    );
+    logger.info('reconciler started', { group: RECONCILER_GROUP, staleAfterMs: config.staleAfterMs ?? null });
+
+    const policy = servicePolicy(config);
+    gateway = createRestGateway({
+      log: store.log,
+      hubName: config.hubName,
+      physicalNow,
+      policies: [{ name: policy.name, key: policy.key, rights: ['registryRead', 'registryReadWrite', 'serviceConnect'] }],
+      registryFile: resolve(join(config.data, 'registry.json')),
+    });
+    subscribe(GATEWAY_REQUEST_CHANNEL, onRequest);
+    const tls =
+      config.tlsCert !== undefined && config.tlsKey !== undefined ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) } : undefined;
+    if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) throw new CliError('--tls-cert and --tls-key go together', 2);
+    listening = await gateway.listen({ port: config.port, host: config.host, ...(tls === undefined ? {} : { tls }) });
+    listening.server.on('connection', (socket) => {
+      metrics.inc('twinlog_gateway_connections_total');
+      metrics.inc('twinlog_gateway_connections', {}, 1);
+      socket.once('close', () => metrics.inc('twinlog_gateway_connections', {}, -1));
+    });
+    metrics.set('twinlog_gateway_connections', {}, 0);
+    metrics.inc('twinlog_gateway_connections_total', {}, 0);
+    setUp('gateway', 1);
+    const scheme = tls === undefined ? 'http' : 'https';
+    logger.info('gateway listening', {
+      url: `${scheme}://${config.host}:${listening.port}`,
+      port: listening.port,
+      hubName: config.hubName,
+      policy: policy.name,
+      ...(policy.file === undefined ? {} : { policyFile: policy.file }),
+      connectionString: `HostName=${config.hubName};SharedAccessKeyName=${policy.name};SharedAccessKey=<key${policy.file === undefined ? ' from TWINLOG_POLICY_KEY' : ` in ${policy.file}`}>`,
+    });
+    if (config.mqttPort !== undefined) {
+      logger.warn('--mqtt-port is ignored: this build of @twinlog/gateway has no MQTT gateway yet', { mqttPort: config.mqttPort });
+    }
+
+    // Output-topic figures.
+    const log = store.log;
+    const watchError = (topic: string) => (e: unknown) => logger.warn(`reading ${topic} for metrics failed, retrying`, errorFields(e));
+    const countByCode = (metric: string, kind: 'rejection' | 'dead-letter') => (r: { key: string; value: Uint8Array | null }) => {
+      if (r.value === null || r.key === CHECKPOINT_KEY) return;
+      try {
+        metrics.inc(metric, { code: decodeOutputRecord(r.value, kind).code });
+      } catch (e) {
+        if (!isTwinlogError(e)) throw e;
+        metrics.inc(metric, { code: 'UNDECODABLE' });
+      }
+    };
+    const latestDelta = new Map<string, { counts: Record<DeltaStatus, number>; converged: boolean }>();
+    const publishDeltas = (): void => {
+      const totals = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<DeltaStatus, number>;
+      let converged = 0;
+      for (const d of latestDelta.values()) {
+        for (const s of STATUSES) totals[s] += d.counts[s] ?? 0;
+        if (d.converged) converged++;
+      }
+      for (const s of STATUSES) metrics.set('twinlog_delta_entries', { status: s }, totals[s]);
+      metrics.set('twinlog_delta_devices', { converged: 'true' }, converged);
+      metrics.set('twinlog_delta_devices', { converged: 'false' }, latestDelta.size - converged);
+    };
+    publishDeltas();
+    const pollIntervalMs = store.kind === 'kafka' ? 2000 : 500;
+    watches.push(
+      watchTopic(log, TOPICS.rejections, { from: 'latest', pollIntervalMs, onRecord: countByCode('twinlog_rejections_total', 'rejection'), onError: watchError(TOPICS.rejections) }),
+      watchTopic(log, TOPICS.deadLetter, { from: 'latest', pollIntervalMs, onRecord: countByCode('twinlog_dead_letters_total', 'dead-letter'), onError: watchError(TOPICS.deadLetter) }),
+      watchTopic(log, TOPICS.deltas, {
+        from: 'earliest',
+        pollIntervalMs,
+        onError: watchError(TOPICS.deltas),
+        onRecord: (r) => {
+          if (r.value === null) latestDelta.delete(r.key);
+          else {
+            try {
+              const { delta } = decodeOutputRecord(r.value, 'delta');
+              latestDelta.set(r.key, { counts: { ...delta.counts }, converged: delta.converged });
+            } catch (e) {
+              if (!isTwinlogError(e)) throw e;
+            }
+          }
+          publishDeltas();
+        },
+      }),
+    );
+    if (state === 'starting') {
+      state = 'ok';
+      logger.info('serving', { store: store.description, gatewayPort: listening.port, adminPort });
+    }
+  } catch (e) {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    state = 'failed';
+    await stopAll();
+    throw e;
+  }
+
+  const code = await finished;
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  return code;
+}

@@ -1,0 +1,219 @@
+/**
+ * The `twinlog` command line (commander 14): `serve`, `replay`, `audit`, `tail`, `query`, `twin`,
+ * `device` and `bench`. Every command works on the embedded log in `--data` (default `.data/`) or,
+ * with `--kafka host:port` (or `TWINLOG_KAFKA_BROKERS` / `KAFKA_BROKERS`), on Kafka.
+ *
+ * Exit codes: 0 success; 1 an engine error (printed as `twinlog: CODE: message`) or a failed
+ * benchmark; 2 bad arguments or configuration (one line, `twinlog: …`); 130 interrupted.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { isTwinlogError } from '@twinlog/core';
+import { BENCHMARKS, benchCommand } from './internal/benchCommand.ts';
+import { CliError } from './internal/CliError.ts';
+import {
+  auditCommand,
+  deviceCreateCommand,
+  deviceDeleteCommand,
+  deviceListCommand,
+  FEEDS,
+  queryCommand,
+  replayCommand,
+  tailCommand,
+  twinGetCommand,
+  twinReportCommand,
+  twinWriteCommand,
+  type CliIo,
+} from './internal/commands.ts';
+import { resolveConfig, type CliConfig } from './internal/resolveConfig.ts';
+import { serve } from './internal/serve.ts';
+
+/** Options of {@link runCli}: where it prints and what it reads (defaults: the process's). */
+export interface RunCliOptions {
+  readonly stdout?: (text: string) => void;
+  readonly stderr?: (text: string) => void;
+  readonly stderrIsTTY?: boolean;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/** The store options every command takes. */
+function storeOptions(cmd: Command): Command {
+  return cmd
+    .option('--data <dir>', 'folder of the embedded log (env TWINLOG_DATA; default .data)')
+    .option('--kafka <brokers>', 'use Kafka at host:port[,host:port] instead of the embedded log (env TWINLOG_KAFKA_BROKERS or KAFKA_BROKERS)')
+    .option('--topic-prefix <prefix>', 'prefix of the twin topics and groups on Kafka (env TWINLOG_TOPIC_PREFIX)')
+    .option('--partitions <n>', 'partitions of the twin topics when they are created (env TWINLOG_PARTITIONS; default 4)')
+    .option('--config <file>', 'JSON config file (env TWINLOG_CONFIG); flags > env > file > defaults');
+}
+
+function writeOptions(cmd: Command): Command {
+  return cmd
+    .option('--no-wait', 'append and return without waiting for the projector’s decision')
+    .option('--timeout <ms>', 'how long to wait for the projector’s decision (default 15000)');
+}
+
+/**
+ * Run the CLI with `argv` (without `node` and the script) and resolve with the exit code.
+ *
+ * @example
+ * process.exitCode = await runCli(['device', 'list', '--data', '.data'])
+ */
+export async function runCli(argv: readonly string[], { stdout, stderr, stderrIsTTY, env = process.env }: RunCliOptions = {}): Promise<number> {
+  const io: CliIo = {
+    out: stdout ?? ((t) => process.stdout.write(t)),
+    err: stderr ?? ((t) => process.stderr.write(t)),
+    stderrIsTTY: stderrIsTTY ?? process.stderr.isTTY === true,
+  };
+  // tail and bench stop on SIGINT and exit normally; the other one-shot commands keep Node's default.
+  const abort = new AbortController();
+  const onSigint = (): void => abort.abort();
+  const stopOnSigint = (): AbortSignal => {
+    process.on('SIGINT', onSigint);
+    return abort.signal;
+  };
+  let result = 0;
+  const config = (flags: Record<string, unknown>): CliConfig => resolveConfig(flags, env);
+  const run =
+    <A extends unknown[]>(f: (...args: A) => Promise<number>) =>
+    async (...args: A): Promise<void> => {
+      result = await f(...args);
+    };
+
+  const program = new Command('twinlog')
+    .description('Event-sourced device twins (IoT Hub-compatible) on Kafka or an embedded SQLite log.')
+    .version('0.1.0')
+    .exitOverride()
+    .configureOutput({ writeOut: io.out, writeErr: io.err, outputError: () => {} })
+    .showSuggestionAfterError(true)
+    .helpCommand(true);
+
+  storeOptions(
+    program
+      .command('serve')
+      .description('run the engine (projector + reconciler), the REST gateway and /health + /metrics until SIGINT/SIGTERM')
+      .option('--port <port>', 'REST gateway port, 0 for any (env TWINLOG_PORT; default 8080)')
+      .option('--host <host>', 'interface to bind (env TWINLOG_HOST; default 127.0.0.1)')
+      .option('--admin-port <port>', 'admin port for /health and /metrics, 0 for any (env TWINLOG_ADMIN_PORT; default 9464)')
+      .option('--hub-name <name>', 'host name service SAS tokens must name (env TWINLOG_HUB_NAME; default localhost)')
+      .option('--policy-key <base64>', 'key of the iothubowner policy (env TWINLOG_POLICY_KEY; default: generated into <data>/service-policy.json)')
+      .option('--tls-cert <file>', 'PEM certificate: serve HTTPS (env TWINLOG_TLS_CERT)')
+      .option('--tls-key <file>', 'PEM private key (env TWINLOG_TLS_KEY)')
+      .option('--stale-after-ms <ms>', 'pending deltas turn stale after this long (env TWINLOG_STALE_AFTER_MS)')
+      .option('--mqtt-port <port>', 'MQTT gateway port (env TWINLOG_MQTT_PORT; when the gateway package has one)')
+      .addOption(new Option('--log-level <level>', 'log level (env TWINLOG_LOG_LEVEL; default info)').choices(['debug', 'info', 'warn', 'error'])),
+  ).action(
+    run(async (opts: Record<string, unknown>) => {
+      const cfg = config(opts);
+      return serve(cfg);
+    }),
+  );
+
+  storeOptions(
+    program
+      .command('replay')
+      .description('rebuild twin snapshots from the log (time travel with --until), with progress and the offsets read')
+      .option('--until <time|offset>', 'only records appended at or before an ISO-8601 time, or up to an offset in every input partition')
+      .option('--device <id>', 'only this device (prints its twin as of --until)')
+      .option('--into <file>', 'write the rebuilt snapshots to twin.snapshots of this (new) embedded log file')
+      .option('--json', 'print the result as one JSON object'),
+  ).action(run(async (opts: Record<string, unknown>) => replayCommand(config(opts), io, opts)));
+
+  storeOptions(
+    program
+      .command('audit')
+      .description('who changed what, when: the timeline of a device’s twin')
+      .argument('<deviceId>')
+      .option('--section <section>', 'only tags, desired, reported, create or delete')
+      .option('--since <time>', 'only events stamped at or after this ISO-8601 time')
+      .option('--until <time>', 'only records appended at or before this ISO-8601 time')
+      .option('--json', 'one JSON object per event'),
+  ).action(run(async (deviceId: string, opts: Record<string, unknown>) => auditCommand(config(opts), io, deviceId, opts)));
+
+  storeOptions(
+    program
+      .command('tail')
+      .description('print an output feed as it grows: changes, deltas, rejections or dead-letter')
+      .addArgument(program.createArgument('<feed>', 'the feed').choices(Object.keys(FEEDS)))
+      .option('--device <id>', 'only this device')
+      .option('--from-beginning', 'start at the beginning of the topic (default: only new records)')
+      .option('--limit <n>', 'stop after n records')
+      .option('--no-follow', 'stop once caught up')
+      .option('--until-converged', 'deltas: stop at the first converged delta with desired properties')
+      .option('--json', 'one JSON object per record'),
+  ).action(run(async (feed: string, opts: Record<string, unknown>) => tailCommand(config(opts), io, feed, opts, stopOnSigint())));
+
+  storeOptions(
+    program
+      .command('query')
+      .description('run an IoT Hub query over the twins, e.g. "SELECT * FROM devices WHERE tags.site = \'b\'"')
+      .argument('<sql>')
+      .option('--pretty', 'one indented JSON array instead of one JSON row per line'),
+  ).action(run(async (sql: string, opts: Record<string, unknown>) => queryCommand(config(opts), io, sql, opts)));
+
+  const twin = program.command('twin').description('read and write device twins');
+  storeOptions(twin.command('get').description('print a twin as GET /twins/{id} returns it').argument('<deviceId>')).action(
+    run(async (deviceId: string, opts: Record<string, unknown>) => twinGetCommand(config(opts), io, deviceId)),
+  );
+  for (const mode of ['patch', 'replace'] as const) {
+    storeOptions(
+      writeOptions(
+        twin
+          .command(mode)
+          .description(mode === 'patch' ? 'merge {"tags":…, "properties":{"desired":…}} into a twin (PATCH /twins/{id})' : 'replace tags and desired (PUT /twins/{id})')
+          .argument('<deviceId>')
+          .argument('<json>', 'the twin patch')
+          .option('--if-match <etag>', 'only if the twin’s etag is this (optimistic concurrency)'),
+      ),
+    ).action(run(async (deviceId: string, json: string, opts: Record<string, unknown>) => twinWriteCommand(config(opts), io, mode, deviceId, json, opts)));
+  }
+  storeOptions(
+    writeOptions(
+      twin
+        .command('report')
+        .description('write reported properties as the device would (actor = the device id)')
+        .argument('<deviceId>')
+        .argument('<json>', 'the reported patch')
+        .option('--replace', 'replace the reported section instead of merging'),
+    ),
+  ).action(run(async (deviceId: string, json: string, opts: Record<string, unknown>) => twinReportCommand(config(opts), io, deviceId, json, opts)));
+
+  const device = program.command('device').description('create, delete and list devices');
+  storeOptions(writeOptions(device.command('create').description('create a device (and its twin)').argument('<deviceId>'))).action(
+    run(async (deviceId: string, opts: Record<string, unknown>) => deviceCreateCommand(config(opts), io, deviceId, opts)),
+  );
+  storeOptions(writeOptions(device.command('delete').description('delete a device').argument('<deviceId>'))).action(
+    run(async (deviceId: string, opts: Record<string, unknown>) => deviceDeleteCommand(config(opts), io, deviceId, opts)),
+  );
+  storeOptions(device.command('list').description('list the devices with their versions').option('--json', 'one JSON object per device')).action(
+    run(async (opts: Record<string, unknown>) => deviceListCommand(config(opts), io, opts)),
+  );
+
+  program
+    .command('bench')
+    .description('run a benchmark (npm run bench:<name>) and print its figures and ratios')
+    .addArgument(program.createArgument('[name]', 'the benchmark').choices([...BENCHMARKS]).default('fold'))
+    .action(run(async (name: string) => benchCommand(io, name, { env, signal: stopOnSigint() })));
+
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return result;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.exitCode === 0 || e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      const message = e.message.replace(/^error: /, '');
+      io.err(`twinlog: ${message}${message.includes('--help') ? '' : ' (see twinlog --help)'}\n`);
+      return 2;
+    }
+    if (e instanceof CliError) {
+      io.err(`twinlog: ${e.message}\n`);
+      return e.exitCode;
+    }
+    if (isTwinlogError(e)) {
+      io.err(`twinlog: ${e.code}: ${e.message}\n`);
+      return 1;
+    }
+    io.err(`twinlog: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    return 1;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
