@@ -195,6 +195,8 @@ export interface PlainWriteOptions {
 export interface WaitOptions {
   readonly wait?: boolean | undefined;
   readonly timeoutMs?: number | undefined;
+  /** The events' `actor` for this call instead of the client's (a gateway writing for many devices). */
+  readonly actor?: string | undefined;
 }
 
 /**
@@ -446,7 +448,7 @@ export function createTwinClient({
   }
 
   /** Build, validate and encode the records of one request; consumes sequence numbers only on success. */
-  const build = (deviceId: string, drafts: readonly Draft[], cond: Condition | undefined, corr: boolean): TwinEvent[] => {
+  const build = (deviceId: string, drafts: readonly Draft[], cond: Condition | undefined, corr: boolean, by: string): TwinEvent[] => {
     const corrId = corr ? `${writerId}/${nextSeq}` : undefined;
     const events = drafts.map((d, i): TwinEvent => ({
       v: ENVELOPE_VERSION,
@@ -457,7 +459,7 @@ export function createTwinClient({
       patch: d.patch,
       stamp: clock.now(),
       ...(cond === undefined ? {} : { cond }),
-      actor,
+      actor: by,
       ...(corrId === undefined ? {} : { corr: corrId }),
     }));
     for (const e of events) {
@@ -472,9 +474,9 @@ export function createTwinClient({
     topic: string,
     deviceId: string,
     drafts: readonly Draft[],
-    options: WriteOptions,
+    options: WriteOptions & { readonly actor?: string | undefined },
   ): Promise<WriteReceipt[] | WriteDecision> => {
-    const { ifMatch, ifVersion, wait = false, timeoutMs = decisionTimeoutMs } = options;
+    const { ifMatch, ifVersion, wait = false, timeoutMs = decisionTimeoutMs, actor: by = actor } = options;
     const cond: Condition | undefined =
       ifMatch === undefined && ifVersion === undefined
         ? undefined
@@ -483,7 +485,7 @@ export function createTwinClient({
       throw new TwinlogError('SECTION_FORBIDDEN', 'conditional writes apply to tags and desired only');
     }
     const decided = cond !== undefined || wait;
-    const events = build(deviceId, drafts, cond, decided || drafts.length > 1);
+    const events = build(deviceId, drafts, cond, decided || drafts.length > 1, by);
     const records = events.map((e) => ({ key: deviceId, value: encodeEvent(e) }));
     const corr = events[0]!.corr;
 
@@ -560,11 +562,11 @@ export function createTwinClient({
     ((deviceId: string, patch: Patch, options: WriteOptions = {}) =>
       write(TOPICS.backend, deviceId, [{ section, op, patch }], options).then(single)) as SectionWrite;
   const reportedWrite = (op: 'merge' | 'replace'): ReportedWrite =>
-    ((deviceId: string, patch: Patch, { wait, timeoutMs }: WaitOptions = {}) =>
-      write(TOPICS.device, deviceId, [{ section: 'reported', op, patch }], { wait, timeoutMs }).then(single)) as ReportedWrite;
+    ((deviceId: string, patch: Patch, { wait, timeoutMs, actor: by }: WaitOptions = {}) =>
+      write(TOPICS.device, deviceId, [{ section: 'reported', op, patch }], { wait, timeoutMs, actor: by }).then(single)) as ReportedWrite;
   const lifecycleWrite = (section: 'create' | 'delete'): LifecycleWrite =>
-    ((deviceId: string, { wait, timeoutMs }: WaitOptions = {}) =>
-      write(TOPICS.backend, deviceId, [{ section, op: 'merge', patch: {} }], { wait, timeoutMs }).then(single)) as LifecycleWrite;
+    ((deviceId: string, { wait, timeoutMs, actor: by }: WaitOptions = {}) =>
+      write(TOPICS.backend, deviceId, [{ section, op: 'merge', patch: {} }], { wait, timeoutMs, actor: by }).then(single)) as LifecycleWrite;
   const twinWrite = (op: 'merge' | 'replace'): TwinWrite =>
     (async (deviceId: string, patch: TwinPatch, options: WriteOptions = {}) => {
       const drafts: Draft[] = [];

@@ -83,6 +83,8 @@ export interface RestGatewayOptions {
    * not in the log). Default: memory only.
    */
   readonly registryFile?: string;
+  /** A device key store to share with the MQTT gateway (`createDeviceKeyStore`); overrides `registryFile`. */
+  readonly deviceKeys?: DeviceKeyStore;
 }
 
 /**
@@ -160,9 +162,9 @@ interface Route {
  *   policies: [{ name: 'iothubowner', key, rights: ['registryReadWrite', 'serviceConnect'] }] })
  * const { port } = await gateway.listen({ port: 8443, tls: { key: tlsKey, cert: tlsCert } })
  */
-export function createRestGateway({ log, client: givenClient, hubName, policies, physicalNow, registryFile }: RestGatewayOptions): RestGateway {
+export function createRestGateway({ log, client: givenClient, hubName, policies, physicalNow, registryFile, deviceKeys }: RestGatewayOptions): RestGateway {
   const client = givenClient ?? createTwinClient({ log, physicalNow, actor: 'gateway' });
-  const keys = createDeviceKeyStore(registryFile);
+  const keys = deviceKeys ?? createDeviceKeyStore(registryFile);
   const policyMap = new Map(policies.map((p) => [p.name, p]));
   const servers = new Set<Server>();
   const principals = new WeakMap<IncomingMessage, string>();

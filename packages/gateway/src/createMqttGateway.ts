@@ -1,0 +1,551 @@
+/**
+ * The IoT Hub-compatible MQTT gateway (iot-hub-twin.md §6): MQTT 3.1.1 over TLS on an aedes
+ * broker, device SAS authentication, the `$iothub/twin/…` request/response topics, desired
+ * notifications fed from `twin.changes`, CleanSession=0 sessions that survive reconnects and
+ * gateway restarts, and offline catch-up: a device that missed desired changes gets one merged
+ * notification when it is back, without asking.
+ *
+ * Every twin write goes through the log (a reported PATCH is appended to `twin.device` and
+ * answered once the projector decided it); reads render the latest snapshot. The gateway delivers
+ * responses and notifications to one client at a time (never routed by topic across devices):
+ * IoT Hub's topics are the same for every device.
+ */
+import { randomBytes } from 'node:crypto';
+import { channel } from 'node:diagnostics_channel';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
+import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client as MqttClient, type PublishPacket, type Subscription } from 'aedes';
+import { decodeOutputRecord, type ChangeRecord } from '@twinlog/codec';
+import { createTwinClient, type TwinClient } from '@twinlog/client';
+import { CHECKPOINT_KEY, TOPICS } from '@twinlog/projector';
+import { applyMergePatch, diffMergePatch, isPlainObject, isTwinlogError, TwinlogError, type JsonObject, type Log, type Patch } from '@twinlog/core';
+import { createDeviceKeyStore, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
+import { createDeviceSessionStore, type DeviceSession, type DeviceSessionStore } from './internal/deviceSessionStore.ts';
+import { GatewayError, iotHubCodeOf } from './internal/iotHubError.ts';
+import { classifyPublish, DESIRED_FILTER, maySubscribe, topicMatches } from './internal/mqttTopics.ts';
+import { DeviceAuthError, verifyDeviceSas } from './internal/verifyDeviceSas.ts';
+
+/**
+ * `diagnostics_channel` on which the MQTT gateway publishes a {@link MqttGatewayEvent} per
+ * connection attempt, twin request and notification.
+ *
+ * @example
+ * diagnostics_channel.subscribe(MQTT_GATEWAY_CHANNEL, (e) => console.log(e))
+ */
+export const MQTT_GATEWAY_CHANNEL = 'twinlog:gateway:mqtt';
+const events = channel(MQTT_GATEWAY_CHANNEL);
+
+/**
+ * What {@link MQTT_GATEWAY_CHANNEL} publishes.
+ *
+ * @example
+ * const e: MqttGatewayEvent = { kind: 'request', deviceId: 'dev1', request: 'reported', status: 204 }
+ */
+export type MqttGatewayEvent =
+  | { readonly kind: 'connect'; readonly deviceId: string; readonly returnCode: number; readonly reason?: string }
+  | { readonly kind: 'request'; readonly deviceId: string; readonly request: string; readonly status: number; readonly error?: string }
+  | { readonly kind: 'notify'; readonly deviceId: string; readonly version: number; readonly catchUp: boolean }
+  | { readonly kind: 'refused'; readonly deviceId: string; readonly topic: string; readonly op: 'publish' | 'subscribe' }
+  | { readonly kind: 'error'; readonly message: string };
+
+/**
+ * Options of {@link createMqttGateway}.
+ *
+ * @example
+ * const deviceKeys = createDeviceKeyStore('/var/lib/twinlog/device-keys.json')
+ * const options: MqttGatewayOptions = { log, hubName: 'myhub.azure-devices.net', physicalNow: Date.now, deviceKeys,
+ *   sessionFile: '/var/lib/twinlog/mqtt-sessions.jsonl' }
+ */
+export interface MqttGatewayOptions {
+  readonly log: Log;
+  /** The client writes and reads go through (default: one over `log`). Not closed by the gateway unless it made it. */
+  readonly client?: TwinClient;
+  /** The hub's host name (the connection string's `HostName`, a port in it is ignored). */
+  readonly hubName: string;
+  /** Physical clock, ms since the epoch: token expiry, error timestamps, the default client's HLC. */
+  readonly physicalNow: () => number;
+  /**
+   * The device keys to authenticate against: pass the store the REST gateway uses
+   * (`createRestGateway({ deviceKeys })`), so devices created through the registry can connect.
+   */
+  readonly deviceKeys?: DeviceKeyStore;
+  /** Or the REST gateway's `registryFile`: read at start (prefer `deviceKeys` in one process). */
+  readonly registryFile?: string;
+  /**
+   * JSON-lines file keeping CleanSession=0 subscriptions and each device's last delivered desired
+   * view across gateway restarts. Default: memory only (sessions survive reconnects, not restarts).
+   */
+  readonly sessionFile?: string;
+  /** How long a reported PATCH waits for the projector's decision, ms (default: the client's). */
+  readonly decisionTimeoutMs?: number;
+  /** Sleep between polls of `twin.changes` when nothing is new, ms (default 20). */
+  readonly pollIntervalMs?: number;
+}
+
+/**
+ * Options of {@link MqttGateway.listen}.
+ *
+ * @example
+ * await gateway.listen({ port: 8883, tls: { key, cert } })
+ */
+export interface MqttListenOptions {
+  readonly port: number;
+  readonly host?: string;
+  /** TLS key and certificate: MQTT over TLS when given (IoT Hub has no plain MQTT; plain is for tests behind a terminator). */
+  readonly tls?: TlsOptions;
+}
+
+/**
+ * A listening MQTT server.
+ *
+ * @example
+ * const { port, close } = await gateway.listen({ port: 0, host: '127.0.0.1', tls })
+ */
+export interface ListeningMqttGateway {
+  readonly port: number;
+  readonly server: NetServer;
+  /** Stop accepting and drop this server's connections. */
+  close(): Promise<void>;
+}
+
+/**
+ * The gateway (see {@link createMqttGateway}).
+ *
+ * @example
+ * const { port } = await gateway.listen({ port: 8883, tls: { key, cert } })
+ */
+export interface MqttGateway {
+  listen(options: MqttListenOptions): Promise<ListeningMqttGateway>;
+  /** Device ids connected now. */
+  connectedDevices(): string[];
+  /** Drop a device's connection (its session stays; like a network failure). */
+  disconnect(deviceId: string): Promise<void>;
+  /** Close every server and connection, the feed, and the client the gateway made. */
+  close(): Promise<void>;
+}
+
+interface LiveDevice {
+  readonly client: MqttClient;
+  /** Filters → QoS of this connection (clean sessions keep them only here). */
+  readonly subscriptions: Map<string, 0 | 1>;
+}
+
+/**
+ * Create the MQTT gateway.
+ *
+ * CONNECT: clientId = device id; username `{host}/{deviceId}/?api-version=…`; password a device
+ * SAS token signed with the device's primary or secondary key. CONNACK 2 for a module or a
+ * username naming another device, 4 for missing or malformed credentials, 5 for an unknown
+ * device, a bad signature, an expired token or one for another resource.
+ *
+ * Topics (§6.3): `$iothub/twin/GET/?$rid=` → `$iothub/twin/res/200/?$rid=` with
+ * `{desired, reported}` (no `$metadata`, no tags); `$iothub/twin/PATCH/properties/reported/?$rid=`
+ * → `$iothub/twin/res/204/?$rid=…&$version=N` once the projector applied it; failures →
+ * `$iothub/twin/res/{status}/?$rid=` with `{errorCode, trackingId, message, timestampUtc}`;
+ * desired notifications `$iothub/twin/PATCH/properties/desired/?$version=N`. A device may publish
+ * only these requests and its own `devices/{id}/messages/events/…`; a publish elsewhere closes
+ * the connection. It may subscribe only to its responses, desired notifications, methods and its
+ * own `devices/{id}/messages/devicebound/…` (other filters get SUBACK 0x80). A device's
+ * desired write is answered 403.
+ *
+ * Catch-up: the gateway remembers, per device and durably (`sessionFile`), the desired `$version`
+ * and content it last gave the device (GET response or notification). When a subscribed device
+ * connects (CleanSession=0 session restored) or subscribes to desired notifications, and the
+ * twin's desired `$version` is newer, it sends one notification: the merge-patch difference
+ * between that view and the current desired section (removed keys `null`), with the current
+ * `$version`. Live notifications skip versions the device already has, and fall back to a
+ * catch-up when one was missed.
+ *
+ * Gotchas: a projector must run on the same log (reported PATCHes time out with 504 otherwise);
+ * the GET and catch-up read the device's snapshot partition (see `TwinClient.getTwin`).
+ *
+ * @example
+ * const deviceKeys = createDeviceKeyStore()
+ * const rest = createRestGateway({ log, hubName: 'localhost', physicalNow: Date.now, policies, deviceKeys })
+ * const mqtt = createMqttGateway({ log, hubName: 'localhost', physicalNow: Date.now, deviceKeys, sessionFile })
+ * await mqtt.listen({ port: 8883, tls: { key, cert } })
+ */
+export function createMqttGateway({
+  log,
+  client: givenClient,
+  hubName,
+  physicalNow,
+  deviceKeys,
+  registryFile,
+  sessionFile,
+  decisionTimeoutMs,
+  pollIntervalMs = 20,
+}: MqttGatewayOptions): MqttGateway {
+  const twins = givenClient ?? createTwinClient({ log, physicalNow, actor: 'gateway-mqtt', ...(decisionTimeoutMs === undefined ? {} : { decisionTimeoutMs }) });
+  const keys = deviceKeys ?? createDeviceKeyStore(registryFile);
+  const sessions: DeviceSessionStore = createDeviceSessionStore(sessionFile);
+  const live = new Map<string, LiveDevice>();
+  const queues = new Map<string, Promise<void>>();
+  const servers = new Set<NetServer>();
+  let closed = false;
+
+  const publishEvent = (e: MqttGatewayEvent): void => {
+    if (events.hasSubscribers) events.publish(e);
+  };
+
+  /** Run `work` after the device's earlier work (one device's deliveries never interleave). */
+  const serial = (deviceId: string, work: () => Promise<void>): Promise<void> => {
+    const prev = queues.get(deviceId) ?? Promise.resolve();
+    const next = prev.then(work).catch((e: unknown) => {
+      publishEvent({ kind: 'error', message: `${deviceId}: ${e instanceof Error ? e.message : String(e)}` });
+    });
+    queues.set(deviceId, next);
+    void next.then(() => {
+      if (queues.get(deviceId) === next) queues.delete(deviceId);
+    });
+    return next;
+  };
+
+  const updateSession = (deviceId: string, change: Partial<DeviceSession>): void => {
+    sessions.set(deviceId, { ...sessions.get(deviceId), ...change });
+  };
+
+  /** Send to one device if it is connected and subscribed to a filter matching `topic`. */
+  const deliver = (deviceId: string, topic: string, payload: Buffer): Promise<boolean> => {
+    const device = live.get(deviceId);
+    if (device === undefined || device.client.closed) return Promise.resolve(false);
+    let qos: 0 | 1 | undefined;
+    for (const [filter, q] of device.subscriptions) if (topicMatches(filter, topic)) qos = Math.max(qos ?? 0, q) as 0 | 1;
+    if (qos === undefined) return Promise.resolve(false);
+    const packet: PublishPacket = { cmd: 'publish', topic, payload, qos, retain: false, dup: false };
+    return new Promise((resolve) => device.client.publish(packet, (e) => resolve(e === undefined || e === null)));
+  };
+
+  const isSubscribedToDesired = (deviceId: string): boolean => {
+    const device = live.get(deviceId);
+    if (device === undefined) return false;
+    for (const filter of device.subscriptions.keys()) if (topicMatches(filter, '$iothub/twin/PATCH/properties/desired/?$version=1')) return true;
+    return false;
+  };
+
+  const notify = async (deviceId: string, patch: Patch, version: number, catchUp: boolean): Promise<boolean> => {
+    const body = Buffer.from(JSON.stringify({ ...patch, $version: version }));
+    const sent = await deliver(deviceId, `$iothub/twin/PATCH/properties/desired/?$version=${version}`, body);
+    if (sent) publishEvent({ kind: 'notify', deviceId, version, catchUp });
+    return sent;
+  };
+
+  /** The device's current desired section (no `$`-keys) and `$version`, or undefined when it does not exist. */
+  const currentDesired = async (deviceId: string): Promise<{ desired: JsonObject; version: number } | undefined> => {
+    try {
+      const twin = await twins.getTwin(deviceId);
+      return { desired: withoutDollarKeys(twin.properties.desired), version: Number(twin.properties.desired['$version'] ?? 0) };
+    } catch (e) {
+      if (isTwinlogError(e, 'DEVICE_NOT_FOUND')) return undefined;
+      throw e;
+    }
+  };
+
+  /**
+   * One notification with everything the device missed since the view it was last given (or the
+   * whole section when that view is unknown), if the twin is newer. `baselineOnly`: record the
+   * current view without sending when the device never had one (a first subscription).
+   */
+  const catchUp = async (deviceId: string, baselineOnly: boolean): Promise<void> => {
+    if (!isSubscribedToDesired(deviceId)) return;
+    const current = await currentDesired(deviceId);
+    if (current === undefined) return;
+    const session = sessions.get(deviceId);
+    if (session.desiredVersion !== null && current.version <= session.desiredVersion) return;
+    if (baselineOnly && session.desiredVersion === null) {
+      updateSession(deviceId, { desiredVersion: current.version, desired: current.desired });
+      return;
+    }
+    const patch = session.desired === null ? current.desired : diffMergePatch(session.desired, current.desired);
+    if (await notify(deviceId, patch, current.version, true)) {
+      updateSession(deviceId, { desiredVersion: current.version, desired: current.desired });
+    }
+  };
+
+  /** A change from `twin.changes` (desired, create or delete) for a device. */
+  const onChange = async (change: ChangeRecord): Promise<void> => {
+    const deviceId = change.deviceId;
+    if (change.opType === 'createDeviceIdentity' || change.opType === 'deleteDeviceIdentity') {
+      // a fresh twin has an empty desired section at $version 1; a deleted one has none
+      const fresh = change.opType === 'createDeviceIdentity';
+      updateSession(deviceId, { desiredVersion: fresh ? change.desiredVersion : null, desired: fresh ? {} : null });
+      if (!fresh) await dropConnection(deviceId);
+      return;
+    }
+    if (change.section !== 'desired') return;
+    const session = sessions.get(deviceId);
+    const v = change.desiredVersion;
+    if (session.desiredVersion !== null && v <= session.desiredVersion) return;
+    if (!isSubscribedToDesired(deviceId)) return; // caught up when it is back
+    if (session.desiredVersion !== null && session.desired !== null && v === session.desiredVersion + 1) {
+      if (Object.keys(change.diff).length === 0) {
+        updateSession(deviceId, { desiredVersion: v });
+        return;
+      }
+      if (await notify(deviceId, change.diff, v, false)) {
+        const next = applyMergePatch(session.desired, change.diff);
+        updateSession(deviceId, { desiredVersion: v, desired: isPlainObject(next) ? (next as JsonObject) : {} });
+      }
+      return;
+    }
+    await catchUp(deviceId, false);
+  };
+
+  // The feed of desired changes: one tail over every partition of `twin.changes`, from the end
+  // offsets at creation (what was decided before is covered by catch-up on connect).
+  const feedStart = (async () => {
+    const count = await log.partitionCount(TOPICS.changes);
+    const positions = await log.endOffsets(TOPICS.changes);
+    return { count, positions: [...positions] };
+  })();
+  feedStart.catch(() => {});
+  const feedDone = (async () => {
+    const { count, positions } = await feedStart;
+    while (!closed) {
+      let any = false;
+      try {
+        for (let p = 0; p < count && !closed; p++) {
+          for await (const records of log.read(TOPICS.changes, p, { from: positions[p] ?? 0 })) {
+            for (const r of records) {
+              any = true;
+              positions[p] = r.offset + 1;
+              if (r.value === null || r.key === CHECKPOINT_KEY) continue;
+              let change: ChangeRecord;
+              try {
+                change = decodeOutputRecord(r.value, 'change');
+              } catch {
+                continue; // not ours to judge: the projector wrote it
+              }
+              if (change.section !== 'desired' && change.opType !== 'createDeviceIdentity' && change.opType !== 'deleteDeviceIdentity') continue;
+              // devices never seen by this gateway: nothing to deliver now, catch-up reads the snapshot later
+              if (!live.has(change.deviceId) && sessions.get(change.deviceId).desiredVersion === null) continue;
+              void serial(change.deviceId, () => onChange(change));
+            }
+          }
+        }
+      } catch (e) {
+        if (closed) return;
+        publishEvent({ kind: 'error', message: `twin.changes: ${e instanceof Error ? e.message : String(e)}` });
+        await sleep(500);
+      }
+      if (!any && !closed) await sleep(pollIntervalMs);
+    }
+  })();
+  feedDone.catch(() => {});
+
+  const dropConnection = (deviceId: string): Promise<void> =>
+    new Promise((resolve) => {
+      const device = live.get(deviceId);
+      if (device === undefined) return resolve();
+      device.client.close(() => resolve());
+    });
+
+  // ---- requests ------------------------------------------------------------------------------
+
+  const respond = (deviceId: string, status: number, rid: string, body: unknown, version?: number): Promise<boolean> => {
+    const topic = `$iothub/twin/res/${status}/?$rid=${encodeURIComponent(rid)}${version === undefined ? '' : `&$version=${version}`}`;
+    return deliver(deviceId, topic, body === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body)));
+  };
+
+  const respondError = (deviceId: string, request: string, rid: string, e: unknown): Promise<boolean> => {
+    const hub = iotHubCodeOf(e);
+    const known = e instanceof GatewayError || (isTwinlogError(e) && e.iotHub !== undefined);
+    const message = known && e instanceof Error ? e.message : 'An internal error occurred';
+    publishEvent({ kind: 'request', deviceId, request, status: hub.status, error: hub.name });
+    return respond(deviceId, hub.status, rid, {
+      errorCode: hub.code,
+      trackingId: randomBytes(16).toString('hex').toUpperCase(),
+      message,
+      timestampUtc: new Date(physicalNow()).toISOString(),
+    });
+  };
+
+  const handleGet = async (deviceId: string, rid: string): Promise<void> => {
+    const twin = await twins.getTwin(deviceId);
+    const desired = withoutMetadata(twin.properties.desired);
+    const reported = withoutMetadata(twin.properties.reported);
+    const version = Number(desired['$version'] ?? 0);
+    await serial(deviceId, async () => {
+      const sent = await respond(deviceId, 200, rid, { desired, reported });
+      const session = sessions.get(deviceId);
+      if (sent && (session.desiredVersion === null || version >= session.desiredVersion)) {
+        updateSession(deviceId, { desiredVersion: version, desired: withoutDollarKeys(desired) });
+      }
+    });
+    publishEvent({ kind: 'request', deviceId, request: 'get', status: 200 });
+  };
+
+  const handleReported = async (deviceId: string, rid: string, payload: Buffer): Promise<void> => {
+    let patch: unknown;
+    try {
+      patch = JSON.parse(payload.toString('utf8'));
+    } catch {
+      throw new GatewayError('ARGUMENT_INVALID', 'The reported properties patch is not valid JSON');
+    }
+    if (!isPlainObject(patch)) throw new GatewayError('ARGUMENT_INVALID', 'The reported properties patch must be a JSON object');
+    const d = await twins.mergeReported(deviceId, patch as Patch, { wait: true, actor: deviceId });
+    if (!d.accepted) throw new TwinlogError(d.code, d.message);
+    await respond(deviceId, 204, rid, undefined, d.reportedVersion);
+    publishEvent({ kind: 'request', deviceId, request: 'reported', status: 204 });
+  };
+
+  const handleRequest = (deviceId: string, packet: PublishPacket): void => {
+    const request = classifyPublish(deviceId, packet.topic);
+    if (request.kind === 'telemetry' || request.kind === 'forbidden') return;
+    const { rid } = request;
+    const work =
+      request.kind === 'get'
+        ? handleGet(deviceId, rid)
+        : request.kind === 'reported'
+          ? handleReported(deviceId, rid, Buffer.from(packet.payload))
+          : Promise.reject(
+              request.kind === 'desired-write'
+                ? new GatewayError('FORBIDDEN', 'Devices cannot update desired properties')
+                : new GatewayError('NOT_FOUND', `Unsupported twin topic ${packet.topic.split('?')[0] ?? ''}`),
+            );
+    work.catch((e: unknown) => respondError(deviceId, request.kind, rid, e)).catch(() => {});
+  };
+
+  // ---- the broker ------------------------------------------------------------------------------
+
+  const broker = new Aedes({
+    maxClientsIdLength: 128,
+    authenticate(client, username, password, done) {
+      try {
+        const identity = verifyDeviceSas(client.id, username, password, hubName, (id) => keys.get(id), physicalNow());
+        publishEvent({ kind: 'connect', deviceId: identity.deviceId, returnCode: 0 });
+        done(null, true);
+      } catch (e) {
+        const returnCode = e instanceof DeviceAuthError ? e.returnCode : 5;
+        publishEvent({ kind: 'connect', deviceId: client.id, returnCode, reason: e instanceof Error ? e.message : String(e) });
+        const error = Object.assign(new Error(e instanceof Error ? e.message : 'Not authorized'), { returnCode }) as AuthenticateError;
+        done(error, false);
+      }
+    },
+    authorizePublish(client, packet, done) {
+      if (client === null) return done(null); // the gateway's own
+      const request = classifyPublish(client.id, packet.topic);
+      if (request.kind === 'forbidden') {
+        publishEvent({ kind: 'refused', deviceId: client.id, topic: packet.topic, op: 'publish' });
+        return done(new Error(`publish to ${packet.topic} is not allowed`)); // closes the connection, as IoT Hub does
+      }
+      packet.retain = false; // §6.1: retain is ignored on twin topics (and never stored)
+      if (request.kind !== 'telemetry') handleRequest(client.id, packet);
+      done(null);
+    },
+    authorizeSubscribe(client, subscription: Subscription, done) {
+      if (!maySubscribe(client.id, subscription.topic)) {
+        publishEvent({ kind: 'refused', deviceId: client.id, topic: subscription.topic, op: 'subscribe' });
+        return done(null, null); // SUBACK 0x80
+      }
+      done(null, subscription);
+    },
+    // No device-to-device routing: a client only receives what the gateway addresses to it.
+    authorizeForward(_client, packet: AedesPublishPacket) {
+      return (packet as { clientId?: string }).clientId === undefined ? packet : null;
+    },
+  });
+  const brokerReady = broker.listen();
+
+  broker.on('clientReady', (client: MqttClient) => {
+    const deviceId = client.id;
+    const stored = sessions.get(deviceId);
+    const subscriptions = new Map<string, 0 | 1>();
+    if (client.clean) {
+      if (Object.keys(stored.subscriptions).length > 0) updateSession(deviceId, { subscriptions: {} });
+    } else {
+      for (const [filter, qos] of Object.entries(stored.subscriptions)) subscriptions.set(filter, qos);
+    }
+    live.set(deviceId, { client, subscriptions });
+    if (!client.clean && subscriptions.size > 0) void serial(deviceId, () => catchUp(deviceId, false));
+  });
+
+  broker.on('clientDisconnect', (client: MqttClient) => {
+    if (live.get(client.id)?.client === client) live.delete(client.id);
+  });
+
+  broker.on('subscribe', (subs: Subscription[], client: MqttClient) => {
+    const device = live.get(client.id);
+    if (device === undefined || device.client !== client) return;
+    let desired = false;
+    for (const s of subs) {
+      if ((s.qos as number) === 128) continue;
+      device.subscriptions.set(s.topic, s.qos > 0 ? 1 : 0);
+      if (topicMatches(s.topic, '$iothub/twin/PATCH/properties/desired/?$version=1') || s.topic === DESIRED_FILTER) desired = true;
+    }
+    if (!client.clean) updateSession(client.id, { subscriptions: Object.fromEntries(device.subscriptions) });
+    if (desired) void serial(client.id, () => catchUp(client.id, true));
+  });
+
+  broker.on('unsubscribe', (filters: string[], client: MqttClient) => {
+    const device = live.get(client.id);
+    if (device === undefined || device.client !== client) return;
+    for (const f of filters) device.subscriptions.delete(f);
+    if (!client.clean) updateSession(client.id, { subscriptions: Object.fromEntries(device.subscriptions) });
+  });
+
+  const sockets = new Map<NetServer, Set<Socket>>();
+  const closeServer = (server: NetServer): Promise<void> =>
+    new Promise((resolve) => {
+      server.close(() => resolve());
+      for (const socket of sockets.get(server) ?? []) socket.destroy(); // aedes clients close with their sockets
+      sockets.delete(server);
+    });
+
+  return {
+    async listen({ port, host, tls }: MqttListenOptions): Promise<ListeningMqttGateway> {
+      await brokerReady;
+      await feedStart;
+      const server: NetServer = tls === undefined ? createNetServer(broker.handle) : createTlsServer(tls, broker.handle);
+      const open = new Set<Socket>();
+      sockets.set(server, open);
+      server.on('connection', (socket: Socket) => {
+        open.add(socket);
+        socket.once('close', () => open.delete(socket));
+      });
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      servers.add(server);
+      return {
+        port: (server.address() as AddressInfo).port,
+        server,
+        close: async () => {
+          servers.delete(server);
+          await closeServer(server);
+        },
+      };
+    },
+    connectedDevices: () => [...live.keys()],
+    disconnect: dropConnection,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await Promise.all([...servers].map(closeServer));
+      servers.clear();
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      await feedDone;
+      await Promise.all([...queues.values()]);
+      if (givenClient === undefined) await twins.close();
+    },
+  };
+}
+
+/** A section as a device sees it: without `$metadata` (§1.4), with `$version`. */
+function withoutMetadata(section: JsonObject): JsonObject {
+  const out: JsonObject = {};
+  for (const k of Object.keys(section)) if (k !== '$metadata') out[k] = section[k]!;
+  return out;
+}
+
+/** A section's properties only (no `$version`, no `$metadata`). */
+function withoutDollarKeys(section: JsonObject): JsonObject {
+  const out: JsonObject = {};
+  for (const k of Object.keys(section)) if (!k.startsWith('$')) out[k] = section[k]!;
+  return out;
+}

@@ -1,0 +1,136 @@
+/**
+ * Device authentication on MQTT CONNECT, iot-hub-twin.md §6.1 and §6.2:
+ *
+ * - clientId `{deviceId}` (modules, `{deviceId}/{moduleId}`, are not served);
+ * - username `{host}/{deviceId}/?api-version=…[&DeviceClientType=…][&model-id=…]`, where `host` is
+ *   the hub name, optionally with a port (`HostName=localhost:8884`, §13.3);
+ * - password `SharedAccessSignature sr={url-encoded resource}&sig={url-encoded base64}&se={epoch s}`
+ *   with `resource = {host}/devices/{deviceId}` and
+ *   `sig = base64(HMAC-SHA256(base64decode(deviceKey), {sr as transmitted} + "\n" + se))`;
+ *   the device's primary or secondary key may sign, and a policy-signed token (`skn`) is refused
+ *   (device tokens only).
+ *
+ * Each failure names the MQTT 3.1.1 CONNACK return code it answers with.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { DeviceKeys } from './deviceKeyStore.ts';
+
+/** CONNACK return codes of MQTT 3.1.1 (§3.2.2.3). */
+export const CONNACK = {
+  IDENTIFIER_REJECTED: 2,
+  BAD_USERNAME_OR_PASSWORD: 4,
+  NOT_AUTHORIZED: 5,
+} as const;
+
+export type ConnackCode = (typeof CONNACK)[keyof typeof CONNACK];
+
+/** A refused CONNECT: the return code and why (for diagnostics, never sent to the device). */
+export class DeviceAuthError extends Error {
+  readonly returnCode: ConnackCode;
+  constructor(returnCode: ConnackCode, message: string) {
+    super(message);
+    this.name = 'DeviceAuthError';
+    this.returnCode = returnCode;
+  }
+}
+
+/** What a valid CONNECT tells about the device. */
+export interface DeviceIdentity {
+  readonly deviceId: string;
+  /** `model-id` (Plug and Play) from the username, when given. */
+  readonly modelId?: string;
+  /** The token's expiry, ms since the epoch. */
+  readonly expiresAtMs: number;
+}
+
+/**
+ * Sign a device token as the SDKs do (for tests, tools and the benchmark).
+ *
+ * @example
+ * signDeviceSas('localhost:8883', 'dev1', primaryKey, Math.floor(Date.now() / 1000) + 3600)
+ */
+export function signDeviceSas(host: string, deviceId: string, key: string, expirySeconds: number): string {
+  const sr = encodeURIComponent(`${host}/devices/${deviceId}`);
+  const sig = createHmac('sha256', Buffer.from(key, 'base64')).update(`${sr}\n${expirySeconds}`).digest('base64');
+  return `SharedAccessSignature sr=${sr}&sig=${encodeURIComponent(sig)}&se=${expirySeconds}`;
+}
+
+function safeDecode(s: string): string | undefined {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return undefined;
+  }
+}
+
+/** `localhost:8884` → `localhost` (the port of `HostName=host:port` appears in username and `sr`). */
+function withoutPort(host: string): string {
+  return host.replace(/:[0-9]+$/, '').toLowerCase();
+}
+
+/**
+ * Check a CONNECT against the device's keys.
+ *
+ * @throws {DeviceAuthError} `IDENTIFIER_REJECTED` for a module client id or a username naming
+ *   another device; `BAD_USERNAME_OR_PASSWORD` for a missing or malformed username or token;
+ *   `NOT_AUTHORIZED` for an unknown device (no keys), a wrong signature, an expired token or a
+ *   token for another resource.
+ */
+export function verifyDeviceSas(
+  clientId: string,
+  username: string | undefined,
+  password: Buffer | undefined,
+  hubName: string,
+  keysOf: (deviceId: string) => DeviceKeys | undefined,
+  nowMs: number,
+): DeviceIdentity {
+  if (clientId.includes('/')) throw new DeviceAuthError(CONNACK.IDENTIFIER_REJECTED, 'Module identities are not supported');
+  if (username === undefined || password === undefined) throw new DeviceAuthError(CONNACK.BAD_USERNAME_OR_PASSWORD, 'Username and password are required');
+  const q = username.indexOf('/?');
+  const path = q < 0 ? username.replace(/\/$/, '') : username.slice(0, q);
+  const slash = path.indexOf('/');
+  if (slash <= 0) throw new DeviceAuthError(CONNACK.BAD_USERNAME_OR_PASSWORD, 'The username must be {host}/{deviceId}/?api-version=…');
+  const host = path.slice(0, slash);
+  const deviceId = path.slice(slash + 1);
+  if (withoutPort(host) !== withoutPort(hubName)) throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'The username names another hub');
+  if (deviceId !== clientId) throw new DeviceAuthError(CONNACK.IDENTIFIER_REJECTED, 'The username names another device than the client id');
+  const params = new URLSearchParams(q < 0 ? '' : username.slice(q + 2));
+  const modelId = params.get('model-id') ?? params.get('modelId') ?? undefined;
+
+  const text = password.toString('utf8');
+  const prefix = 'SharedAccessSignature ';
+  if (!text.startsWith(prefix)) throw new DeviceAuthError(CONNACK.BAD_USERNAME_OR_PASSWORD, 'The password must be a SharedAccessSignature');
+  const fields = new Map<string, string>();
+  for (const part of text.slice(prefix.length).trim().split('&')) {
+    const eq = part.indexOf('=');
+    if (eq > 0) fields.set(part.slice(0, eq), part.slice(eq + 1));
+  }
+  const sr = fields.get('sr');
+  const sigField = fields.get('sig');
+  const se = fields.get('se');
+  if (sr === undefined || sigField === undefined || se === undefined || !/^[0-9]{1,12}$/.test(se)) {
+    throw new DeviceAuthError(CONNACK.BAD_USERNAME_OR_PASSWORD, 'Malformed SharedAccessSignature');
+  }
+  if (fields.has('skn')) throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'Policy-signed device tokens are not supported');
+  const keys = keysOf(deviceId);
+  const sig = safeDecode(sigField);
+  if (keys === undefined || sig === undefined) throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'Unknown device or bad signature');
+  const given = Buffer.from(sig, 'base64');
+  const matches = [keys.primaryKey, keys.secondaryKey].some((key) => {
+    const expected = createHmac('sha256', Buffer.from(key, 'base64')).update(`${sr}\n${se}`).digest();
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  });
+  if (!matches) throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'Unknown device or bad signature');
+  const expiresAtMs = Number(se) * 1000;
+  if (expiresAtMs <= nowMs) throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'The SharedAccessSignature has expired');
+  // §6.2: the decoded sr must equal or prefix the addressed resource (the device itself).
+  const resource = (safeDecode(sr) ?? '').replace(/\/+$/, '');
+  const rs = resource.indexOf('/');
+  const srHost = rs < 0 ? resource : resource.slice(0, rs);
+  const srPath = rs < 0 ? '' : resource.slice(rs);
+  const own = `/devices/${deviceId}`;
+  if (withoutPort(srHost) !== withoutPort(hubName) || (srPath !== '' && srPath !== own && srPath !== '/devices')) {
+    throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'The SharedAccessSignature is not valid for this device');
+  }
+  return { deviceId, ...(modelId === undefined ? {} : { modelId }), expiresAtMs };
+}

@@ -1,0 +1,149 @@
+/**
+ * One twinlog "hub" for the compatibility suite: a backend (embedded or Kafka) with a projector,
+ * the REST gateway (HTTPS) and the MQTT gateway (MQTT over TLS) sharing one device key store,
+ * both serving a certificate from a CA made by the test; plus the unmodified SDK clients
+ * pointed at it.
+ */
+import { Agent, type AgentOptions } from 'node:https';
+import type { Duplex } from 'node:stream';
+import { join } from 'node:path';
+import { Client as DeviceClient } from 'azure-iot-device';
+import { Mqtt } from 'azure-iot-device-mqtt';
+import { Registry } from 'azure-iothub';
+import {
+  createDeviceKeyStore,
+  createMqttGateway,
+  createRestGateway,
+  type DeviceKeyStore,
+  type ListeningGateway,
+  type ListeningMqttGateway,
+  type MqttGateway,
+  type RestGateway,
+} from '@twinlog/gateway';
+import { startBackend, type Backend, type BackendKind } from './backends.ts';
+import { createTestCa, type TestCa } from './testCa.ts';
+
+export const OWNER_KEY = Buffer.alloc(32, 7).toString('base64');
+
+/** An HTTPS agent that dials 127.0.0.1:`port` whatever the request says (iot-hub-twin.md §13.1). */
+class FixedPortAgent extends Agent {
+  constructor(
+    private readonly port: number,
+    options: AgentOptions,
+  ) {
+    super(options);
+  }
+  override createConnection(options: object, callback?: (err: Error | null, socket: Duplex) => void): Duplex {
+    const create = Agent.prototype.createConnection as (this: Agent, o: object, cb?: (err: Error | null, socket: Duplex) => void) => Duplex;
+    return create.call(this, { ...options, host: '127.0.0.1', port: this.port, servername: 'localhost' }, callback);
+  }
+}
+
+export interface Hub {
+  readonly backend: Backend;
+  readonly ca: TestCa;
+  readonly keys: DeviceKeyStore;
+  readonly registry: Registry;
+  readonly sessionFile: string;
+  mqtt: MqttGateway;
+  mqttServer: ListeningMqttGateway;
+  /** The port devices dial (kept across MQTT gateway restarts). */
+  readonly mqttPort: number;
+  /** A device client over MQTT for `deviceId`, trusting the test CA (not yet open). */
+  device(deviceId: string, key: string): Promise<DeviceClient>;
+  /** Stop the MQTT listener (devices see the server go away); `startMqtt` brings it back. */
+  stopMqtt(): Promise<void>;
+  /** A new MQTT gateway (fresh process state, same session file and key store) on the same port. */
+  startMqtt(): Promise<void>;
+  /** PUT /twins/{id} through the Registry's own REST client (the Node Registry has no replaceTwin, §2.2). */
+  replaceTwin(deviceId: string, twin: object, etag: string): Promise<Record<string, unknown>>;
+  close(): Promise<void>;
+}
+
+export async function startHub(kind: BackendKind): Promise<Hub> {
+  const backend = await startBackend(kind);
+  const ca = createTestCa();
+  const keys = createDeviceKeyStore(join(backend.dir, 'device-keys.json'));
+  const sessionFile = join(backend.dir, 'mqtt-sessions.jsonl');
+  const tls = { key: ca.key, cert: ca.cert };
+  const rest: RestGateway = createRestGateway({
+    log: backend.log,
+    hubName: 'localhost',
+    physicalNow: Date.now,
+    policies: [{ name: 'iothubowner', key: OWNER_KEY, rights: ['registryReadWrite', 'serviceConnect'] }],
+    deviceKeys: keys,
+  });
+  const restServer: ListeningGateway = await rest.listen({ port: 0, host: '127.0.0.1', tls });
+  const registry = Registry.fromConnectionString(`HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${OWNER_KEY}`);
+  const agent = new FixedPortAgent(restServer.port, { ca: ca.ca, keepAlive: false });
+  (registry as unknown as { _restApiClient: { setOptions(o: object): void } })._restApiClient.setOptions({ http: { agent }, ca: ca.ca });
+
+  const newMqtt = (): MqttGateway => createMqttGateway({ log: backend.log, hubName: 'localhost', physicalNow: Date.now, deviceKeys: keys, sessionFile });
+  let mqtt = newMqtt();
+  let mqttServer = await mqtt.listen({ port: 0, host: '127.0.0.1', tls });
+  const mqttPort = mqttServer.port;
+  const devices: DeviceClient[] = [];
+
+  const hub: Hub = {
+    backend,
+    ca,
+    keys,
+    registry,
+    sessionFile,
+    mqtt,
+    mqttServer,
+    mqttPort,
+    async device(deviceId, key) {
+      const client = DeviceClient.fromConnectionString(`HostName=localhost:${mqttPort};DeviceId=${deviceId};SharedAccessKey=${key}`, Mqtt);
+      await client.setOptions({ ca: ca.ca }); // §13.4: awaited before open()
+      devices.push(client);
+      return client;
+    },
+    async stopMqtt() {
+      await hub.mqttServer.close();
+      await hub.mqtt.close();
+    },
+    async startMqtt() {
+      mqtt = newMqtt();
+      mqttServer = await mqtt.listen({ port: mqttPort, host: '127.0.0.1', tls });
+      hub.mqtt = mqtt;
+      hub.mqttServer = mqttServer;
+    },
+    replaceTwin(deviceId, twin, etag) {
+      const api = (registry as unknown as {
+        _restApiClient: {
+          executeApiCall(m: string, p: string, h: object, b: object, done: (err: Error | null, body?: Record<string, unknown>) => void): void;
+        };
+      })._restApiClient;
+      return new Promise((resolve, reject) =>
+        api.executeApiCall(
+          'PUT',
+          `/twins/${encodeURIComponent(deviceId)}?api-version=2021-04-12`,
+          { 'Content-Type': 'application/json; charset=utf-8', 'If-Match': `"${etag}"` },
+          twin,
+          (err, body) => (err === null || err === undefined ? resolve(body ?? {}) : reject(err)),
+        ),
+      );
+    },
+    async close() {
+      for (const d of devices) await d.close().catch(() => {});
+      agent.destroy();
+      await hub.mqttServer.close().catch(() => {});
+      await hub.mqtt.close();
+      await restServer.close();
+      await rest.close();
+      await backend.stop();
+    },
+  };
+  return hub;
+}
+
+/** Poll `check` until it returns a value other than undefined (the suite's only wait). */
+export async function eventually<T>(check: () => T | undefined | Promise<T | undefined>, what: string, attempts = 600): Promise<T> {
+  for (let i = 0; i < attempts; i++) {
+    const v = await check();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
