@@ -3,3 +3,4 @@
  * fuzz tests here and differential tests in the read model. Not for production.
  */
 export * from './arbitraries.ts';
+export * from './conformance.ts';

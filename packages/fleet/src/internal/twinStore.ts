@@ -1,0 +1,309 @@
+/**
+ * The twins of the read model in SQLite, and queries over them.
+ *
+ * Tables (created by {@link migrate}):
+ * - `twins(id, device_id UNIQUE, doc)`: the rendered twin JSON (what `GET /twins/{id}` returns).
+ * - `leaves(twin, path, kind, val)` WITHOUT ROWID, primary key `(twin, path)`, index
+ *   `(path, kind, val)`: every node of every twin except `$metadata` subtrees, one row each:
+ *   primitives with their value (booleans 0/1), arrays with their JSON text, objects with `NULL`.
+ *   Selective equalities, ranges, `IN`, `IS_*` and prefixes become index range scans
+ *   (`internal/pushdown.ts`); GROUP BY and aggregates read only the leaves of the paths they use.
+ *
+ * Query plan ({@link TwinStore.run}): `devices.modules` is empty (twinlog has no module twins) and
+ * `devices.jobs` is the job store's. Rows of SELECT * and projections come in `deviceId` order, paged
+ * by keyset (the continuation token holds the last device id returned), so paging stays correct
+ * while twins change: a twin that matches throughout is returned exactly once. Candidates come from
+ * the pushed-down WHERE (a superset) and are re-checked with the evaluator's own predicate, so the
+ * answer is always what `evaluate` gives over the same twins in `deviceId` order. Aggregate queries
+ * build small documents holding only the paths the query reads, from `leaves`, and run `evaluate`
+ * over them; they are paged by position (the @twinlog/query v1 token).
+ */
+import {
+  compileWhere,
+  DEFAULT_PAGE_SIZE,
+  evaluate,
+  MAX_PAGE_SIZE,
+  paginate,
+  referencedPaths,
+  type Path,
+  type Query,
+  type QueryRow,
+} from '@twinlog/query';
+import { TwinlogError } from '@twinlog/core';
+import type { Database, Statement } from 'better-sqlite3';
+import { isIndexedPath, KIND, pathKey, pushdown, type IdFilter } from './pushdown.ts';
+
+export function migrate(db: Database): void {
+  db.exec(`
+    CREATE TABLE IF NOT EXISTS twins (id INTEGER PRIMARY KEY, device_id TEXT NOT NULL UNIQUE, doc TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS leaves (twin INTEGER NOT NULL, path TEXT NOT NULL, kind INTEGER NOT NULL, val, PRIMARY KEY (twin, path)) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS leaves_by_value ON leaves (path, kind, val);
+  `);
+}
+
+/** One page of rows, and the token of the next page (absent on the last page). */
+export interface StorePage {
+  readonly rows: QueryRow[];
+  readonly continuationToken: string | undefined;
+}
+
+export interface RunOptions {
+  readonly pageSize?: number | undefined;
+  readonly continuation?: string | undefined;
+  /** Every row at once (no paging): for jobs, configurations and benchmarks. */
+  readonly all?: boolean;
+}
+
+type LeafRow = [path: string, kind: number, val: unknown];
+
+/** The leaves of a document (see the module comment). */
+export function leavesOf(doc: object): LeafRow[] {
+  const out: LeafRow[] = [];
+  const walk = (node: Record<string, unknown>, prefix: string): void => {
+    for (const key of Object.keys(node)) {
+      if (key === '$metadata') continue;
+      const v = node[key];
+      const path = prefix === '' ? key : prefix + '\u001f' + key;
+      if (v === null) out.push([path, KIND.null, null]);
+      else if (typeof v === 'boolean') out.push([path, KIND.boolean, v ? 1 : 0]);
+      else if (typeof v === 'number') {
+        if (Number.isFinite(v)) out.push([path, KIND.number, v]);
+      } else if (typeof v === 'string') out.push([path, KIND.string, v]);
+      else if (Array.isArray(v)) out.push([path, KIND.array, JSON.stringify(v)]);
+      else if (typeof v === 'object') {
+        out.push([path, KIND.object, null]);
+        walk(v as Record<string, unknown>, path);
+      }
+    }
+  };
+  walk(doc as Record<string, unknown>, '');
+  return out;
+}
+
+const CURSOR_VERSION = 2;
+
+function writeCursor(after: string, emitted: number): string {
+  return Buffer.from(JSON.stringify({ v: CURSOR_VERSION, after, n: emitted }), 'utf8').toString('base64');
+}
+
+function readCursor(token: string): { after: string; emitted: number } {
+  const invalid = (): TwinlogError =>
+    new TwinlogError('QUERY_CONTINUATION_INVALID', 'the continuation token was not issued for this query', { details: { length: token.length } });
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(token) || token.length % 4 !== 0) throw invalid();
+  let cursor: unknown;
+  try {
+    cursor = JSON.parse(Buffer.from(token, 'base64').toString('utf8'));
+  } catch {
+    throw invalid();
+  }
+  if (typeof cursor !== 'object' || cursor === null || Array.isArray(cursor)) throw invalid();
+  const { v, after, n, ...rest } = cursor as Record<string, unknown>;
+  if (v !== CURSOR_VERSION || Object.keys(rest).length > 0 || typeof after !== 'string') throw invalid();
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw invalid();
+  return { after, emitted: n };
+}
+
+function setPath(doc: Record<string, unknown>, path: Path, value: unknown): void {
+  let cur = doc;
+  for (let i = 0; i < path.length - 1; i++) {
+    const seg = path[i]!;
+    let next = Object.prototype.hasOwnProperty.call(cur, seg) ? cur[seg] : undefined;
+    if (typeof next !== 'object' || next === null || Array.isArray(next)) {
+      next = {};
+      Object.defineProperty(cur, seg, { value: next, enumerable: true, writable: true, configurable: true });
+    }
+    cur = next as Record<string, unknown>;
+  }
+  Object.defineProperty(cur, path[path.length - 1]!, { value, enumerable: true, writable: true, configurable: true });
+}
+
+function leafValue(kind: number, val: unknown): unknown {
+  switch (kind) {
+    case KIND.null:
+      return null;
+    case KIND.boolean:
+      return val === 1;
+    case KIND.array:
+      return JSON.parse(val as string);
+    default:
+      return val;
+  }
+}
+
+/** Whether a query aggregates (GROUP BY or an aggregate in SELECT). */
+export const isAggregateQuery = (q: Query): boolean => q.select !== '*' && (q.groupBy !== undefined || q.select.some((e) => e.kind === 'aggregate'));
+
+export class TwinStore {
+  readonly db: Database;
+  private readonly selectId: Statement<[string], { id: number }>;
+  private readonly insertTwin: Statement<[string, string]>;
+  private readonly updateTwin: Statement<[string, number]>;
+  private readonly deleteTwin: Statement<[number]>;
+  private readonly deleteLeaves: Statement<[number]>;
+  private readonly insertLeaf: Statement<[number, string, number, unknown]>;
+  private readonly selectDoc: Statement<[string], { doc: string }>;
+  private readonly selectDocById: Statement<[number], { doc: string }>;
+  private readonly scanAll: Statement<[string], { device_id: string; doc: string }>;
+  private readonly statements = new Map<string, Statement>();
+  /** Rows of `devices.jobs` (set by the job runner). */
+  jobRows: () => object[] = () => [];
+
+  constructor(db: Database) {
+    this.db = db;
+    migrate(db);
+    this.selectId = db.prepare('SELECT id FROM twins WHERE device_id = ?');
+    this.insertTwin = db.prepare('INSERT INTO twins (device_id, doc) VALUES (?, ?)');
+    this.updateTwin = db.prepare('UPDATE twins SET doc = ? WHERE id = ?');
+    this.deleteTwin = db.prepare('DELETE FROM twins WHERE id = ?');
+    this.deleteLeaves = db.prepare('DELETE FROM leaves WHERE twin = ?');
+    this.insertLeaf = db.prepare('INSERT INTO leaves (twin, path, kind, val) VALUES (?, ?, ?, ?)');
+    this.selectDoc = db.prepare('SELECT doc FROM twins WHERE device_id = ?');
+    this.selectDocById = db.prepare('SELECT doc FROM twins WHERE id = ?');
+    this.scanAll = db.prepare('SELECT device_id, doc FROM twins WHERE device_id > ? ORDER BY device_id');
+  }
+
+  /** Insert or replace a twin (call inside the caller's transaction for atomicity with offsets). */
+  upsert(deviceId: string, doc: object): void {
+    const json = JSON.stringify(doc);
+    const row = this.selectId.get(deviceId);
+    let id: number;
+    if (row === undefined) {
+      id = Number(this.insertTwin.run(deviceId, json).lastInsertRowid);
+    } else {
+      id = row.id;
+      this.updateTwin.run(json, id);
+      this.deleteLeaves.run(id);
+    }
+    for (const [path, kind, val] of leavesOf(doc)) this.insertLeaf.run(id, path, kind, val);
+  }
+
+  /** Remove a twin; `false` when there was none. */
+  remove(deviceId: string): boolean {
+    const row = this.selectId.get(deviceId);
+    if (row === undefined) return false;
+    this.deleteLeaves.run(row.id);
+    this.deleteTwin.run(row.id);
+    return true;
+  }
+
+  get(deviceId: string): Record<string, unknown> | undefined {
+    const row = this.selectDoc.get(deviceId);
+    return row === undefined ? undefined : (JSON.parse(row.doc) as Record<string, unknown>);
+  }
+
+  count(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM twins').get() as { n: number }).n;
+  }
+
+  /** Empty the store (a rebuild). */
+  clear(): void {
+    this.db.exec('DELETE FROM leaves; DELETE FROM twins;');
+  }
+
+  private prepared(sql: string): Statement {
+    let s = this.statements.get(sql);
+    if (s === undefined) {
+      if (this.statements.size > 500) this.statements.clear();
+      s = this.db.prepare(sql);
+      this.statements.set(sql, s);
+    }
+    return s;
+  }
+
+  /**
+   * Run a parsed query: one page (default 100 rows, §5.5), or every row with `all`.
+   *
+   * @throws {TwinlogError} `QUERY_CONTINUATION_INVALID`, `QUERY_PAGE_SIZE_INVALID` (as `paginate`).
+   */
+  run(query: Query, { pageSize = DEFAULT_PAGE_SIZE, continuation, all = false }: RunOptions = {}): StorePage {
+    if (!Number.isSafeInteger(pageSize) || pageSize < 1) {
+      throw new TwinlogError('QUERY_PAGE_SIZE_INVALID', `the page size must be a whole number of at least 1, not ${String(pageSize)}`, {
+        details: { pageSize },
+      });
+    }
+    if (query.from !== 'devices') {
+      const rows = query.from === 'devices.jobs' ? evaluate(query, this.jobRows()) : [];
+      if (all) return { rows, continuationToken: undefined };
+      const page = paginate(rows, { pageSize, continuation });
+      return { rows: page.items, continuationToken: page.continuationToken };
+    }
+    if (isAggregateQuery(query)) {
+      const rows = this.aggregate(query);
+      if (all) return { rows, continuationToken: undefined };
+      const page = paginate(rows, { pageSize, continuation });
+      return { rows: page.items, continuationToken: page.continuationToken };
+    }
+    return this.keyset(query, all ? Infinity : Math.min(pageSize, MAX_PAGE_SIZE), continuation);
+  }
+
+  /** The candidates of a WHERE clause, in device id order, from `after` on. */
+  private *candidates(filter: IdFilter | undefined, after: string): Generator<{ device_id: string; doc: string }> {
+    if (filter === undefined) {
+      yield* this.scanAll.iterate(after);
+      return;
+    }
+    const sql = `SELECT t.device_id, t.doc FROM (${filter.sql}) AS c CROSS JOIN twins AS t ON t.id = c.twin WHERE t.device_id > ? ORDER BY t.device_id`;
+    yield* this.prepared(sql).iterate(...filter.params, after) as Iterable<{ device_id: string; doc: string }>;
+  }
+
+  private keyset(query: Query, pageSize: number, continuation: string | undefined): StorePage {
+    const { after, emitted } = continuation === undefined || continuation === '' ? { after: '', emitted: 0 } : readCursor(continuation);
+    const top = query.top ?? Infinity;
+    const limit = Math.min(pageSize, top - emitted);
+    if (limit <= 0) return { rows: [], continuationToken: undefined };
+    const keep = compileWhere(query);
+    const filter = query.where === undefined ? undefined : pushdown(query.where);
+    const docs: object[] = [];
+    const ids: string[] = [];
+    let more = false;
+    for (const c of this.candidates(filter, after)) {
+      const doc = JSON.parse(c.doc) as object;
+      if (!keep(doc)) continue;
+      if (docs.length === limit) {
+        more = true;
+        break;
+      }
+      docs.push(doc);
+      ids.push(c.device_id);
+    }
+    const rows = query.select === '*' ? (docs as QueryRow[]) : evaluate({ ...query, top: undefined }, docs, { prefiltered: true });
+    const n = emitted + rows.length;
+    const token = more && n < top ? writeCursor(ids[ids.length - 1]!, n) : undefined;
+    return { rows, continuationToken: token };
+  }
+
+  private aggregate(query: Query): QueryRow[] {
+    const paths = referencedPaths(query, 'all');
+    const filter = query.where === undefined ? undefined : pushdown(query.where);
+    if (!paths.every(isIndexedPath)) {
+      const docs: object[] = [];
+      for (const c of this.candidates(filter, '')) docs.push(JSON.parse(c.doc) as object);
+      return evaluate(query, docs);
+    }
+    const idList =
+      filter === undefined
+        ? (this.prepared('SELECT id FROM twins').pluck().all() as number[])
+        : (this.prepared(filter.sql).pluck().all(...filter.params) as number[]);
+    const docs = new Map<number, Record<string, unknown>>();
+    for (const id of idList) docs.set(id, {});
+    const full = new Set<number>();
+    for (const path of paths) {
+      const sql =
+        filter === undefined
+          ? 'SELECT twin, kind, val FROM leaves WHERE path = ?'
+          : `SELECT twin, kind, val FROM leaves WHERE path = ? AND twin IN (${filter.sql})`;
+      const rows = this.prepared(sql).raw().all(pathKey(path), ...(filter === undefined ? [] : filter.params)) as [number, number, unknown][];
+      for (const [twin, kind, val] of rows) {
+        const doc = docs.get(twin);
+        if (doc === undefined || full.has(twin)) continue;
+        if (kind === KIND.object) full.add(twin);
+        else setPath(doc, path, leafValue(kind, val));
+      }
+    }
+    for (const id of full) {
+      const row = this.selectDocById.get(id);
+      if (row !== undefined) docs.set(id, JSON.parse(row.doc) as Record<string, unknown>);
+    }
+    return evaluate(query, docs.values());
+  }
+}
