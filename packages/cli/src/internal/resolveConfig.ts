@@ -80,21 +80,23 @@ export const CONFIG_ENV: Readonly<Record<string, string>> = Object.fromEntries(
 );
 
 function parseValue(name: string, kind: Kind, raw: unknown, where: string): unknown {
+  // `--port must be…`, `environment TWINLOG_PORT must be…`, `twinlog.json: port must be…`
+  const label = where.startsWith('--') || where.startsWith('environment ') ? where : `${where}: ${name}`;
   const text = typeof raw === 'number' ? String(raw) : raw;
-  if (typeof text !== 'string') throw new CliError(`${where}: ${name} must be a ${kind === 'string' ? 'string' : 'number'}`);
+  if (typeof text !== 'string') throw new CliError(`${label} must be a ${kind === 'string' ? 'string' : 'number'}`);
   switch (kind) {
     case 'string':
       return text;
     case 'level':
-      if (!['debug', 'info', 'warn', 'error'].includes(text)) throw new CliError(`${where}: ${name} must be debug, info, warn or error, got '${text}'`);
+      if (!['debug', 'info', 'warn', 'error'].includes(text)) throw new CliError(`${label} must be debug, info, warn or error, got '${text}'`);
       return text;
     case 'port':
     case 'count':
     case 'ms': {
-      if (!/^[0-9]+$/.test(text.trim())) throw new CliError(`${where}: ${name} must be a non-negative integer, got '${text}'`);
+      if (!/^[0-9]+$/.test(text.trim())) throw new CliError(`${label} must be a non-negative integer, got '${text}'`);
       const n = Number(text);
-      if (kind === 'port' && n > 65535) throw new CliError(`${where}: ${name} must be a port number (0-65535), got ${n}`);
-      if (kind === 'count' && (n < 1 || n > 1000)) throw new CliError(`${where}: ${name} must be between 1 and 1000, got ${n}`);
+      if (kind === 'port' && n > 65535) throw new CliError(`${label} must be a port number (0-65535), got ${n}`);
+      if (kind === 'count' && (n < 1 || n > 1000)) throw new CliError(`${label} must be between 1 and 1000, got ${n}`);
       return n;
     }
   }

@@ -1,0 +1,255 @@
+/**
+ * The `twinlog` command as a real process (`packages/cli/bin/twinlog.mjs`, what `npx twinlog`
+ * runs): bad arguments, then `serve` on the embedded log driven by the other commands and by the
+ * REST gateway, then `serve --kafka` on the int tier's broker.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { signServiceSas } from '@twinlog/gateway';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const BIN = join(import.meta.dirname, '..', 'bin', 'twinlog.mjs');
+const ROOT = join(import.meta.dirname, '..', '..', '..');
+
+/** The environment without anything that would point the CLI elsewhere. */
+function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('TWINLOG_') && k !== 'KAFKA_BROKERS') env[k] = v;
+  return { ...env, ...extra };
+}
+
+interface Run {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function twinlog(args: readonly string[], env: NodeJS.ProcessEnv = cleanEnv()): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+interface Served {
+  readonly child: ChildProcess;
+  readonly lines: Record<string, unknown>[];
+  readonly gatewayPort: number;
+  readonly adminPort: number;
+  /** Resolves with the exit code. */
+  readonly exited: Promise<number | null>;
+}
+
+/** Starts `twinlog serve` and resolves once it logs `serving` (rejects if it exits first). */
+function startServe(args: readonly string[], env: NodeJS.ProcessEnv = cleanEnv()): Promise<Served> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--admin-port', '0', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const lines: Record<string, unknown>[] = [];
+    let stderr = '';
+    let buffer = '';
+    const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    child.stdout.setEncoding('utf8').on('data', (c: string) => {
+      buffer += c;
+      let nl: number;
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        const entry = JSON.parse(line) as Record<string, unknown>; // every line is one JSON object
+        lines.push(entry);
+        if (entry['msg'] === 'serving') {
+          resolve({ child, lines, gatewayPort: entry['gatewayPort'] as number, adminPort: entry['adminPort'] as number, exited });
+        }
+      }
+    });
+    void exited.then((code) => reject(new Error(`serve exited with ${code} before serving: ${stderr}\n${JSON.stringify(lines)}`)));
+  });
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const metricsOf = async (port: number): Promise<string> => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+const metric = (text: string, series: string): number | undefined => {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+};
+
+describe('twinlog as a process', () => {
+  it('answers bad arguments with one clear line and exit code 2, and help with 0', async () => {
+    const runs = await Promise.all([
+      twinlog(['frobnicate']),
+      twinlog(['replay', '--until', 'yesterday']),
+      twinlog(['tail', 'everything']),
+      twinlog(['audit']),
+      twinlog(['serve', '--port', 'http']),
+      twinlog(['--help']),
+    ]);
+    const [unknown, until, feed, missing, port, help] = runs;
+    expect(unknown).toMatchObject({ code: 2, stdout: '' });
+    expect(unknown!.stderr).toBe("twinlog: unknown command 'frobnicate' (see twinlog --help)\n");
+    expect(until!.code).toBe(2);
+    expect(until!.stderr).toBe("twinlog: --until must be an ISO-8601 time (2026-11-28T12:00:00Z) or an offset (a non-negative integer), got 'yesterday'\n");
+    expect(feed!.code).toBe(2);
+    expect(feed!.stderr).toContain("'everything' is invalid for argument 'feed'. Allowed choices are changes, deltas, rejections, dead-letter");
+    expect(missing!.code).toBe(2);
+    expect(missing!.stderr).toBe("twinlog: missing required argument 'deviceId' (see twinlog --help)\n");
+    expect(port!.code).toBe(2);
+    expect(port!.stderr).toBe("twinlog: --port must be a non-negative integer, got 'http'\n");
+    for (const r of runs) expect(r.stderr.split('\n').filter(Boolean).length).toBeLessThanOrEqual(1);
+    expect(help!.code).toBe(0);
+    expect(help!.stdout).toContain('Usage: twinlog [options] [command]');
+  });
+
+  describe('serve on the embedded log', () => {
+    let dir: string;
+    let served: Served;
+    let store: string[];
+
+    beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'twinlog-cli-'));
+      store = ['--data', dir];
+      // configuration from a file, overridden by the environment, overridden by a flag
+      const config = join(dir, 'twinlog.json');
+      writeFileSync(config, JSON.stringify({ hubName: 'from-file', logLevel: 'debug', staleAfterMs: 600_000 }));
+      served = await startServe([...store, '--config', config, '--log-level', 'info'], cleanEnv({ TWINLOG_HUB_NAME: 'from-env' }));
+    }, 60_000);
+
+    afterAll(async () => {
+      if (served !== undefined && served.child.exitCode === null) served.child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('runs the tour: health, REST and CLI writes, delta, audit, query, metrics, replay, clean shutdown', { timeout: 120_000 }, async () => {
+      const { adminPort, gatewayPort, lines } = served;
+      expect(lines.find((l) => l['msg'] === 'gateway listening')).toMatchObject({ hubName: 'from-env' });
+      expect(lines.every((l) => typeof l['time'] === 'string' && typeof l['level'] === 'string')).toBe(true);
+      expect(lines.some((l) => l['level'] === 'debug')).toBe(false); // --log-level info beats the file's debug
+
+      const health = await fetch(`http://127.0.0.1:${adminPort}/health`);
+      expect(health.status).toBe(200);
+      expect(await health.json()).toMatchObject({ status: 'ok', projector: { running: true, partitions: [0, 1, 2, 3] }, gateway: { running: true, port: gatewayPort } });
+
+      // a device through the IoT Hub REST registry, signed with the generated service policy
+      const { key } = JSON.parse(readFileSync(join(dir, 'service-policy.json'), 'utf8')) as { key: string };
+      const sas = signServiceSas('from-env', 'iothubowner', key, Math.floor(Date.now() / 1000) + 600);
+      const put = await fetch(`http://127.0.0.1:${gatewayPort}/devices/rest-1?api-version=2021-04-12`, {
+        method: 'PUT',
+        headers: { authorization: sas, 'content-type': 'application/json' },
+        body: JSON.stringify({ deviceId: 'rest-1' }),
+      });
+      expect(put.status).toBe(200);
+
+      // and one through the CLI
+      const created = await twinlog(['device', 'create', 'cli-1', ...store]);
+      expect(created).toMatchObject({ code: 0, stderr: '' });
+      expect(created.stdout).toMatch(/^created cli-1 \(etag \S+, version 2\)\n$/);
+      const patched = await twinlog(['twin', 'patch', 'cli-1', '{"properties":{"desired":{"target":21}},"tags":{"site":"b"}}', ...store]);
+      expect(patched.code).toBe(0);
+      expect(JSON.parse(patched.stdout)).toMatchObject({ deviceId: 'cli-1', tags: { site: 'b' }, properties: { desired: { target: 21, $version: 2 } } });
+      const beforeReport = new Date().toISOString();
+      await new Promise((r) => setTimeout(r, 20));
+      const reported = await twinlog(['twin', 'report', 'cli-1', '{"target":{"value":21,"ac":200,"av":2}}', ...store]);
+      expect(reported.code).toBe(0);
+
+      const deltas = await twinlog(['tail', 'deltas', '--device', 'cli-1', '--from-beginning', '--until-converged', ...store]);
+      expect(deltas.code).toBe(0);
+      expect(deltas.stdout).toMatch(/cli-1 {2}converged: target=converged/);
+
+      const conflict = await twinlog(['twin', 'patch', 'cli-1', '{"tags":{"site":"c"}}', '--if-match', 'not-the-etag', ...store]);
+      expect(conflict).toMatchObject({ code: 1, stdout: '' });
+      expect(conflict.stderr).toBe('twinlog: PRECONDITION_FAILED: The etag in the request does not match the etag of the twin\n');
+
+      const audit = await twinlog(['audit', 'cli-1', ...store]);
+      expect(audit.code).toBe(0);
+      const auditLines = audit.stdout.trimEnd().split('\n');
+      expect(auditLines[0]).toBe('audit of cli-1 (4 of 4 events)');
+      expect(auditLines[1]).toMatch(/^\S+Z {2}twinlog-cli +create +→ version 2 \(tags 0, desired 1, reported 1\)$/);
+      expect(audit.stdout).toMatch(/twinlog-cli +desired +merge \{"target":21\} {2}→ version 4 \(tags 1, desired 2, reported 1\)/);
+      expect(audit.stdout).toMatch(/cli-1 +reported +merge \{"target":\{"value":21,"ac":200,"av":2\}\} {2}→ version 5 \(tags 1, desired 2, reported 2\)/);
+      const auditJson = await twinlog(['audit', 'cli-1', '--section', 'reported', '--json', ...store]);
+      expect(auditJson.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as unknown)).toMatchObject([{ actor: 'cli-1', section: 'reported', versions: { reported: 2 } }]);
+      const unknownDevice = await twinlog(['audit', 'nobody', ...store]);
+      expect(unknownDevice.code).toBe(1);
+      expect(unknownDevice.stderr).toMatch(/^twinlog: DEVICE_NOT_FOUND: no events for device nobody/);
+
+      const list = await twinlog(['device', 'list', '--json', ...store]);
+      expect(list.stdout.trimEnd().split('\n').map((l) => (JSON.parse(l) as { deviceId: string }).deviceId)).toEqual(['cli-1', 'rest-1']);
+      const query = await twinlog(['query', 'SELECT deviceId, tags.site FROM devices WHERE properties.desired.target = 21', ...store]);
+      expect(query).toMatchObject({ code: 0, stdout: '{"deviceId":"cli-1","site":"b"}\n', stderr: '1 row\n' });
+      const badQuery = await twinlog(['query', 'SELECT FROM', ...store]);
+      expect(badQuery.code).toBe(1);
+      expect(badQuery.stderr).toMatch(/^twinlog: QUERY_SYNTAX: /);
+
+      const metrics = await until('the rejection and the converged delta in /metrics', async () => {
+        const text = await metricsOf(adminPort);
+        return metric(text, 'twinlog_rejections_total{code="PRECONDITION_FAILED"}') === 1 && metric(text, 'twinlog_delta_entries{status="converged"}') === 1 ? text : undefined;
+      });
+      expect(metric(metrics, 'twinlog_projector_events_total{result="applied"}')).toBeGreaterThanOrEqual(5);
+      expect(metric(metrics, 'twinlog_consumer_lag{group="twinlog-projector",topic="twin.backend",partition="0"}')).toBeGreaterThanOrEqual(0);
+      expect(metrics).toMatch(/^twinlog_consumer_lag\{group="twinlog-reconciler",topic="twin.snapshots",partition="3"\} \d+$/m);
+      expect(metric(metrics, 'twinlog_gateway_requests_total{method="PUT",status="200"}')).toBe(1);
+      expect(metric(metrics, 'twinlog_gateway_connections_total')).toBeGreaterThanOrEqual(1);
+      expect(metric(metrics, 'twinlog_dead_letters_total')).toBeUndefined();
+      expect(metrics).toContain('# TYPE twinlog_dead_letters_total counter');
+      expect(metric(metrics, 'twinlog_up{part="projector"}')).toBe(1);
+
+      // time travel: the twin before the report; plain progress lines off a terminal
+      const past = await twinlog(['replay', '--device', 'cli-1', '--until', beforeReport, ...store]);
+      expect(past.code).toBe(0);
+      expect(past.stdout).toMatch(/^replayed embedded:\S+ as of \S+ for device cli-1 in \d+\.\d s\n/);
+      expect(past.stdout).toMatch(/\nrecords read \d+: applied 3, /);
+      expect(past.stdout).toMatch(/\npartition \d: twin\.backend offsets \d+\.\.\d+, twin\.device offsets -\.\.-\n/);
+      expect(JSON.parse(past.stdout.slice(past.stdout.indexOf('\n{')))).toMatchObject({ deviceId: 'cli-1', properties: { reported: { $version: 1 } } });
+      expect(past.stderr).toMatch(/^replay: 100% \d+\/\d+ records, [\d,]+ records\/s, ETA 0s\n$/);
+      const all = await twinlog(['replay', '--json', '--into', join(dir, 'rebuilt.db'), ...store]);
+      const result = JSON.parse(all.stdout) as { counts: { devices: number; applied: number }; partitions: unknown[] };
+      expect(result.counts).toMatchObject({ devices: 2 });
+      expect(result.partitions).toHaveLength(4);
+
+      served.child.kill('SIGTERM');
+      expect(await served.exited).toBe(0);
+      expect(served.lines.at(-1)).toMatchObject({ msg: 'stopped', exitCode: 0 });
+    });
+  });
+
+  it('serves on Kafka with --kafka', { timeout: 120_000 }, async () => {
+    const brokers = process.env['KAFKA_BROKERS'];
+    expect(brokers, 'the int tier provides KAFKA_BROKERS').toBeTruthy();
+    const dir = mkdtempSync(join(tmpdir(), 'twinlog-cli-kafka-'));
+    const store = ['--kafka', brokers!, '--topic-prefix', `cli-${randomUUID().slice(0, 8)}.`, '--data', dir, '--partitions', '2'];
+    const served = await startServe(store);
+    try {
+      expect(served.lines.find((l) => l['msg'] === 'log open')).toMatchObject({ store: expect.stringMatching(/^kafka:/) as unknown });
+      expect((await fetch(`http://127.0.0.1:${served.adminPort}/health`)).status).toBe(200);
+      expect(await twinlog(['device', 'create', 'k-1', ...store])).toMatchObject({ code: 0 });
+      const patched = await twinlog(['twin', 'patch', 'k-1', '{"properties":{"desired":{"fw":"1.2"}}}', ...store]);
+      expect(JSON.parse(patched.stdout)).toMatchObject({ properties: { desired: { fw: '1.2' } } });
+      const audit = await twinlog(['audit', 'k-1', ...store]);
+      expect(audit.stdout).toMatch(/twinlog-cli +desired +merge \{"fw":"1.2"\}/);
+      const metrics = await metricsOf(served.adminPort);
+      expect(metrics).toMatch(/^twinlog_consumer_lag\{group="twinlog-projector",topic="twin.backend",partition="1"\} \d+$/m);
+      expect(metric(metrics, 'twinlog_projector_events_total{result="applied"}')).toBeGreaterThanOrEqual(2);
+      served.child.kill('SIGTERM');
+      expect(await served.exited).toBe(0);
+    } finally {
+      if (served.child.exitCode === null) served.child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
