@@ -66,6 +66,17 @@ describe('MQTT gateway: authentication', () => {
   });
 });
 
+describe('MQTT gateway: token expiry', () => {
+  it('closes a connection when its token expires', async () => {
+    const key = await createDevice('dev1');
+    const host = `localhost:${hub.mqttPort}`;
+    const c = await connect('dev1', key, { password: signDeviceSas(host, 'dev1', key, Math.floor(Date.now() / 1000) + 2) });
+    expect(c.returnCode).toBe(0);
+    await c.closed;
+    expect(hub.mqtt.connectedDevices()).not.toContain('dev1');
+  });
+});
+
 describe('MQTT gateway: twin topics', () => {
   it('GET answers 200 with desired and reported (no $metadata, no tags); a reported PATCH answers 204 with the new $version after the projector applied it', async () => {
     const key = await createDevice('dev1');

@@ -127,6 +127,8 @@ export interface MqttGateway {
 
 interface LiveDevice {
   readonly client: MqttClient;
+  /** Closes the connection when its token expires (IoT Hub drops a connection whose SAS expired). */
+  readonly expiry: NodeJS.Timeout | undefined;
   /** Filters → QoS of this connection (clean sessions keep them only here). */
   readonly subscriptions: Map<string, 0 | 1>;
 }
@@ -137,7 +139,8 @@ interface LiveDevice {
  * CONNECT: clientId = device id; username `{host}/{deviceId}/?api-version=…`; password a device
  * SAS token signed with the device's primary or secondary key. CONNACK 2 for a module or a
  * username naming another device, 4 for missing or malformed credentials, 5 for an unknown
- * device, a bad signature, an expired token or one for another resource.
+ * device, a bad signature, an expired token or one for another resource. A connection is closed
+ * when its token expires (the SDKs renew the token and reconnect).
  *
  * Topics (§6.3): `$iothub/twin/GET/?$rid=` → `$iothub/twin/res/200/?$rid=` with
  * `{desired, reported}` (no `$metadata`, no tags); `$iothub/twin/PATCH/properties/reported/?$rid=`
@@ -181,6 +184,7 @@ export function createMqttGateway({
   const keys = deviceKeys ?? createDeviceKeyStore(registryFile);
   const sessions: DeviceSessionStore = createDeviceSessionStore(sessionFile);
   const live = new Map<string, LiveDevice>();
+  const expiries = new WeakMap<MqttClient, number>();
   const queues = new Map<string, Promise<void>>();
   const servers = new Set<NetServer>();
   let closed = false;
@@ -414,6 +418,7 @@ export function createMqttGateway({
     authenticate(client, username, password, done) {
       try {
         const identity = verifyDeviceSas(client.id, username, password, hubName, (id) => keys.get(id), physicalNow());
+        expiries.set(client, identity.expiresAtMs);
         publishEvent({ kind: 'connect', deviceId: identity.deviceId, returnCode: 0 });
         done(null, true);
       } catch (e) {
@@ -457,12 +462,19 @@ export function createMqttGateway({
     } else {
       for (const [filter, qos] of Object.entries(stored.subscriptions)) subscriptions.set(filter, qos);
     }
-    live.set(deviceId, { client, subscriptions });
+    const expiresAt = expiries.get(client);
+    const expiry =
+      expiresAt === undefined ? undefined : setTimeout(() => client.close(), Math.min(Math.max(expiresAt - physicalNow(), 0), 2 ** 31 - 1));
+    expiry?.unref();
+    live.set(deviceId, { client, subscriptions, expiry });
     if (!client.clean && subscriptions.size > 0) void serial(deviceId, () => catchUp(deviceId, false));
   });
 
   broker.on('clientDisconnect', (client: MqttClient) => {
-    if (live.get(client.id)?.client === client) live.delete(client.id);
+    const device = live.get(client.id);
+    if (device?.client !== client) return;
+    clearTimeout(device.expiry);
+    live.delete(client.id);
   });
 
   broker.on('subscribe', (subs: Subscription[], client: MqttClient) => {

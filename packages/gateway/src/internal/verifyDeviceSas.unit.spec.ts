@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { CONNACK, DeviceAuthError, signDeviceSas, verifyDeviceSas } from './verifyDeviceSas.ts';
+
+const KEY = Buffer.alloc(32, 1).toString('base64');
+const SECONDARY = Buffer.alloc(32, 2).toString('base64');
+const keysOf = (id: string) => (id === 'dev1' ? { primaryKey: KEY, secondaryKey: SECONDARY, generationId: '1' } : undefined);
+const NOW = 1_700_000_000_000;
+const SE = NOW / 1000 + 3600;
+const USER = 'localhost:8883/dev1/?api-version=2021-04-12&DeviceClientType=azure-iot-device%2F1.18.4';
+
+function codeOf(f: () => unknown): number | undefined {
+  try {
+    f();
+    return undefined;
+  } catch (e) {
+    return e instanceof DeviceAuthError ? e.returnCode : -1;
+  }
+}
+
+describe('verifyDeviceSas', () => {
+  it('accepts a token signed with the primary or the secondary key, with or without the port in the host', () => {
+    const pw = Buffer.from(signDeviceSas('localhost:8883', 'dev1', KEY, SE));
+    expect(verifyDeviceSas('dev1', USER, pw, 'localhost', keysOf, NOW)).toEqual({ deviceId: 'dev1', expiresAtMs: SE * 1000 });
+    const pw2 = Buffer.from(signDeviceSas('localhost', 'dev1', SECONDARY, SE));
+    expect(verifyDeviceSas('dev1', 'localhost/dev1/?api-version=2021-04-12&model-id=dtmi:a;1', pw2, 'LOCALHOST', keysOf, NOW)).toMatchObject({ modelId: 'dtmi:a;1' });
+  });
+
+  it('reads the token fields in any order', () => {
+    const [, fields] = signDeviceSas('localhost', 'dev1', KEY, SE).split(' ');
+    const reordered = `SharedAccessSignature ${fields!.split('&').reverse().join('&')}`;
+    expect(verifyDeviceSas('dev1', USER, Buffer.from(reordered), 'localhost', keysOf, NOW).deviceId).toBe('dev1');
+  });
+
+  it('refuses with the CONNACK code of each failure', () => {
+    const good = Buffer.from(signDeviceSas('localhost', 'dev1', KEY, SE));
+    const other = Buffer.alloc(32, 3).toString('base64');
+    expect(codeOf(() => verifyDeviceSas('dev1', USER, Buffer.from(signDeviceSas('localhost', 'dev1', other, SE)), 'localhost', keysOf, NOW))).toBe(CONNACK.NOT_AUTHORIZED);
+    expect(codeOf(() => verifyDeviceSas('dev1', USER, good, 'localhost', keysOf, SE * 1000))).toBe(CONNACK.NOT_AUTHORIZED); // expired
+    expect(codeOf(() => verifyDeviceSas('dev1', USER, Buffer.from(signDeviceSas('localhost', 'dev2', KEY, SE)), 'localhost', keysOf, NOW))).toBe(CONNACK.NOT_AUTHORIZED);
+    expect(codeOf(() => verifyDeviceSas('dev1', USER, Buffer.from(`${good.toString()}&skn=owner`), 'localhost', keysOf, NOW))).toBe(CONNACK.NOT_AUTHORIZED);
+    expect(codeOf(() => verifyDeviceSas('dev2', 'localhost/dev2/?api-version=2021-04-12', good, 'localhost', keysOf, NOW))).toBe(CONNACK.NOT_AUTHORIZED); // unknown
+    expect(codeOf(() => verifyDeviceSas('dev1', 'otherhub/dev1/?api-version=2021-04-12', good, 'localhost', keysOf, NOW))).toBe(CONNACK.NOT_AUTHORIZED);
+    expect(codeOf(() => verifyDeviceSas('dev1', 'localhost/dev2/?api-version=2021-04-12', good, 'localhost', keysOf, NOW))).toBe(CONNACK.IDENTIFIER_REJECTED);
+    expect(codeOf(() => verifyDeviceSas('dev1/mod', USER, good, 'localhost', keysOf, NOW))).toBe(CONNACK.IDENTIFIER_REJECTED);
+    expect(codeOf(() => verifyDeviceSas('dev1', undefined, good, 'localhost', keysOf, NOW))).toBe(CONNACK.BAD_USERNAME_OR_PASSWORD);
+    expect(codeOf(() => verifyDeviceSas('dev1', USER, undefined, 'localhost', keysOf, NOW))).toBe(CONNACK.BAD_USERNAME_OR_PASSWORD);
+    expect(codeOf(() => verifyDeviceSas('dev1', 'nonsense', good, 'localhost', keysOf, NOW))).toBe(CONNACK.BAD_USERNAME_OR_PASSWORD);
+    expect(codeOf(() => verifyDeviceSas('dev1', USER, Buffer.from('SharedAccessSignature sr=x&sig=%E0%A4%A'), 'localhost', keysOf, NOW))).toBe(CONNACK.BAD_USERNAME_OR_PASSWORD);
+    expect(codeOf(() => verifyDeviceSas('dev1', USER, Buffer.from('SharedAccessSignature sr=localhost&sig=%E0%A4%A&se=9999999999'), 'localhost', keysOf, NOW))).toBe(CONNACK.NOT_AUTHORIZED);
+  });
+});
