@@ -278,6 +278,7 @@ export async function createReadModel({ log, path, group, waitTimeoutMs = 10_000
         } catch (e) {
           // positions in memory may be ahead of the rolled-back transaction: reload them
           loadPositions();
+          store.loadPaths();
           fail(e as Error);
           throw e;
         }

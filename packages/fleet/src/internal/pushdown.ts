@@ -31,6 +31,9 @@ export const PATH_SEPARATOR = '\u001f';
 
 export const pathKey = (path: Path): string => path.join(PATH_SEPARATOR);
 
+/** `leaves.path` holds interned ids: this scalar subquery turns a bound path key into its id. */
+export const PATH_ID = '(SELECT id FROM paths WHERE key = ?)';
+
 /** Whether a path is in the index (everything except `$metadata` subtrees). */
 export const isIndexedPath = (path: Path): boolean => path.length > 0 && !path.includes('$metadata');
 
@@ -58,7 +61,7 @@ function push(e: Expr): IdFilter | undefined {
     case 'constant':
       return e.value === true ? undefined : EMPTY;
     case 'path':
-      return isIndexedPath(e.path) ? leaf('path = ? AND kind = ? AND val = 1', [pathKey(e.path), KIND.boolean]) : undefined;
+      return isIndexedPath(e.path) ? leaf('path = ' + PATH_ID + ' AND kind = ? AND val = 1', [pathKey(e.path), KIND.boolean]) : undefined;
     case 'compare': {
       if (e.left.kind === 'path' && e.right.kind === 'constant') return compare(e.left.path, e.op, e.right.value);
       if (e.right.kind === 'path' && e.left.kind === 'constant') return compare(e.right.path, flip(e.op), e.left.value);
@@ -68,8 +71,8 @@ function push(e: Expr): IdFilter | undefined {
       if (e.negated || e.operand.kind !== 'path' || !isIndexedPath(e.operand.path)) return undefined;
       const parts: IdFilter[] = [];
       for (const [kind, values] of groupByKind(e.values)) {
-        if (kind === KIND.null) parts.push(leaf('path = ? AND kind = ?', [pathKey(e.operand.path), KIND.null]));
-        else parts.push(leaf(`path = ? AND kind = ? AND val IN (${values.map(() => '?').join(', ')})`, [pathKey(e.operand.path), kind, ...values]));
+        if (kind === KIND.null) parts.push(leaf('path = ' + PATH_ID + ' AND kind = ?', [pathKey(e.operand.path), KIND.null]));
+        else parts.push(leaf(`path = ${PATH_ID} AND kind = ? AND val IN (${values.map(() => '?').join(', ')})`, [pathKey(e.operand.path), kind, ...values]));
       }
       if (parts.length === 0) return EMPTY;
       return combine('UNION', parts);
@@ -80,33 +83,33 @@ function push(e: Expr): IdFilter | undefined {
       const p = pathKey(a.path);
       switch (e.fn) {
         case 'IS_DEFINED':
-          return leaf('path = ?', [p]);
+          return leaf('path = ' + PATH_ID + '', [p]);
         case 'IS_NULL':
-          return leaf('path = ? AND kind = ?', [p, KIND.null]);
+          return leaf('path = ' + PATH_ID + ' AND kind = ?', [p, KIND.null]);
         case 'IS_BOOL':
-          return leaf('path = ? AND kind = ?', [p, KIND.boolean]);
+          return leaf('path = ' + PATH_ID + ' AND kind = ?', [p, KIND.boolean]);
         case 'IS_NUMBER':
-          return leaf('path = ? AND kind = ?', [p, KIND.number]);
+          return leaf('path = ' + PATH_ID + ' AND kind = ?', [p, KIND.number]);
         case 'IS_STRING':
-          return leaf('path = ? AND kind = ?', [p, KIND.string]);
+          return leaf('path = ' + PATH_ID + ' AND kind = ?', [p, KIND.string]);
         case 'IS_ARRAY':
-          return leaf('path = ? AND kind = ?', [p, KIND.array]);
+          return leaf('path = ' + PATH_ID + ' AND kind = ?', [p, KIND.array]);
         case 'IS_OBJECT':
-          return leaf('path = ? AND kind = ?', [p, KIND.object]);
+          return leaf('path = ' + PATH_ID + ' AND kind = ?', [p, KIND.object]);
         case 'IS_PRIMITIVE':
-          return leaf('path = ? AND kind <= ?', [p, KIND.string]);
+          return leaf('path = ' + PATH_ID + ' AND kind <= ?', [p, KIND.string]);
         case 'STARTSWITH': {
           const b = e.args[1];
           if (b?.kind === 'constant' && typeof b.value === 'string' && b.value.length > 0 && rangeSafe(b.value) && b.value.charCodeAt(b.value.length - 1) < 0xd7ff) {
             const prefix = b.value;
             const upper = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
-            return leaf('path = ? AND kind = ? AND val >= ? AND val < ?', [p, KIND.string, prefix, upper]);
+            return leaf('path = ' + PATH_ID + ' AND kind = ? AND val >= ? AND val < ?', [p, KIND.string, prefix, upper]);
           }
-          return leaf('path = ? AND kind = ?', [p, KIND.string]);
+          return leaf('path = ' + PATH_ID + ' AND kind = ?', [p, KIND.string]);
         }
         case 'ENDSWITH':
         case 'CONTAINS':
-          return leaf('path = ? AND kind = ?', [p, KIND.string]);
+          return leaf('path = ' + PATH_ID + ' AND kind = ?', [p, KIND.string]);
       }
       return undefined;
     }
@@ -144,13 +147,13 @@ function compare(path: Path, op: string, c: QueryConstant): IdFilter | undefined
   if (!isIndexedPath(path)) return undefined;
   const p = pathKey(path);
   if (c === undefined || Array.isArray(c)) return EMPTY; // never a Boolean true (§8.2: primitives only)
-  if (c === null) return op === '=' ? leaf('path = ? AND kind = ?', [p, KIND.null]) : op === '!=' ? EMPTY : undefined;
+  if (c === null) return op === '=' ? leaf('path = ' + PATH_ID + ' AND kind = ?', [p, KIND.null]) : op === '!=' ? EMPTY : undefined;
   const sqlOp = op === '!=' ? '<>' : op;
-  if (typeof c === 'boolean') return leaf(`path = ? AND kind = ? AND val ${sqlOp} ?`, [p, KIND.boolean, c ? 1 : 0]);
-  if (typeof c === 'number') return Number.isFinite(c) ? leaf(`path = ? AND kind = ? AND val ${sqlOp} ?`, [p, KIND.number, c]) : EMPTY;
+  if (typeof c === 'boolean') return leaf(`path = ${PATH_ID} AND kind = ? AND val ${sqlOp} ?`, [p, KIND.boolean, c ? 1 : 0]);
+  if (typeof c === 'number') return Number.isFinite(c) ? leaf(`path = ${PATH_ID} AND kind = ? AND val ${sqlOp} ?`, [p, KIND.number, c]) : EMPTY;
   if (typeof c === 'string') {
-    if (op === '=' || op === '!=' || rangeSafe(c)) return leaf(`path = ? AND kind = ? AND val ${sqlOp} ?`, [p, KIND.string, c]);
-    return leaf('path = ? AND kind = ?', [p, KIND.string]);
+    if (op === '=' || op === '!=' || rangeSafe(c)) return leaf(`path = ${PATH_ID} AND kind = ? AND val ${sqlOp} ?`, [p, KIND.string, c]);
+    return leaf('path = ' + PATH_ID + ' AND kind = ?', [p, KIND.string]);
   }
   return undefined;
 }

@@ -3,6 +3,7 @@
  *
  * Tables (created by {@link migrate}):
  * - `twins(id, device_id UNIQUE, doc)`: the rendered twin JSON (what `GET /twins/{id}` returns).
+ * - `paths(id, key)`: every path seen, interned (segments joined by U+001F).
  * - `leaves(twin, path, kind, val)` WITHOUT ROWID, primary key `(twin, path)`, index
  *   `(path, kind, val)`: every node of every twin except `$metadata` subtrees, one row each:
  *   primitives with their value (booleans 0/1), arrays with their JSON text, objects with `NULL`.
@@ -28,15 +29,17 @@ import {
   type Path,
   type Query,
   type QueryRow,
+  type SelectElement,
 } from '@twinlog/query';
 import { TwinlogError } from '@twinlog/core';
 import type { Database, Statement } from 'better-sqlite3';
-import { isIndexedPath, KIND, pathKey, pushdown, type IdFilter } from './pushdown.ts';
+import { isIndexedPath, KIND, PATH_ID, pathKey, pushdown, type IdFilter } from './pushdown.ts';
 
 export function migrate(db: Database): void {
   db.exec(`
     CREATE TABLE IF NOT EXISTS twins (id INTEGER PRIMARY KEY, device_id TEXT NOT NULL UNIQUE, doc TEXT NOT NULL);
-    CREATE TABLE IF NOT EXISTS leaves (twin INTEGER NOT NULL, path TEXT NOT NULL, kind INTEGER NOT NULL, val, PRIMARY KEY (twin, path)) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS paths (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);
+    CREATE TABLE IF NOT EXISTS leaves (twin INTEGER NOT NULL, path INTEGER NOT NULL, kind INTEGER NOT NULL, val, PRIMARY KEY (twin, path)) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS leaves_by_value ON leaves (path, kind, val);
   `);
 }
@@ -81,6 +84,7 @@ export function leavesOf(doc: object): LeafRow[] {
 }
 
 const CURSOR_VERSION = 2;
+const LEAVES_PER_INSERT = 64;
 
 function writeCursor(after: string, emitted: number): string {
   return Buffer.from(JSON.stringify({ v: CURSOR_VERSION, after, n: emitted }), 'utf8').toString('base64');
@@ -140,7 +144,9 @@ export class TwinStore {
   private readonly updateTwin: Statement<[string, number]>;
   private readonly deleteTwin: Statement<[number]>;
   private readonly deleteLeaves: Statement<[number]>;
-  private readonly insertLeaf: Statement<[number, string, number, unknown]>;
+  private readonly insertLeaves = new Map<number, Statement>();
+  private readonly insertPath: Statement<[string]>;
+  private readonly pathIds = new Map<string, number>();
   private readonly selectDoc: Statement<[string], { doc: string }>;
   private readonly selectDocById: Statement<[number], { doc: string }>;
   private readonly scanAll: Statement<[string], { device_id: string; doc: string }>;
@@ -156,7 +162,8 @@ export class TwinStore {
     this.updateTwin = db.prepare('UPDATE twins SET doc = ? WHERE id = ?');
     this.deleteTwin = db.prepare('DELETE FROM twins WHERE id = ?');
     this.deleteLeaves = db.prepare('DELETE FROM leaves WHERE twin = ?');
-    this.insertLeaf = db.prepare('INSERT INTO leaves (twin, path, kind, val) VALUES (?, ?, ?, ?)');
+    this.insertPath = db.prepare('INSERT INTO paths (key) VALUES (?)');
+    this.loadPaths();
     this.selectDoc = db.prepare('SELECT doc FROM twins WHERE device_id = ?');
     this.selectDocById = db.prepare('SELECT doc FROM twins WHERE id = ?');
     this.scanAll = db.prepare('SELECT device_id, doc FROM twins WHERE device_id > ? ORDER BY device_id');
@@ -174,7 +181,37 @@ export class TwinStore {
       this.updateTwin.run(json, id);
       this.deleteLeaves.run(id);
     }
-    for (const [path, kind, val] of leavesOf(doc)) this.insertLeaf.run(id, path, kind, val);
+    const leaves = leavesOf(doc);
+    for (let i = 0; i < leaves.length; i += LEAVES_PER_INSERT) {
+      const chunk = leaves.slice(i, i + LEAVES_PER_INSERT);
+      const params: unknown[] = [];
+      for (const [path, kind, val] of chunk) params.push(id, this.pathId(path), kind, val);
+      this.insertStatement(chunk.length).run(...params);
+    }
+  }
+
+  /** Reload the interned path ids (after a rolled-back transaction may have left stale ones). */
+  loadPaths(): void {
+    this.pathIds.clear();
+    for (const r of this.db.prepare('SELECT id, key FROM paths').all() as { id: number; key: string }[]) this.pathIds.set(r.key, r.id);
+  }
+
+  private pathId(key: string): number {
+    let id = this.pathIds.get(key);
+    if (id === undefined) {
+      id = Number(this.insertPath.run(key).lastInsertRowid);
+      this.pathIds.set(key, id);
+    }
+    return id;
+  }
+
+  private insertStatement(rows: number): Statement {
+    let st = this.insertLeaves.get(rows);
+    if (st === undefined) {
+      st = this.db.prepare(`INSERT INTO leaves (twin, path, kind, val) VALUES ${Array.from({ length: rows }, () => '(?, ?, ?, ?)').join(', ')}`);
+      this.insertLeaves.set(rows, st);
+    }
+    return st;
   }
 
   /** Remove a twin; `false` when there was none. */
@@ -272,7 +309,43 @@ export class TwinStore {
     return { rows, continuationToken: token };
   }
 
+  /**
+   * GROUP BY with only COUNT() and no WHERE, over primitive values: counted by SQLite on the
+   * `(path, kind, val)` index alone. `undefined` when the query or the data needs the general path.
+   */
+  private groupCount(query: Query): QueryRow[] | undefined {
+    const g = query.groupBy;
+    if (query.where !== undefined || g === undefined || query.select === '*' || !isIndexedPath(g)) return undefined;
+    if (!query.select.every((e) => e.kind === 'path' || e.fn === 'COUNT')) return undefined;
+    const counted = this.prepared(`SELECT kind, val, COUNT(*) FROM leaves WHERE path = ${PATH_ID} GROUP BY kind, val`)
+      .raw()
+      .all(pathKey(g)) as [number, unknown, number][];
+    if (counted.some(([kind]) => kind > KIND.string)) return undefined; // arrays and objects: grouped by canonical JSON in JS
+    const rank = (v: unknown): number => (v === undefined ? -1 : v === null ? 0 : typeof v === 'boolean' ? 1 : typeof v === 'number' ? 2 : 3);
+    const groups: { value: unknown; n: number }[] = counted.map(([kind, val, n]) => ({ value: leafValue(kind, val), n }));
+    const missing = this.count() - groups.reduce((sum, x) => sum + x.n, 0);
+    if (missing > 0) groups.push({ value: undefined, n: missing });
+    groups.sort((a, b) => {
+      const d = rank(a.value) - rank(b.value);
+      if (d !== 0) return d;
+      const x = a.value as number | string | boolean;
+      const y = b.value as number | string | boolean;
+      return x < y ? -1 : x > y ? 1 : 0;
+    });
+    const rows = groups.map(({ value, n }) => {
+      const row: Record<string, unknown> = {};
+      for (const e of query.select as readonly SelectElement[]) {
+        const v = e.kind === 'aggregate' ? n : value;
+        if (v !== undefined) Object.defineProperty(row, e.name, { value: v, enumerable: true, writable: true, configurable: true });
+      }
+      return row;
+    });
+    return rows.slice(0, query.top ?? Infinity);
+  }
+
   private aggregate(query: Query): QueryRow[] {
+    const fast = this.groupCount(query);
+    if (fast !== undefined) return fast;
     const paths = referencedPaths(query, 'all');
     const filter = query.where === undefined ? undefined : pushdown(query.where);
     if (!paths.every(isIndexedPath)) {
@@ -290,8 +363,8 @@ export class TwinStore {
     for (const path of paths) {
       const sql =
         filter === undefined
-          ? 'SELECT twin, kind, val FROM leaves WHERE path = ?'
-          : `SELECT twin, kind, val FROM leaves WHERE path = ? AND twin IN (${filter.sql})`;
+          ? `SELECT twin, kind, val FROM leaves WHERE path = ${PATH_ID}`
+          : `SELECT twin, kind, val FROM leaves WHERE path = ${PATH_ID} AND twin IN (${filter.sql})`;
       const rows = this.prepared(sql).raw().all(pathKey(path), ...(filter === undefined ? [] : filter.params)) as [number, number, unknown][];
       for (const [twin, kind, val] of rows) {
         const doc = docs.get(twin);
