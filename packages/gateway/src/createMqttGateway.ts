@@ -22,6 +22,7 @@ import { CHECKPOINT_KEY, TOPICS } from '@twinlog/projector';
 import { applyMergePatch, diffMergePatch, isPlainObject, isTwinlogError, TwinlogError, type JsonObject, type Log, type Patch } from '@twinlog/core';
 import { createDeviceKeyStore, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
 import { createDeviceSessionStore, type DeviceSession, type DeviceSessionStore } from './internal/deviceSessionStore.ts';
+import { groupAppends } from './internal/groupAppends.ts';
 import { GatewayError, iotHubCodeOf } from './internal/iotHubError.ts';
 import { classifyPublish, DESIRED_FILTER, maySubscribe, topicMatches } from './internal/mqttTopics.ts';
 import { DeviceAuthError, verifyDeviceSas } from './internal/verifyDeviceSas.ts';
@@ -59,7 +60,10 @@ export type MqttGatewayEvent =
  */
 export interface MqttGatewayOptions {
   readonly log: Log;
-  /** The client writes and reads go through (default: one over `log`). Not closed by the gateway unless it made it. */
+  /**
+   * The client writes and reads go through (default: one over `log` whose concurrent appends are
+   * grouped into one call per topic). Not closed by the gateway unless it made it.
+   */
   readonly client?: TwinClient;
   /** The hub's host name (the connection string's `HostName`, a port in it is ignored). */
   readonly hubName: string;
@@ -180,7 +184,7 @@ export function createMqttGateway({
   decisionTimeoutMs,
   pollIntervalMs = 20,
 }: MqttGatewayOptions): MqttGateway {
-  const twins = givenClient ?? createTwinClient({ log, physicalNow, actor: 'gateway-mqtt', ...(decisionTimeoutMs === undefined ? {} : { decisionTimeoutMs }) });
+  const twins = givenClient ?? createTwinClient({ log: groupAppends(log), physicalNow, actor: 'gateway-mqtt', ...(decisionTimeoutMs === undefined ? {} : { decisionTimeoutMs }) });
   const keys = deviceKeys ?? createDeviceKeyStore(registryFile);
   const sessions: DeviceSessionStore = createDeviceSessionStore(sessionFile);
   const live = new Map<string, LiveDevice>();
