@@ -8,3 +8,5 @@ export { decodeFreshness, encodeFreshness } from './freshness.ts';
 export type { LogPosition, Positions } from './freshness.ts';
 export { FLEET_ERROR_CODES, isFleetError } from './fleetError.ts';
 export type { FleetErrorCode } from './fleetError.ts';
+export { createJobRunner } from './createJobRunner.ts';
+export type { DeviceJobRow, JobRunner, JobRunnerOptions, JobState, JobStatus, UpdateTwinJobRequest } from './createJobRunner.ts';
