@@ -101,6 +101,17 @@ describe('twinlog as a process', () => {
       twinlog(['--help']),
     ]);
     const [unknown, until, feed, missing, port, help] = runs;
+    // `npx twinlog` from the repository root runs the same bin (the root package.json's `bin`)
+    const npx = await new Promise<Run>((resolve, reject) => {
+      const child = spawn('npx', ['--no-install', 'twinlog', '--version'], { cwd: ROOT, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+      child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+      child.once('error', reject);
+      child.once('close', (code) => resolve({ code, stdout, stderr }));
+    });
+    expect(npx).toMatchObject({ code: 0, stdout: '0.1.0\n' });
     expect(unknown).toMatchObject({ code: 2, stdout: '' });
     expect(unknown!.stderr).toBe("twinlog: unknown command 'frobnicate' (see twinlog --help)\n");
     expect(until!.code).toBe(2);
@@ -225,6 +236,71 @@ describe('twinlog as a process', () => {
       served.child.kill('SIGTERM');
       expect(await served.exited).toBe(0);
       expect(served.lines.at(-1)).toMatchObject({ msg: 'stopped', exitCode: 0 });
+    });
+  });
+
+  describe("the README's five-minute tour", () => {
+    /** The `sh` block under the tour heading, as argv arrays (single and double quotes, `#` comments). */
+    function tourCommands(): string[][] {
+      const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+      const from = readme.indexOf('## A five-minute tour with the CLI');
+      const block = /```sh\n([\s\S]*?)\n```/.exec(readme.slice(from))![1]!;
+      return block.split('\n').map((line) => {
+        const args: string[] = [];
+        let current: string | undefined;
+        let quote: string | undefined;
+        for (const ch of line) {
+          if (quote !== undefined) {
+            if (ch === quote) quote = undefined;
+            else current += ch;
+          } else if (ch === "'" || ch === '"') {
+            quote = ch;
+            current ??= '';
+          } else if (ch === '#' && current === undefined) break;
+          else if (ch === ' ') {
+            if (current !== undefined) args.push(current);
+            current = undefined;
+          } else current = (current ?? '') + ch;
+        }
+        if (current !== undefined) args.push(current);
+        return args;
+      });
+    }
+
+    it('runs, command by command, against a serve', { timeout: 120_000 }, async () => {
+      const commands = tourCommands();
+      expect(commands[0]).toEqual(['npx', 'twinlog', 'serve', '&']);
+      expect(commands.at(-1)).toEqual(['kill', '%1']);
+      const dir = mkdtempSync(join(tmpdir(), 'twinlog-cli-tour-'));
+      const served = await startServe(['--data', dir]);
+      try {
+        expect((await fetch(`http://127.0.0.1:${served.adminPort}/health`)).status).toBe(200);
+        const outputs: Record<string, string> = {};
+        let beforeReport = '';
+        for (const argv of commands.filter((c) => c[0] === 'npx' && c[2] !== 'serve')) {
+          expect(argv[1]).toBe('twinlog');
+          const args = argv.slice(2).map((a) => (/^\d{4}-\d\d-\d\dT/.test(a) ? beforeReport : a));
+          if (args[1] === 'report') {
+            beforeReport = new Date().toISOString();
+            await new Promise((r) => setTimeout(r, 20));
+          }
+          const run = await twinlog([...args, '--data', dir]);
+          expect(run, args.join(' ')).toMatchObject({ code: 0 });
+          outputs[`${args[0]} ${args[1]}`] = run.stdout;
+        }
+        expect(outputs['twin report']).toContain('"$version": 2');
+        expect(outputs['tail deltas']).toMatch(/thermostat-1 {2}converged: targetTemperature=converged/);
+        expect(outputs['audit thermostat-1']).toContain('audit of thermostat-1 (3 of 3 events)');
+        expect(outputs['replay --device']).toMatch(/"targetTemperature": 21,/);
+        expect(outputs['replay --device']).toMatch(/"reported": \{\n\s+"\$metadata": \{\n\s+"\$lastUpdated": "[^"]+"\n\s+\},\n\s+"\$version": 1\n/);
+        expect(outputs['query SELECT deviceId, properties.desired.targetTemperature AS target FROM devices']).toBe('{"deviceId":"thermostat-1","target":21}\n');
+        expect(await metricsOf(served.adminPort)).toMatch(/^twinlog_delta_devices\{converged="true"\} 1$/m);
+        served.child.kill('SIGTERM');
+        expect(await served.exited).toBe(0);
+      } finally {
+        if (served.child.exitCode === null) served.child.kill('SIGKILL');
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
   });
 
