@@ -24,6 +24,7 @@ import { createDeviceKeyStore, type DeviceKeyStore } from './internal/deviceKeyS
 import { createDeviceSessionStore, type DeviceSession, type DeviceSessionStore } from './internal/deviceSessionStore.ts';
 import { groupAppends } from './internal/groupAppends.ts';
 import { GatewayError, iotHubCodeOf } from './internal/iotHubError.ts';
+import { createSnapshotReader } from './internal/snapshotReader.ts';
 import { classifyPublish, DESIRED_FILTER, maySubscribe, topicMatches } from './internal/mqttTopics.ts';
 import { DeviceAuthError, verifyDeviceSas } from './internal/verifyDeviceSas.ts';
 
@@ -164,8 +165,11 @@ interface LiveDevice {
  * `$version`. Live notifications skip versions the device already has, and fall back to a
  * catch-up when one was missed.
  *
- * Gotchas: a projector must run on the same log (reported PATCHes time out with 504 otherwise);
- * the GET and catch-up read the device's snapshot partition (see `TwinClient.getTwin`).
+ * Reads (GET, catch-up) come from `twin.snapshots`, read incrementally per partition up to its end
+ * at the time of the request (so a device reads its own reported write after the 204); the
+ * gateway keeps the latest snapshot bytes of every device it read.
+ *
+ * Gotchas: a projector must run on the same log (reported PATCHes time out with 504 otherwise).
  *
  * @example
  * const deviceKeys = createDeviceKeyStore()
@@ -187,6 +191,7 @@ export function createMqttGateway({
   const twins = givenClient ?? createTwinClient({ log: groupAppends(log), physicalNow, actor: 'gateway-mqtt', ...(decisionTimeoutMs === undefined ? {} : { decisionTimeoutMs }) });
   const keys = deviceKeys ?? createDeviceKeyStore(registryFile);
   const sessions: DeviceSessionStore = createDeviceSessionStore(sessionFile);
+  const snapshots = createSnapshotReader(log);
   const live = new Map<string, LiveDevice>();
   const expiries = new WeakMap<MqttClient, number>();
   const queues = new Map<string, Promise<void>>();
@@ -242,7 +247,7 @@ export function createMqttGateway({
   /** The device's current desired section (no `$`-keys) and `$version`, or undefined when it does not exist. */
   const currentDesired = async (deviceId: string): Promise<{ desired: JsonObject; version: number } | undefined> => {
     try {
-      const twin = await twins.getTwin(deviceId);
+      const twin = await snapshots.getTwin(deviceId);
       return { desired: withoutDollarKeys(twin.properties.desired), version: Number(twin.properties.desired['$version'] ?? 0) };
     } catch (e) {
       if (isTwinlogError(e, 'DEVICE_NOT_FOUND')) return undefined;
@@ -370,7 +375,7 @@ export function createMqttGateway({
   };
 
   const handleGet = async (deviceId: string, rid: string): Promise<void> => {
-    const twin = await twins.getTwin(deviceId);
+    const twin = await snapshots.getTwin(deviceId);
     const desired = withoutMetadata(twin.properties.desired);
     const reported = withoutMetadata(twin.properties.reported);
     const version = Number(desired['$version'] ?? 0);
