@@ -10,3 +10,5 @@ export { FLEET_ERROR_CODES, isFleetError } from './fleetError.ts';
 export type { FleetErrorCode } from './fleetError.ts';
 export { createJobRunner } from './createJobRunner.ts';
 export type { DeviceJobRow, JobRunner, JobRunnerOptions, JobState, JobStatus, UpdateTwinJobRequest } from './createJobRunner.ts';
+export { createConfigurationManager } from './createConfigurationManager.ts';
+export type { Configuration, ConfigurationManager, ConfigurationManagerOptions, ConfigurationView } from './createConfigurationManager.ts';
