@@ -11,7 +11,9 @@ import { base64url, sha256, utf8Encode } from './sha256.ts';
 import { compareStamps, isoOf, MIN_STAMP, type Stamp } from './stamp.ts';
 import {
   DEL,
+  kidOf,
   rankOf,
+  sortedKidKeys,
   sectionVersion,
   twinVersion,
   VAL,
@@ -48,11 +50,10 @@ export interface RenderOptions {
 
 function build(node: TrieNode, eff: Stamp, only?: readonly string[]): JsonObject {
   const out: JsonObject = {};
-  const kids = node.kids;
-  if (kids === undefined) return out;
-  const keys = only === undefined ? [...kids.keys()].sort() : only.filter((k) => kids.has(k)).sort();
+  if (node.kids === undefined) return out;
+  const keys = only === undefined ? sortedKidKeys(node) : only.filter((k) => kidOf(node, k) !== undefined).sort();
   for (const key of keys) {
-    const kid = kids.get(key)!;
+    const kid = kidOf(node, key)!;
     if (kid.stamp === undefined || kid.kind === DEL || compareStamps(kid.stamp, eff) <= 0) continue;
     if (kid.kind === VAL) out[key] = kid.value as Json;
     else out[key] = build(kid, kid.clr !== undefined && compareStamps(kid.clr, eff) > 0 ? kid.clr : eff);
@@ -62,11 +63,8 @@ function build(node: TrieNode, eff: Stamp, only?: readonly string[]): JsonObject
 
 function buildMetadata(node: TrieNode, eff: Stamp, st: SectionState, ranks: boolean, actors: boolean): JsonObject {
   const out: JsonObject = {};
-  const kids = node.kids;
-  if (kids === undefined) return out;
-  const keys = [...kids.keys()].sort();
-  for (const key of keys) {
-    const kid = kids.get(key)!;
+  for (const key of sortedKidKeys(node)) {
+    const kid = kidOf(node, key)!;
     const stamp = kid.stamp;
     if (stamp === undefined || kid.kind === DEL || compareStamps(stamp, eff) <= 0) continue;
     const meta: JsonObject =

@@ -27,10 +27,14 @@ import { isPlainObject, type Json, type Scalar } from './json.ts';
 import { compareStamps, MIN_STAMP, type Stamp } from './stamp.ts';
 import {
   addDot,
+  addKid,
   allDots,
   collectGarbage,
+  createNode,
   createTwinState,
-  DEL,
+  kidEntries,
+  kidOf,
+  sortedKidKeys,
   VAL,
   type Decision,
   type RegKind,
@@ -126,7 +130,7 @@ function collectNode(node: TrieNode, t: Tables): void {
     t.addActor(node.actor);
   }
   t.addStamp(node.clr);
-  if (node.kids !== undefined) for (const kid of node.kids.values()) collectNode(kid, t);
+  for (const [, kid] of kidEntries(node)) collectNode(kid, t);
 }
 
 function nodeDoc(node: TrieNode, t: Tables): NodeDoc {
@@ -137,7 +141,7 @@ function nodeDoc(node: TrieNode, t: Tables): NodeDoc {
   if (node.clr !== undefined) out.c = t.ref(node.clr);
   if (node.kids !== undefined) {
     const k: Record<string, NodeDoc> = {};
-    for (const key of [...node.kids.keys()].sort()) k[key] = nodeDoc(node.kids.get(key)!, t);
+    for (const key of sortedKidKeys(node)) k[key] = nodeDoc(kidOf(node, key)!, t);
     out.k = k;
   }
   return out;
@@ -240,7 +244,7 @@ function readTables(doc: Record<string, unknown>): { stamp: (ref: unknown) => St
 
 function fromNode(d: unknown, depth: number, t: ReturnType<typeof readTables>): TrieNode {
   if (!isPlainObject(d) || depth > 64) bad('node');
-  const node: TrieNode = { stamp: undefined, kind: DEL, value: undefined, actor: '', frozenRank: undefined, clr: undefined, kids: undefined };
+  const node = createNode();
   const r = d['r'];
   if (r !== undefined) {
     if (!Array.isArray(r) || r.length !== 5 || ![0, 1, 2].includes(r[1] as number)) bad('register');
@@ -255,8 +259,7 @@ function fromNode(d: unknown, depth: number, t: ReturnType<typeof readTables>): 
   const k = d['k'];
   if (k !== undefined) {
     if (!isPlainObject(k)) bad('children');
-    node.kids = new Map();
-    for (const key of Object.keys(k)) node.kids.set(key, fromNode(k[key], depth + 1, t));
+    for (const key of Object.keys(k)) addKid(node, key, fromNode(k[key], depth + 1, t));
   }
   return node;
 }

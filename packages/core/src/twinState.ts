@@ -28,10 +28,78 @@ export interface TrieNode {
   /** `$lastUpdatedVersion` fixed by GC once the rank can no longer change (§9). */
   frozenRank: number | undefined;
   clr: Stamp | undefined;
-  kids: Map<string, TrieNode> | undefined;
+  kids: Kids | undefined;
 }
 
-function createNode(): TrieNode {
+/**
+ * The children of a trie node. Up to {@link SMALL_KIDS} of them live in one array alternating key
+ * and node, searched linearly: twin objects are mostly small, and a short contiguous scan beats a
+ * hash map that is allocated and regrown per node. A node with more children switches to a Map.
+ */
+export type Kids = (string | TrieNode)[] | Map<string, TrieNode>;
+const SMALL_KIDS = 16;
+
+/** The child of `node` under `key`, if any. */
+export function kidOf(node: TrieNode, key: string): TrieNode | undefined {
+  const kids = node.kids;
+  if (kids === undefined) return undefined;
+  if (!Array.isArray(kids)) return kids.get(key);
+  for (let i = 0; i < kids.length; i += 2) if (kids[i] === key) return kids[i + 1] as TrieNode;
+  return undefined;
+}
+
+/** The children of `node` as `[key, node]` pairs, in insertion order (a copy: safe to delete while iterating). */
+export function kidEntries(node: TrieNode): [string, TrieNode][] {
+  const kids = node.kids;
+  if (kids === undefined) return [];
+  if (!Array.isArray(kids)) return [...kids];
+  const out: [string, TrieNode][] = [];
+  for (let i = 0; i < kids.length; i += 2) out.push([kids[i] as string, kids[i + 1] as TrieNode]);
+  return out;
+}
+
+/** The keys of `node`'s children, sorted (canonical order). */
+export function sortedKidKeys(node: TrieNode): string[] {
+  const kids = node.kids;
+  if (kids === undefined) return [];
+  if (!Array.isArray(kids)) return [...kids.keys()].sort();
+  const out: string[] = [];
+  for (let i = 0; i < kids.length; i += 2) out.push(kids[i] as string);
+  return out.sort();
+}
+
+/** Attach `kid` under `key` (the key must be new). */
+export function addKid(node: TrieNode, key: string, kid: TrieNode): void {
+  const kids = node.kids;
+  if (kids === undefined) node.kids = [key, kid];
+  else if (!Array.isArray(kids)) kids.set(key, kid);
+  else if (kids.length < 2 * SMALL_KIDS) kids.push(key, kid);
+  else {
+    const map = new Map<string, TrieNode>();
+    for (let i = 0; i < kids.length; i += 2) map.set(kids[i] as string, kids[i + 1] as TrieNode);
+    map.set(key, kid);
+    node.kids = map;
+  }
+}
+
+/** Detach the child under `key`; a node left without children gets `kids` undefined. */
+function removeKid(node: TrieNode, key: string): void {
+  const kids = node.kids;
+  if (kids === undefined) return;
+  if (!Array.isArray(kids)) {
+    kids.delete(key);
+    if (kids.size === 0) node.kids = undefined;
+    return;
+  }
+  for (let i = 0; i < kids.length; i += 2) {
+    if (kids[i] !== key) continue;
+    kids.splice(i, 2);
+    if (kids.length === 0) node.kids = undefined;
+    return;
+  }
+}
+
+export function createNode(): TrieNode {
   return { stamp: undefined, kind: DEL, value: undefined, actor: '', frozenRank: undefined, clr: undefined, kids: undefined };
 }
 
@@ -195,13 +263,8 @@ function joinClr(node: TrieNode, s: Stamp): boolean {
 }
 
 function child(node: TrieNode, key: string): TrieNode {
-  let kids = node.kids;
-  if (kids === undefined) kids = node.kids = new Map();
-  let kid = kids.get(key);
-  if (kid === undefined) {
-    kid = createNode();
-    kids.set(key, kid);
-  }
+  let kid = kidOf(node, key);
+  if (kid === undefined) addKid(node, key, (kid = createNode()));
   return kid;
 }
 
@@ -236,24 +299,47 @@ function emit(node: TrieNode, obj: Patch, s: Stamp, actor: string): void {
 }
 
 /**
+ * {@link emit} for an event stamped above every register and clear of the section (the section's
+ * `top`, see `applyEvent`): every join is won outright, so no old stamp is read, and a value or
+ * tombstone simply drops the subtree under it (all of it dominated). This is the common case, an
+ * event newer than anything folded so far; the result equals `emit`'s.
+ */
+function emitFresh(node: TrieNode, obj: Patch, s: Stamp, actor: string): void {
+  const keys = Object.keys(obj);
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
+    const v = obj[key];
+    const kid = child(node, key);
+    kid.stamp = s;
+    kid.actor = actor;
+    kid.frozenRank = undefined;
+    if (v !== null && v !== undefined && typeof v === 'object' && !Array.isArray(v)) {
+      kid.kind = OBJ;
+      kid.value = undefined;
+      emitFresh(kid, v as Patch, s, actor);
+    } else {
+      kid.kind = v === null || v === undefined ? DEL : VAL;
+      kid.value = v === null ? undefined : (v as Scalar | Json[] | undefined);
+      kid.clr = s;
+      kid.kids = undefined;
+    }
+  }
+}
+
+/**
  * G1 (§9.1): drop registers and clears under `node` that `eff` dominates; they can never become
  * visible again. Returns true when `node` has no children left.
  */
 export function pruneDominated(node: TrieNode, eff: Stamp): boolean {
-  const kids = node.kids;
-  if (kids === undefined) return true;
-  for (const [key, kid] of kids) {
+  if (node.kids === undefined) return true;
+  for (const [key, kid] of kidEntries(node)) {
     if (kid.stamp !== undefined && compareStamps(kid.stamp, eff) <= 0) clearReg(kid);
     if (kid.clr !== undefined && compareStamps(kid.clr, eff) <= 0) kid.clr = undefined;
     const kidEff = kid.clr !== undefined && compareStamps(kid.clr, eff) > 0 ? kid.clr : eff;
     const empty = pruneDominated(kid, kidEff);
-    if (empty && kid.stamp === undefined && kid.clr === undefined) kids.delete(key);
+    if (empty && kid.stamp === undefined && kid.clr === undefined) removeKid(node, key);
   }
-  if (kids.size === 0) {
-    node.kids = undefined;
-    return true;
-  }
-  return false;
+  return node.kids === undefined;
 }
 
 function clearReg(node: TrieNode): void {
@@ -314,12 +400,15 @@ export function applyEvent(state: TwinState, e: TwinEvent): ApplyOutcome {
     return 'APPLIED';
   }
   const st = state.sections[kind];
+  // Every register and clear of the section is at most its top (or the generation, which `s` exceeds).
+  const fresh = st.top === undefined || compareStamps(s, st.top) > 0;
   countEvent(state, kind, s);
   if (e.op === 'replace') {
     const clear = stampOf(e.stamp, e.id, 0);
     if (joinClr(st.root, clear)) pruneDominated(st.root, clear);
   }
-  emit(st.root, e.patch, s, e.actor);
+  if (fresh) emitFresh(st.root, e.patch, s, e.actor);
+  else emit(st.root, e.patch, s, e.actor);
   return 'APPLIED';
 }
 
@@ -331,7 +420,7 @@ function joinNode(a: TrieNode, b: TrieNode): void {
     a.frozenRank ??= b.frozenRank;
   }
   if (b.clr !== undefined) joinClr(a, b.clr);
-  if (b.kids !== undefined) for (const [key, kid] of b.kids) joinNode(child(a, key), kid);
+  for (const [key, kid] of kidEntries(b)) joinNode(child(a, key), kid);
 }
 
 function unionSorted(a: readonly Stamp[], b: readonly Stamp[]): Stamp[] {
@@ -389,22 +478,17 @@ export function joinTwinStates(a: TwinState, b: TwinState): TwinState {
 }
 
 function freezeAndDrop(node: TrieNode, st: SectionState, horizon: Stamp, ranks: boolean): boolean {
-  const kids = node.kids;
-  if (kids === undefined) return true;
-  for (const [key, kid] of kids) {
+  if (node.kids === undefined) return true;
+  for (const [key, kid] of kidEntries(node)) {
     if (kid.stamp !== undefined && compareStamps(kid.stamp, horizon) <= 0) {
       if (kid.kind === DEL) clearReg(kid);
       else if (ranks) kid.frozenRank = rankOf(st, kid as TrieNode & { stamp: Stamp });
     }
     if (kid.clr !== undefined && compareStamps(kid.clr, horizon) <= 0) kid.clr = undefined;
     const empty = freezeAndDrop(kid, st, horizon, ranks);
-    if (empty && kid.stamp === undefined && kid.clr === undefined) kids.delete(key);
+    if (empty && kid.stamp === undefined && kid.clr === undefined) removeKid(node, key);
   }
-  if (kids.size === 0) {
-    node.kids = undefined;
-    return true;
-  }
-  return false;
+  return node.kids === undefined;
 }
 
 /**
