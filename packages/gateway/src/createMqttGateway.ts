@@ -13,13 +13,25 @@
 import { randomBytes } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
-import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client as MqttClient, type PublishPacket, type Subscription } from 'aedes';
-import { decodeOutputRecord, type ChangeRecord } from '@twinlog/codec';
+import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client as MqttClient, type PublishPacket, type Subscription as MqttSubscription } from 'aedes';
+import { decodeOutputRecord, type ChangeRecord, type RejectionRecord } from '@twinlog/codec';
 import { createTwinClient, type TwinClient } from '@twinlog/client';
 import { CHECKPOINT_KEY, TOPICS } from '@twinlog/projector';
-import { applyMergePatch, diffMergePatch, isPlainObject, isTwinlogError, TwinlogError, type JsonObject, type Log, type Patch } from '@twinlog/core';
+import {
+  applyMergePatch,
+  diffMergePatch,
+  isPlainObject,
+  isTwinlogError,
+  TwinlogError,
+  type JsonObject,
+  type Log,
+  type LogRecord,
+  type OffsetCommit,
+  type Patch,
+  type Subscription,
+  type TwinlogErrorCode,
+} from '@twinlog/core';
 import { createDeviceKeyStore, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
 import { createDeviceSessionStore, type DeviceSession, type DeviceSessionStore } from './internal/deviceSessionStore.ts';
 import { groupAppends } from './internal/groupAppends.ts';
@@ -82,10 +94,8 @@ export interface MqttGatewayOptions {
    * view across gateway restarts. Default: memory only (sessions survive reconnects, not restarts).
    */
   readonly sessionFile?: string;
-  /** How long a reported PATCH waits for the projector's decision, ms (default: the client's). */
+  /** How long a reported PATCH waits for the projector's decision before 504 `GatewayTimeout`, ms (default 10 000). */
   readonly decisionTimeoutMs?: number;
-  /** Sleep between polls of `twin.changes` when nothing is new, ms (default 20). */
-  readonly pollIntervalMs?: number;
 }
 
 /**
@@ -185,10 +195,9 @@ export function createMqttGateway({
   deviceKeys,
   registryFile,
   sessionFile,
-  decisionTimeoutMs,
-  pollIntervalMs = 20,
+  decisionTimeoutMs: timeoutMs = 10_000,
 }: MqttGatewayOptions): MqttGateway {
-  const twins = givenClient ?? createTwinClient({ log: groupAppends(log), physicalNow, actor: 'gateway-mqtt', ...(decisionTimeoutMs === undefined ? {} : { decisionTimeoutMs }) });
+  const twins = givenClient ?? createTwinClient({ log: groupAppends(log), physicalNow, actor: 'gateway-mqtt' });
   const keys = deviceKeys ?? createDeviceKeyStore(registryFile);
   const sessions: DeviceSessionStore = createDeviceSessionStore(sessionFile);
   const snapshots = createSnapshotReader(log);
@@ -305,47 +314,102 @@ export function createMqttGateway({
     await catchUp(deviceId, false);
   };
 
-  // The feed of desired changes: one tail over every partition of `twin.changes`, from the end
-  // offsets at creation (what was decided before is covered by catch-up on connect).
-  const feedStart = (async () => {
-    const count = await log.partitionCount(TOPICS.changes);
-    const positions = await log.endOffsets(TOPICS.changes);
-    return { count, positions: [...positions] };
-  })();
-  feedStart.catch(() => {});
-  const feedDone = (async () => {
-    const { count, positions } = await feedStart;
-    while (!closed) {
-      let any = false;
+  // ---- decisions of the gateway's own writes, by event id ------------------------------------
+
+  interface Waiter {
+    readonly resolve: (d: Decision) => void;
+    readonly timer: NodeJS.Timeout;
+  }
+  type Decision = { readonly accepted: true; readonly change: ChangeRecord } | { readonly accepted: false; readonly rejection: RejectionRecord };
+  const waiters = new Map<string, Waiter>();
+  /** Decisions seen before their writer registered (the append had not returned yet), by arrival. */
+  const early = new Map<string, { decision: Decision; at: number }>();
+  const decide = (seq: number, decision: Decision): void => {
+    const key = String(seq);
+    const w = waiters.get(key);
+    if (w === undefined) {
+      early.set(key, { decision, at: physicalNow() });
+      return;
+    }
+    waiters.delete(key);
+    clearTimeout(w.timer);
+    w.resolve(decision);
+  };
+  const sweep = setInterval(() => {
+    const old = physicalNow() - 60_000;
+    for (const [k, v] of early) if (v.at < old) early.delete(k);
+  }, 10_000);
+  sweep.unref();
+  /** Wait for the projector's decision on event `seq` of this gateway's writer. */
+  const decisionOf = (seq: number): Promise<Decision> => {
+    const key = String(seq);
+    const seen = early.get(key);
+    if (seen !== undefined) {
+      early.delete(key);
+      return Promise.resolve(seen.decision);
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        waiters.delete(key);
+        reject(new TwinlogError('DECISION_TIMEOUT', `no decision within ${timeoutMs} ms (is a projector running?)`));
+      }, timeoutMs);
+      waiters.set(key, { resolve, timer });
+    });
+  };
+
+  // ---- the feed: twin.changes and twin.rejections as a consumer group of this gateway alone ------
+  // A fresh group whose offsets are first set to the topics' ends: what was decided before is
+  // covered by catch-up on connect. (log.subscribe, not log.read loops: on Kafka a read is a consumer.)
+
+  const onRecord = (topic: string, r: LogRecord): void => {
+    if (r.value === null || r.key === CHECKPOINT_KEY) return;
+    if (topic === TOPICS.rejections) {
+      let rejection: RejectionRecord;
       try {
-        for (let p = 0; p < count && !closed; p++) {
-          for await (const records of log.read(TOPICS.changes, p, { from: positions[p] ?? 0 })) {
-            for (const r of records) {
-              any = true;
-              positions[p] = r.offset + 1;
-              if (r.value === null || r.key === CHECKPOINT_KEY) continue;
-              let change: ChangeRecord;
-              try {
-                change = decodeOutputRecord(r.value, 'change');
-              } catch {
-                continue; // not ours to judge: the projector wrote it
-              }
-              if (change.section !== 'desired' && change.opType !== 'createDeviceIdentity' && change.opType !== 'deleteDeviceIdentity') continue;
-              // devices never seen by this gateway: nothing to deliver now, catch-up reads the snapshot later
-              if (!live.has(change.deviceId) && sessions.get(change.deviceId).desiredVersion === null) continue;
-              void serial(change.deviceId, () => onChange(change));
-            }
+        rejection = decodeOutputRecord(r.value, 'rejection');
+      } catch {
+        return;
+      }
+      if (rejection.id?.writer === twins.writerId) decide(rejection.id.seq, { accepted: false, rejection });
+      return;
+    }
+    let change: ChangeRecord;
+    try {
+      change = decodeOutputRecord(r.value, 'change');
+    } catch {
+      return; // not ours to judge: the projector wrote it
+    }
+    if (change.id.writer === twins.writerId) decide(change.id.seq, { accepted: true, change });
+    if (change.section !== 'desired' && change.opType !== 'createDeviceIdentity' && change.opType !== 'deleteDeviceIdentity') return;
+    // devices never seen by this gateway: nothing to deliver now, catch-up reads the snapshot later
+    if (!live.has(change.deviceId) && sessions.get(change.deviceId).desiredVersion === null) return;
+    void serial(change.deviceId, () => onChange(change));
+  };
+
+  const group = `twinlog-gateway-mqtt-${randomBytes(6).toString('hex')}`;
+  const feedStart = (async (): Promise<Subscription> => {
+    const topics = [TOPICS.changes, TOPICS.rejections];
+    const offsets: OffsetCommit[] = [];
+    for (const topic of topics) {
+      const ends = await log.endOffsets(topic);
+      ends.forEach((offset, partition) => offsets.push({ group, topic, partition, offset }));
+    }
+    await log.commitOffsets(offsets);
+    return log.subscribe({
+      group,
+      topics,
+      async eachBatch({ topic, records }) {
+        for (const r of records) {
+          try {
+            onRecord(topic, r);
+          } catch (e) {
+            publishEvent({ kind: 'error', message: `${topic}: ${e instanceof Error ? e.message : String(e)}` });
           }
         }
-      } catch (e) {
-        if (closed) return;
-        publishEvent({ kind: 'error', message: `twin.changes: ${e instanceof Error ? e.message : String(e)}` });
-        await sleep(500);
-      }
-      if (!any && !closed) await sleep(pollIntervalMs);
-    }
+      },
+    });
   })();
-  feedDone.catch(() => {});
+  feedStart.catch(() => {});
 
   const dropConnection = (deviceId: string): Promise<void> =>
     new Promise((resolve) => {
@@ -397,9 +461,10 @@ export function createMqttGateway({
       throw new GatewayError('ARGUMENT_INVALID', 'The reported properties patch is not valid JSON');
     }
     if (!isPlainObject(patch)) throw new GatewayError('ARGUMENT_INVALID', 'The reported properties patch must be a JSON object');
-    const d = await twins.mergeReported(deviceId, patch as Patch, { wait: true, actor: deviceId });
-    if (!d.accepted) throw new TwinlogError(d.code, d.message);
-    await respond(deviceId, 204, rid, undefined, d.reportedVersion);
+    const receipt = await twins.mergeReported(deviceId, patch as Patch, { actor: deviceId });
+    const d = await decisionOf(receipt.id.seq);
+    if (!d.accepted) throw new TwinlogError(d.rejection.code as TwinlogErrorCode, d.rejection.message);
+    await respond(deviceId, 204, rid, undefined, d.change.reportedVersion);
     publishEvent({ kind: 'request', deviceId, request: 'reported', status: 204 });
   };
 
@@ -448,7 +513,7 @@ export function createMqttGateway({
       if (request.kind !== 'telemetry') handleRequest(client.id, packet);
       done(null);
     },
-    authorizeSubscribe(client, subscription: Subscription, done) {
+    authorizeSubscribe(client, subscription: MqttSubscription, done) {
       if (!maySubscribe(client.id, subscription.topic)) {
         publishEvent({ kind: 'refused', deviceId: client.id, topic: subscription.topic, op: 'subscribe' });
         return done(null, null); // SUBACK 0x80
@@ -486,7 +551,7 @@ export function createMqttGateway({
     live.delete(client.id);
   });
 
-  broker.on('subscribe', (subs: Subscription[], client: MqttClient) => {
+  broker.on('subscribe', (subs: MqttSubscription[], client: MqttClient) => {
     const device = live.get(client.id);
     if (device === undefined || device.client !== client) return;
     let desired = false;
@@ -550,7 +615,8 @@ export function createMqttGateway({
       await Promise.all([...servers].map(closeServer));
       servers.clear();
       await new Promise<void>((resolve) => broker.close(() => resolve()));
-      await feedDone;
+      clearInterval(sweep);
+      await (await feedStart.catch(() => undefined))?.stop();
       await Promise.all([...queues.values()]);
       if (givenClient === undefined) await twins.close();
     },
