@@ -85,6 +85,20 @@ export interface RestGatewayOptions {
   readonly registryFile?: string;
   /** A device key store to share with the MQTT gateway (`createDeviceKeyStore`); overrides `registryFile`. */
   readonly deviceKeys?: DeviceKeyStore;
+  /**
+   * A query view (`@twinlog/fleet`'s `createReadModel`): `POST /devices/query` answers from it,
+   * pushed down to its indexes and paged by its keyset tokens, and sends the answer's freshness
+   * token in `x-twinlog-freshness`; a request may send one back in that header to wait until the
+   * view reflects it. Default: every twin read from `twin.snapshots` and evaluated in memory.
+   * Gotcha: the view evaluates conditions on the twin as the projector renders it, without the
+   * identity fields this gateway adds to its twin responses (`connectionState`, `modelId`, …).
+   */
+  readonly queryView?: {
+    query(
+      text: string,
+      options: { readonly pageSize?: number | undefined; readonly continuation?: string | undefined; readonly after?: string | undefined },
+    ): Promise<{ readonly rows: readonly Record<string, unknown>[]; readonly continuationToken: string | undefined; readonly freshness: string; readonly itemType: string }>;
+  };
 }
 
 /**
@@ -162,7 +176,7 @@ interface Route {
  *   policies: [{ name: 'iothubowner', key, rights: ['registryReadWrite', 'serviceConnect'] }] })
  * const { port } = await gateway.listen({ port: 8443, tls: { key: tlsKey, cert: tlsCert } })
  */
-export function createRestGateway({ log, client: givenClient, hubName, policies, physicalNow, registryFile, deviceKeys }: RestGatewayOptions): RestGateway {
+export function createRestGateway({ log, client: givenClient, hubName, policies, physicalNow, registryFile, deviceKeys, queryView }: RestGatewayOptions): RestGateway {
   const client = givenClient ?? createTwinClient({ log, physicalNow, actor: 'gateway' });
   const keys = deviceKeys ?? createDeviceKeyStore(registryFile);
   const policyMap = new Map(policies.map((p) => [p.name, p]));
@@ -266,6 +280,15 @@ export function createRestGateway({ log, client: givenClient, hubName, policies,
     const sizeHeader = header(req, 'x-ms-max-item-count');
     const pageSize = sizeHeader === undefined ? undefined : /^[0-9]+$/.test(sizeHeader.trim()) ? Number(sizeHeader) : Number.NaN;
     const continuation = header(req, 'x-ms-continuation');
+    if (queryView !== undefined) {
+      const answer = await queryView.query(text, { pageSize, continuation, after: header(req, 'x-twinlog-freshness') });
+      const twinRows = answer.itemType === 'Twin';
+      const items = twinRows ? answer.rows.map((t) => twinJson(t as unknown as TwinDocument, keys.get(t['deviceId'] as string))) : answer.rows;
+      const viewHeaders: Record<string, string> = { 'x-ms-item-type': answer.itemType, 'x-twinlog-freshness': answer.freshness };
+      if (answer.continuationToken !== undefined) viewHeaders['x-ms-continuation'] = answer.continuationToken;
+      sendJson(res, 200, items, viewHeaders);
+      return;
+    }
     const twins = (await listTwins(log)).map((t) => twinJson(t, keys.get(t.deviceId)));
     const page = paginate(evaluate(q, twins), { pageSize, continuation });
     const headers: Record<string, string> = { 'x-ms-item-type': q.select === '*' && q.from === 'devices' ? 'Twin' : 'Raw' };
