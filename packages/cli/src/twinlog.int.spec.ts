@@ -8,7 +8,8 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { signServiceSas } from '@twinlog/gateway';
+import { signDeviceSas, signServiceSas } from '@twinlog/gateway';
+import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const BIN = join(import.meta.dirname, '..', 'bin', 'twinlog.mjs');
@@ -44,6 +45,7 @@ interface Served {
   readonly lines: Record<string, unknown>[];
   readonly gatewayPort: number;
   readonly adminPort: number;
+  readonly mqttPort: number | undefined;
   /** Resolves with the exit code. */
   readonly exited: Promise<number | null>;
 }
@@ -66,7 +68,7 @@ function startServe(args: readonly string[], env: NodeJS.ProcessEnv = cleanEnv()
         const entry = JSON.parse(line) as Record<string, unknown>; // every line is one JSON object
         lines.push(entry);
         if (entry['msg'] === 'serving') {
-          resolve({ child, lines, gatewayPort: entry['gatewayPort'] as number, adminPort: entry['adminPort'] as number, exited });
+          resolve({ child, lines, gatewayPort: entry['gatewayPort'] as number, adminPort: entry['adminPort'] as number, mqttPort: entry['mqttPort'] as number | undefined, exited });
         }
       }
     });
@@ -138,7 +140,7 @@ describe('twinlog as a process', () => {
       // configuration from a file, overridden by the environment, overridden by a flag
       const config = join(dir, 'twinlog.json');
       writeFileSync(config, JSON.stringify({ hubName: 'from-file', logLevel: 'debug', staleAfterMs: 600_000 }));
-      served = await startServe([...store, '--config', config, '--log-level', 'info'], cleanEnv({ TWINLOG_HUB_NAME: 'from-env' }));
+      served = await startServe([...store, '--config', config, '--log-level', 'info', '--mqtt-port', '0'], cleanEnv({ TWINLOG_HUB_NAME: 'from-env' }));
     }, 60_000);
 
     afterAll(async () => {
@@ -165,6 +167,28 @@ describe('twinlog as a process', () => {
         body: JSON.stringify({ deviceId: 'rest-1' }),
       });
       expect(put.status).toBe(200);
+      const deviceKey = ((await put.json()) as { authentication: { symmetricKey: { primaryKey: string } } }).authentication.symmetricKey.primaryKey;
+
+      // that device reports over MQTT (IoT Hub's twin topics; plain MQTT here, as no TLS files are given)
+      const device = mqtt.connect(`mqtt://127.0.0.1:${served.mqttPort!}`, {
+        clientId: 'rest-1',
+        username: 'from-env/rest-1/?api-version=2021-04-12',
+        password: signDeviceSas('from-env', 'rest-1', deviceKey, Math.floor(Date.now() / 1000) + 600),
+        protocolVersion: 4,
+        reconnectPeriod: 0,
+      });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          device.once('connect', () => resolve());
+          device.once('error', reject);
+        });
+        const response = new Promise<string>((resolve) => device.on('message', (topic: string) => resolve(topic)));
+        await new Promise<void>((resolve, reject) => device.subscribe('$iothub/twin/res/#', { qos: 0 }, (e) => (e ? reject(e) : resolve())));
+        device.publish('$iothub/twin/PATCH/properties/reported/?$rid=7', '{"fw":"1.0"}');
+        expect(await response).toMatch(/^\$iothub\/twin\/res\/204\/\?\$rid=7/);
+      } finally {
+        device.end(true);
+      }
 
       // and one through the CLI
       const created = await twinlog(['device', 'create', 'cli-1', ...store]);
@@ -219,6 +243,9 @@ describe('twinlog as a process', () => {
       expect(metric(metrics, 'twinlog_dead_letters_total')).toBeUndefined();
       expect(metrics).toContain('# TYPE twinlog_dead_letters_total counter');
       expect(metric(metrics, 'twinlog_up{part="projector"}')).toBe(1);
+      expect(metric(metrics, 'twinlog_up{part="mqtt"}')).toBe(1);
+      expect(metric(metrics, 'twinlog_mqtt_events_total{kind="connect",status="0"}')).toBe(1);
+      expect((await twinlog(['audit', 'rest-1', '--section', 'reported', ...store])).stdout).toMatch(/rest-1 +reported +merge \{"fw":"1.0"\}/);
 
       // time travel: the twin before the report; plain progress lines off a terminal
       const past = await twinlog(['replay', '--device', 'cli-1', '--until', beforeReport, ...store]);

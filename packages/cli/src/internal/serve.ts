@@ -18,7 +18,19 @@ import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { decodeOutputRecord } from '@twinlog/codec';
 import { isTwinlogError, type DeltaStatus } from '@twinlog/core';
-import { createRestGateway, GATEWAY_REQUEST_CHANNEL, type GatewayRequestEvent, type ListeningGateway, type RestGateway } from '@twinlog/gateway';
+import {
+  createDeviceKeyStore,
+  createMqttGateway,
+  createRestGateway,
+  GATEWAY_REQUEST_CHANNEL,
+  MQTT_GATEWAY_CHANNEL,
+  type GatewayRequestEvent,
+  type ListeningGateway,
+  type ListeningMqttGateway,
+  type MqttGateway,
+  type MqttGatewayEvent,
+  type RestGateway,
+} from '@twinlog/gateway';
 import { CHECKPOINT_KEY, startProjector, TOPICS, type Projector } from '@twinlog/projector';
 import { startReconciler, type Reconciler } from '@twinlog/reconciler';
 import { CliError } from './CliError.ts';
@@ -63,6 +75,8 @@ function createServeMetrics(): Metrics {
     twinlog_gateway_requests_total: { type: 'counter', help: 'REST gateway requests answered, by method and status.' },
     twinlog_gateway_connections: { type: 'gauge', help: 'Open connections to the REST gateway.' },
     twinlog_gateway_connections_total: { type: 'counter', help: 'Connections accepted by the REST gateway.' },
+    twinlog_mqtt_connected_devices: { type: 'gauge', help: 'Devices connected to the MQTT gateway (with --mqtt-port).' },
+    twinlog_mqtt_events_total: { type: 'counter', help: 'MQTT gateway events (connect, request, notify, refused, error) by kind and status.' },
     twinlog_uptime_seconds: { type: 'gauge', help: 'Seconds since serve started.' },
   });
 }
@@ -98,20 +112,23 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
   let reconciler: Reconciler | undefined;
   let gateway: RestGateway | undefined;
   let listening: ListeningGateway | undefined;
+  let mqtt: MqttGateway | undefined;
+  let mqttListening: ListeningMqttGateway | undefined;
   const watches: TopicWatch[] = [];
-  const up = { projector: 0, reconciler: 0, gateway: 0 };
+  const up: Record<'projector' | 'reconciler' | 'gateway' | 'mqtt', 0 | 1> = { projector: 0, reconciler: 0, gateway: 0, mqtt: 0 };
   const setUp = (part: keyof typeof up, v: 0 | 1): void => {
     up[part] = v;
     metrics.set('twinlog_up', { part }, v);
   };
-  for (const part of Object.keys(up) as (keyof typeof up)[]) setUp(part, 0);
+  for (const part of ['projector', 'reconciler', 'gateway'] as const) setUp(part, 0);
+  if (config.mqttPort !== undefined) setUp('mqtt', 0);
 
   let finish: (code: number) => void = () => {};
   const finished = new Promise<number>((r) => (finish = r));
 
   // --- admin listener first, so that /health answers 503 while the engine starts -----------------
   const health = (): { status: number; body: Record<string, unknown> } => {
-    const healthy = state === 'ok' && up.projector === 1 && up.reconciler === 1 && up.gateway === 1;
+    const healthy = state === 'ok' && up.projector === 1 && up.reconciler === 1 && up.gateway === 1 && (config.mqttPort === undefined || up.mqtt === 1);
     return {
       status: healthy ? 200 : 503,
       body: {
@@ -120,6 +137,7 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
         projector: { running: up.projector === 1, partitions: projector?.partitions() ?? [] },
         reconciler: { running: up.reconciler === 1, partitions: reconciler?.partitions() ?? [] },
         gateway: { running: up.gateway === 1, port: listening?.port ?? null },
+        ...(config.mqttPort === undefined ? {} : { mqtt: { running: up.mqtt === 1, port: mqttListening?.port ?? null, connectedDevices: mqtt?.connectedDevices().length ?? 0 } }),
         uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       },
     };
@@ -137,6 +155,7 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
     }
     if (path === '/metrics') {
       metrics.set('twinlog_uptime_seconds', {}, Math.round((Date.now() - startedAt) / 1000));
+      if (mqtt !== undefined) metrics.set('twinlog_mqtt_connected_devices', {}, mqtt.connectedDevices().length);
       const lag = store === undefined ? Promise.resolve() : collectLag(store, metrics);
       lag
         .catch((e: unknown) => logger.warn('consumer lag unavailable', errorFields(e)))
@@ -158,11 +177,20 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
     logger.debug('request', { method: e.method, path: e.path, status: e.status, ...(e.error === undefined ? {} : { error: e.error }) });
   };
 
+  const onMqttEvent = (message: unknown): void => {
+    const e = message as MqttGatewayEvent;
+    const status = e.kind === 'request' ? String(e.status) : e.kind === 'connect' ? String(e.returnCode) : '';
+    metrics.inc('twinlog_mqtt_events_total', { kind: e.kind, status });
+    if (e.kind === 'error') logger.warn('mqtt gateway error', { error: e.message });
+    else logger.debug('mqtt', { ...e });
+  };
+
   let stopping: Promise<void> | undefined;
   const stopAll = (): Promise<void> =>
     (stopping ??= (async () => {
-      for (const part of Object.keys(up) as (keyof typeof up)[]) setUp(part, 0);
+      for (const part of Object.keys(up) as (keyof typeof up)[]) if (part !== 'mqtt' || config.mqttPort !== undefined) setUp(part, 0);
       unsubscribe(GATEWAY_REQUEST_CHANNEL, onRequest);
+      unsubscribe(MQTT_GATEWAY_CHANNEL, onMqttEvent);
       const step = async (what: string, f: (() => Promise<void>) | undefined): Promise<void> => {
         if (f === undefined) return;
         try {
@@ -171,6 +199,8 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
           logger.warn(`stopping the ${what} failed`, errorFields(e));
         }
       };
+      await step('mqtt listener', mqttListening === undefined ? undefined : () => mqttListening!.close());
+      await step('mqtt gateway', mqtt === undefined ? undefined : () => mqtt!.close());
       await step('gateway listener', listening === undefined ? undefined : () => listening!.close());
       await step('gateway', gateway === undefined ? undefined : () => gateway!.close());
       await Promise.all(watches.map((w) => step('topic watch', () => w.stop())));
@@ -253,12 +283,14 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
     logger.info('reconciler started', { group: RECONCILER_GROUP, staleAfterMs: config.staleAfterMs ?? null });
 
     const policy = servicePolicy(config);
+    mkdirSync(config.data, { recursive: true });
+    const deviceKeys = createDeviceKeyStore(resolve(join(config.data, 'registry.json')));
     gateway = createRestGateway({
       log: store.log,
       hubName: config.hubName,
       physicalNow,
       policies: [{ name: policy.name, key: policy.key, rights: ['registryRead', 'registryReadWrite', 'serviceConnect'] }],
-      registryFile: resolve(join(config.data, 'registry.json')),
+      deviceKeys,
     });
     subscribe(GATEWAY_REQUEST_CHANNEL, onRequest);
     const tls =
@@ -283,7 +315,11 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
       connectionString: `HostName=${config.hubName};SharedAccessKeyName=${policy.name};SharedAccessKey=<key${policy.file === undefined ? ' from TWINLOG_POLICY_KEY' : ` in ${policy.file}`}>`,
     });
     if (config.mqttPort !== undefined) {
-      logger.warn('--mqtt-port is ignored: this build of @twinlog/gateway has no MQTT gateway yet', { mqttPort: config.mqttPort });
+      subscribe(MQTT_GATEWAY_CHANNEL, onMqttEvent);
+      mqtt = createMqttGateway({ log: store.log, hubName: config.hubName, physicalNow, deviceKeys, sessionFile: resolve(join(config.data, 'mqtt-sessions.jsonl')) });
+      mqttListening = await mqtt.listen({ port: config.mqttPort, host: config.host, ...(tls === undefined ? {} : { tls }) });
+      setUp('mqtt', 1);
+      logger.info('mqtt gateway listening', { url: `${tls === undefined ? 'mqtt' : 'mqtts'}://${config.host}:${mqttListening.port}`, mqttPort: mqttListening.port, tls: tls !== undefined });
     }
 
     // Output-topic figures.
@@ -335,7 +371,7 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
     );
     if (state === 'starting') {
       state = 'ok';
-      logger.info('serving', { store: store.description, gatewayPort: listening.port, adminPort });
+      logger.info('serving', { store: store.description, gatewayPort: listening.port, adminPort, ...(mqttListening === undefined ? {} : { mqttPort: mqttListening.port }) });
     }
   } catch (e) {
     process.off('SIGINT', onSignal);
