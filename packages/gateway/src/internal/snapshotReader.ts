@@ -49,6 +49,34 @@ export function createSnapshotReader(log: Log): SnapshotReader {
     return next;
   };
 
+  // End offsets of twin.snapshots, shared by the reads waiting at the same time: a read uses a fetch
+  // that started after it was asked for (so it sees every snapshot committed before it), and every
+  // read asking while one fetch runs shares the next one (on Kafka, each fetch is an admin request).
+  let running: Promise<number[]> | undefined;
+  let queued: Promise<number[]> | undefined;
+  const fetchEnds = (): Promise<number[]> => {
+    const run = log.endOffsets(TOPICS.snapshots);
+    running = run;
+    const clear = (): void => {
+      if (running === run) running = undefined;
+    };
+    run.then(clear, clear);
+    return run;
+  };
+  const ends = (): Promise<number[]> => {
+    if (queued !== undefined) return queued;
+    if (running === undefined) return fetchEnds();
+    const next = running.then(
+      () => undefined,
+      () => undefined,
+    ).then(() => {
+      queued = undefined;
+      return fetchEnds();
+    });
+    queued = next;
+    return next;
+  };
+
   return {
     async getTwin(deviceId) {
       if (count === undefined) {
@@ -56,7 +84,7 @@ export function createSnapshotReader(log: Log): SnapshotReader {
         count.catch(() => (count = undefined));
       }
       const p = partitionFor(deviceId, await count);
-      const end = (await log.endOffsets(TOPICS.snapshots))[p] ?? 0;
+      const end = (await ends())[p] ?? 0;
       await readTo(p, end);
       const bytes = latest.get(deviceId);
       const snap = bytes === undefined || bytes === null ? undefined : decodeOutputRecord(bytes, 'snapshot');
