@@ -131,6 +131,26 @@ describe('paging while twins change (keyset on deviceId)', () => {
     );
   });
 
+  it('refuses random continuation tokens with QUERY_CONTINUATION_INVALID only (fuzz)', () => {
+    const store = openStore();
+    store.upsert('a', { deviceId: 'a' });
+    const queries = [parseQuery('SELECT * FROM devices'), parseQuery('SELECT COUNT() FROM devices')];
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ maxLength: 50 }), fc.base64String({ maxLength: 50 }), fc.json().map((j) => Buffer.from(j).toString('base64'))), (token) => {
+        for (const q of queries) {
+          try {
+            store.run(q, { continuation: token, pageSize: 1 });
+          } catch (e) {
+            if (!isTwinlogError(e)) throw e;
+            expect(e.code).toBe('QUERY_CONTINUATION_INVALID');
+          }
+        }
+      }),
+      { numRuns: 2000, seed: 0xc0de },
+    );
+    store.db.close();
+  });
+
   it('refuses foreign continuation tokens with QUERY_CONTINUATION_INVALID', () => {
     const store = openStore();
     const q = parseQuery('SELECT * FROM devices');
