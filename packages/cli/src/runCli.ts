@@ -8,24 +8,10 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { isTwinlogError } from '@twinlog/core';
-import { BENCHMARKS, benchCommand } from './internal/benchCommand.ts';
+import { BENCHMARKS } from './internal/benchCommand.ts';
 import { CliError } from './internal/CliError.ts';
-import {
-  auditCommand,
-  deviceCreateCommand,
-  deviceDeleteCommand,
-  deviceListCommand,
-  FEEDS,
-  queryCommand,
-  replayCommand,
-  tailCommand,
-  twinGetCommand,
-  twinReportCommand,
-  twinWriteCommand,
-  type CliIo,
-} from './internal/commands.ts';
+import type { CliIo } from './internal/commands.ts';
 import { resolveConfig, type CliConfig } from './internal/resolveConfig.ts';
-import { serve } from './internal/serve.ts';
 
 /** Options of {@link runCli}: where it prints and what it reads (defaults: the process's). */
 export interface RunCliOptions {
@@ -34,6 +20,9 @@ export interface RunCliOptions {
   readonly stderrIsTTY?: boolean;
   readonly env?: NodeJS.ProcessEnv;
 }
+
+/** The command modules load on demand, so `--help` and a bad argument answer without loading the engine. */
+const commands = (): Promise<typeof import('./internal/commands.ts')> => import('./internal/commands.ts');
 
 /** The store options every command takes. */
 function storeOptions(cmd: Command): Command {
@@ -103,6 +92,7 @@ export async function runCli(argv: readonly string[], { stdout, stderr, stderrIs
   ).action(
     run(async (opts: Record<string, unknown>) => {
       const cfg = config(opts);
+      const { serve } = await import('./internal/serve.ts');
       return serve(cfg);
     }),
   );
@@ -115,7 +105,7 @@ export async function runCli(argv: readonly string[], { stdout, stderr, stderrIs
       .option('--device <id>', 'only this device (prints its twin as of --until)')
       .option('--into <file>', 'write the rebuilt snapshots to twin.snapshots of this (new) embedded log file')
       .option('--json', 'print the result as one JSON object'),
-  ).action(run(async (opts: Record<string, unknown>) => replayCommand(config(opts), io, opts)));
+  ).action(run(async (opts: Record<string, unknown>) => (await commands()).replayCommand(config(opts), io, opts)));
 
   storeOptions(
     program
@@ -126,20 +116,20 @@ export async function runCli(argv: readonly string[], { stdout, stderr, stderrIs
       .option('--since <time>', 'only events stamped at or after this ISO-8601 time')
       .option('--until <time>', 'only records appended at or before this ISO-8601 time')
       .option('--json', 'one JSON object per event'),
-  ).action(run(async (deviceId: string, opts: Record<string, unknown>) => auditCommand(config(opts), io, deviceId, opts)));
+  ).action(run(async (deviceId: string, opts: Record<string, unknown>) => (await commands()).auditCommand(config(opts), io, deviceId, opts)));
 
   storeOptions(
     program
       .command('tail')
       .description('print an output feed as it grows: changes, deltas, rejections or dead-letter')
-      .addArgument(program.createArgument('<feed>', 'the feed').choices(Object.keys(FEEDS)))
+      .addArgument(program.createArgument('<feed>', 'the feed').choices(['changes', 'deltas', 'rejections', 'dead-letter']))
       .option('--device <id>', 'only this device')
       .option('--from-beginning', 'start at the beginning of the topic (default: only new records)')
       .option('--limit <n>', 'stop after n records')
       .option('--no-follow', 'stop once caught up')
       .option('--until-converged', 'deltas: stop at the first converged delta with desired properties')
       .option('--json', 'one JSON object per record'),
-  ).action(run(async (feed: string, opts: Record<string, unknown>) => tailCommand(config(opts), io, feed, opts, stopOnSigint())));
+  ).action(run(async (feed: string, opts: Record<string, unknown>) => (await commands()).tailCommand(config(opts), io, feed, opts, stopOnSigint())));
 
   storeOptions(
     program
@@ -147,11 +137,11 @@ export async function runCli(argv: readonly string[], { stdout, stderr, stderrIs
       .description('run an IoT Hub query over the twins, e.g. "SELECT * FROM devices WHERE tags.site = \'b\'"')
       .argument('<sql>')
       .option('--pretty', 'one indented JSON array instead of one JSON row per line'),
-  ).action(run(async (sql: string, opts: Record<string, unknown>) => queryCommand(config(opts), io, sql, opts)));
+  ).action(run(async (sql: string, opts: Record<string, unknown>) => (await commands()).queryCommand(config(opts), io, sql, opts)));
 
   const twin = program.command('twin').description('read and write device twins');
   storeOptions(twin.command('get').description('print a twin as GET /twins/{id} returns it').argument('<deviceId>')).action(
-    run(async (deviceId: string, opts: Record<string, unknown>) => twinGetCommand(config(opts), io, deviceId)),
+    run(async (deviceId: string, opts: Record<string, unknown>) => (await commands()).twinGetCommand(config(opts), io, deviceId)),
   );
   for (const mode of ['patch', 'replace'] as const) {
     storeOptions(
@@ -163,7 +153,7 @@ export async function runCli(argv: readonly string[], { stdout, stderr, stderrIs
           .argument('<json>', 'the twin patch')
           .option('--if-match <etag>', 'only if the twin’s etag is this (optimistic concurrency)'),
       ),
-    ).action(run(async (deviceId: string, json: string, opts: Record<string, unknown>) => twinWriteCommand(config(opts), io, mode, deviceId, json, opts)));
+    ).action(run(async (deviceId: string, json: string, opts: Record<string, unknown>) => (await commands()).twinWriteCommand(config(opts), io, mode, deviceId, json, opts)));
   }
   storeOptions(
     writeOptions(
@@ -174,24 +164,24 @@ export async function runCli(argv: readonly string[], { stdout, stderr, stderrIs
         .argument('<json>', 'the reported patch')
         .option('--replace', 'replace the reported section instead of merging'),
     ),
-  ).action(run(async (deviceId: string, json: string, opts: Record<string, unknown>) => twinReportCommand(config(opts), io, deviceId, json, opts)));
+  ).action(run(async (deviceId: string, json: string, opts: Record<string, unknown>) => (await commands()).twinReportCommand(config(opts), io, deviceId, json, opts)));
 
   const device = program.command('device').description('create, delete and list devices');
   storeOptions(writeOptions(device.command('create').description('create a device (and its twin)').argument('<deviceId>'))).action(
-    run(async (deviceId: string, opts: Record<string, unknown>) => deviceCreateCommand(config(opts), io, deviceId, opts)),
+    run(async (deviceId: string, opts: Record<string, unknown>) => (await commands()).deviceCreateCommand(config(opts), io, deviceId, opts)),
   );
   storeOptions(writeOptions(device.command('delete').description('delete a device').argument('<deviceId>'))).action(
-    run(async (deviceId: string, opts: Record<string, unknown>) => deviceDeleteCommand(config(opts), io, deviceId, opts)),
+    run(async (deviceId: string, opts: Record<string, unknown>) => (await commands()).deviceDeleteCommand(config(opts), io, deviceId, opts)),
   );
   storeOptions(device.command('list').description('list the devices with their versions').option('--json', 'one JSON object per device')).action(
-    run(async (opts: Record<string, unknown>) => deviceListCommand(config(opts), io, opts)),
+    run(async (opts: Record<string, unknown>) => (await commands()).deviceListCommand(config(opts), io, opts)),
   );
 
   program
     .command('bench')
     .description('run a benchmark (npm run bench:<name>) and print its figures and ratios')
     .addArgument(program.createArgument('[name]', 'the benchmark').choices([...BENCHMARKS]).default('fold'))
-    .action(run(async (name: string) => benchCommand(io, name, { env, signal: stopOnSigint() })));
+    .action(run(async (name: string) => (await import('./internal/benchCommand.ts')).benchCommand(io, name, { env, signal: stopOnSigint() })));
 
   try {
     await program.parseAsync([...argv], { from: 'user' });
@@ -211,7 +201,10 @@ export async function runCli(argv: readonly string[], { stdout, stderr, stderrIs
       io.err(`twinlog: ${e.code}: ${e.message}\n`);
       return 1;
     }
-    io.err(`twinlog: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    // Node's system errors (EADDRINUSE, ENOENT, …) in one line; anything else is a bug: its stack.
+    const code = (e as { code?: unknown } | null)?.code;
+    if (e instanceof Error && typeof code === 'string') io.err(`twinlog: ${code}: ${e.message}\n`);
+    else io.err(`twinlog: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
     return 1;
   } finally {
     process.off('SIGINT', onSigint);

@@ -127,6 +127,15 @@ describe('twinlog as a process', () => {
     for (const r of runs) expect(r.stderr.split('\n').filter(Boolean).length).toBeLessThanOrEqual(1);
     expect(help!.code).toBe(0);
     expect(help!.stdout).toContain('Usage: twinlog [options] [command]');
+ 
+  });
+
+  it('runs a benchmark and ends with its figures and ratios', { timeout: 60_000 }, async () => {
+    const run = await twinlog(['bench', 'fold'], cleanEnv({ BENCH_EVENTS: '2000', BENCH_DEVICES: '200', BENCH_ROUNDS: '1' }));
+    expect(run.code).toBe(0);
+    expect(run.stderr).toContain('twinlog bench fold: npm run bench:fold (tsx bench/fold.bench.ts)');
+    expect(run.stdout).toMatch(/^RESULT \{"decode_per_s":\d+,/m); // the benchmark's own output, streamed
+    expect(run.stdout).toMatch(/\nfigures: decode_per_s [\d,]+, fold_per_s [\d,]+, naive_per_s [\d,]+, state_bytes_20_leaf [\d,]+\nratios: {2}fold_vs_decode [\d.]+, fold_vs_naive [\d.]+\n$/);
   });
 
   describe('serve on the embedded log', () => {
@@ -259,6 +268,25 @@ describe('twinlog as a process', () => {
       const result = JSON.parse(all.stdout) as { counts: { devices: number; applied: number }; partitions: unknown[] };
       expect(result.counts).toMatchObject({ devices: 2 });
       expect(result.partitions).toHaveLength(4);
+
+      // the other read and write commands
+      const [get, rejections, changes] = await Promise.all([
+        twinlog(['twin', 'get', 'cli-1', ...store]),
+        twinlog(['tail', 'rejections', '--from-beginning', '--no-follow', ...store]),
+        twinlog(['tail', 'changes', '--device', 'cli-1', '--from-beginning', '--limit', '2', '--json', ...store]),
+      ]);
+      expect(JSON.parse(get.stdout)).toMatchObject({ deviceId: 'cli-1', version: 5 });
+      expect(rejections.stdout).toMatch(/ {2}cli-1 {2}PRECONDITION_FAILED: /);
+      expect(changes.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as unknown)).toMatchObject([
+        { kind: 'change', deviceId: 'cli-1', opType: 'createDeviceIdentity' },
+        { kind: 'change', deviceId: 'cli-1', actor: 'twinlog-cli' },
+      ]);
+      const etag = (JSON.parse(get.stdout) as { etag: string }).etag;
+      const replaced = await twinlog(['twin', 'replace', 'cli-1', '{"tags":{"site":"c"}}', '--if-match', etag, ...store]);
+      expect(JSON.parse(replaced.stdout)).toMatchObject({ tags: { site: 'c' }, properties: { desired: { $version: 3 } } });
+      expect(JSON.parse(replaced.stdout)).not.toHaveProperty('properties.desired.target');
+      expect(await twinlog(['device', 'delete', 'rest-1', ...store])).toMatchObject({ code: 0, stdout: 'deleted rest-1\n' });
+      expect(await twinlog(['twin', 'get', 'rest-1', ...store])).toMatchObject({ code: 1, stderr: expect.stringMatching(/^twinlog: DEVICE_NOT_FOUND: /) as unknown });
 
       served.child.kill('SIGTERM');
       expect(await served.exited).toBe(0);

@@ -5,8 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Log } from '@twinlog/core';
-import { createEmbeddedLog } from '@twinlog/log-embedded';
-import { createKafkaLog, type KafkaLogEntry } from '@twinlog/log-kafka';
+import type { KafkaLogEntry } from '@twinlog/log-kafka';
 import { ensureTwinTopics } from '@twinlog/projector';
 import type { CliConfig } from './resolveConfig.ts';
 
@@ -29,6 +28,7 @@ export function embeddedPath(data: string): string {
 export async function openStore(config: CliConfig, { kafkaLogSink }: { kafkaLogSink?: (entry: KafkaLogEntry) => void } = {}): Promise<Store> {
   let store: Store;
   if (config.kafka !== undefined) {
+    const { createKafkaLog } = await import('@twinlog/log-kafka'); // kafkajs only when asked for
     const log = createKafkaLog({
       brokers: config.kafka,
       topicPrefix: config.topicPrefix,
@@ -38,6 +38,7 @@ export async function openStore(config: CliConfig, { kafkaLogSink }: { kafkaLogS
     store = { log, kind: 'kafka', description: `kafka:${config.kafka}${config.topicPrefix === '' ? '' : ` (topic prefix '${config.topicPrefix}')`}` };
   } else {
     mkdirSync(config.data, { recursive: true });
+    const { createEmbeddedLog } = await import('@twinlog/log-embedded');
     const path = embeddedPath(config.data);
     store = { log: createEmbeddedLog({ path }), kind: 'embedded', description: `embedded:${path}` };
   }

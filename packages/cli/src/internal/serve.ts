@@ -377,6 +377,7 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     state = 'failed';
+    logger.error('start failed', errorFields(e));
     await stopAll();
     throw e;
   }
