@@ -402,7 +402,10 @@ export function applyEvent(state: TwinState, e: TwinEvent): ApplyOutcome {
   const st = state.sections[kind];
   // Every register and clear of the section is at most its top (or the generation, which `s` exceeds).
   const fresh = st.top === undefined || compareStamps(s, st.top) > 0;
-  countEvent(state, kind, s);
+  if (fresh) {
+    st.liveDots.push(s);
+    st.top = s;
+  } else insertDot(st, s);
   if (e.op === 'replace') {
     const clear = stampOf(e.stamp, e.id, 0);
     if (joinClr(st.root, clear)) pruneDominated(st.root, clear);

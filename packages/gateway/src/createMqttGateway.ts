@@ -505,6 +505,10 @@ export function createMqttGateway({
     authorizePublish(client, packet, done) {
       if (client === null) return done(null); // the gateway's own
       const request = classifyPublish(client.id, packet.topic);
+      if ((packet.qos as number) === 2) {
+        publishEvent({ kind: 'refused', deviceId: client.id, topic: packet.topic, op: 'publish' });
+        return done(new Error('QoS 2 is not supported')); // §6.1: a QoS 2 PUBLISH closes the connection
+      }
       if (request.kind === 'forbidden') {
         publishEvent({ kind: 'refused', deviceId: client.id, topic: packet.topic, op: 'publish' });
         return done(new Error(`publish to ${packet.topic} is not allowed`)); // closes the connection, as IoT Hub does

@@ -1,13 +1,18 @@
 /**
- * @twinlog/gateway: the IoT Hub-compatible edge. This session: the HTTPS REST half
- * ({@link createRestGateway}): identity registry, device twins and queries behind service SAS
- * auth, answering in IoT Hub's formats so that the `azure-iothub` `Registry` works unmodified.
+ * @twinlog/gateway: the IoT Hub-compatible edge. {@link createRestGateway} serves back ends over
+ * HTTPS (identity registry, device twins and queries behind service SAS auth);
+ * {@link createMqttGateway} serves devices over MQTT 3.1.1 with TLS (device SAS auth, the
+ * `$iothub/twin/…` topics, durable sessions and offline catch-up). Both answer in IoT Hub's formats,
+ * so the Azure IoT SDKs work unmodified, and share one device key store.
  *
  * @example
- * import { createRestGateway } from '@twinlog/gateway'
- * const gateway = createRestGateway({ log, hubName: 'localhost', physicalNow: Date.now,
+ * import { createDeviceKeyStore, createMqttGateway, createRestGateway } from '@twinlog/gateway'
+ * const deviceKeys = createDeviceKeyStore('/var/lib/twinlog/device-keys.json')
+ * const rest = createRestGateway({ log, hubName: 'localhost', physicalNow: Date.now, deviceKeys,
  *   policies: [{ name: 'iothubowner', key, rights: ['registryReadWrite', 'serviceConnect'] }] })
- * await gateway.listen({ port: 443, tls: { key: tlsKey, cert: tlsCert } })
+ * const mqtt = createMqttGateway({ log, hubName: 'localhost', physicalNow: Date.now, deviceKeys, sessionFile })
+ * await rest.listen({ port: 443, tls: { key: tlsKey, cert: tlsCert } })
+ * await mqtt.listen({ port: 8883, tls: { key: tlsKey, cert: tlsCert } })
  */
 export { createRestGateway, API_VERSIONS, GATEWAY_REQUEST_CHANNEL } from './createRestGateway.ts';
 export type { GatewayRequestEvent, ListenOptions, ListeningGateway, PolicyRight, RestGateway, RestGatewayOptions, SharedAccessPolicy } from './createRestGateway.ts';
