@@ -21,6 +21,13 @@ export interface RunCliOptions {
   readonly env?: NodeJS.ProcessEnv;
 }
 
+/** `message: cause's message: …` (kafkajs wraps the reason in `cause`). */
+function messageChain(e: Error): string {
+  const parts: string[] = [];
+  for (let c: unknown = e; c instanceof Error && parts.length < 5; c = c.cause) if (!parts.includes(c.message)) parts.push(c.message);
+  return parts.join(': ');
+}
+
 /** The command modules load on demand, so `--help` and a bad argument answer without loading the engine. */
 const commands = (): Promise<typeof import('./internal/commands.ts')> => import('./internal/commands.ts');
 
@@ -204,6 +211,7 @@ export async function runCli(argv: readonly string[], { stdout, stderr, stderrIs
     // Node's system errors (EADDRINUSE, ENOENT, …) in one line; anything else is a bug: its stack.
     const code = (e as { code?: unknown } | null)?.code;
     if (e instanceof Error && typeof code === 'string') io.err(`twinlog: ${code}: ${e.message}\n`);
+    else if (e instanceof Error && e.name.startsWith('KafkaJS')) io.err(`twinlog: Kafka: ${messageChain(e)}\n`);
     else io.err(`twinlog: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
     return 1;
   } finally {

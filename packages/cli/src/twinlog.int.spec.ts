@@ -359,6 +359,33 @@ describe('twinlog as a process', () => {
     });
   });
 
+  it('answers /health with 503 while the engine cannot start, and exits on SIGTERM', { timeout: 60_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'twinlog-cli-down-'));
+    // nothing listens on port 1: the Kafka log keeps retrying to connect
+    const child = spawn(process.execPath, [BIN, 'serve', '--kafka', '127.0.0.1:1', '--data', dir, '--port', '0', '--admin-port', '0'], { cwd: ROOT, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
+      let out = '';
+      const adminPort = await new Promise<number>((resolve, reject) => {
+        child.stdout.setEncoding('utf8').on('data', (c: string) => {
+          out += c;
+          const m = /"msg":"admin listening".*"adminPort":(\d+)/.exec(out);
+          if (m) resolve(Number(m[1]));
+        });
+        void exited.then(() => reject(new Error(`exited early: ${out}`)));
+      });
+      const health = await fetch(`http://127.0.0.1:${adminPort}/health`);
+      expect(health.status).toBe(503);
+      expect(await health.json()).toMatchObject({ status: 'starting', projector: { running: false } });
+      child.kill('SIGTERM');
+      expect(await exited).toBe(143);
+      expect(out).toContain('"msg":"interrupted while starting: exiting"');
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('serves on Kafka with --kafka', { timeout: 120_000 }, async () => {
     const brokers = process.env['KAFKA_BROKERS'];
     expect(brokers, 'the int tier provides KAFKA_BROKERS').toBeTruthy();

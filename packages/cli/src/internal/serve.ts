@@ -226,6 +226,12 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
       logger.warn('second signal: exiting now', { signal });
       process.exit(130);
     }
+    if (state === 'starting') {
+      // Nothing to drain yet, and a log that is still connecting may retry for long: crash-only
+      // stages make an immediate exit safe (a restart restores from the log).
+      logger.info('interrupted while starting: exiting', { signal });
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    }
     const wasFailed = state === 'failed';
     state = 'stopping';
     logger.info('shutting down', { signal });
