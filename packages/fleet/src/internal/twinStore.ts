@@ -85,6 +85,8 @@ export function leavesOf(doc: object): LeafRow[] {
 
 const CURSOR_VERSION = 2;
 const LEAVES_PER_INSERT = 64;
+/** Documents read per statement after the candidates are sorted (a first page needs one or two). */
+const DOC_CHUNK = 128;
 
 function writeCursor(after: string, emitted: number): string {
   return Buffer.from(JSON.stringify({ v: CURSOR_VERSION, after, n: emitted }), 'utf8').toString('base64');
@@ -279,8 +281,18 @@ export class TwinStore {
       yield* this.scanAll.iterate(after);
       return;
     }
-    const sql = `SELECT t.device_id, t.doc FROM (${filter.sql}) AS c CROSS JOIN twins AS t ON t.id = c.twin WHERE t.device_id > ? ORDER BY t.device_id`;
-    yield* this.prepared(sql).iterate(...filter.params, after) as Iterable<{ device_id: string; doc: string }>;
+    // sort small rows (id, device_id), then read each document: the sorter never carries documents
+    const sql = `SELECT t.device_id, t.id FROM (${filter.sql}) AS c CROSS JOIN twins AS t ON t.id = c.twin WHERE t.device_id > ? ORDER BY t.device_id`;
+    const ordered = this.prepared(sql).raw().all(...filter.params, after) as [string, number][];
+    const fetchDocs = this.prepared('SELECT id, doc FROM twins WHERE id IN (SELECT value FROM json_each(?))').raw();
+    for (let i = 0; i < ordered.length; i += DOC_CHUNK) {
+      const chunk = ordered.slice(i, i + DOC_CHUNK);
+      const docs = new Map(fetchDocs.all(JSON.stringify(chunk.map(([, id]) => id))) as [number, string][]);
+      for (const [deviceId, id] of chunk) {
+        const doc = docs.get(id);
+        if (doc !== undefined) yield { device_id: deviceId, doc };
+      }
+    }
   }
 
   private keyset(query: Query, pageSize: number, continuation: string | undefined): StorePage {
