@@ -98,12 +98,13 @@ async function collectLag(store: Store, metrics: Metrics): Promise<void> {
 }
 
 export interface ServeOptions {
-  readonly env?: NodeJS.ProcessEnv;
+  /** Where the JSON log lines go (default: stdout, at `config.logLevel`). */
   readonly logger?: JsonLogger;
 }
 
 /** Runs until SIGINT/SIGTERM (resolves 0) or a stage failure (resolves 1). */
 export async function serve(config: CliConfig, { logger = createJsonLogger({ level: config.logLevel }) }: ServeOptions = {}): Promise<number> {
+  if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) throw new CliError('--tls-cert and --tls-key go together (TWINLOG_TLS_CERT, TWINLOG_TLS_KEY)');
   const startedAt = Date.now();
   const metrics = createServeMetrics();
   let state: 'starting' | 'ok' | 'stopping' | 'failed' = 'starting';
@@ -301,7 +302,6 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
     subscribe(GATEWAY_REQUEST_CHANNEL, onRequest);
     const tls =
       config.tlsCert !== undefined && config.tlsKey !== undefined ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) } : undefined;
-    if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) throw new CliError('--tls-cert and --tls-key go together', 2);
     listening = await gateway.listen({ port: config.port, host: config.host, ...(tls === undefined ? {} : { tls }) });
     listening.server.on('connection', (socket) => {
       metrics.inc('twinlog_gateway_connections_total');
