@@ -154,6 +154,40 @@ describe('jobs: scheduleUpdateTwin', () => {
   });
 });
 
+describe('jobs: the background loop', () => {
+  it('runs queued jobs, waits for a scheduled start time, and lists them by status', async () => {
+    const receipts = await fleet(6);
+    readModel = await createReadModel({ log, path: join(dir, 'fleet.db') });
+    await readModel.waitFor(receipts);
+    let now = Date.now();
+    const jobs = createJobRunner({ readModel, log, physicalNow: () => now, pollIntervalMs: 10 });
+    const req = (jobId: string, startTime?: string) => ({
+      jobId,
+      type: 'scheduleUpdateTwin' as const,
+      queryCondition: 'tags.wave = 2',
+      updateTwin: { tags: { [jobId]: true } },
+      ...(startTime === undefined ? {} : { startTime }),
+    });
+    jobs.scheduleUpdateTwin(req('now'));
+    expect(jobs.scheduleUpdateTwin(req('later', new Date(now + 60_000).toISOString())).status).toBe('scheduled');
+    jobs.start();
+    try {
+      const until = async (check: () => boolean): Promise<void> => {
+        for (let i = 0; i < 2000 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
+        expect(check()).toBe(true);
+      };
+      await until(() => jobs.get('now').status === 'completed');
+      expect(jobs.get('now').deviceJobStatistics.succeededCount).toBe(3);
+      expect(jobs.get('later').status).toBe('scheduled');
+      now += 61_000; // the start time passes
+      await until(() => jobs.get('later').status === 'completed');
+      expect(jobs.list({ status: 'completed' }).map((j) => j.jobId).sort()).toEqual(['later', 'now']);
+    } finally {
+      await jobs.stop();
+    }
+  });
+});
+
 describe('jobs: crash and resume', () => {
   it('a job killed between an acknowledged append and its record resumes without applying anything twice', async () => {
     const seed = Number(process.env['CRASH_SEED'] ?? Date.now() % 1e9);
