@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { signDeviceSas, signServiceSas } from '@twinlog/gateway';
+import { createEmbeddedLog } from '@twinlog/log-embedded';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -240,17 +241,30 @@ describe('twinlog as a process', () => {
       expect(badQuery.code).toBe(1);
       expect(badQuery.stderr).toMatch(/^twinlog: QUERY_SYNTAX: /);
 
-      const metrics = await until('the rejection and the converged delta in /metrics', async () => {
+      // bytes that are not an envelope, appended by another writer of the same SQLite file
+      const raw = createEmbeddedLog({ path: join(dir, 'twinlog.db') });
+      await raw.append('twin.backend', [{ key: 'cli-1', value: new Uint8Array([0xc1, 0x00]) }]);
+      await raw.close();
+      const deadLetters = await until('the dead letter', async () => {
+        const run = await twinlog(['tail', 'dead-letter', '--from-beginning', '--no-follow', ...store]);
+        return run.stdout === '' ? undefined : run.stdout;
+      });
+      expect(deadLetters).toMatch(/ {2}cli-1 {2}CODEC_\w+: .* \(2 bytes from twin\.backend\/\d@\d+\)\n$/);
+
+      const metrics = await until('the rejection, the dead letter and the converged delta in /metrics', async () => {
         const text = await metricsOf(adminPort);
-        return metric(text, 'twinlog_rejections_total{code="PRECONDITION_FAILED"}') === 1 && metric(text, 'twinlog_delta_entries{status="converged"}') === 1 ? text : undefined;
+        return metric(text, 'twinlog_rejections_total{code="PRECONDITION_FAILED"}') === 1 &&
+          metric(text, 'twinlog_delta_entries{status="converged"}') === 1 &&
+          text.includes('\ntwinlog_dead_letters_total{code="CODEC_')
+          ? text
+          : undefined;
       });
       expect(metric(metrics, 'twinlog_projector_events_total{result="applied"}')).toBeGreaterThanOrEqual(5);
       expect(metric(metrics, 'twinlog_consumer_lag{group="twinlog-projector",topic="twin.backend",partition="0"}')).toBeGreaterThanOrEqual(0);
       expect(metrics).toMatch(/^twinlog_consumer_lag\{group="twinlog-reconciler",topic="twin.snapshots",partition="3"\} \d+$/m);
       expect(metric(metrics, 'twinlog_gateway_requests_total{method="PUT",status="200"}')).toBe(1);
       expect(metric(metrics, 'twinlog_gateway_connections_total')).toBeGreaterThanOrEqual(1);
-      expect(metric(metrics, 'twinlog_dead_letters_total')).toBeUndefined();
-      expect(metrics).toContain('# TYPE twinlog_dead_letters_total counter');
+      expect(metrics).toMatch(/^twinlog_dead_letters_total\{code="CODEC_\w+"\} 1$/m);
       expect(metric(metrics, 'twinlog_up{part="projector"}')).toBe(1);
       expect(metric(metrics, 'twinlog_up{part="mqtt"}')).toBe(1);
       expect(metric(metrics, 'twinlog_mqtt_events_total{kind="connect",status="0"}')).toBe(1);
@@ -270,11 +284,13 @@ describe('twinlog as a process', () => {
       expect(result.partitions).toHaveLength(4);
 
       // the other read and write commands
-      const [get, rejections, changes] = await Promise.all([
+      const [get, rejections, changes, since] = await Promise.all([
         twinlog(['twin', 'get', 'cli-1', ...store]),
         twinlog(['tail', 'rejections', '--from-beginning', '--no-follow', ...store]),
         twinlog(['tail', 'changes', '--device', 'cli-1', '--from-beginning', '--limit', '2', '--json', ...store]),
+        twinlog(['audit', 'cli-1', '--since', beforeReport, ...store]),
       ]);
+      expect(since.stdout).toMatch(/^audit of cli-1 \(1 of 4 events\)\n\S+ {2}cli-1 +reported /);
       expect(JSON.parse(get.stdout)).toMatchObject({ deviceId: 'cli-1', version: 5 });
       expect(rejections.stdout).toMatch(/ {2}cli-1 {2}PRECONDITION_FAILED: /);
       expect(changes.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as unknown)).toMatchObject([
