@@ -151,8 +151,12 @@ describe('MQTT gateway: access control', () => {
     expect((await c2.next('$iothub/twin/res/')).topic).toBe('$iothub/twin/res/200/?$rid=r2');
     expect(c2.messages.map((m) => m.topic)).toEqual(['$iothub/twin/res/200/?$rid=r2']);
 
+    c1.publish('devices/dev1/messages/events/', 'telemetry'); // its own: accepted
     c1.publish('devices/dev2/messages/events/', 'spoof');
     await c1.closed;
+    const c3 = await connect('dev1', key1);
+    c3.publish('$iothub/twin/GET/?$rid=q2', '', 2); // §6.1: a QoS 2 PUBLISH closes the connection
+    await c3.closed;
     // the gateway keeps serving the others
     c2.publish('$iothub/twin/GET/?$rid=r3', '');
     expect((await c2.next('$iothub/twin/res/')).topic).toBe('$iothub/twin/res/200/?$rid=r3');

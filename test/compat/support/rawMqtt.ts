@@ -19,7 +19,7 @@ export interface RawClient {
   readonly returnCode: number;
   readonly sessionPresent: boolean;
   subscribe(topics: readonly string[], qos?: 0 | 1): Promise<number[]>;
-  publish(topic: string, payload: string | Buffer, qos?: 0 | 1): void;
+  publish(topic: string, payload: string | Buffer, qos?: 0 | 1 | 2): void;
   /** The next message whose topic starts with `prefix` (waits for it). */
   next(prefix: string, timeoutMs?: number): Promise<RawMessage>;
   /** Resolves when the server closed the connection. */
