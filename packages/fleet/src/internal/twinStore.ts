@@ -87,6 +87,8 @@ const CURSOR_VERSION = 2;
 const LEAVES_PER_INSERT = 64;
 /** Documents read per statement after the candidates are sorted (a first page needs one or two). */
 const DOC_CHUNK = 128;
+/** Above this many candidates a page walks the device id index instead of sorting them all. */
+const WALK_MIN_CANDIDATES = 2000;
 
 function writeCursor(after: string, emitted: number): string {
   return Buffer.from(JSON.stringify({ v: CURSOR_VERSION, after, n: emitted }), 'utf8').toString('base64');
@@ -156,8 +158,12 @@ export class TwinStore {
   /** Rows of `devices.jobs` (set by the job runner). */
   jobRows: () => object[] = () => [];
 
-  constructor(db: Database) {
+  /** Above this many candidates a page walks the device id index (option for tests of both plans). */
+  private readonly walkMinCandidates: number;
+
+  constructor(db: Database, { walkMinCandidates = WALK_MIN_CANDIDATES }: { readonly walkMinCandidates?: number } = {}) {
     this.db = db;
+    this.walkMinCandidates = walkMinCandidates;
     migrate(db);
     this.selectId = db.prepare('SELECT id FROM twins WHERE device_id = ?');
     this.insertTwin = db.prepare('INSERT INTO twins (device_id, doc) VALUES (?, ?)');
@@ -275,10 +281,19 @@ export class TwinStore {
     return this.keyset(query, all ? Infinity : Math.min(pageSize, MAX_PAGE_SIZE), continuation);
   }
 
-  /** The candidates of a WHERE clause, in device id order, from `after` on. */
-  private *candidates(filter: IdFilter | undefined, after: string): Generator<{ device_id: string; doc: string }> {
+  /**
+   * The candidates of a WHERE clause, in device id order, from `after` on. Two plans: sort the
+   * candidate ids (few candidates, or every row wanted), or — for one page out of many candidates —
+   * walk the device id index and test membership in the candidate set, stopping at the page's end.
+   */
+  private *candidates(filter: IdFilter | undefined, after: string, onePage = false): Generator<{ device_id: string; doc: string }> {
     if (filter === undefined) {
       yield* this.scanAll.iterate(after);
+      return;
+    }
+    if (onePage && (this.prepared(`SELECT COUNT(*) FROM (${filter.sql})`).pluck().get(...filter.params) as number) > this.walkMinCandidates) {
+      const walk = `SELECT t.device_id, t.doc FROM twins AS t WHERE t.device_id > ? AND +t.id IN (${filter.sql}) ORDER BY t.device_id`;
+      yield* this.prepared(walk).iterate(after, ...filter.params) as Iterable<{ device_id: string; doc: string }>;
       return;
     }
     // sort small rows (id, device_id), then read each document: the sorter never carries documents
@@ -305,7 +320,7 @@ export class TwinStore {
     const docs: object[] = [];
     const ids: string[] = [];
     let more = false;
-    for (const c of this.candidates(filter, after)) {
+    for (const c of this.candidates(filter, after, pageSize !== Infinity)) {
       const doc = JSON.parse(c.doc) as object;
       if (!keep(doc)) continue;
       if (docs.length === limit) {
