@@ -220,24 +220,26 @@ describe('twinlog as a process', () => {
       expect(conflict).toMatchObject({ code: 1, stdout: '' });
       expect(conflict.stderr).toBe('twinlog: PRECONDITION_FAILED: The etag in the request does not match the etag of the twin\n');
 
-      const audit = await twinlog(['audit', 'cli-1', ...store]);
+      const [audit, auditJson, unknownDevice, list, query, badQuery] = await Promise.all([
+        twinlog(['audit', 'cli-1', ...store]),
+        twinlog(['audit', 'cli-1', '--section', 'reported', '--json', ...store]),
+        twinlog(['audit', 'nobody', ...store]),
+        twinlog(['device', 'list', '--json', ...store]),
+        twinlog(['query', 'SELECT deviceId, tags.site FROM devices WHERE properties.desired.target = 21', ...store]),
+        twinlog(['query', 'SELECT FROM', ...store]),
+      ]);
       expect(audit.code).toBe(0);
       const auditLines = audit.stdout.trimEnd().split('\n');
       expect(auditLines[0]).toBe('audit of cli-1 (4 of 4 events)');
       expect(auditLines[1]).toMatch(/^\S+Z {2}twinlog-cli +create +→ version 2 \(tags 0, desired 1, reported 1\)$/);
       expect(audit.stdout).toMatch(/twinlog-cli +desired +merge \{"target":21\} {2}→ version 4 \(tags 1, desired 2, reported 1\)/);
       expect(audit.stdout).toMatch(/cli-1 +reported +merge \{"target":\{"value":21,"ac":200,"av":2\}\} {2}→ version 5 \(tags 1, desired 2, reported 2\)/);
-      const auditJson = await twinlog(['audit', 'cli-1', '--section', 'reported', '--json', ...store]);
       expect(auditJson.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as unknown)).toMatchObject([{ actor: 'cli-1', section: 'reported', versions: { reported: 2 } }]);
-      const unknownDevice = await twinlog(['audit', 'nobody', ...store]);
       expect(unknownDevice.code).toBe(1);
       expect(unknownDevice.stderr).toMatch(/^twinlog: DEVICE_NOT_FOUND: no events for device nobody/);
 
-      const list = await twinlog(['device', 'list', '--json', ...store]);
       expect(list.stdout.trimEnd().split('\n').map((l) => (JSON.parse(l) as { deviceId: string }).deviceId)).toEqual(['cli-1', 'rest-1']);
-      const query = await twinlog(['query', 'SELECT deviceId, tags.site FROM devices WHERE properties.desired.target = 21', ...store]);
       expect(query).toMatchObject({ code: 0, stdout: '{"deviceId":"cli-1","site":"b"}\n', stderr: '1 row\n' });
-      const badQuery = await twinlog(['query', 'SELECT FROM', ...store]);
       expect(badQuery.code).toBe(1);
       expect(badQuery.stderr).toMatch(/^twinlog: QUERY_SYNTAX: /);
 
