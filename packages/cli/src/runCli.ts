@@ -110,7 +110,7 @@ export async function runCli(argv: readonly string[], { stdout, stderr, stderrIs
       .description('rebuild twin snapshots from the log (time travel with --until), with progress and the offsets read')
       .option('--until <time|offset>', 'only records appended at or before an ISO-8601 time, or up to an offset in every input partition')
       .option('--device <id>', 'only this device (prints its twin as of --until)')
-      .option('--into <file>', 'write the rebuilt snapshots to twin.snapshots of this (new) embedded log file')
+      .option('--into <store>', 'write the rebuilt snapshots to twin.snapshots of another embedded store: a data folder, or a .db file')
       .option('--json', 'print the result as one JSON object'),
   ).action(run(async (opts: Record<string, unknown>) => (await commands()).replayCommand(config(opts), io, opts)));
 

@@ -280,10 +280,14 @@ describe('twinlog as a process', () => {
       expect(past.stdout).toMatch(/\npartition \d: twin\.backend offsets \d+\.\.\d+, twin\.device offsets -\.\.-\n/);
       expect(JSON.parse(past.stdout.slice(past.stdout.indexOf('\n{')))).toMatchObject({ deviceId: 'cli-1', properties: { reported: { $version: 1 } } });
       expect(past.stderr).toMatch(/^replay: 100% \d+\/\d+ records, [\d,]+ records\/s, ETA 0s\n$/);
-      const all = await twinlog(['replay', '--json', '--into', join(dir, 'rebuilt.db'), ...store]);
-      const result = JSON.parse(all.stdout) as { counts: { devices: number; applied: number }; partitions: unknown[] };
-      expect(result.counts).toMatchObject({ devices: 2 });
+      const rebuilt = join(dir, 'rebuilt');
+      const all = await twinlog(['replay', '--json', '--into', rebuilt, ...store]);
+      const result = JSON.parse(all.stdout) as { counts: { devices: number; applied: number }; partitions: unknown[]; into: string };
+      expect(result).toMatchObject({ counts: { devices: 2 }, into: join(rebuilt, 'twinlog.db') });
       expect(result.partitions).toHaveLength(4);
+      // the rebuilt store holds the same twins
+      const [liveList, rebuiltList] = await Promise.all([twinlog(['device', 'list', ...store]), twinlog(['device', 'list', '--data', rebuilt])]);
+      expect(rebuiltList.stdout.replace(/^.*\n/, '')).toBe(liveList.stdout.replace(/^.*\n/, ''));
 
       // the other read and write commands
       const [get, rejections, changes, since] = await Promise.all([

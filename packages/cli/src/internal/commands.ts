@@ -2,7 +2,8 @@
  * The one-shot commands (replay, audit, tail, query, twin, device): each opens the store, wraps one
  * or two library calls, prints, and closes the store.
  */
-import { resolve } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { createTwinClient, type TwinClient, type WriteDecision } from '@twinlog/client';
 import { decodeOutputRecord, type OutputRecord } from '@twinlog/codec';
 import { fromStateDoc, isPlainObject, isTwinlogError, partitionFor, renderTwin, TwinlogError, type JsonObject, type Log, type Patch, type TwinDocument } from '@twinlog/core';
@@ -90,11 +91,14 @@ const fmt = (n: number): string => n.toLocaleString('en-US');
 
 export async function replayCommand(config: CliConfig, io: CliIo, opts: { until?: string; device?: string; into?: string; json?: boolean }): Promise<number> {
   const until = opts.until === undefined ? undefined : parseUntil(opts.until);
-  if (opts.into !== undefined && config.kafka === undefined && resolve(opts.into) === embeddedPath(config.data)) {
-    throw new CliError(`--into must name another store than the one replayed (${resolve(opts.into)})`);
+  // --into: an embedded log file (`*.db`), or a data folder (its `twinlog.db`, as `--data` names it)
+  const intoPath = opts.into === undefined ? undefined : opts.into.endsWith('.db') ? resolve(opts.into) : embeddedPath(opts.into);
+  if (intoPath !== undefined && config.kafka === undefined && intoPath === embeddedPath(config.data)) {
+    throw new CliError(`--into must name another store than the one replayed (${intoPath})`);
   }
   return withStore(config, async (store) => {
-    const into = opts.into === undefined ? undefined : createEmbeddedLog({ path: resolve(opts.into) });
+    if (intoPath !== undefined) mkdirSync(dirname(intoPath), { recursive: true });
+    const into = intoPath === undefined ? undefined : createEmbeddedLog({ path: intoPath });
     try {
       if (into !== undefined) await ensureTwinTopics(into, await store.log.partitionCount(TOPICS.backend));
       const log = until !== undefined && 'offset' in until ? boundedLog(store.log, until.offset) : store.log;
@@ -122,7 +126,7 @@ export async function replayCommand(config: CliConfig, io: CliIo, opts: { until?
             until: until === undefined ? null : 'time' in until ? new Date(until.time).toISOString() : { offset: until.offset },
             counts: result.counts,
             partitions: result.partitions,
-            into: opts.into === undefined ? null : resolve(opts.into),
+            into: intoPath ?? null,
             seconds,
             ...(opts.device === undefined ? {} : { twin: rendered ?? null }),
           })}\n`,
@@ -138,7 +142,7 @@ export async function replayCommand(config: CliConfig, io: CliIo, opts: { until?
           (p) => `partition ${p.partition}: ${TOPICS.backend} offsets ${p.backend.first ?? '-'}..${p.backend.last ?? '-'}, ${TOPICS.device} offsets ${p.device.first ?? '-'}..${p.device.last ?? '-'}`,
         ),
       ];
-      if (opts.into !== undefined) lines.push(`snapshots written to embedded:${resolve(opts.into)}`);
+      if (intoPath !== undefined) lines.push(`snapshots written to embedded:${intoPath}`);
       if (opts.device !== undefined) lines.push(rendered === undefined ? `device ${opts.device}: no twin then` : JSON.stringify(rendered, null, 2));
       io.out(`${lines.join('\n')}\n`);
       return 0;
