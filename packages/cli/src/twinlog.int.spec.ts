@@ -243,6 +243,19 @@ describe('twinlog as a process', () => {
       expect(badQuery.code).toBe(1);
       expect(badQuery.stderr).toMatch(/^twinlog: QUERY_SYNTAX: /);
 
+      // the gateway's queries go through the read model (its freshness header says so)
+      const restQuery = await until('the query view', async () => {
+        const response = await fetch(`http://127.0.0.1:${gatewayPort}/devices/query?api-version=2021-04-12`, {
+          method: 'POST',
+          headers: { authorization: sas, 'content-type': 'application/json' },
+          body: JSON.stringify({ query: 'SELECT deviceId FROM devices WHERE properties.desired.target = 21' }),
+        });
+        const rows = (await response.json()) as unknown[];
+        return response.status === 200 && rows.length === 1 ? { rows, freshness: response.headers.get('x-twinlog-freshness') } : undefined;
+      });
+      expect(restQuery.rows).toEqual([{ deviceId: 'cli-1' }]);
+      expect(restQuery.freshness).toBeTruthy();
+
       // bytes that are not an envelope, appended by another writer of the same SQLite file
       const raw = createEmbeddedLog({ path: join(dir, 'twinlog.db') });
       await raw.append('twin.backend', [{ key: 'cli-1', value: new Uint8Array([0xc1, 0x00]) }]);
@@ -269,6 +282,7 @@ describe('twinlog as a process', () => {
       expect(metrics).toMatch(/^twinlog_dead_letters_total\{code="CODEC_\w+"\} 1$/m);
       expect(metric(metrics, 'twinlog_up{part="projector"}')).toBe(1);
       expect(metric(metrics, 'twinlog_up{part="mqtt"}')).toBe(1);
+      expect(metric(metrics, 'twinlog_read_model_twins')).toBe(2);
       expect(metric(metrics, 'twinlog_mqtt_events_total{kind="connect",status="0"}')).toBe(1);
       expect((await twinlog(['audit', 'rest-1', '--section', 'reported', ...store])).stdout).toMatch(/rest-1 +reported +merge \{"fw":"1.0"\}/);
 

@@ -10,7 +10,7 @@
  * Crash-only, like the stages: when a stage fails, serve logs it, reports 503 and exits 1, so a
  * supervisor restarts it; a restart restores from the log.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -32,6 +32,7 @@ import {
   type RestGateway,
 } from '@twinlog/gateway';
 import { CHECKPOINT_KEY, startProjector, TOPICS, type Projector } from '@twinlog/projector';
+import type { ReadModel } from '@twinlog/fleet';
 import { startReconciler, type Reconciler } from '@twinlog/reconciler';
 import { CliError } from './CliError.ts';
 import { createJsonLogger, errorFields, type JsonLogger } from './createJsonLogger.ts';
@@ -77,6 +78,8 @@ function createServeMetrics(): Metrics {
     twinlog_gateway_connections_total: { type: 'counter', help: 'Connections accepted by the REST gateway.' },
     twinlog_mqtt_connected_devices: { type: 'gauge', help: 'Devices connected to the MQTT gateway (with --mqtt-port).' },
     twinlog_mqtt_events_total: { type: 'counter', help: 'MQTT gateway events (connect, request, notify, refused, error) by kind and status.' },
+    twinlog_read_model_twins: { type: 'gauge', help: 'Twins in the query read model (fed by twin.snapshots).' },
+    twinlog_read_model_records_total: { type: 'counter', help: 'twin.snapshots records the query read model applied (since its file was created), and those that did not decode.' },
     twinlog_uptime_seconds: { type: 'gauge', help: 'Seconds since serve started.' },
   });
 }
@@ -115,6 +118,7 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
   let listening: ListeningGateway | undefined;
   let mqtt: MqttGateway | undefined;
   let mqttListening: ListeningMqttGateway | undefined;
+  let readModel: ReadModel | undefined;
   const watches: TopicWatch[] = [];
   const up: Record<'projector' | 'reconciler' | 'gateway' | 'mqtt', 0 | 1> = { projector: 0, reconciler: 0, gateway: 0, mqtt: 0 };
   const setUp = (part: keyof typeof up, v: 0 | 1): void => {
@@ -129,7 +133,9 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
 
   // --- admin listener first, so that /health answers 503 while the engine starts -----------------
   const health = (): { status: number; body: Record<string, unknown> } => {
-    const healthy = state === 'ok' && up.projector === 1 && up.reconciler === 1 && up.gateway === 1 && (config.mqttPort === undefined || up.mqtt === 1);
+    const readModelFailed = readModel?.stats().failed;
+    const healthy =
+      state === 'ok' && up.projector === 1 && up.reconciler === 1 && up.gateway === 1 && (config.mqttPort === undefined || up.mqtt === 1) && readModelFailed === undefined;
     return {
       status: healthy ? 200 : 503,
       body: {
@@ -138,6 +144,7 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
         projector: { running: up.projector === 1, partitions: projector?.partitions() ?? [] },
         reconciler: { running: up.reconciler === 1, partitions: reconciler?.partitions() ?? [] },
         gateway: { running: up.gateway === 1, port: listening?.port ?? null },
+        readModel: readModel === undefined ? null : { twins: readModel.stats().twins, ...(readModelFailed === undefined ? {} : { failed: readModelFailed.message }) },
         ...(config.mqttPort === undefined ? {} : { mqtt: { running: up.mqtt === 1, port: mqttListening?.port ?? null, connectedDevices: mqtt?.connectedDevices().length ?? 0 } }),
         uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       },
@@ -157,6 +164,12 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
     if (path === '/metrics') {
       metrics.set('twinlog_uptime_seconds', {}, Math.round((Date.now() - startedAt) / 1000));
       if (mqtt !== undefined) metrics.set('twinlog_mqtt_connected_devices', {}, mqtt.connectedDevices().length);
+      if (readModel !== undefined) {
+        const rm = readModel.stats();
+        metrics.set('twinlog_read_model_twins', {}, rm.twins);
+        metrics.set('twinlog_read_model_records_total', { result: 'applied' }, rm.records);
+        metrics.set('twinlog_read_model_records_total', { result: 'bad' }, rm.badRecords);
+      }
       const lag = store === undefined ? Promise.resolve() : collectLag(store, metrics);
       lag
         .catch((e: unknown) => logger.warn('consumer lag unavailable', errorFields(e)))
@@ -204,6 +217,7 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
       await step('mqtt gateway', mqtt === undefined ? undefined : () => mqtt!.close());
       await step('gateway listener', listening === undefined ? undefined : () => listening!.close());
       await step('gateway', gateway === undefined ? undefined : () => gateway!.close());
+      await step('read model', readModel === undefined ? undefined : () => readModel!.close());
       await Promise.all(watches.map((w) => step('topic watch', () => w.stop())));
       await step('reconciler', reconciler === undefined ? undefined : () => reconciler!.stop());
       await step('projector', projector === undefined ? undefined : () => projector!.stop());
@@ -289,8 +303,16 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
     );
     logger.info('reconciler started', { group: RECONCILER_GROUP, staleAfterMs: config.staleAfterMs ?? null });
 
-    const policy = servicePolicy(config);
+    // The query view: a SQLite read model of twin.snapshots in the data folder (one file per log).
     mkdirSync(config.data, { recursive: true });
+    const { createReadModel } = await import('@twinlog/fleet');
+    const readModelFile = resolve(
+      join(config.data, store.kind === 'embedded' ? 'read-model.db' : `read-model-${createHash('sha256').update(store.description).digest('hex').slice(0, 12)}.db`),
+    );
+    readModel = await createReadModel({ log: store.log, path: readModelFile });
+    logger.info('read model started', { file: readModelFile });
+
+    const policy = servicePolicy(config);
     const deviceKeys = createDeviceKeyStore(resolve(join(config.data, 'registry.json')));
     gateway = createRestGateway({
       log: store.log,
@@ -298,6 +320,7 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
       physicalNow,
       policies: [{ name: policy.name, key: policy.key, rights: ['registryRead', 'registryReadWrite', 'serviceConnect'] }],
       deviceKeys,
+      queryView: readModel,
     });
     subscribe(GATEWAY_REQUEST_CHANNEL, onRequest);
     const tls =
