@@ -204,6 +204,26 @@ describe('MQTT gateway: desired notifications and catch-up', () => {
     expect([n.topic, json(n.payload)]).toEqual(['$iothub/twin/PATCH/properties/desired/?$version=4', { a: 2, b: null, c: [1, 2], $version: 4 }]);
   });
 
+  it('a CleanSession=0 session keeps its subscriptions across a reconnect: a change after it arrives with no new SUBSCRIBE', async () => {
+    const key = await createDevice('dev1');
+    const c = await connect('dev1', key);
+    await c.subscribe(['$iothub/twin/res/#', '$iothub/twin/PATCH/properties/desired/#']);
+    await hub.mqtt.disconnect('dev1'); // dropped by the server, as a network failure would
+    await c.closed;
+    const back = await connect('dev1', key);
+    await hub.registry.updateTwin('dev1', { properties: { desired: { a: 1 } } }, '*');
+    const n = await back.next('$iothub/twin/PATCH/properties/desired/');
+    expect([n.topic, json(n.payload)]).toEqual(['$iothub/twin/PATCH/properties/desired/?$version=2', { a: 1, $version: 2 }]);
+    back.publish('$iothub/twin/GET/?$rid=x', '');
+    expect((await back.next('$iothub/twin/res/')).topic).toBe('$iothub/twin/res/200/?$rid=x');
+    // CleanSession=1 clears them
+    await back.end();
+    const clean = await connect('dev1', key, { clean: true });
+    clean.publish('$iothub/twin/GET/?$rid=y', '');
+    await hub.registry.updateTwin('dev1', { properties: { desired: { a: 2 } } }, '*');
+    await expect(clean.next('$iothub/twin/', 1500)).rejects.toThrow('no message');
+  });
+
   it('a CleanSession=0 device gets the merged notification right after CONNECT, without SUBSCRIBE, also after a gateway restart', async () => {
     const key = await createDevice('dev1');
     const c = await connect('dev1', key);

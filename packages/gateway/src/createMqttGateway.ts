@@ -87,7 +87,7 @@ export interface MqttGatewayOptions {
    * (`createRestGateway({ deviceKeys })`), so devices created through the registry can connect.
    */
   readonly deviceKeys?: DeviceKeyStore;
-  /** Or the REST gateway's `registryFile`: read at start (prefer `deviceKeys` in one process). */
+  /** Or the REST gateway's `registryFile` (another process): read at start and again whenever it changed. */
   readonly registryFile?: string;
   /**
    * JSON-lines file keeping CleanSession=0 subscriptions and each device's last delivered desired

@@ -2,9 +2,11 @@
  * The identity registry's secrets. Device *existence* is the twin's (its latest snapshot on
  * `twin.snapshots`); this store keeps only what the twin does not: the symmetric keys and the
  * generation id of devices created through the gateway. It lives in memory and, given a file,
- * is written through to a JSON file (whole file, temp + rename) and read back at start.
+ * is written through to a JSON file (whole file, temp + rename), read back at start and read again
+ * when the file changed (another process's store wrote it: the MQTT gateway sees devices the REST
+ * gateway of another process created; one writer at a time is assumed).
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 
 export interface DeviceKeys {
   readonly primaryKey: string;
@@ -20,23 +22,43 @@ export interface DeviceKeyStore {
 
 export function createDeviceKeyStore(file?: string): DeviceKeyStore {
   const keys = new Map<string, DeviceKeys>();
-  if (file !== undefined && existsSync(file)) {
+  let loaded = '';
+  /** Which version of the file is on disk (each write is a new file, renamed over the old one). */
+  const versionOf = (f: string): string => {
+    if (!existsSync(f)) return '';
+    const st = statSync(f);
+    return `${st.ino}:${st.mtimeMs}:${st.size}`;
+  };
+  /** (Re)read the file when another process (or store) rewrote it since the last read or write. */
+  const refresh = (): void => {
+    if (file === undefined) return;
+    const version = versionOf(file);
+    if (version === loaded || version === '') return;
     const parsed = JSON.parse(readFileSync(file, 'utf8')) as Record<string, DeviceKeys>;
+    keys.clear();
     for (const [id, k] of Object.entries(parsed)) keys.set(id, k);
-  }
+    loaded = version;
+  };
+  refresh();
   const persist = (): void => {
     if (file === undefined) return;
     const tmp = `${file}.tmp`;
     writeFileSync(tmp, JSON.stringify(Object.fromEntries(keys)));
     renameSync(tmp, file);
+    loaded = versionOf(file);
   };
   return {
-    get: (id) => keys.get(id),
+    get(id) {
+      refresh();
+      return keys.get(id);
+    },
     set(id, k) {
+      refresh();
       keys.set(id, k);
       persist();
     },
     delete(id) {
+      refresh();
       if (keys.delete(id)) persist();
     },
   };

@@ -30,4 +30,17 @@ describe('createDeviceKeyStore', () => {
     expect(second.get('dev1')).toEqual({ primaryKey: 'a', secondaryKey: 'b', generationId: '1' });
     expect(second.get('dev2')).toBeUndefined();
   });
+
+  it('sees what another store wrote to the same file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'twinlog-keys-'));
+    dirs.push(dir);
+    const file = join(dir, 'registry.json');
+    const writer = createDeviceKeyStore(file);
+    const reader = createDeviceKeyStore(file);
+    expect(reader.get('dev1')).toBeUndefined();
+    writer.set('dev1', { primaryKey: 'a', secondaryKey: 'b', generationId: '1' });
+    expect(reader.get('dev1')?.primaryKey).toBe('a');
+    writer.delete('dev1');
+    expect(reader.get('dev1')).toBeUndefined();
+  });
 });
