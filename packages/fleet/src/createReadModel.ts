@@ -36,6 +36,10 @@ export interface ReadModelOptions {
   readonly waitTimeoutMs?: number;
   /** Start consuming at once (default true); otherwise call {@link ReadModel.start}. */
   readonly start?: boolean;
+  /** SQLite page cache, MiB (default 256). */
+  readonly cacheMiB?: number;
+  /** Memory-mapped reads, MiB (default 1024; 0 turns it off). */
+  readonly mmapMiB?: number;
 }
 
 /** Options of {@link ReadModel.query}. */
@@ -133,10 +137,20 @@ interface Waiter {
  * @throws Error from better-sqlite3 when the file cannot be opened; `LOG_TOPIC_NOT_FOUND` when
  *   `twin.snapshots` does not exist.
  */
-export async function createReadModel({ log, path, group, waitTimeoutMs = 10_000, start = true }: ReadModelOptions): Promise<ReadModel> {
+export async function createReadModel({
+  log,
+  path,
+  group,
+  waitTimeoutMs = 10_000,
+  start = true,
+  cacheMiB = 256,
+  mmapMiB = 1024,
+}: ReadModelOptions): Promise<ReadModel> {
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL'); // rows and offsets commit together; a power cut only rewinds both
+  db.pragma(`cache_size = -${cacheMiB * 1024}`); // the leaves index is written at random places: keep it in memory
+  db.pragma(`mmap_size = ${mmapMiB * 2 ** 20}`);
   db.exec(`
     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE IF NOT EXISTS positions (partition INTEGER PRIMARY KEY, snapshots INTEGER NOT NULL, backend INTEGER NOT NULL, device INTEGER NOT NULL);
