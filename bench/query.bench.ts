@@ -14,7 +14,7 @@
  * (consumer group → decode → `renderTwin(fromStateDoc)` → twins + leaves rows and offsets, one
  * transaction per batch of ≤ 5,000 records).
  *
- * Queries, each run 1 + BENCH_REPS (7) times, median reported, read model and naive interleaved:
+ * Queries, each twice (1 warm-up + BENCH_REPS (7) timed runs), median of the timed runs, read model and naive interleaved:
  * - selective: `SELECT * FROM devices WHERE tags.site = 'site-0421'` (≈ 1 in 1,000), every row
  * - range:     `SELECT * FROM devices WHERE properties.reported.battery < 10` (≈ 10 %), every row;
  *              also its first page (100 rows, what `POST /devices/query` returns per request)
