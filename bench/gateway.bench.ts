@@ -8,7 +8,8 @@
  * and BENCH_PARTITIONS (4) partitions, consumers' fetch maxWait BENCH_KAFKA_MAX_WAIT_MS (250, the
  * adapter's default); `BENCH_LOG=embedded` runs on a fresh SQLite file instead.
  *
- * Processes: this one runs the projector, the gateway (`createMqttGateway`, ECDSA P-256 certificate
+ * Processes: this one runs the projector (`BENCH_PROJECTOR=process`: in a process of its own,
+ * test/support/projectorProcess.ts), the gateway (`createMqttGateway`, ECDSA P-256 certificate
  * from a CA made with the `openssl` CLI) and the back end's desired writes (`client.mergeDesired`,
  * unconditional, each carrying its send time); a child process (this file with `--devices`) runs
  * the devices, each a TLS socket speaking MQTT 3.1.1 through `mqtt-packet` (the framing aedes
@@ -39,6 +40,7 @@ import { createEmbeddedLog } from '@twinlog/log-embedded';
 import { createKafkaLog } from '@twinlog/log-kafka';
 import { ensureTwinTopics, startProjector } from '@twinlog/projector';
 import { startKafkaBroker } from '../test/kafkaBroker.ts';
+import { targetEnv } from '../test/support/openLog.ts';
 
 const env = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);
 const DEVICES = env('BENCH_DEVICES', 5000);
@@ -46,6 +48,7 @@ const DURATION_S = env('BENCH_DURATION_S', 20);
 const DESIRED_PER_S = env('BENCH_DESIRED_PER_S', 100);
 const INTERVAL_MS = env('BENCH_INTERVAL_MS', 1000);
 const KAFKA_MAX_WAIT_MS = env('BENCH_KAFKA_MAX_WAIT_MS', 250);
+const PROJECTOR_PROCESS = process.env['BENCH_PROJECTOR'] === 'process';
 const PARTITIONS = env('BENCH_PARTITIONS', 4);
 const CONNECT_S = env('BENCH_CONNECT_S', 120);
 const BUDGET_S = env('BENCH_BUDGET_S', 300);
@@ -214,18 +217,44 @@ async function main(): Promise<void> {
   const kind = process.env['BENCH_LOG'] === 'embedded' ? 'embedded' : 'kafka';
   let stopBroker = async (): Promise<void> => {};
   let log: Log;
+  const prefix = `bench-gw-${Date.now()}.`;
+  const dbPath = join(dir, 'log.db');
+  let brokers = '';
   if (kind === 'kafka') {
     const broker = await startKafkaBroker();
     stopBroker = () => broker.stop();
-    log = createKafkaLog({ brokers: broker.brokers.split(','), topicPrefix: `bench-gw-${Date.now()}.`, maxWaitTimeInMs: KAFKA_MAX_WAIT_MS });
+    brokers = broker.brokers;
+    log = createKafkaLog({ brokers: brokers.split(','), topicPrefix: prefix, maxWaitTimeInMs: KAFKA_MAX_WAIT_MS });
   } else {
-    log = createEmbeddedLog({ path: join(dir, 'log.db') });
+    log = createEmbeddedLog({ path: dbPath });
   }
   await ensureTwinTopics(log, PARTITIONS);
-  const projector = await startProjector({ log, physicalNow: Date.now });
+  const stopProjector = await (async (): Promise<() => Promise<void>> => {
+    if (!PROJECTOR_PROCESS) {
+      const projector = await startProjector({ log, physicalNow: Date.now });
+      return () => projector.stop();
+    }
+    // the projector in a process of its own (test/support/projectorProcess.ts), as deployed
+    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '..', 'test', 'support', 'projectorProcess.ts')], {
+      env: { ...process.env, ...targetEnv(kind === 'kafka' ? { kind, where: prefix } : { kind, where: dbPath }), KAFKA_BROKERS: brokers },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    await new Promise<void>((resolve, reject) => {
+      const lines = createInterface({ input: child.stdout! });
+      lines.on('line', (line) => {
+        if (line.includes('"ready"')) resolve();
+      });
+      child.once('exit', (code) => reject(new Error(`the projector process exited with ${String(code)}`)));
+    });
+    return () =>
+      new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      });
+  })();
   const backend = createTwinClient({ log, physicalNow: Date.now, actor: 'bench', decisionTimeoutMs: 120_000 });
   const keys = createDeviceKeyStore();
-  console.log(`bench:gateway — ${DEVICES} devices over TLS, 1 reported PATCH every ${INTERVAL_MS} ms each, ${DESIRED_PER_S} desired changes/s, ${DURATION_S} s, ${kind} log (${PARTITIONS} partitions${kind === 'kafka' ? `, consumer maxWait ${KAFKA_MAX_WAIT_MS} ms` : ''})`);
+  console.log(`bench:gateway — ${DEVICES} devices over TLS, 1 reported PATCH every ${INTERVAL_MS} ms each, ${DESIRED_PER_S} desired changes/s, ${DURATION_S} s, ${kind} log (${PARTITIONS} partitions${kind === 'kafka' ? `, consumer maxWait ${KAFKA_MAX_WAIT_MS} ms` : ''}), projector ${PROJECTOR_PROCESS ? 'in its own process' : 'in this process'}`);
   let t = Date.now();
   for (let i = 0; i < DEVICES; i += 500) {
     await Promise.all(
@@ -272,7 +301,7 @@ async function main(): Promise<void> {
   await gateway.close();
   await server.close();
   await backend.close();
-  await projector.stop();
+  await stopProjector();
   await log.close();
   await stopBroker();
   rmSync(dir, { recursive: true, force: true });

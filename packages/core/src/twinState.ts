@@ -73,7 +73,7 @@ export function addKid(node: TrieNode, key: string, kid: TrieNode): void {
   const kids = node.kids;
   if (kids === undefined) node.kids = [key, kid];
   else if (!Array.isArray(kids)) kids.set(key, kid);
-  else if (kids.length < 2 * SMALL_KIDS) kids.push(key, kid);
+  else if (kids.length < 2 * SMALL_KIDS) node.kids = kids.concat(key, kid); // exact size: no slack per node
   else {
     const map = new Map<string, TrieNode>();
     for (let i = 0; i < kids.length; i += 2) map.set(kids[i] as string, kids[i + 1] as TrieNode);
@@ -146,8 +146,12 @@ export interface TwinState {
  * a binary search over contiguous numbers.
  */
 export interface WriterDots {
+  /** The writer id; stamps of this writer's events share this one string. */
+  readonly writer: string;
   readonly seqs: number[];
   readonly stamps: Stamp[];
+  /** The actor of this writer's latest event, shared by registers that repeat it (memory only). */
+  actor: string;
 }
 
 /** Index of the first seq ≥ `seq`. */
@@ -179,9 +183,14 @@ export function* allDots(state: TwinState): Iterable<Stamp> {
 /** Record a dot; false when the state already holds it. */
 export function addDot(state: TwinState, s: Stamp): boolean {
   let w = state.dots.get(s.writer);
-  if (w === undefined) state.dots.set(s.writer, (w = { seqs: [], stamps: [] }));
+  if (w === undefined) state.dots.set(s.writer, (w = { writer: s.writer, seqs: [], stamps: [], actor: '' }));
   const i = seqIndex(w.seqs, s.seq);
   if (w.seqs[i] === s.seq) return false;
+  insertDotAt(w, i, s);
+  return true;
+}
+
+function insertDotAt(w: WriterDots, i: number, s: Stamp): void {
   if (i === w.seqs.length) {
     w.seqs.push(s.seq);
     w.stamps.push(s);
@@ -189,7 +198,6 @@ export function addDot(state: TwinState, s: Stamp): boolean {
     w.seqs.splice(i, 0, s.seq);
     w.stamps.splice(i, 0, s);
   }
-  return true;
 }
 
 /** What {@link applyEvent} did with an event. */
@@ -382,10 +390,16 @@ function newGeneration(state: TwinState, d: Stamp): void {
  */
 export function applyEvent(state: TwinState, e: TwinEvent): ApplyOutcome {
   if (e.cond !== undefined) return 'COMMAND';
-  if (hasDot(state, e.id)) return 'DUPLICATE';
-  const s = stampOf(e.stamp, e.id, 1);
+  let w = state.dots.get(e.id.writer);
+  const at = w === undefined ? 0 : seqIndex(w.seqs, e.id.seq);
+  if (w !== undefined && w.seqs[at] === e.id.seq) return 'DUPLICATE';
+  // The state keeps one string per writer and per writer's actor: a decoded event's own copies die young.
+  const s: Stamp = { wall: e.stamp.wall, counter: e.stamp.counter, writer: w === undefined ? e.id.writer : w.writer, seq: e.id.seq, op: 1 };
   if (compareStamps(s, state.gcHorizon) <= 0) return 'LATE';
-  addDot(state, s);
+  if (w === undefined) state.dots.set(s.writer, (w = { writer: s.writer, seqs: [], stamps: [], actor: e.actor }));
+  else if (w.actor !== e.actor) w.actor = e.actor;
+  const actor = w.actor;
+  insertDotAt(w, at, s);
   if (compareStamps(s, state.maxStamp) > 0) state.maxStamp = s;
   const kind: EventKind = e.section;
   if (kind === 'delete') {
@@ -410,8 +424,8 @@ export function applyEvent(state: TwinState, e: TwinEvent): ApplyOutcome {
     const clear = stampOf(e.stamp, e.id, 0);
     if (joinClr(st.root, clear)) pruneDominated(st.root, clear);
   }
-  if (fresh) emitFresh(st.root, e.patch, s, e.actor);
-  else emit(st.root, e.patch, s, e.actor);
+  if (fresh) emitFresh(st.root, e.patch, s, actor);
+  else emit(st.root, e.patch, s, actor);
   return 'APPLIED';
 }
 

@@ -318,6 +318,7 @@ export function createMqttGateway({
 
   interface Waiter {
     readonly resolve: (d: Decision) => void;
+    readonly reject: (e: unknown) => void;
     readonly timer: NodeJS.Timeout;
   }
   type Decision = { readonly accepted: true; readonly change: ChangeRecord } | { readonly accepted: false; readonly rejection: RejectionRecord };
@@ -353,7 +354,7 @@ export function createMqttGateway({
         waiters.delete(key);
         reject(new TwinlogError('DECISION_TIMEOUT', `no decision within ${timeoutMs} ms (is a projector running?)`));
       }, timeoutMs);
-      waiters.set(key, { resolve, timer });
+      waiters.set(key, { resolve, reject, timer });
     });
   };
 
@@ -620,6 +621,11 @@ export function createMqttGateway({
       servers.clear();
       await new Promise<void>((resolve) => broker.close(() => resolve()));
       clearInterval(sweep);
+      for (const w of waiters.values()) {
+        clearTimeout(w.timer);
+        w.reject(new TwinlogError('DECISION_TIMEOUT', 'the gateway was closed before the decision arrived'));
+      }
+      waiters.clear();
       await (await feedStart.catch(() => undefined))?.stop();
       await Promise.all([...queues.values()]);
       if (givenClient === undefined) await twins.close();
