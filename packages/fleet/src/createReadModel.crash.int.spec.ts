@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { decodeOutputRecord, encodeOutputRecord } from '@twinlog/codec';
-import { applyEvent, createHybridClock, createTwinState, fromStateDoc, partitionFor, renderTwin, toStateDoc, twinExists, twinVersion, type TwinState } from '@twinlog/core';
+import { applyEvent, createHybridClock, createTwinState, fromStateDoc, partitionFor, renderTwin, toStateDoc, twinExists, twinVersion, type Patch, type TwinEvent, type TwinState } from '@twinlog/core';
 import { seededRandom } from '@twinlog/core/testing';
 import { createEmbeddedLog, type EmbeddedLog } from '@twinlog/log-embedded';
 import { ensureTwinTopics, TOPICS } from '@twinlog/projector';
@@ -42,7 +42,7 @@ async function writeSnapshots(seed: number): Promise<void> {
   const clock = createHybridClock({ physicalNow: () => wall });
   const states = new Map<string, TwinState>();
   let seq = 0;
-  const ev = (deviceId: string, section: 'create' | 'delete' | 'tags', patch: Record<string, unknown> = {}) => ({
+  const ev = (deviceId: string, section: 'create' | 'delete' | 'tags', patch: Patch = {}): TwinEvent => ({
     v: 1, id: { writer: 'crash', seq: ++seq }, deviceId, section, op: 'merge' as const, patch, stamp: clock.now(), actor: 'crash',
   });
   const records = [];
