@@ -121,8 +121,8 @@ describe('read model: crash consistency', () => {
     await stopped.close();
     models.pop();
 
-    // resumed (another group: the dead child's lease on its group has not expired yet) …
-    const resumed = await createReadModel({ log, path: fleetPath, group: `resume-${seed}` });
+    // resumed in the dead child's group (the embedded log hands a dead process's group over) …
+    const resumed = await createReadModel({ log, path: fleetPath });
     models.push(resumed);
     await resumed.catchUp({ timeoutMs: 30_000 });
     // … equals a read model built from scratch, and the whole topic
