@@ -20,6 +20,9 @@
  *              also its first page (100 rows, what `POST /devices/query` returns per request)
  * - groupby:   `SELECT tags.type AS type, COUNT() AS n FROM devices GROUP BY tags.type`
  * The read model's answers are checked equal to the naive ones before timing.
+ *
+ * Update (timed): a tenth of the twins get one more reported write (2 leaves); their new snapshot
+ * records are appended and timed until the read model reflects them (`catchUp`).
  */
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -61,6 +64,7 @@ await ensureTwinTopics(log, PARTITIONS);
 console.log(`bench:query — ${TWINS.toLocaleString('en-US')} twins, ${PARTITIONS} partitions, median of ${REPS}`);
 let t = performance.now();
 const twins: TwinDocument[] = [];
+const states: ReturnType<typeof createTwinState>[] = [];
 let batch: AppendRecord[] = [];
 let seq = 0;
 for (let i = 0; i < TWINS; i++) {
@@ -93,6 +97,7 @@ for (let i = 0; i < TWINS; i++) {
     uptime: pick(1_000_000),
   }));
   twins.push(renderTwin(state));
+  states.push(state);
   batch.push({
     key: deviceId,
     partition: partitionFor(deviceId, PARTITIONS),
@@ -167,6 +172,35 @@ const sel = results['selective']!;
 const grp = results['groupby']!;
 console.log(`targets at 100k: selective ≤ 20 ms ${sel.rm <= 20 ? 'met' : 'MISSED'}; GROUP BY ≤ 200 ms ${grp.rm <= 200 ? 'met' : 'MISSED'}`);
 
+// steady state: a tenth of the twins report once more (battery, uptime), as the projector would
+// emit their new snapshots; timed from the append until the read model reflects them
+const updates: AppendRecord[] = [];
+for (let i = 0; i < TWINS; i += 10) {
+  const state = states[i]!;
+  wall += 1;
+  applyEvent(state, {
+    v: 1,
+    id: { writer: 'bench', seq: ++seq },
+    deviceId: state.deviceId,
+    section: 'reported',
+    op: 'merge',
+    patch: { battery: pick(101), uptime: pick(1_000_000) },
+    stamp: clock.now(),
+    actor: 'bench',
+  });
+  updates.push({
+    key: state.deviceId,
+    partition: partitionFor(state.deviceId, PARTITIONS),
+    value: encodeOutputRecord({ kind: 'snapshot', v: 1, deviceId: state.deviceId, state: toStateDoc(state), exists: true, version: twinVersion(state), offsets: { backend: 4, device: 2 } }),
+  });
+}
+t = performance.now();
+for (let i = 0; i < updates.length; i += 5000) await log.append(TOPICS.snapshots, updates.slice(i, i + 5000));
+await rm.catchUp({ timeoutMs: 3_600_000 });
+const updateMs = performance.now() - t;
+const updatePerS = Math.round(updates.length / (updateMs / 1000));
+console.log(`update: ${updates.length} new snapshots (2 leaves changed each) reflected in ${(updateMs / 1000).toFixed(1)} s (${updatePerS.toLocaleString('en-US')}/s)`);
+
 await rm.close();
 await log.close();
 rmSync(dir, { recursive: true, force: true });
@@ -174,6 +208,7 @@ rmSync(dir, { recursive: true, force: true });
 const result = {
   twins: TWINS,
   load_s: Number((loadMs / 1000).toFixed(1)),
+  update_per_s: updatePerS,
   selective_ms: Number(sel.rm.toFixed(2)),
   range_ms: Number(results['range']!.rm.toFixed(2)),
   range_first_page_ms: Number(firstPage.toFixed(2)),

@@ -33,6 +33,7 @@ import {
   createNode,
   createTwinState,
   kidEntries,
+  recountVersion,
   kidOf,
   sortedKidKeys,
   VAL,
@@ -315,6 +316,7 @@ export function fromStateDoc(doc: unknown): TwinState {
     into.root.clr = root.clr;
     into.root.kids = root.kids;
   }
+  recountVersion(state);
   return state;
 }
 

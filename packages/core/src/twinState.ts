@@ -136,6 +136,8 @@ export interface TwinState {
   readonly dots: Map<string, WriterDots>;
   maxStamp: Stamp;
   gcHorizon: Stamp;
+  /** The twin `version` (sum of the section counts), kept current by every change to the counts. */
+  version: number;
   /** Recorded command decisions, by dot key (owner only). */
   readonly decided: Map<string, Decision>;
 }
@@ -217,6 +219,7 @@ export function createTwinState(deviceId: string): TwinState {
     dots: new Map(),
     maxStamp: MIN_STAMP,
     gcHorizon: MIN_STAMP,
+    version: 0,
     decided: new Map(),
   };
 }
@@ -234,7 +237,12 @@ export function sectionVersion(state: TwinState, section: Section): number {
 
 /** Twin `version`: the sum of the three section counts. */
 export function twinVersion(state: TwinState): number {
-  return sectionVersion(state, 'tags') + sectionVersion(state, 'desired') + sectionVersion(state, 'reported');
+  return state.version;
+}
+
+/** Recompute the cached twin version after the section counts changed wholesale (a delete, a join, a restore). */
+export function recountVersion(state: TwinState): void {
+  state.version = sectionVersion(state, 'tags') + sectionVersion(state, 'desired') + sectionVersion(state, 'reported');
 }
 
 /** Number of stamps in a sorted array that are ≤ `s`. */
@@ -360,6 +368,7 @@ function clearReg(node: TrieNode): void {
 
 function countEvent(state: TwinState, section: Section, s: Stamp): void {
   insertDot(state.sections[section], s);
+  state.version++;
 }
 
 function newGeneration(state: TwinState, d: Stamp): void {
@@ -373,6 +382,7 @@ function newGeneration(state: TwinState, d: Stamp): void {
     st.collected = 0;
     st.top = st.liveDots[st.liveDots.length - 1];
   }
+  recountVersion(state);
 }
 
 /**
@@ -420,6 +430,7 @@ export function applyEvent(state: TwinState, e: TwinEvent): ApplyOutcome {
     st.liveDots.push(s);
     st.top = s;
   } else insertDot(st, s);
+  state.version++;
   if (e.op === 'replace') {
     const clear = stampOf(e.stamp, e.id, 0);
     if (joinClr(st.root, clear)) pruneDominated(st.root, clear);
@@ -490,6 +501,7 @@ export function joinTwinStates(a: TwinState, b: TwinState): TwinState {
     if (sa.top !== undefined && compareStamps(sa.top, generation) <= 0) sa.top = sa.liveDots[sa.liveDots.length - 1];
   }
   a.generation = generation;
+  recountVersion(a);
   if (compareStamps(a.created, generation) <= 0) a.created = MIN_STAMP;
   return a;
 }

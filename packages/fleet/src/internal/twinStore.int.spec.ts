@@ -10,11 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isTwinlogError } from '@twinlog/core';
 import { evaluate, parseQuery, safeParseQuery, type Query, type QueryRow } from '@twinlog/query';
-import { CONFORMANCE_CASES, FLEET, JOBS, fleetArb, queryTextArb } from '@twinlog/query/testing';
+import { CONFORMANCE_CASES, FLEET, JOBS, fleetArb, queryTextArb, twinArb } from '@twinlog/query/testing';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isAggregateQuery, TwinStore } from './twinStore.ts';
+import { isAggregateQuery, leavesOf, TwinStore } from './twinStore.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'twinlog-fleet-store-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -163,6 +163,43 @@ describe('paging while twins change (keyset on deviceId)', () => {
       }
       expect(code).toBe('QUERY_CONTINUATION_INVALID');
     }
+  });
+});
+
+describe('updates rewrite only the leaves that changed', () => {
+  it('after any sequence of upserts and removals, the leaves are exactly those of each final document', () => {
+    const store = openStore();
+    const leavesIn = (id: number): string[] =>
+      (store.db.prepare('SELECT p.key, l.kind, l.val FROM leaves l JOIN paths p ON p.id = l.path WHERE l.twin = ?').raw().all(id) as unknown[][])
+        .map((r) => JSON.stringify(r))
+        .sort();
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.constantFrom('d1', 'd2', 'd3'), fc.option(twinArb, { freq: 8 })), { maxLength: 25 }), (steps) => {
+        store.clear();
+        const final = new Map<string, Record<string, unknown>>();
+        for (const [id, doc] of steps) {
+          if (doc === null) {
+            store.remove(id);
+            final.delete(id);
+          } else {
+            store.upsert(id, { ...doc, deviceId: id });
+            final.set(id, { ...doc, deviceId: id });
+          }
+        }
+        for (const [id, doc] of final) {
+          const row = store.db.prepare('SELECT id FROM twins WHERE device_id = ?').get(id) as { id: number };
+          const expected = leavesOf(JSON.parse(JSON.stringify(doc)) as object)
+            .map(([path, kind, val]) => JSON.stringify([path, kind, val]))
+            .sort();
+          expect(leavesIn(row.id)).toEqual(expected);
+          expect(store.get(id)).toEqual(JSON.parse(JSON.stringify(doc)));
+        }
+        expect(store.count()).toBe(final.size);
+        expect((store.db.prepare('SELECT COUNT(*) FROM leaves WHERE twin NOT IN (SELECT id FROM twins)').pluck().get() as number)).toBe(0);
+      }),
+      { numRuns: 500, seed: 0x1eaf },
+    );
+    store.db.close();
   });
 });
 

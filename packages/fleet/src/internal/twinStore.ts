@@ -150,6 +150,9 @@ export class TwinStore {
   private readonly deleteLeaves: Statement<[number]>;
   private readonly insertLeaves = new Map<number, Statement>();
   private readonly insertPath: Statement<[string]>;
+  private readonly selectLeaves: Statement<[number]>;
+  private readonly updateLeaf: Statement<[number, unknown, number, number]>;
+  private readonly deleteLeaf: Statement<[number, number]>;
   private readonly pathIds = new Map<string, number>();
   private readonly selectDoc: Statement<[string], { doc: string }>;
   private readonly selectDocById: Statement<[number], { doc: string }>;
@@ -171,6 +174,9 @@ export class TwinStore {
     this.deleteTwin = db.prepare('DELETE FROM twins WHERE id = ?');
     this.deleteLeaves = db.prepare('DELETE FROM leaves WHERE twin = ?');
     this.insertPath = db.prepare('INSERT INTO paths (key) VALUES (?)');
+    this.selectLeaves = db.prepare('SELECT path, kind, val FROM leaves WHERE twin = ?').raw();
+    this.updateLeaf = db.prepare('UPDATE leaves SET kind = ?, val = ? WHERE twin = ? AND path = ?');
+    this.deleteLeaf = db.prepare('DELETE FROM leaves WHERE twin = ? AND path = ?');
     this.loadPaths();
     this.selectDoc = db.prepare('SELECT doc FROM twins WHERE device_id = ?');
     this.selectDocById = db.prepare('SELECT doc FROM twins WHERE id = ?');
@@ -182,14 +188,28 @@ export class TwinStore {
     const json = JSON.stringify(doc);
     const row = this.selectId.get(deviceId);
     let id: number;
+    let leaves = leavesOf(doc);
     if (row === undefined) {
       id = Number(this.insertTwin.run(deviceId, json).lastInsertRowid);
     } else {
+      // an update touches only the leaves that changed (a snapshot usually changes a few)
       id = row.id;
       this.updateTwin.run(json, id);
-      this.deleteLeaves.run(id);
+      const old = new Map<number, [number, unknown]>();
+      for (const [path, kind, val] of this.selectLeaves.all(id) as [number, number, unknown][]) old.set(path, [kind, val]);
+      const added: LeafRow[] = [];
+      for (const leaf of leaves) {
+        const pid = this.pathId(leaf[0]);
+        const was = old.get(pid);
+        if (was === undefined) added.push(leaf);
+        else {
+          old.delete(pid);
+          if (was[0] !== leaf[1] || was[1] !== leaf[2]) this.updateLeaf.run(leaf[1], leaf[2], id, pid);
+        }
+      }
+      for (const pid of old.keys()) this.deleteLeaf.run(id, pid);
+      leaves = added;
     }
-    const leaves = leavesOf(doc);
     for (let i = 0; i < leaves.length; i += LEAVES_PER_INSERT) {
       const chunk = leaves.slice(i, i + LEAVES_PER_INSERT);
       const params: unknown[] = [];
