@@ -177,6 +177,18 @@ describe('MQTT gateway: desired notifications and catch-up', () => {
     expect([n2.topic, json(n2.payload)]).toEqual(['$iothub/twin/PATCH/properties/desired/?$version=3', { a: null, b: { c: 1 }, $version: 3 }]);
   });
 
+  it('delivers with QoS 1 to a QoS 1 subscription, twin requests with QoS 1 are acknowledged', async () => {
+    const key = await createDevice('dev1');
+    const c = await connect('dev1', key);
+    expect(await c.subscribe(['$iothub/twin/res/#', '$iothub/twin/PATCH/properties/desired/#'], 1)).toEqual([1, 1]);
+    await hub.registry.updateTwin('dev1', { properties: { desired: { q: 1 } } }, '*');
+    const n = await c.next('$iothub/twin/PATCH/properties/desired/');
+    expect([n.qos, json(n.payload)]).toEqual([1, { q: 1, $version: 2 }]);
+    c.publish('$iothub/twin/PATCH/properties/reported/?$rid=1', JSON.stringify({ q: 1 }), 1);
+    const res = await c.next('$iothub/twin/res/');
+    expect([res.qos, res.topic]).toEqual([1, '$iothub/twin/res/204/?$rid=1&$version=2']);
+  });
+
   it('a replace is sent as the difference, removed keys null', async () => {
     const key = await createDevice('dev1');
     const c = await connect('dev1', key);

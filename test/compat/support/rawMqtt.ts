@@ -9,6 +9,7 @@ import mqttPacket from 'mqtt-packet';
 export interface RawMessage {
   readonly topic: string;
   readonly payload: Buffer;
+  readonly qos: number;
 }
 
 export interface RawClient {
@@ -60,7 +61,7 @@ export function rawConnect({ port, ca, clientId, username, password, clean = fal
         connackSeen = true;
         resolve(client(packet.returnCode ?? 0, packet.sessionPresent));
       } else if (packet.cmd === 'publish') {
-        const m = { topic: packet.topic, payload: Buffer.from(packet.payload) };
+        const m = { topic: packet.topic, payload: Buffer.from(packet.payload), qos: packet.qos };
         messages.push(m);
         if (packet.qos === 1 && packet.messageId !== undefined) write({ cmd: 'puback', messageId: packet.messageId });
         for (const w of [...waiters]) {
