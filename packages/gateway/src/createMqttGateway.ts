@@ -388,6 +388,28 @@ export function createMqttGateway({
   };
 
   const group = `twinlog-gateway-mqtt-${randomBytes(6).toString('hex')}`;
+  // Positions are committed every few seconds, so a rejoin of the group (a missed heartbeat on
+  // Kafka) replays seconds of records, not everything since the gateway started. Replayed records
+  // are harmless: decisions nobody waits for expire, notifications skip versions already sent.
+  const consumed = new Map<string, { topic: string; partition: number; offset: number }>();
+  const committed = new Map<string, number>();
+  let committing = false;
+  const commitPositions = async (): Promise<void> => {
+    if (committing) return;
+    const due = [...consumed].filter(([k, v]) => committed.get(k) !== v.offset);
+    if (due.length === 0) return;
+    committing = true;
+    try {
+      await log.commitOffsets(due.map(([, v]) => ({ group, ...v })));
+      for (const [k, v] of due) committed.set(k, v.offset);
+    } catch (e) {
+      publishEvent({ kind: 'error', message: `committing the feed's offsets: ${e instanceof Error ? e.message : String(e)}` });
+    } finally {
+      committing = false;
+    }
+  };
+  const commitTimer = setInterval(() => void commitPositions(), 5_000);
+  commitTimer.unref();
   const feedStart = (async (): Promise<Subscription> => {
     const topics = [TOPICS.changes, TOPICS.rejections];
     const offsets: OffsetCommit[] = [];
@@ -399,7 +421,9 @@ export function createMqttGateway({
     return log.subscribe({
       group,
       topics,
-      async eachBatch({ topic, records }) {
+      async eachBatch({ topic, partition, records }) {
+        const last = records[records.length - 1];
+        if (last !== undefined) consumed.set(`${topic}\u0000${partition}`, { topic, partition, offset: last.offset + 1 });
         for (const r of records) {
           try {
             onRecord(topic, r);
@@ -621,6 +645,7 @@ export function createMqttGateway({
       servers.clear();
       await new Promise<void>((resolve) => broker.close(() => resolve()));
       clearInterval(sweep);
+      clearInterval(commitTimer);
       for (const w of waiters.values()) {
         clearTimeout(w.timer);
         w.reject(new TwinlogError('DECISION_TIMEOUT', 'the gateway was closed before the decision arrived'));
