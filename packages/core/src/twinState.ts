@@ -82,23 +82,6 @@ export function addKid(node: TrieNode, key: string, kid: TrieNode): void {
   }
 }
 
-/** Detach the child under `key`; a node left without children gets `kids` undefined. */
-function removeKid(node: TrieNode, key: string): void {
-  const kids = node.kids;
-  if (kids === undefined) return;
-  if (!Array.isArray(kids)) {
-    kids.delete(key);
-    if (kids.size === 0) node.kids = undefined;
-    return;
-  }
-  for (let i = 0; i < kids.length; i += 2) {
-    if (kids[i] !== key) continue;
-    kids.splice(i, 2);
-    if (kids.length === 0) node.kids = undefined;
-    return;
-  }
-}
-
 export function createNode(): TrieNode {
   return { stamp: undefined, kind: DEL, value: undefined, actor: '', frozenRank: undefined, clr: undefined, kids: undefined };
 }
@@ -347,13 +330,35 @@ function emitFresh(node: TrieNode, obj: Patch, s: Stamp, actor: string): void {
  * visible again. Returns true when `node` has no children left.
  */
 export function pruneDominated(node: TrieNode, eff: Stamp): boolean {
-  if (node.kids === undefined) return true;
-  for (const [key, kid] of kidEntries(node)) {
+  return filterKids(node, (kid) => {
     if (kid.stamp !== undefined && compareStamps(kid.stamp, eff) <= 0) clearReg(kid);
     if (kid.clr !== undefined && compareStamps(kid.clr, eff) <= 0) kid.clr = undefined;
     const kidEff = kid.clr !== undefined && compareStamps(kid.clr, eff) > 0 ? kid.clr : eff;
     const empty = pruneDominated(kid, kidEff);
-    if (empty && kid.stamp === undefined && kid.clr === undefined) removeKid(node, key);
+    return !(empty && kid.stamp === undefined && kid.clr === undefined);
+  });
+}
+
+/**
+ * Visit every child of `node`, keeping those for which `keep` returns true (in place, no copy).
+ * Returns true when `node` is left without children.
+ */
+function filterKids(node: TrieNode, keep: (kid: TrieNode) => boolean): boolean {
+  const kids = node.kids;
+  if (kids === undefined) return true;
+  if (!Array.isArray(kids)) {
+    for (const [key, kid] of kids) if (!keep(kid)) kids.delete(key);
+    if (kids.size === 0) node.kids = undefined;
+  } else {
+    let kept = 0;
+    for (let i = 0; i < kids.length; i += 2) {
+      const kid = kids[i + 1] as TrieNode;
+      if (!keep(kid)) continue;
+      kids[kept++] = kids[i]!;
+      kids[kept++] = kid;
+    }
+    kids.length = kept;
+    if (kept === 0) node.kids = undefined;
   }
   return node.kids === undefined;
 }
@@ -507,17 +512,15 @@ export function joinTwinStates(a: TwinState, b: TwinState): TwinState {
 }
 
 function freezeAndDrop(node: TrieNode, st: SectionState, horizon: Stamp, ranks: boolean): boolean {
-  if (node.kids === undefined) return true;
-  for (const [key, kid] of kidEntries(node)) {
+  return filterKids(node, (kid) => {
     if (kid.stamp !== undefined && compareStamps(kid.stamp, horizon) <= 0) {
       if (kid.kind === DEL) clearReg(kid);
       else if (ranks) kid.frozenRank = rankOf(st, kid as TrieNode & { stamp: Stamp });
     }
     if (kid.clr !== undefined && compareStamps(kid.clr, horizon) <= 0) kid.clr = undefined;
     const empty = freezeAndDrop(kid, st, horizon, ranks);
-    if (empty && kid.stamp === undefined && kid.clr === undefined) removeKid(node, key);
-  }
-  return node.kids === undefined;
+    return !(empty && kid.stamp === undefined && kid.clr === undefined);
+  });
 }
 
 /**
