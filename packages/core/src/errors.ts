@@ -52,6 +52,22 @@ export const ERROR_CODES = {
   QUERY_CONTINUATION_INVALID: ARGUMENT_INVALID,
   /** A page size that is not a positive integer (§5.5). */
   QUERY_PAGE_SIZE_INVALID: ARGUMENT_INVALID,
+  // fleet read model, jobs and configurations (packages/fleet)
+  /** The read model did not reflect the requested position within the wait (retryable). */
+  READ_MODEL_TIMEOUT: { status: 504, code: 504101, name: 'GatewayTimeout' },
+  /** A freshness token that this read model did not write. */
+  FRESHNESS_TOKEN_INVALID: ARGUMENT_INVALID,
+  /** The read model's consumer stopped; queries still answer from its last state. */
+  READ_MODEL_FAILED: undefined,
+  JOB_NOT_FOUND: { status: 404, code: 404002, name: 'JobNotFound' },
+  JOB_ALREADY_EXISTS: undefined,
+  /** A job request that is not valid (id, type, query condition, patch). */
+  JOB_INVALID: ARGUMENT_INVALID,
+  CONFIGURATION_NOT_FOUND: undefined,
+  /** A configuration that is not valid (id, priority, target condition, content, metrics). */
+  CONFIGURATION_INVALID: ARGUMENT_INVALID,
+  /** A configuration update whose etag does not match. */
+  CONFIGURATION_PRECONDITION_FAILED: { status: 412, code: 412001, name: 'PreconditionFailed' },
   // codec (hostile bytes)
   CODEC_BAD_DATA: undefined,
   CODEC_TRUNCATED: undefined,

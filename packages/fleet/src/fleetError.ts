@@ -1,39 +1,28 @@
 /**
- * The error codes of @twinlog/fleet. They are `TwinlogError`s (match them with
- * {@link isFleetError} or `isTwinlogError(e)` and `e.code`), raised with codes that core's
- * `ERROR_CODES` table does not list yet, so `e.iotHub` is `undefined` for them.
- *
- * TODO(lead): move these codes into core's `ERROR_CODES` (this package may not edit core); the
- * gateway can then map them (a timeout would be 504, unknown job 404, an existing job 409).
+ * The error codes @twinlog/fleet raises. They live in core's `ERROR_CODES` (with IoT Hub's
+ * equivalent where one exists: `READ_MODEL_TIMEOUT` is 504, `JOB_NOT_FOUND` 404002,
+ * `CONFIGURATION_PRECONDITION_FAILED` 412001, the `*_INVALID` codes 400004); this module lists the
+ * fleet's subset and builds them. Match with {@link isFleetError} or `isTwinlogError(e, code)`.
  */
 import { isTwinlogError, TwinlogError, type TwinlogErrorCode, type TwinlogErrorOptions } from '@twinlog/core';
 
 export const FLEET_ERROR_CODES = [
-  /** The read model did not reflect the requested position within the wait (retryable). */
   'READ_MODEL_TIMEOUT',
-  /** A freshness token that this read model did not write. */
   'FRESHNESS_TOKEN_INVALID',
-  /** The read model failed (its consumer stopped); queries still answer from the last state. */
   'READ_MODEL_FAILED',
-  /** No job with that id. */
   'JOB_NOT_FOUND',
-  /** A job with that id exists already. */
   'JOB_ALREADY_EXISTS',
-  /** A job request that is not valid (id, type, query condition, patch). */
   'JOB_INVALID',
-  /** No configuration with that id. */
   'CONFIGURATION_NOT_FOUND',
-  /** A configuration that is not valid (id, priority, target condition, content, metrics). */
   'CONFIGURATION_INVALID',
-  /** A configuration update whose etag does not match. */
   'CONFIGURATION_PRECONDITION_FAILED',
-] as const;
+] as const satisfies readonly TwinlogErrorCode[];
 
 export type FleetErrorCode = (typeof FLEET_ERROR_CODES)[number];
 
 /** A `TwinlogError` with one of the fleet codes. */
 export function fleetError(code: FleetErrorCode, message: string, options: TwinlogErrorOptions = {}): TwinlogError {
-  return new TwinlogError(code as unknown as TwinlogErrorCode, message, options);
+  return new TwinlogError(code, message, options);
 }
 
 /**
