@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { TwinEvent } from './event.ts';
 import { canonicalJson } from './json.ts';
 import { renderTwin, sectionMetadata, sectionView } from './renderTwin.ts';
-import { cloneTwinState, toStateDoc } from './stateDoc.ts';
+import { cloneTwinState, fromStateDoc, toStateDoc } from './stateDoc.ts';
 import { deliveryArb, eventsArb, sequentialOracle } from './testing/index.ts';
 import {
   applyEvent,
@@ -80,6 +80,27 @@ describe('fold laws (crdt-fold.md §12.2)', () => {
           expect(snapshot(join(fx, fy))).toBe(snapshot(fold([...x, ...y])));
           expect(canonicalJson(toStateDoc(join(fx, fy)))).toBe(canonicalJson(toStateDoc(fold([...x, ...y]))));
           expect(snapshot(join(fold(all), fx))).toBe(snapshot(fold(all)));
+        },
+      ),
+      { numRuns: 1500 },
+    );
+  });
+
+  it('S4: a joined or restored state folds later events like one that saw everything (the top-of-section fast path)', () => {
+    fc.assert(
+      fc.property(
+        eventsArb().chain((events) => fc.tuple(fc.constant(events), fc.subarray(events), fc.subarray(events), deliveryArb(events))),
+        ([all, x, y, later]) => {
+          const joined = joinTwinStates(fold(x), fold(y));
+          const restored = fromStateDoc(toStateDoc(fold(x)));
+          for (const e of later) {
+            applyEvent(joined, e);
+            applyEvent(restored, e);
+          }
+          const expected = fold(all);
+          expect(canonicalJson(toStateDoc(joined))).toBe(canonicalJson(toStateDoc(expected)));
+          expect(canonicalJson(toStateDoc(restored))).toBe(canonicalJson(toStateDoc(expected)));
+          expect(snapshot(restored)).toBe(snapshot(expected));
         },
       ),
       { numRuns: 1500 },
