@@ -12,7 +12,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
-import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client as MqttClient, type PublishPacket, type Subscription as MqttSubscription } from 'aedes';
 import { decodeOutputRecord, type ChangeRecord, type RejectionRecord } from '@twinlog/codec';
@@ -35,6 +35,7 @@ import {
 import { createDeviceKeyStore, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
 import { createDeviceSessionStore, type DeviceSession, type DeviceSessionStore } from './internal/deviceSessionStore.ts';
 import { groupAppends } from './internal/groupAppends.ts';
+import { listenOn } from './internal/listenOn.ts';
 import { GatewayError, iotHubCodeOf } from './internal/iotHubError.ts';
 import { createSnapshotReader } from './internal/snapshotReader.ts';
 import { classifyPublish, DESIRED_FILTER, maySubscribe, topicMatches } from './internal/mqttTopics.ts';
@@ -619,22 +620,7 @@ export function createMqttGateway({
         open.add(socket);
         socket.once('close', () => open.delete(socket));
       });
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-      servers.add(server);
-      return {
-        port: (server.address() as AddressInfo).port,
-        server,
-        close: async () => {
-          servers.delete(server);
-          await closeServer(server);
-        },
-      };
+      return listenOn(server, port, host, servers, closeServer);
     },
     connectedDevices: () => [...live.keys()],
     disconnect: dropConnection,

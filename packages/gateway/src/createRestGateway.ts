@@ -9,13 +9,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type ServerOptions as TlsServerOptions } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { createTwinClient, type TwinClient, type TwinPatch, type WriteDecision } from '@twinlog/client';
 import { isPlainObject, NEVER, TwinlogError, type JsonObject, type Log, type Patch, type TwinDocument } from '@twinlog/core';
+import { listTwins } from '@twinlog/projector';
 import { evaluate, paginate, parseQuery } from '@twinlog/query';
 import { createDeviceKeyStore, type DeviceKeys, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
+import { listenOn } from './internal/listenOn.ts';
 import { GatewayError, iotHubCodeOf, sendError, sendJson } from './internal/iotHubError.ts';
-import { listTwins } from './internal/listTwins.ts';
 import { requireRight, verifyServiceSas, type PolicyRight, type Principal, type SharedAccessPolicy } from './internal/verifyServiceSas.ts';
 
 export type { PolicyRight, SharedAccessPolicy } from './internal/verifyServiceSas.ts';
@@ -336,22 +336,7 @@ export function createRestGateway({ log, client: givenClient, hubName, policies,
     handler,
     async listen({ port, host, tls }: ListenOptions): Promise<ListeningGateway> {
       const server = tls === undefined ? createHttpServer(handler) : createHttpsServer(tls, handler);
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-      servers.add(server);
-      return {
-        port: (server.address() as AddressInfo).port,
-        server,
-        close: async () => {
-          servers.delete(server);
-          await closeServer(server);
-        },
-      };
+      return listenOn(server, port, host, servers, closeServer);
     },
     async close() {
       await Promise.all([...servers].map((s) => closeServer(s)));

@@ -5,6 +5,7 @@ export type { BatchStats, TaskOptions, TaskOutput } from './partitionTask.ts';
 export { TOPICS, CHECKPOINT_KEY, DEFAULT_PARTITIONS, ensureTwinTopics, twinTopicSpecs } from './topics.ts';
 export type { InputTopic } from './topics.ts';
 export { replay, history } from './replay.ts';
+export { listTwins } from './listTwins.ts';
 export type { ReplayOptions, ReplayResult, PartitionRange, HistoryEntry } from './replay.ts';
 export { startPartitionStage } from './startPartitionStage.ts';
 export type { PartitionStage, PartitionStageOptions } from './startPartitionStage.ts';

@@ -8,7 +8,7 @@ import { createTwinClient, type TwinClient, type WriteDecision } from '@twinlog/
 import { decodeOutputRecord, type OutputRecord } from '@twinlog/codec';
 import { fromStateDoc, isPlainObject, isTwinlogError, partitionFor, renderTwin, TwinlogError, type JsonObject, type Log, type Patch, type TwinDocument } from '@twinlog/core';
 import { createEmbeddedLog } from '@twinlog/log-embedded';
-import { CHECKPOINT_KEY, ensureTwinTopics, history, replay, TOPICS } from '@twinlog/projector';
+import { CHECKPOINT_KEY, ensureTwinTopics, history, listTwins, replay, TOPICS } from '@twinlog/projector';
 import { evaluate, parseQuery } from '@twinlog/query';
 import { CliError } from './CliError.ts';
 import { createProgress } from './createProgress.ts';
@@ -251,26 +251,6 @@ export async function tailCommand(
 }
 
 // --- query -----------------------------------------------------------------------------------------
-
-/** Every existing twin, from the latest snapshot per device on `twin.snapshots`. */
-export async function listTwins(log: Log): Promise<TwinDocument[]> {
-  const ends = await log.endOffsets(TOPICS.snapshots);
-  const latest = new Map<string, Uint8Array | null>();
-  for (let partition = 0; partition < ends.length; partition++) {
-    const to = ends[partition] ?? 0;
-    if (to === 0) continue;
-    for await (const records of log.read(TOPICS.snapshots, partition, { from: 0, to })) {
-      for (const r of records) if (r.key !== CHECKPOINT_KEY) latest.set(r.key, r.value);
-    }
-  }
-  const twins: TwinDocument[] = [];
-  for (const value of latest.values()) {
-    if (value === null) continue;
-    const snap = decodeOutputRecord(value, 'snapshot');
-    if (snap.exists) twins.push(renderTwin(fromStateDoc(snap.state)));
-  }
-  return twins.sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0));
-}
 
 export async function queryCommand(config: CliConfig, io: CliIo, text: string, opts: { pretty?: boolean }): Promise<number> {
   const query = parseQuery(text);

@@ -2,12 +2,17 @@
  * Every existing twin, from the latest snapshot per device on `twin.snapshots`.
  *
  * Cost: reads every partition of `twin.snapshots` from offset 0 (bounded by the number of devices
- * once the topic is compacted). Stands in for the query read model until it exists.
+ * once the topic is compacted). For callers without a read model (`@twinlog/fleet`): the CLI's
+ * one-shot commands and the gateway's in-memory query path.
  */
 import { decodeOutputRecord } from '@twinlog/codec';
 import { fromStateDoc, renderTwin, type Log, type TwinDocument } from '@twinlog/core';
-import { CHECKPOINT_KEY, TOPICS } from '@twinlog/projector';
+import { CHECKPOINT_KEY, TOPICS } from './topics.ts';
 
+/**
+ * @example
+ * const twins = await listTwins(log) // sorted by deviceId
+ */
 export async function listTwins(log: Log): Promise<TwinDocument[]> {
   const ends = await log.endOffsets(TOPICS.snapshots);
   const latest = new Map<string, Uint8Array | null>();
