@@ -33,6 +33,9 @@ async function openDevice(hub: Hub, deviceId: string, key: string): Promise<{ cl
   return { client, twin, patches };
 }
 
+/** IoT Hub's twin carries `connectionState`; the SDK's `Twin` type does not declare it. */
+const connectionStateOf = (twin: object): unknown => (twin as { connectionState?: unknown }).connectionState;
+
 function compat(kind: BackendKind): void {
   describe(`the Azure IoT SDKs on the ${kind} backend`, () => {
     let hub: Hub;
@@ -45,7 +48,7 @@ function compat(kind: BackendKind): void {
 
     it('device: gets its twin, reports, receives desired updates; service: getTwin, updateTwin with etag and a stale one', async () => {
       const key = await createDevice(hub, 'dev1');
-      const { twin, patches } = await openDevice(hub, 'dev1', key);
+      const { client, twin, patches } = await openDevice(hub, 'dev1', key);
       // §14 fresh twin: both $versions 1, no $metadata over MQTT, no tags
       expect(twin.properties.desired['$version']).toBe(1);
       expect(twin.properties.reported['$version']).toBe(1);
@@ -59,6 +62,7 @@ function compat(kind: BackendKind): void {
       const { responseBody: afterReport } = await hub.registry.getTwin('dev1');
       expect(afterReport.properties.reported['temp']).toBe(21);
       expect(afterReport.properties.reported['$version']).toBe(2);
+      expect(connectionStateOf(afterReport)).toBe('Connected'); // the device is connected over MQTT
 
       const etag = afterReport.etag;
       const { responseBody: updated } = await hub.registry.updateTwin('dev1', { tags: { site: 'b' }, properties: { desired: { fw: '1.2' } } }, etag);
@@ -75,6 +79,9 @@ function compat(kind: BackendKind): void {
       expect(after.properties.desired['mode']).toBe('eco');
       await eventually(() => (twin.properties.desired['mode'] === 'eco' ? true : undefined), 'the second notification');
       expect(plain(twin.properties.desired)).toEqual(plain(after.properties.desired));
+
+      await client.close();
+      await eventually(async () => (connectionStateOf((await hub.registry.getTwin('dev1')).responseBody) === 'Disconnected' ? true : undefined), 'connectionState Disconnected');
     });
 
     it('service: replaceTwin, and a paged query', async () => {

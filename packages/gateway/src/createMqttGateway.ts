@@ -135,6 +135,8 @@ export interface MqttGateway {
   listen(options: MqttListenOptions): Promise<ListeningMqttGateway>;
   /** Device ids connected now. */
   connectedDevices(): string[];
+  /** Whether this device is connected now (the REST gateway's `connectionState`). */
+  isConnected(deviceId: string): boolean;
   /** Drop a device's connection (its session stays; like a network failure). */
   disconnect(deviceId: string): Promise<void>;
   /** Close every server and connection, the feed, and the client the gateway made. */
@@ -623,6 +625,7 @@ export function createMqttGateway({
       return listenOn(server, port, host, servers, closeServer);
     },
     connectedDevices: () => [...live.keys()],
+    isConnected: (deviceId) => live.has(deviceId),
     disconnect: dropConnection,
     async close() {
       if (closed) return;

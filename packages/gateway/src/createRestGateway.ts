@@ -86,6 +86,11 @@ export interface RestGatewayOptions {
   /** A device key store to share with the MQTT gateway (`createDeviceKeyStore`); overrides `registryFile`. */
   readonly deviceKeys?: DeviceKeyStore;
   /**
+   * Whether a device is connected now, e.g. the MQTT gateway's `isConnected`: twins and identities
+   * then show `connectionState: 'Connected'`. Default: every device `Disconnected`.
+   */
+  readonly isConnected?: (deviceId: string) => boolean;
+  /**
    * A query view (`@twinlog/fleet`'s `createReadModel`): `POST /devices/query` answers from it,
    * pushed down to its indexes and paged by its keyset tokens, and sends the answer's freshness
    * token in `x-twinlog-freshness`; a request may send one back in that header to wait until the
@@ -176,7 +181,17 @@ interface Route {
  *   policies: [{ name: 'iothubowner', key, rights: ['registryReadWrite', 'serviceConnect'] }] })
  * const { port } = await gateway.listen({ port: 8443, tls: { key: tlsKey, cert: tlsCert } })
  */
-export function createRestGateway({ log, client: givenClient, hubName, policies, physicalNow, registryFile, deviceKeys, queryView }: RestGatewayOptions): RestGateway {
+export function createRestGateway({
+  log,
+  client: givenClient,
+  hubName,
+  policies,
+  physicalNow,
+  registryFile,
+  deviceKeys,
+  queryView,
+  isConnected = () => false,
+}: RestGatewayOptions): RestGateway {
   const client = givenClient ?? createTwinClient({ log, physicalNow, actor: 'gateway' });
   const keys = deviceKeys ?? createDeviceKeyStore(registryFile);
   const policyMap = new Map(policies.map((p) => [p.name, p]));
@@ -195,7 +210,7 @@ export function createRestGateway({ log, client: givenClient, hubName, policies,
 
   async function getDevice({ res, id }: RequestContext): Promise<void> {
     const twin = await client.getTwin(id);
-    sendJson(res, 200, deviceJson(id, twin, keys.get(id)));
+    sendJson(res, 200, deviceJson(id, twin, keys.get(id), isConnected(id)));
   }
 
   async function putDevice({ req, res, id }: RequestContext): Promise<void> {
@@ -206,13 +221,13 @@ export function createRestGateway({ log, client: givenClient, hubName, policies,
       const twin = await client.getTwin(id);
       const next: DeviceKeys = { ...(keys.get(id) ?? newKeys()), ...requested };
       keys.set(id, next);
-      sendJson(res, 200, deviceJson(id, twin, next));
+      sendJson(res, 200, deviceJson(id, twin, next, isConnected(id)));
       return;
     }
     const created = newKeys(requested);
     decided(await client.createDevice(id, { wait: true }));
     keys.set(id, created);
-    sendJson(res, 200, deviceJson(id, await client.getTwin(id), created));
+    sendJson(res, 200, deviceJson(id, await client.getTwin(id), created, isConnected(id)));
   }
 
   async function deleteDevice({ res, id }: RequestContext): Promise<void> {
@@ -223,7 +238,7 @@ export function createRestGateway({ log, client: givenClient, hubName, policies,
   }
 
   async function getTwin({ res, id }: RequestContext): Promise<void> {
-    sendJson(res, 200, twinJson(await client.getTwin(id), keys.get(id)));
+    sendJson(res, 200, twinJson(await client.getTwin(id), keys.get(id), isConnected(id)));
   }
 
   async function patchTwin({ req, res, id }: RequestContext): Promise<void> {
@@ -253,7 +268,7 @@ export function createRestGateway({ log, client: givenClient, hubName, policies,
     if (merging || replacing) {
       decided(await (merging ? client.patchTwin : client.replaceTwin)(id, merging ? merge : replace, { ifMatch }));
     }
-    sendJson(res, 200, twinJson(await client.getTwin(id), keys.get(id)));
+    sendJson(res, 200, twinJson(await client.getTwin(id), keys.get(id), isConnected(id)));
   }
 
   async function putTwin({ req, res, id }: RequestContext): Promise<void> {
@@ -269,7 +284,7 @@ export function createRestGateway({ log, client: givenClient, hubName, policies,
       desired: desired === undefined || desired === null ? {} : asPatch('properties.desired', desired),
     };
     decided(await client.replaceTwin(id, patch, { ifMatch: ifMatchOf(req) }));
-    sendJson(res, 200, twinJson(await client.getTwin(id), keys.get(id)));
+    sendJson(res, 200, twinJson(await client.getTwin(id), keys.get(id), isConnected(id)));
   }
 
   async function query({ req, res }: RequestContext): Promise<void> {
@@ -283,13 +298,13 @@ export function createRestGateway({ log, client: givenClient, hubName, policies,
     if (queryView !== undefined) {
       const answer = await queryView.query(text, { pageSize, continuation, after: header(req, 'x-twinlog-freshness') });
       const twinRows = answer.itemType === 'Twin';
-      const items = twinRows ? answer.rows.map((t) => twinJson(t as unknown as TwinDocument, keys.get(t['deviceId'] as string))) : answer.rows;
+      const items = twinRows ? answer.rows.map((t) => twinJson(t as unknown as TwinDocument, keys.get(t['deviceId'] as string), isConnected(t['deviceId'] as string))) : answer.rows;
       const viewHeaders: Record<string, string> = { 'x-ms-item-type': answer.itemType, 'x-twinlog-freshness': answer.freshness };
       if (answer.continuationToken !== undefined) viewHeaders['x-ms-continuation'] = answer.continuationToken;
       sendJson(res, 200, items, viewHeaders);
       return;
     }
-    const twins = (await listTwins(log)).map((t) => twinJson(t, keys.get(t.deviceId)));
+    const twins = (await listTwins(log)).map((t) => twinJson(t, keys.get(t.deviceId), isConnected(t.deviceId)));
     const page = paginate(evaluate(q, twins), { pageSize, continuation });
     const headers: Record<string, string> = { 'x-ms-item-type': q.select === '*' && q.from === 'devices' ? 'Twin' : 'Raw' };
     // §5.5 / §13.6: the continuation header only when another page exists, never empty.
@@ -442,14 +457,14 @@ function deviceEtagOf(keys: DeviceKeys | undefined): string {
 }
 
 /** The twin as IoT Hub sends it (§1.1): core's document plus the identity fields. */
-function twinJson(twin: TwinDocument, keys: DeviceKeys | undefined): Record<string, unknown> {
+function twinJson(twin: TwinDocument, keys: DeviceKeys | undefined, connected: boolean): Record<string, unknown> {
   return {
     deviceId: twin.deviceId,
     etag: twin.etag,
     deviceEtag: deviceEtagOf(keys),
     status: twin.status,
     statusUpdateTime: NEVER,
-    connectionState: 'Disconnected',
+    connectionState: connected ? 'Connected' : 'Disconnected',
     lastActivityTime: NEVER,
     cloudToDeviceMessageCount: 0,
     authenticationType: 'sas',
@@ -463,12 +478,12 @@ function twinJson(twin: TwinDocument, keys: DeviceKeys | undefined): Record<stri
 }
 
 /** The device identity as the registry returns it. Keys are `null` for devices not created here. */
-function deviceJson(id: string, twin: TwinDocument, keys: DeviceKeys | undefined): Record<string, unknown> {
+function deviceJson(id: string, twin: TwinDocument, keys: DeviceKeys | undefined, connected: boolean): Record<string, unknown> {
   return {
     deviceId: id,
     generationId: keys?.generationId ?? '0',
     etag: deviceEtagOf(keys),
-    connectionState: 'Disconnected',
+    connectionState: connected ? 'Connected' : 'Disconnected',
     status: twin.status,
     statusReason: null,
     connectionStateUpdatedTime: NEVER,

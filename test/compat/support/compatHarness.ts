@@ -72,6 +72,7 @@ export async function startHub(kind: BackendKind): Promise<Hub> {
     physicalNow: Date.now,
     policies: [{ name: 'iothubowner', key: OWNER_KEY, rights: ['registryReadWrite', 'serviceConnect'] }],
     deviceKeys: keys,
+    isConnected: (deviceId) => mqtt.isConnected(deviceId),
   });
   const restServer: ListeningGateway = await rest.listen({ port: 0, host: '127.0.0.1', tls });
   const registry = Registry.fromConnectionString(`HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${OWNER_KEY}`);

@@ -321,6 +321,7 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
       policies: [{ name: policy.name, key: policy.key, rights: ['registryRead', 'registryReadWrite', 'serviceConnect'] }],
       deviceKeys,
       queryView: readModel,
+      isConnected: (deviceId) => mqtt?.isConnected(deviceId) ?? false,
     });
     subscribe(GATEWAY_REQUEST_CHANNEL, onRequest);
     const tls =
