@@ -2,7 +2,7 @@
  * The CLI's pure parts in-process: configuration precedence, the Prometheus text, the progress
  * display, the bench summary, and commands that fail before touching a store.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -83,6 +83,23 @@ describe('runCli', () => {
 });
 
 describe('bench', () => {
+  it('device create gives the device keys in the registry file serve reads, and prints its connection string; delete removes them', async () => {
+    const data = tempDir();
+    const env = { TWINLOG_DATA: data, TWINLOG_HUB_NAME: 'hub.test' };
+    const created = await cli(['device', 'create', 'thermo-9', '--no-wait'], env);
+    expect(created.code).toBe(0);
+    const registry = JSON.parse(readFileSync(join(data, 'registry.json'), 'utf8')) as Record<string, { primaryKey: string; secondaryKey: string }>;
+    const keys = registry['thermo-9']!;
+    expect(Buffer.from(keys.primaryKey, 'base64')).toHaveLength(32);
+    expect(keys.secondaryKey).not.toBe(keys.primaryKey);
+    expect(created.out).toContain(`connection string: HostName=hub.test;DeviceId=thermo-9;SharedAccessKey=${keys.primaryKey}\n`);
+    // a second create keeps the keys the device may already use
+    expect((await cli(['device', 'create', 'thermo-9', '--no-wait'], env)).out).toContain(keys.primaryKey);
+    expect(JSON.parse(readFileSync(join(data, 'registry.json'), 'utf8'))['thermo-9'].primaryKey).toBe(keys.primaryKey);
+    expect((await cli(['device', 'delete', 'thermo-9', '--no-wait'], env)).code).toBe(0);
+    expect(JSON.parse(readFileSync(join(data, 'registry.json'), 'utf8'))).toEqual({});
+  });
+
   it('says clearly when a benchmark does not exist yet, and exits 1', async () => {
     const root = tempDir();
     writeFileSync(join(root, 'package.json'), JSON.stringify({ scripts: { 'bench:fold': 'true', test: 'vitest' } }));

@@ -203,7 +203,24 @@ describe('twinlog as a process', () => {
       // and one through the CLI
       const created = await twinlog(['device', 'create', 'cli-1', ...store]);
       expect(created).toMatchObject({ code: 0, stderr: '' });
-      expect(created.stdout).toMatch(/^created cli-1 \(etag \S+, version 2\)\n$/);
+      const printed = /^created cli-1 \(etag \S+, version 2\)\nconnection string: HostName=[^;]+;DeviceId=cli-1;SharedAccessKey=(\S+)\n$/.exec(created.stdout);
+      expect(printed, created.stdout).not.toBeNull();
+      // the keys it printed let the device in over MQTT at once (serve reads the same registry file)
+      const cliDevice = mqtt.connect(`mqtt://127.0.0.1:${served.mqttPort!}`, {
+        clientId: 'cli-1',
+        username: 'from-env/cli-1/?api-version=2021-04-12',
+        password: signDeviceSas('from-env', 'cli-1', printed![1]!, Math.floor(Date.now() / 1000) + 600),
+        protocolVersion: 4,
+        reconnectPeriod: 0,
+      });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          cliDevice.once('connect', () => resolve());
+          cliDevice.once('error', reject);
+        });
+      } finally {
+        cliDevice.end(true);
+      }
       const patched = await twinlog(['twin', 'patch', 'cli-1', '{"properties":{"desired":{"target":21}},"tags":{"site":"b"}}', ...store]);
       expect(patched.code).toBe(0);
       expect(JSON.parse(patched.stdout)).toMatchObject({ deviceId: 'cli-1', tags: { site: 'b' }, properties: { desired: { target: 21, $version: 2 } } });
@@ -283,7 +300,7 @@ describe('twinlog as a process', () => {
       expect(metric(metrics, 'twinlog_up{part="projector"}')).toBe(1);
       expect(metric(metrics, 'twinlog_up{part="mqtt"}')).toBe(1);
       expect(metric(metrics, 'twinlog_read_model_twins')).toBe(2);
-      expect(metric(metrics, 'twinlog_mqtt_events_total{kind="connect",status="0"}')).toBe(1);
+      expect(metric(metrics, 'twinlog_mqtt_events_total{kind="connect",status="0"}')).toBe(2); // rest-1 and cli-1
       expect((await twinlog(['audit', 'rest-1', '--section', 'reported', ...store])).stdout).toMatch(/rest-1 +reported +merge \{"fw":"1.0"\}/);
 
       // time travel: the twin before the report; plain progress lines off a terminal

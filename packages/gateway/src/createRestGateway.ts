@@ -5,7 +5,7 @@
  * twinlog client, `@twinlog/query`); every failure is mapped to IoT Hub's error body in one place
  * (`internal/iotHubError.ts`).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type ServerOptions as TlsServerOptions } from 'node:https';
@@ -13,7 +13,7 @@ import { createTwinClient, type TwinClient, type TwinPatch, type WriteDecision }
 import { isPlainObject, NEVER, TwinlogError, type JsonObject, type Log, type Patch, type TwinDocument } from '@twinlog/core';
 import { listTwins } from '@twinlog/projector';
 import { evaluate, paginate, parseQuery } from '@twinlog/query';
-import { createDeviceKeyStore, type DeviceKeys, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
+import { createDeviceKeyStore, newDeviceKeys, type DeviceKeys, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
 import { listenOn } from './internal/listenOn.ts';
 import { GatewayError, iotHubCodeOf, sendError, sendJson } from './internal/iotHubError.ts';
 import { requireRight, verifyServiceSas, type PolicyRight, type Principal, type SharedAccessPolicy } from './internal/verifyServiceSas.ts';
@@ -219,12 +219,12 @@ export function createRestGateway({
     if (req.headers['if-match'] !== undefined) {
       // Registry.update: the device must exist; only its keys change.
       const twin = await client.getTwin(id);
-      const next: DeviceKeys = { ...(keys.get(id) ?? newKeys()), ...requested };
+      const next: DeviceKeys = { ...(keys.get(id) ?? newDeviceKeys()), ...requested };
       keys.set(id, next);
       sendJson(res, 200, deviceJson(id, twin, next, isConnected(id)));
       return;
     }
-    const created = newKeys(requested);
+    const created = newDeviceKeys(requested);
     decided(await client.createDevice(id, { wait: true }));
     keys.set(id, created);
     sendJson(res, 200, deviceJson(id, await client.getTwin(id), created, isConnected(id)));
@@ -440,14 +440,6 @@ function keysFromBody(body: JsonObject): Partial<Pick<DeviceKeys, 'primaryKey' |
     out[k] = v;
   }
   return out;
-}
-
-function newKeys(given: Partial<Pick<DeviceKeys, 'primaryKey' | 'secondaryKey'>> = {}): DeviceKeys {
-  return {
-    primaryKey: given.primaryKey ?? randomBytes(32).toString('base64'),
-    secondaryKey: given.secondaryKey ?? randomBytes(32).toString('base64'),
-    generationId: String(randomBytes(6).readUIntBE(0, 6)),
-  };
 }
 
 /** The identity's etag: changes when its keys change. */

@@ -21,6 +21,6 @@ export { GATEWAY_CODES, iotHubErrorBody } from './internal/iotHubError.ts';
 export type { GatewayCode } from './internal/iotHubError.ts';
 export { createMqttGateway, MQTT_GATEWAY_CHANNEL } from './createMqttGateway.ts';
 export type { ListeningMqttGateway, MqttGateway, MqttGatewayEvent, MqttGatewayOptions, MqttListenOptions } from './createMqttGateway.ts';
-export { createDeviceKeyStore } from './internal/deviceKeyStore.ts';
+export { createDeviceKeyStore, newDeviceKeys } from './internal/deviceKeyStore.ts';
 export type { DeviceKeys, DeviceKeyStore } from './internal/deviceKeyStore.ts';
 export { signDeviceSas } from './internal/verifyDeviceSas.ts';

@@ -13,7 +13,7 @@ import { evaluate, parseQuery } from '@twinlog/query';
 import { CliError } from './CliError.ts';
 import { createProgress } from './createProgress.ts';
 import { formatChange, formatDeadLetter, formatDelta, formatHistoryEntry, formatRejection, toJsonLine } from './formatRecords.ts';
-import { embeddedPath, openStore, type Store } from './openStore.ts';
+import { embeddedPath, openStore, registryFileOf, type Store } from './openStore.ts';
 import type { CliConfig } from './resolveConfig.ts';
 import { watchTopic } from './watchTopic.ts';
 
@@ -373,16 +373,36 @@ export async function twinReportCommand(config: CliConfig, io: CliIo, deviceId: 
   });
 }
 
+/** The registry's key store (loaded on demand: the gateway package is heavy for other commands). */
+async function deviceKeyStore(config: CliConfig): Promise<import('@twinlog/gateway').DeviceKeyStore> {
+  const { createDeviceKeyStore } = await import('@twinlog/gateway');
+  mkdirSync(config.data, { recursive: true });
+  return createDeviceKeyStore(registryFileOf(config));
+}
+
+/**
+ * Creates the twin and, like IoT Hub's registry, the device's symmetric keys (in the registry file
+ * `serve` reads, so the device can connect over MQTT at once); prints its connection string.
+ */
 export async function deviceCreateCommand(config: CliConfig, io: CliIo, deviceId: string, opts: WriteFlags): Promise<number> {
   return withClient(config, 'twinlog-cli', opts, async (client) => {
+    const printKeys = async (): Promise<void> => {
+      const { newDeviceKeys } = await import('@twinlog/gateway');
+      const store = await deviceKeyStore(config);
+      const keys = store.get(deviceId) ?? newDeviceKeys();
+      store.set(deviceId, keys);
+      io.out(`connection string: HostName=${config.hubName};DeviceId=${deviceId};SharedAccessKey=${keys.primaryKey}\n`);
+    };
     if (opts.wait === false) {
       const r = await client.createDevice(deviceId);
       io.out(`appended create of ${deviceId} at ${r.topic}/${r.partition}@${r.offset} (not waiting for the projector)\n`);
+      await printKeys();
       return 0;
     }
     decided(await client.createDevice(deviceId, { wait: true }));
     const twin = await client.getTwin(deviceId);
     io.out(`created ${deviceId} (etag ${twin.etag}, version ${twin.version})\n`);
+    await printKeys();
     return 0;
   });
 }
@@ -391,10 +411,12 @@ export async function deviceDeleteCommand(config: CliConfig, io: CliIo, deviceId
   return withClient(config, 'twinlog-cli', opts, async (client) => {
     if (opts.wait === false) {
       const r = await client.deleteDevice(deviceId);
+      (await deviceKeyStore(config)).delete(deviceId);
       io.out(`appended delete of ${deviceId} at ${r.topic}/${r.partition}@${r.offset} (not waiting for the projector)\n`);
       return 0;
     }
     decided(await client.deleteDevice(deviceId, { wait: true }));
+    (await deviceKeyStore(config)).delete(deviceId);
     io.out(`deleted ${deviceId}\n`);
     return 0;
   });

@@ -21,6 +21,11 @@ export function embeddedPath(data: string): string {
   return resolve(join(data, 'twinlog.db'));
 }
 
+/** The device keys file of a data folder, shared by `serve`'s gateways and `twinlog device`. */
+export function registryFileOf(config: { readonly data: string }): string {
+  return resolve(join(config.data, 'registry.json'));
+}
+
 /**
  * @throws TwinlogError from the adapter (e.g. `LOG_ARGUMENT_INVALID` for bad brokers) or when the
  * topics cannot be created.

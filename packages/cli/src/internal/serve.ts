@@ -37,7 +37,7 @@ import { startReconciler, type Reconciler } from '@twinlog/reconciler';
 import { CliError } from './CliError.ts';
 import { createJsonLogger, errorFields, type JsonLogger } from './createJsonLogger.ts';
 import { createMetrics, type Metrics } from './createMetrics.ts';
-import { openStore, type Store } from './openStore.ts';
+import { openStore, registryFileOf, type Store } from './openStore.ts';
 import type { CliConfig } from './resolveConfig.ts';
 import { watchTopic, type TopicWatch } from './watchTopic.ts';
 
@@ -313,7 +313,7 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
     logger.info('read model started', { file: readModelFile });
 
     const policy = servicePolicy(config);
-    const deviceKeys = createDeviceKeyStore(resolve(join(config.data, 'registry.json')));
+    const deviceKeys = createDeviceKeyStore(registryFileOf(config));
     gateway = createRestGateway({
       log: store.log,
       hubName: config.hubName,

@@ -6,6 +6,7 @@
  * when the file changed (another process's store wrote it: the MQTT gateway sees devices the REST
  * gateway of another process created; one writer at a time is assumed).
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 
 export interface DeviceKeys {
@@ -18,6 +19,21 @@ export interface DeviceKeyStore {
   get(deviceId: string): DeviceKeys | undefined;
   set(deviceId: string, keys: DeviceKeys): void;
   delete(deviceId: string): void;
+}
+
+/**
+ * Fresh symmetric keys (32 random bytes each, base64) and a generation id, as IoT Hub issues them;
+ * given keys are kept.
+ *
+ * @example
+ * store.set('thermo-1', newDeviceKeys())
+ */
+export function newDeviceKeys(given: Partial<Pick<DeviceKeys, 'primaryKey' | 'secondaryKey'>> = {}): DeviceKeys {
+  return {
+    primaryKey: given.primaryKey ?? randomBytes(32).toString('base64'),
+    secondaryKey: given.secondaryKey ?? randomBytes(32).toString('base64'),
+    generationId: String(randomBytes(6).readUIntBE(0, 6)),
+  };
 }
 
 export function createDeviceKeyStore(file?: string): DeviceKeyStore {
