@@ -24,8 +24,8 @@ async function createDevice(hub: Hub, deviceId: string): Promise<string> {
 }
 
 /** Open a device, get its twin and record every desired patch it is sent. */
-async function openDevice(hub: Hub, deviceId: string, key: string): Promise<{ client: DeviceClient; twin: Twin; patches: Desired[] }> {
-  const client = await hub.device(deviceId, key);
+async function openDevice(hub: Hub, deviceId: string, key: string, modelId?: string): Promise<{ client: DeviceClient; twin: Twin; patches: Desired[] }> {
+  const client = await hub.device(deviceId, key, modelId);
   await client.open();
   const twin = await client.getTwin();
   const patches: Desired[] = [];
@@ -48,7 +48,7 @@ function compat(kind: BackendKind): void {
 
     it('device: gets its twin, reports, receives desired updates; service: getTwin, updateTwin with etag and a stale one', async () => {
       const key = await createDevice(hub, 'dev1');
-      const { client, twin, patches } = await openDevice(hub, 'dev1', key);
+      const { client, twin, patches } = await openDevice(hub, 'dev1', key, 'dtmi:com:example:Thermostat;1');
       // §14 fresh twin: both $versions 1, no $metadata over MQTT, no tags
       expect(twin.properties.desired['$version']).toBe(1);
       expect(twin.properties.reported['$version']).toBe(1);
@@ -63,6 +63,7 @@ function compat(kind: BackendKind): void {
       expect(afterReport.properties.reported['temp']).toBe(21);
       expect(afterReport.properties.reported['$version']).toBe(2);
       expect(connectionStateOf(afterReport)).toBe('Connected'); // the device is connected over MQTT
+      expect(afterReport.modelId).toBe('dtmi:com:example:Thermostat;1'); // announced at connect (Plug and Play)
 
       const etag = afterReport.etag;
       const { responseBody: updated } = await hub.registry.updateTwin('dev1', { tags: { site: 'b' }, properties: { desired: { fw: '1.2' } } }, etag);

@@ -521,6 +521,11 @@ export function createMqttGateway({
       try {
         const identity = verifyDeviceSas(client.id, username, password, hubName, (id) => keys.get(id), physicalNow());
         expiries.set(client, identity.expiresAtMs);
+        // §6.1: the model id announced at connect becomes the twin's `modelId`, kept with the device's identity
+        const known = keys.get(identity.deviceId);
+        if (known !== undefined && identity.modelId !== undefined && known.modelId !== identity.modelId) {
+          keys.set(identity.deviceId, { ...known, modelId: identity.modelId });
+        }
         publishEvent({ kind: 'connect', deviceId: identity.deviceId, returnCode: 0 });
         done(null, true);
       } catch (e) {

@@ -461,7 +461,7 @@ function twinJson(twin: TwinDocument, keys: DeviceKeys | undefined, connected: b
     cloudToDeviceMessageCount: 0,
     authenticationType: 'sas',
     x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
-    modelId: '',
+    modelId: keys?.modelId ?? '',
     version: twin.version,
     capabilities: { iotEdge: false },
     tags: twin.tags,

@@ -50,7 +50,8 @@ export interface Hub {
   /** The port devices dial (kept across MQTT gateway restarts). */
   readonly mqttPort: number;
   /** A device client over MQTT for `deviceId`, trusting the test CA (not yet open). */
-  device(deviceId: string, key: string): Promise<DeviceClient>;
+  /** An SDK device client (not yet open); `modelId` makes it a Plug and Play device. */
+  device(deviceId: string, key: string, modelId?: string): Promise<DeviceClient>;
   /** Stop the MQTT listener (devices see the server go away); `startMqtt` brings it back. */
   stopMqtt(): Promise<void>;
   /** A new MQTT gateway (fresh process state, same session file and key store) on the same port. */
@@ -94,9 +95,9 @@ export async function startHub(kind: BackendKind): Promise<Hub> {
     mqtt,
     mqttServer,
     mqttPort,
-    async device(deviceId, key) {
+    async device(deviceId, key, modelId) {
       const client = DeviceClient.fromConnectionString(`HostName=localhost:${mqttPort};DeviceId=${deviceId};SharedAccessKey=${key}`, Mqtt);
-      await client.setOptions({ ca: ca.ca }); // §13.4: awaited before open()
+      await client.setOptions({ ca: ca.ca, ...(modelId === undefined ? {} : { modelId }) }); // §13.4: awaited before open()
       devices.push(client);
       return client;
     },

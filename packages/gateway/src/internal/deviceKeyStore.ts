@@ -13,6 +13,8 @@ export interface DeviceKeys {
   readonly primaryKey: string;
   readonly secondaryKey: string;
   readonly generationId: string;
+  /** The Plug and Play model id the device announced at its latest MQTT connect (the twin's `modelId`). */
+  readonly modelId?: string;
 }
 
 export interface DeviceKeyStore {
