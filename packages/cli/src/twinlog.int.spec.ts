@@ -180,18 +180,28 @@ describe('twinlog as a process', () => {
       const deviceKey = ((await put.json()) as { authentication: { symmetricKey: { primaryKey: string } } }).authentication.symmetricKey.primaryKey;
 
       // that device reports over MQTT (IoT Hub's twin topics; plain MQTT here, as no TLS files are given)
-      const device = mqtt.connect(`mqtt://127.0.0.1:${served.mqttPort!}`, {
-        clientId: 'rest-1',
-        username: 'from-env/rest-1/?api-version=2021-04-12',
-        password: signDeviceSas('from-env', 'rest-1', deviceKey, Math.floor(Date.now() / 1000) + 600),
-        protocolVersion: 4,
-        reconnectPeriod: 0,
-      });
-      try {
-        await new Promise<void>((resolve, reject) => {
-          device.once('connect', () => resolve());
-          device.once('error', reject);
+      /** A device connected over MQTT with IoT Hub's username and a SAS token signed with `key`. */
+      const connectDevice = async (deviceId: string, key: string): Promise<mqtt.MqttClient> => {
+        const client = mqtt.connect(`mqtt://127.0.0.1:${served.mqttPort!}`, {
+          clientId: deviceId,
+          username: `from-env/${deviceId}/?api-version=2021-04-12`,
+          password: signDeviceSas('from-env', deviceId, key, Math.floor(Date.now() / 1000) + 600),
+          protocolVersion: 4,
+          reconnectPeriod: 0,
         });
+        try {
+          await new Promise<void>((resolve, reject) => {
+            client.once('connect', () => resolve());
+            client.once('error', reject);
+          });
+        } catch (e) {
+          client.end(true);
+          throw e;
+        }
+        return client;
+      };
+      const device = await connectDevice('rest-1', deviceKey);
+      try {
         const response = new Promise<string>((resolve) => device.on('message', (topic: string) => resolve(topic)));
         await new Promise<void>((resolve, reject) => device.subscribe('$iothub/twin/res/#', { qos: 0 }, (e) => (e ? reject(e) : resolve())));
         device.publish('$iothub/twin/PATCH/properties/reported/?$rid=7', '{"fw":"1.0"}');
@@ -206,21 +216,7 @@ describe('twinlog as a process', () => {
       const printed = /^created cli-1 \(etag \S+, version 2\)\nconnection string: HostName=[^;]+;DeviceId=cli-1;SharedAccessKey=(\S+)\n$/.exec(created.stdout);
       expect(printed, created.stdout).not.toBeNull();
       // the keys it printed let the device in over MQTT at once (serve reads the same registry file)
-      const cliDevice = mqtt.connect(`mqtt://127.0.0.1:${served.mqttPort!}`, {
-        clientId: 'cli-1',
-        username: 'from-env/cli-1/?api-version=2021-04-12',
-        password: signDeviceSas('from-env', 'cli-1', printed![1]!, Math.floor(Date.now() / 1000) + 600),
-        protocolVersion: 4,
-        reconnectPeriod: 0,
-      });
-      try {
-        await new Promise<void>((resolve, reject) => {
-          cliDevice.once('connect', () => resolve());
-          cliDevice.once('error', reject);
-        });
-      } finally {
-        cliDevice.end(true);
-      }
+      (await connectDevice('cli-1', printed![1]!)).end(true);
       const patched = await twinlog(['twin', 'patch', 'cli-1', '{"properties":{"desired":{"target":21}},"tags":{"site":"b"}}', ...store]);
       expect(patched.code).toBe(0);
       expect(JSON.parse(patched.stdout)).toMatchObject({ deviceId: 'cli-1', tags: { site: 'b' }, properties: { desired: { target: 21, $version: 2 } } });

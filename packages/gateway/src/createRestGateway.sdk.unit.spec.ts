@@ -8,8 +8,6 @@
  * whose `createConnection` forces the gateway's port; `Host` stays `localhost`.
  */
 import { readFileSync } from 'node:fs';
-import { Agent, type AgentOptions } from 'node:https';
-import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import { createInMemoryLog, type InMemoryLog } from '@twinlog/core/testing';
 import { ensureTwinTopics, startProjector, type Projector } from '@twinlog/projector';
@@ -17,24 +15,11 @@ import { createTwinClient, type TwinClient } from '@twinlog/client';
 import { Registry } from 'azure-iothub';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createRestGateway, type ListeningGateway, type RestGateway } from './createRestGateway.ts';
+import { FixedPortAgent } from '../../../test/support/fixedPortAgent.ts';
 
 const KEY = readFileSync(join(import.meta.dirname, 'fixtures', 'localhost.key.pem'));
 const CERT = readFileSync(join(import.meta.dirname, 'fixtures', 'localhost.cert.pem'));
 const OWNER_KEY = Buffer.alloc(32, 5).toString('base64');
-
-/** An HTTPS agent that connects to 127.0.0.1:`port` whatever the request says (§13.1 workaround). */
-class FixedPortAgent extends Agent {
-  constructor(
-    private readonly port: number,
-    options: AgentOptions,
-  ) {
-    super(options);
-  }
-  override createConnection(options: object, callback?: (err: Error | null, socket: Duplex) => void): Duplex {
-    const create = Agent.prototype.createConnection as (this: Agent, o: object, cb?: (err: Error | null, socket: Duplex) => void) => Duplex;
-    return create.call(this, { ...options, host: '127.0.0.1', port: this.port, servername: 'localhost' }, callback);
-  }
-}
 
 let log: InMemoryLog;
 let projector: Projector;

@@ -4,8 +4,6 @@
  * both serving a certificate from a CA made by the test; plus the unmodified SDK clients
  * pointed at it.
  */
-import { Agent, type AgentOptions } from 'node:https';
-import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import { Client as DeviceClient } from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
@@ -22,22 +20,9 @@ import {
 } from '@twinlog/gateway';
 import { startBackend, type Backend, type BackendKind } from './backends.ts';
 import { createTestCa, type TestCa } from './testCa.ts';
+import { FixedPortAgent } from '../../support/fixedPortAgent.ts';
 
 export const OWNER_KEY = Buffer.alloc(32, 7).toString('base64');
-
-/** An HTTPS agent that dials 127.0.0.1:`port` whatever the request says (iot-hub-twin.md §13.1). */
-class FixedPortAgent extends Agent {
-  constructor(
-    private readonly port: number,
-    options: AgentOptions,
-  ) {
-    super(options);
-  }
-  override createConnection(options: object, callback?: (err: Error | null, socket: Duplex) => void): Duplex {
-    const create = Agent.prototype.createConnection as (this: Agent, o: object, cb?: (err: Error | null, socket: Duplex) => void) => Duplex;
-    return create.call(this, { ...options, host: '127.0.0.1', port: this.port, servername: 'localhost' }, callback);
-  }
-}
 
 export interface Hub {
   readonly backend: Backend;
