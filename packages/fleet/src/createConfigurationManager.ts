@@ -277,6 +277,22 @@ export function createConfigurationManager({
       return { written };
     });
 
+  /** A stored configuration as IoT Hub answers it, with the metrics given. */
+  const shape = (
+    config: Configuration,
+    row: ConfigRow,
+    systemMetrics: ConfigurationView['systemMetrics'],
+    results: Record<string, number>,
+  ): ConfigurationView => ({
+    ...config,
+    schemaVersion: config.schemaVersion ?? '1.0',
+    etag: row.etag,
+    createdTimeUtc: iso(row.created),
+    lastUpdatedTimeUtc: iso(row.updated),
+    systemMetrics,
+    metrics: { queries: config.metrics?.queries ?? {}, results },
+  });
+
   const view = async (row: ConfigRow): Promise<ConfigurationView> => {
     const config = JSON.parse(row.json) as Configuration;
     const counts = db
@@ -287,18 +303,15 @@ export function createConfigurationManager({
     const results: Record<string, number> = {};
     for (const [name, text] of Object.entries(config.metrics?.queries ?? {})) results[name] = (await readModel.queryAll(text)).rows.length;
     const sys = (status: string): string => `SELECT deviceId FROM devices WHERE configurations.[[${row.id}]].status = '${status}'`;
-    return {
-      ...config,
-      schemaVersion: config.schemaVersion ?? '1.0',
-      etag: row.etag,
-      createdTimeUtc: iso(row.created),
-      lastUpdatedTimeUtc: iso(row.updated),
-      systemMetrics: {
+    return shape(
+      config,
+      row,
+      {
         queries: { targetedCount: `${sys(STATUS.targeted)} OR configurations.[[${row.id}]].status = '${STATUS.applied}'`, appliedCount: sys(STATUS.applied) },
         results: { targetedCount: targeted, appliedCount: applied },
       },
-      metrics: { queries: config.metrics?.queries ?? {}, results },
-    };
+      results,
+    );
   };
 
   const getRow = (id: string): ConfigRow => {
@@ -342,16 +355,7 @@ export function createConfigurationManager({
         'INSERT INTO configurations (id, json, etag, seq, created, updated) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET json = excluded.json, etag = excluded.etag, updated = excluded.updated',
       ).run(config.id, json, etag, seq, now, now);
       if (running) void reconcile().catch(() => {});
-      const row = getRow(config.id);
-      return {
-        ...config,
-        schemaVersion: config.schemaVersion ?? '1.0',
-        etag: row.etag,
-        createdTimeUtc: iso(row.created),
-        lastUpdatedTimeUtc: iso(row.updated),
-        systemMetrics: { queries: {}, results: { targetedCount: 0, appliedCount: 0 } },
-        metrics: { queries: config.metrics?.queries ?? {}, results: {} },
-      };
+      return shape(config, getRow(config.id), { queries: {}, results: { targetedCount: 0, appliedCount: 0 } }, {});
     },
     get: (id) => view(getRow(id)),
     async list(top = 1000) {
