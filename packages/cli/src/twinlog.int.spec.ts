@@ -29,9 +29,10 @@ interface Run {
   readonly stderr: string;
 }
 
-function twinlog(args: readonly string[], env: NodeJS.ProcessEnv = cleanEnv()): Promise<Run> {
+/** Run a command from the repository root to its end, collecting its output. */
+function run(command: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
@@ -39,6 +40,10 @@ function twinlog(args: readonly string[], env: NodeJS.ProcessEnv = cleanEnv()): 
     child.once('error', reject);
     child.once('close', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+function twinlog(args: readonly string[], env: NodeJS.ProcessEnv = cleanEnv()): Promise<Run> {
+  return run(process.execPath, [BIN, ...args], env);
 }
 
 interface Served {
@@ -105,15 +110,7 @@ describe('twinlog as a process', () => {
     ]);
     const [unknown, until, feed, missing, port, help] = runs;
     // `npx twinlog` from the repository root runs the same bin (the root package.json's `bin`)
-    const npx = await new Promise<Run>((resolve, reject) => {
-      const child = spawn('npx', ['--no-install', 'twinlog', '--version'], { cwd: ROOT, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-      child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-      child.once('error', reject);
-      child.once('close', (code) => resolve({ code, stdout, stderr }));
-    });
+    const npx = await run('npx', ['--no-install', 'twinlog', '--version'], cleanEnv());
     expect(npx).toMatchObject({ code: 0, stdout: '0.1.0\n' });
     expect(unknown).toMatchObject({ code: 2, stdout: '' });
     expect(unknown!.stderr).toBe("twinlog: unknown command 'frobnicate' (see twinlog --help)\n");
