@@ -165,14 +165,12 @@ export function* allDots(state: TwinState): Iterable<Stamp> {
   for (const w of state.dots.values()) yield* w.stamps;
 }
 
-/** Record a dot; false when the state already holds it. */
-export function addDot(state: TwinState, s: Stamp): boolean {
+/** Record a dot (used by restore and join; `applyEvent` records its own); a known dot is kept as it is. */
+export function addDot(state: TwinState, s: Stamp): void {
   let w = state.dots.get(s.writer);
   if (w === undefined) state.dots.set(s.writer, (w = { writer: s.writer, seqs: [], stamps: [], actor: '' }));
   const i = seqIndex(w.seqs, s.seq);
-  if (w.seqs[i] === s.seq) return false;
-  insertDotAt(w, i, s);
-  return true;
+  if (w.seqs[i] !== s.seq) insertDotAt(w, i, s);
 }
 
 function insertDotAt(w: WriterDots, i: number, s: Stamp): void {
