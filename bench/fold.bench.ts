@@ -11,6 +11,11 @@
  *            projector does per record before persisting;
  * - naive:   decode + immer `produce` with a recursive RFC 7396 merge + `JSON.stringify` of the twin,
  *            per event — a plain document store with no CRDT.
+ * Two floors, not targets, that show what any fold keeping its twins in JS objects must pay:
+ * - plain:   decode + `validateEvent` + the same recursive merge done in place on plain objects, and
+ *            a version counter — no stamps, no dedupe, no metadata, no copy, no serialisation;
+ * - stamped: the same, but every leaf and object a `{ stamp, value }` record and every event's
+ *            stamp kept in the twin's list — the least a last-writer-wins store with versions holds.
  * Each variant runs ROUNDS times, interleaved; the best round counts (least disturbed by noise).
  * Ratios are computed between figures of this same run.
  */
@@ -102,6 +107,65 @@ function naive(): number {
   return bytes;
 }
 
+/** The floors: a mutable store per device, `stamped` adding per-leaf stamps and the event list. */
+function plain(): number {
+  const twins = new Map<string, NaiveTwin>();
+  let versions = 0;
+  for (const raw of workload) {
+    const e = decodeEvent(raw);
+    const valid = validateEvent(e);
+    if (!valid.ok) throw valid.error;
+    let t = twins.get(e.deviceId);
+    if (t === undefined) twins.set(e.deviceId, (t = { version: 0, properties: { desired: {}, reported: {} } }));
+    t.version++;
+    if (e.section === 'desired' || e.section === 'reported') mergeInto(t.properties[e.section], e.patch);
+    versions += t.version;
+  }
+  return versions;
+}
+
+interface StampedLeaf {
+  stamp: object;
+  value: unknown;
+}
+
+function mergeStamped(target: Record<string, StampedLeaf>, patch: Patch, stamp: object): void {
+  for (const key of Object.keys(patch)) {
+    const v = patch[key];
+    const cur = target[key];
+    if (v !== null && v !== undefined && typeof v === 'object' && !Array.isArray(v)) {
+      const kids = cur !== undefined && typeof cur.value === 'object' && cur.value !== null && !Array.isArray(cur.value) ? (cur.value as Record<string, StampedLeaf>) : {};
+      if (cur === undefined) target[key] = { stamp, value: kids };
+      else {
+        cur.stamp = stamp;
+        cur.value = kids;
+      }
+      mergeStamped(kids, v as Patch, stamp);
+    } else if (cur === undefined) target[key] = { stamp, value: v ?? null };
+    else {
+      cur.stamp = stamp;
+      cur.value = v ?? null;
+    }
+  }
+}
+
+function stamped(): number {
+  const twins = new Map<string, { stamps: object[]; desired: Record<string, StampedLeaf>; reported: Record<string, StampedLeaf> }>();
+  let versions = 0;
+  for (const raw of workload) {
+    const e = decodeEvent(raw);
+    const valid = validateEvent(e);
+    if (!valid.ok) throw valid.error;
+    let t = twins.get(e.deviceId);
+    if (t === undefined) twins.set(e.deviceId, (t = { stamps: [], desired: {}, reported: {} }));
+    const stamp = { wall: e.stamp.wall, counter: e.stamp.counter, writer: e.id.writer, seq: e.id.seq, actor: e.actor };
+    t.stamps.push(stamp);
+    if (e.section === 'desired' || e.section === 'reported') mergeStamped(t[e.section], e.patch, stamp);
+    versions += t.stamps.length;
+  }
+  return versions;
+}
+
 function stateBytes20Leaf(): { state: number; json: number } {
   const s = createTwinState('dev-20');
   let seq = 0;
@@ -118,16 +182,22 @@ function stateBytes20Leaf(): { state: number; json: number } {
 
 const workload = makeWorkload();
 console.log(`bench:fold — ${workload.length} events over ${DEVICES} devices, ${ROUNDS} rounds, Node ${process.version}`);
-const best = { decode: 0, fold: 0, naive: 0 };
+const best = { decode: 0, fold: 0, naive: 0, plain: 0, stamped: 0 };
 for (let r = 1; r <= ROUNDS; r++) {
   const d = time(decodeOnly);
   const f = time(fold);
   const n = time(naive);
+  const p = time(plain);
+  const s = time(stamped);
   best.decode = Math.max(best.decode, d.perSecond);
   best.fold = Math.max(best.fold, f.perSecond);
   best.naive = Math.max(best.naive, n.perSecond);
-  console.log(`round ${r}: decode ${d.perSecond}/s  fold ${f.perSecond}/s  naive ${n.perSecond}/s`);
+  best.plain = Math.max(best.plain, p.perSecond);
+  best.stamped = Math.max(best.stamped, s.perSecond);
+  console.log(`round ${r}: decode ${d.perSecond}/s  fold ${f.perSecond}/s  naive ${n.perSecond}/s  | floors: plain ${p.perSecond}/s  stamped ${s.perSecond}/s`);
 }
+const ratio = (a: number, b: number): string => (a / b).toFixed(3);
+console.log(`floors against the same baselines: plain ${ratio(best.plain, best.decode)} of decode, ${ratio(best.plain, best.naive)}× naive; stamped ${ratio(best.stamped, best.decode)} of decode, ${ratio(best.stamped, best.naive)}× naive; fold ${ratio(best.fold, best.stamped)}× stamped`);
 const bytes = stateBytes20Leaf();
 const result = {
   decode_per_s: best.decode,
