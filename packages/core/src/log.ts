@@ -100,6 +100,13 @@ export interface SubscribeOptions {
    * automatically: commit through `commitBatch` (or `commitOffsets`). Throwing stops the subscription.
    */
   readonly eachBatch: (batch: Batch) => Promise<void>;
+  /**
+   * How many batches of different partitions may be in `eachBatch` at once (default: the log's own
+   * setting, 1 unless configured). Above 1, batches of different partitions, and of partition *i*
+   * of different topics, may overlap; batches of one partition of one topic never do. A log may run
+   * fewer at once than asked.
+   */
+  readonly concurrency?: number;
 }
 
 export interface Subscription {

@@ -320,4 +320,36 @@ describe('Kafka log', () => {
     expect(calls).toBe(1);
     expect(await log.committedOffsets('g', 't')).toEqual([undefined, undefined]);
   });
+  it('hands batches of different partitions over at once with `concurrency`, never two of one partition', async () => {
+    const prefix = freshPrefix();
+    const log = open(prefix);
+    await log.ensureTopics([{ name: 't', partitions: 2 }]);
+    await log.append('t', [
+      { key: 'a', value: bytes('0'), partition: 0 },
+      { key: 'b', value: bytes('1'), partition: 1 },
+    ]);
+    await expect(log.subscribe({ group: 'g0', topics: ['t'], concurrency: 0, eachBatch: async () => {} })).rejects.toMatchObject({
+      code: 'LOG_ARGUMENT_INVALID',
+    });
+    // Each partition's first batch waits for the other's to start: only overlapping batches get through.
+    const started = new Map<number, () => void>();
+    const startedOf = [0, 1].map((p) => new Promise<void>((resolve) => started.set(p, resolve)));
+    const running = new Set<number>();
+    let overlappedSelf = false;
+    const sub = await log.subscribe({
+      group: 'g',
+      topics: ['t'],
+      concurrency: 2,
+      eachBatch: async ({ partition }) => {
+        if (running.has(partition)) overlappedSelf = true;
+        running.add(partition);
+        started.get(partition)!();
+        await Promise.race([startedOf[1 - partition], new Promise((_, reject) => setTimeout(() => reject(new Error('no overlap')), 20_000))]);
+        running.delete(partition);
+      },
+    });
+    await Promise.all(startedOf);
+    await sub.stop();
+    expect(overlappedSelf).toBe(false);
+  });
 });

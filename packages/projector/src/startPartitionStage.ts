@@ -14,6 +14,11 @@ export interface PartitionStageOptions<T> {
   readonly restore: (partition: number) => Promise<T>;
   /** Handle one batch with the partition's task; a throw stops the stage. */
   readonly eachBatch: (task: T, batch: Batch) => Promise<void>;
+  /**
+   * How many partitions' batches may run at once (default 1). Work of one partition stays serial
+   * whatever the topic; partitions overlap, so one partition's commit no longer waits for another's.
+   */
+  readonly concurrency?: number;
 }
 
 export interface PartitionStage<T> {
@@ -40,7 +45,7 @@ export interface PartitionStage<T> {
  * const stage = await startPartitionStage({ log, group, topics: [TOPICS.snapshots], restore, eachBatch })
  * await stage.stop()
  */
-export async function startPartitionStage<T>({ log, group, topics, restore, eachBatch }: PartitionStageOptions<T>): Promise<PartitionStage<T>> {
+export async function startPartitionStage<T>({ log, group, topics, restore, eachBatch, concurrency }: PartitionStageOptions<T>): Promise<PartitionStage<T>> {
   const tasks = new Map<number, T>();
   const queues = new Map<number, Promise<void>>();
   let fail: (e: unknown) => void = () => {};
@@ -73,6 +78,7 @@ export async function startPartitionStage<T>({ log, group, topics, restore, each
   const subscription = await log.subscribe({
     group,
     topics,
+    ...(concurrency === undefined ? {} : { concurrency }),
     onAssign: async (partitions) => {
       for (const partition of partitions) tasks.set(partition, await restore(partition));
     },

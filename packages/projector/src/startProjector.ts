@@ -20,6 +20,11 @@ export interface ProjectorOptions {
   readonly limits?: Partial<TwinLimits>;
   /** How often parked device records are re-examined, ms (default 200). */
   readonly settleIntervalMs?: number;
+  /**
+   * How many owned partitions are worked on at once (default 8). Each partition commits its own
+   * transaction; overlapping them keeps one partition's records from waiting for another's commit.
+   */
+  readonly concurrency?: number;
   /** Called after each committed batch. */
   readonly onBatch?: (partition: number, stats: BatchStats) => void;
 }
@@ -48,6 +53,7 @@ export async function startProjector({
   physicalNow,
   limits,
   settleIntervalMs = 200,
+  concurrency = 8,
   onBatch,
 }: ProjectorOptions): Promise<Projector> {
   const clock = createHybridClock({ physicalNow });
@@ -78,6 +84,7 @@ export async function startProjector({
     log,
     group,
     topics: [TOPICS.backend, TOPICS.device],
+    concurrency,
     restore: (partition) => PartitionTask.restore(log, { partition, clock, ...(limits === undefined ? {} : { limits }) }),
     eachBatch: async (task, { topic, records }) => {
       const input: InputTopic = topic === TOPICS.backend ? 'backend' : 'device';
