@@ -385,6 +385,10 @@ class SqliteLog implements EmbeddedLog, MemberSource {
   async subscribe(options: SubscribeOptions): Promise<Subscription> {
     this.assertOpen();
     if (options.topics.length === 0) throw invalid('subscribe needs at least one topic');
+    const { concurrency } = options;
+    if (concurrency !== undefined && !(Number.isSafeInteger(concurrency) && concurrency >= 1)) {
+      throw invalid('subscribe: concurrency must be a positive integer', { concurrency });
+    }
     const counts = options.topics.map((name) => this.topic(name).partitions);
     const partitions = counts[0]!;
     if (counts.some((c) => c !== partitions)) {

@@ -274,6 +274,10 @@ class InMemoryClient implements InMemoryLog, MemberSource {
   async subscribe(options: SubscribeOptions): Promise<Subscription> {
     this.assertOpen();
     if (options.topics.length === 0) throw invalid('subscribe needs at least one topic');
+    const { concurrency } = options;
+    if (concurrency !== undefined && !(Number.isSafeInteger(concurrency) && concurrency >= 1)) {
+      throw invalid('subscribe: concurrency must be a positive integer', { concurrency });
+    }
     const counts = options.topics.map((name) => this.cluster.topic(name).partitions.length);
     const partitions = counts[0]!;
     if (counts.some((c) => c !== partitions)) {

@@ -583,6 +583,12 @@ export function runLogAcceptanceSuite(name: string, setup: () => Promise<LogAcce
         await expectCode(subscribe(log, { ...options, topics: [a, b] }), 'LOG_CO_PARTITIONING');
         await expectCode(subscribe(log, { ...options, topics: [a, uniqueName('missing')] }), 'LOG_TOPIC_NOT_FOUND');
       });
+
+      it('rejects a concurrency that is not a positive integer', { timeout: TEST_MS }, async () => {
+        const a = await topic('conc', 2);
+        const options = { group: uniqueName('g'), topics: [a], eachBatch: async (): Promise<void> => undefined };
+        for (const concurrency of [0, -1, 1.5, Number.NaN]) await expectCode(subscribe(log, { ...options, concurrency }), 'LOG_ARGUMENT_INVALID');
+      });
     });
   });
 }
