@@ -22,23 +22,41 @@
  *    topic, retried on CONCURRENT_TRANSACTIONS as the log does) → `commit()`, back to back,
  *    BENCH_TXNS (200) times after 10 unmeasured; a read_committed consumer (minBytes 1,
  *    maxWaitTimeInMs 10) reads the topic. Two variants: the producer's retry at kafkajs' defaults
- *    (first retry after 300 ms, doubling; as createKafkaLog), then every 5 ms — the broker answers the next
- *    transaction's AddPartitionsToTxn with CONCURRENT_TRANSACTIONS until the previous one's markers
- *    are written, so the client's backoff is part of every back-to-back step. Measured: the
- *    transaction (`transaction()` → `commit()` returned; `commit()` alone is printed too) and
- *    produce (just before `send`) → the consumer's `eachMessage`, p50/p99. RESULT's kafka figures
- *    are the 5 ms variant's: the least an exactly-once projector step costs on this broker.
+ *    (first retry after 300 ms, doubling; createKafkaLog's until 9806526), then every 5 ms — the
+ *    broker answers the next transaction's AddPartitionsToTxn with CONCURRENT_TRANSACTIONS until the
+ *    previous one's markers are written, so the client's backoff is part of every back-to-back step.
+ *    Measured: the transaction (`transaction()` → `commit()` returned; `commit()` alone is printed
+ *    too) and produce (just before `send`) → the consumer's `eachMessage`, p50/p99. RESULT's kafka
+ *    figures are the 5 ms variant's: the least an exactly-once projector step costs on this broker.
+ * 3. Exactly-once pipeline floor, on the same broker: consume-transform-produce at the target rate
+ *    with kafkajs and nothing else. Fresh topics `in` and `out`, BENCH_PIPE_PARTITIONS (4) each. This
+ *    process is the gateway's side: an idempotent producer (acks -1, maxInFlightRequests 1) gets
+ *    BENCH_PIPE_RATE (5,000) records/s (~60 bytes, key one of 5,000 device ids, value carrying the
+ *    `performance.now()` at which the record was made) for BENCH_PIPE_DURATION_S (15) s, one `send`
+ *    in flight at a time, each taking every record made while the previous one was in flight; and a
+ *    read_committed consumer on `out` (maxWaitTimeInMs 10). A child process (this file with
+ *    `--transform`) is the projector's side, as twinlog runs them: in its own process, so that its
+ *    event loop does not wait behind the producer's and the reader's (one loop would add their work
+ *    to every step). A consumer group on `in` (read_committed, maxWaitTimeInMs 10, minBytes 1,
+ *    autoCommit false, partitionsConsumedConcurrently = partitions), `eachBatch` with one
+ *    transactional producer per partition (idempotent, maxInFlightRequests 1, retry from 5 ms as
+ *    createKafkaLog): `transaction()` → `send` one record per input (same key and value) to `out` →
+ *    `sendOffsets` of the batch (retried on CONCURRENT_TRANSACTIONS) → `commit()`. Measured over the
+ *    window after a 3 s warm-up: made → received by the reader (p50/p99, of the records made in the
+ *    window; all must arrive, each once), outputs received per s, and `process.cpuUsage()` of both
+ *    processes (and `os.cpus()` of the whole machine, broker included) as a share of all cores.
+ *    `BENCH_ONLY=pipeline` runs this part alone.
  *
  * Bounded: connecting gives up after BENCH_CONNECT_S (120) s, the whole run after BENCH_BUDGET_S (300) s.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { connect as tlsConnect, createSecureContext, createServer as createTlsServer } from 'node:tls';
 import { Aedes, type PublishPacket } from 'aedes';
-import { Kafka, logLevel, type RetryOptions } from 'kafkajs';
+import { Kafka, logLevel, type Message, type RetryOptions } from 'kafkajs';
 import mqttPacket from 'mqtt-packet';
 import { startKafkaBroker, type KafkaBroker } from '../test/kafkaBroker.ts';
 
@@ -49,6 +67,11 @@ const INTERVAL_MS = env('BENCH_INTERVAL_MS', 1000);
 const TXNS = env('BENCH_TXNS', 200);
 const CONNECT_S = env('BENCH_CONNECT_S', 120);
 const BUDGET_S = env('BENCH_BUDGET_S', 300);
+const PIPE_RATE = env('BENCH_PIPE_RATE', 5000);
+const PIPE_DURATION_S = env('BENCH_PIPE_DURATION_S', 15);
+const PIPE_PARTITIONS = env('BENCH_PIPE_PARTITIONS', 4);
+const PIPE_WARMUP_S = 3;
+const ONLY_PIPELINE = process.env['BENCH_ONLY'] === 'pipeline';
 const CORES = availableParallelism();
 const REPORTED = '$iothub/twin/PATCH/properties/reported/';
 
@@ -311,8 +334,8 @@ async function kafkaFloor(kafka: Kafka, prefix: string, retry: RetryOptions): Pr
   return { commit: latency(commitMs), step: latency(stepMs), visible: latency(visibleMs), busy: busy + concurrentRefusals };
 }
 
-async function kafkaFloors(brokers: string): Promise<{ defaults: KafkaFloor; fast: KafkaFloor }> {
-  const kafka = new Kafka({
+function makeKafka(brokers: string): Kafka {
+  return new Kafka({
     clientId: 'twinlog-bench-floor',
     brokers: brokers.split(','),
     logLevel: logLevel.ERROR,
@@ -322,13 +345,268 @@ async function kafkaFloors(brokers: string): Promise<{ defaults: KafkaFloor; fas
       else if (namespace === 'Connection') concurrentRefusals++; // one per refused request
     },
   });
+}
+
+async function kafkaFloors(kafka: Kafka): Promise<{ defaults: KafkaFloor; fast: KafkaFloor }> {
   const run = Date.now();
   const defaults = await kafkaFloor(kafka, `bench-floor-${run}-a.`, {});
   const fast = await kafkaFloor(kafka, `bench-floor-${run}-b.`, { initialRetryTime: 5, multiplier: 1, retries: 1000 });
   return { defaults, fast };
 }
 
+// ---- 3. the exactly-once pipeline: the transform (child process) ----------------------------------
+
+interface TransformStats {
+  readonly cpuMs: number;
+  readonly txns: number;
+  readonly records: number;
+  readonly busy: number;
+}
+
+async function runTransform(brokers: string, prefix: string): Promise<void> {
+  process.on('disconnect', () => process.exit(1)); // the parent is gone
+  const kafka = makeKafka(brokers);
+  const group = `${prefix}transform`;
+  const producers = await Promise.all(
+    Array.from({ length: PIPE_PARTITIONS }, async (_, p) => {
+      const producer = kafka.producer({ transactionalId: `${prefix}tx-${p}`, idempotent: true, maxInFlightRequests: 1, retry: { initialRetryTime: 5, maxRetryTime: 1000, retries: 37 } });
+      await producer.connect();
+      return producer;
+    }),
+  );
+  const consumer = kafka.consumer({ groupId: group, readUncommitted: false, maxWaitTimeInMs: 10, minBytes: 1 });
+  await consumer.connect();
+  await consumer.subscribe({ topic: `${prefix}in`, fromBeginning: true });
+  const joined = new Promise((resolve) => consumer.on(consumer.events.GROUP_JOIN, resolve));
+  let txns = 0;
+  let records = 0;
+  let busy = 0;
+  await consumer.run({
+    autoCommit: false,
+    partitionsConsumedConcurrently: PIPE_PARTITIONS,
+    eachBatch: async ({ batch }) => {
+      if (batch.messages.length === 0) return;
+      const tx = await producers[batch.partition]!.transaction();
+      try {
+        await tx.send({ topic: `${prefix}out`, acks: -1, messages: batch.messages.map((m) => ({ key: m.key, value: m.value })) });
+        const offsets = [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: String(Number(batch.lastOffset()) + 1) }] }];
+        for (let tries = 0; ; tries++) {
+          try {
+            await tx.sendOffsets({ consumerGroupId: group, topics: offsets });
+            break;
+          } catch (e) {
+            if (!isBusy(e) || tries >= 1000) throw e; // as createKafkaLog: kafkajs does not retry AddOffsetsToTxn
+            busy++;
+            await sleep(5);
+          }
+        }
+        await tx.commit();
+      } catch (e) {
+        await tx.abort().catch(() => {});
+        throw e;
+      }
+      txns++;
+      records += batch.messages.length;
+    },
+  });
+  await joined;
+  let cpu0 = process.cpuUsage();
+  let at0 = { txns, records, busy: busy + concurrentRefusals };
+  process.on('message', (m) => {
+    if (m === 'mark') {
+      cpu0 = process.cpuUsage();
+      at0 = { txns, records, busy: busy + concurrentRefusals };
+    } else if (m === 'end') {
+      const stats: TransformStats = { cpuMs: cpuMs(cpu0), txns: txns - at0.txns, records: records - at0.records, busy: busy + concurrentRefusals - at0.busy };
+      process.send!(stats);
+    } else if (m === 'stop') {
+      void Promise.all([consumer.disconnect(), ...producers.map((p) => p.disconnect())]).finally(() => process.exit(0));
+    }
+  });
+  process.send!('ready');
+}
+
+// ---- 3. the exactly-once pipeline: the gateway's side (this process) ------------------------------
+
+interface PipelineFloor {
+  readonly latency: Latency;
+  readonly outPerS: number;
+  readonly madePerS: number;
+  readonly sends: number;
+  readonly cpuMs: number;
+  readonly machineBusy: number;
+  readonly transform: TransformStats;
+}
+
+/** Busy share of all cores since `since` (os.cpus(): every process on the machine). */
+const machineTimes = (): { busy: number; total: number } => {
+  let busy = 0;
+  let total = 0;
+  for (const { times } of cpus()) {
+    const all = times.user + times.nice + times.sys + times.irq + times.idle;
+    busy += all - times.idle;
+    total += all;
+  }
+  return { busy, total };
+};
+
+async function pipelineFloor(kafka: Kafka, brokers: string, children: Set<ChildProcess>): Promise<PipelineFloor> {
+  const prefix = `bench-floor-${Date.now()}-p.`;
+  const [inTopic, outTopic] = [`${prefix}in`, `${prefix}out`];
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ topics: [inTopic, outTopic].map((topic) => ({ topic, numPartitions: PIPE_PARTITIONS, replicationFactor: 1 })), waitForLeaders: true });
+
+  const child = spawn(process.execPath, ['--import', 'tsx', import.meta.filename, '--transform', brokers, prefix], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  children.add(child);
+  const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`the transform process exited with ${String(code)}`))));
+  exited.catch(() => {});
+  const fromChild = <T>(): Promise<T> => Promise.race([new Promise<T>((resolve) => child.once('message', (m) => resolve(m as T))), exited]);
+  await fromChild<'ready'>();
+
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await producer.connect();
+  const reader = kafka.consumer({ groupId: `${prefix}reader`, readUncommitted: false, maxWaitTimeInMs: 10, minBytes: 1 });
+  await reader.connect();
+  await reader.subscribe({ topic: outTopic, fromBeginning: true });
+  const readerJoined = new Promise((resolve) => reader.on(reader.events.GROUP_JOIN, resolve));
+
+  let t0 = Number.POSITIVE_INFINITY;
+  const from = (): number => t0 + PIPE_WARMUP_S * 1000;
+  const until = (): number => t0 + PIPE_DURATION_S * 1000;
+  const latencies: number[] = [];
+  const seen = new Set<number>();
+  let dupes = 0;
+  let outInWindow = 0;
+  await reader.run({
+    eachBatch: async ({ batch }) => {
+      const now = performance.now();
+      if (now >= from() && now < until()) outInWindow += batch.messages.length;
+      for (const m of batch.messages) {
+        const { t, n } = JSON.parse(m.value!.toString()) as { t: number; n: number };
+        if (t < from() || t >= until()) continue;
+        if (seen.has(n)) dupes++;
+        seen.add(n);
+        latencies.push(now - t);
+      }
+    },
+  });
+  await readerJoined;
+
+  // the gateway: records made at PIPE_RATE, one send in flight taking all that waited
+  let pending: Message[] = [];
+  let sending = false;
+  let sends = 0;
+  let failure: unknown;
+  const flush = (): void => {
+    if (sending || pending.length === 0) return;
+    const messages = pending;
+    pending = [];
+    sending = true;
+    sends++;
+    producer.send({ topic: inTopic, acks: -1, messages }).then(
+      () => {
+        sending = false;
+        flush();
+      },
+      (e: unknown) => (failure ??= e),
+    );
+  };
+  let made = 0;
+  let madeInWindow = 0;
+  t0 = performance.now();
+  const tick = setInterval(() => {
+    const now = performance.now();
+    for (const due = Math.floor(((Math.min(now, until()) - t0) * PIPE_RATE) / 1000); made < due; made++) {
+      const device = `device-${String(made % 5000).padStart(4, '0')}`;
+      pending.push({ key: device, value: JSON.stringify({ t: now, n: made, temp: 20 + (made % 10) }) });
+      if (now >= from() && now < until()) madeInWindow++;
+    }
+    flush();
+  }, 1);
+
+  await sleep(PIPE_WARMUP_S * 1000);
+  child.send('mark');
+  const cpu0 = process.cpuUsage();
+  const m0 = machineTimes();
+  sends = 0;
+  await sleep((PIPE_DURATION_S - PIPE_WARMUP_S) * 1000);
+  child.send('end');
+  const transform = await fromChild<TransformStats>();
+  const cpu = cpuMs(cpu0);
+  const m1 = machineTimes();
+  const windowSends = sends;
+  clearInterval(tick);
+
+  const deadline = Date.now() + 60_000;
+  while (latencies.length < madeInWindow && failure === undefined) {
+    if (Date.now() > deadline) throw new Error(`only ${latencies.length} of ${madeInWindow} records came out within 60 s`);
+    await sleep(10);
+  }
+  if (failure !== undefined) throw failure;
+  if (dupes > 0 || seen.size !== madeInWindow) throw new Error(`not exactly once: ${seen.size} distinct of ${madeInWindow} made, ${dupes} duplicates`);
+
+  child.send('stop');
+  await exited.catch(() => {});
+  children.delete(child);
+  await Promise.all([reader.disconnect(), producer.disconnect()]);
+  await admin.deleteTopics({ topics: [inTopic, outTopic] }).catch(() => {});
+  await admin.disconnect();
+  const windowS = PIPE_DURATION_S - PIPE_WARMUP_S;
+  return {
+    latency: latency(latencies),
+    outPerS: outInWindow / windowS,
+    madePerS: madeInWindow / windowS,
+    sends: windowSends,
+    cpuMs: cpu,
+    machineBusy: (m1.busy - m0.busy) / (m1.total - m0.total),
+    transform,
+  };
+}
+
 // ---- the run ----------------------------------------------------------------------------------------
+
+function printMqtt(m: MqttFloor): Record<string, number> {
+  const share = (ms: number): number => ms / (m.windowMs * CORES);
+  const ackedPerS = m.stats.ack.n / DURATION_S;
+  console.log(`  connect: ${m.stats.connected}/${DEVICES} in ${(m.stats.connectMs / 1000).toFixed(1)} s (TLS + CONNECT + SUBSCRIBE, 100 at a time), errors ${m.stats.errors}`);
+  console.log(`  sent ${(m.stats.sent / DURATION_S).toFixed(0)}/s, acked ${ackedPerS.toFixed(0)}/s (204s received in the window / ${DURATION_S} s)`);
+  console.log(`  ack (device PUBLISH → 204 received, in the device process): p50 ${fmt(m.stats.ack.p50)} ms, p99 ${fmt(m.stats.ack.p99)} ms over ${m.stats.ack.n}`);
+  console.log(`  CPU over the window (process.cpuUsage, user + system, / ${CORES} cores × window): server ${(100 * share(m.serverCpuMs)).toFixed(1)} %, devices ${(100 * share(m.stats.cpuMs)).toFixed(1)} %, together ${(100 * share(m.serverCpuMs + m.stats.cpuMs)).toFixed(1)} %`);
+  return {
+    devices: m.stats.connected,
+    mqtt_tls_ack_p50_ms: round1(m.stats.ack.p50),
+    mqtt_tls_ack_p99_ms: round1(m.stats.ack.p99),
+    mqtt_acked_per_s: Math.round(ackedPerS),
+    mqtt_cpu_share: Math.round(share(m.serverCpuMs) * 1000) / 1000,
+  };
+}
+
+function printKafka(k: { defaults: KafkaFloor; fast: KafkaFloor }): Record<string, number> {
+  for (const [name, f] of [['kafkajs retry defaults (initialRetryTime 300 ms)', k.defaults], ['producer retry every 5 ms (the floor)', k.fast]] as const) {
+    console.log(`  ${name}:`);
+    console.log(`    commit() alone (EndTxn): p50 ${fmt(f.commit.p50)} ms, p99 ${fmt(f.commit.p99)} ms over ${f.commit.n}`);
+    console.log(`    transaction (transaction() → commit() returned): p50 ${fmt(f.step.p50)} ms, p99 ${fmt(f.step.p99)} ms; CONCURRENT_TRANSACTIONS answers (retried): ${f.busy}`);
+    console.log(`    produce (before send) → seen by the read_committed consumer: p50 ${fmt(f.visible.p50)} ms, p99 ${fmt(f.visible.p99)} ms`);
+  }
+  return {
+    kafka_txn_commit_p50_ms: round1(k.fast.step.p50),
+    kafka_txn_commit_p99_ms: round1(k.fast.step.p99),
+    kafka_visible_p50_ms: round1(k.fast.visible.p50),
+    kafka_visible_p99_ms: round1(k.fast.visible.p99),
+  };
+}
+
+function printPipeline(p: PipelineFloor): Record<string, number> {
+  const windowMs = (PIPE_DURATION_S - PIPE_WARMUP_S) * 1000;
+  const pc = (ms: number): string => `${((100 * ms) / (windowMs * CORES)).toFixed(1)} %`;
+  const t = p.transform;
+  console.log(`  made ${p.madePerS.toFixed(0)}/s in ${(p.sends / (windowMs / 1000)).toFixed(0)} sends/s; out (received by the reader in the window) ${p.outPerS.toFixed(0)}/s; every record once`);
+  console.log(`  transform: ${(t.txns / (windowMs / 1000)).toFixed(0)} transactions/s, ${(t.records / Math.max(1, t.txns)).toFixed(1)} records each; CONCURRENT_TRANSACTIONS answers (retried): ${t.busy}`);
+  console.log(`  made → received read_committed from out: p50 ${fmt(p.latency.p50)} ms, p99 ${fmt(p.latency.p99)} ms over ${p.latency.n}`);
+  console.log(`  CPU over the window (process.cpuUsage / ${CORES} cores × window): producer + reader ${pc(p.cpuMs)}, transform ${pc(t.cpuMs)}; whole machine (os.cpus, broker and anything else included) ${(100 * p.machineBusy).toFixed(1)} %`);
+  return { eos_pipeline_per_s: Math.round(p.outPerS), eos_pipeline_p50_ms: round1(p.latency.p50), eos_pipeline_p99_ms: round1(p.latency.p99) };
+}
 
 async function main(): Promise<void> {
   const children = new Set<ChildProcess>();
@@ -339,49 +617,38 @@ async function main(): Promise<void> {
   }, BUDGET_S * 1000);
   budget.unref();
   console.log(`bench:floor — ${CORES} cores; no twinlog code`);
+  let result: Record<string, number> = {};
 
-  console.log(`1. MQTT 3.1.1 over TLS, bare aedes answering each reported PATCH with a 204: ${DEVICES} devices, 1 PATCH every ${INTERVAL_MS} ms each, ${DURATION_S} s`);
-  const m = await mqttFloor(children);
-  const share = (ms: number): number => ms / (m.windowMs * CORES);
-  const ackedPerS = m.stats.ack.n / DURATION_S;
-  console.log(`  connect: ${m.stats.connected}/${DEVICES} in ${(m.stats.connectMs / 1000).toFixed(1)} s (TLS + CONNECT + SUBSCRIBE, 100 at a time), errors ${m.stats.errors}`);
-  console.log(`  sent ${(m.stats.sent / DURATION_S).toFixed(0)}/s, acked ${ackedPerS.toFixed(0)}/s (204s received in the window / ${DURATION_S} s)`);
-  console.log(`  ack (device PUBLISH → 204 received, in the device process): p50 ${fmt(m.stats.ack.p50)} ms, p99 ${fmt(m.stats.ack.p99)} ms over ${m.stats.ack.n}`);
-  console.log(`  CPU over the window (process.cpuUsage, user + system, / ${CORES} cores × window): server ${(100 * share(m.serverCpuMs)).toFixed(1)} %, devices ${(100 * share(m.stats.cpuMs)).toFixed(1)} %, together ${(100 * share(m.serverCpuMs + m.stats.cpuMs)).toFixed(1)} %`);
-
-  console.log(`2. Kafka transactions (kafkajs): transaction() → send 1 record → sendOffsets → commit(), ${TXNS} in a row after 10; a read_committed consumer, maxWait 10 ms`);
+  if (!ONLY_PIPELINE) {
+    console.log(`1. MQTT 3.1.1 over TLS, bare aedes answering each reported PATCH with a 204: ${DEVICES} devices, 1 PATCH every ${INTERVAL_MS} ms each, ${DURATION_S} s`);
+    result = { ...result, ...printMqtt(await mqttFloor(children)) };
+  }
   let broker: KafkaBroker | undefined;
-  let k: { defaults: KafkaFloor; fast: KafkaFloor };
   try {
     broker = await startKafkaBroker();
-    console.log(`  broker ${broker.brokers} (${broker.source})`);
-    k = await kafkaFloors(broker.brokers);
+    console.log(`Kafka broker ${broker.brokers} (${broker.source})`);
+    const kafka = makeKafka(broker.brokers);
+    if (!ONLY_PIPELINE) {
+      console.log(`2. Kafka transactions (kafkajs): transaction() → send 1 record → sendOffsets → commit(), ${TXNS} in a row after 10; a read_committed consumer, maxWait 10 ms`);
+      result = { ...result, ...printKafka(await kafkaFloors(kafka)) };
+    }
+    console.log(
+      `3. exactly-once pipeline (kafkajs): ${PIPE_RATE} records/s for ${PIPE_DURATION_S} s (window after ${PIPE_WARMUP_S} s), ${PIPE_PARTITIONS} partitions; ` +
+        'transform in a child process: read_committed group, per partition transaction() → send → sendOffsets → commit()',
+    );
+    result = { ...result, ...printPipeline(await pipelineFloor(kafka, broker.brokers, children)) };
   } finally {
+    for (const c of children) c.kill('SIGKILL');
     await broker?.stop();
   }
-  for (const [name, f] of [['kafkajs retry defaults (initialRetryTime 300 ms, as createKafkaLog)', k.defaults], ['producer retry every 5 ms (the floor)', k.fast]] as const) {
-    console.log(`  ${name}:`);
-    console.log(`    commit() alone (EndTxn): p50 ${fmt(f.commit.p50)} ms, p99 ${fmt(f.commit.p99)} ms over ${f.commit.n}`);
-    console.log(`    transaction (transaction() → commit() returned): p50 ${fmt(f.step.p50)} ms, p99 ${fmt(f.step.p99)} ms; CONCURRENT_TRANSACTIONS answers (retried): ${f.busy}`);
-    console.log(`    produce (before send) → seen by the read_committed consumer: p50 ${fmt(f.visible.p50)} ms, p99 ${fmt(f.visible.p99)} ms`);
-  }
-  console.log(
-    `RESULT ${JSON.stringify({
-      devices: m.stats.connected,
-      mqtt_tls_ack_p50_ms: round1(m.stats.ack.p50),
-      mqtt_tls_ack_p99_ms: round1(m.stats.ack.p99),
-      mqtt_acked_per_s: Math.round(ackedPerS),
-      mqtt_cpu_share: Math.round(share(m.serverCpuMs) * 1000) / 1000,
-      kafka_txn_commit_p50_ms: round1(k.fast.step.p50),
-      kafka_txn_commit_p99_ms: round1(k.fast.step.p99),
-      kafka_visible_p50_ms: round1(k.fast.visible.p50),
-      kafka_visible_p99_ms: round1(k.fast.visible.p99),
-    })}`,
-  );
+  console.log(`RESULT ${JSON.stringify(result)}`);
 }
 
 if (process.argv.includes('--devices')) {
   await runDevices(Number(process.argv[process.argv.indexOf('--devices') + 1]), process.env['BENCH_CA'] ?? '');
+} else if (process.argv.includes('--transform')) {
+  const at = process.argv.indexOf('--transform');
+  await runTransform(process.argv[at + 1]!, process.argv[at + 2]!);
 } else {
   try {
     await main();
