@@ -49,8 +49,8 @@
  *
  * Bounded: connecting gives up after BENCH_CONNECT_S (120) s, the whole run after BENCH_BUDGET_S (300) s.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -58,6 +58,7 @@ import { connect as tlsConnect, createSecureContext, createServer as createTlsSe
 import { Aedes, type PublishPacket } from 'aedes';
 import { Kafka, logLevel, type Message, type RetryOptions } from 'kafkajs';
 import mqttPacket from 'mqtt-packet';
+import { fmt, latency, makeCa, type Latency } from './support.ts';
 import { startKafkaBroker, type KafkaBroker } from '../test/kafkaBroker.ts';
 
 const env = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);
@@ -75,11 +76,6 @@ const ONLY_PIPELINE = process.env['BENCH_ONLY'] === 'pipeline';
 const CORES = availableParallelism();
 const REPORTED = '$iothub/twin/PATCH/properties/reported/';
 
-interface Latency {
-  readonly n: number;
-  readonly p50: number;
-  readonly p99: number;
-}
 interface DeviceStats {
   readonly connected: number;
   readonly connectMs: number;
@@ -89,13 +85,6 @@ interface DeviceStats {
   readonly cpuMs: number;
 }
 
-const pct = (xs: number[], p: number): number => {
-  if (xs.length === 0) return Number.NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-};
-const latency = (xs: number[]): Latency => ({ n: xs.length, p50: pct(xs, 50), p99: pct(xs, 99) });
-const fmt = (n: number): string => (Number.isNaN(n) ? 'n/a' : n.toFixed(1));
 const round1 = (n: number): number => Math.round(n * 10) / 10;
 const cpuMs = (since?: NodeJS.CpuUsage): number => {
   const u = process.cpuUsage(since);
@@ -185,16 +174,6 @@ async function runDevices(port: number, ca: string): Promise<void> {
 }
 
 // ---- 1. the bare MQTT server (this process) -------------------------------------------------------
-
-function makeCa(dir: string): { ca: string; key: string; cert: string } {
-  const at = (f: string): string => join(dir, f);
-  const ssl = (...args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', at('ca.key'), '-out', at('ca.pem'), '-days', '1', '-subj', '/CN=bench CA');
-  ssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', at('server.key'), '-out', at('server.csr'), '-subj', '/CN=localhost');
-  writeFileSync(at('ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  ssl('x509', '-req', '-in', at('server.csr'), '-CA', at('ca.pem'), '-CAkey', at('ca.key'), '-CAcreateserial', '-out', at('server.pem'), '-days', '1', '-extfile', at('ext'));
-  return { ca: readFileSync(at('ca.pem'), 'utf8'), key: readFileSync(at('server.key'), 'utf8'), cert: readFileSync(at('server.pem'), 'utf8') };
-}
 
 interface MqttFloor {
   readonly stats: DeviceStats;

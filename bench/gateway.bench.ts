@@ -26,8 +26,8 @@
  * and desired p99 ≤ 100 ms at ≥ 5,000 reports/s; printed as met or MISSED. Bounded: connecting
  * gives up after BENCH_CONNECT_S (120) seconds, the whole run after BENCH_BUDGET_S (300).
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -39,6 +39,7 @@ import { createDeviceKeyStore, createMqttGateway, signDeviceSas } from '@twinlog
 import { createEmbeddedLog } from '@twinlog/log-embedded';
 import { createKafkaLog } from '@twinlog/log-kafka';
 import { ensureTwinTopics, startProjector } from '@twinlog/projector';
+import { fmt, latency, makeCa, type Latency } from './support.ts';
 import { startKafkaBroker } from '../test/kafkaBroker.ts';
 import { targetEnv } from '../test/support/openLog.ts';
 
@@ -55,13 +56,6 @@ const BUDGET_S = env('BENCH_BUDGET_S', 300);
 const KEY = Buffer.alloc(32, 42).toString('base64');
 const HUB = 'localhost';
 
-/** Count, p50 and p99 of a latency sample (ms). */
-interface Latency {
-  readonly n: number;
-  readonly p50: number;
-  readonly p99: number;
-}
-
 interface DeviceStats {
   readonly connected: number;
   readonly connectMs: number;
@@ -72,13 +66,6 @@ interface DeviceStats {
   readonly errors: number;
 }
 
-const pct = (xs: number[], p: number): number => {
-  if (xs.length === 0) return Number.NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-};
-const fmt = (n: number | null): string => (n === null || Number.isNaN(n) ? 'n/a' : n.toFixed(1));
-const latency = (xs: number[]): Latency => ({ n: xs.length, p50: pct(xs, 50), p99: pct(xs, 99) });
 
 // ---- the device fleet (child process) ------------------------------------------------------------
 
@@ -195,16 +182,6 @@ async function runDevices(port: number, ca: string): Promise<void> {
 }
 
 // ---- the hub (this process) -----------------------------------------------------------------------
-
-function makeCa(dir: string): { ca: string; key: string; cert: string } {
-  const at = (f: string): string => join(dir, f);
-  const ssl = (...args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', at('ca.key'), '-out', at('ca.pem'), '-days', '1', '-subj', '/CN=bench CA');
-  ssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', at('server.key'), '-out', at('server.csr'), '-subj', '/CN=localhost');
-  writeFileSync(at('ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  ssl('x509', '-req', '-in', at('server.csr'), '-CA', at('ca.pem'), '-CAkey', at('ca.key'), '-CAcreateserial', '-out', at('server.pem'), '-days', '1', '-extfile', at('ext'));
-  return { ca: readFileSync(at('ca.pem'), 'utf8'), key: readFileSync(at('server.key'), 'utf8'), cert: readFileSync(at('server.pem'), 'utf8') };
-}
 
 async function main(): Promise<void> {
   const budget = setTimeout(() => {
