@@ -59,13 +59,19 @@ function decodeOnly(): number {
   return n;
 }
 
+/** Decode and validate one envelope, as the projector does before folding it. */
+function decodeValid(bytes: Uint8Array): TwinEvent {
+  const e = decodeEvent(bytes);
+  const valid = validateEvent(e);
+  if (!valid.ok) throw valid.error;
+  return e;
+}
+
 function fold(): number {
   const twins = new Map<string, TwinState>();
   let versions = 0;
   for (const bytes of workload) {
-    const e = decodeEvent(bytes);
-    const valid = validateEvent(e);
-    if (!valid.ok) throw valid.error;
+    const e = decodeValid(bytes);
     let s = twins.get(e.deviceId);
     if (s === undefined) twins.set(e.deviceId, (s = createTwinState(e.deviceId)));
     applyEvent(s, e);
@@ -112,9 +118,7 @@ function plain(): number {
   const twins = new Map<string, NaiveTwin>();
   let versions = 0;
   for (const raw of workload) {
-    const e = decodeEvent(raw);
-    const valid = validateEvent(e);
-    if (!valid.ok) throw valid.error;
+    const e = decodeValid(raw);
     let t = twins.get(e.deviceId);
     if (t === undefined) twins.set(e.deviceId, (t = { version: 0, properties: { desired: {}, reported: {} } }));
     t.version++;
@@ -153,9 +157,7 @@ function stamped(): number {
   const twins = new Map<string, { stamps: object[]; desired: Record<string, StampedLeaf>; reported: Record<string, StampedLeaf> }>();
   let versions = 0;
   for (const raw of workload) {
-    const e = decodeEvent(raw);
-    const valid = validateEvent(e);
-    if (!valid.ok) throw valid.error;
+    const e = decodeValid(raw);
     let t = twins.get(e.deviceId);
     if (t === undefined) twins.set(e.deviceId, (t = { stamps: [], desired: {}, reported: {} }));
     const stamp = { wall: e.stamp.wall, counter: e.stamp.counter, writer: e.id.writer, seq: e.id.seq, actor: e.actor };
