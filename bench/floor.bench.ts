@@ -54,11 +54,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { connect as tlsConnect, createSecureContext, createServer as createTlsServer } from 'node:tls';
+import { createSecureContext, createServer as createTlsServer } from 'node:tls';
 import { Aedes, type PublishPacket } from 'aedes';
 import { Kafka, logLevel, type Message, type RetryOptions } from 'kafkajs';
-import mqttPacket from 'mqtt-packet';
-import { fmt, latency, makeCa, type Latency } from './support.ts';
+import { connectDevice, connectFleet, fmt, latency, makeCa, type Latency } from './support.ts';
 import { startKafkaBroker, type KafkaBroker } from '../test/kafkaBroker.ts';
 
 const env = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);
@@ -103,51 +102,27 @@ async function runDevices(port: number, ca: string): Promise<void> {
   const sockets: ((topic: string, payload: Buffer) => void)[] = [];
   const secureContext = createSecureContext({ ca });
 
-  const connectOne = (i: number): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const socket = tlsConnect({ host: '127.0.0.1', port, secureContext, servername: 'localhost' });
-      const parser = mqttPacket.parser({ protocolVersion: 4 });
-      const write = (p: mqttPacket.Packet): boolean => socket.write(mqttPacket.generate(p));
-      socket.on('error', (e) => reject(e));
-      socket.on('data', (b) => parser.parse(b));
-      socket.once('secureConnect', () =>
-        write({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: `floor-${i}`, keepalive: 600, username: 'floor', password: Buffer.from('x') }),
-      );
-      parser.on('packet', (p: mqttPacket.Packet) => {
-        if (p.cmd === 'connack') {
-          if (p.returnCode !== 0) return reject(new Error(`CONNACK ${p.returnCode ?? '?'}`));
-          write({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$iothub/twin/res/#', qos: 0 }] });
-        } else if (p.cmd === 'suback') {
-          sockets[i] = (topic, payload) => void write({ cmd: 'publish', topic, payload, qos: 0, retain: false, dup: false });
-          resolve();
-        } else if (p.cmd === 'publish') {
-          const now = performance.now();
-          const id = new URLSearchParams(p.topic.slice(p.topic.indexOf('?') + 1)).get('$rid') ?? '';
-          const at = pendingAt.get(id);
-          pendingAt.delete(id);
-          if (!p.topic.startsWith('$iothub/twin/res/204/')) errors++;
-          else if (at !== undefined && measuring) ackMs.push(now - at);
-        }
-      });
+  const connectOne = async (i: number): Promise<void> => {
+    sockets[i] = await connectDevice({
+      port,
+      secureContext,
+      connect: { clean: true, clientId: `floor-${i}`, keepalive: 600, username: 'floor', password: Buffer.from('x') },
+      topics: ['$iothub/twin/res/#'],
+      onPublish: (p) => {
+        const now = performance.now();
+        const id = new URLSearchParams(p.topic.slice(p.topic.indexOf('?') + 1)).get('$rid') ?? '';
+        const at = pendingAt.get(id);
+        pendingAt.delete(id);
+        if (!p.topic.startsWith('$iothub/twin/res/204/')) errors++;
+        else if (at !== undefined && measuring) ackMs.push(now - at);
+      },
     });
+  };
 
-  const started = Date.now();
-  let next = 0;
-  let connected = 0;
-  await Promise.all(
-    Array.from({ length: 100 }, async () => {
-      while (next < DEVICES && Date.now() - started < CONNECT_S * 1000) {
-        const i = next++;
-        try {
-          await connectOne(i);
-          connected++;
-        } catch {
-          errors++;
-        }
-      }
-    }),
-  );
-  const connectMs = Date.now() - started;
+  const fleet = await connectFleet(DEVICES, 100, CONNECT_S * 1000, connectOne);
+  const connected = fleet.connected;
+  errors += fleet.failed;
+  const connectMs = fleet.ms;
 
   process.stdout.write(`READY ${connected}\n`);
   measuring = true;

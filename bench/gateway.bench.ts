@@ -31,15 +31,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { connect as tlsConnect, createSecureContext } from 'node:tls';
-import mqttPacket from 'mqtt-packet';
+import { createSecureContext } from 'node:tls';
 import { createTwinClient } from '@twinlog/client';
 import type { Log } from '@twinlog/core';
 import { createDeviceKeyStore, createMqttGateway, signDeviceSas } from '@twinlog/gateway';
 import { createEmbeddedLog } from '@twinlog/log-embedded';
 import { createKafkaLog } from '@twinlog/log-kafka';
 import { ensureTwinTopics, startProjector } from '@twinlog/projector';
-import { fmt, latency, makeCa, type Latency } from './support.ts';
+import { connectDevice, connectFleet, fmt, latency, makeCa, type Latency } from './support.ts';
 import { startKafkaBroker } from '../test/kafkaBroker.ts';
 import { targetEnv } from '../test/support/openLog.ts';
 
@@ -73,75 +72,50 @@ async function runDevices(port: number, ca: string): Promise<void> {
   const stats = { getMs: [] as number[], ackMs: [] as number[], desiredMs: [] as number[], sent: 0, errors: 0 };
   let measuring: 'no' | 'get' | 'load' = 'no';
   const expiry = Math.floor(Date.now() / 1000) + 3600;
-  const sockets: ((topic: string, payload: string) => void)[] = [];
+  const sockets: ((topic: string, payload: Buffer) => void)[] = [];
   const pendingAt = new Map<string, number>();
   let rid = 0;
   const secureContext = createSecureContext({ ca }); // one for every socket (parsing the CA per connect costs more than the handshake)
 
-  const connectOne = (i: number): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const deviceId = `bench-${i}`;
-      const socket = tlsConnect({ host: '127.0.0.1', port, secureContext, servername: 'localhost' });
-      const parser = mqttPacket.parser({ protocolVersion: 4 });
-      const write = (p: mqttPacket.Packet): boolean => socket.write(mqttPacket.generate(p));
-      socket.on('error', (e) => reject(e));
-      socket.on('data', (b) => parser.parse(b));
-      socket.once('secureConnect', () =>
-        write({
-          cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, clientId: deviceId, keepalive: 600,
-          username: `${HUB}/${deviceId}/?api-version=2021-04-12`, password: Buffer.from(signDeviceSas(HUB, deviceId, KEY, expiry)),
-        }),
-      );
-      parser.on('packet', (p: mqttPacket.Packet) => {
-        if (p.cmd === 'connack') {
-          if (p.returnCode !== 0) return reject(new Error(`CONNACK ${p.returnCode ?? '?'} for ${deviceId}`));
-          write({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$iothub/twin/res/#', qos: 0 }, { topic: '$iothub/twin/PATCH/properties/desired/#', qos: 0 }] });
-        } else if (p.cmd === 'suback') {
-          sockets[i] = (topic, payload) => void write({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 0, retain: false, dup: false });
-          resolve();
-        } else if (p.cmd === 'publish') {
-          const now = performance.timeOrigin + performance.now();
-          if (p.topic.startsWith('$iothub/twin/res/')) {
-            const q = new URLSearchParams(p.topic.slice(p.topic.indexOf('?') + 1));
-            const id = q.get('$rid') ?? '';
-            const at = pendingAt.get(id);
-            pendingAt.delete(id);
-            if (!p.topic.startsWith('$iothub/twin/res/2')) stats.errors++;
-            else if (at !== undefined && id.startsWith('g') && measuring === 'get') stats.getMs.push(now - at);
-            else if (at !== undefined && id.startsWith('r') && measuring === 'load') stats.ackMs.push(now - at);
-          } else if (p.topic.startsWith('$iothub/twin/PATCH/properties/desired/') && measuring === 'load') {
-            const body = JSON.parse(Buffer.from(p.payload).toString()) as { bench?: { t?: number } };
-            if (typeof body.bench?.t === 'number') stats.desiredMs.push(now - body.bench.t);
-          }
+  const connectOne = async (i: number): Promise<void> => {
+    const deviceId = `bench-${i}`;
+    sockets[i] = await connectDevice({
+      port,
+      secureContext,
+      connect: {
+        clean: false, clientId: deviceId, keepalive: 600,
+        username: `${HUB}/${deviceId}/?api-version=2021-04-12`, password: Buffer.from(signDeviceSas(HUB, deviceId, KEY, expiry)),
+      },
+      topics: ['$iothub/twin/res/#', '$iothub/twin/PATCH/properties/desired/#'],
+      onPublish: (p) => {
+        const now = performance.timeOrigin + performance.now();
+        if (p.topic.startsWith('$iothub/twin/res/')) {
+          const q = new URLSearchParams(p.topic.slice(p.topic.indexOf('?') + 1));
+          const id = q.get('$rid') ?? '';
+          const at = pendingAt.get(id);
+          pendingAt.delete(id);
+          if (!p.topic.startsWith('$iothub/twin/res/2')) stats.errors++;
+          else if (at !== undefined && id.startsWith('g') && measuring === 'get') stats.getMs.push(now - at);
+          else if (at !== undefined && id.startsWith('r') && measuring === 'load') stats.ackMs.push(now - at);
+        } else if (p.topic.startsWith('$iothub/twin/PATCH/properties/desired/') && measuring === 'load') {
+          const body = JSON.parse(Buffer.from(p.payload).toString()) as { bench?: { t?: number } };
+          if (typeof body.bench?.t === 'number') stats.desiredMs.push(now - body.bench.t);
         }
-      });
+      },
     });
+  };
 
-  const started = Date.now();
-  const inFlight = 100; // concurrent TLS handshakes
-  let next = 0;
-  let connected = 0;
-  await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      while (next < DEVICES && Date.now() - started < CONNECT_S * 1000) {
-        const i = next++;
-        try {
-          await connectOne(i);
-          connected++;
-        } catch {
-          stats.errors++;
-        }
-      }
-    }),
-  );
-  const connectMs = Date.now() - started;
+  const fleet = await connectFleet(DEVICES, 100, CONNECT_S * 1000, connectOne); // 100 TLS handshakes in flight
+  const connected = fleet.connected;
+  stats.errors += fleet.failed;
+  const connectMs = fleet.ms;
   const now = (): number => performance.timeOrigin + performance.now();
   const send = (i: number, topic: string, payload: string, prefix: string): void => {
     const s = sockets[i];
     if (s === undefined) return;
     const id = `${prefix}${rid++}`;
     pendingAt.set(id, now());
-    s(`${topic}?$rid=${id}`, payload);
+    s(`${topic}?$rid=${id}`, Buffer.from(payload));
   };
 
   // baseline: a GET round trip per device, spread over 2 s

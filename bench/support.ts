@@ -1,7 +1,9 @@
-/** What the MQTT benchmarks (bench:gateway, bench:floor) share: latency summaries and a test CA. */
+/** What the MQTT benchmarks (bench:gateway, bench:floor) share: latency summaries, a test CA, simulated devices. */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { connect as tlsConnect, type SecureContext } from 'node:tls';
+import mqttPacket from 'mqtt-packet';
 
 /** Count, p50 and p99 of a latency sample (ms). */
 export interface Latency {
@@ -28,4 +30,57 @@ export function makeCa(dir: string): { ca: string; key: string; cert: string } {
   writeFileSync(at('ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
   ssl('x509', '-req', '-in', at('server.csr'), '-CA', at('ca.pem'), '-CAkey', at('ca.key'), '-CAcreateserial', '-out', at('server.pem'), '-days', '1', '-extfile', at('ext'));
   return { ca: readFileSync(at('ca.pem'), 'utf8'), key: readFileSync(at('server.key'), 'utf8'), cert: readFileSync(at('server.pem'), 'utf8') };
+}
+
+/**
+ * One simulated device: a TLS socket speaking MQTT 3.1.1 through `mqtt-packet` (aedes' framing).
+ * Sends `connect`, subscribes to `topics` at QoS 0 once accepted, and resolves with a QoS 0 publish
+ * function on SUBACK; every PUBLISH the device receives goes to `onPublish`.
+ */
+export function connectDevice(options: {
+  readonly port: number;
+  readonly secureContext: SecureContext;
+  readonly connect: Omit<mqttPacket.IConnectPacket, 'cmd' | 'protocolId' | 'protocolVersion'>;
+  readonly topics: readonly string[];
+  readonly onPublish: (p: mqttPacket.IPublishPacket) => void;
+}): Promise<(topic: string, payload: Buffer) => void> {
+  const { port, secureContext, connect, topics, onPublish } = options;
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, secureContext, servername: 'localhost' });
+    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    const write = (p: mqttPacket.Packet): boolean => socket.write(mqttPacket.generate(p));
+    socket.on('error', (e) => reject(e));
+    socket.on('data', (b) => parser.parse(b));
+    socket.once('secureConnect', () => write({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, ...connect }));
+    parser.on('packet', (p: mqttPacket.Packet) => {
+      if (p.cmd === 'connack') {
+        if (p.returnCode !== 0) return reject(new Error(`CONNACK ${p.returnCode ?? '?'} for ${connect.clientId}`));
+        write({ cmd: 'subscribe', messageId: 1, subscriptions: topics.map((topic) => ({ topic, qos: 0 as const })) });
+      } else if (p.cmd === 'suback') {
+        resolve((topic, payload) => void write({ cmd: 'publish', topic, payload, qos: 0, retain: false, dup: false }));
+      } else if (p.cmd === 'publish') onPublish(p);
+    });
+  });
+}
+
+/** Run `connectOne(i)` for every i < `count`, `inFlight` at a time, until all ran or `budgetMs` passed. */
+export async function connectFleet(count: number, inFlight: number, budgetMs: number, connectOne: (i: number) => Promise<void>): Promise<{ connected: number; failed: number; ms: number }> {
+  const started = Date.now();
+  let next = 0;
+  let connected = 0;
+  let failed = 0;
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (next < count && Date.now() - started < budgetMs) {
+        const i = next++;
+        try {
+          await connectOne(i);
+          connected++;
+        } catch {
+          failed++;
+        }
+      }
+    }),
+  );
+  return { connected, failed, ms: Date.now() - started };
 }
