@@ -8,6 +8,7 @@ export { sha256, utf8Encode, base64url } from './sha256.ts';
 export * from './twinState.ts';
 export * from './renderTwin.ts';
 export * from './stateDoc.ts';
+export * from './horizon.ts';
 export * from './validatePatch.ts';
 export * from './delta.ts';
 export * from './validateEvent.ts';
