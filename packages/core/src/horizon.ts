@@ -7,7 +7,7 @@
  * `LATE`: the fold refuses them and the projector sends them to `twin.rejections`.
  */
 import { MIN_STAMP, type Stamp } from './stamp.ts';
-import { collectGarbage, type TwinState } from './twinState.ts';
+import { raiseHorizon, type TwinState } from './twinState.ts';
 
 /** The windows behind the horizon; every field has a default (see {@link HORIZON_DEFAULTS}). */
 export interface HorizonOptions {
@@ -45,5 +45,5 @@ export function gcHorizonAt(appendTime: number, options: HorizonOptions = {}): S
  * `toStateDoc` runs), so calling this for every record is cheap.
  */
 export function advanceHorizon(state: TwinState, horizon: Stamp): void {
-  collectGarbage(state, horizon);
+  raiseHorizon(state, horizon);
 }

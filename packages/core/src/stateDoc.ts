@@ -1,41 +1,42 @@
 /**
  * The persistent form of a twin's CRDT state: plain arrays and objects that the codec turns into
- * msgpack. Canonical: G1 runs first, every table is sorted and every set is sorted, so two states
- * holding the same event set give deep-equal documents (and, with the codec's sorted keys,
- * identical bytes).
+ * msgpack (docs/bounded-state.md, "The state document"). Canonical: G1 and G2 run first, every table
+ * is sorted, so two states holding the same event set under the same horizon give deep-equal
+ * documents (and, with the codec's sorted keys, identical bytes).
  *
- * Compact: an event's stamp is written once, in `stamps`, and referenced everywhere else by a
- * small integer `ref = index * 2 + op`; writer ids and actors are interned. A register costs a few
- * bytes plus its value, whatever the writer id's length.
+ * Compact: a stamp is written once, in `stamps`, and referenced everywhere else by a small integer
+ * `ref = index * 2 + op`; writer ids and actors are interned; walls are delta-coded (each row's wall
+ * is the difference to the previous row's, the rows being in ascending stamp order).
  *
- * Layout (v2):
+ * Layout (v3):
  * ```
- * { v: 2, deviceId,
- *   writers: string[]                       -- sorted
- *   actors: string[]                        -- sorted
- *   stamps: [wall, counter, writer#, seq][] -- ascending stamp order, unique
+ * { v: 3, deviceId,
+ *   writers: string[]                            -- sorted
+ *   actors: string[]                             -- sorted
+ *   stamps: [wallDelta, counter, writer#, seq][] -- ascending stamp order, unique
  *   generation, created, maxStamp: ref | null
  *   gcHorizon: [wall, counter, writer, seq, op] | null   -- need not be an event's stamp
- *   dots: ref[]                             -- every folded event, ascending
- *   decided: [ref, Decision][]              -- ascending
- *   sections: { tags | desired | reported: { collected, top: ref | null, liveDots: ref[], root: Node } } }
- * Node = { r?: [ref, kind, actor#, value | null, frozenRank | null], c?: ref, k?: { key: Node } }
+ *   context: [writer#, backendSeq, deviceSeq, topRef][]  -- by writer#; -1 = none
+ *   decided: [ref, Decision][]                   -- ascending
+ *   sections: { tags | desired | reported: { count, top: ref | null, floor: ref | null, recent: ref[], root: Node } } }
+ * Node = { r?: [ref, kind, actor#, value | null, rank | null], c?: ref, k?: { key: Node } }
  * ```
+ * Version 2 documents (every folded dot listed) are upcast on read ({@link fromStateDoc}).
  */
 import { TwinlogError } from './errors.ts';
 import { isPlainObject, type Json, type Scalar } from './json.ts';
 import { compareStamps, MIN_STAMP, type Stamp } from './stamp.ts';
 import {
-  addDot,
   addKid,
-  allDots,
   collectGarbage,
+  countLessOrEqual,
   createNode,
   createTwinState,
   kidEntries,
-  recountVersion,
   kidOf,
+  recountVersion,
   sortedKidKeys,
+  trimWindow,
   VAL,
   type Decision,
   type RegKind,
@@ -44,7 +45,7 @@ import {
   type TwinState,
 } from './twinState.ts';
 
-export const STATE_DOC_VERSION = 2;
+export const STATE_DOC_VERSION = 3;
 
 export interface NodeDoc {
   r?: [number, RegKind, number, Json | null, number | null];
@@ -52,9 +53,10 @@ export interface NodeDoc {
   k?: Record<string, NodeDoc>;
 }
 export interface SectionDoc {
-  collected: number;
+  count: number;
   top: number | null;
-  liveDots: number[];
+  floor: number | null;
+  recent: number[];
   root: NodeDoc;
 }
 export type DecisionDoc =
@@ -70,7 +72,7 @@ export interface TwinStateDoc {
   created: number | null;
   maxStamp: number | null;
   gcHorizon: [number, number, string, number, 0 | 1] | null;
-  dots: number[];
+  context: [number, number, number, number][];
   decided: [number, DecisionDoc][];
   sections: { tags: SectionDoc; desired: SectionDoc; reported: SectionDoc };
 }
@@ -88,6 +90,7 @@ class Tables {
   actors: string[] = [];
   private index = new Map<string, Map<number, Map<number, Map<number, number>>>>();
   private actorIndex = new Map<string, number>();
+  private writerIndex = new Map<string, number>();
 
   addStamp(s: Stamp | undefined): void {
     if (s !== undefined && compareStamps(s, MIN_STAMP) !== 0) this.all.push(s);
@@ -102,6 +105,7 @@ class Tables {
       if (last === undefined || !sameEvent(last, s)) this.stamps.push(s);
     }
     this.writers = [...new Set(this.stamps.map((s) => s.writer))].sort();
+    this.writers.forEach((w, i) => this.writerIndex.set(w, i));
     this.actors = [...this.actorSet].sort();
     this.actors.forEach((a, i) => this.actorIndex.set(a, i));
     this.stamps.forEach((s, i) => {
@@ -123,6 +127,9 @@ class Tables {
   actor(a: string): number {
     return this.actorIndex.get(a)!;
   }
+  writer(w: string): number {
+    return this.writerIndex.get(w)!;
+  }
 }
 
 function collectNode(node: TrieNode, t: Tables): void {
@@ -134,56 +141,64 @@ function collectNode(node: TrieNode, t: Tables): void {
   for (const [, kid] of kidEntries(node)) collectNode(kid, t);
 }
 
-function nodeDoc(node: TrieNode, t: Tables): NodeDoc {
+function nodeDoc(node: TrieNode, t: Tables, ranks: boolean): NodeDoc {
   const out: NodeDoc = {};
   if (node.stamp !== undefined) {
-    out.r = [t.ref(node.stamp), node.kind, t.actor(node.actor), node.kind === VAL ? (node.value as Json) : null, node.frozenRank ?? null];
+    out.r = [t.ref(node.stamp), node.kind, t.actor(node.actor), node.kind === VAL ? (node.value as Json) : null, ranks ? node.rank : null];
   }
   if (node.clr !== undefined) out.c = t.ref(node.clr);
   if (node.kids !== undefined) {
     const k: Record<string, NodeDoc> = {};
-    for (const key of sortedKidKeys(node)) k[key] = nodeDoc(kidOf(node, key)!, t);
+    for (const key of sortedKidKeys(node)) k[key] = nodeDoc(kidOf(node, key)!, t, ranks);
     out.k = k;
   }
   return out;
 }
 
 /**
- * The canonical persistent document of a state. Runs G1 on `state` first (which changes nothing
- * observable).
+ * The canonical persistent document of a state. Runs garbage collection on `state` first, up to
+ * its GC horizon (which changes nothing observable).
  */
 export function toStateDoc(state: TwinState): TwinStateDoc {
   collectGarbage(state);
   const t = new Tables();
-  const dots = [...allDots(state)];
-  for (const s of dots) t.addStamp(s);
+  for (const w of state.writers.values()) t.addStamp(w.top);
   for (const d of state.decided.values()) t.addStamp(d.stamp);
   for (const s of [state.generation, state.created, state.maxStamp]) t.addStamp(s);
   for (const section of SECTIONS) {
     const st = state.sections[section];
     t.addStamp(st.top);
-    for (const s of st.liveDots) t.addStamp(s);
+    t.addStamp(st.floor);
+    for (const s of st.recent) t.addStamp(s);
     collectNode(st.root, t);
   }
   t.seal();
-  const sectionDoc = (st: SectionState): SectionDoc => ({
-    collected: st.collected,
+  const sectionDoc = (st: SectionState, ranks: boolean): SectionDoc => ({
+    count: st.count,
     top: t.optRef(st.top),
-    liveDots: st.liveDots.map((s) => t.ref(s)),
-    root: nodeDoc(st.root, t),
+    floor: t.optRef(st.floor),
+    recent: st.recent.map((s) => t.ref(s)),
+    root: nodeDoc(st.root, t, ranks),
   });
   const h = state.gcHorizon;
+  let wall = 0;
   return {
     v: STATE_DOC_VERSION,
     deviceId: state.deviceId,
     writers: t.writers,
     actors: t.actors,
-    stamps: t.stamps.map((s) => [s.wall, s.counter, t.writers.indexOf(s.writer), s.seq]),
+    stamps: t.stamps.map((s) => {
+      const row: [number, number, number, number] = [s.wall - wall, s.counter, t.writer(s.writer), s.seq];
+      wall = s.wall;
+      return row;
+    }),
     generation: t.optRef(state.generation),
     created: t.optRef(state.created),
     maxStamp: t.optRef(state.maxStamp),
     gcHorizon: compareStamps(h, MIN_STAMP) === 0 ? null : [h.wall, h.counter, h.writer, h.seq, h.op],
-    dots: dots.map((s) => t.ref(s)).sort((a, b) => a - b),
+    context: [...state.writers.values()]
+      .map((w): [number, number, number, number] => [t.writer(w.writer), w.backend, w.device, t.ref(w.top)])
+      .sort((a, b) => a[0] - b[0]),
     decided: [...state.decided.values()]
       .map((d): [number, DecisionDoc] => [
         t.ref(d.stamp),
@@ -193,9 +208,9 @@ export function toStateDoc(state: TwinState): TwinStateDoc {
       ])
       .sort((a, b) => a[0] - b[0]),
     sections: {
-      tags: sectionDoc(state.sections.tags),
-      desired: sectionDoc(state.sections.desired),
-      reported: sectionDoc(state.sections.reported),
+      tags: sectionDoc(state.sections.tags, false),
+      desired: sectionDoc(state.sections.desired, true),
+      reported: sectionDoc(state.sections.reported, false),
     },
   };
 }
@@ -206,14 +221,17 @@ function bad(what: string): never {
 
 const isIndex = (v: unknown, length: number): v is number => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) < length;
 
-/** Decodes references against the document's tables, checking every index. */
-function readTables(doc: Record<string, unknown>): { stamp: (ref: unknown) => Stamp; actor: (i: unknown) => string } {
+type Tables_ = { stamp: (ref: unknown) => Stamp; actor: (i: unknown) => string; writers: readonly string[] };
+
+/** Decodes references against the document's tables, checking every index (`deltaWalls`: v3 rows). */
+function readTables(doc: Record<string, unknown>, deltaWalls: boolean): Tables_ {
   const writers = doc['writers'];
   const actors = doc['actors'];
   const rows = doc['stamps'];
   if (!Array.isArray(writers) || !writers.every((w) => typeof w === 'string')) bad('writers');
   if (!Array.isArray(actors) || !actors.every((a) => typeof a === 'string')) bad('actors');
   if (!Array.isArray(rows)) bad('stamps');
+  let wall = 0;
   const events = (rows as unknown[]).map((row) => {
     if (
       !Array.isArray(row) || row.length !== 4 || !Number.isSafeInteger(row[0]) || !Number.isSafeInteger(row[1]) ||
@@ -221,10 +239,12 @@ function readTables(doc: Record<string, unknown>): { stamp: (ref: unknown) => St
     ) {
       bad('stamp row');
     }
-    return { wall: row[0] as number, counter: row[1] as number, writer: writers[row[2] as number] as string, seq: row[3] as number };
+    wall = deltaWalls ? wall + (row[0] as number) : (row[0] as number);
+    return { wall, counter: row[1] as number, writer: writers[row[2] as number] as string, seq: row[3] as number };
   });
   const cache = new Map<number, Stamp>();
   return {
+    writers: writers as string[],
     stamp(ref) {
       if (!Number.isSafeInteger(ref) || (ref as number) < 0) bad('stamp reference');
       let s = cache.get(ref as number);
@@ -243,7 +263,8 @@ function readTables(doc: Record<string, unknown>): { stamp: (ref: unknown) => St
   };
 }
 
-function fromNode(d: unknown, depth: number, t: ReturnType<typeof readTables>): TrieNode {
+/** Reads a node; `rank(stamp, stored)` gives the register's rank. */
+function fromNode(d: unknown, depth: number, t: Tables_, rank: (s: Stamp, stored: unknown) => number): TrieNode {
   if (!isPlainObject(d) || depth > 64) bad('node');
   const node = createNode();
   const r = d['r'];
@@ -254,30 +275,19 @@ function fromNode(d: unknown, depth: number, t: ReturnType<typeof readTables>): 
     node.kind = kind;
     node.value = kind === VAL ? (r[3] as Scalar | Json[]) : undefined;
     node.actor = t.actor(r[2]);
-    node.frozenRank = typeof r[4] === 'number' ? r[4] : undefined;
+    node.rank = rank(node.stamp, r[4]);
   }
   if (d['c'] !== undefined) node.clr = t.stamp(d['c']);
   const k = d['k'];
   if (k !== undefined) {
     if (!isPlainObject(k)) bad('children');
-    for (const key of Object.keys(k)) addKid(node, key, fromNode(k[key], depth + 1, t));
+    for (const key of Object.keys(k)) addKid(node, key, fromNode(k[key], depth + 1, t, rank));
   }
   return node;
 }
 
-/**
- * Rebuild a live state from its document (restore from `twin.snapshots`).
- * @throws {TwinlogError} `CODEC_BAD_DATA` when the document does not have the layout above;
- * `CODEC_UNSUPPORTED_VERSION` for a document of another version.
- */
-export function fromStateDoc(doc: unknown): TwinState {
-  if (!isPlainObject(doc) || typeof doc['deviceId'] !== 'string' || !isPlainObject(doc['sections'])) bad('root');
-  if (doc['v'] !== STATE_DOC_VERSION) {
-    throw new TwinlogError('CODEC_UNSUPPORTED_VERSION', `unsupported twin state document version ${String(doc['v'])}`);
-  }
-  const t = readTables(doc);
+function readHeader(doc: Record<string, unknown>, t: Tables_, state: TwinState): void {
   const opt = (ref: unknown): Stamp => (ref === null ? MIN_STAMP : t.stamp(ref));
-  const state = createTwinState(doc['deviceId'] as string);
   state.generation = opt(doc['generation']);
   state.created = opt(doc['created']);
   state.maxStamp = opt(doc['maxStamp']);
@@ -286,8 +296,7 @@ export function fromStateDoc(doc: unknown): TwinState {
     if (!Array.isArray(h) || h.length !== 5 || typeof h[2] !== 'string' || (h[4] !== 0 && h[4] !== 1)) bad('gcHorizon');
     state.gcHorizon = { wall: h[0] as number, counter: h[1] as number, writer: h[2] as string, seq: h[3] as number, op: h[4] as 0 | 1 };
   }
-  if (!Array.isArray(doc['dots']) || !Array.isArray(doc['decided'])) bad('dots');
-  for (const ref of doc['dots'] as unknown[]) addDot(state, t.stamp(ref));
+  if (!Array.isArray(doc['decided'])) bad('decided');
   for (const entry of doc['decided'] as unknown[]) {
     if (!Array.isArray(entry) || entry.length !== 2 || !isPlainObject(entry[1])) bad('decision');
     const stamp = t.stamp(entry[0]);
@@ -304,18 +313,91 @@ export function fromStateDoc(doc: unknown): TwinState {
           };
     state.decided.set(stamp.writer + '\u0000' + stamp.seq, decision);
   }
+}
+
+function setRoot(into: SectionState, root: TrieNode): void {
+  into.root.clr = root.clr;
+  into.root.kids = root.kids;
+}
+
+function readV3(doc: Record<string, unknown>, state: TwinState): void {
+  const t = readTables(doc, true);
+  readHeader(doc, t, state);
+  const context = doc['context'];
+  if (!Array.isArray(context)) bad('context');
+  for (const row of context as unknown[]) {
+    if (!Array.isArray(row) || row.length !== 4 || !isIndex(row[0], t.writers.length) || !Number.isSafeInteger(row[1]) || !Number.isSafeInteger(row[2])) {
+      bad('context row');
+    }
+    const writer = t.writers[row[0] as number]!;
+    state.writers.set(writer, { writer, backend: row[1] as number, device: row[2] as number, top: t.stamp(row[3]), actor: '' });
+  }
   const sections = doc['sections'] as Record<string, unknown>;
+  for (const section of SECTIONS) {
+    const sd = sections[section];
+    if (!isPlainObject(sd) || !Number.isSafeInteger(sd['count']) || !Array.isArray(sd['recent'])) bad('section');
+    const into = state.sections[section];
+    into.count = sd['count'] as number;
+    into.top = sd['top'] === null ? undefined : t.stamp(sd['top']);
+    into.floor = sd['floor'] === null ? MIN_STAMP : t.stamp(sd['floor']);
+    into.recent = (sd['recent'] as unknown[]).map((ref) => t.stamp(ref));
+    const rank = (_s: Stamp, stored: unknown): number => (section === 'desired' && Number.isSafeInteger(stored) ? (stored as number) : 0);
+    setRoot(into, fromNode(sd['root'], 0, t, rank));
+  }
+}
+
+/**
+ * Upcast a v2 document: it listed every folded dot and each section's live dots. Section counts
+ * become numbers, desired ranks are computed from the live dots (or taken frozen), and the dots
+ * become writer contexts; the windows are then trimmed by the next garbage collection.
+ */
+function readV2(doc: Record<string, unknown>, state: TwinState): void {
+  const t = readTables(doc, false);
+  readHeader(doc, t, state);
+  if (!Array.isArray(doc['dots'])) bad('dots');
+  const sections = doc['sections'] as Record<string, unknown>;
+  const reportedDots = new Set<string>();
   for (const section of SECTIONS) {
     const sd = sections[section];
     if (!isPlainObject(sd) || !Number.isSafeInteger(sd['collected']) || !Array.isArray(sd['liveDots'])) bad('section');
     const into = state.sections[section];
-    into.collected = sd['collected'] as number;
+    const live = (sd['liveDots'] as unknown[]).map((ref) => t.stamp(ref));
+    if (section === 'reported') for (const s of live) reportedDots.add(s.writer + '\u0000' + s.seq);
+    const collected = sd['collected'] as number;
+    into.count = collected + live.length;
     into.top = sd['top'] === null ? undefined : t.stamp(sd['top']);
-    into.liveDots = (sd['liveDots'] as unknown[]).map((ref) => t.stamp(ref));
-    const root = fromNode(sd['root'], 0, t);
-    into.root.clr = root.clr;
-    into.root.kids = root.kids;
+    into.recent = live;
+    const rank = (s: Stamp, stored: unknown): number =>
+      section !== 'desired' ? 0 : Number.isSafeInteger(stored) ? (stored as number) : collected + countLessOrEqual(live, s);
+    setRoot(into, fromNode(sd['root'], 0, t, rank));
   }
+  for (const ref of doc['dots'] as unknown[]) {
+    const s = t.stamp(ref);
+    let w = state.writers.get(s.writer);
+    if (w === undefined) state.writers.set(s.writer, (w = { writer: s.writer, backend: -1, device: -1, top: s, actor: '' }));
+    if (compareStamps(s, w.top) > 0) w.top = s;
+    if (reportedDots.has(s.writer + '\u0000' + s.seq)) w.device = Math.max(w.device, s.seq);
+    else w.backend = Math.max(w.backend, s.seq);
+  }
+}
+
+/**
+ * Rebuild a live state from its document (restore from `twin.snapshots`); v2 documents are upcast.
+ * @throws {TwinlogError} `CODEC_BAD_DATA` when the document does not have the layout above;
+ * `CODEC_UNSUPPORTED_VERSION` for a document of another version.
+ */
+export function fromStateDoc(doc: unknown): TwinState {
+  if (!isPlainObject(doc) || typeof doc['deviceId'] !== 'string' || !isPlainObject(doc['sections'])) bad('root');
+  const state = createTwinState(doc['deviceId'] as string);
+  if (doc['v'] === STATE_DOC_VERSION) readV3(doc, state);
+  else if (doc['v'] === 2) {
+    readV2(doc, state);
+    for (const section of SECTIONS) trimWindow(state.sections[section]);
+    collectGarbage(state);
+  } else {
+    throw new TwinlogError('CODEC_UNSUPPORTED_VERSION', `unsupported twin state document version ${String(doc['v'])}`);
+  }
+  state.collectedTo = state.gcHorizon;
   recountVersion(state);
   return state;
 }

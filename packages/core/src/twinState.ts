@@ -1,98 +1,43 @@
 /**
- * The twin fold (crdt-fold.md §5, §9): a join-semilattice of per-path last-writer-wins registers and
- * clear watermarks, held in a trie, plus the dot sets that give versions.
+ * The twin fold (crdt-fold.md §5, §9; docs/bounded-state.md): a join-semilattice of per-path
+ * last-writer-wins registers and clear watermarks, held in a trie, plus a compact causal context
+ * that gives dedupe and versions in space bounded by the twin, not by its history.
  *
  * Contract: folding any permutation of a set of events, with any duplicates, gives states whose
- * rendered twins (view, `$metadata`, versions, etag) are identical. The fold never reads a clock:
- * every stamp travels inside its event. State is mutated in place; the owning task is single-threaded.
+ * rendered twins (view, `$metadata`, versions, etag) and state documents are identical, provided
+ * no event arrives after the window that judges it has passed it (docs/bounded-state.md, "The
+ * laws, restated"); such an event is refused as `LATE`, never dropped silently. The fold never
+ * reads a clock: every stamp travels inside its event. State is mutated in place; the owning task
+ * is single-threaded.
  */
 import type { EventKind, Section, TwinEvent } from './event.ts';
 import type { Json, Patch, Scalar } from './json.ts';
-import { compareStamps, maxStamp, MIN_STAMP, stampOf, type Stamp } from './stamp.ts';
+import { compareStamps, maxStamp, MIN_STAMP, stampOf, type Dot, type Stamp } from './stamp.ts';
+import { addKid, clearReg, createNode, DEL, filterKids, forEachNode, kidEntries, kidOf, OBJ, pruneDominated, VAL, type RegKind, type TrieNode } from './trie.ts';
 
-/** Register kinds: a tombstone, "this path is an object", or a scalar/array value. */
-export const DEL = 0;
-export const OBJ = 1;
-export const VAL = 2;
-export type RegKind = typeof DEL | typeof OBJ | typeof VAL;
+export * from './trie.ts';
 
 /**
- * A trie node: the last-writer-wins register of one path (flattened into the node: `stamp`
- * undefined means "no register", i.e. bottom), its clear watermark, and its children.
+ * The window of exact causal history each section keeps (docs/bounded-state.md): at most
+ * `RECENT_MAX` of its latest counted events, and none more than `REORDER_WINDOW_MS` older than the
+ * section's newest. Constants of the fold, not options: a state document depends on them.
  */
-export interface TrieNode {
-  stamp: Stamp | undefined;
-  kind: RegKind;
-  value: Scalar | Json[] | undefined;
-  actor: string;
-  /** `$lastUpdatedVersion` fixed by GC once the rank can no longer change (§9). */
-  frozenRank: number | undefined;
-  clr: Stamp | undefined;
-  kids: Kids | undefined;
-}
+export const RECENT_MAX = 32;
+export const REORDER_WINDOW_MS = 10 * 60_000;
+/** Recorded command decisions kept per twin (the newest by stamp), besides the GC horizon. */
+export const DECIDED_MAX = 64;
 
-/**
- * The children of a trie node. Up to {@link SMALL_KIDS} of them live in one array alternating key
- * and node, searched linearly: twin objects are mostly small, and a short contiguous scan beats a
- * hash map that is allocated and regrown per node. A node with more children switches to a Map.
- */
-export type Kids = (string | TrieNode)[] | Map<string, TrieNode>;
-const SMALL_KIDS = 16;
-
-/** The child of `node` under `key`, if any. */
-export function kidOf(node: TrieNode, key: string): TrieNode | undefined {
-  const kids = node.kids;
-  if (kids === undefined) return undefined;
-  if (!Array.isArray(kids)) return kids.get(key);
-  for (let i = 0; i < kids.length; i += 2) if (kids[i] === key) return kids[i + 1] as TrieNode;
-  return undefined;
-}
-
-/** The children of `node` as `[key, node]` pairs, in insertion order (a copy: safe to delete while iterating). */
-export function kidEntries(node: TrieNode): [string, TrieNode][] {
-  const kids = node.kids;
-  if (kids === undefined) return [];
-  if (!Array.isArray(kids)) return [...kids];
-  const out: [string, TrieNode][] = [];
-  for (let i = 0; i < kids.length; i += 2) out.push([kids[i] as string, kids[i + 1] as TrieNode]);
-  return out;
-}
-
-/** The keys of `node`'s children, sorted (canonical order). */
-export function sortedKidKeys(node: TrieNode): string[] {
-  const kids = node.kids;
-  if (kids === undefined) return [];
-  if (!Array.isArray(kids)) return [...kids.keys()].sort();
-  const out: string[] = [];
-  for (let i = 0; i < kids.length; i += 2) out.push(kids[i] as string);
-  return out.sort();
-}
-
-/** Attach `kid` under `key` (the key must be new). */
-export function addKid(node: TrieNode, key: string, kid: TrieNode): void {
-  const kids = node.kids;
-  if (kids === undefined) node.kids = [key, kid];
-  else if (!Array.isArray(kids)) kids.set(key, kid);
-  else if (kids.length < 2 * SMALL_KIDS) node.kids = kids.concat(key, kid); // exact size: no slack per node
-  else {
-    const map = new Map<string, TrieNode>();
-    for (let i = 0; i < kids.length; i += 2) map.set(kids[i] as string, kids[i + 1] as TrieNode);
-    map.set(key, kid);
-    node.kids = map;
-  }
-}
-
-export function createNode(): TrieNode {
-  return { stamp: undefined, kind: DEL, value: undefined, actor: '', frozenRank: undefined, clr: undefined, kids: undefined };
-}
+const SECTIONS = ['tags', 'desired', 'reported'] as const;
 
 export interface SectionState {
   /** The section root; its register is implicit (always an object). */
   readonly root: TrieNode;
-  /** Stamps of this section's counted events above the GC horizon, ascending. */
-  liveDots: Stamp[];
-  /** How many of this section's events GC has moved out of `liveDots`. */
-  collected: number;
+  /** Distinct events of the current generation counted in this section: its `$version`. */
+  count: number;
+  /** Stamps of the section's counted events above `floor`, ascending (the exact window). */
+  recent: Stamp[];
+  /** Highest stamp that left `recent` (MIN_STAMP if none); every counted event at or below it left too. */
+  floor: Stamp;
   /** Highest stamp among this generation's counted events. */
   top: Stamp | undefined;
 }
@@ -108,6 +53,24 @@ export type Decision =
       readonly stamp: Stamp;
     };
 
+/**
+ * What the twin remembers of one writer: the highest seq it folded from each input topic and its
+ * highest stamp. A writer's records reach one topic partition in seq order, so below a section's
+ * exact window a seq at or under the writer's highest is a duplicate (docs/bounded-state.md).
+ */
+export interface WriterContext {
+  /** The writer id; stamps of this writer's events share this one string. */
+  readonly writer: string;
+  /** Highest seq folded from `twin.backend` (tags, desired, create, delete); -1 if none. */
+  backend: number;
+  /** Highest seq folded from `twin.device` (reported); -1 if none. */
+  device: number;
+  /** Highest stamp among the writer's folded events: the writer is dropped once the GC horizon passes it. */
+  top: Stamp;
+  /** The actor of this writer's latest event, shared by registers that repeat it (memory only). */
+  actor: string;
+}
+
 export interface TwinState {
   readonly deviceId: string;
   readonly sections: Record<Section, SectionState>;
@@ -115,79 +78,24 @@ export interface TwinState {
   generation: Stamp;
   /** Stamp of the latest `create` (MIN_STAMP if none); the twin exists iff created > generation. */
   created: Stamp;
-  /** Dedupe window: per writer, the folded seqs ascending and their stamps (kept for GC). */
-  readonly dots: Map<string, WriterDots>;
+  /** The causal context: one entry per writer active above the GC horizon. */
+  readonly writers: Map<string, WriterContext>;
   maxStamp: Stamp;
+  /** Events stamped at or below it are `LATE` (§9.2); raised by the projector from append times. */
   gcHorizon: Stamp;
+  /** How far G2 has collected (memory only; `toStateDoc` always collects up to `gcHorizon`). */
+  collectedTo: Stamp;
   /** The twin `version` (sum of the section counts), kept current by every change to the counts. */
   version: number;
-  /** Recorded command decisions, by dot key (owner only). */
+  /** Recorded command decisions, by dot key (owner only); bounded by the horizon and {@link DECIDED_MAX}. */
   readonly decided: Map<string, Decision>;
-}
-
-/**
- * One writer's folded events: `seqs` ascending, `stamps[i]` the stamp of `seqs[i]`. Two flat arrays
- * rather than a map: a writer's seqs mostly arrive in order, so a dot is appended, and a lookup is
- * a binary search over contiguous numbers.
- */
-export interface WriterDots {
-  /** The writer id; stamps of this writer's events share this one string. */
-  readonly writer: string;
-  readonly seqs: number[];
-  readonly stamps: Stamp[];
-  /** The actor of this writer's latest event, shared by registers that repeat it (memory only). */
-  actor: string;
-}
-
-/** Index of the first seq ≥ `seq`. */
-function seqIndex(seqs: readonly number[], seq: number): number {
-  let lo = 0;
-  let hi = seqs.length;
-  if (hi > 0 && seqs[hi - 1]! < seq) return hi;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (seqs[mid]! < seq) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** True when the event with this id has been folded (and not collected). */
-export function hasDot(state: TwinState, id: { readonly writer: string; readonly seq: number }): boolean {
-  const w = state.dots.get(id.writer);
-  if (w === undefined) return false;
-  const i = seqIndex(w.seqs, id.seq);
-  return w.seqs[i] === id.seq;
-}
-
-/** Every dot stamp the state holds (dedupe window), in no particular order. */
-export function* allDots(state: TwinState): Iterable<Stamp> {
-  for (const w of state.dots.values()) yield* w.stamps;
-}
-
-/** Record a dot (used by restore and join; `applyEvent` records its own); a known dot is kept as it is. */
-export function addDot(state: TwinState, s: Stamp): void {
-  let w = state.dots.get(s.writer);
-  if (w === undefined) state.dots.set(s.writer, (w = { writer: s.writer, seqs: [], stamps: [], actor: '' }));
-  const i = seqIndex(w.seqs, s.seq);
-  if (w.seqs[i] !== s.seq) insertDotAt(w, i, s);
-}
-
-function insertDotAt(w: WriterDots, i: number, s: Stamp): void {
-  if (i === w.seqs.length) {
-    w.seqs.push(s.seq);
-    w.stamps.push(s);
-  } else {
-    w.seqs.splice(i, 0, s.seq);
-    w.stamps.splice(i, 0, s);
-  }
 }
 
 /** What {@link applyEvent} did with an event. */
 export type ApplyOutcome = 'APPLIED' | 'DUPLICATE' | 'LATE' | 'COMMAND';
 
 function createSection(): SectionState {
-  return { root: createNode(), liveDots: [], collected: 0, top: undefined };
+  return { root: createNode(), count: 0, recent: [], floor: MIN_STAMP, top: undefined };
 }
 
 /** An empty state: no twin yet (`twinExists` is false until a `create` is folded). */
@@ -197,9 +105,10 @@ export function createTwinState(deviceId: string): TwinState {
     sections: { tags: createSection(), desired: createSection(), reported: createSection() },
     generation: MIN_STAMP,
     created: MIN_STAMP,
-    dots: new Map(),
+    writers: new Map(),
     maxStamp: MIN_STAMP,
     gcHorizon: MIN_STAMP,
+    collectedTo: MIN_STAMP,
     version: 0,
     decided: new Map(),
   };
@@ -212,8 +121,7 @@ export function twinExists(state: TwinState): boolean {
 
 /** `$version` of a section: distinct events of the current generation applied to it. */
 export function sectionVersion(state: TwinState, section: Section): number {
-  const st = state.sections[section];
-  return st.collected + st.liveDots.length;
+  return state.sections[section].count;
 }
 
 /** Twin `version`: the sum of the three section counts. */
@@ -223,11 +131,11 @@ export function twinVersion(state: TwinState): number {
 
 /** Recompute the cached twin version after the section counts changed wholesale (a delete, a join, a restore). */
 export function recountVersion(state: TwinState): void {
-  state.version = sectionVersion(state, 'tags') + sectionVersion(state, 'desired') + sectionVersion(state, 'reported');
+  state.version = state.sections.tags.count + state.sections.desired.count + state.sections.reported.count;
 }
 
 /** Number of stamps in a sorted array that are ≤ `s`. */
-function countLessOrEqual(sorted: readonly Stamp[], s: Stamp): number {
+export function countLessOrEqual(sorted: readonly Stamp[], s: Stamp): number {
   let lo = 0;
   let hi = sorted.length;
   while (lo < hi) {
@@ -238,17 +146,121 @@ function countLessOrEqual(sorted: readonly Stamp[], s: Stamp): number {
   return lo;
 }
 
-/** The desired `$version` right after the event stamped `s`: its rank among the generation's events. */
-export function rankOf(st: SectionState, node: TrieNode & { stamp: Stamp }): number {
-  return node.frozenRank ?? st.collected + countLessOrEqual(st.liveDots, node.stamp);
+/** The desired `$version` right after the event that wrote `node`: its rank among the generation's events. */
+export function rankOf(_st: SectionState, node: TrieNode): number {
+  return node.rank;
 }
 
-function insertDot(st: SectionState, s: Stamp): void {
-  const dots = st.liveDots;
-  const last = dots[dots.length - 1];
-  if (last === undefined || compareStamps(last, s) < 0) dots.push(s);
-  else dots.splice(countLessOrEqual(dots, s), 0, s);
-  if (st.top === undefined || compareStamps(s, st.top) > 0) st.top = s;
+const topicOf = (kind: EventKind): 'backend' | 'device' => (kind === 'reported' ? 'device' : 'backend');
+
+/** The section whose window judges an event of this kind (create counts in desired and reported). */
+const windowOf = (kind: EventKind): Section | undefined =>
+  kind === 'delete' ? undefined : kind === 'create' ? 'desired' : kind;
+
+/** True when writer `w` has folded a seq at least `seq` from the event's topic. */
+function writerHas(w: WriterContext | undefined, kind: EventKind, seq: number): boolean {
+  return w !== undefined && seq <= (topicOf(kind) === 'device' ? w.device : w.backend);
+}
+
+/**
+ * Classify an event against the causal context: `DUPLICATE`, `LATE` (at or below the horizon, or
+ * below a window whose counts or ranks it would change), `BELOW` (new, below its section's window:
+ * folded exactly, but not kept in the window) or `NEW`.
+ */
+function classify(state: TwinState, w: WriterContext | undefined, kind: EventKind, s: Stamp): 'DUPLICATE' | 'LATE' | 'BELOW' | 'NEW' {
+  const late = compareStamps(s, state.gcHorizon) <= 0;
+  if (kind === 'delete') {
+    const g = compareStamps(s, state.generation);
+    if (g === 0 || (g < 0 && writerHas(w, kind, s.seq))) return 'DUPLICATE';
+    if (late) return 'LATE';
+    if (g < 0) return 'BELOW'; // an older delete: it changes nothing
+    for (const section of SECTIONS) if (compareStamps(s, state.sections[section].floor) <= 0) return 'LATE';
+    return 'NEW';
+  }
+  if (compareStamps(s, state.generation) <= 0) return writerHas(w, kind, s.seq) ? 'DUPLICATE' : late ? 'LATE' : 'BELOW';
+  const st = state.sections[windowOf(kind)!];
+  if (compareStamps(s, st.floor) > 0) {
+    if (st.top !== undefined && compareStamps(s, st.top) <= 0) {
+      const i = countLessOrEqual(st.recent, s);
+      if (i > 0 && compareStamps(st.recent[i - 1]!, s) === 0) return 'DUPLICATE';
+    }
+    return late ? 'LATE' : 'NEW';
+  }
+  if (writerHas(w, kind, s.seq)) return 'DUPLICATE';
+  // below the desired window the ranks of its registers can no longer be computed
+  return late || (kind !== 'reported' && kind !== 'tags') ? 'LATE' : 'BELOW';
+}
+
+/**
+ * True when the fold would treat this event as already folded (a duplicate). Exact inside the
+ * sections' windows; below them it trusts each writer's seq order (docs/bounded-state.md).
+ */
+export function isFolded(state: TwinState, e: TwinEvent): boolean {
+  const w = state.writers.get(e.id.writer);
+  return classify(state, w, e.section, stampOf(e.stamp, e.id)) === 'DUPLICATE';
+}
+
+/**
+ * True when the writer context has seen this id. Kept for callers that hold only a dot: it trusts
+ * the writer's seq order and cannot see gaps; prefer {@link isFolded}.
+ */
+export function hasDot(state: TwinState, id: Dot): boolean {
+  const w = state.writers.get(id.writer);
+  return w !== undefined && (id.seq <= w.backend || id.seq <= w.device);
+}
+
+function noteWriter(state: TwinState, w: WriterContext | undefined, kind: EventKind, s: Stamp, actor: string): WriterContext {
+  if (w === undefined) {
+    w = { writer: s.writer, backend: -1, device: -1, top: s, actor };
+    state.writers.set(s.writer, w);
+  } else if (compareStamps(s, w.top) > 0) w.top = s;
+  if (w.actor !== actor) w.actor = actor;
+  if (topicOf(kind) === 'device') {
+    if (s.seq > w.device) w.device = s.seq;
+  } else if (s.seq > w.backend) w.backend = s.seq;
+  return w;
+}
+
+/** Add one to the rank of every register stamped above `s` (a late desired event sorts beneath them). */
+function bumpRanks(root: TrieNode, s: Stamp): void {
+  forEachNode(root, (n) => {
+    if (n.stamp !== undefined && compareStamps(n.stamp, s) > 0) n.rank++;
+  });
+}
+
+/** Drop window entries beyond {@link RECENT_MAX} or older than the reorder window; `floor` follows. */
+export function trimWindow(st: SectionState): void {
+  const recent = st.recent;
+  const top = st.top;
+  let n = recent.length > RECENT_MAX ? recent.length - RECENT_MAX : 0;
+  if (top !== undefined) while (n < recent.length && recent[n]!.wall < top.wall - REORDER_WINDOW_MS) n++;
+  if (n === 0) return;
+  st.floor = recent[n - 1]!;
+  recent.splice(0, n);
+}
+
+/**
+ * Count event `s` in a section and return its rank (the section's `$version` right after it, in
+ * stamp order). `below` events (under the window) count but stay out of the window.
+ */
+function countEvent(state: TwinState, section: Section, s: Stamp, below: boolean): number {
+  const st = state.sections[section];
+  st.count++;
+  state.version++;
+  if (below) return 0;
+  const recent = st.recent;
+  if (st.top === undefined || compareStamps(s, st.top) > 0) {
+    recent.push(s);
+    st.top = s;
+    trimWindow(st);
+    return st.count;
+  }
+  if (section === 'desired') bumpRanks(st.root, s);
+  const i = countLessOrEqual(recent, s);
+  recent.splice(i, 0, s);
+  const rank = st.count - (recent.length - i - 1);
+  trimWindow(st);
+  return rank;
 }
 
 function joinClr(node: TrieNode, s: Stamp): boolean {
@@ -265,31 +277,31 @@ function child(node: TrieNode, key: string): TrieNode {
   return kid;
 }
 
-function joinReg(node: TrieNode, s: Stamp, kind: RegKind, value: Scalar | Json[] | undefined, actor: string): void {
+function joinReg(node: TrieNode, s: Stamp, kind: RegKind, value: Scalar | Json[] | undefined, actor: string, rank: number): void {
   if (node.stamp === undefined || compareStamps(s, node.stamp) > 0) {
     node.stamp = s;
     node.kind = kind;
     node.value = value;
     node.actor = actor;
-    node.frozenRank = undefined;
+    node.rank = rank;
   }
 }
 
 /** Write the registers of one patch object under `node` (crdt-fold.md §5.3 `emit`). */
-function emit(node: TrieNode, obj: Patch, s: Stamp, actor: string): void {
+function emit(node: TrieNode, obj: Patch, s: Stamp, actor: string, rank: number): void {
   const keys = Object.keys(obj);
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i]!;
     const v = obj[key];
     const kid = child(node, key);
     if (v === null || v === undefined) {
-      joinReg(kid, s, DEL, undefined, actor);
+      joinReg(kid, s, DEL, undefined, actor, rank);
       if (joinClr(kid, s) && kid.kids !== undefined) pruneDominated(kid, s);
     } else if (typeof v === 'object' && !Array.isArray(v)) {
-      joinReg(kid, s, OBJ, undefined, actor);
-      emit(kid, v as Patch, s, actor);
+      joinReg(kid, s, OBJ, undefined, actor, rank);
+      emit(kid, v as Patch, s, actor, rank);
     } else {
-      joinReg(kid, s, VAL, v as Scalar | Json[], actor);
+      joinReg(kid, s, VAL, v as Scalar | Json[], actor, rank);
       if (joinClr(kid, s) && kid.kids !== undefined) pruneDominated(kid, s);
     }
   }
@@ -301,7 +313,7 @@ function emit(node: TrieNode, obj: Patch, s: Stamp, actor: string): void {
  * tombstone simply drops the subtree under it (all of it dominated). This is the common case, an
  * event newer than anything folded so far; the result equals `emit`'s.
  */
-function emitFresh(node: TrieNode, obj: Patch, s: Stamp, actor: string): void {
+function emitFresh(node: TrieNode, obj: Patch, s: Stamp, actor: string, rank: number): void {
   const keys = Object.keys(obj);
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i]!;
@@ -309,11 +321,11 @@ function emitFresh(node: TrieNode, obj: Patch, s: Stamp, actor: string): void {
     const kid = child(node, key);
     kid.stamp = s;
     kid.actor = actor;
-    kid.frozenRank = undefined;
+    kid.rank = rank;
     if (v !== null && v !== undefined && typeof v === 'object' && !Array.isArray(v)) {
       kid.kind = OBJ;
       kid.value = undefined;
-      emitFresh(kid, v as Patch, s, actor);
+      emitFresh(kid, v as Patch, s, actor, rank);
     } else {
       kid.kind = v === null || v === undefined ? DEL : VAL;
       kid.value = v === null ? undefined : (v as Scalar | Json[] | undefined);
@@ -323,78 +335,37 @@ function emitFresh(node: TrieNode, obj: Patch, s: Stamp, actor: string): void {
   }
 }
 
-/**
- * G1 (§9.1): drop registers and clears under `node` that `eff` dominates; they can never become
- * visible again. Returns true when `node` has no children left.
- */
-export function pruneDominated(node: TrieNode, eff: Stamp): boolean {
-  return filterKids(node, (kid) => {
-    if (kid.stamp !== undefined && compareStamps(kid.stamp, eff) <= 0) clearReg(kid);
-    if (kid.clr !== undefined && compareStamps(kid.clr, eff) <= 0) kid.clr = undefined;
-    const kidEff = kid.clr !== undefined && compareStamps(kid.clr, eff) > 0 ? kid.clr : eff;
-    const empty = pruneDominated(kid, kidEff);
-    return !(empty && kid.stamp === undefined && kid.clr === undefined);
+/** Recompute every desired rank from the window (valid for registers above the floor). */
+function rerankDesired(st: SectionState, pruned: number): void {
+  forEachNode(st.root, (n) => {
+    if (n.stamp !== undefined && compareStamps(n.stamp, st.floor) > 0) n.rank = pruned + countLessOrEqual(st.recent, n.stamp);
   });
 }
 
-/**
- * Visit every child of `node`, keeping those for which `keep` returns true (in place, no copy).
- * Returns true when `node` is left without children.
- */
-function filterKids(node: TrieNode, keep: (kid: TrieNode) => boolean): boolean {
-  const kids = node.kids;
-  if (kids === undefined) return true;
-  if (!Array.isArray(kids)) {
-    for (const [key, kid] of kids) if (!keep(kid)) kids.delete(key);
-    if (kids.size === 0) node.kids = undefined;
-  } else {
-    let kept = 0;
-    for (let i = 0; i < kids.length; i += 2) {
-      const kid = kids[i + 1] as TrieNode;
-      if (!keep(kid)) continue;
-      kids[kept++] = kids[i]!;
-      kids[kept++] = kid;
-    }
-    kids.length = kept;
-    if (kept === 0) node.kids = undefined;
-  }
-  return node.kids === undefined;
-}
-
-function clearReg(node: TrieNode): void {
-  node.stamp = undefined;
-  node.kind = DEL;
-  node.value = undefined;
-  node.actor = '';
-  node.frozenRank = undefined;
-}
-
-function countEvent(state: TwinState, section: Section, s: Stamp): void {
-  insertDot(state.sections[section], s);
-  state.version++;
-}
-
+/** A delete at `d`, above every section's floor (else it is `LATE`): everything at or below `d` goes. */
 function newGeneration(state: TwinState, d: Stamp): void {
-  if (compareStamps(d, state.generation) <= 0) return;
   state.generation = d;
   if (compareStamps(state.created, d) <= 0) state.created = MIN_STAMP;
-  for (const section of ['tags', 'desired', 'reported'] as const) {
+  for (const section of SECTIONS) {
     const st = state.sections[section];
     if (joinClr(st.root, d)) pruneDominated(st.root, d);
-    st.liveDots = st.liveDots.slice(countLessOrEqual(st.liveDots, d));
-    st.collected = 0;
-    st.top = st.liveDots[st.liveDots.length - 1];
+    st.recent = st.recent.slice(countLessOrEqual(st.recent, d));
+    st.floor = MIN_STAMP; // every event at or below the old floor belongs to the deleted twin
+    st.count = st.recent.length;
+    st.top = st.recent[st.recent.length - 1];
+    if (section === 'desired') rerankDesired(st, 0);
   }
   recountVersion(state);
 }
 
 /**
- * Fold one event into the state (crdt-fold.md §5.3). The event must have passed stateless
- * validation (`validateEvent`); records carrying `cond` are commands and are skipped here (the
- * owner decides them with `decideCommands`).
+ * Fold one event into the state (crdt-fold.md §5.3, docs/bounded-state.md). The event must have
+ * passed stateless validation (`validateEvent`); records carrying `cond` are commands and are
+ * skipped here (the owner decides them with `decideCommands`).
  *
- * Returns `DUPLICATE` for an id already folded, `LATE` for an event at or below the GC horizon
- * (an incident if it is not a duplicate), `COMMAND` for a command, else `APPLIED`.
+ * Returns `DUPLICATE` for an event already folded, `LATE` for one the state can no longer fold
+ * exactly (at or below the GC horizon, or a desired or lifecycle event below its section's window;
+ * the projector sends it to `twin.rejections`), `COMMAND` for a command, else `APPLIED`.
  *
  * @example
  * const s = createTwinState('dev1')
@@ -403,53 +374,42 @@ function newGeneration(state: TwinState, d: Stamp): void {
  */
 export function applyEvent(state: TwinState, e: TwinEvent): ApplyOutcome {
   if (e.cond !== undefined) return 'COMMAND';
-  let w = state.dots.get(e.id.writer);
-  const at = w === undefined ? 0 : seqIndex(w.seqs, e.id.seq);
-  if (w !== undefined && w.seqs[at] === e.id.seq) return 'DUPLICATE';
+  const kind: EventKind = e.section;
+  const w = state.writers.get(e.id.writer);
   // The state keeps one string per writer and per writer's actor: a decoded event's own copies die young.
   const s: Stamp = { wall: e.stamp.wall, counter: e.stamp.counter, writer: w === undefined ? e.id.writer : w.writer, seq: e.id.seq, op: 1 };
-  if (compareStamps(s, state.gcHorizon) <= 0) return 'LATE';
-  if (w === undefined) state.dots.set(s.writer, (w = { writer: s.writer, seqs: [], stamps: [], actor: e.actor }));
-  else if (w.actor !== e.actor) w.actor = e.actor;
-  const actor = w.actor;
-  insertDotAt(w, at, s);
+  const cls = classify(state, w, kind, s);
+  if (cls === 'DUPLICATE' || cls === 'LATE') return cls;
+  const actor = noteWriter(state, w, kind, s, e.actor).actor;
   if (compareStamps(s, state.maxStamp) > 0) state.maxStamp = s;
-  const kind: EventKind = e.section;
   if (kind === 'delete') {
-    newGeneration(state, s);
+    if (cls === 'NEW') newGeneration(state, s);
     return 'APPLIED';
   }
   if (compareStamps(s, state.generation) <= 0) return 'APPLIED';
+  const below = cls === 'BELOW';
   if (kind === 'create') {
     if (compareStamps(s, state.created) > 0) state.created = s;
-    countEvent(state, 'desired', s);
-    countEvent(state, 'reported', s);
+    countEvent(state, 'desired', s, false);
+    countEvent(state, 'reported', s, compareStamps(s, state.sections.reported.floor) <= 0);
     return 'APPLIED';
   }
   const st = state.sections[kind];
   // Every register and clear of the section is at most its top (or the generation, which `s` exceeds).
   const fresh = st.top === undefined || compareStamps(s, st.top) > 0;
-  if (fresh) {
-    st.liveDots.push(s);
-    st.top = s;
-  } else insertDot(st, s);
-  state.version++;
+  const rank = countEvent(state, kind, s, below);
+  const r = kind === 'desired' ? rank : 0;
   if (e.op === 'replace') {
     const clear = stampOf(e.stamp, e.id, 0);
     if (joinClr(st.root, clear)) pruneDominated(st.root, clear);
   }
-  if (fresh) emitFresh(st.root, e.patch, s, actor);
-  else emit(st.root, e.patch, s, actor);
+  if (fresh) emitFresh(st.root, e.patch, s, actor, r);
+  else emit(st.root, e.patch, s, actor, r);
   return 'APPLIED';
 }
 
 function joinNode(a: TrieNode, b: TrieNode): void {
-  if (b.stamp !== undefined && (a.stamp === undefined || compareStamps(b.stamp, a.stamp) > 0)) {
-    joinReg(a, b.stamp, b.kind, b.value, b.actor);
-    a.frozenRank = b.frozenRank;
-  } else if (b.stamp !== undefined && a.stamp !== undefined && compareStamps(b.stamp, a.stamp) === 0) {
-    a.frozenRank ??= b.frozenRank;
-  }
+  if (b.stamp !== undefined) joinReg(a, b.stamp, b.kind, b.value, b.actor, b.rank);
   if (b.clr !== undefined) joinClr(a, b.clr);
   for (const [key, kid] of kidEntries(b)) joinNode(child(a, key), kid);
 }
@@ -476,32 +436,45 @@ function unionSorted(a: readonly Stamp[], b: readonly Stamp[]): Stamp[] {
 
 /**
  * The join `a ⊔ b` (crdt-fold.md §5.2), written into `a`: registers and clears take the pointwise
- * maximum, dot sets are unioned, the generation is the maximum. Defined between states with the
- * same GC horizon; `collected` takes the larger count, which is exact for replicas of one log
- * (one replica's collected events include the other's).
+ * maximum, windows are unioned, writer contexts take their maxima, the generation is the maximum.
+ * Defined between states with the same GC horizon. Counts below the windows cannot be unioned
+ * without the events, so the side with the higher floor is taken to have folded every event below
+ * it (true for replicas of one log, and trivially when no window has moved; docs/bounded-state.md).
  */
 export function joinTwinStates(a: TwinState, b: TwinState): TwinState {
-  for (const s of allDots(b)) addDot(a, s);
+  for (const wb of b.writers.values()) {
+    const wa = a.writers.get(wb.writer);
+    if (wa === undefined) a.writers.set(wb.writer, { ...wb });
+    else {
+      wa.backend = Math.max(wa.backend, wb.backend);
+      wa.device = Math.max(wa.device, wb.device);
+      if (compareStamps(wb.top, wa.top) > 0) wa.top = wb.top;
+    }
+  }
   for (const [k, d] of b.decided) if (!a.decided.has(k)) a.decided.set(k, d);
   a.maxStamp = maxStamp(a.maxStamp, b.maxStamp);
   a.created = maxStamp(a.created, b.created);
-  for (const section of ['tags', 'desired', 'reported'] as const) {
+  a.gcHorizon = maxStamp(a.gcHorizon, b.gcHorizon);
+  const generation = maxStamp(a.generation, b.generation);
+  for (const section of SECTIONS) {
     const sa = a.sections[section];
     const sb = b.sections[section];
     joinNode(sa.root, sb.root);
-    sa.liveDots = unionSorted(sa.liveDots, sb.liveDots);
-    if (sb.top !== undefined && (sa.top === undefined || compareStamps(sb.top, sa.top) > 0)) sa.top = sb.top;
-  }
-  const generation = maxStamp(a.generation, b.generation);
-  for (const section of ['tags', 'desired', 'reported'] as const) {
-    const sa = a.sections[section];
-    const sb = b.sections[section];
-    // collected events of an older generation lie below the shared horizon, hence below the newer delete
-    const ca = compareStamps(a.generation, generation) === 0 ? sa.collected : 0;
-    const cb = compareStamps(b.generation, generation) === 0 ? sb.collected : 0;
-    sa.collected = Math.max(ca, cb);
-    sa.liveDots = sa.liveDots.slice(countLessOrEqual(sa.liveDots, generation));
-    if (sa.top !== undefined && compareStamps(sa.top, generation) <= 0) sa.top = sa.liveDots[sa.liveDots.length - 1];
+    // events below a window, of the surviving generation only
+    const pa = compareStamps(a.generation, generation) === 0 ? sa.count - sa.recent.length : 0;
+    const pb = compareStamps(b.generation, generation) === 0 ? sb.count - sb.recent.length : 0;
+    const fa = compareStamps(sa.floor, sb.floor);
+    const floor = fa >= 0 ? sa.floor : sb.floor;
+    const pruned = fa > 0 ? pa : fa < 0 ? pb : Math.max(pa, pb);
+    const lowest = maxStamp(floor, generation);
+    const union = unionSorted(sa.recent, sb.recent);
+    sa.recent = union.slice(countLessOrEqual(union, lowest));
+    sa.floor = compareStamps(floor, generation) > 0 ? floor : MIN_STAMP;
+    sa.count = pruned + sa.recent.length;
+    const top = sb.top !== undefined && (sa.top === undefined || compareStamps(sb.top, sa.top) > 0) ? sb.top : sa.top;
+    sa.top = top !== undefined && compareStamps(top, generation) > 0 ? top : sa.recent[sa.recent.length - 1];
+    if (section === 'desired') rerankDesired(sa, pruned);
+    trimWindow(sa);
   }
   a.generation = generation;
   recountVersion(a);
@@ -509,49 +482,55 @@ export function joinTwinStates(a: TwinState, b: TwinState): TwinState {
   return a;
 }
 
-function freezeAndDrop(node: TrieNode, st: SectionState, horizon: Stamp, ranks: boolean): boolean {
+/** G2 on one trie: drop tombstones and clears stamped at or below the horizon. */
+function dropBelow(node: TrieNode, horizon: Stamp): boolean {
   return filterKids(node, (kid) => {
-    if (kid.stamp !== undefined && compareStamps(kid.stamp, horizon) <= 0) {
-      if (kid.kind === DEL) clearReg(kid);
-      else if (ranks) kid.frozenRank = rankOf(st, kid as TrieNode & { stamp: Stamp });
-    }
+    if (kid.stamp !== undefined && kid.kind === DEL && compareStamps(kid.stamp, horizon) <= 0) clearReg(kid);
     if (kid.clr !== undefined && compareStamps(kid.clr, horizon) <= 0) kid.clr = undefined;
-    const empty = freezeAndDrop(kid, st, horizon, ranks);
+    const empty = dropBelow(kid, horizon);
     return !(empty && kid.stamp === undefined && kid.clr === undefined);
   });
 }
 
 /**
- * Garbage collection (crdt-fold.md §9): G1 over every section, then, with a horizon, G2: freeze
- * ranks below it, drop tombstones, clears, dots and decisions older than it. Preserves the view,
- * the metadata and the versions, and all future results provided no event stamped at or below
- * `horizon` is applied afterwards (those come back `LATE`). Without a horizon only G1 runs.
+ * Raise the GC horizon to `horizon` without collecting yet (never lowers it): from then on events
+ * stamped at or below it are `LATE`. Cheap enough to call for every record.
+ */
+export function raiseHorizon(state: TwinState, horizon: Stamp): void {
+  if (compareStamps(horizon, state.gcHorizon) > 0) state.gcHorizon = horizon;
+}
+
+/**
+ * Garbage collection (crdt-fold.md §9, docs/bounded-state.md): G1 over every section, then G2 up to
+ * the GC horizon (raised to `horizon` first when given): tombstones, clears, window entries, idle
+ * writers and decisions at or below it go. Preserves the view, the metadata and the versions, and
+ * all future results, since no event stamped at or below the horizon is applied afterwards (those
+ * come back `LATE`). Decisions are also capped at the newest {@link DECIDED_MAX}.
  */
 export function collectGarbage(state: TwinState, horizon?: Stamp): void {
-  for (const section of ['tags', 'desired', 'reported'] as const) {
+  if (horizon !== undefined) raiseHorizon(state, horizon);
+  for (const section of SECTIONS) {
     const root = state.sections[section].root;
     pruneDominated(root, root.clr ?? MIN_STAMP);
   }
-  if (horizon === undefined || compareStamps(horizon, state.gcHorizon) <= 0) return;
-  for (const section of ['tags', 'desired', 'reported'] as const) {
-    const st = state.sections[section];
-    freezeAndDrop(st.root, st, horizon, section === 'desired');
-    if (st.root.clr !== undefined && compareStamps(st.root.clr, horizon) <= 0) st.root.clr = undefined;
-    const n = countLessOrEqual(st.liveDots, horizon);
-    st.collected += n;
-    st.liveDots = st.liveDots.slice(n);
-  }
-  for (const [writer, w] of state.dots) {
-    let kept = 0;
-    for (let i = 0; i < w.seqs.length; i++) {
-      if (compareStamps(w.stamps[i]!, horizon) <= 0) continue;
-      w.seqs[kept] = w.seqs[i]!;
-      w.stamps[kept++] = w.stamps[i]!;
+  const h = state.gcHorizon;
+  if (compareStamps(h, state.collectedTo) > 0) {
+    for (const section of SECTIONS) {
+      const st = state.sections[section];
+      dropBelow(st.root, h);
+      if (st.root.clr !== undefined && compareStamps(st.root.clr, h) <= 0) st.root.clr = undefined;
+      const n = countLessOrEqual(st.recent, h);
+      if (n > 0) {
+        st.floor = st.recent[n - 1]!;
+        st.recent = st.recent.slice(n);
+      }
     }
-    w.seqs.length = kept;
-    w.stamps.length = kept;
-    if (kept === 0) state.dots.delete(writer);
+    for (const [writer, w] of state.writers) if (compareStamps(w.top, h) <= 0) state.writers.delete(writer);
+    for (const [k, d] of state.decided) if (compareStamps(d.stamp, h) <= 0) state.decided.delete(k);
+    state.collectedTo = h;
   }
-  for (const [k, d] of state.decided) if (compareStamps(d.stamp, horizon) <= 0) state.decided.delete(k);
-  state.gcHorizon = horizon;
+  if (state.decided.size > DECIDED_MAX) {
+    const newest = [...state.decided].sort((x, y) => compareStamps(y[1].stamp, x[1].stamp));
+    for (const [k] of newest.slice(DECIDED_MAX)) state.decided.delete(k);
+  }
 }

@@ -65,6 +65,15 @@ export function eventsArb({
 > {
   const arb = kinds === undefined ? rawEvent : rawEvent.filter((r) => kinds.includes(r.kind));
   return fc.array(arb, { maxLength }).map((raws) => {
+    // One HLC per writer: a writer's stamps rise with its seqs (crdt-fold.md §3), which the causal
+    // context relies on below its windows (docs/bounded-state.md). Reassign each writer's stamps
+    // in ascending order; ties across writers stay.
+    const byWriter = new Map<string, RawEvent[]>();
+    for (const r of raws) byWriter.set(r.writer, [...(byWriter.get(r.writer) ?? []), r]);
+    for (const list of byWriter.values()) {
+      const clocks = list.map((r) => [r.wall, r.counter] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+      list.forEach((r, i) => ([r.wall, r.counter] = clocks[i]!));
+    }
     const seqs = new Map<string, number>();
     const events: TwinEvent[] = raws.map((r) => {
       // per-writer sequences, so equal seqs across writers make the writer id matter in ties
