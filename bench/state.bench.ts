@@ -85,7 +85,7 @@ function applyCost(state: TwinState, events: readonly TwinEvent[]): number {
 function naiveCost(events: readonly TwinEvent[]): number {
   const doc: Record<string, Json> = { desired: {}, reported: {} };
   const start = process.hrtime.bigint();
-  for (const e of events) if (e.section === 'desired' || e.section === 'reported') doc[e.section] = applyMergePatch(doc[e.section]!, e.patch);
+  for (const e of events) if (e.section === 'desired' || e.section === 'reported') doc[e.section] = applyMergePatch(doc[e.section], e.patch) ?? {};
   return Number(process.hrtime.bigint() - start) / 1e3 / events.length;
 }
 
