@@ -5,6 +5,7 @@
  */
 import { TwinlogError, type Result } from './errors.ts';
 import { isSection, type TwinEvent } from './event.ts';
+import { HORIZON_DEFAULTS } from './horizon.ts';
 import { isValidHlc } from './stamp.ts';
 import { TWIN_LIMITS, validatePatch, type TwinLimits } from './validatePatch.ts';
 
@@ -28,7 +29,10 @@ export interface ValidateEventOptions {
   readonly appendTime?: number;
   /** Default 5 minutes. */
   readonly maxForwardSkewMs?: number;
-  /** How long a device may buffer reports offline; default 30 days. */
+  /**
+   * How long a producer that stamps its own records may buffer them offline; default one day, the
+   * same window the projector's GC horizon uses (`HORIZON_DEFAULTS`, docs/bounded-state.md).
+   */
   readonly maxOfflineWindowMs?: number;
   /** Default 1 minute. */
   readonly maxSkewMs?: number;
@@ -51,8 +55,8 @@ export function validateEvent(
     limits = TWIN_LIMITS,
     appendTime,
     maxForwardSkewMs = 5 * 60_000,
-    maxOfflineWindowMs = 30 * 86_400_000,
-    maxSkewMs = 60_000,
+    maxOfflineWindowMs = HORIZON_DEFAULTS.maxOfflineWindowMs,
+    maxSkewMs = HORIZON_DEFAULTS.maxSkewMs,
   }: ValidateEventOptions = {},
 ): Result<TwinEvent> {
   if (!isValidDeviceId(e.deviceId)) return fail('DEVICE_ID_INVALID', `invalid device id`, { deviceId: e.deviceId });

@@ -41,7 +41,10 @@ describe('validateEvent (crdt-fold.md §11, §4.3)', () => {
     expect(validateEvent({ ...base, stamp: { wall: appendTime + 300_000, counter: 0 } }, { appendTime }).ok).toBe(true);
     const ahead = validateEvent({ ...base, stamp: { wall: appendTime + 300_001, counter: 0 } }, { appendTime });
     expect(!ahead.ok && ahead.error.code).toBe('STAMP_SKEW');
-    const old = validateEvent(base, { appendTime: appendTime + 31 * 86_400_000 });
+    // the default offline window is one day (plus a minute of skew), as the GC horizon's
+    expect(validateEvent(base, { appendTime: appendTime + 86_400_000 }).ok).toBe(true);
+    const old = validateEvent(base, { appendTime: appendTime + 86_400_000 + 60_001 });
     expect(!old.ok && old.error.code).toBe('STAMP_SKEW');
+    expect(validateEvent(base, { appendTime: appendTime + 31 * 86_400_000, maxOfflineWindowMs: 31 * 86_400_000 }).ok).toBe(true);
   });
 });
