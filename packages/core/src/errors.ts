@@ -34,6 +34,18 @@ export const ERROR_CODES = {
   EVENT_INVALID: ARGUMENT_INVALID,
   STAMP_INVALID: ARGUMENT_INVALID,
   STAMP_SKEW: ARGUMENT_INVALID,
+  /**
+   * The twin can no longer fold this event exactly: it is stamped at or below the twin's GC horizon,
+   * or it is a desired or lifecycle event that arrived after its section's window of exact history
+   * had passed it (docs/bounded-state.md). It is refused, never applied in part; a write that gets
+   * it can be sent again as a new write (new id, new stamp).
+   */
+  EVENT_LATE: ARGUMENT_INVALID,
+  /**
+   * Applying this event would make the twin's snapshot larger than the log accepts in one record;
+   * the projector refuses the event and keeps the twin at its last good state.
+   */
+  SNAPSHOT_TOO_LARGE: ARGUMENT_INVALID,
   // commands
   PRECONDITION_FAILED: { status: 412, code: 412001, name: 'PreconditionFailed' },
   DEVICE_NOT_FOUND: { status: 404, code: 404001, name: 'DeviceNotFound' },
