@@ -13,15 +13,31 @@
  * (`DEVICE_NOT_FOUND`) in partition order. A device record for an unknown device is parked until
  * `twin.backend` of the partition has been consumed to its end (the `create` may sit there,
  * not yet read), then applied or rejected; parked records hold back the committed device offset.
+ *
+ * GC horizon (crdt-fold.md §9.2): before a record is applied to a device's state (a fold, a
+ * command decision, a parked record), the state's horizon is raised to `gcHorizonAt(appendTime)`.
+ * The horizon is thus a function of the log alone, so a replay derives the same horizons at the
+ * same records. An event the fold can no longer apply exactly (`LATE`: at or below the horizon, or
+ * behind its section's window, docs/bounded-state.md) is rejected with `EVENT_LATE`.
+ *
+ * Record-size guard: a device's snapshot must fit the log's record limit (`maxSnapshotBytes`).
+ * When the snapshot of a device touched by a batch would not, the device goes back to its last
+ * good state and its batch operations are re-applied one at a time; those after which the
+ * snapshot would still be too large are rejected (with their change records and command facts
+ * dropped) with `SNAPSHOT_TOO_LARGE`. Nothing else in the batch is affected and the partition
+ * keeps going.
  */
 import { decodeOutputRecord, encodeEvent, encodeOutputRecord, safeDecodeEvent, type InputOffsets } from '@twinlog/codec';
 import {
+  advanceHorizon,
   applyEvent,
+  compareStamps,
   createTwinState,
   decideCommands,
   hasDot,
   diffMergePatch,
   fromStateDoc,
+  gcHorizonAt,
   isSection,
   sectionVersion,
   sectionView,
@@ -29,8 +45,10 @@ import {
   twinExists,
   twinVersion,
   validateEvent,
+  HORIZON_DEFAULTS,
   TWIN_LIMITS,
   type AppendRecord,
+  type HorizonOptions,
   type HybridClock,
   type Log,
   type LogRecord,
@@ -46,7 +64,43 @@ interface DeviceEntry {
   state: TwinState;
   /** Input positions its last persisted snapshot reflects. */
   offsets: InputOffsets;
+  /**
+   * The encoded snapshot last written (or restored) for it: the state it returns to when a batch
+   * would make its snapshot too large. Undefined for a device first seen in the current batch.
+   */
+  snapshot?: Uint8Array;
 }
+
+interface Source {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: number;
+  readonly timestamp: number;
+}
+
+/** What one batch did to one device's state, in order: enough to redo it one operation at a time. */
+interface BatchOp {
+  readonly kind: 'event' | 'command';
+  /** The event, or the command unit (consecutive commands sharing `corr`). */
+  readonly events: readonly TwinEvent[];
+  readonly source: Source;
+  /** What the operation added to the batch's counts, and the rejection record it wrote (commands). */
+  applied: number;
+  rejected: number;
+  rejection: { readonly record: AppendRecord; readonly code: string } | undefined;
+}
+
+interface BatchDevice {
+  readonly ops: BatchOp[];
+  /** Append time of the latest record that raised the device's horizon in this batch. */
+  lastTimestamp: number;
+}
+
+/**
+ * Default {@link TaskOptions.maxSnapshotBytes}: a safe margin below Kafka's default record limit
+ * (`max.message.bytes` = 1,048,588 bytes), which also has to hold the key and the record overhead.
+ */
+export const DEFAULT_MAX_SNAPSHOT_BYTES = 1_000_000;
 
 export interface TaskOptions {
   readonly partition: number;
@@ -55,7 +109,17 @@ export interface TaskOptions {
   readonly limits?: Partial<TwinLimits>;
   /** Skew bounds for records that bypass the gateways (crdt-fold.md §4.3). */
   readonly maxForwardSkewMs?: number;
+  /**
+   * The GC horizon's windows (core's `HORIZON_DEFAULTS`: one day offline, one minute of skew, one
+   * hour of margin). `maxOfflineWindowMs` and `maxSkewMs` also bound stamps in validation, so an
+   * event validation lets through is above the horizon unless it arrived more than `gcMarginMs`
+   * after a later record of its device.
+   */
   readonly maxOfflineWindowMs?: number;
+  readonly maxSkewMs?: number;
+  readonly gcMarginMs?: number;
+  /** Largest encoded snapshot record, bytes (default {@link DEFAULT_MAX_SNAPSHOT_BYTES}). */
+  readonly maxSnapshotBytes?: number;
   /**
    * Rebuild mode (replay, time travel): commands are not decided again — their accepted facts and
    * rejections are already in the log — and nothing is written for them.
@@ -81,6 +145,11 @@ export interface TaskOutput {
   readonly appends: TopicAppend[];
   readonly positions: InputOffsets;
   readonly stats: BatchStats;
+  /**
+   * The batch's records on `twin.rejections` by code (its `rejected` count, split), e.g. late
+   * events (`EVENT_LATE`) and events refused by the record-size guard (`SNAPSHOT_TOO_LARGE`).
+   */
+  readonly rejectedByCode: Readonly<Record<string, number>>;
 }
 
 const SECTION_BY_TOPIC: Record<InputTopic, (kind: string) => boolean> = {
@@ -98,7 +167,13 @@ export class PartitionTask {
   private ready: { record: LogRecord; event: TwinEvent }[] = [];
   private readonly clock: HybridClock;
   private readonly limits: Partial<TwinLimits>;
-  private readonly skew: { maxForwardSkewMs?: number; maxOfflineWindowMs?: number };
+  private readonly skew: { maxForwardSkewMs?: number; maxOfflineWindowMs: number; maxSkewMs: number };
+  private readonly horizon: Required<HorizonOptions>;
+  private readonly maxSnapshotBytes: number;
+  /** Per device touched by the current batch, its operations (for the record-size guard). */
+  private batch = new Map<string, BatchDevice>();
+  /** True while the guard re-applies a device's operations. */
+  private refitting = false;
   // per-batch output buffers
   private touched = new Set<string>();
   private changes: AppendRecord[] = [];
@@ -106,20 +181,32 @@ export class PartitionTask {
   private deadLetters: AppendRecord[] = [];
   private facts: AppendRecord[] = [];
   private stats: BatchStats = emptyStats();
+  private rejectedByCode: Record<string, number> = {};
 
   private readonly rebuild: boolean;
   private readonly onApplied: TaskOptions['onApplied'];
 
-  constructor({ partition, clock, limits = TWIN_LIMITS, maxForwardSkewMs, maxOfflineWindowMs, rebuild = false, onApplied }: TaskOptions) {
+  constructor({
+    partition,
+    clock,
+    limits = TWIN_LIMITS,
+    maxForwardSkewMs,
+    maxOfflineWindowMs = HORIZON_DEFAULTS.maxOfflineWindowMs,
+    maxSkewMs = HORIZON_DEFAULTS.maxSkewMs,
+    gcMarginMs = HORIZON_DEFAULTS.gcMarginMs,
+    maxSnapshotBytes = DEFAULT_MAX_SNAPSHOT_BYTES,
+    rebuild = false,
+    onApplied,
+  }: TaskOptions) {
     this.partition = partition;
     this.rebuild = rebuild;
     this.onApplied = onApplied;
     this.clock = clock;
     this.limits = limits;
-    this.skew = {
-      ...(maxForwardSkewMs === undefined ? {} : { maxForwardSkewMs }),
-      ...(maxOfflineWindowMs === undefined ? {} : { maxOfflineWindowMs }),
-    };
+    this.skew = { ...(maxForwardSkewMs === undefined ? {} : { maxForwardSkewMs }), maxOfflineWindowMs, maxSkewMs };
+    this.horizon = { maxOfflineWindowMs, maxSkewMs, gcMarginMs };
+    if (!(maxSnapshotBytes > 0)) throw new RangeError(`maxSnapshotBytes must be positive, got ${maxSnapshotBytes}`);
+    this.maxSnapshotBytes = maxSnapshotBytes;
   }
 
   /** Restore states and the checkpoint from `twin.snapshots` partition *p* (changelog restore). */
@@ -144,7 +231,8 @@ export class PartitionTask {
     }
     const snap = decodeOutputRecord(r.value, 'snapshot');
     const state = fromStateDoc(snap.state);
-    this.devices.set(snap.deviceId, { state, offsets: snap.offsets });
+    // a copy: a log's record may be a view into a larger fetch buffer
+    this.devices.set(snap.deviceId, { state, offsets: snap.offsets, snapshot: new Uint8Array(r.value) });
     this.clock.recv(state.maxStamp.wall < 0 ? { wall: 0, counter: 0 } : state.maxStamp);
   }
 
@@ -239,6 +327,8 @@ export class PartitionTask {
     }
     if (e.cond !== undefined) {
       if (!this.rebuild) return this.command(e, r, batch, index);
+      // its decision is in the log already; the record still moves the device's horizon, as live
+      if (entry !== undefined) this.advance(e.deviceId, entry.state, r.timestamp);
       this.stats.commands++;
       return 1;
     }
@@ -257,24 +347,47 @@ export class PartitionTask {
       return 1;
     }
     if (entry === undefined) this.devices.set(e.deviceId, { state, offsets: { backend: 0, device: 0 } });
+    this.advance(e.deviceId, state, r.timestamp);
     this.applyAndRecord(state, e, { ...source, timestamp: r.timestamp });
     return 1;
   }
 
-  private applyAndRecord(state: TwinState, e: TwinEvent, source: { topic: string; partition: number; offset: number; timestamp: number }): void {
+  /**
+   * Raise the device's GC horizon to the one implied by a record appended at `timestamp` (before
+   * the record is applied). A state whose horizon moved is written at the end of the batch.
+   */
+  private advance(deviceId: string, state: TwinState, timestamp: number): void {
+    const before = state.gcHorizon;
+    advanceHorizon(state, gcHorizonAt(timestamp, this.horizon));
+    if (compareStamps(before, state.gcHorizon) === 0) return;
+    this.touched.add(deviceId);
+    const b = this.batchOf(deviceId);
+    if (timestamp > b.lastTimestamp) b.lastTimestamp = timestamp;
+  }
+
+  private batchOf(deviceId: string): BatchDevice {
+    let b = this.batch.get(deviceId);
+    if (b === undefined) this.batch.set(deviceId, (b = { ops: [], lastTimestamp: -Infinity }));
+    return b;
+  }
+
+  private applyAndRecord(state: TwinState, e: TwinEvent, source: Source): void {
     const section = isSection(e.section) ? e.section : undefined;
     const scope = section === undefined || e.op === 'replace' ? undefined : Object.keys(e.patch);
     const before = section === undefined ? {} : sectionView(state, section, scope);
     const outcome = applyEvent(state, e);
     if (outcome !== 'APPLIED') {
       if (outcome === 'DUPLICATE') this.stats.duplicates++;
-      else this.reject(e, 'STAMP_SKEW', `event is older than the GC horizon`, source);
+      else this.reject(e, 'EVENT_LATE', this.lateReason(state, e), source);
       return;
     }
     this.stats.applied++;
     this.touched.add(e.deviceId);
-    this.onApplied?.(e, state, source);
-    if (e.section === 'create') {
+    if (!this.refitting) {
+      this.batchOf(e.deviceId).ops.push({ kind: 'event', events: [e], source, applied: 1, rejected: 0, rejection: undefined });
+      this.onApplied?.(e, state, source);
+    }
+    if (e.section === 'create' && !this.refitting) {
       const waiting = this.parked.get(e.deviceId);
       if (waiting !== undefined) {
         this.parked.delete(e.deviceId);
@@ -318,18 +431,45 @@ export class PartitionTask {
       j++;
     }
     this.stats.commands += unit.length;
-    const source = { topic: TOPICS.backend, partition: r.partition, offset: r.offset };
+    const source: Source = { topic: TOPICS.backend, partition: r.partition, offset: r.offset, timestamp: r.timestamp };
     let entry = this.devices.get(first.deviceId);
     if (entry === undefined) {
       entry = { state: createTwinState(first.deviceId), offsets: { backend: 0, device: 0 } };
       this.devices.set(first.deviceId, entry);
     }
-    const state = entry.state;
+    this.advance(first.deviceId, entry.state, r.timestamp);
+    const op: BatchOp = { kind: 'command', events: unit, source, applied: 0, rejected: 0, rejection: undefined };
+    this.batchOf(first.deviceId).ops.push(op);
+    this.decide(entry.state, op);
+    return unit.length;
+  }
+
+  /** Why the fold refused an event as `LATE` (docs/bounded-state.md). */
+  private lateReason(state: TwinState, e: TwinEvent): string {
+    const h = state.gcHorizon;
+    const iso = (wall: number): string => new Date(Math.max(0, wall)).toISOString();
+    const { maxOfflineWindowMs, maxSkewMs, gcMarginMs } = this.horizon;
+    const below = e.stamp.wall < h.wall || (e.stamp.wall === h.wall && e.stamp.counter <= h.counter);
+    return below
+      ? `event is older than the twin's GC horizon (stamped ${iso(e.stamp.wall)}, horizon ${iso(h.wall)}: the device's latest record ` +
+          `minus the offline window ${maxOfflineWindowMs} ms, skew ${maxSkewMs} ms and margin ${gcMarginMs} ms); not applied, write it again as a new write`
+      : `event arrived after its section's window of exact history had passed it (stamped ${iso(e.stamp.wall)}; ` +
+          `see docs/bounded-state.md); not applied, write it again as a new write`;
+  }
+
+  /** Decide a command unit against `state`, writing its rejection or its facts and changes. */
+  private decide(state: TwinState, op: BatchOp): void {
+    const unit = op.events;
+    const first = unit[0]!;
+    const source = { topic: op.source.topic, partition: op.source.partition, offset: op.source.offset };
     const befores = unit.map((c) => (isSection(c.section) ? sectionView(state, c.section) : {}));
     const { decision, facts, replayed } = decideCommands(state, unit, { clock: this.clock, limits: this.limits });
     this.touched.add(first.deviceId);
+    op.applied = 0;
+    op.rejected = 0;
+    op.rejection = undefined;
     if (!decision.accepted) {
-      this.rejections.push({
+      const record: AppendRecord = {
         key: first.deviceId,
         value: encodeOutputRecord({
           kind: 'rejection',
@@ -342,16 +482,21 @@ export class PartitionTask {
           etag: decision.etag ?? null,
           source,
         }),
-      });
+      };
+      op.rejection = { record, code: decision.code };
+      this.rejections.push(record);
+      this.countRejection(decision.code, unit.length);
       this.stats.rejected += unit.length;
-      return unit.length;
+      op.rejected = unit.length;
+      return;
     }
-    if (replayed) return unit.length;
+    if (replayed) return;
     facts.forEach((fact, k) => {
       this.facts.push({ key: fact.deviceId, value: encodeEvent(fact), partition: this.partition });
       const section = fact.section;
       const after = isSection(section) ? sectionView(state, section) : {};
       this.stats.applied++;
+      op.applied++;
       this.changes.push({
         key: fact.deviceId,
         value: encodeOutputRecord({
@@ -373,7 +518,6 @@ export class PartitionTask {
         }),
       });
     });
-    return unit.length;
   }
 
   private retryParked(backendCaughtUp: boolean): void {
@@ -382,8 +526,10 @@ export class PartitionTask {
     for (const { record, event } of ready) {
       const state = this.devices.get(event.deviceId)?.state;
       const source = { topic: TOPICS.device, partition: record.partition, offset: record.offset, timestamp: record.timestamp };
-      if (state !== undefined && twinExists(state)) this.applyAndRecord(state, event, source);
-      else this.park(record, event); // deleted again in the same batch
+      if (state !== undefined && twinExists(state)) {
+        this.advance(event.deviceId, state, record.timestamp);
+        this.applyAndRecord(state, event, source);
+      } else this.park(record, event); // deleted again in the same batch
     }
     if (!backendCaughtUp) return;
     for (const [, waiting] of this.parked) {
@@ -401,8 +547,13 @@ export class PartitionTask {
     else waiting.push({ record, event });
   }
 
-  private reject(e: TwinEvent, code: TwinlogErrorCode, message: string, source: { topic: string; partition: number; offset: number }): void {
+  private countRejection(code: string, n: number): void {
+    this.rejectedByCode[code] = (this.rejectedByCode[code] ?? 0) + n;
+  }
+
+  private reject(e: TwinEvent, code: TwinlogErrorCode, message: string, source: { readonly topic: string; readonly partition: number; readonly offset: number }): void {
     this.stats.rejected++;
+    this.countRejection(code, 1);
     this.rejections.push({
       key: e.deviceId,
       value: encodeOutputRecord({
@@ -413,7 +564,7 @@ export class PartitionTask {
         message,
         id: e.id,
         ...(e.corr === undefined ? {} : { corr: e.corr }),
-        source,
+        source: { topic: source.topic, partition: source.partition, offset: source.offset },
       }),
     });
   }
@@ -442,26 +593,102 @@ export class PartitionTask {
     return { backend: this.positions.backend, device };
   }
 
+  private encodeSnapshot(deviceId: string, state: TwinState, offsets: InputOffsets): Uint8Array {
+    return encodeOutputRecord({
+      kind: 'snapshot',
+      v: 1,
+      deviceId,
+      state: toStateDoc(state),
+      exists: twinExists(state),
+      version: twinVersion(state),
+      offsets,
+    });
+  }
+
+  /** The state an entry returns to: its last written snapshot's, or an empty one. */
+  private lastGoodState(deviceId: string, snapshot: Uint8Array | undefined): TwinState {
+    return snapshot === undefined ? createTwinState(deviceId) : fromStateDoc(decodeOutputRecord(snapshot, 'snapshot').state);
+  }
+
+  /**
+   * The record-size guard for one device whose snapshot came out too large: back to its last good
+   * state, then its batch operations again one at a time, refusing each one after which the
+   * snapshot would still be too large. Returns the snapshot to write, or undefined when even the
+   * last good state does not fit (then nothing is written for the device).
+   */
+  private refit(deviceId: string, entry: DeviceEntry, offsets: InputOffsets): Uint8Array | undefined {
+    const b = this.batch.get(deviceId) ?? { ops: [], lastTimestamp: -Infinity };
+    // take back what the first pass wrote for this device's operations
+    const undone = new Set<AppendRecord>();
+    for (const op of b.ops) {
+      this.stats.applied -= op.applied;
+      this.stats.rejected -= op.rejected;
+      if (op.rejection === undefined) continue;
+      undone.add(op.rejection.record);
+      this.countRejection(op.rejection.code, -op.rejected);
+    }
+    this.changes = this.changes.filter((c) => c.key !== deviceId);
+    this.facts = this.facts.filter((f) => f.key !== deviceId);
+    if (undone.size > 0) this.rejections = this.rejections.filter((r) => !undone.has(r));
+
+    let good = entry.snapshot;
+    entry.state = this.lastGoodState(deviceId, good);
+    this.refitting = true;
+    try {
+      for (const op of b.ops) {
+        const marks = {
+          changes: this.changes.length,
+          facts: this.facts.length,
+          rejections: this.rejections.length,
+          stats: { ...this.stats },
+          codes: { ...this.rejectedByCode },
+        };
+        advanceHorizon(entry.state, gcHorizonAt(op.source.timestamp, this.horizon));
+        if (op.kind === 'event') this.applyAndRecord(entry.state, op.events[0]!, op.source);
+        else this.decide(entry.state, op);
+        const bytes = this.encodeSnapshot(deviceId, entry.state, offsets);
+        if (bytes.length <= this.maxSnapshotBytes) {
+          good = bytes;
+          continue;
+        }
+        this.changes.length = marks.changes;
+        this.facts.length = marks.facts;
+        this.rejections.length = marks.rejections;
+        this.stats = marks.stats;
+        this.rejectedByCode = marks.codes;
+        entry.state = this.lastGoodState(deviceId, good);
+        const what = op.kind === 'command' ? 'command' : 'event';
+        for (const e of op.events) {
+          this.reject(
+            e,
+            'SNAPSHOT_TOO_LARGE',
+            `twin ${deviceId} not changed: with this ${what} its snapshot would be ${bytes.length} bytes, over the log's record limit ` +
+              `of ${this.maxSnapshotBytes} bytes (maxSnapshotBytes); the twin stays at its last good state`,
+            op.source,
+          );
+        }
+      }
+    } finally {
+      this.refitting = false;
+    }
+    if (b.lastTimestamp > -Infinity) advanceHorizon(entry.state, gcHorizonAt(b.lastTimestamp, this.horizon));
+    const bytes = this.encodeSnapshot(deviceId, entry.state, offsets);
+    return bytes.length <= this.maxSnapshotBytes ? bytes : undefined;
+  }
+
   private flush(): TaskOutput {
     const positions = this.committedPositions();
     const snapshots: AppendRecord[] = [];
-    // a rebuild writes its snapshots once, at the end (see `replay`)
-    if (!this.rebuild) for (const deviceId of this.touched) {
+    for (const deviceId of this.touched) {
       const entry = this.devices.get(deviceId)!;
+      let bytes: Uint8Array | undefined = this.encodeSnapshot(deviceId, entry.state, positions);
+      if (bytes.length > this.maxSnapshotBytes) bytes = this.refit(deviceId, entry, positions);
+      if (bytes === undefined) continue; // its last good snapshot is over the limit too: not rewritten
+      entry.snapshot = bytes;
+      // a rebuild writes its snapshots once, at the end (see `replay`)
+      if (this.rebuild) continue;
       entry.offsets = positions;
-      snapshots.push({
-        key: deviceId,
-        partition: this.partition,
-        value: encodeOutputRecord({
-          kind: 'snapshot',
-          v: 1,
-          deviceId,
-          state: toStateDoc(entry.state),
-          exists: twinExists(entry.state),
-          version: twinVersion(entry.state),
-          offsets: positions,
-        }),
-      });
+      snapshots.push({ key: deviceId, partition: this.partition, value: bytes });
     }
     snapshots.push({
       key: CHECKPOINT_KEY,
@@ -473,18 +700,21 @@ export class PartitionTask {
     if (this.rejections.length > 0) appends.push({ topic: TOPICS.rejections, records: this.rejections });
     if (this.deadLetters.length > 0) appends.push({ topic: TOPICS.deadLetter, records: this.deadLetters });
     if (this.facts.length > 0) appends.push({ topic: TOPICS.backend, records: this.facts });
-    const out: TaskOutput = { appends, positions, stats: this.stats };
+    for (const [code, n] of Object.entries(this.rejectedByCode)) if (n === 0) delete this.rejectedByCode[code];
+    const out: TaskOutput = { appends, positions, stats: this.stats, rejectedByCode: this.rejectedByCode };
     this.touched = new Set();
+    this.batch = new Map();
     this.changes = [];
     this.rejections = [];
     this.deadLetters = [];
     this.facts = [];
     this.stats = emptyStats();
+    this.rejectedByCode = {};
     return out;
   }
 }
 
-function emptyStats(): BatchStats {
+export function emptyStats(): BatchStats {
   return { applied: 0, duplicates: 0, skipped: 0, rejected: 0, deadLettered: 0, commands: 0, parked: 0 };
 }
 

@@ -23,7 +23,7 @@ import {
   type TwinLimits,
   type TwinState,
 } from '@twinlog/core';
-import { PartitionTask, type BatchStats } from './partitionTask.ts';
+import { emptyStats, PartitionTask, type BatchStats } from './partitionTask.ts';
 import { CHECKPOINT_KEY, TOPICS, type InputTopic } from './topics.ts';
 
 export interface ReplayOptions {
@@ -36,6 +36,16 @@ export interface ReplayOptions {
   /** Write the rebuilt snapshots (and a checkpoint per partition) to this log's `twin.snapshots`. */
   readonly into?: Log;
   readonly limits?: Partial<TwinLimits>;
+  /**
+   * The live projector's horizon windows and snapshot limit (see `ProjectorOptions`): a replay
+   * derives the same GC horizons at the same records, so with the same values it rebuilds the same
+   * snapshots.
+   */
+  readonly maxOfflineWindowMs?: number;
+  readonly maxSkewMs?: number;
+  readonly gcMarginMs?: number;
+  readonly maxForwardSkewMs?: number;
+  readonly maxSnapshotBytes?: number;
   /** Progress after each chunk: records read so far and the total to read. */
   readonly onProgress?: (progress: { readonly read: number; readonly total: number }) => void;
   /** Called for every applied event with the state right after it. */
@@ -90,13 +100,26 @@ async function* mergedInputs(log: Log, partition: number, ends: { backend: numbe
  * @example
  * const { states, counts } = await replay({ log, until: Date.parse('2026-11-01T00:00:00Z') })
  */
-export async function replay({ log, until, deviceId, into, limits, onProgress, onApplied }: ReplayOptions): Promise<ReplayResult> {
+export async function replay({
+  log,
+  until,
+  deviceId,
+  into,
+  limits,
+  maxOfflineWindowMs,
+  maxSkewMs,
+  gcMarginMs,
+  maxForwardSkewMs,
+  maxSnapshotBytes,
+  onProgress,
+  onApplied,
+}: ReplayOptions): Promise<ReplayResult> {
   const [backendEnds, deviceEnds] = await Promise.all([log.endOffsets(TOPICS.backend), log.endOffsets(TOPICS.device)]);
   const partitions =
     deviceId === undefined ? backendEnds.map((_, p) => p) : [partitionFor(deviceId, backendEnds.length)];
   const total = partitions.reduce((n, p) => n + (backendEnds[p] ?? 0) + (deviceEnds[p] ?? 0), 0);
   const states = new Map<string, TwinState>();
-  const stats: BatchStats = { applied: 0, duplicates: 0, skipped: 0, rejected: 0, deadLettered: 0, commands: 0, parked: 0 };
+  const stats: BatchStats = emptyStats();
   const ranges: PartitionRange[] = [];
   let read = 0;
   const clock = createHybridClock({ physicalNow: () => 0 });
@@ -106,6 +129,11 @@ export async function replay({ log, until, deviceId, into, limits, onProgress, o
       clock,
       rebuild: true,
       ...(limits === undefined ? {} : { limits }),
+      ...(maxOfflineWindowMs === undefined ? {} : { maxOfflineWindowMs }),
+      ...(maxSkewMs === undefined ? {} : { maxSkewMs }),
+      ...(gcMarginMs === undefined ? {} : { gcMarginMs }),
+      ...(maxForwardSkewMs === undefined ? {} : { maxForwardSkewMs }),
+      ...(maxSnapshotBytes === undefined ? {} : { maxSnapshotBytes }),
       ...(onApplied === undefined ? {} : { onApplied }),
     });
     const range = { backend: { first: null as number | null, last: null as number | null }, device: { first: null as number | null, last: null as number | null } };

@@ -7,7 +7,7 @@
  * restores from the log, so nothing is lost and nothing is applied twice.
  */
 import { createHybridClock, type Log, type TwinLimits } from '@twinlog/core';
-import { PartitionTask, type BatchStats, type TaskOutput } from './partitionTask.ts';
+import { PartitionTask, type BatchStats, type TaskOptions, type TaskOutput } from './partitionTask.ts';
 import { startPartitionStage } from './startPartitionStage.ts';
 import { TOPICS, type InputTopic } from './topics.ts';
 
@@ -18,6 +18,24 @@ export interface ProjectorOptions {
   /** Physical clock in ms (the owner HLC's source, for command facts). */
   readonly physicalNow: () => number;
   readonly limits?: Partial<TwinLimits>;
+  /**
+   * The GC horizon (crdt-fold.md §9.2): how long a producer may buffer events offline (default one
+   * day), the clock skew tolerated (one minute) and the margin for produce-to-consume delays (one
+   * hour). An event stamped older than `appendTime − maxOfflineWindowMs − maxSkewMs` is rejected by
+   * validation; its twin forgets what lies older than the horizon, a further `gcMarginMs` back from
+   * the twin's latest record. Every projector and replay of one log should use the same values.
+   */
+  readonly maxOfflineWindowMs?: number;
+  readonly maxSkewMs?: number;
+  readonly gcMarginMs?: number;
+  /** How far ahead of its append time a stamp may be (default 5 minutes). */
+  readonly maxForwardSkewMs?: number;
+  /**
+   * Largest snapshot record written, bytes (default 1,000,000, below Kafka's default 1,048,588-byte
+   * `max.message.bytes`). An event or command that would make a twin's snapshot larger is
+   * rejected (`twin.rejections`), and the twin keeps its last good state.
+   */
+  readonly maxSnapshotBytes?: number;
   /** How often parked device records are re-examined, ms (default 200). */
   readonly settleIntervalMs?: number;
   /**
@@ -25,8 +43,17 @@ export interface ProjectorOptions {
    * transaction; overlapping them keeps one partition's records from waiting for another's commit.
    */
   readonly concurrency?: number;
-  /** Called after each committed batch. */
-  readonly onBatch?: (partition: number, stats: BatchStats) => void;
+  /**
+   * Called after each committed batch, with its counts and its rejections by code (late events,
+   * events refused because a snapshot would exceed `maxSnapshotBytes`, failed commands, …).
+   */
+  readonly onBatch?: (partition: number, stats: BatchStats, detail: BatchDetail) => void;
+}
+
+/** More about a committed batch than its counts. */
+export interface BatchDetail {
+  /** Records the batch wrote to `twin.rejections`, by code. */
+  readonly rejectedByCode: Readonly<Record<string, number>>;
 }
 
 export interface Projector {
@@ -52,11 +79,27 @@ export async function startProjector({
   group = 'twinlog-projector',
   physicalNow,
   limits,
+  maxOfflineWindowMs,
+  maxSkewMs,
+  gcMarginMs,
+  maxForwardSkewMs,
+  maxSnapshotBytes,
   settleIntervalMs = 200,
   concurrency = 8,
   onBatch,
 }: ProjectorOptions): Promise<Projector> {
   const clock = createHybridClock({ physicalNow });
+  const taskOptions = (partition: number): TaskOptions => ({
+    partition,
+    clock,
+    ...(limits === undefined ? {} : { limits }),
+    ...(maxOfflineWindowMs === undefined ? {} : { maxOfflineWindowMs }),
+    ...(maxSkewMs === undefined ? {} : { maxSkewMs }),
+    ...(gcMarginMs === undefined ? {} : { gcMarginMs }),
+    ...(maxForwardSkewMs === undefined ? {} : { maxForwardSkewMs }),
+    ...(maxSnapshotBytes === undefined ? {} : { maxSnapshotBytes }),
+  });
+  new PartitionTask(taskOptions(0)); // option errors surface here, not at the first assignment
 
   const commit = async (task: PartitionTask, out: TaskOutput): Promise<void> => {
     await log.commitBatch({
@@ -67,7 +110,7 @@ export async function startProjector({
         { group, topic: TOPICS.device, partition: task.partition, offset: out.positions.device },
       ],
     });
-    onBatch?.(task.partition, out.stats);
+    onBatch?.(task.partition, out.stats, { rejectedByCode: out.rejectedByCode });
   };
 
   /** Whether `twin.backend` of the task's partition is consumed to its end (false when unknown). */
@@ -85,7 +128,7 @@ export async function startProjector({
     group,
     topics: [TOPICS.backend, TOPICS.device],
     concurrency,
-    restore: (partition) => PartitionTask.restore(log, { partition, clock, ...(limits === undefined ? {} : { limits }) }),
+    restore: (partition) => PartitionTask.restore(log, taskOptions(partition)),
     eachBatch: async (task, { topic, records }) => {
       const input: InputTopic = topic === TOPICS.backend ? 'backend' : 'device';
       await commit(task, task.process(input, records, false));
