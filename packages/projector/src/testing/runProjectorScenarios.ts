@@ -7,7 +7,7 @@ import { decodeOutputRecord, encodeEvent } from '@twinlog/codec';
 import { canonicalJson, computeEtag, fromStateDoc, renderTwin, twinExists, type Log } from '@twinlog/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { history, replay } from '../replay.ts';
-import { startProjector, type Projector } from '../startProjector.ts';
+import { startProjector, type Projector, type ProjectorOptions } from '../startProjector.ts';
 import { createTestProducer, latestSnapshots, cleanReplay, readAll, waitFor } from './pipelineHarness.ts';
 import { ensureTwinTopics, TOPICS } from '../topics.ts';
 
@@ -17,15 +17,15 @@ export function runProjectorScenarios(name: string, setup: () => Promise<{ log: 
     afterEach(async () => {
       for (const c of cleanups.splice(0).reverse()) await c();
     });
-    async function fresh(): Promise<{ log: Log; start: () => Promise<Projector> }> {
+    async function fresh(): Promise<{ log: Log; start: (options?: Partial<ProjectorOptions>) => Promise<Projector> }> {
       const { log, cleanup } = await setup();
       cleanups.push(async () => {
         await log.close();
         await cleanup?.();
       });
       await ensureTwinTopics(log, 2);
-      const start = async (): Promise<Projector> => {
-        const p = await startProjector({ log, physicalNow: () => Date.now(), settleIntervalMs: 50 });
+      const start = async (options: Partial<ProjectorOptions> = {}): Promise<Projector> => {
+        const p = await startProjector({ log, physicalNow: () => Date.now(), settleIntervalMs: 50, ...options });
         cleanups.push(() => p.stop());
         return p;
       };
@@ -106,6 +106,47 @@ export function runProjectorScenarios(name: string, setup: () => Promise<{ log: 
       expect((await latestSnapshots(log)).get('c1')).toContain('"a":2');
       // the fact sits on twin.backend, so a rebuild from the log alone gives the same twin
       expect((await cleanReplay(log)).get('c1')).toBe((await latestSnapshots(log)).get('c1'));
+    });
+
+    it('refuses what would make a snapshot exceed the record limit (SNAPSHOT_TOO_LARGE), keeps the twin at its last good state and goes on', async () => {
+      const { log, start } = await fresh();
+      const producer = createTestProducer(log);
+      const rejectedByCode: Record<string, number> = {};
+      const projector = await start({
+        maxSnapshotBytes: 4_096,
+        onBatch: (_p, _stats, detail) => {
+          for (const [code, n] of Object.entries(detail.rejectedByCode)) rejectedByCode[code] = (rejectedByCode[code] ?? 0) + n;
+        },
+      });
+      await producer.send([producer.event('big', 'create'), producer.event('calm', 'create')]);
+      await producer.send([producer.event('big', 'reported', { blob: 'x'.repeat(3_000) }), producer.event('calm', 'reported', { n: 1 })]);
+      await waitFor(async () => (await count(log, TOPICS.changes)) === 4, 30_000, 'the first changes');
+      const tooLarge = producer.event('big', 'reported', { blob2: 'y'.repeat(3_000) });
+      await producer.send([tooLarge]);
+      const etag = computeEtag(fromStateDoc(decodeOutputRecord((await readAll(log, TOPICS.snapshots)).filter((r) => r.key === 'big').at(-1)!.value!, 'snapshot').state));
+      const command = producer.event('big', 'desired', { blob3: 'z'.repeat(3_000) }, { cond: { ifMatch: `"${etag}"` }, corr: 'big-cmd' });
+      await producer.send([command]);
+      await producer.send([producer.event('big', 'reported', { n: 2 }), producer.event('calm', 'reported', { n: 2 })]);
+      await waitFor(async () => (await count(log, TOPICS.changes)) === 6 && (await count(log, TOPICS.rejections)) === 2, 30_000, 'later events and two rejections');
+
+      const rejections = (await readAll(log, TOPICS.rejections)).map((r) => decodeOutputRecord(r.value!, 'rejection'));
+      expect(rejections.map((r) => [r.code, r.id?.seq, r.corr ?? null]).sort()).toEqual(
+        [
+          ['SNAPSHOT_TOO_LARGE', tooLarge.id.seq, null],
+          ['SNAPSHOT_TOO_LARGE', command.id.seq, 'big-cmd'],
+        ].sort(),
+      );
+      expect(rejections[0]!.message).toMatch(/record limit of 4096 bytes/);
+      expect(rejectedByCode).toEqual({ SNAPSHOT_TOO_LARGE: 2 });
+      // no fact for the refused command; the twin has everything but the refused writes
+      expect((await readAll(log, TOPICS.backend)).length).toBe(3);
+      const twin = JSON.parse((await latestSnapshots(log)).get('big')!) as { properties: { reported: Record<string, unknown>; desired: Record<string, unknown> } };
+      expect(twin.properties.reported).toMatchObject({ blob: 'x'.repeat(3_000), n: 2, $version: 3 });
+      expect(twin.properties.reported).not.toHaveProperty('blob2');
+      expect(twin.properties.desired).not.toHaveProperty('blob3');
+      expect((await latestSnapshots(log)).get('calm')).toContain('"n":2');
+      for (const r of await readAll(log, TOPICS.snapshots)) expect(r.value?.length ?? 0).toBeLessThanOrEqual(4_096);
+      expect(projector.partitions().length).toBe(2); // still running
     });
 
     it('restarts from its snapshots without losing or double-applying anything', async () => {
