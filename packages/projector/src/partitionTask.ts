@@ -66,9 +66,16 @@ interface DeviceEntry {
   offsets: InputOffsets;
   /**
    * The encoded snapshot last written (or restored) for it: the state it returns to when a batch
-   * would make its snapshot too large. Undefined for a device first seen in the current batch.
+   * would make its snapshot too large (a rebuild: the state it was checked at). Undefined for a
+   * device first seen in the current batch.
    */
   snapshot?: Uint8Array;
+  /**
+   * Rebuild mode: an upper bound on the size of its snapshot now (the last encoded size plus
+   * {@link GROWTH_PER_INPUT_BYTE} per input byte since), so that a rebuild encodes a twin only when
+   * it might be near the limit.
+   */
+  estimate?: number;
 }
 
 interface Source {
@@ -94,7 +101,20 @@ interface BatchDevice {
   readonly ops: BatchOp[];
   /** Append time of the latest record that raised the device's horizon in this batch. */
   lastTimestamp: number;
+  /** Whether its snapshot is encoded and checked at the end of the batch (always, except in rebuilds far from the limit). */
+  readonly check: boolean;
+  /** Rebuild mode: input bytes of its records in the batch (and of its parked records). */
+  readonly inputBytes: number;
 }
+
+/**
+ * A generous bound on how many bytes of state document one input byte can add (a leaf costs at
+ * least 3 bytes of msgpack in an event and at most its key, its value and about 12 bytes of
+ * metadata in the document), plus a constant: rebuilds encode a twin only when this bound says its
+ * snapshot might be near `maxSnapshotBytes`. A live projector encodes every touched twin anyway.
+ */
+const GROWTH_PER_INPUT_BYTE = 8;
+const GROWTH_SLACK = 1024;
 
 /**
  * Default {@link TaskOptions.maxSnapshotBytes}: a safe margin below Kafka's default record limit
@@ -174,6 +194,8 @@ export class PartitionTask {
   private batch = new Map<string, BatchDevice>();
   /** True while the guard re-applies a device's operations. */
   private refitting = false;
+  /** Rebuild mode: input bytes per device in the batch being processed. */
+  private batchBytes = new Map<string, number>();
   // per-batch output buffers
   private touched = new Set<string>();
   private changes: AppendRecord[] = [];
@@ -263,6 +285,10 @@ export class PartitionTask {
    * partition has been consumed to its end, which lets parked device records be decided.
    */
   process(topic: InputTopic, records: readonly LogRecord[], backendCaughtUp: boolean): TaskOutput {
+    if (this.rebuild) {
+      this.batchBytes.clear();
+      for (const r of records) this.batchBytes.set(r.key, (this.batchBytes.get(r.key) ?? 0) + (r.value?.length ?? 0));
+    }
     for (let i = 0; i < records.length; i++) {
       const r = records[i]!;
       if (r.offset < this.positions[topic]) {
@@ -328,7 +354,10 @@ export class PartitionTask {
     if (e.cond !== undefined) {
       if (!this.rebuild) return this.command(e, r, batch, index);
       // its decision is in the log already; the record still moves the device's horizon, as live
-      if (entry !== undefined) this.advance(e.deviceId, entry.state, r.timestamp);
+      if (entry !== undefined) {
+        this.begin(e.deviceId, entry);
+        this.advance(e.deviceId, entry.state, r.timestamp);
+      }
       this.stats.commands++;
       return 1;
     }
@@ -346,7 +375,7 @@ export class PartitionTask {
       this.reject(e, 'DEVICE_ALREADY_EXISTS', `device ${e.deviceId} already exists`, source);
       return 1;
     }
-    if (entry === undefined) this.devices.set(e.deviceId, { state, offsets: { backend: 0, device: 0 } });
+    this.begin(e.deviceId, entry ?? this.setEntry(e.deviceId, { state, offsets: { backend: 0, device: 0 } }));
     this.advance(e.deviceId, state, r.timestamp);
     this.applyAndRecord(state, e, { ...source, timestamp: r.timestamp });
     return 1;
@@ -361,13 +390,37 @@ export class PartitionTask {
     advanceHorizon(state, gcHorizonAt(timestamp, this.horizon));
     if (compareStamps(before, state.gcHorizon) === 0) return;
     this.touched.add(deviceId);
-    const b = this.batchOf(deviceId);
+    const b = this.batch.get(deviceId)!;
     if (timestamp > b.lastTimestamp) b.lastTimestamp = timestamp;
   }
 
-  private batchOf(deviceId: string): BatchDevice {
-    let b = this.batch.get(deviceId);
-    if (b === undefined) this.batch.set(deviceId, (b = { ops: [], lastTimestamp: -Infinity }));
+  private setEntry(deviceId: string, entry: DeviceEntry): DeviceEntry {
+    this.devices.set(deviceId, entry);
+    return entry;
+  }
+
+  /**
+   * Called before the batch first changes a device: what the record-size guard needs to redo the
+   * batch's operations on it. A live projector checks every touched twin at the end of the batch,
+   * from the snapshot it last wrote; a rebuild writes none, so it encodes the twin here (its base)
+   * and checks it at the end only when the twin might near the limit.
+   */
+  private begin(deviceId: string, entry: DeviceEntry): BatchDevice {
+    const known = this.batch.get(deviceId);
+    if (known !== undefined) return known;
+    let check = true;
+    let inputBytes = 0;
+    if (this.rebuild) {
+      inputBytes = this.batchBytes.get(deviceId) ?? 0;
+      for (const { record } of this.parked.get(deviceId) ?? []) inputBytes += record.value?.length ?? 0;
+      check = (entry.estimate ?? 0) + GROWTH_PER_INPUT_BYTE * inputBytes + GROWTH_SLACK > this.maxSnapshotBytes;
+      if (check) {
+        entry.snapshot = this.encodeSnapshot(deviceId, entry.state, this.positions);
+        entry.estimate = entry.snapshot.length;
+      }
+    }
+    const b: BatchDevice = { ops: [], lastTimestamp: -Infinity, check, inputBytes };
+    this.batch.set(deviceId, b);
     return b;
   }
 
@@ -384,7 +437,7 @@ export class PartitionTask {
     this.stats.applied++;
     this.touched.add(e.deviceId);
     if (!this.refitting) {
-      this.batchOf(e.deviceId).ops.push({ kind: 'event', events: [e], source, applied: 1, rejected: 0, rejection: undefined });
+      this.batch.get(e.deviceId)!.ops.push({ kind: 'event', events: [e], source, applied: 1, rejected: 0, rejection: undefined });
       this.onApplied?.(e, state, source);
     }
     if (e.section === 'create' && !this.refitting) {
@@ -437,9 +490,9 @@ export class PartitionTask {
       entry = { state: createTwinState(first.deviceId), offsets: { backend: 0, device: 0 } };
       this.devices.set(first.deviceId, entry);
     }
-    this.advance(first.deviceId, entry.state, r.timestamp);
     const op: BatchOp = { kind: 'command', events: unit, source, applied: 0, rejected: 0, rejection: undefined };
-    this.batchOf(first.deviceId).ops.push(op);
+    this.begin(first.deviceId, entry).ops.push(op);
+    this.advance(first.deviceId, entry.state, r.timestamp);
     this.decide(entry.state, op);
     return unit.length;
   }
@@ -524,9 +577,11 @@ export class PartitionTask {
     const ready = this.ready;
     this.ready = [];
     for (const { record, event } of ready) {
-      const state = this.devices.get(event.deviceId)?.state;
+      const entry = this.devices.get(event.deviceId);
       const source = { topic: TOPICS.device, partition: record.partition, offset: record.offset, timestamp: record.timestamp };
-      if (state !== undefined && twinExists(state)) {
+      if (entry !== undefined && twinExists(entry.state)) {
+        const state = entry.state;
+        this.begin(event.deviceId, entry);
         this.advance(event.deviceId, state, record.timestamp);
         this.applyAndRecord(state, event, source);
       } else this.park(record, event); // deleted again in the same batch
@@ -617,7 +672,7 @@ export class PartitionTask {
    * last good state does not fit (then nothing is written for the device).
    */
   private refit(deviceId: string, entry: DeviceEntry, offsets: InputOffsets): Uint8Array | undefined {
-    const b = this.batch.get(deviceId) ?? { ops: [], lastTimestamp: -Infinity };
+    const b = this.batch.get(deviceId) ?? { ops: [], lastTimestamp: -Infinity, check: true, inputBytes: 0 };
     // take back what the first pass wrote for this device's operations
     const undone = new Set<AppendRecord>();
     for (const op of b.ops) {
@@ -681,10 +736,16 @@ export class PartitionTask {
     const snapshots: AppendRecord[] = [];
     for (const deviceId of this.touched) {
       const entry = this.devices.get(deviceId)!;
+      const b = this.batch.get(deviceId);
+      if (this.rebuild && b?.check === false) {
+        entry.estimate = (entry.estimate ?? 0) + GROWTH_PER_INPUT_BYTE * b.inputBytes;
+        continue;
+      }
       let bytes: Uint8Array | undefined = this.encodeSnapshot(deviceId, entry.state, positions);
       if (bytes.length > this.maxSnapshotBytes) bytes = this.refit(deviceId, entry, positions);
       if (bytes === undefined) continue; // its last good snapshot is over the limit too: not rewritten
       entry.snapshot = bytes;
+      if (this.rebuild) entry.estimate = bytes.length;
       // a rebuild writes its snapshots once, at the end (see `replay`)
       if (this.rebuild) continue;
       entry.offsets = positions;

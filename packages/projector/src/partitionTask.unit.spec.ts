@@ -17,8 +17,9 @@ import {
   type TwinEvent,
 } from '@twinlog/core';
 import { describe, expect, it } from 'vitest';
+import { createInMemoryLog } from '@twinlog/core/testing';
 import { PartitionTask, type TaskOptions, type TaskOutput } from './partitionTask.ts';
-import { CHECKPOINT_KEY, TOPICS, type InputTopic } from './topics.ts';
+import { CHECKPOINT_KEY, ensureTwinTopics, TOPICS, type InputTopic } from './topics.ts';
 
 const T0 = Date.UTC(2026, 10, 1);
 
@@ -176,6 +177,40 @@ describe('the record-size guard', () => {
     const desired = renderTwin(t.stateOf('d1')!).properties.desired;
     expect(desired).toMatchObject({ ok: true, $version: 3 });
     expect(desired).not.toHaveProperty('blob2');
+  });
+
+  it('refuses the same events in a rebuild, whatever its batches', () => {
+    const { event, record } = fixture();
+    const inputs = [
+      record(event('d1', 'create', {}, T0), T0),
+      ...[1, 2, 3, 4, 5, 6].map((i) => record(event('d1', 'desired', { [`blob${i % 4}`]: String(i).repeat(2_000), n: i }, T0 + i), T0 + i)),
+    ];
+    const live = task({ maxSnapshotBytes: LIMIT });
+    const out = live.process('backend', inputs, true);
+    expect(out.rejectedByCode['SNAPSHOT_TOO_LARGE']).toBeGreaterThan(0);
+    const rebuild = task({ maxSnapshotBytes: LIMIT, rebuild: true });
+    for (const r of inputs) rebuild.process('backend', [r], true);
+    expect(toStateDoc(rebuild.stateOf('d1')!)).toEqual(toStateDoc(live.stateOf('d1')!));
+  });
+
+  it('keeps a twin whose last good snapshot is already over the limit (a lowered limit): refuses its events, writes nothing for it, goes on', async () => {
+    const { event, record } = fixture();
+    const before = task();
+    const outs = [
+      before.process('backend', [record(event('d1', 'create', {}, T0), T0), record(event('d2', 'create', {}, T0), T0)], true),
+      before.process('backend', [record(event('d1', 'desired', { a: 'x'.repeat(3_000), b: 'y'.repeat(3_000) }, T0 + 1), T0 + 1)], true),
+    ];
+    const log = createInMemoryLog({ now: () => T0 + 2 });
+    await ensureTwinTopics(log, 1);
+    for (const out of outs) for (const a of out.appends) if (a.topic === TOPICS.snapshots) await log.append(TOPICS.snapshots, a.records);
+    const lowered = await PartitionTask.restore(log, { partition: 0, clock: createHybridClock({ physicalNow: () => T0 }), maxSnapshotBytes: LIMIT });
+    const tiny = event('d1', 'desired', { c: 1 }, T0 + 3);
+    const other = event('d2', 'desired', { c: 1 }, T0 + 3);
+    const out2 = lowered.process('backend', [record(tiny, T0 + 3), record(other, T0 + 3)], true);
+    expect(rejections(out2).map((r) => [r.code, r.deviceId])).toEqual([['SNAPSHOT_TOO_LARGE', 'd1']]);
+    expect([...snapshots(out2).keys()]).toEqual(['d2']);
+    expect(renderTwin(lowered.stateOf('d1')!).properties.desired).toMatchObject({ a: 'x'.repeat(3_000), $version: 2 });
+    await log.close();
   });
 
   it('rejects nothing and rewrites nothing while snapshots fit (default limit)', () => {

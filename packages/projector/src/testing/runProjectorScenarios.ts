@@ -147,6 +147,11 @@ export function runProjectorScenarios(name: string, setup: () => Promise<{ log: 
       expect((await latestSnapshots(log)).get('calm')).toContain('"n":2');
       for (const r of await readAll(log, TOPICS.snapshots)) expect(r.value?.length ?? 0).toBeLessThanOrEqual(4_096);
       expect(projector.partitions().length).toBe(2); // still running
+      // a rebuild with the same limit refuses the same event
+      const rebuilt = await replay({ log, maxSnapshotBytes: 4_096 });
+      expect(rebuilt.counts.rejected).toBe(1); // the event; the command's refusal is in the log, not decided again
+      const live = await latestSnapshots(log);
+      for (const id of ['big', 'calm']) expect(canonicalJson(renderTwin(rebuilt.states.get(id)!)), id).toBe(live.get(id));
     });
 
     it('restarts from its snapshots without losing or double-applying anything', async () => {
