@@ -2,12 +2,13 @@
  * The identity registry's secrets. Device *existence* is the twin's (its latest snapshot on
  * `twin.snapshots`); this store keeps only what the twin does not: the symmetric keys and the
  * generation id of devices created through the gateway. It lives in memory and, given a file,
- * is written through to a JSON file (whole file, temp + rename), read back at start and read again
+ * is written through to a JSON file (whole file, 0600 in a 0700 folder, fsync, temp + rename), read back at start and read again
  * when the file changed (another process's store wrote it: the MQTT gateway sees devices the REST
  * gateway of another process created; one writer at a time is assumed).
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { writeSecretFile } from './secretFile.ts';
 
 export interface DeviceKeys {
   readonly primaryKey: string;
@@ -60,9 +61,7 @@ export function createDeviceKeyStore(file?: string): DeviceKeyStore {
   refresh();
   const persist = (): void => {
     if (file === undefined) return;
-    const tmp = `${file}.tmp`;
-    writeFileSync(tmp, JSON.stringify(Object.fromEntries(keys)));
-    renameSync(tmp, file);
+    writeSecretFile(file, JSON.stringify(Object.fromEntries(keys)));
     loaded = versionOf(file);
   };
   return {

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -42,5 +42,22 @@ describe('createDeviceKeyStore', () => {
     expect(reader.get('dev1')?.primaryKey).toBe('a');
     writer.delete('dev1');
     expect(reader.get('dev1')).toBeUndefined();
+  });
+
+  it('writes the key file 0600 in a 0700 folder, even over a world-readable leftover', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'twinlog-keys-'));
+    dirs.push(dir);
+    chmodSync(dir, 0o755);
+    const file = join(dir, 'data', 'registry.json');
+    const store = createDeviceKeyStore(file);
+    store.set('dev1', { primaryKey: 'a', secondaryKey: 'b', generationId: '1' });
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dir, 'data')).mode & 0o777).toBe(0o700);
+    chmodSync(file, 0o644);
+    chmodSync(join(dir, 'data'), 0o755);
+    writeFileSync(`${file}.tmp`, 'stale', { mode: 0o644 });
+    store.set('dev2', { primaryKey: 'c', secondaryKey: 'd', generationId: '2' });
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dir, 'data')).mode & 0o777).toBe(0o700);
   });
 });
