@@ -29,6 +29,18 @@ export interface TopicSpec {
   readonly partitions: number;
   /** Compacted (keep the latest record per key) instead of time-retained. */
   readonly compacted?: boolean;
+  /**
+   * Kafka's `retention.ms`: records older than this (by append time) may be deleted, oldest first.
+   * `-1` keeps them forever; omitted, a new topic keeps them forever and an existing topic keeps
+   * its setting. Offsets are never renumbered: readers see the deleted range as a gap.
+   */
+  readonly retentionMs?: number;
+  /**
+   * Kafka's `retention.bytes`, **per partition**: the oldest records of a partition holding more
+   * than this may be deleted. `-1` is no limit; omitted, as `retentionMs`. What counts as a byte is
+   * the adapter's (Kafka: segment bytes; embedded: key + value + headers).
+   */
+  readonly retentionBytes?: number;
 }
 
 export interface AppendRecord {
@@ -115,7 +127,11 @@ export interface Subscription {
 }
 
 export interface Log {
-  /** Create missing topics (existing ones are left as they are). */
+  /**
+   * Create missing topics. Existing ones keep their partitions and compaction; the retention a
+   * spec states may be applied to them (the embedded log does; Kafka leaves topic configs of
+   * existing topics to the operator).
+   */
   ensureTopics(specs: readonly TopicSpec[]): Promise<void>;
   partitionCount(topic: string): Promise<number>;
   /** Append records (idempotently: a retried call never duplicates) and return where each landed. */

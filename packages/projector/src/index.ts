@@ -2,7 +2,16 @@ export { startProjector } from './startProjector.ts';
 export type { BatchDetail, Projector, ProjectorOptions } from './startProjector.ts';
 export { DEFAULT_MAX_SNAPSHOT_BYTES, PartitionTask } from './partitionTask.ts';
 export type { BatchStats, TaskOptions, TaskOutput } from './partitionTask.ts';
-export { TOPICS, CHECKPOINT_KEY, DEFAULT_PARTITIONS, ensureTwinTopics, twinTopicSpecs } from './topics.ts';
+export {
+  TOPICS,
+  CHECKPOINT_KEY,
+  DEFAULT_PARTITIONS,
+  DEFAULT_OUTPUT_RETENTION,
+  ensureTwinTopics,
+  twinTopicSpecs,
+  type TopicRetention,
+  type TwinTopicOptions,
+} from './topics.ts';
 export type { InputTopic } from './topics.ts';
 export { replay, history } from './replay.ts';
 export { listTwins } from './listTwins.ts';
