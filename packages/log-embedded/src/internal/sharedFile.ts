@@ -75,6 +75,8 @@ export class SharedFile {
   readonly changed = new Signal();
   readonly groups = new Map<string, Group>();
   refs = 0;
+  /** Whether a client of this process is running background maintenance on the file (they take turns). */
+  maintaining = false;
   private readonly control: Database.Database;
   private watchers = 0;
   private pollTimer: NodeJS.Timeout | undefined;
