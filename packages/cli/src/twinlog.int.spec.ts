@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { signDeviceSas, signServiceSas } from '@twinlog/gateway';
@@ -294,6 +294,23 @@ describe('twinlog as a process', () => {
       expect(metric(metrics, 'twinlog_up{part="mqtt"}')).toBe(1);
       expect(metric(metrics, 'twinlog_read_model_twins')).toBe(2);
       expect(metric(metrics, 'twinlog_mqtt_events_total{kind="connect",status="0"}')).toBe(2); // rest-1 and cli-1
+      // The embedded log's storage (docs/storage.md): the file's size, what each topic holds, and
+      // maintenance's counters (its first run comes 30 s after start, so they may still be 0).
+      const onDisk = statSync(join(dir, 'twinlog.db')).size;
+      expect(metric(metrics, 'twinlog_store_file_bytes')).toBeGreaterThanOrEqual(onDisk / 2);
+      expect(metric(metrics, 'twinlog_store_wal_bytes')).toBeGreaterThanOrEqual(0);
+      expect(metric(metrics, 'twinlog_store_topic_records{topic="twin.dead-letter"}')).toBe(1);
+      expect(metric(metrics, 'twinlog_store_topic_records{topic="twin.changes"}')).toBeGreaterThanOrEqual(5);
+      expect(metric(metrics, 'twinlog_store_topic_bytes{topic="twin.snapshots"}')).toBeGreaterThan(0);
+      for (const series of [
+        'twinlog_store_compacted_records_total',
+        'twinlog_store_retention_deleted_total{reason="time"}',
+        'twinlog_store_retention_deleted_total{reason="size"}',
+        'twinlog_store_maintenance_runs_total',
+        'twinlog_store_maintenance_seconds',
+      ]) {
+        expect(metric(metrics, series), series).toBeGreaterThanOrEqual(0);
+      }
       expect((await twinlog(['audit', 'rest-1', '--section', 'reported', ...store])).stdout).toMatch(/rest-1 +reported +merge \{"fw":"1.0"\}/);
 
       // time travel: the twin before the report; plain progress lines off a terminal

@@ -5,6 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Log } from '@twinlog/core';
+import type { EmbeddedStorageStats } from '@twinlog/log-embedded';
 import type { KafkaLogEntry } from '@twinlog/log-kafka';
 import { ensureTwinTopics } from '@twinlog/projector';
 import type { CliConfig } from './resolveConfig.ts';
@@ -14,6 +15,11 @@ export interface Store {
   readonly kind: 'embedded' | 'kafka';
   /** `embedded:/abs/path/twinlog.db` or `kafka:host:port (prefix 'p')`. */
   readonly description: string;
+  /**
+   * The embedded log's storage (undefined on Kafka, whose brokers report their own): its figures,
+   * and the `diagnostics_channel` its maintenance runs publish on (docs/storage.md).
+   */
+  readonly storage?: { readonly stats: () => EmbeddedStorageStats; readonly maintenanceChannel: string };
 }
 
 /** The embedded log's file under a data folder. */
@@ -43,9 +49,15 @@ export async function openStore(config: CliConfig, { kafkaLogSink }: { kafkaLogS
     store = { log, kind: 'kafka', description: `kafka:${config.kafka}${config.topicPrefix === '' ? '' : ` (topic prefix '${config.topicPrefix}')`}` };
   } else {
     mkdirSync(config.data, { recursive: true });
-    const { createEmbeddedLog } = await import('@twinlog/log-embedded');
+    const { createEmbeddedLog, EMBEDDED_LOG_MAINTENANCE_CHANNEL } = await import('@twinlog/log-embedded');
     const path = embeddedPath(config.data);
-    store = { log: createEmbeddedLog({ path }), kind: 'embedded', description: `embedded:${path}` };
+    const log = createEmbeddedLog({ path }); // maintenance (retention, compaction) in the background
+    store = {
+      log,
+      kind: 'embedded',
+      description: `embedded:${path}`,
+      storage: { stats: () => log.storageStats(), maintenanceChannel: EMBEDDED_LOG_MAINTENANCE_CHANNEL },
+    };
   }
   try {
     await ensureTwinTopics(store.log, config.partitions);

@@ -4,8 +4,9 @@
  *
  * Figures come from public hooks only: the stages' `onBatch` callbacks, the gateway's
  * `diagnostics_channel` (`GATEWAY_REQUEST_CHANNEL`) and its server's connections, the log's
- * committed and end offsets (lag, computed at scrape time), and the output topics themselves
- * (rejections and dead letters by code, deltas by status).
+ * committed and end offsets (lag, computed at scrape time), the output topics themselves
+ * (rejections and dead letters by code, deltas by status), and on the embedded log its storage
+ * figures (file size, records per topic, compaction and retention; docs/storage.md).
  *
  * Crash-only, like the stages: when a stage fails, serve logs it, reports 503 and exits 1, so a
  * supervisor restarts it; a restart restores from the log.
@@ -33,6 +34,7 @@ import {
 } from '@twinlog/gateway';
 import { CHECKPOINT_KEY, startProjector, TOPICS, type Projector } from '@twinlog/projector';
 import type { ReadModel } from '@twinlog/fleet';
+import type { EmbeddedStorageStats, MaintenanceReport } from '@twinlog/log-embedded';
 import { startReconciler, type Reconciler } from '@twinlog/reconciler';
 import { CliError } from './CliError.ts';
 import { createJsonLogger, errorFields, type JsonLogger } from './createJsonLogger.ts';
@@ -81,7 +83,42 @@ function createServeMetrics(): Metrics {
     twinlog_read_model_twins: { type: 'gauge', help: 'Twins in the query read model (fed by twin.snapshots).' },
     twinlog_read_model_records_total: { type: 'counter', help: 'twin.snapshots records the query read model applied (since its file was created), and those that did not decode.' },
     twinlog_uptime_seconds: { type: 'gauge', help: 'Seconds since serve started.' },
+    // The embedded log's storage (docs/storage.md); absent on Kafka.
+    twinlog_store_file_bytes: { type: 'gauge', help: 'Bytes on disk of the embedded log: its database file plus its write-ahead log.' },
+    twinlog_store_wal_bytes: { type: 'gauge', help: 'Bytes of the embedded log\'s write-ahead log (part of twinlog_store_file_bytes).' },
+    twinlog_store_free_bytes: { type: 'gauge', help: 'Free bytes inside the embedded log\'s file, reused by the next writes.' },
+    twinlog_store_topic_bytes: { type: 'gauge', help: 'Bytes (key + value + headers) of the records the embedded log holds, per topic.' },
+    twinlog_store_topic_records: { type: 'gauge', help: 'Records the embedded log holds, per topic.' },
+    twinlog_store_compacted_records_total: { type: 'counter', help: 'Records compaction deleted (superseded by a later record of the same key) since serve started.' },
+    twinlog_store_retention_deleted_total: { type: 'counter', help: 'Records retention deleted since serve started, by reason (time: retentionMs, size: retentionBytes).' },
+    twinlog_store_vacuumed_pages_total: { type: 'counter', help: 'Free pages handed back to the file system since serve started.' },
+    twinlog_store_maintenance_runs_total: { type: 'counter', help: 'Storage maintenance runs (retention, compaction, vacuum) since serve started.' },
+    twinlog_store_maintenance_seconds: { type: 'gauge', help: 'Wall time of the last maintenance run (other work runs between its steps).' },
+    twinlog_store_maintenance_busy_seconds_total: { type: 'counter', help: 'Time spent inside maintenance steps: what maintenance cost the process.' },
+    twinlog_store_maintenance_longest_step_seconds: { type: 'gauge', help: 'Longest single maintenance step: the longest maintenance held the event loop or the write lock at once.' },
   });
+}
+
+/** The embedded log's storage figures, read at scrape time. */
+function collectStorage(stats: EmbeddedStorageStats, metrics: Metrics): void {
+  metrics.set('twinlog_store_file_bytes', {}, stats.fileBytes);
+  metrics.set('twinlog_store_wal_bytes', {}, stats.walBytes);
+  metrics.set('twinlog_store_free_bytes', {}, stats.freeBytes);
+  metrics.reset('twinlog_store_topic_bytes');
+  metrics.reset('twinlog_store_topic_records');
+  for (const t of stats.topics) {
+    metrics.set('twinlog_store_topic_bytes', { topic: t.name }, t.bytes);
+    metrics.set('twinlog_store_topic_records', { topic: t.name }, t.records);
+  }
+  const m = stats.maintenance;
+  metrics.set('twinlog_store_compacted_records_total', {}, m.compactedRecords);
+  metrics.set('twinlog_store_retention_deleted_total', { reason: 'time' }, m.retentionDeletedByTime);
+  metrics.set('twinlog_store_retention_deleted_total', { reason: 'size' }, m.retentionDeletedBySize);
+  metrics.set('twinlog_store_vacuumed_pages_total', {}, m.vacuumedPages);
+  metrics.set('twinlog_store_maintenance_runs_total', {}, m.runs);
+  metrics.set('twinlog_store_maintenance_seconds', {}, (m.lastRunMs ?? 0) / 1000);
+  metrics.set('twinlog_store_maintenance_busy_seconds_total', {}, m.busyMs / 1000);
+  metrics.set('twinlog_store_maintenance_longest_step_seconds', {}, m.longestStepMs / 1000);
 }
 
 /** Lag per partition of a group on its topics (end offset minus committed offset, 0 when nothing is committed and the topic is empty). */
@@ -170,6 +207,13 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
         metrics.set('twinlog_read_model_records_total', { result: 'applied' }, rm.records);
         metrics.set('twinlog_read_model_records_total', { result: 'bad' }, rm.badRecords);
       }
+      if (store?.storage !== undefined) {
+        try {
+          collectStorage(store.storage.stats(), metrics);
+        } catch (e) {
+          logger.warn('storage figures unavailable', errorFields(e));
+        }
+      }
       const lag = store === undefined ? Promise.resolve() : collectLag(store, metrics);
       lag
         .catch((e: unknown) => logger.warn('consumer lag unavailable', errorFields(e)))
@@ -191,6 +235,14 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
     logger.debug('request', { method: e.method, path: e.path, status: e.status, ...(e.error === undefined ? {} : { error: e.error }) });
   };
 
+  const onMaintenance = (message: unknown): void => {
+    const e = message as { report?: MaintenanceReport; ms?: number; error?: unknown };
+    if (e.error !== undefined) logger.warn('storage maintenance failed (retried at the next run)', errorFields(e.error));
+    else if (e.report !== undefined && e.report.compacted + e.report.retentionDeletedByTime + e.report.retentionDeletedBySize + e.report.vacuumedPages > 0) {
+      logger.debug('storage maintenance', { ...e.report, ms: Math.round(e.ms ?? 0) });
+    }
+  };
+
   const onMqttEvent = (message: unknown): void => {
     const e = message as MqttGatewayEvent;
     const status = e.kind === 'request' ? String(e.status) : e.kind === 'connect' ? String(e.returnCode) : '';
@@ -205,6 +257,7 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
       for (const part of Object.keys(up) as (keyof typeof up)[]) if (part !== 'mqtt' || config.mqttPort !== undefined) setUp(part, 0);
       unsubscribe(GATEWAY_REQUEST_CHANNEL, onRequest);
       unsubscribe(MQTT_GATEWAY_CHANNEL, onMqttEvent);
+      if (store?.storage !== undefined) unsubscribe(store.storage.maintenanceChannel, onMaintenance);
       const step = async (what: string, f: (() => Promise<void>) | undefined): Promise<void> => {
         if (f === undefined) return;
         try {
@@ -263,6 +316,7 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
       kafkaLogSink: (entry) => logger[entry.level === 'error' ? 'error' : entry.level === 'warn' ? 'warn' : 'debug'](`kafkajs ${entry.namespace}: ${entry.message}`, { kafkajs: entry.fields }),
     });
     logger.info('log open', { store: store.description, partitions: config.partitions });
+    if (store.storage !== undefined) subscribe(store.storage.maintenanceChannel, onMaintenance);
     const physicalNow = (): number => Date.now();
 
     projector = await startProjector({
