@@ -349,7 +349,8 @@ function readV3(doc: Record<string, unknown>, state: TwinState): void {
 /**
  * Upcast a v2 document: it listed every folded dot and each section's live dots. Section counts
  * become numbers, desired ranks are computed from the live dots (or taken frozen), and the dots
- * become writer contexts; the windows are then trimmed by the next garbage collection.
+ * become writer contexts (the topic of a dot is inferred from the sections that counted it); the
+ * windows are then trimmed as the fold trims them.
  */
 function readV2(doc: Record<string, unknown>, state: TwinState): void {
   const t = readTables(doc, false);
@@ -357,12 +358,13 @@ function readV2(doc: Record<string, unknown>, state: TwinState): void {
   if (!Array.isArray(doc['dots'])) bad('dots');
   const sections = doc['sections'] as Record<string, unknown>;
   const reportedDots = new Set<string>();
+  const backendDots = new Set<string>();
   for (const section of SECTIONS) {
     const sd = sections[section];
     if (!isPlainObject(sd) || !Number.isSafeInteger(sd['collected']) || !Array.isArray(sd['liveDots'])) bad('section');
     const into = state.sections[section];
     const live = (sd['liveDots'] as unknown[]).map((ref) => t.stamp(ref));
-    if (section === 'reported') for (const s of live) reportedDots.add(s.writer + '\u0000' + s.seq);
+    for (const s of live) (section === 'reported' ? reportedDots : backendDots).add(s.writer + '\u0000' + s.seq);
     const collected = sd['collected'] as number;
     into.count = collected + live.length;
     into.top = sd['top'] === null ? undefined : t.stamp(sd['top']);
@@ -376,8 +378,12 @@ function readV2(doc: Record<string, unknown>, state: TwinState): void {
     let w = state.writers.get(s.writer);
     if (w === undefined) state.writers.set(s.writer, (w = { writer: s.writer, backend: -1, device: -1, top: s, actor: '' }));
     if (compareStamps(s, w.top) > 0) w.top = s;
-    if (reportedDots.has(s.writer + '\u0000' + s.seq)) w.device = Math.max(w.device, s.seq);
-    else w.backend = Math.max(w.backend, s.seq);
+    // a dot counted in desired or tags came from twin.backend (a create counts in reported too), one
+    // counted in reported only from twin.device; one counted nowhere (an old generation's, or one GC
+    // collected) is taken to be from either, so a redelivery of it is a duplicate
+    const key = s.writer + '\u0000' + s.seq;
+    if (!reportedDots.has(key) || backendDots.has(key)) w.backend = Math.max(w.backend, s.seq);
+    if (!backendDots.has(key)) w.device = Math.max(w.device, s.seq);
   }
 }
 

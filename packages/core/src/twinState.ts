@@ -163,6 +163,18 @@ function writerHas(w: WriterContext | undefined, kind: EventKind, seq: number): 
 }
 
 /**
+ * True when the window holds the event with `s`'s id. By id, not by stamp: a record sent again under
+ * the same id is the same event even if a careless writer stamped it anew.
+ */
+function windowHolds(recent: readonly Stamp[], s: Stamp): boolean {
+  for (let i = recent.length - 1; i >= 0; i--) {
+    const r = recent[i]!;
+    if (r.seq === s.seq && r.writer === s.writer) return true;
+  }
+  return false;
+}
+
+/**
  * Classify an event against the causal context: `DUPLICATE`, `LATE` (at or below the horizon, or
  * below a window whose counts or ranks it would change), `BELOW` (new, below its section's window:
  * folded exactly, but not kept in the window) or `NEW`.
@@ -180,10 +192,8 @@ function classify(state: TwinState, w: WriterContext | undefined, kind: EventKin
   if (compareStamps(s, state.generation) <= 0) return writerHas(w, kind, s.seq) ? 'DUPLICATE' : late ? 'LATE' : 'BELOW';
   const st = state.sections[windowOf(kind)!];
   if (compareStamps(s, st.floor) > 0) {
-    if (st.top !== undefined && compareStamps(s, st.top) <= 0) {
-      const i = countLessOrEqual(st.recent, s);
-      if (i > 0 && compareStamps(st.recent[i - 1]!, s) === 0) return 'DUPLICATE';
-    }
+    // every event in the window was noted by its writer, so a seq above the writer's highest is new
+    if (writerHas(w, kind, s.seq) && windowHolds(st.recent, s)) return 'DUPLICATE';
     return late ? 'LATE' : 'NEW';
   }
   if (writerHas(w, kind, s.seq)) return 'DUPLICATE';
