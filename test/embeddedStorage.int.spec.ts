@@ -21,16 +21,17 @@
  *   200,000 events span ~17 minutes: within the feeds' 7 days, so no time retention happens and
  *   twin.changes is kept whole; the 30 s compaction lag holds back ~5,600 snapshots and ~3,400
  *   deltas.
- * - the writer is busy half the time (it sleeps as long as its round took): a pipeline at 200
- *   events/s is idle most of the time, and maintenance runs in that idle time. `synchronous:
- *   'NORMAL'` keeps the run short; durability is not what is measured.
+ * - the writer is busy two thirds of the time (it sleeps half as long as its round took): a
+ *   pipeline at 200 events/s is idle most of the time, and maintenance runs in that idle time (and
+ *   between its own steps otherwise). `synchronous: 'NORMAL'` keeps the run short; durability is
+ *   not what is measured.
  *
  * What bounds the file (docs/storage.md): the inputs and the retained feeds grow with the input
  * (twin.changes alone is ~1.7× the input bytes), the compacted topics stay within twice the
  * fleet's latest snapshots and deltas plus the lag's tail, and the WAL under its 16 MiB limit plus
  * one transaction. So besides the total at the end the test checks the growth over the second
  * half against the input written in that half, and what twin.snapshots holds after one more run.
- * Measured on a 2-core VM: 4.9× at the end, 3.7–3.8× over the second half, ~40 s. Without
+ * Measured on a 2-core VM: 4.9–5.0× at the end, 3.7–3.9× over the second half, 25–40 s. Without
  * maintenance the same run ends at 20.3× (second half 22×), most of it superseded snapshots and
  * deltas.
  */
@@ -131,9 +132,9 @@ describe('embedded log storage over 200,000 events', () => {
         }
         clock += 1_000;
         // A pipeline at 200 events/s is idle most of the time; this one compresses ~17 minutes of log
-        // time into seconds, and is busy half the time: it leaves the event loop as long as its round
-        // took (maintenance runs then, and between its own steps).
-        await sleep(Math.max(1, performance.now() - roundStarted));
+        // time into seconds, and is busy two thirds of the time: it leaves the event loop half as
+        // long as its round took (maintenance runs then, and between its own steps).
+        await sleep(Math.max(1, 0.5 * (performance.now() - roundStarted)));
 
         const written = (round + 1) * PER_ROUND;
         if (written % 25_000 === 0) samples.push({ events: written, input: inputBytes, file: fileBytes(path) });
