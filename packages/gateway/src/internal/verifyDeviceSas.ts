@@ -10,10 +10,17 @@
  *   the device's primary or secondary key may sign, and a policy-signed token (`skn`) is refused
  *   (device tokens only).
  *
+ * The token's `se` and `sr` follow the rules shared with the REST gateway (`sasToken.ts`): `se`
+ * expired or more than `maxTokenLifetimeMs` ahead is refused, and `sr` must cover the device
+ * (`{host}`, `{host}/devices` or `{host}/devices/{deviceId}`, host case-insensitive, id exact).
+ *
  * Each failure names the MQTT 3.1.1 CONNACK return code it answers with.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { DeviceKeys } from './deviceKeyStore.ts';
+import { checkSasExpiry, DEFAULT_MAX_TOKEN_LIFETIME_MS, hostKey, parseSasFields, parseSasResource, sasScopeCovers } from './sasToken.ts';
+
+export { checkSasExpiry, DEFAULT_MAX_TOKEN_LIFETIME_MS } from './sasToken.ts';
 
 /** CONNACK return codes of MQTT 3.1.1 (§3.2.2.3). */
 export const CONNACK = {
@@ -63,9 +70,13 @@ function safeDecode(s: string): string | undefined {
   }
 }
 
-/** `localhost:8884` → `localhost` (the port of `HostName=host:port` appears in username and `sr`). */
-function withoutPort(host: string): string {
-  return host.replace(/:[0-9]+$/, '').toLowerCase();
+/** Options of {@link verifyDeviceSas}. */
+export interface VerifyDeviceSasOptions {
+  /**
+   * How far after now a token's `se` may lie, ms (default {@link DEFAULT_MAX_TOKEN_LIFETIME_MS},
+   * 365 days; `Infinity` turns the bound off). Pass the REST gateway's value so both agree.
+   */
+  readonly maxTokenLifetimeMs?: number;
 }
 
 /**
@@ -73,8 +84,8 @@ function withoutPort(host: string): string {
  *
  * @throws {DeviceAuthError} `IDENTIFIER_REJECTED` for a module client id or a username naming
  *   another device; `BAD_USERNAME_OR_PASSWORD` for a missing or malformed username or token;
- *   `NOT_AUTHORIZED` for an unknown device (no keys), a wrong signature, an expired token or a
- *   token for another resource.
+ *   `NOT_AUTHORIZED` for an unknown device (no keys), a wrong signature, an expired token, a
+ *   token living longer than `maxTokenLifetimeMs` or a token for another resource.
  */
 export function verifyDeviceSas(
   clientId: string,
@@ -83,6 +94,7 @@ export function verifyDeviceSas(
   hubName: string,
   keysOf: (deviceId: string) => DeviceKeys | undefined,
   nowMs: number,
+  { maxTokenLifetimeMs = DEFAULT_MAX_TOKEN_LIFETIME_MS }: VerifyDeviceSasOptions = {},
 ): DeviceIdentity {
   if (clientId.includes('/')) throw new DeviceAuthError(CONNACK.IDENTIFIER_REJECTED, 'Module identities are not supported');
   if (username === undefined || password === undefined) throw new DeviceAuthError(CONNACK.BAD_USERNAME_OR_PASSWORD, 'Username and password are required');
@@ -92,23 +104,18 @@ export function verifyDeviceSas(
   if (slash <= 0) throw new DeviceAuthError(CONNACK.BAD_USERNAME_OR_PASSWORD, 'The username must be {host}/{deviceId}/?api-version=…');
   const host = path.slice(0, slash);
   const deviceId = path.slice(slash + 1);
-  if (withoutPort(host) !== withoutPort(hubName)) throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'The username names another hub');
+  if (hostKey(host) !== hostKey(hubName)) throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'The username names another hub');
   if (deviceId !== clientId) throw new DeviceAuthError(CONNACK.IDENTIFIER_REJECTED, 'The username names another device than the client id');
   const params = new URLSearchParams(q < 0 ? '' : username.slice(q + 2));
   const modelId = params.get('model-id') ?? params.get('modelId') ?? undefined;
 
-  const text = password.toString('utf8');
-  const prefix = 'SharedAccessSignature ';
-  if (!text.startsWith(prefix)) throw new DeviceAuthError(CONNACK.BAD_USERNAME_OR_PASSWORD, 'The password must be a SharedAccessSignature');
-  const fields = new Map<string, string>();
-  for (const part of text.slice(prefix.length).trim().split('&')) {
-    const eq = part.indexOf('=');
-    if (eq > 0) fields.set(part.slice(0, eq), part.slice(eq + 1));
-  }
+  const fields = parseSasFields(password.toString('utf8'));
+  if (fields === undefined) throw new DeviceAuthError(CONNACK.BAD_USERNAME_OR_PASSWORD, 'The password must be a SharedAccessSignature');
   const sr = fields.get('sr');
   const sigField = fields.get('sig');
   const se = fields.get('se');
-  if (sr === undefined || sigField === undefined || se === undefined || !/^[0-9]{1,12}$/.test(se)) {
+  const expiry = se === undefined ? undefined : checkSasExpiry(se, nowMs, maxTokenLifetimeMs);
+  if (sr === undefined || sigField === undefined || expiry === undefined || (!expiry.ok && expiry.problem === 'malformed')) {
     throw new DeviceAuthError(CONNACK.BAD_USERNAME_OR_PASSWORD, 'Malformed SharedAccessSignature');
   }
   if (fields.has('skn')) throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'Policy-signed device tokens are not supported');
@@ -121,16 +128,13 @@ export function verifyDeviceSas(
     return given.length === expected.length && timingSafeEqual(given, expected);
   });
   if (!matches) throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'Unknown device or bad signature');
-  const expiresAtMs = Number(se) * 1000;
-  if (expiresAtMs <= nowMs) throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'The SharedAccessSignature has expired');
+  if (!expiry.ok) {
+    throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, expiry.problem === 'expired' ? 'The SharedAccessSignature has expired' : 'The SharedAccessSignature lives longer than allowed');
+  }
   // §6.2: the decoded sr must equal or prefix the addressed resource (the device itself).
-  const resource = (safeDecode(sr) ?? '').replace(/\/+$/, '');
-  const rs = resource.indexOf('/');
-  const srHost = rs < 0 ? resource : resource.slice(0, rs);
-  const srPath = rs < 0 ? '' : resource.slice(rs);
-  const own = `/devices/${deviceId}`;
-  if (withoutPort(srHost) !== withoutPort(hubName) || (srPath !== '' && srPath !== own && srPath !== '/devices')) {
+  const resource = parseSasResource(sr);
+  if (resource === undefined || !sasScopeCovers(resource, hubName, { kind: 'device', deviceId })) {
     throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'The SharedAccessSignature is not valid for this device');
   }
-  return { deviceId, ...(modelId === undefined ? {} : { modelId }), expiresAtMs };
+  return { deviceId, ...(modelId === undefined ? {} : { modelId }), expiresAtMs: expiry.expiresAtMs };
 }

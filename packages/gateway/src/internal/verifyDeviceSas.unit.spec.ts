@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { CONNACK, DeviceAuthError, signDeviceSas, verifyDeviceSas } from './verifyDeviceSas.ts';
 
@@ -47,5 +48,28 @@ describe('verifyDeviceSas', () => {
     expect(codeOf(() => verifyDeviceSas('dev1', 'nonsense', good, 'localhost', keysOf, NOW))).toBe(CONNACK.BAD_USERNAME_OR_PASSWORD);
     expect(codeOf(() => verifyDeviceSas('dev1', USER, Buffer.from('SharedAccessSignature sr=x&sig=%E0%A4%A'), 'localhost', keysOf, NOW))).toBe(CONNACK.BAD_USERNAME_OR_PASSWORD);
     expect(codeOf(() => verifyDeviceSas('dev1', USER, Buffer.from('SharedAccessSignature sr=localhost&sig=%E0%A4%A&se=9999999999'), 'localhost', keysOf, NOW))).toBe(CONNACK.NOT_AUTHORIZED);
+  });
+
+  it('applies the shared se rule: a lifetime over maxTokenLifetimeMs (default 365 days) is refused, an se in ms too', () => {
+    const sign = (se: number) => Buffer.from(signDeviceSas('localhost', 'dev1', KEY, se));
+    const year = 365 * 86_400;
+    expect(verifyDeviceSas('dev1', USER, sign(NOW / 1000 + year), 'localhost', keysOf, NOW).expiresAtMs).toBe(NOW + year * 1000);
+    expect(codeOf(() => verifyDeviceSas('dev1', USER, sign(NOW / 1000 + year + 1), 'localhost', keysOf, NOW))).toBe(CONNACK.NOT_AUTHORIZED);
+    expect(codeOf(() => verifyDeviceSas('dev1', USER, sign(NOW + 3_600_000), 'localhost', keysOf, NOW))).toBe(CONNACK.NOT_AUTHORIZED); // 13 digits
+    expect(codeOf(() => verifyDeviceSas('dev1', USER, sign(SE), 'localhost', keysOf, NOW, { maxTokenLifetimeMs: 60_000 }))).toBe(CONNACK.NOT_AUTHORIZED);
+    expect(verifyDeviceSas('dev1', USER, sign(SE), 'localhost', keysOf, NOW, { maxTokenLifetimeMs: 3_600_000 }).deviceId).toBe('dev1');
+    expect(codeOf(() => verifyDeviceSas('dev1', USER, Buffer.from(`SharedAccessSignature sr=localhost&sig=x&se=${'9'.repeat(40)}`), 'localhost', keysOf, NOW))).toBe(CONNACK.BAD_USERNAME_OR_PASSWORD);
+  });
+
+  it('accepts an sr of the hub or of every device, refuses a string-prefix of another id', () => {
+    const withSr = (resource: string) => {
+      const sr = encodeURIComponent(resource);
+      const sig = createHmac('sha256', Buffer.from(KEY, 'base64')).update(`${sr}\n${SE}`).digest('base64');
+      return Buffer.from(`SharedAccessSignature sr=${sr}&sig=${encodeURIComponent(sig)}&se=${SE}`);
+    };
+    expect(verifyDeviceSas('dev1', USER, withSr('LOCALHOST'), 'localhost', keysOf, NOW).deviceId).toBe('dev1');
+    expect(verifyDeviceSas('dev1', USER, withSr('localhost:8883/devices'), 'localhost', keysOf, NOW).deviceId).toBe('dev1');
+    expect(codeOf(() => verifyDeviceSas('dev1', USER, withSr('localhost/devices/dev'), 'localhost', keysOf, NOW))).toBe(CONNACK.NOT_AUTHORIZED);
+    expect(codeOf(() => verifyDeviceSas('dev1', USER, withSr('localhost/devices/DEV1'), 'localhost', keysOf, NOW))).toBe(CONNACK.NOT_AUTHORIZED);
   });
 });
