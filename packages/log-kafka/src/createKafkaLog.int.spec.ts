@@ -181,11 +181,11 @@ describe('Kafka log', () => {
     expect(fetched?.partitions.find((p) => p.partition === 1)?.offset).toBe('1');
   });
 
-  it('creates topics with append-time timestamps, compaction and extra configs', async () => {
+  it('creates topics with append-time timestamps, compaction, retention and extra configs', async () => {
     const prefix = freshPrefix();
     const log = open(prefix, { topicConfig: (spec) => (spec.compacted === true ? { 'min.cleanable.dirty.ratio': '0.01' } : undefined) });
     await log.ensureTopics([
-      { name: 'events', partitions: 2 },
+      { name: 'events', partitions: 2, retentionMs: 604_800_000, retentionBytes: 268_435_456 },
       { name: 'snapshots', partitions: 2, compacted: true },
     ]);
     const admin = await connected(raw.admin());
@@ -194,12 +194,12 @@ describe('Kafka log', () => {
       resources: ['events', 'snapshots'].map((name) => ({
         type: ConfigResourceTypes.TOPIC,
         name: `${prefix}${name}`,
-        configNames: ['message.timestamp.type', 'cleanup.policy', 'min.cleanable.dirty.ratio'],
+        configNames: ['message.timestamp.type', 'cleanup.policy', 'min.cleanable.dirty.ratio', 'retention.ms', 'retention.bytes'],
       })),
     });
     const config = (name: string): Record<string, string> =>
       Object.fromEntries(resources.find((r) => r.resourceName === `${prefix}${name}`)!.configEntries.map((e) => [e.configName, e.configValue]));
-    expect(config('events')).toMatchObject({ 'message.timestamp.type': 'LogAppendTime', 'cleanup.policy': 'delete' });
+    expect(config('events')).toMatchObject({ 'message.timestamp.type': 'LogAppendTime', 'cleanup.policy': 'delete', 'retention.ms': '604800000', 'retention.bytes': '268435456' });
     expect(config('snapshots')).toMatchObject({ 'message.timestamp.type': 'LogAppendTime', 'cleanup.policy': 'compact', 'min.cleanable.dirty.ratio': '0.01' });
   });
 

@@ -373,6 +373,8 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
       topics: missing.map(([name, spec]) => {
         const config: Record<string, string> = { 'message.timestamp.type': 'LogAppendTime' };
         if (spec.compacted === true) config['cleanup.policy'] = 'compact';
+        if (spec.retentionMs !== undefined) config['retention.ms'] = String(spec.retentionMs);
+        if (spec.retentionBytes !== undefined) config['retention.bytes'] = String(spec.retentionBytes);
         Object.assign(config, topicConfig?.(spec));
         return {
           topic: name,
