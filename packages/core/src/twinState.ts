@@ -12,7 +12,7 @@
  */
 import type { EventKind, Section, TwinEvent } from './event.ts';
 import type { Json, Patch, Scalar } from './json.ts';
-import { compareStamps, maxStamp, MIN_STAMP, stampOf, type Dot, type Stamp } from './stamp.ts';
+import { compareStamps, maxStamp, MIN_STAMP, stampOf, type Stamp } from './stamp.ts';
 import { addKid, clearReg, createNode, DEL, filterKids, forEachNode, kidEntries, kidOf, OBJ, pruneDominated, VAL, type RegKind, type TrieNode } from './trie.ts';
 
 export * from './trie.ts';
@@ -208,15 +208,6 @@ function classify(state: TwinState, w: WriterContext | undefined, kind: EventKin
 export function isFolded(state: TwinState, e: TwinEvent): boolean {
   const w = state.writers.get(e.id.writer);
   return classify(state, w, e.section, stampOf(e.stamp, e.id)) === 'DUPLICATE';
-}
-
-/**
- * True when the writer context has seen this id. Kept for callers that hold only a dot: it trusts
- * the writer's seq order and cannot see gaps; prefer {@link isFolded}.
- */
-export function hasDot(state: TwinState, id: Dot): boolean {
-  const w = state.writers.get(id.writer);
-  return w !== undefined && (id.seq <= w.backend || id.seq <= w.device);
 }
 
 function noteWriter(state: TwinState, w: WriterContext | undefined, kind: EventKind, s: Stamp, actor: string): WriterContext {

@@ -34,7 +34,7 @@ import {
   compareStamps,
   createTwinState,
   decideCommands,
-  hasDot,
+  isFolded,
   diffMergePatch,
   fromStateDoc,
   gcHorizonAt,
@@ -362,7 +362,7 @@ export class PartitionTask {
       return 1;
     }
     const state = entry?.state ?? createTwinState(e.deviceId);
-    if (!twinExists(state) && e.section !== 'create' && !hasDot(state, e.id)) {
+    if (!twinExists(state) && e.section !== 'create' && !isFolded(state, e)) {
       if (topic === 'device') {
         this.park(r, e);
         this.stats.parked++;
@@ -371,7 +371,7 @@ export class PartitionTask {
       this.reject(e, 'DEVICE_NOT_FOUND', `device ${e.deviceId} does not exist`, source);
       return 1;
     }
-    if (e.section === 'create' && twinExists(state) && !hasDot(state, e.id)) {
+    if (e.section === 'create' && twinExists(state) && !isFolded(state, e)) {
       this.reject(e, 'DEVICE_ALREADY_EXISTS', `device ${e.deviceId} already exists`, source);
       return 1;
     }
