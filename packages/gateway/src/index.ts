@@ -24,3 +24,4 @@ export type { ListeningMqttGateway, MqttGateway, MqttGatewayEvent, MqttGatewayOp
 export { createDeviceKeyStore, newDeviceKeys } from './internal/deviceKeyStore.ts';
 export type { DeviceKeys, DeviceKeyStore } from './internal/deviceKeyStore.ts';
 export { signDeviceSas } from './internal/verifyDeviceSas.ts';
+export { ensurePrivateDir, writeSecretFile } from './internal/secretFile.ts';

@@ -375,8 +375,8 @@ export async function twinReportCommand(config: CliConfig, io: CliIo, deviceId: 
 
 /** The registry's key store (loaded on demand: the gateway package is heavy for other commands). */
 async function deviceKeyStore(config: CliConfig): Promise<import('@twinlog/gateway').DeviceKeyStore> {
-  const { createDeviceKeyStore } = await import('@twinlog/gateway');
-  mkdirSync(config.data, { recursive: true });
+  const { createDeviceKeyStore, ensurePrivateDir } = await import('@twinlog/gateway');
+  ensurePrivateDir(config.data);
   return createDeviceKeyStore(registryFileOf(config));
 }
 

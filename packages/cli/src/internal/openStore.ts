@@ -2,7 +2,7 @@
  * Opens the log every command works on: the embedded SQLite log in `<data>/twinlog.db` by default,
  * Kafka when `kafka` (brokers) is configured. The twin topics are created when missing.
  */
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Log } from '@twinlog/core';
 import type { EmbeddedStorageStats } from '@twinlog/log-embedded';
@@ -48,7 +48,9 @@ export async function openStore(config: CliConfig, { kafkaLogSink }: { kafkaLogS
     });
     store = { log, kind: 'kafka', description: `kafka:${config.kafka}${config.topicPrefix === '' ? '' : ` (topic prefix '${config.topicPrefix}')`}` };
   } else {
-    mkdirSync(config.data, { recursive: true });
+    // the data folder holds device keys and the service policy: owner only (docs/security.md)
+    mkdirSync(config.data, { recursive: true, mode: 0o700 });
+    chmodSync(config.data, 0o700);
     const { createEmbeddedLog, EMBEDDED_LOG_MAINTENANCE_CHANNEL } = await import('@twinlog/log-embedded');
     const path = embeddedPath(config.data);
     const log = createEmbeddedLog({ path }); // maintenance (retention, compaction) in the background

@@ -13,7 +13,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -22,6 +22,8 @@ import { isTwinlogError, type DeltaStatus } from '@twinlog/core';
 import {
   createDeviceKeyStore,
   createMqttGateway,
+  ensurePrivateDir,
+  writeSecretFile,
   createRestGateway,
   GATEWAY_REQUEST_CHANNEL,
   MQTT_GATEWAY_CHANNEL,
@@ -55,9 +57,8 @@ export function servicePolicy(config: CliConfig): { name: string; key: string; f
     const saved = JSON.parse(readFileSync(file, 'utf8')) as { name?: unknown; key?: unknown };
     if (typeof saved.key === 'string') return { name: 'iothubowner', key: saved.key, file };
   }
-  mkdirSync(config.data, { recursive: true });
   const key = randomBytes(32).toString('base64');
-  writeFileSync(file, `${JSON.stringify({ name: 'iothubowner', key, hubName: config.hubName }, null, 2)}\n`, { mode: 0o600 });
+  writeSecretFile(file, `${JSON.stringify({ name: 'iothubowner', key, hubName: config.hubName }, null, 2)}\n`);
   return { name: 'iothubowner', key, file };
 }
 
@@ -358,7 +359,7 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
     logger.info('reconciler started', { group: RECONCILER_GROUP, staleAfterMs: config.staleAfterMs ?? null });
 
     // The query view: a SQLite read model of twin.snapshots in the data folder (one file per log).
-    mkdirSync(config.data, { recursive: true });
+    ensurePrivateDir(config.data);
     const { createReadModel } = await import('@twinlog/fleet');
     const readModelFile = resolve(
       join(config.data, store.kind === 'embedded' ? 'read-model.db' : `read-model-${createHash('sha256').update(store.description).digest('hex').slice(0, 12)}.db`),
