@@ -9,6 +9,11 @@
  * answered once the projector decided it); reads render the latest snapshot. The gateway delivers
  * responses and notifications to one client at a time (never routed by topic across devices):
  * IoT Hub's topics are the same for every device.
+ *
+ * Limits at the door (`limits`, docs/security.md): every connection goes through a packet guard
+ * that closes it when a packet's fixed header declares too much (a small budget before the CONNECT
+ * is accepted), when the CONNECT is late or the client silent, and when a device exceeds its
+ * request rate; each listener caps its connections.
  */
 import { randomBytes } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
@@ -37,9 +42,15 @@ import { createDeviceSessionStore, type DeviceSession, type DeviceSessionStore }
 import { groupAppends } from './internal/groupAppends.ts';
 import { listenOn } from './internal/listenOn.ts';
 import { GatewayError, iotHubCodeOf } from './internal/iotHubError.ts';
+import { DEFAULT_MQTT_LIMITS, resolveLimits, type MqttLimits } from './internal/limits.ts';
+import { guardMqttSocket, type MqttLimitName, type MqttPacketGuard } from './internal/mqttPacketGuard.ts';
 import { createSnapshotReader } from './internal/snapshotReader.ts';
+import { createTokenBuckets } from './internal/tokenBuckets.ts';
 import { classifyPublish, DESIRED_FILTER, maySubscribe, topicMatches } from './internal/mqttTopics.ts';
 import { DeviceAuthError, verifyDeviceSas } from './internal/verifyDeviceSas.ts';
+
+export { DEFAULT_MQTT_LIMITS, type MqttLimits } from './internal/limits.ts';
+export type { MqttLimitName } from './internal/mqttPacketGuard.ts';
 
 /**
  * `diagnostics_channel` on which the MQTT gateway publishes a {@link MqttGatewayEvent} per
@@ -62,6 +73,8 @@ export type MqttGatewayEvent =
   | { readonly kind: 'request'; readonly deviceId: string; readonly request: string; readonly status: number; readonly error?: string }
   | { readonly kind: 'notify'; readonly deviceId: string; readonly version: number; readonly catchUp: boolean }
   | { readonly kind: 'refused'; readonly deviceId: string; readonly topic: string; readonly op: 'publish' | 'subscribe' }
+  /** A connection closed, or refused at accept (`connections`), for passing a limit (`MqttLimits`); `deviceId` once the CONNECT was accepted. */
+  | { readonly kind: 'limit'; readonly limit: MqttLimitName; readonly detail: string; readonly deviceId?: string; readonly remoteAddress?: string }
   | { readonly kind: 'error'; readonly message: string };
 
 /**
@@ -97,6 +110,18 @@ export interface MqttGatewayOptions {
   readonly sessionFile?: string;
   /** How long a reported PATCH waits for the projector's decision before 504 `GatewayTimeout`, ms (default 10 000). */
   readonly decisionTimeoutMs?: number;
+  /**
+   * Limits at the door, each over {@link DEFAULT_MQTT_LIMITS} (docs/security.md, "Limits at the
+   * door"): `maxPacketBytes` 256 KiB, `maxUnauthenticatedBytes` 16 KiB, `connectTimeoutMs`
+   * 10 000 (and as much for the TLS handshake), `maxConnections` 10 000 per listener,
+   * `idleTimeoutMs` 1 767 000, `deviceRequestsPerSecond` 100 with `deviceRequestBurst` 200,
+   * `maxTrackedDevices` 100 000. A connection that passes one is closed, and a `limit` event is
+   * published on {@link MQTT_GATEWAY_CHANNEL}.
+   *
+   * @example
+   * createMqttGateway({ log, hubName, physicalNow: Date.now, limits: { deviceRequestsPerSecond: 10, deviceRequestBurst: 20 } })
+   */
+  readonly limits?: Partial<MqttLimits>;
 }
 
 /**
@@ -182,6 +207,13 @@ interface LiveDevice {
  * at the time of the request (so a device reads its own reported write after the 204); the
  * gateway keeps the latest snapshot bytes of every device it read.
  *
+ * Limits (`limits`, {@link MqttLimits}): a connection is closed when a packet's fixed header
+ * declares more than `maxPacketBytes` (before the body is read), when it sends more than
+ * `maxUnauthenticatedBytes` or has no accepted CONNECT within `connectTimeoutMs`, when the client
+ * sends nothing for `idleTimeoutMs`, and when its device makes requests faster than its token
+ * bucket allows (IoT Hub disconnects a throttled MQTT device); a listener holds at most
+ * `maxConnections`.
+ *
  * Gotchas: a projector must run on the same log (reported PATCHes time out with 504 otherwise).
  *
  * @example
@@ -199,7 +231,9 @@ export function createMqttGateway({
   registryFile,
   sessionFile,
   decisionTimeoutMs: timeoutMs = 10_000,
+  limits: givenLimits,
 }: MqttGatewayOptions): MqttGateway {
+  const limits = resolveLimits(DEFAULT_MQTT_LIMITS, givenLimits);
   const twins = givenClient ?? createTwinClient({ log: groupAppends(log), physicalNow, actor: 'gateway-mqtt' });
   const keys = deviceKeys ?? createDeviceKeyStore(registryFile);
   const sessions: DeviceSessionStore = createDeviceSessionStore(sessionFile);
@@ -208,6 +242,14 @@ export function createMqttGateway({
   const expiries = new WeakMap<MqttClient, number>();
   const queues = new Map<string, Promise<void>>();
   const servers = new Set<NetServer>();
+  /** Each connection's guard, by the stream aedes was given (its `client.conn`). */
+  const guards = new WeakMap<object, MqttPacketGuard>();
+  const requestBuckets = createTokenBuckets({
+    ratePerSecond: limits.deviceRequestsPerSecond,
+    burst: limits.deviceRequestBurst,
+    maxKeys: limits.maxTrackedDevices,
+    now: physicalNow,
+  });
   let closed = false;
 
   const publishEvent = (e: MqttGatewayEvent): void => {
@@ -517,10 +559,12 @@ export function createMqttGateway({
 
   const broker = new Aedes({
     maxClientsIdLength: 128,
+    connectTimeout: limits.connectTimeoutMs, // a backstop: the guard's deadline runs from accept to an accepted CONNECT
     authenticate(client, username, password, done) {
       try {
         const identity = verifyDeviceSas(client.id, username, password, hubName, (id) => keys.get(id), physicalNow());
         expiries.set(client, identity.expiresAtMs);
+        guards.get(client.conn)?.accept(identity.deviceId, () => requestBuckets.take(identity.deviceId));
         // §6.1: the model id announced at connect becomes the twin's `modelId`, kept with the device's identity
         const known = keys.get(identity.deviceId);
         if (known !== undefined && identity.modelId !== undefined && known.modelId !== identity.modelId) {
@@ -608,6 +652,24 @@ export function createMqttGateway({
     if (!client.clean) updateSession(client.id, { subscriptions: Object.fromEntries(device.subscriptions) });
   });
 
+  /** A connection (after its TLS handshake) reaches aedes through its packet guard. */
+  const handleConnection = (socket: Socket): void => {
+    const remoteAddress = socket.remoteAddress;
+    const guard = guardMqttSocket(socket, {
+      ...limits,
+      onLimit: (limit, detail, deviceId) =>
+        publishEvent({
+          kind: 'limit',
+          limit,
+          detail,
+          ...(deviceId === undefined ? {} : { deviceId }),
+          ...(remoteAddress === undefined ? {} : { remoteAddress }),
+        }),
+    });
+    guards.set(guard.stream, guard);
+    broker.handle(guard.stream);
+  };
+
   const sockets = new Map<NetServer, Set<Socket>>();
   const closeServer = (server: NetServer): Promise<void> =>
     new Promise((resolve) => {
@@ -620,14 +682,34 @@ export function createMqttGateway({
     async listen({ port, host, tls }: MqttListenOptions): Promise<ListeningMqttGateway> {
       await brokerReady;
       await feedStart;
-      const server: NetServer = tls === undefined ? createNetServer(broker.handle) : createTlsServer(tls, broker.handle);
+      const server: NetServer =
+        tls === undefined ? createNetServer(handleConnection) : createTlsServer({ handshakeTimeout: limits.connectTimeoutMs, ...tls }, handleConnection);
       const open = new Set<Socket>();
       sockets.set(server, open);
       server.on('connection', (socket: Socket) => {
         open.add(socket);
         socket.once('close', () => open.delete(socket));
       });
-      return listenOn(server, port, host, servers, closeServer);
+      server.on('drop', (d) =>
+        publishEvent({
+          kind: 'limit',
+          limit: 'connections',
+          detail: `connection refused: the listener holds ${limits.maxConnections}`,
+          ...(d?.remoteAddress === undefined ? {} : { remoteAddress: d.remoteAddress }),
+        }),
+      );
+      // A plain tls.Server only reports a failed or late handshake; closing the connection is ours to do.
+      server.on('tlsClientError', (e: NodeJS.ErrnoException, socket: Socket) => {
+        socket.destroy();
+        if (e.code !== 'ERR_TLS_HANDSHAKE_TIMEOUT') return;
+        publishEvent({
+          kind: 'limit',
+          limit: 'connectTimeout',
+          detail: `TLS handshake not done within ${limits.connectTimeoutMs} ms`,
+          ...(socket.remoteAddress === undefined ? {} : { remoteAddress: socket.remoteAddress }),
+        });
+      });
+      return listenOn(server, port, host, servers, closeServer, { maxConnections: limits.maxConnections });
     },
     connectedDevices: () => [...live.keys()],
     isConnected: (deviceId) => live.has(deviceId),
