@@ -10,7 +10,11 @@ import { isTwinlogError, type IotHubCode } from '@twinlog/core';
 
 /** IoT Hub codes of failures that exist only at the HTTP edge (no `TwinlogError` code). */
 export const GATEWAY_CODES = {
-  /** Bad, forged or expired SAS token, unknown policy, token for another hub (§4.3: 401002). */
+  /**
+   * Any failed authentication: missing, malformed, forged or expired SAS token, a lifetime over the
+   * maximum, unknown policy, a token for another hub or whose `sr` does not cover the request
+   * (§4.3: 401002). Always answered with the one text of {@link UNAUTHORIZED_TEXT}.
+   */
   UNAUTHORIZED: { status: 401, code: 401002, name: 'IotHubUnauthorizedAccess' },
   /**
    * A valid token whose policy lacks the route's right. §4.3 lists 403 without a name for this;
@@ -21,6 +25,10 @@ export const GATEWAY_CODES = {
   API_VERSION: { status: 400, code: 400001, name: 'InvalidProtocolVersion' },
   /** Unparsable JSON body, or a body twinlog does not accept (§4.3: 400004). */
   ARGUMENT_INVALID: { status: 400, code: 400004, name: 'ArgumentInvalid' },
+  /** A body that is not `application/json` in UTF-8, or not valid UTF-8 (§4.3: 400103). */
+  CONTENT_INVALID: { status: 400, code: 400103, name: 'InvalidContentEncodingOrType' },
+  /** Over the policy's (or the device-scoped token's) request rate (§4.3: 429001, §12). */
+  THROTTLED: { status: 429, code: 429001, name: 'ThrottlingException' },
   /** Request body above the gateway's limit (§4.3: 413001). */
   TOO_LARGE: { status: 413, code: 413001, name: 'MessageTooLarge' },
   /** No such route (module twins, jobs and configurations are not served yet). */
@@ -30,6 +38,12 @@ export const GATEWAY_CODES = {
 } as const satisfies Record<string, IotHubCode>;
 
 export type GatewayCode = keyof typeof GATEWAY_CODES;
+
+/**
+ * The text of every 401, whatever check failed (a forger learns nothing from it); the reason goes
+ * only to the request diagnostics channel (`GatewayRequestEvent.detail`), for a debug log.
+ */
+export const UNAUTHORIZED_TEXT = 'Unauthorized';
 
 /** A failure of the HTTP edge itself (not of the library calls it wraps). */
 export class GatewayError extends Error {
@@ -57,12 +71,14 @@ function hubTimestamp(ms: number): string {
 
 /**
  * The IoT Hub error body for a failure (§4.1). The text carries no `;` (the Node SDK keeps only the
- * second `;`-segment of `Message`, §13.8); internal errors never leak their message.
+ * second `;`-segment of `Message`, §13.8); internal errors never leak their message, and every
+ * authentication failure has the same text ({@link UNAUTHORIZED_TEXT}).
  */
 export function iotHubErrorBody(e: unknown, nowMs: number): { status: number; body: { Message: string; ExceptionMessage: string } } {
   const hub = iotHubCodeOf(e);
   const known = e instanceof GatewayError || (isTwinlogError(e) && e.iotHub !== undefined);
-  const text = (known && e instanceof Error ? e.message : 'An internal error occurred').replace(/[;\r\n]/g, ',');
+  const unauthorized = e instanceof GatewayError && e.code === 'UNAUTHORIZED';
+  const text = (unauthorized ? UNAUTHORIZED_TEXT : known && e instanceof Error ? e.message : 'An internal error occurred').replace(/[;\r\n]/g, ',');
   const tracking = randomBytes(16).toString('hex').toUpperCase();
   return {
     status: hub.status,
@@ -84,12 +100,15 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(text);
 }
 
-/** The error middleware: map and write any failure (once; a started response is just ended). */
-export function sendError(res: ServerResponse, e: unknown, nowMs: number): void {
+/**
+ * The error middleware: map and write any failure (once; a started response is just ended).
+ * `headers` go on the error response (e.g. `connection: close` when the request body was not read).
+ */
+export function sendError(res: ServerResponse, e: unknown, nowMs: number, headers: Record<string, string> = {}): void {
   if (res.headersSent) {
     res.end();
     return;
   }
   const { status, body } = iotHubErrorBody(e, nowMs);
-  sendJson(res, status, body);
+  sendJson(res, status, body, headers);
 }
