@@ -15,3 +15,4 @@ export * from './validateEvent.ts';
 export * from './decideCommands.ts';
 export * from './log.ts';
 export * from './logGroup.ts';
+export * from './stage.ts';
