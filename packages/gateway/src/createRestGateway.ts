@@ -4,6 +4,36 @@
  * SAS authentication, answering in IoT Hub's formats. Each route wraps one library call (the
  * twinlog client, `@twinlog/query`); every failure is mapped to IoT Hub's error body in one place
  * (`internal/iotHubError.ts`).
+ *
+ * What a request goes through, in order (each step answers before the next one reads anything):
+ *
+ * 1. **Authentication** (`internal/verifyServiceSas.ts`): signature, `se` by the rule shared with
+ *    MQTT (expired, or more than `maxTokenLifetimeMs` ahead: refused), `sr` on this hub. Every
+ *    failure is the same 401 `IotHubUnauthorizedAccess;Unauthorized`; which check failed goes only
+ *    to {@link GATEWAY_REQUEST_CHANNEL} (`detail`), for a debug log.
+ * 2. **Scope**: the token's `sr` must cover what the request addresses (`internal/sasToken.ts`):
+ *    `<hub>` covers everything, `<hub>/devices/{id}` only that device's identity and twin; queries
+ *    and every other hub-wide path need `<hub>`. Refused with the same 401.
+ * 3. **Admission** (`rateLimit`): a token bucket per policy, and one per policy and device for
+ *    device-scoped tokens; an empty bucket answers 429 `ThrottlingException` (§12).
+ * 4. Route, rights (403), api-version (400).
+ * 5. **Body** (`internal/readJsonBody.ts`): `application/json` in UTF-8 only (400
+ *    `InvalidContentEncodingOrType`), at most `maxBodyBytes` (413 `MessageTooLarge`, from
+ *    `Content-Length` before reading or while reading), valid UTF-8, a JSON object.
+ *
+ * Any answer given before the request's body was read to the end carries `Connection: close`
+ * and the connection is closed after it (Node ends and destroys the socket), so the unread bytes
+ * never hold up a next request on the same connection.
+ *
+ * Decisions recorded here:
+ *
+ * - **A query over 8,192 characters answers 412 `PreconditionFailed`**, not 400: that is what a real
+ *   hub answered (iot-hub-twin.md §3.3), and the SDKs map 412 to `InvalidEtagError` either way.
+ * - **`x-twinlog-freshness` waits at most `freshnessWaitMs`** (default 2 s), then answers 504
+ *   `GatewayTimeout` (retryable), so a forged token far beyond the log's end holds a request for
+ *   that long at most (and each such request costs a token of the policy's bucket).
+ * - **twinlog's scope check is stricter than IoT Hub's**: whole path segments, case-sensitive ids
+ *   (the hub compares the audience as a case-insensitive string prefix).
  */
 import { createHash } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
@@ -16,9 +46,21 @@ import { evaluate, paginate, parseQuery } from '@twinlog/query';
 import { createDeviceKeyStore, newDeviceKeys, type DeviceKeys, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
 import { listenOn } from './internal/listenOn.ts';
 import { GatewayError, iotHubCodeOf, sendError, sendJson } from './internal/iotHubError.ts';
-import { requireRight, verifyServiceSas, type PolicyRight, type Principal, type SharedAccessPolicy } from './internal/verifyServiceSas.ts';
+import { createRateBuckets } from './internal/rateBuckets.ts';
+import { readJsonBody } from './internal/readJsonBody.ts';
+import { DEFAULT_MAX_TOKEN_LIFETIME_MS, type SasTarget } from './internal/sasToken.ts';
+import {
+  assertScope,
+  requireRight,
+  scopedDeviceOf,
+  verifyServiceSas,
+  type PolicyRight,
+  type Principal,
+  type SharedAccessPolicy,
+} from './internal/verifyServiceSas.ts';
 
 export type { PolicyRight, SharedAccessPolicy } from './internal/verifyServiceSas.ts';
+export { DEFAULT_MAX_TOKEN_LIFETIME_MS } from './internal/sasToken.ts';
 
 /** The api-versions the gateway accepts (§5.1: every value seen in the wild). */
 export const API_VERSIONS: readonly string[] = [
@@ -55,10 +97,51 @@ export interface GatewayRequestEvent {
   readonly error?: string;
   /** The policy that signed the request, once authenticated. */
   readonly policy?: string;
+  /**
+   * Why the gateway itself refused the request (e.g. which authentication check failed): for a
+   * debug log only, never sent to the client. Carries no key and no signature.
+   */
+  readonly detail?: string;
 }
 
-/** Largest request body, bytes (a twin is at most 8 KB tags + 32 KB desired, §3.2). */
-const MAX_BODY_BYTES = 256 * 1024;
+/**
+ * The admission limit of {@link RestGatewayOptions.rateLimit}: token buckets, refilled at a rate
+ * per second up to a burst.
+ *
+ * @example
+ * const rateLimit: RestRateLimit = { policyRatePerSecond: 50, policyBurst: 100 }
+ */
+export interface RestRateLimit {
+  /** Requests per second per shared access policy, sustained (default 200). */
+  readonly policyRatePerSecond?: number;
+  /** Requests per policy at once (default 1000). */
+  readonly policyBurst?: number;
+  /**
+   * Requests per second per device-scoped token (`sr=<hub>/devices/{id}`), counted per policy and
+   * device, on top of the policy's bucket (default 50): a token handed out for one device cannot
+   * use up its policy's rate.
+   */
+  readonly deviceRatePerSecond?: number;
+  /** Requests per device-scoped token at once (default 100). */
+  readonly deviceBurst?: number;
+  /** Buckets kept per kind (policies; policy and device pairs); the least recently used is forgotten first (default 10 000). */
+  readonly maxTrackedKeys?: number;
+}
+
+/** The defaults of {@link RestRateLimit}. */
+export const DEFAULT_REST_RATE_LIMIT: Required<RestRateLimit> = Object.freeze({
+  policyRatePerSecond: 200,
+  policyBurst: 1000,
+  deviceRatePerSecond: 50,
+  deviceBurst: 100,
+  maxTrackedKeys: 10_000,
+});
+
+/** Default of {@link RestGatewayOptions.maxBodyBytes}: 256 KiB (a twin is at most 8 KB tags + 32 KB desired, §3.2). */
+export const DEFAULT_MAX_BODY_BYTES = 256 * 1024;
+
+/** Default of {@link RestGatewayOptions.freshnessWaitMs}. */
+export const DEFAULT_FRESHNESS_WAIT_MS = 2_000;
 
 /**
  * Options of {@link createRestGateway}.
@@ -91,6 +174,23 @@ export interface RestGatewayOptions {
    */
   readonly isConnected?: (deviceId: string) => boolean;
   /**
+   * How far after now a token's `se` may lie, ms (default {@link DEFAULT_MAX_TOKEN_LIFETIME_MS},
+   * 365 days). The MQTT gateway applies the same rule (`checkSasExpiry`); give both the same value.
+   */
+  readonly maxTokenLifetimeMs?: number;
+  /** Largest request body, bytes (default {@link DEFAULT_MAX_BODY_BYTES}); larger ones get 413. */
+  readonly maxBodyBytes?: number;
+  /**
+   * Admission limit per policy (and per device-scoped token): 429 `ThrottlingException` when over
+   * (default {@link DEFAULT_REST_RATE_LIMIT}; `false` turns it off). Buckets refill on `physicalNow`.
+   */
+  readonly rateLimit?: RestRateLimit | false;
+  /**
+   * Longest wait for a query's `x-twinlog-freshness`, ms (default {@link DEFAULT_FRESHNESS_WAIT_MS});
+   * past it the query answers 504 `GatewayTimeout`.
+   */
+  readonly freshnessWaitMs?: number;
+  /**
    * A query view (`@twinlog/fleet`'s `createReadModel`): `POST /devices/query` answers from it,
    * pushed down to its indexes and paged by its keyset tokens, and sends the answer's freshness
    * token in `x-twinlog-freshness`; a request may send one back in that header to wait until the
@@ -101,7 +201,13 @@ export interface RestGatewayOptions {
   readonly queryView?: {
     query(
       text: string,
-      options: { readonly pageSize?: number | undefined; readonly continuation?: string | undefined; readonly after?: string | undefined },
+      options: {
+        readonly pageSize?: number | undefined;
+        readonly continuation?: string | undefined;
+        readonly after?: string | undefined;
+        /** Bound of the wait for `after`, ms (the gateway also stops waiting itself past it). */
+        readonly timeoutMs?: number | undefined;
+      },
     ): Promise<{ readonly rows: readonly Record<string, unknown>[]; readonly continuationToken: string | undefined; readonly freshness: string; readonly itemType: string }>;
   };
 }
@@ -170,7 +276,9 @@ interface Route {
  * Routes (all need `?api-version=` from {@link API_VERSIONS} and a service SAS token):
  * `PUT/GET/DELETE /devices/{id}` (registry; `registryRead` for GET, `registryReadWrite` to
  * change), `GET/PATCH/PUT /twins/{id}` (`serviceConnect`, or the registry rights: read for GET,
- * read-write to change), `POST /devices/query` (`serviceConnect` or `registryRead`).
+ * read-write to change), `POST /devices/query` (`serviceConnect` or `registryRead`). A token with
+ * `sr=<hub>/devices/{id}` reaches only the first two for that id; see the module comment for the
+ * order of checks and the limits.
  *
  * Gotchas: writes are commands decided by the projector, so a projector must run on the same log
  * (otherwise they fail with 504 `GatewayTimeout` after the client's decision timeout). Nothing is
@@ -191,12 +299,17 @@ export function createRestGateway({
   deviceKeys,
   queryView,
   isConnected = () => false,
+  maxTokenLifetimeMs = DEFAULT_MAX_TOKEN_LIFETIME_MS,
+  maxBodyBytes = DEFAULT_MAX_BODY_BYTES,
+  rateLimit = {},
+  freshnessWaitMs = DEFAULT_FRESHNESS_WAIT_MS,
 }: RestGatewayOptions): RestGateway {
   const client = givenClient ?? createTwinClient({ log, physicalNow, actor: 'gateway' });
   const keys = deviceKeys ?? createDeviceKeyStore(registryFile);
   const policyMap = new Map(policies.map((p) => [p.name, p]));
   const servers = new Set<Server>();
   const principals = new WeakMap<IncomingMessage, string>();
+  const admit = createAdmission(rateLimit, physicalNow);
 
   const routes: Route[] = [
     { method: 'GET', kind: 'device', rights: ['registryRead'], handle: getDevice },
@@ -212,6 +325,8 @@ export function createRestGateway({
     const twin = await client.getTwin(id);
     sendJson(res, 200, deviceJson(id, twin, keys.get(id), isConnected(id)));
   }
+
+  const readJsonObject = (req: IncomingMessage): Promise<JsonObject> => readJsonBody(req, { maxBytes: maxBodyBytes });
 
   async function putDevice({ req, res, id }: RequestContext): Promise<void> {
     const body = await readJsonObject(req);
@@ -296,7 +411,9 @@ export function createRestGateway({
     const pageSize = sizeHeader === undefined ? undefined : /^[0-9]+$/.test(sizeHeader.trim()) ? Number(sizeHeader) : Number.NaN;
     const continuation = header(req, 'x-ms-continuation');
     if (queryView !== undefined) {
-      const answer = await queryView.query(text, { pageSize, continuation, after: header(req, 'x-twinlog-freshness') });
+      const after = header(req, 'x-twinlog-freshness');
+      const asked = queryView.query(text, { pageSize, continuation, after, timeoutMs: freshnessWaitMs });
+      const answer = after === undefined ? await asked : await within(asked, freshnessWaitMs);
       const twinRows = answer.itemType === 'Twin';
       const items = twinRows ? answer.rows.map((t) => twinJson(t as unknown as TwinDocument, keys.get(t['deviceId'] as string), isConnected(t['deviceId'] as string))) : answer.rows;
       const viewHeaders: Record<string, string> = { 'x-ms-item-type': answer.itemType, 'x-twinlog-freshness': answer.freshness };
@@ -314,8 +431,10 @@ export function createRestGateway({
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://gateway');
-    const principal = verifyServiceSas(header(req, 'authorization'), policyMap, hubName, physicalNow());
+    const principal = verifyServiceSas(header(req, 'authorization'), policyMap, hubName, physicalNow(), { maxTokenLifetimeMs });
     principals.set(req, principal.policy);
+    assertScope(principal, hubName, targetOf(url.pathname, req.method ?? 'GET'));
+    admit(principal);
     const { kind, id } = routeOf(url.pathname, req.method ?? 'GET');
     const route = routes.find((r) => r.kind === kind && r.method === req.method);
     if (route === undefined) throw new GatewayError('METHOD_NOT_ALLOWED', `${req.method ?? ''} is not supported on ${url.pathname}`);
@@ -329,6 +448,7 @@ export function createRestGateway({
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     let error: string | undefined;
+    let detail: string | undefined;
     if (requests.hasSubscribers) {
       res.once('finish', () => {
         const event: GatewayRequestEvent = {
@@ -337,13 +457,16 @@ export function createRestGateway({
           status: res.statusCode,
           ...(error === undefined ? {} : { error }),
           ...(principals.has(req) ? { policy: principals.get(req)! } : {}),
+          ...(detail === undefined ? {} : { detail }),
         };
         requests.publish(event);
       });
     }
     handle(req, res).catch((e: unknown) => {
       error = iotHubCodeOf(e).name;
-      sendError(res, e, physicalNow());
+      if (e instanceof GatewayError) detail = e.message;
+      // a body left unread would hold up the connection's next request: answer and close it
+      sendError(res, e, physicalNow(), req.complete ? {} : { connection: 'close' });
     });
   };
 
@@ -359,6 +482,26 @@ export function createRestGateway({
       if (givenClient === undefined) await client.close();
     },
   };
+}
+
+/**
+ * What a request addresses, for the scope check (never throws): `/devices/{id}[/…]` and
+ * `/twins/{id}[/…]` address device `id` (`…/modules/{m}` its module), except `POST /devices/query`;
+ * every other path (queries, jobs, configurations, the registry-wide list, unknown paths and ids
+ * that do not decode) is hub-wide.
+ */
+function targetOf(pathname: string, method: string): SasTarget {
+  const parts = pathname.replace(/\/+$/, '').split('/').slice(1);
+  const [collection, rawId, sub, rawModule] = parts;
+  if ((collection !== 'devices' && collection !== 'twins') || rawId === undefined) return { kind: 'hub' };
+  if (collection === 'devices' && rawId === 'query' && parts.length === 2 && method === 'POST') return { kind: 'hub' };
+  try {
+    const deviceId = decodeURIComponent(rawId);
+    if (sub === 'modules' && rawModule !== undefined) return { kind: 'device', deviceId, moduleId: decodeURIComponent(rawModule) };
+    return { kind: 'device', deviceId };
+  } catch {
+    return { kind: 'hub' };
+  }
 }
 
 /** `/devices/{id}`, `/twins/{id}`, `/devices/query` (POST) → route kind and decoded id. */
@@ -400,25 +543,36 @@ function asPatch(where: string, value: unknown): Patch {
   return value as Patch;
 }
 
-async function readJsonObject(req: IncomingMessage): Promise<JsonObject> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    const b = chunk as Buffer;
-    size += b.length;
-    if (size > MAX_BODY_BYTES) throw new GatewayError('TOO_LARGE', `The request body exceeds ${MAX_BODY_BYTES} bytes`);
-    chunks.push(b);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
-  if (text.trim() === '') return {};
-  let value: unknown;
+/**
+ * The admission step: a bucket per policy, and one per policy and device for device-scoped tokens;
+ * a request takes a token from each of its buckets, or from none when one is empty.
+ */
+function createAdmission(rateLimit: RestRateLimit | false, now: () => number): (principal: Principal) => void {
+  if (rateLimit === false) return () => {};
+  const limit = { ...DEFAULT_REST_RATE_LIMIT, ...rateLimit };
+  const policies = createRateBuckets({ ratePerSecond: limit.policyRatePerSecond, burst: limit.policyBurst, maxKeys: limit.maxTrackedKeys, now });
+  const devices = createRateBuckets({ ratePerSecond: limit.deviceRatePerSecond, burst: limit.deviceBurst, maxKeys: limit.maxTrackedKeys, now });
+  return (principal) => {
+    const device = scopedDeviceOf(principal);
+    const deviceKey = device === undefined ? undefined : `${principal.policy}\n${device}`;
+    if (!policies.canTake(principal.policy)) throw new GatewayError('THROTTLED', `Policy ${principal.policy} is over its request rate, retry later`);
+    if (deviceKey !== undefined && !devices.take(deviceKey)) throw new GatewayError('THROTTLED', `The token for device ${device} is over its request rate, retry later`);
+    policies.take(principal.policy);
+  };
+}
+
+/** `promise`, or a retryable `READ_MODEL_TIMEOUT` once `ms` have passed (the bound of a freshness wait). */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TwinlogError('READ_MODEL_TIMEOUT', `The query view did not reflect x-twinlog-freshness within ${ms} ms`, { canRetry: true })), ms);
+  });
+  promise.catch(() => {}); // a rejection after the timeout is nobody's
   try {
-    value = JSON.parse(text);
-  } catch {
-    throw new GatewayError('ARGUMENT_INVALID', 'The request body is not valid JSON');
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
   }
-  if (!isPlainObject(value)) throw new GatewayError('ARGUMENT_INVALID', 'The request body must be a JSON object');
-  return value as JsonObject;
 }
 
 function isKey(v: unknown): v is string {
