@@ -55,6 +55,8 @@ export interface StartSubscriptionOptions {
   readonly partitionsConsumedConcurrently: number;
   /** Called once the subscription has ended (stopped or failed). */
   readonly onEnded: () => void;
+  /** How long without a fetch answer or a batch before `status()` says it is not fetching, ms (default max(2000, 4 × maxWaitTimeInMs)). */
+  readonly fetchStaleMs?: number;
 }
 
 /** The port's `Subscription`, plus a way to learn that it ended on its own. */
@@ -69,6 +71,12 @@ export interface KafkaSubscription {
    * `eachBatch`, `onAssign` or `onRevoke` that threw, or of the consumer when kafkajs gave up.
    */
   readonly done: Promise<void>;
+  /**
+   * What the subscription holds and whether its consumer is fetching: a fetch answered (or a batch
+   * handed over) within the last `fetchStaleMs`. While the broker is unreachable kafkajs retries by
+   * itself for a while before it gives up (`done` rejects); meanwhile this says `fetching: false`.
+   */
+  status(): { readonly partitions: readonly number[]; readonly fetching: boolean; readonly reason?: string };
 }
 
 const sorted = (partitions: Iterable<number>): number[] => [...partitions].sort((a, b) => a - b);
@@ -81,6 +89,7 @@ export async function startSubscription({
   tuning,
   partitionsConsumedConcurrently,
   onEnded,
+  fetchStaleMs = Math.max(2000, 4 * tuning.maxWaitTimeInMs),
 }: StartSubscriptionOptions): Promise<KafkaSubscription> {
   const { onAssign, onRevoke, eachBatch } = subscribe;
 
@@ -185,7 +194,15 @@ export async function startSubscription({
     assignTo(now);
   });
 
+  /** Last sign of life of the fetch loop (a fetch answered, a batch started or ended). */
+  let lastActivity = Date.now();
+  let lastError: string | undefined;
+  consumer.on(consumer.events.FETCH, () => {
+    lastActivity = Date.now();
+    lastError = undefined;
+  });
   consumer.on(consumer.events.CRASH, ({ payload }) => {
+    lastError = payload.error instanceof Error ? payload.error.message : String(payload.error);
     // kafkajs restarts the consumer by itself after a retriable crash; anything else is the end.
     if (!payload.restart) fail(payload.error);
   });
@@ -201,6 +218,7 @@ export async function startSubscription({
     }
     const records: LogRecord[] = batch.messages.map((m) => toLogRecord(logical, batch.partition, m));
     const view: Batch = { topic: logical, partition: batch.partition, records };
+    lastActivity = Date.now();
     const work = withHeartbeat(heartbeat, tuning.heartbeatInterval, () => eachBatch(view));
     inFlight.add(work);
     try {
@@ -210,6 +228,7 @@ export async function startSubscription({
       return;
     } finally {
       inFlight.delete(work);
+      lastActivity = Date.now();
     }
     // Left unresolved when the batch was not handled: kafkajs would fetch it again.
     resolveOffset(batch.lastOffset());
@@ -237,6 +256,14 @@ export async function startSubscription({
 
   return {
     done,
+    status() {
+      const partitions = sorted(assigned);
+      if (failure !== undefined || shutdown !== undefined) return { partitions, fetching: false, reason: 'the consumer has stopped' };
+      const quiet = Date.now() - lastActivity;
+      if (quiet <= fetchStaleMs) return { partitions, fetching: true };
+      const what = inFlight.size > 0 ? `a batch has been running for ${(quiet / 1000).toFixed(1)} s` : `no fetch answered for ${(quiet / 1000).toFixed(1)} s`;
+      return { partitions, fetching: false, reason: lastError === undefined ? what : `${what} (${lastError})` };
+    },
     async stop() {
       stopping = true;
       await end();
