@@ -2,9 +2,11 @@
  * The lifecycle every twinlog stage shares (projector, reconciler): join a group on co-partitioned
  * topics, restore one task per assigned partition before its first batch, drop it when the
  * partition is revoked (after its running work ends), run each partition's work one at a time, and
- * fail crash-only: the first error stops the stage and rejects `done`.
+ * fail crash-only: the first error — of a batch, or of the consumer itself (a subscription that
+ * reports its end, as the Kafka log's does when kafkajs gives up) — stops the stage and rejects
+ * `done`. One stage is one run of core's `superviseStage`, which restarts it with backoff.
  */
-import type { Batch, Log } from '@twinlog/core';
+import type { Batch, Log, ObservableSubscription, RunStatus } from '@twinlog/core';
 
 export interface PartitionStageOptions<T> {
   readonly log: Log;
@@ -34,6 +36,8 @@ export interface PartitionStage<T> {
    * stage and rejects the returned promise.
    */
   serial(partition: number, task: T, work: () => Promise<void>): Promise<void>;
+  /** The partitions restored and whether the consumer fetches (when the log can tell). */
+  status(): RunStatus;
   /** Leave the group, wait for queued work, settle `done`. */
   stop(): Promise<void>;
 }
@@ -75,7 +79,7 @@ export async function startPartitionStage<T>({ log, group, topics, restore, each
     return next;
   };
 
-  const subscription = await log.subscribe({
+  const subscription: ObservableSubscription = await log.subscribe({
     group,
     topics,
     ...(concurrency === undefined ? {} : { concurrency }),
@@ -94,15 +98,34 @@ export async function startPartitionStage<T>({ log, group, topics, restore, each
     },
   });
 
+  // The consumer itself may end (kafkajs gave up on the broker): that fails the stage too.
+  subscription.done?.then(
+    () => {},
+    (e: unknown) => {
+      if (failed) return;
+      failed = true;
+      tasks.clear();
+      fail(e);
+    },
+  );
+
   return {
     done,
     tasks,
+    status() {
+      const partitions = [...tasks.keys()].sort((a, b) => a - b);
+      const sub = subscription.status?.();
+      if (sub === undefined) return { partitions };
+      return { partitions, fetching: sub.fetching ?? true, ...(sub.reason === undefined ? {} : { reason: sub.reason }) };
+    },
     get failed() {
       return failed;
     },
     serial,
     async stop() {
-      await subscription.stop();
+      await subscription.stop().catch((e: unknown) => {
+        if (!failed) throw e; // a failed stage's subscription rejects with the error `done` carries
+      });
       await Promise.all(queues.values());
       tasks.clear();
       finish();

@@ -3,12 +3,25 @@
  * `twin.backend` + `twin.device` (co-partitioned), restores a task per assigned partition from
  * `twin.snapshots`, and commits each batch's output atomically with the input offsets.
  *
- * Crash-only: any failure to commit stops the projector (its `done` promise rejects); a restart
- * restores from the log, so nothing is lost and nothing is applied twice.
+ * Self-healing: any failure (a commit, the consumer crashing, the broker gone) stops the current
+ * run of the stage cleanly and core's `superviseStage` starts a new one after a backoff (250 ms
+ * doubling to 30 s, jittered), forever, until `stop()`; a new run restores from the log, so
+ * nothing is lost and nothing is applied twice. `health()` says whether it consumes its
+ * partitions. With `restart: false` it is crash-only instead: the first failure rejects `done`.
  */
-import { createHybridClock, type Log, type TwinLimits } from '@twinlog/core';
+import {
+  createHybridClock,
+  superviseStage,
+  type BackoffOptions,
+  type Log,
+  type StageHealth,
+  type StageRun,
+  type StageState,
+  type SupervisedStage,
+  type TwinLimits,
+} from '@twinlog/core';
 import { PartitionTask, type BatchStats, type TaskOptions, type TaskOutput } from './partitionTask.ts';
-import { startPartitionStage } from './startPartitionStage.ts';
+import { startPartitionStage, type PartitionStage } from './startPartitionStage.ts';
 import { TOPICS, type InputTopic } from './topics.ts';
 
 export interface ProjectorOptions {
@@ -48,6 +61,15 @@ export interface ProjectorOptions {
    * events refused because a snapshot would exceed `maxSnapshotBytes`, failed commands, …).
    */
   readonly onBatch?: (partition: number, stats: BatchStats, detail: BatchDetail) => void;
+  /**
+   * Restart after a failure with exponential backoff (default `{}`: 250 ms doubling to 30 s), or
+   * `false` for crash-only (the first failure stops the projector and rejects `done`).
+   */
+  readonly restart?: BackoffOptions | false;
+  /** The stage's name in `health()` (default `projector`). */
+  readonly name?: string;
+  /** Called once per state change of the stage (consuming, stalled, restarting, …), not per retry. */
+  readonly onStateChange?: (health: StageHealth, previous: StageState) => void;
 }
 
 /** More about a committed batch than its counts. */
@@ -57,8 +79,13 @@ export interface BatchDetail {
 }
 
 export interface Projector {
-  /** Settles when the projector stops; rejects when it failed (commit error, fenced, …). */
+  /**
+   * Settles when the projector stops. With `restart: false`, rejects when it failed (commit error,
+   * fenced, …); otherwise failures restart it and `done` resolves after `stop()`.
+   */
   readonly done: Promise<void>;
+  /** Whether it consumes its partitions, and why not. */
+  health(): StageHealth;
   /** Partitions currently owned. */
   partitions(): number[];
   /** The task of a partition (tests and diagnostics). */
@@ -87,6 +114,9 @@ export async function startProjector({
   settleIntervalMs = 200,
   concurrency = 8,
   onBatch,
+  restart = {},
+  name = 'projector',
+  onStateChange,
 }: ProjectorOptions): Promise<Projector> {
   const clock = createHybridClock({ physicalNow });
   const taskOptions = (partition: number): TaskOptions => ({
@@ -123,21 +153,54 @@ export async function startProjector({
     }
   };
 
-  const stage = await startPartitionStage({
-    log,
-    group,
-    topics: [TOPICS.backend, TOPICS.device],
-    concurrency,
-    restore: (partition) => PartitionTask.restore(log, taskOptions(partition)),
-    eachBatch: async (task, { topic, records }) => {
-      const input: InputTopic = topic === TOPICS.backend ? 'backend' : 'device';
-      await commit(task, task.process(input, records, false));
-      if (task.hasParked && (await backendCaughtUp(task))) {
-        const settled = task.settle(true);
-        if (settled !== undefined) await commit(task, settled);
-      }
-    },
-  });
+  const startStage = (): Promise<PartitionStage<PartitionTask>> =>
+    startPartitionStage({
+      log,
+      group,
+      topics: [TOPICS.backend, TOPICS.device],
+      concurrency,
+      restore: (partition) => PartitionTask.restore(log, taskOptions(partition)),
+      eachBatch: async (task, { topic, records }) => {
+        const input: InputTopic = topic === TOPICS.backend ? 'backend' : 'device';
+        await commit(task, task.process(input, records, false));
+        if (task.hasParked && (await backendCaughtUp(task))) {
+          const settled = task.settle(true);
+          if (settled !== undefined) await commit(task, settled);
+        }
+      },
+    });
+
+  let stage = await startStage(); // the first run's errors (no topic, …) are the caller's
+  let supervisor: SupervisedStage | undefined;
+  let stopped: () => void = () => {};
+  const done =
+    restart === false
+      ? stage.done
+      : new Promise<void>((r) => {
+          stopped = r;
+        });
+  if (restart !== false) {
+    const toRun = (s: PartitionStage<PartitionTask>): StageRun => ({ ended: s.done, stop: () => s.stop(), status: () => s.status() });
+    let first: PartitionStage<PartitionTask> | undefined = stage;
+    supervisor = superviseStage({
+      name,
+      ...restart,
+      now: () => Date.now(),
+      random: Math.random,
+      schedule: (ms, fn) => {
+        const t = setTimeout(fn, ms);
+        t.unref();
+        return () => clearTimeout(t);
+      },
+      start: async () => {
+        const next = first ?? (await startStage());
+        first = undefined;
+        stage = next;
+        return toRun(next);
+      },
+      ...(onStateChange === undefined ? {} : { onChange: onStateChange }),
+    });
+  }
 
   const settling = new Set<number>();
   const timer = setInterval(() => {
@@ -156,12 +219,25 @@ export async function startProjector({
   timer.unref();
 
   return {
-    done: stage.done,
+    done,
+    health: () =>
+      supervisor?.health() ?? {
+        stage: name,
+        state: stage.failed ? 'stopped' : 'consuming',
+        reason: undefined,
+        since: 0,
+        partitions: stage.status().partitions,
+        restarts: 0,
+      },
     partitions: () => [...stage.tasks.keys()].sort((a, b) => a - b),
     task: (partition) => stage.tasks.get(partition),
     async stop() {
       clearInterval(timer);
-      await stage.stop();
+      if (supervisor === undefined) await stage.stop();
+      else {
+        await supervisor.stop();
+        stopped();
+      }
     },
   };
 }

@@ -4,11 +4,22 @@
  * devices whose delta changed, atomically with the input offsets. A periodic sweep turns
  * `pending`/`acknowledged` entries `stale` once `staleAfterMs` have passed, without a new snapshot.
  *
- * Crash-only, like the projector: a failed commit stops the stage (`done` rejects); a restart
- * restores the last emitted deltas from `twin.deltas` and emits nothing twice.
+ * Self-healing, like the projector: any failure (a commit, the consumer crashing, the broker gone)
+ * stops the current run and core's `superviseStage` starts a new one after a backoff, forever; a
+ * new run restores the last emitted deltas from `twin.deltas` and emits nothing twice. With
+ * `restart: false` it is crash-only: the first failure rejects `done`.
  */
-import type { DeltaState, Log } from '@twinlog/core';
-import { startPartitionStage, TOPICS } from '@twinlog/projector';
+import {
+  superviseStage,
+  type BackoffOptions,
+  type DeltaState,
+  type Log,
+  type StageHealth,
+  type StageRun,
+  type StageState,
+  type SupervisedStage,
+} from '@twinlog/core';
+import { startPartitionStage, TOPICS, type PartitionStage } from '@twinlog/projector';
 import { emptyStats, ReconcilerPartition, type ReconcileStats } from './internal/reconcilerPartition.ts';
 
 export type { ReconcileStats } from './internal/reconcilerPartition.ts';
@@ -37,6 +48,12 @@ export interface ReconcilerOptions {
   readonly acks?: boolean;
   /** Called after each committed batch or sweep of a partition. */
   readonly onBatch?: (partition: number, stats: ReconcileStats) => void;
+  /** Restart after a failure with exponential backoff (default `{}`: 250 ms doubling to 30 s), or `false` for crash-only. */
+  readonly restart?: BackoffOptions | false;
+  /** The stage's name in `health()` (default `reconciler`). */
+  readonly name?: string;
+  /** Called once per state change of the stage, not per retry. */
+  readonly onStateChange?: (health: StageHealth, previous: StageState) => void;
 }
 
 /**
@@ -48,8 +65,10 @@ export interface ReconcilerOptions {
  * reconciler.deltaOf('dev1')?.counts // { pending: 1, acknowledged: 0, … }
  */
 export interface Reconciler {
-  /** Settles when the reconciler stops; rejects when it failed (commit error, fenced …). */
+  /** Settles when the reconciler stops; with `restart: false`, rejects when it failed (commit error, fenced …). */
   readonly done: Promise<void>;
+  /** Whether it consumes its partitions, and why not. */
+  health(): StageHealth;
   /** Partitions currently owned. */
   partitions(): number[];
   /** The last delta emitted for a device this instance owns (undefined: none, deleted, not owned). */
@@ -85,25 +104,54 @@ export async function startReconciler({
   sweepIntervalMs = 1000,
   acks = true,
   onBatch,
+  restart = {},
+  name = 'reconciler',
+  onStateChange,
 }: ReconcilerOptions): Promise<Reconciler> {
-  const stage = await startPartitionStage({
-    log,
-    group,
-    topics: [TOPICS.snapshots],
-    restore: (partition) => ReconcilerPartition.restore(log, partition, { acks, staleAfterMs }),
-    eachBatch: async (task, { partition, records }) => {
-      if (records.length === 0) return;
-      const stats = emptyStats();
-      const appends = task.process(records, stats);
-      await log.commitBatch({
-        fence: `reconciler-${group}-${partition}`,
-        appends: appends.length === 0 ? [] : [{ topic: TOPICS.deltas, records: appends }],
-        offsets: [{ group, topic: TOPICS.snapshots, partition, offset: task.position! }],
-      });
-      onBatch?.(partition, stats);
-    },
-  });
-  const tasks = stage.tasks;
+  const startStage = (): Promise<PartitionStage<ReconcilerPartition>> =>
+    startPartitionStage({
+      log,
+      group,
+      topics: [TOPICS.snapshots],
+      restore: (partition) => ReconcilerPartition.restore(log, partition, { acks, staleAfterMs }),
+      eachBatch: async (task, { partition, records }) => {
+        if (records.length === 0) return;
+        const stats = emptyStats();
+        const appends = task.process(records, stats);
+        await log.commitBatch({
+          fence: `reconciler-${group}-${partition}`,
+          appends: appends.length === 0 ? [] : [{ topic: TOPICS.deltas, records: appends }],
+          offsets: [{ group, topic: TOPICS.snapshots, partition, offset: task.position! }],
+        });
+        onBatch?.(partition, stats);
+      },
+    });
+  let stage = await startStage(); // the first run's errors (no topic, …) are the caller's
+  let supervisor: SupervisedStage | undefined;
+  let stopped: () => void = () => {};
+  const done = restart === false ? stage.done : new Promise<void>((r) => (stopped = r));
+  if (restart !== false) {
+    const toRun = (s: PartitionStage<ReconcilerPartition>): StageRun => ({ ended: s.done, stop: () => s.stop(), status: () => s.status() });
+    let first: PartitionStage<ReconcilerPartition> | undefined = stage;
+    supervisor = superviseStage({
+      name,
+      ...restart,
+      now: () => Date.now(),
+      random: Math.random,
+      schedule: (ms, fn) => {
+        const t = setTimeout(fn, ms);
+        t.unref();
+        return () => clearTimeout(t);
+      },
+      start: async () => {
+        const next = first ?? (await startStage());
+        first = undefined;
+        stage = next;
+        return toRun(next);
+      },
+      ...(onStateChange === undefined ? {} : { onChange: onStateChange }),
+    });
+  }
 
   const sweepPartition = (partition: number, task: ReconcilerPartition): Promise<number> => {
     let emitted = 0;
@@ -123,27 +171,40 @@ export async function startReconciler({
     staleAfterMs === undefined
       ? undefined
       : setInterval(() => {
-          for (const [partition, task] of tasks) sweepPartition(partition, task).catch(() => {});
+          for (const [partition, task] of stage.tasks) sweepPartition(partition, task).catch(() => {});
         }, sweepIntervalMs);
   timer?.unref();
 
   return {
-    done: stage.done,
-    partitions: () => [...tasks.keys()].sort((a, b) => a - b),
+    done,
+    health: () =>
+      supervisor?.health() ?? {
+        stage: name,
+        state: stage.failed ? 'stopped' : 'consuming',
+        reason: undefined,
+        since: 0,
+        partitions: stage.status().partitions,
+        restarts: 0,
+      },
+    partitions: () => [...stage.tasks.keys()].sort((a, b) => a - b),
     deltaOf(deviceId) {
-      for (const task of tasks.values()) {
+      for (const task of stage.tasks.values()) {
         const d = task.deltaOf(deviceId);
         if (d !== undefined) return d;
       }
       return undefined;
     },
     async sweep() {
-      const counts = await Promise.all([...tasks].map(([partition, task]) => sweepPartition(partition, task)));
+      const counts = await Promise.all([...stage.tasks].map(([partition, task]) => sweepPartition(partition, task)));
       return counts.reduce((a, b) => a + b, 0);
     },
     async stop() {
       if (timer !== undefined) clearInterval(timer);
-      await stage.stop();
+      if (supervisor === undefined) await stage.stop();
+      else {
+        await supervisor.stop();
+        stopped();
+      }
     },
   };
 }
