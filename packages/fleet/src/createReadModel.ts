@@ -16,7 +16,18 @@
  */
 import { randomUUID } from 'node:crypto';
 import { decodeOutputRecord } from '@twinlog/codec';
-import { fromStateDoc, renderTwin, type Log, type LogRecord, type Subscription } from '@twinlog/core';
+import {
+  fromStateDoc,
+  renderTwin,
+  superviseStage,
+  type BackoffOptions,
+  type Log,
+  type LogRecord,
+  type ObservableSubscription,
+  type StageHealth,
+  type StageState,
+  type SupervisedStage,
+} from '@twinlog/core';
 import { CHECKPOINT_KEY, TOPICS } from '@twinlog/projector';
 import { parseQuery, type Query, type QueryRow } from '@twinlog/query';
 import Database from 'better-sqlite3';
@@ -40,6 +51,16 @@ export interface ReadModelOptions {
   readonly cacheMiB?: number;
   /** Memory-mapped reads, MiB (default 1024; 0 turns it off). */
   readonly mmapMiB?: number;
+  /**
+   * Restart the consumer after a failure (its crash, the broker gone, a batch that failed) with
+   * exponential backoff (default `{}`: 250 ms doubling to 30 s), forever; `false`: the first
+   * failure stops consuming (`stats().failed`).
+   */
+  readonly restart?: BackoffOptions | false;
+  /** The stage's name in `health()` (default `read-model`). */
+  readonly name?: string;
+  /** Called once per state change of the consumer, not per retry. */
+  readonly onStateChange?: (health: StageHealth, previous: StageState) => void;
 }
 
 /** Options of {@link ReadModel.query}. */
@@ -111,6 +132,8 @@ export interface ReadModel {
   setConfigurationStatus(deviceId: string, configurationId: string, status: string | undefined): void;
   /** Counters: twins, applied records, records that did not decode. */
   stats(): { readonly twins: number; readonly records: number; readonly badRecords: number; readonly failed: Error | undefined };
+  /** Whether the consumer consumes its partitions, and why not (`stopped` before `start()` and after `close()`). */
+  health(): StageHealth;
   /** The SQLite connection (jobs and configurations keep their tables in the same file). */
   readonly db: Database.Database;
   /** The store (internal use: jobs publish `devices.jobs` rows through it). */
@@ -145,6 +168,9 @@ export async function createReadModel({
   start = true,
   cacheMiB = 256,
   mmapMiB = 1024,
+  restart = {},
+  name = 'read-model',
+  onStateChange,
 }: ReadModelOptions): Promise<ReadModel> {
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
@@ -276,14 +302,22 @@ export async function createReadModel({
     }
   };
 
-  let subscription: Subscription | undefined;
-  const startConsuming = async (): Promise<void> => {
-    if (subscription !== undefined) return;
-    failed = undefined;
+  /** One run of the consumer: subscribe from the stored positions; ends on its own when a batch or the consumer fails. */
+  const startRun = async (): Promise<{ ended: Promise<void>; stop: () => Promise<void>; status: () => { partitions: number[]; fetching?: boolean; reason?: string } }> => {
+    let endRun: (e: unknown) => void = () => {};
+    const ended = new Promise<void>((_, reject) => (endRun = reject));
+    ended.catch(() => {});
+    const held = new Set<number>();
     await log.commitOffsets(positions.snapshots.map((offset, partition) => ({ group: groupId, topic: TOPICS.snapshots, partition, offset })));
-    subscription = await log.subscribe({
+    const sub: ObservableSubscription = await log.subscribe({
       group: groupId,
       topics: [TOPICS.snapshots],
+      onAssign: async (ps) => {
+        for (const p of ps) held.add(p);
+      },
+      onRevoke: async (ps) => {
+        for (const p of ps) held.delete(p);
+      },
       eachBatch: async ({ partition, records: batch }) => {
         if (partition >= partitions) return;
         let changed: { upserted: string[]; removed: string[] };
@@ -294,6 +328,7 @@ export async function createReadModel({
           loadPositions();
           store.loadPaths();
           fail(e as Error);
+          endRun(e);
           throw e;
         }
         settleWaiters();
@@ -309,11 +344,59 @@ export async function createReadModel({
         }
       },
     });
+    failed = undefined;
+    sub.done?.then(
+      () => {},
+      (e: unknown) => endRun(e),
+    );
+    return {
+      ended,
+      stop: () => sub.stop().catch(() => {}), // a failed run's stop rejects with the error `ended` carries
+      status: () => {
+        const s = sub.status?.();
+        return { partitions: s?.partitions !== undefined ? [...s.partitions] : [...held].sort((a, b) => a - b), ...(s === undefined ? {} : { fetching: s.fetching, ...(s.reason === undefined ? {} : { reason: s.reason }) }) };
+      },
+    };
+  };
+
+  let supervisor: SupervisedStage | undefined;
+  let plain: Awaited<ReturnType<typeof startRun>> | undefined;
+  let stoppedAt = Date.now();
+  const startConsuming = async (): Promise<void> => {
+    if (supervisor !== undefined || plain !== undefined) return;
+    failed = undefined;
+    const first = await startRun(); // the first run's errors are the caller's
+    if (restart === false) {
+      plain = first;
+      return;
+    }
+    let pending: typeof first | undefined = first;
+    supervisor = superviseStage({
+      name,
+      ...restart,
+      now: () => Date.now(),
+      random: Math.random,
+      schedule: (ms, fn) => {
+        const t = setTimeout(fn, ms);
+        t.unref();
+        return () => clearTimeout(t);
+      },
+      start: async () => {
+        const next = pending ?? (await startRun());
+        pending = undefined;
+        return next;
+      },
+      ...(onStateChange === undefined ? {} : { onChange: onStateChange }),
+    });
   };
   const stopConsuming = async (): Promise<void> => {
-    const s = subscription;
-    subscription = undefined;
+    const s = supervisor;
+    const p = plain;
+    supervisor = undefined;
+    plain = undefined;
+    stoppedAt = Date.now();
     await s?.stop();
+    await p?.stop();
   };
 
   const toCondition = (target: FreshnessTarget): ((p: Positions) => boolean) => {
@@ -419,6 +502,15 @@ export async function createReadModel({
       })();
     },
     stats: () => ({ twins: store.count(), records, badRecords, failed }),
+    health: () =>
+      supervisor?.health() ?? {
+        stage: name,
+        state: plain !== undefined && failed === undefined ? 'consuming' : 'stopped',
+        reason: failed?.message,
+        since: stoppedAt,
+        partitions: plain?.status().partitions ?? [],
+        restarts: 0,
+      },
     async close() {
       await stopConsuming();
       for (const w of waiters) {
