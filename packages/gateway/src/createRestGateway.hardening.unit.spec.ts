@@ -4,7 +4,9 @@
  * freshness wait. In process, over the in-memory log with a real projector, through a real HTTP
  * server on 127.0.0.1, as createRestGateway.unit.spec.ts does.
  */
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { join } from 'node:path';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { createInMemoryLog, type InMemoryLog } from '@twinlog/core/testing';
 import { ensureTwinTopics, startProjector, TOPICS, type Projector } from '@twinlog/projector';
@@ -435,5 +437,18 @@ describe('queries', () => {
       { after: 'eyJ2IjoxLCJzIjpbOTk5OTk5OTk5XX0', timeoutMs: 200 },
     ]);
     expect(DEFAULT_FRESHNESS_WAIT_MS).toBe(2000);
+  });
+});
+
+describe('listener limits', () => {
+  it('an HTTPS listener closes a connection that never finishes its TLS handshake after handshakeTimeoutMs; listen takes the limits', async () => {
+    const gateway = createRestGateway({ log, client, hubName: HUB, physicalNow: now, policies: [] });
+    const key = readFileSync(join(import.meta.dirname, 'fixtures', 'localhost.key.pem'));
+    const cert = readFileSync(join(import.meta.dirname, 'fixtures', 'localhost.cert.pem'));
+    const server = await gateway.listen({ port: 0, host: '127.0.0.1', tls: { key, cert }, limits: { handshakeTimeoutMs: 300, headersTimeoutMs: 4321 } });
+    open.push({ gateway, server });
+    expect(server.server.headersTimeout).toBe(4321);
+    const mute = await rawExchange(server.port, () => {}, 3000); // TCP only, never a ClientHello
+    expect(mute.closed).toBe(true);
   });
 });

@@ -44,7 +44,8 @@ import { isPlainObject, NEVER, TwinlogError, type JsonObject, type Log, type Pat
 import { listTwins } from '@twinlog/projector';
 import { evaluate, paginate, parseQuery } from '@twinlog/query';
 import { createDeviceKeyStore, newDeviceKeys, type DeviceKeys, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
-import { listenOn } from './internal/listenOn.ts';
+import type { HttpLimits } from './internal/limits.ts';
+import { listenOn, tlsServerOptions } from './internal/listenOn.ts';
 import { GatewayError, iotHubCodeOf, sendError, sendJson } from './internal/iotHubError.ts';
 import { createRateBuckets } from './internal/rateBuckets.ts';
 import { readJsonBody } from './internal/readJsonBody.ts';
@@ -224,6 +225,11 @@ export interface ListenOptions {
   readonly host?: string;
   /** TLS key and certificate: HTTPS when given, else plain HTTP (behind a TLS terminator, or in tests). */
   readonly tls?: TlsServerOptions;
+  /**
+   * The listener's limits at the door over `DEFAULT_HTTP_LIMITS` (connection cap, header, request,
+   * keep-alive and idle timeouts, and the TLS handshake timeout of an HTTPS listener).
+   */
+  readonly limits?: Partial<HttpLimits>;
 }
 
 /**
@@ -472,9 +478,9 @@ export function createRestGateway({
 
   return {
     handler,
-    async listen({ port, host, tls }: ListenOptions): Promise<ListeningGateway> {
-      const server = tls === undefined ? createHttpServer(handler) : createHttpsServer(tls, handler);
-      return listenOn(server, port, host, servers, closeServer);
+    async listen({ port, host, tls, limits }: ListenOptions): Promise<ListeningGateway> {
+      const server = tls === undefined ? createHttpServer(handler) : createHttpsServer(tlsServerOptions(tls, limits), handler);
+      return listenOn(server, port, host, servers, closeServer, limits);
     },
     async close() {
       await Promise.all([...servers].map((s) => closeServer(s)));
