@@ -8,8 +8,12 @@
  * (rejections and dead letters by code, deltas by status), and on the embedded log its storage
  * figures (file size, records per topic, compaction and retention; docs/storage.md).
  *
- * Crash-only, like the stages: when a stage fails, serve logs it, reports 503 and exits 1, so a
- * supervisor restarts it; a restart restores from the log.
+ * Self-healing stages: the projector, reconciler and read model each restart their consumer after
+ * any failure with backoff, forever (core's `superviseStage`). `/health` answers 503 naming every
+ * stage that is not consuming its partitions (assigned and fetching), with its state and reason,
+ * and 200 once all consume; one log line per state change of a stage says what happened and what
+ * it does next. On Kafka each stage has its own client, with the client id
+ * `twinlog-serve-<stage>`, so broker-side and kafkajs lines name the stage.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
@@ -18,7 +22,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { decodeOutputRecord } from '@twinlog/codec';
-import { isTwinlogError, type DeltaStatus } from '@twinlog/core';
+import { isTwinlogError, type DeltaStatus, type Log, type StageHealth, type StageState } from '@twinlog/core';
 import {
   createDeviceKeyStore,
   createMqttGateway,
@@ -37,6 +41,7 @@ import {
 import { CHECKPOINT_KEY, startProjector, TOPICS, type Projector } from '@twinlog/projector';
 import type { ReadModel } from '@twinlog/fleet';
 import type { EmbeddedStorageStats, MaintenanceReport } from '@twinlog/log-embedded';
+import type { KafkaLogEntry } from '@twinlog/log-kafka';
 import { startReconciler, type Reconciler } from '@twinlog/reconciler';
 import { CliError } from './CliError.ts';
 import { createJsonLogger, errorFields, type JsonLogger } from './createJsonLogger.ts';
@@ -138,6 +143,33 @@ async function collectLag(store: Store, metrics: Metrics): Promise<void> {
   );
 }
 
+/** `2 s`, `250 ms`. */
+function formatDelay(ms: number | undefined): string {
+  if (ms === undefined) return 'soon';
+  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 100) / 10} s`;
+}
+
+/** One log line for a stage's state change: what happened and what it does next. */
+function logStageChange(logger: JsonLogger, h: StageHealth, previous: StageState): void {
+  const fields = { stage: h.stage, state: h.state, previous, partitions: h.partitions, restarts: h.restarts, ...(h.reason === undefined ? {} : { reason: h.reason }) };
+  switch (h.state) {
+    case 'consuming':
+      logger.info(`${h.stage}: consuming partitions [${h.partitions.join(', ')}]${previous === 'starting' ? '' : ` again (was ${previous})`}`, fields);
+      return;
+    case 'restarting':
+      logger.warn(
+        `${h.stage}: consumer failed (${h.reason ?? 'unknown error'}): restarting it, retrying in ${formatDelay(h.retryInMs)}, then with backoff up to 30 s until it consumes`,
+        { ...fields, retryInMs: h.retryInMs },
+      );
+      return;
+    case 'stalled':
+      logger.warn(`${h.stage}: not consuming (${h.reason ?? 'not fetching'}): waiting for its consumer, restarting it if it fails`, fields);
+      return;
+    default:
+      logger.info(`${h.stage}: ${h.state}`, fields);
+  }
+}
+
 export interface ServeOptions {
   /** Where the JSON log lines go (default: stdout, at `config.logLevel`). */
   readonly logger?: JsonLogger;
@@ -158,6 +190,8 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
   let mqttListening: ListeningMqttGateway | undefined;
   let readModel: ReadModel | undefined;
   const watches: TopicWatch[] = [];
+  /** On Kafka, each stage's own log (client id `twinlog-serve-<stage>`); closed after the stages. */
+  const stageLogs: Log[] = [];
   const up: Record<'projector' | 'reconciler' | 'gateway' | 'mqtt', 0 | 1> = { projector: 0, reconciler: 0, gateway: 0, mqtt: 0 };
   const setUp = (part: keyof typeof up, v: 0 | 1): void => {
     up[part] = v;
@@ -172,17 +206,43 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
   // --- admin listener first, so that /health answers 503 while the engine starts -----------------
   const health = (): { status: number; body: Record<string, unknown> } => {
     const readModelFailed = readModel?.stats().failed;
+    // Every stage consumes its partitions (assigned and fetching), or it names itself and why not.
+    const stages: StageHealth[] = [];
+    if (projector !== undefined) stages.push(projector.health());
+    if (reconciler !== undefined) stages.push(reconciler.health());
+    if (readModel !== undefined) stages.push(readModel.health());
+    const unhealthy = stages.filter((h) => h.state !== 'consuming');
+    const stageOf = (h: StageHealth | undefined) =>
+      h === undefined
+        ? { running: false, state: 'starting', partitions: [] }
+        : {
+            running: h.state === 'consuming',
+            state: h.state,
+            partitions: h.partitions,
+            since: new Date(h.since).toISOString(),
+            restarts: h.restarts,
+            ...(h.reason === undefined ? {} : { reason: h.reason }),
+            ...(h.retryInMs === undefined ? {} : { retryInMs: h.retryInMs }),
+          };
     const healthy =
-      state === 'ok' && up.projector === 1 && up.reconciler === 1 && up.gateway === 1 && (config.mqttPort === undefined || up.mqtt === 1) && readModelFailed === undefined;
+      state === 'ok' &&
+      up.projector === 1 &&
+      up.reconciler === 1 &&
+      up.gateway === 1 &&
+      (config.mqttPort === undefined || up.mqtt === 1) &&
+      stages.length === 3 &&
+      unhealthy.length === 0;
     return {
       status: healthy ? 200 : 503,
       body: {
         status: healthy ? 'ok' : state === 'ok' ? 'degraded' : state,
+        ...(unhealthy.length === 0 ? {} : { unhealthy: unhealthy.map((h) => ({ stage: h.stage, state: h.state, reason: h.reason ?? null })) }),
         store: store?.description ?? null,
-        projector: { running: up.projector === 1, partitions: projector?.partitions() ?? [] },
-        reconciler: { running: up.reconciler === 1, partitions: reconciler?.partitions() ?? [] },
+        projector: stageOf(projector?.health()),
+        reconciler: stageOf(reconciler?.health()),
         gateway: { running: up.gateway === 1, port: listening?.port ?? null },
-        readModel: readModel === undefined ? null : { twins: readModel.stats().twins, ...(readModelFailed === undefined ? {} : { failed: readModelFailed.message }) },
+        readModel:
+          readModel === undefined ? null : { ...stageOf(readModel.health()), twins: readModel.stats().twins, ...(readModelFailed === undefined ? {} : { failed: readModelFailed.message }) },
         ...(config.mqttPort === undefined ? {} : { mqtt: { running: up.mqtt === 1, port: mqttListening?.port ?? null, connectedDevices: mqtt?.connectedDevices().length ?? 0 } }),
         uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       },
@@ -275,6 +335,7 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
       await Promise.all(watches.map((w) => step('topic watch', () => w.stop())));
       await step('reconciler', reconciler === undefined ? undefined : () => reconciler!.stop());
       await step('projector', projector === undefined ? undefined : () => projector!.stop());
+      await Promise.all(stageLogs.map((l) => step('stage log', () => l.close())));
       await step('log', store === undefined ? undefined : () => store!.log.close());
       await new Promise<void>((r) => admin.close(() => r()));
       admin.closeAllConnections();
@@ -313,17 +374,28 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
   process.on('SIGTERM', onSignal);
 
   try {
-    store = await openStore(config, {
-      kafkaLogSink: (entry) => logger[entry.level === 'error' ? 'error' : entry.level === 'warn' ? 'warn' : 'debug'](`kafkajs ${entry.namespace}: ${entry.message}`, { kafkajs: entry.fields }),
-    });
+    // kafkajs logs every failed request and retry (a hundred lines per broker outage): those go to
+    // debug; what a stage does about them is one line per state change (logStageChange).
+    const kafkaLogSink = (entry: KafkaLogEntry): void => logger.debug(`kafkajs ${entry.namespace}: ${entry.message}`, { kafkajs: entry.fields });
+    store = await openStore(config, { kafkaLogSink });
+    const openedStore = store;
+    const stageLog = async (stage: string): Promise<Log> => {
+      if (openedStore.kind !== 'kafka' || config.kafka === undefined) return openedStore.log;
+      const { createKafkaLog } = await import('@twinlog/log-kafka');
+      const log = createKafkaLog({ brokers: config.kafka, topicPrefix: config.topicPrefix, clientId: `twinlog-serve-${stage}`, logSink: kafkaLogSink });
+      stageLogs.push(log);
+      return log;
+    };
+    const onStateChange = (h: StageHealth, previous: StageState): void => logStageChange(logger, h, previous);
     logger.info('log open', { store: store.description, partitions: config.partitions });
     if (store.storage !== undefined) subscribe(store.storage.maintenanceChannel, onMaintenance);
     const physicalNow = (): number => Date.now();
 
     projector = await startProjector({
-      log: store.log,
+      log: await stageLog('projector'),
       group: PROJECTOR_GROUP,
       physicalNow,
+      onStateChange,
       onBatch: (partition, stats) => {
         metrics.inc('twinlog_projector_batches_total', { partition });
         for (const [result, n] of Object.entries(stats)) if (n > 0) metrics.inc('twinlog_projector_events_total', { result }, n);
@@ -340,9 +412,10 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
     logger.info('projector started', { group: PROJECTOR_GROUP });
 
     reconciler = await startReconciler({
-      log: store.log,
+      log: await stageLog('reconciler'),
       group: RECONCILER_GROUP,
       physicalNow,
+      onStateChange,
       staleAfterMs: config.staleAfterMs,
       onBatch: (_partition, stats) => {
         if (stats.emitted > 0) metrics.inc('twinlog_deltas_emitted_total', {}, stats.emitted);
@@ -364,7 +437,7 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
     const readModelFile = resolve(
       join(config.data, store.kind === 'embedded' ? 'read-model.db' : `read-model-${createHash('sha256').update(store.description).digest('hex').slice(0, 12)}.db`),
     );
-    readModel = await createReadModel({ log: store.log, path: readModelFile });
+    readModel = await createReadModel({ log: await stageLog('read-model'), path: readModelFile, onStateChange });
     logger.info('read model started', { file: readModelFile });
 
     const policy = servicePolicy(config);
