@@ -18,7 +18,14 @@
 import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 
-/** The limit a connection was closed for (also a `limit` event's `limit`). */
+/**
+ * The limit a connection was closed for: a `limit` event's `limit` on `MQTT_GATEWAY_CHANNEL`
+ * (`connections` is a connection refused at accept, `malformed` a first packet that is not a
+ * CONNECT or a fixed header MQTT does not allow).
+ *
+ * @example
+ * const limit: MqttLimitName = 'rate'
+ */
 export type MqttLimitName = 'packetSize' | 'unauthenticatedBytes' | 'malformed' | 'connectTimeout' | 'idleTimeout' | 'rate' | 'connections';
 
 /** A packet's fixed header, as {@link createFrameScanner} reads it. */
