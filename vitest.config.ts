@@ -10,6 +10,8 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['packages/*/src/**/*.unit.spec.ts', 'test/**/*.unit.spec.ts'],
+          // property suites run thousands of cases; on a loaded 2-core machine 5 s is too tight
+          testTimeout: 30_000,
         },
       },
       {
