@@ -5,4 +5,9 @@ import { register } from 'tsx/esm/api';
 
 register();
 const { runCli } = await import('../src/index.ts');
-process.exitCode = await runCli(process.argv.slice(2));
+const code = await runCli(process.argv.slice(2));
+process.exitCode = code;
+// The command is over: its output is written and its clients are closed. A library handle that is
+// still open (a Kafka socket mid-reconnect) must not keep the process alive; give pending output a
+// moment to drain, then exit (the timer is unref'd, so a clean process exits at once).
+setTimeout(() => process.exit(code), 1_000).unref();

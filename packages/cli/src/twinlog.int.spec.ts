@@ -449,6 +449,27 @@ describe('twinlog as a process', () => {
     }
   });
 
+  it('always exits after a DECISION_TIMEOUT on Kafka, saying the write may still be applied', { timeout: 120_000 }, async () => {
+    // no projector runs on this prefix: every write times out waiting for its decision
+    const brokers = process.env['KAFKA_BROKERS'];
+    expect(brokers, 'the int tier provides KAFKA_BROKERS').toBeTruthy();
+    const dir = mkdtempSync(join(tmpdir(), 'twinlog-cli-timeout-'));
+    const store = ['--kafka', brokers!, '--topic-prefix', `cli-to-${randomUUID().slice(0, 8)}.`, '--data', dir, '--partitions', '2', '--timeout', '1500'];
+    try {
+      const runs = await Promise.all(
+        [1, 2, 3].map((i) => twinlog(['twin', 'patch', `t-${i}`, '{"properties":{"desired":{"fw":"1.2"}}}', ...store])),
+      );
+      for (const r of runs) {
+        expect(r.code).toBe(1);
+        expect(r.stderr).toMatch(/DECISION_TIMEOUT/);
+        expect(r.stderr).toMatch(/may still be applied/);
+        expect(r.stderr).toMatch(/twinlog audit/);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('serves on Kafka with --kafka', { timeout: 120_000 }, async () => {
     const brokers = process.env['KAFKA_BROKERS'];
     expect(brokers, 'the int tier provides KAFKA_BROKERS').toBeTruthy();

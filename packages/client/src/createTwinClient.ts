@@ -510,9 +510,12 @@ export function createTwinClient({
       timer = setTimeout(() => {
         registration.cancel();
         reject(
-          new TwinlogError('DECISION_TIMEOUT', `no decision on ${corr} within ${timeoutMs} ms (is a projector running?)`, {
-            details: { corr, deviceId, ids, timeoutMs },
-          }),
+          new TwinlogError(
+            'DECISION_TIMEOUT',
+            `no decision on ${corr} within ${timeoutMs} ms (is a projector running?); the write is in the log and may still be ` +
+              `applied: read the twin, or look for event ${ids.map((id) => `${id.writer}/${id.seq}`).join(', ')} in its history, before writing it again`,
+            { details: { corr, deviceId, ids, timeoutMs } },
+          ),
         );
       }, timeoutMs);
     });

@@ -278,7 +278,11 @@ async function withClient<T>(config: CliConfig, actor: string, flags: WriteFlags
       return await run(client, store);
     } catch (e) {
       if (isTwinlogError(e, 'DECISION_TIMEOUT')) {
-        throw new TwinlogError('DECISION_TIMEOUT', `${e.message} (is \`twinlog serve\` running on ${store.description}? The write is in the log and will be decided when a projector runs)`);
+        throw new TwinlogError(
+          'DECISION_TIMEOUT',
+          `${e.message}. The write is in the log (${store.description}) and may still be applied when a projector decides it: ` +
+            'is `twinlog serve` running? Check with `twinlog audit <device>` or `twinlog twin get <device>` before writing it again.',
+        );
       }
       throw e;
     } finally {
