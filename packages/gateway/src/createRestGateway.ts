@@ -47,7 +47,7 @@ import { createDeviceKeyStore, newDeviceKeys, type DeviceKeys, type DeviceKeySto
 import type { HttpLimits } from './internal/limits.ts';
 import { listenOn, tlsServerOptions } from './internal/listenOn.ts';
 import { GatewayError, iotHubCodeOf, sendError, sendJson } from './internal/iotHubError.ts';
-import { createRateBuckets } from './internal/rateBuckets.ts';
+import { createTokenBuckets } from './internal/tokenBuckets.ts';
 import { readJsonBody } from './internal/readJsonBody.ts';
 import { DEFAULT_MAX_TOKEN_LIFETIME_MS, type SasTarget } from './internal/sasToken.ts';
 import {
@@ -556,8 +556,8 @@ function asPatch(where: string, value: unknown): Patch {
 function createAdmission(rateLimit: RestRateLimit | false, now: () => number): (principal: Principal) => void {
   if (rateLimit === false) return () => {};
   const limit = { ...DEFAULT_REST_RATE_LIMIT, ...rateLimit };
-  const policies = createRateBuckets({ ratePerSecond: limit.policyRatePerSecond, burst: limit.policyBurst, maxKeys: limit.maxTrackedKeys, now });
-  const devices = createRateBuckets({ ratePerSecond: limit.deviceRatePerSecond, burst: limit.deviceBurst, maxKeys: limit.maxTrackedKeys, now });
+  const policies = createTokenBuckets({ ratePerSecond: limit.policyRatePerSecond, burst: limit.policyBurst, maxKeys: limit.maxTrackedKeys, now });
+  const devices = createTokenBuckets({ ratePerSecond: limit.deviceRatePerSecond, burst: limit.deviceBurst, maxKeys: limit.maxTrackedKeys, now });
   return (principal) => {
     const device = scopedDeviceOf(principal);
     const deviceKey = device === undefined ? undefined : `${principal.policy}\n${device}`;

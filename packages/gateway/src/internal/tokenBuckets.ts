@@ -1,11 +1,10 @@
 /**
- * Token buckets by key (the MQTT gateway's per-device request rate, docs/security.md): each key
+ * Token buckets by key (the MQTT gateway's per-device request rate, the REST gateway's admission
+ * per policy and per device-scoped token; docs/security.md): each key
  * has a bucket of `burst` tokens that refills at `ratePerSecond`; a request takes one token, and a
  * key whose bucket is empty is refused. Memory is bounded: a bucket that has refilled holds no
  * information and is forgotten, and no more than `maxKeys` buckets are kept (past that, the least
  * recently used is forgotten first).
- *
- * (The REST gateway's admission limit has its own `rateBuckets.ts`; the two can become one.)
  */
 
 /**
@@ -32,6 +31,8 @@ export interface TokenBucketsOptions {
  * if (!buckets.take(deviceId)) disconnect(deviceId)
  */
 export interface TokenBuckets {
+  /** Whether `key`'s bucket holds a whole token now (takes nothing). */
+  canTake(key: string): boolean;
   /** Take a token from `key`'s bucket: false when it is empty (the request is refused; nothing is owed). */
   take(key: string): boolean;
   /** Buckets held now (at most `maxKeys`). */
@@ -67,6 +68,10 @@ export function createTokenBuckets({ ratePerSecond, burst, maxKeys, now }: Token
   const level = (b: Bucket, t: number): number => Math.min(burst, b.tokens + Math.max(0, t - b.at) * perMs);
 
   return {
+    canTake(key) {
+      const b = buckets.get(key);
+      return b === undefined || level(b, now()) >= 1;
+    },
     take(key) {
       const t = now();
       const b = buckets.get(key);
