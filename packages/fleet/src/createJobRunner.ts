@@ -21,7 +21,18 @@
  * could not run) or `cancelled`.
  */
 import { createTwinClient, type TwinPatch } from '@twinlog/client';
-import { isPlainObject, isTwinlogError, validatePatch, type Log, type Patch } from '@twinlog/core';
+import {
+  backoffDelay,
+  describeError,
+  isPlainObject,
+  isTwinlogError,
+  validatePatch,
+  type BackoffOptions,
+  type Log,
+  type Patch,
+  type StageHealth,
+  type StageState,
+} from '@twinlog/core';
 import { parseQuery, type Query } from '@twinlog/query';
 import type { ReadModel } from './createReadModel.ts';
 import { fleetError } from './fleetError.ts';
@@ -90,6 +101,12 @@ export interface JobRunnerOptions {
   readonly onWritten?: (progress: { readonly jobId: string; readonly deviceId: string }) => void | Promise<void>;
   /** Called after each device is recorded (tests, progress bars). */
   readonly onDevice?: (progress: { readonly jobId: string; readonly deviceId: string; readonly outcome: 'succeeded' | 'failed' }) => void | Promise<void>;
+  /** Backoff of the background loop after a job could not progress (the log unavailable): 250 ms doubling to 30 s by default. */
+  readonly restart?: BackoffOptions;
+  /** The stage's name in `health()` (default `job-runner`). */
+  readonly name?: string;
+  /** Called once per state change of the background loop, not per retry. */
+  readonly onStateChange?: (health: StageHealth, previous: StageState) => void;
 }
 
 export interface JobRunner {
@@ -113,6 +130,11 @@ export interface JobRunner {
   start(): void;
   /** Stop the background loop and wait for the job in progress to pause. */
   stop(): Promise<void>;
+  /**
+   * The background loop: `consuming` while jobs progress (or none is due), `restarting` with the
+   * reason while a job cannot (it is retried with backoff), `stopped` outside `start()`/`stop()`.
+   */
+  health(): StageHealth;
 }
 
 /** A `devices.jobs` row (§8.4). */
@@ -164,6 +186,9 @@ export function createJobRunner({
   pollIntervalMs = 200,
   onDevice,
   onWritten,
+  restart = {},
+  name = 'job-runner',
+  onStateChange,
 }: JobRunnerOptions): JobRunner {
   const db = readModel.db;
   db.exec(`
@@ -353,6 +378,22 @@ export function createJobRunner({
   let stopping = false;
   let timer: NodeJS.Timeout | undefined;
   let loop: Promise<void> = Promise.resolve();
+  let health: StageHealth = { stage: name, state: 'stopped', reason: undefined, since: physicalNow(), partitions: [], restarts: 0 };
+  let failures = 0;
+  const setState = (state: StageState, reason: string | undefined, retryInMs?: number): void => {
+    const previous = health.state;
+    const restarts = health.restarts + (state === 'restarting' && previous !== 'restarting' ? 1 : 0);
+    if (previous === state) {
+      health = { ...health, reason, ...(retryInMs === undefined ? {} : { retryInMs }) };
+      return;
+    }
+    health = { stage: name, state, reason, since: physicalNow(), partitions: [], restarts, ...(retryInMs === undefined ? {} : { retryInMs }) };
+    try {
+      onStateChange?.(health, previous);
+    } catch {
+      // a listener's failure is its own
+    }
+  };
 
   const deviceJobs = (jobId?: string): DeviceJobRow[] => {
     const rows = (
@@ -395,9 +436,12 @@ export function createJobRunner({
       return rows.filter((r) => state === undefined || r.status === state).map(status);
     },
     deviceJobs,
+    health: () => health,
     start() {
       stopping = false;
+      setState('consuming', undefined);
       const tick = (): void => {
+        let failure: unknown;
         loop = (async () => {
           const due = db
             .prepare("SELECT job_id FROM jobs WHERE status IN ('running', 'queued', 'scheduled') AND start_at <= ? ORDER BY created, job_id")
@@ -407,12 +451,23 @@ export function createJobRunner({
             if (stopping) return;
             try {
               await run(id);
-            } catch {
-              // the log was unavailable: the job stays running and is resumed on the next tick
+            } catch (e) {
+              // the log was unavailable: the job stays running and is resumed after a backoff
+              failure = e;
+              break;
             }
           }
         })().finally(() => {
-          if (!stopping) timer = setTimeout(tick, pollIntervalMs);
+          if (stopping) return;
+          if (failure === undefined) {
+            failures = 0;
+            setState('consuming', undefined);
+            timer = setTimeout(tick, pollIntervalMs);
+          } else {
+            const delay = backoffDelay(failures++, restart, Math.random);
+            setState('restarting', describeError(failure), delay);
+            timer = setTimeout(tick, Math.max(pollIntervalMs, delay));
+          }
         });
       };
       tick();
@@ -422,6 +477,7 @@ export function createJobRunner({
       clearTimeout(timer);
       await loop;
       await Promise.allSettled([...running.values()]);
+      setState('stopped', undefined);
     },
   };
 }
