@@ -113,8 +113,9 @@ export async function startPartitionStage<T>({ log, group, topics, restore, each
     done,
     tasks,
     status() {
-      const partitions = [...tasks.keys()].sort((a, b) => a - b);
       const sub = subscription.status?.();
+      // restored partitions; with a log that reports them, those announced once all of a rebalance's restores ended
+      const partitions = sub?.partitions !== undefined ? sub.partitions.filter((p) => tasks.has(p)) : [...tasks.keys()].sort((x, y) => x - y);
       if (sub === undefined) return { partitions };
       return { partitions, fetching: sub.fetching ?? true, ...(sub.reason === undefined ? {} : { reason: sub.reason }) };
     },
