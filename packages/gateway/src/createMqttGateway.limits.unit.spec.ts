@@ -300,3 +300,18 @@ describe('MQTT limits at the door', { timeout: 30_000 }, () => {
     await roundTrip(port);
   });
 });
+
+describe('token lifetime on MQTT (the REST gateway applies the same rule)', () => {
+  it('refuses a device token whose se lies beyond maxTokenLifetimeMs, accepts one inside it', async () => {
+    gateway = createMqttGateway({ log, client, hubName: HUB, physicalNow: Date.now, deviceKeys: keys, maxTokenLifetimeMs: 2 * 3_600_000 });
+    listening = await gateway.listen({ port: 0, host: '127.0.0.1' });
+    const port = listening.port;
+    const key = keys.get('abuser')!.primaryKey;
+    const far = await dial(port, false);
+    far.send({ ...connectPacket('abuser'), password: Buffer.from(signDeviceSas(HUB, 'abuser', key, Math.floor(Date.now() / 1000) + 3 * 3600)) });
+    const refused = (await far.next((p) => p.cmd === 'connack')) as mqttPacket.IConnackPacket;
+    expect(refused.returnCode).not.toBe(0);
+    await roundTrip(port); // a token one hour ahead, inside the two-hour bound
+  });
+});
+

@@ -43,6 +43,7 @@ import { groupAppends } from './internal/groupAppends.ts';
 import { listenOn } from './internal/listenOn.ts';
 import { GatewayError, iotHubCodeOf } from './internal/iotHubError.ts';
 import { DEFAULT_MQTT_LIMITS, resolveLimits, type MqttLimits } from './internal/limits.ts';
+import { DEFAULT_MAX_TOKEN_LIFETIME_MS } from './internal/sasToken.ts';
 import { guardMqttSocket, type MqttLimitName, type MqttPacketGuard } from './internal/mqttPacketGuard.ts';
 import { createSnapshotReader } from './internal/snapshotReader.ts';
 import { createTokenBuckets } from './internal/tokenBuckets.ts';
@@ -122,6 +123,11 @@ export interface MqttGatewayOptions {
    * createMqttGateway({ log, hubName, physicalNow: Date.now, limits: { deviceRequestsPerSecond: 10, deviceRequestBurst: 20 } })
    */
   readonly limits?: Partial<MqttLimits>;
+  /**
+   * How far after now a device token's `se` may lie, ms (default 365 days, the REST gateway's
+   * `DEFAULT_MAX_TOKEN_LIFETIME_MS`); the REST gateway applies the same rule: give both the same value.
+   */
+  readonly maxTokenLifetimeMs?: number;
 }
 
 /**
@@ -232,6 +238,7 @@ export function createMqttGateway({
   sessionFile,
   decisionTimeoutMs: timeoutMs = 10_000,
   limits: givenLimits,
+  maxTokenLifetimeMs = DEFAULT_MAX_TOKEN_LIFETIME_MS,
 }: MqttGatewayOptions): MqttGateway {
   const limits = resolveLimits(DEFAULT_MQTT_LIMITS, givenLimits);
   const twins = givenClient ?? createTwinClient({ log: groupAppends(log), physicalNow, actor: 'gateway-mqtt' });
@@ -562,7 +569,7 @@ export function createMqttGateway({
     connectTimeout: limits.connectTimeoutMs, // a backstop: the guard's deadline runs from accept to an accepted CONNECT
     authenticate(client, username, password, done) {
       try {
-        const identity = verifyDeviceSas(client.id, username, password, hubName, (id) => keys.get(id), physicalNow());
+        const identity = verifyDeviceSas(client.id, username, password, hubName, (id) => keys.get(id), physicalNow(), { maxTokenLifetimeMs });
         expiries.set(client, identity.expiresAtMs);
         guards.get(client.conn)?.accept(identity.deviceId, () => requestBuckets.take(identity.deviceId));
         // §6.1: the model id announced at connect becomes the twin's `modelId`, kept with the device's identity
