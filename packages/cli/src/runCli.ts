@@ -100,7 +100,7 @@ export async function runCli(argv: readonly string[], { stdout, stderr, stderrIs
     run(async (opts: Record<string, unknown>) => {
       const cfg = config(opts);
       const { serve } = await import('./internal/serve.ts');
-      return serve(cfg);
+      return serve(cfg, { policyKeyOnCommandLine: opts['policyKey'] !== undefined });
     }),
   );
 

@@ -160,6 +160,7 @@ describe('twinlog as a process', () => {
       expect(lines.find((l) => l['msg'] === 'gateway listening')).toMatchObject({ hubName: 'from-env' });
       expect(lines.every((l) => typeof l['time'] === 'string' && typeof l['level'] === 'string')).toBe(true);
       expect(lines.some((l) => l['level'] === 'debug')).toBe(false); // --log-level info beats the file's debug
+      expect(lines.some((l) => l['level'] === 'warn' && /plain HTTP/.test(String(l['msg'])))).toBe(true); // no TLS: said so
 
       const health = await fetch(`http://127.0.0.1:${adminPort}/health`);
       expect(health.status).toBe(200);
@@ -425,7 +426,7 @@ describe('twinlog as a process', () => {
   it('answers /health with 503 while the engine cannot start, and exits on SIGTERM', { timeout: 60_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'twinlog-cli-down-'));
     // nothing listens on port 1: the Kafka log keeps retrying to connect
-    const child = spawn(process.execPath, [BIN, 'serve', '--kafka', '127.0.0.1:1', '--data', dir, '--port', '0', '--admin-port', '0'], { cwd: ROOT, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, 'serve', '--kafka', '127.0.0.1:1', '--data', dir, '--port', '0', '--admin-port', '0', '--policy-key', Buffer.alloc(32, 7).toString('base64')], { cwd: ROOT, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     try {
       const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
       let out = '';
@@ -443,6 +444,7 @@ describe('twinlog as a process', () => {
       child.kill('SIGTERM');
       expect(await exited).toBe(143);
       expect(out).toContain('"msg":"interrupted while starting: exiting"');
+      expect(out).toMatch(/"level":"warn".*--policy-key is visible/); // a key on the command line shows in `ps`
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });

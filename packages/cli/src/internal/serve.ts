@@ -173,11 +173,19 @@ function logStageChange(logger: JsonLogger, h: StageHealth, previous: StageState
 export interface ServeOptions {
   /** Where the JSON log lines go (default: stdout, at `config.logLevel`). */
   readonly logger?: JsonLogger;
+  /** The policy key came as `--policy-key` (visible in the process list): serve warns. */
+  readonly policyKeyOnCommandLine?: boolean;
 }
 
 /** Runs until SIGINT/SIGTERM (resolves 0) or a stage failure (resolves 1). */
-export async function serve(config: CliConfig, { logger = createJsonLogger({ level: config.logLevel }) }: ServeOptions = {}): Promise<number> {
+export async function serve(
+  config: CliConfig,
+  { logger = createJsonLogger({ level: config.logLevel }), policyKeyOnCommandLine = false }: ServeOptions = {},
+): Promise<number> {
   if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) throw new CliError('--tls-cert and --tls-key go together (TWINLOG_TLS_CERT, TWINLOG_TLS_KEY)');
+  if (policyKeyOnCommandLine) {
+    logger.warn('--policy-key is visible to every user of this machine in the process list: pass the key in TWINLOG_POLICY_KEY instead');
+  }
   const startedAt = Date.now();
   const metrics = createServeMetrics();
   let state: 'starting' | 'ok' | 'stopping' | 'failed' = 'starting';
@@ -306,7 +314,7 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
 
   const onMqttEvent = (message: unknown): void => {
     const e = message as MqttGatewayEvent;
-    const status = e.kind === 'request' ? String(e.status) : e.kind === 'connect' ? String(e.returnCode) : '';
+    const status = e.kind === 'request' ? String(e.status) : e.kind === 'connect' ? String(e.returnCode) : e.kind === 'limit' ? e.limit : '';
     metrics.inc('twinlog_mqtt_events_total', { kind: e.kind, status });
     if (e.kind === 'error') logger.warn('mqtt gateway error', { error: e.message });
     else logger.debug('mqtt', { ...e });
@@ -472,6 +480,11 @@ export async function serve(config: CliConfig, { logger = createJsonLogger({ lev
       ...(policy.file === undefined ? {} : { policyFile: policy.file }),
       connectionString: `HostName=${config.hubName};SharedAccessKeyName=${policy.name};SharedAccessKey=<key${policy.file === undefined ? ' from TWINLOG_POLICY_KEY' : ` in ${policy.file}`}>`,
     });
+    if (tls === undefined) {
+      logger.warn('the gateway speaks plain HTTP (and MQTT) without --tls-cert and --tls-key: tokens cross the network in clear; give it a certificate or put a TLS terminator in front', {
+        host: config.host,
+      });
+    }
     if (config.mqttPort !== undefined) {
       subscribe(MQTT_GATEWAY_CHANNEL, onMqttEvent);
       mqtt = createMqttGateway({ log: store.log, hubName: config.hubName, physicalNow, deviceKeys, sessionFile: resolve(join(config.data, 'mqtt-sessions.jsonl')) });
