@@ -313,6 +313,17 @@ describe('twinlog as a process', () => {
         expect(metric(metrics, series), series).toBeGreaterThanOrEqual(0);
       }
       expect((await twinlog(['audit', 'rest-1', '--section', 'reported', ...store])).stdout).toMatch(/rest-1 +reported +merge \{"fw":"1.0"\}/);
+      // secrets stay on disk: no key (the policy's, the devices') in the log lines or /metrics
+      const secrets = [
+        (JSON.parse(readFileSync(join(dir, 'service-policy.json'), 'utf8')) as { key: string }).key,
+        ...Object.values(JSON.parse(readFileSync(join(dir, 'registry.json'), 'utf8')) as Record<string, { primaryKey: string; secondaryKey: string }>).flatMap((k) => [k.primaryKey, k.secondaryKey]),
+      ];
+      expect(secrets.length).toBeGreaterThanOrEqual(3);
+      const logged = lines.map((l) => JSON.stringify(l)).join('\n');
+      for (const key of secrets) {
+        expect(logged.includes(key)).toBe(false);
+        expect(metrics.includes(key)).toBe(false);
+      }
 
       // time travel: the twin before the report; plain progress lines off a terminal
       const past = await twinlog(['replay', '--device', 'cli-1', '--until', beforeReport, ...store]);
