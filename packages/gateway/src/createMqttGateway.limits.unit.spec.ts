@@ -315,3 +315,27 @@ describe('token lifetime on MQTT (the REST gateway applies the same rule)', () =
   });
 });
 
+describe('will messages', () => {
+  it('a will on a twin topic never becomes a reported write when the connection drops', async () => {
+    const port = await startGateway({});
+    const dropped = await dial(port, false);
+    dropped.send({
+      ...connectPacket('abuser'),
+      will: { topic: '$iothub/twin/PATCH/properties/reported/?$rid=66', payload: Buffer.from('{"fromWill":true}'), qos: 0, retain: false },
+    });
+    expect(((await dropped.next((p) => p.cmd === 'connack')) as mqttPacket.IConnackPacket).returnCode).toBe(0);
+    dropped.socket.destroy(); // no DISCONNECT: the broker would publish the will now
+    await dropped.closed;
+    // the same device reports afterwards: in partition order, a will write would land before it
+    const again = await login(port, 'abuser');
+    again.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$iothub/twin/res/#', qos: 0 }] });
+    await again.next((p) => p.cmd === 'suback');
+    again.send({ cmd: 'publish', topic: '$iothub/twin/PATCH/properties/reported/?$rid=67', payload: Buffer.from('{"after":1}'), qos: 0, retain: false, dup: false });
+    const ack = (await again.next((p) => p.cmd === 'publish' && p.topic.includes('$rid=67'))) as mqttPacket.IPublishPacket;
+    expect(ack.topic).toMatch(/^\$iothub\/twin\/res\/204\//);
+    const twin = await getTwin(again);
+    expect(twin['reported']).toMatchObject({ after: 1 });
+    expect(twin['reported']).not.toHaveProperty('fromWill');
+  });
+});
+

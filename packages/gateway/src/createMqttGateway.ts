@@ -577,6 +577,13 @@ export function createMqttGateway({
         if (known !== undefined && identity.modelId !== undefined && known.modelId !== identity.modelId) {
           keys.set(identity.deviceId, { ...known, modelId: identity.modelId });
         }
+        // A will message is never a twin write (it would turn a dropped connection into a reported
+        // patch): only a telemetry will is kept; one on any other topic is dropped (docs/security.md).
+        const will = (client as unknown as { _will?: { topic: string } | null })._will;
+        if (will != null && classifyPublish(identity.deviceId, will.topic).kind !== 'telemetry') {
+          (client as unknown as { _will: null })._will = null;
+          publishEvent({ kind: 'refused', deviceId: identity.deviceId, topic: will.topic, op: 'publish' });
+        }
         publishEvent({ kind: 'connect', deviceId: identity.deviceId, returnCode: 0 });
         done(null, true);
       } catch (e) {
