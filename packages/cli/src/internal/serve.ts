@@ -89,6 +89,8 @@ function createServeMetrics(): Metrics {
     twinlog_read_model_twins: { type: 'gauge', help: 'Twins in the query read model (fed by twin.snapshots).' },
     twinlog_read_model_records_total: { type: 'counter', help: 'twin.snapshots records the query read model applied (since its file was created), and those that did not decode.' },
     twinlog_uptime_seconds: { type: 'gauge', help: 'Seconds since serve started.' },
+    twinlog_stage_consuming: { type: 'gauge', help: 'Whether each stage consumes its partitions (assigned and fetching): 1, or 0 while it starts, stalls or restarts.' },
+    twinlog_stage_restarts_total: { type: 'counter', help: 'Runs of each stage started after a failure (its consumer crashed, the broker went away, a batch failed).' },
     // The embedded log's storage (docs/storage.md); absent on Kafka.
     twinlog_store_file_bytes: { type: 'gauge', help: 'Bytes on disk of the embedded log: its database file plus its write-ahead log.' },
     twinlog_store_wal_bytes: { type: 'gauge', help: 'Bytes of the embedded log\'s write-ahead log (part of twinlog_store_file_bytes).' },
@@ -269,6 +271,11 @@ export async function serve(
     }
     if (path === '/metrics') {
       metrics.set('twinlog_uptime_seconds', {}, Math.round((Date.now() - startedAt) / 1000));
+      for (const h of [projector?.health(), reconciler?.health(), readModel?.health()]) {
+        if (h === undefined) continue;
+        metrics.set('twinlog_stage_consuming', { stage: h.stage }, h.state === 'consuming' ? 1 : 0);
+        metrics.set('twinlog_stage_restarts_total', { stage: h.stage }, h.restarts);
+      }
       if (mqtt !== undefined) metrics.set('twinlog_mqtt_connected_devices', {}, mqtt.connectedDevices().length);
       if (readModel !== undefined) {
         const rm = readModel.stats();
