@@ -12,16 +12,7 @@ import { signDeviceSas, signServiceSas } from '@twinlog/gateway';
 import { createEmbeddedLog } from '@twinlog/log-embedded';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-
-const BIN = join(import.meta.dirname, '..', 'bin', 'twinlog.mjs');
-const ROOT = join(import.meta.dirname, '..', '..', '..');
-
-/** The environment without anything that would point the CLI elsewhere. */
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('TWINLOG_') && k !== 'KAFKA_BROKERS') env[k] = v;
-  return { ...env, ...extra };
-}
+import { BIN, cleanEnv, ROOT, startServe, type Served } from '../../../test/support/serveProcess.ts';
 
 interface Run {
   readonly code: number | null;
@@ -44,42 +35,6 @@ function run(command: string, args: readonly string[], env: NodeJS.ProcessEnv): 
 
 function twinlog(args: readonly string[], env: NodeJS.ProcessEnv = cleanEnv()): Promise<Run> {
   return run(process.execPath, [BIN, ...args], env);
-}
-
-interface Served {
-  readonly child: ChildProcess;
-  readonly lines: Record<string, unknown>[];
-  readonly gatewayPort: number;
-  readonly adminPort: number;
-  readonly mqttPort: number | undefined;
-  /** Resolves with the exit code. */
-  readonly exited: Promise<number | null>;
-}
-
-/** Starts `twinlog serve` and resolves once it logs `serving` (rejects if it exits first). */
-function startServe(args: readonly string[], env: NodeJS.ProcessEnv = cleanEnv()): Promise<Served> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--admin-port', '0', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const lines: Record<string, unknown>[] = [];
-    let stderr = '';
-    let buffer = '';
-    const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    child.stdout.setEncoding('utf8').on('data', (c: string) => {
-      buffer += c;
-      let nl: number;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        const entry = JSON.parse(line) as Record<string, unknown>; // every line is one JSON object
-        lines.push(entry);
-        if (entry['msg'] === 'serving') {
-          resolve({ child, lines, gatewayPort: entry['gatewayPort'] as number, adminPort: entry['adminPort'] as number, mqttPort: entry['mqttPort'] as number | undefined, exited });
-        }
-      }
-    });
-    void exited.then((code) => reject(new Error(`serve exited with ${code} before serving: ${stderr}\n${JSON.stringify(lines)}`)));
-  });
 }
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
