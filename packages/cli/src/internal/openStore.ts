@@ -36,14 +36,17 @@ export function registryFileOf(config: { readonly data: string }): string {
  * @throws TwinlogError from the adapter (e.g. `LOG_ARGUMENT_INVALID` for bad brokers) or when the
  * topics cannot be created.
  */
-export async function openStore(config: CliConfig, { kafkaLogSink }: { kafkaLogSink?: (entry: KafkaLogEntry) => void } = {}): Promise<Store> {
+export async function openStore(
+  config: CliConfig,
+  { kafkaLogSink, clientId = 'twinlog-cli' }: { kafkaLogSink?: (entry: KafkaLogEntry) => void; clientId?: string } = {},
+): Promise<Store> {
   let store: Store;
   if (config.kafka !== undefined) {
     const { createKafkaLog } = await import('@twinlog/log-kafka'); // kafkajs only when asked for
     const log = createKafkaLog({
       brokers: config.kafka,
       topicPrefix: config.topicPrefix,
-      clientId: 'twinlog-cli',
+      clientId,
       ...(kafkaLogSink === undefined ? {} : { logSink: kafkaLogSink }),
     });
     store = { log, kind: 'kafka', description: `kafka:${config.kafka}${config.topicPrefix === '' ? '' : ` (topic prefix '${config.topicPrefix}')`}` };

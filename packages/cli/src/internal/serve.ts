@@ -392,7 +392,7 @@ export async function serve(
     // kafkajs logs every failed request and retry (a hundred lines per broker outage): those go to
     // debug; what a stage does about them is one line per state change (logStageChange).
     const kafkaLogSink = (entry: KafkaLogEntry): void => logger.debug(`kafkajs ${entry.namespace}: ${entry.message}`, { kafkajs: entry.fields });
-    store = await openStore(config, { kafkaLogSink });
+    store = await openStore(config, { kafkaLogSink, clientId: 'twinlog-serve' });
     const openedStore = store;
     const stageLog = async (stage: string): Promise<Log> => {
       if (openedStore.kind !== 'kafka' || config.kafka === undefined) return openedStore.log;
