@@ -19,7 +19,6 @@ import { decodeOutputRecord } from '@twinlog/codec';
 import {
   fromStateDoc,
   renderTwin,
-  superviseStage,
   type BackoffOptions,
   type Log,
   type LogRecord,
@@ -28,7 +27,7 @@ import {
   type StageState,
   type SupervisedStage,
 } from '@twinlog/core';
-import { CHECKPOINT_KEY, TOPICS } from '@twinlog/projector';
+import { CHECKPOINT_KEY, superviseOnNode, TOPICS } from '@twinlog/projector';
 import { parseQuery, type Query, type QueryRow } from '@twinlog/query';
 import Database from 'better-sqlite3';
 import { fleetError } from './fleetError.ts';
@@ -371,16 +370,9 @@ export async function createReadModel({
       return;
     }
     let pending: typeof first | undefined = first;
-    supervisor = superviseStage({
+    supervisor = superviseOnNode({
       name,
       ...restart,
-      now: () => Date.now(),
-      random: Math.random,
-      schedule: (ms, fn) => {
-        const t = setTimeout(fn, ms);
-        t.unref();
-        return () => clearTimeout(t);
-      },
       start: async () => {
         const next = pending ?? (await startRun());
         pending = undefined;

@@ -17,4 +17,5 @@ export { replay, history } from './replay.ts';
 export { listTwins } from './listTwins.ts';
 export type { ReplayOptions, ReplayResult, PartitionRange, HistoryEntry } from './replay.ts';
 export { startPartitionStage } from './startPartitionStage.ts';
+export { superviseOnNode } from './superviseOnNode.ts';
 export type { PartitionStage, PartitionStageOptions } from './startPartitionStage.ts';

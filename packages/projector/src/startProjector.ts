@@ -11,7 +11,6 @@
  */
 import {
   createHybridClock,
-  superviseStage,
   type BackoffOptions,
   type Log,
   type StageHealth,
@@ -21,6 +20,7 @@ import {
   type TwinLimits,
 } from '@twinlog/core';
 import { PartitionTask, type BatchStats, type TaskOptions, type TaskOutput } from './partitionTask.ts';
+import { superviseOnNode } from './superviseOnNode.ts';
 import { startPartitionStage, type PartitionStage } from './startPartitionStage.ts';
 import { TOPICS, type InputTopic } from './topics.ts';
 
@@ -182,16 +182,9 @@ export async function startProjector({
   if (restart !== false) {
     const toRun = (s: PartitionStage<PartitionTask>): StageRun => ({ ended: s.done, stop: () => s.stop(), status: () => s.status() });
     let first: PartitionStage<PartitionTask> | undefined = stage;
-    supervisor = superviseStage({
+    supervisor = superviseOnNode({
       name,
       ...restart,
-      now: () => Date.now(),
-      random: Math.random,
-      schedule: (ms, fn) => {
-        const t = setTimeout(fn, ms);
-        t.unref();
-        return () => clearTimeout(t);
-      },
       start: async () => {
         const next = first ?? (await startStage());
         first = undefined;

@@ -10,7 +10,6 @@
  * `restart: false` it is crash-only: the first failure rejects `done`.
  */
 import {
-  superviseStage,
   type BackoffOptions,
   type DeltaState,
   type Log,
@@ -19,7 +18,7 @@ import {
   type StageState,
   type SupervisedStage,
 } from '@twinlog/core';
-import { startPartitionStage, TOPICS, type PartitionStage } from '@twinlog/projector';
+import { startPartitionStage, superviseOnNode, TOPICS, type PartitionStage } from '@twinlog/projector';
 import { emptyStats, ReconcilerPartition, type ReconcileStats } from './internal/reconcilerPartition.ts';
 
 export type { ReconcileStats } from './internal/reconcilerPartition.ts';
@@ -133,16 +132,9 @@ export async function startReconciler({
   if (restart !== false) {
     const toRun = (s: PartitionStage<ReconcilerPartition>): StageRun => ({ ended: s.done, stop: () => s.stop(), status: () => s.status() });
     let first: PartitionStage<ReconcilerPartition> | undefined = stage;
-    supervisor = superviseStage({
+    supervisor = superviseOnNode({
       name,
       ...restart,
-      now: () => Date.now(),
-      random: Math.random,
-      schedule: (ms, fn) => {
-        const t = setTimeout(fn, ms);
-        t.unref();
-        return () => clearTimeout(t);
-      },
       start: async () => {
         const next = first ?? (await startStage());
         first = undefined;
