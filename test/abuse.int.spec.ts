@@ -14,6 +14,7 @@ import { signDeviceSas, signServiceSas } from '@twinlog/gateway';
 import mqtt from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fixedHeader } from './support/mqttBytes.ts';
 import { startServe, type Served } from './support/serveProcess.ts';
 
 const HUB = 'abuse-hub';
@@ -64,18 +65,6 @@ function stream(port: number, first: Buffer, limit: number): Promise<{ written: 
   });
 }
 
-/** A fixed header declaring `remainingLength` bytes for an MQTT packet of `type`. */
-function fixedHeader(type: number, remainingLength: number): Buffer {
-  const bytes = [type << 4];
-  let x = remainingLength;
-  do {
-    let b = x % 128;
-    x = Math.floor(x / 128);
-    if (x > 0) b |= 0x80;
-    bytes.push(b);
-  } while (x > 0);
-  return Buffer.from(bytes);
-}
 
 async function connectDevice(deviceId: string, options: Partial<mqtt.IClientOptions> = {}): Promise<mqtt.MqttClient> {
   const client = mqtt.connect(`mqtt://127.0.0.1:${served.mqttPort!}`, {

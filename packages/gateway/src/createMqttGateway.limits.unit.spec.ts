@@ -17,6 +17,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createMqttGateway, MQTT_GATEWAY_CHANNEL, type ListeningMqttGateway, type MqttGateway, type MqttGatewayEvent, type MqttLimits } from './createMqttGateway.ts';
 import { createDeviceKeyStore, newDeviceKeys, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
 import { signDeviceSas } from './internal/verifyDeviceSas.ts';
+import { fixedHeader } from '../../../test/support/mqttBytes.ts';
 
 const HUB = 'localhost';
 const TLS = {
@@ -167,18 +168,6 @@ async function within<T>(promise: Promise<T>, what: string): Promise<T> {
   }
 }
 
-/** A fixed header declaring `remainingLength` bytes for a packet of `type`. */
-function fixedHeader(type: number, remainingLength: number): Buffer {
-  const bytes = [type << 4];
-  let x = remainingLength;
-  do {
-    let b = x % 128;
-    x = Math.floor(x / 128);
-    if (x > 0) b |= 0x80;
-    bytes.push(b);
-  } while (x > 0);
-  return Buffer.from(bytes);
-}
 
 /** Write `total` bytes in 64 KiB chunks as fast as the socket takes them, until done or closed. */
 async function stream(socket: Socket, total: number): Promise<number> {

@@ -4,19 +4,8 @@ import fc from 'fast-check';
 import mqttPacket from 'mqtt-packet';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createFrameScanner, guardMqttSocket, type FrameHeader, type MqttLimitName, type MqttPacketGuard, type MqttPacketGuardOptions } from './mqttPacketGuard.ts';
+import { fixedHeader as header } from '../../../../test/support/mqttBytes.ts';
 
-/** A fixed header: type byte, then the remaining length in MQTT's variable-length encoding. */
-function header(type: number, remainingLength: number): Buffer {
-  const bytes = [type << 4];
-  let x = remainingLength;
-  do {
-    let b = x % 128;
-    x = Math.floor(x / 128);
-    if (x > 0) b |= 0x80;
-    bytes.push(b);
-  } while (x > 0);
-  return Buffer.from(bytes);
-}
 
 /** `bytes` cut at `cuts` (offsets, any order, duplicates allowed). */
 function split(bytes: Buffer, cuts: number[]): Buffer[] {
