@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { CliError } from './CliError.ts';
 import type { CliIo } from './commands.ts';
 
-export const BENCHMARKS = ['fold', 'pipeline', 'query', 'gateway'] as const;
+export const BENCHMARKS = ['fold', 'pipeline', 'query', 'gateway', 'floor', 'state'] as const;
 
 /** The repository root (where the root package.json with the `bench:*` scripts is). */
 export const REPO_ROOT = join(import.meta.dirname, '..', '..', '..', '..');
