@@ -12,7 +12,6 @@ import { compareStamps, isoOf, MIN_STAMP, type Stamp } from './stamp.ts';
 import {
   DEL,
   kidOf,
-  rankOf,
   sortedKidKeys,
   sectionVersion,
   twinVersion,
@@ -72,7 +71,7 @@ function buildMetadata(node: TrieNode, eff: Stamp, st: SectionState, ranks: bool
         ? {}
         : buildMetadata(kid, kid.clr !== undefined && compareStamps(kid.clr, eff) > 0 ? kid.clr : eff, st, ranks, actors);
     meta['$lastUpdated'] = isoOf(stamp.wall);
-    if (ranks) meta['$lastUpdatedVersion'] = rankOf(st, kid as TrieNode & { stamp: Stamp });
+    if (ranks) meta['$lastUpdatedVersion'] = kid.rank; // kept current by the fold (docs/bounded-state.md)
     if (actors) meta['$lastUpdatedBy'] = kid.actor;
     out[key] = meta;
   }

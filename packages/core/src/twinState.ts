@@ -146,11 +146,6 @@ export function countLessOrEqual(sorted: readonly Stamp[], s: Stamp): number {
   return lo;
 }
 
-/** The desired `$version` right after the event that wrote `node`: its rank among the generation's events. */
-export function rankOf(_st: SectionState, node: TrieNode): number {
-  return node.rank;
-}
-
 const topicOf = (kind: EventKind): 'backend' | 'device' => (kind === 'reported' ? 'device' : 'backend');
 
 /** The section whose window judges an event of this kind (create counts in desired and reported). */

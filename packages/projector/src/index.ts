@@ -18,4 +18,6 @@ export { listTwins } from './listTwins.ts';
 export type { ReplayOptions, ReplayResult, PartitionRange, HistoryEntry } from './replay.ts';
 export { startPartitionStage } from './startPartitionStage.ts';
 export { superviseOnNode } from './superviseOnNode.ts';
+export { supervisePartitionStage } from './supervisePartitionStage.ts';
+export type { PartitionStageSupervision } from './supervisePartitionStage.ts';
 export type { PartitionStage, PartitionStageOptions } from './startPartitionStage.ts';

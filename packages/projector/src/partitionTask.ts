@@ -149,6 +149,14 @@ export interface TaskOptions {
   readonly onApplied?: (event: TwinEvent, state: TwinState, source: { topic: string; partition: number; offset: number; timestamp: number }) => void;
 }
 
+/** The task options a projector or a replay passes on from its own options. */
+export type PassedTaskOptions = Pick<TaskOptions, 'limits' | 'maxOfflineWindowMs' | 'maxSkewMs' | 'gcMarginMs' | 'maxForwardSkewMs' | 'maxSnapshotBytes'>;
+
+/** `options` without its undefined members (the task's defaults then apply). */
+export function passedTaskOptions(options: { readonly [K in keyof PassedTaskOptions]: PassedTaskOptions[K] | undefined }): PassedTaskOptions {
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as PassedTaskOptions;
+}
+
 /** Counts of what one batch did, for diagnostics and tests. */
 export interface BatchStats {
   applied: number;

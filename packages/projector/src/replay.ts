@@ -23,7 +23,7 @@ import {
   type TwinLimits,
   type TwinState,
 } from '@twinlog/core';
-import { emptyStats, PartitionTask, type BatchStats } from './partitionTask.ts';
+import { emptyStats, PartitionTask, passedTaskOptions, type BatchStats } from './partitionTask.ts';
 import { CHECKPOINT_KEY, TOPICS, type InputTopic } from './topics.ts';
 
 export interface ReplayOptions {
@@ -128,12 +128,7 @@ export async function replay({
       partition,
       clock,
       rebuild: true,
-      ...(limits === undefined ? {} : { limits }),
-      ...(maxOfflineWindowMs === undefined ? {} : { maxOfflineWindowMs }),
-      ...(maxSkewMs === undefined ? {} : { maxSkewMs }),
-      ...(gcMarginMs === undefined ? {} : { gcMarginMs }),
-      ...(maxForwardSkewMs === undefined ? {} : { maxForwardSkewMs }),
-      ...(maxSnapshotBytes === undefined ? {} : { maxSnapshotBytes }),
+      ...passedTaskOptions({ limits, maxOfflineWindowMs, maxSkewMs, gcMarginMs, maxForwardSkewMs, maxSnapshotBytes }),
       ...(onApplied === undefined ? {} : { onApplied }),
     });
     const range = { backend: { first: null as number | null, last: null as number | null }, device: { first: null as number | null, last: null as number | null } };

@@ -14,13 +14,11 @@ import {
   type BackoffOptions,
   type Log,
   type StageHealth,
-  type StageRun,
   type StageState,
-  type SupervisedStage,
   type TwinLimits,
 } from '@twinlog/core';
-import { PartitionTask, type BatchStats, type TaskOptions, type TaskOutput } from './partitionTask.ts';
-import { superviseOnNode } from './superviseOnNode.ts';
+import { PartitionTask, passedTaskOptions, type BatchStats, type TaskOptions, type TaskOutput } from './partitionTask.ts';
+import { supervisePartitionStage } from './supervisePartitionStage.ts';
 import { startPartitionStage, type PartitionStage } from './startPartitionStage.ts';
 import { TOPICS, type InputTopic } from './topics.ts';
 
@@ -122,12 +120,7 @@ export async function startProjector({
   const taskOptions = (partition: number): TaskOptions => ({
     partition,
     clock,
-    ...(limits === undefined ? {} : { limits }),
-    ...(maxOfflineWindowMs === undefined ? {} : { maxOfflineWindowMs }),
-    ...(maxSkewMs === undefined ? {} : { maxSkewMs }),
-    ...(gcMarginMs === undefined ? {} : { gcMarginMs }),
-    ...(maxForwardSkewMs === undefined ? {} : { maxForwardSkewMs }),
-    ...(maxSnapshotBytes === undefined ? {} : { maxSnapshotBytes }),
+    ...passedTaskOptions({ limits, maxOfflineWindowMs, maxSkewMs, gcMarginMs, maxForwardSkewMs, maxSnapshotBytes }),
   });
   new PartitionTask(taskOptions(0)); // option errors surface here, not at the first assignment
 
@@ -171,29 +164,8 @@ export async function startProjector({
     });
 
   let stage = await startStage(); // the first run's errors (no topic, …) are the caller's
-  let supervisor: SupervisedStage | undefined;
-  let stopped: () => void = () => {};
-  const done =
-    restart === false
-      ? stage.done
-      : new Promise<void>((r) => {
-          stopped = r;
-        });
-  if (restart !== false) {
-    const toRun = (s: PartitionStage<PartitionTask>): StageRun => ({ ended: s.done, stop: () => s.stop(), status: () => s.status() });
-    let first: PartitionStage<PartitionTask> | undefined = stage;
-    supervisor = superviseOnNode({
-      name,
-      ...restart,
-      start: async () => {
-        const next = first ?? (await startStage());
-        first = undefined;
-        stage = next;
-        return toRun(next);
-      },
-      ...(onStateChange === undefined ? {} : { onChange: onStateChange }),
-    });
-  }
+  const supervision = supervisePartitionStage(stage, startStage, (next) => (stage = next), { name, restart, onStateChange });
+  const done = supervision.done;
 
   const settling = new Set<number>();
   const timer = setInterval(() => {
@@ -213,24 +185,12 @@ export async function startProjector({
 
   return {
     done,
-    health: () =>
-      supervisor?.health() ?? {
-        stage: name,
-        state: stage.failed ? 'stopped' : 'consuming',
-        reason: undefined,
-        since: 0,
-        partitions: stage.status().partitions,
-        restarts: 0,
-      },
+    health: () => supervision.health(),
     partitions: () => [...stage.tasks.keys()].sort((a, b) => a - b),
     task: (partition) => stage.tasks.get(partition),
     async stop() {
       clearInterval(timer);
-      if (supervisor === undefined) await stage.stop();
-      else {
-        await supervisor.stop();
-        stopped();
-      }
+      await supervision.stop();
     },
   };
 }

@@ -14,11 +14,9 @@ import {
   type DeltaState,
   type Log,
   type StageHealth,
-  type StageRun,
   type StageState,
-  type SupervisedStage,
 } from '@twinlog/core';
-import { startPartitionStage, superviseOnNode, TOPICS, type PartitionStage } from '@twinlog/projector';
+import { startPartitionStage, supervisePartitionStage, TOPICS, type PartitionStage } from '@twinlog/projector';
 import { emptyStats, ReconcilerPartition, type ReconcileStats } from './internal/reconcilerPartition.ts';
 
 export type { ReconcileStats } from './internal/reconcilerPartition.ts';
@@ -126,24 +124,8 @@ export async function startReconciler({
       },
     });
   let stage = await startStage(); // the first run's errors (no topic, …) are the caller's
-  let supervisor: SupervisedStage | undefined;
-  let stopped: () => void = () => {};
-  const done = restart === false ? stage.done : new Promise<void>((r) => (stopped = r));
-  if (restart !== false) {
-    const toRun = (s: PartitionStage<ReconcilerPartition>): StageRun => ({ ended: s.done, stop: () => s.stop(), status: () => s.status() });
-    let first: PartitionStage<ReconcilerPartition> | undefined = stage;
-    supervisor = superviseOnNode({
-      name,
-      ...restart,
-      start: async () => {
-        const next = first ?? (await startStage());
-        first = undefined;
-        stage = next;
-        return toRun(next);
-      },
-      ...(onStateChange === undefined ? {} : { onChange: onStateChange }),
-    });
-  }
+  const supervision = supervisePartitionStage(stage, startStage, (next) => (stage = next), { name, restart, onStateChange });
+  const done = supervision.done;
 
   const sweepPartition = (partition: number, task: ReconcilerPartition): Promise<number> => {
     let emitted = 0;
@@ -169,15 +151,7 @@ export async function startReconciler({
 
   return {
     done,
-    health: () =>
-      supervisor?.health() ?? {
-        stage: name,
-        state: stage.failed ? 'stopped' : 'consuming',
-        reason: undefined,
-        since: 0,
-        partitions: stage.status().partitions,
-        restarts: 0,
-      },
+    health: () => supervision.health(),
     partitions: () => [...stage.tasks.keys()].sort((a, b) => a - b),
     deltaOf(deviceId) {
       for (const task of stage.tasks.values()) {
@@ -192,11 +166,7 @@ export async function startReconciler({
     },
     async stop() {
       if (timer !== undefined) clearInterval(timer);
-      if (supervisor === undefined) await stage.stop();
-      else {
-        await supervisor.stop();
-        stopped();
-      }
+      await supervision.stop();
     },
   };
 }
