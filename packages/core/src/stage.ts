@@ -11,16 +11,24 @@
  * States:
  * - `starting`: the first run is being started;
  * - `consuming`: a run is up, holds partitions and its consumer is fetching;
- * - `stalled`: a run is up but holds no partition or its consumer has stopped fetching (e.g. the
- *   broker is unreachable and the client is retrying by itself); it is not restarted for that, but
- *   it is not healthy either;
+ * - `standby`: a run is up and in good standing in its group (joined, its consumer alive) but the
+ *   group gave it no partitions, because other members hold them all (more instances than
+ *   partitions); healthy: it takes partitions over when a member leaves;
+ * - `stalled`: a run is up but holds no partition (and is not a standby) or its consumer has
+ *   stopped fetching (e.g. the broker is unreachable and the client is retrying by itself); it is
+ *   not restarted for that, but it is not healthy either;
  * - `restarting`: a run failed; the next one starts after a backoff (retries that fail again keep
  *   the stage `restarting`, so a long outage is one state change, not one per retry);
  * - `stopped`: `stop()` was called.
  */
 import type { Subscription } from './log.ts';
 
-export type StageState = 'starting' | 'consuming' | 'stalled' | 'restarting' | 'stopped';
+export type StageState = 'starting' | 'consuming' | 'standby' | 'stalled' | 'restarting' | 'stopped';
+
+/** Whether a state is a healthy one: the stage consumes its partitions, or stands by in good standing. */
+export function isHealthyStageState(state: StageState): boolean {
+  return state === 'consuming' || state === 'standby';
+}
 
 /** What a stage says about itself. */
 export interface StageHealth {
@@ -46,6 +54,12 @@ export interface RunStatus {
   readonly fetching?: boolean;
   /** Why it does not fetch, when known. */
   readonly reason?: string;
+  /**
+   * With no partitions: the run has joined its group and the group gave it none (other members
+   * hold them all), and its consumer is alive. Without it, a run holding no partition is still
+   * joining (or stalled, once it has held some).
+   */
+  readonly standby?: boolean;
 }
 
 /** One incarnation of a stage: started by the supervisor, stopped by it. */
@@ -163,7 +177,15 @@ export function superviseStage({
     } catch (e) {
       status = { partitions: [], fetching: false, reason: describeError(e) };
     }
-    if (status.partitions.length === 0) {
+    if (status.partitions.length === 0 && status.standby === true) {
+      // joined and alive, given nothing: healthy, takes partitions over when a member leaves
+      if (status.fetching === false) enter('stalled', status.reason ?? 'not fetching');
+      else {
+        attempt = 0;
+        joined = true;
+        enter('standby', 'the group gave this member no partitions (other members hold them all)');
+      }
+    } else if (status.partitions.length === 0) {
       // a new run joins the group first: it stays starting/restarting until it holds partitions
       if (joined) enter('stalled', 'no partitions assigned');
       else reason = 'joining the group';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelay, superviseStage, type RunStatus, type StageHealth, type StageRun, type StageState } from './stage.ts';
+import { backoffDelay, isHealthyStageState, superviseStage, type RunStatus, type StageHealth, type StageRun, type StageState } from './stage.ts';
 
 /** A manual clock and timer queue. */
 function fakeTime() {
@@ -124,6 +124,68 @@ describe('superviseStage', () => {
     expect(stage.health()).toMatchObject({ state: 'stalled', reason: 'no partitions assigned' });
     await stage.stop();
     expect(run.stopped).toBe(1);
+  });
+
+  it('reports a member the group gave no partitions as standby (healthy, one state change), and consuming once it takes some over', async () => {
+    const time = fakeTime();
+    const run = fakeRun({ partitions: [] });
+    const changes: [StageState, StageState][] = [];
+    const stage = superviseStage({
+      name: 'projector',
+      now: time.now,
+      schedule: time.schedule,
+      start: async () => run,
+      onChange: (h, previous) => changes.push([previous, h.state]),
+    });
+    await time.advance(0);
+    expect(stage.health().state).toBe('starting'); // joining: no word from the group yet
+    run.current = { partitions: [], fetching: true, standby: true };
+    await time.advance(5000);
+    expect(stage.health()).toMatchObject({ state: 'standby', partitions: [], since: 1000 });
+    expect(isHealthyStageState(stage.health().state)).toBe(true);
+    run.current = { partitions: [], fetching: false, standby: true, reason: 'no fetch answered for 3.0 s' };
+    expect(stage.health()).toMatchObject({ state: 'stalled', reason: 'no fetch answered for 3.0 s' });
+    expect(isHealthyStageState(stage.health().state)).toBe(false);
+    run.current = { partitions: [], standby: true };
+    expect(stage.health().state).toBe('standby');
+    run.current = { partitions: [0] }; // the member holding it left
+    await time.advance(1000);
+    expect(stage.health()).toMatchObject({ state: 'consuming', partitions: [0], reason: undefined });
+    run.current = { partitions: [], standby: true }; // a new member took it over again
+    expect(stage.health().state).toBe('standby');
+    expect(changes).toEqual([
+      ['starting', 'standby'],
+      ['standby', 'stalled'],
+      ['stalled', 'standby'],
+      ['standby', 'consuming'],
+      ['consuming', 'standby'],
+    ]);
+    await stage.stop();
+    expect(stage.health().state).toBe('stopped');
+  });
+
+  it('a standby run that fails is restarted like any other', async () => {
+    const time = fakeTime();
+    const runs: ReturnType<typeof fakeRun>[] = [];
+    const stage = superviseStage({
+      name: 'reconciler',
+      now: time.now,
+      schedule: time.schedule,
+      start: async () => {
+        const r = fakeRun({ partitions: [], standby: true });
+        runs.push(r);
+        return r;
+      },
+    });
+    await time.advance(0);
+    expect(stage.health().state).toBe('standby');
+    runs[0]!.crash(new Error('KafkaJSNonRetriableError: Connection error'));
+    await time.advance(0);
+    expect(stage.health()).toMatchObject({ state: 'restarting', restarts: 0 });
+    await time.advance(250);
+    expect(stage.health()).toMatchObject({ state: 'standby', restarts: 1 });
+    expect(runs).toHaveLength(2);
+    await stage.stop();
   });
 
   it('stop() during a backoff cancels the retry', async () => {
