@@ -26,6 +26,25 @@
  *   `partitionsConsumedConcurrently > 1`.
  *
  * A callback that throws ends the subscription: `stop()` and `done` then reject with its error.
+ *
+ * `status()` (what the stage supervisor reads, core's `RunStatus`) tells a live consumer from a
+ * stuck one by its signs of life:
+ *
+ * - **Fetching**: a fetch answered, or a batch started or ended, within `fetchStaleMs`. kafkajs's
+ *   fetch loop answers every `maxWaitTimeInMs` or sooner when records arrive, so a quiet gap means
+ *   the broker does not answer (kafkajs retries by itself meanwhile).
+ * - **A batch in flight** stops the fetch loop for as long as it runs (a big catch-up batch under
+ *   load may take seconds). It counts as alive while the group coordinator answers the heartbeats
+ *   sent during the batch (`HEARTBEAT`, at least one per `max(fetchStaleMs, 3 × heartbeatInterval)`:
+ *   kafkajs skips a heartbeat sent less than an interval after the last one), for at most
+ *   `rebalanceTimeout` (beyond it, a rebalance would throw the member out of the group: it holds
+ *   its partitions without progress), and not after the consumer reported an error. During a
+ *   broker outage the heartbeats fail, so a batch waiting on the dead broker reads `fetching: false`
+ *   within seconds, as an idle consumer does.
+ * - **Standby**: a member whose last join gave it no partition (the group has more members than
+ *   partitions) reads `standby: true` with no partitions; its fetch loop keeps going (kafkajs
+ *   sleeps `maxWaitTimeInMs`, reports the empty fetch and heartbeats), so it is alive by the same
+ *   rule. Until its first join it reads no partitions without `standby` (still joining).
  */
 import type { Batch, LogRecord, SubscribeOptions } from '@twinlog/core';
 import type { Consumer, EachBatchPayload, Kafka, PartitionAssigner } from 'kafkajs';
@@ -75,8 +94,10 @@ export interface KafkaSubscription {
    * What the subscription holds and whether its consumer is fetching: a fetch answered (or a batch
    * handed over) within the last `fetchStaleMs`. While the broker is unreachable kafkajs retries by
    * itself for a while before it gives up (`done` rejects); meanwhile this says `fetching: false`.
+   * A batch in flight is alive while its heartbeats are answered; a member the group gave no
+   * partitions says `standby: true` (see the module comment).
    */
-  status(): { readonly partitions: readonly number[]; readonly fetching: boolean; readonly reason?: string };
+  status(): { readonly partitions: readonly number[]; readonly fetching: boolean; readonly reason?: string; readonly standby?: boolean };
 }
 
 const sorted = (partitions: Iterable<number>): number[] => [...partitions].sort((a, b) => a - b);
@@ -92,6 +113,8 @@ export async function startSubscription({
   fetchStaleMs = Math.max(2000, 4 * tuning.maxWaitTimeInMs),
 }: StartSubscriptionOptions): Promise<KafkaSubscription> {
   const { onAssign, onRevoke, eachBatch } = subscribe;
+  /** How long a batch in flight may go without an answered heartbeat and still count as alive. */
+  const heartbeatStaleMs = Math.max(fetchStaleMs, 3 * tuning.heartbeatInterval);
 
   /** Partitions announced through `onAssign` and not revoked since. */
   const assigned = new Set<number>();
@@ -191,15 +214,25 @@ export async function startSubscription({
     if (stopping || failure !== undefined) return;
     const now = new Set<number>();
     for (const partitions of Object.values(payload.memberAssignment)) for (const p of partitions) now.add(p);
+    joinedEmpty = now.size === 0;
     assignTo(now);
   });
 
   /** Last sign of life of the fetch loop (a fetch answered, a batch started or ended). */
   let lastActivity = Date.now();
   let lastError: string | undefined;
+  /** Last heartbeat the coordinator answered (kafkajs's, and those sent while a batch runs). */
+  let lastHeartbeat = 0;
+  /** Whether the last join gave this member no partition (a standby), once it has joined. */
+  let joinedEmpty = false;
+  /** When each batch in flight started. */
+  const batchStarts = new Map<Promise<unknown>, number>();
   consumer.on(consumer.events.FETCH, () => {
     lastActivity = Date.now();
     lastError = undefined;
+  });
+  consumer.on(consumer.events.HEARTBEAT, () => {
+    lastHeartbeat = Date.now();
   });
   consumer.on(consumer.events.CRASH, ({ payload }) => {
     lastError = payload.error instanceof Error ? payload.error.message : String(payload.error);
@@ -221,6 +254,7 @@ export async function startSubscription({
     lastActivity = Date.now();
     const work = withHeartbeat(heartbeat, tuning.heartbeatInterval, () => eachBatch(view));
     inFlight.add(work);
+    batchStarts.set(work, lastActivity);
     try {
       await work;
     } catch (e) {
@@ -228,6 +262,7 @@ export async function startSubscription({
       return;
     } finally {
       inFlight.delete(work);
+      batchStarts.delete(work);
       lastActivity = Date.now();
     }
     // Left unresolved when the batch was not handled: kafkajs would fetch it again.
@@ -259,10 +294,25 @@ export async function startSubscription({
     status() {
       const partitions = sorted(assigned);
       if (failure !== undefined || shutdown !== undefined) return { partitions, fetching: false, reason: 'the consumer has stopped' };
-      const quiet = Date.now() - lastActivity;
-      if (quiet <= fetchStaleMs) return { partitions, fetching: true };
-      const what = inFlight.size > 0 ? `a batch has been running for ${(quiet / 1000).toFixed(1)} s` : `no fetch answered for ${(quiet / 1000).toFixed(1)} s`;
-      return { partitions, fetching: false, reason: lastError === undefined ? what : `${what} (${lastError})` };
+      const standby = partitions.length === 0 && joinedEmpty ? { standby: true } : {};
+      const now = Date.now();
+      const quiet = now - lastActivity;
+      if (quiet <= fetchStaleMs) return { partitions, fetching: true, ...standby };
+      if (inFlight.size > 0) {
+        const started = Math.min(...batchStarts.values());
+        const running = now - started;
+        const unanswered = now - Math.max(lastHeartbeat, started);
+        if (lastError === undefined && running <= tuning.rebalanceTimeout && unanswered <= heartbeatStaleMs) return { partitions, fetching: true, ...standby };
+        const why =
+          lastError !== undefined
+            ? lastError
+            : running > tuning.rebalanceTimeout
+              ? `longer than the rebalance timeout of ${(tuning.rebalanceTimeout / 1000).toFixed(1)} s`
+              : `no heartbeat answered for ${(unanswered / 1000).toFixed(1)} s`;
+        return { partitions, fetching: false, reason: `a batch has been running for ${(running / 1000).toFixed(1)} s (${why})`, ...standby };
+      }
+      const what = `no fetch answered for ${(quiet / 1000).toFixed(1)} s`;
+      return { partitions, fetching: false, reason: lastError === undefined ? what : `${what} (${lastError})`, ...standby };
     },
     async stop() {
       stopping = true;
