@@ -158,7 +158,9 @@ export async function runCli(argv: readonly string[], { stdout, stderr, stderrIs
           .description(mode === 'patch' ? 'merge {"tags":…, "properties":{"desired":…}} into a twin (PATCH /twins/{id})' : 'replace tags and desired (PUT /twins/{id})')
           .argument('<deviceId>')
           .argument('<json>', 'the twin patch')
-          .option('--if-match <etag>', 'only if the twin’s etag is this (optimistic concurrency)'),
+          .option('--if-match <etag>', 'only if the twin’s etag is this (optimistic concurrency)')
+          .option('--idempotency-key <key>', 'the write’s idempotency key: writes with the same key are applied once (default: a new key, printed if the decision times out)')
+          .option('--retries <n>', 'send the write again, with the same key, up to n times when its decision times out (default 0)'),
       ),
     ).action(run(async (deviceId: string, json: string, opts: Record<string, unknown>) => (await commands()).twinWriteCommand(config(opts), io, mode, deviceId, json, opts)));
   }

@@ -431,9 +431,54 @@ describe('twinlog as a process', () => {
         expect(r.code).toBe(1);
         expect(r.stderr).toMatch(/DECISION_TIMEOUT/);
         expect(r.stderr).toMatch(/may still be applied/);
-        expect(r.stderr).toMatch(/twinlog audit/);
+        expect(r.stderr).toMatch(/Retry safely with `--idempotency-key \S+`/);
       }
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('applies a timed-out write once when it is retried with its idempotency key (Kafka)', { timeout: 180_000 }, async () => {
+    const brokers = process.env['KAFKA_BROKERS'];
+    expect(brokers, 'the int tier provides KAFKA_BROKERS').toBeTruthy();
+    const dir = mkdtempSync(join(tmpdir(), 'twinlog-cli-idem-'));
+    const store = ['--kafka', brokers!, '--topic-prefix', `cli-idem-${randomUUID().slice(0, 8)}.`, '--data', dir, '--partitions', '2'];
+    const desiredVersion = async (): Promise<number> => {
+      const got = await twinlog(['twin', 'get', 'i-1', ...store]);
+      expect(got.code, got.stderr).toBe(0);
+      return (JSON.parse(got.stdout) as { properties: { desired: { $version: number } } }).properties.desired.$version;
+    };
+    let served = await startServe(store);
+    try {
+      expect(await twinlog(['device', 'create', 'i-1', ...store])).toMatchObject({ code: 0 });
+      const before = await desiredVersion();
+      served.child.kill('SIGTERM');
+      expect(await served.exited).toBe(0);
+
+      // no projector: the write times out, and the error names its key
+      const timedOut = await twinlog(['twin', 'patch', 'i-1', '{"properties":{"desired":{"n":1}}}', ...store, '--timeout', '1500']);
+      expect(timedOut.code).toBe(1);
+      const key = /--idempotency-key (\S+)`/.exec(timedOut.stderr)?.[1];
+      expect(key, timedOut.stderr).toBeDefined();
+
+      // the projector comes back and applies the first write; the retry with the key is not applied again
+      served = await startServe(store);
+      const retried = await twinlog(['twin', 'patch', 'i-1', '{"properties":{"desired":{"n":1}}}', ...store, '--idempotency-key', key!]);
+      expect(retried.code, retried.stderr).toBe(0);
+      expect(retried.stderr).toMatch(/already applied as event \S+: not applied again/);
+      expect(JSON.parse(retried.stdout)).toMatchObject({ properties: { desired: { n: 1, $version: before + 1 } } });
+
+      // a retry that races the first attempt (sent again while undecided) is applied once too
+      const both = await Promise.all(
+        [0, 1].map(() => twinlog(['twin', 'patch', 'i-1', '{"properties":{"desired":{"n":2}}}', ...store, '--idempotency-key', 'order-2'])),
+      );
+      for (const r of both) expect(r.code, r.stderr).toBe(0);
+      expect(both.filter((r) => /already applied/.test(r.stderr))).toHaveLength(1);
+      expect(await desiredVersion()).toBe(before + 2);
+      served.child.kill('SIGTERM');
+      expect(await served.exited).toBe(0);
+    } finally {
+      if (served.child.exitCode === null) served.child.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -21,6 +21,7 @@ import {
   ENVELOPE_VERSION,
   dotKey,
   fromStateDoc,
+  isIdempotencyKey,
   isPlainObject,
   isValidHlc,
   partitionFor,
@@ -41,7 +42,7 @@ import {
   type TwinlogErrorCode,
 } from '@twinlog/core';
 import { TOPICS } from '@twinlog/projector';
-import { DecisionWatcher, type Verdict } from './internal/decisionWatcher.ts';
+import { DecisionWatcher, type Registration, type Verdict } from './internal/decisionWatcher.ts';
 import { tailTopic, type FeedOptions, type TwinFeed } from './internal/tailTopic.ts';
 
 export type { FeedOptions, FeedStart, TwinFeed } from './internal/tailTopic.ts';
@@ -105,6 +106,12 @@ export interface AcceptedDecision {
   readonly accepted: true;
   readonly corr: string;
   readonly ids: readonly Dot[];
+  /**
+   * Present when this write retried one the projector had already applied (same idempotency key
+   * or same ids): the original's first id. Nothing was applied again; the versions and etag are
+   * the twin's when the retry was answered, and `changes` is empty (docs/idempotency.md).
+   */
+  readonly duplicateOf?: Dot;
   /** Twin versions after the request (from its last change record). */
   readonly version: number;
   readonly desiredVersion: number;
@@ -164,15 +171,29 @@ export interface WriteOptions {
   readonly wait?: boolean | undefined;
   /** Override the client's `decisionTimeoutMs` for this call. */
   readonly timeoutMs?: number | undefined;
+  /**
+   * The logical write's idempotency key (printable ASCII, 1–128 characters): the projector applies
+   * a command whose key it accepted before only once, and answers a retry as accepted with
+   * `duplicateOf` (docs/idempotency.md). Makes the write a command. Every command gets one: this
+   * one, or by default its correlation id, which a `DECISION_TIMEOUT` reports in
+   * `details.idempotencyKey` so that the caller can retry safely.
+   */
+  readonly idempotencyKey?: string | undefined;
+  /**
+   * How many times a command is sent again, the same records with the same ids and key, when its
+   * decision does not come within `timeoutMs` (default 0). A retry is never applied twice.
+   */
+  readonly retries?: number | undefined;
 }
 
 /**
- * Options that make a back-end write resolve with a {@link WriteDecision}: a condition, or `wait`.
+ * Options that make a back-end write resolve with a {@link WriteDecision}: a condition, a key, or `wait`.
  *
  * @example
  * const d: WriteDecision = await client.mergeTags('dev1', { a: 1 }, { wait: true })
  */
-export type DecidedWriteOptions = WriteOptions & ({ readonly ifMatch: string } | { readonly ifVersion: number } | { readonly wait: true });
+export type DecidedWriteOptions = WriteOptions &
+  ({ readonly ifMatch: string } | { readonly ifVersion: number } | { readonly idempotencyKey: string } | { readonly wait: true });
 
 /**
  * Options of a write that resolves when appended (no condition, no `wait`).
@@ -183,6 +204,7 @@ export type DecidedWriteOptions = WriteOptions & ({ readonly ifMatch: string } |
 export interface PlainWriteOptions {
   readonly ifMatch?: undefined;
   readonly ifVersion?: undefined;
+  readonly idempotencyKey?: undefined;
   readonly wait?: false | undefined;
 }
 
@@ -448,8 +470,10 @@ export function createTwinClient({
   }
 
   /** Build, validate and encode the records of one request; consumes sequence numbers only on success. */
-  const build = (deviceId: string, drafts: readonly Draft[], cond: Condition | undefined, corr: boolean, by: string): TwinEvent[] => {
+  const build = (deviceId: string, drafts: readonly Draft[], condition: Condition | undefined, corr: boolean, by: string): TwinEvent[] => {
     const corrId = corr ? `${writerId}/${nextSeq}` : undefined;
+    // every command carries an idempotency key: the caller's, or its correlation id (docs/idempotency.md)
+    const cond = condition === undefined ? undefined : { ...condition, key: condition.key ?? corrId ?? `${writerId}/${nextSeq}` };
     const events = drafts.map((d, i): TwinEvent => ({
       v: ENVELOPE_VERSION,
       id: { writer: writerId, seq: nextSeq + i },
@@ -476,13 +500,21 @@ export function createTwinClient({
     drafts: readonly Draft[],
     options: WriteOptions & { readonly actor?: string | undefined },
   ): Promise<WriteReceipt[] | WriteDecision> => {
-    const { ifMatch, ifVersion, wait = false, timeoutMs = decisionTimeoutMs, actor: by = actor } = options;
+    const { ifMatch, ifVersion, idempotencyKey, retries = 0, wait = false, timeoutMs = decisionTimeoutMs, actor: by = actor } = options;
+    if (idempotencyKey !== undefined && !isIdempotencyKey(idempotencyKey)) {
+      throw new TwinlogError('EVENT_INVALID', 'invalid idempotency key: printable ASCII, 1 to 128 characters', { details: { idempotencyKey } });
+    }
+    if (!Number.isSafeInteger(retries) || retries < 0) throw new TypeError(`retries must be a non-negative integer, not ${retries}`);
     const cond: Condition | undefined =
-      ifMatch === undefined && ifVersion === undefined
+      ifMatch === undefined && ifVersion === undefined && idempotencyKey === undefined
         ? undefined
-        : { ...(ifMatch === undefined ? {} : { ifMatch }), ...(ifVersion === undefined ? {} : { ifVersion }) };
-    if (cond !== undefined && topic !== TOPICS.backend) {
-      throw new TwinlogError('SECTION_FORBIDDEN', 'conditional writes apply to tags and desired only');
+        : {
+            ...(ifMatch === undefined ? {} : { ifMatch }),
+            ...(ifVersion === undefined ? {} : { ifVersion }),
+            ...(idempotencyKey === undefined ? {} : { key: idempotencyKey }),
+          };
+    if (cond !== undefined && (topic !== TOPICS.backend || drafts.some((d) => d.section !== 'tags' && d.section !== 'desired'))) {
+      throw new TwinlogError('SECTION_FORBIDDEN', 'conditional and keyed writes apply to tags and desired only');
     }
     const decided = cond !== undefined || wait;
     const events = build(deviceId, drafts, cond, decided || drafts.length > 1, by);
@@ -495,38 +527,49 @@ export function createTwinClient({
     }
 
     const partition = partitionFor(deviceId, await partitionCount(TOPICS.changes));
-    const registration = await watcher.register(partition, corr, events.length);
-    let snapshotsFrom = 0;
-    try {
-      if (cond !== undefined) snapshotsFrom = (await log.endOffsets(TOPICS.snapshots))[partition] ?? 0;
-      await log.append(topic, records);
-    } catch (e) {
-      registration.cancel();
-      throw e;
-    }
     const ids = events.map((e) => e.id);
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
+    const key = events[0]!.cond?.key;
+    let snapshotsFrom = 0;
+    let verdict: Verdict | undefined;
+    // a command that times out is sent again as the same records (same ids, same key): the
+    // projector answers a copy of an applied write DUPLICATE_WRITE, never applies it twice
+    for (let attempt = 0; verdict === undefined; attempt++) {
+      const registration = await watcher.register(partition, corr, events.length);
+      try {
+        if (cond !== undefined && attempt === 0) snapshotsFrom = (await log.endOffsets(TOPICS.snapshots))[partition] ?? 0;
+        await log.append(topic, records);
+      } catch (e) {
         registration.cancel();
-        reject(
-          new TwinlogError(
-            'DECISION_TIMEOUT',
-            `no decision on ${corr} within ${timeoutMs} ms (is a projector running?); the write is in the log and may still be ` +
-              `applied: read the twin, or look for event ${ids.map((id) => `${id.writer}/${id.seq}`).join(', ')} in its history, before writing it again`,
-            { details: { corr, deviceId, ids, timeoutMs } },
-          ),
+        throw e;
+      }
+      verdict = await within(registration, timeoutMs);
+      if (verdict === undefined && attempt >= (cond === undefined ? 0 : retries)) {
+        const tried = attempt === 0 ? '' : ` (sent ${attempt + 1} times)`;
+        throw new TwinlogError(
+          'DECISION_TIMEOUT',
+          `no decision on ${corr} within ${timeoutMs} ms${tried} (is a projector running?); the write is in the log and may still be applied: ` +
+            (key === undefined
+              ? `read the twin, or look for event ${ids.map((id) => `${id.writer}/${id.seq}`).join(', ')} in its history, before writing it again`
+              : `retry it with idempotency key ${key}, which is never applied twice (docs/idempotency.md)`),
+          { details: { corr, deviceId, ids, timeoutMs, ...(key === undefined ? {} : { idempotencyKey: key }) } },
         );
-      }, timeoutMs);
-    });
-    let verdict: Verdict;
-    try {
-      verdict = await Promise.race([registration.verdict, timeout]);
-    } finally {
-      clearTimeout(timer);
+      }
     }
     if (!verdict.accepted) {
       const r = verdict.rejection;
+      if (r.code === 'DUPLICATE_WRITE' && r.duplicateOf !== undefined) {
+        return {
+          accepted: true,
+          corr,
+          ids,
+          duplicateOf: r.duplicateOf,
+          version: r.version ?? 0,
+          desiredVersion: r.desiredVersion ?? 0,
+          reportedVersion: r.reportedVersion ?? 0,
+          ...(typeof r.etag === 'string' ? { etag: r.etag } : {}),
+          changes: [],
+        };
+      }
       return { accepted: false, corr, ids, code: r.code as TwinlogErrorCode, message: r.message, etag: r.etag ?? null };
     }
     const last = verdict.changes[verdict.changes.length - 1]!;
@@ -541,6 +584,22 @@ export function createTwinClient({
       ...(etag === undefined ? {} : { etag }),
       changes: verdict.changes,
     };
+  };
+
+  /** The registration's verdict, or undefined (and the registration cancelled) after `ms`. */
+  const within = async (registration: Registration, ms: number): Promise<Verdict | undefined> => {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => {
+        registration.cancel();
+        resolve(undefined);
+      }, ms);
+    });
+    try {
+      return await Promise.race([registration.verdict, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   };
 
   /** The etag recorded with the decision on `id`, from the snapshots committed after `from`. */

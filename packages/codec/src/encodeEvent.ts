@@ -43,8 +43,9 @@ import { NO_EXTENSIONS } from './internal/noExtensions.ts';
  *   "stamp"     bin 8              HLC, big-endian  wall << 16 | counter  (core encodeHlc):
  *                                    bytes 0–5 wall ms (< 2^48), bytes 6–7 counter; byte order =
  *                                    stamp order
- *   "cond"      map (optional)     { "ifMatch"?: str, "ifVersion"?: uint }; absent key = no
- *                                    condition (nil is not accepted)
+ *   "cond"      map (optional)     { "ifMatch"?: str, "ifVersion"?: uint, "key"?: str }; absent
+ *                                    key = no condition (nil is not accepted); "key" is the
+ *                                    idempotency key (docs/idempotency.md)
  *   "actor"     str
  *   "corr"      str (optional)     absent key = no correlation id
  *
@@ -93,7 +94,7 @@ function encodeCondition(cond: Condition): Record<string, unknown> {
   if (typeof cond !== 'object' || cond === null) throw invalid('must be an object', 'cond');
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(cond)) {
-    if (key !== 'ifMatch' && key !== 'ifVersion') throw invalid(`has unknown key ${JSON.stringify(key)}`, 'cond');
+    if (key !== 'ifMatch' && key !== 'ifVersion' && key !== 'key') throw invalid(`has unknown key ${JSON.stringify(key)}`, 'cond');
   }
   if (cond.ifMatch !== undefined) {
     if (typeof cond.ifMatch !== 'string') throw invalid('must be a string', 'cond.ifMatch');
@@ -102,6 +103,10 @@ function encodeCondition(cond: Condition): Record<string, unknown> {
   if (cond.ifVersion !== undefined) {
     if (!isSeq(cond.ifVersion)) throw invalid('must be an integer in [0, 2^53)', 'cond.ifVersion');
     out['ifVersion'] = cond.ifVersion;
+  }
+  if (cond.key !== undefined) {
+    if (typeof cond.key !== 'string') throw invalid('must be a string', 'cond.key');
+    out['key'] = cond.key;
   }
   return out;
 }
@@ -261,6 +266,7 @@ function decodeCondition(value: unknown): Condition {
   if (!isRecord(value)) throw bad('must be a map', 'cond');
   let ifMatch: string | undefined;
   let ifVersion: number | undefined;
+  let idempotencyKey: string | undefined;
   for (const key of Object.keys(value)) {
     const item = value[key];
     if (key === 'ifMatch') {
@@ -269,6 +275,9 @@ function decodeCondition(value: unknown): Condition {
     } else if (key === 'ifVersion') {
       if (!isSeq(item)) throw bad('must be an integer in [0, 2^53)', 'cond.ifVersion');
       ifVersion = item;
+    } else if (key === 'key') {
+      if (typeof item !== 'string') throw bad('must be a string', 'cond.key');
+      idempotencyKey = item;
     } else {
       throw bad(`has unknown key ${JSON.stringify(key)}`, 'cond');
     }
@@ -276,6 +285,7 @@ function decodeCondition(value: unknown): Condition {
   return {
     ...(ifMatch === undefined ? {} : { ifMatch }),
     ...(ifVersion === undefined ? {} : { ifVersion }),
+    ...(idempotencyKey === undefined ? {} : { key: idempotencyKey }),
   };
 }
 

@@ -77,6 +77,14 @@ export interface RejectionRecord {
   readonly corr?: string;
   /** The twin's etag when a command was rejected (null when the twin does not exist). */
   readonly etag?: string | null;
+  /**
+   * With code `DUPLICATE_WRITE`: the id of the applied write this one retried, and the twin's
+   * versions when the retry was answered (docs/idempotency.md).
+   */
+  readonly duplicateOf?: { readonly writer: string; readonly seq: number };
+  readonly version?: number;
+  readonly desiredVersion?: number;
+  readonly reportedVersion?: number;
   readonly source: SourceRef;
 }
 

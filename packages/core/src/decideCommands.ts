@@ -9,7 +9,7 @@ import type { HybridClock } from './hlc.ts';
 import { isPlainObject, type JsonObject } from './json.ts';
 import { applyMergePatch } from './mergePatch.ts';
 import { computeEtag, sectionView } from './renderTwin.ts';
-import { dotKey, stampOf } from './stamp.ts';
+import { dotKey, stampOf, type Dot, type Stamp } from './stamp.ts';
 import { applyEvent, sectionVersion, twinExists, type Decision, type TwinState } from './twinState.ts';
 import { assertSectionFits, type TwinLimits } from './validatePatch.ts';
 
@@ -19,6 +19,12 @@ export interface CommandDecision {
   readonly facts: readonly TwinEvent[];
   /** True when every command had been decided before: the recorded decision is re-sent. */
   readonly replayed: boolean;
+  /**
+   * When the unit retries a write the owner already applied (the same event id, or an idempotency
+   * key of an accepted decision it still holds): the original's id. The decision is then a
+   * `DUPLICATE_WRITE` refusal, not recorded, and nothing is applied (docs/idempotency.md).
+   */
+  readonly duplicateOf?: Dot;
 }
 
 export interface DecideOptions {
@@ -49,7 +55,13 @@ export function decideCommands(
 ): CommandDecision {
   const undecided = commands.filter((c) => !state.decided.has(dotKey(c.id)));
   if (undecided.length === 0 && commands.length > 0) {
-    return { decision: state.decided.get(dotKey(commands[0]!.id))!, facts: [], replayed: true };
+    const recorded = state.decided.get(dotKey(commands[0]!.id))!;
+    if (recorded.accepted) return duplicate(state, commands[0]!, recorded.stamp, undefined);
+    return { decision: recorded, facts: [], replayed: true };
+  }
+  const key = commands.find((c) => c.cond?.key !== undefined)?.cond?.key;
+  if (key !== undefined && commands.length > 0) {
+    for (const d of state.decided.values()) if (d.accepted && d.key === key) return duplicate(state, commands[0]!, d.stamp, key);
   }
   const reject = (code: Extract<Decision, { accepted: false }>['code'], message: string): CommandDecision => {
     const etag = twinExists(state) ? computeEtag(state) : undefined;
@@ -102,8 +114,29 @@ export function decideCommands(
   const newEtag = computeEtag(state);
   let decision: Decision | undefined;
   facts.forEach((f) => {
-    decision = { accepted: true, etag: newEtag, stamp: stampOf(f.stamp, f.id) };
+    decision = { accepted: true, etag: newEtag, stamp: stampOf(f.stamp, f.id), ...(key === undefined ? {} : { key }) };
     state.decided.set(dotKey(f.id), decision);
   });
   return { decision: decision!, facts, replayed: false };
+}
+
+/** The answer to a retry of the applied write `original` (its fact's stamp): refused, not recorded. */
+function duplicate(state: TwinState, first: TwinEvent, original: Stamp, key: string | undefined): CommandDecision {
+  const id = `${original.writer}/${original.seq}`;
+  const message =
+    key === undefined
+      ? `event ${first.id.writer}/${first.id.seq} was already applied; not applied again`
+      : `a write with idempotency key ${JSON.stringify(key)} was already applied as event ${id}; not applied again`;
+  return {
+    decision: {
+      accepted: false,
+      code: 'DUPLICATE_WRITE',
+      message,
+      etag: twinExists(state) ? computeEtag(state) : undefined,
+      stamp: stampOf(first.stamp, first.id),
+    },
+    facts: [],
+    replayed: false,
+    duplicateOf: { writer: original.writer, seq: original.seq },
+  };
 }

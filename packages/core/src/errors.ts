@@ -50,6 +50,14 @@ export const ERROR_CODES = {
   PRECONDITION_FAILED: { status: 412, code: 412001, name: 'PreconditionFailed' },
   DEVICE_NOT_FOUND: { status: 404, code: 404001, name: 'DeviceNotFound' },
   DEVICE_ALREADY_EXISTS: { status: 409, code: 409001, name: 'DeviceAlreadyExists' },
+  /**
+   * A retry of a write the owner already applied: its idempotency key (or its event id) was
+   * accepted before, so it is not applied again (docs/idempotency.md). Writers treat it as
+   * success, as Kafka's idempotent producer treats a duplicate sequence number; the record names
+   * the original in `duplicateOf`. No IoT Hub equivalent: the gateway answers the retry as a
+   * success.
+   */
+  DUPLICATE_WRITE: undefined,
   /** A writer waited for a command's decision (on `twin.changes` / `twin.rejections`) and gave up. */
   DECISION_TIMEOUT: { status: 504, code: 504101, name: 'GatewayTimeout' },
   // fleet queries (packages/query; iot-hub-twin.md §8). The reference records only "400" and the text

@@ -16,6 +16,12 @@ export interface Condition {
   readonly ifMatch?: string;
   /** Required current `$version` of the event's section. */
   readonly ifVersion?: number;
+  /**
+   * Idempotency key of the logical write (printable ASCII, 1–128 characters): the owner applies a
+   * command whose key it accepted before only once; a retry is answered `DUPLICATE_WRITE` with
+   * the original's id (docs/idempotency.md).
+   */
+  readonly key?: string;
 }
 
 export interface TwinEvent {

@@ -17,7 +17,7 @@
  *   generation, created, maxStamp: ref | null
  *   gcHorizon: [wall, counter, writer, seq, op] | null   -- need not be an event's stamp
  *   context: [writer#, backendSeq, deviceSeq, topRef][]  -- by writer#; -1 = none
- *   decided: [ref, Decision][]                   -- ascending
+ *   decided: [ref, Decision][]                   -- ascending; an accepted one may carry its idempotency `key`
  *   sections: { tags | desired | reported: { count, top: ref | null, floor: ref | null, recent: ref[], root: Node } } }
  * Node = { r?: [ref, kind, actor#, value | null, rank | null], c?: ref, k?: { key: Node } }
  * ```
@@ -60,7 +60,7 @@ export interface SectionDoc {
   root: NodeDoc;
 }
 export type DecisionDoc =
-  | { accepted: true; etag: string }
+  | { accepted: true; etag: string; key?: string }
   | { accepted: false; code: string; message: string; etag: string | null };
 export interface TwinStateDoc {
   v: number;
@@ -203,7 +203,7 @@ export function toStateDoc(state: TwinState): TwinStateDoc {
       .map((d): [number, DecisionDoc] => [
         t.ref(d.stamp),
         d.accepted
-          ? { accepted: true, etag: d.etag }
+          ? { accepted: true, etag: d.etag, ...(d.key === undefined ? {} : { key: d.key }) }
           : { accepted: false, code: d.code, message: d.message, etag: d.etag ?? null },
       ])
       .sort((a, b) => a[0] - b[0]),
@@ -303,7 +303,7 @@ function readHeader(doc: Record<string, unknown>, t: Tables_, state: TwinState):
     const d = entry[1] as Record<string, unknown>;
     const decision: Decision =
       d['accepted'] === true
-        ? { accepted: true, etag: String(d['etag']), stamp }
+        ? { accepted: true, etag: String(d['etag']), stamp, ...(typeof d['key'] === 'string' ? { key: d['key'] } : {}) }
         : {
             accepted: false,
             code: d['code'] as Extract<Decision, { accepted: false }>['code'],

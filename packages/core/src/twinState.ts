@@ -44,10 +44,16 @@ export interface SectionState {
 
 /** The outcome of a recorded decision on a command (§10). */
 export type Decision =
-  | { readonly accepted: true; readonly etag: string; readonly stamp: Stamp }
+  | {
+      readonly accepted: true;
+      readonly etag: string;
+      readonly stamp: Stamp;
+      /** The command's idempotency key, when it had one (docs/idempotency.md). */
+      readonly key?: string;
+    }
   | {
       readonly accepted: false;
-      readonly code: 'PRECONDITION_FAILED' | 'DEVICE_NOT_FOUND' | 'SECTION_TOO_LARGE' | 'SECTION_FORBIDDEN';
+      readonly code: 'PRECONDITION_FAILED' | 'DEVICE_NOT_FOUND' | 'SECTION_TOO_LARGE' | 'SECTION_FORBIDDEN' | 'DUPLICATE_WRITE';
       readonly message: string;
       readonly etag: string | undefined;
       readonly stamp: Stamp;

@@ -14,6 +14,11 @@ const DEVICE_ID = /^[A-Za-z0-9\-:.+%_#*?!(),=@;$']{1,128}$/;
 /** Writer ids are printable ASCII so every encoding sorts them the same way (crdt-fold.md §3). */
 const WRITER_ID = /^[\x21-\x7e]{1,128}$/;
 
+/** An idempotency key: printable ASCII without spaces, 1 to 128 characters (the writer id's rule). */
+export function isIdempotencyKey(key: unknown): key is string {
+  return typeof key === 'string' && WRITER_ID.test(key);
+}
+
 export function isValidDeviceId(id: unknown): id is string {
   return typeof id === 'string' && DEVICE_ID.test(id);
 }
@@ -67,9 +72,12 @@ export function validateEvent(
   if (e.op !== 'merge' && e.op !== 'replace') return fail('EVENT_INVALID', `invalid op`, { op: e.op });
   if (typeof e.actor !== 'string') return fail('EVENT_INVALID', 'invalid actor');
   if (e.cond !== undefined) {
-    const { ifMatch, ifVersion } = e.cond;
+    const { ifMatch, ifVersion, key } = e.cond;
     if ((ifMatch !== undefined && typeof ifMatch !== 'string') || (ifVersion !== undefined && !Number.isSafeInteger(ifVersion))) {
       return fail('EVENT_INVALID', 'invalid precondition');
+    }
+    if (key !== undefined && !isIdempotencyKey(key)) {
+      return fail('EVENT_INVALID', 'invalid idempotency key: printable ASCII, 1 to 128 characters');
     }
   }
   if (appendTime !== undefined) {

@@ -34,6 +34,10 @@
  *   that long at most (and each such request costs a token of the policy's bucket).
  * - **twinlog's scope check is stricter than IoT Hub's**: whole path segments, case-sensitive ids
  *   (the hub compares the audience as a case-insensitive string prefix).
+ * - **Twin writes take an `Idempotency-Key` header** (`internal/idempotencyKey.ts`); a write
+ *   conditional on a specific etag without one gets a key derived from the etag and the body. A
+ *   retry of an applied write answers 200 with the twin and `x-twinlog-duplicate-of: <writer>/<seq>`,
+ *   and is not applied again (docs/idempotency.md). IoT Hub has no such header.
  */
 import { createHash } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
@@ -47,6 +51,7 @@ import { createDeviceKeyStore, newDeviceKeys, type DeviceKeys, type DeviceKeySto
 import type { HttpLimits } from './internal/limits.ts';
 import { listenOn, tlsServerOptions } from './internal/listenOn.ts';
 import { GatewayError, iotHubCodeOf, sendError, sendJson } from './internal/iotHubError.ts';
+import { IDEMPOTENCY_KEY_HEADER, idempotencyKeyOf } from './internal/idempotencyKey.ts';
 import { createTokenBuckets } from './internal/tokenBuckets.ts';
 import { readJsonBody } from './internal/readJsonBody.ts';
 import { DEFAULT_MAX_TOKEN_LIFETIME_MS, type SasTarget } from './internal/sasToken.ts';
@@ -386,10 +391,12 @@ export function createRestGateway({
     if (merging && replacing) {
       throw new TwinlogError('SECTION_FORBIDDEN', 'A section set to null together with a merge of the other section is not supported, send them as two requests');
     }
+    let answered: Record<string, string> = {};
     if (merging || replacing) {
-      decided(await (merging ? client.patchTwin : client.replaceTwin)(id, merging ? merge : replace, { ifMatch }));
+      const key = idempotencyKeyOf({ header: header(req, IDEMPOTENCY_KEY_HEADER), method: 'PATCH', ifMatch, body });
+      answered = decided(await (merging ? client.patchTwin : client.replaceTwin)(id, merging ? merge : replace, { ifMatch, ...(key === undefined ? {} : { idempotencyKey: key }) }));
     }
-    sendJson(res, 200, twinJson(await client.getTwin(id), keys.get(id), isConnected(id)));
+    sendJson(res, 200, twinJson(await client.getTwin(id), keys.get(id), isConnected(id)), answered);
   }
 
   async function putTwin({ req, res, id }: RequestContext): Promise<void> {
@@ -404,8 +411,10 @@ export function createRestGateway({
       tags: body['tags'] === undefined || body['tags'] === null ? {} : asPatch('tags', body['tags']),
       desired: desired === undefined || desired === null ? {} : asPatch('properties.desired', desired),
     };
-    decided(await client.replaceTwin(id, patch, { ifMatch: ifMatchOf(req) }));
-    sendJson(res, 200, twinJson(await client.getTwin(id), keys.get(id), isConnected(id)));
+    const ifMatch = ifMatchOf(req);
+    const key = idempotencyKeyOf({ header: header(req, IDEMPOTENCY_KEY_HEADER), method: 'PUT', ifMatch, body });
+    const answered = decided(await client.replaceTwin(id, patch, { ifMatch, ...(key === undefined ? {} : { idempotencyKey: key }) }));
+    sendJson(res, 200, twinJson(await client.getTwin(id), keys.get(id), isConnected(id)), answered);
   }
 
   async function query({ req, res }: RequestContext): Promise<void> {
@@ -531,6 +540,9 @@ function header(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
+/** Names the applied write that a retry duplicated (docs/idempotency.md). */
+const DUPLICATE_OF_HEADER = 'x-twinlog-duplicate-of';
+
 /** §2.5: `*`, `"*"` and `"<etag>"` accepted; an unquoted value compares like a quoted one; none = `*`. */
 function ifMatchOf(req: IncomingMessage): string {
   const raw = header(req, 'if-match')?.trim();
@@ -538,10 +550,13 @@ function ifMatchOf(req: IncomingMessage): string {
   return raw.length >= 2 && raw.startsWith('"') && raw.endsWith('"') ? raw.slice(1, -1) : raw;
 }
 
-/** Turn a refused decision into the error it stands for (mapped by the middleware). */
-function decided(d: WriteDecision): void {
-  if (d.accepted) return;
-  throw new TwinlogError(d.code, d.message, { details: { etag: d.etag } });
+/**
+ * Turn a refused decision into the error it stands for (mapped by the middleware); an accepted
+ * one into the response headers it adds (a retry of an applied write names the original).
+ */
+function decided(d: WriteDecision): Record<string, string> {
+  if (!d.accepted) throw new TwinlogError(d.code, d.message, { details: { etag: d.etag } });
+  return d.duplicateOf === undefined ? {} : { [DUPLICATE_OF_HEADER]: `${d.duplicateOf.writer}/${d.duplicateOf.seq}` };
 }
 
 function asPatch(where: string, value: unknown): Patch {

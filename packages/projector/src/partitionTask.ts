@@ -524,7 +524,7 @@ export class PartitionTask {
     const first = unit[0]!;
     const source = { topic: op.source.topic, partition: op.source.partition, offset: op.source.offset };
     const befores = unit.map((c) => (isSection(c.section) ? sectionView(state, c.section) : {}));
-    const { decision, facts, replayed } = decideCommands(state, unit, { clock: this.clock, limits: this.limits });
+    const { decision, facts, replayed, duplicateOf } = decideCommands(state, unit, { clock: this.clock, limits: this.limits });
     this.touched.add(first.deviceId);
     op.applied = 0;
     op.rejected = 0;
@@ -541,6 +541,14 @@ export class PartitionTask {
           id: first.id,
           ...(first.corr === undefined ? {} : { corr: first.corr }),
           etag: decision.etag ?? null,
+          ...(duplicateOf === undefined
+            ? {}
+            : {
+                duplicateOf,
+                version: twinVersion(state),
+                desiredVersion: sectionVersion(state, 'desired'),
+                reportedVersion: sectionVersion(state, 'reported'),
+              }),
           source,
         }),
       };

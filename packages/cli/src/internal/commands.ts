@@ -278,10 +278,15 @@ async function withClient<T>(config: CliConfig, actor: string, flags: WriteFlags
       return await run(client, store);
     } catch (e) {
       if (isTwinlogError(e, 'DECISION_TIMEOUT')) {
+        const key = e.details?.['idempotencyKey'];
         throw new TwinlogError(
           'DECISION_TIMEOUT',
           `${e.message}. The write is in the log (${store.description}) and may still be applied when a projector decides it: ` +
-            'is `twinlog serve` running? Check with `twinlog audit <device>` or `twinlog twin get <device>` before writing it again.',
+            'is `twinlog serve` running? ' +
+            (typeof key === 'string'
+              ? `Retry safely with \`--idempotency-key ${key}\` (a write with the same key is applied once), or check with \`twinlog twin get <device>\`.`
+              : 'Check with `twinlog audit <device>` or `twinlog twin get <device>` before writing it again.'),
+          ...(typeof key === 'string' ? [{ details: { idempotencyKey: key } }] : []),
         );
       }
       throw e;
@@ -343,7 +348,7 @@ export async function twinWriteCommand(
   mode: 'patch' | 'replace',
   deviceId: string,
   json: string,
-  opts: WriteFlags & { ifMatch?: string },
+  opts: WriteFlags & { ifMatch?: string; idempotencyKey?: string; retries?: string },
 ): Promise<number> {
   const body = parseJsonObject('the twin patch', json);
   // replace (IoT Hub's PUT): tags and desired are replaced as a whole; a section left out becomes empty.
@@ -351,12 +356,22 @@ export async function twinWriteCommand(
   return withClient(config, 'twinlog-cli', opts, async (client) => {
     const write = mode === 'patch' ? client.patchTwin : client.replaceTwin;
     if (opts.wait === false) {
-      if (opts.ifMatch !== undefined) throw new CliError('--if-match needs the decision: drop --no-wait');
+      if (opts.ifMatch !== undefined || opts.idempotencyKey !== undefined || opts.retries !== undefined) {
+        throw new CliError('--if-match, --idempotency-key and --retries need the decision: drop --no-wait');
+      }
       const receipts = await write(deviceId, patch);
       io.out(`appended ${receipts.map((r) => `${r.topic}/${r.partition}@${r.offset}`).join(', ')} (not waiting for the projector)\n`);
       return 0;
     }
-    decided(await write(deviceId, patch, { ifMatch: opts.ifMatch ?? '*' }));
+    const d = await write(deviceId, patch, {
+      ifMatch: opts.ifMatch ?? '*',
+      ...(opts.idempotencyKey === undefined ? {} : { idempotencyKey: opts.idempotencyKey }),
+      ...(opts.retries === undefined ? {} : { retries: opts.retries === '0' ? 0 : parseCount('--retries', opts.retries) }),
+    });
+    decided(d);
+    if (d.accepted && d.duplicateOf !== undefined) {
+      io.err(`already applied as event ${d.duplicateOf.writer}/${d.duplicateOf.seq}: not applied again\n`);
+    }
     printTwin(io, await client.getTwin(deviceId));
     return 0;
   });
