@@ -26,17 +26,20 @@ import { CHECKPOINT_KEY, TOPICS } from '@twinlog/projector';
 import {
   applyMergePatch,
   diffMergePatch,
+  isHealthyStageState,
   isPlainObject,
   isTwinlogError,
   TwinlogError,
+  type BackoffOptions,
   type JsonObject,
   type Log,
   type LogRecord,
-  type OffsetCommit,
   type Patch,
-  type Subscription,
+  type StageHealth,
+  type StageState,
   type TwinlogErrorCode,
 } from '@twinlog/core';
+import { startChangeFeed } from './internal/changeFeed.ts';
 import { createDeviceKeyStore, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
 import { createDeviceSessionStore, type DeviceSession, type DeviceSessionStore } from './internal/deviceSessionStore.ts';
 import { groupAppends } from './internal/groupAppends.ts';
@@ -128,6 +131,14 @@ export interface MqttGatewayOptions {
    * `DEFAULT_MAX_TOKEN_LIFETIME_MS`); the REST gateway applies the same rule: give both the same value.
    */
   readonly maxTokenLifetimeMs?: number;
+  /**
+   * Restart the feed's consumer after a failure (its crash, the broker gone) with exponential
+   * backoff (default `{}`: 250 ms doubling to 30 s), forever; `false`: the first failure stops the
+   * feed (devices then get no desired notifications and reported PATCHes time out).
+   */
+  readonly restart?: BackoffOptions | false;
+  /** Called once per state change of the feed (stage `mqtt-feed`), not per retry. */
+  readonly onFeedStateChange?: (health: StageHealth, previous: StageState) => void;
 }
 
 /**
@@ -170,6 +181,11 @@ export interface MqttGateway {
   isConnected(deviceId: string): boolean;
   /** Drop a device's connection (its session stays; like a network failure). */
   disconnect(deviceId: string): Promise<void>;
+  /**
+   * Whether the feed (`twin.changes` and `twin.rejections`: desired notifications, decisions of
+   * reported PATCHes) consumes its partitions, and why not; stage `mqtt-feed`. `stopped` after `close()`.
+   */
+  health(): StageHealth;
   /** Close every server and connection, the feed, and the client the gateway made. */
   close(): Promise<void>;
 }
@@ -220,6 +236,11 @@ interface LiveDevice {
  * bucket allows (IoT Hub disconnects a throttled MQTT device); a listener holds at most
  * `maxConnections`.
  *
+ * Self-healing: the feed of `twin.changes` and `twin.rejections` (desired notifications, the
+ * decisions reported PATCHes wait for) is a supervised stage, `mqtt-feed`: a consumer that fails
+ * is restarted with backoff, forever (`restart`), resuming from the positions it consumed;
+ * `health()` says whether it consumes, `onFeedStateChange` hears each state change.
+ *
  * Gotchas: a projector must run on the same log (reported PATCHes time out with 504 otherwise).
  *
  * @example
@@ -239,6 +260,8 @@ export function createMqttGateway({
   decisionTimeoutMs: timeoutMs = 10_000,
   limits: givenLimits,
   maxTokenLifetimeMs = DEFAULT_MAX_TOKEN_LIFETIME_MS,
+  restart = {},
+  onFeedStateChange,
 }: MqttGatewayOptions): MqttGateway {
   const limits = resolveLimits(DEFAULT_MQTT_LIMITS, givenLimits);
   const twins = givenClient ?? createTwinClient({ log: groupAppends(log), physicalNow, actor: 'gateway-mqtt' });
@@ -410,9 +433,7 @@ export function createMqttGateway({
     });
   };
 
-  // ---- the feed: twin.changes and twin.rejections as a consumer group of this gateway alone ------
-  // A fresh group whose offsets are first set to the topics' ends: what was decided before is
-  // covered by catch-up on connect. (log.subscribe, not log.read loops: on Kafka a read is a consumer.)
+  // ---- the feed: twin.changes and twin.rejections, supervised (internal/changeFeed.ts) ---------
 
   const onRecord = (topic: string, r: LogRecord): void => {
     if (r.value === null || r.key === CHECKPOINT_KEY) return;
@@ -439,54 +460,15 @@ export function createMqttGateway({
     void serial(change.deviceId, () => onChange(change));
   };
 
-  const group = `twinlog-gateway-mqtt-${randomBytes(6).toString('hex')}`;
-  // Positions are committed every few seconds, so a rejoin of the group (a missed heartbeat on
-  // Kafka) replays seconds of records, not everything since the gateway started. Replayed records
-  // are harmless: decisions nobody waits for expire, notifications skip versions already sent.
-  const consumed = new Map<string, { topic: string; partition: number; offset: number }>();
-  const committed = new Map<string, number>();
-  let committing = false;
-  const commitPositions = async (): Promise<void> => {
-    if (committing) return;
-    const due = [...consumed].filter(([k, v]) => committed.get(k) !== v.offset);
-    if (due.length === 0) return;
-    committing = true;
-    try {
-      await log.commitOffsets(due.map(([, v]) => ({ group, ...v })));
-      for (const [k, v] of due) committed.set(k, v.offset);
-    } catch (e) {
-      publishEvent({ kind: 'error', message: `committing the feed's offsets: ${e instanceof Error ? e.message : String(e)}` });
-    } finally {
-      committing = false;
-    }
-  };
-  const commitTimer = setInterval(() => void commitPositions(), 5_000);
-  commitTimer.unref();
-  const feedStart = (async (): Promise<Subscription> => {
-    const topics = [TOPICS.changes, TOPICS.rejections];
-    const offsets: OffsetCommit[] = [];
-    for (const topic of topics) {
-      const ends = await log.endOffsets(topic);
-      ends.forEach((offset, partition) => offsets.push({ group, topic, partition, offset }));
-    }
-    await log.commitOffsets(offsets);
-    return log.subscribe({
-      group,
-      topics,
-      async eachBatch({ topic, partition, records }) {
-        const last = records[records.length - 1];
-        if (last !== undefined) consumed.set(`${topic}\u0000${partition}`, { topic, partition, offset: last.offset + 1 });
-        for (const r of records) {
-          try {
-            onRecord(topic, r);
-          } catch (e) {
-            publishEvent({ kind: 'error', message: `${topic}: ${e instanceof Error ? e.message : String(e)}` });
-          }
-        }
-      },
-    });
-  })();
-  feedStart.catch(() => {});
+  const feed = startChangeFeed({
+    log,
+    group: `twinlog-gateway-mqtt-${randomBytes(6).toString('hex')}`,
+    topics: [TOPICS.changes, TOPICS.rejections],
+    onRecord,
+    onError: (message) => publishEvent({ kind: 'error', message }),
+    restart,
+    onStateChange: onFeedStateChange,
+  });
 
   const dropConnection = (deviceId: string): Promise<void> =>
     new Promise((resolve) => {
@@ -695,7 +677,10 @@ export function createMqttGateway({
   return {
     async listen({ port, host, tls }: MqttListenOptions): Promise<ListeningMqttGateway> {
       await brokerReady;
-      await feedStart;
+      // the feed's first start failing fails the first listen, unless the supervisor has recovered since
+      await feed.firstStart.catch((e: unknown) => {
+        if (!isHealthyStageState(feed.health().state)) throw e;
+      });
       const server: NetServer =
         tls === undefined ? createNetServer(handleConnection) : createTlsServer({ handshakeTimeout: limits.connectTimeoutMs, ...tls }, handleConnection);
       const open = new Set<Socket>();
@@ -728,6 +713,7 @@ export function createMqttGateway({
     connectedDevices: () => [...live.keys()],
     isConnected: (deviceId) => live.has(deviceId),
     disconnect: dropConnection,
+    health: () => feed.health(),
     async close() {
       if (closed) return;
       closed = true;
@@ -735,13 +721,12 @@ export function createMqttGateway({
       servers.clear();
       await new Promise<void>((resolve) => broker.close(() => resolve()));
       clearInterval(sweep);
-      clearInterval(commitTimer);
       for (const w of waiters.values()) {
         clearTimeout(w.timer);
         w.reject(new TwinlogError('DECISION_TIMEOUT', 'the gateway was closed before the decision arrived'));
       }
       waiters.clear();
-      await (await feedStart.catch(() => undefined))?.stop();
+      await feed.stop();
       await Promise.all([...queues.values()]);
       if (givenClient === undefined) await twins.close();
     },
