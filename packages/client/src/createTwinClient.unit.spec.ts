@@ -226,6 +226,76 @@ describe('createTwinClient: conditional writes', () => {
   });
 });
 
+describe('createTwinClient: idempotent retries (docs/idempotency.md)', () => {
+  it('a write that timed out, retried with the key its error names, is applied once', async () => {
+    const lone = createInMemoryLog({ now });
+    await ensureTwinTopics(lone, PARTITIONS);
+    const c = createTwinClient({ log: lone, physicalNow: now, actor: 'a', pollIntervalMs: 2 });
+    const later = await startProjector({ log: lone, physicalNow: now, settleIntervalMs: 10 });
+    accepted(await c.createDevice('dev1', { wait: true }));
+    const before = (await c.getTwin('dev1')).properties.desired.$version;
+    await later.stop(); // no projector: the write times out
+    const err = await c.mergeDesired('dev1', { n: 1 }, { ifMatch: '*', timeoutMs: 30 }).catch((e: unknown) => e);
+    expect(isTwinlogError(err, 'DECISION_TIMEOUT')).toBe(true);
+    const key = (err as { details: { idempotencyKey?: string } }).details.idempotencyKey;
+    expect(key).toEqual(expect.any(String));
+    expect((err as Error).message).toMatch(/retry it with idempotency key \S+, which is never applied twice/);
+
+    const back = await startProjector({ log: lone, physicalNow: now, settleIntervalMs: 10 });
+    try {
+      // another client (another process) retries with the key: answered as accepted, applied once
+      const other = createTwinClient({ log: lone, physicalNow: now, actor: 'a', pollIntervalMs: 2 });
+      const d = await other.mergeDesired('dev1', { n: 1 }, { ifMatch: '*', idempotencyKey: key! });
+      accepted(d);
+      expect(d.duplicateOf).toEqual((err as { details: { ids: { writer: string; seq: number }[] } }).details.ids[0]);
+      expect(d.changes).toEqual([]);
+      const twin = await other.getTwin('dev1');
+      expect(twin.properties.desired.$version).toBe(before + 1);
+      expect(d.desiredVersion).toBe(twin.properties.desired.$version);
+      expect(d.etag).toBe(twin.etag);
+      await other.close();
+    } finally {
+      await back.stop();
+      await c.close();
+      await lone.close();
+    }
+  });
+
+  it('retries: a command sent again after a timeout is decided once, whichever copy the projector sees first', async () => {
+    const lone = createInMemoryLog({ now });
+    await ensureTwinTopics(lone, PARTITIONS);
+    const c = createTwinClient({ log: lone, physicalNow: now, actor: 'a', pollIntervalMs: 2 });
+    const first = await startProjector({ log: lone, physicalNow: now, settleIntervalMs: 10 });
+    accepted(await c.createDevice('dev1', { wait: true }));
+    await first.stop();
+    // the projector comes back while the client waits for its second attempt
+    const pending = c.mergeDesired('dev1', { n: 1 }, { ifMatch: '*', timeoutMs: 150, retries: 5 });
+    await new Promise((r) => setTimeout(r, 200));
+    const back = await startProjector({ log: lone, physicalNow: now, settleIntervalMs: 10 });
+    try {
+      const d = await pending;
+      accepted(d);
+      const twin = await c.getTwin('dev1');
+      expect(twin.properties.desired).toMatchObject({ n: 1, $version: 2 });
+      // two copies of the command in the log, one applied
+      const backend = await endOffsets(lone, TOPICS.backend);
+      expect(backend.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(4); // create, two copies at least, the fact
+    } finally {
+      await back.stop();
+      await c.close();
+      await lone.close();
+    }
+  });
+
+  it('an idempotency key on a write that cannot be a command is refused before the log', async () => {
+    await client.createDevice('dev1', { wait: true });
+    const err = await client.update('dev1', 'reported', () => ({ a: 1 }), { base: {}, idempotencyKey: 'k' }).catch((e: unknown) => e);
+    expect(isTwinlogError(err, 'SECTION_FORBIDDEN')).toBe(true);
+    const bad = await client.mergeTags('dev1', { a: 1 }, { idempotencyKey: 'has space' }).catch((e: unknown) => e);
+    expect(isTwinlogError(bad, 'EVENT_INVALID')).toBe(true);
+  });
+});
+
 describe('createTwinClient: validation before the log', () => {
   it('a validation failure throws the TwinlogError and appends nothing', async () => {
     await client.createDevice('dev1', { wait: true });

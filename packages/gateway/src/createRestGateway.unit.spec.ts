@@ -157,6 +157,40 @@ describe('createRestGateway: twins', () => {
     expect(star.json?.['properties']['desired']['fw']).toBeUndefined();
   });
 
+  it('a retry with the same Idempotency-Key is answered 200 with the twin and x-twinlog-duplicate-of, and applied once', async () => {
+    const body = { properties: { desired: { n: 1 } } };
+    const first = await call('/twins/dev1', { method: 'PATCH', headers: { 'idempotency-key': 'order-7' }, body });
+    expect(first.status).toBe(200);
+    expect(first.headers.get('x-twinlog-duplicate-of')).toBeNull();
+    expect(first.json?.['properties']['desired']).toMatchObject({ n: 1, $version: 2 });
+    const retry = await call('/twins/dev1', { method: 'PATCH', headers: { 'idempotency-key': 'order-7' }, body });
+    expect(retry.status).toBe(200);
+    expect(retry.headers.get('x-twinlog-duplicate-of')).toMatch(/^\S+\/\d+$/);
+    expect(retry.json?.['properties']['desired']).toMatchObject({ n: 1, $version: 2 });
+    // PUT takes the header too; a bad header is 400 and appends nothing
+    const put = await call('/twins/dev1', { method: 'PUT', headers: { 'idempotency-key': 'order-8' }, body: { tags: { a: 1 } } });
+    expect(put.status).toBe(200);
+    expect((await call('/twins/dev1', { method: 'PUT', headers: { 'idempotency-key': 'order-8' }, body: { tags: { a: 1 } } })).headers.get('x-twinlog-duplicate-of')).not.toBeNull();
+    const before = await allEndOffsets();
+    const bad = await call('/twins/dev1', { method: 'PATCH', headers: { 'idempotency-key': 'two words' }, body });
+    expect(bad.status).toBe(400);
+    expect(await allEndOffsets()).toEqual(before);
+  });
+
+  it('a write conditional on an etag, retried after it was applied, is answered 200 (a derived key), not 412', async () => {
+    const { json: twin } = await call('/twins/dev1');
+    const request = { method: 'PATCH', headers: { 'if-match': `"${twin!['etag']}"` }, body: { tags: { site: 'b' } } };
+    const first = await call('/twins/dev1', request);
+    expect(first.status).toBe(200);
+    const retry = await call('/twins/dev1', request);
+    expect(retry.status).toBe(200);
+    expect(retry.headers.get('x-twinlog-duplicate-of')).not.toBeNull();
+    expect(retry.json?.['etag']).toBe(first.json?.['etag']);
+    // the same etag with another body is another write: 412 as before
+    const other = await call('/twins/dev1', { ...request, body: { tags: { site: 'c' } } });
+    expect(other.status).toBe(412);
+  });
+
   it('PATCH with reported in the body is 400 ArgumentInvalid and appends nothing', async () => {
     const offsets = await allEndOffsets();
     const r = await call('/twins/dev1', { method: 'PATCH', headers: { 'if-match': '*' }, body: { properties: { reported: { temp: 1 } } } });
