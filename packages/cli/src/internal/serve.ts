@@ -8,12 +8,14 @@
  * (rejections and dead letters by code, deltas by status), and on the embedded log its storage
  * figures (file size, records per topic, compaction and retention; docs/storage.md).
  *
- * Self-healing stages: the projector, reconciler and read model each restart their consumer after
- * any failure with backoff, forever (core's `superviseStage`). `/health` answers 503 naming every
- * stage that is not consuming its partitions (assigned and fetching), with its state and reason,
- * and 200 once all consume; one log line per state change of a stage says what happened and what
- * it does next. On Kafka each stage has its own client, with the client id
- * `twinlog-serve-<stage>`, so broker-side and kafkajs lines name the stage.
+ * Self-healing stages: the projector, reconciler, read model and (with `--mqtt-port`) the MQTT
+ * gateway's feed (`mqtt-feed`) each restart their consumer after any failure with backoff, forever
+ * (core's `superviseStage`). `/health` answers 503 naming every stage that is not consuming its
+ * partitions (assigned and fetching), with its state and reason, and 200 once all consume; a stage
+ * its group gave no partitions because other instances hold them all (`standby`, its consumer
+ * alive) is healthy. One log line per state change of a stage says what happened and what it does
+ * next. On Kafka each stage has its own client, with the client id `twinlog-serve-<stage>`, so
+ * broker-side and kafkajs lines name the stage.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
@@ -22,7 +24,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { decodeOutputRecord } from '@twinlog/codec';
-import { isTwinlogError, type DeltaStatus, type Log, type StageHealth, type StageState } from '@twinlog/core';
+import { isHealthyStageState, isTwinlogError, type DeltaStatus, type Log, type StageHealth, type StageState } from '@twinlog/core';
 import {
   createDeviceKeyStore,
   createMqttGateway,
@@ -89,7 +91,10 @@ function createServeMetrics(): Metrics {
     twinlog_read_model_twins: { type: 'gauge', help: 'Twins in the query read model (fed by twin.snapshots).' },
     twinlog_read_model_records_total: { type: 'counter', help: 'twin.snapshots records the query read model applied (since its file was created), and those that did not decode.' },
     twinlog_uptime_seconds: { type: 'gauge', help: 'Seconds since serve started.' },
-    twinlog_stage_consuming: { type: 'gauge', help: 'Whether each stage consumes its partitions (assigned and fetching): 1, or 0 while it starts, stalls or restarts.' },
+    twinlog_stage_consuming: {
+      type: 'gauge',
+      help: 'Whether each stage consumes its partitions (assigned and fetching) or stands by in good standing (its group gave it none): 1, or 0 while it starts, stalls or restarts.',
+    },
     twinlog_stage_restarts_total: { type: 'counter', help: 'Runs of each stage started after a failure (its consumer crashed, the broker went away, a batch failed).' },
     // The embedded log's storage (docs/storage.md); absent on Kafka.
     twinlog_store_file_bytes: { type: 'gauge', help: 'Bytes on disk of the embedded log: its database file plus its write-ahead log.' },
@@ -167,6 +172,9 @@ function logStageChange(logger: JsonLogger, h: StageHealth, previous: StageState
     case 'stalled':
       logger.warn(`${h.stage}: not consuming (${h.reason ?? 'not fetching'}): waiting for its consumer, restarting it if it fails`, fields);
       return;
+    case 'standby':
+      logger.info(`${h.stage}: standing by: its group gave it no partitions (other instances hold them all); it takes over when one leaves`, fields);
+      return;
     default:
       logger.info(`${h.stage}: ${h.state}`, fields);
   }
@@ -214,19 +222,23 @@ export async function serve(
   const finished = new Promise<number>((r) => (finish = r));
 
   // --- admin listener first, so that /health answers 503 while the engine starts -----------------
+  /** Every long-running stage this serve runs, `undefined` while it is not created yet. */
+  const stageHealths = (): (StageHealth | undefined)[] => [
+    projector?.health(),
+    reconciler?.health(),
+    readModel?.health(),
+    ...(config.mqttPort === undefined ? [] : [mqtt?.health()]),
+  ];
   const health = (): { status: number; body: Record<string, unknown> } => {
     const readModelFailed = readModel?.stats().failed;
     // Every stage consumes its partitions (assigned and fetching), or it names itself and why not.
-    const stages: StageHealth[] = [];
-    if (projector !== undefined) stages.push(projector.health());
-    if (reconciler !== undefined) stages.push(reconciler.health());
-    if (readModel !== undefined) stages.push(readModel.health());
-    const unhealthy = stages.filter((h) => h.state !== 'consuming');
+    const stages = stageHealths();
+    const unhealthy = stages.filter((h) => h !== undefined && !isHealthyStageState(h.state)) as StageHealth[];
     const stageOf = (h: StageHealth | undefined) =>
       h === undefined
         ? { running: false, state: 'starting', partitions: [] }
         : {
-            running: h.state === 'consuming',
+            running: isHealthyStageState(h.state),
             state: h.state,
             partitions: h.partitions,
             since: new Date(h.since).toISOString(),
@@ -240,7 +252,7 @@ export async function serve(
       up.reconciler === 1 &&
       up.gateway === 1 &&
       (config.mqttPort === undefined || up.mqtt === 1) &&
-      stages.length === 3 &&
+      stages.every((h) => h !== undefined) &&
       unhealthy.length === 0;
     return {
       status: healthy ? 200 : 503,
@@ -253,7 +265,9 @@ export async function serve(
         gateway: { running: up.gateway === 1, port: listening?.port ?? null },
         readModel:
           readModel === undefined ? null : { ...stageOf(readModel.health()), twins: readModel.stats().twins, ...(readModelFailed === undefined ? {} : { failed: readModelFailed.message }) },
-        ...(config.mqttPort === undefined ? {} : { mqtt: { running: up.mqtt === 1, port: mqttListening?.port ?? null, connectedDevices: mqtt?.connectedDevices().length ?? 0 } }),
+        ...(config.mqttPort === undefined
+          ? {}
+          : { mqtt: { running: up.mqtt === 1, port: mqttListening?.port ?? null, connectedDevices: mqtt?.connectedDevices().length ?? 0, feed: stageOf(mqtt?.health()) } }),
         uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       },
     };
@@ -271,9 +285,9 @@ export async function serve(
     }
     if (path === '/metrics') {
       metrics.set('twinlog_uptime_seconds', {}, Math.round((Date.now() - startedAt) / 1000));
-      for (const h of [projector?.health(), reconciler?.health(), readModel?.health()]) {
+      for (const h of stageHealths()) {
         if (h === undefined) continue;
-        metrics.set('twinlog_stage_consuming', { stage: h.stage }, h.state === 'consuming' ? 1 : 0);
+        metrics.set('twinlog_stage_consuming', { stage: h.stage }, isHealthyStageState(h.state) ? 1 : 0);
         metrics.set('twinlog_stage_restarts_total', { stage: h.stage }, h.restarts);
       }
       if (mqtt !== undefined) metrics.set('twinlog_mqtt_connected_devices', {}, mqtt.connectedDevices().length);
@@ -494,7 +508,14 @@ export async function serve(
     }
     if (config.mqttPort !== undefined) {
       subscribe(MQTT_GATEWAY_CHANNEL, onMqttEvent);
-      mqtt = createMqttGateway({ log: store.log, hubName: config.hubName, physicalNow, deviceKeys, sessionFile: resolve(join(config.data, 'mqtt-sessions.jsonl')) });
+      mqtt = createMqttGateway({
+        log: await stageLog('mqtt-feed'),
+        hubName: config.hubName,
+        physicalNow,
+        deviceKeys,
+        sessionFile: resolve(join(config.data, 'mqtt-sessions.jsonl')),
+        onFeedStateChange: onStateChange,
+      });
       mqttListening = await mqtt.listen({ port: config.mqttPort, host: config.host, ...(tls === undefined ? {} : { tls }) });
       setUp('mqtt', 1);
       logger.info('mqtt gateway listening', { url: `${tls === undefined ? 'mqtt' : 'mqtts'}://${config.host}:${mqttListening.port}`, mqttPort: mqttListening.port, tls: tls !== undefined });
