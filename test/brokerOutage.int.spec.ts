@@ -4,7 +4,9 @@
  * data folder). Shows that `/health` went 503 during each outage and 200 after, that every write
  * acknowledged before, during (where it got an answer) and after the outages is in the twins, that
  * no write was applied twice (a device's twin version equals the number of distinct writes in it),
- * and that the projector's consumer lag is back to 0.
+ * and that the projector's consumer lag is back to 0. serve runs its MQTT gateway too: its feed
+ * (`mqtt-feed`) is named unhealthy during the outages, and after the last one a device connected
+ * over MQTT gets a desired notification and an answer to its reported PATCH.
  *
  * Needs a broker of its own (the suite's shared one cannot be stopped): a private
  * `docker/kafka-local.sh` instance in a temporary folder on free ports, stopped and deleted at the
@@ -12,13 +14,15 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTwinClient } from '@twinlog/client';
+import { signDeviceSas, signServiceSas } from '@twinlog/gateway';
 import { createKafkaLog } from '@twinlog/log-kafka';
 import { listTwins } from '@twinlog/projector';
+import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -27,6 +31,10 @@ const BIN = join(ROOT, 'packages', 'cli', 'bin', 'twinlog.mjs');
 const OUTAGES_S = (process.env['TWINLOG_OUTAGES'] ?? '5,10,15,20,60').split(',').map(Number);
 const DEVICES = 8;
 const WRITE_TIMEOUT_MS = 8_000;
+const HUB = 'outage-hub';
+const API = 'api-version=2021-04-12';
+/** Outages at least this long must show the MQTT feed among the unhealthy stages (shorter ones may end before it is noticed). */
+const FEED_NAMED_FROM_S = 10;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -63,8 +71,10 @@ describe('broker outages under write load (issue 12, self-healing)', () => {
   const dataDir = join(dir, 'data');
   let brokerEnv: NodeJS.ProcessEnv = {};
   let serveChild: ChildProcess | undefined;
+  let device: mqtt.MqttClient | undefined;
 
   afterAll(async () => {
+    device?.end(true);
     if (serveChild !== undefined && serveChild.exitCode === null) {
       serveChild.kill('SIGTERM');
       await new Promise((r) => serveChild!.once('close', r));
@@ -101,12 +111,12 @@ describe('broker outages under write load (issue 12, self-healing)', () => {
     let stderr = '';
     const child = spawn(
       process.execPath,
-      [BIN, 'serve', '--kafka', brokers, '--topic-prefix', prefix, '--data', dataDir, '--partitions', '2', '--port', '0', '--admin-port', '0'],
+      [BIN, 'serve', '--kafka', brokers, '--topic-prefix', prefix, '--data', dataDir, '--partitions', '2', '--port', '0', '--admin-port', '0', '--mqtt-port', '0', '--hub-name', HUB],
       { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     serveChild = child;
     child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const adminPort = await new Promise<number>((resolve, reject) => {
+    const { adminPort, gatewayPort, mqttPort } = await new Promise<{ adminPort: number; gatewayPort: number; mqttPort: number }>((resolve, reject) => {
       let buffer = '';
       child.stdout!.setEncoding('utf8').on('data', (c: string) => {
         buffer += c;
@@ -115,7 +125,7 @@ describe('broker outages under write load (issue 12, self-healing)', () => {
           const entry = JSON.parse(buffer.slice(0, nl)) as Record<string, unknown>;
           buffer = buffer.slice(nl + 1);
           lines.push(entry);
-          if (entry['msg'] === 'serving') resolve(entry['adminPort'] as number);
+          if (entry['msg'] === 'serving') resolve({ adminPort: entry['adminPort'] as number, gatewayPort: entry['gatewayPort'] as number, mqttPort: entry['mqttPort'] as number });
         }
       });
       child.once('close', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
@@ -156,6 +166,36 @@ describe('broker outages under write load (issue 12, self-healing)', () => {
       expect(decision.accepted).toBe(true);
       baseline.set(`dev-${d}`, decision.accepted ? decision.version : 0);
     }
+
+    // --- a device over MQTT, created through the REST gateway (for its key), subscribed to desired notifications ---
+    const policyKey = (JSON.parse(readFileSync(join(dataDir, 'service-policy.json'), 'utf8')) as { key: string }).key;
+    const put = await fetch(`http://127.0.0.1:${gatewayPort}/devices/mqtt-dev?${API}`, {
+      method: 'PUT',
+      headers: { authorization: signServiceSas(HUB, 'iothubowner', policyKey, Math.floor(Date.now() / 1000) + 3600), 'content-type': 'application/json' },
+      body: JSON.stringify({ deviceId: 'mqtt-dev' }),
+    });
+    expect(put.status).toBe(200);
+    const deviceKey = ((await put.json()) as { authentication: { symmetricKey: { primaryKey: string } } }).authentication.symmetricKey.primaryKey;
+    const desiredSeen: Record<string, unknown>[] = [];
+    const responses: string[] = [];
+    device = mqtt.connect(`mqtt://127.0.0.1:${mqttPort}`, {
+      clientId: 'mqtt-dev',
+      username: `${HUB}/mqtt-dev/?${API}`,
+      password: signDeviceSas(HUB, 'mqtt-dev', deviceKey, Math.floor(Date.now() / 1000) + 3600),
+      protocolVersion: 4,
+      reconnectPeriod: 1000, // the gateway stays up through the outages; reconnect should anything drop it anyway
+    });
+    device.on('error', () => {});
+    device.on('message', (topic, payload) => {
+      if (topic.startsWith('$iothub/twin/PATCH/properties/desired/')) desiredSeen.push(JSON.parse(payload.toString()) as Record<string, unknown>);
+      else if (topic.startsWith('$iothub/twin/res/')) responses.push(topic);
+    });
+    await new Promise<void>((resolve) => device!.once('connect', () => resolve()));
+    await new Promise<void>((resolve, reject) =>
+      device!.subscribe(['$iothub/twin/PATCH/properties/desired/#', '$iothub/twin/res/#'], { qos: 0 }, (e) => (e ? reject(e) : resolve())),
+    );
+    await sleep(500); // the subscription's catch-up baseline is recorded
+
     const acked = new Map<string, Set<string>>(); // device → keys acknowledged
     const unanswered: string[] = [];
     let writing = true;
@@ -200,6 +240,14 @@ describe('broker outages under write load (issue 12, self-healing)', () => {
     writing = false;
     await writer;
 
+    // --- after the last outage, the MQTT device is served again: a desired notification, a reported PATCH answered ---
+    await client.mergeDesired('mqtt-dev', { after: 'outages' });
+    const notifiedWithin = Date.now() + 30_000;
+    while (!desiredSeen.some((d) => d['after'] === 'outages') && Date.now() < notifiedWithin) await sleep(100);
+    device.publish('$iothub/twin/PATCH/properties/reported/?$rid=after-outages', JSON.stringify({ back: true }));
+    const answeredWithin = Date.now() + 30_000;
+    while (!responses.some((t) => t.includes('$rid=after-outages')) && Date.now() < answeredWithin) await sleep(100);
+
     // --- lag back to 0, then the twins ------------------------------------------------------------------
     const group = `${''}twinlog-projector`;
     let lag = Number.POSITIVE_INFINITY;
@@ -219,6 +267,8 @@ describe('broker outages under write load (issue 12, self-healing)', () => {
 
     // --- figures first, then the assertions ---------------------------------------------------------------
     const ackedCount = [...acked.values()].reduce((n, s) => n + s.size, 0);
+    const feedUnhealthy = (s: HealthSample): boolean =>
+      Array.isArray(s.body?.['unhealthy']) && (s.body['unhealthy'] as { stage: string }[]).some((u) => u.stage === 'mqtt-feed');
     const perOutage = windows.map((w, k) => {
       const during = samples.filter((s) => s.at >= w.stoppedAt && s.at <= w.startedAt);
       return {
@@ -227,16 +277,33 @@ describe('broker outages under write load (issue 12, self-healing)', () => {
         samples: during.length,
         recoveredInS: Math.round((w.healthyAt - w.startedAt) / 100) / 10,
         unhealthy: during.find((s) => s.status === 503)?.body?.['unhealthy'],
+        feedNamed: during.some((s) => s.status === 503 && feedUnhealthy(s)),
       };
     });
     const stageLines = lines.filter((l) => typeof l['stage'] === 'string' && typeof l['state'] === 'string');
     const errorLines = lines.filter((l) => l['level'] === 'error' || l['level'] === 'warn');
     console.error(
-      JSON.stringify({ writes: seq, acked: ackedCount, unanswered: unanswered.length, lag, perOutage, stageLines: stageLines.length, warnOrErrorLines: errorLines.length }, null, 1),
+      JSON.stringify(
+        {
+          writes: seq,
+          acked: ackedCount,
+          unanswered: unanswered.length,
+          lag,
+          perOutage,
+          stageLines: stageLines.length,
+          warnOrErrorLines: errorLines.length,
+          mqtt: { desiredSeen, responses },
+        },
+        null,
+        1,
+      ),
     );
     for (const l of stageLines) console.error(`  ${String(l['msg'])}`);
 
     for (const o of perOutage) expect(o, `outage of ${o.outageS} s`).toMatchObject({ saw503: true });
+    for (const o of perOutage.filter((x) => x.outageS! >= FEED_NAMED_FROM_S)) expect(o, `outage of ${o.outageS} s`).toMatchObject({ feedNamed: true });
+    expect(desiredSeen, 'a desired change made after the outages reaches the MQTT device').toContainEqual(expect.objectContaining({ after: 'outages' }));
+    expect(responses.find((t) => t.includes('$rid=after-outages')), 'its reported PATCH is answered').toMatch(/^\$iothub\/twin\/res\/204\//);
     expect(windows).toHaveLength(OUTAGES_S.length);
     expect(lag).toBe(0);
     expect(ackedCount).toBeGreaterThan(100);
@@ -250,8 +317,9 @@ describe('broker outages under write load (issue 12, self-healing)', () => {
       expect((twin as unknown as { version: number }).version, deviceId).toBe(baseline.get(deviceId)! + present);
     }
     // one line per state change per stage, not per retry: a handful per outage
-    expect(stageLines.length).toBeLessThanOrEqual(OUTAGES_S.length * 3 * 4 + 6);
+    expect(stageLines.length).toBeLessThanOrEqual(OUTAGES_S.length * 4 * 4 + 8);
     for (const l of stageLines.filter((x) => x['state'] === 'restarting')) expect(String(l['msg'])).toMatch(/retrying in/);
     expect(stageLines.some((l) => l['state'] === 'consuming' && l['previous'] !== 'starting')).toBe(true);
+    expect(stageLines.some((l) => l['stage'] === 'mqtt-feed' && l['state'] === 'consuming' && l['previous'] !== 'starting')).toBe(true);
   });
 });
