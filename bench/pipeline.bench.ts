@@ -36,7 +36,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeEvent } from '@twinlog/codec';
@@ -46,17 +46,29 @@ import { createKafkaLog } from '@twinlog/log-kafka';
 import { CHECKPOINT_KEY, TOPICS, ensureTwinTopics, startProjector, type BatchStats } from '@twinlog/projector';
 import { Kafka, logLevel } from 'kafkajs';
 import { startKafkaBroker } from '../test/kafkaBroker.ts';
+import { findBrokerProcess, type BrokerProcess } from './internal/brokerCpu.ts';
+import { startB1 } from './internal/b1.ts';
+import { median, range } from './internal/stats.ts';
+import { runSteady } from './internal/steady.ts';
 import { benchEvents } from './workload.ts';
 
 const EVENTS = Number(process.env['BENCH_EVENTS'] ?? 200_000);
 const DEVICES = Number(process.env['BENCH_DEVICES'] ?? 10_000);
-const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 2);
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
 const PARTITIONS = Number(process.env['BENCH_PARTITIONS'] ?? 4);
 /** Longest a variant may take before it is reported as not caught up, s. */
 const TIMEOUT_S = Number(process.env['BENCH_TIMEOUT_S'] ?? 150);
 /** A round is not started when the rounds so far suggest it would end after this, s. */
 const BUDGET_S = Number(process.env['BENCH_BUDGET_S'] ?? 480);
 const POLL_MS = 50;
+/** B1's partitionsConsumedConcurrently: what the projector passes to the adapter (startProjector's `concurrency`, default 8). */
+const B1_CONCURRENCY = Number(process.env['BENCH_B1_CONCURRENCY'] ?? 8);
+/** The steady-state variant: on unless BENCH_STEADY=0. */
+const STEADY = process.env['BENCH_STEADY'] !== '0';
+const STEADY_RATE = Number(process.env['BENCH_STEADY_RATE'] ?? 30_000);
+const STEADY_S = Number(process.env['BENCH_STEADY_S'] ?? 60);
+/** How long the steady variant waits after its window for the projector to catch up, s. */
+const STEADY_DRAIN_S = Number(process.env['BENCH_STEADY_DRAIN_S'] ?? 60);
 /** The adapter's subscription fetch settings (createKafkaLog defaults). */
 const FETCH = { maxWaitTimeInMs: 250, minBytes: 1, maxBytes: 16 * 1024 * 1024, maxBytesPerPartition: 4 * 1024 * 1024 };
 const RUN = randomUUID().slice(0, 8);
@@ -96,6 +108,38 @@ function phase(name: string): () => void {
   };
 }
 
+/**
+ * CPU over a variant's window: `process.cpuUsage()` of this process and utime + stime of the
+ * broker's JVM (/proc), read at `begin()` and at `end()` (the moment the variant's clock stops).
+ */
+class Meter {
+  private cpu0: NodeJS.CpuUsage | undefined;
+  private broker0: number | undefined;
+  nodeMs = Number.NaN;
+  brokerMs: number | undefined;
+  constructor(private readonly broker: BrokerProcess | undefined) {}
+  begin(): void {
+    this.cpu0 = process.cpuUsage();
+    this.broker0 = this.broker?.cpuMs();
+  }
+  end(): void {
+    if (this.cpu0 === undefined || !Number.isNaN(this.nodeMs)) return;
+    const u = process.cpuUsage(this.cpu0);
+    this.nodeMs = (u.user + u.system) / 1000;
+    const b = this.broker?.cpuMs();
+    this.brokerMs = b === undefined || this.broker0 === undefined ? undefined : b - this.broker0;
+  }
+  /** µs of CPU per record: [node, broker]. */
+  perRecord(records: number): [number, number] {
+    const per = (ms: number | undefined): number => (ms === undefined || records === 0 ? Number.NaN : (ms * 1000) / records);
+    return [per(this.nodeMs), per(this.brokerMs)];
+  }
+  describe(records: number): string {
+    const [n, b] = this.perRecord(records);
+    return `CPU/record: node ${Number.isNaN(n) ? 'n/a' : n.toFixed(1)} µs, broker ${Number.isNaN(b) ? 'n/a' : b.toFixed(1)} µs`;
+  }
+}
+
 /** Writes the workload to the twin topics of `log` (not timed by the variants). */
 async function produce(log: Log, w: Workload): Promise<number> {
   const start = now();
@@ -119,7 +163,7 @@ interface RawResult {
   readonly firstBatchMs: number;
 }
 
-async function rawConsume(brokers: string[], prefix: string, total: number): Promise<RawResult> {
+async function rawConsume(brokers: string[], prefix: string, total: number, meter: Meter): Promise<RawResult> {
   const kafka = new Kafka({ clientId: 'twinlog-bench-raw', brokers, logLevel: logLevel.ERROR });
   const consumer = kafka.consumer({
     groupId: `${prefix}bench-raw`,
@@ -134,6 +178,7 @@ async function rawConsume(brokers: string[], prefix: string, total: number): Pro
   let first = 0;
   let finished: () => void = () => {};
   const all = new Promise<void>((resolve) => (finished = resolve));
+  meter.begin();
   const start = now();
   let end = 0;
   try {
@@ -147,6 +192,7 @@ async function rawConsume(brokers: string[], prefix: string, total: number): Pro
         records += batch.messages.length;
         if (records >= total && end === 0) {
           end = now();
+          meter.end();
           finished();
         }
       },
@@ -154,6 +200,7 @@ async function rawConsume(brokers: string[], prefix: string, total: number): Pro
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([all, new Promise<void>((resolve) => (timer = setTimeout(resolve, TIMEOUT_S * 1000)))]);
     clearTimeout(timer);
+    meter.end();
   } finally {
     await consumer.disconnect().catch(() => {});
   }
@@ -262,13 +309,48 @@ interface ProjectorResult {
 
 const sum = (xs: readonly (number | undefined)[]): number => xs.reduce<number>((a, x) => a + (x ?? 0), 0);
 
-async function runProjector(log: Log, group: string): Promise<ProjectorResult> {
-  const inputs = [TOPICS.backend, TOPICS.device] as const;
-  const ends = await Promise.all(inputs.map((t) => log.endOffsets(t)));
-  const total = sum(ends.flat());
+const INPUTS = [TOPICS.backend, TOPICS.device] as const;
+
+/** The inputs' end offsets, per topic (INPUTS order), and their sum. */
+async function inputEnds(log: Log): Promise<{ ends: number[][]; total: number }> {
+  const ends = await Promise.all(INPUTS.map((t) => log.endOffsets(t)));
+  return { ends, total: sum(ends.flat()) };
+}
+
+/**
+ * Polls `group`'s committed offsets of the inputs every POLL_MS until they reach `ends` (the clock
+ * of the variant stops then: `meter.end()`), a failure shows, or BENCH_TIMEOUT_S passed since `start`.
+ */
+async function awaitCommitted(
+  log: Log,
+  group: string,
+  ends: number[][],
+  start: number,
+  meter: Meter,
+  failed: () => unknown,
+): Promise<{ ms: number; covered: number; caughtUp: boolean }> {
+  let covered = 0;
+  const deadline = start + TIMEOUT_S * 1000;
+  while (failed() === undefined && now() < deadline) {
+    const committed = await Promise.all(INPUTS.map((t) => log.committedOffsets(group, t)));
+    covered = sum(committed.flat());
+    if (committed.every((c, i) => c.every((o, p) => (o ?? 0) >= ends[i]![p]!))) {
+      const end = now();
+      meter.end();
+      return { ms: end - start, covered, caughtUp: true };
+    }
+    await sleep(POLL_MS);
+  }
+  meter.end();
+  return { ms: now() - start, covered, caughtUp: false };
+}
+
+async function runProjector(log: Log, group: string, meter: Meter): Promise<ProjectorResult> {
+  const { ends, total } = await inputEnds(log);
   const probe = newProbe();
   let start = now();
   const instrumented = probed(log, probe, () => start);
+  meter.begin();
   start = now();
   const projector = await startProjector({
     log: instrumented,
@@ -280,24 +362,45 @@ async function runProjector(log: Log, group: string): Promise<ProjectorResult> {
   });
   let failed: unknown;
   projector.done.catch((e: unknown) => (failed = e));
-  let covered = 0;
-  let caughtUp = false;
-  let end = 0;
-  const deadline = start + TIMEOUT_S * 1000;
-  while (failed === undefined && now() < deadline) {
-    const committed = await Promise.all(inputs.map((t) => log.committedOffsets(group, t)));
-    covered = sum(committed.flat());
-    if (committed.every((c, i) => c.every((o, p) => (o ?? 0) >= ends[i]![p]!))) {
-      end = now();
-      caughtUp = true;
-      break;
-    }
-    await sleep(POLL_MS);
-  }
-  const ms = (end === 0 ? now() : end) - start;
+  const { ms, covered, caughtUp } = await awaitCommitted(log, group, ends, start, meter, () => failed);
   await projector.stop().catch(() => {});
   if (failed !== undefined) console.log(`  projector failed: ${failed instanceof Error ? failed.message : String(failed)}`);
   return { ms, records: caughtUp ? total : covered, caughtUp, probe };
+}
+
+// --- B1: the bare exactly-once pipeline ------------------------------------------------------------
+
+interface B1Result {
+  readonly ms: number;
+  readonly records: number;
+  readonly caughtUp: boolean;
+  readonly transactions: number;
+}
+
+/** B1 (bench/internal/b1.ts) on the inputs of `log`, in a fresh group, timed as the projector. */
+async function runB1(log: Log, brokers: string[], prefix: string, meter: Meter): Promise<B1Result> {
+  const { ends, total } = await inputEnds(log);
+  const group = 'bench-b1';
+  await log.ensureTopics([{ name: 'bench-b1.out', partitions: PARTITIONS }]);
+  let failed: unknown;
+  meter.begin();
+  const start = now();
+  const pipe = await startB1({
+    brokers,
+    inputs: INPUTS.map((t) => `${prefix}${t}`),
+    output: `${prefix}bench-b1.out`,
+    groupId: `${prefix}${group}`,
+    partitions: PARTITIONS,
+    fetch: FETCH,
+    partitionsConsumedConcurrently: B1_CONCURRENCY,
+  });
+  try {
+    const { ms, covered, caughtUp } = await awaitCommitted(log, group, ends, start, meter, () => failed ?? pipe.failure());
+    if (pipe.failure() !== undefined) console.log(`  B1 failed: ${String(pipe.failure())}`);
+    return { ms, records: caughtUp ? total : covered, caughtUp, transactions: pipe.transactions() };
+  } finally {
+    await pipe.stop();
+  }
 }
 
 function describe(name: string, r: ProjectorResult): string {
@@ -314,7 +417,8 @@ function describe(name: string, r: ProjectorResult): string {
   );
 }
 
-async function embeddedRead(log: Log): Promise<{ ms: number; records: number }> {
+async function embeddedRead(log: Log, meter: Meter): Promise<{ ms: number; records: number }> {
+  meter.begin();
   const start = now();
   let records = 0;
   for (const topic of [TOPICS.backend, TOPICS.device]) {
@@ -322,7 +426,9 @@ async function embeddedRead(log: Log): Promise<{ ms: number; records: number }> 
       for await (const batch of log.read(topic, p, { from: 0 })) records += batch.length;
     }
   }
-  return { ms: now() - start, records };
+  const ms = now() - start;
+  meter.end();
+  return { ms, records };
 }
 
 // --- the run -------------------------------------------------------------------------------------
@@ -363,20 +469,53 @@ async function warmUp(brokers: string[], prefix: string): Promise<void> {
   await consumer.disconnect();
 }
 
+type Variant = 'raw' | 'b1' | 'projector' | 'read' | 'embedded';
+const VARIANTS: readonly { key: Variant; label: string }[] = [
+  { key: 'raw', label: 'raw kafkajs consume' },
+  { key: 'b1', label: 'B1 bare exactly-once' },
+  { key: 'projector', label: 'projector (Kafka)' },
+  { key: 'read', label: 'embedded log.read' },
+  { key: 'embedded', label: 'projector (embedded)' },
+];
+
+interface Sample {
+  readonly rate: number;
+  readonly nodeUs: number;
+  readonly brokerUs: number;
+}
+
+const loadavg = (): string => {
+  try {
+    return readFileSync('/proc/loadavg', 'utf8').trim().split(' ').slice(0, 3).join(' ');
+  } catch {
+    return 'n/a';
+  }
+};
+const f1 = (n: number): string => (Number.isNaN(n) ? 'n/a' : n.toFixed(1));
+const ratio = (a: number, b: number): number => Number((a / Math.max(1, b)).toFixed(3));
+
 async function main(): Promise<void> {
   const workload = makeWorkload();
   const total = workload.backend.length + workload.device.length;
   console.log(
     `bench:pipeline — ${fmt(total)} events over ${fmt(DEVICES)} devices (${fmt(workload.backend.length)} on twin.backend, ` +
-      `${fmt(workload.device.length)} on twin.device, ${(workload.bytes / 1e6).toFixed(1)} MB), ${PARTITIONS} partitions, ${ROUNDS} rounds, Node ${process.version}`,
+      `${fmt(workload.device.length)} on twin.device, ${(workload.bytes / 1e6).toFixed(1)} MB), ${PARTITIONS} partitions, ${ROUNDS} rounds, ` +
+      `steady state ${STEADY ? `${fmt(STEADY_RATE)}/s for ${STEADY_S} s` : 'off'}, Node ${process.version}`,
   );
+  console.log(`load average at start: ${loadavg()}`);
   const broker = await startKafkaBroker();
   const brokers = broker.brokers.split(',');
-  console.log(`broker: ${broker.brokers} (${broker.source})`);
+  const brokerProcess = findBrokerProcess(brokers);
+  console.log(`broker: ${broker.brokers} (${broker.source}); broker CPU from /proc: ${brokerProcess?.how ?? 'n/a (no local broker process found)'}`);
   const prefixes: string[] = [];
-  const best = { raw: 0, projector: 0, embedded: 0, embeddedRead: 0 };
+  const samples = new Map<Variant, Sample[]>(VARIANTS.map((v) => [v.key, []]));
+  const record = (v: Variant, records: number, ms: number, meter: Meter): void => {
+    const [nodeUs, brokerUs] = meter.perRecord(records);
+    samples.get(v)!.push({ rate: rate(records, ms), nodeUs, brokerUs });
+  };
   let allCaughtUp = true;
   let rounds = 0;
+  let steady: Awaited<ReturnType<typeof runSteady>> | undefined;
   try {
     prefixes.push(`bench-pipeline-${RUN}-warmup.`);
     await warmUp(brokers, prefixes[0]!);
@@ -390,74 +529,165 @@ async function main(): Promise<void> {
       }
       rounds = r;
       const roundStart = now();
-      console.log(`round ${r}:`);
-      // Kafka: fresh prefix, workload written, then raw and projector on the same topics.
+      // the Kafka variants' order rotates from round to round, as does the embedded pair's
+      const kafkaOrder = (['raw', 'b1', 'projector'] as const).map((_, i, all) => all[(i + r - 1) % all.length]!);
+      const embeddedOrder = r % 2 === 1 ? (['read', 'embedded'] as const) : (['embedded', 'read'] as const);
+      console.log(`round ${r} (order: ${kafkaOrder.join(', ')}; ${embeddedOrder.join(', ')}; load average ${loadavg()}):`);
+      // Kafka: fresh prefix, workload written, then the three variants on the same topics, each in its own group.
       const prefix = `bench-pipeline-${RUN}-r${r}.`;
       prefixes.push(prefix);
       const log = createKafkaLog({ brokers, topicPrefix: prefix, clientId: 'twinlog-bench' });
       try {
         const produced = await produce(log, workload);
         console.log(`  kafka: wrote ${fmt(total)} records in ${(produced / 1000).toFixed(1)} s (not timed below)`);
-        let end = phase('raw');
-        const raw = await rawConsume(brokers, prefix, total);
-        end();
-        const rawRate = rate(raw.records, raw.ms);
-        console.log(
-          `  raw kafkajs ${fmt(rawRate)}/s (${fmt(raw.records)} records in ${(raw.ms / 1000).toFixed(2)} s, ${raw.batches} batches, first after ${Math.round(raw.firstBatchMs)} ms)`,
-        );
-        end = phase('projector (kafka)');
-        const projected = await runProjector(log, 'bench-projector');
-        end();
-        console.log(`  ${describe('projector (kafka)', projected)}`);
-        allCaughtUp &&= raw.records >= total && projected.caughtUp;
-        best.raw = Math.max(best.raw, rawRate);
-        best.projector = Math.max(best.projector, rate(projected.records, projected.ms));
+        for (const v of kafkaOrder) {
+          const meter = new Meter(brokerProcess);
+          const end = phase(v);
+          if (v === 'raw') {
+            const raw = await rawConsume(brokers, prefix, total, meter);
+            end();
+            allCaughtUp &&= raw.records >= total;
+            record('raw', raw.records, raw.ms, meter);
+            console.log(
+              `  raw kafkajs ${fmt(rate(raw.records, raw.ms))}/s (${fmt(raw.records)} records in ${(raw.ms / 1000).toFixed(2)} s, ${raw.batches} batches, first after ${Math.round(raw.firstBatchMs)} ms); ${meter.describe(raw.records)}`,
+            );
+          } else if (v === 'b1') {
+            const b1 = await runB1(log, brokers, prefix, meter);
+            end();
+            allCaughtUp &&= b1.caughtUp;
+            record('b1', b1.records, b1.ms, meter);
+            console.log(
+              `  B1 bare exactly-once ${fmt(rate(b1.records, b1.ms))}/s (${fmt(b1.records)} records in ${(b1.ms / 1000).toFixed(2)} s${b1.caughtUp ? '' : ', NOT caught up'}, ${b1.transactions} transactions); ${meter.describe(b1.records)}`,
+            );
+          } else {
+            const projected = await runProjector(log, 'bench-projector', meter);
+            end();
+            allCaughtUp &&= projected.caughtUp;
+            record('projector', projected.records, projected.ms, meter);
+            console.log(`  ${describe('projector (kafka)', projected)}; ${meter.describe(projected.records)}`);
+          }
+        }
       } finally {
         await log.close();
       }
 
-      // Embedded: a fresh SQLite file with the same workload, then the same projector.
+      // Embedded: a fresh SQLite file with the same workload, then plain reads and the same projector.
       const dir = mkdtempSync(join(tmpdir(), 'twinlog-bench-'));
       const elog = createEmbeddedLog({ path: join(dir, 'twinlog.db') });
       try {
         const produced = await produce(elog, workload);
         console.log(`  embedded: wrote ${fmt(total)} records in ${(produced / 1000).toFixed(1)} s (not timed below)`);
-        const read = await embeddedRead(elog);
-        const readRate = rate(read.records, read.ms);
-        console.log(`  embedded log.read ${fmt(readRate)}/s (${fmt(read.records)} records in ${(read.ms / 1000).toFixed(2)} s)`);
-        const end = phase('projector (embedded)');
-        const projected = await runProjector(elog, 'bench-projector');
-        end();
-        console.log(`  ${describe('projector (embedded)', projected)}`);
-        allCaughtUp &&= projected.caughtUp;
-        best.embedded = Math.max(best.embedded, rate(projected.records, projected.ms));
-        best.embeddedRead = Math.max(best.embeddedRead, readRate);
+        for (const v of embeddedOrder) {
+          const meter = new Meter(brokerProcess);
+          if (v === 'read') {
+            const read = await embeddedRead(elog, meter);
+            record('read', read.records, read.ms, meter);
+            console.log(`  embedded log.read ${fmt(rate(read.records, read.ms))}/s (${fmt(read.records)} records in ${(read.ms / 1000).toFixed(2)} s); ${meter.describe(read.records)}`);
+          } else {
+            const end = phase('projector (embedded)');
+            const projected = await runProjector(elog, 'bench-projector', meter);
+            end();
+            allCaughtUp &&= projected.caughtUp;
+            record('embedded', projected.records, projected.ms, meter);
+            console.log(`  ${describe('projector (embedded)', projected)}; ${meter.describe(projected.records)}`);
+          }
+        }
       } finally {
         await elog.close();
         rmSync(dir, { recursive: true, force: true });
       }
       longest = Math.max(longest, (now() - roundStart) / 1000);
     }
+
+    if (STEADY) {
+      const prefix = `bench-pipeline-${RUN}-steady.`;
+      prefixes.push(prefix);
+      console.log(`steady state: ${fmt(STEADY_RATE)} events/s for ${STEADY_S} s into fresh topics, projector on Kafka (load average ${loadavg()})`);
+      try {
+        steady = await runSteady({
+          brokers,
+          prefix,
+          rate: STEADY_RATE,
+          seconds: STEADY_S,
+          devices: DEVICES,
+          partitions: PARTITIONS,
+          drainS: STEADY_DRAIN_S,
+          sampleMs: 250,
+          broker: brokerProcess,
+          timeoutS: STEADY_S + STEADY_DRAIN_S + 90,
+        });
+      } catch (e) {
+        console.log(`  steady state failed: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
   } finally {
     if (process.env['BENCH_KEEP'] !== '1') await deleteTopics(brokers, prefixes).catch((e: unknown) => console.log(`cleanup: ${String(e)}`));
     await broker.stop();
   }
 
-  const result = {
-    raw_consume_per_s: best.raw,
-    projector_per_s: best.projector,
-    projector_vs_raw: Number((best.projector / Math.max(1, best.raw)).toFixed(3)),
-    embedded_per_s: best.embedded,
+  // --- summary ---
+  const med = (v: Variant, k: keyof Sample): number => median(samples.get(v)!.map((x) => x[k]));
+  console.log(`summary over ${rounds} round(s): median [min–max] input records/s; CPU µs per input record (median) of this Node process and of the broker`);
+  for (const { key, label } of VARIANTS) {
+    const rates = samples.get(key)!.map((x) => x.rate);
+    const { min, max } = range(rates);
+    console.log(
+      `  ${label.padEnd(22)} ${fmt(Math.round(med(key, 'rate'))).padStart(9)}/s [${fmt(min)}–${fmt(max)}]  node ${f1(med(key, 'nodeUs'))} µs  broker ${f1(med(key, 'brokerUs'))} µs  (rounds: ${rates.map(fmt).join(', ')})`,
+    );
+  }
+  const m = {
+    raw: Math.round(med('raw', 'rate')),
+    b1: Math.round(med('b1', 'rate')),
+    projector: Math.round(med('projector', 'rate')),
+    read: Math.round(med('read', 'rate')),
+    embedded: Math.round(med('embedded', 'rate')),
+  };
+  const result: Record<string, number | boolean> = {
+    raw_consume_per_s: m.raw,
+    b1_per_s: m.b1,
+    projector_per_s: m.projector,
+    projector_vs_b1: ratio(m.projector, m.b1),
+    projector_vs_raw: ratio(m.projector, m.raw),
+    embedded_per_s: m.embedded,
+    embedded_vs_read: ratio(m.embedded, m.read),
   };
   console.log(
-    `best of ${rounds}: raw ${fmt(best.raw)}/s, projector ${fmt(best.projector)}/s (${result.projector_vs_raw} of raw), ` +
-      `embedded ${fmt(best.embedded)}/s (${(best.embedded / Math.max(1, best.embeddedRead)).toFixed(3)} of its log.read at ${fmt(best.embeddedRead)}/s)`,
+    `ratios of medians: projector/B1 ${result['projector_vs_b1']}, projector/raw ${result['projector_vs_raw']}, B1/raw ${ratio(m.b1, m.raw)}, ` +
+      `embedded/log.read ${result['embedded_vs_read']} (log.read ${fmt(m.read)}/s)`,
   );
   if (!allCaughtUp) console.log('note: a variant did not catch up within BENCH_TIMEOUT_S; its rate counts what it covered');
-  console.log(
-    `targets: projector_vs_raw >= 0.6 ${result.projector_vs_raw >= 0.6 ? 'met' : 'MISSED'}, ` +
-      `projector_per_s >= 50000 ${result.projector_per_s >= 50_000 ? 'met' : 'MISSED'}`,
-  );
+
+  if (steady !== undefined) {
+    const s = steady.figures;
+    const perRec = (ms: number | undefined): string => (ms === undefined || s.appended === 0 ? 'n/a' : f1((ms * 1000) / s.appended));
+    const reachedRate = s.appendPerS >= 0.95 * STEADY_RATE;
+    const keptUp = s.drainS !== null && s.lagGrowthPerS < 0.02 * STEADY_RATE;
+    console.log(
+      `steady state: appended ${fmt(s.appended)} records at ${fmt(s.appendPerS)}/s (${fmt(s.appendCalls)} appends${reachedRate ? '' : `; the producer did NOT reach ${fmt(STEADY_RATE)}/s`}); ` +
+        `the group committed ${fmt(s.committedPerS)}/s during the window`,
+    );
+    console.log(
+      `  lag (input records, ${s.samples} samples every 250 ms): p50 ${fmt(s.lagP50)}, p99 ${fmt(s.lagP99)}, max ${fmt(s.lagMax)}, at the window's end ${fmt(s.lagAtEnd)}; ` +
+        `growth over the second half ${fmt(s.lagGrowthPerS)}/s; caught up ${s.drainS === null ? `NOT within ${STEADY_DRAIN_S} s` : `${s.drainS.toFixed(1)} s after the window`}`,
+    );
+    console.log(
+      `  end-to-end append → checkpoint read back (${fmt(s.e2eN)} records${s.unmatched > 0 ? `, ${fmt(s.unmatched)} never covered` : ''}): ` +
+        `p50 ${Math.round(s.e2eP50)} ms, p99 ${Math.round(s.e2eP99)} ms, max ${Math.round(s.e2eMax)} ms`,
+    );
+    console.log(
+      `  CPU over the ${(steady.windowMs / 1000).toFixed(1)} s window, µs per appended record: projector process ${perRec(steady.nodeCpuMs)}, ` +
+        `producer/reader process ${perRec(s.cpuMs)}, broker ${perRec(steady.brokerCpuMs)}${steady.rebalanced ? '; the projector lost or gained partitions during the window' : ''}`,
+    );
+    console.log(
+      keptUp
+        ? `  the projector kept up: lag stayed bounded at ${fmt(STEADY_RATE)}/s`
+        : `  the projector did NOT keep up: it committed ${fmt(s.committedPerS)}/s against ${fmt(s.appendPerS)}/s appended, and the lag grew (${fmt(s.lagGrowthPerS)}/s over the second half)`,
+    );
+    result['steady_lag_p99'] = s.lagP99;
+    result['steady_e2e_p99_ms'] = Math.round(s.e2eP99);
+    result['steady_kept_up'] = keptUp;
+  }
+  console.log(`load average at end: ${loadavg()}`);
   console.log(`RESULT ${JSON.stringify(result)}`);
 }
 
