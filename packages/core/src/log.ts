@@ -86,6 +86,12 @@ export interface CommitBatch {
   readonly fence: string;
   readonly appends: readonly TopicAppend[];
   readonly offsets?: readonly OffsetCommit[];
+  /**
+   * `false`: resolve once the commit is decided, possibly just before readers see it (on Kafka the
+   * commit markers are written right after); for a writer whose next step does not read what it
+   * committed (the projector). Default: the adapter's setting (Kafka: wait until visible).
+   */
+  readonly awaitVisibility?: boolean;
 }
 
 export interface ReadOptions {
@@ -98,6 +104,13 @@ export interface Batch {
   readonly topic: string;
   readonly partition: number;
   readonly records: readonly LogRecord[];
+  /**
+   * How many offsets of the partition followed this batch when it was fetched (the end offset
+   * minus the offset after the batch's last record), when the log can tell. A hint that more is
+   * waiting, not a promise: on Kafka transaction markers take offsets too, so a partition read to
+   * its end may show a small lag.
+   */
+  readonly lag?: number;
 }
 
 export interface SubscribeOptions {

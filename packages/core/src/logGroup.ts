@@ -276,7 +276,7 @@ export class Member {
         continue;
       }
       this.cursor = (this.cursor + k + 1) % keys.length;
-      return { topic, partition, records };
+      return { topic, partition, records, lag: Math.max(0, end - (records[records.length - 1]!.offset + 1)) };
     }
     return undefined;
   }

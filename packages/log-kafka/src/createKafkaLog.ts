@@ -473,7 +473,7 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
     }
   };
 
-  const commitBatch = async ({ fence, appends, offsets = [] }: CommitBatch): Promise<void> => {
+  const commitBatch = async ({ fence, appends, offsets = [], awaitVisibility = awaitCommitVisibility }: CommitBatch): Promise<void> => {
     assertOpen();
     if (typeof fence !== 'string' || fence === '') throw new TwinlogError('LOG_ARGUMENT_INVALID', 'commitBatch: fence must be a non-empty string');
     // Everything that can be checked is checked before the transaction starts.
@@ -549,7 +549,7 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
         }
         throw e;
       }
-      if (awaitCommitVisibility) await awaitVisible(written, offsets);
+      if (awaitVisibility) await awaitVisible(written, offsets);
     });
   };
 

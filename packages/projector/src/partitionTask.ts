@@ -212,6 +212,8 @@ export class PartitionTask {
   private facts: AppendRecord[] = [];
   private stats: BatchStats = emptyStats();
   private rejectedByCode: Record<string, number> = {};
+  /** Input records folded since the last flush. */
+  private unflushed = 0;
 
   private readonly rebuild: boolean;
   private readonly onApplied: TaskOptions['onApplied'];
@@ -293,6 +295,17 @@ export class PartitionTask {
    * partition has been consumed to its end, which lets parked device records be decided.
    */
   process(topic: InputTopic, records: readonly LogRecord[], backendCaughtUp: boolean): TaskOutput {
+    this.fold(topic, records, backendCaughtUp);
+    return this.flush();
+  }
+
+  /**
+   * Fold one batch of one input topic into the pending output, without flushing it: several
+   * batches folded before one {@link flush} write one snapshot per device they touched, and one
+   * commit (docs/write-path.md). `process` is `fold` then `flush`.
+   */
+  fold(topic: InputTopic, records: readonly LogRecord[], backendCaughtUp: boolean): void {
+    this.unflushed += records.length;
     if (this.rebuild) {
       this.batchBytes.clear();
       for (const r of records) this.batchBytes.set(r.key, (this.batchBytes.get(r.key) ?? 0) + (r.value?.length ?? 0));
@@ -309,7 +322,11 @@ export class PartitionTask {
       if (consumed > 1) this.positions[topic] = records[i]!.offset + 1;
     }
     this.retryParked(backendCaughtUp);
-    return this.flush();
+  }
+
+  /** Input records folded since the last {@link flush} (0: nothing pending). */
+  get pending(): number {
+    return this.unflushed;
   }
 
   /**
@@ -317,10 +334,10 @@ export class PartitionTask {
    * created: rejected). Returns nothing to commit when nothing changed.
    */
   settle(backendCaughtUp: boolean): TaskOutput | undefined {
-    if (this.parked.size === 0 && this.ready.length === 0) return undefined;
+    if (this.parked.size === 0 && this.ready.length === 0) return this.unflushed > 0 ? this.flush() : undefined;
     const before = this.stats.applied + this.stats.rejected;
     this.retryParked(backendCaughtUp);
-    if (this.stats.applied + this.stats.rejected === before) return undefined;
+    if (this.stats.applied + this.stats.rejected === before && this.unflushed === 0) return undefined;
     return this.flush();
   }
 
@@ -747,7 +764,12 @@ export class PartitionTask {
     return bytes.length <= this.maxSnapshotBytes ? bytes : undefined;
   }
 
-  private flush(): TaskOutput {
+  /**
+   * The pending output of everything folded since the last flush: a snapshot per touched device,
+   * the checkpoint, and the change, rejection, dead-letter and fact records, to commit as one batch.
+   */
+  flush(): TaskOutput {
+    this.unflushed = 0;
     const positions = this.committedPositions();
     const snapshots: AppendRecord[] = [];
     for (const deviceId of this.touched) {

@@ -17,6 +17,11 @@ export interface PartitionStageOptions<T> {
   /** Handle one batch with the partition's task; a throw stops the stage. */
   readonly eachBatch: (task: T, batch: Batch) => Promise<void>;
   /**
+   * Called, after the partition's queued work, before a revoked partition's task is dropped (a
+   * rebalance, `stop()`): commit what the task holds uncommitted. A throw stops the stage.
+   */
+  readonly release?: (task: T) => Promise<void>;
+  /**
    * How many partitions' batches may run at once (default 1). Work of one partition stays serial
    * whatever the topic; partitions overlap, so one partition's commit no longer waits for another's.
    */
@@ -49,7 +54,7 @@ export interface PartitionStage<T> {
  * const stage = await startPartitionStage({ log, group, topics: [TOPICS.snapshots], restore, eachBatch })
  * await stage.stop()
  */
-export async function startPartitionStage<T>({ log, group, topics, restore, eachBatch, concurrency }: PartitionStageOptions<T>): Promise<PartitionStage<T>> {
+export async function startPartitionStage<T>({ log, group, topics, restore, eachBatch, release, concurrency }: PartitionStageOptions<T>): Promise<PartitionStage<T>> {
   const tasks = new Map<number, T>();
   const queues = new Map<number, Promise<void>>();
   let fail: (e: unknown) => void = () => {};
@@ -88,6 +93,8 @@ export async function startPartitionStage<T>({ log, group, topics, restore, each
     },
     onRevoke: async (partitions) => {
       for (const partition of partitions) {
+        const task = tasks.get(partition);
+        if (release !== undefined && task !== undefined) await serial(partition, task, () => release(task)).catch(() => {});
         await queues.get(partition);
         tasks.delete(partition);
       }

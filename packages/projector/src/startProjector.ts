@@ -1,7 +1,13 @@
 /**
  * The projector runner: a thin stage around {@link PartitionTask}s. It joins the projector group on
  * `twin.backend` + `twin.device` (co-partitioned), restores a task per assigned partition from
- * `twin.snapshots`, and commits each batch's output atomically with the input offsets.
+ * `twin.snapshots`, and commits the output of what it folded atomically with the input offsets.
+ *
+ * Commit cadence (docs/write-path.md): at the head of the log every batch is committed at once, so
+ * a write's decision is not held back; while a backlog waits (the batch says more records follow
+ * it), batches are folded into one pending output and committed every `maxUncommittedRecords`
+ * records or `maxUncommittedMs`, whichever comes first, so a device touched by several batches gets
+ * one snapshot, and the commits are fewer.
  *
  * Self-healing: any failure (a commit, the consumer crashing, the broker gone) stops the current
  * run of the stage cleanly and core's `superviseStage` starts a new one after a backoff (250 ms
@@ -21,6 +27,9 @@ import { PartitionTask, passedTaskOptions, type BatchStats, type TaskOptions, ty
 import { supervisePartitionStage } from './supervisePartitionStage.ts';
 import { startPartitionStage, type PartitionStage } from './startPartitionStage.ts';
 import { TOPICS, type InputTopic } from './topics.ts';
+
+/** A batch followed by at least this many offsets is a backlog: its output may wait for more. */
+const BACKLOG_LAG = 1000;
 
 export interface ProjectorOptions {
   readonly log: Log;
@@ -47,8 +56,15 @@ export interface ProjectorOptions {
    * rejected (`twin.rejections`), and the twin keeps its last good state.
    */
   readonly maxSnapshotBytes?: number;
-  /** How often parked device records are re-examined, ms (default 200). */
+  /** How often parked device records are re-examined, and pending output checked for age, ms (default 200). */
   readonly settleIntervalMs?: number;
+  /**
+   * While a backlog waits, how many input records of a partition may be folded before their output
+   * is committed (default 50,000); 1 commits every batch.
+   */
+  readonly maxUncommittedRecords?: number;
+  /** While a backlog waits, how long folded output may stay uncommitted, ms (default 1,000). */
+  readonly maxUncommittedMs?: number;
   /**
    * How many owned partitions are worked on at once (default 8). Each partition commits its own
    * transaction; overlapping them keeps one partition's records from waiting for another's commit.
@@ -110,6 +126,8 @@ export async function startProjector({
   maxForwardSkewMs,
   maxSnapshotBytes,
   settleIntervalMs = 200,
+  maxUncommittedRecords = 50_000,
+  maxUncommittedMs = 1_000,
   concurrency = 8,
   onBatch,
   restart = {},
@@ -123,11 +141,15 @@ export async function startProjector({
     ...passedTaskOptions({ limits, maxOfflineWindowMs, maxSkewMs, gcMarginMs, maxForwardSkewMs, maxSnapshotBytes }),
   });
   new PartitionTask(taskOptions(0)); // option errors surface here, not at the first assignment
+  if (!(maxUncommittedRecords >= 1) || !(maxUncommittedMs >= 0)) throw new RangeError('maxUncommittedRecords must be ≥ 1 and maxUncommittedMs ≥ 0');
+  /** When each task's pending (folded, uncommitted) output began. */
+  const pendingSince = new WeakMap<PartitionTask, number>();
 
   const commit = async (task: PartitionTask, out: TaskOutput): Promise<void> => {
     await log.commitBatch({
       fence: `projector-${group}-${task.partition}`,
       appends: out.appends,
+      awaitVisibility: false, // nothing the projector does next reads what it just committed
       offsets: [
         { group, topic: TOPICS.backend, partition: task.partition, offset: out.positions.backend },
         { group, topic: TOPICS.device, partition: task.partition, offset: out.positions.device },
@@ -153,13 +175,22 @@ export async function startProjector({
       topics: [TOPICS.backend, TOPICS.device],
       concurrency,
       restore: (partition) => PartitionTask.restore(log, taskOptions(partition)),
-      eachBatch: async (task, { topic, records }) => {
+      eachBatch: async (task, { topic, records, lag }) => {
         const input: InputTopic = topic === TOPICS.backend ? 'backend' : 'device';
-        await commit(task, task.process(input, records, false));
+        if (task.pending === 0) pendingSince.set(task, physicalNow());
+        task.fold(input, records, false);
+        const backlog = lag !== undefined && lag >= BACKLOG_LAG;
+        if (!backlog || task.pending >= maxUncommittedRecords || physicalNow() - (pendingSince.get(task) ?? 0) >= maxUncommittedMs) {
+          await commit(task, task.flush());
+        }
         if (task.hasParked && (await backendCaughtUp(task))) {
           const settled = task.settle(true);
           if (settled !== undefined) await commit(task, settled);
         }
+      },
+      // a partition that goes (rebalance, stop) commits what it folded first
+      release: async (task) => {
+        if (task.pending > 0) await commit(task, task.flush());
       },
     });
 
@@ -170,11 +201,12 @@ export async function startProjector({
   const settling = new Set<number>();
   const timer = setInterval(() => {
     for (const [partition, task] of stage.tasks) {
-      if (!task.hasParked || settling.has(partition)) continue; // one pending settle per partition
+      const stale = task.pending > 0 && physicalNow() - (pendingSince.get(task) ?? 0) >= maxUncommittedMs;
+      if ((!task.hasParked && !stale) || settling.has(partition)) continue; // one pending settle per partition
       settling.add(partition);
       stage
         .serial(partition, task, async () => {
-          const settled = task.settle(await backendCaughtUp(task));
+          const settled = task.hasParked ? task.settle(await backendCaughtUp(task)) : task.pending > 0 ? task.flush() : undefined;
           if (settled !== undefined) await commit(task, settled);
         })
         .catch(() => {}) // the stage has failed: `done` carries the error

@@ -250,7 +250,8 @@ export async function startSubscription({
       return;
     }
     const records: LogRecord[] = batch.messages.map((m) => toLogRecord(logical, batch.partition, m));
-    const view: Batch = { topic: logical, partition: batch.partition, records };
+    const lag = Number(batch.offsetLag());
+    const view: Batch = { topic: logical, partition: batch.partition, records, ...(Number.isSafeInteger(lag) && lag >= 0 ? { lag } : {}) };
     lastActivity = Date.now();
     const work = withHeartbeat(heartbeat, tuning.heartbeatInterval, () => eachBatch(view));
     inFlight.add(work);
