@@ -24,7 +24,15 @@ const stepArb = fc.record({
 });
 
 /** Records of both input topics, in append order, from a list of steps. */
-function recordsOf(steps: readonly fc.RecordValue<{ device: number; kind: string; key: string; value: number | null; dt: number }>[]): LogRecord[] {
+interface Step {
+  readonly device: number;
+  readonly kind: string;
+  readonly key: string;
+  readonly value: number | null;
+  readonly dt: number;
+}
+
+function recordsOf(steps: readonly Step[]): LogRecord[] {
   const offsets = { backend: 0, device: 0 };
   const out: LogRecord[] = [];
   let wall = T0;
