@@ -2,8 +2,8 @@
  * The outside world of bench:pipeline's steady-state variant, in its own process (so that its work
  * does not sit in the projector's event loop, and its CPU is counted apart):
  *
- * - a producer appends the benchmark workload (bench/workload.ts, generated and encoded as it goes)
- *   through `createKafkaLog().append` at a fixed rate for a fixed time; every 5 ms it hands all the
+ * - a producer appends the benchmark workload (bench/workload.ts, generated and encoded before the
+ *   window) through `createKafkaLog().append` at a fixed rate for a fixed time; every 5 ms it hands all the
  *   records that fell due to one append per input topic (one append in flight per topic; records
  *   that fall due meanwhile wait for the next) and keeps, per topic partition, the offsets the
  *   append returned with the time the append was called;
@@ -11,8 +11,10 @@
  *   and keeps every checkpoint record (partition, input offsets after the batch) with the time it
  *   arrived; an input record is reflected by the first checkpoint of its partition whose offset
  *   for its topic is past it: append → that arrival is the record's end-to-end latency;
- * - every 250 ms an admin client reads the projector group's committed offsets and the inputs' end
- *   offsets: lag = Σ (end − committed) over both input topics' partitions.
+ * - every 250 ms an admin client reads the projector group's committed offsets: lag = Σ (end −
+ *   committed) over both input topics' partitions, the end offsets being what the appends returned
+ *   so far (+ 1), since this process is the inputs' only writer. A second latency is kept from the
+ *   moment each record fell due on the producer's schedule, which adds its wait for the append.
  *
  * After the production window it waits until the group caught up (at most `drainS`) and the
  * checkpoints of everything appended arrived, then sends its figures to the parent over IPC.
@@ -59,9 +61,15 @@ export interface SteadyFigures {
   readonly e2eP50: number;
   readonly e2eP99: number;
   readonly e2eMax: number;
+  /** The same, from when each record fell due on the producer's schedule (its wait for the append included). */
+  readonly dueP50: number;
+  readonly dueP99: number;
   /** Appended records no checkpoint covered by the end. */
   readonly unmatched: number;
+  /** CPU of this process over the window (until the last append returned), ms. */
   readonly cpuMs: number;
+  /** Generating and encoding the workload before the window, ms. */
+  readonly generateMs: number;
 }
 
 const now = (): number => performance.now();
@@ -70,7 +78,10 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 /** Growable columns of (offset, appendedAt) for one topic partition. */
 class Appended {
   offsets: number[] = [];
+  /** When the append carrying the record was called. */
   at: number[] = [];
+  /** When the record fell due (the producer's schedule): includes waiting for the append before. */
+  due: number[] = [];
 }
 
 async function main(config: SteadyConfig): Promise<SteadyFigures> {
@@ -104,25 +115,43 @@ async function main(config: SteadyConfig): Promise<SteadyFigures> {
   });
   await joined;
 
+  const appended = new Map<string, Appended[]>(inputs.map((t) => [t, Array.from({ length: partitions }, () => new Appended())]));
+
   // the lag sampler
   const physicalGroup = `${prefix}${group}`;
+  // The inputs' end offsets are known here: the last offset each append returned, + 1 (only this
+  // process writes the inputs), so a sample costs one OffsetFetch.
+  const endOffset = (topic: string, p: number): number => {
+    const col = appended.get(topic)![p]!;
+    return col.offsets.length === 0 ? 0 : col.offsets[col.offsets.length - 1]! + 1;
+  };
   const lagNow = async (): Promise<{ lag: number; committed: number }> => {
-    const [committed, ends] = await Promise.all([
-      admin.fetchOffsets({ groupId: physicalGroup, topics: inputs.map((t) => `${prefix}${t}`) }),
-      Promise.all(inputs.map((t) => admin.fetchTopicOffsets(`${prefix}${t}`))),
-    ]);
+    const committed = await admin.fetchOffsets({ groupId: physicalGroup, topics: inputs.map((t) => `${prefix}${t}`) });
     let lag = 0;
     let done = 0;
-    inputs.forEach((t, i) => {
+    for (const t of inputs) {
       const c = committed.find((x) => x.topic === `${prefix}${t}`)?.partitions ?? [];
-      for (const e of ends[i]!) {
-        const at = Math.max(0, Number(c.find((x) => x.partition === e.partition)?.offset ?? -1));
+      for (let p = 0; p < partitions; p++) {
+        const at = Math.max(0, Number(c.find((x) => x.partition === p)?.offset ?? -1));
         done += at;
-        lag += Math.max(0, Number(e.high) - at);
+        lag += Math.max(0, endOffset(t, p) - at);
       }
-    });
+    }
     return { lag, committed: done };
   };
+
+  // The workload is generated and encoded before the window (~20 µs of CPU per event, which would
+  // otherwise compete with the projector for the machine's cores during the window).
+  const genStart = now();
+  const count = Math.ceil(rate * seconds);
+  const workload: AppendRecord[] = new Array<AppendRecord>(count);
+  const toDevice = new Uint8Array(count);
+  let generated = 0;
+  for (const e of benchEvents({ events: count, devices, startWall: Math.floor(Date.now() / 86_400_000) * 86_400_000 })) {
+    toDevice[generated] = e.section === 'reported' ? 1 : 0;
+    workload[generated++] = { key: e.deviceId, value: encodeEvent(e) };
+  }
+  const generateMs = now() - genStart;
 
   process.send!({ type: 'ready' });
   const cpu0 = process.cpuUsage();
@@ -142,9 +171,8 @@ async function main(config: SteadyConfig): Promise<SteadyFigures> {
   })();
 
   // the producer
-  const events = benchEvents({ events: Math.ceil(rate * seconds), devices, startWall: Math.floor(Date.now() / 86_400_000) * 86_400_000 });
-  const appended = new Map<string, Appended[]>(inputs.map((t) => [t, Array.from({ length: partitions }, () => new Appended())]));
   const pending = new Map<string, AppendRecord[]>(inputs.map((t) => [t, []]));
+  const pendingDue = new Map<string, number[]>(inputs.map((t) => [t, []]));
   const inFlight = new Map<string, Promise<void> | undefined>(inputs.map((t) => [t, undefined]));
   let made = 0;
   let appendedCount = 0;
@@ -153,7 +181,9 @@ async function main(config: SteadyConfig): Promise<SteadyFigures> {
   const flush = (topic: string): void => {
     const records = pending.get(topic)!;
     if (inFlight.get(topic) !== undefined || records.length === 0) return;
+    const dues = pendingDue.get(topic)!;
     pending.set(topic, []);
+    pendingDue.set(topic, []);
     const at = now();
     appendCalls++;
     inFlight.set(
@@ -161,11 +191,12 @@ async function main(config: SteadyConfig): Promise<SteadyFigures> {
       log.append(topic, records).then(
         (results: AppendResult[]) => {
           const parts = appended.get(topic)!;
-          for (const { partition, offset } of results) {
+          results.forEach(({ partition, offset }, i) => {
             const col = parts[partition]!;
             col.offsets.push(offset);
             col.at.push(at);
-          }
+            col.due.push(dues[i]!);
+          });
           appendedCount += results.length;
           inFlight.set(topic, undefined);
           flush(topic);
@@ -180,10 +211,10 @@ async function main(config: SteadyConfig): Promise<SteadyFigures> {
   while (failure === undefined) {
     const t = now();
     const due = Math.floor((Math.min(t, windowEnd) - t0) * rate / 1000);
-    for (; made < due; made++) {
-      const e = events.next();
-      if (e.done === true) break;
-      pending.get(e.value.section === 'reported' ? TOPICS.device : TOPICS.backend)!.push({ key: e.value.deviceId, value: encodeEvent(e.value) });
+    for (; made < due && made < generated; made++) {
+      const topic = toDevice[made] === 1 ? TOPICS.device : TOPICS.backend;
+      pending.get(topic)!.push(workload[made]!);
+      pendingDue.get(topic)!.push(t0 + (made * 1000) / rate);
     }
     for (const topic of inputs) flush(topic);
     if (t >= windowEnd) break;
@@ -196,6 +227,7 @@ async function main(config: SteadyConfig): Promise<SteadyFigures> {
   }
   const appendMs = now() - t0;
   process.send!({ type: 'window-end' });
+  const windowCpu = process.cpuUsage(cpu0);
   if (failure !== undefined) throw failure;
   const inWindow = samples.filter((s) => s.t <= windowEnd);
 
@@ -231,6 +263,7 @@ async function main(config: SteadyConfig): Promise<SteadyFigures> {
 
   // match every appended record with the first checkpoint of its partition past it
   const latencies: number[] = [];
+  const fromDue: number[] = [];
   let unmatched = 0;
   for (const topic of inputs) {
     const key = topic === TOPICS.backend ? 'backend' : 'device';
@@ -242,7 +275,10 @@ async function main(config: SteadyConfig): Promise<SteadyFigures> {
         const o = col.offsets[i]!;
         while (j < offs.length && offs[j]! <= o) j++;
         if (j === offs.length) unmatched++;
-        else latencies.push(cps.at[j]! - col.at[i]!);
+        else {
+          latencies.push(cps.at[j]! - col.at[i]!);
+          fromDue.push(cps.at[j]! - col.due[i]!);
+        }
       }
     });
   }
@@ -251,7 +287,6 @@ async function main(config: SteadyConfig): Promise<SteadyFigures> {
   const half = inWindow.filter((s) => s.t >= t0 + (seconds * 1000) / 2);
   const first = inWindow[0];
   const last = inWindow[inWindow.length - 1];
-  const cpu = process.cpuUsage(cpu0);
   await Promise.all([admin.disconnect().catch(() => {}), log.close().catch(() => {})]);
   return {
     appended: appendedCount,
@@ -260,7 +295,7 @@ async function main(config: SteadyConfig): Promise<SteadyFigures> {
     samples: inWindow.length,
     lagP50: percentile(lags, 50),
     lagP99: percentile(lags, 99),
-    lagMax: lags.length === 0 ? Number.NaN : Math.max(...lags),
+    lagMax: lags.length === 0 ? Number.NaN : lags.reduce((a, b) => Math.max(a, b)),
     lagAtEnd: last?.lag ?? Number.NaN,
     lagGrowthPerS: Math.round(slope(half.map((s) => [s.t / 1000, s.lag] as const))),
     committedPerS: first === undefined || last === undefined || last.t === first.t ? Number.NaN : Math.round((last.committed - first.committed) / ((last.t - first.t) / 1000)),
@@ -268,9 +303,12 @@ async function main(config: SteadyConfig): Promise<SteadyFigures> {
     e2eN: latencies.length,
     e2eP50: percentile(latencies, 50),
     e2eP99: percentile(latencies, 99),
-    e2eMax: latencies.length === 0 ? Number.NaN : Math.max(...latencies),
+    e2eMax: latencies.length === 0 ? Number.NaN : latencies.reduce((a, b) => Math.max(a, b)),
+    dueP50: percentile(fromDue, 50),
+    dueP99: percentile(fromDue, 99),
     unmatched,
-    cpuMs: (cpu.user + cpu.system) / 1000,
+    cpuMs: (windowCpu.user + windowCpu.system) / 1000,
+    generateMs,
   };
 }
 
