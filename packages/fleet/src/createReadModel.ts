@@ -302,7 +302,7 @@ export async function createReadModel({
   };
 
   /** One run of the consumer: subscribe from the stored positions; ends on its own when a batch or the consumer fails. */
-  const startRun = async (): Promise<{ ended: Promise<void>; stop: () => Promise<void>; status: () => { partitions: number[]; fetching?: boolean; reason?: string } }> => {
+  const startRun = async (): Promise<{ ended: Promise<void>; stop: () => Promise<void>; status: () => { partitions: number[]; fetching?: boolean; standby?: boolean; reason?: string } }> => {
     let endRun: (e: unknown) => void = () => {};
     const ended = new Promise<void>((_, reject) => (endRun = reject));
     ended.catch(() => {});
@@ -353,7 +353,10 @@ export async function createReadModel({
       stop: () => sub.stop().catch(() => {}), // a failed run's stop rejects with the error `ended` carries
       status: () => {
         const s = sub.status?.();
-        return { partitions: s?.partitions !== undefined ? [...s.partitions] : [...held].sort((a, b) => a - b), ...(s === undefined ? {} : { fetching: s.fetching, ...(s.reason === undefined ? {} : { reason: s.reason }) }) };
+        return {
+          partitions: s?.partitions !== undefined ? [...s.partitions] : [...held].sort((a, b) => a - b),
+          ...(s === undefined ? {} : { fetching: s.fetching, ...(s.standby === true ? { standby: true } : {}), ...(s.reason === undefined ? {} : { reason: s.reason }) }),
+        };
       },
     };
   };

@@ -124,7 +124,7 @@ export async function startPartitionStage<T>({ log, group, topics, restore, each
       // restored partitions; with a log that reports them, those announced once all of a rebalance's restores ended
       const partitions = sub?.partitions !== undefined ? sub.partitions.filter((p) => tasks.has(p)) : [...tasks.keys()].sort((x, y) => x - y);
       if (sub === undefined) return { partitions };
-      return { partitions, fetching: sub.fetching ?? true, ...(sub.reason === undefined ? {} : { reason: sub.reason }) };
+      return { partitions, fetching: sub.fetching ?? true, ...(sub.standby === true ? { standby: true } : {}), ...(sub.reason === undefined ? {} : { reason: sub.reason }) };
     },
     get failed() {
       return failed;
