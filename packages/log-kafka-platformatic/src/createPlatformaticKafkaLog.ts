@@ -1,0 +1,634 @@
+/**
+ * # `@twinlog/log-kafka-platformatic`
+ *
+ * The `Log` port (`@twinlog/core`) on Apache Kafka through `@platformatic/kafka` 1.x, the second
+ * Kafka adapter beside `@twinlog/log-kafka` (kafkajs). Both pass the same acceptance suite and
+ * place, name and commit everything the same way (topics, groups and transactional ids under one
+ * `topicPrefix`, `partitionFor` for keys, offsets committed in transactions), so a fleet can move
+ * from one client to the other with its data and group offsets as they are. The CLI picks one with
+ * `--kafka-client kafkajs|platformatic` (env `TWINLOG_KAFKA_CLIENT`).
+ *
+ * Version: the 1.x line (pinned `~1.35`). 2.x wants Node 22; on Node 20 the 1.x line works,
+ * although two of its helper packages declare Node 22 (npm warns EBADENGINE at install).
+ *
+ * How the port maps onto the client:
+ *
+ * - **`append`**: one idempotent producer (`acks = all`), every record with an explicit partition
+ *   (`partitionFor(key, n)`). The client advances its sequence numbers only when a produce is
+ *   answered, so appends are sent one request at a time (a mutex), never overlapping.
+ * - **`commitBatch`**: one transactional producer per `fence` (transactional id = prefix + fence):
+ *   begin, the sends, `AddOffsetsToTxn` and one `TxnOffsetCommit` per partition, commit; every call
+ *   awaited before the next (the client's calls inside one transaction must not overlap: overlapping
+ *   offset commits were seen to keep only the first). A newer producer with the same id bumps the
+ *   epoch; the older one's batch fails with `LOG_FENCED` and the fence stays lost to that instance.
+ *   A `commitBatch` with nothing in it claims the fence (`InitProducerId`) and writes nothing.
+ *   Offsets are committed without a group generation (generation -1, no member id), as the kafkajs
+ *   adapter does: the fence, not the group generation, is what stops a zombie writer.
+ *   Transaction requests retry from 5 ms (doubling to 1 s), since the coordinator answers
+ *   CONCURRENT_TRANSACTIONS for a few ms after each commit; the client's default is 1 s flat.
+ * - **`commitOffsets`**: a transaction holding only offsets, on a transactional id private to the
+ *   instance (works whether the group is empty or active anywhere).
+ * - **`read`**: plain fetches at READ_COMMITTED on one shared reader client, no consumer group
+ *   (see `internal/readPartition.ts`): no group join per read, unlike the kafkajs adapter.
+ * - **`subscribe`**: a group member with the co-partitioned assigner and the adapter's own fetch
+ *   loop (see `internal/startSubscription.ts`), whose `status()` and `done` are what core's stage
+ *   supervisor reads (`ObservableSubscription`).
+ * - Records come from raw record batches (`internal/records.ts`): aborted transactions are
+ *   filtered by the producer-id walk Kafka's Java consumer does, and timestamps of a LogAppendTime
+ *   topic are the batch's append time (the client's message stream reports the producer's clock).
+ *
+ * @example
+ * const log = createPlatformaticKafkaLog({ brokers: '127.0.0.1:19092', topicPrefix: 'fleet-a.' })
+ * await log.ensureTopics([{ name: 'twin.backend', partitions: 12 }])
+ * await log.append('twin.backend', [{ key: 'dev-1', value: bytes }])
+ * await log.close()
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  TwinlogError,
+  partitionFor,
+  type AppendRecord,
+  type AppendResult,
+  type CommitBatch,
+  type Log,
+  type LogRecord,
+  type OffsetCommit,
+  type ReadOptions,
+  type SubscribeOptions,
+  type TopicSpec,
+} from '@twinlog/core';
+import {
+  Admin,
+  Consumer,
+  FetchIsolationLevels,
+  FindCoordinatorKeyTypes,
+  ListOffsetTimestamps,
+  Producer,
+  type Message,
+} from '@platformatic/kafka';
+import { isCoordinatorBusyError, isFencedError, isTopicExistsError, isTransientError, isUnknownTopicError } from './internal/errors.ts';
+import { KeyedMutex } from './internal/KeyedMutex.ts';
+import { readPartition } from './internal/readPartition.ts';
+import { chunkBySize, toOutgoingMessages, type OutgoingMessage } from './internal/records.ts';
+import { startSubscription, type GroupTuning, type PlatformaticSubscription } from './internal/startSubscription.ts';
+
+export type { PlatformaticSubscription } from './internal/startSubscription.ts';
+
+/** One client event worth a line in an operator's log (what `logSink` receives). */
+export interface PlatformaticLogEntry {
+  readonly level: 'error' | 'warn';
+  readonly namespace: string;
+  readonly message: string;
+  readonly fields: Readonly<Record<string, unknown>>;
+}
+
+export interface PlatformaticKafkaLogOptions {
+  /** Bootstrap brokers: `host:port` strings, or one comma-separated string (as in `KAFKA_BROKERS`). */
+  readonly brokers: string | readonly string[];
+  /** Client id (default `twinlog`). */
+  readonly clientId?: string;
+  /** Prepended to every topic, consumer group and transactional id (default `''`). */
+  readonly topicPrefix?: string;
+  /** Replication factor of created topics (default: the broker count, at most 3). */
+  readonly replicationFactor?: number;
+  /** Extra topic configs for `ensureTopics`, merged over twinlog's own. */
+  readonly topicConfig?: (spec: TopicSpec) => Readonly<Record<string, string>> | undefined;
+  /** Transaction timeout of `commitBatch` producers, ms (default 60 000). */
+  readonly transactionTimeout?: number;
+  /** Consumer session timeout, ms (default 10 000). */
+  readonly sessionTimeout?: number;
+  /** Consumer heartbeat interval, ms (default 1 000). */
+  readonly heartbeatInterval?: number;
+  /** How long a rebalance waits for members to rejoin, ms (default 60 000). */
+  readonly rebalanceTimeout?: number;
+  /** How long a subscription's fetch waits for data, ms (default 250). */
+  readonly maxWaitTimeInMs?: number;
+  /** How long a `read`'s fetch waits for data, ms (default 100). */
+  readonly readMaxWaitTimeInMs?: number;
+  /** Fetch size limits (defaults: 16 MiB per fetch, 4 MiB per partition). */
+  readonly maxBytes?: number;
+  readonly maxBytesPerPartition?: number;
+  /** Batches of how many partitions a subscription hands over at once (default 1). */
+  readonly partitionsConsumedConcurrently?: number;
+  /** Appends are split into produce requests of about this many bytes (default 512 KiB). */
+  readonly maxRequestBytes?: number;
+  /** Whether `commitBatch` and `commitOffsets` resolve only once their effects are visible to readers (default true). */
+  readonly awaitCommitVisibility?: boolean;
+  /** Request timeout, ms (default 30 000). */
+  readonly requestTimeout?: number;
+  /** Where client warnings go (default: one line each on stderr). */
+  readonly logSink?: (entry: PlatformaticLogEntry) => void;
+}
+
+/** The Kafka `Log` on @platformatic/kafka, with subscriptions that report their own end and state. */
+export interface PlatformaticKafkaLog extends Log {
+  readonly topicPrefix: string;
+  subscribe(options: SubscribeOptions): Promise<PlatformaticSubscription>;
+}
+
+type Transaction = NonNullable<Producer['transaction']>;
+
+/** Closes a client, forcibly (streams and pending work included); the promise-returning overload. */
+const forceClose = (c: Admin | Producer | Consumer): Promise<void> =>
+  c instanceof Admin ? c.close() : (c.close as (force?: boolean) => Promise<void>).call(c, true);
+
+const VISIBILITY_TIMEOUT_MS = 30_000;
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Client retry delay: 5 ms doubling to 1 s (so 37 retries ride out about 30 s of trouble). */
+const retryDelay = (_client: unknown, _operation: string, attempt: number): number => Math.min(1000, 5 * 2 ** Math.max(0, attempt - 1));
+const RETRIES = 37;
+
+/** Runs `step` again, backing off for up to 30 s, while it fails with an error `retry` accepts. */
+async function retrying<T>(retry: (e: unknown) => boolean, step: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 30_000;
+  for (let delay = 5; ; delay = Math.min(delay * 2, 500)) {
+    try {
+      return await step();
+    } catch (e) {
+      if (!retry(e) || Date.now() >= deadline) throw e;
+      await sleep(delay);
+    }
+  }
+}
+const whileBusy = <T>(step: () => Promise<T>): Promise<T> => retrying(isCoordinatorBusyError, step);
+const throughTransient = <T>(step: () => Promise<T>): Promise<T> => retrying(isTransientError, step);
+
+function parseBrokers(brokers: string | readonly string[]): string[] {
+  const list = (typeof brokers === 'string' ? brokers.split(',') : [...brokers]).map((b) => b.trim()).filter((b) => b !== '');
+  if (list.length === 0) throw new TwinlogError('LOG_ARGUMENT_INVALID', 'createPlatformaticKafkaLog: no brokers given');
+  return list;
+}
+
+function assertOffset(what: string, n: number): void {
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new TwinlogError('LOG_ARGUMENT_INVALID', `${what} must be a non-negative safe integer, got ${n}`, { details: { value: n } });
+  }
+}
+
+function consoleSink(entry: PlatformaticLogEntry): void {
+  console.error(`[platformatic-kafka] ${entry.level} ${entry.namespace}: ${entry.message}`);
+}
+
+/**
+ * Creates a `Log` on a Kafka cluster through @platformatic/kafka. Clients connect lazily, on first
+ * use; `close()` stops every subscription and read and closes everything.
+ *
+ * @throws TwinlogError `LOG_ARGUMENT_INVALID` when no broker is given. Operations reject with
+ *   `TwinlogError`s (`LOG_FENCED`, `LOG_TOPIC_NOT_FOUND`, `LOG_ARGUMENT_INVALID`,
+ *   `LOG_CO_PARTITIONING`, `LOG_CLOSED`) or with the client's errors (cluster unreachable, …).
+ */
+export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions): PlatformaticKafkaLog {
+  const {
+    clientId = 'twinlog',
+    topicPrefix = '',
+    replicationFactor,
+    topicConfig,
+    transactionTimeout = 60_000,
+    sessionTimeout = 10_000,
+    heartbeatInterval = 1_000,
+    rebalanceTimeout = 60_000,
+    maxWaitTimeInMs = 250,
+    readMaxWaitTimeInMs = 100,
+    maxBytes = 16 * 1024 * 1024,
+    maxBytesPerPartition = 4 * 1024 * 1024,
+    partitionsConsumedConcurrently = 1,
+    maxRequestBytes = 512 * 1024,
+    awaitCommitVisibility = true,
+    requestTimeout = 30_000,
+    logSink = consoleSink,
+  } = options;
+  const bootstrapBrokers = parseBrokers(options.brokers);
+  const client = { clientId, bootstrapBrokers, timeout: requestTimeout, retries: RETRIES, retryDelay, metadataMaxAge: 5_000 };
+  const physical = (name: string): string => `${topicPrefix}${name}`;
+  const groupTuning: GroupTuning = { sessionTimeout, heartbeatInterval, rebalanceTimeout, maxWaitTime: maxWaitTimeInMs, maxBytes, maxBytesPerPartition };
+  const readTuning = { maxWaitTime: readMaxWaitTimeInMs, maxBytes, maxBytesPerPartition };
+  const offsetsFence = `twinlog-offsets-${randomUUID()}`;
+  const warn = (namespace: string) => (error: unknown) =>
+    logSink({ level: 'warn', namespace, message: error instanceof Error ? error.message : String(error), fields: {} });
+
+  let closed = false;
+  const assertOpen = (): void => {
+    if (closed) throw new TwinlogError('LOG_CLOSED', 'twinlog: this Kafka log is closed');
+  };
+
+  // --- clients -------------------------------------------------------------------------------------
+
+  type AnyClient = Admin | Producer | Consumer;
+  const clients = new Set<AnyClient>();
+  const own = <C extends AnyClient>(c: C, namespace: string): C => {
+    clients.add(c);
+    // the clients emit 'error' for failures nobody awaits; an EventEmitter without a listener would throw
+    c.on('error' as never, warn(namespace));
+    if (closed) {
+      void forceClose(c).catch(() => {});
+      assertOpen();
+    }
+    return c;
+  };
+  let adminClient: Admin | undefined;
+  const admin = (): Admin => (adminClient ??= own(new Admin(client), 'Admin'));
+  // Metadata lookups that must tell a missing topic at once: the client retries UNKNOWN_TOPIC_OR_PARTITION
+  // like any retriable error (30 s with the retries above), so this one does not retry by itself.
+  let lookupClient: Admin | undefined;
+  const lookup = (): Admin => (lookupClient ??= own(new Admin({ ...client, retries: 0 }), 'Admin'));
+  let producerClient: Producer | undefined;
+  const producer = (): Producer => (producerClient ??= own(new Producer({ ...client, idempotent: true, acks: -1 }), 'Producer'));
+  let readerClient: Consumer | undefined;
+  const reader = async (): Promise<Consumer> => (readerClient ??= own(new Consumer({ ...client, groupId: `twinlog-reader-${randomUUID()}` }), 'Reader'));
+
+  const txProducers = new Map<string, Producer>();
+  const txProducer = (fence: string): Producer => {
+    let p = txProducers.get(fence);
+    if (p === undefined) {
+      p = own(new Producer({ ...client, transactionalId: physical(fence), idempotent: true, acks: -1, timeout: transactionTimeout }), 'Transaction');
+      txProducers.set(fence, p);
+    }
+    return p;
+  };
+  const dropTxProducer = async (fence: string): Promise<void> => {
+    const p = txProducers.get(fence);
+    txProducers.delete(fence);
+    if (p === undefined) return;
+    clients.delete(p);
+    await forceClose(p).catch(() => {});
+  };
+  const fences = new KeyedMutex();
+  const appends = new KeyedMutex();
+  const lostFences = new Set<string>();
+  const fencedError = (fence: string, cause?: unknown): TwinlogError =>
+    new TwinlogError('LOG_FENCED', `twinlog: a newer writer took over fence '${fence}'; this batch was not committed`, {
+      ...(cause === undefined ? {} : { cause }),
+      details: { fence },
+    });
+
+  const closers = new Set<() => Promise<void>>();
+
+  // --- topics and offsets --------------------------------------------------------------------------
+
+  const partitionCounts = new Map<string, number>();
+  const partitionCount = async (topic: string): Promise<number> => {
+    assertOpen();
+    const name = physical(topic);
+    const cached = partitionCounts.get(name);
+    if (cached !== undefined) return cached;
+    let count = 0;
+    try {
+      const metadata = await throughTransient(() => lookup().metadata({ topics: [name], forceUpdate: true }));
+      count = metadata.topics.get(name)?.partitionsCount ?? 0;
+    } catch (e) {
+      if (!isUnknownTopicError(e)) throw e;
+    }
+    if (count === 0) {
+      throw new TwinlogError('LOG_TOPIC_NOT_FOUND', `twinlog: topic '${topic}' does not exist (Kafka topic '${name}')`, { details: { topic } });
+    }
+    partitionCounts.set(name, count);
+    return count;
+  };
+
+  const assertPartition = async (topic: string, partition: number): Promise<number> => {
+    const count = await partitionCount(topic);
+    if (!Number.isInteger(partition) || partition < 0 || partition >= count) {
+      throw new TwinlogError('LOG_ARGUMENT_INVALID', `partition ${partition} does not exist: topic '${topic}' has ${count} partitions`, {
+        details: { topic, partition, partitions: count },
+      });
+    }
+    return count;
+  };
+
+  /** Offsets of every partition of physical topic `name` at `timestamp` (latest: the last stable offset). */
+  const listOffsets = async (name: string, count: number, timestamp: bigint): Promise<number[]> => {
+    const listed = await throughTransient(() =>
+      admin().listOffsets({
+        topics: [{ name, partitions: Array.from({ length: count }, (_, partitionIndex) => ({ partitionIndex, timestamp })) }],
+        isolationLevel: FetchIsolationLevels.READ_COMMITTED,
+      }),
+    );
+    const out = Array.from({ length: count }, () => 0);
+    for (const t of listed) if (t.name === name) for (const p of t.partitions) out[p.partitionIndex] = Number(p.offset);
+    return out;
+  };
+  const logStarts = async (name: string): Promise<number[]> => {
+    const count = partitionCounts.get(name) ?? (await partitionCount(name.slice(topicPrefix.length)));
+    return listOffsets(name, count, ListOffsetTimestamps.EARLIEST);
+  };
+
+  const ensureTopics = async (specs: readonly TopicSpec[]): Promise<void> => {
+    assertOpen();
+    const unique = new Map<string, TopicSpec>();
+    for (const spec of specs) {
+      if (!Number.isInteger(spec.partitions) || spec.partitions < 1) {
+        throw new TwinlogError('LOG_ARGUMENT_INVALID', `topic '${spec.name}' needs a positive whole number of partitions, got ${spec.partitions}`);
+      }
+      if (!unique.has(physical(spec.name))) unique.set(physical(spec.name), spec);
+    }
+    if (unique.size === 0) return;
+    const a = admin();
+    const existing = new Set(await throughTransient(() => a.listTopics({ includeInternals: false } as never)));
+    const missing = [...unique].filter(([name]) => !existing.has(name));
+    if (missing.length === 0) return;
+    const factor = replicationFactor ?? Math.min(3, (await throughTransient(() => a.metadata({ topics: [] }))).brokers.size);
+    for (const [name, spec] of missing) {
+      const config: Record<string, string> = { 'message.timestamp.type': 'LogAppendTime' };
+      if (spec.compacted === true) config['cleanup.policy'] = 'compact';
+      if (spec.retentionMs !== undefined) config['retention.ms'] = String(spec.retentionMs);
+      if (spec.retentionBytes !== undefined) config['retention.bytes'] = String(spec.retentionBytes);
+      Object.assign(config, topicConfig?.(spec));
+      try {
+        await a.createTopics({
+          topics: [name],
+          partitions: spec.partitions,
+          replicas: factor,
+          configs: Object.entries(config).map(([k, value]) => ({ name: k, value })),
+        });
+      } catch (e) {
+        if (!isTopicExistsError(e)) throw e;
+      }
+    }
+    // wait for every partition of the new topics to have a leader
+    const names = missing.map(([name]) => name);
+    const deadline = Date.now() + 30_000;
+    for (let delay = 10; ; delay = Math.min(delay * 2, 250)) {
+      const ready = await a
+        .metadata({ topics: names, forceUpdate: true })
+        .then((m) => names.every((n) => (m.topics.get(n)?.partitions.length ?? 0) > 0 && m.topics.get(n)!.partitions.every((p) => p.leader >= 0)))
+        .catch(() => false);
+      if (ready || Date.now() >= deadline) break;
+      await sleep(delay);
+    }
+  };
+
+  const endOffsets = async (topic: string): Promise<number[]> => {
+    const count = await partitionCount(topic);
+    return listOffsets(physical(topic), count, ListOffsetTimestamps.LATEST);
+  };
+
+  const committedOffsets = async (group: string, topic: string): Promise<(number | undefined)[]> => {
+    const count = await partitionCount(topic);
+    const name = physical(topic);
+    const groupId = physical(group);
+    const fetched = await throughTransient(() =>
+      admin().listConsumerGroupOffsets({ groups: [{ groupId, topics: [{ name, partitionIndexes: Array.from({ length: count }, (_, i) => i) }] }] }),
+    );
+    const out: (number | undefined)[] = Array.from({ length: count }, () => undefined);
+    for (const g of fetched) {
+      if (g.groupId !== groupId) continue;
+      for (const t of g.topics) {
+        if (t.name !== name) continue;
+        for (const p of t.partitions) if (p.partitionIndex < count && p.committedOffset >= 0n) out[p.partitionIndex] = Number(p.committedOffset);
+      }
+    }
+    return out;
+  };
+
+  // --- writes --------------------------------------------------------------------------------------
+
+  const outgoing = async (topic: string, records: readonly AppendRecord[]): Promise<OutgoingMessage[]> => {
+    const count = await partitionCount(topic);
+    return toOutgoingMessages(topic, physical(topic), records, count, (key) => partitionFor(key, count));
+  };
+
+  /** Offsets of `sent` (one produce request) from the base offset per partition the broker returned. */
+  const offsetsOf = (sent: readonly { topic: string; m: OutgoingMessage }[], result: { offsets?: { topic: string; partition: number; offset: bigint }[] }): number[] => {
+    const next = new Map<string, number>();
+    for (const o of result.offsets ?? []) next.set(`${o.topic}\u0000${o.partition}`, Number(o.offset));
+    return sent.map(({ topic, m }) => {
+      const key = `${topic}\u0000${m.partition}`;
+      const offset = next.get(key);
+      if (offset === undefined) throw new Error(`twinlog: Kafka returned no offset for ${topic}[${m.partition}]`);
+      next.set(key, offset + 1);
+      return offset;
+    });
+  };
+
+  const append = async (topic: string, records: readonly AppendRecord[]): Promise<AppendResult[]> => {
+    const messages = await outgoing(topic, records);
+    if (messages.length === 0) return [];
+    const name = physical(topic);
+    return appends.run('append', async () => {
+      assertOpen();
+      const results: AppendResult[] = [];
+      for (const chunk of chunkBySize(messages, maxRequestBytes)) {
+        const result = await producer().send({ messages: chunk.map((m) => m.message), acks: -1 });
+        const offsets = offsetsOf(
+          chunk.map((m) => ({ topic: name, m })),
+          result,
+        );
+        chunk.forEach((m, i) => {
+          results[m.index] = { partition: m.partition, offset: offsets[i]! };
+        });
+      }
+      return results;
+    });
+  };
+
+  const awaitVisible = async (written: ReadonlyMap<string, ReadonlyMap<number, number>>, offsets: readonly OffsetCommit[]): Promise<void> => {
+    const checks: (() => Promise<boolean>)[] = [];
+    for (const [name, last] of written) {
+      checks.push(async () => {
+        const now = await listOffsets(name, partitionCounts.get(name) ?? 0, ListOffsetTimestamps.LATEST);
+        return [...last].every(([partition, offset]) => (now[partition] ?? 0) > offset);
+      });
+    }
+    const expected = new Map<string, { group: string; topic: string; offsets: Map<number, number> }>();
+    for (const o of offsets) {
+      const key = JSON.stringify([o.group, o.topic]);
+      const entry = expected.get(key) ?? { group: o.group, topic: o.topic, offsets: new Map<number, number>() };
+      entry.offsets.set(o.partition, o.offset);
+      expected.set(key, entry);
+    }
+    for (const { group, topic, offsets: want } of expected.values()) {
+      checks.push(async () => {
+        const now = await committedOffsets(group, topic);
+        return [...want].every(([partition, offset]) => now[partition] === offset);
+      });
+    }
+    const deadline = Date.now() + VISIBILITY_TIMEOUT_MS;
+    for (let delay = 2, pending = checks; pending.length > 0 && Date.now() < deadline; delay = Math.min(delay * 2, 100)) {
+      const held = await Promise.all(pending.map((check) => check().catch(() => false)));
+      pending = pending.filter((_, i) => !held[i]);
+      if (pending.length > 0) await sleep(delay);
+    }
+  };
+
+  /** Group coordinator node ids, which `TxnOffsetCommit` is sent to. */
+  const coordinators = new Map<string, number>();
+  const groupCoordinator = async (groupId: string): Promise<number> => {
+    const known = coordinators.get(groupId);
+    if (known !== undefined) return known;
+    const [found] = await throughTransient(() => admin().findCoordinator({ keyType: FindCoordinatorKeyTypes.GROUP, keys: [groupId] }));
+    if (found === undefined) throw new Error(`twinlog: no coordinator found for group '${groupId}'`);
+    coordinators.set(groupId, found.nodeId);
+    return found.nodeId;
+  };
+
+  const commitBatch = async ({ fence, appends: batchAppends, offsets = [] }: CommitBatch): Promise<void> => {
+    assertOpen();
+    if (typeof fence !== 'string' || fence === '') throw new TwinlogError('LOG_ARGUMENT_INVALID', 'commitBatch: fence must be a non-empty string');
+    const sends = await Promise.all(batchAppends.map(async ({ topic, records }) => ({ topic: physical(topic), messages: await outgoing(topic, records) })));
+    for (const o of offsets) {
+      if (typeof o.group !== 'string' || o.group === '') throw new TwinlogError('LOG_ARGUMENT_INVALID', 'commitBatch: an offset names no group');
+      await assertPartition(o.topic, o.partition);
+      assertOffset(`offset of ${o.group}/${o.topic}[${o.partition}]`, o.offset);
+    }
+    // per group, the last offset given per topic and partition
+    const byGroup = new Map<string, Map<string, { topic: string; partition: number; offset: number }>>();
+    for (const o of offsets) {
+      const entries = byGroup.get(physical(o.group)) ?? new Map<string, { topic: string; partition: number; offset: number }>();
+      byGroup.set(physical(o.group), entries);
+      entries.set(`${o.topic}\u0000${o.partition}`, { topic: physical(o.topic), partition: o.partition, offset: o.offset });
+    }
+    const coordinatorOf = new Map<string, number>();
+    for (const groupId of byGroup.keys()) coordinatorOf.set(groupId, await groupCoordinator(groupId));
+    const items = sends.flatMap(({ topic, messages }) => messages.map((m) => ({ topic, m, size: m.size })));
+
+    await fences.run(fence, async () => {
+      assertOpen();
+      if (lostFences.has(fence)) throw fencedError(fence);
+      const p = txProducer(fence);
+      const written = new Map<string, Map<number, number>>();
+      let tx: Transaction | undefined;
+      try {
+        // A first InitProducerId must say "no producer id yet" (-1/-1): the client's default (0/0)
+        // is refused with PRODUCER_FENCED once another producer has used the transactional id.
+        tx = await p.beginTransaction({ producerId: -1n, producerEpoch: -1 });
+        if (items.length === 0 && byGroup.size === 0) {
+          // claims the fence (InitProducerId on first use) and writes nothing
+          await tx.cancel();
+          return;
+        }
+        // every call of the transaction awaited before the next
+        for (const chunk of chunkBySize(items, maxRequestBytes)) {
+          const result = await tx.send({ messages: chunk.map(({ m }) => m.message), acks: -1 });
+          offsetsOf(chunk, result).forEach((offset, i) => {
+            const { topic, m } = chunk[i]!;
+            const last = written.get(topic) ?? new Map<number, number>();
+            written.set(topic, last);
+            last.set(m.partition, Math.max(offset, last.get(m.partition) ?? -1));
+          });
+        }
+        for (const [groupId, entries] of byGroup) {
+          const open = tx;
+          // only the group id of the consumer is used (AddOffsetsToTxn)
+          await whileBusy(() => open.addConsumer({ groupId } as unknown as Consumer));
+          const consumer = { groupId, generationId: -1, memberId: '', coordinatorId: coordinatorOf.get(groupId)! };
+          for (const { topic, partition, offset } of entries.values()) {
+            // the client commits `offset + 1` of the message given: the port's offset is the next to read
+            const message = { topic, partition, offset: BigInt(offset) - 1n, metadata: { consumer } } as unknown as Message;
+            await whileBusy(() => open.addOffset(message));
+          }
+        }
+        await tx.commit();
+      } catch (e) {
+        let reusable = false;
+        if (tx !== undefined && !tx.completed && !isFencedError(e)) {
+          try {
+            await tx.abort();
+            reusable = true;
+          } catch {
+            // fenced, or the coordinator is gone: dropped below
+          }
+        }
+        const fenced = isFencedError(e);
+        if (fenced || !reusable) await dropTxProducer(fence);
+        if (fenced) {
+          lostFences.add(fence);
+          throw fencedError(fence, e);
+        }
+        throw e;
+      }
+      if (awaitCommitVisibility) await awaitVisible(written, offsets);
+    });
+  };
+
+  const commitOffsets = async (offsets: readonly OffsetCommit[]): Promise<void> => {
+    if (offsets.length === 0) return;
+    await commitBatch({ fence: offsetsFence, appends: [], offsets });
+  };
+
+  // --- reads ---------------------------------------------------------------------------------------
+
+  async function* read(topic: string, partition: number, { from, to }: ReadOptions): AsyncGenerator<readonly LogRecord[], void, undefined> {
+    const count = await assertPartition(topic, partition);
+    assertOffset('read: from', from);
+    if (to !== undefined) assertOffset('read: to', to);
+    const name = physical(topic);
+    const [low, stable] = await Promise.all([
+      listOffsets(name, count, ListOffsetTimestamps.EARLIEST),
+      to === undefined ? listOffsets(name, count, ListOffsetTimestamps.LATEST) : Promise.resolve([] as number[]),
+    ]);
+    yield* readPartition({
+      reader,
+      topic: name,
+      logicalTopic: topic,
+      partition,
+      from: Math.max(from, low[partition] ?? 0),
+      to: to ?? stable[partition] ?? 0,
+      tuning: readTuning,
+      logStart: async () => (await listOffsets(name, count, ListOffsetTimestamps.EARLIEST))[partition] ?? 0,
+      isClosed: () => closed,
+    });
+  }
+
+  const subscribe = async (subscription: SubscribeOptions): Promise<PlatformaticSubscription> => {
+    assertOpen();
+    const { group, topics } = subscription;
+    if (typeof group !== 'string' || group === '') throw new TwinlogError('LOG_ARGUMENT_INVALID', 'subscribe: group must be a non-empty string');
+    if (topics.length === 0) throw new TwinlogError('LOG_ARGUMENT_INVALID', 'subscribe: no topics');
+    const { concurrency } = subscription;
+    if (concurrency !== undefined && !(Number.isSafeInteger(concurrency) && concurrency >= 1)) {
+      throw new TwinlogError('LOG_ARGUMENT_INVALID', `subscribe: concurrency must be a positive integer, got ${String(concurrency)}`);
+    }
+    if (new Set(topics).size !== topics.length) {
+      throw new TwinlogError('LOG_ARGUMENT_INVALID', `subscribe: a topic is listed twice: ${topics.join(', ')}`);
+    }
+    const counts = await Promise.all(topics.map(partitionCount));
+    if (new Set(counts).size !== 1) {
+      throw new TwinlogError(
+        'LOG_CO_PARTITIONING',
+        `twinlog: co-partitioned topics differ in partition count: ${topics.map((t, i) => `${t} (${counts[i]})`).join(', ')}`,
+        { details: { topics, partitions: counts } },
+      );
+    }
+    let closer: (() => Promise<void>) | undefined;
+    const sub = await startSubscription({
+      client,
+      groupId: physical(group),
+      topics: new Map(topics.map((t) => [physical(t), t])),
+      subscribe: subscription,
+      tuning: groupTuning,
+      concurrency: concurrency ?? partitionsConsumedConcurrently,
+      logStarts,
+      onEnded: () => {
+        if (closer !== undefined) closers.delete(closer);
+      },
+      onWarning: (message, error) =>
+        logSink({ level: 'warn', namespace: 'Consumer', message: `${message}: ${error instanceof Error ? error.message : String(error)}`, fields: { group } }),
+    });
+    closer = () => sub.stop().catch(() => {});
+    closers.add(closer);
+    return sub;
+  };
+
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    await Promise.allSettled([...closers].map((c) => c()));
+    await Promise.allSettled([...txProducers.keys()].map(dropTxProducer));
+    await Promise.allSettled([...clients].map(forceClose));
+  };
+
+  return {
+    topicPrefix,
+    ensureTopics,
+    partitionCount,
+    append,
+    commitBatch,
+    commitOffsets,
+    committedOffsets,
+    endOffsets,
+    read,
+    subscribe,
+    close,
+  };
+}
