@@ -1,6 +1,7 @@
 /**
  * Opens the log every command works on: the embedded SQLite log in `<data>/twinlog.db` by default,
- * Kafka when `kafka` (brokers) is configured. The twin topics are created when missing.
+ * Kafka when `kafka` (brokers) is configured, through the client library `kafkaClient` names
+ * (`kafkajs` or `platformatic`). The twin topics are created when missing.
  */
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -33,6 +34,24 @@ export function registryFileOf(config: { readonly data: string }): string {
 }
 
 /**
+ * The Kafka log of `config` (brokers `config.kafka`) on the client library `config.kafkaClient`;
+ * the library is loaded only when asked for. Client log entries go to `kafkaLogSink` (both
+ * adapters' entries carry a level, a namespace, a message and fields).
+ */
+export async function openKafkaLog(
+  config: Pick<CliConfig, 'kafka' | 'topicPrefix' | 'kafkaClient'>,
+  { kafkaLogSink, clientId }: { kafkaLogSink?: (entry: KafkaLogEntry) => void; clientId: string },
+): Promise<Log> {
+  const brokers = config.kafka ?? '';
+  if (config.kafkaClient === 'platformatic') {
+    const { createPlatformaticKafkaLog } = await import('@twinlog/log-kafka-platformatic');
+    return createPlatformaticKafkaLog({ brokers, topicPrefix: config.topicPrefix, clientId, ...(kafkaLogSink === undefined ? {} : { logSink: kafkaLogSink }) });
+  }
+  const { createKafkaLog } = await import('@twinlog/log-kafka');
+  return createKafkaLog({ brokers, topicPrefix: config.topicPrefix, clientId, ...(kafkaLogSink === undefined ? {} : { logSink: kafkaLogSink }) });
+}
+
+/**
  * @throws TwinlogError from the adapter (e.g. `LOG_ARGUMENT_INVALID` for bad brokers) or when the
  * topics cannot be created.
  */
@@ -42,14 +61,9 @@ export async function openStore(
 ): Promise<Store> {
   let store: Store;
   if (config.kafka !== undefined) {
-    const { createKafkaLog } = await import('@twinlog/log-kafka'); // kafkajs only when asked for
-    const log = createKafkaLog({
-      brokers: config.kafka,
-      topicPrefix: config.topicPrefix,
-      clientId,
-      ...(kafkaLogSink === undefined ? {} : { logSink: kafkaLogSink }),
-    });
-    store = { log, kind: 'kafka', description: `kafka:${config.kafka}${config.topicPrefix === '' ? '' : ` (topic prefix '${config.topicPrefix}')`}` };
+    const log = await openKafkaLog(config, { clientId, ...(kafkaLogSink === undefined ? {} : { kafkaLogSink }) });
+    const client = config.kafkaClient === 'kafkajs' ? '' : `, client ${config.kafkaClient}`;
+    store = { log, kind: 'kafka', description: `kafka:${config.kafka}${config.topicPrefix === '' ? '' : ` (topic prefix '${config.topicPrefix}')`}${client}` };
   } else {
     // the data folder holds device keys and the service policy: owner only (docs/security.md)
     mkdirSync(config.data, { recursive: true, mode: 0o700 });

@@ -13,6 +13,8 @@ export interface CliConfig {
   readonly kafka: string | undefined;
   /** Prefix of every topic and consumer group on Kafka. */
   readonly topicPrefix: string;
+  /** Which Kafka client library the Kafka log uses (both adapters pass the same `Log` suite). */
+  readonly kafkaClient: KafkaClient;
   /** Partition count of the twin topics when twinlog creates them. */
   readonly partitions: number;
   /** REST gateway port (0: any free port). */
@@ -38,10 +40,15 @@ export interface CliConfig {
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
+/** `kafkajs` (`@twinlog/log-kafka`) or `platformatic` (`@twinlog/log-kafka-platformatic`). */
+export type KafkaClient = 'kafkajs' | 'platformatic';
+export const KAFKA_CLIENTS: readonly KafkaClient[] = ['kafkajs', 'platformatic'];
+
 export const DEFAULT_CONFIG: CliConfig = {
   data: '.data',
   kafka: undefined,
   topicPrefix: '',
+  kafkaClient: 'kafkajs',
   partitions: 4,
   port: 8080,
   host: '127.0.0.1',
@@ -55,12 +62,13 @@ export const DEFAULT_CONFIG: CliConfig = {
   logLevel: 'info',
 };
 
-type Kind = 'string' | 'port' | 'count' | 'ms' | 'level';
+type Kind = 'string' | 'port' | 'count' | 'ms' | 'level' | 'kafka-client';
 
 const FIELDS: Record<keyof CliConfig, { kind: Kind; env: readonly string[] }> = {
   data: { kind: 'string', env: ['TWINLOG_DATA'] },
   kafka: { kind: 'string', env: ['TWINLOG_KAFKA_BROKERS', 'KAFKA_BROKERS'] },
   topicPrefix: { kind: 'string', env: ['TWINLOG_TOPIC_PREFIX'] },
+  kafkaClient: { kind: 'kafka-client', env: ['TWINLOG_KAFKA_CLIENT'] },
   partitions: { kind: 'count', env: ['TWINLOG_PARTITIONS'] },
   port: { kind: 'port', env: ['TWINLOG_PORT'] },
   host: { kind: 'string', env: ['TWINLOG_HOST'] },
@@ -89,6 +97,9 @@ function parseValue(name: string, kind: Kind, raw: unknown, where: string): unkn
       return text;
     case 'level':
       if (!['debug', 'info', 'warn', 'error'].includes(text)) throw new CliError(`${label} must be debug, info, warn or error, got '${text}'`);
+      return text;
+    case 'kafka-client':
+      if (!(KAFKA_CLIENTS as readonly string[]).includes(text)) throw new CliError(`${label} must be ${KAFKA_CLIENTS.join(' or ')}, got '${text}'`);
       return text;
     case 'port':
     case 'count':
