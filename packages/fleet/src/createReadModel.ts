@@ -11,8 +11,10 @@
  * Works on any `Log` (embedded SQLite log, Kafka).
  *
  * Freshness: `positions` also keeps, per partition, the input offsets (`twin.backend`,
- * `twin.device`) that the consumed snapshots and checkpoints reflect, so a writer holding a
- * `WriteReceipt` can wait until its write is visible to queries ({@link ReadModel.waitFor}).
+ * `twin.device`) that the consumed checkpoints reflect (the projector closes every output batch with
+ * a checkpoint; a snapshot's own offsets are not used, since a consumer batch may end in the middle
+ * of a projector batch), so a writer holding a `WriteReceipt` can wait until its write is visible
+ * to queries ({@link ReadModel.waitFor}), and the gateways read their own writes (docs/reads.md).
  */
 import { randomUUID } from 'node:crypto';
 import { decodeOutputRecord } from '@twinlog/codec';
@@ -262,8 +264,9 @@ export async function createReadModel({
       }
       try {
         const snap = decodeOutputRecord(r.value, 'snapshot');
-        backend = Math.max(backend, snap.offsets.backend);
-        device = Math.max(device, snap.offsets.device);
+        // The input positions advance at checkpoints only: the projector ends each output batch
+        // with one, and a consumer batch may end inside a projector batch, where a snapshot's
+        // offsets already name inputs whose other devices' snapshots are not applied yet.
         if (!snap.exists) {
           if (store.remove(snap.deviceId)) removed.push(snap.deviceId);
           continue;

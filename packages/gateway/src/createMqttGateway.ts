@@ -49,6 +49,8 @@ import { DEFAULT_MQTT_LIMITS, resolveLimits, type MqttLimits } from './internal/
 import { DEFAULT_MAX_TOKEN_LIFETIME_MS } from './internal/sasToken.ts';
 import { guardMqttSocket, type MqttLimitName, type MqttPacketGuard } from './internal/mqttPacketGuard.ts';
 import { createSnapshotReader } from './internal/snapshotReader.ts';
+import { trackWrites } from './internal/trackWrites.ts';
+import { createAckedWrites, createIndexedReader, createReadPath, type TwinIndex, type TwinReader } from './internal/twinReader.ts';
 import { createTokenBuckets } from './internal/tokenBuckets.ts';
 import { classifyPublish, DESIRED_FILTER, maySubscribe, topicMatches } from './internal/mqttTopics.ts';
 import { DeviceAuthError, verifyDeviceSas } from './internal/verifyDeviceSas.ts';
@@ -112,6 +114,13 @@ export interface MqttGatewayOptions {
    * view across gateway restarts. Default: memory only (sessions survive reconnects, not restarts).
    */
   readonly sessionFile?: string;
+  /**
+   * An index of twins (`@twinlog/fleet`'s read model has this shape): a device's `GET` is looked
+   * up in it instead of reading `twin.snapshots`. A GET after the device's own reported PATCH
+   * waits until the index reflects it (at most 2 s, then it reads `twin.snapshots`), see
+   * docs/reads.md. Catch-up notifications keep reading `twin.snapshots`. Default: no index.
+   */
+  readonly twinIndex?: TwinIndex;
   /** How long a reported PATCH waits for the projector's decision before 504 `GatewayTimeout`, ms (default 10 000). */
   readonly decisionTimeoutMs?: number;
   /**
@@ -227,7 +236,8 @@ interface LiveDevice {
  *
  * Reads (GET, catch-up) come from `twin.snapshots`, read incrementally per partition up to its end
  * at the time of the request (so a device reads its own reported write after the 204); the
- * gateway keeps the latest snapshot bytes of every device it read.
+ * gateway keeps the latest snapshot bytes of every device it read. With `twinIndex`, a GET is
+ * looked up in the index instead, waiting until it reflects the device's own writes (docs/reads.md).
  *
  * Limits (`limits`, {@link MqttLimits}): a connection is closed when a packet's fixed header
  * declares more than `maxPacketBytes` (before the body is read), when it sends more than
@@ -257,6 +267,7 @@ export function createMqttGateway({
   deviceKeys,
   registryFile,
   sessionFile,
+  twinIndex,
   decisionTimeoutMs: timeoutMs = 10_000,
   limits: givenLimits,
   maxTokenLifetimeMs = DEFAULT_MAX_TOKEN_LIFETIME_MS,
@@ -264,10 +275,15 @@ export function createMqttGateway({
   onFeedStateChange,
 }: MqttGatewayOptions): MqttGateway {
   const limits = resolveLimits(DEFAULT_MQTT_LIMITS, givenLimits);
-  const twins = givenClient ?? createTwinClient({ log: groupAppends(log), physicalNow, actor: 'gateway-mqtt' });
+  const ownClient = givenClient ?? createTwinClient({ log: groupAppends(log), physicalNow, actor: 'gateway-mqtt' });
   const keys = deviceKeys ?? createDeviceKeyStore(registryFile);
   const sessions: DeviceSessionStore = createDeviceSessionStore(sessionFile);
   const snapshots = createSnapshotReader(log);
+  // A device's GET (docs/reads.md): the index when given, reflecting the device's own writes
+  // (their positions noted by the wrapped client); catch-up reads stay on twin.snapshots.
+  const acked = createAckedWrites();
+  const twins = twinIndex === undefined ? ownClient : trackWrites(ownClient, acked);
+  const getReads: TwinReader = twinIndex === undefined ? snapshots : createReadPath(createIndexedReader(twinIndex, { fallback: snapshots }), acked);
   const live = new Map<string, LiveDevice>();
   const expiries = new WeakMap<MqttClient, number>();
   const queues = new Map<string, Promise<void>>();
@@ -498,7 +514,7 @@ export function createMqttGateway({
   };
 
   const handleGet = async (deviceId: string, rid: string): Promise<void> => {
-    const twin = await snapshots.getTwin(deviceId);
+    const twin = await getReads.getTwin(deviceId);
     const desired = withoutMetadata(twin.properties.desired);
     const reported = withoutMetadata(twin.properties.reported);
     const version = Number(desired['$version'] ?? 0);

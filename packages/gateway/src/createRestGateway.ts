@@ -54,6 +54,9 @@ import { GatewayError, iotHubCodeOf, sendError, sendJson } from './internal/iotH
 import { IDEMPOTENCY_KEY_HEADER, idempotencyKeyOf } from './internal/idempotencyKey.ts';
 import { createTokenBuckets } from './internal/tokenBuckets.ts';
 import { readJsonBody } from './internal/readJsonBody.ts';
+import { createSnapshotReader } from './internal/snapshotReader.ts';
+import { trackWrites } from './internal/trackWrites.ts';
+import { createAckedWrites, createIndexedReader, createReadPath, type TwinIndex, type TwinReader, type TwinReadOptions } from './internal/twinReader.ts';
 import { DEFAULT_MAX_TOKEN_LIFETIME_MS, type SasTarget } from './internal/sasToken.ts';
 import {
   assertScope,
@@ -67,6 +70,7 @@ import {
 
 export type { PolicyRight, SharedAccessPolicy } from './internal/verifyServiceSas.ts';
 export { DEFAULT_MAX_TOKEN_LIFETIME_MS } from './internal/sasToken.ts';
+export type { InputPosition, TwinIndex } from './internal/twinReader.ts';
 
 /** The api-versions the gateway accepts (§5.1: every value seen in the wild). */
 export const API_VERSIONS: readonly string[] = [
@@ -216,6 +220,15 @@ export interface RestGatewayOptions {
       },
     ): Promise<{ readonly rows: readonly Record<string, unknown>[]; readonly continuationToken: string | undefined; readonly freshness: string; readonly itemType: string }>;
   };
+  /**
+   * An index of twins (`@twinlog/fleet`'s read model has this shape; pass the same one as
+   * `queryView`): `GET /twins/{id}` and the twin answered after a `PATCH`/`PUT` are looked up in it
+   * instead of reading `twin.snapshots`. A read after a write made through this gateway waits
+   * until the index reflects the write (at most 2 s, then it reads `twin.snapshots`), so
+   * read-your-writes holds (docs/reads.md). Default: `twin.snapshots` read per partition up to its
+   * end at the time of the request.
+   */
+  readonly twinIndex?: TwinIndex;
 }
 
 /**
@@ -309,13 +322,20 @@ export function createRestGateway({
   registryFile,
   deviceKeys,
   queryView,
+  twinIndex,
   isConnected = () => false,
   maxTokenLifetimeMs = DEFAULT_MAX_TOKEN_LIFETIME_MS,
   maxBodyBytes = DEFAULT_MAX_BODY_BYTES,
   rateLimit = {},
   freshnessWaitMs = DEFAULT_FRESHNESS_WAIT_MS,
 }: RestGatewayOptions): RestGateway {
-  const client = givenClient ?? createTwinClient({ log, physicalNow, actor: 'gateway' });
+  // Twin reads (docs/reads.md): the index when given, with the positions of this gateway's own
+  // writes (noted by the wrapped client) added to each read of the device; else twin.snapshots.
+  const snapshotReader = createSnapshotReader(log);
+  const acked = createAckedWrites();
+  const ownClient = givenClient ?? createTwinClient({ log, physicalNow, actor: 'gateway' });
+  const client = twinIndex === undefined ? ownClient : trackWrites(ownClient, acked);
+  const twins: TwinReader = twinIndex === undefined ? snapshotReader : createReadPath(createIndexedReader(twinIndex, { fallback: snapshotReader }), acked);
   const keys = deviceKeys ?? createDeviceKeyStore(registryFile);
   const policyMap = new Map(policies.map((p) => [p.name, p]));
   const servers = new Set<Server>();
@@ -364,7 +384,7 @@ export function createRestGateway({
   }
 
   async function getTwin({ res, id }: RequestContext): Promise<void> {
-    sendJson(res, 200, twinJson(await client.getTwin(id), keys.get(id), isConnected(id)));
+    sendJson(res, 200, twinJson(await twins.getTwin(id), keys.get(id), isConnected(id)));
   }
 
   async function patchTwin({ req, res, id }: RequestContext): Promise<void> {
@@ -392,11 +412,14 @@ export function createRestGateway({
       throw new TwinlogError('SECTION_FORBIDDEN', 'A section set to null together with a merge of the other section is not supported, send them as two requests');
     }
     let answered: Record<string, string> = {};
+    let after: TwinReadOptions = {};
     if (merging || replacing) {
       const key = idempotencyKeyOf({ header: header(req, IDEMPOTENCY_KEY_HEADER), method: 'PATCH', ifMatch, body });
-      answered = decided(await (merging ? client.patchTwin : client.replaceTwin)(id, merging ? merge : replace, { ifMatch, ...(key === undefined ? {} : { idempotencyKey: key }) }));
+      const d = await (merging ? client.patchTwin : client.replaceTwin)(id, merging ? merge : replace, { ifMatch, ...(key === undefined ? {} : { idempotencyKey: key }) });
+      answered = decided(d);
+      after = readAfter(d);
     }
-    sendJson(res, 200, twinJson(await client.getTwin(id), keys.get(id), isConnected(id)), answered);
+    sendJson(res, 200, twinJson(await twins.getTwin(id, after), keys.get(id), isConnected(id)), answered);
   }
 
   async function putTwin({ req, res, id }: RequestContext): Promise<void> {
@@ -413,8 +436,9 @@ export function createRestGateway({
     };
     const ifMatch = ifMatchOf(req);
     const key = idempotencyKeyOf({ header: header(req, IDEMPOTENCY_KEY_HEADER), method: 'PUT', ifMatch, body });
-    const answered = decided(await client.replaceTwin(id, patch, { ifMatch, ...(key === undefined ? {} : { idempotencyKey: key }) }));
-    sendJson(res, 200, twinJson(await client.getTwin(id), keys.get(id), isConnected(id)), answered);
+    const d = await client.replaceTwin(id, patch, { ifMatch, ...(key === undefined ? {} : { idempotencyKey: key }) });
+    const answered = decided(d);
+    sendJson(res, 200, twinJson(await twins.getTwin(id, readAfter(d)), keys.get(id), isConnected(id)), answered);
   }
 
   async function query({ req, res }: RequestContext): Promise<void> {
@@ -557,6 +581,14 @@ function ifMatchOf(req: IncomingMessage): string {
 function decided(d: WriteDecision): Record<string, string> {
   if (!d.accepted) throw new TwinlogError(d.code, d.message, { details: { etag: d.etag } });
   return d.duplicateOf === undefined ? {} : { [DUPLICATE_OF_HEADER]: `${d.duplicateOf.writer}/${d.duplicateOf.seq}` };
+}
+
+/**
+ * What the twin answered after a write must reflect beyond the write's own positions (which the
+ * tracking client noted): a retry answered as a duplicate has none, so its versions stand in.
+ */
+function readAfter(d: WriteDecision): TwinReadOptions {
+  return d.accepted && d.duplicateOf !== undefined ? { minVersion: d.version } : {};
 }
 
 function asPatch(where: string, value: unknown): Patch {

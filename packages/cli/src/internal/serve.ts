@@ -478,6 +478,7 @@ export async function serve(
       policies: [{ name: policy.name, key: policy.key, rights: ['registryRead', 'registryReadWrite', 'serviceConnect'] }],
       deviceKeys,
       queryView: readModel,
+      twinIndex: readModel, // GET /twins/{id} and the twin after PATCH/PUT: looked up, not scanned (docs/reads.md)
       isConnected: (deviceId) => mqtt?.isConnected(deviceId) ?? false,
     });
     subscribe(GATEWAY_REQUEST_CHANNEL, onRequest);
@@ -514,6 +515,7 @@ export async function serve(
         physicalNow,
         deviceKeys,
         sessionFile: resolve(join(config.data, 'mqtt-sessions.jsonl')),
+        twinIndex: readModel, // a device's GET: looked up in the read model (docs/reads.md)
         onFeedStateChange: onStateChange,
       });
       mqttListening = await mqtt.listen({ port: config.mqttPort, host: config.host, ...(tls === undefined ? {} : { tls }) });
