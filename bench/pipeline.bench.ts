@@ -68,7 +68,7 @@ const STEADY = process.env['BENCH_STEADY'] !== '0';
 const STEADY_RATE = Number(process.env['BENCH_STEADY_RATE'] ?? 30_000);
 const STEADY_S = Number(process.env['BENCH_STEADY_S'] ?? 60);
 /** How long the steady variant waits after its window for the projector to catch up, s. */
-const STEADY_DRAIN_S = Number(process.env['BENCH_STEADY_DRAIN_S'] ?? 60);
+const STEADY_DRAIN_S = Number(process.env['BENCH_STEADY_DRAIN_S'] ?? 30);
 /** The adapter's subscription fetch settings (createKafkaLog defaults). */
 const FETCH = { maxWaitTimeInMs: 250, minBytes: 1, maxBytes: 16 * 1024 * 1024, maxBytesPerPartition: 4 * 1024 * 1024 };
 const RUN = randomUUID().slice(0, 8);
@@ -666,19 +666,23 @@ async function main(): Promise<void> {
     const s = steady.figures;
     const perRec = (ms: number | undefined): string => (ms === undefined || s.appended === 0 ? 'n/a' : f1((ms * 1000) / s.appended));
     const reachedRate = s.appendPerS >= 0.95 * STEADY_RATE;
-    const keptUp = s.drainS !== null && s.lagGrowthPerS < 0.02 * STEADY_RATE;
+    // kept up: the offered rate was appended, the lag did not grow over the second half (less than
+    // 2 % of the rate per second) and the group caught up after the window
+    const keptUp = reachedRate && s.drainS !== null && s.lagGrowthPerS < 0.02 * STEADY_RATE;
     console.log(
-      `steady state: workload generated and encoded before the window in ${(s.generateMs / 1000).toFixed(1)} s; appended ${fmt(s.appended)} records at ${fmt(s.appendPerS)}/s (${fmt(s.appendCalls)} appends${reachedRate ? '' : `; the producer did NOT reach ${fmt(STEADY_RATE)}/s`}); ` +
+      `steady state: workload generated and encoded before the window in ${(s.generateMs / 1000).toFixed(1)} s; appended ${fmt(s.appended)} records at ${fmt(s.appendPerS)}/s (${fmt(s.appendCalls)} appends${reachedRate ? '' : `; the producer did NOT reach ${fmt(STEADY_RATE)}/s: ${fmt(s.notAppended)} records that fell due were still waiting for an append at the window's end and were not appended`}); ` +
         `the group committed ${fmt(s.committedPerS)}/s during the window`,
     );
     console.log(
       `  lag (input records, ${s.samples} samples every 250 ms): p50 ${fmt(s.lagP50)}, p99 ${fmt(s.lagP99)}, max ${fmt(s.lagMax)}, at the window's end ${fmt(s.lagAtEnd)}; ` +
         `growth over the second half ${fmt(s.lagGrowthPerS)}/s; caught up ${s.drainS === null ? `NOT within ${STEADY_DRAIN_S} s` : `${s.drainS.toFixed(1)} s after the window`}`,
     );
+    // with more than 1 % of the records never reflected, the p99 is only a lower bound (they count at their latency so far)
+    const bound = (p: number): string => (s.unmatched / Math.max(1, s.e2eN) > 1 - p / 100 ? '≥ ' : '');
     console.log(
-      `  end-to-end append → checkpoint read back (${fmt(s.e2eN)} records${s.unmatched > 0 ? `, ${fmt(s.unmatched)} never covered` : ''}): ` +
-        `p50 ${Math.round(s.e2eP50)} ms, p99 ${Math.round(s.e2eP99)} ms, max ${Math.round(s.e2eMax)} ms; ` +
-        `from when each record fell due on the producer's schedule: p50 ${Math.round(s.dueP50)} ms, p99 ${Math.round(s.dueP99)} ms`,
+      `  end-to-end append → checkpoint read back (${fmt(s.e2eN)} records${s.unmatched > 0 ? `, ${fmt(s.unmatched)} of them never reflected by the end, counted at their latency so far` : ''}): ` +
+        `p50 ${bound(50)}${Math.round(s.e2eP50)} ms, p99 ${bound(99)}${Math.round(s.e2eP99)} ms, max ${s.unmatched > 0 ? '≥ ' : ''}${Math.round(s.e2eMax)} ms; ` +
+        `from when each record fell due on the producer's schedule: p50 ${bound(50)}${Math.round(s.dueP50)} ms, p99 ${bound(99)}${Math.round(s.dueP99)} ms`,
     );
     console.log(
       `  CPU over the ${(steady.windowMs / 1000).toFixed(1)} s window, µs per appended record: projector process ${perRec(steady.nodeCpuMs)}, ` +
@@ -687,10 +691,13 @@ async function main(): Promise<void> {
     console.log(
       keptUp
         ? `  the projector kept up: lag stayed bounded at ${fmt(STEADY_RATE)}/s`
-        : `  the projector did NOT keep up: it committed ${fmt(s.committedPerS)}/s against ${fmt(s.appendPerS)}/s appended, and the lag grew (${fmt(s.lagGrowthPerS)}/s over the second half)`,
+        : !reachedRate && s.drainS !== null && s.lagGrowthPerS < 0.02 * STEADY_RATE
+          ? `  the producer did not reach ${fmt(STEADY_RATE)}/s; at the ${fmt(s.appendPerS)}/s it appended the projector kept up (no verdict at the offered rate)`
+          : `  the projector did NOT keep up: it committed ${fmt(s.committedPerS)}/s against ${fmt(s.appendPerS)}/s appended, and the lag grew (${fmt(s.lagGrowthPerS)}/s over the second half)`,
     );
     result['steady_lag_p99'] = s.lagP99;
     result['steady_e2e_p99_ms'] = Math.round(s.e2eP99);
+    if (bound(99) !== '') result['steady_e2e_p99_is_lower_bound'] = true;
     result['steady_kept_up'] = keptUp;
   }
   console.log(`load average at end: ${loadavg()}`);
