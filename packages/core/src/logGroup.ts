@@ -166,7 +166,8 @@ export class Member {
   private readonly positions = new Map<string, number>();
   private readonly wake = new Signal();
   private paused = true;
-  private running: Promise<void> | undefined;
+  /** Batches in `eachBatch`, by topic and partition (at most `options.concurrency`, default 1). */
+  private readonly inflight = new Map<string, Promise<void>>();
   private cursor = 0;
   stopping = false;
   private done = false;
@@ -190,7 +191,7 @@ export class Member {
   /** Stops starting batches; resolves when none is running. */
   async pause(): Promise<void> {
     this.paused = true;
-    while (this.running !== undefined) await this.running;
+    while (this.inflight.size > 0) await Promise.all(this.inflight.values());
   }
 
   /** Lets the loop deliver again (no-op once stopping). */
@@ -256,6 +257,7 @@ export class Member {
 
   /** The next (topic, partition) with records past its position, round-robin. */
   private nextBatch(): Batch | undefined {
+    // a (topic, partition) whose batch is still in `eachBatch` is skipped: its position has not moved
     const keys = [...this.positions.keys()];
     const ends = new Map<string, number[]>();
     for (let k = 0; k < keys.length; k++) {
@@ -268,6 +270,7 @@ export class Member {
         ends.set(topic, topicEnds);
       }
       const end = topicEnds[partition] ?? 0;
+      if (this.inflight.has(key)) continue;
       const position = this.positions.get(key)!;
       if (position >= end) continue;
       const records = this.source.fetchRecords(topic, partition, position, this.source.maxBatchSize);
@@ -282,9 +285,14 @@ export class Member {
   }
 
   private async loop(): Promise<void> {
+    const limit = Math.max(1, this.options.concurrency ?? 1);
     while (!this.done) {
       if (this.paused) {
         await this.wake.wait();
+        continue;
+      }
+      if (this.inflight.size >= limit) {
+        await Promise.race([...this.inflight.values(), this.wake.wait()]);
         continue;
       }
       let batch: Batch | undefined;
@@ -295,24 +303,23 @@ export class Member {
         continue;
       }
       if (batch === undefined) {
-        await Promise.race([this.changed.wait(), this.wake.wait()]);
+        await Promise.race([this.changed.wait(), this.wake.wait(), ...this.inflight.values()]);
         continue;
       }
       const key = `${batch.topic}\u0000${batch.partition}`;
       const last = batch.records[batch.records.length - 1]!;
       const current = batch;
-      let ok = false;
-      this.running = (async () => {
+      const run = (async () => {
         try {
           await this.options.eachBatch(current);
-          ok = true;
         } catch (e) {
           this.fail(e);
+          return;
         }
+        if (this.positions.has(key)) this.positions.set(key, last.offset + 1);
       })();
-      await this.running;
-      this.running = undefined;
-      if (ok && this.positions.has(key)) this.positions.set(key, last.offset + 1);
+      // tracked until it has left the map, so a loop woken by it sees the key free again
+      this.inflight.set(key, run.finally(() => this.inflight.delete(key)));
     }
   }
 }

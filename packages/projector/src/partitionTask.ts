@@ -251,7 +251,8 @@ export class PartitionTask {
     return task;
   }
 
-  private restoreRecord(r: LogRecord): void {
+  /** Take one record of `twin.snapshots` (a snapshot, a tombstone or the checkpoint) into the task. */
+  restoreRecord(r: LogRecord): void {
     if (r.value === null) {
       this.devices.delete(r.key);
       return;

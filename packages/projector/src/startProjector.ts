@@ -27,6 +27,7 @@ import { PartitionTask, passedTaskOptions, type BatchStats, type TaskOptions, ty
 import { supervisePartitionStage } from './supervisePartitionStage.ts';
 import { startPartitionStage, type PartitionStage } from './startPartitionStage.ts';
 import { TOPICS, type InputTopic } from './topics.ts';
+import { createWorkerPool, type ProjectorTask } from './workers/workerPool.ts';
 
 /** A batch followed by at least this many offsets is a backlog: its output may wait for more. */
 const BACKLOG_LAG = 1000;
@@ -82,6 +83,12 @@ export interface ProjectorOptions {
   readonly restart?: BackoffOptions | false;
   /** The stage's name in `health()` (default `projector`). */
   readonly name?: string;
+  /**
+   * Worker threads that hold the partitions' tasks and do the decoding, folding and encoding, so a
+   * projector uses more than one core (default 0: everything on the calling thread). Partition *p*
+   * goes to worker `p mod workers`; the workers use the system clock, not `physicalNow`.
+   */
+  readonly workers?: number;
   /** Called once per state change of the stage (consuming, stalled, restarting, …), not per retry. */
   readonly onStateChange?: (health: StageHealth, previous: StageState) => void;
 }
@@ -102,7 +109,7 @@ export interface Projector {
   health(): StageHealth;
   /** Partitions currently owned. */
   partitions(): number[];
-  /** The task of a partition (tests and diagnostics). */
+  /** The task of a partition (tests and diagnostics); undefined with `workers`, whose tasks live in the workers. */
   task(partition: number): PartitionTask | undefined;
   stop(): Promise<void>;
 }
@@ -133,19 +140,18 @@ export async function startProjector({
   restart = {},
   name = 'projector',
   onStateChange,
+  workers = 0,
 }: ProjectorOptions): Promise<Projector> {
   const clock = createHybridClock({ physicalNow });
-  const taskOptions = (partition: number): TaskOptions => ({
-    partition,
-    clock,
-    ...passedTaskOptions({ limits, maxOfflineWindowMs, maxSkewMs, gcMarginMs, maxForwardSkewMs, maxSnapshotBytes }),
-  });
+  const passed = passedTaskOptions({ limits, maxOfflineWindowMs, maxSkewMs, gcMarginMs, maxForwardSkewMs, maxSnapshotBytes });
+  const taskOptions = (partition: number): TaskOptions => ({ partition, clock, ...passed });
   new PartitionTask(taskOptions(0)); // option errors surface here, not at the first assignment
+  const pool = workers === 0 ? undefined : createWorkerPool(workers);
   if (!(maxUncommittedRecords >= 1) || !(maxUncommittedMs >= 0)) throw new RangeError('maxUncommittedRecords must be ≥ 1 and maxUncommittedMs ≥ 0');
   /** When each task's pending (folded, uncommitted) output began. */
-  const pendingSince = new WeakMap<PartitionTask, number>();
+  const pendingSince = new WeakMap<ProjectorTask, number>();
 
-  const commit = async (task: PartitionTask, out: TaskOutput): Promise<void> => {
+  const commit = async (task: ProjectorTask, out: TaskOutput): Promise<void> => {
     await log.commitBatch({
       fence: `projector-${group}-${task.partition}`,
       appends: out.appends,
@@ -159,7 +165,7 @@ export async function startProjector({
   };
 
   /** Whether `twin.backend` of the task's partition is consumed to its end (false when unknown). */
-  const backendCaughtUp = async (task: PartitionTask): Promise<boolean> => {
+  const backendCaughtUp = async (task: ProjectorTask): Promise<boolean> => {
     try {
       const end = (await log.endOffsets(TOPICS.backend))[task.partition] ?? 0;
       return task.resumeOffsets.backend >= end;
@@ -168,29 +174,30 @@ export async function startProjector({
     }
   };
 
-  const startStage = (): Promise<PartitionStage<PartitionTask>> =>
+  const startStage = (): Promise<PartitionStage<ProjectorTask>> =>
     startPartitionStage({
       log,
       group,
       topics: [TOPICS.backend, TOPICS.device],
       concurrency,
-      restore: (partition) => PartitionTask.restore(log, taskOptions(partition)),
+      restore: (partition): Promise<ProjectorTask> => (pool === undefined ? PartitionTask.restore(log, taskOptions(partition)) : pool.open(log, partition, passed)),
       eachBatch: async (task, { topic, records, lag }) => {
         const input: InputTopic = topic === TOPICS.backend ? 'backend' : 'device';
         if (task.pending === 0) pendingSince.set(task, physicalNow());
-        task.fold(input, records, false);
+        await task.fold(input, records, false);
         const backlog = lag !== undefined && lag >= BACKLOG_LAG;
         if (!backlog || task.pending >= maxUncommittedRecords || physicalNow() - (pendingSince.get(task) ?? 0) >= maxUncommittedMs) {
-          await commit(task, task.flush());
+          await commit(task, await task.flush());
         }
         if (task.hasParked && (await backendCaughtUp(task))) {
-          const settled = task.settle(true);
+          const settled = await task.settle(true);
           if (settled !== undefined) await commit(task, settled);
         }
       },
       // a partition that goes (rebalance, stop) commits what it folded first
       release: async (task) => {
-        if (task.pending > 0) await commit(task, task.flush());
+        if (task.pending > 0) await commit(task, await task.flush());
+        await task.close?.();
       },
     });
 
@@ -206,7 +213,7 @@ export async function startProjector({
       settling.add(partition);
       stage
         .serial(partition, task, async () => {
-          const settled = task.hasParked ? task.settle(await backendCaughtUp(task)) : task.pending > 0 ? task.flush() : undefined;
+          const settled = task.hasParked ? await task.settle(await backendCaughtUp(task)) : task.pending > 0 ? await task.flush() : undefined;
           if (settled !== undefined) await commit(task, settled);
         })
         .catch(() => {}) // the stage has failed: `done` carries the error
@@ -219,10 +226,14 @@ export async function startProjector({
     done,
     health: () => supervision.health(),
     partitions: () => [...stage.tasks.keys()].sort((a, b) => a - b),
-    task: (partition) => stage.tasks.get(partition),
+    task: (partition) => {
+      const task = stage.tasks.get(partition);
+      return task instanceof PartitionTask ? task : undefined;
+    },
     async stop() {
       clearInterval(timer);
       await supervision.stop();
+      await pool?.terminate();
     },
   };
 }
