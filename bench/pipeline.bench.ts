@@ -1,6 +1,7 @@
 /**
  * bench:pipeline — the projector end to end on a real Kafka broker and on the embedded SQLite log,
- * against a raw kafkajs consumer measured in the same run.
+ * against floors measured in the same run: a raw kafkajs consumer, B1 (a bare exactly-once kafkajs
+ * pipeline) and a plain `log.read` of the embedded file; then a steady-state run.
  *
  * Broker: `KAFKA_BROKERS` when set, else `startKafkaBroker()` (test/kafkaBroker.ts, as the tests
  * do: the developer's running `kafka-local.sh` broker, or a private one on free ports, stopped at
@@ -15,24 +16,39 @@
  * to fresh twin topics (`ensureTwinTopics(log, BENCH_PARTITIONS)`, default 4 partitions) under a
  * fresh topic prefix, and to a fresh SQLite file.
  *
- * Variants, each round (best round counts):
+ * Rounds: BENCH_ROUNDS (3), each running every variant once; the Kafka variants share the round's
+ * topics (each in its own group) and their order rotates from round to round, as does the embedded
+ * pair's. Printed: per variant the median over the rounds, the range (min–max) and each round;
+ * ratios from the medians; CPU µs per input record of this process (`process.cpuUsage()`) and of
+ * the broker's JVM (/proc/<pid>/stat, bench/internal/brokerCpu.ts) over each variant's window.
  * - raw:       a kafkajs consumer, fresh group, `eachBatch` counting messages, nothing else, reading
  *              both input topics from the beginning with the adapter's fetch settings (read_committed,
  *              maxWait 250 ms, minBytes 1, maxBytes 16 MiB, 4 MiB per partition, one partition at
- *              a time). Timed from `connect()` until every record was counted — the baseline.
+ *              a time). Timed from `connect()` until every record was counted.
+ * - B1:        the bare exactly-once pipeline of bench/internal/b1.ts (kafkajs, the adapter's consumer
+ *              and producer settings, one output record of the same size per input, one transaction
+ *              with `sendOffsets` per fetched batch per partition, one transactional producer per
+ *              partition number as the projector's fences). Timed as the projector.
  * - projector: `startProjector` on the same `Log` (createKafkaLog defaults), fresh group. Timed from
  *              `startProjector()` until the group's committed offsets of both inputs reach their end
  *              offsets (polled every 50 ms: `log.committedOffsets` vs `log.endOffsets`).
- * - embedded:  the same projector on `createEmbeddedLog` (defaults: synchronous FULL, batches of at
- *              most 500 records), timed the same way. Printed beside it: a plain `log.read` of both
- *              inputs on that file (the embedded log's own baseline).
- * Rates are input records per second. The ratio is projector / raw of this same run. The probe
- * around the projector's `Log` also reports batches, commits (and which of them were the timer's
- * settles of parked device records), snapshots written and the time inside `eachBatch` and
- * `commitBatch`. Before round 1 a warm-up transaction and group join make the broker's
- * coordinators ready. A variant that does not catch up within BENCH_TIMEOUT_S (150) counts what it
- * covered; a round that would end past BENCH_BUDGET_S (480) is not started. Topics and groups of
- * the run are deleted at the end (BENCH_KEEP=1 keeps them).
+ * - read:      a plain `log.read` of both inputs on the round's SQLite file (the embedded baseline).
+ * - embedded:  the same projector on `createEmbeddedLog` (defaults) on that file, timed as above.
+ * `embedded_vs_read` = embedded / read (medians). The probe around the projector's `Log` also
+ * reports batches, commits (and which of them were the timer's settles of parked device records),
+ * snapshots written and the time inside `eachBatch` and `commitBatch`. Before round 1 a warm-up
+ * transaction and group join make the broker's coordinators ready. A variant that does not catch up
+ * within BENCH_TIMEOUT_S (150) counts what it covered; a round that would end past BENCH_BUDGET_S
+ * (480) is not started.
+ *
+ * Steady state (BENCH_STEADY, on unless 0; bench/internal/steady.ts and steadyDriver.ts): a projector
+ * on Kafka while a child process appends the workload at BENCH_STEADY_RATE (30,000/s) for
+ * BENCH_STEADY_S (60 s), samples the group's lag every 250 ms and times each record from its append
+ * to the checkpoint on `twin.snapshots` that covers it. Printed: lag p50/p99/max and growth,
+ * end-to-end p50/p99, CPU per record, and whether the projector kept up.
+ *
+ * Topics and groups of the run are deleted at the end (BENCH_KEEP=1 keeps them). The last line is
+ * `RESULT {…}` (medians; steady-state keys at the end).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
