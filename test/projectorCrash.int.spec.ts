@@ -1,6 +1,6 @@
 /**
  * Crash and scale: real projector processes on a real log (Kafka broker and embedded SQLite), killed
- * with SIGKILL at random moments and restarted; and two instances in one group with a rebalance
+ * with SIGKILL at random moments and restarted; and three instances in one group (one with worker threads) through rebalances
  * mid-stream. At the end every snapshot must equal a clean replay byte for byte, and the change
  * feed must hold exactly one record per applied event (nothing lost, nothing applied twice).
  *
@@ -52,10 +52,10 @@ function workload(seed: number): { backend: AppendRecord[]; device: AppendRecord
   return chunks;
 }
 
-function spawnProjector(target: LogTarget, group: string): ChildProcess {
+function spawnProjector(target: LogTarget, group: string, env: NodeJS.ProcessEnv = {}): ChildProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/projectorProcess.ts')], {
     cwd: ROOT,
-    env: { ...process.env, ...targetEnv(target), TWINLOG_GROUP: group },
+    env: { ...process.env, ...targetEnv(target), TWINLOG_GROUP: group, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   child.stdout!.resume();
@@ -151,7 +151,7 @@ describe('projector processes on kafka, scaled out', () => {
     for (const c of children) await kill(c, 'SIGKILL');
   });
 
-  it('two instances in one group with a rebalance mid-stream', { timeout: 900_000 }, async () => {
+  it('three instances in one group (one with worker threads) through rebalances mid-stream', { timeout: 900_000 }, async () => {
     const target = targets[0]!();
     const log = openLog(target);
     try {
@@ -160,19 +160,19 @@ describe('projector processes on kafka, scaled out', () => {
       const first = spawnProjector(target, group);
       children.push(first);
       const chunks = workload(7);
-      let second: ChildProcess | undefined;
+      const others: ChildProcess[] = [];
       for (let i = 0; i < chunks.length; i++) {
         const { backend, device } = chunks[i]!;
         if (backend.length > 0) await log.append(TOPICS.backend, backend);
         if (device.length > 0) await log.append(TOPICS.device, device);
-        if (i === Math.floor(chunks.length / 3)) {
-          second = spawnProjector(target, group); // join: partitions move to it
-          children.push(second);
-        }
-        if (i === Math.floor((2 * chunks.length) / 3)) await kill(first, 'SIGKILL'); // leave: they move back
+        // joins move partitions to the newcomers; the first one's death moves them back
+        if (i === Math.floor(chunks.length / 4)) others.push(spawnProjector(target, group));
+        if (i === Math.floor(chunks.length / 2)) others.push(spawnProjector(target, group, { TWINLOG_PROJECTOR_WORKERS: '2' }));
+        if (i === Math.floor((3 * chunks.length) / 4)) await kill(first, 'SIGKILL');
       }
+      children.push(...others);
       await waitFor(() => caughtUp(log, group), 600_000, 'the group to consume everything');
-      await kill(second!, 'SIGTERM');
+      for (const c of others) await kill(c, 'SIGTERM');
       await verify(log);
     } finally {
       await log.close();

@@ -11,6 +11,7 @@ const projector = await startProjector({
   log,
   group: process.env['TWINLOG_GROUP'] ?? 'twinlog-projector',
   physicalNow: () => Date.now(),
+  workers: Number(process.env['TWINLOG_PROJECTOR_WORKERS'] ?? 0),
   onBatch: (partition, stats) => process.stdout.write(JSON.stringify({ partition, ...stats }) + '\n'),
 });
 process.stdout.write(JSON.stringify({ ready: true, pid: process.pid }) + '\n');
