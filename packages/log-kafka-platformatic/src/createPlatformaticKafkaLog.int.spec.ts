@@ -84,6 +84,24 @@ describe('Kafka log on @platformatic/kafka', () => {
     expect(records.find((r) => r.key === 'dev-1')?.headers).toEqual({ h: 'dev-1' });
   });
 
+  it('answers concurrent appends (sent together) with the offsets their records landed at', async () => {
+    const log = open(freshPrefix());
+    await log.ensureTopics([{ name: 't', partitions: 3 }]);
+    const calls = Array.from({ length: 60 }, (_, i) =>
+      Array.from({ length: 1 + (i % 3) }, (_, j) => ({ key: `dev-${i % 7}`, value: bytes(`${i}.${j}`), ...(i % 5 === 0 ? { partition: 2 } : {}) })),
+    );
+    const results = await Promise.all(calls.map((records) => log.append('t', records)));
+    const landed = new Map<string, string>();
+    for (const p of [0, 1, 2]) for (const r of await readAll(log, 't', p)) landed.set(`${p}@${r.offset}`, text(r.value)!);
+    expect(landed.size).toBe(calls.flat().length);
+    results.forEach((where, i) =>
+      where.forEach((w, j) => {
+        expect(w.partition).toBe(i % 5 === 0 ? 2 : partitionFor(`dev-${i % 7}`, 3));
+        expect(landed.get(`${w.partition}@${w.offset}`)).toBe(`${i}.${j}`);
+      }),
+    );
+  });
+
   it('fences a zombie transaction: LOG_FENCED for the old writer, its records invisible to readers', async () => {
     const prefix = freshPrefix();
     const a = open(prefix);

@@ -18,7 +18,8 @@
  *
  * - **`append`**: one idempotent producer (`acks = all`), every record with an explicit partition
  *   (`partitionFor(key, n)`). The client advances its sequence numbers only when a produce is
- *   answered, so appends are sent one request at a time (a mutex), never overlapping.
+ *   answered, so produce requests go out one at a time, never overlapping; appends that arrive
+ *   while one is in flight share the next request.
  * - **`commitBatch`**: one transactional producer per `fence` (transactional id = prefix + fence):
  *   begin, the sends, `AddOffsetsToTxn` and one `TxnOffsetCommit` per partition, commit; every call
  *   awaited before the next (the client's calls inside one transaction must not overlap: overlapping
@@ -257,7 +258,6 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
     await forceClose(p).catch(() => {});
   };
   const fences = new KeyedMutex();
-  const appends = new KeyedMutex();
   const lostFences = new Set<string>();
   const fencedError = (fence: string, cause?: unknown): TwinlogError =>
     new TwinlogError('LOG_FENCED', `twinlog: a newer writer took over fence '${fence}'; this batch was not committed`, {
@@ -404,24 +404,49 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
     });
   };
 
+  /**
+   * Appends waiting for the produce request in flight. Requests go out one at a time (the client
+   * advances its idempotence sequence numbers only when a request is answered), so the appends that
+   * arrive meanwhile are sent together in the next request(s): many small concurrent appends (a
+   * gateway's devices) cost one round trip, not one each.
+   */
+  let appendQueue: { name: string; messages: OutgoingMessage[]; resolve: (r: AppendResult[]) => void; reject: (e: unknown) => void }[] = [];
+  let appending = false;
+  const drainAppends = async (): Promise<void> => {
+    if (appending) return;
+    appending = true;
+    try {
+      while (appendQueue.length > 0) {
+        const round = appendQueue;
+        appendQueue = [];
+        const results = round.map(() => [] as AppendResult[]);
+        const items = round.flatMap((a, owner) => a.messages.map((m) => ({ topic: a.name, m, size: m.size, owner })));
+        try {
+          if (closed) throw new TwinlogError('LOG_CLOSED', 'twinlog: this Kafka log is closed');
+          for (const chunk of chunkBySize(items, maxRequestBytes)) {
+            const result = await producer().send({ messages: chunk.map(({ m }) => m.message), acks: -1 });
+            offsetsOf(chunk, result).forEach((offset, i) => {
+              const { m, owner } = chunk[i]!;
+              results[owner]![m.index] = { partition: m.partition, offset };
+            });
+          }
+          round.forEach((a, i) => a.resolve(results[i]!));
+        } catch (e) {
+          for (const a of round) a.reject(e);
+        }
+      }
+    } finally {
+      appending = false;
+    }
+  };
+
   const append = async (topic: string, records: readonly AppendRecord[]): Promise<AppendResult[]> => {
     const messages = await outgoing(topic, records);
     if (messages.length === 0) return [];
     const name = physical(topic);
-    return appends.run('append', async () => {
-      assertOpen();
-      const results: AppendResult[] = [];
-      for (const chunk of chunkBySize(messages, maxRequestBytes)) {
-        const result = await producer().send({ messages: chunk.map((m) => m.message), acks: -1 });
-        const offsets = offsetsOf(
-          chunk.map((m) => ({ topic: name, m })),
-          result,
-        );
-        chunk.forEach((m, i) => {
-          results[m.index] = { partition: m.partition, offset: offsets[i]! };
-        });
-      }
-      return results;
+    return new Promise<AppendResult[]>((resolve, reject) => {
+      appendQueue.push({ name, messages, resolve, reject });
+      void drainAppends();
     });
   };
 
