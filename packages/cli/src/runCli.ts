@@ -96,6 +96,7 @@ export async function runCli(argv: readonly string[], { stdout, stderr, stderrIs
       .option('--tls-key <file>', 'PEM private key (env TWINLOG_TLS_KEY)')
       .option('--stale-after-ms <ms>', 'pending deltas turn stale after this long (env TWINLOG_STALE_AFTER_MS)')
       .option('--mqtt-port <port>', 'MQTT gateway port (env TWINLOG_MQTT_PORT; when the gateway package has one)')
+      .option('--projector-workers <n>', 'worker threads folding for the projector (env TWINLOG_PROJECTOR_WORKERS; default 0: the main thread)')
       .addOption(new Option('--log-level <level>', 'log level (env TWINLOG_LOG_LEVEL; default info)').choices(['debug', 'info', 'warn', 'error'])),
   ).action(
     run(async (opts: Record<string, unknown>) => {

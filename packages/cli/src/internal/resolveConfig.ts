@@ -34,6 +34,8 @@ export interface CliConfig {
   readonly staleAfterMs: number | undefined;
   /** MQTT gateway port (only when the gateway package provides one). */
   readonly mqttPort: number | undefined;
+  /** Worker threads of `serve`'s projector (0: it folds on the main thread; docs/write-path.md). */
+  readonly projectorWorkers: number;
   /** `debug` | `info` | `warn` | `error`. */
   readonly logLevel: LogLevel;
 }
@@ -59,10 +61,11 @@ export const DEFAULT_CONFIG: CliConfig = {
   tlsKey: undefined,
   staleAfterMs: undefined,
   mqttPort: undefined,
+  projectorWorkers: 0,
   logLevel: 'info',
 };
 
-type Kind = 'string' | 'port' | 'count' | 'ms' | 'level' | 'kafka-client';
+type Kind = 'string' | 'port' | 'count' | 'threads' | 'ms' | 'level' | 'kafka-client';
 
 const FIELDS: Record<keyof CliConfig, { kind: Kind; env: readonly string[] }> = {
   data: { kind: 'string', env: ['TWINLOG_DATA'] },
@@ -70,6 +73,7 @@ const FIELDS: Record<keyof CliConfig, { kind: Kind; env: readonly string[] }> = 
   topicPrefix: { kind: 'string', env: ['TWINLOG_TOPIC_PREFIX'] },
   kafkaClient: { kind: 'kafka-client', env: ['TWINLOG_KAFKA_CLIENT'] },
   partitions: { kind: 'count', env: ['TWINLOG_PARTITIONS'] },
+  projectorWorkers: { kind: 'threads', env: ['TWINLOG_PROJECTOR_WORKERS'] },
   port: { kind: 'port', env: ['TWINLOG_PORT'] },
   host: { kind: 'string', env: ['TWINLOG_HOST'] },
   adminPort: { kind: 'port', env: ['TWINLOG_ADMIN_PORT'] },
@@ -103,11 +107,13 @@ function parseValue(name: string, kind: Kind, raw: unknown, where: string): unkn
       return text;
     case 'port':
     case 'count':
+    case 'threads':
     case 'ms': {
       if (!/^[0-9]+$/.test(text.trim())) throw new CliError(`${label} must be a non-negative integer, got '${text}'`);
       const n = Number(text);
       if (kind === 'port' && n > 65535) throw new CliError(`${label} must be a port number (0-65535), got ${n}`);
       if (kind === 'count' && (n < 1 || n > 1000)) throw new CliError(`${label} must be between 1 and 1000, got ${n}`);
+      if (kind === 'threads' && n > 64) throw new CliError(`${label} must be between 0 and 64, got ${n}`);
       return n;
     }
   }

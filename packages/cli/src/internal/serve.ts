@@ -48,7 +48,7 @@ import { startReconciler, type Reconciler } from '@twinlog/reconciler';
 import { CliError } from './CliError.ts';
 import { createJsonLogger, errorFields, type JsonLogger } from './createJsonLogger.ts';
 import { createMetrics, type Metrics } from './createMetrics.ts';
-import { openStore, registryFileOf, type Store } from './openStore.ts';
+import { openKafkaLog, openStore, registryFileOf, type Store } from './openStore.ts';
 import type { CliConfig } from './resolveConfig.ts';
 import { watchTopic, type TopicWatch } from './watchTopic.ts';
 
@@ -410,8 +410,7 @@ export async function serve(
     const openedStore = store;
     const stageLog = async (stage: string): Promise<Log> => {
       if (openedStore.kind !== 'kafka' || config.kafka === undefined) return openedStore.log;
-      const { createKafkaLog } = await import('@twinlog/log-kafka');
-      const log = createKafkaLog({ brokers: config.kafka, topicPrefix: config.topicPrefix, clientId: `twinlog-serve-${stage}`, logSink: kafkaLogSink });
+      const log = await openKafkaLog(config, { clientId: `twinlog-serve-${stage}`, kafkaLogSink });
       stageLogs.push(log);
       return log;
     };
@@ -425,6 +424,7 @@ export async function serve(
       group: PROJECTOR_GROUP,
       physicalNow,
       onStateChange,
+      workers: config.projectorWorkers,
       onBatch: (partition, stats) => {
         metrics.inc('twinlog_projector_batches_total', { partition });
         for (const [result, n] of Object.entries(stats)) if (n > 0) metrics.inc('twinlog_projector_events_total', { result }, n);
