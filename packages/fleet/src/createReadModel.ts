@@ -60,6 +60,11 @@ export interface ReadModelOptions {
   readonly restart?: BackoffOptions | false;
   /** The stage's name in `health()` (default `read-model`). */
   readonly name?: string;
+  /**
+   * Most `twin.snapshots` records applied in one SQLite transaction (default 1,000): a longer
+   * consumer batch is applied in several, each with its offsets, yielding the event loop between them.
+   */
+  readonly maxRecordsPerTransaction?: number;
   /** Called once per state change of the consumer, not per retry. */
   readonly onStateChange?: (health: StageHealth, previous: StageState) => void;
 }
@@ -171,8 +176,12 @@ export async function createReadModel({
   mmapMiB = 1024,
   restart = {},
   name = 'read-model',
+  maxRecordsPerTransaction = 1_000,
   onStateChange,
 }: ReadModelOptions): Promise<ReadModel> {
+  if (!Number.isSafeInteger(maxRecordsPerTransaction) || maxRecordsPerTransaction < 1) {
+    throw new TypeError(`maxRecordsPerTransaction must be a positive integer, not ${maxRecordsPerTransaction}`);
+  }
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL'); // rows and offsets commit together; a power cut only rewinds both
@@ -320,27 +329,34 @@ export async function createReadModel({
       onRevoke: async (ps) => {
         for (const p of ps) held.delete(p);
       },
-      eachBatch: async ({ partition, records: batch }) => {
+      eachBatch: async ({ partition, records: fetched }) => {
         if (partition >= partitions) return;
-        let changed: { upserted: string[]; removed: string[] };
-        try {
-          changed = applyBatch(partition, batch);
-        } catch (e) {
-          // positions in memory may be ahead of the rolled-back transaction: reload them
-          loadPositions();
-          store.loadPaths();
-          fail(e as Error);
-          endRun(e);
-          throw e;
-        }
-        settleWaiters();
-        if (listeners.size > 0 && (changed.upserted.length > 0 || changed.removed.length > 0)) {
-          const update: ReadModelUpdate = { partition, ...changed, freshness: freshness() };
-          for (const l of listeners) {
-            try {
-              l(update);
-            } catch {
-              // a listener's failure is its own
+        // A long batch is applied as several transactions, yielding the event loop between them:
+        // the read model shares its process with the gateways and the projector (serve), and one
+        // transaction of tens of thousands of snapshots would hold every request for seconds.
+        for (let from = 0; from < fetched.length; from += maxRecordsPerTransaction) {
+          if (from > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+          const batch = fetched.length <= maxRecordsPerTransaction ? fetched : fetched.slice(from, from + maxRecordsPerTransaction);
+          let changed: { upserted: string[]; removed: string[] };
+          try {
+            changed = applyBatch(partition, batch);
+          } catch (e) {
+            // positions in memory may be ahead of the rolled-back transaction: reload them
+            loadPositions();
+            store.loadPaths();
+            fail(e as Error);
+            endRun(e);
+            throw e;
+          }
+          settleWaiters();
+          if (listeners.size > 0 && (changed.upserted.length > 0 || changed.removed.length > 0)) {
+            const update: ReadModelUpdate = { partition, ...changed, freshness: freshness() };
+            for (const l of listeners) {
+              try {
+                l(update);
+              } catch {
+                // a listener's failure is its own
+              }
             }
           }
         }
