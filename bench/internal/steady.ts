@@ -20,6 +20,8 @@ export interface SteadyResult {
   readonly rebalanced: boolean;
 }
 
+/** Longest the child may take to generate and encode its workload before the window, s. */
+const GENERATE_TIMEOUT_S = 240;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function runSteady(options: Omit<SteadyConfig, 'group'> & { readonly broker: BrokerProcess | undefined; readonly timeoutS: number }): Promise<SteadyResult> {
@@ -55,12 +57,17 @@ export async function runSteady(options: Omit<SteadyConfig, 'group'> & { readonl
     }, 250);
     try {
       const figures = await new Promise<SteadyFigures>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          child.kill('SIGKILL');
-          reject(new Error(`steady: no figures within ${timeoutS} s`));
-        }, timeoutS * 1000);
+        // generating the workload comes first and gets its own allowance; timeoutS counts from the window's start
+        const giveUp = (what: string): NodeJS.Timeout =>
+          setTimeout(() => {
+            child.kill('SIGKILL');
+            reject(new Error(`steady: ${what}`));
+          }, (what.startsWith('no figures') ? timeoutS : GENERATE_TIMEOUT_S) * 1000);
+        let timer = giveUp(`the workload was not generated within ${GENERATE_TIMEOUT_S} s`);
         child.on('message', (m: { type: string; figures?: SteadyFigures; message?: string }) => {
           if (m.type === 'ready') {
+            clearTimeout(timer);
+            timer = giveUp(`no figures within ${timeoutS} s of the window's start`);
             cpu0 = process.cpuUsage();
             broker0 = broker?.cpuMs();
             t0 = performance.now();
