@@ -8,6 +8,7 @@ import { DEFAULT_SNAPSHOT_LIMITS, type DecodeLimits } from './decodeLimits.ts';
 import { checkPlainData, type PlainDataRules } from './internal/checkPlainData.ts';
 import { decodeMsgpack, resolveLimits } from './internal/decodeMsgpack.ts';
 import { NO_EXTENSIONS } from './internal/noExtensions.ts';
+import { SortedEncoder } from './internal/sortedEncoder.ts';
 
 /*
  * ── Snapshot wire contract ────────────────────────────────────────────────────────────────────────
@@ -22,8 +23,11 @@ import { NO_EXTENSIONS } from './internal/noExtensions.ts';
  */
 
 const encoder = new Encoder({ extensionCodec: NO_EXTENSIONS, sortKeys: true });
-/** For records twinlog builds itself (see `encodeOutputRecord`): `undefined` members are left out. */
-const trustedEncoder = new Encoder({ extensionCodec: NO_EXTENSIONS, sortKeys: true, ignoreUndefined: true });
+/**
+ * For records twinlog builds itself (see `encodeOutputRecord`): `undefined` members are left out.
+ * The same bytes as `new Encoder({ sortKeys: true, ignoreUndefined: true })`, written faster.
+ */
+const trustedEncoder = new SortedEncoder();
 
 /**
  * Encode a value twinlog built itself from already-validated data (output records of the
