@@ -58,6 +58,7 @@ import { join } from 'node:path';
 import { encodeEvent } from '@twinlog/codec';
 import type { AppendRecord, Log, SubscribeOptions } from '@twinlog/core';
 import { createEmbeddedLog } from '@twinlog/log-embedded';
+import { createPlatformaticKafkaLog } from '@twinlog/log-kafka-platformatic';
 import { createKafkaLog } from '@twinlog/log-kafka';
 import { CHECKPOINT_KEY, TOPICS, ensureTwinTopics, startProjector, type BatchStats } from '@twinlog/projector';
 import { Kafka, logLevel } from 'kafkajs';
@@ -79,6 +80,8 @@ const BUDGET_S = Number(process.env['BENCH_BUDGET_S'] ?? 480);
 const POLL_MS = 50;
 /** B1's partitionsConsumedConcurrently: what the projector passes to the adapter (startProjector's `concurrency`, default 8). */
 const B1_CONCURRENCY = Number(process.env['BENCH_B1_CONCURRENCY'] ?? 8);
+/** Worker threads of the projector's `workers` variants (docs/write-path.md, "Both cores"). */
+const WORKERS = Number(process.env['BENCH_WORKERS'] ?? 2);
 /** The steady-state variant: on unless BENCH_STEADY=0. */
 const STEADY = process.env['BENCH_STEADY'] !== '0';
 const STEADY_RATE = Number(process.env['BENCH_STEADY_RATE'] ?? 30_000);
@@ -361,7 +364,7 @@ async function awaitCommitted(
   return { ms: now() - start, covered, caughtUp: false };
 }
 
-async function runProjector(log: Log, group: string, meter: Meter): Promise<ProjectorResult> {
+async function runProjector(log: Log, group: string, meter: Meter, workers = 0): Promise<ProjectorResult> {
   const { ends, total } = await inputEnds(log);
   const probe = newProbe();
   let start = now();
@@ -372,6 +375,7 @@ async function runProjector(log: Log, group: string, meter: Meter): Promise<Proj
     log: instrumented,
     group,
     physicalNow: () => Date.now(),
+    workers,
     onBatch: (_p, s) => {
       for (const k of Object.keys(s) as (keyof BatchStats)[]) probe.stats[k] += s[k];
     },
@@ -485,13 +489,16 @@ async function warmUp(brokers: string[], prefix: string): Promise<void> {
   await consumer.disconnect();
 }
 
-type Variant = 'raw' | 'b1' | 'projector' | 'read' | 'embedded';
+type Variant = 'raw' | 'b1' | 'projector' | 'projector-w' | 'projector-pf' | 'read' | 'embedded' | 'embedded-w';
 const VARIANTS: readonly { key: Variant; label: string }[] = [
   { key: 'raw', label: 'raw kafkajs consume' },
   { key: 'b1', label: 'B1 bare exactly-once' },
   { key: 'projector', label: 'projector (Kafka)' },
+  { key: 'projector-w', label: `projector, ${WORKERS} workers` },
+  { key: 'projector-pf', label: 'projector, platformatic' },
   { key: 'read', label: 'embedded log.read' },
   { key: 'embedded', label: 'projector (embedded)' },
+  { key: 'embedded-w', label: `embedded, ${WORKERS} workers` },
 ];
 
 interface Sample {
@@ -546,8 +553,8 @@ async function main(): Promise<void> {
       rounds = r;
       const roundStart = now();
       // the Kafka variants' order rotates from round to round, as does the embedded pair's
-      const kafkaOrder = (['raw', 'b1', 'projector'] as const).map((_, i, all) => all[(i + r - 1) % all.length]!);
-      const embeddedOrder = r % 2 === 1 ? (['read', 'embedded'] as const) : (['embedded', 'read'] as const);
+      const kafkaOrder = (['raw', 'b1', 'projector', 'projector-w', 'projector-pf'] as const).map((_, i, all) => all[(i + r - 1) % all.length]!);
+      const embeddedOrder = (['read', 'embedded', 'embedded-w'] as const).map((_, i, all) => all[(i + r - 1) % all.length]!);
       console.log(`round ${r} (order: ${kafkaOrder.join(', ')}; ${embeddedOrder.join(', ')}; load average ${loadavg()}):`);
       // Kafka: fresh prefix, workload written, then the three variants on the same topics, each in its own group.
       const prefix = `bench-pipeline-${RUN}-r${r}.`;
@@ -576,11 +583,22 @@ async function main(): Promise<void> {
               `  B1 bare exactly-once ${fmt(rate(b1.records, b1.ms))}/s (${fmt(b1.records)} records in ${(b1.ms / 1000).toFixed(2)} s${b1.caughtUp ? '' : ', NOT caught up'}, ${b1.transactions} transactions); ${meter.describe(b1.records)}`,
             );
           } else {
-            const projected = await runProjector(log, 'bench-projector', meter);
-            end();
-            allCaughtUp &&= projected.caughtUp;
-            record('projector', projected.records, projected.ms, meter);
-            console.log(`  ${describe('projector (kafka)', projected)}; ${meter.describe(projected.records)}`);
+            // A projector restores from the snapshots its topics hold, so each projector variant gets
+            // topics of its own with the workload written again (untimed); the platformatic one is
+            // on a log of that client.
+            const own = v === 'projector' ? undefined : `${prefix}${v}.`;
+            if (own !== undefined) prefixes.push(own);
+            const pf = own === undefined ? undefined : v === 'projector-pf' ? createPlatformaticKafkaLog({ brokers, topicPrefix: own, clientId: 'twinlog-bench-pf' }) : createKafkaLog({ brokers, topicPrefix: own, clientId: 'twinlog-bench' });
+            try {
+              if (pf !== undefined) await produce(pf, workload);
+              const projected = await runProjector(pf ?? log, `bench-${v}`, meter, v === 'projector-w' ? WORKERS : 0);
+              end();
+              allCaughtUp &&= projected.caughtUp;
+              record(v, projected.records, projected.ms, meter);
+              console.log(`  ${describe(VARIANTS.find((x) => x.key === v)!.label, projected)}; ${meter.describe(projected.records)}`);
+            } finally {
+              await pf?.close();
+            }
           }
         }
       } finally {
@@ -600,12 +618,19 @@ async function main(): Promise<void> {
             record('read', read.records, read.ms, meter);
             console.log(`  embedded log.read ${fmt(rate(read.records, read.ms))}/s (${fmt(read.records)} records in ${(read.ms / 1000).toFixed(2)} s); ${meter.describe(read.records)}`);
           } else {
-            const end = phase('projector (embedded)');
-            const projected = await runProjector(elog, 'bench-projector', meter);
-            end();
-            allCaughtUp &&= projected.caughtUp;
-            record('embedded', projected.records, projected.ms, meter);
-            console.log(`  ${describe('projector (embedded)', projected)}; ${meter.describe(projected.records)}`);
+            // the workers variant on a file of its own (a projector restores from the snapshots its log holds)
+            const own = v === 'embedded-w' ? createEmbeddedLog({ path: join(dir, 'workers.db') }) : undefined;
+            try {
+              if (own !== undefined) await produce(own, workload);
+              const end = phase(v === 'embedded' ? 'projector (embedded)' : `projector (embedded, ${WORKERS} workers)`);
+              const projected = await runProjector(own ?? elog, `bench-${v}`, meter, v === 'embedded-w' ? WORKERS : 0);
+              end();
+              allCaughtUp &&= projected.caughtUp;
+              record(v, projected.records, projected.ms, meter);
+              console.log(`  ${describe(VARIANTS.find((x) => x.key === v)!.label, projected)}; ${meter.describe(projected.records)}`);
+            } finally {
+              await own?.close();
+            }
           }
         }
       } finally {
@@ -655,8 +680,11 @@ async function main(): Promise<void> {
     raw: Math.round(med('raw', 'rate')),
     b1: Math.round(med('b1', 'rate')),
     projector: Math.round(med('projector', 'rate')),
+    projectorWorkers: Math.round(med('projector-w', 'rate')),
+    projectorPlatformatic: Math.round(med('projector-pf', 'rate')),
     read: Math.round(med('read', 'rate')),
     embedded: Math.round(med('embedded', 'rate')),
+    embeddedWorkers: Math.round(med('embedded-w', 'rate')),
   };
   const result: Record<string, number | boolean> = {
     raw_consume_per_s: m.raw,
@@ -666,10 +694,17 @@ async function main(): Promise<void> {
     projector_vs_raw: ratio(m.projector, m.raw),
     embedded_per_s: m.embedded,
     embedded_vs_read: ratio(m.embedded, m.read),
+    projector_workers_per_s: m.projectorWorkers,
+    projector_platformatic_per_s: m.projectorPlatformatic,
+    embedded_workers_per_s: m.embeddedWorkers,
   };
   console.log(
     `ratios of medians: projector/B1 ${result['projector_vs_b1']}, projector/raw ${result['projector_vs_raw']}, B1/raw ${ratio(m.b1, m.raw)}, ` +
       `embedded/log.read ${result['embedded_vs_read']} (log.read ${fmt(m.read)}/s)`,
+  );
+  console.log(
+    `both cores (${WORKERS} worker threads): Kafka ${ratio(m.projectorWorkers, m.projector)}× the projector without workers, embedded ${ratio(m.embeddedWorkers, m.embedded)}×; ` +
+      `client: the projector on @platformatic/kafka ${ratio(m.projectorPlatformatic, m.projector)}× the one on kafkajs`,
   );
   if (!allCaughtUp) console.log('note: a variant did not catch up within BENCH_TIMEOUT_S; its rate counts what it covered');
   const met = (ok: boolean): string => (ok ? 'met' : 'MISSED');
