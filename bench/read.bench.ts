@@ -22,6 +22,11 @@
  *    (the snapshot reader, today's MQTT GET path) for BENCH_BASELINE_GETS (300) requests, and
  *    `client.getTwin` (today's REST path: the device's partition read from offset 0) for up to
  *    BENCH_SCAN_GETS (20) requests or 60 s.
+ * 4. Under writes: the projector runs again while tags patches of random twins are appended at
+ *    BENCH_STEADY_RATE (5,000/s) for BENCH_STEADY_S (20 s; 0 skips it); the read model's lag behind
+ *    the projector's output is sampled every 250 ms, and sequential GETs are timed meanwhile, with
+ *    this process's event-loop delay (the stages share it, as in `twinlog serve`).
+ *    BENCH_PROJECTOR_WORKERS (0) runs the projector's folding in worker threads.
  *
  * Last line: `RESULT {"twins":…,"get_p50_ms":…,"get_p99_ms":…,"baseline_get_p99_ms":…,"read_model_ingest_per_s":…,…}`
  * where `baseline_get_p99_ms` is `client.getTwin`'s p99 (today's REST GET).
@@ -31,7 +36,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createTwinClient } from '@twinlog/client';
 import { encodeEvent } from '@twinlog/codec';
 import { createHybridClock, type AppendRecord, type TwinEvent } from '@twinlog/core';
@@ -50,6 +55,10 @@ const CONCURRENCY = Number(process.env['BENCH_CONCURRENCY'] ?? 16);
 const BASELINE_GETS = Number(process.env['BENCH_BASELINE_GETS'] ?? 300);
 const SCAN_GETS = Number(process.env['BENCH_SCAN_GETS'] ?? 20);
 const TIMEOUT_S = Number(process.env['BENCH_TIMEOUT_S'] ?? 600);
+const STEADY_RATE = Number(process.env['BENCH_STEADY_RATE'] ?? 5_000);
+const STEADY_S = Number(process.env['BENCH_STEADY_S'] ?? 20);
+/** Projector worker threads (`startProjector({ workers })`, serve's --projector-workers); 0: on the main thread. */
+const WORKERS = Number(process.env['BENCH_PROJECTOR_WORKERS'] ?? 0);
 const RUN = `${Date.now().toString(36)}-${process.pid}`;
 const PREFIX = `bench-read-${RUN}.`;
 const HUB = 'bench.local';
@@ -191,7 +200,7 @@ async function main(): Promise<void> {
 
     const group = `${PREFIX}projector`;
     const tLoad = performance.now();
-    const projector = await startProjector({ log, physicalNow: Date.now, group });
+    const projector = await startProjector({ log, physicalNow: Date.now, group, ...(WORKERS > 0 ? { workers: WORKERS } : {}) });
     let projectorStopped: Promise<void> | undefined;
     const stopProjector = (): Promise<void> => (projectorStopped ??= projector.stop());
     closers.push(stopProjector);
@@ -276,6 +285,68 @@ async function main(): Promise<void> {
     console.log(`baseline: GET /twins/{id} through the snapshot reader (no index), sequential: ${show(snap)}`);
     const scan = await timed(SCAN_GETS, 1, (i) => client.getTwin(ids[i]!).then(() => {}), 60_000);
     console.log(`baseline: client.getTwin (today's REST GET: the partition from offset 0), sequential: ${show(scan)}`);
+
+    // 4. under writes ----------------------------------------------------------------------------
+    if (STEADY_RATE > 0 && STEADY_S > 0) {
+      const again = await startProjector({ log, physicalNow: Date.now, group, ...(WORKERS > 0 ? { workers: WORKERS } : {}) });
+      const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+      loopDelay.enable();
+      closers.push(() => again.stop());
+      const tSteady = performance.now();
+      const steadyLags: number[] = [];
+      let appended = 0;
+      const startSnapshots = sum(await log.endOffsets(TOPICS.snapshots));
+      const startRecords = readModel.stats().records;
+      const writes = (async () => {
+        const wr = seeded(7);
+        for (let tick = 1; performance.now() - tSteady < STEADY_S * 1000; tick++) {
+          const due = Math.floor((STEADY_RATE * (performance.now() - tSteady)) / 1000) - appended;
+          if (due > 0) {
+            const chunk: AppendRecord[] = [];
+            for (let k = 0; k < due; k++) chunk.push(event(idOf(Math.floor(wr() * TWINS)), 'tags', { n: appended + k, at: Date.now() }));
+            appended += due;
+            await log.append(TOPICS.backend, chunk);
+          }
+          await sleep(50);
+        }
+      })();
+      const sampler = (async () => {
+        while (performance.now() - tSteady < STEADY_S * 1000) {
+          await sleep(250);
+          const ends = await log.endOffsets(TOPICS.snapshots);
+          steadyLags.push(Math.max(0, sum(ends) - sum(decodeFreshness(readModel.freshness()).snapshots)));
+        }
+      })();
+      const underWrites = await inChild({ port: indexedAt.port, token, ids: ids.slice(0, Math.min(GETS, Math.floor((STEADY_S * 1000) / 3))), inFlight: 1 });
+      await Promise.all([writes, sampler]);
+      const steadyS = (performance.now() - tSteady) / 1000;
+      const written = sum(await log.endOffsets(TOPICS.snapshots)) - startSnapshots;
+      const applied = readModel.stats().records - startRecords;
+      const ends = await log.endOffsets(TOPICS.backend);
+      const tDrain = performance.now();
+      await reflectsAll(readModel, ends);
+      const drainS = (performance.now() - tDrain) / 1000;
+      loopDelay.disable();
+      const loopP99 = loopDelay.percentile(99) / 1e6;
+      const loopMax = loopDelay.max / 1e6;
+      console.log(
+        `under writes (${fmt(STEADY_RATE)} tags patches/s for ${STEADY_S} s, ${fmt(appended)} appended, projector and read model in this process): ` +
+          `projector wrote ${fmt(written / steadyS)} snapshot records/s, the read model applied ${fmt(applied / steadyS)}/s; ` +
+          `read model lag (snapshot offsets, ${steadyLags.length} samples): p50 ${fmt(pct(steadyLags, 50))}, p99 ${fmt(pct(steadyLags, 99))}, max ${fmt(Math.max(...steadyLags))}; ` +
+          `it reflected every write ${drainS.toFixed(1)} s after the window`,
+      );
+      console.log(`GET /twins/{id} from the read model under writes, sequential: ${show(underWrites)}`);
+      console.log(`  this process's event loop meanwhile (projector${WORKERS > 0 ? ` with ${WORKERS} workers` : ''}, read model, gateway, appends): delay p99 ${loopP99.toFixed(1)} ms, max ${loopMax.toFixed(1)} ms`);
+      Object.assign(result, {
+        steady_snapshots_per_s: Math.round(written / steadyS),
+        steady_read_model_per_s: Math.round(applied / steadyS),
+        steady_read_model_lag_p99: pct(steadyLags, 99),
+        steady_drain_s: +drainS.toFixed(2),
+        steady_get_p99_ms: +underWrites.p99.toFixed(3),
+        steady_loop_delay_max_ms: +loopMax.toFixed(1),
+        projector_workers: WORKERS,
+      });
+    }
     console.log(`load average at end: ${load()}`);
     Object.assign(result, {
       get_p50_ms: +seqRun.p50.toFixed(3),

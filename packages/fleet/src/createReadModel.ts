@@ -61,8 +61,9 @@ export interface ReadModelOptions {
   /** The stage's name in `health()` (default `read-model`). */
   readonly name?: string;
   /**
-   * Most `twin.snapshots` records applied in one SQLite transaction (default 1,000): a longer
-   * consumer batch is applied in several, each with its offsets, yielding the event loop between them.
+   * Most `twin.snapshots` records applied in one SQLite transaction (default 1,000). A longer
+   * consumer batch is applied in several, each with its offsets, yielding the event loop between
+   * them; each holds about 50 ms of work at the recent cost per record, and this many at most.
    */
   readonly maxRecordsPerTransaction?: number;
   /** Called once per state change of the consumer, not per retry. */
@@ -242,6 +243,9 @@ export async function createReadModel({
   const current = (): Positions => ({ snapshots: [...positions.snapshots], backend: [...positions.backend], device: [...positions.device] });
   const freshness = (): string => encodeFreshness(current());
 
+  /** Recent cost of applying one record, ms (sizes the transactions of a long batch). */
+  let msPerRecord = 0.1;
+  const sliceMs = 50;
   const applyBatch = db.transaction((partition: number, batch: readonly LogRecord[]): { upserted: string[]; removed: string[] } => {
     const latest = new Map<string, LogRecord>();
     let next = positions.snapshots[partition]!;
@@ -331,15 +335,20 @@ export async function createReadModel({
       },
       eachBatch: async ({ partition, records: fetched }) => {
         if (partition >= partitions) return;
-        // A long batch is applied as several transactions, yielding the event loop between them:
-        // the read model shares its process with the gateways and the projector (serve), and one
-        // transaction of tens of thousands of snapshots would hold every request for seconds.
-        for (let from = 0; from < fetched.length; from += maxRecordsPerTransaction) {
+        // A long batch is applied as several transactions of about 50 ms each, yielding the event
+        // loop between them: the read model shares its process with the gateways and the projector
+        // (serve), and one transaction of a whole fetch would hold every request for seconds.
+        for (let from = 0; from < fetched.length; ) {
           if (from > 0) await new Promise<void>((resolve) => setImmediate(resolve));
-          const batch = fetched.length <= maxRecordsPerTransaction ? fetched : fetched.slice(from, from + maxRecordsPerTransaction);
+          // as many records as fit in about `sliceMs` at the recent cost per record (at most maxRecordsPerTransaction)
+          const n = Math.min(maxRecordsPerTransaction, Math.max(10, Math.floor(sliceMs / msPerRecord)));
+          const batch = from === 0 && fetched.length <= n ? fetched : fetched.slice(from, from + n);
+          from += batch.length;
           let changed: { upserted: string[]; removed: string[] };
           try {
+            const started = performance.now();
             changed = applyBatch(partition, batch);
+            msPerRecord = 0.7 * msPerRecord + 0.3 * ((performance.now() - started) / batch.length);
           } catch (e) {
             // positions in memory may be ahead of the rolled-back transaction: reload them
             loadPositions();
