@@ -32,10 +32,7 @@ import {
   countLessOrEqual,
   createNode,
   createTwinState,
-  kidEntries,
-  kidOf,
   recountVersion,
-  sortedKidKeys,
   trimWindow,
   VAL,
   type Decision,
@@ -88,7 +85,6 @@ class Tables {
   stamps: Stamp[] = [];
   writers: string[] = [];
   actors: string[] = [];
-  private index = new Map<string, Map<number, Map<number, Map<number, number>>>>();
   private actorIndex = new Map<string, number>();
   private writerIndex = new Map<string, number>();
 
@@ -108,18 +104,21 @@ class Tables {
     this.writers.forEach((w, i) => this.writerIndex.set(w, i));
     this.actors = [...this.actorSet].sort();
     this.actors.forEach((a, i) => this.actorIndex.set(a, i));
-    this.stamps.forEach((s, i) => {
-      let byWall = this.index.get(s.writer);
-      if (byWall === undefined) this.index.set(s.writer, (byWall = new Map()));
-      let byCounter = byWall.get(s.wall);
-      if (byCounter === undefined) byWall.set(s.wall, (byCounter = new Map()));
-      let bySeq = byCounter.get(s.counter);
-      if (bySeq === undefined) byCounter.set(s.counter, (bySeq = new Map()));
-      bySeq.set(s.seq, i);
-    });
   }
+  /** The stamp's index in the sorted, deduplicated table (binary search: no index to build), times 2, plus its op. */
   ref(s: Stamp): number {
-    return this.index.get(s.writer)!.get(s.wall)!.get(s.counter)!.get(s.seq)! * 2 + s.op;
+    const stamps = this.stamps;
+    let lo = 0;
+    let hi = stamps.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const m = stamps[mid]!;
+      const c = m.wall - s.wall || m.counter - s.counter || (m.writer === s.writer ? 0 : m.writer < s.writer ? -1 : 1) || m.seq - s.seq;
+      if (c === 0) return mid * 2 + s.op;
+      if (c < 0) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    throw new Error('stateDoc: a stamp missing from its table');
   }
   optRef(s: Stamp | undefined): number | null {
     return s === undefined || compareStamps(s, MIN_STAMP) === 0 ? null : this.ref(s);
@@ -138,7 +137,20 @@ function collectNode(node: TrieNode, t: Tables): void {
     t.addActor(node.actor);
   }
   t.addStamp(node.clr);
-  for (const [, kid] of kidEntries(node)) collectNode(kid, t);
+  const kids = node.kids;
+  if (kids === undefined) return;
+  if (Array.isArray(kids)) for (let i = 1; i < kids.length; i += 2) collectNode(kids[i] as TrieNode, t);
+  else for (const kid of kids.values()) collectNode(kid, t);
+}
+
+/** A node's children as [key, node] pairs sorted by key (the canonical order). */
+function sortedKids(node: TrieNode): [string, TrieNode][] {
+  const kids = node.kids;
+  const out: [string, TrieNode][] = [];
+  if (kids === undefined) return out;
+  if (Array.isArray(kids)) for (let i = 0; i < kids.length; i += 2) out.push([kids[i] as string, kids[i + 1] as TrieNode]);
+  else for (const pair of kids) out.push(pair);
+  return out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
 }
 
 function nodeDoc(node: TrieNode, t: Tables, ranks: boolean): NodeDoc {
@@ -149,7 +161,7 @@ function nodeDoc(node: TrieNode, t: Tables, ranks: boolean): NodeDoc {
   if (node.clr !== undefined) out.c = t.ref(node.clr);
   if (node.kids !== undefined) {
     const k: Record<string, NodeDoc> = {};
-    for (const key of sortedKidKeys(node)) k[key] = nodeDoc(kidOf(node, key)!, t, ranks);
+    for (const [key, kid] of sortedKids(node)) k[key] = nodeDoc(kid, t, ranks);
     out.k = k;
   }
   return out;
