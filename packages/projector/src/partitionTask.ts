@@ -40,6 +40,7 @@ import {
   gcHorizonAt,
   isSection,
   sectionVersion,
+  sectionScope,
   sectionView,
   toStateDoc,
   twinExists,
@@ -453,7 +454,7 @@ export class PartitionTask {
   private applyAndRecord(state: TwinState, e: TwinEvent, source: Source): void {
     const section = isSection(e.section) ? e.section : undefined;
     const scope = section === undefined || e.op === 'replace' ? undefined : Object.keys(e.patch);
-    const before = section === undefined ? {} : sectionView(state, section, scope);
+    const before = section === undefined ? {} : sectionScope(state, section, scope);
     const outcome = applyEvent(state, e);
     if (outcome !== 'APPLIED') {
       if (outcome === 'DUPLICATE') this.stats.duplicates++;
@@ -473,7 +474,7 @@ export class PartitionTask {
         this.ready.push(...waiting);
       }
     }
-    const diff = section === undefined ? {} : diffMergePatch(before, sectionView(state, section, scope));
+    const diff = section === undefined ? {} : diffMergePatch(before, sectionScope(state, section, scope));
     this.changes.push({
       key: e.deviceId,
       value: encodeOutputRecord({
