@@ -51,13 +51,14 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { createSecureContext, createServer as createTlsServer } from 'node:tls';
 import { Aedes, type PublishPacket } from 'aedes';
-import { Kafka, logLevel, type Message, type RetryOptions } from 'kafkajs';
+import type { Kafka, RetryOptions } from 'kafkajs';
 import { connectDevice, connectFleet, fmt, latency, makeCa, type Latency } from './support.ts';
+import { isBusy, makeKafka, printEosFloor, refusals, resetRefusals, runEosFloor } from './internal/eosFloor.ts';
 import { startKafkaBroker, type KafkaBroker } from '../test/kafkaBroker.ts';
 
 const env = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);
@@ -71,6 +72,9 @@ const PIPE_RATE = env('BENCH_PIPE_RATE', 5000);
 const PIPE_DURATION_S = env('BENCH_PIPE_DURATION_S', 15);
 const PIPE_PARTITIONS = env('BENCH_PIPE_PARTITIONS', 4);
 const PIPE_WARMUP_S = 3;
+const PIPE_INPUT_BYTES = env('BENCH_PIPE_INPUT_BYTES', 0); // 0: the ~60-byte JSON as made
+const PIPE_OUTPUT_BYTES = env('BENCH_PIPE_OUTPUT_BYTES', 0); // 0: a copy of the input
+const PIPE_LAYOUT = process.env['BENCH_PIPE_LAYOUT'] === 'serve' ? 'serve' : 'split';
 const ONLY_PIPELINE = process.env['BENCH_ONLY'] === 'pipeline';
 const CORES = availableParallelism();
 const REPORTED = '$iothub/twin/PATCH/properties/reported/';
@@ -212,14 +216,6 @@ interface KafkaFloor {
   readonly busy: number;
 }
 
-let concurrentRefusals = 0; // CONCURRENT_TRANSACTIONS answers kafkajs logged (it retries AddPartitionsToTxn itself)
-const isBusy = (e: unknown): boolean => {
-  for (let x = e as { code?: unknown; cause?: unknown } | undefined; x !== undefined && x !== null; x = x.cause as typeof x) {
-    if (x.code === 51 || x.code === 14) return true; // CONCURRENT_TRANSACTIONS, COORDINATOR_LOAD_IN_PROGRESS
-  }
-  return false;
-};
-
 /** TXNS transactions in a row on a fresh topic, with the producer's `retry`. */
 async function kafkaFloor(kafka: Kafka, prefix: string, retry: RetryOptions): Promise<KafkaFloor> {
   const topic = `${prefix}t`;
@@ -254,7 +250,7 @@ async function kafkaFloor(kafka: Kafka, prefix: string, retry: RetryOptions): Pr
   const stepMs: number[] = [];
   let busy = 0;
   for (let i = 0; i < WARMUP + TXNS; i++) {
-    if (i === WARMUP) busy = concurrentRefusals = 0;
+    if (i === WARMUP) (busy = 0), resetRefusals();
     const t0 = performance.now();
     const tx = await producer.transaction();
     producedAt[i] = performance.now();
@@ -285,20 +281,7 @@ async function kafkaFloor(kafka: Kafka, prefix: string, retry: RetryOptions): Pr
   await producer.disconnect();
   await admin.deleteTopics({ topics: [topic] }).catch(() => {});
   await admin.disconnect();
-  return { commit: latency(commitMs), step: latency(stepMs), visible: latency(visibleMs), busy: busy + concurrentRefusals };
-}
-
-function makeKafka(brokers: string): Kafka {
-  return new Kafka({
-    clientId: 'twinlog-bench-floor',
-    brokers: brokers.split(','),
-    logLevel: logLevel.ERROR,
-    logCreator: () => ({ namespace, log }) => {
-      const text = `${log.message} ${String(log['error'] ?? '')}`;
-      if (!text.includes('another concurrent operation')) console.error(`kafkajs: ${text}`);
-      else if (namespace === 'Connection') concurrentRefusals++; // one per refused request
-    },
-  });
+  return { commit: latency(commitMs), step: latency(stepMs), visible: latency(visibleMs), busy: busy + refusals() };
 }
 
 async function kafkaFloors(kafka: Kafka): Promise<{ defaults: KafkaFloor; fast: KafkaFloor }> {
@@ -306,216 +289,6 @@ async function kafkaFloors(kafka: Kafka): Promise<{ defaults: KafkaFloor; fast: 
   const defaults = await kafkaFloor(kafka, `bench-floor-${run}-a.`, {});
   const fast = await kafkaFloor(kafka, `bench-floor-${run}-b.`, { initialRetryTime: 5, multiplier: 1, retries: 1000 });
   return { defaults, fast };
-}
-
-// ---- 3. the exactly-once pipeline: the transform (child process) ----------------------------------
-
-interface TransformStats {
-  readonly cpuMs: number;
-  readonly txns: number;
-  readonly records: number;
-  readonly busy: number;
-}
-
-async function runTransform(brokers: string, prefix: string): Promise<void> {
-  process.on('disconnect', () => process.exit(1)); // the parent is gone
-  const kafka = makeKafka(brokers);
-  const group = `${prefix}transform`;
-  const producers = await Promise.all(
-    Array.from({ length: PIPE_PARTITIONS }, async (_, p) => {
-      const producer = kafka.producer({ transactionalId: `${prefix}tx-${p}`, idempotent: true, maxInFlightRequests: 1, retry: { initialRetryTime: 5, maxRetryTime: 1000, retries: 37 } });
-      await producer.connect();
-      return producer;
-    }),
-  );
-  const consumer = kafka.consumer({ groupId: group, readUncommitted: false, maxWaitTimeInMs: 10, minBytes: 1 });
-  await consumer.connect();
-  await consumer.subscribe({ topic: `${prefix}in`, fromBeginning: true });
-  const joined = new Promise((resolve) => consumer.on(consumer.events.GROUP_JOIN, resolve));
-  let txns = 0;
-  let records = 0;
-  let busy = 0;
-  await consumer.run({
-    autoCommit: false,
-    partitionsConsumedConcurrently: PIPE_PARTITIONS,
-    eachBatch: async ({ batch }) => {
-      if (batch.messages.length === 0) return;
-      const tx = await producers[batch.partition]!.transaction();
-      try {
-        await tx.send({ topic: `${prefix}out`, acks: -1, messages: batch.messages.map((m) => ({ key: m.key, value: m.value })) });
-        const offsets = [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: String(Number(batch.lastOffset()) + 1) }] }];
-        for (let tries = 0; ; tries++) {
-          try {
-            await tx.sendOffsets({ consumerGroupId: group, topics: offsets });
-            break;
-          } catch (e) {
-            if (!isBusy(e) || tries >= 1000) throw e; // as createKafkaLog: kafkajs does not retry AddOffsetsToTxn
-            busy++;
-            await sleep(5);
-          }
-        }
-        await tx.commit();
-      } catch (e) {
-        await tx.abort().catch(() => {});
-        throw e;
-      }
-      txns++;
-      records += batch.messages.length;
-    },
-  });
-  await joined;
-  let cpu0 = process.cpuUsage();
-  let at0 = { txns, records, busy: busy + concurrentRefusals };
-  process.on('message', (m) => {
-    if (m === 'mark') {
-      cpu0 = process.cpuUsage();
-      at0 = { txns, records, busy: busy + concurrentRefusals };
-    } else if (m === 'end') {
-      const stats: TransformStats = { cpuMs: cpuMs(cpu0), txns: txns - at0.txns, records: records - at0.records, busy: busy + concurrentRefusals - at0.busy };
-      process.send!(stats);
-    } else if (m === 'stop') {
-      void Promise.all([consumer.disconnect(), ...producers.map((p) => p.disconnect())]).finally(() => process.exit(0));
-    }
-  });
-  process.send!('ready');
-}
-
-// ---- 3. the exactly-once pipeline: the gateway's side (this process) ------------------------------
-
-interface PipelineFloor {
-  readonly latency: Latency;
-  readonly outPerS: number;
-  readonly madePerS: number;
-  readonly sends: number;
-  readonly cpuMs: number;
-  readonly machineBusy: number;
-  readonly transform: TransformStats;
-}
-
-/** Busy share of all cores since `since` (os.cpus(): every process on the machine). */
-const machineTimes = (): { busy: number; total: number } => {
-  let busy = 0;
-  let total = 0;
-  for (const { times } of cpus()) {
-    const all = times.user + times.nice + times.sys + times.irq + times.idle;
-    busy += all - times.idle;
-    total += all;
-  }
-  return { busy, total };
-};
-
-async function pipelineFloor(kafka: Kafka, brokers: string, children: Set<ChildProcess>): Promise<PipelineFloor> {
-  const prefix = `bench-floor-${Date.now()}-p.`;
-  const [inTopic, outTopic] = [`${prefix}in`, `${prefix}out`];
-  const admin = kafka.admin();
-  await admin.connect();
-  await admin.createTopics({ topics: [inTopic, outTopic].map((topic) => ({ topic, numPartitions: PIPE_PARTITIONS, replicationFactor: 1 })), waitForLeaders: true });
-
-  const child = spawn(process.execPath, ['--import', 'tsx', import.meta.filename, '--transform', brokers, prefix], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  children.add(child);
-  const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`the transform process exited with ${String(code)}`))));
-  exited.catch(() => {});
-  const fromChild = <T>(): Promise<T> => Promise.race([new Promise<T>((resolve) => child.once('message', (m) => resolve(m as T))), exited]);
-  await fromChild<'ready'>();
-
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-  await producer.connect();
-  const reader = kafka.consumer({ groupId: `${prefix}reader`, readUncommitted: false, maxWaitTimeInMs: 10, minBytes: 1 });
-  await reader.connect();
-  await reader.subscribe({ topic: outTopic, fromBeginning: true });
-  const readerJoined = new Promise((resolve) => reader.on(reader.events.GROUP_JOIN, resolve));
-
-  let t0 = Number.POSITIVE_INFINITY;
-  const from = (): number => t0 + PIPE_WARMUP_S * 1000;
-  const until = (): number => t0 + PIPE_DURATION_S * 1000;
-  const latencies: number[] = [];
-  const seen = new Set<number>();
-  let dupes = 0;
-  let outInWindow = 0;
-  await reader.run({
-    eachBatch: async ({ batch }) => {
-      const now = performance.now();
-      if (now >= from() && now < until()) outInWindow += batch.messages.length;
-      for (const m of batch.messages) {
-        const { t, n } = JSON.parse(m.value!.toString()) as { t: number; n: number };
-        if (t < from() || t >= until()) continue;
-        if (seen.has(n)) dupes++;
-        seen.add(n);
-        latencies.push(now - t);
-      }
-    },
-  });
-  await readerJoined;
-
-  // the gateway: records made at PIPE_RATE, one send in flight taking all that waited
-  let pending: Message[] = [];
-  let sending = false;
-  let sends = 0;
-  let failure: unknown;
-  const flush = (): void => {
-    if (sending || pending.length === 0) return;
-    const messages = pending;
-    pending = [];
-    sending = true;
-    sends++;
-    producer.send({ topic: inTopic, acks: -1, messages }).then(
-      () => {
-        sending = false;
-        flush();
-      },
-      (e: unknown) => (failure ??= e),
-    );
-  };
-  let made = 0;
-  let madeInWindow = 0;
-  t0 = performance.now();
-  const tick = setInterval(() => {
-    const now = performance.now();
-    for (const due = Math.floor(((Math.min(now, until()) - t0) * PIPE_RATE) / 1000); made < due; made++) {
-      const device = `device-${String(made % 5000).padStart(4, '0')}`;
-      pending.push({ key: device, value: JSON.stringify({ t: now, n: made, temp: 20 + (made % 10) }) });
-      if (now >= from() && now < until()) madeInWindow++;
-    }
-    flush();
-  }, 1);
-
-  await sleep(PIPE_WARMUP_S * 1000);
-  child.send('mark');
-  const cpu0 = process.cpuUsage();
-  const m0 = machineTimes();
-  sends = 0;
-  await sleep((PIPE_DURATION_S - PIPE_WARMUP_S) * 1000);
-  child.send('end');
-  const transform = await fromChild<TransformStats>();
-  const cpu = cpuMs(cpu0);
-  const m1 = machineTimes();
-  const windowSends = sends;
-  clearInterval(tick);
-
-  const deadline = Date.now() + 60_000;
-  while (latencies.length < madeInWindow && failure === undefined) {
-    if (Date.now() > deadline) throw new Error(`only ${latencies.length} of ${madeInWindow} records came out within 60 s`);
-    await sleep(10);
-  }
-  if (failure !== undefined) throw failure;
-  if (dupes > 0 || seen.size !== madeInWindow) throw new Error(`not exactly once: ${seen.size} distinct of ${madeInWindow} made, ${dupes} duplicates`);
-
-  child.send('stop');
-  await exited.catch(() => {});
-  children.delete(child);
-  await Promise.all([reader.disconnect(), producer.disconnect()]);
-  await admin.deleteTopics({ topics: [inTopic, outTopic] }).catch(() => {});
-  await admin.disconnect();
-  const windowS = PIPE_DURATION_S - PIPE_WARMUP_S;
-  return {
-    latency: latency(latencies),
-    outPerS: outInWindow / windowS,
-    madePerS: madeInWindow / windowS,
-    sends: windowSends,
-    cpuMs: cpu,
-    machineBusy: (m1.busy - m0.busy) / (m1.total - m0.total),
-    transform,
-  };
 }
 
 // ---- the run ----------------------------------------------------------------------------------------
@@ -551,17 +324,6 @@ function printKafka(k: { defaults: KafkaFloor; fast: KafkaFloor }): Record<strin
   };
 }
 
-function printPipeline(p: PipelineFloor): Record<string, number> {
-  const windowMs = (PIPE_DURATION_S - PIPE_WARMUP_S) * 1000;
-  const pc = (ms: number): string => `${((100 * ms) / (windowMs * CORES)).toFixed(1)} %`;
-  const t = p.transform;
-  console.log(`  made ${p.madePerS.toFixed(0)}/s in ${(p.sends / (windowMs / 1000)).toFixed(0)} sends/s; out (received by the reader in the window) ${p.outPerS.toFixed(0)}/s; every record once`);
-  console.log(`  transform: ${(t.txns / (windowMs / 1000)).toFixed(0)} transactions/s, ${(t.records / Math.max(1, t.txns)).toFixed(1)} records each; CONCURRENT_TRANSACTIONS answers (retried): ${t.busy}`);
-  console.log(`  made → received read_committed from out: p50 ${fmt(p.latency.p50)} ms, p99 ${fmt(p.latency.p99)} ms over ${p.latency.n}`);
-  console.log(`  CPU over the window (process.cpuUsage / ${CORES} cores × window): producer + reader ${pc(p.cpuMs)}, transform ${pc(t.cpuMs)}; whole machine (os.cpus, broker and anything else included) ${(100 * p.machineBusy).toFixed(1)} %`);
-  return { eos_pipeline_per_s: Math.round(p.outPerS), eos_pipeline_p50_ms: round1(p.latency.p50), eos_pipeline_p99_ms: round1(p.latency.p99) };
-}
-
 async function main(): Promise<void> {
   const children = new Set<ChildProcess>();
   const budget = setTimeout(() => {
@@ -588,9 +350,14 @@ async function main(): Promise<void> {
     }
     console.log(
       `3. exactly-once pipeline (kafkajs): ${PIPE_RATE} records/s for ${PIPE_DURATION_S} s (window after ${PIPE_WARMUP_S} s), ${PIPE_PARTITIONS} partitions; ` +
-        'transform in a child process: read_committed group, per partition transaction() → send → sendOffsets → commit()',
+        `${PIPE_LAYOUT === 'split' ? 'transform in a child process' : 'producer, transform and reader in one child process'}: read_committed group, per partition transaction() → send → sendOffsets → commit()`,
     );
-    result = { ...result, ...printPipeline(await pipelineFloor(kafka, broker.brokers, children)) };
+    const floor = await runEosFloor(
+      { brokers: broker.brokers, rate: PIPE_RATE, durationS: PIPE_DURATION_S, warmupS: PIPE_WARMUP_S, partitions: PIPE_PARTITIONS, keys: 5000, inputBytes: PIPE_INPUT_BYTES, outputBytes: PIPE_OUTPUT_BYTES, layout: PIPE_LAYOUT },
+      children,
+    );
+    const p = printEosFloor(floor, CORES);
+    result = { ...result, eos_pipeline_per_s: p.per_s, eos_pipeline_p50_ms: p.p50_ms, eos_pipeline_p99_ms: p.p99_ms };
   } finally {
     for (const c of children) c.kill('SIGKILL');
     await broker?.stop();
@@ -600,9 +367,6 @@ async function main(): Promise<void> {
 
 if (process.argv.includes('--devices')) {
   await runDevices(Number(process.argv[process.argv.indexOf('--devices') + 1]), process.env['BENCH_CA'] ?? '');
-} else if (process.argv.includes('--transform')) {
-  const at = process.argv.indexOf('--transform');
-  await runTransform(process.argv[at + 1]!, process.argv[at + 2]!);
 } else {
   try {
     await main();
