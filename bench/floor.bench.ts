@@ -28,24 +28,15 @@
  *    Measured: the transaction (`transaction()` → `commit()` returned; `commit()` alone is printed
  *    too) and produce (just before `send`) → the consumer's `eachMessage`, p50/p99. RESULT's kafka
  *    figures are the 5 ms variant's: the least an exactly-once projector step costs on this broker.
- * 3. Exactly-once pipeline floor, on the same broker: consume-transform-produce at the target rate
- *    with kafkajs and nothing else. Fresh topics `in` and `out`, BENCH_PIPE_PARTITIONS (4) each. This
- *    process is the gateway's side: an idempotent producer (acks -1, maxInFlightRequests 1) gets
- *    BENCH_PIPE_RATE (5,000) records/s (~60 bytes, key one of 5,000 device ids, value carrying the
- *    `performance.now()` at which the record was made) for BENCH_PIPE_DURATION_S (15) s, one `send`
- *    in flight at a time, each taking every record made while the previous one was in flight; and a
- *    read_committed consumer on `out` (maxWaitTimeInMs 10). A child process (this file with
- *    `--transform`) is the projector's side, as twinlog runs them: in its own process, so that its
- *    event loop does not wait behind the producer's and the reader's (one loop would add their work
- *    to every step). A consumer group on `in` (read_committed, maxWaitTimeInMs 10, minBytes 1,
- *    autoCommit false, partitionsConsumedConcurrently = partitions), `eachBatch` with one
- *    transactional producer per partition (idempotent, maxInFlightRequests 1, retry from 5 ms as
- *    createKafkaLog): `transaction()` → `send` one record per input (same key and value) to `out` →
- *    `sendOffsets` of the batch (retried on CONCURRENT_TRANSACTIONS) → `commit()`. Measured over the
- *    window after a 3 s warm-up: made → received by the reader (p50/p99, of the records made in the
- *    window; all must arrive, each once), outputs received per s, and `process.cpuUsage()` of both
- *    processes (and `os.cpus()` of the whole machine, broker included) as a share of all cores.
- *    `BENCH_ONLY=pipeline` runs this part alone.
+ * 3. Exactly-once pipeline floor, on the same broker: `runEosFloor` (bench/internal/eosFloor.ts,
+ *    which bench:gateway runs too): consume-transform-produce at BENCH_PIPE_RATE (5,000) records/s
+ *    with kafkajs and nothing else, fresh topics `in` and `out` of BENCH_PIPE_PARTITIONS (4), for
+ *    BENCH_PIPE_DURATION_S (15) s, measured after a 3 s warm-up: made → received read_committed
+ *    (p50/p99; every record once), outputs/s, CPU. Values: ~60-byte JSON, or padded to
+ *    BENCH_PIPE_INPUT_BYTES; outputs a copy, or padded to BENCH_PIPE_OUTPUT_BYTES. Layout
+ *    (BENCH_PIPE_LAYOUT): `split` (default) runs the transform in a child process and the producer
+ *    and reader here; `serve` runs all three in one child process. `BENCH_ONLY=pipeline` runs this
+ *    part alone.
  *
  * Bounded: connecting gives up after BENCH_CONNECT_S (120) s, the whole run after BENCH_BUDGET_S (300) s.
  */
