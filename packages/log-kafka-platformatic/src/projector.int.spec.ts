@@ -3,26 +3,14 @@
  * library come back as the twin, and a projector that dies without stopping (its log closed under
  * it, as a killed process leaves it) is taken over by a new one that loses and repeats nothing.
  */
-import { randomUUID } from 'node:crypto';
 import { createTwinClient, sectionOf, type TwinClient } from '@twinlog/client';
 import { ensureTwinTopics, startProjector, TOPICS, type Projector } from '@twinlog/projector';
-import { Kafka, logLevel } from 'kafkajs';
-import { afterAll, afterEach, describe, expect, inject, it, vi } from 'vitest';
+import { kafkaTestRun } from '@twinlog/log-kafka/testing';
+import { afterEach, describe, expect, inject, it, vi } from 'vitest';
 import { createPlatformaticKafkaLog, type PlatformaticKafkaLog } from './index.ts';
 
 const BROKERS = inject('kafkaBrokers');
-const RUN = `tlp-proj-${randomUUID().slice(0, 8)}`;
-
-afterAll(async () => {
-  const admin = new Kafka({ brokers: BROKERS.split(','), clientId: 'twinlog-test', logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
-  try {
-    const mine = (await admin.listTopics()).filter((t) => t.startsWith(RUN));
-    if (mine.length > 0) await admin.deleteTopics({ topics: mine });
-  } finally {
-    await admin.disconnect();
-  }
-});
+const { run: RUN } = kafkaTestRun(BROKERS, 'tlp-proj');
 
 describe('projector on the @platformatic/kafka log', () => {
   const logs: PlatformaticKafkaLog[] = [];
