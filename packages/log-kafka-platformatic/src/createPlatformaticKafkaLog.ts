@@ -70,10 +70,27 @@ import {
   Producer,
   type Message,
 } from '@platformatic/kafka';
+import {
+  KeyedMutex,
+  assertOffset,
+  assertPartitionOf,
+  checkCommitBatch,
+  checkSubscribe,
+  chunkBySize,
+  expectedGroupOffsets,
+  fencedError,
+  kafkaLogSettings,
+  pollUntilAll,
+  retrying,
+  sleep,
+  topicConfigOf,
+  topicNotFound,
+  uniqueTopicSpecs,
+  type KafkaLogCommonOptions,
+} from '@twinlog/log-kafka/shared';
 import { isCoordinatorBusyError, isFencedError, isTopicExistsError, isTransientError, isUnknownTopicError } from './internal/errors.ts';
-import { KeyedMutex } from './internal/KeyedMutex.ts';
 import { readPartition } from './internal/readPartition.ts';
-import { chunkBySize, toOutgoingMessages, type OutgoingMessage } from './internal/records.ts';
+import { toOutgoingMessages, type OutgoingMessage } from './internal/records.ts';
 import { startSubscription, type GroupTuning, type PlatformaticSubscription } from './internal/startSubscription.ts';
 
 export type { PlatformaticSubscription } from './internal/startSubscription.ts';
@@ -86,40 +103,8 @@ export interface PlatformaticLogEntry {
   readonly fields: Readonly<Record<string, unknown>>;
 }
 
-export interface PlatformaticKafkaLogOptions {
-  /** Bootstrap brokers: `host:port` strings, or one comma-separated string (as in `KAFKA_BROKERS`). */
-  readonly brokers: string | readonly string[];
-  /** Client id (default `twinlog`). */
-  readonly clientId?: string;
-  /** Prepended to every topic, consumer group and transactional id (default `''`). */
-  readonly topicPrefix?: string;
-  /** Replication factor of created topics (default: the broker count, at most 3). */
-  readonly replicationFactor?: number;
-  /** Extra topic configs for `ensureTopics`, merged over twinlog's own. */
-  readonly topicConfig?: (spec: TopicSpec) => Readonly<Record<string, string>> | undefined;
-  /** Transaction timeout of `commitBatch` producers, ms (default 60 000). */
-  readonly transactionTimeout?: number;
-  /** Consumer session timeout, ms (default 10 000). */
-  readonly sessionTimeout?: number;
-  /** Consumer heartbeat interval, ms (default 1 000). */
-  readonly heartbeatInterval?: number;
-  /** How long a rebalance waits for members to rejoin, ms (default 60 000). */
-  readonly rebalanceTimeout?: number;
-  /** How long a subscription's fetch waits for data, ms (default 250). */
-  readonly maxWaitTimeInMs?: number;
-  /** How long a `read`'s fetch waits for data, ms (default 100). */
-  readonly readMaxWaitTimeInMs?: number;
-  /** Fetch size limits (defaults: 16 MiB per fetch, 4 MiB per partition). */
-  readonly maxBytes?: number;
-  readonly maxBytesPerPartition?: number;
-  /** Batches of how many partitions a subscription hands over at once (default 1). */
-  readonly partitionsConsumedConcurrently?: number;
-  /** Appends are split into produce requests of about this many bytes (default 512 KiB). */
-  readonly maxRequestBytes?: number;
-  /** Whether `commitBatch` and `commitOffsets` resolve only once their effects are visible to readers (default true). */
-  readonly awaitCommitVisibility?: boolean;
-  /** Request timeout, ms (default 30 000). */
-  readonly requestTimeout?: number;
+/** The options of the @platformatic/kafka adapter: the common ones (`KafkaLogCommonOptions`, as the kafkajs adapter's) plus where client warnings go. */
+export interface PlatformaticKafkaLogOptions extends KafkaLogCommonOptions {
   /** Where client warnings go (default: one line each on stderr). */
   readonly logSink?: (entry: PlatformaticLogEntry) => void;
 }
@@ -137,38 +122,13 @@ const forceClose = (c: Admin | Producer | Consumer): Promise<void> =>
   c instanceof Admin ? c.close() : (c.close as (force?: boolean) => Promise<void>).call(c, true);
 
 const VISIBILITY_TIMEOUT_MS = 30_000;
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Client retry delay: 5 ms doubling to 1 s (so 37 retries ride out about 30 s of trouble). */
 const retryDelay = (_client: unknown, _operation: string, attempt: number): number => Math.min(1000, 5 * 2 ** Math.max(0, attempt - 1));
 const RETRIES = 37;
 
-/** Runs `step` again, backing off for up to 30 s, while it fails with an error `retry` accepts. */
-async function retrying<T>(retry: (e: unknown) => boolean, step: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + 30_000;
-  for (let delay = 5; ; delay = Math.min(delay * 2, 500)) {
-    try {
-      return await step();
-    } catch (e) {
-      if (!retry(e) || Date.now() >= deadline) throw e;
-      await sleep(delay);
-    }
-  }
-}
 const whileBusy = <T>(step: () => Promise<T>): Promise<T> => retrying(isCoordinatorBusyError, step);
 const throughTransient = <T>(step: () => Promise<T>): Promise<T> => retrying(isTransientError, step);
-
-function parseBrokers(brokers: string | readonly string[]): string[] {
-  const list = (typeof brokers === 'string' ? brokers.split(',') : [...brokers]).map((b) => b.trim()).filter((b) => b !== '');
-  if (list.length === 0) throw new TwinlogError('LOG_ARGUMENT_INVALID', 'createPlatformaticKafkaLog: no brokers given');
-  return list;
-}
-
-function assertOffset(what: string, n: number): void {
-  if (!Number.isSafeInteger(n) || n < 0) {
-    throw new TwinlogError('LOG_ARGUMENT_INVALID', `${what} must be a non-negative safe integer, got ${n}`, { details: { value: n } });
-  }
-}
 
 function consoleSink(entry: PlatformaticLogEntry): void {
   console.error(`[platformatic-kafka] ${entry.level} ${entry.namespace}: ${entry.message}`);
@@ -184,25 +144,25 @@ function consoleSink(entry: PlatformaticLogEntry): void {
  */
 export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions): PlatformaticKafkaLog {
   const {
-    clientId = 'twinlog',
-    topicPrefix = '',
+    brokers: bootstrapBrokers,
+    clientId,
+    topicPrefix,
     replicationFactor,
     topicConfig,
-    transactionTimeout = 60_000,
-    sessionTimeout = 10_000,
-    heartbeatInterval = 1_000,
-    rebalanceTimeout = 60_000,
-    maxWaitTimeInMs = 250,
-    readMaxWaitTimeInMs = 100,
-    maxBytes = 16 * 1024 * 1024,
-    maxBytesPerPartition = 4 * 1024 * 1024,
-    partitionsConsumedConcurrently = 1,
-    maxRequestBytes = 512 * 1024,
-    awaitCommitVisibility = true,
-    requestTimeout = 30_000,
-    logSink = consoleSink,
-  } = options;
-  const bootstrapBrokers = parseBrokers(options.brokers);
+    transactionTimeout,
+    sessionTimeout,
+    heartbeatInterval,
+    rebalanceTimeout,
+    maxWaitTimeInMs,
+    readMaxWaitTimeInMs,
+    maxBytes,
+    maxBytesPerPartition,
+    partitionsConsumedConcurrently,
+    maxRequestBytes,
+    awaitCommitVisibility,
+    requestTimeout,
+  } = kafkaLogSettings(options, 'createPlatformaticKafkaLog');
+  const { logSink = consoleSink } = options;
   const client = { clientId, bootstrapBrokers, timeout: requestTimeout, retries: RETRIES, retryDelay, metadataMaxAge: 5_000 };
   const physical = (name: string): string => `${topicPrefix}${name}`;
   const groupTuning: GroupTuning = { sessionTimeout, heartbeatInterval, rebalanceTimeout, maxWaitTime: maxWaitTimeInMs, maxBytes, maxBytesPerPartition };
@@ -259,11 +219,6 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
   };
   const fences = new KeyedMutex();
   const lostFences = new Set<string>();
-  const fencedError = (fence: string, cause?: unknown): TwinlogError =>
-    new TwinlogError('LOG_FENCED', `twinlog: a newer writer took over fence '${fence}'; this batch was not committed`, {
-      ...(cause === undefined ? {} : { cause }),
-      details: { fence },
-    });
 
   const closers = new Set<() => Promise<void>>();
 
@@ -283,7 +238,7 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
       if (!isUnknownTopicError(e)) throw e;
     }
     if (count === 0) {
-      throw new TwinlogError('LOG_TOPIC_NOT_FOUND', `twinlog: topic '${topic}' does not exist (Kafka topic '${name}')`, { details: { topic } });
+      throw topicNotFound(topic, name);
     }
     partitionCounts.set(name, count);
     return count;
@@ -291,11 +246,7 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
 
   const assertPartition = async (topic: string, partition: number): Promise<number> => {
     const count = await partitionCount(topic);
-    if (!Number.isInteger(partition) || partition < 0 || partition >= count) {
-      throw new TwinlogError('LOG_ARGUMENT_INVALID', `partition ${partition} does not exist: topic '${topic}' has ${count} partitions`, {
-        details: { topic, partition, partitions: count },
-      });
-    }
+    assertPartitionOf(topic, partition, count);
     return count;
   };
 
@@ -318,13 +269,7 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
 
   const ensureTopics = async (specs: readonly TopicSpec[]): Promise<void> => {
     assertOpen();
-    const unique = new Map<string, TopicSpec>();
-    for (const spec of specs) {
-      if (!Number.isInteger(spec.partitions) || spec.partitions < 1) {
-        throw new TwinlogError('LOG_ARGUMENT_INVALID', `topic '${spec.name}' needs a positive whole number of partitions, got ${spec.partitions}`);
-      }
-      if (!unique.has(physical(spec.name))) unique.set(physical(spec.name), spec);
-    }
+    const unique = uniqueTopicSpecs(specs, physical);
     if (unique.size === 0) return;
     const a = admin();
     const existing = new Set(await throughTransient(() => a.listTopics({ includeInternals: false } as never)));
@@ -332,17 +277,12 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
     if (missing.length === 0) return;
     const factor = replicationFactor ?? Math.min(3, (await throughTransient(() => a.metadata({ topics: [] }))).brokers.size);
     for (const [name, spec] of missing) {
-      const config: Record<string, string> = { 'message.timestamp.type': 'LogAppendTime' };
-      if (spec.compacted === true) config['cleanup.policy'] = 'compact';
-      if (spec.retentionMs !== undefined) config['retention.ms'] = String(spec.retentionMs);
-      if (spec.retentionBytes !== undefined) config['retention.bytes'] = String(spec.retentionBytes);
-      Object.assign(config, topicConfig?.(spec));
       try {
         await a.createTopics({
           topics: [name],
           partitions: spec.partitions,
           replicas: factor,
-          configs: Object.entries(config).map(([k, value]) => ({ name: k, value })),
+          configs: topicConfigOf(spec, topicConfig),
         });
       } catch (e) {
         if (!isTopicExistsError(e)) throw e;
@@ -458,25 +398,17 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
         return [...last].every(([partition, offset]) => (now[partition] ?? 0) > offset);
       });
     }
-    const expected = new Map<string, { group: string; topic: string; offsets: Map<number, number> }>();
-    for (const o of offsets) {
-      const key = JSON.stringify([o.group, o.topic]);
-      const entry = expected.get(key) ?? { group: o.group, topic: o.topic, offsets: new Map<number, number>() };
-      entry.offsets.set(o.partition, o.offset);
-      expected.set(key, entry);
-    }
-    for (const { group, topic, offsets: want } of expected.values()) {
+    for (const { group, topic, offsets: want } of expectedGroupOffsets(offsets)) {
       checks.push(async () => {
         const now = await committedOffsets(group, topic);
         return [...want].every(([partition, offset]) => now[partition] === offset);
       });
     }
-    const deadline = Date.now() + VISIBILITY_TIMEOUT_MS;
-    for (let delay = 2, pending = checks; pending.length > 0 && Date.now() < deadline; delay = Math.min(delay * 2, 100)) {
-      const held = await Promise.all(pending.map((check) => check().catch(() => false)));
-      pending = pending.filter((_, i) => !held[i]);
-      if (pending.length > 0) await sleep(delay);
-    }
+    // a check that fails (a request in trouble) is tried again, as one that does not hold yet
+    await pollUntilAll(
+      checks.map((check) => () => check().catch(() => false)),
+      VISIBILITY_TIMEOUT_MS,
+    );
   };
 
   /** Group coordinator node ids, which `TxnOffsetCommit` is sent to. */
@@ -492,13 +424,8 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
 
   const commitBatch = async ({ fence, appends: batchAppends, offsets = [] }: CommitBatch): Promise<void> => {
     assertOpen();
-    if (typeof fence !== 'string' || fence === '') throw new TwinlogError('LOG_ARGUMENT_INVALID', 'commitBatch: fence must be a non-empty string');
     const sends = await Promise.all(batchAppends.map(async ({ topic, records }) => ({ topic: physical(topic), messages: await outgoing(topic, records) })));
-    for (const o of offsets) {
-      if (typeof o.group !== 'string' || o.group === '') throw new TwinlogError('LOG_ARGUMENT_INVALID', 'commitBatch: an offset names no group');
-      await assertPartition(o.topic, o.partition);
-      assertOffset(`offset of ${o.group}/${o.topic}[${o.partition}]`, o.offset);
-    }
+    await checkCommitBatch(fence, offsets, assertPartition);
     // per group, the last offset given per topic and partition
     const byGroup = new Map<string, Map<string, { topic: string; partition: number; offset: number }>>();
     for (const o of offsets) {
@@ -600,24 +527,8 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
 
   const subscribe = async (subscription: SubscribeOptions): Promise<PlatformaticSubscription> => {
     assertOpen();
-    const { group, topics } = subscription;
-    if (typeof group !== 'string' || group === '') throw new TwinlogError('LOG_ARGUMENT_INVALID', 'subscribe: group must be a non-empty string');
-    if (topics.length === 0) throw new TwinlogError('LOG_ARGUMENT_INVALID', 'subscribe: no topics');
-    const { concurrency } = subscription;
-    if (concurrency !== undefined && !(Number.isSafeInteger(concurrency) && concurrency >= 1)) {
-      throw new TwinlogError('LOG_ARGUMENT_INVALID', `subscribe: concurrency must be a positive integer, got ${String(concurrency)}`);
-    }
-    if (new Set(topics).size !== topics.length) {
-      throw new TwinlogError('LOG_ARGUMENT_INVALID', `subscribe: a topic is listed twice: ${topics.join(', ')}`);
-    }
-    const counts = await Promise.all(topics.map(partitionCount));
-    if (new Set(counts).size !== 1) {
-      throw new TwinlogError(
-        'LOG_CO_PARTITIONING',
-        `twinlog: co-partitioned topics differ in partition count: ${topics.map((t, i) => `${t} (${counts[i]})`).join(', ')}`,
-        { details: { topics, partitions: counts } },
-      );
-    }
+    await checkSubscribe(subscription, partitionCount);
+    const { group, topics, concurrency } = subscription;
     let closer: (() => Promise<void>) | undefined;
     const sub = await startSubscription({
       client,

@@ -31,69 +31,38 @@ import {
 import { Kafka, Partitioners, type Admin, type Producer, type RecordMetadata, type Transaction } from 'kafkajs';
 import { createLogCreator, numericLevel, type KafkaLogEntry, type KafkaLogLevel } from './internal/createLogCreator.ts';
 import { isCoordinatorBusyError, isFencedError, isTransientError, isUnknownTopicError } from './internal/kafkaErrors.ts';
-import { KeyedMutex } from './internal/KeyedMutex.ts';
 import { readPartition } from './internal/readPartition.ts';
-import { chunkBySize, toOutgoingMessages, type OutgoingMessage } from './internal/records.ts';
+import { toOutgoingMessages, type OutgoingMessage } from './internal/records.ts';
 import { startSubscription, type ConsumerTuning, type KafkaSubscription } from './internal/startSubscription.ts';
+import {
+  KeyedMutex,
+  assertOffset,
+  assertPartitionOf,
+  checkCommitBatch,
+  checkSubscribe,
+  chunkBySize,
+  expectedGroupOffsets,
+  fencedError,
+  kafkaLogSettings,
+  pollUntilAll,
+  retrying,
+  topicConfigOf,
+  topicNotFound,
+  uniqueTopicSpecs,
+  type KafkaLogCommonOptions,
+} from './shared/index.ts';
 
 export type { KafkaLogEntry, KafkaLogLevel } from './internal/createLogCreator.ts';
 export type { KafkaSubscription } from './internal/startSubscription.ts';
 
-export interface KafkaLogOptions {
-  /** Bootstrap brokers: `host:port` strings, or one comma-separated string (as in `KAFKA_BROKERS`). */
-  readonly brokers: string | readonly string[];
-  /** kafkajs client id (default `twinlog`). */
-  readonly clientId?: string;
-  /**
-   * Prepended to every topic, consumer group and transactional id (default `''`), so several
-   * fleets (or test runs) can share one cluster: the port's `'twin.backend'` is Kafka's
-   * `${topicPrefix}twin.backend`.
-   */
-  readonly topicPrefix?: string;
-  /** Replication factor of created topics (default: the broker count, at most 3). */
-  readonly replicationFactor?: number;
-  /**
-   * Extra topic configs for `ensureTopics`, merged over twinlog's own
-   * (`message.timestamp.type=LogAppendTime`, plus `cleanup.policy=compact` for compacted topics),
-   * e.g. `segment.ms` for compaction tests.
-   */
-  readonly topicConfig?: (spec: TopicSpec) => Readonly<Record<string, string>> | undefined;
-  /** Transaction timeout of `commitBatch` producers, ms (default 60 000; at most the broker's `transaction.max.timeout.ms`). */
-  readonly transactionTimeout?: number;
-  /** Consumer session timeout, ms (default 10 000; within the broker's group session bounds). */
-  readonly sessionTimeout?: number;
-  /** Consumer heartbeat interval, ms (default 1 000): also how soon members notice a rebalance. */
-  readonly heartbeatInterval?: number;
-  /** How long a rebalance waits for members to rejoin, ms (default 60 000). */
-  readonly rebalanceTimeout?: number;
-  /** How long a subscription's fetch waits for data, ms (default 250). */
-  readonly maxWaitTimeInMs?: number;
-  /** How long a `read`'s fetch waits for data, ms (default 100). */
-  readonly readMaxWaitTimeInMs?: number;
-  /** Fetch size limits (defaults: 16 MiB per fetch, 4 MiB per partition). */
-  readonly maxBytes?: number;
-  readonly maxBytesPerPartition?: number;
-  /**
-   * Batches of how many partitions a subscription hands over at once (default 1). Above 1, batches
-   * of different partitions, and of partition *i* of different topics, may overlap.
-   */
-  readonly partitionsConsumedConcurrently?: number;
-  /** Appends are split into produce requests of about this many bytes (default 512 KiB). */
-  readonly maxRequestBytes?: number;
-  /**
-   * Whether `commitBatch` and `commitOffsets` resolve only once their records and offsets are
-   * visible to readers (default true). Kafka acknowledges a commit once it is decided, and writes
-   * the commit markers just after; until then read_committed readers and offset fetches still see
-   * the old state.
-   */
-  readonly awaitCommitVisibility?: boolean;
+/** The options of the kafkajs adapter: the common ones (`KafkaLogCommonOptions`) plus kafkajs's logging and connection timeout. */
+export interface KafkaLogOptions extends KafkaLogCommonOptions {
   /** kafkajs log level (default `error`); entries go to `logSink`. */
   readonly logLevel?: KafkaLogLevel;
   /** Where kafkajs log entries go (default: one line each on stderr). */
   readonly logSink?: (entry: KafkaLogEntry) => void;
-  /** kafkajs connection and request timeouts, ms (defaults 3 000 and 30 000). */
+  /** kafkajs connection timeout, ms (default 3 000). */
   readonly connectionTimeout?: number;
-  readonly requestTimeout?: number;
 }
 
 /** The Kafka `Log`, with Kafka's names for things and a subscription that reports its own end. */
@@ -114,37 +83,10 @@ const VISIBILITY_TIMEOUT_MS = 30_000;
  */
 const TX_RETRY = { initialRetryTime: 5, maxRetryTime: 1000, retries: 37 } as const;
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Runs `step` again, backing off for up to 30 s, while it fails with an error `retry` accepts. */
-async function retrying<T>(retry: (e: unknown) => boolean, step: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + 30_000;
-  for (let delay = 5; ; delay = Math.min(delay * 2, 500)) {
-    try {
-      return await step();
-    } catch (e) {
-      if (!retry(e) || Date.now() >= deadline) throw e;
-      await sleep(delay);
-    }
-  }
-}
-
 /** Runs `step` again while the transaction coordinator says it is busy. */
 const whileBusy = <T>(step: () => Promise<T>): Promise<T> => retrying(isCoordinatorBusyError, step);
 /** Runs a read-only `step` again through leader and coordinator moves, dropped connections and timeouts. */
 const throughTransient = <T>(step: () => Promise<T>): Promise<T> => retrying(isTransientError, step);
-
-function parseBrokers(brokers: string | readonly string[]): string[] {
-  const list = (typeof brokers === 'string' ? brokers.split(',') : [...brokers]).map((b) => b.trim()).filter((b) => b !== '');
-  if (list.length === 0) throw new TwinlogError('LOG_ARGUMENT_INVALID', 'createKafkaLog: no brokers given');
-  return list;
-}
-
-function assertOffset(what: string, n: number): void {
-  if (!Number.isSafeInteger(n) || n < 0) {
-    throw new TwinlogError('LOG_ARGUMENT_INVALID', `${what} must be a non-negative safe integer, got ${n}`, { details: { value: n } });
-  }
-}
 
 /**
  * Creates a `Log` on a Kafka cluster. Clients connect lazily, on first use; `close()` stops every
@@ -185,30 +127,29 @@ function assertOffset(what: string, n: number): void {
  */
 export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
   const {
-    clientId = 'twinlog',
-    topicPrefix = '',
+    brokers,
+    clientId,
+    topicPrefix,
     replicationFactor,
     topicConfig,
-    transactionTimeout = 60_000,
-    sessionTimeout = 10_000,
-    heartbeatInterval = 1_000,
-    rebalanceTimeout = 60_000,
-    maxWaitTimeInMs = 250,
-    readMaxWaitTimeInMs = 100,
-    maxBytes = 16 * 1024 * 1024,
-    maxBytesPerPartition = 4 * 1024 * 1024,
-    partitionsConsumedConcurrently = 1,
-    maxRequestBytes = 512 * 1024,
-    awaitCommitVisibility = true,
-    logLevel = 'error',
-    logSink,
-    connectionTimeout = 3_000,
-    requestTimeout = 30_000,
-  } = options;
+    transactionTimeout,
+    sessionTimeout,
+    heartbeatInterval,
+    rebalanceTimeout,
+    maxWaitTimeInMs,
+    readMaxWaitTimeInMs,
+    maxBytes,
+    maxBytesPerPartition,
+    partitionsConsumedConcurrently,
+    maxRequestBytes,
+    awaitCommitVisibility,
+    requestTimeout,
+  } = kafkaLogSettings(options, 'createKafkaLog');
+  const { logLevel = 'error', logSink, connectionTimeout = 3_000 } = options;
 
   const kafka = new Kafka({
     clientId,
-    brokers: parseBrokers(options.brokers),
+    brokers,
     connectionTimeout,
     requestTimeout,
     logLevel: numericLevel(logLevel),
@@ -300,11 +241,6 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
   const fences = new KeyedMutex();
   /** Fences a newer writer took from this instance: they stay lost (as a fenced Kafka producer does). */
   const lostFences = new Set<string>();
-  const fencedError = (fence: string, cause?: unknown): TwinlogError =>
-    new TwinlogError('LOG_FENCED', `twinlog: a newer writer took over fence '${fence}'; this batch was not committed`, {
-      ...(cause === undefined ? {} : { cause }),
-      details: { fence },
-    });
 
   /** Subscriptions and reads to end on `close()`. */
   const closers = new Set<() => Promise<void>>();
@@ -329,7 +265,7 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
       if (!isUnknownTopicError(e)) throw e;
     }
     if (count === 0) {
-      throw new TwinlogError('LOG_TOPIC_NOT_FOUND', `twinlog: topic '${topic}' does not exist (Kafka topic '${name}')`, { details: { topic } });
+      throw topicNotFound(topic, name);
     }
     partitionCounts.set(name, count);
     return count;
@@ -337,11 +273,7 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
 
   const assertPartition = async (topic: string, partition: number): Promise<number> => {
     const count = await partitionCount(topic);
-    if (!Number.isInteger(partition) || partition < 0 || partition >= count) {
-      throw new TwinlogError('LOG_ARGUMENT_INVALID', `partition ${partition} does not exist: topic '${topic}' has ${count} partitions`, {
-        details: { topic, partition, partitions: count },
-      });
-    }
+    assertPartitionOf(topic, partition, count);
     return count;
   };
 
@@ -355,13 +287,7 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
 
   const ensureTopics = async (specs: readonly TopicSpec[]): Promise<void> => {
     assertOpen();
-    const unique = new Map<string, TopicSpec>();
-    for (const spec of specs) {
-      if (!Number.isInteger(spec.partitions) || spec.partitions < 1) {
-        throw new TwinlogError('LOG_ARGUMENT_INVALID', `topic '${spec.name}' needs a positive whole number of partitions, got ${spec.partitions}`);
-      }
-      if (!unique.has(physical(spec.name))) unique.set(physical(spec.name), spec);
-    }
+    const unique = uniqueTopicSpecs(specs, physical);
     if (unique.size === 0) return;
     const a = await admin();
     const existing = new Set(await throughTransient(() => a.listTopics()));
@@ -370,19 +296,12 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
     const factor = replicationFactor ?? Math.min(3, (await throughTransient(() => a.describeCluster())).brokers.length);
     await a.createTopics({
       waitForLeaders: true,
-      topics: missing.map(([name, spec]) => {
-        const config: Record<string, string> = { 'message.timestamp.type': 'LogAppendTime' };
-        if (spec.compacted === true) config['cleanup.policy'] = 'compact';
-        if (spec.retentionMs !== undefined) config['retention.ms'] = String(spec.retentionMs);
-        if (spec.retentionBytes !== undefined) config['retention.bytes'] = String(spec.retentionBytes);
-        Object.assign(config, topicConfig?.(spec));
-        return {
-          topic: name,
-          numPartitions: spec.partitions,
-          replicationFactor: factor,
-          configEntries: Object.entries(config).map(([k, value]) => ({ name: k, value })),
-        };
-      }),
+      topics: missing.map(([name, spec]) => ({
+        topic: name,
+        numPartitions: spec.partitions,
+        replicationFactor: factor,
+        configEntries: topicConfigOf(spec, topicConfig),
+      })),
     });
   };
 
@@ -450,41 +369,22 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
         return [...last].every(([partition, offset]) => (now[partition]?.stable ?? 0) > offset);
       });
     }
-    // Per group and topic, the offset each partition should read back as (the last one given wins).
-    const expected = new Map<string, { group: string; topic: string; offsets: Map<number, number> }>();
-    for (const o of offsets) {
-      const key = JSON.stringify([o.group, o.topic]);
-      const entry = expected.get(key) ?? { group: o.group, topic: o.topic, offsets: new Map<number, number>() };
-      entry.offsets.set(o.partition, o.offset);
-      expected.set(key, entry);
-    }
-    for (const { group, topic, offsets: want } of expected.values()) {
+    for (const { group, topic, offsets: want } of expectedGroupOffsets(offsets)) {
       checks.push(async () => {
         const now = await committedOffsets(group, topic);
         return [...want].every(([partition, offset]) => now[partition] === offset);
       });
     }
-    // All checks at once, each again until it holds: one round trip per poll, not one per topic.
-    const deadline = Date.now() + VISIBILITY_TIMEOUT_MS;
-    for (let delay = 2, pending = checks; pending.length > 0 && Date.now() < deadline; delay = Math.min(delay * 2, 100)) {
-      const held = await Promise.all(pending.map((check) => check()));
-      pending = pending.filter((_, i) => !held[i]);
-      if (pending.length > 0) await sleep(delay);
-    }
+    await pollUntilAll(checks, VISIBILITY_TIMEOUT_MS);
   };
 
   const commitBatch = async ({ fence, appends, offsets = [], awaitVisibility = awaitCommitVisibility }: CommitBatch): Promise<void> => {
     assertOpen();
-    if (typeof fence !== 'string' || fence === '') throw new TwinlogError('LOG_ARGUMENT_INVALID', 'commitBatch: fence must be a non-empty string');
     // Everything that can be checked is checked before the transaction starts.
     const sends = await Promise.all(
       appends.map(async ({ topic, records }) => ({ topic: physical(topic), messages: await outgoing(topic, records) })),
     );
-    for (const o of offsets) {
-      if (typeof o.group !== 'string' || o.group === '') throw new TwinlogError('LOG_ARGUMENT_INVALID', 'commitBatch: an offset names no group');
-      await assertPartition(o.topic, o.partition);
-      assertOffset(`offset of ${o.group}/${o.topic}[${o.partition}]`, o.offset);
-    }
+    await checkCommitBatch(fence, offsets, assertPartition);
     const byGroup = new Map<string, Map<string, { partition: number; offset: string }[]>>();
     for (const o of offsets) {
       const topics = byGroup.get(physical(o.group)) ?? new Map<string, { partition: number; offset: string }[]>();
@@ -584,24 +484,8 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
 
   const subscribe = async (subscription: SubscribeOptions): Promise<KafkaSubscription> => {
     assertOpen();
-    const { group, topics } = subscription;
-    if (typeof group !== 'string' || group === '') throw new TwinlogError('LOG_ARGUMENT_INVALID', 'subscribe: group must be a non-empty string');
-    if (topics.length === 0) throw new TwinlogError('LOG_ARGUMENT_INVALID', 'subscribe: no topics');
-    const { concurrency } = subscription;
-    if (concurrency !== undefined && !(Number.isSafeInteger(concurrency) && concurrency >= 1)) {
-      throw new TwinlogError('LOG_ARGUMENT_INVALID', `subscribe: concurrency must be a positive integer, got ${String(concurrency)}`);
-    }
-    if (new Set(topics).size !== topics.length) {
-      throw new TwinlogError('LOG_ARGUMENT_INVALID', `subscribe: a topic is listed twice: ${topics.join(', ')}`);
-    }
-    const counts = await Promise.all(topics.map(partitionCount));
-    if (new Set(counts).size !== 1) {
-      throw new TwinlogError(
-        'LOG_CO_PARTITIONING',
-        `twinlog: co-partitioned topics differ in partition count: ${topics.map((t, i) => `${t} (${counts[i]})`).join(', ')}`,
-        { details: { topics, partitions: counts } },
-      );
-    }
+    await checkSubscribe(subscription, partitionCount);
+    const { group, topics, concurrency } = subscription;
     let untrack = (): void => {};
     const sub = await startSubscription({
       kafka,

@@ -4,23 +4,10 @@
  * several in a `ResponseError` / `MultipleErrors` (`errors`), and wraps retried failures the same
  * way, so a classifier walks the whole tree.
  */
+import { errorChain } from '@twinlog/log-kafka/shared';
 
-/** Every error in `e`'s cause/aggregate tree, `e` first (cycles and size bounded). */
-export function errorTree(e: unknown): unknown[] {
-  const out: unknown[] = [];
-  const todo = [e];
-  while (todo.length > 0 && out.length < 64) {
-    const x = todo.shift();
-    if (x === undefined || x === null || out.includes(x)) continue;
-    out.push(x);
-    if (typeof x === 'object') {
-      const rec = x as { cause?: unknown; errors?: unknown };
-      todo.push(rec.cause);
-      if (Array.isArray(rec.errors)) todo.push(...(rec.errors as unknown[]));
-    }
-  }
-  return out;
-}
+/** Every error in `e`'s cause/aggregate tree, `e` first (cycles skipped, at most 64). */
+export const errorTree = (e: unknown): unknown[] => errorChain(e, 64);
 
 const apiIdOf = (x: unknown): string | undefined =>
   typeof x === 'object' && x !== null && typeof (x as { apiId?: unknown }).apiId === 'string' ? (x as { apiId: string }).apiId : undefined;

@@ -3,8 +3,9 @@
  * outgoing messages with an explicit partition, and the record batches of a raw fetch response
  * turned into the port's `LogRecord`s (committed records only, append-time timestamps).
  */
-import { TwinlogError, type AppendRecord, type LogRecord } from '@twinlog/core';
+import type { AppendRecord, LogRecord } from '@twinlog/core';
 import type { MessageToProduce, RecordsBatch } from '@platformatic/kafka';
+import { HEADER_OVERHEAD, RECORD_OVERHEAD, asBuffer, recordPartition } from '@twinlog/log-kafka/shared';
 
 /** A message to produce plus where it came from in the caller's array. */
 export interface OutgoingMessage {
@@ -15,16 +16,10 @@ export interface OutgoingMessage {
   readonly size: number;
 }
 
-/** Per-record overhead of the v2 record format, rounded up. */
-const RECORD_OVERHEAD = 32;
 /** Record batch attribute bits (Kafka's v2 record batch format). */
 const TIMESTAMP_TYPE_LOG_APPEND = 1 << 3;
 const TRANSACTIONAL = 1 << 4;
 const CONTROL = 1 << 5;
-
-function asBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
 
 /**
  * The messages for `records` of physical topic `topic` with `partitionCount` partitions, each with
@@ -40,12 +35,7 @@ export function toOutgoingMessages(
   partitionOf: (key: string) => number,
 ): OutgoingMessage[] {
   return records.map((r, index) => {
-    const partition = r.partition ?? partitionOf(r.key);
-    if (!Number.isInteger(partition) || partition < 0 || partition >= partitionCount) {
-      throw new TwinlogError('LOG_ARGUMENT_INVALID', `partition ${partition} of record ${index} is outside ${logicalTopic}'s ${partitionCount} partitions`, {
-        details: { topic: logicalTopic, partition, partitions: partitionCount },
-      });
-    }
+    const partition = recordPartition(logicalTopic, r, index, partitionCount, partitionOf);
     const key = Buffer.from(r.key, 'utf8');
     // A null value is a tombstone: the client writes it as a null record value.
     const message: MessageToProduce = { topic, partition, key, value: (r.value === null ? null : asBuffer(r.value)) as Buffer };
@@ -56,30 +46,12 @@ export function toOutgoingMessages(
         const hk = Buffer.from(k, 'utf8');
         const hv = Buffer.from(v, 'utf8');
         headers.set(hk, hv);
-        size += hk.length + hv.length + 8;
+        size += hk.length + hv.length + HEADER_OVERHEAD;
       }
       message.headers = headers;
     }
     return { index, partition, message, size };
   });
-}
-
-/** Splits `items` into runs whose summed `size` stays below `maxBytes` (a run has at least one item). */
-export function chunkBySize<T extends { readonly size: number }>(items: readonly T[], maxBytes: number): T[][] {
-  const chunks: T[][] = [];
-  let current: T[] = [];
-  let bytes = 0;
-  for (const item of items) {
-    if (current.length > 0 && bytes + item.size > maxBytes) {
-      chunks.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(item);
-    bytes += item.size;
-  }
-  if (current.length > 0) chunks.push(current);
-  return chunks;
 }
 
 export interface AbortedTransaction {

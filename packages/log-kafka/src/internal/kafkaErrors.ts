@@ -4,6 +4,7 @@
  * `KafkaJSNumberOfRetriesExceeded`) through `cause`, and batches them in `KafkaJSAggregateError`
  * (`errors`), so a classifier walks the whole chain.
  */
+import { errorChain as walk } from '../shared/errorChain.ts';
 
 /** Broker error codes that mean "another producer with this transactional id is newer". */
 const FENCED_CODES = new Set([
@@ -12,22 +13,8 @@ const FENCED_CODES = new Set([
 ]);
 const FENCED_TYPES = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED']);
 
-/** Every error in `e`'s cause/aggregate chain, `e` first (cycles and depth bounded). */
-export function errorChain(e: unknown): unknown[] {
-  const out: unknown[] = [];
-  const todo = [e];
-  while (todo.length > 0 && out.length < 32) {
-    const x = todo.shift();
-    if (x === undefined || x === null || out.includes(x)) continue;
-    out.push(x);
-    if (typeof x === 'object') {
-      const rec = x as { cause?: unknown; errors?: unknown; originalError?: unknown };
-      todo.push(rec.cause, rec.originalError);
-      if (Array.isArray(rec.errors)) todo.push(...(rec.errors as unknown[]));
-    }
-  }
-  return out;
-}
+/** Every error in `e`'s cause/aggregate chain, `e` first (cycles skipped, at most 32). */
+export const errorChain = (e: unknown): unknown[] => walk(e, 32);
 
 /** True when `e` (or anything it wraps) says the producer's epoch was bumped by a newer producer. */
 export function isFencedError(e: unknown): boolean {

@@ -1,8 +1,9 @@
 /**
- * Conversions between the `Log` port's records and kafkajs messages, and request chunking.
+ * Conversions between the `Log` port's records and kafkajs messages.
  */
-import { TwinlogError, type AppendRecord, type LogRecord } from '@twinlog/core';
+import type { AppendRecord, LogRecord } from '@twinlog/core';
 import type { IHeaders, KafkaMessage, Message } from 'kafkajs';
+import { HEADER_OVERHEAD, RECORD_OVERHEAD, asBuffer, recordPartition } from '../shared/records.ts';
 
 /** A kafkajs message plus where it came from in the caller's array. */
 export interface OutgoingMessage {
@@ -11,13 +12,6 @@ export interface OutgoingMessage {
   readonly message: Message;
   /** Rough wire size, for chunking requests below the broker's `message.max.bytes`. */
   readonly size: number;
-}
-
-/** Per-record overhead of the v2 record format, rounded up (varints, attributes, deltas). */
-const RECORD_OVERHEAD = 32;
-
-function asBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /**
@@ -34,12 +28,7 @@ export function toOutgoingMessages(
   partitionOf: (key: string) => number,
 ): OutgoingMessage[] {
   return records.map((r, index) => {
-    const partition = r.partition ?? partitionOf(r.key);
-    if (!Number.isInteger(partition) || partition < 0 || partition >= partitionCount) {
-      throw new TwinlogError('LOG_ARGUMENT_INVALID', `partition ${partition} of record ${index} is outside ${topic}'s ${partitionCount} partitions`, {
-        details: { topic, partition, partitions: partitionCount },
-      });
-    }
+    const partition = recordPartition(topic, r, index, partitionCount, partitionOf);
     const key = Buffer.from(r.key, 'utf8');
     const value = r.value === null ? null : asBuffer(r.value);
     let size = RECORD_OVERHEAD + key.length + (value?.length ?? 0);
@@ -48,30 +37,12 @@ export function toOutgoingMessages(
       const headers: IHeaders = {};
       for (const [k, v] of Object.entries(r.headers)) {
         headers[k] = v;
-        size += Buffer.byteLength(k) + Buffer.byteLength(v) + 8;
+        size += Buffer.byteLength(k) + Buffer.byteLength(v) + HEADER_OVERHEAD;
       }
       message.headers = headers;
     }
     return { index, partition, message, size };
   });
-}
-
-/** Splits `items` into runs whose summed `size` stays below `maxBytes` (a run has at least one item). */
-export function chunkBySize<T extends { readonly size: number }>(items: readonly T[], maxBytes: number): T[][] {
-  const chunks: T[][] = [];
-  let current: T[] = [];
-  let bytes = 0;
-  for (const item of items) {
-    if (current.length > 0 && bytes + item.size > maxBytes) {
-      chunks.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(item);
-    bytes += item.size;
-  }
-  if (current.length > 0) chunks.push(current);
-  return chunks;
 }
 
 function headerString(v: IHeaders[string]): string | undefined {

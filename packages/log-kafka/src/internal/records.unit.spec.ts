@@ -2,7 +2,8 @@ import { isTwinlogError, partitionFor } from '@twinlog/core';
 import fc from 'fast-check';
 import { Partitioners, type KafkaMessage, type PartitionMetadata } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
-import { chunkBySize, toLogRecord, toOutgoingMessages } from './records.ts';
+import { chunkBySize } from '../shared/records.ts';
+import { toLogRecord, toOutgoingMessages } from './records.ts';
 
 const metadata = (n: number): PartitionMetadata[] =>
   Array.from({ length: n }, (_, partitionId) => ({ partitionId, leader: 1, partitionErrorCode: 0, replicas: [1], isr: [1] }));
