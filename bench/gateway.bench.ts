@@ -236,8 +236,9 @@ async function meanRecordBytes(log: Log, topic: string, n = 300): Promise<{ byte
 
 const loadavg = (): string => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
+const children = new Set<ChildProcess>(); // killed when the run fails or runs over its budget
+
 async function main(): Promise<void> {
-  const children = new Set<ChildProcess>();
   const budget = setTimeout(() => {
     console.error(`bench:gateway: over the ${BUDGET_S} s budget, giving up`);
     for (const c of children) c.kill('SIGKILL');
@@ -317,6 +318,7 @@ async function main(): Promise<void> {
         // the back end: desired changes of random devices through the REST route, each carrying the time it was issued
         const every = 1000 / DESIRED_PER_S;
         const start = Date.now();
+        if (DESIRED_PER_S <= 0) return;
         const timer = setInterval(() => {
           if (Date.now() - start > DURATION_S * 1000 - 500) return clearInterval(timer);
           const id = `bench-${Math.floor(Math.random() * DEVICES)}`;
@@ -421,6 +423,7 @@ if (process.argv.includes('--devices')) {
     process.exit(0);
   } catch (e) {
     console.error('bench:gateway failed:', e);
+    for (const c of children) c.kill('SIGKILL');
     process.exit(1);
   }
 }
