@@ -71,14 +71,13 @@ import {
   type Message,
 } from '@platformatic/kafka';
 import {
-  KeyedMutex,
-  assertOffset,
+  Fences,
   assertPartitionOf,
   checkCommitBatch,
+  checkReadRange,
   checkSubscribe,
   chunkBySize,
   expectedGroupOffsets,
-  fencedError,
   kafkaLogSettings,
   pollUntilAll,
   retrying,
@@ -143,30 +142,14 @@ function consoleSink(entry: PlatformaticLogEntry): void {
  *   `LOG_CO_PARTITIONING`, `LOG_CLOSED`) or with the client's errors (cluster unreachable, …).
  */
 export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions): PlatformaticKafkaLog {
-  const {
-    brokers: bootstrapBrokers,
-    clientId,
-    topicPrefix,
-    replicationFactor,
-    topicConfig,
-    transactionTimeout,
-    sessionTimeout,
-    heartbeatInterval,
-    rebalanceTimeout,
-    maxWaitTimeInMs,
-    readMaxWaitTimeInMs,
-    maxBytes,
-    maxBytesPerPartition,
-    partitionsConsumedConcurrently,
-    maxRequestBytes,
-    awaitCommitVisibility,
-    requestTimeout,
-  } = kafkaLogSettings(options, 'createPlatformaticKafkaLog');
+  const settings = kafkaLogSettings(options, 'createPlatformaticKafkaLog');
+  const { topicPrefix, replicationFactor, topicConfig, partitionsConsumedConcurrently, maxRequestBytes, awaitCommitVisibility, maxBytes, maxBytesPerPartition } = settings;
   const { logSink = consoleSink } = options;
-  const client = { clientId, bootstrapBrokers, timeout: requestTimeout, retries: RETRIES, retryDelay, metadataMaxAge: 5_000 };
+  const client = { clientId: settings.clientId, bootstrapBrokers: settings.brokers, timeout: settings.requestTimeout, retries: RETRIES, retryDelay, metadataMaxAge: 5_000 };
   const physical = (name: string): string => `${topicPrefix}${name}`;
-  const groupTuning: GroupTuning = { sessionTimeout, heartbeatInterval, rebalanceTimeout, maxWaitTime: maxWaitTimeInMs, maxBytes, maxBytesPerPartition };
-  const readTuning = { maxWaitTime: readMaxWaitTimeInMs, maxBytes, maxBytesPerPartition };
+  const { sessionTimeout, heartbeatInterval, rebalanceTimeout } = settings;
+  const groupTuning: GroupTuning = { sessionTimeout, heartbeatInterval, rebalanceTimeout, maxWaitTime: settings.maxWaitTimeInMs, maxBytes, maxBytesPerPartition };
+  const readTuning = { maxWaitTime: settings.readMaxWaitTimeInMs, maxBytes, maxBytesPerPartition };
   const offsetsFence = `twinlog-offsets-${randomUUID()}`;
   const warn = (namespace: string) => (error: unknown) =>
     logSink({ level: 'warn', namespace, message: error instanceof Error ? error.message : String(error), fields: {} });
@@ -205,7 +188,7 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
   const txProducer = (fence: string): Producer => {
     let p = txProducers.get(fence);
     if (p === undefined) {
-      p = own(new Producer({ ...client, transactionalId: physical(fence), idempotent: true, acks: -1, timeout: transactionTimeout }), 'Transaction');
+      p = own(new Producer({ ...client, transactionalId: physical(fence), idempotent: true, acks: -1, timeout: settings.transactionTimeout }), 'Transaction');
       txProducers.set(fence, p);
     }
     return p;
@@ -217,8 +200,7 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
     clients.delete(p);
     await forceClose(p).catch(() => {});
   };
-  const fences = new KeyedMutex();
-  const lostFences = new Set<string>();
+  const fences = new Fences();
 
   const closers = new Set<() => Promise<void>>();
 
@@ -439,7 +421,7 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
 
     await fences.run(fence, async () => {
       assertOpen();
-      if (lostFences.has(fence)) throw fencedError(fence);
+      fences.assertHeld(fence);
       const p = txProducer(fence);
       const written = new Map<string, Map<number, number>>();
       let tx: Transaction | undefined;
@@ -475,22 +457,8 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
         }
         await tx.commit();
       } catch (e) {
-        let reusable = false;
-        if (tx !== undefined && !tx.completed && !isFencedError(e)) {
-          try {
-            await tx.abort();
-            reusable = true;
-          } catch {
-            // fenced, or the coordinator is gone: dropped below
-          }
-        }
-        const fenced = isFencedError(e);
-        if (fenced || !reusable) await dropTxProducer(fence);
-        if (fenced) {
-          lostFences.add(fence);
-          throw fencedError(fence, e);
-        }
-        throw e;
+        const open = tx !== undefined && !tx.completed && !isFencedError(e) ? tx : undefined;
+        return fences.fail(fence, e, { isFenced: isFencedError, abort: open && (() => open.abort()), drop: () => dropTxProducer(fence) });
       }
       if (awaitCommitVisibility) await awaitVisible(written, offsets);
     });
@@ -505,8 +473,7 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
 
   async function* read(topic: string, partition: number, { from, to }: ReadOptions): AsyncGenerator<readonly LogRecord[], void, undefined> {
     const count = await assertPartition(topic, partition);
-    assertOffset('read: from', from);
-    if (to !== undefined) assertOffset('read: to', to);
+    checkReadRange(from, to);
     const name = physical(topic);
     const [low, stable] = await Promise.all([
       listOffsets(name, count, ListOffsetTimestamps.EARLIEST),

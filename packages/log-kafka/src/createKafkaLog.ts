@@ -35,14 +35,13 @@ import { readPartition } from './internal/readPartition.ts';
 import { toOutgoingMessages, type OutgoingMessage } from './internal/records.ts';
 import { startSubscription, type ConsumerTuning, type KafkaSubscription } from './internal/startSubscription.ts';
 import {
-  KeyedMutex,
-  assertOffset,
+  Fences,
   assertPartitionOf,
   checkCommitBatch,
+  checkReadRange,
   checkSubscribe,
   chunkBySize,
   expectedGroupOffsets,
-  fencedError,
   kafkaLogSettings,
   pollUntilAll,
   retrying,
@@ -126,47 +125,23 @@ const throughTransient = <T>(step: () => Promise<T>): Promise<T> => retrying(isT
  *   `LOG_CLOSED`; or with kafkajs's errors (the cluster is unreachable, …).
  */
 export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
-  const {
-    brokers,
-    clientId,
-    topicPrefix,
-    replicationFactor,
-    topicConfig,
-    transactionTimeout,
-    sessionTimeout,
-    heartbeatInterval,
-    rebalanceTimeout,
-    maxWaitTimeInMs,
-    readMaxWaitTimeInMs,
-    maxBytes,
-    maxBytesPerPartition,
-    partitionsConsumedConcurrently,
-    maxRequestBytes,
-    awaitCommitVisibility,
-    requestTimeout,
-  } = kafkaLogSettings(options, 'createKafkaLog');
+  const settings = kafkaLogSettings(options, 'createKafkaLog');
+  const { topicPrefix, replicationFactor, topicConfig, transactionTimeout, partitionsConsumedConcurrently, maxRequestBytes, awaitCommitVisibility } = settings;
   const { logLevel = 'error', logSink, connectionTimeout = 3_000 } = options;
 
   const kafka = new Kafka({
-    clientId,
-    brokers,
+    clientId: settings.clientId,
+    brokers: settings.brokers,
     connectionTimeout,
-    requestTimeout,
+    requestTimeout: settings.requestTimeout,
     logLevel: numericLevel(logLevel),
     logCreator: createLogCreator(logLevel, logSink),
   });
   const physical = (name: string): string => `${topicPrefix}${name}`;
-  const subscriptionTuning: ConsumerTuning = {
-    sessionTimeout,
-    heartbeatInterval,
-    rebalanceTimeout,
-    maxWaitTimeInMs,
-    minBytes: 1,
-    maxBytes,
-    maxBytesPerPartition,
-  };
+  const { sessionTimeout, heartbeatInterval, rebalanceTimeout, maxWaitTimeInMs, maxBytes, maxBytesPerPartition } = settings;
+  const subscriptionTuning: ConsumerTuning = { sessionTimeout, heartbeatInterval, rebalanceTimeout, maxWaitTimeInMs, minBytes: 1, maxBytes, maxBytesPerPartition };
   // A reader waits for its caller (heartbeating), so it gets a longer session.
-  const readTuning: ConsumerTuning = { ...subscriptionTuning, sessionTimeout: Math.max(sessionTimeout, 30_000), maxWaitTimeInMs: readMaxWaitTimeInMs };
+  const readTuning: ConsumerTuning = { ...subscriptionTuning, sessionTimeout: Math.max(sessionTimeout, 30_000), maxWaitTimeInMs: settings.readMaxWaitTimeInMs };
   /** The fence of `commitOffsets`: private to this instance, so it never fences anyone. */
   const offsetsFence = `twinlog-offsets-${randomUUID()}`;
 
@@ -238,9 +213,7 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
       })
       .catch(() => {});
   };
-  const fences = new KeyedMutex();
-  /** Fences a newer writer took from this instance: they stay lost (as a fenced Kafka producer does). */
-  const lostFences = new Set<string>();
+  const fences = new Fences();
 
   /** Subscriptions and reads to end on `close()`. */
   const closers = new Set<() => Promise<void>>();
@@ -399,7 +372,7 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
 
     await fences.run(fence, async () => {
       assertOpen();
-      if (lostFences.has(fence)) throw fencedError(fence);
+      fences.assertHeld(fence);
       const p = await txProducer(fence);
       const written = new Map<string, Map<number, number>>();
       let tx: Transaction | undefined;
@@ -432,22 +405,8 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
       } catch (e) {
         // Abort what can be aborted; a producer whose transaction could not be ended cleanly (or
         // that was fenced) is unusable in kafkajs, so it is dropped.
-        let reusable = false;
-        if (tx?.isActive() === true) {
-          try {
-            await tx.abort();
-            reusable = true;
-          } catch {
-            // fenced, or the coordinator is gone: dropped below
-          }
-        }
-        const fenced = isFencedError(e);
-        if (fenced || !reusable) await dropTxProducer(fence);
-        if (fenced) {
-          lostFences.add(fence);
-          throw fencedError(fence, e);
-        }
-        throw e;
+        const open = tx?.isActive() === true ? tx : undefined;
+        return fences.fail(fence, e, { isFenced: isFencedError, abort: open && (() => open.abort()), drop: () => dropTxProducer(fence) });
       }
       if (awaitVisibility) await awaitVisible(written, offsets);
     });
@@ -462,8 +421,7 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
 
   async function* read(topic: string, partition: number, { from, to }: ReadOptions): AsyncGenerator<readonly LogRecord[], void, undefined> {
     await assertPartition(topic, partition);
-    assertOffset('read: from', from);
-    if (to !== undefined) assertOffset('read: to', to);
+    checkReadRange(from, to);
     const name = physical(topic);
     const { low, stable } = (await topicOffsets(name))[partition] ?? { low: 0, stable: 0 };
     // Records before the log start are gone (retention, deleteRecords): start at the first one

@@ -100,3 +100,9 @@ export async function checkSubscribe(subscription: SubscribeOptions, partitionCo
     );
   }
 }
+
+/** @throws TwinlogError `LOG_ARGUMENT_INVALID` unless `from` (and `to`, when given) are offsets. */
+export function checkReadRange(from: number, to: number | undefined): void {
+  assertOffset('read: from', from);
+  if (to !== undefined) assertOffset('read: to', to);
+}

@@ -5,6 +5,7 @@
  */
 export * from './checks.ts';
 export * from './errorChain.ts';
+export * from './fences.ts';
 export * from './KeyedMutex.ts';
 export * from './options.ts';
 export * from './records.ts';

@@ -64,49 +64,38 @@ export type KafkaLogSettings = { readonly brokers: string[] } & {
   readonly topicConfig: KafkaLogCommonOptions['topicConfig'] | undefined;
 };
 
+/** The defaults of the common options (see {@link KafkaLogCommonOptions}). */
+export const KAFKA_LOG_DEFAULTS = {
+  clientId: 'twinlog',
+  topicPrefix: '',
+  transactionTimeout: 60_000,
+  sessionTimeout: 10_000,
+  heartbeatInterval: 1_000,
+  rebalanceTimeout: 60_000,
+  maxWaitTimeInMs: 250,
+  readMaxWaitTimeInMs: 100,
+  maxBytes: 16 * 1024 * 1024,
+  maxBytesPerPartition: 4 * 1024 * 1024,
+  partitionsConsumedConcurrently: 1,
+  maxRequestBytes: 512 * 1024,
+  awaitCommitVisibility: true,
+  requestTimeout: 30_000,
+} as const satisfies Omit<KafkaLogSettings, 'brokers' | 'replicationFactor' | 'topicConfig'>;
+
 /**
- * `options` with every default filled in.
+ * `options` with every default filled in (an option given as `undefined` takes its default).
  *
  * @throws TwinlogError `LOG_ARGUMENT_INVALID` when no broker is given (`caller` names the factory).
  */
 export function kafkaLogSettings(options: KafkaLogCommonOptions, caller: string): KafkaLogSettings {
-  const {
-    clientId = 'twinlog',
-    topicPrefix = '',
-    replicationFactor,
-    topicConfig,
-    transactionTimeout = 60_000,
-    sessionTimeout = 10_000,
-    heartbeatInterval = 1_000,
-    rebalanceTimeout = 60_000,
-    maxWaitTimeInMs = 250,
-    readMaxWaitTimeInMs = 100,
-    maxBytes = 16 * 1024 * 1024,
-    maxBytesPerPartition = 4 * 1024 * 1024,
-    partitionsConsumedConcurrently = 1,
-    maxRequestBytes = 512 * 1024,
-    awaitCommitVisibility = true,
-    requestTimeout = 30_000,
-  } = options;
+  const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<KafkaLogCommonOptions>;
   return {
+    ...KAFKA_LOG_DEFAULTS,
+    replicationFactor: undefined,
+    topicConfig: undefined,
+    ...given,
     brokers: parseBrokers(options.brokers, caller),
-    clientId,
-    topicPrefix,
-    replicationFactor,
-    topicConfig,
-    transactionTimeout,
-    sessionTimeout,
-    heartbeatInterval,
-    rebalanceTimeout,
-    maxWaitTimeInMs,
-    readMaxWaitTimeInMs,
-    maxBytes,
-    maxBytesPerPartition,
-    partitionsConsumedConcurrently,
-    maxRequestBytes,
-    awaitCommitVisibility,
-    requestTimeout,
-  };
+  } as KafkaLogSettings;
 }
 
 function parseBrokers(brokers: string | readonly string[], caller: string): string[] {
