@@ -193,6 +193,8 @@ export async function startSubscription(o: StartSubscriptionOptions): Promise<Pl
           await onAssign?.(gained);
           for (const p of gained) assigned.add(p);
         }
+        // a standby stays one until a join gives it partitions (and they are announced)
+        joinedEmpty = now.size === 0;
         await loadPositions(sorted(now).filter((p) => physicalTopics.some((t) => !positions.has(partitionKey(t, p)))));
         rebalancing = false;
         lastActivity = Date.now();
@@ -239,7 +241,6 @@ export async function startSubscription(o: StartSubscriptionOptions): Promise<Pl
     if (stopping || failure !== undefined) return;
     const now = new Set<number>();
     for (const a of payload.assignments ?? []) if (topics.has(a.topic)) for (const p of a.partitions) now.add(p);
-    joinedEmpty = now.size === 0;
     lastHeartbeat = Date.now();
     assignTo(now);
   });
@@ -372,7 +373,8 @@ export async function startSubscription(o: StartSubscriptionOptions): Promise<Pl
     status() {
       const partitions = sorted(assigned);
       if (failure !== undefined || shutdown !== undefined) return { partitions, fetching: false, reason: 'the consumer has stopped' };
-      const standby = partitions.length === 0 && joinedEmpty && !rebalancing ? { standby: true } : {};
+      // a standby reads as one through a rebalance too (as the kafkajs adapter's does), until a join gives it partitions
+      const standby = partitions.length === 0 && joinedEmpty ? { standby: true } : {};
       const now = Date.now();
       if (partitions.length === 0 || rebalancing) {
         // nothing to fetch: alive while the group answers its heartbeats
