@@ -72,18 +72,17 @@ import {
 } from '@platformatic/kafka';
 import {
   Fences,
-  assertPartitionOf,
   checkCommitBatch,
   checkReadRange,
   checkSubscribe,
   chunkBySize,
   expectedGroupOffsets,
   kafkaLogSettings,
+  partitionCounts,
   pollUntilAll,
   retrying,
   sleep,
   topicConfigOf,
-  topicNotFound,
   uniqueTopicSpecs,
   type KafkaLogCommonOptions,
 } from '@twinlog/log-kafka/shared';
@@ -206,31 +205,16 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
 
   // --- topics and offsets --------------------------------------------------------------------------
 
-  const partitionCounts = new Map<string, number>();
-  const partitionCount = async (topic: string): Promise<number> => {
-    assertOpen();
-    const name = physical(topic);
-    const cached = partitionCounts.get(name);
-    if (cached !== undefined) return cached;
-    let count = 0;
+  const counts = partitionCounts(physical, assertOpen, async (name) => {
     try {
       const metadata = await throughTransient(() => lookup().metadata({ topics: [name], forceUpdate: true }));
-      count = metadata.topics.get(name)?.partitionsCount ?? 0;
+      return metadata.topics.get(name)?.partitionsCount ?? 0;
     } catch (e) {
       if (!isUnknownTopicError(e)) throw e;
+      return 0;
     }
-    if (count === 0) {
-      throw topicNotFound(topic, name);
-    }
-    partitionCounts.set(name, count);
-    return count;
-  };
-
-  const assertPartition = async (topic: string, partition: number): Promise<number> => {
-    const count = await partitionCount(topic);
-    assertPartitionOf(topic, partition, count);
-    return count;
-  };
+  });
+  const { partitionCount, assertPartition } = counts;
 
   /** Offsets of every partition of physical topic `name` at `timestamp` (latest: the last stable offset). */
   const listOffsets = async (name: string, count: number, timestamp: bigint): Promise<number[]> => {
@@ -245,7 +229,7 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
     return out;
   };
   const logStarts = async (name: string): Promise<number[]> => {
-    const count = partitionCounts.get(name) ?? (await partitionCount(name.slice(topicPrefix.length)));
+    const count = counts.cached(name) ?? (await partitionCount(name.slice(topicPrefix.length)));
     return listOffsets(name, count, ListOffsetTimestamps.EARLIEST);
   };
 
@@ -376,7 +360,7 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
     const checks: (() => Promise<boolean>)[] = [];
     for (const [name, last] of written) {
       checks.push(async () => {
-        const now = await listOffsets(name, partitionCounts.get(name) ?? 0, ListOffsetTimestamps.LATEST);
+        const now = await listOffsets(name, counts.cached(name) ?? 0, ListOffsetTimestamps.LATEST);
         return [...last].every(([partition, offset]) => (now[partition] ?? 0) > offset);
       });
     }

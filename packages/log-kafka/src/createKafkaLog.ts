@@ -36,17 +36,16 @@ import { toOutgoingMessages, type OutgoingMessage } from './internal/records.ts'
 import { startSubscription, type ConsumerTuning, type KafkaSubscription } from './internal/startSubscription.ts';
 import {
   Fences,
-  assertPartitionOf,
   checkCommitBatch,
   checkReadRange,
   checkSubscribe,
   chunkBySize,
   expectedGroupOffsets,
   kafkaLogSettings,
+  partitionCounts,
   pollUntilAll,
   retrying,
   topicConfigOf,
-  topicNotFound,
   uniqueTopicSpecs,
   type KafkaLogCommonOptions,
 } from './shared/index.ts';
@@ -224,31 +223,15 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
 
   // --- topics and offsets --------------------------------------------------------------------------
 
-  const partitionCounts = new Map<string, number>();
-  const partitionCount = async (topic: string): Promise<number> => {
-    assertOpen();
-    const name = physical(topic);
-    const cached = partitionCounts.get(name);
-    if (cached !== undefined) return cached;
-    let count = 0;
+  const { partitionCount, assertPartition } = partitionCounts(physical, assertOpen, async (name) => {
     try {
       const { topics } = await throughTransient(async () => (await admin()).fetchTopicMetadata({ topics: [name] }));
-      count = topics.find((t) => t.name === name)?.partitions.length ?? 0;
+      return topics.find((t) => t.name === name)?.partitions.length ?? 0;
     } catch (e) {
       if (!isUnknownTopicError(e)) throw e;
+      return 0;
     }
-    if (count === 0) {
-      throw topicNotFound(topic, name);
-    }
-    partitionCounts.set(name, count);
-    return count;
-  };
-
-  const assertPartition = async (topic: string, partition: number): Promise<number> => {
-    const count = await partitionCount(topic);
-    assertPartitionOf(topic, partition, count);
-    return count;
-  };
+  });
 
   /** Log start offset and last stable offset of every partition of a physical topic. */
   const topicOffsets = async (name: string): Promise<{ low: number; stable: number }[]> => {

@@ -8,5 +8,6 @@ export * from './errorChain.ts';
 export * from './fences.ts';
 export * from './KeyedMutex.ts';
 export * from './options.ts';
+export * from './partitionCounts.ts';
 export * from './records.ts';
 export * from './retry.ts';
