@@ -388,7 +388,7 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
     return found.nodeId;
   };
 
-  const commitBatch = async ({ fence, appends: batchAppends, offsets = [] }: CommitBatch): Promise<void> => {
+  const commitBatch = async ({ fence, appends: batchAppends, offsets = [], awaitVisibility = awaitCommitVisibility }: CommitBatch): Promise<void> => {
     assertOpen();
     const sends = await Promise.all(batchAppends.map(async ({ topic, records }) => ({ topic: physical(topic), messages: await outgoing(topic, records) })));
     await checkCommitBatch(fence, offsets, assertPartition);
@@ -444,7 +444,7 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
         const open = tx !== undefined && !tx.completed && !isFencedError(e) ? tx : undefined;
         return fences.fail(fence, e, { isFenced: isFencedError, abort: open && (() => open.abort()), drop: () => dropTxProducer(fence) });
       }
-      if (awaitCommitVisibility) await awaitVisible(written, offsets);
+      if (awaitVisibility) await awaitVisible(written, offsets);
     });
   };
 
