@@ -40,6 +40,7 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createTwinClient } from '@twinlog/client';
 import { encodeEvent } from '@twinlog/codec';
 import { createHybridClock, type AppendRecord, type TwinEvent } from '@twinlog/core';
+import { seededRandom } from '@twinlog/core/testing';
 import { createReadModel, decodeFreshness, type ReadModel } from '@twinlog/fleet';
 import { createRestGateway, signServiceSas } from '@twinlog/gateway';
 import { createKafkaLog } from '@twinlog/log-kafka';
@@ -63,18 +64,6 @@ const RUN = `${Date.now().toString(36)}-${process.pid}`;
 const PREFIX = `bench-read-${RUN}.`;
 const HUB = 'bench.local';
 const KEY = Buffer.alloc(32, 3).toString('base64');
-
-/** mulberry32: the same ids every run. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const idOf = (i: number): string => `dev-${String(i).padStart(6, '0')}`;
 const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
@@ -263,7 +252,7 @@ async function main(): Promise<void> {
       if (res.status !== 200) throw new Error(`GET ${id}: ${res.status} ${text}`);
       return text;
     };
-    const rnd = seeded(42);
+    const rnd = seededRandom(42); // the same ids every run
     const ids = Array.from({ length: 3 * GETS + 1000 }, () => idOf(Math.floor(rnd() * TWINS)));
     for (const id of ids.slice(0, 50)) {
       const [a, b] = await Promise.all([get(indexedAt.port, id), get(plainAt.port, id)]);
