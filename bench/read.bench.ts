@@ -287,7 +287,7 @@ async function main(): Promise<void> {
       const startSnapshots = sum(await log.endOffsets(TOPICS.snapshots));
       const startRecords = readModel.stats().records;
       const writes = (async () => {
-        const wr = seeded(7);
+        const wr = seededRandom(7);
         for (let tick = 1; performance.now() - tSteady < STEADY_S * 1000; tick++) {
           const due = Math.floor((STEADY_RATE * (performance.now() - tSteady)) / 1000) - appended;
           if (due > 0) {
