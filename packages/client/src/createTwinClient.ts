@@ -471,9 +471,10 @@ export function createTwinClient({
 
   /** Build, validate and encode the records of one request; consumes sequence numbers only on success. */
   const build = (deviceId: string, drafts: readonly Draft[], condition: Condition | undefined, corr: boolean, by: string): TwinEvent[] => {
-    const corrId = corr ? `${writerId}/${nextSeq}` : undefined;
+    const requestId = `${writerId}/${nextSeq}`;
+    const corrId = corr ? requestId : undefined;
     // every command carries an idempotency key: the caller's, or its correlation id (docs/idempotency.md)
-    const cond = condition === undefined ? undefined : { ...condition, key: condition.key ?? corrId ?? `${writerId}/${nextSeq}` };
+    const cond = condition === undefined ? undefined : { ...condition, key: condition.key ?? requestId };
     const events = drafts.map((d, i): TwinEvent => ({
       v: ENVELOPE_VERSION,
       id: { writer: writerId, seq: nextSeq + i },

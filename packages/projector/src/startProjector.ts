@@ -213,7 +213,8 @@ export async function startProjector({
       settling.add(partition);
       stage
         .serial(partition, task, async () => {
-          const settled = task.hasParked ? await task.settle(await backendCaughtUp(task)) : task.pending > 0 ? await task.flush() : undefined;
+          // settle decides parked records and flushes what is pending (nothing to commit: undefined)
+          const settled = await task.settle(task.hasParked && (await backendCaughtUp(task)));
           if (settled !== undefined) await commit(task, settled);
         })
         .catch(() => {}) // the stage has failed: `done` carries the error
