@@ -1,5 +1,5 @@
 /**
- * Conditional writes decided by the partition owner (crdt-fold.md §10): `decide(commands, state)`.
+ * Conditional writes decided by the partition owner (docs/fold.md, "Commands"): `decide(commands, state)`.
  * The decision is made once, recorded in the state, and re-sent on a retry; accepted commands
  * become facts with a fresh owner stamp that dominates everything they were validated against.
  */

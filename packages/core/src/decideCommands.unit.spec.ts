@@ -28,7 +28,7 @@ function fixture(): { state: TwinState; clock: ReturnType<typeof createHybridClo
   return { state, clock, next };
 }
 
-describe('decideCommands (crdt-fold.md §10)', () => {
+describe('decideCommands', () => {
   it('accepts a matching etag, with or without quotes, and "*"', () => {
     const { state, clock, next } = fixture();
     for (const form of [(e: string) => e, (e: string) => `"${e}"`, () => '*', () => '"*"']) {

@@ -1,5 +1,5 @@
 /**
- * The reconciler's pure function (ARCHITECTURE.md "Reconciler"): from a twin as `GET /twins/{id}`
+ * The reconciler's pure function (docs/architecture.md, "Data flow of a write"; docs/formats.md, "Deltas"): from a twin as `GET /twins/{id}`
  * returns it, compute per desired property whether the device has caught up.
  *
  * Semantics: only keys present in desired are tracked; `$`-keys are ignored; nested objects are
@@ -13,7 +13,7 @@
 import { canonicalJson, isPlainObject, jsonEquals, type Json, type JsonObject } from './json.ts';
 
 /**
- * The part of a twin document `delta` reads: the shape of `GET /twins/{id}` (iot-hub-twin.md §1.1),
+ * The part of a twin document `delta` reads: the shape of `GET /twins/{id}` (docs/iot-hub.md, "The twin document"),
  * of which only `deviceId` and the two property sections (with `$metadata` and `$version`) matter.
  * A full `TwinDocument` (as `renderTwin` produces it) is assignable to it.
  */

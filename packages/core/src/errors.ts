@@ -18,7 +18,7 @@ const ARGUMENT_INVALID: IotHubCode = { status: 400, code: 400004, name: 'Argumen
 
 /** Every code twinlog raises, with IoT Hub's equivalent where there is one. */
 export const ERROR_CODES = {
-  // patch validation (iot-hub-twin.md §3)
+  // patch validation (docs/iot-hub.md, "Limits")
   PATCH_NOT_OBJECT: ARGUMENT_INVALID,
   KEY_INVALID: ARGUMENT_INVALID,
   KEY_TOO_LONG: ARGUMENT_INVALID,
@@ -60,7 +60,7 @@ export const ERROR_CODES = {
   DUPLICATE_WRITE: undefined,
   /** A writer waited for a command's decision (on `twin.changes` / `twin.rejections`) and gave up. */
   DECISION_TIMEOUT: { status: 504, code: 504101, name: 'GatewayTimeout' },
-  // fleet queries (packages/query; iot-hub-twin.md §8). The reference records only "400" and the text
+  // fleet queries (packages/query; docs/iot-hub.md, "Queries"). The reference records only "400" and the text
   // "The query is invalid…" for a bad query (§8.1, §8.3), so the 400 code of §4.3 stands in.
   /** The query text does not parse, or parses but means nothing (unknown function, bad GROUP BY …). */
   QUERY_SYNTAX: ARGUMENT_INVALID,

@@ -1,4 +1,4 @@
-/** The decoded event envelope (ARCHITECTURE.md "Events"; crdt-fold.md §2). */
+/** The decoded event envelope (docs/formats.md, "Events"; docs/fold.md, "Events and stamps"). */
 import type { Patch } from './json.ts';
 import type { Dot, Hlc } from './stamp.ts';
 

@@ -1,6 +1,6 @@
 /**
- * Table tests of the fold: the RFC 7396 Appendix A examples, and every row of the behaviour table
- * in crdt-fold.md §8, each checked in every delivery order.
+ * Table tests of the fold: the RFC 7396 Appendix A examples, and a table of small scenarios
+ * (docs/fold.md, "The tests that hold the fold to this"), each checked in every delivery order.
  */
 import { describe, expect, it } from 'vitest';
 import type { Section, TwinEvent } from './event.ts';
@@ -71,7 +71,7 @@ describe('RFC 7396 Appendix A', () => {
   });
 });
 
-describe('behaviour table (crdt-fold.md §8)', () => {
+describe('behaviour table', () => {
   const rows: [string, () => TwinEvent[], JsonObject][] = [
     ['1 objects merge', () => [ev('desired', { a: { x: 1 } }, 1), ev('desired', { a: { y: 2 } }, 2)], { a: { x: 1, y: 2 } }],
     ['2 a write after a delete revives only later children', () => [ev('desired', { a: { x: 1 } }, 1), ev('desired', { a: null }, 2), ev('desired', { a: { y: 2 } }, 3)], { a: { y: 2 } }],
@@ -121,7 +121,7 @@ describe('behaviour table (crdt-fold.md §8)', () => {
   });
 });
 
-describe('lifecycle (crdt-fold.md §5.4)', () => {
+describe('lifecycle', () => {
   it('create gives versions 1/1/2; delete and re-create restart them', () => {
     const s = fold([ev('create', {}, 1), ev('desired', { a: 1 }, 2), ev('reported', { b: 1 }, 3)]);
     expect([sectionVersion(s, 'desired'), sectionVersion(s, 'reported'), twinVersion(s)]).toEqual([2, 2, 4]);

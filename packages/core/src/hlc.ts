@@ -1,5 +1,5 @@
 /**
- * Hybrid logical clock (Kulkarni et al. 2014; crdt-fold.md §4.1). The physical clock is a parameter:
+ * Hybrid logical clock (Kulkarni et al. 2014; docs/fold.md, "Who stamps"). The physical clock is a parameter:
  * core never reads time itself.
  */
 import { TwinlogError } from './errors.ts';

@@ -6,7 +6,7 @@ import { compareStamps, decodeHlc, encodeHlc, MAX_COUNTER, MAX_WALL, stampOf, ty
 
 const cmp = (a: Hlc, b: Hlc): number => compareStamps(stampOf(a, { writer: 'w', seq: 0 }), stampOf(b, { writer: 'w', seq: 0 }));
 
-describe('hybrid logical clock (crdt-fold.md §4.1)', () => {
+describe('hybrid logical clock', () => {
   it('readings strictly increase, whatever the physical clock does, and merge remote stamps', () => {
     fc.assert(
       fc.property(
@@ -59,7 +59,7 @@ describe('hybrid logical clock (crdt-fold.md §4.1)', () => {
   });
 });
 
-describe('stamp wire form (crdt-fold.md §3)', () => {
+describe('stamp wire form', () => {
   const hlc = fc.record({ wall: fc.integer({ min: 0, max: MAX_WALL }), counter: fc.integer({ min: 0, max: MAX_COUNTER }) });
   it('round-trips at the extremes', () => {
     for (const h of [{ wall: MAX_WALL, counter: MAX_COUNTER }, { wall: 0, counter: 0 }, { wall: 2 ** 32, counter: 1 }]) {

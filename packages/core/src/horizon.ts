@@ -1,5 +1,5 @@
 /**
- * The GC horizon a projector derives from the log (docs/bounded-state.md, crdt-fold.md §9.2).
+ * The GC horizon a projector derives from the log (docs/bounded-state.md, "The GC horizon").
  *
  * `H_gc = appendTime − maxOfflineWindow − maxSkew − gcMargin`, taken from the append time of the
  * records the projector folds (never from a clock), so a replay derives the same horizons at the

@@ -1,5 +1,6 @@
 /**
- * Materialise a twin state as IoT Hub's twin JSON (crdt-fold.md §5.5, §7; iot-hub-twin.md §1).
+ * Materialise a twin state as IoT Hub's twin JSON (docs/fold.md, "Versions, metadata and the etag";
+ * docs/iot-hub.md, "The twin document").
  *
  * Contract: the output is a function of the state's event set only, so every replica and rebuild
  * renders the same document; `canonicalJson(renderTwin(s))` gives the canonical bytes (sorted keys).
@@ -79,7 +80,7 @@ function buildMetadata(node: TrieNode, eff: Stamp, st: SectionState, ranks: bool
 }
 
 /**
- * The section's JSON view without metadata (the visible twin of crdt-fold.md §5.5). With
+ * The section's JSON view without metadata (docs/fold.md, "Applying an event": reading the section back). With
  * `topLevelKeys`, only those members of the root are built: the diff scope of one event (§7.4).
  */
 export function sectionView(state: TwinState, section: Section, topLevelKeys?: readonly string[]): JsonObject {
@@ -88,7 +89,7 @@ export function sectionView(state: TwinState, section: Section, topLevelKeys?: r
 }
 
 /**
- * {@link sectionView} for a diff (crdt-fold.md §7.4): the same members and values, in no
+ * {@link sectionView} for a diff (docs/formats.md, "Change records"): the same members and values, in no
  * particular key order — a writer that needs canonical bytes sorts keys when it encodes (the
  * output records do). Cheaper: no sorting, no lookups by key below the root.
  */
@@ -129,7 +130,7 @@ export function sectionMetadata(state: TwinState, section: Section, options: Ren
 }
 
 /**
- * The twin's etag (crdt-fold.md §7.2): base64url of SHA-256 over the canonical JSON of tags,
+ * The twin's etag (docs/fold.md, "Versions, metadata and the etag"): base64url of SHA-256 over the canonical JSON of tags,
  * desired and their versions, cut to 22 characters. Reported is excluded, so a device report
  * never invalidates a back end's `If-Match`; versions are included, so every applied back-end
  * write changes it (no ABA).

@@ -1,5 +1,5 @@
 /**
- * Stamps and the total order of the fold (crdt-fold.md §3).
+ * Stamps and the total order of the fold (docs/fold.md, "The total order").
  *
  * A stamp is `(wall, counter, writer, seq, op)` compared lexicographically. `wall` (ms, < 2^48) and
  * `counter` (0..65535) are kept as separate numbers: packed into one JS number they would exceed

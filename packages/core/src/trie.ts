@@ -1,5 +1,5 @@
 /**
- * The trie of one twin section (crdt-fold.md §13): a node per path holding that path's
+ * The trie of one twin section (docs/fold.md, "The state"): a node per path holding that path's
  * last-writer-wins register, its clear watermark and its children, plus G1 pruning (§9.1).
  */
 import type { Json, Scalar } from './json.ts';
@@ -22,7 +22,7 @@ export interface TrieNode {
   actor: string;
   /**
    * Desired registers only (0 elsewhere): the register's rank, i.e. how many desired events of the
-   * generation are stamped at or below it — its `$lastUpdatedVersion` (crdt-fold.md §7.3). Kept
+   * generation are stamped at or below it — its `$lastUpdatedVersion` (docs/fold.md, "Versions, metadata and the etag"). Kept
    * current by the fold (docs/bounded-state.md), so no list of every event's stamp is needed.
    */
   rank: number;

@@ -1,5 +1,5 @@
 /**
- * The twin fold (crdt-fold.md §5, §9; docs/bounded-state.md): a join-semilattice of per-path
+ * The twin fold (docs/fold.md, docs/bounded-state.md): a join-semilattice of per-path
  * last-writer-wins registers and clear watermarks, held in a trie, plus a compact causal context
  * that gives dedupe and versions in space bounded by the twin, not by its history.
  *
@@ -289,7 +289,7 @@ function joinReg(node: TrieNode, s: Stamp, kind: RegKind, value: Scalar | Json[]
   }
 }
 
-/** Write the registers of one patch object under `node` (crdt-fold.md §5.3 `emit`). */
+/** Write the registers of one patch object under `node` (docs/fold.md, "Applying an event"). */
 function emit(node: TrieNode, obj: Patch, s: Stamp, actor: string, rank: number): void {
   const keys = Object.keys(obj);
   for (let i = 0; i < keys.length; i++) {
@@ -361,7 +361,7 @@ function newGeneration(state: TwinState, d: Stamp): void {
 }
 
 /**
- * Fold one event into the state (crdt-fold.md §5.3, docs/bounded-state.md). The event must have
+ * Fold one event into the state (docs/fold.md, "Applying an event"; docs/bounded-state.md). The event must have
  * passed stateless validation (`validateEvent`); records carrying `cond` are commands and are
  * skipped here (the owner decides them with `decideCommands`).
  *
@@ -437,7 +437,7 @@ function unionSorted(a: readonly Stamp[], b: readonly Stamp[]): Stamp[] {
 }
 
 /**
- * The join `a ⊔ b` (crdt-fold.md §5.2), written into `a`: registers and clears take the pointwise
+ * The join `a ⊔ b` (docs/fold.md, "The promise"), written into `a`: registers and clears take the pointwise
  * maximum, windows are unioned, writer contexts take their maxima, the generation is the maximum.
  * Defined between states with the same GC horizon. Counts below the windows cannot be unioned
  * without the events, so the side with the higher floor is taken to have folded every event below
@@ -503,7 +503,7 @@ export function raiseHorizon(state: TwinState, horizon: Stamp): void {
 }
 
 /**
- * Garbage collection (crdt-fold.md §9, docs/bounded-state.md): G1 over every section, then G2 up to
+ * Garbage collection (docs/fold.md, docs/bounded-state.md): G1 over every section, then G2 up to
  * the GC horizon (raised to `horizon` first when given): tombstones, clears, window entries, idle
  * writers and decisions at or below it go. Preserves the view, the metadata and the versions, and
  * all future results, since no event stamped at or below the horizon is applied afterwards (those

@@ -28,7 +28,7 @@ const stripRoot = (meta: Record<string, unknown>): Record<string, unknown> => {
   return rest;
 };
 
-describe('fold laws (crdt-fold.md §12.2)', () => {
+describe('fold laws (docs/fold.md)', () => {
   it('S1: any order with duplicates gives byte-identical canonical snapshots and state documents', () => {
     fc.assert(
       fc.property(

@@ -1,5 +1,5 @@
 /**
- * Stateless checks of a whole event (crdt-fold.md §11), run before the log by writers and again
+ * Stateless checks of a whole event (docs/fold.md, "Validation"), run before the log by writers and again
  * by the fold on every record it reads. Depends on the record alone (and its append time), so a
  * rejection is deterministic and replays decide the same way.
  */
@@ -11,7 +11,7 @@ import { TWIN_LIMITS, validatePatch, type TwinLimits } from './validatePatch.ts'
 
 /** IoT Hub device ids: ≤ 128 ASCII alphanumerics and `- : . + % _ # * ? ! ( ) , = @ ; $ '`. */
 const DEVICE_ID = /^[A-Za-z0-9\-:.+%_#*?!(),=@;$']{1,128}$/;
-/** Writer ids are printable ASCII so every encoding sorts them the same way (crdt-fold.md §3). */
+/** Writer ids are printable ASCII so every encoding sorts them the same way (docs/fold.md, "The total order"). */
 const WRITER_ID = /^[\x21-\x7e]{1,128}$/;
 
 /** An idempotency key: printable ASCII without spaces, 1 to 128 characters (the writer id's rule). */

@@ -13,7 +13,7 @@ const base: TwinEvent = {
   actor: 'svc',
 };
 
-describe('validateEvent (crdt-fold.md §11, §4.3)', () => {
+describe('validateEvent', () => {
   it('accepts a well-formed event', () => {
     expect(validateEvent(base).ok).toBe(true);
     expect(validateEvent({ ...base, section: 'create', patch: {} }).ok).toBe(true);

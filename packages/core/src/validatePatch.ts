@@ -1,5 +1,5 @@
 /**
- * Validation of untrusted merge patches against IoT Hub's twin limits (iot-hub-twin.md §3), and the
+ * Validation of untrusted merge patches against IoT Hub's twin limits (docs/iot-hub.md, "Limits"), and the
  * IoT Hub way of measuring a section's size (§3.2).
  *
  * Every write is validated whole before anything is applied (§2.4): one bad key fails the entire
@@ -33,7 +33,7 @@ export interface TwinLimits {
 }
 
 /**
- * IoT Hub's documented twin limits (iot-hub-twin.md §3.1–§3.2), the defaults of every function here.
+ * IoT Hub's documented twin limits (docs/iot-hub.md, "Limits"), the defaults of every function here.
  *
  * | limit | value |
  * |---|---|
@@ -120,7 +120,7 @@ export function twinByteLength(s: string): number {
 }
 
 /**
- * Size of a section (or of any JSON value) counted the IoT Hub way (iot-hub-twin.md §3.2).
+ * Size of a section (or of any JSON value) counted the IoT Hub way (docs/iot-hub.md, "Limits").
  *
  * The sum over every property of len(key) + len(value), where keys and strings count their UTF-8
  * bytes excluding C0/C1 control characters, numbers count 8 and booleans 4, objects the sum of their
@@ -159,8 +159,8 @@ export function sectionSize(json: Json | Patch | null): number {
 }
 
 /**
- * Refuse a write that would grow a section past its limit (iot-hub-twin.md §3.2: "only growth is
- * refused").
+ * Refuse a write that would grow a section past its limit (docs/iot-hub.md, "Limits": only growth
+ * is refused).
  *
  * Use after computing the section a write would produce: throws only when `after` is above the
  * limit **and** larger than `before`, so a shrinking (or size-neutral) write to a section that is

@@ -1,6 +1,6 @@
 /**
  * fast-check generators for twin events, tuned so that the fold's hard cases really occur
- * (crdt-fold.md §12.1): tiny key alphabets with `/` and `~`, tiny clock ranges so stamps tie on
+ * (docs/fold.md, "The tests that hold the fold to this"): tiny key alphabets with `/` and `~`, tiny clock ranges so stamps tie on
  * wall and counter, ~25 % nulls, ~10 % replaces, occasional create and delete.
  */
 import fc from 'fast-check';
@@ -65,7 +65,7 @@ export function eventsArb({
 > {
   const arb = kinds === undefined ? rawEvent : rawEvent.filter((r) => kinds.includes(r.kind));
   return fc.array(arb, { maxLength }).map((raws) => {
-    // One HLC per writer: a writer's stamps rise with its seqs (crdt-fold.md §3), which the causal
+    // One HLC per writer: a writer's stamps rise with its seqs (docs/fold.md, "Who stamps"), which the causal
     // context relies on below its windows (docs/bounded-state.md). Reassign each writer's stamps
     // in ascending order; ties across writers stay.
     const byWriter = new Map<string, RawEvent[]>();

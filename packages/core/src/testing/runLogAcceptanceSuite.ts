@@ -1,5 +1,5 @@
 /**
- * The acceptance suite of the `Log` port (STYLE.md §13): the tests every adapter — in-memory,
+ * The acceptance suite of the `Log` port (CONTRIBUTING.md, "Ports and acceptance suites"): the tests every adapter — in-memory,
  * embedded SQLite, Kafka — must pass, written once against the port so the adapters cannot drift.
  *
  * The suite is built to run against a shared real broker too: every test uses fresh, randomly

@@ -1,5 +1,5 @@
 /**
- * The sequential oracle of crdt-fold.md §6: dedupe events by id, keep those stamped above the
+ * The sequential oracle (docs/fold.md, "The promise"): dedupe events by id, keep those stamped above the
  * latest delete, sort by stamp, apply RFC 7396 merge patches in that order. It also tracks, per
  * node, the stamp of the last event that touched its subtree and the section `$version` right after
  * it, so metadata can be checked too. Deliberately naive: it is the specification, not the fold.
