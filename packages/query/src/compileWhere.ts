@@ -8,7 +8,7 @@ import type { Query } from './query.ts';
 /**
  * A predicate that is true exactly for the documents the query's WHERE clause keeps: the clause must
  * evaluate to Boolean `true`; `false`, `null`, `undefined` (a missing property, a comparison across
- * types) and every other value reject (iot-hub-twin.md §8.2 "Truth"). Without WHERE, every document
+ * types) and every other value reject (docs/iot-hub.md, "Queries"). Without WHERE, every document
  * passes. The predicate never throws and does not mutate the document; it is safe to call from many
  * places at once.
  *

@@ -1,4 +1,4 @@
-/** compileWhere: Boolean true only (iot-hub-twin.md §8.2 "Truth"); the table in evaluate.unit.spec.ts covers operators. */
+/** compileWhere: Boolean true only (docs/iot-hub.md, "Queries"); the table in evaluate.unit.spec.ts covers operators. */
 import { describe, expect, it } from 'vitest';
 import { compileWhere } from './compileWhere.ts';
 import { parseQuery } from './parseQuery.ts';

@@ -23,7 +23,7 @@ export interface EvaluateOptions {
  * device twins for `devices`, module twins for `devices.modules`, job rows for `devices.jobs`. The
  * caller picks the collection; the evaluator reads whatever documents it is given.
  *
- * Semantics (iot-hub-twin.md §8; twinlog's choices where the reference is silent are marked *):
+ * Semantics (docs/iot-hub.md, "Queries", and this package's README; twinlog's choices where the reference is silent are marked *):
  * - **WHERE** keeps a document only when the condition is Boolean `true` (§8.2); see
  *   {@link compileWhere} for comparisons, undefined, null and mixed types.
  * - **`SELECT *`** returns the documents themselves (not copies; treat rows as read-only), in

@@ -1,5 +1,6 @@
 /**
- * Conformance table: queries over a small fixed fleet with the results iot-hub-twin.md §8 implies.
+ * Conformance table: queries over a small fixed fleet with the results IoT Hub's query semantics imply
+ * (docs/iot-hub.md, "Queries").
  * Each case cites the section it comes from; "twinlog" marks a choice where the reference is silent
  * (documented on `evaluate` and in `internal/compileExpr.ts`). Then laws over generated queries and
  * fleets (fast-check; a failure prints its seed and path, replay with `fc.assert(…, { seed, path })`).
@@ -16,7 +17,7 @@ import { CONFORMANCE_CASES as CASES, FLEET, W } from './testing/conformance.ts';
 
 const idsOf = (rows: QueryRow[]): unknown[] => rows.map((r) => r['deviceId']);
 
-describe('conformance table (iot-hub-twin.md §8)', () => {
+describe('conformance table (docs/iot-hub.md, Queries)', () => {
   it('has at least 60 cases', () => {
     expect(CASES.length).toBeGreaterThanOrEqual(60);
   });

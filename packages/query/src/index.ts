@@ -1,5 +1,5 @@
 /**
- * @twinlog/query: the IoT Hub twin query language (iot-hub-twin.md §8) as pure functions. Parse
+ * @twinlog/query: the IoT Hub twin query language (docs/iot-hub.md, "Queries") as pure functions. Parse
  * text with {@link parseQuery} / {@link safeParseQuery}, run it over in-memory twins with
  * {@link evaluate}, page the rows with {@link paginate}; {@link compileWhere} and
  * {@link referencedPaths} serve a read model that filters and indexes itself, and

@@ -1,5 +1,5 @@
 /**
- * Paging of query results (iot-hub-twin.md §5.5): `x-ms-max-item-count` is the page size and
+ * Paging of query results (docs/iot-hub.md, "REST"): `x-ms-max-item-count` is the page size and
  * `x-ms-continuation` an opaque token, present only while another page exists.
  *
  * Token layout (version 1): standard padded base64 of the ASCII JSON `{"v":1,"offset":<n>}`, where

@@ -1,6 +1,6 @@
 /**
  * paginate: pages concatenate to the rows for every page size, the last page carries no token
- * (iot-hub-twin.md §5.5, §13.6), the token layout is what the module comment says, and tokens this
+ * (docs/iot-hub.md, "REST" and "SDK behaviour twinlog accommodates"), the token layout is what the module comment says, and tokens this
  * module did not write are refused.
  */
 import { isTwinlogError } from '@twinlog/core';

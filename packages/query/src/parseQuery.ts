@@ -1,5 +1,5 @@
 /**
- * The IoT Hub twin query parser (iot-hub-twin.md §8): text in, a {@link Query} out, or a
+ * The IoT Hub twin query parser (docs/iot-hub.md, "Queries"; semantics in packages/query/README.md): text in, a {@link Query} out, or a
  * `TwinlogError` whose `details.position` points at the offending character.
  *
  * Grammar (keywords, function names and the collection are case-insensitive; `[[…]]` is §8.4):

@@ -1,5 +1,5 @@
 /**
- * The parsed form of an IoT Hub twin query (iot-hub-twin.md §8): plain, immutable data with no
+ * The parsed form of an IoT Hub twin query (docs/iot-hub.md, "Queries"): plain, immutable data with no
  * source positions, so two texts that mean the same query parse to deep-equal values and
  * `parseQuery(formatQuery(q))` deep-equals `q`.
  *

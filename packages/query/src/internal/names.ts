@@ -20,7 +20,7 @@ export function isBareName(name: string): boolean {
   return IDENTIFIER.test(name) && !KEYWORDS.has(name.toUpperCase());
 }
 
-/** Root fields of a device or module twin (iot-hub-twin.md §1.2), in canonical casing. */
+/** Root fields of a device or module twin (docs/iot-hub.md, "The twin document"), in canonical casing. */
 const TWIN_ROOT = [
   'deviceId', 'moduleId', 'etag', 'deviceEtag', 'version', 'status', 'statusReason', 'statusUpdateTime',
   'connectionState', 'lastActivityTime', 'cloudToDeviceMessageCount', 'authenticationType', 'x509Thumbprint',

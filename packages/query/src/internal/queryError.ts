@@ -1,7 +1,7 @@
 /**
  * Query errors with a source position. Messages never contain `;`: the gateway puts them in IoT
  * Hub's `Message: "ErrorCode:<name>;<text>"` and azure-iothub keeps only the segment after the
- * first `;` (iot-hub-twin.md §4.1, §13.8), so a `;` from the query text is written `\u003b`.
+ * first `;` (docs/iot-hub.md, "Errors"), so a `;` from the query text is written `\u003b`.
  */
 import { TwinlogError, type TwinlogErrorCode } from '@twinlog/core';
 

@@ -1,5 +1,5 @@
 /**
- * Query values and their semantics (iot-hub-twin.md §8.2; twinlog's choices where it is silent).
+ * Query values and their semantics (docs/iot-hub.md, "Queries"; twinlog's choices where it is silent).
  * A value is a JSON value or `undefined` (a missing path). Anything that is not JSON (a function, a
  * symbol, a bigint, a non-finite number) reads as `undefined`, so hostile or odd inputs cannot make
  * the evaluator throw.

@@ -32,7 +32,7 @@ const { valueArb } = fc.letrec<{ valueArb: unknown }>((tie) => ({
 const sectionArb = fc.dictionary(fc.constantFrom(...QUERY_NAMES), valueArb, { maxKeys: 4 });
 
 /**
- * A twin-shaped document: the root fields of iot-hub-twin.md §1.1, `tags` and both property
+ * A twin-shaped document: the root fields of docs/iot-hub.md, "The twin document", `tags` and both property
  * sections over {@link QUERY_NAMES}, with any JSON value (null included) anywhere.
  */
 export const twinArb: fc.Arbitrary<Record<string, unknown>> = fc.record(

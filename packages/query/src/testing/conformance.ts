@@ -1,5 +1,5 @@
 /**
- * The conformance table: queries over a small fixed fleet with the results iot-hub-twin.md §8
+ * The conformance table: queries over a small fixed fleet with the results docs/iot-hub.md, "Queries",
  * implies. Each case cites the section it comes from; "twinlog" marks a choice where the reference
  * is silent (documented on `evaluate` and in `internal/compileExpr.ts`). Shared by this package's
  * evaluator tests and the read model's (which runs every case through SQLite). Rows and ids are in
