@@ -1,5 +1,5 @@
 /**
- * The IoT Hub-compatible MQTT gateway (iot-hub-twin.md §6): MQTT 3.1.1 over TLS on an aedes
+ * The IoT Hub-compatible MQTT gateway (docs/iot-hub.md, "MQTT"): MQTT 3.1.1 over TLS on an aedes
  * broker, device SAS authentication, the `$iothub/twin/…` request/response topics, desired
  * notifications fed from `twin.changes`, CleanSession=0 sessions that survive reconnects and
  * gateway restarts, and offline catch-up: a device that missed desired changes gets one merged

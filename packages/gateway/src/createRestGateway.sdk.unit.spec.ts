@@ -1,5 +1,5 @@
 /**
- * Compatibility with the real `azure-iothub` 1.16.6 `Registry` (iot-hub-twin.md §5.3, §13), in
+ * Compatibility with the real `azure-iothub` 1.16.6 `Registry` (docs/iot-hub.md, "REST" and "SDK behaviour twinlog accommodates"), in
  * process: the gateway serves HTTPS on 127.0.0.1 with a self-signed `localhost` certificate
  * (fixtures/), over the in-memory log with a real projector.
  *

@@ -1,5 +1,5 @@
 /**
- * The IoT Hub-compatible HTTPS REST gateway (iot-hub-twin.md §5): the identity registry
+ * The IoT Hub-compatible HTTPS REST gateway (docs/iot-hub.md, "REST"): the identity registry
  * (`/devices/{id}`), device twins (`/twins/{id}`) and queries (`/devices/query`), behind service
  * SAS authentication, answering in IoT Hub's formats. Each route wraps one library call (the
  * twinlog client, `@twinlog/query`); every failure is mapped to IoT Hub's error body in one place
@@ -28,7 +28,7 @@
  * Decisions recorded here:
  *
  * - **A query over 8,192 characters answers 412 `PreconditionFailed`**, not 400: that is what a real
- *   hub answered (iot-hub-twin.md §3.3), and the SDKs map 412 to `InvalidEtagError` either way.
+ *   hub answered (docs/iot-hub.md, "Limits"), and the SDKs map 412 to `InvalidEtagError` either way.
  * - **`x-twinlog-freshness` waits at most `freshnessWaitMs`** (default 2 s), then answers 504
  *   `GatewayTimeout` (retryable), so a forged token far beyond the log's end holds a request for
  *   that long at most (and each such request costs a token of the policy's bucket).

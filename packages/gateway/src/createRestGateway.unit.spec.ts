@@ -1,6 +1,6 @@
 /**
  * The REST gateway over the in-memory log with a real projector, through a real HTTP server on
- * 127.0.0.1 and fetch, as the `azure-iothub` Registry would call it (iot-hub-twin.md §5).
+ * 127.0.0.1 and fetch, as the `azure-iothub` Registry would call it (docs/iot-hub.md, "REST").
  */
 import { createInMemoryLog, type InMemoryLog } from '@twinlog/core/testing';
 import { ensureTwinTopics, startProjector, TOPICS, type Projector } from '@twinlog/projector';

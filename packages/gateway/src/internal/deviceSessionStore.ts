@@ -1,6 +1,6 @@
 /**
  * The MQTT gateway's durable per-device record: the subscriptions of a CleanSession=0 session
- * (kept across reconnects and gateway restarts, iot-hub-twin.md §6.5) and the desired view the
+ * (kept across reconnects and gateway restarts, docs/iot-hub.md, "Persistent sessions") and the desired view the
  * device was last given (its `$version` and content, from a GET response or a notification), from
  * which offline catch-up computes one merged notification.
  *

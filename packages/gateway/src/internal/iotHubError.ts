@@ -1,6 +1,6 @@
 /**
- * The gateway's one error-mapping point (STYLE.md 6, 9): every failure of a request ends here and
- * is written as IoT Hub's HTTP error body (iot-hub-twin.md §4.1), with the status and code from
+ * The gateway's one error-mapping point (CONTRIBUTING.md, "Errors"): every failure of a request ends here and
+ * is written as IoT Hub's HTTP error body (docs/iot-hub.md, "Errors"), with the status and code from
  * core's `ERROR_CODES` table for `TwinlogError`s and from {@link GATEWAY_CODES} for the failures
  * only the HTTP edge knows (authentication, routing, protocol).
  */

@@ -1,5 +1,5 @@
 /**
- * IoT Hub's device topics (iot-hub-twin.md §6.3) and the per-device access rules of the MQTT
+ * IoT Hub's device topics (docs/iot-hub.md, "MQTT") and the per-device access rules of the MQTT
  * gateway: what a device may publish and subscribe to, and MQTT filter matching for the
  * gateway's own per-client delivery (responses and notifications are addressed to one client,
  * never routed by topic across devices).

@@ -2,7 +2,7 @@
  * Read a REST request's JSON body with the checks that come before any JSON parsing: the content
  * type, the size (enforced while reading, and from `Content-Length` before reading), and UTF-8.
  *
- * - **Content type** (iot-hub-twin.md §4.3, §5.3): a body must come as `application/json`, with an
+ * - **Content type** (docs/iot-hub.md, "REST"): a body must come as `application/json`, with an
  *   optional `charset` that must be `utf-8` (the SDKs send `application/json; charset=utf-8`).
  *   Anything else (`text/plain`, a form, no content type at all) is refused with 400
  *   `InvalidContentEncodingOrType` (400103) before the body is read, where IoT Hub answers 400 for a

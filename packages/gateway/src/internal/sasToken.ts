@@ -1,5 +1,5 @@
 /**
- * The rules both SAS verifiers share (iot-hub-twin.md §6.2), so REST (service tokens,
+ * The rules both SAS verifiers share (docs/iot-hub.md, "REST" and "MQTT"), so REST (service tokens,
  * `verifyServiceSas.ts`) and MQTT (device tokens, `verifyDeviceSas.ts`) accept exactly the same
  * tokens on the points they have in common: how the fields are read, when `se` is acceptable, and
  * which resources an `sr` covers.

@@ -1,5 +1,5 @@
 /**
- * Device authentication on MQTT CONNECT, iot-hub-twin.md §6.1 and §6.2:
+ * Device authentication on MQTT CONNECT (docs/iot-hub.md, "MQTT"):
  *
  * - clientId `{deviceId}` (modules, `{deviceId}/{moduleId}`, are not served);
  * - username `{host}/{deviceId}/?api-version=…[&DeviceClientType=…][&model-id=…]`, where `host` is

@@ -1,5 +1,5 @@
 /**
- * Service (shared access policy) SAS tokens, iot-hub-twin.md §5.1 and §6.2:
+ * Service (shared access policy) SAS tokens (docs/iot-hub.md, "REST"):
  * `SharedAccessSignature sr=<host>[/devices/<id>]&sig=<url-encoded base64>&skn=<policy>&se=<epoch s>`,
  * where `sig = base64(HMAC-SHA256(base64decode(policyKey), <sr as transmitted> + "\n" + se))`.
  * The `se` and `sr` rules are shared with the MQTT gateway's device tokens (`sasToken.ts`).
