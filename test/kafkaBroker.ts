@@ -1,5 +1,6 @@
 /**
- * The Kafka broker of the integration tier, chosen once per run (kafka-local.md §8):
+ * The Kafka broker of the integration tier, chosen once per run (CONTRIBUTING.md, "Integration tests";
+ * docker/README.md):
  *
  * 1. `KAFKA_BROKERS` is set (comma-separated `host:port`): use it; start and stop nothing.
  * 2. Else, if a Docker engine answers: a `confluentinc/cp-kafka` container through testcontainers.
@@ -14,8 +15,8 @@
  *      `libs` a link to the shared jar cache in `.kafka/libs`), on free ports, stopped and deleted
  *      at teardown. Private, because runs share a machine: when runs shared the default instance, the
  *      run that had started it stopped it at its teardown, under the feet of a run still going
- *      (seen here with two engineers testing at once). A fresh data folder per run is also what
- *      kafka-local.md §7 (pitfall 10) asks for: no topics, offsets or transactions of earlier runs.
+ *      (seen here with two engineers testing at once). A fresh data folder per run also means
+ *      no topics, offsets or transactions of earlier runs.
  * 4. Else throw, naming the three ways. A Kafka test never skips itself for want of a broker.
  *
  * `test/kafkaGlobalSetup.ts` runs this in the `int` project's global setup, hands the address to

@@ -1,5 +1,5 @@
 /**
- * packages/core is pure (ARCHITECTURE.md, STYLE.md §1): no I/O imports, no clocks, randomness or
+ * packages/core is pure (CONTRIBUTING.md; docs/architecture.md, "Packages"): no I/O imports, no clocks, randomness or
  * environment. Its tsconfig has `types: []`, so Node globals do not even type-check there; this test
  * also catches what ES itself offers (Date.now, Math.random) and imports of I/O packages.
  */

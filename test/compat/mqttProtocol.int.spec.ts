@@ -1,5 +1,5 @@
 /**
- * The MQTT gateway on the wire (iot-hub-twin.md §6), with a raw MQTT 3.1.1 client over TLS:
+ * The MQTT gateway on the wire (docs/iot-hub.md, "MQTT"), with a raw MQTT 3.1.1 client over TLS:
  * CONNACK codes for bad credentials, the twin topics and their bodies, IoT Hub error codes, the
  * per-device ACL, and catch-up for sessions with and without CleanSession. Embedded backend.
  */

@@ -1,7 +1,7 @@
 /**
  * An HTTPS agent that dials 127.0.0.1:`port` whatever host and port a request names, with SNI
  * `localhost`: the `azure-iothub` `Registry` always dials `https://{HostName}:443`
- * (iot-hub-twin.md §13.1), so tests point it at a gateway on a free port this way.
+ * (docs/iot-hub.md, "SDK behaviour twinlog accommodates"), so tests point it at a gateway on a free port this way.
  */
 import { Agent, type AgentOptions } from 'node:https';
 import type { Duplex } from 'node:stream';

@@ -1,5 +1,5 @@
 /**
- * The event envelope on the wire (ARCHITECTURE.md "Events"): {@link encodeEvent} writes a
+ * The event envelope on the wire (docs/formats.md, "Events"): {@link encodeEvent} writes a
  * {@link TwinEvent} as msgpack, {@link decodeEvent} and {@link safeDecodeEvent} read one back from
  * untrusted bytes, upcasting old envelope versions on the way.
  */

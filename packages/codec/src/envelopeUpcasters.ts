@@ -1,6 +1,6 @@
 /**
- * Upcasting old envelope shapes on read (STYLE.md §4: old events are upcast when read, never
- * rewritten in the log).
+ * Upcasting old envelope shapes on read (docs/formats.md, "Events": old events are upcast when read,
+ * never rewritten in the log).
  */
 
 /**
@@ -23,7 +23,7 @@ export type Upcasters = Readonly<Record<number, Upcaster>>;
  * until {@link ENVELOPE_VERSION}. Empty while version 1 is the only version ever written.
  *
  * When the envelope changes: bump `ENVELOPE_VERSION` in core, add the step from the old version
- * here, and add a golden fixture of the old shape (STYLE.md §15).
+ * here, and add a golden fixture of the old shape (CONTRIBUTING.md, "Wire formats").
  *
  * @example
  * // A caller with private legacy records extends the shipped set rather than replacing it:

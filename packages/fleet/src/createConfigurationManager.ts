@@ -1,5 +1,5 @@
 /**
- * Automatic device configurations (iot-hub-twin.md §11) over the read model: a configuration has a
+ * Automatic device configurations (docs/iot-hub.md, "Jobs and automatic configurations") over the read model: a configuration has a
  * target condition on tags (or `deviceId`, or `*`), a priority, desired content, and metrics. For
  * each device the targeting configuration with the highest priority wins (a tie goes to the newest
  * configuration); its content is written to the device's desired properties through the log, and

@@ -1,5 +1,5 @@
 /**
- * Jobs: IoT Hub's `scheduleUpdateTwin` (iot-hub-twin.md §10) over the read model. A job is "update
+ * Jobs: IoT Hub's `scheduleUpdateTwin` (docs/iot-hub.md, "Jobs and automatic configurations") over the read model. A job is "update
  * twins where <queryCondition>": it appends one tags and/or desired patch per matching device to
  * the log through @twinlog/client, reports progress (matched / succeeded / failed / pending), can be
  * cancelled, and survives a crash without applying anything twice.

@@ -1,6 +1,6 @@
 /**
  * The partition assigner that keeps co-partitioned topics together: partition *i* of every
- * subscribed topic goes to the same member of the group (kafka-local.md §9.7). kafkajs ships only a
+ * subscribed topic goes to the same member of the group (docs/architecture.md, "Co-partitioning"). kafkajs ships only a
  * round-robin assigner, which splits partition *i* of two topics across members whenever the
  * partition count is not a multiple of the member count.
  */

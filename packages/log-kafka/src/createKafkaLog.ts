@@ -1,5 +1,5 @@
 /**
- * The `Log` port on Apache Kafka, through kafkajs 2.2.4 (kafka-local.md §9). Everything
+ * The `Log` port on Apache Kafka, through kafkajs 2.2.4 (packages/log-kafka/README.md). Everything
  * kafkajs-specific stays in this package; the rest of twinlog sees only `Log`.
  *
  * What goes where:
@@ -108,7 +108,7 @@ const throughTransient = <T>(step: () => Promise<T>): Promise<T> => retrying(isT
  *   membership, so it works whether the group is empty, active in this process or active elsewhere
  *   (kafkajs's `admin.setOffsets` needs an empty group, and a consumer's `commitOffsets` needs to be
  *   a member). Like `commitBatch`'s offsets, it is not checked against the group generation (kafkajs
- *   speaks `TxnOffsetCommit` v1, kafka-local.md §9.3).
+ *   speaks `TxnOffsetCommit` v1; see this package's README).
  * - **`read`** and **`subscribe`**: see `internal/readPartition.ts` and
  *   `internal/startSubscription.ts` for how kafkajs is bent into the port's semantics.
  *

@@ -14,7 +14,7 @@
  * `twin.backend` of the partition has been consumed to its end (the `create` may sit there,
  * not yet read), then applied or rejected; parked records hold back the committed device offset.
  *
- * GC horizon (crdt-fold.md §9.2): before a record is applied to a device's state (a fold, a
+ * GC horizon (docs/bounded-state.md): before a record is applied to a device's state (a fold, a
  * command decision, a parked record), the state's horizon is raised to `gcHorizonAt(appendTime)`.
  * The horizon is thus a function of the log alone, so a replay derives the same horizons at the
  * same records. An event the fold can no longer apply exactly (`LATE`: at or below the horizon, or
@@ -128,7 +128,7 @@ export interface TaskOptions {
   /** The owner's clock, for stamping accepted command facts. */
   readonly clock: HybridClock;
   readonly limits?: Partial<TwinLimits>;
-  /** Skew bounds for records that bypass the gateways (crdt-fold.md §4.3). */
+  /** Skew bounds for records that bypass the gateways (docs/fold.md, "Skew"). */
   readonly maxForwardSkewMs?: number;
   /**
    * The GC horizon's windows (core's `HORIZON_DEFAULTS`: one day offline, one minute of skew, one

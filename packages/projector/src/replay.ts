@@ -1,6 +1,6 @@
 /**
- * Replay, time travel and audit as library functions (ARCHITECTURE.md: "replay, time travel and
- * audit come for free from the log"). They fold the input topics from offset 0 with the projector's
+ * Replay, time travel and audit as library functions (docs/architecture.md: the log is the
+ * history, so they need nothing but the log). They fold the input topics from offset 0 with the projector's
  * own rules ({@link PartitionTask} in rebuild mode: same validation, same unknown-device rule,
  * commands not decided again because their facts and rejections are in the log), reading both
  * inputs of a partition merged by append time.

@@ -40,7 +40,7 @@ export interface ProjectorOptions {
   readonly physicalNow: () => number;
   readonly limits?: Partial<TwinLimits>;
   /**
-   * The GC horizon (crdt-fold.md §9.2): how long a producer may buffer events offline (default one
+   * The GC horizon (docs/bounded-state.md, "The GC horizon"): how long a producer may buffer events offline (default one
    * day), the clock skew tolerated (one minute) and the margin for produce-to-consume delays (one
    * hour). An event stamped older than `appendTime − maxOfflineWindowMs − maxSkewMs` is rejected by
    * validation; its twin forgets what lies older than the horizon, a further `gcMarginMs` back from

@@ -1,5 +1,5 @@
 /**
- * The reconciler stage (ARCHITECTURE.md "Reconciler"): a thin runner around core's pure `delta`.
+ * The reconciler stage (docs/architecture.md, "Data flow of a write"): a thin runner around core's pure `delta`.
  * It joins its group on `twin.snapshots`, renders each snapshot, and emits on `twin.deltas` the
  * devices whose delta changed, atomically with the input offsets. A periodic sweep turns
  * `pending`/`acknowledged` entries `stale` once `staleAfterMs` have passed, without a new snapshot.

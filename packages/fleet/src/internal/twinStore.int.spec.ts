@@ -1,6 +1,6 @@
 /**
  * The read model's SQLite store against the query package: the whole conformance table (≥ 60
- * queries with expected results from iot-hub-twin.md §8) run through SQLite pushdown and keyset
+ * queries with expected results from docs/iot-hub.md, "Queries") run through SQLite pushdown and keyset
  * paging, then a differential law: for generated queries and fleets, the store answers what the
  * in-memory evaluator answers over the same twins in deviceId order (fast-check, seeded; a failure
  * prints its seed and path).
