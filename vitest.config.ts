@@ -1,7 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
-// Tiers by file name (STYLE.md §14): *.unit.spec.ts are pure, *.int.spec.ts need a real broker or
-// SQLite, *.e2e.spec.ts run processes and real SDK clients.
+// Tiers by file name (CONTRIBUTING.md, "Naming and test placement"): *.unit.spec.ts are pure,
+// *.int.spec.ts need a real broker or SQLite, *.e2e.spec.ts run processes and real SDK clients.
 export default defineConfig({
   test: {
     reporters: ['default', './test/summaryReporter.ts'],
