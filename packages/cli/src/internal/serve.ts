@@ -24,7 +24,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { decodeOutputRecord } from '@twinlog/codec';
-import { isHealthyStageState, isTwinlogError, type DeltaStatus, type Log, type StageHealth, type StageState } from '@twinlog/core';
+import { isHealthyStageState, isTwinlogError, type Log, type StageHealth, type StageState } from '@twinlog/core';
 import {
   createDeviceKeyStore,
   createMqttGateway,
@@ -51,10 +51,10 @@ import { createMetrics, type Metrics } from './createMetrics.ts';
 import { openKafkaLog, openStore, registryFileOf, type Store } from './openStore.ts';
 import type { CliConfig } from './resolveConfig.ts';
 import { watchTopic, type TopicWatch } from './watchTopic.ts';
+import { createDeltaGauges } from './deltaGauges.ts';
 
 export const PROJECTOR_GROUP = 'twinlog-projector';
 export const RECONCILER_GROUP = 'twinlog-reconciler';
-const STATUSES: readonly DeltaStatus[] = ['pending', 'acknowledged', 'rejected', 'converged', 'stale'];
 
 /** The `iothubowner` policy's key: configured, or generated once and kept in `<data>/service-policy.json`. */
 export function servicePolicy(config: CliConfig): { name: string; key: string; file: string | undefined } {
@@ -535,19 +535,7 @@ export async function serve(
         metrics.inc(metric, { code: 'UNDECODABLE' });
       }
     };
-    const latestDelta = new Map<string, { counts: Record<DeltaStatus, number>; converged: boolean }>();
-    const publishDeltas = (): void => {
-      const totals = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<DeltaStatus, number>;
-      let converged = 0;
-      for (const d of latestDelta.values()) {
-        for (const s of STATUSES) totals[s] += d.counts[s] ?? 0;
-        if (d.converged) converged++;
-      }
-      for (const s of STATUSES) metrics.set('twinlog_delta_entries', { status: s }, totals[s]);
-      metrics.set('twinlog_delta_devices', { converged: 'true' }, converged);
-      metrics.set('twinlog_delta_devices', { converged: 'false' }, latestDelta.size - converged);
-    };
-    publishDeltas();
+    const deltaGauges = createDeltaGauges(metrics);
     const pollIntervalMs = store.kind === 'kafka' ? 2000 : 500;
     watches.push(
       watchTopic(log, TOPICS.rejections, { from: 'latest', pollIntervalMs, onRecord: countByCode('twinlog_rejections_total', 'rejection'), onError: watchError(TOPICS.rejections) }),
@@ -557,16 +545,15 @@ export async function serve(
         pollIntervalMs,
         onError: watchError(TOPICS.deltas),
         onRecord: (r) => {
-          if (r.value === null) latestDelta.delete(r.key);
+          if (r.value === null) deltaGauges.set(r.key, undefined);
           else {
             try {
               const { delta } = decodeOutputRecord(r.value, 'delta');
-              latestDelta.set(r.key, { counts: { ...delta.counts }, converged: delta.converged });
+              deltaGauges.set(r.key, delta);
             } catch (e) {
               if (!isTwinlogError(e)) throw e;
             }
           }
-          publishDeltas();
         },
       }),
     );
