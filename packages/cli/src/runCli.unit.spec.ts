@@ -11,6 +11,7 @@ import { createMetrics } from './internal/createMetrics.ts';
 import { createProgress } from './internal/createProgress.ts';
 import { DEFAULT_CONFIG, resolveConfig } from './internal/resolveConfig.ts';
 import { runCli } from './runCli.ts';
+import { readRegistry } from '../../../test/support/registry.ts';
 
 const dirs: string[] = [];
 const tempDir = (): string => {
@@ -88,16 +89,16 @@ describe('bench', () => {
     const env = { TWINLOG_DATA: data, TWINLOG_HUB_NAME: 'hub.test' };
     const created = await cli(['device', 'create', 'thermo-9', '--no-wait'], env);
     expect(created.code).toBe(0);
-    const registry = JSON.parse(readFileSync(join(data, 'registry.json'), 'utf8')) as Record<string, { primaryKey: string; secondaryKey: string }>;
+    const registry = readRegistry(data);
     const keys = registry['thermo-9']!;
     expect(Buffer.from(keys.primaryKey, 'base64')).toHaveLength(32);
     expect(keys.secondaryKey).not.toBe(keys.primaryKey);
     expect(created.out).toContain(`connection string: HostName=hub.test;DeviceId=thermo-9;SharedAccessKey=${keys.primaryKey}\n`);
     // a second create keeps the keys the device may already use
     expect((await cli(['device', 'create', 'thermo-9', '--no-wait'], env)).out).toContain(keys.primaryKey);
-    expect(JSON.parse(readFileSync(join(data, 'registry.json'), 'utf8'))['thermo-9'].primaryKey).toBe(keys.primaryKey);
+    expect(readRegistry(data)['thermo-9']!.primaryKey).toBe(keys.primaryKey);
     expect((await cli(['device', 'delete', 'thermo-9', '--no-wait'], env)).code).toBe(0);
-    expect(JSON.parse(readFileSync(join(data, 'registry.json'), 'utf8'))).toEqual({});
+    expect(readRegistry(data)).toEqual({});
   });
 
   it('says clearly when a benchmark does not exist yet, and exits 1', async () => {

@@ -13,6 +13,7 @@ import { createEmbeddedLog } from '@twinlog/log-embedded';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, cleanEnv, ROOT, startServe, type Served } from '../../../test/support/serveProcess.ts';
+import { readRegistry } from '../../../test/support/registry.ts';
 
 interface Run {
   readonly code: number | null;
@@ -271,7 +272,7 @@ describe('twinlog as a process', () => {
       // secrets stay on disk: no key (the policy's, the devices') in the log lines or /metrics
       const secrets = [
         (JSON.parse(readFileSync(join(dir, 'service-policy.json'), 'utf8')) as { key: string }).key,
-        ...Object.values(JSON.parse(readFileSync(join(dir, 'registry.json'), 'utf8')) as Record<string, { primaryKey: string; secondaryKey: string }>).flatMap((k) => [k.primaryKey, k.secondaryKey]),
+        ...Object.values(readRegistry(dir)).flatMap((k) => [k.primaryKey, k.secondaryKey]),
       ];
       expect(secrets.length).toBeGreaterThanOrEqual(3);
       const logged = lines.map((l) => JSON.stringify(l)).join('\n');

@@ -30,7 +30,7 @@ export function embeddedPath(data: string): string {
 
 /** The device keys file of a data folder, shared by `serve`'s gateways and `twinlog device`. */
 export function registryFileOf(config: { readonly data: string }): string {
-  return resolve(join(config.data, 'registry.json'));
+  return resolve(join(config.data, 'registry.db'));
 }
 
 /**

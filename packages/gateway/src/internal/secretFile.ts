@@ -16,7 +16,7 @@ export function ensurePrivateDir(dir: string): void {
  * Replace `file` with `text` atomically and durably, readable by its owner only.
  *
  * @example
- * writeSecretFile(join(data, 'registry.json'), JSON.stringify(keys))
+ * writeSecretFile(join(data, 'service-policy.json'), JSON.stringify(policy))
  */
 export function writeSecretFile(file: string, text: string): void {
   const dir = dirname(file);
