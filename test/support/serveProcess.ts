@@ -28,7 +28,9 @@ export interface Served {
 /** Starts `twinlog serve` (ports 0) and resolves once it logs `serving` (rejects if it exits first). */
 export function startServe(args: readonly string[], env: NodeJS.ProcessEnv = cleanEnv()): Promise<Served> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--admin-port', '0', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // SERVE_NODE_ARGS: extra Node flags for the serve process (e.g. `--cpu-prof --cpu-prof-dir=DIR` to profile it)
+    const nodeArgs = (process.env['SERVE_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
+    const child = spawn(process.execPath, [...nodeArgs, BIN, 'serve', '--port', '0', '--admin-port', '0', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     const lines: Record<string, unknown>[] = [];
     let stderr = '';
     let buffer = '';
