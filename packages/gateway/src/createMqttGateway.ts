@@ -40,7 +40,7 @@ import {
   type TwinlogErrorCode,
 } from '@twinlog/core';
 import { startChangeFeed } from './internal/changeFeed.ts';
-import { createDeviceKeyStore, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
+import { createDeviceKeyStore, isDisabled, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
 import { createDeviceSessionStore, type DeviceSession, type DeviceSessionStore } from './internal/deviceSessionStore.ts';
 import { groupAppends } from './internal/groupAppends.ts';
 import { listenOn } from './internal/listenOn.ts';
@@ -79,6 +79,8 @@ export type MqttGatewayEvent =
   | { readonly kind: 'request'; readonly deviceId: string; readonly request: string; readonly status: number; readonly error?: string }
   | { readonly kind: 'notify'; readonly deviceId: string; readonly version: number; readonly catchUp: boolean }
   | { readonly kind: 'refused'; readonly deviceId: string; readonly topic: string; readonly op: 'publish' | 'subscribe' }
+  /** A connected device was disabled in the registry: its connection is closed (docs/iot-hub.md, "Device status"). */
+  | { readonly kind: 'disabled'; readonly deviceId: string }
   /** A connection closed, or refused at accept (`connections`), for passing a limit (`MqttLimits`); `deviceId` once the CONNECT was accepted. */
   | { readonly kind: 'limit'; readonly limit: MqttLimitName; readonly detail: string; readonly deviceId?: string; readonly remoteAddress?: string }
   | { readonly kind: 'error'; readonly message: string };
@@ -148,7 +150,18 @@ export interface MqttGatewayOptions {
   readonly restart?: BackoffOptions | false;
   /** Called once per state change of the feed (stage `mqtt-feed`), not per retry. */
   readonly onFeedStateChange?: (health: StageHealth, previous: StageState) => void;
+  /**
+   * How often a connected device's status is re-read from the registry, ms (default
+   * {@link DEFAULT_STATUS_RECHECK_MS}), for writes by another process (e.g. `twinlog device update
+   * --status disabled` on the same registry file): a device disabled there is disconnected within
+   * this interval. Writes through the same `deviceKeys` store act at once. Each recheck costs one
+   * `PRAGMA data_version` while the registry is unchanged, one query over the disabled rows otherwise.
+   */
+  readonly statusRecheckMs?: number;
 }
+
+/** Default of {@link MqttGatewayOptions.statusRecheckMs}. */
+export const DEFAULT_STATUS_RECHECK_MS = 5_000;
 
 /**
  * Options of {@link MqttGateway.listen}.
@@ -213,8 +226,10 @@ interface LiveDevice {
  * CONNECT: clientId = device id; username `{host}/{deviceId}/?api-version=…`; password a device
  * SAS token signed with the device's primary or secondary key. CONNACK 2 for a module or a
  * username naming another device, 4 for missing or malformed credentials, 5 for an unknown
- * device, a bad signature, an expired token or one for another resource. A connection is closed
- * when its token expires (the SDKs renew the token and reconnect).
+ * device, a bad signature, an expired token or one for another resource, and for a disabled
+ * device. A connection is closed when its token expires (the SDKs renew the token and reconnect)
+ * and when its device is disabled (at once for a write through `deviceKeys`, within
+ * `statusRecheckMs` for one by another process).
  *
  * Topics (§6.3): `$iothub/twin/GET/?$rid=` → `$iothub/twin/res/200/?$rid=` with
  * `{desired, reported}` (no `$metadata`, no tags); `$iothub/twin/PATCH/properties/reported/?$rid=`
@@ -273,6 +288,7 @@ export function createMqttGateway({
   maxTokenLifetimeMs = DEFAULT_MAX_TOKEN_LIFETIME_MS,
   restart = {},
   onFeedStateChange,
+  statusRecheckMs = DEFAULT_STATUS_RECHECK_MS,
 }: MqttGatewayOptions): MqttGateway {
   const limits = resolveLimits(DEFAULT_MQTT_LIMITS, givenLimits);
   const ownClient = givenClient ?? createTwinClient({ log: groupAppends(log), physicalNow, actor: 'gateway-mqtt' });
@@ -493,6 +509,37 @@ export function createMqttGateway({
       device.client.close(() => resolve());
     });
 
+  // ---- device status (docs/iot-hub.md, "Device status") ----------------------------------------
+  // A disabled device's CONNECT is refused (verifyDeviceSas); a connected one is closed here: at
+  // once on a write through this store, within statusRecheckMs on a write by another process.
+
+  const dropDisabled = (deviceId: string): void => {
+    if (!live.has(deviceId)) return;
+    publishEvent({ kind: 'disabled', deviceId });
+    void dropConnection(deviceId);
+  };
+  const stopWatchingKeys = keys.onChange?.((deviceId, k) => {
+    if (isDisabled(k)) dropDisabled(deviceId);
+  });
+  let seenExternal: number | undefined;
+  const recheckStatus = (): void => {
+    if (live.size === 0) return; // nothing to close; the next connect reads the status anyway
+    const version = keys.externalVersion?.();
+    if (version !== undefined && version === seenExternal) return;
+    seenExternal = version;
+    // one query over the disabled rows, or (a store without it) one read per connected device
+    const disabled = keys.disabledDevices?.() ?? [...live.keys()].filter((id) => isDisabled(keys.get(id)));
+    for (const id of disabled) dropDisabled(id);
+  };
+  const statusTimer = setInterval(() => {
+    try {
+      recheckStatus();
+    } catch (e) {
+      publishEvent({ kind: 'error', message: `reading device status: ${e instanceof Error ? e.message : String(e)}` });
+    }
+  }, statusRecheckMs);
+  statusTimer.unref();
+
   // ---- requests ------------------------------------------------------------------------------
 
   const respond = (deviceId: string, status: number, rid: string, body: unknown, version?: number): Promise<boolean> => {
@@ -634,6 +681,8 @@ export function createMqttGateway({
       expiresAt === undefined ? undefined : setTimeout(() => client.close(), Math.min(Math.max(expiresAt - physicalNow(), 0), 2 ** 31 - 1));
     expiry?.unref();
     live.set(deviceId, { client, subscriptions, expiry });
+    // disabled between its CONNECT and now (the change notification found it not yet live)
+    if (isDisabled(keys.get(deviceId))) return dropDisabled(deviceId);
     if (!client.clean && subscriptions.size > 0) void serial(deviceId, () => catchUp(deviceId, false));
   });
 
@@ -737,6 +786,8 @@ export function createMqttGateway({
       servers.clear();
       await new Promise<void>((resolve) => broker.close(() => resolve()));
       clearInterval(sweep);
+      clearInterval(statusTimer);
+      stopWatchingKeys?.();
       for (const w of waiters.values()) {
         clearTimeout(w.timer);
         w.reject(new TwinlogError('DECISION_TIMEOUT', 'the gateway was closed before the decision arrived'));

@@ -47,7 +47,7 @@ import { createTwinClient, type TwinClient, type TwinPatch, type WriteDecision }
 import { isPlainObject, NEVER, TwinlogError, type JsonObject, type Log, type Patch, type TwinDocument } from '@twinlog/core';
 import { listTwins } from '@twinlog/projector';
 import { evaluate, paginate, parseQuery } from '@twinlog/query';
-import { createDeviceKeyStore, newDeviceKeys, type DeviceKeys, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
+import { createDeviceKeyStore, newDeviceKeys, withDeviceStatus, type DeviceKeys, type DeviceKeyStore, type DeviceStatus } from './internal/deviceKeyStore.ts';
 import type { HttpLimits } from './internal/limits.ts';
 import { listenOn, tlsServerOptions } from './internal/listenOn.ts';
 import { GatewayError, iotHubCodeOf, sendError, sendJson } from './internal/iotHubError.ts';
@@ -362,15 +362,18 @@ export function createRestGateway({
   async function putDevice({ req, res, id }: RequestContext): Promise<void> {
     const body = await readJsonObject(req);
     const requested = keysFromBody(body);
+    const status = statusFromBody(body);
     if (req.headers['if-match'] !== undefined) {
-      // Registry.update: the device must exist; only its keys change.
+      // Registry.update: the device must exist; its keys and status change (each kept when not
+      // given). A device set to disabled is refused at CONNECT and its MQTT session closed
+      // (docs/iot-hub.md, "Device status").
       const twin = await client.getTwin(id);
-      const next: DeviceKeys = { ...(keys.get(id) ?? newDeviceKeys()), ...requested };
+      const next: DeviceKeys = withDeviceStatus({ ...(keys.get(id) ?? newDeviceKeys()), ...requested }, status, physicalNow());
       keys.set(id, next);
       sendJson(res, 200, deviceJson(id, twin, next, isConnected(id)));
       return;
     }
-    const created = newDeviceKeys(requested);
+    const created = withDeviceStatus(newDeviceKeys(requested), status, physicalNow());
     decided(await client.createDevice(id, { wait: true }));
     keys.set(id, created);
     sendJson(res, 200, deviceJson(id, await client.getTwin(id), created, isConnected(id)));
@@ -649,9 +652,28 @@ function keysFromBody(body: JsonObject): Partial<Pick<DeviceKeys, 'primaryKey' |
   return out;
 }
 
-/** The identity's etag: changes when its keys change. */
+/** `status` (`enabled` or `disabled`, any case) and `statusReason` (a string, or null to clear it) of a registry body. */
+function statusFromBody(body: JsonObject): { status?: DeviceStatus; statusReason?: string | null } {
+  const status = body['status'];
+  const reason = body['statusReason'];
+  const out: { status?: DeviceStatus; statusReason?: string | null } = {};
+  if (status !== undefined && status !== null) {
+    const s = typeof status === 'string' ? status.toLowerCase() : undefined;
+    if (s !== 'enabled' && s !== 'disabled') throw new GatewayError('ARGUMENT_INVALID', 'status must be enabled or disabled');
+    out.status = s;
+  }
+  if (reason !== undefined) {
+    if (reason !== null && typeof reason !== 'string') throw new GatewayError('ARGUMENT_INVALID', 'statusReason must be a string');
+    if (typeof reason === 'string' && reason.length > 128) throw new GatewayError('ARGUMENT_INVALID', 'statusReason must be at most 128 characters');
+    out.statusReason = reason === '' ? null : reason;
+  }
+  return out;
+}
+
+/** The identity's etag: changes when its keys or its status change. */
 function deviceEtagOf(keys: DeviceKeys | undefined): string {
-  const h = createHash('sha256').update(keys === undefined ? '' : `${keys.generationId}\n${keys.primaryKey}\n${keys.secondaryKey}`);
+  const status = keys?.status === undefined && keys?.statusReason === undefined ? '' : `\n${keys.status ?? 'enabled'}\n${keys.statusReason ?? ''}`;
+  const h = createHash('sha256').update(keys === undefined ? '' : `${keys.generationId}\n${keys.primaryKey}\n${keys.secondaryKey}${status}`);
   return h.digest().subarray(0, 9).toString('base64');
 }
 
@@ -661,8 +683,8 @@ function twinJson(twin: TwinDocument, keys: DeviceKeys | undefined, connected: b
     deviceId: twin.deviceId,
     etag: twin.etag,
     deviceEtag: deviceEtagOf(keys),
-    status: twin.status,
-    statusUpdateTime: NEVER,
+    status: keys?.status ?? twin.status,
+    statusUpdateTime: keys?.statusUpdatedTime ?? NEVER,
     connectionState: connected ? 'Connected' : 'Disconnected',
     lastActivityTime: NEVER,
     cloudToDeviceMessageCount: 0,
@@ -683,10 +705,10 @@ function deviceJson(id: string, twin: TwinDocument, keys: DeviceKeys | undefined
     generationId: keys?.generationId ?? '0',
     etag: deviceEtagOf(keys),
     connectionState: connected ? 'Connected' : 'Disconnected',
-    status: twin.status,
-    statusReason: null,
+    status: keys?.status ?? twin.status,
+    statusReason: keys?.statusReason ?? null,
     connectionStateUpdatedTime: NEVER,
-    statusUpdatedTime: NEVER,
+    statusUpdatedTime: keys?.statusUpdatedTime ?? NEVER,
     lastActivityTime: NEVER,
     cloudToDeviceMessageCount: 0,
     authentication: {

@@ -19,12 +19,12 @@ export type { GatewayRequestEvent, ListenOptions, ListeningGateway, PolicyRight,
 export { signServiceSas } from './internal/verifyServiceSas.ts';
 export { GATEWAY_CODES, iotHubErrorBody } from './internal/iotHubError.ts';
 export type { GatewayCode } from './internal/iotHubError.ts';
-export { createMqttGateway, DEFAULT_MQTT_LIMITS, MQTT_GATEWAY_CHANNEL } from './createMqttGateway.ts';
+export { createMqttGateway, DEFAULT_MQTT_LIMITS, DEFAULT_STATUS_RECHECK_MS, MQTT_GATEWAY_CHANNEL } from './createMqttGateway.ts';
 export type { ListeningMqttGateway, MqttGateway, MqttGatewayEvent, MqttGatewayOptions, MqttLimitName, MqttLimits, MqttListenOptions } from './createMqttGateway.ts';
 export { DEFAULT_HTTP_LIMITS } from './internal/limits.ts';
 export type { HttpLimits } from './internal/limits.ts';
 export { applyListenerLimits, tlsServerOptions } from './internal/listenOn.ts';
-export { createDeviceKeyStore, newDeviceKeys } from './internal/deviceKeyStore.ts';
-export type { DeviceKeys, DeviceKeyStore } from './internal/deviceKeyStore.ts';
+export { createDeviceKeyStore, isDisabled, newDeviceKeys, withDeviceStatus } from './internal/deviceKeyStore.ts';
+export type { DeviceKeys, DeviceKeysListener, DeviceKeyStore, DeviceStatus } from './internal/deviceKeyStore.ts';
 export { signDeviceSas } from './internal/verifyDeviceSas.ts';
 export { ensurePrivateDir, writeSecretFile } from './internal/secretFile.ts';

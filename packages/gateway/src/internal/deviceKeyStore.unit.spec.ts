@@ -2,7 +2,8 @@ import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createDeviceKeyStore } from './deviceKeyStore.ts';
+import Database from 'better-sqlite3';
+import { createDeviceKeyStore, isDisabled, withDeviceStatus, type DeviceKeys } from './deviceKeyStore.ts';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -86,5 +87,91 @@ describe('createDeviceKeyStore', () => {
     expect(again.get('d1999')?.primaryKey).toBe('p1999');
     expect(again.get('d7')).toBeUndefined();
     expect(again.get('d8')?.secondaryKey).toBe('s8');
+  });
+
+  it('keeps a device status with its keys; a row without one (earlier versions) reads as enabled', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'twinlog-keys-'));
+    dirs.push(dir);
+    const file = join(dir, 'registry.db');
+    const store = createDeviceKeyStore(file);
+    store.set('old', { primaryKey: 'a', secondaryKey: 'b', generationId: '1' });
+    const raw = new Database(file, { readonly: true });
+    expect(raw.prepare("SELECT keys FROM device_keys WHERE device_id = 'old'").get()).toEqual({ keys: '{"primaryKey":"a","secondaryKey":"b","generationId":"1"}' });
+    raw.close();
+    expect(isDisabled(store.get('old'))).toBe(false);
+    const t = Date.parse('2026-12-06T10:00:00Z');
+    store.set('dev1', withDeviceStatus({ primaryKey: 'c', secondaryKey: 'd', generationId: '2' }, { status: 'disabled', statusReason: 'stolen' }, t));
+    expect(createDeviceKeyStore(file).get('dev1')).toEqual({
+      primaryKey: 'c',
+      secondaryKey: 'd',
+      generationId: '2',
+      status: 'disabled',
+      statusReason: 'stolen',
+      statusUpdatedTime: '2026-12-06T10:00:00.000Z',
+    });
+    expect(isDisabled(store.get('dev1'))).toBe(true);
+  });
+
+  it('withDeviceStatus keeps what is not given, clears a reason given as null, and stamps only a change of status', () => {
+    const base: DeviceKeys = { primaryKey: 'a', secondaryKey: 'b', generationId: '1', modelId: 'dtmi:x;1' };
+    const t1 = Date.parse('2026-12-06T10:00:00Z');
+    const t2 = Date.parse('2026-12-06T11:00:00Z');
+    expect(withDeviceStatus(base, {}, t1)).toEqual(base);
+    expect(withDeviceStatus(base, { status: 'enabled' }, t1)).toEqual({ ...base, status: 'enabled' }); // no change: no stamp
+    const off = withDeviceStatus(base, { status: 'disabled', statusReason: 'maintenance' }, t1);
+    expect(off).toEqual({ ...base, status: 'disabled', statusReason: 'maintenance', statusUpdatedTime: '2026-12-06T10:00:00.000Z' });
+    expect(withDeviceStatus(off, { statusReason: 'still' }, t2)).toMatchObject({ status: 'disabled', statusReason: 'still', statusUpdatedTime: '2026-12-06T10:00:00.000Z' });
+    const on = withDeviceStatus(off, { status: 'enabled', statusReason: null }, t2);
+    expect(on).toEqual({ ...base, status: 'enabled', statusUpdatedTime: '2026-12-06T11:00:00.000Z' });
+  });
+
+  it('tells its listeners about every set and delete, in memory and on a file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'twinlog-keys-'));
+    dirs.push(dir);
+    for (const store of [createDeviceKeyStore(), createDeviceKeyStore(join(dir, 'registry.db'))]) {
+      const seen: [string, string | undefined][] = [];
+      const stop = store.onChange!((id, k) => seen.push([id, k?.status]));
+      store.set('dev1', { primaryKey: 'a', secondaryKey: 'b', generationId: '1', status: 'disabled' });
+      store.delete('dev1');
+      stop();
+      store.set('dev2', { primaryKey: 'a', secondaryKey: 'b', generationId: '1' });
+      expect(seen).toEqual([
+        ['dev1', 'disabled'],
+        ['dev1', undefined],
+      ]);
+    }
+  });
+
+  it('lists the disabled devices from an index of the disabled rows, and says when another process wrote', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'twinlog-keys-'));
+    dirs.push(dir);
+    const file = join(dir, 'registry.db');
+    const gateway = createDeviceKeyStore(file);
+    const cli = createDeviceKeyStore(file); // another connection, as the CLI in another process
+    for (let i = 0; i < 200; i++) gateway.set(`d${i}`, { primaryKey: 'a', secondaryKey: 'b', generationId: String(i) });
+    expect(gateway.disabledDevices!()).toEqual([]);
+    const v0 = gateway.externalVersion!();
+    gateway.set('d1', { ...gateway.get('d1')!, modelId: 'm' });
+    expect(gateway.externalVersion!()).toBe(v0); // its own writes: told through onChange instead
+    cli.set('d7', withDeviceStatus(cli.get('d7')!, { status: 'disabled' }, Date.now()));
+    cli.set('d9', withDeviceStatus(cli.get('d9')!, { status: 'disabled' }, Date.now()));
+    const v1 = gateway.externalVersion!();
+    expect(v1).not.toBe(v0);
+    expect(gateway.disabledDevices!().sort()).toEqual(['d7', 'd9']);
+    cli.set('d7', withDeviceStatus(cli.get('d7')!, { status: 'enabled' }, Date.now()));
+    expect(gateway.externalVersion!()).not.toBe(v1);
+    expect(gateway.disabledDevices!()).toEqual(['d9']);
+    const raw = new Database(file, { readonly: true });
+    const plan = raw.prepare(`EXPLAIN QUERY PLAN SELECT device_id FROM device_keys WHERE json_extract(keys, '$.status') = 'disabled'`).all() as { detail: string }[];
+    raw.close();
+    expect(plan.map((p) => p.detail).join(' ')).toContain('device_keys_disabled'); // not a scan of the fleet
+  });
+
+  it('lists the disabled devices in memory too', () => {
+    const store = createDeviceKeyStore();
+    store.set('a', { primaryKey: 'a', secondaryKey: 'b', generationId: '1', status: 'disabled' });
+    store.set('b', { primaryKey: 'a', secondaryKey: 'b', generationId: '1', status: 'enabled' });
+    expect(store.disabledDevices!()).toEqual(['a']);
+    expect(store.externalVersion!()).toBe(store.externalVersion!());
   });
 });

@@ -17,7 +17,7 @@
  * Each failure names the MQTT 3.1.1 CONNACK return code it answers with.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import type { DeviceKeys } from './deviceKeyStore.ts';
+import { isDisabled, type DeviceKeys } from './deviceKeyStore.ts';
 import { checkSasExpiry, DEFAULT_MAX_TOKEN_LIFETIME_MS, hostKey, parseSasFields, parseSasResource, sasScopeCovers } from './sasToken.ts';
 
 export { checkSasExpiry, DEFAULT_MAX_TOKEN_LIFETIME_MS } from './sasToken.ts';
@@ -85,7 +85,8 @@ export interface VerifyDeviceSasOptions {
  * @throws {DeviceAuthError} `IDENTIFIER_REJECTED` for a module client id or a username naming
  *   another device; `BAD_USERNAME_OR_PASSWORD` for a missing or malformed username or token;
  *   `NOT_AUTHORIZED` for an unknown device (no keys), a wrong signature, an expired token, a
- *   token living longer than `maxTokenLifetimeMs` or a token for another resource.
+ *   token living longer than `maxTokenLifetimeMs`, a token for another resource, or a disabled
+ *   device (checked last, so only a device holding a valid token learns it is disabled).
  */
 export function verifyDeviceSas(
   clientId: string,
@@ -136,5 +137,9 @@ export function verifyDeviceSas(
   if (resource === undefined || !sasScopeCovers(resource, hubName, { kind: 'device', deviceId })) {
     throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'The SharedAccessSignature is not valid for this device');
   }
+  // IoT Hub refuses a disabled device with CONNACK 5, "not authorized" (docs/iot-hub.md, "Device
+  // status"): the SDKs treat it as final (the Node SDK's UnauthorizedError is not retried), where
+  // 3, "server unavailable", would have them retry forever against a device that is shut out.
+  if (isDisabled(keys)) throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'The device is disabled');
   return { deviceId, ...(modelId === undefined ? {} : { modelId }), expiresAtMs: expiry.expiresAtMs };
 }
