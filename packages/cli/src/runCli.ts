@@ -177,13 +177,22 @@ export async function runCli(argv: readonly string[], { stdout, stderr, stderrIs
     ),
   ).action(run(async (deviceId: string, json: string, opts: Record<string, unknown>) => (await commands()).twinReportCommand(config(opts), io, deviceId, json, opts)));
 
-  const device = program.command('device').description('create, delete and list devices');
+  const device = program.command('device').description('create, update (status), delete and list devices');
   storeOptions(writeOptions(device.command('create').description('create a device (and its twin)').argument('<deviceId>'))).action(
     run(async (deviceId: string, opts: Record<string, unknown>) => (await commands()).deviceCreateCommand(config(opts), io, deviceId, opts)),
   );
   storeOptions(writeOptions(device.command('delete').description('delete a device').argument('<deviceId>'))).action(
     run(async (deviceId: string, opts: Record<string, unknown>) => (await commands()).deviceDeleteCommand(config(opts), io, deviceId, opts)),
   );
+  storeOptions(
+    device
+      .command('update')
+      .description("set a device's status in the registry: a disabled device cannot connect over MQTT, and serve closes its connection")
+      .argument('<deviceId>')
+      .addOption(new Option('--status <status>', 'enabled or disabled').choices(['enabled', 'disabled']))
+      .option('--status-reason <text>', 'why (IoT Hub\'s statusReason; "" clears it)')
+      .option('--json', 'print the status as one JSON object'),
+  ).action(run(async (deviceId: string, opts: Record<string, unknown>) => (await commands()).deviceUpdateCommand(config(opts), io, deviceId, opts)));
   storeOptions(device.command('list').description('list the devices with their versions').option('--json', 'one JSON object per device')).action(
     run(async (opts: Record<string, unknown>) => (await commands()).deviceListCommand(config(opts), io, opts)),
   );

@@ -101,6 +101,33 @@ describe('bench', () => {
     expect(readRegistry(data)).toEqual({});
   });
 
+  it('device update sets and clears the status (and its reason) in the registry file serve reads', async () => {
+    const data = tempDir();
+    const env = { TWINLOG_DATA: data, TWINLOG_HUB_NAME: 'hub.test' };
+    expect((await cli(['device', 'create', 'thermo-9', '--no-wait'], env)).code).toBe(0);
+    const keys = readRegistry(data)['thermo-9']!;
+
+    const disabled = await cli(['device', 'update', 'thermo-9', '--status', 'disabled', '--status-reason', 'stolen', '--json'], env);
+    expect(disabled.code).toBe(0);
+    const row = readRegistry(data)['thermo-9']!;
+    expect(row).toMatchObject({ primaryKey: keys.primaryKey, secondaryKey: keys.secondaryKey, status: 'disabled', statusReason: 'stolen' });
+    expect(JSON.parse(disabled.out)).toEqual({ deviceId: 'thermo-9', status: 'disabled', statusReason: 'stolen', statusUpdatedTime: row.statusUpdatedTime });
+    expect(Number.isFinite(Date.parse(row.statusUpdatedTime!))).toBe(true);
+
+    const enabled = await cli(['device', 'update', 'thermo-9', '--status', 'enabled', '--status-reason', ''], env);
+    expect(enabled.code).toBe(0);
+    expect(enabled.out).toMatch(/^thermo-9: enabled since \d{4}-/);
+    expect(readRegistry(data)['thermo-9']).toMatchObject({ primaryKey: keys.primaryKey, status: 'enabled' });
+    expect(readRegistry(data)['thermo-9']!.statusReason).toBeUndefined();
+
+    expect(await cli(['device', 'update', 'thermo-9', '--status', 'paused'], env)).toMatchObject({ code: 2 });
+    expect(await cli(['device', 'update', 'thermo-9'], env)).toMatchObject({ code: 2, err: 'twinlog: nothing to update: give --status enabled|disabled and/or --status-reason <text>\n' });
+    const unknown = await cli(['device', 'update', 'nobody', '--status', 'disabled'], env);
+    expect(unknown.code).toBe(1);
+    expect(unknown.err).toContain('device nobody has no identity in the registry');
+    expect(readRegistry(data)['nobody']).toBeUndefined();
+  });
+
   it('says clearly when a benchmark does not exist yet, and exits 1', async () => {
     const root = tempDir();
     writeFileSync(join(root, 'package.json'), JSON.stringify({ scripts: { 'bench:fold': 'true', test: 'vitest' } }));

@@ -441,6 +441,31 @@ export async function deviceDeleteCommand(config: CliConfig, io: CliIo, deviceId
   });
 }
 
+/**
+ * `twinlog device update <id> --status disabled [--status-reason …]`: the device's status in the
+ * registry file `serve` reads, as `Registry.update` sets it (docs/iot-hub.md, "Device status"). A
+ * disabled device is refused at MQTT CONNECT, and a running `serve` closes its open connection
+ * within its status recheck interval (5 s by default). Only the registry is written, not the log.
+ */
+export async function deviceUpdateCommand(config: CliConfig, io: CliIo, deviceId: string, opts: { status?: string; statusReason?: string; json?: boolean }): Promise<number> {
+  const status = opts.status?.toLowerCase();
+  if (status !== undefined && status !== 'enabled' && status !== 'disabled') throw new CliError(`--status must be enabled or disabled, got '${opts.status}'`);
+  if (status === undefined && opts.statusReason === undefined) throw new CliError('nothing to update: give --status enabled|disabled and/or --status-reason <text>');
+  if (opts.statusReason !== undefined && opts.statusReason.length > 128) throw new CliError('--status-reason must be at most 128 characters');
+  const { withDeviceStatus } = await import('@twinlog/gateway');
+  const store = await deviceKeyStore(config);
+  const keys = store.get(deviceId);
+  if (keys === undefined) {
+    throw new TwinlogError('DEVICE_NOT_FOUND', `device ${deviceId} has no identity in the registry (${registryFileOf(config)}): create it with \`twinlog device create ${deviceId}\``);
+  }
+  const next = withDeviceStatus(keys, { status, statusReason: opts.statusReason === undefined ? undefined : opts.statusReason === '' ? null : opts.statusReason }, Date.now());
+  store.set(deviceId, next);
+  const shown = { deviceId, status: next.status ?? 'enabled', statusReason: next.statusReason ?? null, statusUpdatedTime: next.statusUpdatedTime ?? null };
+  if (opts.json === true) io.out(`${JSON.stringify(shown)}\n`);
+  else io.out(`${deviceId}: ${shown.status}${shown.statusReason === null ? '' : ` (${shown.statusReason})`}${shown.statusUpdatedTime === null ? '' : ` since ${shown.statusUpdatedTime}`}\n`);
+  return 0;
+}
+
 export async function deviceListCommand(config: CliConfig, io: CliIo, opts: { json?: boolean }): Promise<number> {
   return withStore(config, async (store) => {
     const twins = await listTwins(store.log);
