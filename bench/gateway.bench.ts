@@ -8,7 +8,7 @@
  *    (`KAFKA_BROKERS`, else `startKafkaBroker()`) with a fresh topic prefix and BENCH_PARTITIONS (4)
  *    partitions, or `BENCH_LOG=embedded` on a fresh data folder; TLS for both gateways with an
  *    ECDSA P-256 certificate from a CA made with `openssl`; the iothubowner policy key given in
- *    TWINLOG_POLICY_KEY; `BENCH_PROJECTOR_WORKERS` passes `--projector-workers`. This process is the
+ *    TWINLOG_POLICY_KEY; `BENCH_PROJECTOR_WORKERS` passes `--projector-workers`, `BENCH_KAFKA_CLIENT` `--kafka-client`. This process is the
  *    back end, over HTTPS with a service SAS token only: it creates BENCH_DEVICES (5,000) devices
  *    (`PUT /devices/{id}` with their keys, 200 in flight), and during the load changes the desired
  *    properties of random devices (BENCH_DESIRED_PER_S, 100/s) with `PATCH /twins/{id}`
@@ -61,6 +61,7 @@ const DESIRED_PER_S = env('BENCH_DESIRED_PER_S', 100);
 const INTERVAL_MS = env('BENCH_INTERVAL_MS', 1000);
 const PARTITIONS = env('BENCH_PARTITIONS', 4);
 const PROJECTOR_WORKERS = process.env['BENCH_PROJECTOR_WORKERS'];
+const KAFKA_CLIENT = process.env['BENCH_KAFKA_CLIENT'];
 const CONNECT_S = env('BENCH_CONNECT_S', 120);
 const BUDGET_S = env('BENCH_BUDGET_S', 600);
 const FLOOR = process.env['BENCH_FLOOR'] !== '0';
@@ -261,7 +262,7 @@ async function main(): Promise<void> {
   const offered = (DEVICES * 1000) / INTERVAL_MS;
   console.log(
     `bench:gateway — ${CORES} cores, load average ${load0} at start; ${DEVICES} devices over TLS, 1 reported PATCH every ${INTERVAL_MS} ms each (${offered.toFixed(0)}/s offered), ` +
-      `${DESIRED_PER_S} desired PATCH /twins/{id}/s over HTTPS, ${DURATION_S} s, ${kind} log (${PARTITIONS} partitions), twinlog serve in its own process`,
+      `${DESIRED_PER_S} desired PATCH /twins/{id}/s over HTTPS, ${DURATION_S} s, ${kind} log (${PARTITIONS} partitions${kind === "kafka" ? `, client ${KAFKA_CLIENT ?? "kafkajs"}` : ""}), twinlog serve in its own process`,
   );
   const served = await startServe(
     [
@@ -269,6 +270,7 @@ async function main(): Promise<void> {
       '--data', data, '--partitions', String(PARTITIONS), '--mqtt-port', '0', '--hub-name', HUB,
       '--tls-cert', join(dir, 'server.pem'), '--tls-key', join(dir, 'server.key'), '--log-level', 'info',
       ...(PROJECTOR_WORKERS === undefined ? [] : ['--projector-workers', PROJECTOR_WORKERS]),
+      ...(KAFKA_CLIENT === undefined || kind !== 'kafka' ? [] : ['--kafka-client', KAFKA_CLIENT]),
     ],
     cleanEnv({ TWINLOG_POLICY_KEY: POLICY_KEY }),
   );

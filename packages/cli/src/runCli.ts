@@ -37,7 +37,7 @@ function storeOptions(cmd: Command): Command {
     .option('--data <dir>', 'folder of the embedded log (env TWINLOG_DATA; default .data)')
     .option('--kafka <brokers>', 'use Kafka at host:port[,host:port] instead of the embedded log (env TWINLOG_KAFKA_BROKERS or KAFKA_BROKERS)')
     .option('--topic-prefix <prefix>', 'prefix of the twin topics and groups on Kafka (env TWINLOG_TOPIC_PREFIX)')
-    .option('--kafka-client <kafkajs|platformatic>', 'Kafka client library of the Kafka log (env TWINLOG_KAFKA_CLIENT; default kafkajs)')
+    .option('--kafka-client <kafkajs|platformatic>', 'Kafka client library of the Kafka log (env TWINLOG_KAFKA_CLIENT; default platformatic)')
     .option('--partitions <n>', 'partitions of the twin topics when they are created (env TWINLOG_PARTITIONS; default 4)')
     .option('--config <file>', 'JSON config file (env TWINLOG_CONFIG); flags > env > file > defaults');
 }

@@ -62,8 +62,7 @@ export async function openStore(
   let store: Store;
   if (config.kafka !== undefined) {
     const log = await openKafkaLog(config, { clientId, ...(kafkaLogSink === undefined ? {} : { kafkaLogSink }) });
-    const client = config.kafkaClient === 'kafkajs' ? '' : `, client ${config.kafkaClient}`;
-    store = { log, kind: 'kafka', description: `kafka:${config.kafka}${config.topicPrefix === '' ? '' : ` (topic prefix '${config.topicPrefix}')`}${client}` };
+    store = { log, kind: 'kafka', description: `kafka:${config.kafka}${config.topicPrefix === '' ? '' : ` (topic prefix '${config.topicPrefix}')`}, client ${config.kafkaClient}` };
   } else {
     // the data folder holds device keys and the service policy: owner only (docs/security.md)
     mkdirSync(config.data, { recursive: true, mode: 0o700 });

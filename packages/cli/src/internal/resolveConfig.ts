@@ -50,7 +50,7 @@ export const DEFAULT_CONFIG: CliConfig = {
   data: '.data',
   kafka: undefined,
   topicPrefix: '',
-  kafkaClient: 'kafkajs',
+  kafkaClient: 'platformatic',
   partitions: 4,
   port: 8080,
   host: '127.0.0.1',

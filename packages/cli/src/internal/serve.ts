@@ -403,9 +403,10 @@ export async function serve(
   process.on('SIGTERM', onSignal);
 
   try {
-    // kafkajs logs every failed request and retry (a hundred lines per broker outage): those go to
-    // debug; what a stage does about them is one line per state change (logStageChange).
-    const kafkaLogSink = (entry: KafkaLogEntry): void => logger.debug(`kafkajs ${entry.namespace}: ${entry.message}`, { kafkajs: entry.fields });
+    // The Kafka client logs every failed request and retry (a hundred lines per broker outage):
+    // those go to debug; what a stage does about them is one line per state change (logStageChange).
+    const kafkaLogSink = (entry: KafkaLogEntry): void =>
+      logger.debug(`${config.kafkaClient} ${entry.namespace}: ${entry.message}`, { [config.kafkaClient]: entry.fields });
     store = await openStore(config, { kafkaLogSink, clientId: 'twinlog-serve' });
     const openedStore = store;
     const stageLog = async (stage: string): Promise<Log> => {
