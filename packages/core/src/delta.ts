@@ -251,6 +251,21 @@ export function deltaEquals(a: DeltaState, b: DeltaState): boolean {
   return a === b || deltaKey(a) === deltaKey(b);
 }
 
+/**
+ * The Plug and Play acknowledgement a reported node is, if it is one: exactly the shape {@link delta}
+ * recognises (`value`, numeric `ac` and `av`, optional string `ad`, no other non-`$` keys). The
+ * gateway's digital twin view reads reported-only writable properties with it
+ * (docs/iot-hub.md, "IoT Plug and Play").
+ *
+ * @example
+ * pnpAckOf({ value: 21, ac: 200, av: 3 }) // { value: 21, ack: { ac: 200, av: 3 } }
+ * pnpAckOf(21)                            // undefined
+ */
+export function pnpAckOf(node: unknown): { readonly value: unknown; readonly ack: PnpAck } | undefined {
+  const found = asAck(node);
+  return found === undefined ? undefined : { value: found.value, ack: found.status };
+}
+
 // ---------------------------------------------------------------------------------------------------
 
 interface Leaf {
