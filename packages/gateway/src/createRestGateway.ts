@@ -353,7 +353,7 @@ export function createRestGateway({
   ];
 
   async function getDevice({ res, id }: RequestContext): Promise<void> {
-    const twin = await client.getTwin(id);
+    const twin = await twins.getTwin(id);
     sendJson(res, 200, deviceJson(id, twin, keys.get(id), isConnected(id)));
   }
 
@@ -367,20 +367,22 @@ export function createRestGateway({
       // Registry.update: the device must exist; its keys and status change (each kept when not
       // given). A device set to disabled is refused at CONNECT and its MQTT session closed
       // (docs/iot-hub.md, "Device status").
-      const twin = await client.getTwin(id);
+      const twin = await twins.getTwin(id);
       const next: DeviceKeys = withDeviceStatus({ ...(keys.get(id) ?? newDeviceKeys()), ...requested }, status, physicalNow());
       keys.set(id, next);
       sendJson(res, 200, deviceJson(id, twin, next, isConnected(id)));
       return;
     }
     const created = withDeviceStatus(newDeviceKeys(requested), status, physicalNow());
-    decided(await client.createDevice(id, { wait: true }));
+    const d = await client.createDevice(id, { wait: true });
+    decided(d);
     keys.set(id, created);
-    sendJson(res, 200, deviceJson(id, await client.getTwin(id), created, isConnected(id)));
+    // read from the index (docs/reads.md): the client's getTwin reads the whole snapshots partition
+    sendJson(res, 200, deviceJson(id, await twins.getTwin(id, readAfter(d)), created, isConnected(id)));
   }
 
   async function deleteDevice({ res, id }: RequestContext): Promise<void> {
-    await client.getTwin(id); // 404 for an unknown device, before anything is appended
+    await twins.getTwin(id); // 404 for an unknown device, before anything is appended
     decided(await client.deleteDevice(id, { wait: true }));
     keys.delete(id);
     res.writeHead(204).end();
