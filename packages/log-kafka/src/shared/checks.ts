@@ -48,12 +48,25 @@ export function uniqueTopicSpecs(specs: readonly TopicSpec[], physical: (name: s
 }
 
 /**
- * The configs a topic is created with: append-time timestamps, compaction and retention as `spec`
- * says, then `extra`'s over them.
+ * Segments of a compacted topic roll after this long or this size (the broker's defaults are 7 days
+ * and 1 GiB). Kafka compacts only rolled segments, so these bound the uncompacted tail that a
+ * projector's restore, the read model's rebuild or a client's `getTwin` reads past the latest
+ * record of each key (docs/operations.md, "Retention").
+ */
+export const COMPACTED_SEGMENT_MS = 3_600_000;
+export const COMPACTED_SEGMENT_BYTES = 100 * 2 ** 20;
+
+/**
+ * The configs a topic is created with: append-time timestamps, compaction (with short segments) and
+ * retention as `spec` says, then `extra`'s over them.
  */
 export function topicConfigOf(spec: TopicSpec, extra?: (spec: TopicSpec) => Readonly<Record<string, string>> | undefined): { name: string; value: string }[] {
   const config: Record<string, string> = { 'message.timestamp.type': 'LogAppendTime' };
-  if (spec.compacted === true) config['cleanup.policy'] = 'compact';
+  if (spec.compacted === true) {
+    config['cleanup.policy'] = 'compact';
+    config['segment.ms'] = String(COMPACTED_SEGMENT_MS);
+    config['segment.bytes'] = String(COMPACTED_SEGMENT_BYTES);
+  }
   if (spec.retentionMs !== undefined) config['retention.ms'] = String(spec.retentionMs);
   if (spec.retentionBytes !== undefined) config['retention.bytes'] = String(spec.retentionBytes);
   Object.assign(config, extra?.(spec));
