@@ -55,6 +55,7 @@ import { IDEMPOTENCY_KEY_HEADER, idempotencyKeyOf } from './internal/idempotency
 import { createTokenBuckets } from './internal/tokenBuckets.ts';
 import { readJsonBody } from './internal/readJsonBody.ts';
 import { createSnapshotReader } from './internal/snapshotReader.ts';
+import { createDigitalTwinRoutes } from './internal/digitalTwinRoutes.ts';
 import { trackWrites } from './internal/trackWrites.ts';
 import { createAckedWrites, createIndexedReader, createReadPath, type TwinIndex, type TwinReader, type TwinReadOptions } from './internal/twinReader.ts';
 import { DEFAULT_MAX_TOKEN_LIFETIME_MS, type SasTarget } from './internal/sasToken.ts';
@@ -288,8 +289,8 @@ interface RequestContext {
 
 interface Route {
   readonly method: string;
-  /** `devices`, `twins`, or `devices/query`. */
-  readonly kind: 'device' | 'twin' | 'query';
+  /** `devices`, `twins`, `devices/query`, `digitaltwins` or a digital twin command. */
+  readonly kind: 'device' | 'twin' | 'query' | 'digitaltwin' | 'digitaltwin-command';
   readonly rights: readonly PolicyRight[];
   readonly handle: Handler;
 }
@@ -341,6 +342,7 @@ export function createRestGateway({
   const servers = new Set<Server>();
   const principals = new WeakMap<IncomingMessage, string>();
   const admit = createAdmission(rateLimit, physicalNow);
+  const digitalTwins = createDigitalTwinRoutes({ client, twins, keys, maxBodyBytes });
 
   const routes: Route[] = [
     { method: 'GET', kind: 'device', rights: ['registryRead'], handle: getDevice },
@@ -350,6 +352,10 @@ export function createRestGateway({
     { method: 'PATCH', kind: 'twin', rights: ['serviceConnect', 'registryReadWrite'], handle: patchTwin },
     { method: 'PUT', kind: 'twin', rights: ['serviceConnect', 'registryReadWrite'], handle: putTwin },
     { method: 'POST', kind: 'query', rights: ['serviceConnect', 'registryRead'], handle: query },
+    // the Plug and Play digital twin API (docs/iot-hub.md, "IoT Plug and Play"): a view of the twin
+    { method: 'GET', kind: 'digitaltwin', rights: ['serviceConnect', 'registryRead'], handle: digitalTwins.getDigitalTwin },
+    { method: 'PATCH', kind: 'digitaltwin', rights: ['serviceConnect', 'registryReadWrite'], handle: digitalTwins.patchDigitalTwin },
+    { method: 'POST', kind: 'digitaltwin-command', rights: ['serviceConnect'], handle: digitalTwins.invokeCommand },
   ];
 
   async function getDevice({ res, id }: RequestContext): Promise<void> {
@@ -529,15 +535,16 @@ export function createRestGateway({
 }
 
 /**
- * What a request addresses, for the scope check (never throws): `/devices/{id}[/…]` and
- * `/twins/{id}[/…]` address device `id` (`…/modules/{m}` its module), except `POST /devices/query`;
+ * What a request addresses, for the scope check (never throws): `/devices/{id}[/…]`,
+ * `/twins/{id}[/…]` and `/digitaltwins/{id}[/…]` address device `id` (`…/modules/{m}` its
+ * module), except `POST /devices/query`;
  * every other path (queries, jobs, configurations, the registry-wide list, unknown paths and ids
  * that do not decode) is hub-wide.
  */
 function targetOf(pathname: string, method: string): SasTarget {
   const parts = pathname.replace(/\/+$/, '').split('/').slice(1);
   const [collection, rawId, sub, rawModule] = parts;
-  if ((collection !== 'devices' && collection !== 'twins') || rawId === undefined) return { kind: 'hub' };
+  if ((collection !== 'devices' && collection !== 'twins' && collection !== 'digitaltwins') || rawId === undefined) return { kind: 'hub' };
   if (collection === 'devices' && rawId === 'query' && parts.length === 2 && method === 'POST') return { kind: 'hub' };
   try {
     const deviceId = decodeURIComponent(rawId);
@@ -548,17 +555,23 @@ function targetOf(pathname: string, method: string): SasTarget {
   }
 }
 
-/** `/devices/{id}`, `/twins/{id}`, `/devices/query` (POST) → route kind and decoded id. */
+/**
+ * `/devices/{id}`, `/twins/{id}`, `/devices/query` (POST), `/digitaltwins/{id}`,
+ * `/digitaltwins/{id}/commands/{c}` and `/digitaltwins/{id}/components/{p}/commands/{c}` → route
+ * kind and decoded id.
+ */
 function routeOf(pathname: string, method: string): { kind: Route['kind']; id: string } {
   const parts = pathname.replace(/\/+$/, '').split('/').slice(1);
   if (parts.length === 2 && parts[0] === 'devices' && parts[1] === 'query' && method === 'POST') return { kind: 'query', id: '' };
-  if (parts.length === 2 && (parts[0] === 'devices' || parts[0] === 'twins')) {
+  const command = parts[0] === 'digitaltwins' && ((parts.length === 4 && parts[2] === 'commands') || (parts.length === 6 && parts[2] === 'components' && parts[4] === 'commands'));
+  if ((parts.length === 2 && (parts[0] === 'devices' || parts[0] === 'twins' || parts[0] === 'digitaltwins')) || command) {
     let id: string;
     try {
       id = decodeURIComponent(parts[1]!);
     } catch {
       throw new GatewayError('ARGUMENT_INVALID', 'The device id is not valid URI encoding');
     }
+    if (parts[0] === 'digitaltwins') return { kind: command ? 'digitaltwin-command' : 'digitaltwin', id };
     return { kind: parts[0] === 'devices' ? 'device' : 'twin', id };
   }
   throw new GatewayError('NOT_FOUND', `No route for ${pathname}`);

@@ -29,6 +29,8 @@ export interface Hub {
   readonly ca: TestCa;
   readonly keys: DeviceKeyStore;
   readonly registry: Registry;
+  /** The port the REST gateway listens on (HTTPS, the test CA's certificate). */
+  readonly restPort: number;
   readonly sessionFile: string;
   mqtt: MqttGateway;
   mqttServer: ListeningMqttGateway;
@@ -76,6 +78,7 @@ export async function startHub(kind: BackendKind): Promise<Hub> {
     ca,
     keys,
     registry,
+    restPort: restServer.port,
     sessionFile,
     mqtt,
     mqttServer,

@@ -91,12 +91,39 @@ function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
  *   not an object, or a body cut short.
  */
 export async function readJsonBody(req: IncomingMessage, { maxBytes }: { readonly maxBytes: number }): Promise<JsonObject> {
-  if (!announcesBody(req)) return {};
+  const value = await readJsonValue(req, maxBytes, false);
+  if (value === undefined) return {};
+  if (!isPlainObject(value)) throw new GatewayError('ARGUMENT_INVALID', 'The request body must be a JSON object');
+  return value as JsonObject;
+}
+
+/**
+ * Read the body as any JSON value (`undefined` when empty), with the same checks as
+ * {@link readJsonBody}; `application/json-patch+json` (RFC 6902) is accepted besides
+ * `application/json`. For the digital twin update, whose body is an array (docs/iot-hub.md, "IoT Plug and Play").
+ *
+ * @example
+ * const ops = await readJsonPatchBody(req, { maxBytes: 256 * 1024 }) // [{ op: 'add', … }]
+ */
+export function readJsonPatchBody(req: IncomingMessage, { maxBytes }: { readonly maxBytes: number }): Promise<unknown> {
+  return readJsonValue(req, maxBytes, true);
+}
+
+/** Whether a `Content-Type` is `application/json-patch+json` (charset absent or UTF-8). */
+function isJsonPatchContentType(contentType: string | undefined): boolean {
+  if (contentType === undefined) return false;
+  const [type = '', ...params] = contentType.split(';');
+  return type.trim().toLowerCase() === 'application/json-patch+json' && isJsonContentType(['application/json', ...params].join(';'));
+}
+
+async function readJsonValue(req: IncomingMessage, maxBytes: number, jsonPatch: boolean): Promise<unknown> {
+  if (!announcesBody(req)) return undefined;
   const length = req.headers['content-length'];
   if (length !== undefined && /^\s*[0-9]+\s*$/.test(length) && Number(length) > maxBytes) {
     throw new GatewayError('TOO_LARGE', `The request body exceeds ${maxBytes} bytes`);
   }
-  if (!isJsonContentType(req.headers['content-type'])) {
+  const contentType = req.headers['content-type'];
+  if (!isJsonContentType(contentType) && !(jsonPatch && isJsonPatchContentType(contentType))) {
     throw new GatewayError('CONTENT_INVALID', 'The request body must be application/json in UTF-8');
   }
   const bytes = await readBody(req, maxBytes);
@@ -106,13 +133,10 @@ export async function readJsonBody(req: IncomingMessage, { maxBytes }: { readonl
   } catch {
     throw new GatewayError('CONTENT_INVALID', 'The request body is not valid UTF-8');
   }
-  if (text.trim() === '') return {};
-  let value: unknown;
+  if (text.trim() === '') return undefined;
   try {
-    value = JSON.parse(text);
+    return JSON.parse(text) as unknown;
   } catch {
     throw new GatewayError('ARGUMENT_INVALID', 'The request body is not valid JSON');
   }
-  if (!isPlainObject(value)) throw new GatewayError('ARGUMENT_INVALID', 'The request body must be a JSON object');
-  return value as JsonObject;
 }
