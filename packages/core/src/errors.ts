@@ -83,7 +83,8 @@ export const ERROR_CODES = {
   JOB_ALREADY_EXISTS: undefined,
   /** A job request that is not valid (id, type, query condition, patch). */
   JOB_INVALID: ARGUMENT_INVALID,
-  CONFIGURATION_NOT_FOUND: undefined,
+  /** IoT Hub answers an unknown configuration id with 404 `ConfigurationNotFound` (docs/iot-hub.md, "Automatic configurations"). */
+  CONFIGURATION_NOT_FOUND: { status: 404, code: 404000, name: 'ConfigurationNotFound' },
   /** A configuration that is not valid (id, priority, target condition, content, metrics). */
   CONFIGURATION_INVALID: ARGUMENT_INVALID,
   /** A configuration update whose etag does not match. */

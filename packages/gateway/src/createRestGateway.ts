@@ -56,6 +56,7 @@ import { createTokenBuckets } from './internal/tokenBuckets.ts';
 import { readJsonBody } from './internal/readJsonBody.ts';
 import { createSnapshotReader } from './internal/snapshotReader.ts';
 import { createDigitalTwinRoutes } from './internal/digitalTwinRoutes.ts';
+import { createConfigurationRoutes, type ConfigurationService } from './internal/configurationRoutes.ts';
 import { trackWrites } from './internal/trackWrites.ts';
 import { createAckedWrites, createIndexedReader, createReadPath, type TwinIndex, type TwinReader, type TwinReadOptions } from './internal/twinReader.ts';
 import { DEFAULT_MAX_TOKEN_LIFETIME_MS, type SasTarget } from './internal/sasToken.ts';
@@ -72,6 +73,7 @@ import {
 export type { PolicyRight, SharedAccessPolicy } from './internal/verifyServiceSas.ts';
 export { DEFAULT_MAX_TOKEN_LIFETIME_MS } from './internal/sasToken.ts';
 export type { InputPosition, TwinIndex } from './internal/twinReader.ts';
+export type { ConfigurationDefinition, ConfigurationDocument, ConfigurationService } from './internal/configurationRoutes.ts';
 
 /** The api-versions the gateway accepts (§5.1: every value seen in the wild). */
 export const API_VERSIONS: readonly string[] = [
@@ -230,6 +232,12 @@ export interface RestGatewayOptions {
    * end at the time of the request.
    */
   readonly twinIndex?: TwinIndex;
+  /**
+   * The automatic configurations behind `/configurations/…` (docs/iot-hub.md, "Automatic
+   * configurations"): `@twinlog/fleet`'s configuration manager has this shape (`twinlog serve`
+   * passes it). Default: none, every configuration route answers 404 `NotFound`.
+   */
+  readonly configurations?: ConfigurationService;
 }
 
 /**
@@ -290,7 +298,7 @@ interface RequestContext {
 interface Route {
   readonly method: string;
   /** `devices`, `twins`, `devices/query`, `digitaltwins` or a digital twin command. */
-  readonly kind: 'device' | 'twin' | 'query' | 'digitaltwin' | 'digitaltwin-command';
+  readonly kind: 'device' | 'twin' | 'query' | 'digitaltwin' | 'digitaltwin-command' | 'configuration' | 'configurations';
   readonly rights: readonly PolicyRight[];
   readonly handle: Handler;
 }
@@ -324,6 +332,7 @@ export function createRestGateway({
   deviceKeys,
   queryView,
   twinIndex,
+  configurations,
   isConnected = () => false,
   maxTokenLifetimeMs = DEFAULT_MAX_TOKEN_LIFETIME_MS,
   maxBodyBytes = DEFAULT_MAX_BODY_BYTES,
@@ -342,6 +351,7 @@ export function createRestGateway({
   const servers = new Set<Server>();
   const principals = new WeakMap<IncomingMessage, string>();
   const admit = createAdmission(rateLimit, physicalNow);
+  const configurationRoutes = createConfigurationRoutes({ configurations, maxBodyBytes });
   const digitalTwins = createDigitalTwinRoutes({ client, twins, keys, maxBodyBytes });
 
   const routes: Route[] = [
@@ -356,6 +366,11 @@ export function createRestGateway({
     { method: 'GET', kind: 'digitaltwin', rights: ['serviceConnect', 'registryRead'], handle: digitalTwins.getDigitalTwin },
     { method: 'PATCH', kind: 'digitaltwin', rights: ['serviceConnect', 'registryReadWrite'], handle: digitalTwins.patchDigitalTwin },
     { method: 'POST', kind: 'digitaltwin-command', rights: ['serviceConnect'], handle: digitalTwins.invokeCommand },
+    // automatic configurations (docs/iot-hub.md, "Automatic configurations"): hub-wide, IoT Hub's registry rights
+    { method: 'PUT', kind: 'configuration', rights: ['registryReadWrite'], handle: configurationRoutes.putConfiguration },
+    { method: 'GET', kind: 'configuration', rights: ['registryRead'], handle: configurationRoutes.getConfiguration },
+    { method: 'DELETE', kind: 'configuration', rights: ['registryReadWrite'], handle: configurationRoutes.deleteConfiguration },
+    { method: 'GET', kind: 'configurations', rights: ['registryRead'], handle: configurationRoutes.listConfigurations },
   ];
 
   async function getDevice({ res, id }: RequestContext): Promise<void> {
@@ -563,6 +578,14 @@ function targetOf(pathname: string, method: string): SasTarget {
 function routeOf(pathname: string, method: string): { kind: Route['kind']; id: string } {
   const parts = pathname.replace(/\/+$/, '').split('/').slice(1);
   if (parts.length === 2 && parts[0] === 'devices' && parts[1] === 'query' && method === 'POST') return { kind: 'query', id: '' };
+  if (parts[0] === 'configurations' && parts.length <= 2) {
+    if (parts.length === 1) return { kind: 'configurations', id: '' };
+    try {
+      return { kind: 'configuration', id: decodeURIComponent(parts[1]!) };
+    } catch {
+      throw new GatewayError('ARGUMENT_INVALID', 'The configuration id is not valid URI encoding');
+    }
+  }
   const command = parts[0] === 'digitaltwins' && ((parts.length === 4 && parts[2] === 'commands') || (parts.length === 6 && parts[2] === 'components' && parts[4] === 'commands'));
   if ((parts.length === 2 && (parts[0] === 'devices' || parts[0] === 'twins' || parts[0] === 'digitaltwins')) || command) {
     let id: string;

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Client as DeviceClient } from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
 import { Registry } from 'azure-iothub';
+import { createConfigurationManager, createReadModel as createConfigReadModel, type ConfigurationManager } from '@twinlog/fleet';
 import {
   createDeviceKeyStore,
   createMqttGateway,
@@ -29,6 +30,8 @@ export interface Hub {
   readonly ca: TestCa;
   readonly keys: DeviceKeyStore;
   readonly registry: Registry;
+  /** With `startHub(kind, { configurations: true })`: the configuration manager behind `/configurations` (over its own read model, as in `serve`). */
+  readonly configurations?: ConfigurationManager;
   /** The port the REST gateway listens on (HTTPS, the test CA's certificate). */
   readonly restPort: number;
   readonly sessionFile: string;
@@ -48,8 +51,11 @@ export interface Hub {
   close(): Promise<void>;
 }
 
-export async function startHub(kind: BackendKind): Promise<Hub> {
+export async function startHub(kind: BackendKind, options: { readonly configurations?: boolean } = {}): Promise<Hub> {
   const backend = await startBackend(kind);
+  const configReadModel = options.configurations === true ? await createConfigReadModel({ log: backend.log, path: join(backend.dir, 'config-read-model.db') }) : undefined;
+  const configurations = configReadModel === undefined ? undefined : createConfigurationManager({ readModel: configReadModel, log: backend.log, physicalNow: Date.now });
+  configurations?.start();
   const ca = createTestCa();
   const keys = createDeviceKeyStore(join(backend.dir, 'device-keys.json'));
   const sessionFile = join(backend.dir, 'mqtt-sessions.jsonl');
@@ -61,6 +67,7 @@ export async function startHub(kind: BackendKind): Promise<Hub> {
     policies: [{ name: 'iothubowner', key: OWNER_KEY, rights: ['registryReadWrite', 'serviceConnect'] }],
     deviceKeys: keys,
     isConnected: (deviceId) => mqtt.isConnected(deviceId),
+    ...(configurations === undefined ? {} : { configurations }),
   });
   const restServer: ListeningGateway = await rest.listen({ port: 0, host: '127.0.0.1', tls });
   const registry = Registry.fromConnectionString(`HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${OWNER_KEY}`);
@@ -78,6 +85,7 @@ export async function startHub(kind: BackendKind): Promise<Hub> {
     ca,
     keys,
     registry,
+    ...(configurations === undefined ? {} : { configurations }),
     restPort: restServer.port,
     sessionFile,
     mqtt,
@@ -122,6 +130,8 @@ export async function startHub(kind: BackendKind): Promise<Hub> {
       await hub.mqtt.close();
       await restServer.close();
       await rest.close();
+      await configurations?.stop();
+      await configReadModel?.close();
       await backend.stop();
     },
   };

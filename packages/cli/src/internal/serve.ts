@@ -42,6 +42,7 @@ import {
 } from '@twinlog/gateway';
 import { CHECKPOINT_KEY, startProjector, TOPICS, type Projector } from '@twinlog/projector';
 import type { ReadModel } from '@twinlog/fleet';
+import type { ConfigurationManager } from '@twinlog/fleet';
 import type { EmbeddedStorageStats, MaintenanceReport } from '@twinlog/log-embedded';
 import type { KafkaLogEntry } from '@twinlog/log-kafka';
 import { startReconciler, type Reconciler } from '@twinlog/reconciler';
@@ -207,6 +208,7 @@ export async function serve(
   let mqtt: MqttGateway | undefined;
   let mqttListening: ListeningMqttGateway | undefined;
   let readModel: ReadModel | undefined;
+  let configurations: ConfigurationManager | undefined;
   const watches: TopicWatch[] = [];
   /** On Kafka, each stage's own log (client id `twinlog-serve-<stage>`); closed after the stages. */
   const stageLogs: Log[] = [];
@@ -360,6 +362,7 @@ export async function serve(
       await step('mqtt gateway', mqtt === undefined ? undefined : () => mqtt!.close());
       await step('gateway listener', listening === undefined ? undefined : () => listening!.close());
       await step('gateway', gateway === undefined ? undefined : () => gateway!.close());
+      await step('configuration manager', configurations === undefined ? undefined : () => configurations!.stop());
       await step('read model', readModel === undefined ? undefined : () => readModel!.close());
       await Promise.all(watches.map((w) => step('topic watch', () => w.stop())));
       await step('reconciler', reconciler === undefined ? undefined : () => reconciler!.stop());
@@ -469,6 +472,12 @@ export async function serve(
     );
     readModel = await createReadModel({ log: await stageLog('read-model'), path: readModelFile, onStateChange });
     logger.info('read model started', { file: readModelFile });
+    // Automatic configurations (docs/iot-hub.md, "Automatic configurations"): kept in the read
+    // model's file, re-evaluated for the devices of every read-model batch (a tags change re-targets
+    // within one batch), after each change over REST, and every 5 minutes.
+    const { createConfigurationManager } = await import('@twinlog/fleet');
+    configurations = createConfigurationManager({ readModel, log: await stageLog('configurations'), physicalNow });
+    configurations.start();
 
     const policy = servicePolicy(config);
     const deviceKeys = createDeviceKeyStore(registryFileOf(config));
@@ -480,6 +489,7 @@ export async function serve(
       deviceKeys,
       queryView: readModel,
       twinIndex: readModel, // GET /twins/{id} and the twin after PATCH/PUT: looked up, not scanned (docs/reads.md)
+      configurations,
       isConnected: (deviceId) => mqtt?.isConnected(deviceId) ?? false,
     });
     subscribe(GATEWAY_REQUEST_CHANNEL, onRequest);
