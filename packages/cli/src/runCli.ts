@@ -1,6 +1,6 @@
 /**
  * The `twinlog` command line (commander 14): `serve`, `replay`, `audit`, `tail`, `query`, `twin`,
- * `device` and `bench`. Every command works on the embedded log in `--data` (default `.data/`) or,
+ * `device`, `config` and `bench`. Every command works on the embedded log in `--data` (default `.data/`) or,
  * with `--kafka host:port` (or `TWINLOG_KAFKA_BROKERS` / `KAFKA_BROKERS`), on Kafka.
  *
  * Exit codes: 0 success; 1 an engine error (printed as `twinlog: CODE: message`) or a failed
@@ -195,6 +195,41 @@ export async function runCli(argv: readonly string[], { stdout, stderr, stderrIs
   ).action(run(async (deviceId: string, opts: Record<string, unknown>) => (await commands()).deviceUpdateCommand(config(opts), io, deviceId, opts)));
   storeOptions(device.command('list').description('list the devices with their versions').option('--json', 'one JSON object per device')).action(
     run(async (opts: Record<string, unknown>) => (await commands()).deviceListCommand(config(opts), io, opts)),
+  );
+
+  // automatic configurations, through a running serve's REST gateway (docs/iot-hub.md, "Automatic configurations")
+  const configCommands = (): Promise<typeof import('./internal/configCommands.ts')> => import('./internal/configCommands.ts');
+  const gatewayOptions = (cmd: Command): Command =>
+    storeOptions(cmd)
+      .option('--gateway <url>', "the REST gateway of a running serve (default: http(s)://<host>:<port> of the configuration)")
+      .option('--port <port>', 'REST gateway port (env TWINLOG_PORT; default 8080)')
+      .option('--hub-name <name>', 'host name the service token names (env TWINLOG_HUB_NAME; default localhost)')
+      .option('--policy-key <base64>', 'key of the iothubowner policy (env TWINLOG_POLICY_KEY; default: <data>/service-policy.json)');
+  const configuration = program.command('config').description('automatic device configurations (IoT Hub): put, get, list, delete, through a running serve');
+  for (const name of ['put', 'create'] as const) {
+    gatewayOptions(
+      configuration
+        .command(name)
+        .description(name === 'put' ? 'create or replace a configuration (PUT /configurations/{id})' : 'the same as put')
+        .argument('<id>')
+        .option('--file <json>', "a configuration as IoT Hub's JSON (content.deviceContent, targetCondition, priority, labels, metrics)")
+        .option('--target <condition>', "target condition on tags or deviceId, e.g. \"tags.env = 'prod'\", or *")
+        .option('--priority <n>', 'priority: the highest targeting configuration wins (default 0)')
+        .option('--content <json>', 'device content: {"properties.desired.<path>": value, …}')
+        .option('--label <name=value...>', 'labels')
+        .option('--metric <name=query...>', 'custom metrics (at most 5)')
+        .option('--if-match <etag>', 'only if the configuration still has this etag (* for any)')
+        .option('--json', 'print the answer on one line'),
+    ).action(run(async (id: string, opts: Record<string, unknown>) => (await configCommands()).configPutCommand(config(opts), io, id, opts)));
+  }
+  gatewayOptions(configuration.command('get').description('print a configuration with its metrics').argument('<id>').option('--json', 'on one line')).action(
+    run(async (id: string, opts: Record<string, unknown>) => (await configCommands()).configGetCommand(config(opts), io, id, opts)),
+  );
+  gatewayOptions(configuration.command('list').description('the configurations, highest priority first').option('--top <n>', 'at most n').option('--json', 'one JSON object per configuration')).action(
+    run(async (opts: Record<string, unknown>) => (await configCommands()).configListCommand(config(opts), io, opts)),
+  );
+  gatewayOptions(configuration.command('delete').description('delete a configuration (its content is withdrawn from the twins)').argument('<id>').option('--if-match <etag>', 'only if it still has this etag')).action(
+    run(async (id: string, opts: Record<string, unknown>) => (await configCommands()).configDeleteCommand(config(opts), io, id, opts)),
   );
 
   program

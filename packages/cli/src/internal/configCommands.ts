@@ -1,0 +1,204 @@
+/**
+ * `twinlog config put|create|get|list|delete`: automatic device configurations (docs/iot-hub.md,
+ * "Automatic configurations"), sent to a running `twinlog serve` over its REST gateway, the same
+ * `/configurations` routes the `Registry` of `azure-iothub` calls, so `serve` applies a change at
+ * once. The gateway is `--gateway <url>`, by default the configured
+ * `host` and `port` (`https` when `serve` has a certificate, which is then trusted); requests are
+ * signed with the service policy `serve` uses (`TWINLOG_POLICY_KEY`, or `<data>/service-policy.json`).
+ */
+import { readFileSync } from 'node:fs';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { CliError } from './CliError.ts';
+import type { CliIo } from './commands.ts';
+import type { CliConfig } from './resolveConfig.ts';
+
+const API_VERSION = '2021-04-12';
+
+export interface ConfigGatewayOptions {
+  readonly gateway?: string;
+}
+
+export interface ConfigPutOptions extends ConfigGatewayOptions {
+  readonly file?: string;
+  readonly target?: string;
+  readonly priority?: string;
+  readonly content?: string;
+  readonly label?: readonly string[];
+  readonly metric?: readonly string[];
+  readonly ifMatch?: string;
+  readonly json?: boolean;
+}
+
+/** The gateway's base URL and whether to trust serve's certificate. */
+function gatewayOf(config: CliConfig, opts: ConfigGatewayOptions): URL {
+  const given = opts.gateway;
+  if (given !== undefined) {
+    try {
+      return new URL(given);
+    } catch {
+      throw new CliError(`--gateway must be a URL such as http://127.0.0.1:8080, got '${given}'`);
+    }
+  }
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  const scheme = config.tlsCert !== undefined && config.tlsKey !== undefined ? 'https' : 'http';
+  return new URL(`${scheme}://${host.includes(':') ? `[${host}]` : host}:${config.port}`);
+}
+
+interface Answer {
+  readonly status: number;
+  readonly body: unknown;
+}
+
+/** One signed REST call to the gateway; a refusal becomes a one-line error (exit code 1). */
+async function call(config: CliConfig, opts: ConfigGatewayOptions, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer> {
+  const { servicePolicy } = await import('./serve.ts');
+  const { signServiceSas } = await import('@twinlog/gateway');
+  const policy = servicePolicy(config);
+  const base = gatewayOf(config, opts);
+  const url = new URL(`${path}${path.includes('?') ? '&' : '?'}api-version=${API_VERSION}`, base);
+  const token = signServiceSas(config.hubName, policy.name, policy.key, Math.floor(Date.now() / 1000) + 300);
+  const text = body === undefined ? undefined : JSON.stringify(body);
+  const https = url.protocol === 'https:';
+  const answer = await new Promise<{ res: IncomingMessage; data: string }>((resolvePromise, reject) => {
+    const req = (https ? httpsRequest : httpRequest)(
+      url,
+      {
+        method,
+        headers: {
+          authorization: token,
+          ...(text === undefined ? {} : { 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(text)) }),
+          ...headers,
+        },
+        ...(https && config.tlsCert !== undefined ? { ca: readFileSync(config.tlsCert), servername: config.hubName } : {}),
+      },
+      (res) => {
+        let data = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (data += c));
+        res.on('end', () => resolvePromise({ res, data }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', (e: NodeJS.ErrnoException) =>
+      reject(new CliError(`cannot reach the gateway at ${base.origin} (${e.code ?? e.message}): is \`twinlog serve\` running? (--gateway <url> to name another)`, 1)),
+    );
+    req.end(text);
+  });
+  const status = answer.res.statusCode ?? 0;
+  let parsed: unknown = undefined;
+  if (answer.data !== '') {
+    try {
+      parsed = JSON.parse(answer.data) as unknown;
+    } catch {
+      parsed = answer.data;
+    }
+  }
+  if (status >= 300) {
+    // IoT Hub's error body: {"Message":"ErrorCode:<Name>;<text>", …}
+    const message = (parsed as { Message?: unknown } | undefined)?.Message;
+    const m = typeof message === 'string' ? /^ErrorCode:([^;]*);(.*)$/s.exec(message) : null;
+    throw new CliError(m === null ? `the gateway answered ${status}` : `${m[1]}: ${m[2]} (${status})`, 1);
+  }
+  return { status, body: parsed };
+}
+
+/** `name=value` pairs of a repeated flag. */
+function pairsOf(flag: string, values: readonly string[] | undefined): Record<string, string> | undefined {
+  if (values === undefined || values.length === 0) return undefined;
+  const out: Record<string, string> = {};
+  for (const v of values) {
+    const i = v.indexOf('=');
+    if (i <= 0) throw new CliError(`${flag} takes name=value, got '${v}'`);
+    out[v.slice(0, i)] = v.slice(i + 1);
+  }
+  return out;
+}
+
+function jsonArg(what: string, text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new CliError(`${what} is not valid JSON`);
+  }
+}
+
+/** The configuration a `config put` sends: the `--file` (IoT Hub's JSON), then the flags over it. */
+export function configurationBodyOf(id: string, opts: ConfigPutOptions): Record<string, unknown> {
+  const body: Record<string, unknown> = {};
+  if (opts.file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(opts.file, 'utf8');
+    } catch (e) {
+      throw new CliError(`cannot read --file ${opts.file}: ${(e as Error).message}`);
+    }
+    const parsed = jsonArg(`--file ${opts.file}`, text);
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new CliError(`--file ${opts.file} must hold a JSON object (a configuration)`);
+    Object.assign(body, parsed);
+  }
+  body['id'] = id;
+  if (opts.target !== undefined) body['targetCondition'] = opts.target;
+  if (opts.priority !== undefined) {
+    if (!/^[0-9]+$/.test(opts.priority)) throw new CliError(`--priority must be a whole number of at least 0, got '${opts.priority}'`);
+    body['priority'] = Number(opts.priority);
+  }
+  if (opts.content !== undefined) body['content'] = { deviceContent: jsonArg('--content', opts.content) };
+  const labels = pairsOf('--label', opts.label);
+  if (labels !== undefined) body['labels'] = { ...((body['labels'] as object | undefined) ?? {}), ...labels };
+  const metrics = pairsOf('--metric', opts.metric);
+  if (metrics !== undefined) body['metrics'] = { queries: { ...((body['metrics'] as { queries?: object } | undefined)?.queries ?? {}), ...metrics } };
+  if (body['content'] === undefined) throw new CliError('give the content: --content \'{"properties.desired.<path>": <value>}\' or --file <configuration.json>');
+  if (body['targetCondition'] === undefined) throw new CliError("give the target: --target \"tags.env = 'prod'\" (or *) or --file <configuration.json>");
+  if (body['schemaVersion'] === undefined) body['schemaVersion'] = '1.0';
+  return body;
+}
+
+const path = (id: string): string => `/configurations/${encodeURIComponent(id)}`;
+const quoted = (etag: string): string => (etag === '*' || etag.startsWith('"') ? etag : `"${etag}"`);
+
+function printConfiguration(io: CliIo, c: Record<string, unknown>, json: boolean | undefined): void {
+  io.out(json === true ? `${JSON.stringify(c)}\n` : `${JSON.stringify(c, null, 2)}\n`);
+}
+
+export async function configPutCommand(config: CliConfig, io: CliIo, id: string, opts: ConfigPutOptions): Promise<number> {
+  const body = configurationBodyOf(id, opts);
+  const { body: answer } = await call(config, opts, 'PUT', path(id), body, opts.ifMatch === undefined ? {} : { 'if-match': quoted(opts.ifMatch) });
+  printConfiguration(io, answer as Record<string, unknown>, opts.json);
+  return 0;
+}
+
+export async function configGetCommand(config: CliConfig, io: CliIo, id: string, opts: ConfigGatewayOptions & { json?: boolean }): Promise<number> {
+  const { body } = await call(config, opts, 'GET', path(id));
+  printConfiguration(io, body as Record<string, unknown>, opts.json);
+  return 0;
+}
+
+export async function configListCommand(config: CliConfig, io: CliIo, opts: ConfigGatewayOptions & { json?: boolean; top?: string }): Promise<number> {
+  if (opts.top !== undefined && !/^[1-9][0-9]*$/.test(opts.top)) throw new CliError(`--top must be a positive whole number, got '${opts.top}'`);
+  const { body } = await call(config, opts, 'GET', opts.top === undefined ? '/configurations' : `/configurations?top=${opts.top}`);
+  const list = body as Record<string, unknown>[];
+  if (opts.json === true) {
+    for (const c of list) io.out(`${JSON.stringify(c)}\n`);
+    return 0;
+  }
+  if (list.length === 0) {
+    io.out('no configurations\n');
+    return 0;
+  }
+  const width = Math.max(2, ...list.map((c) => String(c['id']).length));
+  io.out(`${'id'.padEnd(width)}  priority  targeted  applied  targetCondition\n`);
+  for (const c of list) {
+    const results = (c['systemMetrics'] as { results?: Record<string, number> } | undefined)?.results ?? {};
+    io.out(
+      `${String(c['id']).padEnd(width)}  ${String(c['priority']).padStart(8)}  ${String(results['targetedCount'] ?? 0).padStart(8)}  ${String(results['appliedCount'] ?? 0).padStart(7)}  ${String(c['targetCondition'])}\n`,
+    );
+  }
+  return 0;
+}
+
+export async function configDeleteCommand(config: CliConfig, io: CliIo, id: string, opts: ConfigGatewayOptions & { ifMatch?: string }): Promise<number> {
+  await call(config, opts, 'DELETE', path(id), undefined, opts.ifMatch === undefined ? {} : { 'if-match': quoted(opts.ifMatch) });
+  io.out(`deleted configuration ${id}\n`);
+  return 0;
+}
