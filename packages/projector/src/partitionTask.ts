@@ -143,7 +143,8 @@ export interface TaskOptions {
   readonly maxSnapshotBytes?: number;
   /**
    * Rebuild mode (replay, time travel): commands are not decided again — their accepted facts and
-   * rejections are already in the log — and nothing is written for them.
+   * rejections are already in the log — and nothing is written for them; applied events make no
+   * change records (a replay keeps the final states only).
    */
   readonly rebuild?: boolean;
   /** Called for every event applied, with the state right after it (audit, history). */
@@ -454,7 +455,8 @@ export class PartitionTask {
   private applyAndRecord(state: TwinState, e: TwinEvent, source: Source): void {
     const section = isSection(e.section) ? e.section : undefined;
     const scope = section === undefined || e.op === 'replace' ? undefined : Object.keys(e.patch);
-    const before = section === undefined ? {} : sectionScope(state, section, scope);
+    // a rebuild writes no change records (replay keeps only the final states): no views to diff
+    const before = section === undefined || this.rebuild ? {} : sectionScope(state, section, scope);
     const outcome = applyEvent(state, e);
     if (outcome !== 'APPLIED') {
       if (outcome === 'DUPLICATE') this.stats.duplicates++;
@@ -474,6 +476,7 @@ export class PartitionTask {
         this.ready.push(...waiting);
       }
     }
+    if (this.rebuild) return;
     const diff = section === undefined ? {} : diffMergePatch(before, sectionScope(state, section, scope));
     this.changes.push({
       key: e.deviceId,
