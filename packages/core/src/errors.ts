@@ -80,7 +80,8 @@ export const ERROR_CODES = {
   /** The read model's consumer stopped; queries still answer from its last state. */
   READ_MODEL_FAILED: undefined,
   JOB_NOT_FOUND: { status: 404, code: 404002, name: 'JobNotFound' },
-  JOB_ALREADY_EXISTS: undefined,
+  /** A job id already taken (jobs are kept, whatever their status): 409, which the Node SDK raises as its 409 error (docs/iot-hub.md, "Jobs"). */
+  JOB_ALREADY_EXISTS: { status: 409, code: 409000, name: 'JobAlreadyExists' },
   /** A job request that is not valid (id, type, query condition, patch). */
   JOB_INVALID: ARGUMENT_INVALID,
   /** IoT Hub answers an unknown configuration id with 404 `ConfigurationNotFound` (docs/iot-hub.md, "Automatic configurations"). */

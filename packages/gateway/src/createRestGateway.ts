@@ -56,6 +56,7 @@ import { createTokenBuckets } from './internal/tokenBuckets.ts';
 import { readJsonBody } from './internal/readJsonBody.ts';
 import { createSnapshotReader } from './internal/snapshotReader.ts';
 import { createDigitalTwinRoutes } from './internal/digitalTwinRoutes.ts';
+import { createJobRoutes, type JobService } from './internal/jobRoutes.ts';
 import { createConfigurationRoutes, type ConfigurationService } from './internal/configurationRoutes.ts';
 import { trackWrites } from './internal/trackWrites.ts';
 import { createAckedWrites, createIndexedReader, createReadPath, type TwinIndex, type TwinReader, type TwinReadOptions } from './internal/twinReader.ts';
@@ -74,6 +75,7 @@ export type { PolicyRight, SharedAccessPolicy } from './internal/verifyServiceSa
 export { DEFAULT_MAX_TOKEN_LIFETIME_MS } from './internal/sasToken.ts';
 export type { InputPosition, TwinIndex } from './internal/twinReader.ts';
 export type { ConfigurationDefinition, ConfigurationDocument, ConfigurationService } from './internal/configurationRoutes.ts';
+export type { JobService, JobServiceRequest, JobServiceState, JobServiceStatus } from './internal/jobRoutes.ts';
 
 /** The api-versions the gateway accepts (§5.1: every value seen in the wild). */
 export const API_VERSIONS: readonly string[] = [
@@ -238,6 +240,11 @@ export interface RestGatewayOptions {
    * passes it). Default: none, every configuration route answers 404 `NotFound`.
    */
   readonly configurations?: ConfigurationService;
+  /**
+   * The jobs behind `/jobs/v2/…` (docs/iot-hub.md, "Jobs"): `@twinlog/fleet`'s job runner has this
+   * shape (`twinlog serve` passes it). Default: none, every job route answers 404 `NotFound`.
+   */
+  readonly jobs?: JobService;
 }
 
 /**
@@ -298,7 +305,7 @@ interface RequestContext {
 interface Route {
   readonly method: string;
   /** `devices`, `twins`, `devices/query`, `digitaltwins` or a digital twin command. */
-  readonly kind: 'device' | 'twin' | 'query' | 'digitaltwin' | 'digitaltwin-command' | 'configuration' | 'configurations';
+  readonly kind: 'device' | 'twin' | 'query' | 'digitaltwin' | 'digitaltwin-command' | 'job' | 'job-cancel' | 'job-query' | 'configuration' | 'configurations';
   readonly rights: readonly PolicyRight[];
   readonly handle: Handler;
 }
@@ -333,6 +340,7 @@ export function createRestGateway({
   queryView,
   twinIndex,
   configurations,
+  jobs,
   isConnected = () => false,
   maxTokenLifetimeMs = DEFAULT_MAX_TOKEN_LIFETIME_MS,
   maxBodyBytes = DEFAULT_MAX_BODY_BYTES,
@@ -353,6 +361,7 @@ export function createRestGateway({
   const admit = createAdmission(rateLimit, physicalNow);
   const configurationRoutes = createConfigurationRoutes({ configurations, maxBodyBytes });
   const digitalTwins = createDigitalTwinRoutes({ client, twins, keys, maxBodyBytes });
+  const jobRoutes = createJobRoutes({ jobs, maxBodyBytes });
 
   const routes: Route[] = [
     { method: 'GET', kind: 'device', rights: ['registryRead'], handle: getDevice },
@@ -366,6 +375,12 @@ export function createRestGateway({
     { method: 'GET', kind: 'digitaltwin', rights: ['serviceConnect', 'registryRead'], handle: digitalTwins.getDigitalTwin },
     { method: 'PATCH', kind: 'digitaltwin', rights: ['serviceConnect', 'registryReadWrite'], handle: digitalTwins.patchDigitalTwin },
     { method: 'POST', kind: 'digitaltwin-command', rights: ['serviceConnect'], handle: digitalTwins.invokeCommand },
+    // jobs (docs/iot-hub.md, "Jobs"): hub-wide, IoT Hub's registry rights
+    { method: 'PUT', kind: 'job', rights: ['registryReadWrite'], handle: jobRoutes.putJob },
+    { method: 'GET', kind: 'job', rights: ['registryRead'], handle: jobRoutes.getJob },
+    { method: 'POST', kind: 'job-cancel', rights: ['registryReadWrite'], handle: jobRoutes.cancelJob },
+    { method: 'GET', kind: 'job-query', rights: ['registryRead'], handle: jobRoutes.queryJobs },
+    { method: 'POST', kind: 'job-query', rights: ['registryRead'], handle: jobRoutes.queryJobs },
     // automatic configurations (docs/iot-hub.md, "Automatic configurations"): hub-wide, IoT Hub's registry rights
     { method: 'PUT', kind: 'configuration', rights: ['registryReadWrite'], handle: configurationRoutes.putConfiguration },
     { method: 'GET', kind: 'configuration', rights: ['registryRead'], handle: configurationRoutes.getConfiguration },
@@ -573,7 +588,8 @@ function targetOf(pathname: string, method: string): SasTarget {
 /**
  * `/devices/{id}`, `/twins/{id}`, `/devices/query` (POST), `/digitaltwins/{id}`,
  * `/digitaltwins/{id}/commands/{c}` and `/digitaltwins/{id}/components/{p}/commands/{c}` → route
- * kind and decoded id.
+ * kind and decoded id; `/jobs/v2/{id}`, `/jobs/v2/{id}/cancel` and `/jobs/v2/query` → the job kinds
+ * and the decoded job id.
  */
 function routeOf(pathname: string, method: string): { kind: Route['kind']; id: string } {
   const parts = pathname.replace(/\/+$/, '').split('/').slice(1);
@@ -584,6 +600,14 @@ function routeOf(pathname: string, method: string): { kind: Route['kind']; id: s
       return { kind: 'configuration', id: decodeURIComponent(parts[1]!) };
     } catch {
       throw new GatewayError('ARGUMENT_INVALID', 'The configuration id is not valid URI encoding');
+    }
+  }
+  if (parts[0] === 'jobs' && parts[1] === 'v2' && (parts.length === 3 || (parts.length === 4 && parts[3] === 'cancel'))) {
+    if (parts.length === 3 && parts[2] === 'query') return { kind: 'job-query', id: '' };
+    try {
+      return { kind: parts.length === 4 ? 'job-cancel' : 'job', id: decodeURIComponent(parts[2]!) };
+    } catch {
+      throw new GatewayError('ARGUMENT_INVALID', 'The job id is not valid URI encoding');
     }
   }
   const command = parts[0] === 'digitaltwins' && ((parts.length === 4 && parts[2] === 'commands') || (parts.length === 6 && parts[2] === 'components' && parts[4] === 'commands'));

@@ -16,6 +16,7 @@
  */
 export { createRestGateway, API_VERSIONS, GATEWAY_REQUEST_CHANNEL } from './createRestGateway.ts';
 export type { GatewayRequestEvent, ListenOptions, ListeningGateway, PolicyRight, RestGateway, RestGatewayOptions, SharedAccessPolicy } from './createRestGateway.ts';
+export type { JobService, JobServiceRequest, JobServiceState, JobServiceStatus } from './createRestGateway.ts';
 export type { ConfigurationDefinition, ConfigurationDocument, ConfigurationService } from './createRestGateway.ts';
 export { signServiceSas } from './internal/verifyServiceSas.ts';
 export { GATEWAY_CODES, iotHubErrorBody } from './internal/iotHubError.ts';

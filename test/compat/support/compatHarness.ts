@@ -7,8 +7,9 @@
 import { join } from 'node:path';
 import { Client as DeviceClient } from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
-import { Registry } from 'azure-iothub';
+import { JobClient, Registry } from 'azure-iothub';
 import { createConfigurationManager, createReadModel as createConfigReadModel, type ConfigurationManager } from '@twinlog/fleet';
+import { createJobRunner, createReadModel, type JobRunner, type ReadModel } from '@twinlog/fleet';
 import {
   createDeviceKeyStore,
   createMqttGateway,
@@ -48,11 +49,18 @@ export interface Hub {
   startMqtt(): Promise<void>;
   /** PUT /twins/{id} through the Registry's own REST client (the Node Registry has no replaceTwin, §2.2). */
   replaceTwin(deviceId: string, twin: object, etag: string): Promise<Record<string, unknown>>;
+  /** With `startHub(kind, { jobs: true })`: the job runner behind `/jobs/v2` (over a read model, as in `twinlog serve`). */
+  readonly jobs: JobRunner | undefined;
+  /** An unmodified `JobClient` pointed at the REST gateway. */
+  jobClient(): JobClient;
   close(): Promise<void>;
 }
 
-export async function startHub(kind: BackendKind, options: { readonly configurations?: boolean } = {}): Promise<Hub> {
+export async function startHub(kind: BackendKind, options: { readonly jobs?: boolean; readonly configurations?: boolean } = {}): Promise<Hub> {
   const backend = await startBackend(kind);
+  const readModel: ReadModel | undefined = options.jobs === true ? await createReadModel({ log: backend.log, path: join(backend.dir, 'read-model.db') }) : undefined;
+  const jobs = readModel === undefined ? undefined : createJobRunner({ readModel, log: backend.log, physicalNow: Date.now, pollIntervalMs: 50 });
+  jobs?.start();
   const configReadModel = options.configurations === true ? await createConfigReadModel({ log: backend.log, path: join(backend.dir, 'config-read-model.db') }) : undefined;
   const configurations = configReadModel === undefined ? undefined : createConfigurationManager({ readModel: configReadModel, log: backend.log, physicalNow: Date.now });
   configurations?.start();
@@ -68,6 +76,7 @@ export async function startHub(kind: BackendKind, options: { readonly configurat
     deviceKeys: keys,
     isConnected: (deviceId) => mqtt.isConnected(deviceId),
     ...(configurations === undefined ? {} : { configurations }),
+    ...(readModel === undefined || jobs === undefined ? {} : { jobs, queryView: readModel }), // as in twinlog serve: queries see what jobs match
   });
   const restServer: ListeningGateway = await rest.listen({ port: 0, host: '127.0.0.1', tls });
   const registry = Registry.fromConnectionString(`HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${OWNER_KEY}`);
@@ -123,8 +132,16 @@ export async function startHub(kind: BackendKind, options: { readonly configurat
         ),
       );
     },
+    jobs,
+    jobClient() {
+      const client = JobClient.fromConnectionString(`HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${OWNER_KEY}`);
+      (client as unknown as { _restApiClient: { setOptions(o: object): void } })._restApiClient.setOptions({ http: { agent }, ca: ca.ca });
+      return client;
+    },
     async close() {
       for (const d of devices) await d.close().catch(() => {});
+      await jobs?.stop();
+      await readModel?.close();
       agent.destroy();
       await hub.mqttServer.close().catch(() => {});
       await hub.mqtt.close();
