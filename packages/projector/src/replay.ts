@@ -66,29 +66,44 @@ export interface ReplayResult {
   readonly partitions: readonly PartitionRange[];
 }
 
-/** Both inputs of one partition, merged by append time (back-end first on ties). */
-async function* mergedInputs(log: Log, partition: number, ends: { backend: number; device: number }): AsyncGenerator<[InputTopic, LogRecord]> {
+/**
+ * Both inputs of one partition, merged by append time (back-end first on ties), as runs: each run
+ * is consecutive records of one topic, the longest that the merge order allows (one await per run,
+ * not per record).
+ */
+export async function* mergedInputs(log: Log, partition: number, ends: { backend: number; device: number }): AsyncGenerator<readonly [InputTopic, readonly LogRecord[]]> {
   const iterators = {
     backend: log.read(TOPICS.backend, partition, { from: 0, to: ends.backend })[Symbol.asyncIterator](),
     device: log.read(TOPICS.device, partition, { from: 0, to: ends.device })[Symbol.asyncIterator](),
   };
-  const buffers: Record<InputTopic, LogRecord[]> = { backend: [], device: [] };
+  const buffers: Record<InputTopic, readonly LogRecord[]> = { backend: [], device: [] };
+  const heads: Record<InputTopic, number> = { backend: 0, device: 0 };
   const done: Record<InputTopic, boolean> = { backend: ends.backend === 0, device: ends.device === 0 };
   const fill = async (t: InputTopic): Promise<void> => {
-    while (!done[t] && buffers[t].length === 0) {
+    while (!done[t] && heads[t] >= buffers[t].length) {
       const next = await iterators[t].next();
       if (next.done) done[t] = true;
-      else buffers[t] = [...next.value];
+      else {
+        buffers[t] = next.value;
+        heads[t] = 0;
+      }
     }
   };
   for (;;) {
     await fill('backend');
     await fill('device');
-    const b = buffers.backend[0];
-    const d = buffers.device[0];
+    const b = buffers.backend[heads.backend];
+    const d = buffers.device[heads.device];
     if (b === undefined && d === undefined) return;
-    if (d === undefined || (b !== undefined && b.timestamp <= d.timestamp)) yield ['backend', buffers.backend.shift()!];
-    else yield ['device', buffers.device.shift()!];
+    const topic: InputTopic = d === undefined || (b !== undefined && b.timestamp <= d.timestamp) ? 'backend' : 'device';
+    const other = topic === 'backend' ? d : b;
+    const list = buffers[topic];
+    const start = heads[topic];
+    let end = start + 1;
+    // back-end records go first on ties, device records only strictly before the back-end head
+    while (end < list.length && (other === undefined || (topic === 'backend' ? list[end]!.timestamp <= other.timestamp : list[end]!.timestamp < other.timestamp))) end++;
+    heads[topic] = end;
+    yield [topic, start === 0 && end === list.length ? list : list.slice(start, end)];
   }
 }
 
@@ -140,20 +155,22 @@ export async function replay({
       for (const k of Object.keys(stats) as (keyof BatchStats)[]) stats[k] += out.stats[k];
       run = [];
     };
-    for await (const [topic, record] of mergedInputs(log, partition, { backend: backendEnds[partition] ?? 0, device: deviceEnds[partition] ?? 0 })) {
-      read++;
-      if (until !== undefined && record.timestamp > until) continue;
-      if (deviceId !== undefined && record.key !== deviceId) continue;
-      range[topic].first ??= record.offset;
-      range[topic].last = record.offset;
-      if (topic !== runTopic) {
-        feed();
-        runTopic = topic;
-      }
-      run.push(record);
-      if (run.length >= 1000) {
-        feed();
-        onProgress?.({ read, total });
+    for await (const [topic, records] of mergedInputs(log, partition, { backend: backendEnds[partition] ?? 0, device: deviceEnds[partition] ?? 0 })) {
+      for (const record of records) {
+        read++;
+        if (until !== undefined && record.timestamp > until) continue;
+        if (deviceId !== undefined && record.key !== deviceId) continue;
+        range[topic].first ??= record.offset;
+        range[topic].last = record.offset;
+        if (topic !== runTopic) {
+          feed();
+          runTopic = topic;
+        }
+        run.push(record);
+        if (run.length >= 1000) {
+          feed();
+          onProgress?.({ read, total });
+        }
       }
     }
     feed();
