@@ -7,6 +7,7 @@
  * Metadata is rendered lazily here; only stamps are stored.
  */
 import type { Section } from './event.ts';
+import { parseTwinId } from './validateEvent.ts';
 import { canonicalJson, type Json, type JsonObject } from './json.ts';
 import { base64url, sha256, utf8Encode } from './sha256.ts';
 import { compareStamps, isoOf, MIN_STAMP, type Stamp } from './stamp.ts';
@@ -32,6 +33,11 @@ export interface TwinSectionDocument extends JsonObject {
 /** The twin document as `GET /twins/{id}` returns it. */
 export interface TwinDocument {
   deviceId: string;
+  /**
+   * Set on a module twin only (docs/iot-hub.md, "Module identities and module twins"): its state's
+   * id is `{deviceId}/{moduleId}` and the document names the two apart, as IoT Hub's does.
+   */
+  moduleId?: string;
   etag: string;
   version: number;
   status: 'enabled' | 'disabled';
@@ -160,8 +166,10 @@ export function renderTwin(state: TwinState, options: RenderOptions = {}): TwinD
     doc.$version = sectionVersion(state, name);
     return doc;
   };
+  const { deviceId, moduleId } = parseTwinId(state.deviceId);
   return {
-    deviceId: state.deviceId,
+    deviceId,
+    ...(moduleId === undefined ? {} : { moduleId }),
     etag: computeEtag(state),
     version: twinVersion(state),
     status: 'enabled',

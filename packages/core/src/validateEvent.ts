@@ -23,6 +23,39 @@ export function isValidDeviceId(id: unknown): id is string {
   return typeof id === 'string' && DEVICE_ID.test(id);
 }
 
+/**
+ * A twin's id, the key of its log records (docs/iot-hub.md, "Module identities and module twins"):
+ * a device id, or `{deviceId}/{moduleId}` for a module twin (module ids follow the device id rule).
+ * `/` is not a device id character, so a module twin's id never names a device.
+ */
+export function isValidTwinId(id: unknown): id is string {
+  if (typeof id !== 'string') return false;
+  const slash = id.indexOf('/');
+  return slash < 0 ? DEVICE_ID.test(id) : DEVICE_ID.test(id.slice(0, slash)) && DEVICE_ID.test(id.slice(slash + 1));
+}
+
+/**
+ * The twin id of module `moduleId` of device `deviceId` (docs/iot-hub.md, "Module identities and module twins").
+ *
+ * @example
+ * moduleTwinId('gw-1', 'sensor') //=> 'gw-1/sensor'
+ */
+export function moduleTwinId(deviceId: string, moduleId: string): string {
+  return `${deviceId}/${moduleId}`;
+}
+
+/**
+ * The device id and, for a module twin, the module id of a twin id.
+ *
+ * @example
+ * parseTwinId('gw-1/sensor') //=> { deviceId: 'gw-1', moduleId: 'sensor' }
+ * parseTwinId('gw-1') //=> { deviceId: 'gw-1' }
+ */
+export function parseTwinId(id: string): { deviceId: string; moduleId?: string } {
+  const slash = id.indexOf('/');
+  return slash < 0 ? { deviceId: id } : { deviceId: id.slice(0, slash), moduleId: id.slice(slash + 1) };
+}
+
 export interface ValidateEventOptions {
   /** Patch limits (default IoT Hub's). */
   readonly limits?: Partial<TwinLimits>;
@@ -47,7 +80,7 @@ const fail = (code: 'EVENT_INVALID' | 'DEVICE_ID_INVALID' | 'STAMP_INVALID' | 'S
   ({ ok: false, error: new TwinlogError(code, message, { details }) }) as const;
 
 /**
- * Check an event without throwing: device id, dot, stamp, kind and op, lifecycle shape, the patch
+ * Check an event without throwing: twin id (a device's, or a module's `{deviceId}/{moduleId}`), dot, stamp, kind and op, lifecycle shape, the patch
  * (IoT Hub rules, {@link validatePatch}) and, given an append time, clock skew.
  *
  * @example
@@ -64,7 +97,7 @@ export function validateEvent(
     maxSkewMs = HORIZON_DEFAULTS.maxSkewMs,
   }: ValidateEventOptions = {},
 ): Result<TwinEvent> {
-  if (!isValidDeviceId(e.deviceId)) return fail('DEVICE_ID_INVALID', `invalid device id`, { deviceId: e.deviceId });
+  if (!isValidTwinId(e.deviceId)) return fail('DEVICE_ID_INVALID', `invalid device id`, { deviceId: e.deviceId });
   if (!WRITER_ID.test(e.id.writer) || !Number.isSafeInteger(e.id.seq) || e.id.seq < 0) {
     return fail('EVENT_INVALID', 'invalid event id', { writer: e.id.writer, seq: e.id.seq });
   }

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { TwinEvent } from './event.ts';
-import { validateEvent } from './validateEvent.ts';
+import { createTwinState } from './twinState.ts';
+import { renderTwin } from './renderTwin.ts';
+import { isValidDeviceId, isValidTwinId, moduleTwinId, parseTwinId, validateEvent } from './validateEvent.ts';
 
 const base: TwinEvent = {
   v: 1,
@@ -21,6 +23,10 @@ describe('validateEvent', () => {
   it.each([
     ['DEVICE_ID_INVALID', { deviceId: 'has space' }],
     ['DEVICE_ID_INVALID', { deviceId: 'x'.repeat(129) }],
+    ['DEVICE_ID_INVALID', { deviceId: 'dev/' }],
+    ['DEVICE_ID_INVALID', { deviceId: '/mod' }],
+    ['DEVICE_ID_INVALID', { deviceId: 'dev/mod/x' }],
+    ['DEVICE_ID_INVALID', { deviceId: `dev/${'m'.repeat(129)}` }],
     ['EVENT_INVALID', { id: { writer: '', seq: 1 } }],
     ['EVENT_INVALID', { id: { writer: 'gw', seq: 2 ** 53 } }],
     ['STAMP_INVALID', { stamp: { wall: 2 ** 48, counter: 0 } }],
@@ -46,5 +52,18 @@ describe('validateEvent', () => {
     const old = validateEvent(base, { appendTime: appendTime + 86_400_000 + 60_001 });
     expect(!old.ok && old.error.code).toBe('STAMP_SKEW');
     expect(validateEvent(base, { appendTime: appendTime + 31 * 86_400_000, maxOfflineWindowMs: 31 * 86_400_000 }).ok).toBe(true);
+  });
+  it('accepts a module twin id {deviceId}/{moduleId} (docs/iot-hub.md, "Module identities and module twins")', () => {
+    expect(validateEvent({ ...base, deviceId: moduleTwinId('dev-1', 'sensor') }).ok).toBe(true);
+    expect(isValidTwinId('dev-1/sensor')).toBe(true);
+    expect(isValidDeviceId('dev-1/sensor')).toBe(false); // never a device's id
+    expect(parseTwinId('dev-1/sensor')).toEqual({ deviceId: 'dev-1', moduleId: 'sensor' });
+    expect(parseTwinId('dev-1')).toEqual({ deviceId: 'dev-1' });
+  });
+  it('renders a module twin with deviceId and moduleId, a device twin without moduleId', () => {
+    const m = renderTwin(createTwinState('dev-1/sensor'));
+    expect(m.deviceId).toBe('dev-1');
+    expect(m.moduleId).toBe('sensor');
+    expect('moduleId' in renderTwin(createTwinState('dev-1'))).toBe(false);
   });
 });
