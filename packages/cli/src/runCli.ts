@@ -1,6 +1,6 @@
 /**
  * The `twinlog` command line (commander 14): `serve`, `replay`, `audit`, `tail`, `query`, `twin`,
- * `device`, `config` and `bench`. Every command works on the embedded log in `--data` (default `.data/`) or,
+ * `device`, `config`, `job` and `bench`. Every command works on the embedded log in `--data` (default `.data/`) or,
  * with `--kafka host:port` (or `TWINLOG_KAFKA_BROKERS` / `KAFKA_BROKERS`), on Kafka.
  *
  * Exit codes: 0 success; 1 an engine error (printed as `twinlog: CODE: message`) or a failed
@@ -230,6 +230,37 @@ export async function runCli(argv: readonly string[], { stdout, stderr, stderrIs
   );
   gatewayOptions(configuration.command('delete').description('delete a configuration (its content is withdrawn from the twins)').argument('<id>').option('--if-match <etag>', 'only if it still has this etag')).action(
     run(async (id: string, opts: Record<string, unknown>) => (await configCommands()).configDeleteCommand(config(opts), io, id, opts)),
+  );
+
+  // twin-update jobs, through a running serve's REST gateway (docs/iot-hub.md, "Jobs")
+  const jobCommands = (): Promise<typeof import('./internal/jobCommands.ts')> => import('./internal/jobCommands.ts');
+  const job = program.command('job').description('twin-update jobs (IoT Hub): create, get, list, cancel, run by a running serve');
+  gatewayOptions(
+    job
+      .command('create')
+      .description('update tags and/or desired on every twin matching a query (PUT /jobs/v2/{id})')
+      .argument('<jobId>')
+      .argument('<json>', 'the twin patch: {"tags":…, "properties":{"desired":…}}')
+      .option('--query <condition>', "which twins: a WHERE condition, e.g. \"tags.site = 'b'\"")
+      .option('--etag <etag>', 'write each twin only if its etag is this (default * : any)')
+      .option('--start <time>', 'start at this ISO-8601 time (default now)')
+      .option('--max-seconds <n>', 'fail the job if it runs longer (default 3600)')
+      .option('--wait', 'wait until the job ends; exit 1 unless it completed')
+      .option('--timeout <ms>', 'how long --wait waits (default 60000)')
+      .option('--json', 'print the job on one line'),
+  ).action(run(async (id: string, json: string, opts: Record<string, unknown>) => (await jobCommands()).jobCreateCommand(config(opts), io, id, json, opts)));
+  gatewayOptions(job.command('get').description('print a job with its device counts').argument('<jobId>').option('--json', 'on one line')).action(
+    run(async (id: string, opts: Record<string, unknown>) => (await jobCommands()).jobGetCommand(config(opts), io, id, opts)),
+  );
+  gatewayOptions(
+    job
+      .command('list')
+      .description('the jobs, newest first')
+      .addOption(new Option('--status <status>', 'only jobs in this status').choices(['queued', 'scheduled', 'running', 'completed', 'failed', 'cancelled']))
+      .option('--json', 'one JSON object per job'),
+  ).action(run(async (opts: Record<string, unknown>) => (await jobCommands()).jobListCommand(config(opts), io, opts)));
+  gatewayOptions(job.command('cancel').description('cancel a job: a running one stops before its next devices').argument('<jobId>').option('--json', 'on one line')).action(
+    run(async (id: string, opts: Record<string, unknown>) => (await jobCommands()).jobCancelCommand(config(opts), io, id, opts)),
   );
 
   program

@@ -48,10 +48,12 @@ function gatewayOf(config: CliConfig, opts: ConfigGatewayOptions): URL {
 interface Answer {
   readonly status: number;
   readonly body: unknown;
+  /** The response headers (paging: `x-ms-continuation`). */
+  readonly headers: IncomingMessage['headers'];
 }
 
-/** One signed REST call to the gateway; a refusal becomes a one-line error (exit code 1). */
-async function call(config: CliConfig, opts: ConfigGatewayOptions, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer> {
+/** One signed REST call to the gateway; a refusal becomes a one-line error (exit code 1). `twinlog job` uses it too. */
+export async function call(config: CliConfig, opts: ConfigGatewayOptions, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer> {
   const { servicePolicy } = await import('./serve.ts');
   const { signServiceSas } = await import('@twinlog/gateway');
   const policy = servicePolicy(config);
@@ -100,7 +102,7 @@ async function call(config: CliConfig, opts: ConfigGatewayOptions, method: strin
     const m = typeof message === 'string' ? /^ErrorCode:([^;]*);(.*)$/s.exec(message) : null;
     throw new CliError(m === null ? `the gateway answered ${status}` : `${m[1]}: ${m[2]} (${status})`, 1);
   }
-  return { status, body: parsed };
+  return { status, body: parsed, headers: answer.res.headers };
 }
 
 /** `name=value` pairs of a repeated flag. */

@@ -3,6 +3,7 @@
  * Kafka when `kafka` (brokers) is configured, through the client library `kafkaClient` names
  * (`kafkajs` or `platformatic`). The twin topics are created when missing.
  */
+import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Log } from '@twinlog/core';
@@ -31,6 +32,16 @@ export function embeddedPath(data: string): string {
 /** The device keys file of a data folder, shared by `serve`'s gateways and `twinlog device`. */
 export function registryFileOf(config: { readonly data: string }): string {
   return resolve(join(config.data, 'registry.db'));
+}
+
+/**
+ * The query read model's file of a data folder and store (one file per log), shared by `serve` and
+ * `twinlog job`: jobs keep their tables in it (docs/iot-hub.md, "Jobs").
+ */
+export function readModelFileOf(config: { readonly data: string }, store: Pick<Store, 'kind' | 'description'>): string {
+  return resolve(
+    join(config.data, store.kind === 'embedded' ? 'read-model.db' : `read-model-${createHash('sha256').update(store.description).digest('hex').slice(0, 12)}.db`),
+  );
 }
 
 /**

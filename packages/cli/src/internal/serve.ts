@@ -17,7 +17,7 @@
  * next. On Kafka each stage has its own client, with the client id `twinlog-serve-<stage>`, so
  * broker-side and kafkajs lines name the stage.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -41,7 +41,7 @@ import {
   type RestGateway,
 } from '@twinlog/gateway';
 import { CHECKPOINT_KEY, startProjector, TOPICS, type Projector } from '@twinlog/projector';
-import type { ReadModel } from '@twinlog/fleet';
+import type { JobRunner, ReadModel } from '@twinlog/fleet';
 import type { ConfigurationManager } from '@twinlog/fleet';
 import type { EmbeddedStorageStats, MaintenanceReport } from '@twinlog/log-embedded';
 import type { KafkaLogEntry } from '@twinlog/log-kafka';
@@ -49,7 +49,7 @@ import { startReconciler, type Reconciler } from '@twinlog/reconciler';
 import { CliError } from './CliError.ts';
 import { createJsonLogger, errorFields, type JsonLogger } from './createJsonLogger.ts';
 import { createMetrics, type Metrics } from './createMetrics.ts';
-import { openKafkaLog, openStore, registryFileOf, type Store } from './openStore.ts';
+import { openKafkaLog, openStore, readModelFileOf, registryFileOf, type Store } from './openStore.ts';
 import type { CliConfig } from './resolveConfig.ts';
 import { watchTopic, type TopicWatch } from './watchTopic.ts';
 import { createDeltaGauges } from './deltaGauges.ts';
@@ -209,6 +209,7 @@ export async function serve(
   let mqttListening: ListeningMqttGateway | undefined;
   let readModel: ReadModel | undefined;
   let configurations: ConfigurationManager | undefined;
+  let jobs: JobRunner | undefined;
   const watches: TopicWatch[] = [];
   /** On Kafka, each stage's own log (client id `twinlog-serve-<stage>`); closed after the stages. */
   const stageLogs: Log[] = [];
@@ -229,6 +230,7 @@ export async function serve(
     projector?.health(),
     reconciler?.health(),
     readModel?.health(),
+    jobs?.health(),
     ...(config.mqttPort === undefined ? [] : [mqtt?.health()]),
   ];
   const health = (): { status: number; body: Record<string, unknown> } => {
@@ -362,6 +364,7 @@ export async function serve(
       await step('mqtt gateway', mqtt === undefined ? undefined : () => mqtt!.close());
       await step('gateway listener', listening === undefined ? undefined : () => listening!.close());
       await step('gateway', gateway === undefined ? undefined : () => gateway!.close());
+      await step('job runner', jobs === undefined ? undefined : () => jobs!.stop());
       await step('configuration manager', configurations === undefined ? undefined : () => configurations!.stop());
       await step('read model', readModel === undefined ? undefined : () => readModel!.close());
       await Promise.all(watches.map((w) => step('topic watch', () => w.stop())));
@@ -466,10 +469,8 @@ export async function serve(
 
     // The query view: a SQLite read model of twin.snapshots in the data folder (one file per log).
     ensurePrivateDir(config.data);
-    const { createReadModel } = await import('@twinlog/fleet');
-    const readModelFile = resolve(
-      join(config.data, store.kind === 'embedded' ? 'read-model.db' : `read-model-${createHash('sha256').update(store.description).digest('hex').slice(0, 12)}.db`),
-    );
+    const { createJobRunner, createReadModel } = await import('@twinlog/fleet');
+    const readModelFile = readModelFileOf(config, store);
     readModel = await createReadModel({ log: await stageLog('read-model'), path: readModelFile, onStateChange });
     logger.info('read model started', { file: readModelFile });
     // Automatic configurations (docs/iot-hub.md, "Automatic configurations"): kept in the read
@@ -478,6 +479,10 @@ export async function serve(
     const { createConfigurationManager } = await import('@twinlog/fleet');
     configurations = createConfigurationManager({ readModel, log: await stageLog('configurations'), physicalNow });
     configurations.start();
+    // Jobs (docs/iot-hub.md, "Jobs"): kept in the read model's file, resumed after a crash without
+    // applying a twin twice; `twinlog job` adds and cancels them in the same file.
+    jobs = createJobRunner({ readModel, log: await stageLog('jobs'), physicalNow, onStateChange });
+    jobs.start();
 
     const policy = servicePolicy(config);
     const deviceKeys = createDeviceKeyStore(registryFileOf(config));
@@ -490,6 +495,7 @@ export async function serve(
       queryView: readModel,
       twinIndex: readModel, // GET /twins/{id} and the twin after PATCH/PUT: looked up, not scanned (docs/reads.md)
       configurations,
+      jobs,
       isConnected: (deviceId) => mqtt?.isConnected(deviceId) ?? false,
     });
     subscribe(GATEWAY_REQUEST_CHANNEL, onRequest);
