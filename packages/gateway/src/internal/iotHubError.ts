@@ -31,7 +31,7 @@ export const GATEWAY_CODES = {
   THROTTLED: { status: 429, code: 429001, name: 'ThrottlingException' },
   /** Request body above the gateway's limit (§4.3: 413001). */
   TOO_LARGE: { status: 413, code: 413001, name: 'MessageTooLarge' },
-  /** No such route (module twins, jobs and configurations are not served yet). */
+  /** No such route (module twins are not served yet), or a route whose service the gateway was not given (jobs, configurations). */
   NOT_FOUND: { status: 404, code: 404000, name: 'NotFound' },
   METHOD_NOT_ALLOWED: { status: 405, code: 405000, name: 'MethodNotAllowed' },
   SERVER_ERROR: { status: 500, code: 500001, name: 'ServerError' },
