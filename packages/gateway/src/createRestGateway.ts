@@ -44,7 +44,7 @@ import { channel } from 'node:diagnostics_channel';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type ServerOptions as TlsServerOptions } from 'node:https';
 import { createTwinClient, type TwinClient, type TwinPatch, type WriteDecision } from '@twinlog/client';
-import { isPlainObject, NEVER, TwinlogError, type JsonObject, type Log, type Patch, type TwinDocument } from '@twinlog/core';
+import { isPlainObject, moduleTwinId, NEVER, parseTwinId, TwinlogError, type JsonObject, type Log, type Patch, type TwinDocument } from '@twinlog/core';
 import { listTwins } from '@twinlog/projector';
 import { evaluate, paginate, parseQuery } from '@twinlog/query';
 import { createDeviceKeyStore, newDeviceKeys, withDeviceStatus, type DeviceKeys, type DeviceKeyStore, type DeviceStatus } from './internal/deviceKeyStore.ts';
@@ -305,7 +305,7 @@ interface RequestContext {
 interface Route {
   readonly method: string;
   /** `devices`, `twins`, `devices/query`, `digitaltwins` or a digital twin command. */
-  readonly kind: 'device' | 'twin' | 'query' | 'digitaltwin' | 'digitaltwin-command' | 'job' | 'job-cancel' | 'job-query' | 'configuration' | 'configurations';
+  readonly kind: 'device' | 'twin' | 'query' | 'digitaltwin' | 'digitaltwin-command' | 'job' | 'job-cancel' | 'job-query' | 'configuration' | 'configurations' | 'module' | 'modules';
   readonly rights: readonly PolicyRight[];
   readonly handle: Handler;
 }
@@ -367,6 +367,11 @@ export function createRestGateway({
     { method: 'GET', kind: 'device', rights: ['registryRead'], handle: getDevice },
     { method: 'PUT', kind: 'device', rights: ['registryReadWrite'], handle: putDevice },
     { method: 'DELETE', kind: 'device', rights: ['registryReadWrite'], handle: deleteDevice },
+    // module identities (docs/iot-hub.md, "Module identities and module twins"); module twins are `twin` routes
+    { method: 'GET', kind: 'module', rights: ['registryRead'], handle: getModule },
+    { method: 'PUT', kind: 'module', rights: ['registryReadWrite'], handle: putModule },
+    { method: 'DELETE', kind: 'module', rights: ['registryReadWrite'], handle: deleteModule },
+    { method: 'GET', kind: 'modules', rights: ['registryRead'], handle: listModules },
     { method: 'GET', kind: 'twin', rights: ['serviceConnect', 'registryRead'], handle: getTwin },
     { method: 'PATCH', kind: 'twin', rights: ['serviceConnect', 'registryReadWrite'], handle: patchTwin },
     { method: 'PUT', kind: 'twin', rights: ['serviceConnect', 'registryReadWrite'], handle: putTwin },
@@ -419,9 +424,60 @@ export function createRestGateway({
 
   async function deleteDevice({ res, id }: RequestContext): Promise<void> {
     await twins.getTwin(id); // 404 for an unknown device, before anything is appended
+    for (const m of keys.modulesOf?.(id) ?? []) await removeModule(moduleTwinId(id, m)); // IoT Hub deletes a device's modules with it
     decided(await client.deleteDevice(id, { wait: true }));
     keys.delete(id);
     res.writeHead(204).end();
+  }
+
+  // Module identities (docs/iot-hub.md, "Module identities and module twins"): a module twin is the
+  // twin `{deviceId}/{moduleId}`, its keys and status the key store's row of that id.
+
+  async function getModule({ res, id }: RequestContext): Promise<void> {
+    await twins.getTwin(id); // 404 for an unknown module
+    sendJson(res, 200, moduleJson(id, keys.get(id), isConnected(id)));
+  }
+
+  async function putModule({ req, res, id }: RequestContext): Promise<void> {
+    const body = await readJsonObject(req);
+    const requested = keysFromBody(body);
+    const status = statusFromBody(body);
+    if (req.headers['if-match'] !== undefined) {
+      // Registry.updateModule: the module must exist; its keys and status change (each kept when not given)
+      await twins.getTwin(id);
+      const next: DeviceKeys = withDeviceStatus({ ...(keys.get(id) ?? newDeviceKeys()), ...requested }, status, physicalNow());
+      keys.set(id, next);
+      sendJson(res, 200, moduleJson(id, next, isConnected(id)));
+      return;
+    }
+    await twins.getTwin(parseTwinId(id).deviceId); // the parent device must exist: 404 DeviceNotFound
+    const created = withDeviceStatus(newDeviceKeys(requested), status, physicalNow());
+    decided(await client.createDevice(id, { wait: true }));
+    keys.set(id, created);
+    sendJson(res, 200, moduleJson(id, created, isConnected(id)));
+  }
+
+  async function deleteModule({ res, id }: RequestContext): Promise<void> {
+    await twins.getTwin(id); // 404 for an unknown module, before anything is appended
+    await removeModule(id);
+    res.writeHead(204).end();
+  }
+
+  /** Delete a module twin and its keys; a module already gone (deleted by another writer) is not an error. */
+  async function removeModule(twinId: string): Promise<void> {
+    const d = await client.deleteDevice(twinId, { wait: true });
+    if (!d.accepted && d.code !== 'DEVICE_NOT_FOUND') decided(d);
+    keys.delete(twinId);
+  }
+
+  async function listModules({ res, id }: RequestContext): Promise<void> {
+    await twins.getTwin(id); // 404 for an unknown device
+    const out: Record<string, unknown>[] = [];
+    for (const m of keys.modulesOf?.(id) ?? []) {
+      const twinId = moduleTwinId(id, m);
+      out.push(moduleJson(twinId, keys.get(twinId), isConnected(twinId)));
+    }
+    sendJson(res, 200, out);
   }
 
   async function getTwin({ res, id }: RequestContext): Promise<void> {
@@ -501,7 +557,10 @@ export function createRestGateway({
       sendJson(res, 200, items, viewHeaders);
       return;
     }
-    const twins = (await listTwins(log)).map((t) => twinJson(t, keys.get(t.deviceId), isConnected(t.deviceId)));
+    // FROM devices: device twins only; FROM devices.modules: module twins only (docs/iot-hub.md, "Module identities and module twins")
+    const inCollection = (t: TwinDocument): boolean => (q.from === 'devices.modules') === (t.moduleId !== undefined);
+    const twinIdOf = (t: TwinDocument): string => (t.moduleId === undefined ? t.deviceId : moduleTwinId(t.deviceId, t.moduleId));
+    const twins = (await listTwins(log)).filter(inCollection).map((t) => twinJson(t, keys.get(twinIdOf(t)), isConnected(twinIdOf(t))));
     const page = paginate(evaluate(q, twins), { pageSize, continuation });
     const headers: Record<string, string> = { 'x-ms-item-type': q.select === '*' && q.from === 'devices' ? 'Twin' : 'Raw' };
     // §5.5 / §13.6: the continuation header only when another page exists, never empty.
@@ -594,6 +653,8 @@ function targetOf(pathname: string, method: string): SasTarget {
 function routeOf(pathname: string, method: string): { kind: Route['kind']; id: string } {
   const parts = pathname.replace(/\/+$/, '').split('/').slice(1);
   if (parts.length === 2 && parts[0] === 'devices' && parts[1] === 'query' && method === 'POST') return { kind: 'query', id: '' };
+  const moduleRoute = moduleRouteOf(parts);
+  if (moduleRoute !== undefined) return moduleRoute;
   if (parts[0] === 'configurations' && parts.length <= 2) {
     if (parts.length === 1) return { kind: 'configurations', id: '' };
     try {
@@ -743,6 +804,7 @@ function deviceEtagOf(keys: DeviceKeys | undefined): string {
 function twinJson(twin: TwinDocument, keys: DeviceKeys | undefined, connected: boolean): Record<string, unknown> {
   return {
     deviceId: twin.deviceId,
+    ...(twin.moduleId === undefined ? {} : { moduleId: twin.moduleId }), // a module twin (docs/iot-hub.md, "Module identities and module twins")
     etag: twin.etag,
     deviceEtag: deviceEtagOf(keys),
     status: keys?.status ?? twin.status,
@@ -789,3 +851,48 @@ function closeServer(server: Server): Promise<void> {
   });
 }
 
+/**
+ * The routes of modules (docs/iot-hub.md, "Module identities and module twins"), and the device id
+ * rule of every other device route: `/devices/{id}/modules/{mid}` → `module`,
+ * `/devices/{id}/modules` → `modules`, `/twins/{id}/modules/{mid}` → the `twin` routes, each with
+ * the twin id `{id}/{mid}`; a device id that decodes to one with `/` (`%2F`) is refused, so a
+ * device route never reaches a module twin. Anything else: `undefined`.
+ */
+function moduleRouteOf(parts: readonly string[]): { kind: Route['kind']; id: string } | undefined {
+  if (parts[0] !== 'devices' && parts[0] !== 'twins' && parts[0] !== 'digitaltwins') return undefined;
+  if (parts.length < 2) return undefined;
+  let ids: string[];
+  try {
+    ids = parts.slice(1).map((p) => decodeURIComponent(p));
+  } catch {
+    return undefined; // routeOf answers the encoding error
+  }
+  const [deviceId, sub, moduleId] = ids;
+  if (deviceId!.includes('/') || (moduleId !== undefined && moduleId.includes('/'))) {
+    throw new TwinlogError('DEVICE_ID_INVALID', 'A device or module id cannot contain /');
+  }
+  if (parts[0] === 'digitaltwins' || sub !== 'modules' || parts.length > 4) return undefined;
+  if (moduleId === undefined) return parts[0] === 'devices' ? { kind: 'modules', id: deviceId! } : undefined;
+  return { kind: parts[0] === 'devices' ? 'module' : 'twin', id: moduleTwinId(deviceId!, moduleId) };
+}
+
+/** The module identity as the registry returns it (IoT Hub's `Module`); `twinId` is `{deviceId}/{moduleId}`. */
+function moduleJson(twinId: string, keys: DeviceKeys | undefined, connected: boolean): Record<string, unknown> {
+  const { deviceId, moduleId } = parseTwinId(twinId);
+  return {
+    moduleId,
+    deviceId,
+    managedBy: null,
+    generationId: keys?.generationId ?? '0',
+    etag: deviceEtagOf(keys),
+    connectionState: connected ? 'Connected' : 'Disconnected',
+    connectionStateUpdatedTime: NEVER,
+    lastActivityTime: NEVER,
+    cloudToDeviceMessageCount: 0,
+    authentication: {
+      symmetricKey: { primaryKey: keys?.primaryKey ?? null, secondaryKey: keys?.secondaryKey ?? null },
+      x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
+      type: 'sas',
+    },
+  };
+}

@@ -29,5 +29,7 @@ export async function listTwins(log: Log): Promise<TwinDocument[]> {
     const snap = decodeOutputRecord(value, 'snapshot');
     if (snap.exists) twins.push(renderTwin(fromStateDoc(snap.state)));
   }
-  return twins.sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0));
+  // by device id, a device's module twins by module id (docs/iot-hub.md, "Module identities and module twins")
+  const cmp = (x: string, y: string): number => (x < y ? -1 : x > y ? 1 : 0);
+  return twins.sort((a, b) => cmp(a.deviceId, b.deviceId) || cmp(a.moduleId ?? '', b.moduleId ?? ''));
 }

@@ -61,6 +61,12 @@ export interface DeviceKeyStore {
    * hand-made stores.
    */
   disabledDevices?(): string[];
+  /**
+   * The module ids of device `deviceId`: the rows keyed `{deviceId}/{moduleId}` (docs/iot-hub.md,
+   * "Module identities and module twins"), sorted, one range scan of the primary key. Optional for
+   * hand-made stores (which then list no modules).
+   */
+  modulesOf?(deviceId: string): string[];
 }
 
 /** Whether the device may connect (a row without a status is enabled). */
@@ -133,6 +139,11 @@ export function createDeviceKeyStore(file?: string): DeviceKeyStore {
       onChange,
       externalVersion: () => 0,
       disabledDevices: () => [...keys].filter(([, k]) => isDisabled(k)).map(([id]) => id),
+      modulesOf: (deviceId) =>
+        [...keys.keys()]
+          .filter((id) => id.startsWith(`${deviceId}/`))
+          .map((id) => id.slice(deviceId.length + 1))
+          .sort(),
     };
   }
   const legacy = join(dirname(file), `${basename(file, extname(file))}.json`);
@@ -152,6 +163,8 @@ export function createDeviceKeyStore(file?: string): DeviceKeyStore {
   db.exec(`CREATE INDEX IF NOT EXISTS device_keys_disabled ON device_keys (device_id) WHERE ${DISABLED_SQL}`);
   const selectDisabled = db.prepare<[], { device_id: string }>(`SELECT device_id FROM device_keys INDEXED BY device_keys_disabled WHERE ${DISABLED_SQL}`);
   const dataVersion = db.prepare<[], { data_version: number }>('PRAGMA data_version');
+  // a device's modules are the rows between '{deviceId}/' and '{deviceId}0' ('0' follows '/')
+  const selectModules = db.prepare<[string, string], { device_id: string }>('SELECT device_id FROM device_keys WHERE device_id > ? AND device_id < ? ORDER BY device_id');
   /** Keep the files owner-only, even when an older version or a copy left them readable to others. */
   const tighten = (): void => {
     for (const f of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
@@ -176,6 +189,7 @@ export function createDeviceKeyStore(file?: string): DeviceKeyStore {
     onChange,
     externalVersion: () => dataVersion.get()!.data_version, // moves only with another connection's commits
     disabledDevices: () => selectDisabled.all().map((r) => r.device_id),
+    modulesOf: (deviceId) => selectModules.all(`${deviceId}/`, `${deviceId}0`).map((r) => r.device_id.slice(deviceId.length + 1)),
   };
 }
 

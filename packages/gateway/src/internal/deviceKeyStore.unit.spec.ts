@@ -19,6 +19,23 @@ describe('createDeviceKeyStore', () => {
     expect(store.get('dev1')).toBeUndefined();
   });
 
+  it.each([['memory', false], ['file', true]] as const)('lists a device\'s modules, the rows {deviceId}/{moduleId} (%s)', (_, onFile) => {
+    let file: string | undefined;
+    if (onFile) {
+      const dir = mkdtempSync(join(tmpdir(), 'twinlog-keys-'));
+      dirs.push(dir);
+      file = join(dir, 'registry.db');
+    }
+    const store = createDeviceKeyStore(file);
+    const k = { primaryKey: 'a', secondaryKey: 'b', generationId: '1' };
+    for (const id of ['gw', 'gw/b', 'gw/a', 'gw-2/a', 'gw.x', 'g', 'gw0']) store.set(id, k);
+    expect(store.modulesOf!('gw')).toEqual(['a', 'b']);
+    expect(store.modulesOf!('gw-2')).toEqual(['a']);
+    expect(store.modulesOf!('g')).toEqual([]);
+    store.delete('gw/a');
+    expect(store.modulesOf!('gw')).toEqual(['b']);
+  });
+
   it('writes through to its database file and reads it back at start', () => {
     const dir = mkdtempSync(join(tmpdir(), 'twinlog-keys-'));
     dirs.push(dir);
