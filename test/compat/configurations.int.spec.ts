@@ -4,8 +4,8 @@
  * `updateConfiguration` with and without `forceUpdate`, `removeConfiguration`) against twinlog's
  * REST gateway and the configuration manager of `@twinlog/fleet` (docs/iot-hub.md, "Automatic
  * configurations"), on the embedded backend and on Kafka: a configuration's content reaches the
- * desired properties of every twin its target condition matches, and is withdrawn when a twin stops
- * matching.
+ * desired properties of every twin its target condition matches (and an MQTT device is notified), and
+ * is withdrawn when a twin stops matching.
  */
 import type { Configuration } from 'azure-iothub';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -30,7 +30,7 @@ function compat(kind: BackendKind): void {
     });
 
     it('add, apply to tagged twins, get, list, update with etags, withdraw on untag, remove', async () => {
-      await hub.registry.create({ deviceId: 'cfg-1' });
+      const { responseBody: identity } = await hub.registry.create({ deviceId: 'cfg-1' });
       await hub.registry.create({ deviceId: 'cfg-2' });
 
       const config: Configuration = {
@@ -48,6 +48,13 @@ function compat(kind: BackendKind): void {
       expect(typeof added.etag).toBe('string');
       expect(Date.parse(added.createdTimeUtc!)).not.toBeNaN();
 
+      // the device is online over MQTT: it is notified of the content like of any desired change
+      const device = await hub.device('cfg-1', identity.authentication!.symmetricKey!.primaryKey!);
+      await device.open();
+      const deviceTwin = await device.getTwin();
+      const notified: Desired[] = [];
+      deviceTwin.on('properties.desired', (patch: Desired) => notified.push(patch));
+
       // tag one device: the content reaches its desired properties
       const { responseBody: twin } = await hub.registry.getTwin('cfg-1');
       await hub.registry.updateTwin('cfg-1', { tags: { env: 'prod' } }, twin.etag);
@@ -57,6 +64,7 @@ function compat(kind: BackendKind): void {
       }, 'the configuration content on cfg-1');
       expect((await desiredOf(hub, 'cfg-1'))['telemetry']).toEqual({ interval: 30 });
       expect((await desiredOf(hub, 'cfg-2'))['firmware']).toBeUndefined(); // untagged: not targeted
+      await eventually(() => (notified.some((p) => JSON.stringify(p['firmware']) === JSON.stringify({ version: '2.0' })) ? true : undefined), 'the desired notification');
 
       // get: system metrics count the targeted and applied twins; custom metrics their query
       const got = await eventually(async () => {
@@ -92,6 +100,7 @@ function compat(kind: BackendKind): void {
       await hub.registry.updateTwin('cfg-1', { tags: { env: null } }, tagged.etag);
       await eventually(async () => ((await desiredOf(hub, 'cfg-1'))['firmware'] === undefined ? true : undefined), 'the content withdrawn from cfg-1');
       expect((await desiredOf(hub, 'cfg-1'))['telemetry']).toEqual({});
+      await eventually(() => (notified.some((p) => p['firmware'] === null) ? true : undefined), 'the withdrawal notified to the device');
       await eventually(async () => {
         const { responseBody } = await hub.registry.getConfiguration('fw-prod');
         return responseBody.systemMetrics?.results?.['targetedCount'] === 0 ? true : undefined;

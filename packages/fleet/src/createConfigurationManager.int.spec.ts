@@ -121,6 +121,12 @@ describe('automatic configurations', () => {
 
     // the writes are not repeated once the twins agree: a full pass writes nothing
     await eventually(async () => expect((await configs.reconcile()).written).toEqual([]));
+
+    // a change that keeps each device's winner and its content (priority, labels) rewrites no twin
+    const fwAll = await configs.get('fw-all');
+    configs.put({ id: 'fw-all', priority: 6, targetCondition: '*', content: fwAll.content, labels: { note: 'x' } }, { ifMatch: fwAll.etag });
+    expect((await configs.reconcile()).written).toEqual([]);
+    expect((await configs.get('fw-all')).systemMetrics.results).toEqual({ targetedCount: 10, appliedCount: 9 });
   });
 
   it('refuses invalid configurations and stale etags', async () => {

@@ -18,8 +18,9 @@
  * winner and the applied content are then unchanged, so nothing more is written.
  *
  * State, in the read model's SQLite file: `configurations` (definitions, etag, order of creation)
- * and `configuration_applied(device_id, config_id, etag, patch)`: whose content, at which etag, a
- * device has, and the patch that removes it. Statuses live in the read model's `twin_configurations`.
+ * and `configuration_applied(device_id, config_id, etag, patch)`: whose content a device has (`etag`
+ * is a digest of that content, so a change of priority, labels, condition or metrics that keeps the
+ * same winner writes nothing to its twins), and the patch that removes it. Statuses live in the read model's `twin_configurations`.
  */
 import { createHash } from 'node:crypto';
 
@@ -104,6 +105,8 @@ interface Compiled {
   readonly matches: (twin: object) => boolean;
   readonly patch: Patch;
   readonly removal: Patch;
+  /** Digest of `patch`: what `configuration_applied.etag` records. */
+  readonly contentKey: string;
 }
 
 const CONFIG_ID = /^[a-z0-9][a-z0-9._-]{0,127}$/;
@@ -208,7 +211,9 @@ export function createConfigurationManager({
   const compile = (row: ConfigRow): Compiled => {
     const config = JSON.parse(row.json) as Configuration;
     const matches = config.targetCondition.trim() === '*' ? () => true : compileWhere(parseQuery(`SELECT * FROM devices WHERE ${config.targetCondition}`));
-    return { row, config, matches, patch: patchOf(config.content), removal: removalOf(config.content) };
+    const patch = patchOf(config.content);
+    const contentKey = createHash('sha256').update(JSON.stringify(patch)).digest('base64').slice(0, 16);
+    return { row, config, matches, patch, removal: removalOf(config.content), contentKey };
   };
 
   const statusOf = db.prepare<[string], { config_id: string; status: string }>('SELECT config_id, status FROM twin_configurations WHERE device_id = ?');
@@ -236,7 +241,7 @@ export function createConfigurationManager({
       }
     }
     let wrote = false;
-    if (twin !== undefined && (winner?.row.id !== applied?.config_id || (winner !== undefined && winner.row.etag !== applied?.etag))) {
+    if (twin !== undefined && (winner?.row.id !== applied?.config_id || (winner !== undefined && winner.contentKey !== applied?.etag))) {
       // remove what the previous content set, then the winner's content (which wins where both set a key)
       const removal = applied === undefined ? {} : (JSON.parse(applied.patch) as Patch);
       const patch = winner === undefined ? removal : mergeInto(removal, winner.patch);
@@ -245,7 +250,7 @@ export function createConfigurationManager({
       else {
         db.prepare(
           'INSERT INTO configuration_applied (device_id, config_id, etag, patch) VALUES (?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET config_id = excluded.config_id, etag = excluded.etag, patch = excluded.patch',
-        ).run(deviceId, winner.row.id, winner.row.etag, JSON.stringify(winner.removal));
+        ).run(deviceId, winner.row.id, winner.contentKey, JSON.stringify(winner.removal));
       }
       wrote = true;
     } else if (twin === undefined && applied !== undefined) {
