@@ -34,9 +34,9 @@ describe('secrets on disk', () => {
     dirs.push(root);
     const config = resolveConfig({ data: root }, {});
     const file = registryFileOf(config);
+    createDeviceKeyStore(file).set('dev0', newDeviceKeys());
     chmodSync(root, 0o755);
-    writeFileSync(file, '{}', { mode: 0o644 });
-    chmodSync(file, 0o644);
+    chmodSync(file, 0o644); // as a copy or an older version may have left it
     createDeviceKeyStore(file).set('dev1', newDeviceKeys());
     expect(modeOf(file)).toBe(0o600);
     expect(modeOf(root)).toBe(0o700);
