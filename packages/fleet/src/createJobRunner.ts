@@ -363,6 +363,9 @@ export function createJobRunner({
         for (const r of results) markDevice.run(r.outcome, r.error, now, jobId, r.idx);
       })();
       for (const r of results) await onDevice?.({ jobId, deviceId: r.device_id, outcome: r.outcome });
+      // a log whose appends complete without I/O (the embedded one) would otherwise run the whole
+      // job in one turn of the event loop, starving what shares the process (serve's gateways)
+      await new Promise<void>((r) => setImmediate(r));
     }
   };
 

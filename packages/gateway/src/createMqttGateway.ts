@@ -218,6 +218,12 @@ interface LiveDevice {
   readonly expiry: NodeJS.Timeout | undefined;
   /** Filters → QoS of this connection (clean sessions keep them only here). */
   readonly subscriptions: Map<string, 0 | 1>;
+  /**
+   * Whether this connection was given a desired view (GET response, catch-up, notification) since
+   * the device's last `deleteDeviceIdentity` record: that view is then at least as new as any
+   * `createDeviceIdentity` record the feed still brings, which must not take it back.
+   */
+  viewGiven: boolean;
 }
 
 /**
@@ -335,6 +341,13 @@ export function createMqttGateway({
     sessions.set(deviceId, { ...sessions.get(deviceId), ...change });
   };
 
+  /** Record the desired view this connection gave the device (GET response, catch-up, notification). */
+  const giveView = (deviceId: string, version: number, desired: JsonObject): void => {
+    updateSession(deviceId, { desiredVersion: version, desired });
+    const device = live.get(deviceId);
+    if (device !== undefined) device.viewGiven = true;
+  };
+
   /** Send to one device if it is connected and subscribed to a filter matching `topic`. */
   const deliver = (deviceId: string, topic: string, payload: Buffer): Promise<boolean> => {
     const device = live.get(deviceId);
@@ -383,21 +396,32 @@ export function createMqttGateway({
     const session = sessions.get(deviceId);
     if (session.desiredVersion !== null && current.version <= session.desiredVersion) return;
     if (baselineOnly && session.desiredVersion === null) {
+      // a baseline, not a view given: a late create record may still reset it (and v2 then be sent)
       updateSession(deviceId, { desiredVersion: current.version, desired: current.desired });
       return;
     }
     const patch = session.desired === null ? current.desired : diffMergePatch(session.desired, current.desired);
-    if (await notify(deviceId, patch, current.version, true)) {
-      updateSession(deviceId, { desiredVersion: current.version, desired: current.desired });
-    }
+    if (await notify(deviceId, patch, current.version, true)) giveView(deviceId, current.version, current.desired);
   };
 
-  /** A change from `twin.changes` (desired, create or delete) for a device. */
+  /**
+   * A change from `twin.changes` (desired, create or delete) for a device. Each desired `$version`
+   * is sent once, in increasing order (docs/iot-hub.md, "Offline catch-up"): the session's
+   * `desiredVersion` is the highest the device was given, by this path, by catch-up or by a GET,
+   * all serialised per device (`serial`), and nothing at or below it is sent.
+   */
   const onChange = async (change: ChangeRecord): Promise<void> => {
     const deviceId = change.deviceId;
     if (change.opType === 'createDeviceIdentity' || change.opType === 'deleteDeviceIdentity') {
       // a fresh twin has an empty desired section at $version 1; a deleted one has none
       const fresh = change.opType === 'createDeviceIdentity';
+      const device = live.get(deviceId);
+      // The feed trails the snapshots GET and catch-up read: a connection given a view since the
+      // last delete holds this incarnation's twin at or past the create, and resetting it to
+      // $version 1 would send the versions after it again.
+      const given = sessions.get(deviceId).desiredVersion;
+      if (fresh && device?.viewGiven === true && given !== null && given >= change.desiredVersion) return;
+      if (device !== undefined) device.viewGiven = false;
       updateSession(deviceId, { desiredVersion: fresh ? change.desiredVersion : null, desired: fresh ? {} : null });
       if (!fresh) await dropConnection(deviceId);
       return;
@@ -414,7 +438,7 @@ export function createMqttGateway({
       }
       if (await notify(deviceId, change.diff, v, false)) {
         const next = applyMergePatch(session.desired, change.diff);
-        updateSession(deviceId, { desiredVersion: v, desired: isPlainObject(next) ? (next as JsonObject) : {} });
+        giveView(deviceId, v, isPlainObject(next) ? (next as JsonObject) : {});
       }
       return;
     }
@@ -568,9 +592,7 @@ export function createMqttGateway({
     await serial(deviceId, async () => {
       const sent = await respond(deviceId, 200, rid, { desired, reported });
       const session = sessions.get(deviceId);
-      if (sent && (session.desiredVersion === null || version >= session.desiredVersion)) {
-        updateSession(deviceId, { desiredVersion: version, desired: withoutDollarKeys(desired) });
-      }
+      if (sent && (session.desiredVersion === null || version >= session.desiredVersion)) giveView(deviceId, version, withoutDollarKeys(desired));
     });
     publishEvent({ kind: 'request', deviceId, request: 'get', status: 200 });
   };
@@ -680,7 +702,7 @@ export function createMqttGateway({
     const expiry =
       expiresAt === undefined ? undefined : setTimeout(() => client.close(), Math.min(Math.max(expiresAt - physicalNow(), 0), 2 ** 31 - 1));
     expiry?.unref();
-    live.set(deviceId, { client, subscriptions, expiry });
+    live.set(deviceId, { client, subscriptions, expiry, viewGiven: false });
     // disabled between its CONNECT and now (the change notification found it not yet live)
     if (isDisabled(keys.get(deviceId))) return dropDisabled(deviceId);
     if (!client.clean && subscriptions.size > 0) void serial(deviceId, () => catchUp(deviceId, false));
