@@ -7,7 +7,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { BackendKind } from './support/backends.ts';
-import { startHub, type Hub } from './support/compatHarness.ts';
+import { eventually, startHub, type Hub } from './support/compatHarness.ts';
 
 function compat(kind: BackendKind): void {
   describe(`module identities and module twins with the Registry on the ${kind} backend`, () => {
@@ -66,6 +66,33 @@ function compat(kind: BackendKind): void {
       await hub.registry.delete('gw-1');
       await expect(hub.registry.getModuleTwin('gw-1', 'sensor')).rejects.toMatchObject({ response: { statusCode: 404 } });
       expect(hub.keys.get('gw-1/sensor')).toBeUndefined();
+    });
+  });
+
+  describe(`module twins in the read model's queries on the ${kind} backend`, () => {
+    let hub: Hub;
+    beforeEach(async () => {
+      hub = await startHub(kind, { jobs: true }); // queries answered by the read model, as in twinlog serve
+    });
+    afterEach(async () => {
+      await hub.close();
+    });
+
+    it('SELECT * FROM devices answers device twins only, FROM devices.modules module twins (WHERE on them)', async () => {
+      await hub.registry.create({ deviceId: 'gw-1' });
+      await hub.registry.create({ deviceId: 'gw-2' });
+      await hub.registry.addModule({ deviceId: 'gw-1', moduleId: 'sensor' });
+      await hub.registry.addModule({ deviceId: 'gw-2', moduleId: 'sensor' });
+      const { responseBody: twin } = await hub.registry.getModuleTwin('gw-1', 'sensor');
+      await hub.registry.updateModuleTwin('gw-1', 'sensor', { tags: { site: 'north' } }, twin.etag);
+      const rows = (q: string) => async () => ((await hub.registry.createQuery(q).next()).result as { deviceId: string; moduleId?: string }[]).map((t) => (t.moduleId === undefined ? t.deviceId : `${t.deviceId}/${t.moduleId}`));
+      const settled = (q: string, want: string[]) => eventually(async () => (JSON.stringify(await rows(q)()) === JSON.stringify(want) ? true : undefined), q);
+      await settled("SELECT * FROM devices.modules WHERE tags.site = 'north'", ['gw-1/sensor']);
+      await settled('SELECT * FROM devices.modules', ['gw-1/sensor', 'gw-2/sensor']);
+      await settled("SELECT deviceId, moduleId FROM devices.modules WHERE deviceId = 'gw-2'", ['gw-2/sensor']);
+      expect(await rows('SELECT * FROM devices')()).toEqual(['gw-1', 'gw-2']);
+      const count = await hub.registry.createQuery('SELECT COUNT() AS n FROM devices').next();
+      expect(count.result).toEqual([{ n: 2 }]);
     });
   });
 }

@@ -551,7 +551,8 @@ export function createRestGateway({
       const asked = queryView.query(text, { pageSize, continuation, after, timeoutMs: freshnessWaitMs });
       const answer = after === undefined ? await asked : await within(asked, freshnessWaitMs);
       const twinRows = answer.itemType === 'Twin';
-      const items = twinRows ? answer.rows.map((t) => twinJson(t as unknown as TwinDocument, keys.get(t['deviceId'] as string), isConnected(t['deviceId'] as string))) : answer.rows;
+      const twinId = (t: Record<string, unknown>): string => (t['moduleId'] === undefined ? (t['deviceId'] as string) : moduleTwinId(t['deviceId'] as string, t['moduleId'] as string));
+      const items = twinRows ? answer.rows.map((t) => twinJson(t as unknown as TwinDocument, keys.get(twinId(t)), isConnected(twinId(t)))) : answer.rows;
       const viewHeaders: Record<string, string> = { 'x-ms-item-type': answer.itemType, 'x-twinlog-freshness': answer.freshness };
       if (answer.continuationToken !== undefined) viewHeaders['x-ms-continuation'] = answer.continuationToken;
       sendJson(res, 200, items, viewHeaders);

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isTwinlogError } from '@twinlog/core';
 import { evaluate, parseQuery, safeParseQuery, type Query, type QueryRow } from '@twinlog/query';
-import { CONFORMANCE_CASES, FLEET, JOBS, fleetArb, queryTextArb, twinArb } from '@twinlog/query/testing';
+import { CONFORMANCE_CASES, FLEET, JOBS, MODULES, fleetArb, queryTextArb, twinArb } from '@twinlog/query/testing';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -55,12 +55,14 @@ describe('conformance table through the SQLite read model', () => {
     store = openStore();
     store.db.transaction(() => {
       for (const t of FLEET) store.upsert(t.deviceId, t);
+      // module twins are rows keyed {deviceId}/{moduleId} (docs/iot-hub.md, "Module identities and module twins")
+      for (const m of MODULES) store.upsert(`${m.deviceId}/${m.moduleId}`, m);
     })();
     store.jobRows = () => JOBS;
   });
 
-  // twinlog has no module twins, so `devices.modules` is always empty in the read model; the cases
-  // over module fixtures are checked for exactly that instead.
+  // the store holds the fleet and the module twins: `devices` cases must see the fleet only,
+  // `devices.modules` cases the module twins only
   const cases = CONFORMANCE_CASES;
   it('runs at least 60 cases', () => {
     expect(cases.length).toBeGreaterThanOrEqual(60);
@@ -75,10 +77,6 @@ describe('conformance table through the SQLite read model', () => {
       }
       const query = parseQuery(c.q);
       const all = store.run(query, { all: true }).rows;
-      if (query.from === 'devices.modules') {
-        expect(all).toEqual([]);
-        return;
-      }
       const expected: readonly unknown[] = 'ids' in c ? c.ids : c.rows;
       const got: readonly unknown[] = 'ids' in c ? all.map((r) => r['deviceId']) : all;
       if (isAggregateQuery(query) || query.from === 'devices.jobs') {
@@ -87,7 +85,7 @@ describe('conformance table through the SQLite read model', () => {
         expect(sortedJson(got)).toEqual(sortedJson(expected)); // twins come in deviceId order
       } else {
         expect(got).toHaveLength(expected.length);
-        expect(all).toEqual(evaluate(query, sortedFleet));
+        expect(all).toEqual(evaluate(query, query.from === 'devices.modules' ? MODULES : sortedFleet));
       }
       // paging by one row gives the same rows
       expect(pages(store, query, 1)).toEqual(all);
@@ -223,7 +221,10 @@ describe('differential: SQLite pushdown = in-memory evaluate', () => {
             for (const t of twins) s.upsert(String(t['deviceId']), t);
           })();
         }
-        const expected = query.from === 'devices' ? evaluate(query, twins) : query.from === 'devices.jobs' ? evaluate(query, []) : [];
+        // a document with a moduleId is a module twin's (docs/iot-hub.md, "Module identities and module twins")
+        const modules = query.from === 'devices.modules';
+        const collection = twins.filter((t) => (t['moduleId'] !== undefined) === modules);
+        const expected = query.from === 'devices.jobs' ? evaluate(query, []) : evaluate(query, collection);
         const got = store.run(query, { all: true }).rows;
         // SQLite keeps JSON, so compare JSON (-0 is stored as 0, as JSON.stringify writes it)
         expect(JSON.stringify(got)).toBe(JSON.stringify(expected));

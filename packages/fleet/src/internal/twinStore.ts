@@ -10,8 +10,11 @@
  *   Selective equalities, ranges, `IN`, `IS_*` and prefixes become index range scans
  *   (`internal/pushdown.ts`); GROUP BY and aggregates read only the leaves of the paths they use.
  *
- * Query plan ({@link TwinStore.run}): `devices.modules` is empty (twinlog has no module twins) and
- * `devices.jobs` is the job store's. Rows of SELECT * and projections come in `deviceId` order, paged
+ * Query plan ({@link TwinStore.run}): module twins (docs/iot-hub.md, "Module identities and module
+ * twins") are rows like device twins, keyed `{deviceId}/{moduleId}`, whose document has a `moduleId`:
+ * `devices.modules` is the query with `IS_DEFINED(moduleId)` added to its WHERE, and `devices` the
+ * query with `NOT IS_DEFINED(moduleId)` added while any module twin exists (one index probe), so a
+ * fleet without modules queries exactly as before. `devices.jobs` is the job store's. Rows of SELECT * and projections come in twin id (`deviceId`) order, paged
  * by keyset (the continuation token holds the last device id returned), so paging stays correct
  * while twins change: a twin that matches throughout is returned exactly once. Candidates come from
  * the pushed-down WHERE (a superset) and are re-checked with the evaluator's own predicate, so the
@@ -26,6 +29,7 @@ import {
   MAX_PAGE_SIZE,
   paginate,
   referencedPaths,
+  type Expr,
   type Path,
   type Query,
   type QueryRow,
@@ -34,6 +38,9 @@ import {
 import { TwinlogError } from '@twinlog/core';
 import type { Database, Statement } from 'better-sqlite3';
 import { isIndexedPath, KIND, PATH_ID, pathKey, pushdown, type IdFilter } from './pushdown.ts';
+
+/** The member that makes a twin document a module twin's (docs/iot-hub.md, "Module identities and module twins"). */
+const MODULE_ID: Path = ['moduleId'];
 
 export function migrate(db: Database): void {
   db.exec(`
@@ -286,8 +293,12 @@ export class TwinStore {
         details: { pageSize },
       });
     }
+    if (query.from === 'devices.modules' || query.from === 'devices') {
+      query = this.inCollection(query);
+    }
     if (query.from !== 'devices') {
-      const rows = query.from === 'devices.jobs' ? evaluate(query, this.jobRows()) : [];
+      // devices.jobs, or devices.modules without a module twin (an aggregate still answers its one row)
+      const rows = evaluate(query, query.from === 'devices.jobs' ? this.jobRows() : []);
       if (all) return { rows, continuationToken: undefined };
       const page = paginate(rows, { pageSize, continuation });
       return { rows: page.items, continuationToken: page.continuationToken };
@@ -299,6 +310,22 @@ export class TwinStore {
       return { rows: page.items, continuationToken: page.continuationToken };
     }
     return this.keyset(query, all ? Infinity : Math.min(pageSize, MAX_PAGE_SIZE), continuation);
+  }
+
+  /**
+   * `query` over `devices` restricted to its collection's twins (see the module comment):
+   * unchanged while there is no module twin.
+   */
+  private inCollection(query: Query): Query {
+    if (!this.hasModules()) return query;
+    const defined: Expr = { kind: 'call', fn: 'IS_DEFINED', args: [{ kind: 'path', path: MODULE_ID }] };
+    const member: Expr = query.from === 'devices.modules' ? defined : { kind: 'not', operand: defined };
+    return { ...query, from: 'devices', where: query.where === undefined ? member : { kind: 'and', operands: [member, query.where] } };
+  }
+
+  /** Whether any twin has a `moduleId` leaf: one probe of the `(path, kind, val)` index. */
+  private hasModules(): boolean {
+    return this.prepared(`SELECT 1 FROM leaves WHERE path = ${PATH_ID} LIMIT 1`).get(pathKey(MODULE_ID)) !== undefined;
   }
 
   /**
