@@ -3,7 +3,9 @@
  * `azure-iot-device-mqtt` (device, MQTT over TLS) and `azure-iothub` `Registry` (service, HTTPS)
  * against twinlog's gateways, with a CA created by the test, on the embedded backend and on Kafka.
  */
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { promisify } from 'node:util';
+import { MQTT_GATEWAY_CHANNEL, type MqttGatewayEvent } from '@twinlog/gateway';
 import type { Client as DeviceClient, Twin } from 'azure-iot-device';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { BackendKind } from './support/backends.ts';
@@ -23,13 +25,18 @@ async function createDevice(hub: Hub, deviceId: string): Promise<string> {
   return key;
 }
 
-/** Open a device, get its twin and record every desired patch it is sent. */
+/**
+ * Open a device, get its twin and record every desired patch it is sent. Copies: the SDK calls a
+ * new `properties.desired` listener at once with its live `twin.properties.desired` (the GET's
+ * view), and merges later notifications into that same object, so a kept reference would later
+ * look like a second patch with the newest `$version`.
+ */
 async function openDevice(hub: Hub, deviceId: string, key: string, modelId?: string): Promise<{ client: DeviceClient; twin: Twin; patches: Desired[] }> {
   const client = await hub.device(deviceId, key, modelId);
   await client.open();
   const twin = await client.getTwin();
   const patches: Desired[] = [];
-  twin.on('properties.desired', (patch: Desired) => patches.push(patch));
+  twin.on('properties.desired', (patch: Desired) => patches.push(structuredClone(patch)));
   return { client, twin, patches };
 }
 
@@ -157,6 +164,36 @@ function compat(kind: BackendKind): void {
       await eventually(() => (twin.properties.desired['a'] === 2 ? true : undefined), 'a=2 after the restart');
       expect(reconnected).toBe(true);
       expect(patches.slice(before)[0]).toMatchObject({ a: 2, $version: 3 });
+    });
+
+    it('each desired $version reaches the device once, when the write lands just after the SDK subscribes (3 devices)', async () => {
+      const sent: number[] = [];
+      const onEvent = (e: unknown): void => {
+        const event = e as MqttGatewayEvent;
+        if (event.kind === 'notify') sent.push(event.version);
+      };
+      subscribe(MQTT_GATEWAY_CHANNEL, onEvent);
+      try {
+        for (const deviceId of ['race1', 'race2', 'race3']) {
+          sent.length = 0;
+          const client = await hub.device(deviceId, await createDevice(hub, deviceId));
+          await client.open();
+          const twin = await client.getTwin();
+          const patches: Desired[] = [];
+          twin.on('properties.desired', (patch: Desired) => patches.push(structuredClone(patch))); // SUBSCRIBE goes out now
+          await hub.registry.updateTwin(deviceId, { properties: { desired: { fw: deviceId } } }, '*');
+          await eventually(() => (twin.properties.desired['fw'] === deviceId ? true : undefined), `${deviceId}'s notification`);
+          await hub.registry.updateTwin(deviceId, { properties: { desired: { mode: 'eco' } } }, '*');
+          await eventually(() => (twin.properties.desired['mode'] === 'eco' ? true : undefined), `${deviceId}'s second notification`);
+          await new Promise((r) => setTimeout(r, 100)); // room for a duplicate to show up
+          expect(sent).toEqual([2, 3]); // on the wire: once each, in order
+          // the listener: the SDK's own replay of the GET's view, then one call per notification
+          expect(patches).toEqual([{ $version: 1 }, { fw: deviceId, $version: 2 }, { mode: 'eco', $version: 3 }]);
+          await client.close();
+        }
+      } finally {
+        unsubscribe(MQTT_GATEWAY_CHANNEL, onEvent);
+      }
     });
   });
 }
