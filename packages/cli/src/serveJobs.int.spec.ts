@@ -3,17 +3,21 @@
  * with `twinlog job create` survives a SIGKILL of `serve` in the middle of its devices, resumes
  * when `serve` starts again on the same data folder, completes with every matching device counted
  * once, and applies each twin exactly once (desired `$version` 2 everywhere: a fresh twin's 1 plus
- * the job's one write, though the resumed job appends again the writes it had not recorded).
+ * the job's one write, though the resumed job appends again the writes it had not recorded); on the
+ * embedded log and on Kafka.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { request } from 'node:http';
 import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
 import { createTwinClient } from '@twinlog/client';
+import type { Log } from '@twinlog/core';
 import { signServiceSas } from '@twinlog/gateway';
 import { createEmbeddedLog } from '@twinlog/log-embedded';
 import { ensureTwinTopics, listTwins } from '@twinlog/projector';
 import { describe, expect, it } from 'vitest';
+import { openLog } from '../../../test/support/openLog.ts';
 import { startServe, type Served } from '../../../test/support/serveProcess.ts';
 import { runCli } from './runCli.ts';
 
@@ -41,14 +45,17 @@ interface Job {
   deviceJobStatistics: { deviceCount: number; succeededCount: number; failedCount: number; pendingCount: number; runningCount: number };
 }
 
-describe('serve with jobs', () => {
-  it('a job survives SIGKILL of serve mid-job and completes after the restart, applying each twin once', { timeout: 180_000 }, async () => {
+for (const kind of ['embedded', 'kafka'] as const) describe(`serve with jobs on the ${kind} log`, () => {
+  it('a job survives SIGKILL of serve mid-job and completes after the restart, applying each twin once', { timeout: 240_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'twinlog-serve-jobs-'));
-    const store = ['--data', dir, '--partitions', '2'];
+    const prefix = `jobs-${randomUUID().slice(0, 8)}.`;
+    if (kind === 'kafka') expect(process.env['KAFKA_BROKERS'], 'the int tier provides KAFKA_BROKERS').toBeTruthy();
+    const store = kind === 'embedded' ? ['--data', dir, '--partitions', '2'] : ['--kafka', process.env['KAFKA_BROKERS']!, '--topic-prefix', prefix, '--data', dir, '--partitions', '2'];
+    const openFleetLog = (): Log => (kind === 'embedded' ? createEmbeddedLog({ path: join(dir, 'twinlog.db') }) : openLog({ kind, where: prefix }));
     let served: Served | undefined;
     try {
       // the fleet, written before serve starts (serve folds it when it starts)
-      const log = createEmbeddedLog({ path: join(dir, 'twinlog.db') });
+      const log = openFleetLog();
       await ensureTwinTopics(log, 2);
       const client = createTwinClient({ log, physicalNow: Date.now, actor: 'serve-jobs-test' });
       for (let i = 0; i < DEVICES; i += 100) {
@@ -81,13 +88,9 @@ describe('serve with jobs', () => {
         return JSON.parse(body) as Job;
       };
       const job = (s: Served): Promise<Job> => call(s, 'GET', '/jobs/v2/fw-kill');
-      const created = await call(served, 'PUT', '/jobs/v2/fw-kill', {
-        jobId: 'fw-kill',
-        type: 'scheduleUpdateTwin',
-        queryCondition: "STARTSWITH(deviceId, 'k-')",
-        updateTwin: { etag: '*', properties: { desired: { fw: '2.0' } } },
-      });
-      expect(created.status).toBe('queued');
+      const created = await cli(['job', 'create', 'fw-kill', '{"properties":{"desired":{"fw":"2.0"}}}', '--query', "STARTSWITH(deviceId, 'k-')", '--json', ...gateway(served), ...store]);
+      expect(created.err).toBe('');
+      expect(['queued', 'running']).toContain((JSON.parse(created.out) as Job).status);
       const first = served;
       const seen: string[] = [];
       const midway = await until(
@@ -113,13 +116,15 @@ describe('serve with jobs', () => {
         return j.status === 'completed' || j.status === 'failed' ? j : undefined;
       });
       expect(done.status).toBe('completed');
+      const listed = await cli(['job', 'list', ...gateway(second), ...store]);
+      expect(listed.out).toBe(`fw-kill  completed  devices ${DEVICES}: succeeded ${DEVICES}, failed 0, running 0, pending 0  created ${String((done as unknown as Record<string, unknown>)['createdTime'])}  STARTSWITH(deviceId, 'k-')\n`);
       expect(done.deviceJobStatistics).toEqual({ deviceCount: DEVICES, succeededCount: DEVICES, failedCount: 0, runningCount: 0, pendingCount: 0 });
       second.child.kill('SIGTERM');
       expect(await second.exited).toBe(0);
       served = undefined;
 
       // every twin got the job's write exactly once
-      const reopened = createEmbeddedLog({ path: join(dir, 'twinlog.db') });
+      const reopened = openFleetLog();
       try {
         const twins = await listTwins(reopened);
         expect(twins).toHaveLength(DEVICES);
