@@ -2,12 +2,21 @@
  * Compatibility suite (issue #14, acceptance 3 and 6): module identities and module twins with the
  * unmodified `azure-iothub` `Registry` (`addModule`, `getModule`, `getModulesOnDevice`,
  * `updateModule`, `getModuleTwin`, `updateModuleTwin`, `removeModule`) against twinlog's REST
- * gateway (docs/iot-hub.md, "Module identities and module twins"), on the embedded backend and on
- * Kafka.
+ * gateway, and the unmodified `ModuleClient` of `azure-iot-device` over MQTT (client id
+ * `{deviceId}/{moduleId}`) against its MQTT gateway (docs/iot-hub.md, "Module identities and module
+ * twins"), on the embedded backend and on Kafka.
  */
+import { promisify } from 'node:util';
+import { ModuleClient, type Twin } from 'azure-iot-device';
+import { Mqtt } from 'azure-iot-device-mqtt';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { BackendKind } from './support/backends.ts';
 import { eventually, startHub, type Hub } from './support/compatHarness.ts';
+
+type Desired = Record<string, unknown>;
+
+/** A desired section without its `$`-keys. */
+const plain = (desired: Desired): Desired => Object.fromEntries(Object.entries(desired).filter(([k]) => !k.startsWith('$')));
 
 function compat(kind: BackendKind): void {
   describe(`module identities and module twins with the Registry on the ${kind} backend`, () => {
@@ -66,6 +75,105 @@ function compat(kind: BackendKind): void {
       await hub.registry.delete('gw-1');
       await expect(hub.registry.getModuleTwin('gw-1', 'sensor')).rejects.toMatchObject({ response: { statusCode: 404 } });
       expect(hub.keys.get('gw-1/sensor')).toBeUndefined();
+    });
+  });
+
+  describe(`ModuleClient over MQTT on the ${kind} backend`, () => {
+    let hub: Hub;
+    const clients: ModuleClient[] = [];
+    beforeEach(async () => {
+      hub = await startHub(kind);
+    });
+    afterEach(async () => {
+      for (const c of clients.splice(0)) await c.close().catch(() => {});
+      await hub.close();
+    });
+
+    /** An unmodified ModuleClient with a module connection string (client id {deviceId}/{moduleId}), trusting the test CA. */
+    async function openModule(deviceId: string, moduleId: string, key: string): Promise<{ client: ModuleClient; twin: Twin; patches: Desired[] }> {
+      const client = ModuleClient.fromConnectionString(`HostName=localhost:${hub.mqttPort};DeviceId=${deviceId};ModuleId=${moduleId};SharedAccessKey=${key}`, Mqtt);
+      await client.setOptions({ ca: hub.ca.ca });
+      clients.push(client);
+      await client.open();
+      const twin = await client.getTwin();
+      const patches: Desired[] = [];
+      twin.on('properties.desired', (patch: Desired) => patches.push(structuredClone(patch)));
+      return { client, twin, patches };
+    }
+    const keyOf = (m: { authentication?: { symmetricKey?: { primaryKey?: string | null } } }): string => m.authentication!.symmetricKey!.primaryKey!;
+
+    it('gets its module twin, reports, receives desired notifications, never sees its device\'s or another module\'s twin', async () => {
+      const { responseBody: device } = await hub.registry.create({ deviceId: 'gw-1' });
+      const { responseBody: sensor } = await hub.registry.addModule({ deviceId: 'gw-1', moduleId: 'sensor' });
+      const { responseBody: camera } = await hub.registry.addModule({ deviceId: 'gw-1', moduleId: 'camera' });
+      await hub.registry.updateTwin('gw-1', { properties: { desired: { deviceOnly: 1 } } }, '*');
+      await hub.registry.updateModuleTwin('gw-1', 'camera', { properties: { desired: { cameraOnly: 1 } } }, '*');
+
+      const s = await openModule('gw-1', 'sensor', keyOf(sensor));
+      expect(plain(s.twin.properties.desired)).toEqual({});
+      expect(s.twin.properties.desired['$version']).toBe(1);
+      const c = await openModule('gw-1', 'camera', keyOf(camera));
+      expect(plain(c.twin.properties.desired)).toEqual({ cameraOnly: 1 });
+      const deviceClient = await hub.device('gw-1', keyOf(device));
+      await deviceClient.open();
+      const deviceTwin = await deviceClient.getTwin();
+      deviceTwin.on('properties.desired', () => {}); // the SDK subscribes to desired notifications with the first listener
+      expect(plain(deviceTwin.properties.desired)).toEqual({ deviceOnly: 1 });
+      expect(hub.mqtt.isConnected('gw-1/sensor')).toBe(true);
+
+      // reported: lands on the module twin only
+      const reported = s.twin.properties.reported as unknown as { update(patch: object, done: (e?: Error) => void): void };
+      await promisify((patch: object, done: (e?: Error) => void) => reported.update(patch, done))({ temperature: 21 });
+      const { responseBody: sensorTwin } = await hub.registry.getModuleTwin('gw-1', 'sensor');
+      expect(sensorTwin.properties.reported['temperature']).toBe(21);
+      expect((await hub.registry.getTwin('gw-1')).responseBody.properties.reported['temperature']).toBeUndefined();
+      expect((await hub.registry.getModuleTwin('gw-1', 'camera')).responseBody.properties.reported['temperature']).toBeUndefined();
+
+      // desired: only the module written is notified
+      await hub.registry.updateModuleTwin('gw-1', 'sensor', { properties: { desired: { rate: 5 } } }, sensorTwin.etag);
+      await eventually(() => (s.patches.some((p) => p['rate'] === 5) ? true : undefined), 'the module desired notification');
+      expect(s.patches.find((p) => p['rate'] === 5)).toMatchObject({ rate: 5, $version: 2 });
+      await hub.registry.updateTwin('gw-1', { properties: { desired: { deviceOnly: 2 } } }, '*');
+      await eventually(() => (deviceTwin.properties.desired['deviceOnly'] === 2 ? true : undefined), 'the device notification');
+      expect(s.patches.some((p) => 'deviceOnly' in p || 'cameraOnly' in p)).toBe(false);
+      expect(c.patches.some((p) => 'rate' in p || 'deviceOnly' in p)).toBe(false);
+    });
+
+    it('offline catch-up: a module that missed desired changes gets one notification when it is back', async () => {
+      await hub.registry.create({ deviceId: 'gw-1' });
+      const { responseBody: sensor } = await hub.registry.addModule({ deviceId: 'gw-1', moduleId: 'sensor' });
+      const s = await openModule('gw-1', 'sensor', keyOf(sensor));
+      let etag = (await hub.registry.updateModuleTwin('gw-1', 'sensor', { properties: { desired: { fw: '1.0', keep: true } } }, '*')).responseBody.etag;
+      await eventually(() => (s.twin.properties.desired['fw'] === '1.0' ? true : undefined), 'the first notification');
+      await hub.stopMqtt();
+      const before = s.patches.length;
+      for (const desired of [{ fw: '1.1' }, { keep: null }, { fw: '1.2', mode: 'eco' }]) {
+        etag = (await hub.registry.updateModuleTwin('gw-1', 'sensor', { properties: { desired } }, etag)).responseBody.etag;
+      }
+      await hub.startMqtt(); // the SDK reconnects on its own (no re-SUBSCRIBE, no re-GET)
+      await eventually(() => (s.patches.length > before ? true : undefined), 'the catch-up notification');
+      expect(s.patches[before]).toMatchObject({ fw: '1.2', mode: 'eco', $version: 5 });
+      expect(plain(s.twin.properties.desired)).toEqual({ fw: '1.2', mode: 'eco' });
+    });
+
+    it('a disabled module gets CONNACK 5 (UnauthorizedError) and its open connection is closed; another module\'s key is refused', async () => {
+      await hub.registry.create({ deviceId: 'gw-1' });
+      const { responseBody: sensor } = await hub.registry.addModule({ deviceId: 'gw-1', moduleId: 'sensor' });
+      const { responseBody: camera } = await hub.registry.addModule({ deviceId: 'gw-1', moduleId: 'camera' });
+      const wrong = ModuleClient.fromConnectionString(`HostName=localhost:${hub.mqttPort};DeviceId=gw-1;ModuleId=sensor;SharedAccessKey=${keyOf(camera)}`, Mqtt);
+      await wrong.setOptions({ ca: hub.ca.ca });
+      clients.push(wrong);
+      await expect(wrong.open()).rejects.toMatchObject({ name: 'UnauthorizedError' });
+
+      await openModule('gw-1', 'sensor', keyOf(sensor));
+      expect(hub.mqtt.isConnected('gw-1/sensor')).toBe(true);
+      const { responseBody: current } = await hub.registry.getModule('gw-1', 'sensor');
+      await hub.registry.updateModule({ ...current, status: 'disabled' } as typeof current);
+      await eventually(() => (hub.mqtt.isConnected('gw-1/sensor') ? undefined : true), 'the disabled module dropped');
+      const again = ModuleClient.fromConnectionString(`HostName=localhost:${hub.mqttPort};DeviceId=gw-1;ModuleId=sensor;SharedAccessKey=${keyOf(sensor)}`, Mqtt);
+      await again.setOptions({ ca: hub.ca.ca });
+      clients.push(again);
+      await expect(again.open()).rejects.toMatchObject({ name: 'UnauthorizedError' });
     });
   });
 

@@ -230,8 +230,10 @@ interface LiveDevice {
  * Create the MQTT gateway.
  *
  * CONNECT: clientId = device id; username `{host}/{deviceId}/?api-version=…`; password a device
- * SAS token signed with the device's primary or secondary key. CONNACK 2 for a module or a
- * username naming another device, 4 for missing or malformed credentials, 5 for an unknown
+ * SAS token signed with the device's primary or secondary key. A module (`ModuleClient`) connects
+ * as `{deviceId}/{moduleId}` with its own keys and is served its module twin exactly as a device is
+ * its twin (docs/iot-hub.md, "Module identities and module twins"). CONNACK 2 for a malformed
+ * client id or a username naming another device or module, 4 for missing or malformed credentials, 5 for an unknown
  * device, a bad signature, an expired token or one for another resource, and for a disabled
  * device. A connection is closed when its token expires (the SDKs renew the token and reconnect)
  * and when its device is disabled (at once for a write through `deviceKeys`, within
@@ -632,7 +634,7 @@ export function createMqttGateway({
   // ---- the broker ------------------------------------------------------------------------------
 
   const broker = new Aedes({
-    maxClientsIdLength: 128,
+    maxClientsIdLength: 257, // a module's `{deviceId}/{moduleId}`, 128 characters each (docs/iot-hub.md, "Module identities and module twins")
     connectTimeout: limits.connectTimeoutMs, // a backstop: the guard's deadline runs from accept to an accepted CONNECT
     authenticate(client, username, password, done) {
       try {

@@ -23,7 +23,19 @@ export function topicProperties(topic: string): URLSearchParams {
   return new URLSearchParams(q < 0 ? '' : topic.slice(q + 1));
 }
 
-/** Classify a publish by device `deviceId` (§6.3; D2C messages `devices/{id}/messages/events/…`). */
+/**
+ * The topic root of twin id `deviceId`: `devices/{id}`, or `devices/{deviceId}/modules/{moduleId}`
+ * for a module's `{deviceId}/{moduleId}` (docs/iot-hub.md, "Module identities and module twins").
+ */
+function ownRoot(deviceId: string): string {
+  const slash = deviceId.indexOf('/');
+  return slash < 0 ? `devices/${deviceId}` : `devices/${deviceId.slice(0, slash)}/modules/${deviceId.slice(slash + 1)}`;
+}
+
+/**
+ * Classify a publish by device `deviceId` (§6.3; D2C messages `devices/{id}/messages/events/…`, a
+ * module's `devices/{deviceId}/modules/{moduleId}/messages/events/…`).
+ */
 export function classifyPublish(deviceId: string, topic: string): DeviceRequest {
   if (topic.startsWith('$iothub/twin/')) {
     const q = topic.indexOf('?');
@@ -35,7 +47,7 @@ export function classifyPublish(deviceId: string, topic: string): DeviceRequest 
     if (path.startsWith('$iothub/twin/PATCH/properties/desired')) return { kind: 'desired-write', rid };
     return { kind: 'unsupported-twin', rid };
   }
-  const own = `devices/${deviceId}/messages/events/`;
+  const own = `${ownRoot(deviceId)}/messages/events/`;
   if (topic === own.slice(0, -1) || topic.startsWith(own)) return { kind: 'telemetry' };
   return { kind: 'forbidden' };
 }
@@ -51,7 +63,9 @@ export function maySubscribe(deviceId: string, filter: string): boolean {
   if (filter === '$iothub/twin/PATCH/properties/desired/#' || filter.startsWith('$iothub/twin/PATCH/properties/desired/')) return true;
   if (filter === '$iothub/methods/POST/#' || filter.startsWith('$iothub/methods/POST/')) return true;
   // a device id may contain `+` or `#` (§1.2): as a filter level it would be a wildcard across devices
-  return !/[+#]/.test(deviceId) && filter.startsWith(`devices/${deviceId}/messages/devicebound/`);
+  if (/[+#]/.test(deviceId)) return false;
+  // a module's input messages (accepted, nothing is sent), a device's cloud-to-device messages
+  return deviceId.includes('/') ? filter.startsWith(`${ownRoot(deviceId)}/inputs/`) : filter.startsWith(`devices/${deviceId}/messages/devicebound/`);
 }
 
 /** MQTT 3.1.1 topic filter matching (§4.7): `+` one level, `#` the rest (including the parent). */

@@ -26,6 +26,14 @@ describe('maySubscribe', () => {
     }
     expect(maySubscribe('+', 'devices/+/messages/devicebound/#')).toBe(false); // a device named '+'
   });
+  it('a module (twin id {deviceId}/{moduleId}) may publish its own telemetry and subscribe to its twin topics and its inputs', () => {
+    expect(classifyPublish('d/m', 'devices/d/modules/m/messages/events/')).toEqual({ kind: 'telemetry' });
+    expect(classifyPublish('d/m', 'devices/d/messages/events/')).toEqual({ kind: 'forbidden' });
+    expect(classifyPublish('d/m', 'devices/d/modules/n/messages/events/')).toEqual({ kind: 'forbidden' });
+    expect(classifyPublish('d/m', '$iothub/twin/GET/?$rid=1')).toEqual({ kind: 'get', rid: '1' });
+    for (const f of ['$iothub/twin/res/#', '$iothub/twin/PATCH/properties/desired/#', 'devices/d/modules/m/inputs/#']) expect(maySubscribe('d/m', f)).toBe(true);
+    for (const f of ['devices/d/messages/devicebound/#', 'devices/d/modules/n/inputs/#', 'devices/d/modules/+/inputs/#']) expect(maySubscribe('d/m', f)).toBe(false);
+  });
 });
 
 describe('topicMatches', () => {

@@ -1,11 +1,13 @@
 /**
  * Device authentication on MQTT CONNECT (docs/iot-hub.md, "MQTT"):
  *
- * - clientId `{deviceId}` (modules, `{deviceId}/{moduleId}`, are not served);
- * - username `{host}/{deviceId}/?api-version=…[&DeviceClientType=…][&model-id=…]`, where `host` is
+ * - clientId `{deviceId}`, or `{deviceId}/{moduleId}` for a module (the `ModuleClient` of the
+ *   device SDK; docs/iot-hub.md, "Module identities and module twins"): the module authenticates
+ *   with its own keys, the key store's row of that twin id, and its status is checked like a device's;
+ * - username `{host}/{clientId}/?api-version=…[&DeviceClientType=…][&model-id=…]`, where `host` is
  *   the hub name, optionally with a port (`HostName=localhost:8884`, §13.3);
  * - password `SharedAccessSignature sr={url-encoded resource}&sig={url-encoded base64}&se={epoch s}`
- *   with `resource = {host}/devices/{deviceId}` and
+ *   with `resource = {host}/devices/{deviceId}` (a module's: `…/modules/{moduleId}`) and
  *   `sig = base64(HMAC-SHA256(base64decode(deviceKey), {sr as transmitted} + "\n" + se))`;
  *   the device's primary or secondary key may sign, and a policy-signed token (`skn`) is refused
  *   (device tokens only).
@@ -43,6 +45,7 @@ export class DeviceAuthError extends Error {
 
 /** What a valid CONNECT tells about the device. */
 export interface DeviceIdentity {
+  /** The twin id: the device id, or `{deviceId}/{moduleId}` for a module (docs/iot-hub.md, "Module identities and module twins"). */
   readonly deviceId: string;
   /** `model-id` (Plug and Play) from the username, when given. */
   readonly modelId?: string;
@@ -82,8 +85,8 @@ export interface VerifyDeviceSasOptions {
 /**
  * Check a CONNECT against the device's keys.
  *
- * @throws {DeviceAuthError} `IDENTIFIER_REJECTED` for a module client id or a username naming
- *   another device; `BAD_USERNAME_OR_PASSWORD` for a missing or malformed username or token;
+ * @throws {DeviceAuthError} `IDENTIFIER_REJECTED` for a client id with an empty device or module id
+ *   or more than one `/`, or a username naming another device or module; `BAD_USERNAME_OR_PASSWORD` for a missing or malformed username or token;
  *   `NOT_AUTHORIZED` for an unknown device (no keys), a wrong signature, an expired token, a
  *   token living longer than `maxTokenLifetimeMs`, a token for another resource, or a disabled
  *   device (checked last, so only a device holding a valid token learns it is disabled).
@@ -97,7 +100,9 @@ export function verifyDeviceSas(
   nowMs: number,
   { maxTokenLifetimeMs = DEFAULT_MAX_TOKEN_LIFETIME_MS }: VerifyDeviceSasOptions = {},
 ): DeviceIdentity {
-  if (clientId.includes('/')) throw new DeviceAuthError(CONNACK.IDENTIFIER_REJECTED, 'Module identities are not supported');
+  const parts = clientId.split('/');
+  if (parts.length > 2 || parts.some((p) => p === '')) throw new DeviceAuthError(CONNACK.IDENTIFIER_REJECTED, 'The client id must be {deviceId} or {deviceId}/{moduleId}');
+  const [parentId, moduleId] = parts as [string, string | undefined];
   if (username === undefined || password === undefined) throw new DeviceAuthError(CONNACK.BAD_USERNAME_OR_PASSWORD, 'Username and password are required');
   const q = username.indexOf('/?');
   const path = q < 0 ? username.replace(/\/$/, '') : username.slice(0, q);
@@ -134,7 +139,8 @@ export function verifyDeviceSas(
   }
   // §6.2: the decoded sr must equal or prefix the addressed resource (the device itself).
   const resource = parseSasResource(sr);
-  if (resource === undefined || !sasScopeCovers(resource, hubName, { kind: 'device', deviceId })) {
+  const target = moduleId === undefined ? { kind: 'device' as const, deviceId } : { kind: 'device' as const, deviceId: parentId, moduleId };
+  if (resource === undefined || !sasScopeCovers(resource, hubName, target)) {
     throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'The SharedAccessSignature is not valid for this device');
   }
   // IoT Hub refuses a disabled device with CONNACK 5, "not authorized" (docs/iot-hub.md, "Device

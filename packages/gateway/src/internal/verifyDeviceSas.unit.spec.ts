@@ -42,7 +42,9 @@ describe('verifyDeviceSas', () => {
     expect(codeOf(() => verifyDeviceSas('dev2', 'localhost/dev2/?api-version=2021-04-12', good, 'localhost', keysOf, NOW))).toBe(CONNACK.NOT_AUTHORIZED); // unknown
     expect(codeOf(() => verifyDeviceSas('dev1', 'otherhub/dev1/?api-version=2021-04-12', good, 'localhost', keysOf, NOW))).toBe(CONNACK.NOT_AUTHORIZED);
     expect(codeOf(() => verifyDeviceSas('dev1', 'localhost/dev2/?api-version=2021-04-12', good, 'localhost', keysOf, NOW))).toBe(CONNACK.IDENTIFIER_REJECTED);
-    expect(codeOf(() => verifyDeviceSas('dev1/mod', USER, good, 'localhost', keysOf, NOW))).toBe(CONNACK.IDENTIFIER_REJECTED);
+    expect(codeOf(() => verifyDeviceSas('dev1/mod', USER, good, 'localhost', keysOf, NOW))).toBe(CONNACK.IDENTIFIER_REJECTED); // username of the device
+    expect(codeOf(() => verifyDeviceSas('dev1/a/b', 'localhost/dev1/a/b/?api-version=2021-04-12', good, 'localhost', keysOf, NOW))).toBe(CONNACK.IDENTIFIER_REJECTED);
+    expect(codeOf(() => verifyDeviceSas('dev1/', 'localhost/dev1//?api-version=2021-04-12', good, 'localhost', keysOf, NOW))).toBe(CONNACK.IDENTIFIER_REJECTED);
     expect(codeOf(() => verifyDeviceSas('dev1', undefined, good, 'localhost', keysOf, NOW))).toBe(CONNACK.BAD_USERNAME_OR_PASSWORD);
     expect(codeOf(() => verifyDeviceSas('dev1', USER, undefined, 'localhost', keysOf, NOW))).toBe(CONNACK.BAD_USERNAME_OR_PASSWORD);
     expect(codeOf(() => verifyDeviceSas('dev1', 'nonsense', good, 'localhost', keysOf, NOW))).toBe(CONNACK.BAD_USERNAME_OR_PASSWORD);
@@ -71,5 +73,32 @@ describe('verifyDeviceSas', () => {
     expect(verifyDeviceSas('dev1', USER, withSr('localhost:8883/devices'), 'localhost', keysOf, NOW).deviceId).toBe('dev1');
     expect(codeOf(() => verifyDeviceSas('dev1', USER, withSr('localhost/devices/dev'), 'localhost', keysOf, NOW))).toBe(CONNACK.NOT_AUTHORIZED);
     expect(codeOf(() => verifyDeviceSas('dev1', USER, withSr('localhost/devices/DEV1'), 'localhost', keysOf, NOW))).toBe(CONNACK.NOT_AUTHORIZED);
+  });
+
+  describe('modules (docs/iot-hub.md, "Module identities and module twins")', () => {
+    const MODULE_KEY = Buffer.alloc(32, 4).toString('base64');
+    const withModules = (id: string) => (id === 'dev1/m1' ? { primaryKey: MODULE_KEY, secondaryKey: SECONDARY, generationId: '2' } : keysOf(id));
+    const MODULE_USER = 'localhost:8883/dev1/m1/?api-version=2021-04-12&DeviceClientType=azure-iot-device%2F1.18.4';
+    const sign = (resource: string, key: string, se = SE) => {
+      const sr = encodeURIComponent(resource);
+      const sig = createHmac('sha256', Buffer.from(key, 'base64')).update(`${sr}\n${se}`).digest('base64');
+      return Buffer.from(`SharedAccessSignature sr=${sr}&sig=${encodeURIComponent(sig)}&se=${se}`);
+    };
+
+    it('accepts a ModuleClient: client id {deviceId}/{moduleId}, a token for the module signed with its key; the twin id is {deviceId}/{moduleId}', () => {
+      const pw = sign('localhost:8883/devices/dev1/modules/m1', MODULE_KEY);
+      expect(verifyDeviceSas('dev1/m1', MODULE_USER, pw, 'localhost', withModules, NOW)).toEqual({ deviceId: 'dev1/m1', expiresAtMs: SE * 1000 });
+    });
+
+    it('refuses the device\'s key, another module\'s token, a username naming another identity, an unknown or disabled module', () => {
+      expect(codeOf(() => verifyDeviceSas('dev1/m1', MODULE_USER, sign('localhost/devices/dev1/modules/m1', KEY), 'localhost', withModules, NOW))).toBe(CONNACK.NOT_AUTHORIZED);
+      expect(codeOf(() => verifyDeviceSas('dev1/m1', MODULE_USER, sign('localhost/devices/dev1/modules/m2', MODULE_KEY), 'localhost', withModules, NOW))).toBe(CONNACK.NOT_AUTHORIZED);
+      expect(codeOf(() => verifyDeviceSas('dev1/m1', MODULE_USER, sign('localhost/devices/dev2', MODULE_KEY), 'localhost', withModules, NOW))).toBe(CONNACK.NOT_AUTHORIZED);
+      expect(codeOf(() => verifyDeviceSas('dev1/m1', USER, sign('localhost/devices/dev1/modules/m1', MODULE_KEY), 'localhost', withModules, NOW))).toBe(CONNACK.IDENTIFIER_REJECTED);
+      expect(codeOf(() => verifyDeviceSas('dev1', MODULE_USER, sign('localhost/devices/dev1', KEY), 'localhost', withModules, NOW))).toBe(CONNACK.IDENTIFIER_REJECTED);
+      expect(codeOf(() => verifyDeviceSas('dev1/m2', 'localhost/dev1/m2/?api-version=2021-04-12', sign('localhost/devices/dev1/modules/m2', MODULE_KEY), 'localhost', withModules, NOW))).toBe(CONNACK.NOT_AUTHORIZED);
+      const disabled = (id: string) => (id === 'dev1/m1' ? { ...withModules(id)!, status: 'disabled' as const } : withModules(id));
+      expect(codeOf(() => verifyDeviceSas('dev1/m1', MODULE_USER, sign('localhost/devices/dev1/modules/m1', MODULE_KEY), 'localhost', disabled, NOW))).toBe(CONNACK.NOT_AUTHORIZED);
+    });
   });
 });
