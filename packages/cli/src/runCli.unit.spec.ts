@@ -75,6 +75,7 @@ describe('runCli', () => {
     expect(await cli(['tail', 'changes', '--limit', '0', '--data', data])).toMatchObject({ code: 2, err: "twinlog: --limit must be a positive integer, got '0'\n" });
     expect(await cli(['device', 'create'])).toMatchObject({ code: 2, err: "twinlog: missing required argument 'deviceId' (see twinlog --help)\n" });
     expect(await cli(['device', 'list', 'extra'])).toMatchObject({ code: 2 });
+    expect(await cli(['device', 'create', 'gw-1/sensor', '--data', data])).toMatchObject({ code: 2, err: expect.stringContaining('not a device id: "gw-1/sensor"') });
     expect(await cli(['bench', 'everything'])).toMatchObject({ code: 2 });
     expect((await cli(['query', 'SELECT * FROM devices', '--kafka', 'k:1', '--partitions', '0'])).err).toBe('twinlog: --partitions must be between 1 and 1000, got 0\n');
     expect(await cli(['--version'])).toEqual({ code: 0, out: '0.1.0\n', err: '' });

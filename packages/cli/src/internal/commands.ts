@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { createTwinClient, type TwinClient, type WriteDecision } from '@twinlog/client';
 import { decodeOutputRecord, type OutputRecord } from '@twinlog/codec';
-import { fromStateDoc, isPlainObject, isTwinlogError, partitionFor, renderTwin, TwinlogError, type JsonObject, type Log, type Patch, type TwinDocument } from '@twinlog/core';
+import { fromStateDoc, isPlainObject, isTwinlogError, isValidDeviceId, partitionFor, renderTwin, TwinlogError, type JsonObject, type Log, type Patch, type TwinDocument } from '@twinlog/core';
 import { createEmbeddedLog } from '@twinlog/log-embedded';
 import { CHECKPOINT_KEY, ensureTwinTopics, history, listTwins, replay, TOPICS } from '@twinlog/projector';
 import { evaluate, parseQuery } from '@twinlog/query';
@@ -404,6 +404,8 @@ async function deviceKeyStore(config: CliConfig): Promise<import('@twinlog/gatew
  * `serve` reads, so the device can connect over MQTT at once); prints its connection string.
  */
 export async function deviceCreateCommand(config: CliConfig, io: CliIo, deviceId: string, opts: WriteFlags): Promise<number> {
+  // `{deviceId}/{moduleId}` is a module twin's id (docs/iot-hub.md, "Module identities and module twins"), never a device's
+  if (!isValidDeviceId(deviceId)) throw new CliError(`not a device id: ${JSON.stringify(deviceId)} (at most 128 ASCII letters, digits and - : . + % _ # * ? ! ( ) , = @ ; $ ')`);
   return withClient(config, 'twinlog-cli', opts, async (client) => {
     const printKeys = async (): Promise<void> => {
       const { newDeviceKeys } = await import('@twinlog/gateway');
