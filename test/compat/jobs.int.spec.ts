@@ -81,6 +81,21 @@ function compat(kind: BackendKind): void {
       await expect(jobClient.getJob('no-such-job')).rejects.toMatchObject({ response: { statusCode: 404 } });
     });
 
+    it('a twin patch with an etag writes only the twins that still have it; the others count as failed', async () => {
+      await fleet();
+      await hub.registry.updateTwin('dev3', { properties: { desired: { other: 1 } } }, '*'); // dev3's etag moves on
+      const etag = (await hub.registry.getTwin('dev1')).responseBody.etag;
+      const jobClient = hub.jobClient();
+      await jobClient.scheduleTwinUpdate('fw-etag', "tags.site = 'b'", { etag, properties: { desired: { fw: '3.0' } } } as never);
+      const done = await eventually(async () => {
+        const job = jobOf(await jobClient.getJob('fw-etag'));
+        return job.status === 'completed' ? job : undefined;
+      }, 'the conditional job to complete');
+      expect(done.deviceJobStatistics).toEqual({ deviceCount: 2, failedCount: 1, succeededCount: 1, runningCount: 0, pendingCount: 0 });
+      expect((await hub.registry.getTwin('dev1')).responseBody.properties.desired['fw']).toBe('3.0');
+      expect((await hub.registry.getTwin('dev3')).responseBody.properties.desired['fw']).toBeUndefined();
+    });
+
     it('a job scheduled for later is scheduled until cancelled; the job query filters by type and status and pages with x-ms-continuation', async () => {
       await fleet();
       const jobClient = hub.jobClient();
