@@ -226,6 +226,7 @@ export async function createReadModel({
   const configStatuses = db.prepare<[string], { config_id: string; status: string }>(
     'SELECT config_id, status FROM twin_configurations WHERE device_id = ? ORDER BY config_id',
   );
+  const anyConfigurationStatus = db.prepare('SELECT 1 FROM twin_configurations LIMIT 1').pluck();
   /** The stored document: the rendered twin plus `configurations` (§1.2) when the device has any. */
   const decorate = (deviceId: string, twin: Record<string, unknown>): Record<string, unknown> => {
     const statuses = configStatuses.all(deviceId);
@@ -270,6 +271,8 @@ export async function createReadModel({
     }
     const upserted: string[] = [];
     const removed: string[] = [];
+    // one query per batch, not one per twin, while no configuration has statuses (the usual case)
+    const decorating = anyConfigurationStatus.get() !== undefined;
     for (const [key, r] of latest) {
       if (r.value === null) {
         if (store.remove(key)) removed.push(key);
@@ -285,7 +288,7 @@ export async function createReadModel({
           continue;
         }
         const twin = renderTwin(fromStateDoc(snap.state)) as unknown as Record<string, unknown>;
-        store.upsert(snap.deviceId, decorate(snap.deviceId, twin));
+        store.upsert(snap.deviceId, decorating ? decorate(snap.deviceId, twin) : twin);
         upserted.push(snap.deviceId);
       } catch {
         badRecords++; // a record that does not decode is skipped, never crashes the view
