@@ -316,7 +316,9 @@ interface Route {
  * Routes (all need `?api-version=` from {@link API_VERSIONS} and a service SAS token):
  * `PUT/GET/DELETE /devices/{id}` (registry; `registryRead` for GET, `registryReadWrite` to
  * change), `GET/PATCH/PUT /twins/{id}` (`serviceConnect`, or the registry rights: read for GET,
- * read-write to change), `POST /devices/query` (`serviceConnect` or `registryRead`). A token with
+ * read-write to change), `POST /devices/query` (`serviceConnect` or `registryRead`), and with the
+ * `jobs` option `PUT/GET /jobs/v2/{id}`, `POST /jobs/v2/{id}/cancel`, `GET /jobs/v2/query`
+ * (`registryReadWrite` to change, `registryRead` to read; `internal/jobRoutes.ts`). A token with
  * `sr=<hub>/devices/{id}` reaches only the first two for that id; see the module comment for the
  * order of checks and the limits.
  *
