@@ -1,6 +1,6 @@
 /**
  * The `twinlog` command line (commander 14): `serve`, `replay`, `audit`, `tail`, `query`, `twin`,
- * `device`, `config`, `job` and `bench`. Every command works on the embedded log in `--data` (default `.data/`) or,
+ * `device`, `config`, `job`, `module` and `bench`. Every command works on the embedded log in `--data` (default `.data/`) or,
  * with `--kafka host:port` (or `TWINLOG_KAFKA_BROKERS` / `KAFKA_BROKERS`), on Kafka.
  *
  * Exit codes: 0 success; 1 an engine error (printed as `twinlog: CODE: message`) or a failed
@@ -261,6 +261,22 @@ export async function runCli(argv: readonly string[], { stdout, stderr, stderrIs
   ).action(run(async (opts: Record<string, unknown>) => (await jobCommands()).jobListCommand(config(opts), io, opts)));
   gatewayOptions(job.command('cancel').description('cancel a job: a running one stops before its next devices').argument('<jobId>').option('--json', 'on one line')).action(
     run(async (id: string, opts: Record<string, unknown>) => (await jobCommands()).jobCancelCommand(config(opts), io, id, opts)),
+  );
+
+  // module identities, through a running serve's REST gateway (docs/iot-hub.md, "Module identities and module twins")
+  const moduleCommands = (): Promise<typeof import('./internal/moduleCommands.ts')> => import('./internal/moduleCommands.ts');
+  const moduleCmd = program.command('module').description('module identities (IoT Hub): create, get, list, delete, through a running serve');
+  gatewayOptions(moduleCmd.command('create').description('create a module of a device, print its connection string').argument('<deviceId>').argument('<moduleId>').option('--json', 'print the module on one line')).action(
+    run(async (deviceId: string, moduleId: string, opts: Record<string, unknown>) => (await moduleCommands()).moduleCreateCommand(config(opts), io, deviceId, moduleId, opts)),
+  );
+  gatewayOptions(moduleCmd.command('get').description('print a module identity (keys, connection state)').argument('<deviceId>').argument('<moduleId>').option('--json', 'on one line')).action(
+    run(async (deviceId: string, moduleId: string, opts: Record<string, unknown>) => (await moduleCommands()).moduleGetCommand(config(opts), io, deviceId, moduleId, opts)),
+  );
+  gatewayOptions(moduleCmd.command('list').description("a device's modules").argument('<deviceId>').option('--json', 'one JSON object per module')).action(
+    run(async (deviceId: string, opts: Record<string, unknown>) => (await moduleCommands()).moduleListCommand(config(opts), io, deviceId, opts)),
+  );
+  gatewayOptions(moduleCmd.command('delete').description('delete a module (its twin and keys)').argument('<deviceId>').argument('<moduleId>')).action(
+    run(async (deviceId: string, moduleId: string, opts: Record<string, unknown>) => (await moduleCommands()).moduleDeleteCommand(config(opts), io, deviceId, moduleId, opts)),
   );
 
   program

@@ -1,0 +1,80 @@
+/**
+ * `twinlog module create|get|list|delete` against a REST gateway on an embedded log, as `twinlog
+ * serve` runs it (docs/iot-hub.md, "Module identities and module twins"): the module twin is created
+ * through the log with keys in the registry, the connection string names the module, an unknown
+ * device fails with exit code 1 and IoT Hub's error name.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createTwinClient, type TwinClient } from '@twinlog/client';
+import { createDeviceKeyStore, createRestGateway, type DeviceKeyStore, type ListeningGateway, type RestGateway } from '@twinlog/gateway';
+import { createEmbeddedLog, type EmbeddedLog } from '@twinlog/log-embedded';
+import { ensureTwinTopics, startProjector, type Projector } from '@twinlog/projector';
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import { runCli } from './runCli.ts';
+
+const KEY = Buffer.alloc(32, 9).toString('base64');
+let dir: string;
+let log: EmbeddedLog;
+let projector: Projector;
+let client: TwinClient;
+let keys: DeviceKeyStore;
+let gateway: RestGateway;
+let listening: ListeningGateway;
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'twinlog-cli-module-'));
+  log = createEmbeddedLog({ path: join(dir, 'log.db'), synchronous: 'NORMAL', pollIntervalMs: 5 });
+  await ensureTwinTopics(log, 2);
+  projector = await startProjector({ log, physicalNow: Date.now });
+  client = createTwinClient({ log, physicalNow: Date.now, actor: 'cli-module-test', pollIntervalMs: 5 });
+  keys = createDeviceKeyStore(join(dir, 'registry.db'));
+  gateway = createRestGateway({ log, hubName: 'localhost', physicalNow: Date.now, deviceKeys: keys, policies: [{ name: 'iothubowner', key: KEY, rights: ['registryReadWrite'] }] });
+  listening = await gateway.listen({ port: 0, host: '127.0.0.1' });
+});
+
+afterEach(async () => {
+  await listening.close();
+  await gateway.close();
+  await client.close();
+  await projector.stop();
+  await log.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await runCli(['module', ...args, '--gateway', `http://127.0.0.1:${listening.port}`, '--policy-key', KEY, '--data', dir], {
+    stdout: (t) => (out += t),
+    stderr: (t) => (err += t),
+    stderrIsTTY: false,
+    env: {},
+  });
+  return { code, out, err };
+}
+
+it('creates, gets, lists and deletes modules through the gateway', { timeout: 30_000 }, async () => {
+  const missing = await cli('create', 'gw-1', 'sensor');
+  expect(missing).toMatchObject({ code: 1, err: expect.stringContaining('DeviceNotFound') });
+  await client.createDevice('gw-1', { wait: true });
+
+  const created = await cli('create', 'gw-1', 'sensor');
+  expect(created.code).toBe(0);
+  const key = keys.get('gw-1/sensor')!.primaryKey;
+  expect(created.out).toContain(`connection string: HostName=localhost;DeviceId=gw-1;ModuleId=sensor;SharedAccessKey=${key}\n`);
+  expect((await client.getTwin('gw-1/sensor')).moduleId).toBe('sensor');
+  expect(await cli('create', 'gw-1', 'sensor')).toMatchObject({ code: 1, err: expect.stringContaining('DeviceAlreadyExists') });
+  expect((await cli('create', 'gw-1', 'camera')).code).toBe(0);
+
+  const got = await cli('get', 'gw-1', 'sensor', '--json');
+  expect(JSON.parse(got.out)).toMatchObject({ deviceId: 'gw-1', moduleId: 'sensor', authentication: { symmetricKey: { primaryKey: key } } });
+  expect((await cli('list', 'gw-1')).out).toBe('moduleId  connectionState\ncamera    Disconnected\nsensor    Disconnected\n');
+  expect((await cli('list', 'gw-1', '--json')).out.trim().split('\n').map((l) => JSON.parse(l).moduleId)).toEqual(['camera', 'sensor']);
+
+  expect(await cli('delete', 'gw-1', 'camera')).toMatchObject({ code: 0, out: 'deleted module camera of gw-1\n' });
+  expect((await cli('list', 'gw-1')).out).toBe('moduleId  connectionState\nsensor    Disconnected\n');
+  expect(await cli('get', 'gw-1', 'camera')).toMatchObject({ code: 1, err: expect.stringContaining('(404)') });
+  expect(await cli('create', 'gw-1', 'a/b')).toMatchObject({ code: 2, err: expect.stringContaining('not a module id') });
+});
