@@ -129,6 +129,23 @@ describe('automatic configurations', () => {
     expect((await configs.get('fw-all')).systemMetrics.results).toEqual({ targetedCount: 10, appliedCount: 9 });
   });
 
+  it('targets device twins only, never module twins (docs/iot-hub.md, "Module identities and module twins")', async () => {
+    await client.createDevice('gw-1', { wait: true });
+    await client.createDevice('gw-1/sensor', { wait: true });
+    await readModel.waitFor([await client.mergeTags('gw-1/sensor', { env: 'prod' }), await client.mergeTags('gw-1', { env: 'prod' })]);
+    configs.start();
+    configs.put({ id: 'all', priority: 1, targetCondition: '*', content: { deviceContent: { 'properties.desired.a': 1 } } });
+    configs.put({ id: 'prod', priority: 2, targetCondition: "tags.env = 'prod'", content: { deviceContent: { 'properties.desired.b': 2 } } });
+    await eventually(() => expect(desired('gw-1')['b']).toBe(2));
+    // a change of the module twin reaches the manager as a read-model update naming it
+    await readModel.waitFor([await client.mergeTags('gw-1/sensor', { site: 'n' })]);
+    await sleep(200);
+    await eventually(async () => expect((await configs.reconcile()).written).toEqual([]));
+    expect(desired('gw-1/sensor')['$version']).toBe(1);
+    expect(Object.keys(desired('gw-1/sensor')).filter((k) => !k.startsWith('$'))).toEqual([]);
+    expect(readModel.getTwin('gw-1/sensor')!['configurations']).toBeUndefined();
+  });
+
   it('refuses invalid configurations and stale etags', async () => {
     const base = { id: 'ok', priority: 1, targetCondition: "tags.a = 1", content: { deviceContent: { 'properties.desired.x': 1 } } };
     const codeOf = (f: () => unknown): unknown => {

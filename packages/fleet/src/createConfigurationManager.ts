@@ -233,7 +233,9 @@ export function createConfigurationManager({
     const twin = readModel.getTwin(deviceId);
     const current = new Map(statusOf.all(deviceId).map((s) => [s.config_id, s.status]));
     const applied = appliedOf.get(deviceId);
-    const targeting = twin === undefined ? [] : configs.filter((c) => c.matches(twin));
+    // device configurations target device twins only, never a module twin `{deviceId}/{moduleId}`
+    // (docs/iot-hub.md, "Module identities and module twins"), which the read model's updates name too
+    const targeting = twin === undefined || twin['moduleId'] !== undefined ? [] : configs.filter((c) => c.matches(twin));
     let winner: Compiled | undefined;
     for (const c of targeting) {
       if (winner === undefined || c.config.priority > winner.config.priority || (c.config.priority === winner.config.priority && c.row.seq > winner.row.seq)) {
