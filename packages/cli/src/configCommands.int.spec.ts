@@ -5,64 +5,21 @@
  * `list`, a stale `--if-match` fails with exit code 1 and IoT Hub's error name, `delete` withdraws
  * the content.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createTwinClient, type TwinClient } from '@twinlog/client';
-import { createConfigurationManager, createReadModel, type ConfigurationManager, type ReadModel } from '@twinlog/fleet';
-import { createRestGateway, type ListeningGateway, type RestGateway } from '@twinlog/gateway';
-import { createEmbeddedLog, type EmbeddedLog } from '@twinlog/log-embedded';
-import { ensureTwinTopics, startProjector, type Projector } from '@twinlog/projector';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startGatewayHub, type GatewayHub } from './gatewayHub.fixture.ts';
 import { configurationBodyOf } from './internal/configCommands.ts';
 import { runCli } from './runCli.ts';
 
-const KEY = Buffer.alloc(32, 9).toString('base64');
-let dir: string;
-let log: EmbeddedLog;
-let projector: Projector;
-let client: TwinClient;
-let readModel: ReadModel;
-let configs: ConfigurationManager;
-let gateway: RestGateway;
-let listening: ListeningGateway;
-
+let hub: GatewayHub;
 beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'twinlog-cli-config-'));
-  log = createEmbeddedLog({ path: join(dir, 'log.db'), synchronous: 'NORMAL', pollIntervalMs: 5 });
-  await ensureTwinTopics(log, 2);
-  projector = await startProjector({ log, physicalNow: Date.now });
-  client = createTwinClient({ log, physicalNow: Date.now, actor: 'cli-config-test', pollIntervalMs: 5 });
-  readModel = await createReadModel({ log, path: join(dir, 'read-model.db') });
-  configs = createConfigurationManager({ readModel, log, physicalNow: Date.now });
-  configs.start();
-  gateway = createRestGateway({ log, hubName: 'localhost', physicalNow: Date.now, policies: [{ name: 'iothubowner', key: KEY, rights: ['registryReadWrite'] }], configurations: configs });
-  listening = await gateway.listen({ port: 0, host: '127.0.0.1' });
+  hub = await startGatewayHub({ name: 'config', configurations: true });
 });
+afterEach(() => hub.close());
 
-afterEach(async () => {
-  await listening.close();
-  await gateway.close();
-  await configs.stop();
-  await readModel.close();
-  await client.close();
-  await projector.stop();
-  await log.close();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await runCli(['config', ...args, '--gateway', `http://127.0.0.1:${listening.port}`, '--policy-key', KEY, '--data', dir], {
-    stdout: (t) => (out += t),
-    stderr: (t) => (err += t),
-    stderrIsTTY: false,
-    env: {},
-  });
-  return { code, out, err };
-}
+const cli = (...args: string[]): ReturnType<GatewayHub['cli']> => hub.cli('config', ...args);
 
 async function eventually(check: () => void | Promise<void>, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -77,12 +34,12 @@ async function eventually(check: () => void | Promise<void>, timeoutMs = 20_000)
   }
 }
 
-const desired = (id: string): Record<string, unknown> => (readModel.getTwin(id) as { properties: { desired: Record<string, unknown> } }).properties.desired;
+const desired = (id: string): Record<string, unknown> => (hub.readModel!.getTwin(id) as { properties: { desired: Record<string, unknown> } }).properties.desired;
 
 describe('twinlog config', () => {
   it('put from flags, get, list, stale --if-match, put from a file, delete', async () => {
-    await client.createDevice('dev-a', { wait: true });
-    await readModel.waitFor(await client.mergeTags('dev-a', { env: 'prod' }));
+    await hub.client.createDevice('dev-a', { wait: true });
+    await hub.readModel!.waitFor(await hub.client.mergeTags('dev-a', { env: 'prod' }));
 
     const put = await cli('put', 'fw', '--target', "tags.env = 'prod'", '--priority', '5', '--content', '{"properties.desired.firmware":{"version":"2.0"}}', '--label', 'team=ops', '--metric', "done=SELECT deviceId FROM devices WHERE properties.reported.fw = '2.0'", '--json');
     expect(put.err).toBe('');
@@ -104,7 +61,7 @@ describe('twinlog config', () => {
     expect(stale.code).toBe(1);
     expect(stale.err).toMatch(/^twinlog: PreconditionFailed: .*\(412\)\n$/);
 
-    const file = join(dir, 'fw.json');
+    const file = join(hub.dir, 'fw.json');
     writeFileSync(file, JSON.stringify({ content: { deviceContent: { 'properties.desired.firmware': { version: '2.0' } } }, targetCondition: "tags.env = 'prod'", priority: 7 }));
     const fromFile = await cli('create', 'fw', '--file', file, '--if-match', created.etag, '--json');
     expect(fromFile.code).toBe(0);
@@ -131,7 +88,7 @@ describe('twinlog config', () => {
     });
     expect((await cli('put', 'x', '--target', '*')).code).toBe(2);
     let err = '';
-    const code = await runCli(['config', 'list', '--gateway', 'http://127.0.0.1:1', '--policy-key', KEY, '--data', dir], { stdout: () => {}, stderr: (t) => (err += t), stderrIsTTY: false, env: {} });
+    const code = await runCli(['config', 'list', '--gateway', 'http://127.0.0.1:1', '--policy-key', hub.key, '--data', hub.dir], { stdout: () => {}, stderr: (t) => (err += t), stderrIsTTY: false, env: {} });
     expect(code).toBe(1);
     expect(err).toMatch(/cannot reach the gateway at http:\/\/127\.0\.0\.1:1/);
   });

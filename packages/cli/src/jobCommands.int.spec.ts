@@ -4,70 +4,24 @@
  * updates exactly the matching twins and `--wait` reports its counts, a scheduled job is cancelled,
  * `list` pages through every job, and a refusal is one line with IoT Hub's error name (exit 1).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createTwinClient, type TwinClient } from '@twinlog/client';
-import { createJobRunner, createReadModel, type JobRunner, type ReadModel } from '@twinlog/fleet';
-import { createRestGateway, type ListeningGateway, type RestGateway } from '@twinlog/gateway';
-import { createEmbeddedLog, type EmbeddedLog } from '@twinlog/log-embedded';
-import { ensureTwinTopics, startProjector, type Projector } from '@twinlog/projector';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startGatewayHub, type GatewayHub } from './gatewayHub.fixture.ts';
 import { jobBodyOf } from './internal/jobCommands.ts';
-import { runCli } from './runCli.ts';
 
-const KEY = Buffer.alloc(32, 11).toString('base64');
-let dir: string;
-let log: EmbeddedLog;
-let projector: Projector;
-let client: TwinClient;
-let readModel: ReadModel;
-let jobs: JobRunner;
-let gateway: RestGateway;
-let listening: ListeningGateway;
-
+let hub: GatewayHub;
 beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'twinlog-cli-job-'));
-  log = createEmbeddedLog({ path: join(dir, 'log.db'), synchronous: 'NORMAL', pollIntervalMs: 5 });
-  await ensureTwinTopics(log, 2);
-  projector = await startProjector({ log, physicalNow: Date.now });
-  client = createTwinClient({ log, physicalNow: Date.now, actor: 'cli-job-test', pollIntervalMs: 5 });
-  readModel = await createReadModel({ log, path: join(dir, 'read-model.db') });
-  jobs = createJobRunner({ readModel, log, physicalNow: Date.now, pollIntervalMs: 20 });
-  jobs.start();
-  gateway = createRestGateway({ log, hubName: 'localhost', physicalNow: Date.now, policies: [{ name: 'iothubowner', key: KEY, rights: ['registryReadWrite'] }], jobs });
-  listening = await gateway.listen({ port: 0, host: '127.0.0.1' });
+  hub = await startGatewayHub({ name: 'job', jobs: true });
 });
+afterEach(() => hub.close());
 
-afterEach(async () => {
-  await listening.close();
-  await gateway.close();
-  await jobs.stop();
-  await readModel.close();
-  await client.close();
-  await projector.stop();
-  await log.close();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await runCli(['job', ...args, '--gateway', `http://127.0.0.1:${listening.port}`, '--policy-key', KEY, '--data', dir], {
-    stdout: (t) => (out += t),
-    stderr: (t) => (err += t),
-    stderrIsTTY: false,
-    env: {},
-  });
-  return { code, out, err };
-}
+const cli = (...args: string[]): ReturnType<GatewayHub['cli']> => hub.cli('job', ...args);
 
 describe('twinlog job', () => {
   it('create --wait updates the matching twins and prints the counts; get, list and cancel; refusals exit 1 with the IoT Hub error', async () => {
-    for (const id of ['a1', 'a2', 'b1']) await client.createDevice(id, { wait: true });
-    await client.patchTwin('a1', { tags: { site: 'a' } });
-    await client.patchTwin('a2', { tags: { site: 'a' } });
-    const rows = async (): Promise<number> => (await readModel.queryAll("SELECT deviceId FROM devices WHERE tags.site = 'a'")).rows.length;
+    for (const id of ['a1', 'a2', 'b1']) await hub.client.createDevice(id, { wait: true });
+    await hub.client.patchTwin('a1', { tags: { site: 'a' } });
+    await hub.client.patchTwin('a2', { tags: { site: 'a' } });
+    const rows = async (): Promise<number> => (await hub.readModel!.queryAll("SELECT deviceId FROM devices WHERE tags.site = 'a'")).rows.length;
     for (let i = 0; (await rows()) < 2 && i < 400; i++) await new Promise((r) => setTimeout(r, 25)); // the job matches what the read model shows
 
     const created = await cli('create', 'fw-2', '{"properties":{"desired":{"fw":"2.0"}}}', '--query', "tags.site = 'a'", '--wait', '--json');
