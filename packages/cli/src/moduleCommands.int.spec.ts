@@ -25,7 +25,7 @@ let listening: ListeningGateway;
 
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'twinlog-cli-module-'));
-  log = createEmbeddedLog({ path: join(dir, 'log.db'), synchronous: 'NORMAL', pollIntervalMs: 5 });
+  log = createEmbeddedLog({ path: join(dir, 'twinlog.db'), synchronous: 'NORMAL', pollIntervalMs: 5 }); // the log of --data dir
   await ensureTwinTopics(log, 2);
   projector = await startProjector({ log, physicalNow: Date.now });
   client = createTwinClient({ log, physicalNow: Date.now, actor: 'cli-module-test', pollIntervalMs: 5 });
@@ -44,9 +44,13 @@ afterEach(async () => {
 });
 
 async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  return twinlog('module', ...args, '--gateway', `http://127.0.0.1:${listening.port}`, '--policy-key', KEY);
+}
+
+async function twinlog(...args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const code = await runCli(['module', ...args, '--gateway', `http://127.0.0.1:${listening.port}`, '--policy-key', KEY, '--data', dir], {
+  const code = await runCli([...args, '--data', dir], {
     stdout: (t) => (out += t),
     stderr: (t) => (err += t),
     stderrIsTTY: false,
@@ -77,4 +81,9 @@ it('creates, gets, lists and deletes modules through the gateway', { timeout: 30
   expect((await cli('list', 'gw-1')).out).toBe('moduleId  connectionState\nsensor    Disconnected\n');
   expect(await cli('get', 'gw-1', 'camera')).toMatchObject({ code: 1, err: expect.stringContaining('(404)') });
   expect(await cli('create', 'gw-1', 'a/b')).toMatchObject({ code: 2, err: expect.stringContaining('not a module id') });
+
+  // twinlog query and device list on the same log: devices are not their module twins
+  expect((await twinlog('query', 'SELECT deviceId, moduleId FROM devices.modules')).out).toBe('{"deviceId":"gw-1","moduleId":"sensor"}\n');
+  expect((await twinlog('query', 'SELECT deviceId FROM devices')).out).toBe('{"deviceId":"gw-1"}\n');
+  expect((await twinlog('device', 'list', '--json')).out.trim().split('\n').map((l) => JSON.parse(l).deviceId)).toEqual(['gw-1']);
 });

@@ -255,7 +255,9 @@ export async function tailCommand(
 export async function queryCommand(config: CliConfig, io: CliIo, text: string, opts: { pretty?: boolean }): Promise<number> {
   const query = parseQuery(text);
   return withStore(config, async (store) => {
-    const rows = evaluate(query, await listTwins(store.log));
+    // FROM devices: device twins, FROM devices.modules: module twins (docs/iot-hub.md, "Module identities and module twins")
+    const twins = (await listTwins(store.log)).filter((t) => (query.from === 'devices.modules') === (t.moduleId !== undefined));
+    const rows = evaluate(query, twins);
     if (opts.pretty === true) io.out(`${JSON.stringify(rows, null, 2)}\n`);
     else for (const row of rows) io.out(`${JSON.stringify(row)}\n`);
     io.err(`${rows.length} row${rows.length === 1 ? '' : 's'}\n`);
@@ -470,7 +472,7 @@ export async function deviceUpdateCommand(config: CliConfig, io: CliIo, deviceId
 
 export async function deviceListCommand(config: CliConfig, io: CliIo, opts: { json?: boolean }): Promise<number> {
   return withStore(config, async (store) => {
-    const twins = await listTwins(store.log);
+    const twins = (await listTwins(store.log)).filter((t) => t.moduleId === undefined); // devices, not their module twins
     if (opts.json === true) {
       for (const t of twins) io.out(`${JSON.stringify({ deviceId: t.deviceId, status: t.status, version: t.version, etag: t.etag })}\n`);
       return 0;
