@@ -10,8 +10,11 @@ import { promisify } from 'node:util';
 import { ModuleClient, type Twin } from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { BackendKind } from './support/backends.ts';
-import { eventually, startHub, type Hub } from './support/compatHarness.ts';
+import { join } from 'node:path';
+import { createReadModel, type ReadModel } from '@twinlog/fleet';
+import { createRestGateway, signServiceSas, type ListeningGateway, type RestGateway } from '@twinlog/gateway';
+import { startBackend, type Backend, type BackendKind } from './support/backends.ts';
+import { eventually, OWNER_KEY, startHub, type Hub } from './support/compatHarness.ts';
 
 type Desired = Record<string, unknown>;
 
@@ -204,6 +207,64 @@ function compat(kind: BackendKind): void {
     });
   });
 }
+
+/**
+ * The REST gateway as `twinlog serve` builds it: the read model as both the query view and the twin
+ * index, so module twins are read from it (read-your-writes after a PATCH) and queried in it.
+ */
+describe('module twins through the read model as twin index and query view (as in twinlog serve)', () => {
+  let backend: Backend;
+  let readModel: ReadModel;
+  let gateway: RestGateway;
+  let server: ListeningGateway;
+  beforeEach(async () => {
+    backend = await startBackend('embedded');
+    readModel = await createReadModel({ log: backend.log, path: join(backend.dir, 'read-model.db') });
+    gateway = createRestGateway({
+      log: backend.log,
+      hubName: 'localhost',
+      physicalNow: Date.now,
+      policies: [{ name: 'iothubowner', key: OWNER_KEY, rights: ['registryReadWrite', 'serviceConnect'] }],
+      queryView: readModel,
+      twinIndex: readModel,
+    });
+    server = await gateway.listen({ port: 0, host: '127.0.0.1' });
+  });
+  afterEach(async () => {
+    await server.close();
+    await gateway.close();
+    await readModel.close();
+    await backend.stop();
+  });
+
+  const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any }> => {
+    const auth = signServiceSas('localhost', 'iothubowner', OWNER_KEY, Math.floor(Date.now() / 1000) + 600);
+    const res = await fetch(`http://127.0.0.1:${server.port}${path}?api-version=2021-04-12`, {
+      method,
+      headers: { authorization: auth, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await res.text();
+    return { status: res.status, json: text === '' ? undefined : JSON.parse(text) };
+  };
+
+  it('creates, reads its own writes and queries module twins', async () => {
+    expect((await call('PUT', '/devices/gw-1', { deviceId: 'gw-1' })).status).toBe(200);
+    expect((await call('PUT', '/devices/gw-1/modules/sensor', {})).status).toBe(200);
+    const t = await call('GET', '/twins/gw-1/modules/sensor');
+    expect(t.json).toMatchObject({ deviceId: 'gw-1', moduleId: 'sensor', version: 2 });
+    const p = await call('PATCH', '/twins/gw-1/modules/sensor', { tags: { site: 'north' } }, { 'if-match': `"${t.json.etag}"` });
+    expect(p.json).toMatchObject({ moduleId: 'sensor', tags: { site: 'north' } });
+    expect((await call('GET', '/twins/gw-1/modules/sensor')).json.tags).toEqual({ site: 'north' });
+    expect((await call('GET', '/twins/gw-1')).json.tags).toEqual({});
+    const rows = async (query: string) => (await call('POST', '/devices/query', { query })).json as { deviceId: string; moduleId?: string }[];
+    await eventually(async () => ((await rows("SELECT * FROM devices.modules WHERE tags.site = 'north'")).length === 1 ? true : undefined), 'the module in the read model');
+    expect((await rows('SELECT * FROM devices.modules'))[0]).toMatchObject({ deviceId: 'gw-1', moduleId: 'sensor', tags: { site: 'north' } });
+    expect((await rows('SELECT * FROM devices')).map((r) => r.deviceId)).toEqual(['gw-1']);
+    expect((await call('DELETE', '/devices/gw-1')).status).toBe(204);
+    expect((await call('GET', '/twins/gw-1/modules/sensor')).status).toBe(404);
+  });
+});
 
 compat('embedded');
 compat('kafka');
