@@ -83,9 +83,13 @@ describe('module identities: PUT/GET/DELETE /devices/{id}/modules/{mid}, GET /de
     expect(m).toMatchObject({ deviceId: 'dev1', moduleId: 'm1', connectionState: 'Disconnected', authentication: { type: 'sas' } });
     expect(Buffer.from(m.authentication.symmetricKey.primaryKey, 'base64')).toHaveLength(32);
     expect(keys.get('dev1/m1')?.primaryKey).toBe(m.authentication.symmetricKey.primaryKey);
-    expect((await call('/devices/dev1/modules/m1', { method: 'PUT', body: {} })).status).toBe(409);
+    const twice = await call('/devices/dev1/modules/m1', { method: 'PUT', body: {} });
+    expect(twice.status).toBe(409);
+    expect(twice.json.Message).toMatch(/^ErrorCode:ModuleAlreadyExistsOnDevice;/);
     expect((await call('/devices/dev1/modules/m1')).json).toEqual(m);
-    expect((await call('/devices/dev1/modules/m9')).status).toBe(404);
+    const unknown = await call('/devices/dev1/modules/m9');
+    expect(unknown.status).toBe(404);
+    expect(unknown.json.Message).toMatch(/^ErrorCode:ModuleNotFound;/);
     await module('dev1', 'm0');
     expect((await call('/devices/dev1/modules')).json.map((x: any) => x.moduleId)).toEqual(['m0', 'm1']);
     expect((await call('/devices/nodev/modules')).status).toBe(404);
@@ -141,7 +145,11 @@ describe('module twins: GET/PATCH/PUT /twins/{id}/modules/{mid}', () => {
     expect(dev.json.moduleId).toBeUndefined();
     expect(dev.json.tags).toEqual({});
     expect(dev.json.properties.desired.$version).toBe(1);
-    expect((await call('/twins/dev1/modules/m9')).status).toBe(404);
+    const missing = await call('/twins/dev1/modules/m9');
+    expect(missing.status).toBe(404);
+    expect(missing.json.Message).toMatch(/^ErrorCode:ModuleNotFound;/);
+    expect((await call('/twins/dev1/modules/m9', { method: 'PATCH', body: { tags: { a: 1 } } })).json.Message).toMatch(/^ErrorCode:ModuleNotFound;/);
+    expect((await call('/twins/nodev/modules/m1')).json.Message).toMatch(/^ErrorCode:ModuleNotFound;/);
   });
 
   it('refuses a device id or module id containing / (%2F) before anything is appended', async () => {

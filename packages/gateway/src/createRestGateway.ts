@@ -585,7 +585,9 @@ export function createRestGateway({
     if (apiVersion === null || !API_VERSIONS.includes(apiVersion)) {
       throw new GatewayError('API_VERSION', `Unsupported api-version ${apiVersion ?? '(none)'}, use one of ${API_VERSIONS.join(', ')}`);
     }
-    await route.handle({ req, res, id, principal });
+    await route.handle({ req, res, id, principal }).catch((e: unknown) => {
+      throw id.includes('/') ? moduleErrorOf(e, id) : e;
+    });
   }
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
@@ -898,4 +900,18 @@ function moduleJson(twinId: string, keys: DeviceKeys | undefined, connected: boo
       type: 'sas',
     },
   };
+}
+
+/**
+ * IoT Hub's names for a module route's failures (docs/iot-hub.md, "Module identities and module
+ * twins"): the module twin `twinId` missing is `ModuleNotFound`, created twice
+ * `ModuleAlreadyExistsOnDevice`; a missing parent device stays `DeviceNotFound`.
+ */
+function moduleErrorOf(e: unknown, twinId: string): unknown {
+  if (!(e instanceof TwinlogError)) return e;
+  if (e.code === 'DEVICE_ALREADY_EXISTS') return new GatewayError('MODULE_ALREADY_EXISTS', `Module ${parseTwinId(twinId).moduleId ?? ''} already exists on the device`);
+  if (e.code === 'DEVICE_NOT_FOUND' && e.details['deviceId'] !== parseTwinId(twinId).deviceId) {
+    return new GatewayError('MODULE_NOT_FOUND', `Module ${parseTwinId(twinId).moduleId ?? ''} does not exist on device ${parseTwinId(twinId).deviceId}`);
+  }
+  return e;
 }

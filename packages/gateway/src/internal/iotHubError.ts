@@ -31,8 +31,12 @@ export const GATEWAY_CODES = {
   THROTTLED: { status: 429, code: 429001, name: 'ThrottlingException' },
   /** Request body above the gateway's limit (§4.3: 413001). */
   TOO_LARGE: { status: 413, code: 413001, name: 'MessageTooLarge' },
-  /** No such route (module twins are not served yet), or a route whose service the gateway was not given (jobs, configurations). */
+  /** No such route, or a route whose service the gateway was not given (jobs, configurations). */
   NOT_FOUND: { status: 404, code: 404000, name: 'NotFound' },
+  /** A module that does not exist (its twin `{deviceId}/{moduleId}` does not; docs/iot-hub.md, "Module identities and module twins"). */
+  MODULE_NOT_FOUND: { status: 404, code: 404010, name: 'ModuleNotFound' },
+  /** A module created twice. */
+  MODULE_ALREADY_EXISTS: { status: 409, code: 409301, name: 'ModuleAlreadyExistsOnDevice' },
   METHOD_NOT_ALLOWED: { status: 405, code: 405000, name: 'MethodNotAllowed' },
   SERVER_ERROR: { status: 500, code: 500001, name: 'ServerError' },
 } as const satisfies Record<string, IotHubCode>;
