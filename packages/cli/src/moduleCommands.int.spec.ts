@@ -69,7 +69,7 @@ it('creates, gets, lists and deletes modules through the gateway', { timeout: 30
   const key = keys.get('gw-1/sensor')!.primaryKey;
   expect(created.out).toContain(`connection string: HostName=localhost;DeviceId=gw-1;ModuleId=sensor;SharedAccessKey=${key}\n`);
   expect((await client.getTwin('gw-1/sensor')).moduleId).toBe('sensor');
-  expect(await cli('create', 'gw-1', 'sensor')).toMatchObject({ code: 1, err: expect.stringContaining('DeviceAlreadyExists') });
+  expect(await cli('create', 'gw-1', 'sensor')).toMatchObject({ code: 1, err: expect.stringContaining('ModuleAlreadyExistsOnDevice') });
   expect((await cli('create', 'gw-1', 'camera')).code).toBe(0);
 
   const got = await cli('get', 'gw-1', 'sensor', '--json');
@@ -79,7 +79,7 @@ it('creates, gets, lists and deletes modules through the gateway', { timeout: 30
 
   expect(await cli('delete', 'gw-1', 'camera')).toMatchObject({ code: 0, out: 'deleted module camera of gw-1\n' });
   expect((await cli('list', 'gw-1')).out).toBe('moduleId  connectionState\nsensor    Disconnected\n');
-  expect(await cli('get', 'gw-1', 'camera')).toMatchObject({ code: 1, err: expect.stringContaining('(404)') });
+  expect(await cli('get', 'gw-1', 'camera')).toMatchObject({ code: 1, err: expect.stringContaining('ModuleNotFound') });
   expect(await cli('create', 'gw-1', 'a/b')).toMatchObject({ code: 2, err: expect.stringContaining('not a module id') });
 
   // twinlog query and device list on the same log: devices are not their module twins
