@@ -82,6 +82,13 @@ it('creates, gets, lists and deletes modules through the gateway', { timeout: 30
   expect(await cli('get', 'gw-1', 'camera')).toMatchObject({ code: 1, err: expect.stringContaining('ModuleNotFound') });
   expect(await cli('create', 'gw-1', 'a/b')).toMatchObject({ code: 2, err: expect.stringContaining('not a module id') });
 
+  // the module twin is audited and read like any twin, by its id {deviceId}/{moduleId}
+  const audit = await twinlog('audit', 'gw-1/sensor');
+  expect(audit.code).toBe(0);
+  expect(audit.out).toMatch(/^audit of gw-1\/sensor \(1 of 1 events\)\n.*gateway +create +→ version 2/);
+  const twin = await twinlog('twin', 'get', 'gw-1/sensor');
+  expect(JSON.parse(twin.out)).toMatchObject({ deviceId: 'gw-1', moduleId: 'sensor', version: 2 });
+
   // twinlog query and device list on the same log: devices are not their module twins
   expect((await twinlog('query', 'SELECT deviceId, moduleId FROM devices.modules')).out).toBe('{"deviceId":"gw-1","moduleId":"sensor"}\n');
   expect((await twinlog('query', 'SELECT deviceId FROM devices')).out).toBe('{"deviceId":"gw-1"}\n');
