@@ -123,6 +123,8 @@ function compat(kind: BackendKind): void {
       deviceTwin.on('properties.desired', () => {}); // the SDK subscribes to desired notifications with the first listener
       expect(plain(deviceTwin.properties.desired)).toEqual({ deviceOnly: 1 });
       expect(hub.mqtt.isConnected('gw-1/sensor')).toBe(true);
+      expect((await hub.registry.getModule('gw-1', 'sensor')).responseBody.connectionState).toBe('Connected');
+      expect((await hub.registry.getModule('gw-1', 'camera')).responseBody.connectionState).toBe('Connected');
 
       // reported: lands on the module twin only
       const reported = s.twin.properties.reported as unknown as { update(patch: object, done: (e?: Error) => void): void };
@@ -140,6 +142,10 @@ function compat(kind: BackendKind): void {
       await eventually(() => (deviceTwin.properties.desired['deviceOnly'] === 2 ? true : undefined), 'the device notification');
       expect(s.patches.some((p) => 'deviceOnly' in p || 'cameraOnly' in p)).toBe(false);
       expect(c.patches.some((p) => 'rate' in p || 'deviceOnly' in p)).toBe(false);
+
+      // deleting the device deletes its modules: their connections are closed
+      await hub.registry.delete('gw-1');
+      await eventually(() => (hub.mqtt.isConnected('gw-1/sensor') || hub.mqtt.isConnected('gw-1/camera') ? undefined : true), 'the modules disconnected');
     });
 
     it('offline catch-up: a module that missed desired changes gets one notification when it is back', async () => {

@@ -546,6 +546,11 @@ export function createMqttGateway({
   };
   const stopWatchingKeys = keys.onChange?.((deviceId, k) => {
     if (isDisabled(k)) dropDisabled(deviceId);
+    // Keys removed (a device or module deleted through the registry): close the connection, which
+    // cannot come back without keys. The delete's change record closes it too, but the SDK may
+    // reconnect in the moment between that record and the keys' removal (docs/iot-hub.md, "Module
+    // identities and module twins": a device's delete removes its modules and their connections).
+    else if (k === undefined) void dropConnection(deviceId);
   });
   let seenExternal: number | undefined;
   const recheckStatus = (): void => {
