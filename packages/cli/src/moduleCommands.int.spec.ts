@@ -93,4 +93,10 @@ it('creates, gets, lists and deletes modules through the gateway', { timeout: 30
   expect((await twinlog('query', 'SELECT deviceId, moduleId FROM devices.modules')).out).toBe('{"deviceId":"gw-1","moduleId":"sensor"}\n');
   expect((await twinlog('query', 'SELECT deviceId FROM devices')).out).toBe('{"deviceId":"gw-1"}\n');
   expect((await twinlog('device', 'list', '--json')).out.trim().split('\n').map((l) => JSON.parse(l).deviceId)).toEqual(['gw-1']);
+
+  // twinlog device delete deletes the device's modules too (twins and keys)
+  const deleted = await twinlog('device', 'delete', 'gw-1');
+  expect(deleted).toMatchObject({ code: 0, out: 'deleted module sensor of gw-1\ndeleted gw-1\n' });
+  await expect(client.getTwin('gw-1/sensor')).rejects.toMatchObject({ code: 'DEVICE_NOT_FOUND' });
+  expect(keys.get('gw-1/sensor')).toBeUndefined();
 });

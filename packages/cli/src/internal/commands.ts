@@ -432,6 +432,18 @@ export async function deviceCreateCommand(config: CliConfig, io: CliIo, deviceId
 
 export async function deviceDeleteCommand(config: CliConfig, io: CliIo, deviceId: string, opts: WriteFlags): Promise<number> {
   return withClient(config, 'twinlog-cli', opts, async (client) => {
+    // the device's modules go with it, as through the REST registry (docs/iot-hub.md, "Module identities and module twins")
+    const store = await deviceKeyStore(config);
+    for (const moduleId of store.modulesOf?.(deviceId) ?? []) {
+      const twinId = `${deviceId}/${moduleId}`;
+      if (opts.wait === false) await client.deleteDevice(twinId);
+      else {
+        const d = await client.deleteDevice(twinId, { wait: true });
+        if (!d.accepted && d.code !== 'DEVICE_NOT_FOUND') decided(d);
+      }
+      store.delete(twinId);
+      io.out(`deleted module ${moduleId} of ${deviceId}\n`);
+    }
     if (opts.wait === false) {
       const r = await client.deleteDevice(deviceId);
       (await deviceKeyStore(config)).delete(deviceId);
