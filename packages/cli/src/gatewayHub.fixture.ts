@@ -26,6 +26,8 @@ export interface GatewayHub {
   readonly deviceKeys: DeviceKeyStore | undefined;
   /** `twinlog <command> …args --gateway <this gateway> --policy-key <key> --data <dir>`. */
   cli(command: string, ...args: string[]): Promise<{ code: number; out: string; err: string }>;
+  /** `twinlog …args --data <dir>`: a command on the hub's data folder (its log is `<dir>/twinlog.db`). */
+  twinlog(...args: string[]): Promise<{ code: number; out: string; err: string }>;
   close(): Promise<void>;
 }
 
@@ -42,7 +44,7 @@ export async function startGatewayHub({
 }): Promise<GatewayHub> {
   const key = Buffer.alloc(32, name.length).toString('base64');
   const dir = mkdtempSync(join(tmpdir(), `twinlog-cli-${name}-`));
-  const log = createEmbeddedLog({ path: join(dir, 'log.db'), synchronous: 'NORMAL', pollIntervalMs: 5 });
+  const log = createEmbeddedLog({ path: join(dir, 'twinlog.db'), synchronous: 'NORMAL', pollIntervalMs: 5 }); // the log of --data dir
   await ensureTwinTopics(log, 2);
   const projector: Projector = await startProjector({ log, physicalNow: Date.now });
   const client = createTwinClient({ log, physicalNow: Date.now, actor: `cli-${name}-test`, pollIntervalMs: 5 });
@@ -62,6 +64,17 @@ export async function startGatewayHub({
     ...(deviceKeys === undefined ? {} : { deviceKeys }),
   });
   const listening: ListeningGateway = await gateway.listen({ port: 0, host: '127.0.0.1' });
+  const twinlog = async (...args: string[]): Promise<{ code: number; out: string; err: string }> => {
+    let out = '';
+    let err = '';
+    const code = await runCli([...args, '--data', dir], {
+      stdout: (t) => (out += t),
+      stderr: (t) => (err += t),
+      stderrIsTTY: false,
+      env: {},
+    });
+    return { code, out, err };
+  };
   return {
     dir,
     log,
@@ -72,17 +85,8 @@ export async function startGatewayHub({
     configurations,
     jobs,
     deviceKeys,
-    async cli(command, ...args) {
-      let out = '';
-      let err = '';
-      const code = await runCli([command, ...args, '--gateway', `http://127.0.0.1:${listening.port}`, '--policy-key', key, '--data', dir], {
-        stdout: (t) => (out += t),
-        stderr: (t) => (err += t),
-        stderrIsTTY: false,
-        env: {},
-      });
-      return { code, out, err };
-    },
+    twinlog,
+    cli: (command, ...args) => twinlog(command, ...args, '--gateway', `http://127.0.0.1:${listening.port}`, '--policy-key', key),
     async close() {
       await listening.close();
       await gateway.close();

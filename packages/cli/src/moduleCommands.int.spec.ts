@@ -4,71 +4,28 @@
  * through the log with keys in the registry, the connection string names the module, an unknown
  * device fails with exit code 1 and IoT Hub's error name.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createTwinClient, type TwinClient } from '@twinlog/client';
-import { createDeviceKeyStore, createRestGateway, type DeviceKeyStore, type ListeningGateway, type RestGateway } from '@twinlog/gateway';
-import { createEmbeddedLog, type EmbeddedLog } from '@twinlog/log-embedded';
-import { ensureTwinTopics, startProjector, type Projector } from '@twinlog/projector';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import { runCli } from './runCli.ts';
+import { startGatewayHub, type GatewayHub } from './gatewayHub.fixture.ts';
 
-const KEY = Buffer.alloc(32, 9).toString('base64');
-let dir: string;
-let log: EmbeddedLog;
-let projector: Projector;
-let client: TwinClient;
-let keys: DeviceKeyStore;
-let gateway: RestGateway;
-let listening: ListeningGateway;
-
+let hub: GatewayHub;
 beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'twinlog-cli-module-'));
-  log = createEmbeddedLog({ path: join(dir, 'twinlog.db'), synchronous: 'NORMAL', pollIntervalMs: 5 }); // the log of --data dir
-  await ensureTwinTopics(log, 2);
-  projector = await startProjector({ log, physicalNow: Date.now });
-  client = createTwinClient({ log, physicalNow: Date.now, actor: 'cli-module-test', pollIntervalMs: 5 });
-  keys = createDeviceKeyStore(join(dir, 'registry.db'));
-  gateway = createRestGateway({ log, hubName: 'localhost', physicalNow: Date.now, deviceKeys: keys, policies: [{ name: 'iothubowner', key: KEY, rights: ['registryReadWrite'] }] });
-  listening = await gateway.listen({ port: 0, host: '127.0.0.1' });
+  hub = await startGatewayHub({ name: 'module', deviceKeys: true });
 });
+afterEach(() => hub.close());
 
-afterEach(async () => {
-  await listening.close();
-  await gateway.close();
-  await client.close();
-  await projector.stop();
-  await log.close();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return twinlog('module', ...args, '--gateway', `http://127.0.0.1:${listening.port}`, '--policy-key', KEY);
-}
-
-async function twinlog(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await runCli([...args, '--data', dir], {
-    stdout: (t) => (out += t),
-    stderr: (t) => (err += t),
-    stderrIsTTY: false,
-    env: {},
-  });
-  return { code, out, err };
-}
+const cli = (...args: string[]): ReturnType<GatewayHub['cli']> => hub.cli('module', ...args);
+const twinlog = (...args: string[]): ReturnType<GatewayHub['twinlog']> => hub.twinlog(...args);
 
 it('creates, gets, lists and deletes modules through the gateway', { timeout: 30_000 }, async () => {
   const missing = await cli('create', 'gw-1', 'sensor');
   expect(missing).toMatchObject({ code: 1, err: expect.stringContaining('DeviceNotFound') });
-  await client.createDevice('gw-1', { wait: true });
+  await hub.client.createDevice('gw-1', { wait: true });
 
   const created = await cli('create', 'gw-1', 'sensor');
   expect(created.code).toBe(0);
-  const key = keys.get('gw-1/sensor')!.primaryKey;
+  const key = hub.deviceKeys!.get('gw-1/sensor')!.primaryKey;
   expect(created.out).toContain(`connection string: HostName=localhost;DeviceId=gw-1;ModuleId=sensor;SharedAccessKey=${key}\n`);
-  expect((await client.getTwin('gw-1/sensor')).moduleId).toBe('sensor');
+  expect((await hub.client.getTwin('gw-1/sensor')).moduleId).toBe('sensor');
   expect(await cli('create', 'gw-1', 'sensor')).toMatchObject({ code: 1, err: expect.stringContaining('ModuleAlreadyExistsOnDevice') });
   expect((await cli('create', 'gw-1', 'camera')).code).toBe(0);
 
@@ -97,6 +54,6 @@ it('creates, gets, lists and deletes modules through the gateway', { timeout: 30
   // twinlog device delete deletes the device's modules too (twins and keys)
   const deleted = await twinlog('device', 'delete', 'gw-1');
   expect(deleted).toMatchObject({ code: 0, out: 'deleted module sensor of gw-1\ndeleted gw-1\n' });
-  await expect(client.getTwin('gw-1/sensor')).rejects.toMatchObject({ code: 'DEVICE_NOT_FOUND' });
-  expect(keys.get('gw-1/sensor')).toBeUndefined();
+  await expect(hub.client.getTwin('gw-1/sensor')).rejects.toMatchObject({ code: 'DEVICE_NOT_FOUND' });
+  expect(hub.deviceKeys!.get('gw-1/sensor')).toBeUndefined();
 });
