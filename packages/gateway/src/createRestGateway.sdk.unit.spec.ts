@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { createInMemoryLog, type InMemoryLog } from '@twinlog/core/testing';
 import { ensureTwinTopics, startProjector, type Projector } from '@twinlog/projector';
 import { createTwinClient, type TwinClient } from '@twinlog/client';
-import { Registry } from 'azure-iothub';
+import { Client as ServiceClient, Registry } from 'azure-iothub';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createRestGateway, type ListeningGateway, type RestGateway } from './createRestGateway.ts';
 import { FixedPortAgent } from '../../../test/support/fixedPortAgent.ts';
@@ -89,5 +89,20 @@ describe('createRestGateway with the azure-iothub Registry', () => {
     await registry.delete('dev1');
     await expect(registry.getTwin('dev1')).rejects.toMatchObject({ name: 'DeviceNotFoundError' });
     await expect(registry.create({ deviceId: 'dev2' })).rejects.toMatchObject({ name: 'DeviceAlreadyExistsError' });
+  });
+
+  it('refuses direct methods by name (405), for a device and for a module, not as an unknown route', async () => {
+    const service = ServiceClient.fromConnectionString(`HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${OWNER_KEY}`);
+    (service as unknown as { _restApiClient: { setOptions(o: object): void } })._restApiClient.setOptions({ http: { agent }, ca: CERT });
+    const call = { methodName: 'reboot', payload: {}, responseTimeoutInSeconds: 5 };
+    for (const attempt of [() => service.invokeDeviceMethod('dev-1', call), () => service.invokeDeviceMethod('dev-1', 'mod-1', call)]) {
+      const e = (await attempt().then(
+        () => undefined,
+        (err: unknown) => err,
+      )) as { responseBody?: string; response?: { statusCode?: number } } | undefined;
+      expect(e?.response?.statusCode).toBe(405);
+      expect(e?.responseBody).toContain('MethodNotAllowed');
+      expect(e?.responseBody).toContain('Direct methods are not supported');
+    }
   });
 });

@@ -305,7 +305,7 @@ interface RequestContext {
 interface Route {
   readonly method: string;
   /** `devices`, `twins`, `devices/query`, `digitaltwins` or a digital twin command. */
-  readonly kind: 'device' | 'twin' | 'query' | 'digitaltwin' | 'digitaltwin-command' | 'job' | 'job-cancel' | 'job-query' | 'configuration' | 'configurations' | 'module' | 'modules';
+  readonly kind: 'device' | 'twin' | 'query' | 'digitaltwin' | 'digitaltwin-command' | 'job' | 'job-cancel' | 'job-query' | 'configuration' | 'configurations' | 'module' | 'modules' | 'method';
   readonly rights: readonly PolicyRight[];
   readonly handle: Handler;
 }
@@ -382,6 +382,8 @@ export function createRestGateway({
     { method: 'GET', kind: 'digitaltwin', rights: ['serviceConnect', 'registryRead'], handle: digitalTwins.getDigitalTwin },
     { method: 'PATCH', kind: 'digitaltwin', rights: ['serviceConnect', 'registryReadWrite'], handle: digitalTwins.patchDigitalTwin },
     { method: 'POST', kind: 'digitaltwin-command', rights: ['serviceConnect'], handle: digitalTwins.invokeCommand },
+    // direct methods (`Client.invokeDeviceMethod`): refused by name, not as an unknown route
+    { method: 'POST', kind: 'method', rights: ['serviceConnect'], handle: refuseDirectMethod },
     // jobs (docs/iot-hub.md, "Jobs"): hub-wide, IoT Hub's registry rights
     { method: 'PUT', kind: 'job', rights: ['registryReadWrite'], handle: jobRoutes.putJob },
     { method: 'GET', kind: 'job', rights: ['registryRead'], handle: jobRoutes.getJob },
@@ -658,6 +660,8 @@ function targetOf(pathname: string, method: string): SasTarget {
 function routeOf(pathname: string, method: string): { kind: Route['kind']; id: string } {
   const parts = pathname.replace(/\/+$/, '').split('/').slice(1);
   if (parts.length === 2 && parts[0] === 'devices' && parts[1] === 'query' && method === 'POST') return { kind: 'query', id: '' };
+  // POST /twins/{id}/methods and /twins/{id}/modules/{mid}/methods: direct methods
+  if (parts[0] === 'twins' && ((parts.length === 3 && parts[2] === 'methods') || (parts.length === 5 && parts[2] === 'modules' && parts[4] === 'methods'))) return { kind: 'method', id: '' };
   const moduleRoute = moduleRouteOf(parts);
   if (moduleRoute !== undefined) return moduleRoute;
   if (parts[0] === 'configurations' && parts.length <= 2) {
@@ -688,6 +692,11 @@ function routeOf(pathname: string, method: string): { kind: Route['kind']; id: s
     return { kind: parts[0] === 'devices' ? 'device' : 'twin', id };
   }
   throw new GatewayError('NOT_FOUND', `No route for ${pathname}`);
+}
+
+/** Direct methods need a device to answer a call on a live connection; twinlog serves twins only. */
+async function refuseDirectMethod(): Promise<void> {
+  throw new GatewayError('METHOD_NOT_ALLOWED', 'Direct methods are not supported by twinlog (docs/iot-hub.md): use desired properties, or a job that updates twins');
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {
@@ -840,12 +849,17 @@ function deviceJson(id: string, twin: TwinDocument, keys: DeviceKeys | undefined
     statusUpdatedTime: keys?.statusUpdatedTime ?? NEVER,
     lastActivityTime: NEVER,
     cloudToDeviceMessageCount: 0,
-    authentication: {
-      symmetricKey: { primaryKey: keys?.primaryKey ?? null, secondaryKey: keys?.secondaryKey ?? null },
-      x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
-      type: 'sas',
-    },
+    authentication: authenticationJson(keys),
     capabilities: { iotEdge: false },
+  };
+}
+
+/** A device's or module's `authentication` as the registry returns it (SAS keys only). */
+function authenticationJson(keys: DeviceKeys | undefined): Record<string, unknown> {
+  return {
+    symmetricKey: { primaryKey: keys?.primaryKey ?? null, secondaryKey: keys?.secondaryKey ?? null },
+    x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
+    type: 'sas',
   };
 }
 
@@ -894,11 +908,7 @@ function moduleJson(twinId: string, keys: DeviceKeys | undefined, connected: boo
     connectionStateUpdatedTime: NEVER,
     lastActivityTime: NEVER,
     cloudToDeviceMessageCount: 0,
-    authentication: {
-      symmetricKey: { primaryKey: keys?.primaryKey ?? null, secondaryKey: keys?.secondaryKey ?? null },
-      x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
-      type: 'sas',
-    },
+    authentication: authenticationJson(keys),
   };
 }
 

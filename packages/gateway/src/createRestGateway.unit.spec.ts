@@ -323,3 +323,25 @@ describe('createRestGateway: authentication', () => {
     expectHubError((await res.json()) as Record<string, any>, 'InvalidProtocolVersion');
   });
 });
+
+describe('what the gateway refuses (packages/gateway/README.md, "What twinlog refuses")', () => {
+  it('answers each IoT Hub feature it does not serve with its status and error name, appending nothing', async () => {
+    const before = await allEndOffsets();
+    const refused: [string, Call, number, string][] = [
+      ['/twins/dev-1/methods', { method: 'POST', body: { methodName: 'reboot' } }, 405, 'MethodNotAllowed'],
+      ['/twins/dev-1/modules/m-1/methods', { method: 'POST', body: { methodName: 'reboot' } }, 405, 'MethodNotAllowed'],
+      ['/configurations/testQueries', { method: 'POST', body: {} }, 405, 'MethodNotAllowed'],
+      ['/devices', { method: 'POST', body: [] }, 404, 'NotFound'],
+      ['/jobs/create', { method: 'POST', body: {} }, 404, 'NotFound'],
+      ['/statistics/devices', {}, 404, 'NotFound'],
+      ['/devices', {}, 404, 'NotFound'],
+      ['/devices/dev-1/applyConfigurationContent', { method: 'POST', body: {} }, 404, 'NotFound'],
+    ];
+    for (const [path, options, status, name] of refused) {
+      const r = await call(path, options);
+      expect(r.status, `${options.method ?? 'GET'} ${path}`).toBe(status);
+      expectHubError(r.json, name);
+    }
+    expect(await allEndOffsets()).toEqual(before);
+  });
+});
