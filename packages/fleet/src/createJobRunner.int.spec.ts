@@ -188,6 +188,42 @@ describe('jobs: the background loop', () => {
   });
 });
 
+describe('jobs: retention', () => {
+  it('deletes a finished job and its device rows once its retention has passed, and keeps the others', async () => {
+    const receipts = await fleet(4);
+    readModel = await createReadModel({ log, path: join(dir, 'fleet.db') });
+    await readModel.waitFor(receipts);
+    let now = Date.now();
+    const jobs = createJobRunner({ readModel, log, physicalNow: () => now, pollIntervalMs: 10, retentionMs: 3_600_000 });
+    const req = (jobId: string, startTime?: string) => ({
+      jobId,
+      type: 'scheduleUpdateTwin' as const,
+      queryCondition: 'tags.wave = 2',
+      updateTwin: { tags: { [jobId]: true } },
+      ...(startTime === undefined ? {} : { startTime }),
+    });
+    jobs.scheduleUpdateTwin(req('old'));
+    jobs.start();
+    try {
+      const until = async (check: () => boolean): Promise<void> => {
+        for (let i = 0; i < 2000 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
+        expect(check()).toBe(true);
+      };
+      await until(() => jobs.get('old').status === 'completed');
+      expect(jobs.deviceJobs('old').length).toBe(2);
+      // a job scheduled far ahead is not finished: retention never touches it
+      jobs.scheduleUpdateTwin(req('ahead', new Date(now + 10 * 3_600_000).toISOString()));
+      now += 3_600_000 + 61_000; // past the retention of 'old', and past the runner's expiry interval
+      await until(() => jobs.list().every((j) => j.jobId !== 'old'));
+      expect(() => jobs.get('old')).toThrow(expect.objectContaining({ code: 'JOB_NOT_FOUND' }));
+      expect(jobs.deviceJobs('old')).toEqual([]);
+      expect(jobs.get('ahead').status).toBe('scheduled');
+    } finally {
+      await jobs.stop();
+    }
+  });
+});
+
 describe('jobs: crash and resume', () => {
   it('a job killed between an acknowledged append and its record resumes without applying anything twice', async () => {
     const seed = Number(process.env['CRASH_SEED'] ?? Date.now() % 1e9);

@@ -37,6 +37,9 @@ import { parseQuery, type Query } from '@twinlog/query';
 import type { ReadModel } from './createReadModel.ts';
 import { fleetError } from './fleetError.ts';
 
+/** How often the runner deletes the finished jobs past their retention, ms (by its clock). */
+const EXPIRY_INTERVAL_MS = 60_000;
+
 /** The body of `PUT /jobs/v2/{jobId}` for a twin update (§10). */
 export interface UpdateTwinJobRequest {
   readonly jobId: string;
@@ -107,6 +110,11 @@ export interface JobRunnerOptions {
   readonly name?: string;
   /** Called once per state change of the background loop, not per retry. */
   readonly onStateChange?: (health: StageHealth, previous: StageState) => void;
+  /**
+   * How long a finished job (completed, failed or cancelled) is kept, with its per-device rows,
+   * after it ended, ms (default 30 days, as IoT Hub keeps a job's history); older ones are deleted.
+   */
+  readonly retentionMs?: number;
 }
 
 export interface JobRunner {
@@ -189,6 +197,7 @@ export function createJobRunner({
   restart = {},
   name = 'job-runner',
   onStateChange,
+  retentionMs = 30 * 86_400_000,
 }: JobRunnerOptions): JobRunner {
   const db = readModel.db;
   db.exec(`
@@ -206,6 +215,16 @@ export function createJobRunner({
   const markDevice = db.prepare<[string, string | null, number, string, number]>(
     'UPDATE job_devices SET status = ?, error = ?, updated = ? WHERE job_id = ? AND idx = ?',
   );
+  // retention: finished jobs that ended before the cut-off go, their device rows first
+  const expiredDevices = db.prepare<[number]>(
+    "DELETE FROM job_devices WHERE job_id IN (SELECT job_id FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') AND ended < ?)",
+  );
+  const expiredJobs = db.prepare<[number]>("DELETE FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') AND ended < ?");
+  const expire = db.transaction((cutoff: number) => {
+    expiredDevices.run(cutoff);
+    expiredJobs.run(cutoff);
+  });
+  let lastExpiry = -Infinity;
   const pendingDevices = db.prepare<[string, number], { idx: number; device_id: string }>(
     "SELECT idx, device_id FROM job_devices WHERE job_id = ? AND status = 'pending' ORDER BY idx LIMIT ?",
   );
@@ -446,6 +465,10 @@ export function createJobRunner({
       const tick = (): void => {
         let failure: unknown;
         loop = (async () => {
+          if (physicalNow() - lastExpiry >= EXPIRY_INTERVAL_MS) {
+            lastExpiry = physicalNow();
+            expire(lastExpiry - retentionMs);
+          }
           const due = db
             .prepare("SELECT job_id FROM jobs WHERE status IN ('running', 'queued', 'scheduled') AND start_at <= ? ORDER BY created, job_id")
             .pluck()
