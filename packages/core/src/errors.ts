@@ -90,6 +90,11 @@ export const ERROR_CODES = {
   CONFIGURATION_INVALID: ARGUMENT_INVALID,
   /** A configuration update whose etag does not match. */
   CONFIGURATION_PRECONDITION_FAILED: { status: 412, code: 412001, name: 'PreconditionFailed' },
+  /**
+   * One of IoT Hub's per-hub or per-device counts would be exceeded: 100 configurations, 50 module
+   * identities per device (docs/iot-hub.md, "Limits").
+   */
+  QUOTA_EXCEEDED: { status: 403, code: 403002, name: 'IotHubQuotaExceeded' },
   // codec (hostile bytes)
   CODEC_BAD_DATA: undefined,
   CODEC_TRUNCATED: undefined,

@@ -12,7 +12,7 @@ import { isTwinlogError } from '@twinlog/core';
 import { createEmbeddedLog, type EmbeddedLog } from '@twinlog/log-embedded';
 import { ensureTwinTopics, startProjector, type Projector } from '@twinlog/projector';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createConfigurationManager, type ConfigurationManager } from './createConfigurationManager.ts';
+import { createConfigurationManager, MAX_CONFIGURATIONS, type ConfigurationManager } from './createConfigurationManager.ts';
 import { createReadModel, type ReadModel } from './createReadModel.ts';
 
 let dir: string;
@@ -165,5 +165,11 @@ describe('automatic configurations', () => {
     expect(codeOf(() => configs.put({ ...base, priority: 2 }, { ifMatch: '"stale"' }))).toBe('CONFIGURATION_PRECONDITION_FAILED');
     expect(codeOf(() => configs.put({ ...base, priority: 2 }, { ifMatch: `"${first.etag}"` }))).toBe('no error');
     expect(codeOf(() => configs.delete('missing'))).toBe('CONFIGURATION_NOT_FOUND');
+    // IoT Hub's 100 configurations per hub: the 101st is refused, changing one still works, and a delete makes room
+    for (let i = 1; i < MAX_CONFIGURATIONS; i++) configs.put({ ...base, id: `c${i}` });
+    expect(codeOf(() => configs.put({ ...base, id: 'one-more' }))).toBe('QUOTA_EXCEEDED');
+    expect(codeOf(() => configs.put({ ...base, id: 'c1', priority: 9 }))).toBe('no error');
+    configs.delete('c1');
+    expect(codeOf(() => configs.put({ ...base, id: 'one-more' }))).toBe('no error');
   });
 });

@@ -56,6 +56,9 @@ export interface ConfigurationView extends Configuration {
   readonly metrics: { readonly queries: Readonly<Record<string, string>>; readonly results: Readonly<Record<string, number>> };
 }
 
+/** IoT Hub's limit of configurations per hub (paid tiers). */
+export const MAX_CONFIGURATIONS = 100;
+
 export interface ConfigurationManagerOptions {
   readonly readModel: ReadModel;
   readonly log: Log;
@@ -354,6 +357,9 @@ export function createConfigurationManager({
       const existing = db.prepare('SELECT * FROM configurations WHERE id = ?').get(config.id) as ConfigRow | undefined;
       if (ifMatch !== undefined && ifMatch !== '*' && ifMatch !== '"*"' && existing?.etag !== ifMatch.replace(/^"(.*)"$/, '$1')) {
         throw fleetError('CONFIGURATION_PRECONDITION_FAILED', `configuration ${config.id} does not have etag ${ifMatch}`, { details: { id: config.id } });
+      }
+      if (existing === undefined && (db.prepare('SELECT COUNT(*) FROM configurations').pluck().get() as number) >= MAX_CONFIGURATIONS) {
+        throw fleetError('QUOTA_EXCEEDED', `a hub has at most ${MAX_CONFIGURATIONS} configurations (docs/iot-hub.md, "Limits"): delete one first`, { details: { id: config.id } });
       }
       const json = JSON.stringify(config);
       const etag = createHash('sha256').update(`${json}\u0000${now}\u0000${existing?.etag ?? ''}`).digest('base64').slice(0, 12);

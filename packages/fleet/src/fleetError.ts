@@ -16,6 +16,7 @@ export const FLEET_ERROR_CODES = [
   'CONFIGURATION_NOT_FOUND',
   'CONFIGURATION_INVALID',
   'CONFIGURATION_PRECONDITION_FAILED',
+  'QUOTA_EXCEEDED',
 ] as const satisfies readonly TwinlogErrorCode[];
 
 export type FleetErrorCode = (typeof FLEET_ERROR_CODES)[number];

@@ -7,7 +7,7 @@ import { createInMemoryLog, type InMemoryLog } from '@twinlog/core/testing';
 import { ensureTwinTopics, startProjector, TOPICS, type Projector } from '@twinlog/projector';
 import { createTwinClient, type TwinClient } from '@twinlog/client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createRestGateway, type ListeningGateway, type RestGateway } from './createRestGateway.ts';
+import { createRestGateway, MAX_MODULES_PER_DEVICE, type ListeningGateway, type RestGateway } from './createRestGateway.ts';
 import { createDeviceKeyStore, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
 import { signServiceSas } from './internal/verifyServiceSas.ts';
 
@@ -166,6 +166,21 @@ describe('module twins: GET/PATCH/PUT /twins/{id}/modules/{mid}', () => {
       expect(r.status, `${method} ${path}`).toBe(400);
     }
     expect(await backendEnd()).toBe(before);
+  });
+});
+
+describe('the module quota', () => {
+  it('refuses a device\'s 51st module identity with 403 IotHubQuotaExceeded, appending nothing', { timeout: 60_000 }, async () => {
+    await device('dev1');
+    for (let i = 0; i < MAX_MODULES_PER_DEVICE; i++) await module('dev1', `m${i}`);
+    const before = await backendEnd();
+    const refused = await call('/devices/dev1/modules/one-more', { method: 'PUT', body: { deviceId: 'dev1', moduleId: 'one-more' } });
+    expect(refused.status).toBe(403);
+    expect(refused.json.Message).toMatch(/^ErrorCode:IotHubQuotaExceeded;/);
+    expect(await backendEnd()).toBe(before);
+    // another device has its own quota
+    await device('dev2');
+    await module('dev2', 'm0');
   });
 });
 

@@ -454,7 +454,11 @@ export function createRestGateway({
       sendJson(res, 200, moduleJson(id, next, isConnected(id)));
       return;
     }
-    await twins.getTwin(parseTwinId(id).deviceId); // the parent device must exist: 404 DeviceNotFound
+    const { deviceId } = parseTwinId(id);
+    await twins.getTwin(deviceId); // the parent device must exist: 404 DeviceNotFound
+    if ((keys.modulesOf?.(deviceId) ?? []).length >= MAX_MODULES_PER_DEVICE) {
+      throw new TwinlogError('QUOTA_EXCEEDED', `A device has at most ${MAX_MODULES_PER_DEVICE} module identities (docs/iot-hub.md, "Limits")`);
+    }
     const created = withDeviceStatus(newDeviceKeys(requested), status, physicalNow());
     decided(await client.createDevice(id, { wait: true }));
     keys.set(id, created);
@@ -693,6 +697,9 @@ function routeOf(pathname: string, method: string): { kind: Route['kind']; id: s
   }
   throw new GatewayError('NOT_FOUND', `No route for ${pathname}`);
 }
+
+/** IoT Hub's limit of module identities per device. */
+export const MAX_MODULES_PER_DEVICE = 50;
 
 /** Direct methods need a device to answer a call on a live connection; twinlog serves twins only. */
 async function refuseDirectMethod(): Promise<void> {
