@@ -54,6 +54,7 @@ import { GatewayError, iotHubCodeOf, sendError, sendJson } from './internal/iotH
 import { IDEMPOTENCY_KEY_HEADER, idempotencyKeyOf } from './internal/idempotencyKey.ts';
 import { createTokenBuckets } from './internal/tokenBuckets.ts';
 import { readJsonBody } from './internal/readJsonBody.ts';
+import { header, ifMatchHeader } from './internal/requestHeaders.ts';
 import { createSnapshotReader } from './internal/snapshotReader.ts';
 import { createDigitalTwinRoutes } from './internal/digitalTwinRoutes.ts';
 import { createJobRoutes, type JobService } from './internal/jobRoutes.ts';
@@ -503,7 +504,7 @@ export function createRestGateway({
     }
     const tags = body['tags'];
     const desired = isPlainObject(properties) ? (properties as JsonObject)['desired'] : undefined;
-    const ifMatch = ifMatchOf(req);
+    const ifMatch = ifMatchHeader(req) ?? '*';
     const merge: { tags?: Patch; desired?: Patch } = {};
     const replace: { tags?: Patch; desired?: Patch } = {};
     // §2.2: a whole-section null empties the section (a replace with {}).
@@ -539,7 +540,7 @@ export function createRestGateway({
       tags: body['tags'] === undefined || body['tags'] === null ? {} : asPatch('tags', body['tags']),
       desired: desired === undefined || desired === null ? {} : asPatch('properties.desired', desired),
     };
-    const ifMatch = ifMatchOf(req);
+    const ifMatch = ifMatchHeader(req) ?? '*';
     const key = idempotencyKeyOf({ header: header(req, IDEMPOTENCY_KEY_HEADER), method: 'PUT', ifMatch, body });
     const d = await client.replaceTwin(id, patch, { ifMatch, ...(key === undefined ? {} : { idempotencyKey: key }) });
     const answered = decided(d);
@@ -706,20 +707,8 @@ async function refuseDirectMethod(): Promise<void> {
   throw new GatewayError('METHOD_NOT_ALLOWED', 'Direct methods are not supported by twinlog (docs/iot-hub.md): use desired properties, or a job that updates twins');
 }
 
-function header(req: IncomingMessage, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
 /** Names the applied write that a retry duplicated (docs/idempotency.md). */
 const DUPLICATE_OF_HEADER = 'x-twinlog-duplicate-of';
-
-/** §2.5: `*`, `"*"` and `"<etag>"` accepted; an unquoted value compares like a quoted one; none = `*`. */
-function ifMatchOf(req: IncomingMessage): string {
-  const raw = header(req, 'if-match')?.trim();
-  if (raw === undefined || raw === '') return '*';
-  return raw.length >= 2 && raw.startsWith('"') && raw.endsWith('"') ? raw.slice(1, -1) : raw;
-}
 
 /**
  * Turn a refused decision into the error it stands for (mapped by the middleware); an accepted

@@ -21,9 +21,10 @@
  * (`targetedCount`, `appliedCount`: queries and results) and `metrics` (queries and results).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isPlainObject, TwinlogError, type JsonObject } from '@twinlog/core';
+import { isPlainObject, jsonEquals, TwinlogError, type JsonObject } from '@twinlog/core';
 import { GatewayError, sendJson } from './iotHubError.ts';
 import { readJsonBody } from './readJsonBody.ts';
+import { ifMatchHeader } from './requestHeaders.ts';
 
 /** A configuration as the gateway hands it to the {@link ConfigurationService} (the body of `PUT /configurations/{id}`, checked). */
 export interface ConfigurationDefinition {
@@ -149,29 +150,6 @@ export function configurationDefinitionOf(id: string, body: JsonObject): Configu
   };
 }
 
-function header(req: IncomingMessage, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
-/** `If-Match` without its quotes; `undefined` when absent or empty. */
-function ifMatchOf(req: IncomingMessage): string | undefined {
-  const raw = header(req, 'if-match')?.trim();
-  if (raw === undefined || raw === '') return undefined;
-  return raw.length >= 2 && raw.startsWith('"') && raw.endsWith('"') ? raw.slice(1, -1) : raw;
-}
-
-/** The same JSON value (key order of objects ignored). */
-function sameJson(a: unknown, b: unknown): boolean {
-  if (isPlainObject(a) && isPlainObject(b)) {
-    const ka = Object.keys(a as object);
-    const kb = Object.keys(b as object);
-    return ka.length === kb.length && ka.every((k) => Object.hasOwn(b as object, k) && sameJson((a as JsonObject)[k], (b as JsonObject)[k]));
-  }
-  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((v, i) => sameJson(v, b[i]));
-  return a === b;
-}
-
 /**
  * The configuration route handlers over a {@link ConfigurationService}; without one every route
  * answers 404 `NotFound` (the gateway serves no configurations).
@@ -204,9 +182,9 @@ export function createConfigurationRoutes({
     async putConfiguration({ req, res, id }) {
       const s = service();
       const definition = configurationDefinitionOf(id, await readJsonBody(req, { maxBytes: maxBodyBytes }));
-      const ifMatch = ifMatchOf(req);
+      const ifMatch = ifMatchHeader(req);
       const before = await existing(s, id);
-      if (before !== undefined && !sameJson(before.content.deviceContent, definition.content.deviceContent)) {
+      if (before !== undefined && !jsonEquals(before.content.deviceContent, definition.content.deviceContent)) {
         // IoT Hub: "Configuration identifier and Content cannot be updated"
         if (ifMatch === undefined || ifMatch === '*' || ifMatch === before.etag) invalid(`The content of configuration ${id} cannot be updated: delete it and create a new one`);
       }
@@ -228,7 +206,7 @@ export function createConfigurationRoutes({
     },
     async deleteConfiguration({ req, res, id }) {
       const s = service();
-      const ifMatch = ifMatchOf(req);
+      const ifMatch = ifMatchHeader(req);
       const current = await s.get(id); // 404 ConfigurationNotFound for an unknown id
       if (ifMatch !== undefined && ifMatch !== '*' && ifMatch !== current.etag) {
         throw new TwinlogError('CONFIGURATION_PRECONDITION_FAILED', `configuration ${id} does not have etag ${ifMatch}`, { details: { id } });

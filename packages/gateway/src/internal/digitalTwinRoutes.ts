@@ -22,6 +22,7 @@ import { digitalTwinMergePatch, renderDigitalTwin } from './digitalTwin.ts';
 import { IDEMPOTENCY_KEY_HEADER, idempotencyKeyOf } from './idempotencyKey.ts';
 import { GatewayError, sendJson } from './iotHubError.ts';
 import { readJsonPatchBody } from './readJsonBody.ts';
+import { header, ifMatchHeader } from './requestHeaders.ts';
 import type { TwinReader } from './twinReader.ts';
 
 /** What a digital twin route handler gets from the gateway (a subset of its request context). */
@@ -41,18 +42,6 @@ export interface DigitalTwinRoutes {
 
 /** Reads and retries of a `PATCH` without `If-Match` whose twin changed under it. */
 const UNCONDITIONAL_ATTEMPTS = 3;
-
-function header(req: IncomingMessage, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
-/** `If-Match` as the twin routes read it (docs/iot-hub.md, "Writes"): quotes dropped, none = `*`. */
-function ifMatchOf(req: IncomingMessage): string {
-  const raw = header(req, 'if-match')?.trim();
-  if (raw === undefined || raw === '') return '*';
-  return raw.length >= 2 && raw.startsWith('"') && raw.endsWith('"') ? raw.slice(1, -1) : raw;
-}
 
 /**
  * The digital twin route handlers over the gateway's twin reader, write client and device key
@@ -81,7 +70,7 @@ export function createDigitalTwinRoutes({
 
     async patchDigitalTwin({ req, res, id }) {
       const body = await readJsonPatchBody(req, { maxBytes: maxBodyBytes });
-      const ifMatch = ifMatchOf(req);
+      const ifMatch = ifMatchHeader(req) ?? '*';
       const idempotencyKey = idempotencyKeyOf({ header: header(req, IDEMPOTENCY_KEY_HEADER), method: 'PATCH /digitaltwins', ifMatch, body });
       for (let attempt = 1; ; attempt++) {
         const twin = await twins.getTwin(id);

@@ -21,6 +21,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isPlainObject, TwinlogError, type JsonObject, type Patch } from '@twinlog/core';
 import { GatewayError, sendJson } from './iotHubError.ts';
 import { readJsonBody } from './readJsonBody.ts';
+import { header } from './requestHeaders.ts';
 
 /** IoT Hub's job statuses that twinlog's jobs go through. */
 export type JobServiceState = 'queued' | 'scheduled' | 'running' | 'completed' | 'failed' | 'cancelled';
@@ -206,9 +207,4 @@ export function createJobRoutes({ jobs, maxBodyBytes }: { readonly jobs: JobServ
       sendJson(res, 200, page.map(jobJson), headers);
     },
   };
-}
-
-function header(req: IncomingMessage, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v[0] : v;
 }
