@@ -2,24 +2,15 @@
  * `twinlog config put|create|get|list|delete`: automatic device configurations (docs/iot-hub.md,
  * "Automatic configurations"), sent to a running `twinlog serve` over its REST gateway, the same
  * `/configurations` routes the `Registry` of `azure-iothub` calls, so `serve` applies a change at
- * once. The gateway is `--gateway <url>`, by default the configured
- * `host` and `port` (`https` when `serve` has a certificate, which is then trusted); requests are
- * signed with the service policy `serve` uses (`TWINLOG_POLICY_KEY`, or `<data>/service-policy.json`).
+ * once (`gatewayCall.ts`: `--gateway <url>`, signed with `serve`'s service policy).
  */
 import { readFileSync } from 'node:fs';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { CliError } from './CliError.ts';
 import type { CliIo } from './commands.ts';
+import { call, type GatewayOptions } from './gatewayCall.ts';
 import type { CliConfig } from './resolveConfig.ts';
 
-const API_VERSION = '2021-04-12';
-
-export interface ConfigGatewayOptions {
-  readonly gateway?: string;
-}
-
-export interface ConfigPutOptions extends ConfigGatewayOptions {
+export interface ConfigPutOptions extends GatewayOptions {
   readonly file?: string;
   readonly target?: string;
   readonly priority?: string;
@@ -28,81 +19,6 @@ export interface ConfigPutOptions extends ConfigGatewayOptions {
   readonly metric?: readonly string[];
   readonly ifMatch?: string;
   readonly json?: boolean;
-}
-
-/** The gateway's base URL and whether to trust serve's certificate. */
-function gatewayOf(config: CliConfig, opts: ConfigGatewayOptions): URL {
-  const given = opts.gateway;
-  if (given !== undefined) {
-    try {
-      return new URL(given);
-    } catch {
-      throw new CliError(`--gateway must be a URL such as http://127.0.0.1:8080, got '${given}'`);
-    }
-  }
-  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
-  const scheme = config.tlsCert !== undefined && config.tlsKey !== undefined ? 'https' : 'http';
-  return new URL(`${scheme}://${host.includes(':') ? `[${host}]` : host}:${config.port}`);
-}
-
-interface Answer {
-  readonly status: number;
-  readonly body: unknown;
-  /** The response headers (paging: `x-ms-continuation`). */
-  readonly headers: IncomingMessage['headers'];
-}
-
-/** One signed REST call to the gateway; a refusal becomes a one-line error (exit code 1). `twinlog job` uses it too. */
-export async function call(config: CliConfig, opts: ConfigGatewayOptions, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer> {
-  const { servicePolicy } = await import('./serve.ts');
-  const { signServiceSas } = await import('@twinlog/gateway');
-  const policy = servicePolicy(config);
-  const base = gatewayOf(config, opts);
-  const url = new URL(`${path}${path.includes('?') ? '&' : '?'}api-version=${API_VERSION}`, base);
-  const token = signServiceSas(config.hubName, policy.name, policy.key, Math.floor(Date.now() / 1000) + 300);
-  const text = body === undefined ? undefined : JSON.stringify(body);
-  const https = url.protocol === 'https:';
-  const answer = await new Promise<{ res: IncomingMessage; data: string }>((resolvePromise, reject) => {
-    const req = (https ? httpsRequest : httpRequest)(
-      url,
-      {
-        method,
-        headers: {
-          authorization: token,
-          ...(text === undefined ? {} : { 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(text)) }),
-          ...headers,
-        },
-        ...(https && config.tlsCert !== undefined ? { ca: readFileSync(config.tlsCert), servername: config.hubName } : {}),
-      },
-      (res) => {
-        let data = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (data += c));
-        res.on('end', () => resolvePromise({ res, data }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', (e: NodeJS.ErrnoException) =>
-      reject(new CliError(`cannot reach the gateway at ${base.origin} (${e.code ?? e.message}): is \`twinlog serve\` running? (--gateway <url> to name another)`, 1)),
-    );
-    req.end(text);
-  });
-  const status = answer.res.statusCode ?? 0;
-  let parsed: unknown = undefined;
-  if (answer.data !== '') {
-    try {
-      parsed = JSON.parse(answer.data) as unknown;
-    } catch {
-      parsed = answer.data;
-    }
-  }
-  if (status >= 300) {
-    // IoT Hub's error body: {"Message":"ErrorCode:<Name>;<text>", …}
-    const message = (parsed as { Message?: unknown } | undefined)?.Message;
-    const m = typeof message === 'string' ? /^ErrorCode:([^;]*);(.*)$/s.exec(message) : null;
-    throw new CliError(m === null ? `the gateway answered ${status}` : `${m[1]}: ${m[2]} (${status})`, 1);
-  }
-  return { status, body: parsed, headers: answer.res.headers };
 }
 
 /** `name=value` pairs of a repeated flag. */
@@ -170,13 +86,13 @@ export async function configPutCommand(config: CliConfig, io: CliIo, id: string,
   return 0;
 }
 
-export async function configGetCommand(config: CliConfig, io: CliIo, id: string, opts: ConfigGatewayOptions & { json?: boolean }): Promise<number> {
+export async function configGetCommand(config: CliConfig, io: CliIo, id: string, opts: GatewayOptions & { json?: boolean }): Promise<number> {
   const { body } = await call(config, opts, 'GET', path(id));
   printConfiguration(io, body as Record<string, unknown>, opts.json);
   return 0;
 }
 
-export async function configListCommand(config: CliConfig, io: CliIo, opts: ConfigGatewayOptions & { json?: boolean; top?: string }): Promise<number> {
+export async function configListCommand(config: CliConfig, io: CliIo, opts: GatewayOptions & { json?: boolean; top?: string }): Promise<number> {
   if (opts.top !== undefined && !/^[1-9][0-9]*$/.test(opts.top)) throw new CliError(`--top must be a positive whole number, got '${opts.top}'`);
   const { body } = await call(config, opts, 'GET', opts.top === undefined ? '/configurations' : `/configurations?top=${opts.top}`);
   const list = body as Record<string, unknown>[];
@@ -199,7 +115,7 @@ export async function configListCommand(config: CliConfig, io: CliIo, opts: Conf
   return 0;
 }
 
-export async function configDeleteCommand(config: CliConfig, io: CliIo, id: string, opts: ConfigGatewayOptions & { ifMatch?: string }): Promise<number> {
+export async function configDeleteCommand(config: CliConfig, io: CliIo, id: string, opts: GatewayOptions & { ifMatch?: string }): Promise<number> {
   await call(config, opts, 'DELETE', path(id), undefined, opts.ifMatch === undefined ? {} : { 'if-match': quoted(opts.ifMatch) });
   io.out(`deleted configuration ${id}\n`);
   return 0;

@@ -8,10 +8,10 @@
 import { isPlainObject } from '@twinlog/core';
 import { CliError } from './CliError.ts';
 import type { CliIo } from './commands.ts';
-import { call, type ConfigGatewayOptions } from './configCommands.ts';
+import { call, type GatewayOptions } from './gatewayCall.ts';
 import type { CliConfig } from './resolveConfig.ts';
 
-export interface JobCreateOptions extends ConfigGatewayOptions {
+export interface JobCreateOptions extends GatewayOptions {
   /** The WHERE condition over device twins. */
   readonly query?: string;
   /** Only with this etag (`*`, the default, for any). */
@@ -98,18 +98,18 @@ export async function jobCreateCommand(config: CliConfig, io: CliIo, id: string,
   return opts.wait === true && (job as Job).status !== 'completed' ? 1 : 0;
 }
 
-export async function jobGetCommand(config: CliConfig, io: CliIo, id: string, opts: ConfigGatewayOptions & { json?: boolean }): Promise<number> {
+export async function jobGetCommand(config: CliConfig, io: CliIo, id: string, opts: GatewayOptions & { json?: boolean }): Promise<number> {
   printJob(io, (await call(config, opts, 'GET', path(id))).body as Job, opts.json);
   return 0;
 }
 
-export async function jobCancelCommand(config: CliConfig, io: CliIo, id: string, opts: ConfigGatewayOptions & { json?: boolean }): Promise<number> {
+export async function jobCancelCommand(config: CliConfig, io: CliIo, id: string, opts: GatewayOptions & { json?: boolean }): Promise<number> {
   printJob(io, (await call(config, opts, 'POST', `${path(id)}/cancel`)).body as Job, opts.json);
   return 0;
 }
 
 /** Every job (newest first), all pages of `GET /jobs/v2/query`. */
-export async function jobListCommand(config: CliConfig, io: CliIo, opts: ConfigGatewayOptions & { json?: boolean; status?: string }): Promise<number> {
+export async function jobListCommand(config: CliConfig, io: CliIo, opts: GatewayOptions & { json?: boolean; status?: string }): Promise<number> {
   if (opts.status !== undefined && !(STATUSES as readonly string[]).includes(opts.status)) throw new CliError(`--status must be one of ${STATUSES.join(', ')}, got '${opts.status}'`);
   const jobs: Job[] = [];
   let continuation: string | undefined;

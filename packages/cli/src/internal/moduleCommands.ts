@@ -7,10 +7,10 @@
  */
 import { CliError } from './CliError.ts';
 import type { CliIo } from './commands.ts';
-import { call, type ConfigGatewayOptions } from './configCommands.ts';
+import { call, type GatewayOptions } from './gatewayCall.ts';
 import type { CliConfig } from './resolveConfig.ts';
 
-export interface ModuleOptions extends ConfigGatewayOptions {
+export interface ModuleOptions extends GatewayOptions {
   readonly json?: boolean;
 }
 
