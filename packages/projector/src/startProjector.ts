@@ -72,8 +72,9 @@ export interface ProjectorOptions {
    */
   readonly concurrency?: number;
   /**
-   * Called after each committed batch, with its counts and its rejections by code (late events,
-   * events refused because a snapshot would exceed `maxSnapshotBytes`, failed commands, …).
+   * Called after each committed batch, with its counts, its rejections by code (late events,
+   * events refused because a snapshot would exceed `maxSnapshotBytes`, failed commands, …) and
+   * where its time went (`foldMs`, `encodeMs`, `commitMs`: for metrics, docs/operations.md).
    */
   readonly onBatch?: (partition: number, stats: BatchStats, detail: BatchDetail) => void;
   /**
@@ -97,6 +98,17 @@ export interface ProjectorOptions {
 export interface BatchDetail {
   /** Records the batch wrote to `twin.rejections`, by code. */
   readonly rejectedByCode: Readonly<Record<string, number>>;
+  /**
+   * Input records folded into this output (several consumed batches when a backlog accumulates
+   * them, docs/write-path.md); 0 for an output of parked records decided later.
+   */
+  readonly records: number;
+  /** Time folding those records, ms (with `workers`: as the calling thread waited for them). */
+  readonly foldMs: number;
+  /** Time turning the folded state into the output records (`flush`, or `settle` for parked records), ms. */
+  readonly encodeMs: number;
+  /** Time of the atomic `commitBatch` (output records and input offsets), ms. */
+  readonly commitMs: number;
 }
 
 export interface Projector {
@@ -150,8 +162,22 @@ export async function startProjector({
   if (!(maxUncommittedRecords >= 1) || !(maxUncommittedMs >= 0)) throw new RangeError('maxUncommittedRecords must be ≥ 1 and maxUncommittedMs ≥ 0');
   /** When each task's pending (folded, uncommitted) output began. */
   const pendingSince = new WeakMap<ProjectorTask, number>();
+  /**
+   * Records folded and time spent folding them since each task's last commit (`BatchDetail`):
+   * two clock reads per consumed batch, none per record.
+   */
+  const folded = new WeakMap<ProjectorTask, { records: number; ms: number }>();
 
-  const commit = async (task: ProjectorTask, out: TaskOutput): Promise<void> => {
+  /** Produce the task's output (`flush` or `settle`) and commit it, timing both. */
+  const produceAndCommit = async (task: ProjectorTask, produce: () => TaskOutput | undefined | Promise<TaskOutput | undefined>): Promise<void> => {
+    const started = performance.now();
+    const out = await produce();
+    if (out === undefined) return;
+    await commit(task, out, performance.now() - started);
+  };
+
+  const commit = async (task: ProjectorTask, out: TaskOutput, encodeMs: number): Promise<void> => {
+    const started = performance.now();
     await log.commitBatch({
       fence: `projector-${group}-${task.partition}`,
       appends: out.appends,
@@ -161,7 +187,10 @@ export async function startProjector({
         { group, topic: TOPICS.device, partition: task.partition, offset: out.positions.device },
       ],
     });
-    onBatch?.(task.partition, out.stats, { rejectedByCode: out.rejectedByCode });
+    const commitMs = performance.now() - started;
+    const f = folded.get(task);
+    folded.delete(task);
+    onBatch?.(task.partition, out.stats, { rejectedByCode: out.rejectedByCode, records: f?.records ?? 0, foldMs: f?.ms ?? 0, encodeMs, commitMs });
   };
 
   /** Whether `twin.backend` of the task's partition is consumed to its end (false when unknown). */
@@ -184,19 +213,26 @@ export async function startProjector({
       eachBatch: async (task, { topic, records, lag }) => {
         const input: InputTopic = topic === TOPICS.backend ? 'backend' : 'device';
         if (task.pending === 0) pendingSince.set(task, physicalNow());
+        const foldStarted = performance.now();
         await task.fold(input, records, false);
+        const f = folded.get(task);
+        const foldMs = performance.now() - foldStarted;
+        if (f === undefined) folded.set(task, { records: records.length, ms: foldMs });
+        else {
+          f.records += records.length;
+          f.ms += foldMs;
+        }
         const backlog = lag !== undefined && lag >= BACKLOG_LAG;
         if (!backlog || task.pending >= maxUncommittedRecords || physicalNow() - (pendingSince.get(task) ?? 0) >= maxUncommittedMs) {
-          await commit(task, await task.flush());
+          await produceAndCommit(task, () => task.flush());
         }
         if (task.hasParked && (await backendCaughtUp(task))) {
-          const settled = await task.settle(true);
-          if (settled !== undefined) await commit(task, settled);
+          await produceAndCommit(task, () => task.settle(true));
         }
       },
       // a partition that goes (rebalance, stop) commits what it folded first
       release: async (task) => {
-        if (task.pending > 0) await commit(task, await task.flush());
+        if (task.pending > 0) await produceAndCommit(task, () => task.flush());
         await task.close?.();
       },
     });
@@ -214,8 +250,8 @@ export async function startProjector({
       stage
         .serial(partition, task, async () => {
           // settle decides parked records and flushes what is pending (nothing to commit: undefined)
-          const settled = await task.settle(task.hasParked && (await backendCaughtUp(task)));
-          if (settled !== undefined) await commit(task, settled);
+          const caughtUp = task.hasParked && (await backendCaughtUp(task));
+          await produceAndCommit(task, () => task.settle(caughtUp));
         })
         .catch(() => {}) // the stage has failed: `done` carries the error
         .finally(() => settling.delete(partition));
