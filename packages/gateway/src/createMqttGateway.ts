@@ -72,12 +72,20 @@ const events = channel(MQTT_GATEWAY_CHANNEL);
  * What {@link MQTT_GATEWAY_CHANNEL} publishes.
  *
  * @example
- * const e: MqttGatewayEvent = { kind: 'request', deviceId: 'dev1', request: 'reported', status: 204 }
+ * const e: MqttGatewayEvent = { kind: 'request', deviceId: 'dev1', request: 'reported', status: 204, ms: 12.5 }
  */
 export type MqttGatewayEvent =
   | { readonly kind: 'connect'; readonly deviceId: string; readonly returnCode: number; readonly reason?: string }
-  | { readonly kind: 'request'; readonly deviceId: string; readonly request: string; readonly status: number; readonly error?: string }
-  | { readonly kind: 'notify'; readonly deviceId: string; readonly version: number; readonly catchUp: boolean }
+  /**
+   * A twin request answered; `ms`: from its PUBLISH arriving to the answer handed to the
+   * connection (a reported PATCH's 204 waits for the projector's decision; an error: to the answer's decision).
+   */
+  | { readonly kind: 'request'; readonly deviceId: string; readonly request: string; readonly status: number; readonly error?: string; readonly ms: number }
+  /**
+   * A desired notification sent. `lagMs` (not on catch-up, which spans the device's time away):
+   * from the change's event time (its HLC wall, the writer's clock) to the notification sent, ≥ 0.
+   */
+  | { readonly kind: 'notify'; readonly deviceId: string; readonly version: number; readonly catchUp: boolean; readonly lagMs?: number }
   | { readonly kind: 'refused'; readonly deviceId: string; readonly topic: string; readonly op: 'publish' | 'subscribe' }
   /** A connected device was disabled in the registry: its connection is closed (docs/iot-hub.md, "Device status"). */
   | { readonly kind: 'disabled'; readonly deviceId: string }
@@ -368,10 +376,11 @@ export function createMqttGateway({
     return false;
   };
 
-  const notify = async (deviceId: string, patch: Patch, version: number, catchUp: boolean): Promise<boolean> => {
+  /** Send a desired notification; `eventWall`: the change's event time (live changes, not catch-up). */
+  const notify = async (deviceId: string, patch: Patch, version: number, catchUp: boolean, eventWall?: number): Promise<boolean> => {
     const body = Buffer.from(JSON.stringify({ ...patch, $version: version }));
     const sent = await deliver(deviceId, `$iothub/twin/PATCH/properties/desired/?$version=${version}`, body);
-    if (sent) publishEvent({ kind: 'notify', deviceId, version, catchUp });
+    if (sent) publishEvent({ kind: 'notify', deviceId, version, catchUp, ...(eventWall === undefined ? {} : { lagMs: Math.max(0, physicalNow() - eventWall) }) });
     return sent;
   };
 
@@ -438,7 +447,7 @@ export function createMqttGateway({
         updateSession(deviceId, { desiredVersion: v });
         return;
       }
-      if (await notify(deviceId, change.diff, v, false)) {
+      if (await notify(deviceId, change.diff, v, false, change.wall)) {
         const next = applyMergePatch(session.desired, change.diff);
         giveView(deviceId, v, isPlainObject(next) ? (next as JsonObject) : {});
       }
@@ -578,11 +587,11 @@ export function createMqttGateway({
     return deliver(deviceId, topic, body === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body)));
   };
 
-  const respondError = (deviceId: string, request: string, rid: string, e: unknown): Promise<boolean> => {
+  const respondError = (deviceId: string, request: string, rid: string, e: unknown, arrived: number): Promise<boolean> => {
     const hub = iotHubCodeOf(e);
     const known = e instanceof GatewayError || (isTwinlogError(e) && e.iotHub !== undefined);
     const message = known && e instanceof Error ? e.message : 'An internal error occurred';
-    publishEvent({ kind: 'request', deviceId, request, status: hub.status, error: hub.name });
+    publishEvent({ kind: 'request', deviceId, request, status: hub.status, error: hub.name, ms: performance.now() - arrived });
     return respond(deviceId, hub.status, rid, {
       errorCode: hub.code,
       trackingId: randomBytes(16).toString('hex').toUpperCase(),
@@ -591,7 +600,7 @@ export function createMqttGateway({
     });
   };
 
-  const handleGet = async (deviceId: string, rid: string): Promise<void> => {
+  const handleGet = async (deviceId: string, rid: string, arrived: number): Promise<void> => {
     const twin = await getReads.getTwin(deviceId);
     const desired = withoutMetadata(twin.properties.desired);
     const reported = withoutMetadata(twin.properties.reported);
@@ -601,10 +610,10 @@ export function createMqttGateway({
       const session = sessions.get(deviceId);
       if (sent && (session.desiredVersion === null || version >= session.desiredVersion)) giveView(deviceId, version, withoutDollarKeys(desired));
     });
-    publishEvent({ kind: 'request', deviceId, request: 'get', status: 200 });
+    publishEvent({ kind: 'request', deviceId, request: 'get', status: 200, ms: performance.now() - arrived });
   };
 
-  const handleReported = async (deviceId: string, rid: string, payload: Buffer): Promise<void> => {
+  const handleReported = async (deviceId: string, rid: string, payload: Buffer, arrived: number): Promise<void> => {
     let patch: unknown;
     try {
       patch = JSON.parse(payload.toString('utf8'));
@@ -616,24 +625,25 @@ export function createMqttGateway({
     const d = await decisionOf(receipt.id.seq);
     if (!d.accepted) throw new TwinlogError(d.rejection.code as TwinlogErrorCode, d.rejection.message);
     await respond(deviceId, 204, rid, undefined, d.change.reportedVersion);
-    publishEvent({ kind: 'request', deviceId, request: 'reported', status: 204 });
+    publishEvent({ kind: 'request', deviceId, request: 'reported', status: 204, ms: performance.now() - arrived });
   };
 
   const handleRequest = (deviceId: string, packet: PublishPacket): void => {
     const request = classifyPublish(deviceId, packet.topic);
     if (request.kind === 'telemetry' || request.kind === 'forbidden') return;
     const { rid } = request;
+    const arrived = performance.now();
     const work =
       request.kind === 'get'
-        ? handleGet(deviceId, rid)
+        ? handleGet(deviceId, rid, arrived)
         : request.kind === 'reported'
-          ? handleReported(deviceId, rid, Buffer.from(packet.payload))
+          ? handleReported(deviceId, rid, Buffer.from(packet.payload), arrived)
           : Promise.reject(
               request.kind === 'desired-write'
                 ? new GatewayError('FORBIDDEN', 'Devices cannot update desired properties')
                 : new GatewayError('NOT_FOUND', `Unsupported twin topic ${packet.topic.split('?')[0] ?? ''}`),
             );
-    work.catch((e: unknown) => respondError(deviceId, request.kind, rid, e)).catch(() => {});
+    work.catch((e: unknown) => respondError(deviceId, request.kind, rid, e, arrived)).catch(() => {});
   };
 
   // ---- the broker ------------------------------------------------------------------------------

@@ -237,8 +237,8 @@ describe('createRestGateway: twins', () => {
       unsubscribe(GATEWAY_REQUEST_CHANNEL, listen);
     }
     expect(events).toEqual([
-      { method: 'GET', path: '/twins/dev1', status: 200, policy: 'iothubowner' },
-      { method: 'GET', path: '/twins/nope', status: 404, error: 'DeviceNotFound', policy: 'iothubowner' },
+      { method: 'GET', path: '/twins/dev1', status: 200, policy: 'iothubowner', route: 'twin', ms: expect.any(Number) },
+      { method: 'GET', path: '/twins/nope', status: 404, error: 'DeviceNotFound', policy: 'iothubowner', route: 'twin', ms: expect.any(Number) },
     ]);
   });
 
