@@ -110,22 +110,32 @@ export async function runCli(argv: readonly string[], { stdout, stderr, stderrIs
     program
       .command('replay')
       .description('rebuild twin snapshots from the log (time travel with --until), with progress and the offsets read')
-      .option('--until <time|offset>', 'only records appended at or before an ISO-8601 time, or up to an offset in every input partition')
+      .option(
+        '--until <time|offset|p:offset,…>',
+        'only records appended at or before an ISO-8601 time, up to an offset in every input partition, or up to an offset per partition (0:1200,1:980; others read to the end)',
+      )
       .option('--device <id>', 'only this device (prints its twin as of --until)')
       .option('--into <store>', 'write the rebuilt snapshots to twin.snapshots of another embedded store: a data folder, or a .db file')
-      .option('--json', 'print the result as one JSON object'),
+      .option('--json', 'print the result as one JSON object')
+      .option('--twins <file|->', 'write the rebuilt twins as JSON lines (IoT Hub twin documents) to a file, or to standard output with -'),
   ).action(run(async (opts: Record<string, unknown>) => (await commands()).replayCommand(config(opts), io, opts)));
 
   storeOptions(
     program
       .command('audit')
-      .description('who changed what, when: the timeline of a device’s twin')
-      .argument('<deviceId>')
+      .description('who changed what, when: the timeline of a device’s twin, or of a whole fleet (--all, --where)')
+      .argument('[deviceId]', 'the twin to audit (a device id, or deviceId/moduleId)')
+      .option('--all', 'audit every twin in the log')
+      .option('--where <condition>', "only events after which the twin matched a query condition (e.g. \"tags.region = 'eu'\"); audits the fleet unless a device is named")
       .option('--section <section>', 'only tags, desired, reported, create or delete')
       .option('--since <time>', 'only events stamped at or after this ISO-8601 time')
       .option('--until <time>', 'only records appended at or before this ISO-8601 time')
-      .option('--json', 'one JSON object per event'),
-  ).action(run(async (deviceId: string, opts: Record<string, unknown>) => (await commands()).auditCommand(config(opts), io, deviceId, opts)));
+      .addOption(new Option('--format <format>', 'text, json (JSON lines) or csv').choices(['text', 'json', 'csv']))
+      .option('--json', 'one JSON object per event (as --format json)')
+      .option('--output <file|->', 'write the events to a file instead of standard output'),
+  ).action(
+    run(async (deviceId: string | undefined, opts: Record<string, unknown>) => (await commands()).auditCommand(config(opts), io, deviceId, opts)),
+  );
 
   storeOptions(
     program

@@ -64,7 +64,7 @@ describe('runCli', () => {
     expect(await cli(['replay', '--until', '2026-13-45', '--data', data])).toEqual({
       code: 2,
       out: '',
-      err: "twinlog: --until must be an ISO-8601 time (2026-11-28T12:00:00Z) or an offset (a non-negative integer), got '2026-13-45'\n",
+      err: "twinlog: --until must be an ISO-8601 time (2026-11-28T12:00:00Z), an offset (a non-negative integer) or partition:offset pairs (0:1200,1:980), got '2026-13-45'\n",
     });
     expect(await cli(['audit', 'dev1', '--section', 'props', '--data', data])).toMatchObject({ code: 2, err: "twinlog: --section must be one of tags, desired, reported, create, delete, got 'props'\n" });
     expect(await cli(['twin', 'patch', 'dev1', '{"properties":{"reported":{"a":1}}}', '--data', data])).toMatchObject({

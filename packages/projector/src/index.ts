@@ -13,9 +13,11 @@ export {
   type TwinTopicOptions,
 } from './topics.ts';
 export type { InputTopic } from './topics.ts';
-export { replay, history } from './replay.ts';
+export { replay } from './replay.ts';
+export { auditTrail, history } from './auditTrail.ts';
+export type { AuditOptions, HistoryEntry } from './auditTrail.ts';
 export { listTwins } from './listTwins.ts';
-export type { ReplayOptions, ReplayResult, PartitionRange, HistoryEntry } from './replay.ts';
+export type { ReplayOptions, ReplayResult, PartitionRange } from './replay.ts';
 export { startPartitionStage } from './startPartitionStage.ts';
 export { superviseOnNode } from './superviseOnNode.ts';
 export { supervisePartitionStage } from './supervisePartitionStage.ts';

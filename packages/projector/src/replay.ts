@@ -8,17 +8,13 @@
 import { encodeOutputRecord } from '@twinlog/codec';
 import {
   createHybridClock,
-  isoOf,
   partitionFor,
-  sectionVersion,
   toStateDoc,
   twinExists,
   twinVersion,
   type AppendRecord,
-  type EventKind,
   type Log,
   type LogRecord,
-  type Patch,
   type TwinEvent,
   type TwinLimits,
   type TwinState,
@@ -198,54 +194,4 @@ export async function replay({
     }
   }
   return { states, counts: { ...stats, records: read, devices: states.size }, partitions: ranges };
-}
-
-/** One entry of a device's audit trail. */
-export interface HistoryEntry {
-  /** When the event was stamped (its HLC wall, ISO-8601) and its full stamp. */
-  readonly time: string;
-  readonly stamp: { readonly wall: number; readonly counter: number };
-  readonly id: { readonly writer: string; readonly seq: number };
-  readonly actor: string;
-  readonly section: EventKind;
-  readonly op: 'merge' | 'replace';
-  readonly patch: Patch;
-  /** Versions right after the event. */
-  readonly versions: { readonly version: number; readonly tags: number; readonly desired: number; readonly reported: number };
-  readonly source: { readonly topic: string; readonly partition: number; readonly offset: number; readonly appendTime: number };
-}
-
-/**
- * "Who changed what, when": every event applied to a device's twin, in the order the projector
- * folded it, with actor, stamp, section, patch and the resulting versions.
- *
- * @example
- * for (const e of await history({ log, deviceId: 'thermo-1' })) console.log(e.time, e.actor, e.section, e.patch)
- */
-export async function history({ log, deviceId, until }: { log: Log; deviceId: string; until?: number }): Promise<HistoryEntry[]> {
-  const entries: HistoryEntry[] = [];
-  await replay({
-    log,
-    deviceId,
-    ...(until === undefined ? {} : { until }),
-    onApplied: (e, state, source) => {
-      entries.push({
-        time: isoOf(e.stamp.wall),
-        stamp: e.stamp,
-        id: e.id,
-        actor: e.actor,
-        section: e.section,
-        op: e.op,
-        patch: e.patch,
-        versions: {
-          version: twinVersion(state),
-          tags: sectionVersion(state, 'tags'),
-          desired: sectionVersion(state, 'desired'),
-          reported: sectionVersion(state, 'reported'),
-        },
-        source: { topic: source.topic, partition: source.partition, offset: source.offset, appendTime: source.timestamp },
-      });
-    },
-  });
-  return entries;
 }

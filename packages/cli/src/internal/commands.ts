@@ -6,15 +6,16 @@ import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { createTwinClient, type TwinClient, type WriteDecision } from '@twinlog/client';
 import { decodeOutputRecord, type OutputRecord } from '@twinlog/codec';
-import { fromStateDoc, isPlainObject, isTwinlogError, isValidDeviceId, partitionFor, renderTwin, TwinlogError, type JsonObject, type Log, type Patch, type TwinDocument } from '@twinlog/core';
+import { fromStateDoc, isPlainObject, isTwinlogError, isValidDeviceId, partitionFor, renderTwin, twinExists, TwinlogError, type EventKind, type JsonObject, type Log, type Patch, type TwinDocument, type TwinState } from '@twinlog/core';
 import { createEmbeddedLog } from '@twinlog/log-embedded';
-import { CHECKPOINT_KEY, ensureTwinTopics, history, listTwins, replay, TOPICS } from '@twinlog/projector';
-import { evaluate, parseQuery } from '@twinlog/query';
+import { auditTrail, CHECKPOINT_KEY, ensureTwinTopics, listTwins, replay, TOPICS, type HistoryEntry } from '@twinlog/projector';
+import { compileWhere, evaluate, parseQuery } from '@twinlog/query';
 import { CliError } from './CliError.ts';
 import { createProgress } from './createProgress.ts';
 import { formatChange, formatDeadLetter, formatDelta, formatHistoryEntry, formatRejection, toJsonLine } from './formatRecords.ts';
 import { embeddedPath, openStore, registryFileOf, type Store } from './openStore.ts';
 import type { CliConfig } from './resolveConfig.ts';
+import { openLineSink } from './lineSink.ts';
 import { watchTopic } from './watchTopic.ts';
 
 /** Where commands print: stdout for results, stderr for progress and diagnostics. */
@@ -40,17 +41,49 @@ export function parseTime(flag: string, text: string): number {
   return ms;
 }
 
-/** `--until` of replay: a time, or an offset (a non-negative integer: the last offset to include in every input partition). */
-export function parseUntil(text: string): { time: number } | { offset: number } {
-  if (/^[0-9]+$/.test(text)) {
-    const offset = Number(text);
-    if (!Number.isSafeInteger(offset)) throw new CliError(`--until: offset ${text} is too large`);
-    return { offset };
+/** `--until` of replay: a time, an offset for every input partition, or offsets for some partitions. */
+export type ReplayUntil = { time: number } | { offset: number } | { offsets: ReadonlyMap<number, number> };
+
+/**
+ * `--until` of replay: an ISO-8601 time; an offset (a non-negative integer: the last offset to include in every
+ * input partition); or `partition:offset` pairs separated by commas (the last offset to include in each input
+ * topic of that partition; partitions not named are read to their end).
+ */
+export function parseUntil(text: string): ReplayUntil {
+  const offset = (digits: string): number => {
+    const n = Number(digits);
+    if (!Number.isSafeInteger(n)) throw new CliError(`--until: offset ${digits} is too large`);
+    return n;
+  };
+  if (/^[0-9]+$/.test(text)) return { offset: offset(text) };
+  if (/^[0-9]+:[0-9]+(,[0-9]+:[0-9]+)*$/.test(text)) {
+    const offsets = new Map<number, number>();
+    for (const pair of text.split(',')) {
+      const [p, o] = pair.split(':') as [string, string];
+      if (offsets.has(Number(p))) throw new CliError(`--until names partition ${p} twice`);
+      offsets.set(Number(p), offset(o));
+    }
+    return { offsets };
   }
   if (!/^[0-9]{4}-/.test(text) || !Number.isFinite(Date.parse(text))) {
-    throw new CliError(`--until must be an ISO-8601 time (2026-11-28T12:00:00Z) or an offset (a non-negative integer), got '${text}'`);
+    throw new CliError(
+      `--until must be an ISO-8601 time (2026-11-28T12:00:00Z), an offset (a non-negative integer) or partition:offset pairs (0:1200,1:980), got '${text}'`,
+    );
   }
   return { time: Date.parse(text) };
+}
+
+function describeUntil(until: ReplayUntil): string {
+  if ('time' in until) return ` as of ${new Date(until.time).toISOString()}`;
+  if ('offset' in until) return ` up to offset ${until.offset}`;
+  return ` up to offsets ${[...until.offsets].map(([p, o]) => `${p}:${o}`).join(',')}`;
+}
+
+function untilJson(until: ReplayUntil | undefined): unknown {
+  if (until === undefined) return null;
+  if ('time' in until) return new Date(until.time).toISOString();
+  if ('offset' in until) return { offset: until.offset };
+  return { offsets: Object.fromEntries(until.offsets) };
 }
 
 export function parseCount(flag: string, text: string): number {
@@ -69,14 +102,18 @@ export function parseJsonObject(what: string, text: string): JsonObject {
   return value as JsonObject;
 }
 
-/** A log whose input topics end at `offset + 1` in every partition (replay `--until <offset>`). */
-function boundedLog(log: Log, offset: number): Log {
+/** A log whose input topics end at `last + 1` in the partitions `lastOf` bounds (replay `--until <offset>`). */
+function boundedLog(log: Log, lastOf: (partition: number) => number | undefined): Log {
   return new Proxy(log, {
     get(target, prop, receiver) {
       if (prop === 'endOffsets') {
         return async (topic: string) => {
           const ends = await target.endOffsets(topic);
-          return topic === TOPICS.backend || topic === TOPICS.device ? ends.map((e) => Math.min(e, offset + 1)) : ends;
+          if (topic !== TOPICS.backend && topic !== TOPICS.device) return ends;
+          return ends.map((e, p) => {
+            const last = lastOf(p);
+            return last === undefined ? e : Math.min(e, last + 1);
+          });
         };
       }
       const value: unknown = Reflect.get(target, prop, receiver);
@@ -89,7 +126,11 @@ const fmt = (n: number): string => n.toLocaleString('en-US');
 
 // --- replay ----------------------------------------------------------------------------------------
 
-export async function replayCommand(config: CliConfig, io: CliIo, opts: { until?: string; device?: string; into?: string; json?: boolean }): Promise<number> {
+export async function replayCommand(
+  config: CliConfig,
+  io: CliIo,
+  opts: { until?: string; device?: string; into?: string; json?: boolean; twins?: string },
+): Promise<number> {
   const until = opts.until === undefined ? undefined : parseUntil(opts.until);
   // --into: an embedded log file (`*.db`), or a data folder (its `twinlog.db`, as `--data` names it)
   const intoPath = opts.into === undefined ? undefined : opts.into.endsWith('.db') ? resolve(opts.into) : embeddedPath(opts.into);
@@ -101,7 +142,10 @@ export async function replayCommand(config: CliConfig, io: CliIo, opts: { until?
     const into = intoPath === undefined ? undefined : createEmbeddedLog({ path: intoPath });
     try {
       if (into !== undefined) await ensureTwinTopics(into, await store.log.partitionCount(TOPICS.backend));
-      const log = until !== undefined && 'offset' in until ? boundedLog(store.log, until.offset) : store.log;
+      const log =
+        until === undefined || 'time' in until
+          ? store.log
+          : boundedLog(store.log, 'offset' in until ? () => until.offset : (p) => until.offsets.get(p));
       const progress = createProgress({ write: io.err, isTTY: io.stderrIsTTY, label: 'replay' });
       const started = Date.now();
       let last = { read: 0, total: 0 };
@@ -119,14 +163,25 @@ export async function replayCommand(config: CliConfig, io: CliIo, opts: { until?
       const seconds = (Date.now() - started) / 1000;
       const twin = opts.device === undefined ? undefined : result.states.get(opts.device);
       const rendered = twin === undefined ? undefined : renderTwin(twin);
+      // --twins: the rebuilt twins as JSON lines; on standard output the summary moves to standard error
+      const summaryOut = opts.twins === '-' ? io.err : io.out;
+      if (opts.twins !== undefined) {
+        const sink = openLineSink(opts.twins, io.out);
+        try {
+          for (const state of result.states.values()) if (twinExists(state)) sink.line(JSON.stringify(renderTwin(state)));
+        } finally {
+          sink.close();
+        }
+      }
       if (opts.json === true) {
-        io.out(
+        summaryOut(
           `${toJsonLine({
             store: store.description,
-            until: until === undefined ? null : 'time' in until ? new Date(until.time).toISOString() : { offset: until.offset },
+            until: untilJson(until),
             counts: result.counts,
             partitions: result.partitions,
             into: intoPath ?? null,
+            twins: opts.twins ?? null,
             seconds,
             ...(opts.device === undefined ? {} : { twin: rendered ?? null }),
           })}\n`,
@@ -135,7 +190,7 @@ export async function replayCommand(config: CliConfig, io: CliIo, opts: { until?
       }
       const c = result.counts;
       const lines = [
-        `replayed ${store.description}${until === undefined ? '' : 'time' in until ? ` as of ${new Date(until.time).toISOString()}` : ` up to offset ${until.offset}`}${opts.device === undefined ? '' : ` for device ${opts.device}`} in ${seconds.toFixed(1)} s`,
+        `replayed ${store.description}${until === undefined ? '' : describeUntil(until)}${opts.device === undefined ? '' : ` for device ${opts.device}`} in ${seconds.toFixed(1)} s`,
         `records read ${fmt(c.records)}: applied ${fmt(c.applied)}, duplicates ${fmt(c.duplicates)}, skipped ${fmt(c.skipped)}, rejected ${fmt(c.rejected)}, dead-lettered ${fmt(c.deadLettered)}, commands ${fmt(c.commands)}, parked ${fmt(c.parked)}`,
         `devices ${fmt(c.devices)}`,
         ...result.partitions.map(
@@ -143,8 +198,9 @@ export async function replayCommand(config: CliConfig, io: CliIo, opts: { until?
         ),
       ];
       if (intoPath !== undefined) lines.push(`snapshots written to embedded:${intoPath}`);
+      if (opts.twins !== undefined && opts.twins !== '-') lines.push(`twins written to ${opts.twins} (JSON lines)`);
       if (opts.device !== undefined) lines.push(rendered === undefined ? `device ${opts.device}: no twin then` : JSON.stringify(rendered, null, 2));
-      io.out(`${lines.join('\n')}\n`);
+      summaryOut(`${lines.join('\n')}\n`);
       return 0;
     } finally {
       await into?.close();
@@ -156,22 +212,93 @@ export async function replayCommand(config: CliConfig, io: CliIo, opts: { until?
 
 const SECTIONS = ['tags', 'desired', 'reported', 'create', 'delete'] as const;
 
-export async function auditCommand(config: CliConfig, io: CliIo, deviceId: string, opts: { section?: string; since?: string; until?: string; json?: boolean }): Promise<number> {
+const CSV_COLUMNS = ['time', 'deviceId', 'actor', 'section', 'op', 'patch', 'version', 'tags', 'desired', 'reported', 'topic', 'partition', 'offset', 'appendTime'];
+
+/** RFC 4180: quote a field that holds a comma, a quote or a line break; double its quotes. */
+function csvField(value: string | number): string {
+  const text = String(value);
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+function csvRow(e: HistoryEntry): string {
+  const v = e.versions;
+  const s = e.source;
+  return [e.time, e.deviceId, e.actor, e.section, e.op, JSON.stringify(e.patch), v.version, v.tags, v.desired, v.reported, s.topic, s.partition, s.offset, new Date(s.appendTime).toISOString()]
+    .map(csvField)
+    .join(',');
+}
+
+export interface AuditCommandOptions {
+  section?: string;
+  since?: string;
+  until?: string;
+  json?: boolean;
+  format?: string;
+  where?: string;
+  all?: boolean;
+  output?: string;
+}
+
+/**
+ * `twinlog audit <deviceId>`: one twin's trail; `twinlog audit --all` or `--where <condition>`: the fleet's,
+ * streamed (the condition is a query's WHERE clause, evaluated on the twin as it was right after each event).
+ */
+export async function auditCommand(config: CliConfig, io: CliIo, deviceId: string | undefined, opts: AuditCommandOptions): Promise<number> {
   if (opts.section !== undefined && !(SECTIONS as readonly string[]).includes(opts.section)) {
     throw new CliError(`--section must be one of ${SECTIONS.join(', ')}, got '${opts.section}'`);
   }
+  const format = opts.format ?? (opts.json === true ? 'json' : 'text');
+  if (format !== 'text' && format !== 'json' && format !== 'csv') throw new CliError(`--format must be text, json or csv, got '${format}'`);
+  if (deviceId === undefined && opts.all !== true && opts.where === undefined) {
+    throw new CliError("missing required argument 'deviceId' (or --all, or --where <condition>, for a fleet)");
+  }
+  if (deviceId !== undefined && opts.all === true) throw new CliError('--all audits every twin: give it without a device id');
   const since = opts.since === undefined ? undefined : parseTime('--since', opts.since);
   const until = opts.until === undefined ? undefined : parseTime('--until', opts.until);
+  const keep = opts.where === undefined ? undefined : compileWhere(parseQuery(`SELECT * FROM devices WHERE ${opts.where}`));
+  const sections = opts.section === undefined ? undefined : [opts.section as EventKind];
   return withStore(config, async (store) => {
-    const all = await history({ log: store.log, deviceId, ...(until === undefined ? {} : { until }) });
-    if (all.length === 0) throw new TwinlogError('DEVICE_NOT_FOUND', `no events for device ${deviceId} in ${store.description}`);
-    const entries = all.filter((e) => (opts.section === undefined || e.section === opts.section) && (since === undefined || e.stamp.wall >= since));
-    if (opts.json === true) {
-      for (const e of entries) io.out(`${toJsonLine(e)}\n`);
-      return 0;
+    const fleet = deviceId === undefined;
+    const sink = openLineSink(opts.output, io.out);
+    let kept = 0;
+    const text: HistoryEntry[] = [];
+    try {
+      if (format === 'csv') sink.line(CSV_COLUMNS.join(','));
+      const progress = fleet ? createProgress({ write: io.err, isTTY: io.stderrIsTTY, label: 'audit' }) : undefined;
+      let last = { read: 0, total: 0 };
+      const result = await auditTrail({
+        log: store.log,
+        ...(deviceId === undefined ? {} : { deviceId }),
+        ...(since === undefined ? {} : { since }),
+        ...(until === undefined ? {} : { until }),
+        ...(sections === undefined ? {} : { sections }),
+        ...(keep === undefined ? {} : { where: (state: TwinState) => keep(renderTwin(state)) }),
+        ...(progress === undefined
+          ? {}
+          : {
+              onProgress: (p: { read: number; total: number }) => {
+                last = p;
+                progress.update(p.read, p.total);
+              },
+            }),
+        onEntry: (e) => {
+          kept++;
+          if (format === 'json') sink.line(toJsonLine(e));
+          else if (format === 'csv') sink.line(csvRow(e));
+          else if (fleet) sink.line(`${e.deviceId}  ${formatHistoryEntry(e)}`);
+          else text.push(e);
+        },
+      });
+      progress?.end(last.read, last.total);
+      if (!fleet && !result.states.has(deviceId)) throw new TwinlogError('DEVICE_NOT_FOUND', `no events for device ${deviceId} in ${store.description}`);
+      if (!fleet && format === 'text') {
+        sink.line(`audit of ${deviceId} (${kept} of ${result.counts.applied} events)`);
+        for (const e of text) sink.line(formatHistoryEntry(e));
+      }
+      if (fleet) io.err(`audit: ${fmt(kept)} events kept of ${fmt(result.counts.applied)} applied, ${fmt(result.counts.devices)} twins\n`);
+    } finally {
+      sink.close();
     }
-    io.out(`audit of ${deviceId} (${entries.length} of ${all.length} events)\n`);
-    for (const e of entries) io.out(`${formatHistoryEntry(e)}\n`);
     return 0;
   });
 }

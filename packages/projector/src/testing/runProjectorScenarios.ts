@@ -6,7 +6,8 @@
 import { decodeOutputRecord, encodeEvent } from '@twinlog/codec';
 import { canonicalJson, computeEtag, fromStateDoc, renderTwin, twinExists, type Log } from '@twinlog/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { history, replay } from '../replay.ts';
+import { history } from '../auditTrail.ts';
+import { replay } from '../replay.ts';
 import { startProjector, type Projector, type ProjectorOptions } from '../startProjector.ts';
 import { createTestProducer, latestSnapshots, cleanReplay, readAll, waitFor } from './pipelineHarness.ts';
 import { ensureTwinTopics, TOPICS } from '../topics.ts';
