@@ -173,7 +173,7 @@ async function mqttFloor(children: Set<ChildProcess>): Promise<MqttFloor> {
   const port = (server.address() as { port: number }).port;
 
   const t = Date.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', import.meta.filename, '--devices', String(port)], {
+  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', import.meta.filename, '--devices', String(port)], {
     env: { ...process.env, BENCH_CA: tls.ca },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -310,7 +310,7 @@ async function main(): Promise<void> {
   console.log(`  created ${DEVICES} devices with PUT /devices/{id} in ${((Date.now() - t) / 1000).toFixed(1)} s (non-2xx by status ${JSON.stringify(createErrors)}, ${createThrottled} answered 429 and sent again, ${createRetries} requests retried after a closed socket)`);
 
   t = Date.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', import.meta.filename, '--devices', String(served.mqttPort)], {
+  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', import.meta.filename, '--devices', String(served.mqttPort)], {
     env: { ...process.env, BENCH_CA: tls.ca },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -100,7 +100,7 @@ async function timed(count: number, inFlight: number, one: (i: number) => Promis
 
 /**
  * The load generator runs in a child process (as a real client would), so its HTTP client work does
- * not share the gateway's event loop: `node --import tsx bench/read.bench.ts` with BENCH_READ_LOAD
+ * not share the gateway's event loop: `node --conditions=source --import tsx bench/read.bench.ts` with BENCH_READ_LOAD
  * set to the job as JSON; it prints the latencies (ms) as one JSON line.
  */
 interface LoadJob {
@@ -128,7 +128,7 @@ async function runLoad(job: LoadJob): Promise<void> {
 
 function inChild(job: LoadJob): Promise<Summary> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', import.meta.filename], { env: { ...process.env, BENCH_READ_LOAD: JSON.stringify(job) }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', import.meta.filename], { env: { ...process.env, BENCH_READ_LOAD: JSON.stringify(job) }, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
     child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop()!) as Summary) : reject(new Error(`load generator exited with ${code}`))));

@@ -27,7 +27,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 const ROOT = join(import.meta.dirname, '..');
 const SCRIPT = join(ROOT, 'docker', 'kafka-local.sh');
-const BIN = join(ROOT, 'packages', 'cli', 'bin', 'twinlog.mjs');
+const BIN = join(ROOT, 'packages', 'cli', 'bin', 'twinlog-dev.mjs'); // the CLI from its sources
 const OUTAGES_S = (process.env['TWINLOG_OUTAGES'] ?? '5,10,15,20,60').split(',').map(Number);
 const DEVICES = 8;
 const WRITE_TIMEOUT_MS = 8_000;

@@ -53,7 +53,7 @@ function workload(seed: number): { backend: AppendRecord[]; device: AppendRecord
 }
 
 function spawnProjector(target: LogTarget, group: string, env: NodeJS.ProcessEnv = {}): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/projectorProcess.ts')], {
+  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', join(ROOT, 'test/support/projectorProcess.ts')], {
     cwd: ROOT,
     env: { ...process.env, ...targetEnv(target), TWINLOG_GROUP: group, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],

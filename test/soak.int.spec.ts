@@ -75,7 +75,7 @@ class ProjectorProcess {
   private memWaiters: ((m: Mem) => void)[] = [];
 
   constructor(target: LogTarget) {
-    this.child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', join(ROOT, 'test/support/soakProjector.ts')], {
+    this.child = spawn(process.execPath, ['--expose-gc', '--conditions=source', '--import', 'tsx', join(ROOT, 'test/support/soakProjector.ts')], {
       cwd: ROOT,
       env: { ...process.env, ...targetEnv(target), TWINLOG_GROUP: GROUP, SOAK_PROJECTOR_OPTIONS: JSON.stringify(WINDOWS) },
       stdio: ['pipe', 'pipe', 'inherit'],

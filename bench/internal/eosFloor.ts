@@ -286,7 +286,7 @@ async function drive(kafka: Kafka, prefix: string, o: EosFloorOptions, transform
 // ---- the run ----------------------------------------------------------------------------------------
 
 const childArgs = (mode: '--transform' | '--pipeline', prefix: string, o: EosFloorOptions): string[] => [
-  '--import', 'tsx', import.meta.filename, mode, prefix, JSON.stringify(o),
+  '--conditions=source', '--import', 'tsx', import.meta.filename, mode, prefix, JSON.stringify(o),
 ];
 
 /**

@@ -38,7 +38,7 @@ export async function runSteady(options: Omit<SteadyConfig, 'group'> & { readonl
       if (Date.now() > until || failed !== undefined) throw new Error(`steady: the projector owns ${projector.partitions().length} of ${config.partitions} partitions after 60 s`);
     }
     const child = fork(join(import.meta.dirname, 'steadyDriver.ts'), [], {
-      execArgv: ['--import', 'tsx'],
+      execArgv: ['--conditions=source', '--import', 'tsx'],
       env: { ...process.env, BENCH_STEADY_CONFIG: JSON.stringify(config) },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });

@@ -1,5 +1,5 @@
 /**
- * A projector as a real process, for crash and rebalance tests: `node --import tsx
+ * A projector as a real process, for crash and rebalance tests: `node --conditions=source --import tsx
  * test/support/projectorProcess.ts` with the environment of `openLog.ts`. Prints one JSON line per
  * committed batch; SIGTERM stops it cleanly; SIGKILL is the point of the tests.
  */

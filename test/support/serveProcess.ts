@@ -1,12 +1,14 @@
 /**
- * `twinlog serve` as a real process for tests: started from the repository's bin, its JSON log
- * lines collected, resolved once it logs `serving` with its ports.
+ * `twinlog serve` as a real process for tests: started from the CLI's sources
+ * (`bin/twinlog-dev.mjs`, no build needed), its JSON log lines collected, resolved once it logs
+ * `serving` with its ports.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
-export const BIN = join(ROOT, 'packages', 'cli', 'bin', 'twinlog.mjs');
+/** The CLI from its TypeScript sources (no build needed); the compiled bin is tested in test/install/. */
+export const BIN = join(ROOT, 'packages', 'cli', 'bin', 'twinlog-dev.mjs');
 
 /** The environment without anything that would point the CLI elsewhere. */
 export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {

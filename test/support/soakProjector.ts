@@ -1,5 +1,5 @@
 /**
- * A projector process for the soak tests: `node --expose-gc --import tsx test/support/soakProjector.ts`
+ * A projector process for the soak tests: `node --expose-gc --conditions=source --import tsx test/support/soakProjector.ts`
  * with the environment of `openLog.ts`, `TWINLOG_GROUP`, and `SOAK_PROJECTOR_OPTIONS` (JSON of
  * extra `startProjector` options). Prints one JSON line per committed batch
  * (`{ batch: { partition, stats, rejectedByCode } }`); on a `mem` line on stdin it collects garbage

@@ -1,13 +1,10 @@
 #!/usr/bin/env node
-// The `twinlog` command: runs the CLI's TypeScript sources through tsx (the repository runs its
-// sources directly, there is no build step).
-import { register } from 'tsx/esm/api';
-
-register();
-const { runCli } = await import('../src/index.ts');
-const code = await runCli(process.argv.slice(2));
-process.exitCode = code;
-// The command is over: its output is written and its clients are closed. A library handle that is
-// still open (a Kafka socket mid-reconnect) must not keep the process alive; give pending output a
-// moment to drain, then exit (the timer is unref'd, so a clean process exits at once).
-setTimeout(() => process.exit(code), 1_000).unref();
+// The `twinlog` command: the CLI compiled to dist/ by `npm run build` (what an installed package
+// and the container run; no transpiler at run time).
+try {
+  await import('../dist/main.js');
+} catch (e) {
+  if (e?.code !== 'ERR_MODULE_NOT_FOUND' || !String(e.message).includes('/dist/main.js')) throw e;
+  process.stderr.write('twinlog: the CLI is not built: run `npm run build` (in the repository, `npm run twinlog --` runs it from the sources)\n');
+  process.exitCode = 1;
+}

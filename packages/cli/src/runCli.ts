@@ -6,8 +6,8 @@
  * Exit codes: 0 success; 1 an engine error (printed as `twinlog: CODE: message`) or a failed
  * benchmark; 2 bad arguments or configuration (one line, `twinlog: …`); 130 interrupted.
  */
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
-import { isTwinlogError } from '@twinlog/core';
 import { BENCHMARKS } from './internal/benchCommand.ts';
 import { CliError } from './internal/CliError.ts';
 import type { CliIo } from './internal/commands.ts';
@@ -26,6 +26,11 @@ function messageChain(e: Error): string {
   const parts: string[] = [];
   for (let c: unknown = e; c instanceof Error && parts.length < 5; c = c.cause) if (!parts.includes(c.message)) parts.push(c.message);
   return parts.join(': ');
+}
+
+/** The version in the CLI package's package.json (one folder above both src/ and dist/). */
+function cliVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 }
 
 /** The command modules load on demand, so `--help` and a bad argument answer without loading the engine. */
@@ -77,7 +82,7 @@ export async function runCli(argv: readonly string[], { stdout, stderr, stderrIs
 
   const program = new Command('twinlog')
     .description('Event-sourced device twins (IoT Hub-compatible) on Kafka or an embedded SQLite log.')
-    .version('0.1.0')
+    .version(cliVersion(), '-V, --version', 'print the version of twinlog')
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err, outputError: () => {} })
     .showSuggestionAfterError(true)
@@ -309,6 +314,8 @@ export async function runCli(argv: readonly string[], { stdout, stderr, stderrIs
       io.err(`twinlog: ${e.message}\n`);
       return e.exitCode;
     }
+    // core loads here, not at the top: `--help` and bad arguments answer without it
+    const { isTwinlogError } = await import('@twinlog/core');
     if (isTwinlogError(e)) {
       io.err(`twinlog: ${e.code}: ${e.message}\n`);
       return 1;

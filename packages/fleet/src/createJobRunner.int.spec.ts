@@ -237,7 +237,7 @@ describe('jobs: crash and resume', () => {
     await readModel.close();
     readModel = undefined;
 
-    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'jobChild.fixture.ts'), join(dir, 'log.db'), fleetPath, 'crash-job'], {
+    const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', join(import.meta.dirname, 'jobChild.fixture.ts'), join(dir, 'log.db'), fleetPath, 'crash-job'], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));

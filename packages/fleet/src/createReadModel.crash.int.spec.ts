@@ -95,7 +95,7 @@ describe('read model: crash consistency', () => {
     await writeSnapshots(seed);
     const killAfter = 3 + Math.floor(seededRandom(seed ^ 0x51)() * 20);
     const fleetPath = join(dir, 'fleet.db');
-    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'readModelChild.fixture.ts'), join(dir, 'log.db'), fleetPath], {
+    const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', join(import.meta.dirname, 'readModelChild.fixture.ts'), join(dir, 'log.db'), fleetPath], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));

@@ -1,5 +1,5 @@
 /**
- * A child process for the job crash test: `node --import tsx jobChild.fixture.ts <log db> <fleet db>
+ * A child process for the job crash test: `node --conditions=source --import tsx jobChild.fixture.ts <log db> <fleet db>
  * <job id>`. Opens the embedded log and the read model's file (not consuming: the device list is
  * read from what the file holds), schedules the job if the file has none, and runs it one device
  * at a time, printing `{"written":"<deviceId>"}` after each acknowledged append (then pausing, so a

@@ -1,5 +1,5 @@
 /**
- * A child process for the read model's crash test: `node --import tsx readModelChild.fixture.ts
+ * A child process for the read model's crash test: `node --conditions=source --import tsx readModelChild.fixture.ts
  * <log db> <fleet db>`. Consumes `twin.snapshots` into the read model and prints
  * `{"batch":<n>}` after each committed batch, until killed. Not part of the package.
  */

@@ -1,6 +1,6 @@
 /**
  * A child process for the embedded log's crash and cross-process tests:
- * `node --import tsx embeddedLogChild.fixture.ts <mode> <db path> [args]`. Prints one JSON line per
+ * `node --conditions=source --import tsx embeddedLogChild.fixture.ts <mode> <db path> [args]`. Prints one JSON line per
  * event the parent waits on. Not part of the package.
  *
  * Modes:

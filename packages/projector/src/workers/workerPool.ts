@@ -29,6 +29,13 @@ export interface ProjectorTask {
   close?(): Promise<void>;
 }
 
+// Compiled (dist/), the worker is the compiled projectorWorker.js. From the TypeScript sources (tests,
+// benchmarks, `npm run twinlog`), projectorWorker.mjs runs projectorWorker.ts through tsx, and the
+// worker resolves the other packages by their `source` export condition as this thread does.
+const FROM_SOURCES = import.meta.url.endsWith('.ts');
+const WORKER_ENTRY = new URL(FROM_SOURCES ? './projectorWorker.mjs' : './projectorWorker.js', import.meta.url);
+const WORKER_OPTIONS = FROM_SOURCES && !process.execArgv.includes('--conditions=source') ? { execArgv: [...process.execArgv, '--conditions=source'] } : {};
+
 class WorkerHandle {
   private readonly worker: Worker;
   private readonly waiting = new Map<number, { resolve: (r: WorkerResponse & { ok: true }) => void; reject: (e: Error) => void }>();
@@ -36,7 +43,7 @@ class WorkerHandle {
   dead = false;
 
   constructor() {
-    this.worker = new Worker(new URL('./projectorWorker.mjs', import.meta.url));
+    this.worker = new Worker(WORKER_ENTRY, WORKER_OPTIONS);
     this.worker.unref();
     this.worker.on('message', (m: WorkerResponse) => {
       const w = this.waiting.get(m.id);
