@@ -7,7 +7,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { benchCommand, parseResultLine, summarizeResult } from './internal/benchCommand.ts';
-import { createMetrics } from './internal/createMetrics.ts';
 import { createProgress } from './internal/createProgress.ts';
 import { DEFAULT_CONFIG, resolveConfig } from './internal/resolveConfig.ts';
 import { runCli } from './runCli.ts';
@@ -144,20 +143,6 @@ describe('bench', () => {
     expect(result).toEqual({ decode_per_s: 149369, fold_per_s: 62460, fold_vs_decode: 0.418 });
     expect(summarizeResult(result!)).toEqual(['figures: decode_per_s 149,369, fold_per_s 62,460', 'ratios:  fold_vs_decode 0.418']);
     expect(parseResultLine('no result here')).toBeUndefined();
-  });
-});
-
-describe('createMetrics', () => {
-  it('renders the Prometheus text format with escaped labels', () => {
-    const m = createMetrics({ twinlog_x_total: { type: 'counter', help: 'Xs.' }, twinlog_lag: { type: 'gauge', help: 'Lag.' } });
-    m.inc('twinlog_x_total', { code: 'A"B' }, 2);
-    m.inc('twinlog_x_total', { code: 'A"B' });
-    m.set('twinlog_lag', { topic: 'twin.backend', partition: 0 }, 7);
-    expect(m.render()).toBe(
-      ['# HELP twinlog_x_total Xs.', '# TYPE twinlog_x_total counter', 'twinlog_x_total{code="A\\"B"} 3', '# HELP twinlog_lag Lag.', '# TYPE twinlog_lag gauge', 'twinlog_lag{topic="twin.backend",partition="0"} 7', ''].join('\n'),
-    );
-    m.reset('twinlog_lag');
-    expect(m.get('twinlog_lag', { topic: 'twin.backend', partition: 0 })).toBeUndefined();
   });
 });
 

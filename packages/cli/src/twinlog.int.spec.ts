@@ -15,6 +15,7 @@ import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, cleanEnv, ROOT, startServe, type Served } from '../../../test/support/serveProcess.ts';
 import { readRegistry } from '../../../test/support/registry.ts';
+import { serveMetricDefinitions } from './internal/serveMetrics.ts';
 
 interface Run {
   readonly code: number | null;
@@ -249,6 +250,18 @@ describe('twinlog as a process', () => {
       expect(metric(metrics, 'twinlog_up{part="mqtt"}')).toBe(1);
       expect(metric(metrics, 'twinlog_read_model_twins')).toBe(2);
       expect(metric(metrics, 'twinlog_mqtt_events_total{kind="connect",status="0"}')).toBe(2); // rest-1 and cli-1
+      // histograms (docs/operations.md): rest-1's reported PATCH over MQTT, the REST query, the projector's batches
+      expect(metric(metrics, 'twinlog_mqtt_reported_ack_seconds_count')).toBe(1);
+      expect(metric(metrics, 'twinlog_gateway_request_seconds_count{method="POST",route="query"}')).toBeGreaterThanOrEqual(1);
+      expect(metric(metrics, 'twinlog_query_seconds_count{result="ok"}')).toBeGreaterThanOrEqual(1);
+      for (const h of ['twinlog_projector_batch_seconds', 'twinlog_projector_commit_seconds', 'twinlog_projector_fold_event_seconds']) {
+        expect(metric(metrics, `${h}_count`), h).toBeGreaterThanOrEqual(1);
+        expect(metric(metrics, `${h}_bucket{le="+Inf"}`), h).toBe(metric(metrics, `${h}_count`));
+      }
+      // Node's process metrics, and every family serve declares (what the Grafana dashboard's test checks its queries against)
+      expect(metric(metrics, 'nodejs_heap_size_used_bytes')).toBeGreaterThan(0);
+      expect(metrics).toMatch(/^nodejs_eventloop_lag_p99_seconds \S+$/m);
+      for (const name of Object.keys(serveMetricDefinitions({ embedded: true, mqtt: true }))) expect(`\n${metrics}`, name).toContain(`\n# TYPE ${name} `);
       // The embedded log's storage (docs/storage.md): the file's size, what each topic holds, and
       // maintenance's counters (its first run comes 30 s after start, so they may still be 0).
       const onDisk = statSync(join(dir, 'twinlog.db')).size;

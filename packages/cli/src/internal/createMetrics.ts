@@ -1,87 +1,109 @@
 /**
- * A tiny Prometheus registry (text exposition format 0.0.4): counters and gauges with labels,
- * rendered on demand. Enough for `twinlog serve`'s `/metrics`; no dependency.
+ * `twinlog serve`'s metrics: a prom-client `Registry` of its own per call (never prom-client's
+ * global registry, so that several serves in one process do not collide), with counters, gauges
+ * and histograms declared up front by name, and optionally Node's process metrics (event-loop
+ * lag, heap, GC, CPU, file descriptors). Rendered in the Prometheus text format on `/metrics`;
+ * every family is listed in docs/operations.md ("Metrics").
  */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
-type Labels = Readonly<Record<string, string | number>>;
+export type Labels = Readonly<Record<string, string | number>>;
 
-interface Family {
-  readonly name: string;
-  readonly help: string;
-  readonly type: 'counter' | 'gauge';
-  readonly values: Map<string, { labels: Labels; value: number }>;
-}
+/** One family: its type, its `HELP` text, its label names, and a histogram's bucket bounds. */
+export type MetricDefinition =
+  | { readonly type: 'counter' | 'gauge'; readonly help: string; readonly labels?: readonly string[] }
+  | { readonly type: 'histogram'; readonly help: string; readonly labels?: readonly string[]; readonly buckets: readonly number[] };
 
 export interface Metrics {
-  /** Add `by` (default 1) to a counter. */
+  /** The registry (tests, and anything that wants prom-client's own API). */
+  readonly registry: Registry;
+  /** The content type of {@link render}'s text. */
+  readonly contentType: string;
+  /** Add `by` (default 1) to a counter, or to a gauge (negative allowed). */
   inc(name: string, labels?: Labels, by?: number): void;
-  /** Set a gauge. */
+  /**
+   * Set a gauge; on a counter, set the total a source keeps itself (a counter of the source's:
+   * restarts, records applied), which only goes up unless the source restarted from zero.
+   */
   set(name: string, labels: Labels, value: number): void;
-  /** Drop every series of a gauge (before setting the current ones). */
+  /** Drop every series of a family (before setting the current ones). */
   reset(name: string): void;
-  /** The value of one series (tests, health). */
-  get(name: string, labels?: Labels): number | undefined;
+  /** One observation of a histogram (seconds for `_seconds` families). */
+  observe(name: string, labels: Labels, value: number): void;
   /** The exposition text. */
-  render(): string;
+  render(): Promise<string>;
 }
 
-function keyOf(labels: Labels): string {
-  return JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1)));
+export interface CreateMetricsOptions {
+  /** Also collect Node's process metrics (`process_*`, `nodejs_*`: event-loop lag, heap, GC…). */
+  readonly defaultMetrics?: boolean;
 }
 
-function escapeLabel(v: string): string {
-  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
-}
+type Family = Counter | Gauge | Histogram;
 
-function formatNumber(n: number): string {
-  if (Number.isNaN(n)) return 'NaN';
-  if (n === Infinity) return '+Inf';
-  if (n === -Infinity) return '-Inf';
-  return String(n);
+function seriesKey(name: string, labels: Labels): string {
+  return `${name}\u0000${JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1)))}`;
 }
 
 /**
  * @example
- * const m = createMetrics({ twinlog_events_total: { type: 'counter', help: 'Events.' } })
+ * const m = createMetrics({ twinlog_events_total: { type: 'counter', help: 'Events.', labels: ['result'] } })
  * m.inc('twinlog_events_total', { result: 'applied' }, 3)
+ * await m.render()
  */
-export function createMetrics(definitions: Readonly<Record<string, { type: 'counter' | 'gauge'; help: string }>>): Metrics {
+export function createMetrics(definitions: Readonly<Record<string, MetricDefinition>>, { defaultMetrics = false }: CreateMetricsOptions = {}): Metrics {
+  const registry = new Registry();
   const families = new Map<string, Family>();
-  for (const [name, d] of Object.entries(definitions)) families.set(name, { name, help: d.help, type: d.type, values: new Map() });
+  for (const [name, d] of Object.entries(definitions)) {
+    const common = { name, help: d.help, labelNames: [...(d.labels ?? [])], registers: [registry] };
+    families.set(
+      name,
+      d.type === 'histogram' ? new Histogram({ ...common, buckets: [...d.buckets] }) : d.type === 'counter' ? new Counter(common) : new Gauge(common),
+    );
+  }
+  if (defaultMetrics) collectDefaultMetrics({ register: registry });
+  /** The totals `set` gave counters, per series: the next `set` adds the difference. */
+  const counterTotals = new Map<string, number>();
+
   const family = (name: string): Family => {
     const f = families.get(name);
     if (f === undefined) throw new Error(`unknown metric ${name}`);
     return f;
   };
   return {
+    registry,
+    contentType: registry.contentType,
     inc(name, labels = {}, by = 1) {
       const f = family(name);
-      const k = keyOf(labels);
-      const series = f.values.get(k);
-      if (series === undefined) f.values.set(k, { labels, value: by });
-      else series.value += by;
+      if (f instanceof Histogram) throw new Error(`${name} is a histogram: observe it`);
+      f.inc(labels, by);
     },
     set(name, labels, value) {
-      family(name).values.set(keyOf(labels), { labels, value });
+      const f = family(name);
+      if (f instanceof Gauge) f.set(labels, value);
+      else if (f instanceof Counter) {
+        const key = seriesKey(name, labels);
+        const before = counterTotals.get(key);
+        counterTotals.set(key, value);
+        if (before !== undefined && value >= before) f.inc(labels, value - before);
+        else {
+          // first seen, or the source started again from zero: the series restarts (a counter reset)
+          if (before !== undefined) f.remove(labels);
+          f.inc(labels, value);
+        }
+      } else throw new Error(`${name} is a histogram: observe it`);
     },
     reset(name) {
-      family(name).values.clear();
+      family(name).reset();
+      for (const key of counterTotals.keys()) if (key.startsWith(`${name}\u0000`)) counterTotals.delete(key);
     },
-    get(name, labels = {}) {
-      return family(name).values.get(keyOf(labels))?.value;
+    observe(name, labels, value) {
+      const f = family(name);
+      if (!(f instanceof Histogram)) throw new Error(`${name} is not a histogram`);
+      f.observe(labels, value);
     },
     render() {
-      const lines: string[] = [];
-      for (const f of families.values()) {
-        lines.push(`# HELP ${f.name} ${f.help}`, `# TYPE ${f.name} ${f.type}`);
-        const series = [...f.values.values()].sort((a, b) => (keyOf(a.labels) < keyOf(b.labels) ? -1 : 1));
-        for (const { labels, value } of series) {
-          const entries = Object.entries(labels);
-          const text = entries.length === 0 ? '' : `{${entries.map(([k, v]) => `${k}="${escapeLabel(String(v))}"`).join(',')}}`;
-          lines.push(`${f.name}${text} ${formatNumber(value)}`);
-        }
-      }
-      return `${lines.join('\n')}\n`;
+      return registry.metrics();
     },
   };
 }

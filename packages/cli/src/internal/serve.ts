@@ -48,11 +48,12 @@ import type { KafkaLogEntry } from '@twinlog/log-kafka';
 import { startReconciler, type Reconciler } from '@twinlog/reconciler';
 import { CliError } from './CliError.ts';
 import { createJsonLogger, errorFields, type JsonLogger } from './createJsonLogger.ts';
-import { createMetrics, type Metrics } from './createMetrics.ts';
+import type { Metrics } from './createMetrics.ts';
 import { openKafkaLog, openStore, readModelFileOf, registryFileOf, type Store } from './openStore.ts';
 import type { CliConfig } from './resolveConfig.ts';
 import { watchTopic, type TopicWatch } from './watchTopic.ts';
 import { createDeltaGauges } from './deltaGauges.ts';
+import { createServeMetrics, observeGatewayRequest, observeMqttEvent, observeProjectorBatch, timedQueryView } from './serveMetrics.ts';
 
 export const PROJECTOR_GROUP = 'twinlog-projector';
 export const RECONCILER_GROUP = 'twinlog-reconciler';
@@ -68,49 +69,6 @@ export function servicePolicy(config: CliConfig): { name: string; key: string; f
   const key = randomBytes(32).toString('base64');
   writeSecretFile(file, `${JSON.stringify({ name: 'iothubowner', key, hubName: config.hubName }, null, 2)}\n`);
   return { name: 'iothubowner', key, file };
-}
-
-function createServeMetrics(): Metrics {
-  return createMetrics({
-    twinlog_up: { type: 'gauge', help: 'Whether each part of serve runs (1) or not (0).' },
-    twinlog_projector_events_total: {
-      type: 'counter',
-      help: 'Input records the projector processed, by result (applied = events folded into twins).',
-    },
-    twinlog_projector_batches_total: { type: 'counter', help: 'Batches the projector committed.' },
-    twinlog_consumer_lag: { type: 'gauge', help: 'Records not yet consumed (end offset minus committed offset), per group, topic and partition.' },
-    twinlog_rejections_total: { type: 'counter', help: 'Records on twin.rejections since serve started, by reason code.' },
-    twinlog_dead_letters_total: { type: 'counter', help: 'Records on twin.dead-letter since serve started, by reason code.' },
-    twinlog_deltas_emitted_total: { type: 'counter', help: 'Delta records the reconciler emitted on twin.deltas.' },
-    twinlog_delta_entries: { type: 'gauge', help: 'Desired properties by delta status, over the latest delta of every device on twin.deltas.' },
-    twinlog_delta_devices: { type: 'gauge', help: 'Devices whose latest delta is converged or not.' },
-    twinlog_gateway_requests_total: { type: 'counter', help: 'REST gateway requests answered, by method and status.' },
-    twinlog_gateway_connections: { type: 'gauge', help: 'Open connections to the REST gateway.' },
-    twinlog_gateway_connections_total: { type: 'counter', help: 'Connections accepted by the REST gateway.' },
-    twinlog_mqtt_connected_devices: { type: 'gauge', help: 'Devices connected to the MQTT gateway (with --mqtt-port).' },
-    twinlog_mqtt_events_total: { type: 'counter', help: 'MQTT gateway events (connect, request, notify, refused, error) by kind and status.' },
-    twinlog_read_model_twins: { type: 'gauge', help: 'Twins in the query read model (fed by twin.snapshots).' },
-    twinlog_read_model_records_total: { type: 'counter', help: 'twin.snapshots records the query read model applied (since its file was created), and those that did not decode.' },
-    twinlog_uptime_seconds: { type: 'gauge', help: 'Seconds since serve started.' },
-    twinlog_stage_consuming: {
-      type: 'gauge',
-      help: 'Whether each stage consumes its partitions (assigned and fetching) or stands by in good standing (its group gave it none): 1, or 0 while it starts, stalls or restarts.',
-    },
-    twinlog_stage_restarts_total: { type: 'counter', help: 'Runs of each stage started after a failure (its consumer crashed, the broker went away, a batch failed).' },
-    // The embedded log's storage (docs/storage.md); absent on Kafka.
-    twinlog_store_file_bytes: { type: 'gauge', help: 'Bytes on disk of the embedded log: its database file plus its write-ahead log.' },
-    twinlog_store_wal_bytes: { type: 'gauge', help: 'Bytes of the embedded log\'s write-ahead log (part of twinlog_store_file_bytes).' },
-    twinlog_store_free_bytes: { type: 'gauge', help: 'Free bytes inside the embedded log\'s file, reused by the next writes.' },
-    twinlog_store_topic_bytes: { type: 'gauge', help: 'Bytes (key + value + headers) of the records the embedded log holds, per topic.' },
-    twinlog_store_topic_records: { type: 'gauge', help: 'Records the embedded log holds, per topic.' },
-    twinlog_store_compacted_records_total: { type: 'counter', help: 'Records compaction deleted (superseded by a later record of the same key) since serve started.' },
-    twinlog_store_retention_deleted_total: { type: 'counter', help: 'Records retention deleted since serve started, by reason (time: retentionMs, size: retentionBytes).' },
-    twinlog_store_vacuumed_pages_total: { type: 'counter', help: 'Free pages handed back to the file system since serve started.' },
-    twinlog_store_maintenance_runs_total: { type: 'counter', help: 'Storage maintenance runs (retention, compaction, vacuum) since serve started.' },
-    twinlog_store_maintenance_seconds: { type: 'gauge', help: 'Wall time of the last maintenance run (other work runs between its steps).' },
-    twinlog_store_maintenance_busy_seconds_total: { type: 'counter', help: 'Time spent inside maintenance steps: what maintenance cost the process.' },
-    twinlog_store_maintenance_longest_step_seconds: { type: 'gauge', help: 'Longest single maintenance step: the longest maintenance held the event loop or the write lock at once.' },
-  });
 }
 
 /** The embedded log's storage figures, read at scrape time. */
@@ -198,7 +156,7 @@ export async function serve(
     logger.warn('--policy-key is visible to every user of this machine in the process list: pass the key in TWINLOG_POLICY_KEY instead');
   }
   const startedAt = Date.now();
-  const metrics = createServeMetrics();
+  const metrics = createServeMetrics({ embedded: config.kafka === undefined, mqtt: config.mqttPort !== undefined });
   let state: 'starting' | 'ok' | 'stopping' | 'failed' = 'starting';
   let store: Store | undefined;
   let projector: Projector | undefined;
@@ -311,7 +269,14 @@ export async function serve(
       const lag = store === undefined ? Promise.resolve() : collectLag(store, metrics);
       lag
         .catch((e: unknown) => logger.warn('consumer lag unavailable', errorFields(e)))
-        .finally(() => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(metrics.render()));
+        .then(() => metrics.render())
+        .then(
+          (text) => res.writeHead(200, { 'content-type': metrics.contentType }).end(text),
+          (e: unknown) => {
+            logger.warn('metrics unavailable', errorFields(e));
+            res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable\n');
+          },
+        );
       return;
     }
     res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found: try /health or /metrics"}\n');
@@ -325,7 +290,7 @@ export async function serve(
 
   const onRequest = (message: unknown): void => {
     const e = message as GatewayRequestEvent;
-    metrics.inc('twinlog_gateway_requests_total', { method: e.method, status: e.status });
+    observeGatewayRequest(metrics, e);
     logger.debug('request', { method: e.method, path: e.path, status: e.status, ...(e.error === undefined ? {} : { error: e.error }) });
   };
 
@@ -339,8 +304,7 @@ export async function serve(
 
   const onMqttEvent = (message: unknown): void => {
     const e = message as MqttGatewayEvent;
-    const status = e.kind === 'request' ? String(e.status) : e.kind === 'connect' ? String(e.returnCode) : e.kind === 'limit' ? e.limit : '';
-    metrics.inc('twinlog_mqtt_events_total', { kind: e.kind, status });
+    observeMqttEvent(metrics, e);
     if (e.kind === 'error') logger.warn('mqtt gateway error', { error: e.message });
     else logger.debug('mqtt', { ...e });
   };
@@ -432,9 +396,10 @@ export async function serve(
       physicalNow,
       onStateChange,
       workers: config.projectorWorkers,
-      onBatch: (partition, stats) => {
+      onBatch: (partition, stats, detail) => {
         metrics.inc('twinlog_projector_batches_total', { partition });
-        for (const [result, n] of Object.entries(stats)) if (n > 0) metrics.inc('twinlog_projector_events_total', { result }, n);
+        for (const [result, n] of Object.entries(stats) as [string, number][]) if (n > 0) metrics.inc('twinlog_projector_events_total', { result }, n);
+        observeProjectorBatch(metrics, detail);
       },
     });
     setUp('projector', 1);
@@ -492,7 +457,7 @@ export async function serve(
       physicalNow,
       policies: [{ name: policy.name, key: policy.key, rights: ['registryRead', 'registryReadWrite', 'serviceConnect'] }],
       deviceKeys,
-      queryView: readModel,
+      queryView: timedQueryView(readModel, metrics),
       twinIndex: readModel, // GET /twins/{id} and the twin after PATCH/PUT: looked up, not scanned (docs/reads.md)
       configurations,
       jobs,
