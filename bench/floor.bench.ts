@@ -180,7 +180,7 @@ async function mqttFloor(children: Set<ChildProcess>): Promise<MqttFloor> {
   children.add(child);
   let window: Promise<{ cpu: number; ms: number }> | undefined;
   const stats = await new Promise<DeviceStats>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
+    createInterface({ input: child.stdout }).on('line', (line) => {
       if (line.startsWith('READY ')) {
         console.log(`  connected ${line.slice(6)}/${DEVICES} devices in ${((Date.now() - t) / 1000).toFixed(1)} s`);
         const cpu0 = process.cpuUsage();
@@ -241,7 +241,10 @@ async function kafkaFloor(kafka: Kafka, prefix: string, retry: RetryOptions): Pr
   const stepMs: number[] = [];
   let busy = 0;
   for (let i = 0; i < WARMUP + TXNS; i++) {
-    if (i === WARMUP) (busy = 0), resetRefusals();
+    if (i === WARMUP) {
+      busy = 0;
+      resetRefusals();
+    }
     const t0 = performance.now();
     const tx = await producer.transaction();
     producedAt[i] = performance.now();

@@ -28,7 +28,6 @@ import {
   toStateDoc,
   twinVersion,
   validateEvent,
-  type Json,
   type JsonObject,
   type Patch,
   type TwinEvent,
@@ -92,8 +91,8 @@ function mergeInto(target: JsonObject, patch: Patch): void {
     else if (typeof v === 'object' && !Array.isArray(v)) {
       const cur = target[key];
       if (typeof cur !== 'object' || cur === null || Array.isArray(cur)) target[key] = {};
-      mergeInto(target[key] as JsonObject, v as Patch);
-    } else target[key] = v as Json;
+      mergeInto(target[key] as JsonObject, v);
+    } else target[key] = v;
   }
 }
 
@@ -144,7 +143,7 @@ function mergeStamped(target: Record<string, StampedLeaf>, patch: Patch, stamp: 
         cur.stamp = stamp;
         cur.value = kids;
       }
-      mergeStamped(kids, v as Patch, stamp);
+      mergeStamped(kids, v, stamp);
     } else if (cur === undefined) target[key] = { stamp, value: v ?? null };
     else {
       cur.stamp = stamp;

@@ -320,7 +320,7 @@ async function main(): Promise<void> {
   const desiredStatus = new Map<number, number>();
   const desiredRoundTrip: number[] = [];
   const desiredInFlight = new Set<Promise<unknown>>();
-  const lines = createInterface({ input: child.stdout! });
+  const lines = createInterface({ input: child.stdout });
   const loadDone = new Promise<void>((resolve) => {
     lines.on('line', (line) => {
       if (line.startsWith('READY ')) {

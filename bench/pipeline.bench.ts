@@ -384,6 +384,7 @@ async function runProjector(log: Log, group: string, meter: Meter, workers = 0):
   projector.done.catch((e: unknown) => (failed = e));
   const { ms, covered, caughtUp } = await awaitCommitted(log, group, ends, start, meter, () => failed);
   await projector.stop().catch(() => {});
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- whatever the projector rejected with
   if (failed !== undefined) console.log(`  projector failed: ${failed instanceof Error ? failed.message : String(failed)}`);
   return { ms, records: caughtUp ? total : covered, caughtUp, probe };
 }
@@ -402,7 +403,6 @@ async function runB1(log: Log, brokers: string[], prefix: string, meter: Meter):
   const { ends, total } = await inputEnds(log);
   const group = 'bench-b1';
   await log.ensureTopics([{ name: 'bench-b1.out', partitions: PARTITIONS }]);
-  let failed: unknown;
   meter.begin();
   const start = now();
   const pipe = await startB1({
@@ -415,7 +415,7 @@ async function runB1(log: Log, brokers: string[], prefix: string, meter: Meter):
     partitionsConsumedConcurrently: B1_CONCURRENCY,
   });
   try {
-    const { ms, covered, caughtUp } = await awaitCommitted(log, group, ends, start, meter, () => failed ?? pipe.failure());
+    const { ms, covered, caughtUp } = await awaitCommitted(log, group, ends, start, meter, () => pipe.failure());
     if (pipe.failure() !== undefined) console.log(`  B1 failed: ${String(pipe.failure())}`);
     return { ms, records: caughtUp ? total : covered, caughtUp, transactions: pipe.transactions() };
   } finally {

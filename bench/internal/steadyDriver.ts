@@ -231,6 +231,7 @@ async function main(config: SteadyConfig): Promise<SteadyFigures> {
   const appendMs = now() - t0;
   process.send!({ type: 'window-end' });
   const windowCpu = process.cpuUsage(cpu0);
+  // eslint-disable-next-line @typescript-eslint/only-throw-error -- rethrows what the consumer caught
   if (failure !== undefined) throw failure;
   const inWindow = samples.filter((s) => s.t <= windowEnd);
 
