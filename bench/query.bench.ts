@@ -136,7 +136,7 @@ const QUERIES = {
 } as const;
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-async function time(f: () => unknown | Promise<unknown>): Promise<number[]> {
+async function time(f: () => unknown): Promise<number[]> {
   const out: number[] = [];
   for (let i = 0; i <= REPS; i++) {
     const s = performance.now();

@@ -44,7 +44,7 @@ const T0 = 1_780_000_000_000;
 const DEVICE = 'thermo-1';
 
 /** The i-th reported event (i from 0), and every 100th position a desired event too. */
-function* stream(roundRobin: boolean): Generator<TwinEvent> {
+function* stream(roundRobin: boolean): Generator<TwinEvent, never> {
   yield { v: 1, id: { writer: 'registry', seq: 1 }, deviceId: DEVICE, section: 'create', op: 'merge', patch: {}, stamp: { wall: T0 - 1000, counter: 0 }, actor: 'registry' };
   let desired = 0;
   for (let i = 0; ; i++) {
@@ -107,7 +107,7 @@ function run(roundRobin: boolean, measureCost: boolean): Row[] {
   const probes: { state: TwinState; events: TwinEvent[] }[] = [];
   let reported = 0;
   const buffered: TwinEvent[] = [];
-  const next = (): TwinEvent => buffered.shift() ?? it.next().value!;
+  const next = (): TwinEvent => buffered.shift() ?? it.next().value;
   for (const at of CHECKPOINTS) {
     while (reported < at) {
       const e = next();
@@ -115,7 +115,7 @@ function run(roundRobin: boolean, measureCost: boolean): Row[] {
       if (e.section === 'reported') reported++;
     }
     if (measureCost) {
-      while (buffered.length < PROBE) buffered.push(it.next().value!);
+      while (buffered.length < PROBE) buffered.push(it.next().value);
       probes.push({ state: cloneTwinState(state), events: buffered.slice(0, PROBE) });
     }
     rows.push({ events: at, snapshot: snapshotBytes(state), twin: twinBytes(state), applyUs: Number.NaN, naiveUs: Number.NaN });

@@ -49,8 +49,8 @@ export function connectDevice(options: {
     const socket = tlsConnect({ host: '127.0.0.1', port, secureContext, servername: 'localhost' });
     const parser = mqttPacket.parser({ protocolVersion: 4 });
     const write = (p: mqttPacket.Packet): boolean => socket.write(mqttPacket.generate(p));
-    socket.on('error', (e) => reject(e));
-    socket.on('data', (b) => parser.parse(b));
+    socket.on('error', (e: Error) => reject(e));
+    socket.on('data', (b: Buffer) => parser.parse(b));
     socket.once('secureConnect', () => write({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, ...connect }));
     parser.on('packet', (p: mqttPacket.Packet) => {
       if (p.cmd === 'connack') {

@@ -131,7 +131,7 @@ for (const kind of ['embedded', 'kafka'] as const) describe(`serve with jobs on 
         const versions = new Map<string, number>();
         for (const t of twins) {
           expect(t.properties.desired['fw']).toBe('2.0');
-          const v = t.properties.desired['$version'] as number;
+          const v = t.properties.desired['$version'];
           versions.set(String(v), (versions.get(String(v)) ?? 0) + 1);
         }
         expect(Object.fromEntries(versions)).toEqual({ '2': DEVICES });

@@ -719,7 +719,7 @@ function withoutUndefined(value: JsonObject): JsonObject {
   for (const k of Object.keys(value)) {
     const v = value[k];
     if (v === undefined) continue;
-    out[k] = isPlainObject(v) ? withoutUndefined(v as JsonObject) : v;
+    out[k] = isPlainObject(v) ? withoutUndefined(v) : v;
   }
   return out;
 }

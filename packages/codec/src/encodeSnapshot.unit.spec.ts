@@ -141,6 +141,7 @@ describe('encodeSnapshot: refusals', () => {
   const typeCases: [string, unknown][] = [
     ['undefined', undefined],
     ['undefined in a map', { a: undefined }],
+    // eslint-disable-next-line no-sparse-arrays -- the hole is the case under test
     ['a hole in an array', [1, , 2]],
     ['NaN', NaN],
     ['Infinity', { a: [Infinity] }],

@@ -90,7 +90,7 @@ export function decideCommands(
     }
     const base = c.op === 'replace' ? {} : (after[c.section] ?? sectionView(state, c.section));
     const next = applyMergePatch(base, c.patch);
-    after[c.section] = isPlainObject(next) ? (next as JsonObject) : {};
+    after[c.section] = isPlainObject(next) ? (next) : {};
   }
   for (const section of ['tags', 'desired'] as const) {
     const next = after[section];

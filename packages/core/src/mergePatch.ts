@@ -10,10 +10,10 @@ import { isPlainObject, jsonEquals, type Json, type JsonObject, type Patch } fro
  * A patch that is not an object replaces the target.
  */
 export function applyMergePatch(target: Json | undefined, patch: Json | Patch | null): Json | undefined {
-  if (!isPlainObject(patch)) return patch === null ? undefined : (patch as Json);
-  const out: JsonObject = isPlainObject(target) ? { ...(target as JsonObject) } : {};
+  if (!isPlainObject(patch)) return patch === null ? undefined : (patch);
+  const out: JsonObject = isPlainObject(target) ? { ...(target) } : {};
   for (const key of Object.keys(patch)) {
-    const value = (patch as Patch)[key];
+    const value = patch[key];
     if (value === null || value === undefined) {
       delete out[key];
     } else {
@@ -41,7 +41,7 @@ export function diffMergePatch(before: JsonObject, after: JsonObject): Patch {
     const a = after[key]!;
     const b = before[key];
     if (b !== undefined && isPlainObject(a) && isPlainObject(b)) {
-      const inner = diffMergePatch(b as JsonObject, a as JsonObject);
+      const inner = diffMergePatch(b, a);
       if (Object.keys(inner).length > 0) out[key] = inner;
     } else if (b === undefined || !jsonEquals(a, b)) {
       out[key] = a;

@@ -1,7 +1,6 @@
 /** `sectionScope` (the diff's view, unordered) holds the same members and values as `sectionView`. */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { TwinEvent } from './event.ts';
 import { sectionScope, sectionView } from './renderTwin.ts';
 import { patchArb } from './testing/index.ts';
 import { applyEvent, createTwinState } from './twinState.ts';
@@ -20,9 +19,9 @@ describe('sectionScope', () => {
         const state = createTwinState('d');
         let seq = 0;
         const base = { v: 1, deviceId: 'd', actor: 'x' };
-        applyEvent(state, { ...base, id: { writer: 'a', seq: seq++ }, section: 'create', op: 'merge', patch: {}, stamp: { wall: 0, counter: 0 } } as TwinEvent);
+        applyEvent(state, { ...base, id: { writer: 'a', seq: seq++ }, section: 'create', op: 'merge', patch: {}, stamp: { wall: 0, counter: 0 } });
         for (const e of events) {
-          applyEvent(state, { ...base, id: { writer: e.writer, seq: seq++ }, section: 'desired', op: e.op, patch: e.patch, stamp: { wall: e.wall, counter: seq } } as TwinEvent);
+          applyEvent(state, { ...base, id: { writer: e.writer, seq: seq++ }, section: 'desired', op: e.op, patch: e.patch, stamp: { wall: e.wall, counter: seq } });
           expect(sectionScope(state, 'desired')).toEqual(sectionView(state, 'desired'));
           const keys = [...Object.keys(e.patch), ...extra];
           expect(sectionScope(state, 'desired', keys)).toEqual(sectionView(state, 'desired', keys));

@@ -252,11 +252,11 @@ function readTables(doc: Record<string, unknown>, deltaWalls: boolean): Tables_ 
       bad('stamp row');
     }
     wall = deltaWalls ? wall + (row[0] as number) : (row[0] as number);
-    return { wall, counter: row[1] as number, writer: writers[row[2] as number] as string, seq: row[3] as number };
+    return { wall, counter: row[1] as number, writer: writers[row[2]] as string, seq: row[3] as number };
   });
   const cache = new Map<number, Stamp>();
   return {
-    writers: writers as string[],
+    writers: writers,
     stamp(ref) {
       if (!Number.isSafeInteger(ref) || (ref as number) < 0) bad('stamp reference');
       let s = cache.get(ref as number);
@@ -306,13 +306,13 @@ function readHeader(doc: Record<string, unknown>, t: Tables_, state: TwinState):
   const h = doc['gcHorizon'];
   if (h !== null) {
     if (!Array.isArray(h) || h.length !== 5 || typeof h[2] !== 'string' || (h[4] !== 0 && h[4] !== 1)) bad('gcHorizon');
-    state.gcHorizon = { wall: h[0] as number, counter: h[1] as number, writer: h[2] as string, seq: h[3] as number, op: h[4] as 0 | 1 };
+    state.gcHorizon = { wall: h[0] as number, counter: h[1] as number, writer: h[2], seq: h[3] as number, op: h[4] as 0 | 1 };
   }
   if (!Array.isArray(doc['decided'])) bad('decided');
   for (const entry of doc['decided'] as unknown[]) {
     if (!Array.isArray(entry) || entry.length !== 2 || !isPlainObject(entry[1])) bad('decision');
     const stamp = t.stamp(entry[0]);
-    const d = entry[1] as Record<string, unknown>;
+    const d = entry[1];
     const decision: Decision =
       d['accepted'] === true
         ? { accepted: true, etag: String(d['etag']), stamp, ...(typeof d['key'] === 'string' ? { key: d['key'] } : {}) }
@@ -341,7 +341,7 @@ function readV3(doc: Record<string, unknown>, state: TwinState): void {
     if (!Array.isArray(row) || row.length !== 4 || !isIndex(row[0], t.writers.length) || !Number.isSafeInteger(row[1]) || !Number.isSafeInteger(row[2])) {
       bad('context row');
     }
-    const writer = t.writers[row[0] as number]!;
+    const writer = t.writers[row[0]]!;
     state.writers.set(writer, { writer, backend: row[1] as number, device: row[2] as number, top: t.stamp(row[3]), actor: '' });
   }
   const sections = doc['sections'] as Record<string, unknown>;
@@ -406,7 +406,7 @@ function readV2(doc: Record<string, unknown>, state: TwinState): void {
  */
 export function fromStateDoc(doc: unknown): TwinState {
   if (!isPlainObject(doc) || typeof doc['deviceId'] !== 'string' || !isPlainObject(doc['sections'])) bad('root');
-  const state = createTwinState(doc['deviceId'] as string);
+  const state = createTwinState(doc['deviceId']);
   if (doc['v'] === STATE_DOC_VERSION) readV3(doc, state);
   else if (doc['v'] === 2) {
     readV2(doc, state);

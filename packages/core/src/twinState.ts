@@ -301,9 +301,9 @@ function emit(node: TrieNode, obj: Patch, s: Stamp, actor: string, rank: number)
       if (joinClr(kid, s) && kid.kids !== undefined) pruneDominated(kid, s);
     } else if (typeof v === 'object' && !Array.isArray(v)) {
       joinReg(kid, s, OBJ, undefined, actor, rank);
-      emit(kid, v as Patch, s, actor, rank);
+      emit(kid, v, s, actor, rank);
     } else {
-      joinReg(kid, s, VAL, v as Scalar | Json[], actor, rank);
+      joinReg(kid, s, VAL, v, actor, rank);
       if (joinClr(kid, s) && kid.kids !== undefined) pruneDominated(kid, s);
     }
   }
@@ -327,10 +327,10 @@ function emitFresh(node: TrieNode, obj: Patch, s: Stamp, actor: string, rank: nu
     if (v !== null && v !== undefined && typeof v === 'object' && !Array.isArray(v)) {
       kid.kind = OBJ;
       kid.value = undefined;
-      emitFresh(kid, v as Patch, s, actor, rank);
+      emitFresh(kid, v, s, actor, rank);
     } else {
       kid.kind = v === null || v === undefined ? DEL : VAL;
-      kid.value = v === null ? undefined : (v as Scalar | Json[] | undefined);
+      kid.value = v === null ? undefined : (v);
       kid.clr = s;
       kid.kids = undefined;
     }

@@ -37,7 +37,7 @@ describe('validateEvent', () => {
     ['KEY_INVALID', { patch: { $bad: 1 } }],
     ['NULL_IN_ARRAY', { patch: { a: [null] } }],
   ] as const)('rejects with %s: %j', (code, change) => {
-    const r = validateEvent({ ...base, ...(change as Partial<TwinEvent>) } as TwinEvent);
+    const r = validateEvent({ ...base, ...(change as Partial<TwinEvent>) });
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.error.code).toBe(code);
   });

@@ -128,7 +128,7 @@ function mergeInto(a: Patch, b: Patch): Patch {
   const out: Patch = { ...a };
   for (const [k, v] of Object.entries(b)) {
     const prev = out[k];
-    out[k] = isPlainObject(prev) && isPlainObject(v) ? mergeInto(prev as Patch, v as Patch) : v;
+    out[k] = isPlainObject(prev) && isPlainObject(v) ? mergeInto(prev, v) : v;
   }
   return out;
 }

@@ -275,7 +275,7 @@ export function createJobRunner({
     if (request.type !== 'scheduleUpdateTwin') invalid(`job type ${String(request.type)} is not supported (scheduleUpdateTwin only)`);
     if (typeof request.queryCondition !== 'string') invalid('queryCondition must be a string');
     if (!isPlainObject(request.updateTwin)) invalid('updateTwin must be an object');
-    const { tags, properties, etag } = request.updateTwin;
+    const { properties, etag } = request.updateTwin;
     if (etag !== undefined && typeof etag !== 'string') invalid('updateTwin.etag must be a string');
     if (properties !== undefined && (!isPlainObject(properties) || Object.keys(properties).some((k) => k !== 'desired'))) {
       invalid('updateTwin.properties may hold desired only');

@@ -448,7 +448,7 @@ export async function createReadModel({
     try {
       done = toCondition(target);
     } catch (e) {
-      return Promise.reject(e as Error);
+      return Promise.reject(e);
     }
     if (done(current())) return Promise.resolve(freshness());
     if (failed !== undefined) {

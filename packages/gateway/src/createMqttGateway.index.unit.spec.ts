@@ -46,7 +46,7 @@ it('a GET after the device’s own reported PATCH reflects it', async () => {
   const view = new Map<string, Record<string, unknown>>();
   const refresh = (): void => {
     view.clear();
-    for (const row of readModel.store.run(parseQuery('SELECT * FROM devices'), { all: true }).rows) view.set(row['deviceId'] as string, row as Record<string, unknown>);
+    for (const row of readModel.store.run(parseQuery('SELECT * FROM devices'), { all: true }).rows) view.set(row['deviceId'] as string, row);
   };
   let waits = 0;
   const index: TwinIndex = {
@@ -58,7 +58,7 @@ it('a GET after the device’s own reported PATCH reflects it', async () => {
     },
     onUpdate: (l) => readModel.onUpdate(l),
   };
-  await readModel.waitFor((await client.createDevice('dev1')) as never);
+  await readModel.waitFor((await client.createDevice('dev1')));
   refresh();
   keys.set('dev1', newDeviceKeys());
   gateway = createMqttGateway({ log, client, hubName: HUB, physicalNow: Date.now, deviceKeys: keys, twinIndex: index });

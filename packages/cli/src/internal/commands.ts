@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { createTwinClient, type TwinClient, type WriteDecision } from '@twinlog/client';
 import { decodeOutputRecord, type OutputRecord } from '@twinlog/codec';
-import { fromStateDoc, isPlainObject, isTwinlogError, isValidDeviceId, partitionFor, renderTwin, twinExists, TwinlogError, type EventKind, type JsonObject, type Log, type Patch, type TwinDocument, type TwinState } from '@twinlog/core';
+import { isPlainObject, isTwinlogError, isValidDeviceId, partitionFor, renderTwin, twinExists, TwinlogError, type EventKind, type JsonObject, type Log, type Patch, type TwinDocument, type TwinState } from '@twinlog/core';
 import { createEmbeddedLog } from '@twinlog/log-embedded';
 import { auditTrail, CHECKPOINT_KEY, ensureTwinTopics, listTwins, replay, TOPICS, type HistoryEntry } from '@twinlog/projector';
 import { compileWhere, evaluate, parseQuery } from '@twinlog/query';
@@ -372,6 +372,7 @@ export async function tailCommand(
     await finished;
     signal.removeEventListener('abort', onAbort);
     await watch.stop();
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- rethrows what the watch caught
     if (failure !== undefined) throw failure;
     return 0;
   });
@@ -456,16 +457,16 @@ function twinPatchOf(body: JsonObject): { tags?: Patch; desired?: Patch } {
     for (const key of Object.keys(props)) {
       if (key !== 'desired') throw new CliError(`properties.${key} cannot be written by the back end (a device reports with \`twinlog twin report\`)`);
     }
-    const desired = (props as JsonObject)['desired'];
+    const desired = props['desired'];
     if (desired !== undefined) {
       if (!isPlainObject(desired)) throw new CliError('properties.desired must be an object');
-      out.desired = desired as Patch;
+      out.desired = desired;
     }
   }
   const tags = body['tags'];
   if (tags !== undefined) {
     if (!isPlainObject(tags)) throw new CliError('tags must be an object');
-    out.tags = tags as Patch;
+    out.tags = tags;
   }
   if (out.tags === undefined && out.desired === undefined) throw new CliError('the twin patch is empty: give {"tags": {...}} and/or {"properties": {"desired": {...}}}');
   return out;

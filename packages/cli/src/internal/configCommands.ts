@@ -63,7 +63,7 @@ export function configurationBodyOf(id: string, opts: ConfigPutOptions): Record<
   }
   if (opts.content !== undefined) body['content'] = { deviceContent: jsonArg('--content', opts.content) };
   const labels = pairsOf('--label', opts.label);
-  if (labels !== undefined) body['labels'] = { ...((body['labels'] as object | undefined) ?? {}), ...labels };
+  if (labels !== undefined) body['labels'] = { ...((body['labels']) ?? {}), ...labels };
   const metrics = pairsOf('--metric', opts.metric);
   if (metrics !== undefined) body['metrics'] = { queries: { ...((body['metrics'] as { queries?: object } | undefined)?.queries ?? {}), ...metrics } };
   if (body['content'] === undefined) throw new CliError('give the content: --content \'{"properties.desired.<path>": <value>}\' or --file <configuration.json>');

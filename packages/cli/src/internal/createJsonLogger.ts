@@ -20,6 +20,16 @@ export function errorFields(e: unknown): Record<string, unknown> {
   return { error: e.message, ...(code === undefined ? {} : { code }), ...(e.stack === undefined ? {} : { stack: e.stack }) };
 }
 
+/** Whether JSON.stringify can write `v`. */
+function writable(v: unknown): boolean {
+  try {
+    JSON.stringify(v);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function createJsonLogger({ level = 'info', write = (line: string) => process.stdout.write(line), now = Date.now }: { level?: LogLevel; write?: (line: string) => void; now?: () => number } = {}): JsonLogger {
   const emit = (l: LogLevel, msg: string, fields: Record<string, unknown> = {}): void => {
     if (RANK[l] < RANK[level]) return;
@@ -27,7 +37,9 @@ export function createJsonLogger({ level = 'info', write = (line: string) => pro
     try {
       line = JSON.stringify({ time: new Date(now()).toISOString(), level: l, msg, ...fields });
     } catch {
-      line = JSON.stringify({ time: new Date(now()).toISOString(), level: l, msg, fields: String(fields) });
+      // a field JSON cannot write (a BigInt, a cycle) goes as its String(); the others as they are
+      const each = Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, writable(v) ? v : String(v)]));
+      line = JSON.stringify({ time: new Date(now()).toISOString(), level: l, msg, ...each });
     }
     write(`${line}\n`);
   };

@@ -51,7 +51,7 @@ export function jobBodyOf(id: string, patchJson: string, opts: JobCreateOptions)
     throw new CliError(`the patch is not valid JSON: ${(e as Error).message}`);
   }
   if (!isPlainObject(patch)) throw new CliError('the patch must be a JSON object: {"tags":…, "properties":{"desired":…}}');
-  const p = patch as Record<string, unknown>;
+  const p = patch;
   if (p['tags'] === undefined && (p['properties'] as Record<string, unknown> | undefined)?.['desired'] === undefined) {
     throw new CliError('the patch needs tags or properties.desired: {"tags":…, "properties":{"desired":…}}');
   }

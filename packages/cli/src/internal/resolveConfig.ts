@@ -143,7 +143,7 @@ export function readConfigFile(path: string): Partial<CliConfig> {
     if (raw === null) continue;
     out[key] = parseValue(key, field.kind, raw, path);
   }
-  return out as Partial<CliConfig>;
+  return out;
 }
 
 /**

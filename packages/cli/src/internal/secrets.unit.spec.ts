@@ -3,7 +3,7 @@
  * keys (the service policy, the device-key registry) are written 0600, even over a folder or files
  * an older version left world-readable.
  */
-import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDeviceKeyStore, newDeviceKeys } from '@twinlog/gateway';

@@ -27,7 +27,7 @@ export function patchArb(depth = 3): fc.Arbitrary<Patch> {
           { weight: 2, arbitrary: scalar },
           { weight: 2, arbitrary: fc.constant(0).chain(() => patchArb(depth - 1)) },
         );
-  return fc.dictionary(fc.constantFrom(...KEYS), value, { maxKeys: 3 }) as fc.Arbitrary<Patch>;
+  return fc.dictionary(fc.constantFrom(...KEYS), value, { maxKeys: 3 });
 }
 
 interface RawEvent {

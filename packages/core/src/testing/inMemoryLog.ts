@@ -15,7 +15,6 @@ import {
   partitionFor,
   type AppendRecord,
   type AppendResult,
-  type Batch,
   type CommitBatch,
   type Log,
   type LogRecord,

@@ -41,9 +41,9 @@ function applyTracked(doc: JsonObject, meta: Map<string, MetaNode>, patch: Patch
       }
       node.stamp = s;
       node.version = version;
-      applyTracked(doc[key] as JsonObject, node.kids, v as Patch, s, version);
+      applyTracked(doc[key], node.kids, v, s, version);
     } else {
-      doc[key] = structuredCloneJson(v as Json);
+      doc[key] = structuredCloneJson(v);
       meta.set(key, { stamp: s, version, kids: new Map() });
     }
   }
