@@ -117,10 +117,10 @@ for (const kafkaClient of ['platformatic', 'kafkajs'] as const) {
         { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
       );
       serveChild = child;
-      child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+      child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
       const { adminPort, gatewayPort, mqttPort } = await new Promise<{ adminPort: number; gatewayPort: number; mqttPort: number }>((resolve, reject) => {
         let buffer = '';
-        child.stdout!.setEncoding('utf8').on('data', (c: string) => {
+        child.stdout.setEncoding('utf8').on('data', (c: string) => {
           buffer += c;
           let nl: number;
           while ((nl = buffer.indexOf('\n')) >= 0) {

@@ -108,7 +108,7 @@ describe('embedded log storage over 200,000 events', () => {
           const snapshotSize = (d: string): number => Math.min(1_900, 350 + 50 * (history.get(d) ?? 0)) + Math.floor(rnd() * 100);
           const snapshots: AppendRecord[] = devices.map((d) => ({ key: d, value: filler(snapshotSize(d)) }));
           snapshots.push({ key: CHECKPOINT_KEY, partition: p, value: filler(60) });
-          const changes: AppendRecord[] = mine.map((e) => ({ key: e.record.key, value: filler(e.record.value!.length + 120) }));
+          const changes: AppendRecord[] = mine.map((e) => ({ key: e.record.key, value: filler(e.record.value.length + 120) }));
           const rejections: AppendRecord[] = mine.filter(() => rnd() < 0.01).map((e) => ({ key: e.record.key, value: filler(190) }));
           snapshotBatches.push({ at: clock, count: snapshots.length });
           await log.commitBatch({

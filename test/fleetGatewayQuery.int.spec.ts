@@ -60,7 +60,7 @@ async function serve(withView: boolean): Promise<number> {
 async function queryAll(port: number, query: string, pageSize: number, extra: Record<string, string> = {}) {
   const items: Record<string, unknown>[] = [];
   let continuation: string | null = null;
-  let freshness: string | null = null;
+  let freshness: string | null;
   for (;;) {
     const res: Response = await fetch(`http://127.0.0.1:${port}/devices/query?api-version=2021-04-12`, {
       method: 'POST',

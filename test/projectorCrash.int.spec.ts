@@ -58,7 +58,7 @@ function spawnProjector(target: LogTarget, group: string, env: NodeJS.ProcessEnv
     env: { ...process.env, ...targetEnv(target), TWINLOG_GROUP: group, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  child.stdout!.resume();
+  child.stdout.resume();
   return child;
 }
 

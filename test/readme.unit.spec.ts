@@ -2,6 +2,7 @@
  * The README's code is executed here: its `ts` block must equal the `readme-core` region below,
  * and the region runs with assertions on the values the README's comments promise.
  */
+/* eslint-disable @typescript-eslint/no-unused-expressions -- the README's snippet shows values as bare expressions */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';

@@ -149,7 +149,7 @@ function compat(kind: BackendKind): void {
       const { client, twin, patches } = await openDevice(hub, 'dev1', key);
       await hub.registry.updateTwin('dev1', { properties: { desired: { a: 1 } } }, '*');
       await eventually(() => (twin.properties.desired['a'] === 1 ? true : undefined), 'a=1');
-      let reconnected = false;
+      let reconnected: boolean;
       client.on('disconnect', () => {
         reconnected = false;
       });

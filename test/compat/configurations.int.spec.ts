@@ -16,7 +16,7 @@ type Desired = Record<string, unknown>;
 
 async function desiredOf(hub: Hub, deviceId: string): Promise<Desired> {
   const { responseBody } = await hub.registry.getTwin(deviceId);
-  return responseBody.properties.desired as Desired;
+  return responseBody.properties.desired;
 }
 
 function compat(kind: BackendKind): void {
@@ -46,10 +46,10 @@ function compat(kind: BackendKind): void {
       expect(added).toMatchObject({ id: 'fw-prod', priority: 10, targetCondition: "tags.env='prod'", schemaVersion: '1.0', labels: { team: 'fleet' } });
       expect(added.content?.deviceContent).toEqual(config.content?.deviceContent);
       expect(typeof added.etag).toBe('string');
-      expect(Date.parse(added.createdTimeUtc!)).not.toBeNaN();
+      expect(Date.parse(added.createdTimeUtc)).not.toBeNaN();
 
       // the device is online over MQTT: it is notified of the content like of any desired change
-      const device = await hub.device('cfg-1', identity.authentication!.symmetricKey!.primaryKey!);
+      const device = await hub.device('cfg-1', identity.authentication!.symmetricKey!.primaryKey);
       await device.open();
       const deviceTwin = await device.getTwin();
       const notified: Desired[] = [];
@@ -78,7 +78,7 @@ function compat(kind: BackendKind): void {
 
       // list
       const { responseBody: list } = await hub.registry.getConfigurations();
-      expect((list as Configuration[]).map((c) => c.id)).toEqual(['fw-prod']);
+      expect(list.map((c) => c.id)).toEqual(['fw-prod']);
 
       // update with the current etag (the object as returned, read-only members and all)
       const { responseBody: updated } = await hub.registry.updateConfiguration({ ...got, priority: 20, labels: { team: 'ops' } });

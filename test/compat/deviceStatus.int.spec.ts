@@ -89,7 +89,7 @@ function deviceStatus(kind: BackendKind): void {
     it('a device created disabled cannot open() until it is enabled', async () => {
       const { responseBody } = await hub.registry.create({ deviceId: 'dev3', status: 'disabled' });
       expect(responseBody.status).toBe('disabled');
-      const key = responseBody.authentication!.symmetricKey!.primaryKey!;
+      const key = responseBody.authentication!.symmetricKey!.primaryKey;
       const client = await hub.device('dev3', key);
       await expect(client.open()).rejects.toMatchObject({ name: 'UnauthorizedError' });
       await hub.registry.update({ deviceId: 'dev3', status: 'enabled' });

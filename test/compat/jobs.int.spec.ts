@@ -49,7 +49,7 @@ function compat(kind: BackendKind): void {
       await fleet();
       const jobClient = hub.jobClient();
       const created = jobOf(
-        await jobClient.scheduleTwinUpdate('fw-2', "tags.site = 'b'", { etag: '*', properties: { desired: { fw: '2.0' } } } as never, new Date(), 600),
+        await jobClient.scheduleTwinUpdate('fw-2', "tags.site = 'b'", { etag: '*', properties: { desired: { fw: '2.0' } } }, new Date(), 600),
       );
       expect(created).toMatchObject({ jobId: 'fw-2', type: 'scheduleUpdateTwin', queryCondition: "tags.site = 'b'", maxExecutionTimeInSeconds: 600 });
       expect(['queued', 'running', 'completed']).toContain(created.status);
@@ -73,8 +73,8 @@ function compat(kind: BackendKind): void {
       expect((await hub.registry.getTwin('dev1')).responseBody.properties.desired['$version']).toBe(2);
 
       // a job id is taken for good; a device-method job is refused as an unsupported job type
-      await expect(jobClient.scheduleTwinUpdate('fw-2', "tags.site = 'b'", { tags: { x: 1 } } as never)).rejects.toMatchObject({ response: { statusCode: 409 } });
-      await expect(jobClient.scheduleDeviceMethod('reboot-1', "tags.site = 'b'", { methodName: 'reboot' } as never)).rejects.toMatchObject({
+      await expect(jobClient.scheduleTwinUpdate('fw-2', "tags.site = 'b'", { tags: { x: 1 } })).rejects.toMatchObject({ response: { statusCode: 409 } });
+      await expect(jobClient.scheduleDeviceMethod('reboot-1', "tags.site = 'b'", { methodName: 'reboot' })).rejects.toMatchObject({
         name: 'ArgumentError',
         message: expect.stringContaining('scheduleDeviceMethod is not supported'),
       });
@@ -86,7 +86,7 @@ function compat(kind: BackendKind): void {
       await hub.registry.updateTwin('dev3', { properties: { desired: { other: 1 } } }, '*'); // dev3's etag moves on
       const etag = (await hub.registry.getTwin('dev1')).responseBody.etag;
       const jobClient = hub.jobClient();
-      await jobClient.scheduleTwinUpdate('fw-etag', "tags.site = 'b'", { etag, properties: { desired: { fw: '3.0' } } } as never);
+      await jobClient.scheduleTwinUpdate('fw-etag', "tags.site = 'b'", { etag, properties: { desired: { fw: '3.0' } } });
       const done = await eventually(async () => {
         const job = jobOf(await jobClient.getJob('fw-etag'));
         return job.status === 'completed' ? job : undefined;
@@ -101,7 +101,7 @@ function compat(kind: BackendKind): void {
       const jobClient = hub.jobClient();
       const later = new Date(Date.now() + 3_600_000);
       for (const id of ['later-1', 'later-2', 'later-3']) {
-        const job = jobOf(await jobClient.scheduleTwinUpdate(id, "tags.site = 'b'", { tags: { batch: id } } as never, later, 3600));
+        const job = jobOf(await jobClient.scheduleTwinUpdate(id, "tags.site = 'b'", { tags: { batch: id } }, later, 3600));
         expect(job.status).toBe('scheduled');
         expect(job.deviceJobStatistics.deviceCount).toBe(0);
       }
@@ -112,7 +112,7 @@ function compat(kind: BackendKind): void {
       const pages = async (query: ReturnType<typeof jobClient.createQuery>): Promise<string[][]> => {
         const out: string[][] = [];
         // the SDK's promise form of next() drops the continuation unless it is passed back (its callback form keeps it)
-        while (query.hasMoreResults) out.push(((await query.next(query.continuationToken as string)).result as JobJson[]).map((j) => j.jobId));
+        while (query.hasMoreResults) out.push(((await query.next(query.continuationToken)).result as JobJson[]).map((j) => j.jobId));
         return out;
       };
       const scheduled = await pages(jobClient.createQuery('scheduleUpdateTwin', 'scheduled', 1));

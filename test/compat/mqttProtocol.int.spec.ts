@@ -22,7 +22,7 @@ afterEach(async () => {
 
 async function createDevice(deviceId: string): Promise<string> {
   const { responseBody } = await hub.registry.create({ deviceId });
-  return responseBody.authentication!.symmetricKey!.primaryKey!;
+  return responseBody.authentication!.symmetricKey!.primaryKey;
 }
 
 interface ConnectAs {

@@ -2,7 +2,7 @@
  * The CLI's pure parts in-process: configuration precedence, the Prometheus text, the progress
  * display, the bench summary, and commands that fail before touching a store.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';

@@ -4,7 +4,7 @@
  * `serve` on the embedded log driven by the other commands and by the
  * REST gateway, then `serve --kafka` on the int tier's broker.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -68,18 +68,18 @@ describe('twinlog as a process', () => {
     ]);
     const [unknown, until, feed, missing, port, help] = runs;
     expect(unknown).toMatchObject({ code: 2, stdout: '' });
-    expect(unknown!.stderr).toBe("twinlog: unknown command 'frobnicate' (see twinlog --help)\n");
-    expect(until!.code).toBe(2);
-    expect(until!.stderr).toBe("twinlog: --until must be an ISO-8601 time (2026-11-28T12:00:00Z), an offset (a non-negative integer) or partition:offset pairs (0:1200,1:980), got 'yesterday'\n");
-    expect(feed!.code).toBe(2);
-    expect(feed!.stderr).toContain("'everything' is invalid for argument 'feed'. Allowed choices are changes, deltas, rejections, dead-letter");
-    expect(missing!.code).toBe(2);
-    expect(missing!.stderr).toBe("twinlog: missing required argument 'deviceId' (or --all, or --where <condition>, for a fleet)\n");
-    expect(port!.code).toBe(2);
-    expect(port!.stderr).toBe("twinlog: --port must be a non-negative integer, got 'http'\n");
+    expect(unknown.stderr).toBe("twinlog: unknown command 'frobnicate' (see twinlog --help)\n");
+    expect(until.code).toBe(2);
+    expect(until.stderr).toBe("twinlog: --until must be an ISO-8601 time (2026-11-28T12:00:00Z), an offset (a non-negative integer) or partition:offset pairs (0:1200,1:980), got 'yesterday'\n");
+    expect(feed.code).toBe(2);
+    expect(feed.stderr).toContain("'everything' is invalid for argument 'feed'. Allowed choices are changes, deltas, rejections, dead-letter");
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toBe("twinlog: missing required argument 'deviceId' (or --all, or --where <condition>, for a fleet)\n");
+    expect(port.code).toBe(2);
+    expect(port.stderr).toBe("twinlog: --port must be a non-negative integer, got 'http'\n");
     for (const r of runs) expect(r.stderr.split('\n').filter(Boolean).length).toBeLessThanOrEqual(1);
-    expect(help!.code).toBe(0);
-    expect(help!.stdout).toContain('Usage: twinlog [options] [command]');
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('Usage: twinlog [options] [command]');
  
   });
 

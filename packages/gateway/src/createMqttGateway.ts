@@ -449,7 +449,7 @@ export function createMqttGateway({
       }
       if (await notify(deviceId, change.diff, v, false, change.wall)) {
         const next = applyMergePatch(session.desired, change.diff);
-        giveView(deviceId, v, isPlainObject(next) ? (next as JsonObject) : {});
+        giveView(deviceId, v, isPlainObject(next) ? (next) : {});
       }
       return;
     }

@@ -9,7 +9,7 @@ import { ensureTwinTopics, startProjector, TOPICS, type Projector } from '@twinl
 import { createTwinClient, type TwinClient } from '@twinlog/client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createRestGateway, type ListeningGateway, type RestGateway } from './createRestGateway.ts';
-import { createDeviceKeyStore, newDeviceKeys, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
+import { createDeviceKeyStore, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
 import { signServiceSas } from './internal/verifyServiceSas.ts';
 
 const HUB = 'localhost';

@@ -80,7 +80,7 @@ function stickyIndex(rm: ReadModel): TwinIndex & { refresh(): void } {
   const view = new Map<string, Record<string, unknown>>();
   const refresh = (): void => {
     view.clear();
-    for (const row of rm.store.run(parseQuery('SELECT * FROM devices'), { all: true }).rows) view.set(row['deviceId'] as string, row as Record<string, unknown>);
+    for (const row of rm.store.run(parseQuery('SELECT * FROM devices'), { all: true }).rows) view.set(row['deviceId'] as string, row);
   };
   return {
     refresh,
@@ -126,7 +126,7 @@ describe('REST twin reads from the read model', () => {
           expect(put.text).toBe((await scanning(`/twins/${id}`)).text);
         }
         // the index's document is the client's rendering, field for field and in the same order
-        await readModel.waitFor((await client.mergeTags(id, { touched: round })) as never);
+        await readModel.waitFor((await client.mergeTags(id, { touched: round })));
         const { configurations: _none, ...stored } = readModel.getTwin(id)!;
         expect(JSON.stringify(stored)).toBe(JSON.stringify(await client.getTwin(id)));
         expect((await indexed(`/twins/${id}`)).text).toBe((await scanning(`/twins/${id}`)).text);

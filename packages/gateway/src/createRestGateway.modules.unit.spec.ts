@@ -59,7 +59,7 @@ async function call(path: string, { method = 'GET', body, headers = {}, auth = t
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   const text = await res.text();
-  return { status: res.status, text, json: text === '' ? undefined : (JSON.parse(text) as any) };
+  return { status: res.status, text, json: text === '' ? undefined : (JSON.parse(text)) };
 }
 
 const backendEnd = async (): Promise<number> => (await log.endOffsets(TOPICS.backend)).reduce((a, b) => a + b, 0);

@@ -505,11 +505,11 @@ export function createRestGateway({
     if (properties !== undefined && properties !== null && !isPlainObject(properties)) {
       throw new TwinlogError('PATCH_NOT_OBJECT', 'properties must be an object');
     }
-    if (isPlainObject(properties) && (properties as JsonObject)['reported'] !== undefined) {
+    if (isPlainObject(properties) && properties['reported'] !== undefined) {
       throw new TwinlogError('SECTION_FORBIDDEN', 'Reported properties cannot be updated by the service');
     }
     const tags = body['tags'];
-    const desired = isPlainObject(properties) ? (properties as JsonObject)['desired'] : undefined;
+    const desired = isPlainObject(properties) ? properties['desired'] : undefined;
     const ifMatch = ifMatchHeader(req) ?? '*';
     const merge: { tags?: Patch; desired?: Patch } = {};
     const replace: { tags?: Patch; desired?: Patch } = {};
@@ -541,7 +541,7 @@ export function createRestGateway({
       throw new TwinlogError('PATCH_NOT_OBJECT', 'properties must be an object');
     }
     // PUT replaces tags and desired; reported (which C# serialises with the whole twin) is ignored.
-    const desired = isPlainObject(properties) ? (properties as JsonObject)['desired'] : undefined;
+    const desired = isPlainObject(properties) ? properties['desired'] : undefined;
     const patch: TwinPatch = {
       tags: body['tags'] === undefined || body['tags'] === null ? {} : asPatch('tags', body['tags']),
       desired: desired === undefined || desired === null ? {} : asPatch('properties.desired', desired),
@@ -783,11 +783,11 @@ function isKey(v: unknown): v is string {
 /** Keys given in a registry body (`authentication.symmetricKey`). */
 function keysFromBody(body: JsonObject): Partial<Pick<DeviceKeys, 'primaryKey' | 'secondaryKey'>> {
   const auth = body['authentication'];
-  const sym = isPlainObject(auth) ? (auth as JsonObject)['symmetricKey'] : undefined;
+  const sym = isPlainObject(auth) ? auth['symmetricKey'] : undefined;
   if (!isPlainObject(sym)) return {};
   const out: { primaryKey?: string; secondaryKey?: string } = {};
   for (const k of ['primaryKey', 'secondaryKey'] as const) {
-    const v = (sym as JsonObject)[k];
+    const v = sym[k];
     if (v === undefined || v === null || v === '') continue;
     if (!isKey(v)) throw new GatewayError('ARGUMENT_INVALID', `authentication.symmetricKey.${k} must be base64 of 16 to 64 bytes`);
     out[k] = v;

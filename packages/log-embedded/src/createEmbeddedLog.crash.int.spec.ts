@@ -39,7 +39,7 @@ afterEach(async () => {
 function child(...args: string[]): Child {
   const p = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', FIXTURE, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
   const lines: Record<string, unknown>[] = [];
-  createInterface({ input: p.stdout! }).on('line', (l) => lines.push(JSON.parse(l) as Record<string, unknown>));
+  createInterface({ input: p.stdout }).on('line', (l) => lines.push(JSON.parse(l) as Record<string, unknown>));
   const c = { process: p, lines, exited: once(p, 'exit') };
   children.push(c);
   return c;

@@ -165,7 +165,7 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
   const own = <C extends AnyClient>(c: C, namespace: string): C => {
     clients.add(c);
     // the clients emit 'error' for failures nobody awaits; an EventEmitter without a listener would throw
-    c.on('error' as never, warn(namespace));
+    c.on('error', warn(namespace));
     if (closed) {
       void forceClose(c).catch(() => {});
       assertOpen();
@@ -238,7 +238,7 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
     const unique = uniqueTopicSpecs(specs, physical);
     if (unique.size === 0) return;
     const a = admin();
-    const existing = new Set(await throughTransient(() => a.listTopics({ includeInternals: false } as never)));
+    const existing = new Set(await throughTransient(() => a.listTopics({ includeInternals: false })));
     const missing = [...unique].filter(([name]) => !existing.has(name));
     if (missing.length === 0) return;
     const factor = replicationFactor ?? Math.min(3, (await throughTransient(() => a.metadata({ topics: [] }))).brokers.size);

@@ -43,7 +43,7 @@ export const coPartitionedAssigner: PartitionAssigner = ({ cluster }) => ({
     const [partitionCount = 0] = counts;
     if (partitionCount === 0) throw new KafkaJSNonRetriableError(`no partition metadata for ${topics.join(', ')}`);
     const ids = members.map((m) => m.memberId).sort();
-    const plan = new Map(ids.map((id) => [id, {} as Record<string, number[]>]));
+    const plan = new Map(ids.map((id): [string, Record<string, number[]>] => [id, {}]));
     for (let p = 0; p < partitionCount; p++) {
       const owned = plan.get(ids[p % ids.length]!)!;
       for (const topic of topics) (owned[topic] ??= []).push(p);

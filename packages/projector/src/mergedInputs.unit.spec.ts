@@ -41,8 +41,13 @@ describe('mergedInputs', () => {
           while (bi < lists.backend.length || di < lists.device.length) {
             const b = lists.backend[bi];
             const d = lists.device[di];
-            if (d === undefined || (b !== undefined && b.timestamp <= d.timestamp)) want.push(`backend:${b!.offset}:${b!.timestamp}`), bi++;
-            else want.push(`device:${d.offset}:${d.timestamp}`), di++;
+            if (d === undefined || (b !== undefined && b.timestamp <= d.timestamp)) {
+              want.push(`backend:${b!.offset}:${b!.timestamp}`);
+              bi++;
+            } else {
+              want.push(`device:${d.offset}:${d.timestamp}`);
+              di++;
+            }
           }
           expect(got).toEqual(want);
           await log.close();

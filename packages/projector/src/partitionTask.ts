@@ -156,7 +156,7 @@ export type PassedTaskOptions = Pick<TaskOptions, 'limits' | 'maxOfflineWindowMs
 
 /** `options` without its undefined members (the task's defaults then apply). */
 export function passedTaskOptions(options: { readonly [K in keyof PassedTaskOptions]: PassedTaskOptions[K] | undefined }): PassedTaskOptions {
-  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as PassedTaskOptions;
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
 }
 
 /** Counts of what one batch did, for diagnostics and tests. */

@@ -103,7 +103,7 @@ export function configurationJson(c: ConfigurationDocument): Record<string, unkn
   };
 }
 
-const isEmpty = (v: unknown): boolean => v === undefined || v === null || (isPlainObject(v) && Object.keys(v as object).length === 0);
+const isEmpty = (v: unknown): boolean => v === undefined || v === null || (isPlainObject(v) && Object.keys(v).length === 0);
 
 /**
  * The body of `PUT /configurations/{id}` as a {@link ConfigurationDefinition}: the id of the path
@@ -111,6 +111,7 @@ const isEmpty = (v: unknown): boolean => v === undefined || v === null || (isPla
  * The service checks the rest (id syntax, condition, content paths and values, metric queries).
  */
 export function configurationDefinitionOf(id: string, body: JsonObject): ConfigurationDefinition {
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- the value as sent, whatever it is
   if (body['id'] !== undefined && body['id'] !== id) invalid(`The body's id ${String(body['id'])} is not the id of the path ${id}`);
   const content = body['content'];
   if (!isPlainObject(content)) invalid('content.deviceContent is required');
@@ -146,7 +147,7 @@ export function configurationDefinitionOf(id: string, body: JsonObject): Configu
     content: { deviceContent: deviceContent as Record<string, unknown> },
     targetCondition: targetCondition as string,
     priority: priority as number,
-    ...(isPlainObject(queries) && Object.keys(queries as object).length > 0 ? { metrics: { queries: queries as Record<string, string> } } : {}),
+    ...(isPlainObject(queries) && Object.keys(queries).length > 0 ? { metrics: { queries: queries as Record<string, string> } } : {}),
   };
 }
 

@@ -215,7 +215,7 @@ function pointerSegments(path: unknown, where: string): string[] {
     .split('/')
     .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
   for (const s of segments) {
-    if (s.startsWith('$')) throw invalid(`${where}: ${s} is read-only (\$dtId and \$metadata are computed by the hub)`);
+    if (s.startsWith('$')) throw invalid(`${where}: ${s} is read-only ($dtId and $metadata are computed by the hub)`);
     if (s === COMPONENT_MARKER) throw invalid(`${where}: ${COMPONENT_MARKER} is the component marker, add a component with "$metadata": {} in its value`);
     if (s === '__proto__' || s === 'constructor' || s === 'prototype') throw invalid(`${where}: ${s} is not a valid property name`);
   }

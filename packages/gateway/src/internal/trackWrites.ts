@@ -33,7 +33,7 @@ export function positionsOfResult(result: unknown): InputPosition[] {
   if (Array.isArray(result)) return result.filter(isPosition).map(({ topic, partition, offset }) => ({ topic, partition, offset }));
   if (typeof result !== 'object' || result === null) return [];
   const r = result as { accepted?: unknown; changes?: readonly { source?: unknown }[] };
-  if (r.accepted === true && Array.isArray(r.changes)) return r.changes.map((c) => c.source).filter(isPosition);
+  if (r.accepted === true && Array.isArray(r.changes)) return (r.changes as readonly { source?: unknown }[]).map((c) => c.source).filter(isPosition);
   if (r.accepted === undefined && isPosition(result)) return [{ topic: result.topic, partition: result.partition, offset: result.offset }];
   return [];
 }

@@ -348,7 +348,7 @@ export async function startSubscription(o: StartSubscriptionOptions): Promise<Pl
       await roundRunning.catch(() => {});
       if (failure === undefined) await revokeAll();
       await transition;
-      await (consumer.leaveGroup as (force?: boolean) => Promise<void>).call(consumer, true).catch(() => {});
+      await consumer.leaveGroup.call(consumer, true).catch(() => {});
       await (consumer.close as (force?: boolean) => Promise<void>).call(consumer, true).catch(() => {});
       onEnded();
       settleDone();

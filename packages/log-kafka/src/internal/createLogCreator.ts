@@ -17,7 +17,7 @@ export interface KafkaLogEntry {
   readonly fields: Readonly<Record<string, unknown>>;
 }
 
-const NUMERIC: Record<KafkaLogLevel, number> = {
+const NUMERIC: Record<KafkaLogLevel, LEVEL> = {
   nothing: LEVEL.NOTHING,
   error: LEVEL.ERROR,
   warn: LEVEL.WARN,
@@ -25,7 +25,7 @@ const NUMERIC: Record<KafkaLogLevel, number> = {
   debug: LEVEL.DEBUG,
 };
 
-function nameOf(level: number): KafkaLogEntry['level'] {
+function nameOf(level: LEVEL): KafkaLogEntry['level'] {
   if (level <= LEVEL.ERROR) return 'error';
   if (level === LEVEL.WARN) return 'warn';
   if (level === LEVEL.INFO) return 'info';
@@ -40,7 +40,7 @@ export function consoleSink(entry: KafkaLogEntry): void {
 }
 
 /** kafkajs's numeric level for a level name. */
-export function numericLevel(level: KafkaLogLevel): number {
+export function numericLevel(level: KafkaLogLevel): LEVEL {
   return NUMERIC[level];
 }
 

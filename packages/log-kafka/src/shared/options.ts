@@ -95,7 +95,7 @@ export function kafkaLogSettings(options: KafkaLogCommonOptions, caller: string)
     topicConfig: undefined,
     ...given,
     brokers: parseBrokers(options.brokers, caller),
-  } as KafkaLogSettings;
+  };
 }
 
 function parseBrokers(brokers: string | readonly string[], caller: string): string[] {

@@ -135,7 +135,7 @@ export interface WorkerPool {
 /** Start `size` worker threads (lazily: a worker starts when its first partition opens). */
 export function createWorkerPool(size: number): WorkerPool {
   if (!(Number.isSafeInteger(size) && size >= 1)) throw new RangeError(`workers must be a positive integer, got ${size}`);
-  const handles: (WorkerHandle | undefined)[] = new Array(size);
+  const handles = new Array<WorkerHandle | undefined>(size);
   const handleFor = (partition: number): WorkerHandle => {
     const i = partition % size;
     let h = handles[i];
@@ -157,7 +157,7 @@ export function createWorkerPool(size: number): WorkerPool {
       return task;
     },
     async terminate() {
-      await Promise.all(handles.map((h) => h?.terminate()));
+      await Promise.all(handles.flatMap((h) => (h === undefined ? [] : [h.terminate()])));
     },
   };
 }

@@ -32,7 +32,7 @@ function twin(deviceId: string, init: TwinInit = {}): TwinDocument & Record<stri
     properties: {
       desired: { ...init.desired, $metadata: { $lastUpdated: '2023-10-12T13:38:52.3108419Z' }, $version: 4 },
       reported: { ...init.reported, $metadata: { $lastUpdated: '2023-08-17T08:24:40.736671Z' }, $version: 7 },
-    } as TwinDocument['properties'],
+    },
   };
 }
 
