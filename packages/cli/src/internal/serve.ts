@@ -2,9 +2,12 @@
  * `twinlog serve`: the engine (projector + reconciler), the IoT Hub-compatible REST gateway and an
  * admin listener (`/health`, `/metrics`) in one process, on the embedded log or on Kafka.
  *
- * Figures come from public hooks only: the stages' `onBatch` callbacks, the gateway's
- * `diagnostics_channel` (`GATEWAY_REQUEST_CHANNEL`) and its server's connections, the log's
- * committed and end offsets (lag, computed at scrape time), the output topics themselves
+ * Figures come from public hooks only (families and histograms in serveMetrics.ts,
+ * docs/operations.md "Metrics"): the stages' `onBatch` callbacks (the projector's with its fold,
+ * encode and commit times), the gateways' `diagnostics_channel`s (`GATEWAY_REQUEST_CHANNEL`,
+ * `MQTT_GATEWAY_CHANNEL`, with their latencies) and the REST server's connections, the read
+ * model's queries timed around the gateway's `queryView`, the log's committed and end offsets
+ * (lag, computed at scrape time), the output topics themselves
  * (rejections and dead letters by code, deltas by status), and on the embedded log its storage
  * figures (file size, records per topic, compaction and retention; docs/storage.md).
  *
