@@ -83,6 +83,7 @@ describe('createMetrics', () => {
     for (const name of ['nodejs_eventloop_lag_seconds', 'nodejs_eventloop_lag_p99_seconds', 'nodejs_heap_size_used_bytes', 'process_resident_memory_bytes', 'nodejs_gc_duration_seconds']) {
       expect(text).toContain(`# TYPE ${name} `);
     }
+    expect(samples(text).get('nodejs_heap_size_used_bytes')).toBeGreaterThan(0); // every line of the exposition parses
     expect(await createMetrics({ twinlog_up: { type: 'gauge', help: 'Up.' } }).render()).not.toContain('nodejs_');
   });
 
