@@ -56,6 +56,7 @@ import { openKafkaLog, openStore, readModelFileOf, registryFileOf, type Store } 
 import type { CliConfig } from './resolveConfig.ts';
 import { watchTopic, type TopicWatch } from './watchTopic.ts';
 import { createDeltaGauges } from './deltaGauges.ts';
+import { createConsole } from './console/createConsole.ts';
 import { createServeMetrics, observeGatewayRequest, observeMqttEvent, observeProjectorBatch, timedQueryView } from './serveMetrics.ts';
 
 export const PROJECTOR_GROUP = 'twinlog-projector';
@@ -237,7 +238,16 @@ export async function serve(
       },
     };
   };
+  // The browser console under /ui (docs/console.md): its own login, reading the services below as they start.
+  const consoleUi = createConsole({
+    services: { log: () => store?.log, readModel: () => readModel, connectedDevices: () => (config.mqttPort === undefined ? undefined : (mqtt?.connectedDevices() ?? [])) },
+    policy: () => servicePolicy(config),
+    hubName: config.hubName,
+    logger,
+    pollIntervalMs: config.kafka === undefined ? 250 : 1000,
+  });
   const admin: Server = createServer((req, res) => {
+    if (consoleUi.handle(req, res)) return;
     const path = new URL(req.url ?? '/', 'http://admin').pathname;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
@@ -290,6 +300,7 @@ export async function serve(
   });
   const adminPort = (admin.address() as AddressInfo).port;
   logger.info('admin listening', { url: `http://${config.host}:${adminPort}`, health: '/health', metrics: '/metrics', adminPort });
+  logger.info('console: open this URL to log in (valid until serve stops)', { consoleUrl: consoleUi.loginUrl(`http://${config.host}:${adminPort}`) });
 
   const onRequest = (message: unknown): void => {
     const e = message as GatewayRequestEvent;
@@ -327,6 +338,7 @@ export async function serve(
           logger.warn(`stopping the ${what} failed`, errorFields(e));
         }
       };
+      await step('console', () => consoleUi.close());
       await step('mqtt listener', mqttListening === undefined ? undefined : () => mqttListening!.close());
       await step('mqtt gateway', mqtt === undefined ? undefined : () => mqtt!.close());
       await step('gateway listener', listening === undefined ? undefined : () => listening!.close());

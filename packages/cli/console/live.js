@@ -1,0 +1,56 @@
+// Live updates: one EventSource on /ui/api/events (twin.changes and twin.deltas). The browser
+// reconnects by itself and sends the last event id, which names the log positions it had reached,
+// so the server resumes from there.
+
+let source;
+let listeners = new Set();
+let device;
+
+function setIndicator(state, text) {
+  const el = document.getElementById('live-state');
+  if (el === null) return;
+  el.dataset.state = state;
+  el.textContent = text;
+}
+
+function dispatch(kind, event) {
+  let data;
+  try {
+    data = JSON.parse(event.data);
+  } catch {
+    return;
+  }
+  for (const l of listeners) l(kind, data);
+}
+
+/** Follow the fleet (`deviceId` undefined) or one device; replaces the previous subscription. */
+export function follow(deviceId, listener) {
+  listeners = new Set([listener]);
+  if (source !== undefined && device === deviceId && source.readyState !== EventSource.CLOSED) return;
+  source?.close();
+  device = deviceId;
+  const url = deviceId === undefined ? '/ui/api/events' : `/ui/api/events?device=${encodeURIComponent(deviceId)}`;
+  source = new EventSource(url);
+  setIndicator('connecting', 'Connecting…');
+  source.addEventListener('ready', () => setIndicator('live', 'Live'));
+  source.addEventListener('change', (e) => dispatch('change', e));
+  source.addEventListener('delta', (e) => dispatch('delta', e));
+  source.addEventListener('error', () => setIndicator('reconnecting', source.readyState === EventSource.CLOSED ? 'Offline' : 'Reconnecting…'));
+}
+
+export function stopFollowing() {
+  listeners = new Set();
+  source?.close();
+  source = undefined;
+  device = undefined;
+  setIndicator('off', 'Not live');
+}
+
+/** Call `f` at most once per `ms`, after the last of a burst. */
+export function debounce(f, ms) {
+  let timer;
+  return (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => f(...args), ms);
+  };
+}
