@@ -45,7 +45,10 @@ export function parseDockerfile(text: string = readFileSync(DOCKERFILE, 'utf8'))
     if (keyword === 'FROM') {
       const m = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(args);
       if (m === null) throw new Error(`unreadable FROM: ${args}`);
-      const from = m[1]!.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a: string | undefined, b: string | undefined) => globalArgs.get((a ?? b)!) ?? '');
+      const from = m[1]!.replace(
+        /\$\{(\w+)\}|\$(\w+)/g,
+        (_, a: string | undefined, b: string | undefined) => globalArgs.get((a ?? b)!) ?? '',
+      );
       stages.push({ name: m[2], from, instructions: [] });
     } else if (stages.length === 0) {
       if (keyword !== 'ARG') throw new Error(`${keyword} before the first FROM`);

@@ -21,7 +21,9 @@ describe('docker/Dockerfile', () => {
 
   it('builds, packs, then installs the packed tarballs with production dependencies only', () => {
     const script = runs(build).join(' && ');
-    expect(script).toMatch(/npm ci\b.*npm run build\b.*npm pack --workspaces --pack-destination \/packs\b.*npm install --omit=dev\b[^&]*\/packs\/\*\.tgz/);
+    expect(script).toMatch(
+      /npm ci\b.*npm run build\b.*npm pack --workspaces --pack-destination \/packs\b.*npm install --omit=dev\b[^&]*\/packs\/\*\.tgz/,
+    );
   });
 
   it('runtime: only the installed packages from the build stage, no install, no sources, no compiler', () => {

@@ -5,6 +5,8 @@ try {
   await import('../dist/main.js');
 } catch (e) {
   if (e?.code !== 'ERR_MODULE_NOT_FOUND' || !String(e.message).includes('/dist/main.js')) throw e;
-  process.stderr.write('twinlog: the CLI is not built: run `npm run build` (in the repository, `npm run twinlog --` runs it from the sources)\n');
+  process.stderr.write(
+    'twinlog: the CLI is not built: run `npm run build` (in the repository, `npm run twinlog --` runs it from the sources)\n',
+  );
   process.exitCode = 1;
 }
