@@ -55,7 +55,7 @@ function entryItem(entry, index, previous, select) {
       ' ',
       h('span', { class: 'actor', title: 'actor' }, entry.actor),
       ' ',
-      badge(`section-${entry.section}`, `${entry.section} ${entry.op}`),
+      badge(`section-${entry.section}`, entry.section === 'create' || entry.section === 'delete' ? entry.section : `${entry.section} ${entry.op}`),
       ' ',
       h('span', { class: 'muted small' }, versionsText(entry.versions)),
     ),
