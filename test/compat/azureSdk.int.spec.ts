@@ -56,7 +56,7 @@ function compat(kind: BackendKind): void {
     it('device: gets its twin, reports, receives desired updates; service: getTwin, updateTwin with etag and a stale one', async () => {
       const key = await createDevice(hub, 'dev1');
       const { client, twin, patches } = await openDevice(hub, 'dev1', key, 'dtmi:com:example:Thermostat;1');
-      // §14 fresh twin: both $versions 1, no $metadata over MQTT, no tags
+      // a fresh twin (docs/iot-hub.md "The twin document"): both $versions 1, no $metadata over MQTT, no tags
       expect(twin.properties.desired['$version']).toBe(1);
       expect(twin.properties.reported['$version']).toBe(1);
       expect(twin.properties.desired['$metadata']).toBeUndefined();
@@ -81,7 +81,7 @@ function compat(kind: BackendKind): void {
       expect(JSON.stringify(patches)).not.toContain('site'); // tags never reach the device
 
       await expect(hub.registry.updateTwin('dev1', { properties: { desired: { fw: '9' } } }, etag)).rejects.toMatchObject({ name: 'InvalidEtagError' });
-      // a device report between a read and a conditional write causes no 412 (§14)
+      // a device report between a read and a conditional write causes no 412 (docs/iot-hub.md "The twin document": a report never changes the etag)
       await report({ temp: 22 });
       const { responseBody: after } = await hub.registry.updateTwin('dev1', { properties: { desired: { mode: 'eco' } } }, updated.etag);
       expect(after.properties.desired['mode']).toBe('eco');
@@ -103,7 +103,7 @@ function compat(kind: BackendKind): void {
 
       const replaced = await hub.replaceTwin('dev1', { tags: { b: 2 }, properties: { desired: { z: 3 } } }, patched.etag);
       expect((replaced['tags'] as object)).toEqual({ b: 2 });
-      // the device gets the difference, removed keys as null (§2.2), and its copy matches
+      // the device gets the difference, removed keys as null (docs/iot-hub.md "Writes"), and its copy matches
       await eventually(() => (twin.properties.desired['z'] === 3 ? true : undefined), 'the replace notification');
       // (the SDK strips the nulls from the patch it emits once merged: its copy shows the removal)
       expect(patches.find((p) => p['z'] === 3)).toMatchObject({ z: 3, $version: 3 });
@@ -156,7 +156,7 @@ function compat(kind: BackendKind): void {
 
       await hub.stopMqtt(); // everything in memory is gone with this gateway
       await hub.startMqtt(); // new gateway: the session file only
-      // the SDK reconnects by itself and never subscribes again (§6.5); wait until it is back
+      // the SDK reconnects by itself and never subscribes again (docs/iot-hub.md "MQTT (devices)"); wait until it is back
       await eventually(() => (hub.mqtt.connectedDevices().includes('dev1') ? true : undefined), 'the reconnect');
       reconnected = true;
       const before = patches.length;

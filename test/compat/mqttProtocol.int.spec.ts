@@ -155,7 +155,7 @@ describe('MQTT gateway: access control', () => {
     c1.publish('devices/dev2/messages/events/', 'spoof');
     await c1.closed;
     const c3 = await connect('dev1', key1);
-    c3.publish('$iothub/twin/GET/?$rid=q2', '', 2); // §6.1: a QoS 2 PUBLISH closes the connection
+    c3.publish('$iothub/twin/GET/?$rid=q2', '', 2); // docs/iot-hub.md "MQTT (devices)": a QoS 2 PUBLISH closes the connection
     await c3.closed;
     // the gateway keeps serving the others
     c2.publish('$iothub/twin/GET/?$rid=r3', '');

@@ -61,16 +61,16 @@ export const ERROR_CODES = {
   /** A writer waited for a command's decision (on `twin.changes` / `twin.rejections`) and gave up. */
   DECISION_TIMEOUT: { status: 504, code: 504101, name: 'GatewayTimeout' },
   // fleet queries (packages/query; docs/iot-hub.md, "Queries"). The reference records only "400" and the text
-  // "The query is invalid…" for a bad query (§8.1, §8.3), so the 400 code of §4.3 stands in.
+  // "The query is invalid…" for a bad query (docs/iot-hub.md "Query language", "Query functions and grouping"), so the 400 code of docs/iot-hub.md "Errors" stands in.
   /** The query text does not parse, or parses but means nothing (unknown function, bad GROUP BY …). */
   QUERY_SYNTAX: ARGUMENT_INVALID,
-  /** A well-formed request twinlog (or IoT Hub) refuses: ORDER BY, JOIN, GROUP BY on modules … (§8.1, §8.2). */
+  /** A well-formed request twinlog (or IoT Hub) refuses: ORDER BY, JOIN, GROUP BY on modules … (docs/iot-hub.md "Query language", "Query conditions"). */
   QUERY_UNSUPPORTED: ARGUMENT_INVALID,
-  /** Longer than 8192 characters; a real hub answered `PreconditionFailed` (§3.3). */
+  /** Longer than 8192 characters; a real hub answered `PreconditionFailed` (docs/iot-hub.md "Limits"). */
   QUERY_TOO_LONG: { status: 412, code: 412001, name: 'PreconditionFailed' },
-  /** A continuation token that this query service did not issue (§5.5). */
+  /** A continuation token that this query service did not issue (docs/iot-hub.md "REST (back ends)"). */
   QUERY_CONTINUATION_INVALID: ARGUMENT_INVALID,
-  /** A page size that is not a positive integer (§5.5). */
+  /** A page size that is not a positive integer (docs/iot-hub.md "REST (back ends)"). */
   QUERY_PAGE_SIZE_INVALID: ARGUMENT_INVALID,
   // fleet read model, jobs and configurations (packages/fleet)
   /** The read model did not reflect the requested position within the wait (retryable). */

@@ -87,7 +87,7 @@ function buildMetadata(node: TrieNode, eff: Stamp, st: SectionState, ranks: bool
 
 /**
  * The section's JSON view without metadata (docs/fold.md, "Applying an event": reading the section back). With
- * `topLevelKeys`, only those members of the root are built: the diff scope of one event (§7.4).
+ * `topLevelKeys`, only those members of the root are built: the diff scope of one event (docs/formats.md "Change records (`twin.changes`)").
  */
 export function sectionView(state: TwinState, section: Section, topLevelKeys?: readonly string[]): JsonObject {
   const root = state.sections[section].root;

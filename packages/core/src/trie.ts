@@ -1,6 +1,6 @@
 /**
  * The trie of one twin section (docs/fold.md, "The state"): a node per path holding that path's
- * last-writer-wins register, its clear watermark and its children, plus G1 pruning (§9.1).
+ * last-writer-wins register, its clear watermark and its children, plus G1 pruning (docs/bounded-state.md "Folding an event").
  */
 import type { Json, Scalar } from './json.ts';
 import { compareStamps, type Stamp } from './stamp.ts';
@@ -86,7 +86,7 @@ export function createNode(): TrieNode {
 }
 
 /**
- * G1 (§9.1): drop registers and clears under `node` that `eff` dominates; they can never become
+ * G1 (docs/bounded-state.md "Folding an event"): drop registers and clears under `node` that `eff` dominates; they can never become
  * visible again. Returns true when `node` has no children left.
  */
 export function pruneDominated(node: TrieNode, eff: Stamp): boolean {

@@ -42,7 +42,7 @@ export interface SectionState {
   top: Stamp | undefined;
 }
 
-/** The outcome of a recorded decision on a command (§10). */
+/** The outcome of a recorded decision on a command (docs/fold.md "Commands: conditional writes"). */
 export type Decision =
   | {
       readonly accepted: true;
@@ -87,7 +87,7 @@ export interface TwinState {
   /** The causal context: one entry per writer active above the GC horizon. */
   readonly writers: Map<string, WriterContext>;
   maxStamp: Stamp;
-  /** Events stamped at or below it are `LATE` (§9.2); raised by the projector from append times. */
+  /** Events stamped at or below it are `LATE` (docs/bounded-state.md "The GC horizon"); raised by the projector from append times. */
   gcHorizon: Stamp;
   /** How far G2 has collected (memory only; `toStateDoc` always collects up to `gcHorizon`). */
   collectedTo: Stamp;

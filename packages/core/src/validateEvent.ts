@@ -62,7 +62,7 @@ export interface ValidateEventOptions {
   /**
    * The record's append time (broker LogAppendTime or the embedded log's row time). When given,
    * stamps more than `maxForwardSkewMs` ahead of it, or older than
-   * `maxOfflineWindowMs + maxSkewMs` behind it, are rejected with `STAMP_SKEW` (§4.3).
+   * `maxOfflineWindowMs + maxSkewMs` behind it, are rejected with `STAMP_SKEW` (docs/fold.md "Skew").
    */
   readonly appendTime?: number;
   /** Default 5 minutes. */

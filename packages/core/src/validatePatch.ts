@@ -1,8 +1,8 @@
 /**
  * Validation of untrusted merge patches against IoT Hub's twin limits (docs/iot-hub.md, "Limits"), and the
- * IoT Hub way of measuring a section's size (§3.2).
+ * IoT Hub way of measuring a section's size (docs/iot-hub.md "Limits").
  *
- * Every write is validated whole before anything is applied (§2.4): one bad key fails the entire
+ * Every write is validated whole before anything is applied (docs/iot-hub.md "Writes"): one bad key fails the entire
  * patch. {@link validatePatch} returns the first error as a value; {@link assertValidPatch} throws it.
  *
  * The walk is iterative and never descends past the depth limit, so hostile inputs (100 000 levels
@@ -98,7 +98,7 @@ export function utf8ByteLength(s: string): number {
 
 /**
  * Like {@link utf8ByteLength} but skipping C0 (U+0000–U+001F, U+007F) and C1 (U+0080–U+009F)
- * control characters: how IoT Hub counts keys and strings toward a section's size (§3.2).
+ * control characters: how IoT Hub counts keys and strings toward a section's size (docs/iot-hub.md "Limits").
  *
  * @example
  * twinByteLength('a\u0000\u0085b') // 2
@@ -280,7 +280,7 @@ function typeName(v: unknown): string {
   }
 }
 
-/** The path, JSON-escaped, long keys shortened, without `;` (IoT Hub's message separator, §4.1). */
+/** The path, JSON-escaped, long keys shortened, without `;` (IoT Hub's message separator, docs/iot-hub.md "Errors"). */
 function describePath(path: readonly string[]): string {
   const shown = path.length > 12 ? [...path.slice(0, 5), '…', ...path.slice(-5)] : path;
   const text = JSON.stringify(shown.map((k) => (k.length > 64 ? k.slice(0, 64) + '…' : k)));

@@ -6,7 +6,7 @@
  * when a device stops being targeted, or another configuration wins, the old content's settings
  * are removed (`null`) in the same write as the new winner's content.
  *
- * Twin view: each device shows `configurations.<id>.status`, `Targeted` or `Applied` (§1.2, §11;
+ * Twin view: each device shows `configurations.<id>.status`, `Targeted` or `Applied` (docs/iot-hub.md "The twin document", "Automatic configurations";
  * the casing the reference's queries test), so metric queries such as
  * `SELECT deviceId FROM devices WHERE configurations.[[fw]].status = 'Applied'` work in the read
  * model. System metrics: `targetedCount` (devices the condition targets) and `appliedCount`
@@ -14,7 +14,7 @@
  *
  * Re-evaluation: after every `put` and `delete`, for the devices of every committed read-model
  * batch (so a tags change re-targets the device within one batch), and on a timer (default every 5
- * minutes, §11). Writing content changes the twin, which comes back as a read-model update; the
+ * minutes, docs/iot-hub.md "Automatic configurations"). Writing content changes the twin, which comes back as a read-model update; the
  * winner and the applied content are then unchanged, so nothing more is written.
  *
  * State, in the read model's SQLite file: `configurations` (definitions, etag, order of creation)
@@ -32,7 +32,7 @@ import { compileWhere, parseQuery, referencedPaths } from '@twinlog/query';
 import type { ReadModel } from './createReadModel.ts';
 import { fleetError } from './fleetError.ts';
 
-/** A configuration as `PUT /configurations/{id}` takes it (§11). */
+/** A configuration as `PUT /configurations/{id}` takes it (docs/iot-hub.md "Automatic configurations"). */
 export interface Configuration {
   readonly id: string;
   readonly schemaVersion?: string;
@@ -65,7 +65,7 @@ export interface ConfigurationManagerOptions {
   readonly physicalNow: () => number;
   /** The writes' `actor` (default `twinlog-configurations`). */
   readonly actor?: string;
-  /** Full re-evaluation period in the background, ms (default 300 000: §11's 5 minutes). */
+  /** Full re-evaluation period in the background, ms (default 300 000: the 5 minutes of docs/iot-hub.md "Automatic configurations"). */
   readonly intervalMs?: number;
 }
 
@@ -144,7 +144,7 @@ function patchOf(content: Configuration['content']): Patch {
   return patch;
 }
 
-/** The merge patch that removes what a content set: `null` at each content path (§11 "settings are removed"). */
+/** The merge patch that removes what a content set: `null` at each content path (docs/iot-hub.md "Automatic configurations": settings are removed). */
 function removalOf(content: Configuration['content']): Patch {
   let patch: Patch = {};
   for (const key of Object.keys(content.deviceContent)) {

@@ -90,7 +90,7 @@ describe('jobs: scheduleUpdateTwin', () => {
     expect(updated.rows.map((r) => r['deviceId'])).toEqual(expected);
     for (const id of expected) expect(readModel.getTwin(id)).toMatchObject({ properties: { desired: { $version: 3 } } }); // create, fw 1.0, the job
 
-    // devices.jobs (§8.4) and the job list
+    // devices.jobs (docs/iot-hub.md "Escaped names and query examples") and the job list
     const rows = await readModel.queryAll("SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'job-1' AND devices.jobs.status = 'completed'");
     expect(rows.rows.map((r) => r['deviceId'])).toEqual(expected);
     expect(jobs.list({ status: 'completed' }).map((j) => j.jobId)).toEqual(['job-1']);

@@ -16,7 +16,7 @@
  * duplicates (ids are its dedupe key). With an `etag` other than `*` each write is a command, and
  * the device's outcome is the projector's decision (`PRECONDITION_FAILED` counts as failed).
  *
- * Status values: `queued` at creation (§10 twinlog), `scheduled` until `startTime`, then `running`,
+ * Status values: `queued` at creation (a twinlog choice, docs/iot-hub.md "Jobs"), `scheduled` until `startTime`, then `running`,
  * and `completed`, `failed` (the job itself failed: over `maxExecutionTimeInSeconds`, or the query
  * could not run) or `cancelled`.
  */
@@ -40,7 +40,7 @@ import { fleetError } from './fleetError.ts';
 /** How often the runner deletes the finished jobs past their retention, ms (by its clock). */
 const EXPIRY_INTERVAL_MS = 60_000;
 
-/** The body of `PUT /jobs/v2/{jobId}` for a twin update (§10). */
+/** The body of `PUT /jobs/v2/{jobId}` for a twin update (docs/iot-hub.md "Jobs"). */
 export interface UpdateTwinJobRequest {
   readonly jobId: string;
   readonly type: 'scheduleUpdateTwin';
@@ -50,7 +50,7 @@ export interface UpdateTwinJobRequest {
     /** `*` (default) for unconditional writes; another value makes each write conditional on it. */
     readonly etag?: string;
   };
-  /** A WHERE condition over device twins (§8). */
+  /** A WHERE condition over device twins (docs/iot-hub.md "Queries"). */
   readonly queryCondition: string;
   /** ISO time; default now. */
   readonly startTime?: string;
@@ -132,7 +132,7 @@ export interface JobRunner {
   get(jobId: string): JobStatus;
   /** Jobs, newest first (`GET /jobs/v2/query?jobType=&jobStatus=`). */
   list(filter?: { readonly type?: string; readonly status?: JobState }): JobStatus[];
-  /** `devices.jobs` rows (§8.4) of every job (or one). */
+  /** `devices.jobs` rows (docs/iot-hub.md "Escaped names and query examples") of every job (or one). */
   deviceJobs(jobId?: string): DeviceJobRow[];
   /** Run due jobs in the background, resuming those a crash left `running`. */
   start(): void;
@@ -145,7 +145,7 @@ export interface JobRunner {
   health(): StageHealth;
 }
 
-/** A `devices.jobs` row (§8.4). */
+/** A `devices.jobs` row (docs/iot-hub.md "Escaped names and query examples"). */
 export interface DeviceJobRow {
   readonly deviceId: string;
   readonly jobId: string;

@@ -72,7 +72,7 @@ export interface ReadModelOptions {
 
 /** Options of {@link ReadModel.query}. */
 export interface QueryOptions {
-  /** Rows per page (default 100, at most 100: §5.5). */
+  /** Rows per page (default 100, at most 100: docs/iot-hub.md "REST (back ends)"). */
   readonly pageSize?: number | undefined;
   /** The token of the previous page. */
   readonly continuation?: string | undefined;
@@ -85,11 +85,11 @@ export interface QueryOptions {
 /** One page of a query. */
 export interface QueryAnswer {
   readonly rows: QueryRow[];
-  /** Present only when another page exists (never `''`, §5.5). */
+  /** Present only when another page exists (never `''`, docs/iot-hub.md "REST (back ends)"). */
   readonly continuationToken: string | undefined;
   /** What the answer reflects (see `freshness.ts`): pass it to `waitFor` / `after` elsewhere. */
   readonly freshness: string;
-  /** IoT Hub's `x-ms-item-type`: `Twin` for `SELECT *` over devices, else `Raw` (§5.5). */
+  /** IoT Hub's `x-ms-item-type`: `Twin` for `SELECT *` over devices, else `Raw` (docs/iot-hub.md "REST (back ends)"). */
   readonly itemType: 'Twin' | 'DeviceJob' | 'Raw';
 }
 
@@ -134,7 +134,7 @@ export interface ReadModel {
   rebuild(): Promise<void>;
   /**
    * Record a device's status for an automatic configuration (`configurations.<id>.status` in its
-   * twin, §11); `undefined` removes it. Re-renders the stored twin at once.
+   * twin, docs/iot-hub.md "Automatic configurations"); `undefined` removes it. Re-renders the stored twin at once.
    */
   setConfigurationStatus(deviceId: string, configurationId: string, status: string | undefined): void;
   /** Counters: twins, applied records, records that did not decode. */
@@ -227,7 +227,7 @@ export async function createReadModel({
     'SELECT config_id, status FROM twin_configurations WHERE device_id = ? ORDER BY config_id',
   );
   const anyConfigurationStatus = db.prepare('SELECT 1 FROM twin_configurations LIMIT 1').pluck();
-  /** The stored document: the rendered twin plus `configurations` (§1.2) when the device has any. */
+  /** The stored document: the rendered twin plus `configurations` (docs/iot-hub.md "The twin document") when the device has any. */
   const decorate = (deviceId: string, twin: Record<string, unknown>): Record<string, unknown> => {
     const statuses = configStatuses.all(deviceId);
     if (statuses.length === 0) return twin;

@@ -247,7 +247,7 @@ interface LiveDevice {
  * and when its device is disabled (at once for a write through `deviceKeys`, within
  * `statusRecheckMs` for one by another process).
  *
- * Topics (§6.3): `$iothub/twin/GET/?$rid=` → `$iothub/twin/res/200/?$rid=` with
+ * Topics (docs/iot-hub.md "MQTT (devices)"): `$iothub/twin/GET/?$rid=` → `$iothub/twin/res/200/?$rid=` with
  * `{desired, reported}` (no `$metadata`, no tags); `$iothub/twin/PATCH/properties/reported/?$rid=`
  * → `$iothub/twin/res/204/?$rid=…&$version=N` once the projector applied it; failures →
  * `$iothub/twin/res/{status}/?$rid=` with `{errorCode, trackingId, message, timestampUtc}`;
@@ -656,7 +656,7 @@ export function createMqttGateway({
         const identity = verifyDeviceSas(client.id, username, password, hubName, (id) => keys.get(id), physicalNow(), { maxTokenLifetimeMs });
         expiries.set(client, identity.expiresAtMs);
         guards.get(client.conn)?.accept(identity.deviceId, () => requestBuckets.take(identity.deviceId));
-        // §6.1: the model id announced at connect becomes the twin's `modelId`, kept with the device's identity
+        // docs/iot-hub.md "MQTT (devices)": the model id announced at connect becomes the twin's `modelId`, kept with the device's identity
         const known = keys.get(identity.deviceId);
         if (known !== undefined && identity.modelId !== undefined && known.modelId !== identity.modelId) {
           keys.set(identity.deviceId, { ...known, modelId: identity.modelId });
@@ -682,13 +682,13 @@ export function createMqttGateway({
       const request = classifyPublish(client.id, packet.topic);
       if ((packet.qos as number) === 2) {
         publishEvent({ kind: 'refused', deviceId: client.id, topic: packet.topic, op: 'publish' });
-        return done(new Error('QoS 2 is not supported')); // §6.1: a QoS 2 PUBLISH closes the connection
+        return done(new Error('QoS 2 is not supported')); // docs/iot-hub.md "MQTT (devices)": a QoS 2 PUBLISH closes the connection
       }
       if (request.kind === 'forbidden') {
         publishEvent({ kind: 'refused', deviceId: client.id, topic: packet.topic, op: 'publish' });
         return done(new Error(`publish to ${packet.topic} is not allowed`)); // closes the connection, as IoT Hub does
       }
-      packet.retain = false; // §6.1: retain is ignored on twin topics (and never stored)
+      packet.retain = false; // docs/iot-hub.md "MQTT (devices)": retain is ignored on twin topics (and never stored)
       if (request.kind !== 'telemetry') handleRequest(client.id, packet);
       done(null);
     },
@@ -839,7 +839,7 @@ export function createMqttGateway({
   };
 }
 
-/** A section as a device sees it: without `$metadata` (§1.4), with `$version`. */
+/** A section as a device sees it: without `$metadata` (docs/iot-hub.md "The twin document"), with `$version`. */
 function withoutMetadata(section: JsonObject): JsonObject {
   const out: JsonObject = {};
   for (const k of Object.keys(section)) if (k !== '$metadata') out[k] = section[k]!;

@@ -3,7 +3,7 @@
  * process: the gateway serves HTTPS on 127.0.0.1 with a self-signed `localhost` certificate
  * (fixtures/), over the in-memory log with a real projector.
  *
- * The Node `Registry` always dials port 443 (§13.1), so the test uses the documented workaround:
+ * The Node `Registry` always dials port 443 (docs/iot-hub.md "SDK behaviour twinlog accommodates"), so the test uses the documented workaround:
  * the private `registry._restApiClient.setOptions({ http: { agent }, ca })` with an `https.Agent`
  * whose `createConnection` forces the gateway's port; `Host` stays `localhost`.
  */
@@ -75,7 +75,7 @@ describe('createRestGateway with the azure-iothub Registry', () => {
 
     const twinObject = updated.responseBody;
     await twinObject.update({ properties: { desired: { mode: 'eco' } } }); // Twin.update sends If-Match: "<its etag>"
-    expect(twinObject.properties.desired['mode']).toBe('eco'); // copied from the full twin in the response (§5.4)
+    expect(twinObject.properties.desired['mode']).toBe('eco'); // copied from the full twin in the response (docs/iot-hub.md "REST (back ends)")
 
     await registry.create({ deviceId: 'dev2' });
     const query = registry.createQuery('SELECT * FROM devices', 1);

@@ -15,7 +15,7 @@
  *    `<hub>` covers everything, `<hub>/devices/{id}` only that device's identity and twin; queries
  *    and every other hub-wide path need `<hub>`. Refused with the same 401.
  * 3. **Admission** (`rateLimit`): a token bucket per policy, and one per policy and device for
- *    device-scoped tokens; an empty bucket answers 429 `ThrottlingException` (§12).
+ *    device-scoped tokens; an empty bucket answers 429 `ThrottlingException` (docs/iot-hub.md "Throttling").
  * 4. Route, rights (403), api-version (400).
  * 5. **Body** (`internal/readJsonBody.ts`): `application/json` in UTF-8 only (400
  *    `InvalidContentEncodingOrType`), at most `maxBodyBytes` (413 `MessageTooLarge`, from
@@ -78,7 +78,7 @@ export type { InputPosition, TwinIndex } from './internal/twinReader.ts';
 export type { ConfigurationDefinition, ConfigurationDocument, ConfigurationService } from './internal/configurationRoutes.ts';
 export type { JobService, JobServiceRequest, JobServiceState, JobServiceStatus } from './internal/jobRoutes.ts';
 
-/** The api-versions the gateway accepts (§5.1: every value seen in the wild). */
+/** The api-versions the gateway accepts (docs/iot-hub.md "REST (back ends)": every value seen in the wild). */
 export const API_VERSIONS: readonly string[] = [
   '2016-11-14',
   '2017-06-30',
@@ -157,7 +157,7 @@ export const DEFAULT_REST_RATE_LIMIT: Required<RestRateLimit> = Object.freeze({
   maxTrackedKeys: 10_000,
 });
 
-/** Default of {@link RestGatewayOptions.maxBodyBytes}: 256 KiB (a twin is at most 8 KB tags + 32 KB desired, §3.2). */
+/** Default of {@link RestGatewayOptions.maxBodyBytes}: 256 KiB (a twin is at most 8 KB tags + 32 KB desired, docs/iot-hub.md "Limits"). */
 export const DEFAULT_MAX_BODY_BYTES = 256 * 1024;
 
 /** Default of {@link RestGatewayOptions.freshnessWaitMs}. */
@@ -513,7 +513,7 @@ export function createRestGateway({
     const ifMatch = ifMatchHeader(req) ?? '*';
     const merge: { tags?: Patch; desired?: Patch } = {};
     const replace: { tags?: Patch; desired?: Patch } = {};
-    // §2.2: a whole-section null empties the section (a replace with {}).
+    // docs/iot-hub.md "Writes": a whole-section null empties the section (a replace with {}).
     if (tags === null) replace.tags = {};
     else if (tags !== undefined) merge.tags = asPatch('tags', tags);
     if (desired === null) replace.desired = {};
@@ -579,7 +579,7 @@ export function createRestGateway({
     const twins = (await listTwins(log)).filter(inCollection).map((t) => twinJson(t, keys.get(twinIdOf(t)), isConnected(twinIdOf(t))));
     const page = paginate(evaluate(q, twins), { pageSize, continuation });
     const headers: Record<string, string> = { 'x-ms-item-type': q.select === '*' && q.from === 'devices' ? 'Twin' : 'Raw' };
-    // §5.5 / §13.6: the continuation header only when another page exists, never empty.
+    // docs/iot-hub.md "REST (back ends)", "SDK behaviour twinlog accommodates": the continuation header only when another page exists, never empty.
     if (page.continuationToken !== undefined) headers['x-ms-continuation'] = page.continuationToken;
     sendJson(res, 200, page.items, headers);
   }
@@ -820,7 +820,7 @@ function deviceEtagOf(keys: DeviceKeys | undefined): string {
   return h.digest().subarray(0, 9).toString('base64');
 }
 
-/** The twin as IoT Hub sends it (§1.1): core's document plus the identity fields. */
+/** The twin as IoT Hub sends it (docs/iot-hub.md "The twin document"): core's document plus the identity fields. */
 function twinJson(twin: TwinDocument, keys: DeviceKeys | undefined, connected: boolean): Record<string, unknown> {
   return {
     deviceId: twin.deviceId,

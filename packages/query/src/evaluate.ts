@@ -24,16 +24,16 @@ export interface EvaluateOptions {
  * caller picks the collection; the evaluator reads whatever documents it is given.
  *
  * Semantics (docs/iot-hub.md, "Queries", and this package's README; twinlog's choices where the reference is silent are marked *):
- * - **WHERE** keeps a document only when the condition is Boolean `true` (§8.2); see
+ * - **WHERE** keeps a document only when the condition is Boolean `true` (docs/iot-hub.md "Query conditions"); see
  *   {@link compileWhere} for comparisons, undefined, null and mixed types.
  * - **`SELECT *`** returns the documents themselves (not copies; treat rows as read-only), in
  *   input order.
  * - **Projections** give one plain object per document, in input order, keyed by each element's
- *   name (alias, else the path's last segment, §8.2 casing: `SELECT DeviceId` → `deviceId`). A path
+ *   name (alias, else the path's last segment, docs/iot-hub.md "Query conditions" casing: `SELECT DeviceId` → `deviceId`). A path
  *   that is undefined for a document is left out of its row*, so a row may be `{}`. Values are the
  *   twin's own (not copies).
  * - **Aggregates without GROUP BY** give exactly one row, even over no documents (`COUNT()` 0).
- * - **GROUP BY** (§8.3) gives one row per distinct value of the grouped path, values compared by
+ * - **GROUP BY** (docs/iot-hub.md "Query functions and grouping") gives one row per distinct value of the grouped path, values compared by
  *   type and content (`1` and `'1'` are different groups*; a document without the path forms the
  *   `undefined` group, whose row omits the path*). Rows are sorted by the grouped value:
  *   undefined < null < booleans < numbers < strings < arrays < objects*, so the result does not
@@ -43,7 +43,7 @@ export interface EvaluateOptions {
  *   `MIN` and `MAX` use numbers and strings (strings by code units); when a group has both, numbers
  *   rank below strings, so `MIN` is the least number and `MAX` the greatest string. With no usable
  *   value the aggregate is undefined and left out of the row. Unaliased aggregates are named `$1`,
- *   `$2`, … (§8.3).
+ *   `$2`, … (docs/iot-hub.md "Query functions and grouping").
  * - **TOP n** keeps the first n rows (after grouping).
  *
  * @example

@@ -49,7 +49,7 @@ describe('conformance table (docs/iot-hub.md, Queries)', () => {
 });
 
 describe('limits', () => {
-  it('accepts 8192 characters and refuses 8193 with PreconditionFailed (§3.3)', () => {
+  it('accepts 8192 characters and refuses 8193 with PreconditionFailed (docs/iot-hub.md "Limits")', () => {
     const base = "SELECT * FROM devices WHERE deviceId = ''";
     const at = (n: number): string => base.slice(0, -1) + 'x'.repeat(n - base.length) + "'";
     expect(at(8192)).toHaveLength(8192);

@@ -11,9 +11,9 @@
 import { TwinlogError } from '@twinlog/core';
 import { asciiToBase64, base64ToAscii } from './internal/base64.ts';
 
-/** Page size when the request gives none (§5.5 twinlog choice). */
+/** Page size when the request gives none (docs/iot-hub.md "REST (back ends)"; twinlog choice). */
 export const DEFAULT_PAGE_SIZE = 100;
-/** Largest page (§5.5: at most 100 per the current docs); larger requests are clamped to it. */
+/** Largest page (docs/iot-hub.md "REST (back ends)": at most 100 per the current docs); larger requests are clamped to it. */
 export const MAX_PAGE_SIZE = 100;
 /** The cursor version this module writes and reads. */
 const CURSOR_VERSION = 1;
@@ -27,7 +27,7 @@ export interface PageOptions {
 
 export interface Page<T> {
   readonly items: T[];
-  /** The token for the next page, or `undefined` on the last page (never `''`, §13.6). */
+  /** The token for the next page, or `undefined` on the last page (never `''`, docs/iot-hub.md "SDK behaviour twinlog accommodates"). */
   readonly continuationToken: string | undefined;
 }
 
@@ -37,7 +37,7 @@ export interface Page<T> {
  * When to use: the gateway's `POST /devices/query` handler, with `pageSize` from
  * `x-ms-max-item-count` and `continuation` from `x-ms-continuation`; send `continuationToken` back
  * in `x-ms-continuation` only when it is defined (an empty header makes the Node SDK loop forever,
- * §5.5). A token past the end of `rows` (the rows shrank) gives an empty last page.
+ * docs/iot-hub.md "REST (back ends)"). A token past the end of `rows` (the rows shrank) gives an empty last page.
  *
  * @example
  * const rows = ['a', 'b', 'c']

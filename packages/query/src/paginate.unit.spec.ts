@@ -41,7 +41,7 @@ describe('paginate', () => {
     );
   }, 60_000);
 
-  it('defaults to 100 per page and clamps larger sizes to 100 (§5.5)', () => {
+  it('defaults to 100 per page and clamps larger sizes to 100 (docs/iot-hub.md "REST (back ends)")', () => {
     const rows = Array.from({ length: 250 }, (_, i) => i);
     expect(paginate(rows).items).toHaveLength(DEFAULT_PAGE_SIZE);
     expect(paginate(rows, { pageSize: 1000 }).items).toHaveLength(100);

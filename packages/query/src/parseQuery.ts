@@ -2,7 +2,7 @@
  * The IoT Hub twin query parser (docs/iot-hub.md, "Queries"; semantics in packages/query/README.md): text in, a {@link Query} out, or a
  * `TwinlogError` whose `details.position` points at the offending character.
  *
- * Grammar (keywords, function names and the collection are case-insensitive; `[[…]]` is §8.4):
+ * Grammar (keywords, function names and the collection are case-insensitive; `[[…]]` is docs/iot-hub.md "Escaped names and query examples"):
  *
  * ```
  * query       ::= SELECT [TOP integer] selection FROM collection [WHERE expr] [GROUP BY path] EOF
@@ -38,8 +38,8 @@
  *
  * Notes: `[[` always opens an escaped name, so a nested array literal is written `[ [1], 2]`. A
  * comparison does not chain (`a = b = c` is an error). `-` before a number literal folds into the
- * constant. ORDER BY and JOIN are refused with `QUERY_UNSUPPORTED` (§8.1, §8.2), as are the
- * routing-only functions (§8.3) and the restrictions of §8.2 (GROUP BY on `devices.modules`;
+ * constant. ORDER BY and JOIN are refused with `QUERY_UNSUPPORTED` (docs/iot-hub.md "Query language", "Query conditions"), as are the
+ * routing-only functions (docs/iot-hub.md "Query functions and grouping") and the restrictions of docs/iot-hub.md "Query conditions" (GROUP BY on `devices.modules`;
  * `devices.jobs` with a projection, aggregate, GROUP BY or a condition on non-job fields).
  */
 import { TwinlogError, isTwinlogError, type Result } from '@twinlog/core';
@@ -58,7 +58,7 @@ import type {
   SelectElement,
 } from './query.ts';
 
-/** The longest query text accepted, in UTF-16 code units (§3.3: 8192 characters). */
+/** The longest query text accepted, in UTF-16 code units (docs/iot-hub.md "Limits": 8192 characters). */
 export const MAX_QUERY_LENGTH = 8192;
 /** How deeply parentheses, NOT, `-`, calls and array literals may nest. */
 export const MAX_NESTING = 64;
@@ -78,7 +78,7 @@ const ARITY: Readonly<Record<FunctionName, number>> = {
   ENDSWITH: 2,
   CONTAINS: 2,
 };
-/** Routing-query functions (§8.3) that twin queries do not accept (twinlog choice; the hub is [open]). */
+/** Routing-query functions (docs/iot-hub.md "Query functions and grouping") that twin queries do not accept (twinlog choice; the hub is [open]). */
 const ROUTING_ONLY = new Set([
   'ABS', 'EXP', 'POWER', 'SQUARE', 'CEILING', 'FLOOR', 'SIGN', 'SQRT', 'AS_NUMBER',
   'CONCAT', 'LENGTH', 'LOWER', 'UPPER', 'SUBSTRING', 'INDEX_OF',
@@ -107,7 +107,7 @@ const COMPARE_OPS: Readonly<Record<string, CompareOp>> = {
  *   wrong argument count, an aggregate outside SELECT, a path beside an aggregate without GROUP BY
  *   on it, a duplicate result name, a bad TOP, or nesting past {@link MAX_NESTING} /
  *   {@link MAX_EXPRESSION_DEPTH}; `QUERY_UNSUPPORTED` for ORDER BY, JOIN, routing-only functions and
- *   the collection restrictions of §8.2 (both IoT Hub 400 `ArgumentInvalid`). Every error has
+ *   the collection restrictions of docs/iot-hub.md "Query conditions" (both IoT Hub 400 `ArgumentInvalid`). Every error has
  *   `details.position` `{ offset, line, column }`.
  */
 export function parseQuery(text: string): Query {

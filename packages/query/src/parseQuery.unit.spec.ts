@@ -34,7 +34,7 @@ describe('parseQuery: shapes', () => {
     expect(a.from).toBe('devices.modules');
   });
 
-  it('resolves paths: collection prefix stripped, root fields and sections canonically cased (§8.2)', () => {
+  it('resolves paths: collection prefix stripped, root fields and sections canonically cased (docs/iot-hub.md "Query conditions")', () => {
     expect(where('Devices.DeviceID = 1')).toMatchObject({ left: { path: ['deviceId'] } });
     expect(where('PROPERTIES.Reported.Battery = 1')).toMatchObject({ left: { path: ['properties', 'reported', 'Battery'] } });
     expect(where('tags.DeviceId = 1')).toMatchObject({ left: { path: ['tags', 'DeviceId'] } });
@@ -45,7 +45,7 @@ describe('parseQuery: shapes', () => {
     expect(parseQuery('SELECT * FROM devices.jobs WHERE Devices.Jobs.JobType = 1').where).toMatchObject({ left: { path: ['jobType'] } });
   });
 
-  it('names select elements: alias, last segment, $n for unaliased aggregates (§8.3)', () => {
+  it('names select elements: alias, last segment, $n for unaliased aggregates (docs/iot-hub.md "Query functions and grouping")', () => {
     const q = parseQuery('SELECT COUNT() AS total, COUNT(), SUM(tags.y), MAX(tags.y) AS m, MIN(tags.y) FROM devices');
     expect(q.select !== '*' && q.select.map((e) => e.name)).toEqual(['total', '$1', '$2', 'm', '$3']);
     const g = parseQuery('SELECT tags.x, tags.x AS again, COUNT() FROM devices GROUP BY tags.x');
@@ -148,7 +148,7 @@ describe('parseQuery: fuzz (≥ 10,000 inputs)', () => {
     );
   }, 60_000);
   it('long and adversarial inputs stay linear and bounded (no hang, no stack overflow)', () => {
-    // the test timeout is the hang detector (STYLE §16: tests assert no times)
+    // the test timeout is the hang detector (tests assert no timings)
     for (const text of [
       '('.repeat(8000),
       'SELECT * FROM devices WHERE ' + 'NOT '.repeat(2000) + 'true',

@@ -9,7 +9,7 @@
  * them.
  */
 
-/** The collections a query may run over (§8.1). */
+/** The collections a query may run over (docs/iot-hub.md "Query language"). */
 export type Collection = 'devices' | 'devices.modules' | 'devices.jobs';
 
 /**
@@ -28,7 +28,7 @@ export type QueryConstant = null | undefined | boolean | number | string | reado
 export type CompareOp = '=' | '!=' | '<' | '<=' | '>' | '>=';
 export type ArithmeticOp = '+' | '-' | '*' | '/' | '%';
 
-/** The functions twin queries accept (§8.3; names are case-insensitive in the text). */
+/** The functions twin queries accept (docs/iot-hub.md "Query functions and grouping"; names are case-insensitive in the text). */
 export type FunctionName =
   | 'IS_DEFINED'
   | 'IS_NULL'
@@ -60,7 +60,7 @@ export type AggregateName = 'COUNT' | 'AVG' | 'SUM' | 'MIN' | 'MAX';
 /**
  * One element of the SELECT list. `name` is the key it gets in each result row: the alias, else
  * the path's last segment, else (an unaliased aggregate) `$1`, `$2`, … counted over the unaliased
- * aggregates (§8.3 twinlog choice).
+ * aggregates (docs/iot-hub.md "Query functions and grouping"; twinlog choice).
  */
 export type SelectElement =
   | { readonly kind: 'path'; readonly path: Path; readonly name: string }

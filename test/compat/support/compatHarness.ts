@@ -47,7 +47,7 @@ export interface Hub {
   stopMqtt(): Promise<void>;
   /** A new MQTT gateway (fresh process state, same session file and key store) on the same port. */
   startMqtt(): Promise<void>;
-  /** PUT /twins/{id} through the Registry's own REST client (the Node Registry has no replaceTwin, §2.2). */
+  /** PUT /twins/{id} through the Registry's own REST client (the Node Registry has no replaceTwin, docs/iot-hub.md "Writes"). */
   replaceTwin(deviceId: string, twin: object, etag: string): Promise<Record<string, unknown>>;
   /** With `startHub(kind, { jobs: true })`: the job runner behind `/jobs/v2` (over a read model, as in `twinlog serve`). */
   readonly jobs: JobRunner | undefined;
@@ -102,7 +102,7 @@ export async function startHub(kind: BackendKind, options: { readonly jobs?: boo
     mqttPort,
     async device(deviceId, key, modelId) {
       const client = DeviceClient.fromConnectionString(`HostName=localhost:${mqttPort};DeviceId=${deviceId};SharedAccessKey=${key}`, Mqtt);
-      await client.setOptions({ ca: ca.ca, ...(modelId === undefined ? {} : { modelId }) }); // §13.4: awaited before open()
+      await client.setOptions({ ca: ca.ca, ...(modelId === undefined ? {} : { modelId }) }); // docs/iot-hub.md "SDK behaviour twinlog accommodates": awaited before open()
       devices.push(client);
       return client;
     },

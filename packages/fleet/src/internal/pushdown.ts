@@ -5,7 +5,7 @@
  *
  * | expression | SQL over `leaves(twin, path, kind, val)` |
  * |---|---|
- * | `p = c`, `<`, `<=`, `>`, `>=`, `!=` (c a number, boolean or string) | `path = p AND kind = kind(c) AND val op c` (same-type comparison, §8.2) |
+ * | `p = c`, `<`, `<=`, `>`, `>=`, `!=` (c a number, boolean or string) | `path = p AND kind = kind(c) AND val op c` (same-type comparison, docs/iot-hub.md "Query conditions") |
  * | `p = null` | `path = p AND kind = null` |
  * | `p IN [..]` | the union of the equalities |
  * | `IS_DEFINED(p)`, `IS_NULL` … `IS_PRIMITIVE` | `path = p` and the kind |
@@ -146,7 +146,7 @@ function combine(op: 'UNION' | 'INTERSECT', parts: readonly IdFilter[]): IdFilte
 function compare(path: Path, op: string, c: QueryConstant): IdFilter | undefined {
   if (!isIndexedPath(path)) return undefined;
   const p = pathKey(path);
-  if (c === undefined || Array.isArray(c)) return EMPTY; // never a Boolean true (§8.2: primitives only)
+  if (c === undefined || Array.isArray(c)) return EMPTY; // never a Boolean true (docs/iot-hub.md "Query conditions": primitives only)
   if (c === null) return op === '=' ? leaf('path = ' + PATH_ID + ' AND kind = ?', [p, KIND.null]) : op === '!=' ? EMPTY : undefined;
   const sqlOp = op === '!=' ? '<>' : op;
   if (typeof c === 'boolean') return leaf(`path = ${PATH_ID} AND kind = ? AND val ${sqlOp} ?`, [p, KIND.boolean, c ? 1 : 0]);

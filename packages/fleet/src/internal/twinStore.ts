@@ -283,7 +283,7 @@ export class TwinStore {
   }
 
   /**
-   * Run a parsed query: one page (default 100 rows, §5.5), or every row with `all`.
+   * Run a parsed query: one page (default 100 rows, docs/iot-hub.md "REST (back ends)"), or every row with `all`.
    *
    * @throws {TwinlogError} `QUERY_CONTINUATION_INVALID`, `QUERY_PAGE_SIZE_INVALID` (as `paginate`).
    */

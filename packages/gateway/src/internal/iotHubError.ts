@@ -13,23 +13,23 @@ export const GATEWAY_CODES = {
   /**
    * Any failed authentication: missing, malformed, forged or expired SAS token, a lifetime over the
    * maximum, unknown policy, a token for another hub or whose `sr` does not cover the request
-   * (§4.3: 401002). Always answered with the one text of {@link UNAUTHORIZED_TEXT}.
+   * (docs/iot-hub.md "Errors": 401002). Always answered with the one text of {@link UNAUTHORIZED_TEXT}.
    */
   UNAUTHORIZED: { status: 401, code: 401002, name: 'IotHubUnauthorizedAccess' },
   /**
-   * A valid token whose policy lacks the route's right. §4.3 lists 403 without a name for this;
+   * A valid token whose policy lacks the route's right. docs/iot-hub.md "Errors" lists 403 without a name for this;
    * twinlog keeps the 401 name with status 403 (the Node SDK maps any 403 to one error class).
    */
   FORBIDDEN: { status: 403, code: 403001, name: 'IotHubUnauthorizedAccess' },
-  /** Missing or unknown `api-version` (§4.3: 400001). */
+  /** Missing or unknown `api-version` (docs/iot-hub.md "Errors": 400001). */
   API_VERSION: { status: 400, code: 400001, name: 'InvalidProtocolVersion' },
-  /** Unparsable JSON body, or a body twinlog does not accept (§4.3: 400004). */
+  /** Unparsable JSON body, or a body twinlog does not accept (docs/iot-hub.md "Errors": 400004). */
   ARGUMENT_INVALID: { status: 400, code: 400004, name: 'ArgumentInvalid' },
-  /** A body that is not `application/json` in UTF-8, or not valid UTF-8 (§4.3: 400103). */
+  /** A body that is not `application/json` in UTF-8, or not valid UTF-8 (docs/iot-hub.md "Errors": 400103). */
   CONTENT_INVALID: { status: 400, code: 400103, name: 'InvalidContentEncodingOrType' },
-  /** Over the policy's (or the device-scoped token's) request rate (§4.3: 429001, §12). */
+  /** Over the policy's (or the device-scoped token's) request rate (docs/iot-hub.md "Errors": 429001, docs/iot-hub.md "Throttling"). */
   THROTTLED: { status: 429, code: 429001, name: 'ThrottlingException' },
-  /** Request body above the gateway's limit (§4.3: 413001). */
+  /** Request body above the gateway's limit (docs/iot-hub.md "Errors": 413001). */
   TOO_LARGE: { status: 413, code: 413001, name: 'MessageTooLarge' },
   /** No such route, or a route whose service the gateway was not given (jobs, configurations). */
   NOT_FOUND: { status: 404, code: 404000, name: 'NotFound' },
@@ -74,8 +74,8 @@ function hubTimestamp(ms: number): string {
 }
 
 /**
- * The IoT Hub error body for a failure (§4.1). The text carries no `;` (the Node SDK keeps only the
- * second `;`-segment of `Message`, §13.8); internal errors never leak their message, and every
+ * The IoT Hub error body for a failure (docs/iot-hub.md "Errors"). The text carries no `;` (the Node SDK keeps only the
+ * second `;`-segment of `Message`, docs/iot-hub.md "SDK behaviour twinlog accommodates"); internal errors never leak their message, and every
  * authentication failure has the same text ({@link UNAUTHORIZED_TEXT}).
  */
 export function iotHubErrorBody(e: unknown, nowMs: number): { status: number; body: { Message: string; ExceptionMessage: string } } {
@@ -93,7 +93,7 @@ export function iotHubErrorBody(e: unknown, nowMs: number): { status: number; bo
   };
 }
 
-/** Write a JSON response with the content type the SDKs need to parse it (§5.4). */
+/** Write a JSON response with the content type the SDKs need to parse it (docs/iot-hub.md "REST (back ends)"). */
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {

@@ -17,7 +17,7 @@ export type DeviceRequest =
 export const TWIN_RESPONSE_FILTER = '$iothub/twin/res/#';
 export const DESIRED_FILTER = '$iothub/twin/PATCH/properties/desired/#';
 
-/** The `?…` property bag of a topic (URL-encoded, §6.4). */
+/** The `?…` property bag of a topic (URL-encoded, docs/iot-hub.md "MQTT (devices)"). */
 export function topicProperties(topic: string): URLSearchParams {
   const q = topic.indexOf('?');
   return new URLSearchParams(q < 0 ? '' : topic.slice(q + 1));
@@ -33,7 +33,7 @@ function ownRoot(deviceId: string): string {
 }
 
 /**
- * Classify a publish by device `deviceId` (§6.3; D2C messages `devices/{id}/messages/events/…`, a
+ * Classify a publish by device `deviceId` (docs/iot-hub.md "MQTT (devices)"; D2C messages `devices/{id}/messages/events/…`, a
  * module's `devices/{deviceId}/modules/{moduleId}/messages/events/…`).
  */
 export function classifyPublish(deviceId: string, topic: string): DeviceRequest {
@@ -62,13 +62,13 @@ export function maySubscribe(deviceId: string, filter: string): boolean {
   if (filter === '$iothub/twin/res/#' || filter.startsWith('$iothub/twin/res/')) return true;
   if (filter === '$iothub/twin/PATCH/properties/desired/#' || filter.startsWith('$iothub/twin/PATCH/properties/desired/')) return true;
   if (filter === '$iothub/methods/POST/#' || filter.startsWith('$iothub/methods/POST/')) return true;
-  // a device id may contain `+` or `#` (§1.2): as a filter level it would be a wildcard across devices
+  // a device id may contain `+` or `#` (docs/iot-hub.md "The twin document"): as a filter level it would be a wildcard across devices
   if (/[+#]/.test(deviceId)) return false;
   // a module's input messages (accepted, nothing is sent), a device's cloud-to-device messages
   return deviceId.includes('/') ? filter.startsWith(`${ownRoot(deviceId)}/inputs/`) : filter.startsWith(`devices/${deviceId}/messages/devicebound/`);
 }
 
-/** MQTT 3.1.1 topic filter matching (§4.7): `+` one level, `#` the rest (including the parent). */
+/** Topic filter matching (MQTT 3.1.1 §4.7): `+` one level, `#` the rest (including the parent). */
 export function topicMatches(filter: string, topic: string): boolean {
   const f = filter.split('/');
   const t = topic.split('/');

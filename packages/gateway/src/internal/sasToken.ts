@@ -13,7 +13,7 @@
  *
  * **Scope (`sr`).** `sr` is URL-encoded once (the SDKs' `encodeURIComponent(host + '/devices/' +
  * id)`) and is decoded once. Its first segment is the host, compared case-insensitively and without
- * a port (`HostName=localhost:8884` puts the port in `sr`, §13.3). The rest is a path prefix, in
+ * a port (`HostName=localhost:8884` puts the port in `sr`, docs/iot-hub.md "SDK behaviour twinlog accommodates"). The rest is a path prefix, in
  * whole segments: `<hub>` covers everything, `<hub>/devices` every device's resources,
  * `<hub>/devices/dev1` the resources of `dev1` (identity, twin, modules under it) and
  * `<hub>/devices/dev1/modules/m1` those of module `m1`. Hub-wide operations (queries, jobs,
@@ -22,7 +22,7 @@
  * twinlog is stricter than IoT Hub here, on purpose: the hub compares the whole audience as a
  * case-insensitive string prefix, so `sr=<hub>/devices/dev` would also cover `dev2` and
  * `sr=<hub>/devices/DEV1` would cover `dev1`; twinlog compares whole segments, and device and
- * module ids case-sensitively (they are case-sensitive ids, §1.2). The `devices` and `modules`
+ * module ids case-sensitively (they are case-sensitive ids, docs/iot-hub.md "The twin document"). The `devices` and `modules`
  * keywords compare case-insensitively.
  */
 
@@ -82,7 +82,7 @@ export interface SasResource {
   readonly segments: readonly string[];
 }
 
-/** `localhost:8884` → `localhost` (case-insensitive comparison of hosts, §13.3). */
+/** `localhost:8884` → `localhost` (case-insensitive comparison of hosts, docs/iot-hub.md "SDK behaviour twinlog accommodates"). */
 export function hostKey(host: string): string {
   return host.replace(/:[0-9]+$/, '').toLowerCase();
 }

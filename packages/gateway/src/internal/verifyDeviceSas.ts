@@ -5,7 +5,7 @@
  *   device SDK; docs/iot-hub.md, "Module identities and module twins"): the module authenticates
  *   with its own keys, the key store's row of that twin id, and its status is checked like a device's;
  * - username `{host}/{clientId}/?api-version=…[&DeviceClientType=…][&model-id=…]`, where `host` is
- *   the hub name, optionally with a port (`HostName=localhost:8884`, §13.3);
+ *   the hub name, optionally with a port (`HostName=localhost:8884`, docs/iot-hub.md "SDK behaviour twinlog accommodates");
  * - password `SharedAccessSignature sr={url-encoded resource}&sig={url-encoded base64}&se={epoch s}`
  *   with `resource = {host}/devices/{deviceId}` (a module's: `…/modules/{moduleId}`) and
  *   `sig = base64(HMAC-SHA256(base64decode(deviceKey), {sr as transmitted} + "\n" + se))`;
@@ -137,7 +137,7 @@ export function verifyDeviceSas(
   if (!expiry.ok) {
     throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, expiry.problem === 'expired' ? 'The SharedAccessSignature has expired' : 'The SharedAccessSignature lives longer than allowed');
   }
-  // §6.2: the decoded sr must equal or prefix the addressed resource (the device itself).
+  // docs/iot-hub.md "MQTT (devices)": the decoded sr must equal or prefix the addressed resource (the device itself).
   const resource = parseSasResource(sr);
   const target = moduleId === undefined ? { kind: 'device' as const, deviceId } : { kind: 'device' as const, deviceId: parentId, moduleId };
   if (resource === undefined || !sasScopeCovers(resource, hubName, target)) {

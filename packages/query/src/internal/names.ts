@@ -5,7 +5,7 @@
 import type { Collection } from '../query.ts';
 
 /**
- * Words that cannot be names unless escaped as `[[word]]` (§8.4: `tags.group` fails on real hubs,
+ * Words that cannot be names unless escaped as `[[word]]` (docs/iot-hub.md "Escaped names and query examples": `tags.group` fails on real hubs,
  * `tags.[[group]]` works). Compared case-insensitively.
  */
 export const KEYWORDS: ReadonlySet<string> = new Set([
@@ -26,7 +26,7 @@ const TWIN_ROOT = [
   'connectionState', 'lastActivityTime', 'cloudToDeviceMessageCount', 'authenticationType', 'x509Thumbprint',
   'capabilities', 'deviceScope', 'parentScopes', 'modelId', 'configurations', 'tags', 'properties',
 ];
-/** Fields of a `devices.jobs` row (§8.4). */
+/** Fields of a `devices.jobs` row (docs/iot-hub.md "Escaped names and query examples"). */
 export const JOB_FIELDS = [
   'deviceId', 'jobId', 'jobType', 'status', 'startTimeUtc', 'endTimeUtc', 'createdDateTimeUtc',
   'lastUpdatedDateTimeUtc', 'outcome',
@@ -41,7 +41,7 @@ const ROOTS: Readonly<Record<Collection, ReadonlyMap<string, string>>> = {
 };
 const SECTION_NAMES = byLower(SECTIONS);
 
-/** The canonical root field `name` stands for in `collection`, if any (§8.2: root fields match case-insensitively). */
+/** The canonical root field `name` stands for in `collection`, if any (docs/iot-hub.md "Query conditions": root fields match case-insensitively). */
 export function canonicalRoot(collection: Collection, name: string): string | undefined {
   return ROOTS[collection].get(name.toLowerCase());
 }
@@ -59,11 +59,11 @@ export interface RawSegment {
 
 /**
  * Resolve a path as written to the twin path it reads:
- * 1. a leading collection name is dropped (§8.2 "paths may start with the collection name":
+ * 1. a leading collection name is dropped (docs/iot-hub.md "Query conditions": a path may start with the collection's name,
  *    `devices.tags.x`, `devices.jobs.jobId`), when something follows it;
- * 2. a bare root field is put in canonical casing (`DeviceId` → `deviceId`, §8.2), and so is a bare
+ * 2. a bare root field is put in canonical casing (`DeviceId` → `deviceId`, docs/iot-hub.md "Query conditions"), and so is a bare
  *    `desired` / `reported` below `properties` (twinlog: they are structure, not user names).
- * Escaped segments are never rewritten. Everything below is case-sensitive (§15 leaves it open).
+ * Escaped segments are never rewritten. Everything below is case-sensitive (IoT Hub's documentation leaves it open).
  */
 export function resolvePath(collection: Collection, raw: readonly RawSegment[]): string[] {
   const prefix = collection.split('.');

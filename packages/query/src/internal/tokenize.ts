@@ -33,7 +33,7 @@ export function tokenize(text: string): Token[] {
     }
     const start = i;
     if (c === '[' && text[i + 1] === '[') {
-      // [[name]]: taken literally up to the first `]]` (§8.4)
+      // [[name]]: taken literally up to the first `]]` (docs/iot-hub.md "Escaped names and query examples")
       const close = text.indexOf(']]', i + 2);
       if (close < 0) throw queryError('QUERY_SYNTAX', 'unterminated [[ ]] name', text, start);
       const value = text.slice(i + 2, close);
@@ -108,7 +108,7 @@ function lexNumber(text: string, start: number, tokens: Token[]): number {
   return i;
 }
 
-/** `'…'` or `"…"` with the escapes \' \" \\ \uXXXX and no others (§8.1). */
+/** `'…'` or `"…"` with the escapes \' \" \\ \uXXXX and no others (docs/iot-hub.md "Query language"). */
 function lexString(text: string, start: number, tokens: Token[]): number {
   const n = text.length;
   const q = text[start]!;

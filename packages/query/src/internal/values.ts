@@ -22,7 +22,7 @@ export function kindOf(v: unknown): Kind {
   }
 }
 
-/** Null, booleans, numbers and strings: the values comparisons accept (§8.2). */
+/** Null, booleans, numbers and strings: the values comparisons accept (docs/iot-hub.md "Query conditions"). */
 export function isPrimitiveKind(k: Kind): boolean {
   return k === 'null' || k === 'boolean' || k === 'number' || k === 'string';
 }
@@ -41,7 +41,7 @@ export function getPath(root: unknown, path: readonly string[]): unknown {
 }
 
 /**
- * Three-valued comparison (§8.2 "comparisons work only between primitives"; twinlog: and only
+ * Three-valued comparison (docs/iot-hub.md "Query conditions": comparisons hold between primitives; twinlog: and only
  * between values of the same type, with no coercion). Returns `undefined` when either side is
  * undefined, an object or an array, or when the types differ (`1 = '1'` is neither true nor false).
  * Strings compare by UTF-16 code units (ordinal, case-sensitive); `false < true`; `null` equals
