@@ -17,7 +17,7 @@ export { replay } from './replay.ts';
 export { auditTrail, history } from './auditTrail.ts';
 export type { AuditOptions, HistoryEntry } from './auditTrail.ts';
 export { listTwins } from './listTwins.ts';
-export type { ReplayOptions, ReplayResult, PartitionRange } from './replay.ts';
+export type { ReplayOptions, ReplayResult, PartitionRange, WorkerLogSpec } from './replay.ts';
 export { startPartitionStage } from './startPartitionStage.ts';
 export { superviseOnNode } from './superviseOnNode.ts';
 export { supervisePartitionStage } from './supervisePartitionStage.ts';

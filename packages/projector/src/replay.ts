@@ -9,6 +9,7 @@ import { encodeOutputRecord } from '@twinlog/codec';
 import {
   createHybridClock,
   partitionFor,
+  type HybridClock,
   toStateDoc,
   twinExists,
   twinVersion,
@@ -19,7 +20,7 @@ import {
   type TwinLimits,
   type TwinState,
 } from '@twinlog/core';
-import { emptyStats, PartitionTask, passedTaskOptions, type BatchStats } from './partitionTask.ts';
+import { emptyStats, PartitionTask, passedTaskOptions, type BatchStats, type PassedTaskOptions } from './partitionTask.ts';
 import { CHECKPOINT_KEY, TOPICS, type InputTopic } from './topics.ts';
 
 export interface ReplayOptions {
@@ -46,6 +47,20 @@ export interface ReplayOptions {
   readonly onProgress?: (progress: { readonly read: number; readonly total: number }) => void;
   /** Called for every applied event with the state right after it. */
   readonly onApplied?: (event: TwinEvent, state: TwinState, source: { topic: string; partition: number; offset: number; timestamp: number }) => void;
+  /**
+   * Fold the partitions in up to this many worker threads (default 0: in this thread, one partition
+   * after another). Needs `workerLog`; ignored with `deviceId` or `onApplied`, which need this thread.
+   */
+  readonly workers?: number;
+  /**
+   * Return the rebuilt states (default true). Without them `states` is empty and `counts.devices`
+   * still counts the twins: what a rebuild `into` another log or a count needs, and what lets
+   * workers skip sending every state back (a state crosses threads at a cost comparable to folding
+   * its events; docs/write-path.md, "Replay").
+   */
+  readonly keepStates?: boolean;
+  /** How a worker opens the log `log` is (e.g. `{ module: import.meta.resolve('@twinlog/log-embedded'), export: 'createEmbeddedLog', options: { path } }`). */
+  readonly workerLog?: WorkerLogSpec;
 }
 
 export interface PartitionRange {
@@ -103,95 +118,165 @@ export async function* mergedInputs(log: Log, partition: number, ends: { backend
   }
 }
 
+/** A log that a replay worker thread opens for itself: a module (specifier or URL), the factory it exports, and the factory's options (structured-cloneable). */
+export interface WorkerLogSpec {
+  readonly module: string;
+  readonly export: string;
+  readonly options: unknown;
+}
+
+/** What replaying one partition produced. */
+export interface PartitionReplay {
+  readonly range: PartitionRange;
+  readonly stats: BatchStats;
+  /** Records read (including those `until` or `deviceId` left out). */
+  readonly read: number;
+}
+
+/** The input ends of a partition, as offsets one past the last record to read. */
+export interface PartitionEnds {
+  readonly backend: number;
+  readonly device: number;
+}
+
+/**
+ * Fold one partition from offset 0 to `ends` into a fresh rebuild-mode task (the projector's own
+ * rules). `onRead` is told of every record read, in steps of at most 1,000.
+ */
+export async function replayPartition({
+  log,
+  partition,
+  ends,
+  until,
+  deviceId,
+  options,
+  clock,
+  onApplied,
+  onRead,
+}: {
+  readonly log: Log;
+  readonly partition: number;
+  readonly ends: PartitionEnds;
+  readonly until?: number | undefined;
+  readonly deviceId?: string | undefined;
+  readonly options: PassedTaskOptions;
+  readonly clock: HybridClock;
+  readonly onApplied?: ReplayOptions['onApplied'];
+  readonly onRead?: (records: number) => void;
+}): Promise<PartitionReplay & { readonly task: PartitionTask }> {
+  const task = new PartitionTask({ partition, clock, rebuild: true, ...options, ...(onApplied === undefined ? {} : { onApplied }) });
+  const stats: BatchStats = emptyStats();
+  const add = (s: BatchStats): void => {
+    for (const k of Object.keys(stats) as (keyof BatchStats)[]) stats[k] += s[k];
+  };
+  const range = { backend: { first: null as number | null, last: null as number | null }, device: { first: null as number | null, last: null as number | null } };
+  let read = 0;
+  let unreported = 0;
+  let run: LogRecord[] = [];
+  let runTopic: InputTopic = 'backend';
+  const feed = (): void => {
+    if (run.length === 0) return;
+    add(task.process(runTopic, run, false).stats);
+    run = [];
+  };
+  for await (const [topic, records] of mergedInputs(log, partition, ends)) {
+    for (const record of records) {
+      read++;
+      unreported++;
+      if (until !== undefined && record.timestamp > until) continue;
+      if (deviceId !== undefined && record.key !== deviceId) continue;
+      range[topic].first ??= record.offset;
+      range[topic].last = record.offset;
+      if (topic !== runTopic) {
+        feed();
+        runTopic = topic;
+      }
+      run.push(record);
+      if (run.length >= 1000) {
+        feed();
+        onRead?.(unreported);
+        unreported = 0;
+      }
+    }
+  }
+  feed();
+  const settled = task.settle(true);
+  if (settled !== undefined) add(settled.stats);
+  onRead?.(unreported);
+  return { task, range: { partition, ...range }, stats, read };
+}
+
+/**
+ * The records a rebuild writes for one partition to `twin.snapshots`: a snapshot of every twin the
+ * task holds, carrying the offsets read, then a checkpoint at the partition's input ends.
+ */
+export function rebuildRecords(task: PartitionTask, range: PartitionRange, ends: PartitionEnds): AppendRecord[] {
+  const offsets = { backend: (range.backend.last ?? -1) + 1, device: (range.device.last ?? -1) + 1 };
+  const records: AppendRecord[] = [];
+  for (const [id, state] of task.states()) {
+    records.push({
+      key: id,
+      partition: task.partition,
+      value: encodeOutputRecord({ kind: 'snapshot', v: 1, deviceId: id, state: toStateDoc(state), exists: twinExists(state), version: twinVersion(state), offsets }),
+    });
+  }
+  records.push({
+    key: CHECKPOINT_KEY,
+    partition: task.partition,
+    value: encodeOutputRecord({ kind: 'checkpoint', v: 1, partition: task.partition, offsets: { backend: ends.backend, device: ends.device } }),
+  });
+  return records;
+}
+
 /**
  * Rebuild every twin from offset 0 (or as of `until`) into a fresh set of states, optionally
  * written to another log's `twin.snapshots`. Run to the end, the result equals the live
  * projector's snapshots. Returns counts and the first/last offsets read, so a caller can resume.
  *
+ * With `workers` and `workerLog`, the partitions are folded in that many worker threads, each
+ * opening the log itself; the states and the records written to `into` are the same as in this
+ * thread (docs/write-path.md, "Replay").
+ *
  * @example
  * const { states, counts } = await replay({ log, until: Date.parse('2026-11-01T00:00:00Z') })
  */
-export async function replay({
-  log,
-  until,
-  deviceId,
-  into,
-  limits,
-  maxOfflineWindowMs,
-  maxSkewMs,
-  gcMarginMs,
-  maxForwardSkewMs,
-  maxSnapshotBytes,
-  onProgress,
-  onApplied,
-}: ReplayOptions): Promise<ReplayResult> {
+export async function replay(options: ReplayOptions): Promise<ReplayResult> {
+  const { log, until, deviceId, into, onProgress, onApplied, workers = 0, workerLog, keepStates = true } = options;
+  if (!(Number.isSafeInteger(workers) && workers >= 0)) throw new RangeError(`workers must be a non-negative integer, got ${workers}`);
   const [backendEnds, deviceEnds] = await Promise.all([log.endOffsets(TOPICS.backend), log.endOffsets(TOPICS.device)]);
-  const partitions =
-    deviceId === undefined ? backendEnds.map((_, p) => p) : [partitionFor(deviceId, backendEnds.length)];
-  const total = partitions.reduce((n, p) => n + (backendEnds[p] ?? 0) + (deviceEnds[p] ?? 0), 0);
-  const states = new Map<string, TwinState>();
-  const stats: BatchStats = emptyStats();
-  const ranges: PartitionRange[] = [];
+  const partitions = deviceId === undefined ? backendEnds.map((_, p) => p) : [partitionFor(deviceId, backendEnds.length)];
+  const endsOf = (p: number): PartitionEnds => ({ backend: backendEnds[p] ?? 0, device: deviceEnds[p] ?? 0 });
+  const total = partitions.reduce((n, p) => n + endsOf(p).backend + endsOf(p).device, 0);
+  const { limits, maxOfflineWindowMs, maxSkewMs, gcMarginMs, maxForwardSkewMs, maxSnapshotBytes } = options;
+  const taskOptions = passedTaskOptions({ limits, maxOfflineWindowMs, maxSkewMs, gcMarginMs, maxForwardSkewMs, maxSnapshotBytes });
   let read = 0;
-  const clock = createHybridClock({ physicalNow: () => 0 });
-  for (const partition of partitions) {
-    const task = new PartitionTask({
-      partition,
-      clock,
-      rebuild: true,
-      ...passedTaskOptions({ limits, maxOfflineWindowMs, maxSkewMs, gcMarginMs, maxForwardSkewMs, maxSnapshotBytes }),
-      ...(onApplied === undefined ? {} : { onApplied }),
-    });
-    const range = { backend: { first: null as number | null, last: null as number | null }, device: { first: null as number | null, last: null as number | null } };
-    let run: LogRecord[] = [];
-    let runTopic: InputTopic = 'backend';
-    const feed = (): void => {
-      if (run.length === 0) return;
-      const out = task.process(runTopic, run, false);
-      for (const k of Object.keys(stats) as (keyof BatchStats)[]) stats[k] += out.stats[k];
-      run = [];
-    };
-    for await (const [topic, records] of mergedInputs(log, partition, { backend: backendEnds[partition] ?? 0, device: deviceEnds[partition] ?? 0 })) {
-      for (const record of records) {
-        read++;
-        if (until !== undefined && record.timestamp > until) continue;
-        if (deviceId !== undefined && record.key !== deviceId) continue;
-        range[topic].first ??= record.offset;
-        range[topic].last = record.offset;
-        if (topic !== runTopic) {
-          feed();
-          runTopic = topic;
-        }
-        run.push(record);
-        if (run.length >= 1000) {
-          feed();
-          onProgress?.({ read, total });
-        }
-      }
-    }
-    feed();
-    const settled = task.settle(true);
-    if (settled !== undefined) for (const k of Object.keys(stats) as (keyof BatchStats)[]) stats[k] += settled.stats[k];
+  const onRead = (n: number): void => {
+    read += n;
     onProgress?.({ read, total });
-    for (const [id, state] of task.states()) if (deviceId === undefined || id === deviceId) states.set(id, state);
-    ranges.push({ partition, ...range });
-    if (into !== undefined) {
-      const records: AppendRecord[] = [];
-      for (const [id, state] of task.states()) {
-        const offsets = { backend: (range.backend.last ?? -1) + 1, device: (range.device.last ?? -1) + 1 };
-        records.push({
-          key: id,
-          partition,
-          value: encodeOutputRecord({ kind: 'snapshot', v: 1, deviceId: id, state: toStateDoc(state), exists: twinExists(state), version: twinVersion(state), offsets }),
-        });
-      }
-      records.push({
-        key: CHECKPOINT_KEY,
-        partition,
-        value: encodeOutputRecord({ kind: 'checkpoint', v: 1, partition, offsets: { backend: backendEnds[partition] ?? 0, device: deviceEnds[partition] ?? 0 } }),
-      });
-      for (let i = 0; i < records.length; i += 1000) await into.append(TOPICS.snapshots, records.slice(i, i + 1000));
+  };
+  const results: (PartitionReplay & { states: Iterable<readonly [string, TwinState]>; twins: number; records?: readonly AppendRecord[] })[] = [];
+  if (workers > 0 && workerLog !== undefined && deviceId === undefined && onApplied === undefined && partitions.length > 1) {
+    const { replayInWorkers } = await import('./workers/replayInWorkers.ts');
+    results.push(
+      ...(await replayInWorkers({ workers: Math.min(workers, partitions.length), workerLog, partitions, endsOf, until, options: taskOptions, into: into !== undefined, keepStates, onRead })),
+    );
+  } else {
+    const clock = createHybridClock({ physicalNow: () => 0 });
+    for (const partition of partitions) {
+      const r = await replayPartition({ log, partition, ends: endsOf(partition), until, deviceId, options: taskOptions, clock, onApplied, onRead });
+      let twins = 0;
+      for (const [id] of r.task.states()) if (deviceId === undefined || id === deviceId) twins++;
+      results.push({ ...r, states: keepStates ? r.task.states() : [], twins, ...(into === undefined ? {} : { records: rebuildRecords(r.task, r.range, endsOf(partition)) }) });
     }
   }
-  return { states, counts: { ...stats, records: read, devices: states.size }, partitions: ranges };
+  const states = new Map<string, TwinState>();
+  const stats: BatchStats = emptyStats();
+  let devices = 0;
+  for (const r of results) {
+    devices += r.twins;
+    for (const k of Object.keys(stats) as (keyof BatchStats)[]) stats[k] += r.stats[k];
+    for (const [id, state] of r.states) if (deviceId === undefined || id === deviceId) states.set(id, state);
+    if (into !== undefined) for (let i = 0; i < r.records!.length; i += 1000) await into.append(TOPICS.snapshots, r.records!.slice(i, i + 1000));
+  }
+  return { states, counts: { ...stats, records: read, devices }, partitions: results.map((r) => r.range) };
 }

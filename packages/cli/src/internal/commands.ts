@@ -3,6 +3,7 @@
  * or two library calls, prints, and closes the store.
  */
 import { mkdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { createTwinClient, type TwinClient, type WriteDecision } from '@twinlog/client';
 import { decodeOutputRecord, type OutputRecord } from '@twinlog/codec';
@@ -129,9 +130,11 @@ const fmt = (n: number): string => n.toLocaleString('en-US');
 export async function replayCommand(
   config: CliConfig,
   io: CliIo,
-  opts: { until?: string; device?: string; into?: string; json?: boolean; twins?: string },
+  opts: { until?: string; device?: string; into?: string; json?: boolean; twins?: string; workers?: string },
 ): Promise<number> {
   const until = opts.until === undefined ? undefined : parseUntil(opts.until);
+  // the partitions are folded on every core unless asked otherwise (one device's replay reads one partition)
+  const workers = opts.workers === undefined ? availableParallelism() : opts.workers === '0' ? 0 : parseCount('--workers', opts.workers);
   // --into: an embedded log file (`*.db`), or a data folder (its `twinlog.db`, as `--data` names it)
   const intoPath = opts.into === undefined ? undefined : opts.into.endsWith('.db') ? resolve(opts.into) : embeddedPath(opts.into);
   if (intoPath !== undefined && config.kafka === undefined && intoPath === embeddedPath(config.data)) {
@@ -154,6 +157,9 @@ export async function replayCommand(
         ...(until !== undefined && 'time' in until ? { until: until.time } : {}),
         ...(opts.device === undefined ? {} : { deviceId: opts.device }),
         ...(into === undefined ? {} : { into }),
+        ...(store.workerLog === undefined || workers < 2 ? {} : { workers, workerLog: store.workerLog }),
+        // only --device and --twins print states; without them none cross back from the workers
+        keepStates: opts.device !== undefined || opts.twins !== undefined,
         onProgress: (p) => {
           last = p;
           progress.update(p.read, p.total);

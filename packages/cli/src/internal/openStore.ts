@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import type { Log } from '@twinlog/core';
 import type { EmbeddedStorageStats } from '@twinlog/log-embedded';
 import type { KafkaLogEntry } from '@twinlog/log-kafka';
-import { ensureTwinTopics } from '@twinlog/projector';
+import { ensureTwinTopics, type WorkerLogSpec } from '@twinlog/projector';
 import type { CliConfig } from './resolveConfig.ts';
 
 export interface Store {
@@ -22,6 +22,17 @@ export interface Store {
    * and the `diagnostics_channel` its maintenance runs publish on (docs/storage.md).
    */
   readonly storage?: { readonly stats: () => EmbeddedStorageStats; readonly maintenanceChannel: string };
+  /** How a replay worker thread opens this log itself (undefined where modules cannot be resolved to a URL). */
+  readonly workerLog?: WorkerLogSpec;
+}
+
+/** `{ module, export, options }` for a worker thread, with the module resolved from here (sources or dist alike). */
+function workerLogOf(specifier: string, factory: string, options: unknown): WorkerLogSpec | undefined {
+  try {
+    return { module: import.meta.resolve(specifier), export: factory, options };
+  } catch {
+    return undefined; // a host without import.meta.resolve: replay stays in one thread
+  }
 }
 
 /** The embedded log's file under a data folder. */
@@ -73,7 +84,14 @@ export async function openStore(
   let store: Store;
   if (config.kafka !== undefined) {
     const log = await openKafkaLog(config, { clientId, ...(kafkaLogSink === undefined ? {} : { kafkaLogSink }) });
-    store = { log, kind: 'kafka', description: `kafka:${config.kafka}${config.topicPrefix === '' ? '' : ` (topic prefix '${config.topicPrefix}')`}, client ${config.kafkaClient}` };
+    const [module, factory] = config.kafkaClient === 'platformatic' ? ['@twinlog/log-kafka-platformatic', 'createPlatformaticKafkaLog'] : ['@twinlog/log-kafka', 'createKafkaLog'];
+    const workerLog = workerLogOf(module, factory, { brokers: config.kafka, topicPrefix: config.topicPrefix, clientId: `${clientId}-replay` });
+    store = {
+      log,
+      kind: 'kafka',
+      description: `kafka:${config.kafka}${config.topicPrefix === '' ? '' : ` (topic prefix '${config.topicPrefix}')`}, client ${config.kafkaClient}`,
+      ...(workerLog === undefined ? {} : { workerLog }),
+    };
   } else {
     // the data folder holds device keys and the service policy: owner only (docs/security.md)
     mkdirSync(config.data, { recursive: true, mode: 0o700 });
@@ -81,10 +99,12 @@ export async function openStore(
     const { createEmbeddedLog, EMBEDDED_LOG_MAINTENANCE_CHANNEL } = await import('@twinlog/log-embedded');
     const path = embeddedPath(config.data);
     const log = createEmbeddedLog({ path }); // maintenance (retention, compaction) in the background
+    const workerLog = workerLogOf('@twinlog/log-embedded', 'createEmbeddedLog', { path });
     store = {
       log,
       kind: 'embedded',
       description: `embedded:${path}`,
+      ...(workerLog === undefined ? {} : { workerLog }),
       storage: { stats: () => log.storageStats(), maintenanceChannel: EMBEDDED_LOG_MAINTENANCE_CHANNEL },
     };
   }

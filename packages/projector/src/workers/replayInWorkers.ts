@@ -1,0 +1,84 @@
+/**
+ * Replay on both cores (docs/write-path.md, "Replay"): the partitions are dealt round-robin to worker
+ * threads, each of which opens the log itself (a {@link WorkerLogSpec}), so no record crosses between
+ * threads; a worker sends back each partition's counts, its states as state documents (unless the caller
+ * does not keep them: they cost about as much to send as to fold), and (for
+ * `into`) the encoded records a rebuild writes. The caller merges them in partition order, so the
+ * result is the one a replay in this thread returns.
+ */
+import { Worker } from 'node:worker_threads';
+import { fromStateDoc, type AppendRecord, type TwinState } from '@twinlog/core';
+import type { PassedTaskOptions } from '../partitionTask.ts';
+import type { PartitionEnds, PartitionReplay, WorkerLogSpec } from '../replay.ts';
+import type { ReplayWorkerMessage, ReplayWorkerRequest } from './replayProtocol.ts';
+
+// Compiled, the worker is replayWorker.js; from the TypeScript sources, replayWorker.mjs runs
+// replayWorker.ts through tsx with the `source` export condition (as workerPool.ts does).
+const FROM_SOURCES = import.meta.url.endsWith('.ts');
+const WORKER_ENTRY = new URL(FROM_SOURCES ? './replayWorker.mjs' : './replayWorker.js', import.meta.url);
+const WORKER_OPTIONS = FROM_SOURCES && !process.execArgv.includes('--conditions=source') ? { execArgv: [...process.execArgv, '--conditions=source'] } : {};
+
+type Result = PartitionReplay & { states: Iterable<readonly [string, TwinState]>; twins: number; records?: readonly AppendRecord[] };
+
+export async function replayInWorkers({
+  workers,
+  workerLog,
+  partitions,
+  endsOf,
+  until,
+  options,
+  into,
+  keepStates,
+  onRead,
+}: {
+  readonly workers: number;
+  readonly workerLog: WorkerLogSpec;
+  readonly partitions: readonly number[];
+  readonly endsOf: (partition: number) => PartitionEnds;
+  readonly until: number | undefined;
+  readonly options: PassedTaskOptions;
+  readonly into: boolean;
+  readonly keepStates: boolean;
+  readonly onRead: (records: number) => void;
+}): Promise<Result[]> {
+  const byPartition = new Map<number, Result>();
+  const shares = Array.from({ length: workers }, (_, w) => partitions.filter((_, i) => i % workers === w));
+  const running: Worker[] = [];
+  try {
+    await Promise.all(
+      shares.map(
+        (share) =>
+          new Promise<void>((resolve, reject) => {
+            const worker = new Worker(WORKER_ENTRY, WORKER_OPTIONS);
+            running.push(worker);
+            let finished = false;
+            worker.on('message', (m: ReplayWorkerMessage) => {
+              if (m.type === 'read') onRead(m.records);
+              else if (m.type === 'partition') {
+                byPartition.set(m.range.partition, {
+                  range: m.range,
+                  stats: m.stats,
+                  read: m.read,
+                  twins: m.twins,
+                  states: m.states.map(([id, doc]) => [id, fromStateDoc(doc)] as const),
+                  ...(m.records === undefined ? {} : { records: m.records }),
+                });
+              } else if (m.type === 'done') {
+                finished = true;
+                resolve();
+              } else reject(new Error(`replay worker: ${m.message}`));
+            });
+            worker.on('error', reject);
+            worker.on('exit', (code) => {
+              if (!finished) reject(new Error(`replay worker exited with code ${code} before it finished`));
+            });
+            const request: ReplayWorkerRequest = { workerLog, partitions: share.map((p) => ({ partition: p, ends: endsOf(p) })), until, options, into, keepStates };
+            worker.postMessage(request);
+          }),
+      ),
+    );
+  } finally {
+    await Promise.all(running.map((w) => w.terminate()));
+  }
+  return partitions.map((p) => byPartition.get(p)!);
+}
