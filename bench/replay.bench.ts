@@ -14,6 +14,8 @@
  * - replay:  `replay({ log })` of everything into memory, no outputs.
  * - rebuild: `replay({ log, into })`, writing the snapshots and checkpoints to a fresh log's
  *            `twin.snapshots` (a fresh SQLite file; fresh topics on Kafka).
+ * - replay ×n, rebuild ×n: the same with one worker thread per core (`workers`, each opening the log
+ *            itself) and `keepStates: false` — the states stay in the workers (docs/write-path.md, "Replay").
  * - device:  `history({ log, deviceId })` of one device against a plain read of that device's
  *            partition (both inputs, its records picked by key), 3 interleaved rounds, medians:
  *            `device_history_ms` vs `device_read_ms`.
@@ -24,12 +26,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeEvent } from '@twinlog/codec';
 import { partitionFor, type AppendRecord, type Log } from '@twinlog/core';
 import { createEmbeddedLog } from '@twinlog/log-embedded';
-import { ensureTwinTopics, history, replay, TOPICS } from '@twinlog/projector';
+import { ensureTwinTopics, history, replay, TOPICS, type WorkerLogSpec } from '@twinlog/projector';
 import { startKafkaBroker } from '../test/kafkaBroker.ts';
 import { findBrokerProcess, type BrokerProcess } from './internal/brokerCpu.ts';
 import { median } from './internal/stats.ts';
@@ -98,9 +100,28 @@ async function readInputs(log: Log, partitions: readonly number[], key?: string)
   return n;
 }
 
-type LegFigures = Record<'read_per_s' | 'replay_per_s' | 'replay_vs_read' | 'rebuild_per_s' | 'rebuild_vs_read' | 'device_history_ms' | 'device_read_ms', number>;
+type LegFigures = Record<
+  | 'read_per_s'
+  | 'replay_per_s'
+  | 'replay_vs_read'
+  | 'rebuild_per_s'
+  | 'rebuild_vs_read'
+  | 'device_history_ms'
+  | 'device_read_ms'
+  | 'replay_workers_per_s'
+  | 'replay_workers_vs_read'
+  | 'rebuild_workers_per_s'
+  | 'rebuild_workers_vs_read',
+  number
+>;
 
-async function runLegs(kind: string, log: Log, freshInto: () => Promise<{ log: Log; close: () => Promise<void> }>, broker: BrokerProcess | undefined): Promise<LegFigures> {
+async function runLegs(
+  kind: string,
+  log: Log,
+  workerLog: WorkerLogSpec,
+  freshInto: () => Promise<{ log: Log; close: () => Promise<void> }>,
+  broker: BrokerProcess | undefined,
+): Promise<LegFigures> {
   const total = EVENTS;
   const perRecord = (t: Timed<unknown>): string =>
     `node ${((t.nodeCpuMs * 1000) / total).toFixed(1)} µs/record${t.brokerCpuMs === undefined ? '' : `, broker ${((t.brokerCpuMs * 1000) / total).toFixed(1)} µs/record`}`;
@@ -122,6 +143,21 @@ async function runLegs(kind: string, log: Log, freshInto: () => Promise<{ log: L
   await into.close();
   const rebuildPerS = total / (rebuilt.ms / 1000);
   console.log(`  rebuild   ${fmt(rebuildPerS)}/s (${(rebuilt.ms / 1000).toFixed(1)} s into fresh snapshots; ${perRecord(rebuilt)}) = ${ratio(rebuildPerS, readPerS)} × read`);
+
+  // both cores: one worker thread per core, each opening the log itself; states are not sent back
+  const workers = Math.min(availableParallelism(), PARTITIONS);
+  const counted = await timed(broker, () => replay({ log, workers, workerLog, keepStates: false }));
+  const countedPerS = total / (counted.ms / 1000);
+  console.log(
+    `  replay ×${workers} ${fmt(countedPerS)}/s (${(counted.ms / 1000).toFixed(1)} s in ${workers} worker threads, ${fmt(counted.value.counts.devices)} twins, states not kept; ${perRecord(counted)}) = ${ratio(countedPerS, readPerS)} × read`,
+  );
+  const intoWorkers = await freshInto();
+  const rebuiltWorkers = await timed(broker, () => replay({ log, into: intoWorkers.log, workers, workerLog, keepStates: false }));
+  await intoWorkers.close();
+  const rebuildWorkersPerS = total / (rebuiltWorkers.ms / 1000);
+  console.log(
+    `  rebuild ×${workers} ${fmt(rebuildWorkersPerS)}/s (${(rebuiltWorkers.ms / 1000).toFixed(1)} s in ${workers} worker threads; ${perRecord(rebuiltWorkers)}) = ${ratio(rebuildWorkersPerS, readPerS)} × read`,
+  );
 
   // the device's legs are short: 3 interleaved rounds, medians
   const partition = partitionFor(DEVICE, PARTITIONS);
@@ -151,6 +187,10 @@ async function runLegs(kind: string, log: Log, freshInto: () => Promise<{ log: L
     rebuild_vs_read: ratio(rebuildPerS, readPerS),
     device_history_ms: Math.round(deviceHistory.ms),
     device_read_ms: Math.round(deviceRead.ms),
+    replay_workers_per_s: Math.round(countedPerS),
+    replay_workers_vs_read: ratio(countedPerS, readPerS),
+    rebuild_workers_per_s: Math.round(rebuildWorkersPerS),
+    rebuild_workers_vs_read: ratio(rebuildWorkersPerS, readPerS),
   };
 }
 
@@ -182,6 +222,7 @@ let intoCount = 0;
 const embeddedFigures = await runLegs(
   'embedded',
   embedded,
+  { module: import.meta.resolve('@twinlog/log-embedded'), export: 'createEmbeddedLog', options: { path: join(dir, 'input.db') } },
   async () => {
     const log = createEmbeddedLog({ path: join(dir, `into-${++intoCount}.db`) });
     await ensureTwinTopics(log, PARTITIONS);
@@ -201,6 +242,13 @@ await fill(kafka, workload);
 const kafkaFigures = await runLegs(
   'kafka',
   kafka,
+  KAFKA_CLIENT === 'kafkajs'
+    ? { module: import.meta.resolve('@twinlog/log-kafka'), export: 'createKafkaLog', options: { brokers: broker.brokers, topicPrefix: `bench-replay-${run}.`, clientId: 'twinlog-bench-replay-worker' } }
+    : {
+        module: import.meta.resolve('@twinlog/log-kafka-platformatic'),
+        export: 'createPlatformaticKafkaLog',
+        options: { brokers: broker.brokers, topicPrefix: `bench-replay-${run}.`, clientId: 'twinlog-bench-replay-worker' },
+      },
   async () => {
     const log = await openKafka(broker.brokers, `bench-replay-${run}-into-${++intoCount}.`);
     await ensureTwinTopics(log, PARTITIONS);
