@@ -36,11 +36,18 @@ export async function startConsoleServe(): Promise<ConsoleServe> {
   const { key } = JSON.parse(readFileSync(join(dir, 'service-policy.json'), 'utf8')) as { key: string };
   const rest = async (method: string, path: string, body?: unknown) => {
     const sas = signServiceSas(HUB, 'iothubowner', key, Math.floor(Date.now() / 1000) + 3600);
-    const res = await fetch(`http://127.0.0.1:${served.gatewayPort}${path}${path.includes('?') ? '&' : '?'}api-version=2021-04-12`, {
-      method,
-      headers: { authorization: sas, 'content-type': 'application/json', ...(path.startsWith('/twins/') ? { 'if-match': '*' } : {}) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
+    const res = await fetch(
+      `http://127.0.0.1:${served.gatewayPort}${path}${path.includes('?') ? '&' : '?'}api-version=2021-04-12`,
+      {
+        method,
+        headers: {
+          authorization: sas,
+          'content-type': 'application/json',
+          ...(path.startsWith('/twins/') ? { 'if-match': '*' } : {}),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      },
+    );
     const text = await res.text();
     return { status: res.status, json: text === '' ? undefined : (JSON.parse(text) as unknown) };
   };
@@ -53,7 +60,8 @@ export async function startConsoleServe(): Promise<ConsoleServe> {
     async createDevice(deviceId) {
       const put = await rest('PUT', `/devices/${encodeURIComponent(deviceId)}`, { deviceId });
       if (put.status !== 200) throw new Error(`creating ${deviceId}: ${put.status} ${JSON.stringify(put.json)}`);
-      return (put.json as { authentication: { symmetricKey: { primaryKey: string } } }).authentication.symmetricKey.primaryKey;
+      return (put.json as { authentication: { symmetricKey: { primaryKey: string } } }).authentication.symmetricKey
+        .primaryKey;
     },
     async stop() {
       if (served.child.exitCode === null) {
@@ -102,7 +110,9 @@ export async function connectDevice(mqttPort: number, deviceId: string, key: str
     }
   });
   await new Promise<void>((resolve, reject) =>
-    client.subscribe(['$iothub/twin/PATCH/properties/desired/#', '$iothub/twin/res/#'], { qos: 0 }, (e) => (e ? reject(e) : resolve())),
+    client.subscribe(['$iothub/twin/PATCH/properties/desired/#', '$iothub/twin/res/#'], { qos: 0 }, (e) =>
+      e ? reject(e) : resolve(),
+    ),
   );
   let rid = 0;
   return {
@@ -126,7 +136,9 @@ export async function connectDevice(mqttPort: number, deviceId: string, key: str
     report(patch) {
       const id = String(++rid);
       return new Promise((resolve, reject) => {
-        responses.set(id, (status) => (status === 204 ? resolve() : reject(new Error(`reported PATCH answered ${status}`))));
+        responses.set(id, (status) =>
+          status === 204 ? resolve() : reject(new Error(`reported PATCH answered ${status}`)),
+        );
         client.publish(`$iothub/twin/PATCH/properties/reported/?$rid=${id}`, JSON.stringify(patch));
       });
     },

@@ -7,8 +7,14 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { connectDevice, launchChromium, startConsoleServe, type ConsoleServe, type SimulatedDevice } from '../test/support/consoleFixture.ts';
-import { ROOT } from '../test/support/serveProcess.ts';
+import {
+  connectDevice,
+  launchChromium,
+  startConsoleServe,
+  type ConsoleServe,
+  type SimulatedDevice,
+} from './consoleFixture.ts';
+import { ROOT } from './serveProcess.ts';
 
 const OUT = join(ROOT, 'docs', 'console');
 const SIZES = [

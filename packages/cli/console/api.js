@@ -1,4 +1,5 @@
 // The console's JSON API (/ui/api/…), same origin, with the session cookie.
+/* global URLSearchParams, fetch -- provided by the browser */
 
 export class ApiError extends Error {
   constructor(status, body) {

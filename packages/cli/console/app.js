@@ -2,6 +2,7 @@
 //   #/fleet?q=…            the fleet page
 //   #/twin/<id>            a twin
 //   #/twin/<id>/history    its history
+/* global URLSearchParams, document, history, location, window -- provided by the browser */
 import { api, ApiError } from './api.js';
 import { h, notice, replace } from './dom.js';
 import { fleetPage } from './fleet.js';
@@ -17,7 +18,9 @@ function loginPage(refused) {
   replace(
     main,
     h('h1', { tabindex: '-1' }, 'Log in to the twinlog console'),
-    refused ? notice('error', 'That token was refused (wrong, expired, or from an earlier run of twinlog serve).') : null,
+    refused
+      ? notice('error', 'That token was refused (wrong, expired, or from an earlier run of twinlog serve).')
+      : null,
     h(
       'p',
       {},

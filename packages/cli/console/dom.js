@@ -1,4 +1,5 @@
 // Small DOM helpers: build elements without innerHTML, so no text is ever parsed as markup.
+/* global Node, document -- provided by the browser */
 
 /**
  * h('a', { href: '#/', class: 'x' }, 'text', child) — attributes starting with `on` are listeners;

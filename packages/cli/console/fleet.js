@@ -1,5 +1,6 @@
 // The fleet page: an IoT Hub query over the twins, paged, with each twin's delta and connection,
 // the fleet's delta counts, and live refreshes.
+/* global URLSearchParams, history -- provided by the browser */
 import { api, ApiError } from './api.js';
 import { badge, h, notice, replace, short } from './dom.js';
 import { debounce, follow } from './live.js';
@@ -13,7 +14,13 @@ function queryError(query, err) {
   const parts = [h('p', {}, h('strong', {}, err.body?.code ?? 'Error'), ': ', err.message)];
   if (pos !== undefined) {
     const line = query.split(/\r\n|\r|\n/)[pos.line - 1] ?? '';
-    parts.push(h('pre', { class: 'caret', 'aria-label': `error at line ${pos.line}, column ${pos.column}` }, `${line}\n${' '.repeat(Math.max(0, pos.column - 1))}^`));
+    parts.push(
+      h(
+        'pre',
+        { class: 'caret', 'aria-label': `error at line ${pos.line}, column ${pos.column}` },
+        `${line}\n${' '.repeat(Math.max(0, pos.column - 1))}^`,
+      ),
+    );
   }
   return notice('error', ...parts);
 }
@@ -21,7 +28,11 @@ function queryError(query, err) {
 function deltaCell(delta) {
   if (delta === null || delta === undefined) return h('span', { class: 'muted' }, '—');
   if (delta.converged) return badge('converged', delta.entries === 0 ? 'nothing desired' : 'converged');
-  return h('span', { class: 'badges' }, STATUSES.filter((s) => s !== 'converged' && delta.counts[s] > 0).map((s) => badge(s, `${delta.counts[s]} ${s}`)));
+  return h(
+    'span',
+    { class: 'badges' },
+    STATUSES.filter((s) => s !== 'converged' && delta.counts[s] > 0).map((s) => badge(s, `${delta.counts[s]} ${s}`)),
+  );
 }
 
 function connectionCell(connected) {
@@ -38,7 +49,17 @@ function twinTable(rows) {
     'table',
     { class: 'fleet' },
     h('caption', { class: 'visually-hidden' }, 'Twins matching the query'),
-    h('thead', {}, h('tr', {}, ['Device', 'Delta', 'Connection', 'Status', 'Version', 'Desired', 'Reported', 'Tags'].map((c) => h('th', { scope: 'col' }, c)))),
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        ['Device', 'Delta', 'Connection', 'Status', 'Version', 'Desired', 'Reported', 'Tags'].map((c) =>
+          h('th', { scope: 'col' }, c),
+        ),
+      ),
+    ),
     h(
       'tbody',
       {},
@@ -61,12 +82,22 @@ function twinTable(rows) {
 }
 
 function rawTable(rows) {
-  const columns = [...new Set(rows.flatMap(({ row }) => (row !== null && typeof row === 'object' ? Object.keys(row) : ['value'])))];
+  const columns = [
+    ...new Set(rows.flatMap(({ row }) => (row !== null && typeof row === 'object' ? Object.keys(row) : ['value']))),
+  ];
   return h(
     'table',
     { class: 'fleet' },
     h('caption', { class: 'visually-hidden' }, 'Query result'),
-    h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c)))),
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        columns.map((c) => h('th', { scope: 'col' }, c)),
+      ),
+    ),
     h(
       'tbody',
       {},
@@ -76,7 +107,11 @@ function rawTable(rows) {
           {},
           columns.map((c) => {
             const v = row !== null && typeof row === 'object' ? row[c] : row;
-            return h('td', { class: 'mono' }, c === 'deviceId' && twinId !== undefined ? twinLink(twinId) : short(v, 80));
+            return h(
+              'td',
+              { class: 'mono' },
+              c === 'deviceId' && twinId !== undefined ? twinLink(twinId) : short(v, 80),
+            );
           }),
         ),
       ),
@@ -85,12 +120,23 @@ function rawTable(rows) {
 }
 
 function summary(fleet) {
-  const card = (label, value, extra) => h('div', { class: 'card' }, h('span', { class: 'card-label' }, label), h('span', { class: 'card-value' }, String(value)), extra);
+  const card = (label, value, extra) =>
+    h(
+      'div',
+      { class: 'card' },
+      h('span', { class: 'card-label' }, label),
+      h('span', { class: 'card-value' }, String(value)),
+      extra,
+    );
   return h(
     'section',
     { class: 'summary', 'aria-label': 'Fleet summary' },
     card('Twins', fleet.twins),
-    card('Connected', fleet.connected === null ? 'n/a' : fleet.connected, fleet.connected === null ? h('span', { class: 'card-note' }, 'no MQTT gateway') : null),
+    card(
+      'Connected',
+      fleet.connected === null ? 'n/a' : fleet.connected,
+      fleet.connected === null ? h('span', { class: 'card-note' }, 'no MQTT gateway') : null,
+    ),
     card('Converged twins', `${fleet.converged} / ${fleet.converged + fleet.notConverged}`),
     h(
       'div',
@@ -99,16 +145,37 @@ function summary(fleet) {
       h(
         'ul',
         { class: 'counts', 'aria-labelledby': 'delta-counts-label' },
-        STATUSES.map((s) => h('li', { dataset: { status: s } }, badge(s), ' ', h('span', { class: 'count' }, String(fleet.deltaEntries[s])))),
+        STATUSES.map((s) =>
+          h(
+            'li',
+            { dataset: { status: s } },
+            badge(s),
+            ' ',
+            h('span', { class: 'count' }, String(fleet.deltaEntries[s])),
+          ),
+        ),
       ),
     ),
   );
 }
 
 export function fleetPage(main, params) {
-  const state = { q: params.get('q') ?? DEFAULT_QUERY, pageSize: Number(params.get('pageSize') ?? 20), pages: [undefined], page: 0 };
-  const input = h('textarea', { id: 'query', name: 'q', rows: '2', spellcheck: 'false', autocomplete: 'off', 'aria-describedby': 'query-help' }, state.q);
-  const size = h('select', { id: 'page-size', name: 'pageSize' }, [10, 20, 50, 100].map((n) => h('option', { value: n, selected: n === state.pageSize }, String(n))));
+  const state = {
+    q: params.get('q') ?? DEFAULT_QUERY,
+    pageSize: Number(params.get('pageSize') ?? 20),
+    pages: [undefined],
+    page: 0,
+  };
+  const input = h(
+    'textarea',
+    { id: 'query', name: 'q', rows: '2', spellcheck: 'false', autocomplete: 'off', 'aria-describedby': 'query-help' },
+    state.q,
+  );
+  const size = h(
+    'select',
+    { id: 'page-size', name: 'pageSize' },
+    [10, 20, 50, 100].map((n) => h('option', { value: n, selected: n === state.pageSize }, String(n))),
+  );
   const errorBox = h('div', { id: 'query-error' });
   const summaryBox = h('div', { id: 'summary' });
   const results = h('div', { id: 'results', class: 'table-wrap', tabindex: '0', 'aria-label': 'Query results' });
@@ -136,9 +203,18 @@ export function fleetPage(main, params) {
   };
 
   const renderPager = (count, more) => {
-    const prev = h('button', { type: 'button', disabled: state.page === 0, onclick: () => go(state.page - 1) }, '← Previous');
+    const prev = h(
+      'button',
+      { type: 'button', disabled: state.page === 0, onclick: () => go(state.page - 1) },
+      '← Previous',
+    );
     const next = h('button', { type: 'button', disabled: !more, onclick: () => go(state.page + 1) }, 'Next →');
-    replace(pager, prev, h('span', { class: 'page-no' }, `Page ${state.page + 1} · ${count} row${count === 1 ? '' : 's'}`), next);
+    replace(
+      pager,
+      prev,
+      h('span', { class: 'page-no' }, `Page ${state.page + 1} · ${count} row${count === 1 ? '' : 's'}`),
+      next,
+    );
   };
   const go = (page) => {
     state.page = page;
@@ -168,8 +244,20 @@ export function fleetPage(main, params) {
       { class: 'query', onsubmit: run, 'aria-label': 'Query' },
       h('label', { for: 'query' }, 'IoT Hub query'),
       input,
-      h('p', { id: 'query-help', class: 'muted small' }, 'For example ', h('code', {}, "SELECT * FROM devices WHERE tags.site = 'b'"), '. Enter runs it, Shift+Enter adds a line.'),
-      h('div', { class: 'row' }, h('label', { for: 'page-size' }, 'Rows per page'), size, h('button', { type: 'submit', class: 'primary' }, 'Run query')),
+      h(
+        'p',
+        { id: 'query-help', class: 'muted small' },
+        'For example ',
+        h('code', {}, "SELECT * FROM devices WHERE tags.site = 'b'"),
+        '. Enter runs it, Shift+Enter adds a line.',
+      ),
+      h(
+        'div',
+        { class: 'row' },
+        h('label', { for: 'page-size' }, 'Rows per page'),
+        size,
+        h('button', { type: 'submit', class: 'primary' }, 'Run query'),
+      ),
     ),
     errorBox,
     summaryBox,
@@ -177,6 +265,9 @@ export function fleetPage(main, params) {
     pager,
     updated,
   );
-  follow(undefined, debounce(() => void load({ quiet: true }), 400));
+  follow(
+    undefined,
+    debounce(() => void load({ quiet: true }), 400),
+  );
   return load();
 }

@@ -22,13 +22,19 @@ function diffList(changes, label) {
       h(
         'li',
         { class: `diff-${c.kind}` },
-        h('span', { class: 'diff-mark', 'aria-hidden': 'true' }, c.kind === 'added' ? '+' : c.kind === 'removed' ? '−' : '~'),
+        h(
+          'span',
+          { class: 'diff-mark', 'aria-hidden': 'true' },
+          c.kind === 'added' ? '+' : c.kind === 'removed' ? '−' : '~',
+        ),
         h('span', { class: 'visually-hidden' }, `${c.kind}: `),
         h('code', { class: 'diff-path' }, c.path),
         ' ',
         c.kind === 'added' ? h('code', {}, short(c.after)) : null,
         c.kind === 'removed' ? h('code', { class: 'old' }, short(c.before)) : null,
-        c.kind === 'changed' ? [h('code', { class: 'old' }, short(c.before)), ' → ', h('code', {}, short(c.after))] : null,
+        c.kind === 'changed'
+          ? [h('code', { class: 'old' }, short(c.before)), ' → ', h('code', {}, short(c.after))]
+          : null,
       ),
     ),
   );
@@ -44,7 +50,10 @@ function entryItem(entry, index, previous, select) {
       ? h('p', {}, 'Twin created.')
       : entry.section === 'delete'
         ? h('p', {}, 'Twin deleted.')
-        : diffList(diff(sectionOf(previous?.twin, entry.section), sectionOf(entry.twin, entry.section)), `What event ${index + 1} changed`);
+        : diffList(
+            diff(sectionOf(previous?.twin, entry.section), sectionOf(entry.twin, entry.section)),
+            `What event ${index + 1} changed`,
+          );
   return h(
     'li',
     { class: 'event', dataset: { index: String(index), section: entry.section } },
@@ -55,12 +64,19 @@ function entryItem(entry, index, previous, select) {
       ' ',
       h('span', { class: 'actor', title: 'actor' }, entry.actor),
       ' ',
-      badge(`section-${entry.section}`, entry.section === 'create' || entry.section === 'delete' ? entry.section : `${entry.section} ${entry.op}`),
+      badge(
+        `section-${entry.section}`,
+        entry.section === 'create' || entry.section === 'delete' ? entry.section : `${entry.section} ${entry.op}`,
+      ),
       ' ',
       h('span', { class: 'muted small' }, versionsText(entry.versions)),
     ),
     what,
-    h('button', { type: 'button', class: 'small-button', onclick: () => select(index) }, `Show the twin as of event ${index + 1}`),
+    h(
+      'button',
+      { type: 'button', class: 'small-button', onclick: () => select(index) },
+      `Show the twin as of event ${index + 1}`,
+    ),
   );
 }
 
@@ -68,9 +84,21 @@ function problemItem(p) {
   return h(
     'li',
     { class: `event problem problem-${p.kind}` },
-    h('div', { class: 'event-head' }, time(p.time), ' ', badge(p.kind === 'rejection' ? 'rejected' : 'dead-letter', p.kind), ' ', h('strong', {}, p.code)),
+    h(
+      'div',
+      { class: 'event-head' },
+      time(p.time),
+      ' ',
+      badge(p.kind === 'rejection' ? 'rejected' : 'dead-letter', p.kind),
+      ' ',
+      h('strong', {}, p.code),
+    ),
     h('p', {}, p.message),
-    h('p', { class: 'muted small' }, `${p.source.topic} partition ${p.source.partition} offset ${p.source.offset}${p.id ? ` · event ${p.id.writer}#${p.id.seq}` : ''}`),
+    h(
+      'p',
+      { class: 'muted small' },
+      `${p.source.topic} partition ${p.source.partition} offset ${p.source.offset}${p.id ? ` · event ${p.id.writer}#${p.id.seq}` : ''}`,
+    ),
   );
 }
 
@@ -81,6 +109,8 @@ export function historyPage(main, id) {
   const slider = h('input', { type: 'range', id: 'as-of', min: '0', max: '0', value: '0', step: '1' });
   const sliderText = h('output', { for: 'as-of', id: 'as-of-text' });
   const asOf = h('div', { class: 'columns', id: 'as-of-twin' });
+  const timeInput = h('input', { type: 'datetime-local', id: 'as-of-time', step: '1' });
+  const timeNote = h('span', { class: 'muted small', 'aria-live': 'polite' });
   const fromSel = h('select', { id: 'diff-from' });
   const toSel = h('select', { id: 'diff-to' });
   const compared = h('div', { id: 'diff-result' });
@@ -93,7 +123,13 @@ export function historyPage(main, id) {
     sliderText.value = `Event ${index + 1} of ${data.entries.length}: ${e.time}, ${e.actor}, ${e.section} — version ${e.versions.version}`;
     const col = (title, section) => h('section', { class: 'column' }, h('h3', {}, title), sectionView(section));
     if (e.twin === null) replace(asOf, notice('info', 'The twin did not exist after this event.'));
-    else replace(asOf, col('Tags', e.twin.tags), col('Desired', e.twin.properties.desired), col('Reported', e.twin.properties.reported));
+    else
+      replace(
+        asOf,
+        col('Tags', e.twin.tags),
+        col('Desired', e.twin.properties.desired),
+        col('Reported', e.twin.properties.reported),
+      );
   };
   const select = (index) => {
     showAsOf(index);
@@ -106,14 +142,33 @@ export function historyPage(main, id) {
     replace(compared, diffList(diff(twinForDiff(a.twin), twinForDiff(b.twin)), 'Differences between the two events'));
   };
   slider.addEventListener('input', () => showAsOf(Number(slider.value)));
+  /** The twin as of a time: the last event stamped at or before it (the picker is in local time). */
+  const goToTime = (event) => {
+    event.preventDefault();
+    const at = Date.parse(timeInput.value);
+    if (Number.isNaN(at) || data === undefined) return;
+    let index = -1;
+    data.entries.forEach((e, i) => {
+      if (Date.parse(e.time) <= at) index = i;
+    });
+    if (index < 0) {
+      timeNote.textContent = 'The twin had no event yet at that time.';
+      return;
+    }
+    timeNote.textContent = '';
+    showAsOf(index);
+  };
   fromSel.addEventListener('change', compare);
   toSel.addEventListener('change', compare);
 
   const render = (atLatest) => {
     const n = data.entries.length;
     intro.textContent =
-      n === data.total ? `${n} event${n === 1 ? '' : 's'} from the log.` : `The newest ${n} of ${data.total} events from the log.`;
-    if (data.problems.length > 0) intro.textContent += ` ${data.problems.length} rejection${data.problems.length === 1 ? '' : 's'} or dead letter${data.problems.length === 1 ? '' : 's'}.`;
+      n === data.total
+        ? `${n} event${n === 1 ? '' : 's'} from the log.`
+        : `The newest ${n} of ${data.total} events from the log.`;
+    if (data.problems.length > 0)
+      intro.textContent += ` ${data.problems.length} rejection${data.problems.length === 1 ? '' : 's'} or dead letter${data.problems.length === 1 ? '' : 's'}.`;
     slider.max = String(Math.max(0, n - 1));
     const option = (e, i) => h('option', { value: String(i) }, `#${i + 1} ${e.time} ${e.actor} ${e.section}`);
     const from = fromSel.value === '' ? Math.max(0, n - 2) : Math.min(Number(fromSel.value), n - 1);
@@ -131,7 +186,10 @@ export function historyPage(main, id) {
       ...data.entries.map((e, i) => ({ time: e.time, el: () => entryItem(e, i, data.entries[i - 1], select) })),
       ...data.problems.map((p) => ({ time: p.time, el: () => problemItem(p) })),
     ].sort((x, y) => (x.time < y.time ? 1 : x.time > y.time ? -1 : 0));
-    replace(timeline, items.map((x) => x.el()));
+    replace(
+      timeline,
+      items.map((x) => x.el()),
+    );
   };
 
   const load = async () => {
@@ -139,7 +197,8 @@ export function historyPage(main, id) {
     data = await api.history(id);
     render(atLatest);
   };
-  const showFailure = (e) => replace(intro, notice('error', e instanceof ApiError && e.status === 404 ? `No twin ${id}.` : e.message));
+  const showFailure = (e) =>
+    replace(intro, notice('error', e instanceof ApiError && e.status === 404 ? `No twin ${id}.` : e.message));
 
   replace(
     main,
@@ -153,17 +212,40 @@ export function historyPage(main, id) {
       h('label', { for: 'as-of' }, 'Event (oldest on the left; arrow keys move one event)'),
       slider,
       h('p', {}, sliderText),
+      h(
+        'form',
+        { class: 'row', onsubmit: goToTime },
+        h('label', { for: 'as-of-time' }, 'Or as of a time'),
+        timeInput,
+        h('button', { type: 'submit' }, 'Show'),
+        timeNote,
+      ),
       asOf,
     ),
     h(
       'section',
       { class: 'panel', 'aria-labelledby': 'compare-title' },
       h('h2', { id: 'compare-title' }, 'Compare two points'),
-      h('div', { class: 'row' }, h('label', { for: 'diff-from' }, 'From'), fromSel, h('label', { for: 'diff-to' }, 'to'), toSel),
+      h(
+        'div',
+        { class: 'row' },
+        h('label', { for: 'diff-from' }, 'From'),
+        fromSel,
+        h('label', { for: 'diff-to' }, 'to'),
+        toSel,
+      ),
       compared,
     ),
-    h('section', { class: 'panel', 'aria-labelledby': 'timeline-title' }, h('h2', { id: 'timeline-title' }, 'Timeline'), timeline),
+    h(
+      'section',
+      { class: 'panel', 'aria-labelledby': 'timeline-title' },
+      h('h2', { id: 'timeline-title' }, 'Timeline'),
+      timeline,
+    ),
   );
-  follow(id, debounce(() => void load().catch(showFailure), 500));
+  follow(
+    id,
+    debounce(() => void load().catch(showFailure), 500),
+  );
   return load().catch(showFailure);
 }

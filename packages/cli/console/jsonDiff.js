@@ -7,7 +7,11 @@ const equal = (a, b) => JSON.stringify(sortKeys(a)) === JSON.stringify(sortKeys(
 function sortKeys(v) {
   if (Array.isArray(v)) return v.map(sortKeys);
   if (!isObject(v)) return v;
-  return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys(v[k])]));
+  return Object.fromEntries(
+    Object.keys(v)
+      .sort()
+      .map((k) => [k, sortKeys(v[k])]),
+  );
 }
 
 /** The merge patch from `before` to `after` (removed keys are `null`); `{}` when equal. */
@@ -27,7 +31,11 @@ export function mergePatch(before, after) {
 /** A copy without `$`-keys ($metadata, $version), at every depth. */
 export function withoutDollarKeys(v) {
   if (!isObject(v)) return v;
-  return Object.fromEntries(Object.entries(v).filter(([k]) => !k.startsWith('$')).map(([k, x]) => [k, withoutDollarKeys(x)]));
+  return Object.fromEntries(
+    Object.entries(v)
+      .filter(([k]) => !k.startsWith('$'))
+      .map(([k, x]) => [k, withoutDollarKeys(x)]),
+  );
 }
 
 /** Leaves as `[path, value]` (objects descended, arrays whole). */

@@ -26,7 +26,14 @@ function tree(value, meta) {
       const label = h('span', { class: 'key', tabindex: tip === undefined ? undefined : '0' }, key);
       const tipEl = tip === undefined ? null : h('span', { class: 'tip', role: 'tooltip' }, tip);
       if (isObject(v)) return h('li', { class: 'prop', dataset: { key } }, label, tipEl, tree(v, m));
-      return h('li', { class: 'prop', dataset: { key } }, label, ': ', h('code', { class: `value value-${v === null ? 'null' : typeof v}` }, JSON.stringify(v)), tipEl);
+      return h(
+        'li',
+        { class: 'prop', dataset: { key } },
+        label,
+        ': ',
+        h('code', { class: `value value-${v === null ? 'null' : typeof v}` }, JSON.stringify(v)),
+        tipEl,
+      );
     }),
   );
 }

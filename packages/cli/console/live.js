@@ -1,6 +1,7 @@
 // Live updates: one EventSource on /ui/api/events (twin.changes and twin.deltas). The browser
 // reconnects by itself and sends the last event id, which names the log positions it had reached,
 // so the server resumes from there.
+/* global EventSource, clearTimeout, document -- provided by the browser */
 
 let source;
 let listeners = new Set();
@@ -35,7 +36,9 @@ export function follow(deviceId, listener) {
   source.addEventListener('ready', () => setIndicator('live', 'Live'));
   source.addEventListener('change', (e) => dispatch('change', e));
   source.addEventListener('delta', (e) => dispatch('delta', e));
-  source.addEventListener('error', () => setIndicator('reconnecting', source.readyState === EventSource.CLOSED ? 'Offline' : 'Reconnecting…'));
+  source.addEventListener('error', () =>
+    setIndicator('reconnecting', source.readyState === EventSource.CLOSED ? 'Offline' : 'Reconnecting…'),
+  );
 }
 
 export function stopFollowing() {

@@ -1,5 +1,6 @@
 // The twin page: tags, desired and reported side by side, the delta per desired property, and
 // editing tags or desired as a conditional write on the etag shown.
+/* global document -- provided by the browser */
 import { api, ApiError } from './api.js';
 import { ago, badge, h, notice, replace, short, time } from './dom.js';
 import { mergePatch, withoutDollarKeys } from './jsonDiff.js';
@@ -7,8 +8,14 @@ import { sectionView } from './jsonView.js';
 import { debounce, follow } from './live.js';
 
 export function twinTabs(id, current) {
-  const tab = (label, href, name) => h('a', { href, class: 'tab', 'aria-current': current === name ? 'page' : undefined }, label);
-  return h('nav', { class: 'tabs', 'aria-label': 'Twin views' }, tab('Twin', `#/twin/${encodeURIComponent(id)}`, 'twin'), tab('History', `#/twin/${encodeURIComponent(id)}/history`, 'history'));
+  const tab = (label, href, name) =>
+    h('a', { href, class: 'tab', 'aria-current': current === name ? 'page' : undefined }, label);
+  return h(
+    'nav',
+    { class: 'tabs', 'aria-label': 'Twin views' },
+    tab('Twin', `#/twin/${encodeURIComponent(id)}`, 'twin'),
+    tab('History', `#/twin/${encodeURIComponent(id)}/history`, 'history'),
+  );
 }
 
 function deltaTable(delta) {
@@ -21,7 +28,15 @@ function deltaTable(delta) {
       'table',
       { class: 'delta' },
       h('caption', {}, `Desired v${delta.desiredVersion} against reported v${delta.reportedVersion}`),
-      h('thead', {}, h('tr', {}, ['Property', 'Status', 'Since', 'Desired', 'Reported', 'Ack'].map((c) => h('th', { scope: 'col' }, c)))),
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          ['Property', 'Status', 'Since', 'Desired', 'Reported', 'Ack'].map((c) => h('th', { scope: 'col' }, c)),
+        ),
+      ),
       h(
         'tbody',
         {},
@@ -34,7 +49,11 @@ function deltaTable(delta) {
             h('td', {}, time(e.since), ' ', h('span', { class: 'muted small' }, ago(e.since))),
             h('td', { class: 'mono' }, short(e.desired)),
             h('td', { class: 'mono' }, short(e.reported)),
-            h('td', { class: 'mono' }, e.ack === undefined ? '—' : `${e.ack.ac} for v${e.ack.av}${e.ack.ad ? ` (${e.ack.ad})` : ''}`),
+            h(
+              'td',
+              { class: 'mono' },
+              e.ack === undefined ? '—' : `${e.ack.ac} for v${e.ack.av}${e.ack.ad ? ` (${e.ack.ad})` : ''}`,
+            ),
           ),
         ),
       ),
@@ -59,8 +78,26 @@ export function twinPage(main, id) {
       h(
         'div',
         { class: 'column-head' },
-        h('h2', { id: `title-${name}` }, title, version === undefined ? null : [' ', h('span', { class: 'version', title: `$version ${version}` }, `$version ${version}`)]),
-        editable && editing !== name ? h('button', { type: 'button', class: 'small-button', onclick: () => openEditor(name), 'aria-label': `Edit ${title.toLowerCase()}` }, 'Edit') : null,
+        h(
+          'h2',
+          { id: `title-${name}` },
+          title,
+          version === undefined
+            ? null
+            : [' ', h('span', { class: 'version', title: `$version ${version}` }, `$version ${version}`)],
+        ),
+        editable && editing !== name
+          ? h(
+              'button',
+              {
+                type: 'button',
+                class: 'small-button',
+                onclick: () => openEditor(name),
+                'aria-label': `Edit ${title.toLowerCase()}`,
+              },
+              'Edit',
+            )
+          : null,
       ),
       body,
     );
@@ -68,7 +105,11 @@ export function twinPage(main, id) {
 
   const editor = (name, section) => {
     const base = withoutDollarKeys(section ?? {});
-    const area = h('textarea', { id: `edit-${name}`, class: 'editor', rows: '10', spellcheck: 'false' }, JSON.stringify(base, null, 2));
+    const area = h(
+      'textarea',
+      { id: `edit-${name}`, class: 'editor', rows: '10', spellcheck: 'false' },
+      JSON.stringify(base, null, 2),
+    );
     const error = h('div', {});
     const save = async (event) => {
       event.preventDefault();
@@ -104,7 +145,11 @@ export function twinPage(main, id) {
               'error',
               h('strong', {}, '412 Precondition failed: '),
               `someone else changed this twin first. Your edit was written against etag ${etag}; the twin's etag is now ${e.body.etag ?? 'unknown'}. Nothing was saved. `,
-              h('button', { type: 'button', onclick: () => reloadKeepingEdit(name, area.value) }, 'Load the latest twin and keep my text'),
+              h(
+                'button',
+                { type: 'button', onclick: () => reloadKeepingEdit(name, area.value) },
+                'Load the latest twin and keep my text',
+              ),
             ),
           );
         } else replace(error, notice('error', `${e.body?.code ?? 'Error'}: ${e.message}`));
@@ -114,7 +159,11 @@ export function twinPage(main, id) {
     return h(
       'form',
       { class: 'edit', onsubmit: (e) => void save(e) },
-      h('label', { for: `edit-${name}` }, `${name === 'tags' ? 'Tags' : 'Desired properties'} as JSON (saved as a merge patch, only if the etag is still ${shown.twin.etag})`),
+      h(
+        'label',
+        { for: `edit-${name}` },
+        `${name === 'tags' ? 'Tags' : 'Desired properties'} as JSON (saved as a merge patch, only if the etag is still ${shown.twin.etag})`,
+      ),
       area,
       error,
       h('div', { class: 'row' }, saveButton, h('button', { type: 'button', onclick: () => closeEditor() }, 'Cancel')),
@@ -144,11 +193,29 @@ export function twinPage(main, id) {
       h(
         'dl',
         { class: 'facts' },
-        h('div', {}, h('dt', {}, 'Connection'), h('dd', {}, connected === null ? 'n/a (no MQTT gateway)' : connected ? badge('connected', 'connected') : badge('disconnected', 'disconnected'))),
+        h(
+          'div',
+          {},
+          h('dt', {}, 'Connection'),
+          h(
+            'dd',
+            {},
+            connected === null
+              ? 'n/a (no MQTT gateway)'
+              : connected
+                ? badge('connected', 'connected')
+                : badge('disconnected', 'disconnected'),
+          ),
+        ),
         h('div', {}, h('dt', {}, 'Status'), h('dd', {}, twin.status ?? 'enabled')),
         h('div', {}, h('dt', {}, 'Version'), h('dd', { id: 'twin-version' }, String(twin.version))),
         h('div', {}, h('dt', {}, 'Etag'), h('dd', { class: 'mono', id: 'twin-etag' }, twin.etag)),
-        h('div', {}, h('dt', {}, 'Delta'), h('dd', {}, delta === null ? '—' : delta.converged ? badge('converged') : badge('pending', 'not converged'))),
+        h(
+          'div',
+          {},
+          h('dt', {}, 'Delta'),
+          h('dd', {}, delta === null ? '—' : delta.converged ? badge('converged') : badge('pending', 'not converged')),
+        ),
       ),
     );
     replace(
@@ -157,7 +224,16 @@ export function twinPage(main, id) {
       column('desired', 'Desired', twin.properties.desired, twin.properties.desired.$version),
       column('reported', 'Reported', twin.properties.reported, twin.properties.reported.$version),
     );
-    replace(deltaBox, h('h2', { id: 'delta-title' }, 'Delta'), h('p', { class: 'muted small' }, delta === null ? '' : ['Computed ', time(delta.at), ' from desired and reported.']), deltaTable(delta));
+    replace(
+      deltaBox,
+      h('h2', { id: 'delta-title' }, 'Delta'),
+      h(
+        'p',
+        { class: 'muted small' },
+        delta === null ? '' : ['Computed ', time(delta.at), ' from desired and reported.'],
+      ),
+      deltaTable(delta),
+    );
     if (keptText !== undefined && editing === keptText.name) {
       const area = document.getElementById(`edit-${keptText.name}`);
       if (area !== null) area.value = keptText.text;
@@ -170,7 +246,14 @@ export function twinPage(main, id) {
     const changed = shown !== undefined && fresh.twin.etag !== shown.twin.etag;
     if (editing !== undefined && keptText === undefined) {
       // keep the editor (and the etag it was opened with); say that the twin moved on
-      if (changed) replace(message, notice('info', 'This twin changed since you opened the editor: saving will be refused (412) unless you reload.'));
+      if (changed)
+        replace(
+          message,
+          notice(
+            'info',
+            'This twin changed since you opened the editor: saving will be refused (412) unless you reload.',
+          ),
+        );
       shown = { ...fresh, twin: shown.twin };
       return;
     }
@@ -180,7 +263,10 @@ export function twinPage(main, id) {
   const showFailure = (e) => replace(message, notice('error', e.status === 404 ? `No twin ${id}.` : e.message));
 
   replace(main, h('div', {}, header, twinTabs(id, 'twin'), message, columns, deltaBox));
-  follow(id, debounce(() => void load().catch(showFailure), 150));
+  follow(
+    id,
+    debounce(() => void load().catch(showFailure), 150),
+  );
   return load().catch((e) => {
     showFailure(e);
     if (!(e instanceof ApiError)) throw e;

@@ -9,7 +9,16 @@
  */
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectDevice, launchChromium, startConsoleServe, type ConsoleServe, type SimulatedDevice } from '../../../test/support/consoleFixture.ts';
+import {
+  connectDevice,
+  launchChromium,
+  startConsoleServe,
+  type ConsoleServe,
+  type SimulatedDevice,
+} from '../../../test/support/consoleFixture.ts';
+
+/** Page assertions retry for a while: the pipeline runs in another process, on a busy machine. */
+const eventually = <T>(probe: () => Promise<T>) => expect.poll(probe, { timeout: 20_000, interval: 100 });
 
 describe('the console in chromium', () => {
   let serve: ConsoleServe;
@@ -26,117 +35,130 @@ describe('the console in chromium', () => {
     await serve?.stop();
   });
 
-  it('shows the fleet, a twin, its delta going from pending to converged, and its history', { timeout: 150_000 }, async () => {
-    browser = await launchChromium();
-    // three twins, one of which (thermo-1) is a device connected over MQTT
-    const key = await serve.createDevice('thermo-1');
-    await serve.createDevice('thermo-2');
-    await serve.createDevice('pump-1');
-    expect((await serve.rest('PATCH', '/twins/thermo-1', { tags: { site: 'b' }, properties: { desired: { target: 21 } } })).status).toBe(200);
-    expect((await serve.rest('PATCH', '/twins/thermo-2', { tags: { site: 'a' } })).status).toBe(200);
-    device = await connectDevice(serve.served.mqttPort!, 'thermo-1', key);
+  it(
+    'shows the fleet, a twin, its delta going from pending to converged, and its history',
+    { timeout: 150_000 },
+    async () => {
+      browser = await launchChromium();
+      // three twins, one of which (thermo-1) is a device connected over MQTT
+      const key = await serve.createDevice('thermo-1');
+      await serve.createDevice('thermo-2');
+      await serve.createDevice('pump-1');
+      expect(
+        (await serve.rest('PATCH', '/twins/thermo-1', { tags: { site: 'b' }, properties: { desired: { target: 21 } } }))
+          .status,
+      ).toBe(200);
+      expect((await serve.rest('PATCH', '/twins/thermo-2', { tags: { site: 'a' } })).status).toBe(200);
+      device = await connectDevice(serve.served.mqttPort!, 'thermo-1', key);
 
-    const page: Page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-    const errors: string[] = [];
-    page.on('console', (m) => {
-      if (m.type() === 'error') errors.push(m.text());
-    });
-    page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+      const page: Page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+      const errors: string[] = [];
+      page.on('console', (m) => {
+        if (m.type() === 'error') errors.push(m.text());
+      });
+      page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
 
-    // the API refuses a browser without a session
-    const anonymous = await fetch(`${serve.adminUrl}/ui/api/fleet`);
-    expect(anonymous.status).toBe(401);
+      // the API refuses a browser without a session
+      const anonymous = await fetch(`${serve.adminUrl}/ui/api/fleet`);
+      expect(anonymous.status).toBe(401);
 
-    // log in: the token leaves the address bar, the cookie is HttpOnly
-    await page.goto(serve.loginUrl);
-    expect(page.url()).toBe(`${serve.adminUrl}/ui/`);
-    const cookies = await page.context().cookies();
-    expect(cookies.find((c) => c.name === 'twinlog_console')).toMatchObject({ httpOnly: true, sameSite: 'Strict', path: '/ui' });
+      // log in: the token leaves the address bar, the cookie is HttpOnly
+      await page.goto(serve.loginUrl);
+      expect(page.url()).toBe(`${serve.adminUrl}/ui/`);
+      const cookies = await page.context().cookies();
+      expect(cookies.find((c) => c.name === 'twinlog_console')).toMatchObject({
+        httpOnly: true,
+        sameSite: 'Strict',
+        path: '/ui',
+      });
 
-    // the fleet: every twin, the delta counts, live
-    await page.locator('table.fleet tbody tr').first().waitFor();
-    await expect.poll(() => page.locator('table.fleet tbody tr').count()).toBe(3);
-    await expect.poll(() => page.locator('#live-state').getAttribute('data-state')).toBe('live');
-    await expect.poll(() => page.locator('.counts [data-status="pending"] .count').textContent()).toBe('1');
+      // the fleet: every twin, the delta counts, live
+      await page.locator('table.fleet tbody tr').first().waitFor();
+      await eventually(() => page.locator('table.fleet tbody tr').count()).toBe(3);
+      await eventually(() => page.locator('#live-state').getAttribute('data-state')).toBe('live');
+      await eventually(() => page.locator('.counts [data-status="pending"] .count').textContent()).toBe('1');
 
-    // a syntax error, shown where it is
-    await page.fill('#query', 'SELECT * FROM devices WHERE');
-    await page.click('button[type="submit"]:has-text("Run query")');
-    await page.locator('#query-error [role="alert"]').waitFor();
-    expect(await page.locator('#query-error').textContent()).toContain('column 28');
-    expect(await page.locator('#query-error pre.caret').textContent()).toBe(`SELECT * FROM devices WHERE\n${' '.repeat(27)}^`);
+      // a syntax error, shown where it is
+      await page.fill('#query', 'SELECT * FROM devices WHERE');
+      await page.click('button[type="submit"]:has-text("Run query")');
+      await page.locator('#query-error [role="alert"]').waitFor();
+      expect(await page.locator('#query-error').textContent()).toContain('column 28');
+      expect(await page.locator('#query-error pre.caret').textContent()).toBe(
+        `SELECT * FROM devices WHERE\n${' '.repeat(27)}^`,
+      );
 
-    // a query
-    await page.fill('#query', "SELECT * FROM devices WHERE tags.site = 'b'");
-    await page.keyboard.press('Enter');
-    await expect.poll(() => page.locator('table.fleet tbody tr').count()).toBe(1);
-    expect(await page.locator('#query-error').textContent()).toBe('');
-    expect(await page.locator('table.fleet tbody tr').first().getAttribute('data-twin')).toBe('thermo-1');
-    expect(await page.locator('table.fleet tbody tr td').nth(1).textContent()).toBe('connected');
+      // a query
+      await page.fill('#query', "SELECT * FROM devices WHERE tags.site = 'b'");
+      await page.keyboard.press('Enter');
+      await eventually(() => page.locator('table.fleet tbody tr').count()).toBe(1);
+      expect(await page.locator('#query-error').textContent()).toBe('');
+      expect(await page.locator('table.fleet tbody tr').first().getAttribute('data-twin')).toBe('thermo-1');
+      expect(await page.locator('table.fleet tbody tr td').nth(1).textContent()).toBe('connected');
 
-    // the twin
-    await page.click('table.fleet a:has-text("thermo-1")');
-    await page.locator('#twin-etag').waitFor();
-    expect(await page.locator('#section-desired').textContent()).toContain('target: 21');
-    expect(await page.locator('#section-tags').textContent()).toContain('site: "b"');
-    await expect.poll(() => page.locator('tr[data-path="target"]').getAttribute('data-status')).toBe('pending');
+      // the twin
+      await page.click('table.fleet a:has-text("thermo-1")');
+      await page.locator('#twin-etag').waitFor();
+      expect(await page.locator('#section-desired').textContent()).toContain('target: 21');
+      expect(await page.locator('#section-tags').textContent()).toContain('site: "b"');
+      await eventually(() => page.locator('tr[data-path="target"]').getAttribute('data-status')).toBe('pending');
 
-    // edit desired: a conditional write with the etag shown
-    const etagBefore = await page.locator('#twin-etag').textContent();
-    await page.click('button[aria-label="Edit desired"]');
-    await page.fill('#edit-desired', JSON.stringify({ target: 23, mode: 'eco' }, null, 2));
-    await page.click('#section-desired button:has-text("Save")');
-    await page.locator('#twin-message .notice-ok').waitFor();
-    expect(await page.locator('#twin-message').textContent()).toContain(`etag ${etagBefore}`);
-    await expect.poll(() => page.locator('#twin-etag').textContent()).not.toBe(etagBefore);
-    await expect.poll(() => page.locator('tr[data-path="target"] td').nth(2).textContent()).toBe('23');
-    expect(await page.locator('tr[data-path="target"]').getAttribute('data-status')).toBe('pending');
+      // edit desired: a conditional write with the etag shown
+      const etagBefore = await page.locator('#twin-etag').textContent();
+      await page.click('button[aria-label="Edit desired"]');
+      await page.fill('#edit-desired', JSON.stringify({ target: 23, mode: 'eco' }, null, 2));
+      await page.click('#section-desired button:has-text("Save")');
+      await page.locator('#twin-message .notice-ok').waitFor();
+      expect(await page.locator('#twin-message').textContent()).toContain(`etag ${etagBefore}`);
+      await eventually(() => page.locator('#twin-etag').textContent()).not.toBe(etagBefore);
+      await eventually(() => page.locator('tr[data-path="target"] td').nth(2).textContent()).toBe('23');
+      expect(await page.locator('tr[data-path="target"]').getAttribute('data-status')).toBe('pending');
 
-    // the device hears it and reports: pending → converged, live
-    const desired = await device.waitForDesired(3);
-    expect(desired).toMatchObject({ target: 23, mode: 'eco', $version: 3 });
-    await device.report({ target: { value: 23, ac: 200, av: 3 }, mode: 'eco' });
-    await expect.poll(() => page.locator('tr[data-path="target"]').getAttribute('data-status'), { timeout: 20_000 }).toBe('converged');
-    await expect.poll(() => page.locator('tr[data-path="mode"]').getAttribute('data-status')).toBe('converged');
-    await expect.poll(() => page.locator('#section-reported').textContent()).toContain('mode: "eco"');
+      // the device hears it and reports: pending → converged, live
+      const desired = await device.waitForDesired(3);
+      expect(desired).toMatchObject({ target: 23, mode: 'eco', $version: 3 });
+      await device.report({ target: { value: 23, ac: 200, av: 3 }, mode: 'eco' });
+      await eventually(() => page.locator('tr[data-path="target"]').getAttribute('data-status')).toBe('converged');
+      await eventually(() => page.locator('tr[data-path="mode"]').getAttribute('data-status')).toBe('converged');
+      await eventually(() => page.locator('#section-reported').textContent()).toContain('mode: "eco"');
 
-    // someone else writes first: the save is refused with 412, and said so
-    await page.click('button[aria-label="Edit tags"]');
-    expect((await serve.rest('PATCH', '/twins/thermo-1', { tags: { owner: 'ops' } })).status).toBe(200);
-    await page.fill('#edit-tags', JSON.stringify({ site: 'c' }));
-    await page.click('#section-tags button:has-text("Save")');
-    await page.locator('#section-tags [role="alert"]').waitFor();
-    expect(await page.locator('#section-tags [role="alert"]').textContent()).toContain('412 Precondition failed');
-    await page.click('#section-tags button:has-text("Cancel")');
+      // someone else writes first: the save is refused with 412, and said so
+      await page.click('button[aria-label="Edit tags"]');
+      expect((await serve.rest('PATCH', '/twins/thermo-1', { tags: { owner: 'ops' } })).status).toBe(200);
+      await page.fill('#edit-tags', JSON.stringify({ site: 'c' }));
+      await page.click('#section-tags button:has-text("Save")');
+      await page.locator('#section-tags [role="alert"]').waitFor();
+      expect(await page.locator('#section-tags [role="alert"]').textContent()).toContain('412 Precondition failed');
+      await page.click('#section-tags button:has-text("Cancel")');
 
-    // history: the timeline, and the slider back to the twin before the edit
-    await page.click('a.tab:has-text("History")');
-    await page.locator('ol.timeline li.event').first().waitFor();
-    await expect.poll(() => page.locator('ol.timeline li.event:not(.problem)').count()).toBe(6); // create, tags, desired 21, desired 23, reported, tags owner
-    expect(await page.locator('ol.timeline').textContent()).toContain('twinlog-console');
-    await expect.poll(() => page.locator('ol.timeline li.problem').count()).toBe(1); // the refused save
-    expect(await page.locator('ol.timeline li.problem').textContent()).toContain('PRECONDITION_FAILED');
-    expect(await page.locator('#as-of-twin').textContent()).toContain('target: 23');
-    await page.focus('#as-of');
-    let pressed = 0;
-    while (!((await page.locator('#as-of-twin').textContent()) ?? '').includes('target: 21') && pressed < 10) {
-      await page.keyboard.press('ArrowLeft');
-      pressed++;
-    }
-    expect(await page.locator('#as-of-twin').textContent()).toContain('target: 21');
-    expect(await page.locator('#as-of-twin').textContent()).not.toContain('mode');
-    expect(await page.locator('#as-of-text').textContent()).toMatch(/^Event 3 of 6: .*desired/);
-    // the difference between the first and the last event
-    await page.selectOption('#diff-from', '0');
-    await page.selectOption('#diff-to', '5');
-    expect(await page.locator('#diff-result').textContent()).toContain('desired.target');
+      // history: the timeline, and the slider back to the twin before the edit
+      await page.click('a.tab:has-text("History")');
+      await page.locator('ol.timeline li.event').first().waitFor();
+      await eventually(() => page.locator('ol.timeline li.event:not(.problem)').count()).toBe(6); // create, tags, desired 21, desired 23, reported, tags owner
+      expect(await page.locator('ol.timeline').textContent()).toContain('twinlog-console');
+      await eventually(() => page.locator('ol.timeline li.problem').count()).toBe(1); // the refused save
+      expect(await page.locator('ol.timeline li.problem').textContent()).toContain('PRECONDITION_FAILED');
+      expect(await page.locator('#as-of-twin').textContent()).toContain('target: 23');
+      await page.focus('#as-of');
+      let pressed = 0;
+      while (!((await page.locator('#as-of-twin').textContent()) ?? '').includes('target: 21') && pressed < 10) {
+        await page.keyboard.press('ArrowLeft');
+        pressed++;
+      }
+      expect(await page.locator('#as-of-twin').textContent()).toContain('target: 21');
+      expect(await page.locator('#as-of-twin').textContent()).not.toContain('mode');
+      expect(await page.locator('#as-of-text').textContent()).toMatch(/^Event 3 of 6: .*desired/);
+      // the difference between the first and the last event
+      await page.selectOption('#diff-from', '0');
+      await page.selectOption('#diff-to', '5');
+      expect(await page.locator('#diff-result').textContent()).toContain('desired.target');
 
-    // nothing went wrong in the page: the browser logs only the two refusals it was asked to show
-    expect(errors).toEqual([
-      'Failed to load resource: the server responded with a status of 400 (Bad Request)', // the syntax error
-      'Failed to load resource: the server responded with a status of 412 (Precondition Failed)', // the stale etag
-    ]);
-  });
+      // nothing went wrong in the page: the browser logs only the two refusals it was asked to show
+      expect(errors).toEqual([
+        'Failed to load resource: the server responded with a status of 400 (Bad Request)', // the syntax error
+        'Failed to load resource: the server responded with a status of 412 (Precondition Failed)', // the stale etag
+      ]);
+    },
+  );
 
   it('resumes the live feed from Last-Event-ID', { timeout: 30_000 }, async () => {
     const login = await fetch(serve.loginUrl, { redirect: 'manual' });
@@ -165,7 +187,9 @@ describe('the console in chromium', () => {
     const id = /^id: (.+)$/m.exec(ready)![1]!;
     first.close();
     // written while nobody listens
-    expect((await serve.rest('PATCH', '/twins/thermo-2', { properties: { desired: { fan: 'auto' } } })).status).toBe(200);
+    expect((await serve.rest('PATCH', '/twins/thermo-2', { properties: { desired: { fan: 'auto' } } })).status).toBe(
+      200,
+    );
     const second = await open(id);
     const resumed = await second.until(/event: change\n.*"fan":"auto"/);
     expect(resumed).toContain('"resumed":true');

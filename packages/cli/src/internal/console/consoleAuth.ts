@@ -66,7 +66,12 @@ function sasFields(token: string): Record<string, string> | undefined {
   return fields;
 }
 
-export function createConsoleAuth({ policy: policyOf, hubName, now, sessionTtlMs = DEFAULT_SESSION_TTL_MS }: ConsoleAuthOptions): ConsoleAuth {
+export function createConsoleAuth({
+  policy: policyOf,
+  hubName,
+  now,
+  sessionTtlMs = DEFAULT_SESSION_TTL_MS,
+}: ConsoleAuthOptions): ConsoleAuth {
   const loginToken = randomBytes(24).toString('base64url');
   const sessions = new Map<string, ConsoleSession>();
 
@@ -75,9 +80,11 @@ export function createConsoleAuth({ policy: policyOf, hubName, now, sessionTtlMs
     const policy = policyOf();
     if (f === undefined) return 'not a login token or a SharedAccessSignature';
     const { sr, sig, se, skn } = f;
-    if (sr === undefined || sig === undefined || se === undefined || skn === undefined) return 'the SharedAccessSignature lacks sr, sig, se or skn';
+    if (sr === undefined || sig === undefined || se === undefined || skn === undefined)
+      return 'the SharedAccessSignature lacks sr, sig, se or skn';
     if (skn !== policy.name) return `the SharedAccessSignature is not signed with the ${policy.name} policy`;
-    if (sr.toLowerCase() !== hubName.toLowerCase()) return `the SharedAccessSignature must cover the whole hub (sr=${hubName})`;
+    if (sr.toLowerCase() !== hubName.toLowerCase())
+      return `the SharedAccessSignature must cover the whole hub (sr=${hubName})`;
     const expiry = Number(se);
     if (!Number.isSafeInteger(expiry) || expiry * 1000 <= now()) return 'the SharedAccessSignature has expired';
     const expected = sasFields(signServiceSas(sr, skn, policy.key, expiry))!['sig']!;

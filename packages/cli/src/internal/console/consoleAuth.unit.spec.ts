@@ -9,7 +9,12 @@ const request = (cookie?: string) => ({ headers: cookie === undefined ? {} : { c
 
 describe('console login', () => {
   let now = 1_800_000_000_000;
-  const auth = createConsoleAuth({ policy: () => ({ name: 'iothubowner', key: KEY }), hubName: 'hub', now: () => now, sessionTtlMs: 60_000 });
+  const auth = createConsoleAuth({
+    policy: () => ({ name: 'iothubowner', key: KEY }),
+    hubName: 'hub',
+    now: () => now,
+    sessionTtlMs: 60_000,
+  });
 
   it('opens a session for the login token, carried by an HttpOnly SameSite=Strict cookie, until it expires', () => {
     const session = auth.login(auth.loginToken);
@@ -30,10 +35,18 @@ describe('console login', () => {
     const se = Math.floor(now / 1000) + 600;
     expect(auth.login(signServiceSas('hub', 'iothubowner', KEY, se))).toMatchObject({ by: 'iothubowner' });
     expect(auth.login('nope')).toEqual({ refused: 'not a login token or a SharedAccessSignature' });
-    expect(auth.login(signServiceSas('hub', 'iothubowner', Buffer.alloc(32, 8).toString('base64'), se))).toEqual({ refused: 'the SharedAccessSignature does not match the key' });
-    expect(auth.login(signServiceSas('hub/devices/d1', 'iothubowner', KEY, se))).toMatchObject({ refused: expect.stringContaining('whole hub') });
-    expect(auth.login(signServiceSas('hub', 'registryRead', KEY, se))).toMatchObject({ refused: expect.stringContaining('iothubowner') });
-    expect(auth.login(signServiceSas('hub', 'iothubowner', KEY, Math.floor(now / 1000) - 1))).toEqual({ refused: 'the SharedAccessSignature has expired' });
+    expect(auth.login(signServiceSas('hub', 'iothubowner', Buffer.alloc(32, 8).toString('base64'), se))).toEqual({
+      refused: 'the SharedAccessSignature does not match the key',
+    });
+    expect(auth.login(signServiceSas('hub/devices/d1', 'iothubowner', KEY, se))).toMatchObject({
+      refused: expect.stringContaining('whole hub'),
+    });
+    expect(auth.login(signServiceSas('hub', 'registryRead', KEY, se))).toMatchObject({
+      refused: expect.stringContaining('iothubowner'),
+    });
+    expect(auth.login(signServiceSas('hub', 'iothubowner', KEY, Math.floor(now / 1000) - 1))).toEqual({
+      refused: 'the SharedAccessSignature has expired',
+    });
     expect(auth.sessionOf(request('twinlog_console=made-up'))).toBeUndefined();
   });
 });

@@ -75,11 +75,18 @@ export interface EventStreamOptions {
  * Stream events to `res` until the request closes or the returned stop is called. Starts at
  * `Last-Event-ID` when it names a position of this log, else at the end of both topics.
  */
-export async function streamEvents(req: IncomingMessage, res: ServerResponse, { log, deviceId, pollIntervalMs, heartbeatMs = 15_000 }: EventStreamOptions): Promise<() => void> {
+export async function streamEvents(
+  req: IncomingMessage,
+  res: ServerResponse,
+  { log, deviceId, pollIntervalMs, heartbeatMs = 15_000 }: EventStreamOptions,
+): Promise<() => void> {
   const count = await log.partitionCount(TOPICS.changes);
   const header = req.headers['last-event-id'];
   const resumed = decodeFeedPosition(Array.isArray(header) ? header[0] : header, count);
-  const position: FeedPosition = resumed ?? { changes: await log.endOffsets(TOPICS.changes), deltas: await log.endOffsets(TOPICS.deltas) };
+  const position: FeedPosition = resumed ?? {
+    changes: await log.endOffsets(TOPICS.changes),
+    deltas: await log.endOffsets(TOPICS.deltas),
+  };
   const partitions = deviceId === undefined ? [...Array(count).keys()] : [partitionFor(deviceId, count)];
   let open = true;
   let wake: (() => void) | undefined;
@@ -90,8 +97,15 @@ export async function streamEvents(req: IncomingMessage, res: ServerResponse, { 
     res.end();
   };
   req.once('close', stop);
-  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
-  res.write(`retry: 1000\nid: ${encodeFeedPosition(position)}\nevent: ready\ndata: ${JSON.stringify({ resumed: resumed !== undefined })}\n\n`);
+  res.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-store',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+  });
+  res.write(
+    `retry: 1000\nid: ${encodeFeedPosition(position)}\nevent: ready\ndata: ${JSON.stringify({ resumed: resumed !== undefined })}\n\n`,
+  );
   let lastWrite = Date.now();
 
   const poll = async (): Promise<void> => {
@@ -126,7 +140,9 @@ export async function streamEvents(req: IncomingMessage, res: ServerResponse, { 
         await poll();
       } catch (e) {
         if (!open) return;
-        res.write(`event: feed-error\ndata: ${JSON.stringify({ message: e instanceof Error ? e.message : String(e) })}\n\n`);
+        res.write(
+          `event: feed-error\ndata: ${JSON.stringify({ message: e instanceof Error ? e.message : String(e) })}\n\n`,
+        );
       }
       if (!open) return;
       await new Promise<void>((resolve) => {

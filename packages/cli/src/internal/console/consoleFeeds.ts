@@ -4,7 +4,15 @@
  * live feed resumes from (docs/console.md, "Live updates").
  */
 import { decodeOutputRecord, type DeadLetterRecord, type RejectionRecord } from '@twinlog/codec';
-import { DELTA_STATUSES, isTwinlogError, partitionFor, type DeltaState, type DeltaStatus, type Log, type LogRecord } from '@twinlog/core';
+import {
+  DELTA_STATUSES,
+  isTwinlogError,
+  partitionFor,
+  type DeltaState,
+  type DeltaStatus,
+  type Log,
+  type LogRecord,
+} from '@twinlog/core';
 import { CHECKPOINT_KEY, TOPICS } from '@twinlog/projector';
 import { watchTopic, type TopicWatch } from '../watchTopic.ts';
 
@@ -12,13 +20,20 @@ import { watchTopic, type TopicWatch } from '../watchTopic.ts';
 export interface DeltaBoard {
   get(deviceId: string): (DeltaState & { readonly at: number }) | undefined;
   /** Entries per status and devices converged or not, over every device's latest delta. */
-  totals(): { readonly entries: Record<DeltaStatus, number>; readonly converged: number; readonly notConverged: number };
+  totals(): {
+    readonly entries: Record<DeltaStatus, number>;
+    readonly converged: number;
+    readonly notConverged: number;
+  };
   /** Resolves once the board has read everything on the topic when it started (or after `timeoutMs`). */
   caughtUp(timeoutMs: number): Promise<void>;
   stop(): Promise<void>;
 }
 
-export function followDeltas(log: Log, { pollIntervalMs, onError }: { pollIntervalMs: number; onError: (e: unknown) => void }): DeltaBoard {
+export function followDeltas(
+  log: Log,
+  { pollIntervalMs, onError }: { pollIntervalMs: number; onError: (e: unknown) => void },
+): DeltaBoard {
   const latest = new Map<string, DeltaState & { at: number }>();
   let markCaughtUp: () => void = () => {};
   const caughtUp = new Promise<void>((r) => (markCaughtUp = r));
@@ -91,9 +106,15 @@ export interface TimelineProblem {
 
 /** A device's rejections (`twin.rejections`) and dead letters (`twin.dead-letter`), oldest first. */
 export async function problemsOf(log: Log, deviceId: string, max = 200): Promise<TimelineProblem[]> {
-  const [rejections, deadLetters] = await Promise.all([recordsOf(log, TOPICS.rejections, deviceId, max), recordsOf(log, TOPICS.deadLetter, deviceId, max)]);
+  const [rejections, deadLetters] = await Promise.all([
+    recordsOf(log, TOPICS.rejections, deviceId, max),
+    recordsOf(log, TOPICS.deadLetter, deviceId, max),
+  ]);
   const out: TimelineProblem[] = [];
-  const decode = <K extends 'rejection' | 'dead-letter'>(r: LogRecord, kind: K): (K extends 'rejection' ? RejectionRecord : DeadLetterRecord) | undefined => {
+  const decode = <K extends 'rejection' | 'dead-letter'>(
+    r: LogRecord,
+    kind: K,
+  ): (K extends 'rejection' ? RejectionRecord : DeadLetterRecord) | undefined => {
     try {
       return decodeOutputRecord(r.value!, kind) as K extends 'rejection' ? RejectionRecord : DeadLetterRecord;
     } catch (e) {
@@ -104,12 +125,25 @@ export async function problemsOf(log: Log, deviceId: string, max = 200): Promise
   for (const r of rejections) {
     const rec = decode(r, 'rejection');
     if (rec === undefined) continue;
-    out.push({ kind: 'rejection', time: new Date(r.timestamp).toISOString(), code: rec.code, message: rec.message, source: rec.source, id: rec.id });
+    out.push({
+      kind: 'rejection',
+      time: new Date(r.timestamp).toISOString(),
+      code: rec.code,
+      message: rec.message,
+      source: rec.source,
+      id: rec.id,
+    });
   }
   for (const r of deadLetters) {
     const rec = decode(r, 'dead-letter');
     if (rec === undefined) continue;
-    out.push({ kind: 'dead-letter', time: new Date(r.timestamp).toISOString(), code: rec.code, message: rec.message, source: rec.source });
+    out.push({
+      kind: 'dead-letter',
+      time: new Date(r.timestamp).toISOString(),
+      code: rec.code,
+      message: rec.message,
+      source: rec.source,
+    });
   }
   return out.sort((a, b) => a.time.localeCompare(b.time));
 }

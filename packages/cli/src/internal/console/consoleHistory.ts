@@ -16,7 +16,11 @@ export interface ConsoleHistory {
   readonly problems: readonly TimelineProblem[];
 }
 
-export async function consoleHistory(log: Log, deviceId: string, { max = 300, until }: { max?: number; until?: number } = {}): Promise<ConsoleHistory> {
+export async function consoleHistory(
+  log: Log,
+  deviceId: string,
+  { max = 300, until }: { max?: number; until?: number } = {},
+): Promise<ConsoleHistory> {
   const entries: ConsoleHistory['entries'][number][] = [];
   let total = 0;
   await auditTrail({

@@ -45,7 +45,12 @@ export async function serveAsset(name: string, res: ServerResponse, head: boolea
   } catch {
     return false;
   }
-  res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': type, 'content-length': body.length, 'cache-control': 'no-cache' });
+  res.writeHead(200, {
+    ...SECURITY_HEADERS,
+    'content-type': type,
+    'content-length': body.length,
+    'cache-control': 'no-cache',
+  });
   res.end(head ? undefined : body);
   return true;
 }

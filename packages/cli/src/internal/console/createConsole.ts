@@ -67,7 +67,14 @@ const PAGE_SIZES = new Set([10, 20, 50, 100]);
 
 function sendJson(res: ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
   const text = `${JSON.stringify(body)}\n`;
-  res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...extra }).end(text);
+  res
+    .writeHead(status, {
+      ...SECURITY_HEADERS,
+      'content-type': 'application/json; charset=utf-8',
+      'cache-control': 'no-store',
+      ...extra,
+    })
+    .end(text);
 }
 
 function redirect(res: ServerResponse, location: string, extra: Record<string, string> = {}): void {
@@ -79,7 +86,8 @@ async function readBody(req: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_BODY_BYTES) throw new HttpError(413, { code: 'TOO_LARGE', message: `the body exceeds ${MAX_BODY_BYTES} bytes` });
+    if (size > MAX_BODY_BYTES)
+      throw new HttpError(413, { code: 'TOO_LARGE', message: `the body exceeds ${MAX_BODY_BYTES} bytes` });
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString('utf8');
@@ -88,13 +96,25 @@ async function readBody(req: IncomingMessage): Promise<string> {
 /** A state-changing API call must come from the console's own page: JSON (a CORS preflight for anyone else) and, when the browser says, the same origin. */
 function checkSameOrigin(req: IncomingMessage): void {
   const origin = req.headers.origin;
-  if (origin !== undefined && origin !== `http://${req.headers.host ?? ''}` && origin !== `https://${req.headers.host ?? ''}`) {
+  if (
+    origin !== undefined &&
+    origin !== `http://${req.headers.host ?? ''}` &&
+    origin !== `https://${req.headers.host ?? ''}`
+  ) {
     throw new HttpError(403, { code: 'FORBIDDEN', message: 'cross-origin request refused' });
   }
-  if (!/^application\/json\b/.test(req.headers['content-type'] ?? '')) throw new HttpError(415, { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'send application/json' });
+  if (!/^application\/json\b/.test(req.headers['content-type'] ?? ''))
+    throw new HttpError(415, { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'send application/json' });
 }
 
-export function createConsole({ services, policy, hubName, logger, pollIntervalMs, now = Date.now }: ConsoleOptions): TwinConsole {
+export function createConsole({
+  services,
+  policy,
+  hubName,
+  logger,
+  pollIntervalMs,
+  now = Date.now,
+}: ConsoleOptions): TwinConsole {
   const auth: ConsoleAuth = createConsoleAuth({ policy, hubName, now });
   let deltas: DeltaBoard | undefined;
   let client: TwinClient | undefined;
@@ -102,13 +122,23 @@ export function createConsole({ services, policy, hubName, logger, pollIntervalM
   let closed = false;
 
   const need = <T>(what: string, value: T | undefined): T => {
-    if (value === undefined || closed) throw new HttpError(503, { code: 'STARTING', message: `the ${what} is not running yet` });
+    if (value === undefined || closed)
+      throw new HttpError(503, { code: 'STARTING', message: `the ${what} is not running yet` });
     return value;
   };
   const logOf = (): Log => need('log', services.log());
   const deltaBoard = (): DeltaBoard =>
-    (deltas ??= followDeltas(logOf(), { pollIntervalMs, onError: (e) => logger.warn('console: reading twin.deltas failed, retrying', errorFields(e)) }));
-  const twinClient = (): TwinClient => (client ??= createTwinClient({ log: logOf(), physicalNow: now, actor: 'twinlog-console', decisionTimeoutMs: 10_000 }));
+    (deltas ??= followDeltas(logOf(), {
+      pollIntervalMs,
+      onError: (e) => logger.warn('console: reading twin.deltas failed, retrying', errorFields(e)),
+    }));
+  const twinClient = (): TwinClient =>
+    (client ??= createTwinClient({
+      log: logOf(),
+      physicalNow: now,
+      actor: 'twinlog-console',
+      decisionTimeoutMs: 10_000,
+    }));
   const connectedSet = (): Set<string> | undefined => {
     const list = services.connectedDevices();
     return list === undefined ? undefined : new Set(list);
@@ -131,15 +161,24 @@ export function createConsole({ services, policy, hubName, logger, pollIntervalM
     const continuation = url.searchParams.get('continuation') ?? undefined;
     let answer;
     try {
-      answer = await readModel.query(q, { pageSize, ...(continuation === undefined || continuation === '' ? {} : { continuation }) });
+      answer = await readModel.query(q, {
+        pageSize,
+        ...(continuation === undefined || continuation === '' ? {} : { continuation }),
+      });
     } catch (e) {
-      if (isTwinlogError(e)) throw new HttpError(400, { code: e.code, message: e.message, ...(e.details['position'] === undefined ? {} : { position: e.details['position'] }) });
+      if (isTwinlogError(e))
+        throw new HttpError(400, {
+          code: e.code,
+          message: e.message,
+          ...(e.details['position'] === undefined ? {} : { position: e.details['position'] }),
+        });
       throw e;
     }
     const connected = connectedSet();
     const rows = answer.rows.map((row) => {
       const id = isPlainObject(row) && typeof row['deviceId'] === 'string' ? row['deviceId'] : undefined;
-      const twinId = id !== undefined && isPlainObject(row) && typeof row['moduleId'] === 'string' ? `${id}/${row['moduleId']}` : id;
+      const twinId =
+        id !== undefined && isPlainObject(row) && typeof row['moduleId'] === 'string' ? `${id}/${row['moduleId']}` : id;
       return twinId === undefined ? { row } : { row, twinId, ...rowExtras(twinId, connected) };
     });
     const totals = deltaBoard().totals();
@@ -165,7 +204,11 @@ export function createConsole({ services, policy, hubName, logger, pollIntervalM
     await deltaBoard().caughtUp(2_000);
     const d = deltaBoard().get(id);
     const connected = connectedSet();
-    return { twin, delta: d === undefined ? null : { ...d, at: new Date(d.at).toISOString() }, connected: connected === undefined ? null : connected.has(id) };
+    return {
+      twin,
+      delta: d === undefined ? null : { ...d, at: new Date(d.at).toISOString() },
+      connected: connected === undefined ? null : connected.has(id),
+    };
   };
 
   const patchTwin = async (req: IncomingMessage, id: string): Promise<{ status: number; body: unknown }> => {
@@ -177,20 +220,28 @@ export function createConsole({ services, policy, hubName, logger, pollIntervalM
       if (e instanceof HttpError) throw e;
       throw new HttpError(400, { code: 'BAD_JSON', message: 'the body is not JSON' });
     }
-    if (!isPlainObject(body) || typeof body['etag'] !== 'string' || body['etag'] === '') throw new HttpError(400, { code: 'BAD_REQUEST', message: 'send { etag, tags?, desired? }' });
+    if (!isPlainObject(body) || typeof body['etag'] !== 'string' || body['etag'] === '')
+      throw new HttpError(400, { code: 'BAD_REQUEST', message: 'send { etag, tags?, desired? }' });
     const patch: { tags?: Patch; desired?: Patch } = {};
     for (const section of ['tags', 'desired'] as const) {
       const p = body[section];
       if (p === undefined) continue;
-      if (!isPlainObject(p)) throw new HttpError(400, { code: 'BAD_REQUEST', message: `${section} must be a JSON object (a merge patch)` });
+      if (!isPlainObject(p))
+        throw new HttpError(400, { code: 'BAD_REQUEST', message: `${section} must be a JSON object (a merge patch)` });
       if (Object.keys(p).length > 0) patch[section] = p as Patch;
     }
-    if (patch.tags === undefined && patch.desired === undefined) throw new HttpError(400, { code: 'BAD_REQUEST', message: 'nothing to change' });
+    if (patch.tags === undefined && patch.desired === undefined)
+      throw new HttpError(400, { code: 'BAD_REQUEST', message: 'nothing to change' });
     let decision;
     try {
       decision = await twinClient().patchTwin(id, patch, { ifMatch: body['etag'] });
     } catch (e) {
-      if (isTwinlogError(e)) throw new HttpError(e.code === 'DECISION_TIMEOUT' ? 504 : 400, { code: e.code, message: e.message, ...(e.path === undefined ? {} : { path: e.path }) });
+      if (isTwinlogError(e))
+        throw new HttpError(e.code === 'DECISION_TIMEOUT' ? 504 : 400, {
+          code: e.code,
+          message: e.message,
+          ...(e.path === undefined ? {} : { path: e.path }),
+        });
       throw e;
     }
     if (!decision.accepted) {
@@ -204,17 +255,34 @@ export function createConsole({ services, policy, hubName, logger, pollIntervalM
     } catch (e) {
       logger.debug('console: read model not caught up after a write', errorFields(e));
     }
-    return { status: 200, body: { accepted: true, etag: decision.etag ?? null, version: decision.version, desiredVersion: decision.desiredVersion } };
+    return {
+      status: 200,
+      body: {
+        accepted: true,
+        etag: decision.etag ?? null,
+        version: decision.version,
+        desiredVersion: decision.desiredVersion,
+      },
+    };
   };
 
   const api = async (req: IncomingMessage, res: ServerResponse, url: URL, segments: string[]): Promise<void> => {
     const session = auth.sessionOf(req);
-    if (session === undefined) throw new HttpError(401, { code: 'UNAUTHORIZED', message: 'log in with the URL twinlog serve printed at start, or a service SAS token' });
+    if (session === undefined)
+      throw new HttpError(401, {
+        code: 'UNAUTHORIZED',
+        message: 'log in with the URL twinlog serve printed at start, or a service SAS token',
+      });
     const method = req.method ?? 'GET';
     const [head, rawId, tail, ...rest] = segments;
     if (head === 'session' && segments.length === 1 && method === 'GET') {
       const connected = services.connectedDevices();
-      sendJson(res, 200, { by: session.by, expires: new Date(session.expires).toISOString(), hubName, mqtt: connected !== undefined });
+      sendJson(res, 200, {
+        by: session.by,
+        expires: new Date(session.expires).toISOString(),
+        hubName,
+        mqtt: connected !== undefined,
+      });
       return;
     }
     if (head === 'fleet' && segments.length === 1 && method === 'GET') {
@@ -223,7 +291,11 @@ export function createConsole({ services, policy, hubName, logger, pollIntervalM
     }
     if (head === 'events' && segments.length === 1 && method === 'GET') {
       const device = url.searchParams.get('device') ?? undefined;
-      const stop = await streamEvents(req, res, { log: logOf(), deviceId: device === '' ? undefined : device, pollIntervalMs });
+      const stop = await streamEvents(req, res, {
+        log: logOf(),
+        deviceId: device === '' ? undefined : device,
+        pollIntervalMs,
+      });
       streams.add(stop);
       req.once('close', () => streams.delete(stop));
       return;
@@ -247,7 +319,8 @@ export function createConsole({ services, policy, hubName, logger, pollIntervalM
       if (tail === 'history' && method === 'GET') {
         const until = url.searchParams.get('until');
         const untilMs = until === null ? undefined : Date.parse(until);
-        if (untilMs !== undefined && Number.isNaN(untilMs)) throw new HttpError(400, { code: 'BAD_REQUEST', message: 'until must be an ISO time' });
+        if (untilMs !== undefined && Number.isNaN(untilMs))
+          throw new HttpError(400, { code: 'BAD_REQUEST', message: 'until must be an ISO time' });
         sendJson(res, 200, await consoleHistory(logOf(), id, untilMs === undefined ? {} : { until: untilMs }));
         return;
       }
