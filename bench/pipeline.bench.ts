@@ -384,8 +384,10 @@ async function runProjector(log: Log, group: string, meter: Meter, workers = 0):
   projector.done.catch((e: unknown) => (failed = e));
   const { ms, covered, caughtUp } = await awaitCommitted(log, group, ends, start, meter, () => failed);
   await projector.stop().catch(() => {});
-  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- whatever the projector rejected with
-  if (failed !== undefined) console.log(`  projector failed: ${failed instanceof Error ? failed.message : String(failed)}`);
+  if (failed !== undefined) {
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- whatever the projector rejected with
+    console.log(`  projector failed: ${failed instanceof Error ? failed.message : String(failed)}`);
+  }
   return { ms, records: caughtUp ? total : covered, caughtUp, probe };
 }
 

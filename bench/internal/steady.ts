@@ -98,7 +98,9 @@ export async function runSteady(options: Omit<SteadyConfig, 'group'> & { readonl
   } finally {
     await projector.stop().catch(() => {});
     await log.close();
-    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- whatever the projector rejected with
-    if (failed !== undefined) console.log(`  steady: projector failed: ${failed instanceof Error ? failed.message : String(failed)}`);
+    if (failed !== undefined) {
+      // eslint-disable-next-line @typescript-eslint/no-base-to-string -- whatever the projector rejected with
+      console.log(`  steady: projector failed: ${failed instanceof Error ? failed.message : String(failed)}`);
+    }
   }
 }

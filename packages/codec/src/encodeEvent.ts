@@ -224,8 +224,10 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 function upcast(raw: Record<string, unknown>, upcasters: Upcasters): Record<string, unknown> {
   const v = raw['v'];
   if (v === undefined) throw bad('is missing', 'v');
-  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- the value as sent, whatever it is
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw bad(`must be an integer ≥ 0, got ${String(v)}`, 'v');
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- the value as sent, whatever it is
+    throw bad(`must be an integer ≥ 0, got ${String(v)}`, 'v');
+  }
   if (v > ENVELOPE_VERSION) {
     throw new TwinlogError(
       'CODEC_UNSUPPORTED_VERSION',

@@ -111,8 +111,11 @@ const isEmpty = (v: unknown): boolean => v === undefined || v === null || (isPla
  * The service checks the rest (id syntax, condition, content paths and values, metric queries).
  */
 export function configurationDefinitionOf(id: string, body: JsonObject): ConfigurationDefinition {
-  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- the value as sent, whatever it is
-  if (body['id'] !== undefined && body['id'] !== id) invalid(`The body's id ${String(body['id'])} is not the id of the path ${id}`);
+  if (body['id'] !== undefined && body['id'] !== id) {
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- the value as sent, whatever it is
+    const got = String(body['id']);
+    invalid(`The body's id ${got} is not the id of the path ${id}`);
+  }
   const content = body['content'];
   if (!isPlainObject(content)) invalid('content.deviceContent is required');
   const c = content as JsonObject;

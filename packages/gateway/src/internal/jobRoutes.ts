@@ -126,8 +126,11 @@ export function jobRequestOf(id: string, body: JsonObject): JobServiceRequest {
     invalid(`Job type ${typeof type === 'string' ? type : JSON.stringify(type ?? null)} is not supported, only scheduleUpdateTwin`);
   }
   const bodyId = body['jobId'];
-  // eslint-disable-next-line @typescript-eslint/no-base-to-string -- the value as sent, whatever it is
-  if (bodyId !== undefined && bodyId !== null && bodyId !== id) invalid(`The jobId in the body (${String(bodyId)}) differs from the one in the path (${id})`);
+  if (bodyId !== undefined && bodyId !== null && bodyId !== id) {
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- the value as sent, whatever it is
+    const got = String(bodyId);
+    invalid(`The jobId in the body (${got}) differs from the one in the path (${id})`);
+  }
   const queryCondition = body['queryCondition'];
   if (typeof queryCondition !== 'string' || queryCondition.trim() === '') invalid('queryCondition must be a WHERE condition over device twins');
   const updateTwin = body['updateTwin'];
