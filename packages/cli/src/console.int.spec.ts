@@ -152,6 +152,41 @@ describe('the console in chromium', () => {
       await page.selectOption('#diff-to', '5');
       expect(await page.locator('#diff-result').textContent()).toContain('desired.target');
 
+      // accessible basics on every page, at 1280×800 and at a phone's width: every field labelled,
+      // the focus on the heading, a skip link first, nothing wider than the screen
+      // (page scripts as strings: the tests' type check knows Node's globals, not the DOM's)
+      const unlabelled = () =>
+        page.evaluate<string[]>(
+          "[...document.querySelectorAll('input, select, textarea')].filter((el) => el.labels.length === 0 && !el.hasAttribute('aria-label')).map((el) => el.outerHTML)",
+        );
+      const pages = ['#/fleet', '#/twin/thermo-1', '#/twin/thermo-1/history'];
+      for (const viewport of [
+        { width: 1280, height: 800 },
+        { width: 390, height: 844 },
+      ]) {
+        await page.setViewportSize(viewport);
+        for (const hash of pages) {
+          await page.goto(`${serve.adminUrl}/ui/${hash}`);
+          await page.locator('main h1').waitFor();
+          await page
+            .locator(hash === '#/fleet' ? 'table.fleet' : hash.endsWith('history') ? 'ol.timeline li' : 'tr[data-path]')
+            .first()
+            .waitFor();
+          expect(await unlabelled(), hash).toEqual([]);
+          expect(
+            await page.evaluate<number>('document.documentElement.scrollWidth'),
+            `${hash} at ${viewport.width}`,
+          ).toBeLessThanOrEqual(viewport.width);
+          // after each navigation the page's heading has the focus; before it, only the skip link
+          expect(await page.evaluate<string>('document.activeElement.tagName')).toBe('H1');
+          expect(
+            await page.evaluate<string>(
+              "document.querySelector('a[href], button, input, select, textarea').textContent",
+            ),
+          ).toBe('Skip to content');
+        }
+      }
+
       // nothing went wrong in the page: the browser logs only the two refusals it was asked to show
       expect(errors).toEqual([
         'Failed to load resource: the server responded with a status of 400 (Bad Request)', // the syntax error
