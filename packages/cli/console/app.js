@@ -68,14 +68,10 @@ async function start() {
     history.replaceState(null, '', '/ui/');
     return loginPage(true);
   }
-  try {
-    const session = await api.session();
-    document.getElementById('session').hidden = false;
-    document.getElementById('hub-name').textContent = session.hubName;
-  } catch (e) {
-    if (e instanceof ApiError && e.status === 401) return loginPage(false);
-    throw e;
-  }
+  const session = await api.session();
+  if (!session.loggedIn) return loginPage(false);
+  document.getElementById('session').hidden = false;
+  document.getElementById('hub-name').textContent = session.hubName;
   window.addEventListener('hashchange', () => void route());
   await route();
 }

@@ -72,6 +72,14 @@ function entryItem(entry, index, previous, select) {
       h('span', { class: 'muted small' }, versionsText(entry.versions)),
     ),
     what,
+    entry.section === 'create' || entry.section === 'delete'
+      ? null
+      : h(
+          'details',
+          { class: 'patch' },
+          h('summary', {}, `The ${entry.op} patch as written`),
+          h('pre', {}, JSON.stringify(entry.patch, null, 2)),
+        ),
     h(
       'button',
       { type: 'button', class: 'small-button', onclick: () => select(index) },

@@ -8,7 +8,7 @@
  * |---|---|
  * | `GET /ui/login?token=…`, `POST /ui/login` (form field `token`: login token or service SAS) | a session cookie, then `/ui/` |
  * | `POST /ui/logout` | the cookie cleared |
- * | `GET /ui/api/session` | who is logged in, and what serve runs |
+ * | `GET /ui/api/session` | whether the request has a session (the only call answered without one), who logged in, what serve runs |
  * | `GET /ui/api/fleet?q=&pageSize=&continuation=` | a page of an IoT Hub query, with each row's delta and connection, and the fleet's delta counts |
  * | `GET /ui/api/twins/{id}` | the twin, its delta, whether it is connected |
  * | `PATCH /ui/api/twins/{id}` `{ etag, tags?, desired? }` | a conditional merge (412 with the current etag when someone else wrote first) |
@@ -268,6 +268,11 @@ export function createConsole({
 
   const api = async (req: IncomingMessage, res: ServerResponse, url: URL, segments: string[]): Promise<void> => {
     const session = auth.sessionOf(req);
+    // the page asks first whether it has a session: "no" is an answer, not an error
+    if (session === undefined && segments.join('/') === 'session' && req.method === 'GET') {
+      sendJson(res, 200, { loggedIn: false });
+      return;
+    }
     if (session === undefined)
       throw new HttpError(401, {
         code: 'UNAUTHORIZED',
@@ -278,6 +283,7 @@ export function createConsole({
     if (head === 'session' && segments.length === 1 && method === 'GET') {
       const connected = services.connectedDevices();
       sendJson(res, 200, {
+        loggedIn: true,
         by: session.by,
         expires: new Date(session.expires).toISOString(),
         hubName,
