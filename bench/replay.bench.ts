@@ -16,6 +16,8 @@
  *            `twin.snapshots` (a fresh SQLite file; fresh topics on Kafka).
  * - replay ×n, rebuild ×n: the same with one worker thread per core (`workers`, each opening the log
  *            itself) and `keepStates: false` — the states stay in the workers (docs/write-path.md, "Replay").
+ * - audit:   `auditTrail({ log })` of the whole fleet, each entry serialized to JSON as
+ *            `twinlog audit --all --format json` prints it.
  * - device:  `history({ log, deviceId })` of one device against a plain read of that device's
  *            partition (both inputs, its records picked by key), 3 interleaved rounds, medians:
  *            `device_history_ms` vs `device_read_ms`.
@@ -31,7 +33,7 @@ import { join } from 'node:path';
 import { encodeEvent } from '@twinlog/codec';
 import { partitionFor, type AppendRecord, type Log } from '@twinlog/core';
 import { createEmbeddedLog } from '@twinlog/log-embedded';
-import { ensureTwinTopics, history, replay, TOPICS, type WorkerLogSpec } from '@twinlog/projector';
+import { auditTrail, ensureTwinTopics, history, replay, TOPICS, type WorkerLogSpec } from '@twinlog/projector';
 import { startKafkaBroker } from '../test/kafkaBroker.ts';
 import { findBrokerProcess, type BrokerProcess } from './internal/brokerCpu.ts';
 import { median } from './internal/stats.ts';
@@ -108,6 +110,8 @@ type LegFigures = Record<
   | 'rebuild_vs_read'
   | 'device_history_ms'
   | 'device_read_ms'
+  | 'audit_per_s'
+  | 'audit_vs_read'
   | 'replay_workers_per_s'
   | 'replay_workers_vs_read'
   | 'rebuild_workers_per_s'
@@ -159,6 +163,14 @@ async function runLegs(
     `  rebuild ×${workers} ${fmt(rebuildWorkersPerS)}/s (${(rebuiltWorkers.ms / 1000).toFixed(1)} s in ${workers} worker threads; ${perRecord(rebuiltWorkers)}) = ${ratio(rebuildWorkersPerS, readPerS)} × read`,
   );
 
+  // the fleet's audit trail, each entry serialized as `twinlog audit --all --format json` prints it (not written)
+  let auditBytes = 0;
+  const audited = await timed(broker, () => auditTrail({ log, onEntry: (e) => void (auditBytes += JSON.stringify(e).length) }));
+  const auditPerS = total / (audited.ms / 1000);
+  console.log(
+    `  audit     ${fmt(auditPerS)}/s (${(audited.ms / 1000).toFixed(1)} s, ${fmt(audited.value.counts.applied)} entries, ${fmt(auditBytes / 1e6)} MB of JSON; ${perRecord(audited)}) = ${ratio(auditPerS, readPerS)} × read`,
+  );
+
   // the device's legs are short: 3 interleaved rounds, medians
   const partition = partitionFor(DEVICE, PARTITIONS);
   const readMs: number[] = [];
@@ -187,6 +199,8 @@ async function runLegs(
     rebuild_vs_read: ratio(rebuildPerS, readPerS),
     device_history_ms: Math.round(deviceHistory.ms),
     device_read_ms: Math.round(deviceRead.ms),
+    audit_per_s: Math.round(auditPerS),
+    audit_vs_read: ratio(auditPerS, readPerS),
     replay_workers_per_s: Math.round(countedPerS),
     replay_workers_vs_read: ratio(countedPerS, readPerS),
     rebuild_workers_per_s: Math.round(rebuildWorkersPerS),
