@@ -194,7 +194,7 @@ export function createConfigurationManager({
     if (config.targetCondition.trim() !== '*') {
       const q = parseQuery(`SELECT * FROM devices WHERE ${config.targetCondition}`);
       const bad = referencedPaths(q, 'where').find((p) => p[0] !== 'tags' && !(p.length === 1 && p[0] === 'deviceId'));
-      if (bad !== undefined) invalid(`a device configuration targets tags or deviceId only, not ${bad.join('.')} (§11)`);
+      if (bad !== undefined) invalid(`a device configuration targets tags or deviceId only, not ${bad.join('.')}`);
     }
     if (!isPlainObject(config.content) || !isPlainObject(config.content.deviceContent)) invalid('content.deviceContent must be an object');
     const keys = Object.keys(config.content.deviceContent);

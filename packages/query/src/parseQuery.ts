@@ -264,7 +264,7 @@ class Parser {
     const raw = this.acceptOp('*') ? undefined : this.selection();
     this.expectKeyword('FROM');
     this.collection = this.from();
-    if (this.isKeyword('JOIN')) throw this.error('QUERY_UNSUPPORTED', 'JOIN is not supported (§8.2)', this.peek().start);
+    if (this.isKeyword('JOIN')) throw this.error('QUERY_UNSUPPORTED', 'JOIN is not supported', this.peek().start);
 
     const select = raw === undefined ? '*' : this.resolveSelection(raw);
     if (this.collection === 'devices.jobs' && select !== '*') {
@@ -472,7 +472,7 @@ class Parser {
     }
     if (negated === undefined) return left;
     this.next();
-    if (!this.isOp('[')) throw this.unexpected(`an array literal after ${negated ? 'NIN' : 'IN'} (§8.2)`);
+    if (!this.isOp('[')) throw this.unexpected(`an array literal after ${negated ? 'NIN' : 'IN'}`);
     const values = this.array();
     return this.node({ kind: 'in', negated, operand: left, values }, [left], t.start);
   }
@@ -552,7 +552,7 @@ class Parser {
     if (this.collection === 'devices.jobs' && !JOB_FIELDS.includes(path[0]!)) {
       throw this.error(
         'QUERY_UNSUPPORTED',
-        `devices.jobs conditions may only name job fields, not ${quote(path[0]!)} (§8.2)`,
+        `devices.jobs conditions may only name job fields, not ${quote(path[0]!)}`,
         raw.start,
       );
     }
