@@ -222,7 +222,7 @@ export function historyPage(main, id) {
       h('p', {}, sliderText),
       h(
         'form',
-        { class: 'row', onsubmit: goToTime },
+        { class: 'row as-of-time', onsubmit: goToTime },
         h('label', { for: 'as-of-time' }, 'Or as of a time'),
         timeInput,
         h('button', { type: 'submit' }, 'Show'),
