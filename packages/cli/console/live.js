@@ -1,7 +1,7 @@
 // Live updates: one EventSource on /ui/api/events (twin.changes and twin.deltas). The browser
 // reconnects by itself and sends the last event id, which names the log positions it had reached,
 // so the server resumes from there.
-/* global EventSource, clearTimeout, document -- provided by the browser */
+/* global EventSource, clearInterval, clearTimeout, document, setInterval -- provided by the browser */
 
 let source;
 let listeners = new Set();
@@ -56,4 +56,15 @@ export function debounce(f, ms) {
     clearTimeout(timer);
     timer = setTimeout(() => f(...args), ms);
   };
+}
+
+/**
+ * Call `f` every `ms` for as long as `element` is in the page (what no event announces, such as a
+ * device connecting or disconnecting, still shows within `ms`).
+ */
+export function every(ms, element, f) {
+  const timer = setInterval(() => {
+    if (element.isConnected) f();
+    else clearInterval(timer);
+  }, ms);
 }

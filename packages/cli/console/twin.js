@@ -5,7 +5,7 @@ import { api, ApiError } from './api.js';
 import { ago, badge, h, notice, replace, short, time } from './dom.js';
 import { mergePatch, withoutDollarKeys } from './jsonDiff.js';
 import { sectionView } from './jsonView.js';
-import { debounce, follow } from './live.js';
+import { debounce, every, follow } from './live.js';
 
 export function twinTabs(id, current) {
   const tab = (label, href, name) =>
@@ -267,6 +267,7 @@ export function twinPage(main, id) {
     id,
     debounce(() => void load().catch(showFailure), 150),
   );
+  every(10_000, columns, () => void load().catch(showFailure));
   return load().catch((e) => {
     showFailure(e);
     if (!(e instanceof ApiError)) throw e;
