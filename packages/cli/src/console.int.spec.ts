@@ -196,11 +196,12 @@ describe('the console in chromium', () => {
   );
 
   it('resumes the live feed from Last-Event-ID', { timeout: 30_000 }, async () => {
+    await serve.createDevice('fan-1');
     const login = await fetch(serve.loginUrl, { redirect: 'manual' });
     const cookie = /twinlog_console=[^;]+/.exec(login.headers.get('set-cookie') ?? '')![0];
     const open = async (lastEventId?: string) => {
       const controller = new AbortController();
-      const res = await fetch(`${serve.adminUrl}/ui/api/events?device=thermo-2`, {
+      const res = await fetch(`${serve.adminUrl}/ui/api/events?device=fan-1`, {
         headers: { cookie, ...(lastEventId === undefined ? {} : { 'last-event-id': lastEventId }) },
         signal: controller.signal,
       });
@@ -222,9 +223,7 @@ describe('the console in chromium', () => {
     const id = /^id: (.+)$/m.exec(ready)![1]!;
     first.close();
     // written while nobody listens
-    expect((await serve.rest('PATCH', '/twins/thermo-2', { properties: { desired: { fan: 'auto' } } })).status).toBe(
-      200,
-    );
+    expect((await serve.rest('PATCH', '/twins/fan-1', { properties: { desired: { fan: 'auto' } } })).status).toBe(200);
     const second = await open(id);
     const resumed = await second.until(/event: change\n.*"fan":"auto"/);
     expect(resumed).toContain('"resumed":true');
