@@ -63,6 +63,8 @@ class HttpError extends Error {
 }
 
 const MAX_BODY_BYTES = 256 * 1024;
+/** Live feeds open at once (each polls the log): enough for a team's browser tabs. */
+const MAX_STREAMS = 64;
 const PAGE_SIZES = new Set([10, 20, 50, 100]);
 
 function sendJson(res: ServerResponse, status: number, body: unknown, extra: Record<string, string> = {}): void {
@@ -297,6 +299,9 @@ export function createConsole({
     }
     if (head === 'events' && segments.length === 1 && method === 'GET') {
       const device = url.searchParams.get('device') ?? undefined;
+      if (streams.size >= MAX_STREAMS) {
+        throw new HttpError(503, { code: 'TOO_MANY_STREAMS', message: `${MAX_STREAMS} live feeds are open already` });
+      }
       const stop = await streamEvents(req, res, {
         log: logOf(),
         deviceId: device === '' ? undefined : device,
