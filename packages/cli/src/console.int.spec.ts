@@ -100,6 +100,11 @@ describe('the console in chromium', () => {
       await page.locator('#twin-etag').waitFor();
       expect(await page.locator('#section-desired').textContent()).toContain('target: 21');
       expect(await page.locator('#section-tags').textContent()).toContain('site: "b"');
+      // $metadata on hover, and on keyboard focus
+      const targetKey = page.locator('#section-desired li.prop[data-key="target"]');
+      await targetKey.locator('.key').focus();
+      expect(await targetKey.locator('.tip').isVisible()).toBe(true);
+      expect(await targetKey.locator('.tip').textContent()).toMatch(/^updated \S+Z, in version 2$/);
       await eventually(() => page.locator('tr[data-path="target"]').getAttribute('data-status')).toBe('pending');
 
       // edit desired: a conditional write with the etag shown
