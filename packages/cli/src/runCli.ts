@@ -123,7 +123,7 @@ export async function runCli(argv: readonly string[], { stdout, stderr, stderrIs
       .option('--into <store>', 'write the rebuilt snapshots to twin.snapshots of another embedded store: a data folder, or a .db file')
       .option('--json', 'print the result as one JSON object')
       .option('--twins <file|->', 'write the rebuilt twins as JSON lines (IoT Hub twin documents) to a file, or to standard output with -')
-      .option('--workers <n>', 'worker threads folding partitions at once (default: one per core; 0 or 1: this thread only)'),
+      .option('--workers <n>', 'worker threads folding partitions at once (default: one per core on the embedded log, none on Kafka; 0 or 1: this thread only)'),
   ).action(run(async (opts: Record<string, unknown>) => (await commands()).replayCommand(config(opts), io, opts)));
 
   storeOptions(

@@ -133,8 +133,7 @@ export async function replayCommand(
   opts: { until?: string; device?: string; into?: string; json?: boolean; twins?: string; workers?: string },
 ): Promise<number> {
   const until = opts.until === undefined ? undefined : parseUntil(opts.until);
-  // the partitions are folded on every core unless asked otherwise (one device's replay reads one partition)
-  const workers = opts.workers === undefined ? availableParallelism() : opts.workers === '0' ? 0 : parseCount('--workers', opts.workers);
+  const asked = opts.workers === undefined ? undefined : opts.workers === '0' ? 0 : parseCount('--workers', opts.workers);
   // --into: an embedded log file (`*.db`), or a data folder (its `twinlog.db`, as `--data` names it)
   const intoPath = opts.into === undefined ? undefined : opts.into.endsWith('.db') ? resolve(opts.into) : embeddedPath(opts.into);
   if (intoPath !== undefined && config.kafka === undefined && intoPath === embeddedPath(config.data)) {
@@ -143,6 +142,9 @@ export async function replayCommand(
   return withStore(config, async (store) => {
     if (intoPath !== undefined) mkdirSync(dirname(intoPath), { recursive: true });
     const into = intoPath === undefined ? undefined : createEmbeddedLog({ path: intoPath });
+    // on the embedded log the partitions are folded on every core unless asked otherwise; on Kafka in
+    // this thread, where worker threads measured slower (docs/write-path.md, "Replay")
+    const workers = asked ?? (store.kind === 'embedded' ? availableParallelism() : 0);
     try {
       if (into !== undefined) await ensureTwinTopics(into, await store.log.partitionCount(TOPICS.backend));
       const log =
