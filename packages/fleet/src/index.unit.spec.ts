@@ -24,7 +24,10 @@ describe('@twinlog/fleet public surface', () => {
 
   it('keeps internal/ unreachable', () => {
     const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { exports: Record<string, unknown> };
-    expect(pkg.exports).toEqual({ '.': './src/index.ts', './internal/*': null });
+    expect(pkg.exports).toEqual({
+      '.': { source: './src/index.ts', types: './dist/index.d.ts', default: './dist/index.js' },
+      './internal/*': null,
+    });
   });
 
   it('documents the factories with an example', () => {
