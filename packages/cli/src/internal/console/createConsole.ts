@@ -168,8 +168,9 @@ export function createConsole({
         ...(continuation === undefined || continuation === '' ? {} : { continuation }),
       });
     } catch (e) {
+      // the query's own errors are the caller's (400); others (READ_MODEL_FAILED, a timeout) are the service's
       if (isTwinlogError(e))
-        throw new HttpError(400, {
+        throw new HttpError(e.code.startsWith('QUERY_') ? 400 : 503, {
           code: e.code,
           message: e.message,
           ...(e.details['position'] === undefined ? {} : { position: e.details['position'] }),
