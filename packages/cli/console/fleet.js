@@ -3,7 +3,7 @@
 /* global URLSearchParams, history -- provided by the browser */
 import { api, ApiError } from './api.js';
 import { badge, h, notice, replace, short } from './dom.js';
-import { debounce, every, follow } from './live.js';
+import { every, follow, throttle } from './live.js';
 
 const STATUSES = ['pending', 'acknowledged', 'rejected', 'converged', 'stale'];
 const DEFAULT_QUERY = 'SELECT * FROM devices';
@@ -267,7 +267,7 @@ export function fleetPage(main, params) {
   );
   follow(
     undefined,
-    debounce(() => void load({ quiet: true }), 400),
+    throttle(() => void load({ quiet: true }), 500),
   );
   every(10_000, results, () => void load({ quiet: true }));
   return load();

@@ -5,7 +5,7 @@ import { api, ApiError } from './api.js';
 import { badge, h, notice, replace, short, time } from './dom.js';
 import { diff, twinForDiff, withoutDollarKeys } from './jsonDiff.js';
 import { sectionView } from './jsonView.js';
-import { debounce, follow } from './live.js';
+import { follow, throttle } from './live.js';
 import { twinTabs } from './twin.js';
 
 const sectionOf = (twin, section) => {
@@ -253,7 +253,7 @@ export function historyPage(main, id) {
   );
   follow(
     id,
-    debounce(() => void load().catch(showFailure), 500),
+    throttle(() => void load().catch(showFailure), 1000),
   );
   return load().catch(showFailure);
 }

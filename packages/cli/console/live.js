@@ -1,7 +1,7 @@
 // Live updates: one EventSource on /ui/api/events (twin.changes and twin.deltas). The browser
 // reconnects by itself and sends the last event id, which names the log positions it had reached,
 // so the server resumes from there.
-/* global EventSource, clearInterval, clearTimeout, document, setInterval -- provided by the browser */
+/* global EventSource, clearInterval, document, setInterval -- provided by the browser */
 
 let source;
 let listeners = new Set();
@@ -49,12 +49,18 @@ export function stopFollowing() {
   setIndicator('off', 'Not live');
 }
 
-/** Call `f` at most once per `ms`, after the last of a burst. */
-export function debounce(f, ms) {
+/**
+ * Call `f` `ms` after the first of a burst of calls, once for the whole burst: under a steady
+ * stream of events the page still refreshes every `ms` (a debounce would wait for a lull).
+ */
+export function throttle(f, ms) {
   let timer;
   return (...args) => {
-    clearTimeout(timer);
-    timer = setTimeout(() => f(...args), ms);
+    if (timer !== undefined) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      f(...args);
+    }, ms);
   };
 }
 

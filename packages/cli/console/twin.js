@@ -5,7 +5,7 @@ import { api, ApiError } from './api.js';
 import { ago, badge, h, notice, replace, short, time } from './dom.js';
 import { mergePatch, withoutDollarKeys } from './jsonDiff.js';
 import { sectionView } from './jsonView.js';
-import { debounce, every, follow } from './live.js';
+import { every, follow, throttle } from './live.js';
 
 export function twinTabs(id, current) {
   const tab = (label, href, name) =>
@@ -265,7 +265,7 @@ export function twinPage(main, id) {
   replace(main, h('div', {}, header, twinTabs(id, 'twin'), message, columns, deltaBox));
   follow(
     id,
-    debounce(() => void load().catch(showFailure), 150),
+    throttle(() => void load().catch(showFailure), 200),
   );
   every(10_000, columns, () => void load().catch(showFailure));
   return load().catch((e) => {
