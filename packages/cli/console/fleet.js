@@ -47,7 +47,7 @@ function twinLink(id) {
 function twinTable(rows) {
   return h(
     'table',
-    { class: 'fleet' },
+    { class: 'fleet twins' },
     h('caption', { class: 'visually-hidden' }, 'Twins matching the query'),
     h(
       'thead',
