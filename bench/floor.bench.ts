@@ -159,7 +159,14 @@ async function mqttFloor(children: Set<ChildProcess>): Promise<MqttFloor> {
     authorizePublish(client, packet, done) {
       if (client !== null && packet.topic.startsWith(REPORTED)) {
         const rid = packet.topic.slice(packet.topic.indexOf('$rid=') + 5);
-        const ack: PublishPacket = { cmd: 'publish', topic: `$iothub/twin/res/204/?$rid=${rid}&$version=1`, payload: Buffer.alloc(0), qos: 0, retain: false, dup: false };
+        const ack: PublishPacket = {
+          cmd: 'publish',
+          topic: `$iothub/twin/res/204/?$rid=${rid}&$version=1`,
+          payload: Buffer.alloc(0),
+          qos: 0,
+          retain: false,
+          dup: false,
+        };
         client.publish(ack, () => {});
       }
       done(null);
@@ -173,10 +180,14 @@ async function mqttFloor(children: Set<ChildProcess>): Promise<MqttFloor> {
   const port = (server.address() as { port: number }).port;
 
   const t = Date.now();
-  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', import.meta.filename, '--devices', String(port)], {
-    env: { ...process.env, BENCH_CA: tls.ca },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--conditions=source', '--import', 'tsx', import.meta.filename, '--devices', String(port)],
+    {
+      env: { ...process.env, BENCH_CA: tls.ca },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   children.add(child);
   let window: Promise<{ cpu: number; ms: number }> | undefined;
   const stats = await new Promise<DeviceStats>((resolve, reject) => {
@@ -188,7 +199,9 @@ async function mqttFloor(children: Set<ChildProcess>): Promise<MqttFloor> {
         window = sleep(DURATION_S * 1000).then(() => ({ cpu: cpuMs(cpu0), ms: performance.now() - t0 }));
       } else if (line.startsWith('STATS ')) resolve(JSON.parse(line.slice(6)) as DeviceStats);
     });
-    child.once('exit', (code) => reject(new Error(`the device process exited with ${String(code)} before its figures`)));
+    child.once('exit', (code) =>
+      reject(new Error(`the device process exited with ${String(code)} before its figures`)),
+    );
   });
   if (window === undefined) throw new Error('the device process never said READY');
   const { cpu, ms } = await window;
@@ -215,7 +228,12 @@ async function kafkaFloor(kafka: Kafka, prefix: string, retry: RetryOptions): Pr
   await admin.createTopics({ topics: [{ topic, numPartitions: 1, replicationFactor: 1 }], waitForLeaders: true });
   const producer = kafka.producer({ transactionalId: `${prefix}tx`, idempotent: true, maxInFlightRequests: 1, retry });
   await producer.connect();
-  const consumer = kafka.consumer({ groupId: `${prefix}reader`, minBytes: 1, maxWaitTimeInMs: 10, readUncommitted: false });
+  const consumer = kafka.consumer({
+    groupId: `${prefix}reader`,
+    minBytes: 1,
+    maxWaitTimeInMs: 10,
+    readUncommitted: false,
+  });
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: true });
   const visibleAt = new Map<number, number>();
@@ -251,7 +269,10 @@ async function kafkaFloor(kafka: Kafka, prefix: string, retry: RetryOptions): Pr
     await tx.send({ topic, acks: -1, messages: [{ key: 'device', value: String(i) }] });
     for (;;) {
       try {
-        await tx.sendOffsets({ consumerGroupId: `${prefix}projector`, topics: [{ topic, partitions: [{ partition: 0, offset: String(i + 1) }] }] });
+        await tx.sendOffsets({
+          consumerGroupId: `${prefix}projector`,
+          topics: [{ topic, partitions: [{ partition: 0, offset: String(i + 1) }] }],
+        });
         break;
       } catch (e) {
         if (!isBusy(e)) throw e; // kafkajs does not retry AddOffsetsToTxn: as createKafkaLog, retry it
@@ -290,10 +311,18 @@ async function kafkaFloors(kafka: Kafka): Promise<{ defaults: KafkaFloor; fast: 
 function printMqtt(m: MqttFloor): Record<string, number> {
   const share = (ms: number): number => ms / (m.windowMs * CORES);
   const ackedPerS = m.stats.ack.n / DURATION_S;
-  console.log(`  connect: ${m.stats.connected}/${DEVICES} in ${(m.stats.connectMs / 1000).toFixed(1)} s (TLS + CONNECT + SUBSCRIBE, 100 at a time), errors ${m.stats.errors}`);
-  console.log(`  sent ${(m.stats.sent / DURATION_S).toFixed(0)}/s, acked ${ackedPerS.toFixed(0)}/s (204s received in the window / ${DURATION_S} s)`);
-  console.log(`  ack (device PUBLISH → 204 received, in the device process): p50 ${fmt(m.stats.ack.p50)} ms, p99 ${fmt(m.stats.ack.p99)} ms over ${m.stats.ack.n}`);
-  console.log(`  CPU over the window (process.cpuUsage, user + system, / ${CORES} cores × window): server ${(100 * share(m.serverCpuMs)).toFixed(1)} %, devices ${(100 * share(m.stats.cpuMs)).toFixed(1)} %, together ${(100 * share(m.serverCpuMs + m.stats.cpuMs)).toFixed(1)} %`);
+  console.log(
+    `  connect: ${m.stats.connected}/${DEVICES} in ${(m.stats.connectMs / 1000).toFixed(1)} s (TLS + CONNECT + SUBSCRIBE, 100 at a time), errors ${m.stats.errors}`,
+  );
+  console.log(
+    `  sent ${(m.stats.sent / DURATION_S).toFixed(0)}/s, acked ${ackedPerS.toFixed(0)}/s (204s received in the window / ${DURATION_S} s)`,
+  );
+  console.log(
+    `  ack (device PUBLISH → 204 received, in the device process): p50 ${fmt(m.stats.ack.p50)} ms, p99 ${fmt(m.stats.ack.p99)} ms over ${m.stats.ack.n}`,
+  );
+  console.log(
+    `  CPU over the window (process.cpuUsage, user + system, / ${CORES} cores × window): server ${(100 * share(m.serverCpuMs)).toFixed(1)} %, devices ${(100 * share(m.stats.cpuMs)).toFixed(1)} %, together ${(100 * share(m.serverCpuMs + m.stats.cpuMs)).toFixed(1)} %`,
+  );
   return {
     devices: m.stats.connected,
     mqtt_tls_ack_p50_ms: round1(m.stats.ack.p50),
@@ -304,11 +333,20 @@ function printMqtt(m: MqttFloor): Record<string, number> {
 }
 
 function printKafka(k: { defaults: KafkaFloor; fast: KafkaFloor }): Record<string, number> {
-  for (const [name, f] of [['kafkajs retry defaults (initialRetryTime 300 ms)', k.defaults], ['producer retry every 5 ms (the floor)', k.fast]] as const) {
+  for (const [name, f] of [
+    ['kafkajs retry defaults (initialRetryTime 300 ms)', k.defaults],
+    ['producer retry every 5 ms (the floor)', k.fast],
+  ] as const) {
     console.log(`  ${name}:`);
-    console.log(`    commit() alone (EndTxn): p50 ${fmt(f.commit.p50)} ms, p99 ${fmt(f.commit.p99)} ms over ${f.commit.n}`);
-    console.log(`    transaction (transaction() → commit() returned): p50 ${fmt(f.step.p50)} ms, p99 ${fmt(f.step.p99)} ms; CONCURRENT_TRANSACTIONS answers (retried): ${f.busy}`);
-    console.log(`    produce (before send) → seen by the read_committed consumer: p50 ${fmt(f.visible.p50)} ms, p99 ${fmt(f.visible.p99)} ms`);
+    console.log(
+      `    commit() alone (EndTxn): p50 ${fmt(f.commit.p50)} ms, p99 ${fmt(f.commit.p99)} ms over ${f.commit.n}`,
+    );
+    console.log(
+      `    transaction (transaction() → commit() returned): p50 ${fmt(f.step.p50)} ms, p99 ${fmt(f.step.p99)} ms; CONCURRENT_TRANSACTIONS answers (retried): ${f.busy}`,
+    );
+    console.log(
+      `    produce (before send) → seen by the read_committed consumer: p50 ${fmt(f.visible.p50)} ms, p99 ${fmt(f.visible.p99)} ms`,
+    );
   }
   return {
     kafka_txn_commit_p50_ms: round1(k.fast.step.p50),
@@ -330,7 +368,9 @@ async function main(): Promise<void> {
   let result: Record<string, number> = {};
 
   if (!ONLY_PIPELINE) {
-    console.log(`1. MQTT 3.1.1 over TLS, bare aedes answering each reported PATCH with a 204: ${DEVICES} devices, 1 PATCH every ${INTERVAL_MS} ms each, ${DURATION_S} s`);
+    console.log(
+      `1. MQTT 3.1.1 over TLS, bare aedes answering each reported PATCH with a 204: ${DEVICES} devices, 1 PATCH every ${INTERVAL_MS} ms each, ${DURATION_S} s`,
+    );
     result = { ...result, ...printMqtt(await mqttFloor(children)) };
   }
   let broker: KafkaBroker | undefined;
@@ -339,7 +379,9 @@ async function main(): Promise<void> {
     console.log(`Kafka broker ${broker.brokers} (${broker.source})`);
     const kafka = makeKafka(broker.brokers);
     if (!ONLY_PIPELINE) {
-      console.log(`2. Kafka transactions (kafkajs): transaction() → send 1 record → sendOffsets → commit(), ${TXNS} in a row after 10; a read_committed consumer, maxWait 10 ms`);
+      console.log(
+        `2. Kafka transactions (kafkajs): transaction() → send 1 record → sendOffsets → commit(), ${TXNS} in a row after 10; a read_committed consumer, maxWait 10 ms`,
+      );
       result = { ...result, ...printKafka(await kafkaFloors(kafka)) };
     }
     console.log(
@@ -347,7 +389,17 @@ async function main(): Promise<void> {
         `${PIPE_LAYOUT === 'split' ? 'transform in a child process' : 'producer, transform and reader in one child process'}: read_committed group, per partition transaction() → send → sendOffsets → commit()`,
     );
     const floor = await runEosFloor(
-      { brokers: broker.brokers, rate: PIPE_RATE, durationS: PIPE_DURATION_S, warmupS: PIPE_WARMUP_S, partitions: PIPE_PARTITIONS, keys: 5000, inputBytes: PIPE_INPUT_BYTES, outputBytes: PIPE_OUTPUT_BYTES, layout: PIPE_LAYOUT },
+      {
+        brokers: broker.brokers,
+        rate: PIPE_RATE,
+        durationS: PIPE_DURATION_S,
+        warmupS: PIPE_WARMUP_S,
+        partitions: PIPE_PARTITIONS,
+        keys: 5000,
+        inputBytes: PIPE_INPUT_BYTES,
+        outputBytes: PIPE_OUTPUT_BYTES,
+        layout: PIPE_LAYOUT,
+      },
       children,
     );
     const p = printEosFloor(floor, CORES);

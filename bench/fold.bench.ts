@@ -40,7 +40,6 @@ const EVENTS = Number(process.env['BENCH_EVENTS'] ?? 200_000);
 const DEVICES = Number(process.env['BENCH_DEVICES'] ?? 10_000);
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
 
-
 function makeWorkload(): Uint8Array[] {
   return [...benchEvents({ events: EVENTS, devices: DEVICES, startWall: 1_760_000_000_000 })].map(encodeEvent);
 }
@@ -137,7 +136,10 @@ function mergeStamped(target: Record<string, StampedLeaf>, patch: Patch, stamp: 
     const v = patch[key];
     const cur = target[key];
     if (v !== null && v !== undefined && typeof v === 'object' && !Array.isArray(v)) {
-      const kids = cur !== undefined && typeof cur.value === 'object' && cur.value !== null && !Array.isArray(cur.value) ? (cur.value as Record<string, StampedLeaf>) : {};
+      const kids =
+        cur !== undefined && typeof cur.value === 'object' && cur.value !== null && !Array.isArray(cur.value)
+          ? (cur.value as Record<string, StampedLeaf>)
+          : {};
       if (cur === undefined) target[key] = { stamp, value: kids };
       else {
         cur.stamp = stamp;
@@ -153,7 +155,10 @@ function mergeStamped(target: Record<string, StampedLeaf>, patch: Patch, stamp: 
 }
 
 function stamped(): number {
-  const twins = new Map<string, { stamps: object[]; desired: Record<string, StampedLeaf>; reported: Record<string, StampedLeaf> }>();
+  const twins = new Map<
+    string,
+    { stamps: object[]; desired: Record<string, StampedLeaf>; reported: Record<string, StampedLeaf> }
+  >();
   let versions = 0;
   for (const raw of workload) {
     const e = decodeValid(raw);
@@ -171,18 +176,45 @@ function stateBytes20Leaf(): { state: number; json: number } {
   const s = createTwinState('dev-20');
   let seq = 0;
   const clock = createHybridClock({ physicalNow: () => 1_760_000_000_000 });
-  const events: TwinEvent[] = [{ v: 1, id: { writer: 'gw-bench-1', seq: ++seq }, deviceId: 'dev-20', section: 'create', op: 'merge', patch: {}, stamp: clock.now(), actor: 'bench' }];
+  const events: TwinEvent[] = [
+    {
+      v: 1,
+      id: { writer: 'gw-bench-1', seq: ++seq },
+      deviceId: 'dev-20',
+      section: 'create',
+      op: 'merge',
+      patch: {},
+      stamp: clock.now(),
+      actor: 'bench',
+    },
+  ];
   for (let g = 0; g < 4; g++) {
-    const patch: Patch = { [`group${g}`]: Object.fromEntries([0, 1, 2, 3, 4].map((l) => [`leaf${l}`, `value-${g}-${l}`])) };
-    events.push({ v: 1, id: { writer: 'gw-bench-1', seq: ++seq }, deviceId: 'dev-20', section: 'desired', op: 'merge', patch, stamp: clock.now(), actor: 'bench' });
+    const patch: Patch = {
+      [`group${g}`]: Object.fromEntries([0, 1, 2, 3, 4].map((l) => [`leaf${l}`, `value-${g}-${l}`])),
+    };
+    events.push({
+      v: 1,
+      id: { writer: 'gw-bench-1', seq: ++seq },
+      deviceId: 'dev-20',
+      section: 'desired',
+      op: 'merge',
+      patch,
+      stamp: clock.now(),
+      actor: 'bench',
+    });
   }
   for (const e of events) applyEvent(s, e);
   if (sectionVersion(s, 'desired') !== 5) throw new Error('unexpected version');
-  return { state: encodeSnapshot(toStateDoc(s)).length, json: JSON.stringify(events.slice(1).map((e) => e.patch)).length };
+  return {
+    state: encodeSnapshot(toStateDoc(s)).length,
+    json: JSON.stringify(events.slice(1).map((e) => e.patch)).length,
+  };
 }
 
 const workload = makeWorkload();
-console.log(`bench:fold — ${workload.length} events over ${DEVICES} devices, ${ROUNDS} rounds, Node ${process.version}`);
+console.log(
+  `bench:fold — ${workload.length} events over ${DEVICES} devices, ${ROUNDS} rounds, Node ${process.version}`,
+);
 const best = { decode: 0, fold: 0, naive: 0, plain: 0, stamped: 0 };
 for (let r = 1; r <= ROUNDS; r++) {
   const d = time(decodeOnly);
@@ -195,10 +227,14 @@ for (let r = 1; r <= ROUNDS; r++) {
   best.naive = Math.max(best.naive, n.perSecond);
   best.plain = Math.max(best.plain, p.perSecond);
   best.stamped = Math.max(best.stamped, s.perSecond);
-  console.log(`round ${r}: decode ${d.perSecond}/s  fold ${f.perSecond}/s  naive ${n.perSecond}/s  | floors: plain ${p.perSecond}/s  stamped ${s.perSecond}/s`);
+  console.log(
+    `round ${r}: decode ${d.perSecond}/s  fold ${f.perSecond}/s  naive ${n.perSecond}/s  | floors: plain ${p.perSecond}/s  stamped ${s.perSecond}/s`,
+  );
 }
 const ratio = (a: number, b: number): string => (a / b).toFixed(3);
-console.log(`floors against the same baselines: plain ${ratio(best.plain, best.decode)} of decode, ${ratio(best.plain, best.naive)}× naive; stamped ${ratio(best.stamped, best.decode)} of decode, ${ratio(best.stamped, best.naive)}× naive; fold ${ratio(best.fold, best.stamped)}× stamped`);
+console.log(
+  `floors against the same baselines: plain ${ratio(best.plain, best.decode)} of decode, ${ratio(best.plain, best.naive)}× naive; stamped ${ratio(best.stamped, best.decode)} of decode, ${ratio(best.stamped, best.naive)}× naive; fold ${ratio(best.fold, best.stamped)}× stamped`,
+);
 const bytes = stateBytes20Leaf();
 const result = {
   decode_per_s: best.decode,
@@ -209,5 +245,7 @@ const result = {
   state_bytes_20_leaf: bytes.state,
 };
 console.log(`state of a 20-leaf twin: ${bytes.state} bytes msgpack (its patches as JSON: ${bytes.json} bytes)`);
-console.log(`targets: fold_vs_decode >= 0.5 ${result.fold_vs_decode >= 0.5 ? 'met' : 'MISSED'}, fold_vs_naive >= 4 ${result.fold_vs_naive >= 4 ? 'met' : 'MISSED'}`);
+console.log(
+  `targets: fold_vs_decode >= 0.5 ${result.fold_vs_decode >= 0.5 ? 'met' : 'MISSED'}, fold_vs_naive >= 4 ${result.fold_vs_naive >= 4 ? 'met' : 'MISSED'}`,
+);
 console.log(`RESULT ${JSON.stringify(result)}`);

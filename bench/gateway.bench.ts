@@ -91,7 +91,14 @@ interface DeviceStats {
 // ---- the device fleet (child process) ------------------------------------------------------------
 
 async function runDevices(port: number, ca: string): Promise<void> {
-  const stats = { getMs: [] as number[], ackMs: [] as number[], desiredMs: [] as number[], sent: 0, ackedInWindow: 0, errors: 0 };
+  const stats = {
+    getMs: [] as number[],
+    ackMs: [] as number[],
+    desiredMs: [] as number[],
+    sent: 0,
+    ackedInWindow: 0,
+    errors: 0,
+  };
   let measuring: 'no' | 'get' | 'load' | 'drain' = 'no';
   const expiry = Math.floor(Date.now() / 1000) + 3600;
   const sockets: ((topic: string, payload: Buffer) => void)[] = [];
@@ -106,8 +113,11 @@ async function runDevices(port: number, ca: string): Promise<void> {
       port,
       secureContext,
       connect: {
-        clean: false, clientId: deviceId, keepalive: 600,
-        username: `${HUB}/${deviceId}/?api-version=2021-04-12`, password: Buffer.from(signDeviceSas(HUB, deviceId, KEY, expiry)),
+        clean: false,
+        clientId: deviceId,
+        keepalive: 600,
+        username: `${HUB}/${deviceId}/?api-version=2021-04-12`,
+        password: Buffer.from(signDeviceSas(HUB, deviceId, KEY, expiry)),
       },
       topics: ['$iothub/twin/res/#', '$iothub/twin/PATCH/properties/desired/#'],
       onPublish: (p) => {
@@ -121,8 +131,7 @@ async function runDevices(port: number, ca: string): Promise<void> {
             stats.errors++;
             const status = p.topic.slice('$iothub/twin/res/'.length).split('/')[0] ?? '?';
             statuses[status] = (statuses[status] ?? 0) + 1;
-          }
-          else if (at !== undefined && id.startsWith('g') && measuring === 'get') stats.getMs.push(now - at);
+          } else if (at !== undefined && id.startsWith('g') && measuring === 'get') stats.getMs.push(now - at);
           else if (at !== undefined && id.startsWith('r')) {
             stats.ackMs.push(now - at); // every report of the window, answered in the window or the drain
             if (measuring === 'load') stats.ackedInWindow++;
@@ -163,7 +172,12 @@ async function runDevices(port: number, ca: string): Promise<void> {
       setTimeout(() => {
         const tick = (): void => {
           stats.sent++;
-          send(i, '$iothub/twin/PATCH/properties/reported/', JSON.stringify({ temp: 20 + (seq % 10), seq: seq++ }), 'r');
+          send(
+            i,
+            '$iothub/twin/PATCH/properties/reported/',
+            JSON.stringify({ temp: 20 + (seq % 10), seq: seq++ }),
+            'r',
+          );
         };
         tick();
         timers.push(setInterval(tick, INTERVAL_MS));
@@ -174,7 +188,8 @@ async function runDevices(port: number, ca: string): Promise<void> {
   measuring = 'drain';
   for (const t of timers) clearInterval(t);
   const unanswered = (): number => [...pendingAt.keys()].filter((k) => k.startsWith('r')).length;
-  for (const deadline = Date.now() + DRAIN_S * 1000; unanswered() > 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
+  for (const deadline = Date.now() + DRAIN_S * 1000; unanswered() > 0 && Date.now() < deadline;)
+    await new Promise((r) => setTimeout(r, 50));
   measuring = 'no';
   const result: DeviceStats = {
     connected,
@@ -207,7 +222,15 @@ function restClient(port: number, ca: string): Rest {
       new Promise((resolve, reject) => {
         const payload = Buffer.from(JSON.stringify(body));
         const req = request(
-          { host: '127.0.0.1', servername: 'localhost', port, method, path: `${path}?${API}`, agent, headers: { authorization: token, 'content-type': 'application/json', 'content-length': payload.length } },
+          {
+            host: '127.0.0.1',
+            servername: 'localhost',
+            port,
+            method,
+            path: `${path}?${API}`,
+            agent,
+            headers: { authorization: token, 'content-type': 'application/json', 'content-length': payload.length },
+          },
           (res) => {
             res.resume();
             res.once('end', () => resolve(res.statusCode ?? 0));
@@ -262,13 +285,25 @@ async function main(): Promise<void> {
   const offered = (DEVICES * 1000) / INTERVAL_MS;
   console.log(
     `bench:gateway — ${CORES} cores, load average ${load0} at start; ${DEVICES} devices over TLS, 1 reported PATCH every ${INTERVAL_MS} ms each (${offered.toFixed(0)}/s offered), ` +
-      `${DESIRED_PER_S} desired PATCH /twins/{id}/s over HTTPS, ${DURATION_S} s, ${kind} log (${PARTITIONS} partitions${kind === 'kafka' ? `, client ${KAFKA_CLIENT ?? 'serve\'s default'}` : ''}), twinlog serve in its own process`,
+      `${DESIRED_PER_S} desired PATCH /twins/{id}/s over HTTPS, ${DURATION_S} s, ${kind} log (${PARTITIONS} partitions${kind === 'kafka' ? `, client ${KAFKA_CLIENT ?? "serve's default"}` : ''}), twinlog serve in its own process`,
   );
   const served = await startServe(
     [
       ...(kind === 'kafka' ? ['--kafka', brokers, '--topic-prefix', prefix] : []),
-      '--data', data, '--partitions', String(PARTITIONS), '--mqtt-port', '0', '--hub-name', HUB,
-      '--tls-cert', join(dir, 'server.pem'), '--tls-key', join(dir, 'server.key'), '--log-level', 'info',
+      '--data',
+      data,
+      '--partitions',
+      String(PARTITIONS),
+      '--mqtt-port',
+      '0',
+      '--hub-name',
+      HUB,
+      '--tls-cert',
+      join(dir, 'server.pem'),
+      '--tls-key',
+      join(dir, 'server.key'),
+      '--log-level',
+      'info',
       ...(PROJECTOR_WORKERS === undefined ? [] : ['--projector-workers', PROJECTOR_WORKERS]),
       ...(KAFKA_CLIENT === undefined || kind !== 'kafka' ? [] : ['--kafka-client', KAFKA_CLIENT]),
     ],
@@ -280,12 +315,15 @@ async function main(): Promise<void> {
   const createErrors: Record<string, number> = {};
   let createThrottled = 0;
   let createRetries = 0;
-  for (let next = 0; next < DEVICES; ) {
+  for (let next = 0; next < DEVICES;) {
     const chunk = Array.from({ length: Math.min(200, DEVICES - next) }, (_, j) => next + j);
     next += chunk.length;
     const codes = await Promise.all(
       chunk.map(async (i) => {
-        const body = { deviceId: `bench-${i}`, authentication: { type: 'sas', symmetricKey: { primaryKey: KEY, secondaryKey: KEY } } };
+        const body = {
+          deviceId: `bench-${i}`,
+          authentication: { type: 'sas', symmetricKey: { primaryKey: KEY, secondaryKey: KEY } },
+        };
         for (let attempt = 1; ; attempt++) {
           try {
             const code = await rest.call('PUT', `/devices/bench-${i}`, body);
@@ -307,13 +345,19 @@ async function main(): Promise<void> {
     for (const c of codes) if (c < 200 || c >= 300) createErrors[c] = (createErrors[c] ?? 0) + 1;
     if (next % 1000 === 0) console.log(`  … ${next} devices created, ${((Date.now() - t) / 1000).toFixed(1)} s`);
   }
-  console.log(`  created ${DEVICES} devices with PUT /devices/{id} in ${((Date.now() - t) / 1000).toFixed(1)} s (non-2xx by status ${JSON.stringify(createErrors)}, ${createThrottled} answered 429 and sent again, ${createRetries} requests retried after a closed socket)`);
+  console.log(
+    `  created ${DEVICES} devices with PUT /devices/{id} in ${((Date.now() - t) / 1000).toFixed(1)} s (non-2xx by status ${JSON.stringify(createErrors)}, ${createThrottled} answered 429 and sent again, ${createRetries} requests retried after a closed socket)`,
+  );
 
   t = Date.now();
-  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', import.meta.filename, '--devices', String(served.mqttPort)], {
-    env: { ...process.env, BENCH_CA: tls.ca },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--conditions=source', '--import', 'tsx', import.meta.filename, '--devices', String(served.mqttPort)],
+    {
+      env: { ...process.env, BENCH_CA: tls.ca },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   children.add(child);
   let stats: DeviceStats | undefined;
   let desiredSent = 0;
@@ -334,13 +378,17 @@ async function main(): Promise<void> {
           const id = `bench-${Math.floor(Math.random() * DEVICES)}`;
           desiredSent++;
           const at = performance.now();
-          const call = rest.call('PATCH', `/twins/${id}`, { properties: { desired: { bench: { t: performance.timeOrigin + at, n: desiredSent } } } }).then(
-            (code) => {
-              desiredStatus.set(code, (desiredStatus.get(code) ?? 0) + 1);
-              desiredRoundTrip.push(performance.now() - at);
-            },
-            () => desiredStatus.set(0, (desiredStatus.get(0) ?? 0) + 1), // 0: the request failed
-          );
+          const call = rest
+            .call('PATCH', `/twins/${id}`, {
+              properties: { desired: { bench: { t: performance.timeOrigin + at, n: desiredSent } } },
+            })
+            .then(
+              (code) => {
+                desiredStatus.set(code, (desiredStatus.get(code) ?? 0) + 1);
+                desiredRoundTrip.push(performance.now() - at);
+              },
+              () => desiredStatus.set(0, (desiredStatus.get(0) ?? 0) + 1), // 0: the request failed
+            );
           desiredInFlight.add(call);
           void call.finally(() => desiredInFlight.delete(call));
         }, every);
@@ -362,7 +410,10 @@ async function main(): Promise<void> {
   if (stats === undefined) throw new Error('the device process ended without figures');
 
   // twinlog's record sizes, read back through the Log port
-  const log: Log = kind === 'kafka' ? createKafkaLog({ brokers: brokers.split(','), topicPrefix: prefix }) : createEmbeddedLog({ path: join(data, 'twinlog.db') });
+  const log: Log =
+    kind === 'kafka'
+      ? createKafkaLog({ brokers: brokers.split(','), topicPrefix: prefix })
+      : createEmbeddedLog({ path: join(data, 'twinlog.db') });
   const device = await meanRecordBytes(log, 'twin.device');
   const change = await meanRecordBytes(log, 'twin.changes');
   const snapshot = await meanRecordBytes(log, 'twin.snapshots');
@@ -371,17 +422,30 @@ async function main(): Promise<void> {
   const outputBytes = Math.round(change.bytes + snapshot.bytes);
 
   const reportedPerS = stats.ackedInWindow / DURATION_S;
-  const allAcked = stats.unanswered === 0 && stats.errors === 0 && stats.connected === DEVICES && reportedPerS >= 0.99 * offered;
+  const allAcked =
+    stats.unanswered === 0 && stats.errors === 0 && stats.connected === DEVICES && reportedPerS >= 0.99 * offered;
   const ackP99 = stats.ack.p99 ?? Number.NaN; // NaN travels as null in JSON
   const desiredP99 = stats.desired.p99 ?? Number.NaN;
   const rt = latency(desiredRoundTrip);
   console.log('twinlog serve:');
-  console.log(`  connect: ${stats.connected}/${DEVICES} devices in ${(stats.connectMs / 1000).toFixed(1)} s (TLS + SAS + SUBSCRIBE, 100 at a time)`);
-  console.log(`  baseline GET round trip (no load): p50 ${fmt(stats.get.p50)} ms, p99 ${fmt(stats.get.p99)} ms over ${stats.get.n}`);
-  console.log(`  reported PATCH: offered ${offered.toFixed(0)}/s, sent ${(stats.sent / DURATION_S).toFixed(0)}/s, acked in the window ${reportedPerS.toFixed(0)}/s; of ${stats.sent} sent, ${stats.ack.n} acked 2xx by the end of the drain, ${stats.unanswered} never answered`);
-  console.log(`  reported ack (PUBLISH → 204 after the projector): p50 ${fmt(stats.ack.p50)} ms, p99 ${fmt(ackP99)} ms over ${stats.ack.n}`);
-  console.log(`  desired (PATCH /twins/{id} issued → device notified): ${stats.desired.n} of ${desiredSent} received, p50 ${fmt(stats.desired.p50)} ms, p99 ${fmt(desiredP99)} ms; REST answers ${JSON.stringify(Object.fromEntries(desiredStatus))}, round trip p50 ${fmt(rt.p50)} ms, p99 ${fmt(rt.p99)} ms`);
-  console.log(`  errors (refused connects, non-2xx MQTT answers): ${stats.errors}, non-2xx by status ${JSON.stringify(stats.statuses)}`);
+  console.log(
+    `  connect: ${stats.connected}/${DEVICES} devices in ${(stats.connectMs / 1000).toFixed(1)} s (TLS + SAS + SUBSCRIBE, 100 at a time)`,
+  );
+  console.log(
+    `  baseline GET round trip (no load): p50 ${fmt(stats.get.p50)} ms, p99 ${fmt(stats.get.p99)} ms over ${stats.get.n}`,
+  );
+  console.log(
+    `  reported PATCH: offered ${offered.toFixed(0)}/s, sent ${(stats.sent / DURATION_S).toFixed(0)}/s, acked in the window ${reportedPerS.toFixed(0)}/s; of ${stats.sent} sent, ${stats.ack.n} acked 2xx by the end of the drain, ${stats.unanswered} never answered`,
+  );
+  console.log(
+    `  reported ack (PUBLISH → 204 after the projector): p50 ${fmt(stats.ack.p50)} ms, p99 ${fmt(ackP99)} ms over ${stats.ack.n}`,
+  );
+  console.log(
+    `  desired (PATCH /twins/{id} issued → device notified): ${stats.desired.n} of ${desiredSent} received, p50 ${fmt(stats.desired.p50)} ms, p99 ${fmt(desiredP99)} ms; REST answers ${JSON.stringify(Object.fromEntries(desiredStatus))}, round trip p50 ${fmt(rt.p50)} ms, p99 ${fmt(rt.p99)} ms`,
+  );
+  console.log(
+    `  errors (refused connects, non-2xx MQTT answers): ${stats.errors}, non-2xx by status ${JSON.stringify(stats.statuses)}`,
+  );
   console.log(`  all reports acked at the offered rate: ${allAcked ? 'yes' : 'NO'}`);
   console.log(
     `  record sizes (mean of the last ≤ 300 of partition 0, key + value + headers): twin.device ${device.bytes.toFixed(0)} B (${device.sampled}), ` +
@@ -395,7 +459,17 @@ async function main(): Promise<void> {
         `input ${inputBytes} B (a twin.device record), output ${outputBytes} B per input (a change record + a snapshot), producer, transform and reader in one child process (as serve)`,
     );
     const floor = await runEosFloor(
-      { brokers, rate: offered, durationS: DURATION_S + FLOOR_WARMUP_S, warmupS: FLOOR_WARMUP_S, partitions: PARTITIONS, keys: DEVICES, inputBytes, outputBytes, layout: 'serve' },
+      {
+        brokers,
+        rate: offered,
+        durationS: DURATION_S + FLOOR_WARMUP_S,
+        warmupS: FLOOR_WARMUP_S,
+        partitions: PARTITIONS,
+        keys: DEVICES,
+        inputBytes,
+        outputBytes,
+        layout: 'serve',
+      },
       children,
     );
     floorP99 = printEosFloor(floor, CORES).p99_ms;

@@ -94,7 +94,6 @@ const RUN = randomUUID().slice(0, 8);
 /** Under `node --cpu-prof`, phase windows are printed in the profile's clock (µs, monotonic). */
 const PROFILING = process.execArgv.some((a) => a.startsWith('--cpu-prof'));
 
-
 interface Workload {
   readonly backend: AppendRecord[];
   readonly device: AppendRecord[];
@@ -106,7 +105,11 @@ function makeWorkload(): Workload {
   const device: AppendRecord[] = [];
   let bytes = 0;
   // midnight UTC of today: inside validateEvent's skew window
-  for (const e of benchEvents({ events: EVENTS, devices: DEVICES, startWall: Math.floor(Date.now() / 86_400_000) * 86_400_000 })) {
+  for (const e of benchEvents({
+    events: EVENTS,
+    devices: DEVICES,
+    startWall: Math.floor(Date.now() / 86_400_000) * 86_400_000,
+  })) {
     const value = encodeEvent(e);
     bytes += value.length;
     (e.section === 'reported' ? device : backend).push({ key: e.deviceId, value });
@@ -150,7 +153,8 @@ class Meter {
   }
   /** µs of CPU per record: [node, broker]. */
   perRecord(records: number): [number, number] {
-    const per = (ms: number | undefined): number => (ms === undefined || records === 0 ? Number.NaN : (ms * 1000) / records);
+    const per = (ms: number | undefined): number =>
+      ms === undefined || records === 0 ? Number.NaN : (ms * 1000) / records;
     return [per(this.nodeMs), per(this.brokerMs)];
   }
   describe(records: number): string {
@@ -202,7 +206,10 @@ async function rawConsume(brokers: string[], prefix: string, total: number, mete
   let end = 0;
   try {
     await consumer.connect();
-    await consumer.subscribe({ topics: [`${prefix}${TOPICS.backend}`, `${prefix}${TOPICS.device}`], fromBeginning: true });
+    await consumer.subscribe({
+      topics: [`${prefix}${TOPICS.backend}`, `${prefix}${TOPICS.device}`],
+      fromBeginning: true,
+    });
     await consumer.run({
       autoCommit: false,
       partitionsConsumedConcurrently: 1,
@@ -461,7 +468,9 @@ async function deleteTopics(brokers: string[], prefixes: readonly string[]): Pro
     await admin.connect();
     const topics = (await admin.listTopics()).filter((t) => prefixes.some((p) => t.startsWith(p)));
     if (topics.length > 0) await admin.deleteTopics({ topics, timeout: 30_000 });
-    const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter((g) => prefixes.some((p) => g.startsWith(p)));
+    const groups = (await admin.listGroups()).groups
+      .map((g) => g.groupId)
+      .filter((g) => prefixes.some((p) => g.startsWith(p)));
     if (groups.length > 0) await admin.deleteGroups(groups).catch(() => {});
   } finally {
     await admin.disconnect();
@@ -484,7 +493,9 @@ async function warmUp(brokers: string[], prefix: string): Promise<void> {
   } finally {
     await log.close();
   }
-  const consumer = new Kafka({ clientId: 'twinlog-bench-warmup', brokers, logLevel: logLevel.NOTHING }).consumer({ groupId: `${prefix}warmup-consumer` });
+  const consumer = new Kafka({ clientId: 'twinlog-bench-warmup', brokers, logLevel: logLevel.NOTHING }).consumer({
+    groupId: `${prefix}warmup-consumer`,
+  });
   await consumer.connect();
   await consumer.subscribe({ topics: [`${prefix}warmup`], fromBeginning: true });
   await consumer.run({ eachBatch: async () => {} });
@@ -531,7 +542,9 @@ async function main(): Promise<void> {
   const broker = await startKafkaBroker();
   const brokers = broker.brokers.split(',');
   const brokerProcess = findBrokerProcess(brokers);
-  console.log(`broker: ${broker.brokers} (${broker.source}); broker CPU from /proc: ${brokerProcess?.how ?? 'n/a (no local broker process found)'}`);
+  console.log(
+    `broker: ${broker.brokers} (${broker.source}); broker CPU from /proc: ${brokerProcess?.how ?? 'n/a (no local broker process found)'}`,
+  );
   const prefixes: string[] = [];
   const samples = new Map<Variant, Sample[]>(VARIANTS.map((v) => [v.key, []]));
   const record = (v: Variant, records: number, ms: number, meter: Meter): void => {
@@ -549,15 +562,23 @@ async function main(): Promise<void> {
     for (let r = 1; r <= ROUNDS; r++) {
       const elapsed = (now() - began) / 1000;
       if (r > 1 && elapsed + longest > BUDGET_S) {
-        console.log(`round ${r} and later skipped: ${Math.round(elapsed)} s so far, a round takes up to ${Math.round(longest)} s (BENCH_BUDGET_S=${BUDGET_S})`);
+        console.log(
+          `round ${r} and later skipped: ${Math.round(elapsed)} s so far, a round takes up to ${Math.round(longest)} s (BENCH_BUDGET_S=${BUDGET_S})`,
+        );
         break;
       }
       rounds = r;
       const roundStart = now();
       // the Kafka variants' order rotates from round to round, as does the embedded pair's
-      const kafkaOrder = (['raw', 'b1', 'projector', 'projector-w', 'projector-pf'] as const).map((_, i, all) => all[(i + r - 1) % all.length]!);
-      const embeddedOrder = (['read', 'embedded', 'embedded-w'] as const).map((_, i, all) => all[(i + r - 1) % all.length]!);
-      console.log(`round ${r} (order: ${kafkaOrder.join(', ')}; ${embeddedOrder.join(', ')}; load average ${loadavg()}):`);
+      const kafkaOrder = (['raw', 'b1', 'projector', 'projector-w', 'projector-pf'] as const).map(
+        (_, i, all) => all[(i + r - 1) % all.length]!,
+      );
+      const embeddedOrder = (['read', 'embedded', 'embedded-w'] as const).map(
+        (_, i, all) => all[(i + r - 1) % all.length]!,
+      );
+      console.log(
+        `round ${r} (order: ${kafkaOrder.join(', ')}; ${embeddedOrder.join(', ')}; load average ${loadavg()}):`,
+      );
       // Kafka: fresh prefix, workload written, then the three variants on the same topics, each in its own group.
       const prefix = `bench-pipeline-${RUN}-r${r}.`;
       prefixes.push(prefix);
@@ -590,14 +611,21 @@ async function main(): Promise<void> {
             // on a log of that client.
             const own = v === 'projector' ? undefined : `${prefix}${v}.`;
             if (own !== undefined) prefixes.push(own);
-            const pf = own === undefined ? undefined : v === 'projector-pf' ? createPlatformaticKafkaLog({ brokers, topicPrefix: own, clientId: 'twinlog-bench-pf' }) : createKafkaLog({ brokers, topicPrefix: own, clientId: 'twinlog-bench' });
+            const pf =
+              own === undefined
+                ? undefined
+                : v === 'projector-pf'
+                  ? createPlatformaticKafkaLog({ brokers, topicPrefix: own, clientId: 'twinlog-bench-pf' })
+                  : createKafkaLog({ brokers, topicPrefix: own, clientId: 'twinlog-bench' });
             try {
               if (pf !== undefined) await produce(pf, workload);
               const projected = await runProjector(pf ?? log, `bench-${v}`, meter, v === 'projector-w' ? WORKERS : 0);
               end();
               allCaughtUp &&= projected.caughtUp;
               record(v, projected.records, projected.ms, meter);
-              console.log(`  ${describe(VARIANTS.find((x) => x.key === v)!.label, projected)}; ${meter.describe(projected.records)}`);
+              console.log(
+                `  ${describe(VARIANTS.find((x) => x.key === v)!.label, projected)}; ${meter.describe(projected.records)}`,
+              );
             } finally {
               await pf?.close();
             }
@@ -618,7 +646,9 @@ async function main(): Promise<void> {
           if (v === 'read') {
             const read = await embeddedRead(elog, meter);
             record('read', read.records, read.ms, meter);
-            console.log(`  embedded log.read ${fmt(rate(read.records, read.ms))}/s (${fmt(read.records)} records in ${(read.ms / 1000).toFixed(2)} s); ${meter.describe(read.records)}`);
+            console.log(
+              `  embedded log.read ${fmt(rate(read.records, read.ms))}/s (${fmt(read.records)} records in ${(read.ms / 1000).toFixed(2)} s); ${meter.describe(read.records)}`,
+            );
           } else {
             // the workers variant on a file of its own (a projector restores from the snapshots its log holds)
             const own = v === 'embedded-w' ? createEmbeddedLog({ path: join(dir, 'workers.db') }) : undefined;
@@ -629,7 +659,9 @@ async function main(): Promise<void> {
               end();
               allCaughtUp &&= projected.caughtUp;
               record(v, projected.records, projected.ms, meter);
-              console.log(`  ${describe(VARIANTS.find((x) => x.key === v)!.label, projected)}; ${meter.describe(projected.records)}`);
+              console.log(
+                `  ${describe(VARIANTS.find((x) => x.key === v)!.label, projected)}; ${meter.describe(projected.records)}`,
+              );
             } finally {
               await own?.close();
             }
@@ -645,7 +677,9 @@ async function main(): Promise<void> {
     if (STEADY) {
       const prefix = `bench-pipeline-${RUN}-steady.`;
       prefixes.push(prefix);
-      console.log(`steady state: ${fmt(STEADY_RATE)} events/s for ${STEADY_S} s into fresh topics, projector on Kafka (load average ${loadavg()})`);
+      console.log(
+        `steady state: ${fmt(STEADY_RATE)} events/s for ${STEADY_S} s into fresh topics, projector on Kafka (load average ${loadavg()})`,
+      );
       try {
         steady = await runSteady({
           brokers,
@@ -664,13 +698,16 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    if (process.env['BENCH_KEEP'] !== '1') await deleteTopics(brokers, prefixes).catch((e: unknown) => console.log(`cleanup: ${String(e)}`));
+    if (process.env['BENCH_KEEP'] !== '1')
+      await deleteTopics(brokers, prefixes).catch((e: unknown) => console.log(`cleanup: ${String(e)}`));
     await broker.stop();
   }
 
   // --- summary ---
   const med = (v: Variant, k: keyof Sample): number => median(samples.get(v)!.map((x) => x[k]));
-  console.log(`summary over ${rounds} round(s): median [min–max] input records/s; CPU µs per input record (median) of this Node process and of the broker`);
+  console.log(
+    `summary over ${rounds} round(s): median [min–max] input records/s; CPU µs per input record (median) of this Node process and of the broker`,
+  );
   for (const { key, label } of VARIANTS) {
     const rates = samples.get(key)!.map((x) => x.rate);
     const { min, max } = range(rates);
@@ -708,7 +745,8 @@ async function main(): Promise<void> {
     `both cores (${WORKERS} worker threads): Kafka ${ratio(m.projectorWorkers, m.projector)}× the projector without workers, embedded ${ratio(m.embeddedWorkers, m.embedded)}×; ` +
       `client: the projector on @platformatic/kafka ${ratio(m.projectorPlatformatic, m.projector)}× the one on kafkajs`,
   );
-  if (!allCaughtUp) console.log('note: a variant did not catch up within BENCH_TIMEOUT_S; its rate counts what it covered');
+  if (!allCaughtUp)
+    console.log('note: a variant did not catch up within BENCH_TIMEOUT_S; its rate counts what it covered');
   const met = (ok: boolean): string => (ok ? 'met' : 'MISSED');
   console.log(
     `targets (issue #13, at 200k events / 10k devices): projector_per_s >= 50000 ${met(m.projector >= 50_000)}, projector_vs_b1 >= 0.6 ${met(Number(result['projector_vs_b1']) >= 0.6)}, ` +
@@ -717,7 +755,8 @@ async function main(): Promise<void> {
 
   if (steady !== undefined) {
     const s = steady.figures;
-    const perRec = (ms: number | undefined): string => (ms === undefined || s.appended === 0 ? 'n/a' : f1((ms * 1000) / s.appended));
+    const perRec = (ms: number | undefined): string =>
+      ms === undefined || s.appended === 0 ? 'n/a' : f1((ms * 1000) / s.appended);
     const reachedRate = s.appendPerS >= 0.95 * STEADY_RATE;
     // kept up: the offered rate was appended, the lag did not grow over the second half (less than
     // 2 % of the rate per second) and the group caught up after the window

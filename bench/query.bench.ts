@@ -82,26 +82,47 @@ for (let i = 0; i < TWINS; i++) {
   });
   wall += 1;
   applyEvent(state, ev('create', {}));
-  applyEvent(state, ev('tags', {
-    site: `site-${String(pick(1000)).padStart(4, '0')}`,
-    type: `type-${pick(10)}`,
-    location: { building: `b${pick(50)}`, floor: pick(20) },
-    owner: ['ops', 'lab', 'field'][pick(3)]!,
-  }));
-  applyEvent(state, ev('desired', { fw: { version: `1.${pick(5)}.0` }, telemetry: { intervalSecs: [30, 60, 300][pick(3)]! }, mode: pick(2) === 0 ? 'eco' : 'normal' }));
-  applyEvent(state, ev('reported', {
-    battery: pick(101),
-    fw: { version: `1.${pick(5)}.0`, status: pick(10) === 0 ? 'updating' : 'current' },
-    net: { rssi: -30 - pick(60), ssid: `net-${pick(100)}` },
-    sensors: { temp: Math.round(rnd() * 400) / 10, humidity: pick(100) },
-    uptime: pick(1_000_000),
-  }));
+  applyEvent(
+    state,
+    ev('tags', {
+      site: `site-${String(pick(1000)).padStart(4, '0')}`,
+      type: `type-${pick(10)}`,
+      location: { building: `b${pick(50)}`, floor: pick(20) },
+      owner: ['ops', 'lab', 'field'][pick(3)]!,
+    }),
+  );
+  applyEvent(
+    state,
+    ev('desired', {
+      fw: { version: `1.${pick(5)}.0` },
+      telemetry: { intervalSecs: [30, 60, 300][pick(3)]! },
+      mode: pick(2) === 0 ? 'eco' : 'normal',
+    }),
+  );
+  applyEvent(
+    state,
+    ev('reported', {
+      battery: pick(101),
+      fw: { version: `1.${pick(5)}.0`, status: pick(10) === 0 ? 'updating' : 'current' },
+      net: { rssi: -30 - pick(60), ssid: `net-${pick(100)}` },
+      sensors: { temp: Math.round(rnd() * 400) / 10, humidity: pick(100) },
+      uptime: pick(1_000_000),
+    }),
+  );
   twins.push(renderTwin(state));
   states.push(state);
   batch.push({
     key: deviceId,
     partition: partitionFor(deviceId, PARTITIONS),
-    value: encodeOutputRecord({ kind: 'snapshot', v: 1, deviceId, state: toStateDoc(state), exists: true, version: twinVersion(state), offsets: { backend: 4, device: 1 } }),
+    value: encodeOutputRecord({
+      kind: 'snapshot',
+      v: 1,
+      deviceId,
+      state: toStateDoc(state),
+      exists: true,
+      version: twinVersion(state),
+      offsets: { backend: 4, device: 1 },
+    }),
   });
   if (batch.length === 5000 || i === TWINS - 1) {
     await log.append(TOPICS.snapshots, batch);
@@ -116,7 +137,9 @@ await log.append(
     value: encodeOutputRecord({ kind: 'checkpoint', v: 1, partition: p, offsets: { backend: 1, device: 1 } }),
   })),
 );
-console.log(`generated and appended ${TWINS} snapshot records in ${((performance.now() - t) / 1000).toFixed(1)} s (not timed)`);
+console.log(
+  `generated and appended ${TWINS} snapshot records in ${((performance.now() - t) / 1000).toFixed(1)} s (not timed)`,
+);
 
 t = performance.now();
 const rmPath = join(dir, 'fleet.db');
@@ -151,7 +174,8 @@ for (const [name, text] of Object.entries(QUERIES)) {
   const q = parseQuery(text);
   const naiveRows = evaluate(q, twins);
   const rmRows = (await rm.queryAll(text)).rows;
-  if (JSON.stringify(rmRows) !== JSON.stringify(naiveRows)) throw new Error(`${name}: the read model and the naive evaluator disagree`);
+  if (JSON.stringify(rmRows) !== JSON.stringify(naiveRows))
+    throw new Error(`${name}: the read model and the naive evaluator disagree`);
   const rmT: number[] = [];
   const naiveT: number[] = [];
   for (let r = 0; r < 2; r++) {
@@ -165,12 +189,16 @@ const firstPage = median(await time(() => rm.query(QUERIES.range)));
 const fmt = (ms: number): string => ms.toFixed(ms < 10 ? 2 : 1).padStart(8);
 console.log('\nquery       rows   read model ms   naive ms   naive/read model');
 for (const [name, r] of Object.entries(results)) {
-  console.log(`${name.padEnd(10)} ${String(r.rows).padStart(6)}   ${fmt(r.rm)}       ${fmt(r.naive)}   ${(r.naive / r.rm).toFixed(1)}×`);
+  console.log(
+    `${name.padEnd(10)} ${String(r.rows).padStart(6)}   ${fmt(r.rm)}       ${fmt(r.naive)}   ${(r.naive / r.rm).toFixed(1)}×`,
+  );
 }
 console.log(`range, first page of 100: ${firstPage.toFixed(2)} ms`);
 const sel = results['selective']!;
 const grp = results['groupby']!;
-console.log(`targets at 100k: selective ≤ 20 ms ${sel.rm <= 20 ? 'met' : 'MISSED'}; GROUP BY ≤ 200 ms ${grp.rm <= 200 ? 'met' : 'MISSED'}`);
+console.log(
+  `targets at 100k: selective ≤ 20 ms ${sel.rm <= 20 ? 'met' : 'MISSED'}; GROUP BY ≤ 200 ms ${grp.rm <= 200 ? 'met' : 'MISSED'}`,
+);
 
 // steady state: a tenth of the twins report once more (battery, uptime), as the projector would
 // emit their new snapshots; timed from the append until the read model reflects them
@@ -191,7 +219,15 @@ for (let i = 0; i < TWINS; i += 10) {
   updates.push({
     key: state.deviceId,
     partition: partitionFor(state.deviceId, PARTITIONS),
-    value: encodeOutputRecord({ kind: 'snapshot', v: 1, deviceId: state.deviceId, state: toStateDoc(state), exists: true, version: twinVersion(state), offsets: { backend: 4, device: 2 } }),
+    value: encodeOutputRecord({
+      kind: 'snapshot',
+      v: 1,
+      deviceId: state.deviceId,
+      state: toStateDoc(state),
+      exists: true,
+      version: twinVersion(state),
+      offsets: { backend: 4, device: 2 },
+    }),
   });
 }
 t = performance.now();
@@ -199,7 +235,9 @@ for (let i = 0; i < updates.length; i += 5000) await log.append(TOPICS.snapshots
 await rm.catchUp({ timeoutMs: 3_600_000 });
 const updateMs = performance.now() - t;
 const updatePerS = Math.round(updates.length / (updateMs / 1000));
-console.log(`update: ${updates.length} new snapshots (2 leaves changed each) reflected in ${(updateMs / 1000).toFixed(1)} s (${updatePerS.toLocaleString('en-US')}/s)`);
+console.log(
+  `update: ${updates.length} new snapshots (2 leaves changed each) reflected in ${(updateMs / 1000).toFixed(1)} s (${updatePerS.toLocaleString('en-US')}/s)`,
+);
 
 await rm.close();
 await log.close();

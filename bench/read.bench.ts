@@ -67,7 +67,10 @@ const KEY = Buffer.alloc(32, 3).toString('base64');
 
 const idOf = (i: number): string => `dev-${String(i).padStart(6, '0')}`;
 const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
-const load = (): string => loadavg().map((x) => x.toFixed(2)).join(' ');
+const load = (): string =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 interface Summary {
@@ -77,11 +80,23 @@ interface Summary {
   readonly max: number;
   readonly perS: number;
 }
-const summary = (ms: number[], wallMs: number): Summary => ({ n: ms.length, p50: pct(ms, 50), p99: pct(ms, 99), max: Math.max(...ms), perS: (ms.length / wallMs) * 1000 });
-const show = (s: Summary): string => `n ${s.n}, p50 ${s.p50.toFixed(2)} ms, p99 ${s.p99.toFixed(2)} ms, max ${s.max.toFixed(2)} ms, ${fmt(s.perS)}/s`;
+const summary = (ms: number[], wallMs: number): Summary => ({
+  n: ms.length,
+  p50: pct(ms, 50),
+  p99: pct(ms, 99),
+  max: Math.max(...ms),
+  perS: (ms.length / wallMs) * 1000,
+});
+const show = (s: Summary): string =>
+  `n ${s.n}, p50 ${s.p50.toFixed(2)} ms, p99 ${s.p99.toFixed(2)} ms, max ${s.max.toFixed(2)} ms, ${fmt(s.perS)}/s`;
 
 /** Time `count` calls of `one`, `inFlight` at a time; per-call latencies in ms. */
-async function timed(count: number, inFlight: number, one: (i: number) => Promise<void>, budgetMs = Infinity): Promise<Summary> {
+async function timed(
+  count: number,
+  inFlight: number,
+  one: (i: number) => Promise<void>,
+  budgetMs = Infinity,
+): Promise<Summary> {
   const lat: number[] = [];
   let next = 0;
   const start = performance.now();
@@ -114,10 +129,19 @@ async function runLoad(job: LoadJob): Promise<void> {
   const agent = new Agent({ keepAlive: true, maxSockets: job.inFlight });
   const get = (id: string): Promise<void> =>
     new Promise((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port: job.port, path: `/twins/${id}?api-version=2021-04-12`, agent, headers: { authorization: job.token } }, (res) => {
-        res.resume();
-        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`GET ${id}: ${res.statusCode}`))));
-      });
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port: job.port,
+          path: `/twins/${id}?api-version=2021-04-12`,
+          agent,
+          headers: { authorization: job.token },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`GET ${id}: ${res.statusCode}`))));
+        },
+      );
       req.on('error', reject);
       req.end();
     });
@@ -128,10 +152,17 @@ async function runLoad(job: LoadJob): Promise<void> {
 
 function inChild(job: LoadJob): Promise<Summary> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', import.meta.filename], { env: { ...process.env, BENCH_READ_LOAD: JSON.stringify(job) }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', import.meta.filename], {
+      env: { ...process.env, BENCH_READ_LOAD: JSON.stringify(job) },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop()!) as Summary) : reject(new Error(`load generator exited with ${code}`))));
+    child.on('exit', (code) =>
+      code === 0
+        ? resolve(JSON.parse(out.trim().split('\n').pop()!) as Summary)
+        : reject(new Error(`load generator exited with ${code}`)),
+    );
   });
 }
 
@@ -150,12 +181,16 @@ async function deleteRun(brokers: string[]): Promise<void> {
 
 /** Wait until the read model reflects every input offset below `ends` (per input topic). */
 async function reflectsAll(rm: ReadModel, backendEnds: number[]): Promise<void> {
-  const target = backendEnds.flatMap((end, partition) => (end === 0 ? [] : [{ topic: TOPICS.backend, partition, offset: end - 1 }]));
+  const target = backendEnds.flatMap((end, partition) =>
+    end === 0 ? [] : [{ topic: TOPICS.backend, partition, offset: end - 1 }],
+  );
   await rm.waitFor(target, { timeoutMs: TIMEOUT_S * 1000 });
 }
 
 async function main(): Promise<void> {
-  console.log(`bench:read — ${fmt(TWINS)} twins, ${PARTITIONS} partitions, ${fmt(GETS)} GETs sequential and ${fmt(2 * GETS)} with ${CONCURRENCY} in flight, Node ${process.version}`);
+  console.log(
+    `bench:read — ${fmt(TWINS)} twins, ${PARTITIONS} partitions, ${fmt(GETS)} GETs sequential and ${fmt(2 * GETS)} with ${CONCURRENCY} in flight, Node ${process.version}`,
+  );
   console.log(`load average at start: ${load()}`);
   const broker = await startKafkaBroker();
   const brokers = broker.brokers.split(',');
@@ -172,7 +207,16 @@ async function main(): Promise<void> {
     let seq = 0;
     const event = (deviceId: string, section: TwinEvent['section'], patch: TwinEvent['patch']): AppendRecord => ({
       key: deviceId,
-      value: encodeEvent({ v: 1, id: { writer: 'bench-read', seq: ++seq }, deviceId, section, op: 'merge', patch, stamp: clock.now(), actor: 'bench' }),
+      value: encodeEvent({
+        v: 1,
+        id: { writer: 'bench-read', seq: ++seq },
+        deviceId,
+        section,
+        op: 'merge',
+        patch,
+        stamp: clock.now(),
+        actor: 'bench',
+      }),
     });
     const t0 = performance.now();
     for (let i = 0; i < TWINS; i += 2_500) {
@@ -189,7 +233,12 @@ async function main(): Promise<void> {
 
     const group = `${PREFIX}projector`;
     const tLoad = performance.now();
-    const projector = await startProjector({ log, physicalNow: Date.now, group, ...(WORKERS > 0 ? { workers: WORKERS } : {}) });
+    const projector = await startProjector({
+      log,
+      physicalNow: Date.now,
+      group,
+      ...(WORKERS > 0 ? { workers: WORKERS } : {}),
+    });
     let projectorStopped: Promise<void> | undefined;
     const stopProjector = (): Promise<void> => (projectorStopped ??= projector.stop());
     closers.push(stopProjector);
@@ -200,17 +249,26 @@ async function main(): Promise<void> {
     let snapshotsAtProjectorDone = 0;
     const reflected = reflectsAll(readModel, backendEnds).then(() => (performance.now() - tLoad) / 1000);
     const done: { readModelS: number | null } = { readModelS: null };
-    void reflected.then((s) => (done.readModelS = s), () => {});
+    void reflected.then(
+      (s) => (done.readModelS = s),
+      () => {},
+    );
     for (let tick = 0; done.readModelS === null; tick++) {
       await sleep(250);
-      const [ends, committed] = await Promise.all([log.endOffsets(TOPICS.snapshots), log.committedOffsets(group, TOPICS.backend)]);
+      const [ends, committed] = await Promise.all([
+        log.endOffsets(TOPICS.snapshots),
+        log.committedOffsets(group, TOPICS.backend),
+      ]);
       const consumed = decodeFreshness(readModel.freshness()).snapshots;
       lags.push(Math.max(0, sum(ends) - sum(consumed)));
       if (projectorDoneS === null && committed.every((c, p) => (c ?? 0) >= backendEnds[p]!)) {
         projectorDoneS = (performance.now() - tLoad) / 1000;
         snapshotsAtProjectorDone = sum(ends);
       }
-      if (tick % 8 === 0) console.log(`  t=${((performance.now() - tLoad) / 1000).toFixed(1)} s: snapshots written ${fmt(sum(ends))}, read model consumed ${fmt(sum(consumed))}, lag ${fmt(lags[lags.length - 1]!)}`);
+      if (tick % 8 === 0)
+        console.log(
+          `  t=${((performance.now() - tLoad) / 1000).toFixed(1)} s: snapshots written ${fmt(sum(ends))}, read model consumed ${fmt(sum(consumed))}, lag ${fmt(lags[lags.length - 1]!)}`,
+        );
       if ((performance.now() - tLoad) / 1000 > TIMEOUT_S) throw new Error(`not caught up within ${TIMEOUT_S} s`);
     }
     const readModelDoneS = await reflected;
@@ -219,7 +277,9 @@ async function main(): Promise<void> {
       `projector: every input committed after ${projectorDoneS?.toFixed(1) ?? 'n/a'} s (${fmt(snapshotRate)} snapshot records/s); ` +
         `read model reflected every input after ${readModelDoneS.toFixed(1)} s (${(readModelDoneS - (projectorDoneS ?? readModelDoneS)).toFixed(1)} s after the projector)`,
     );
-    console.log(`read model lag behind the projector's output while loading (snapshot offsets, ${lags.length} samples every 250 ms): p50 ${fmt(pct(lags, 50))}, p99 ${fmt(pct(lags, 99))}, max ${fmt(Math.max(...lags))}`);
+    console.log(
+      `read model lag behind the projector's output while loading (snapshot offsets, ${lags.length} samples every 250 ms): p50 ${fmt(pct(lags, 50))}, p99 ${fmt(pct(lags, 99))}, max ${fmt(Math.max(...lags))}`,
+    );
     result['projector_snapshots_per_s'] = snapshotRate === null ? null : Math.round(snapshotRate);
     result['read_model_lag_p99'] = pct(lags, 99);
     result['read_model_lag_max'] = Math.max(...lags);
@@ -232,22 +292,47 @@ async function main(): Promise<void> {
     const ingested = fresh.stats();
     await fresh.close();
     const ingestPerS = Math.round(ingested.records / ingestS);
-    console.log(`read model ingest from offset 0: ${fmt(ingested.records)} snapshot records (${fmt(ingested.twins)} twins) in ${ingestS.toFixed(1)} s = ${fmt(ingestPerS)}/s`);
+    console.log(
+      `read model ingest from offset 0: ${fmt(ingested.records)} snapshot records (${fmt(ingested.twins)} twins) in ${ingestS.toFixed(1)} s = ${fmt(ingestPerS)}/s`,
+    );
     result['read_model_ingest_per_s'] = ingestPerS;
-    if (readModel.stats().twins !== TWINS) throw new Error(`the read model holds ${readModel.stats().twins} twins, not ${TWINS}`);
+    if (readModel.stats().twins !== TWINS)
+      throw new Error(`the read model holds ${readModel.stats().twins} twins, not ${TWINS}`);
 
     // 3. reads -----------------------------------------------------------------------------------
     const client = createTwinClient({ log, physicalNow: Date.now, actor: 'bench-read' });
     closers.push(() => client.close());
     const policies = [{ name: 'iothubowner', key: KEY, rights: ['registryReadWrite', 'serviceConnect'] as const }];
-    const indexed = createRestGateway({ log, client, hubName: HUB, physicalNow: Date.now, policies: [...policies].map((p) => ({ ...p, rights: [...p.rights] })), rateLimit: false, twinIndex: readModel });
-    const plain = createRestGateway({ log, client, hubName: HUB, physicalNow: Date.now, policies: [...policies].map((p) => ({ ...p, rights: [...p.rights] })), rateLimit: false });
+    const indexed = createRestGateway({
+      log,
+      client,
+      hubName: HUB,
+      physicalNow: Date.now,
+      policies: [...policies].map((p) => ({ ...p, rights: [...p.rights] })),
+      rateLimit: false,
+      twinIndex: readModel,
+    });
+    const plain = createRestGateway({
+      log,
+      client,
+      hubName: HUB,
+      physicalNow: Date.now,
+      policies: [...policies].map((p) => ({ ...p, rights: [...p.rights] })),
+      rateLimit: false,
+    });
     const indexedAt = await indexed.listen({ port: 0, host: '127.0.0.1' });
     const plainAt = await plain.listen({ port: 0, host: '127.0.0.1' });
-    closers.push(() => indexed.close(), () => indexedAt.close(), () => plain.close(), () => plainAt.close());
+    closers.push(
+      () => indexed.close(),
+      () => indexedAt.close(),
+      () => plain.close(),
+      () => plainAt.close(),
+    );
     const token = signServiceSas(HUB, 'iothubowner', KEY, Math.floor(Date.now() / 1000) + 3600);
     const get = async (port: number, id: string): Promise<string> => {
-      const res = await fetch(`http://127.0.0.1:${port}/twins/${id}?api-version=2021-04-12`, { headers: { authorization: token } });
+      const res = await fetch(`http://127.0.0.1:${port}/twins/${id}?api-version=2021-04-12`, {
+        headers: { authorization: token },
+      });
       const text = await res.text();
       if (res.status !== 200) throw new Error(`GET ${id}: ${res.status} ${text}`);
       return text;
@@ -267,7 +352,9 @@ async function main(): Promise<void> {
     console.log(`the read model's getTwin alone (SQLite lookup and JSON.parse): ${lookupUs.toFixed(1)} µs`);
     console.log(`load average before timing: ${load()}`);
     const seqRun = await inChild({ port: indexedAt.port, token, ids: ids.slice(0, GETS), inFlight: 1 });
-    console.log(`GET /twins/{id} from the read model, sequential (client in a child process, keep-alive): ${show(seqRun)}`);
+    console.log(
+      `GET /twins/{id} from the read model, sequential (client in a child process, keep-alive): ${show(seqRun)}`,
+    );
     const conc = await inChild({ port: indexedAt.port, token, ids: ids.slice(GETS, 3 * GETS), inFlight: CONCURRENCY });
     console.log(`GET /twins/{id} from the read model, ${CONCURRENCY} in flight: ${show(conc)}`);
     const snap = await inChild({ port: plainAt.port, token, ids: ids.slice(0, BASELINE_GETS), inFlight: 1 });
@@ -277,7 +364,12 @@ async function main(): Promise<void> {
 
     // 4. under writes ----------------------------------------------------------------------------
     if (STEADY_RATE > 0 && STEADY_S > 0) {
-      const again = await startProjector({ log, physicalNow: Date.now, group, ...(WORKERS > 0 ? { workers: WORKERS } : {}) });
+      const again = await startProjector({
+        log,
+        physicalNow: Date.now,
+        group,
+        ...(WORKERS > 0 ? { workers: WORKERS } : {}),
+      });
       const loopDelay = monitorEventLoopDelay({ resolution: 10 });
       loopDelay.enable();
       closers.push(() => again.stop());
@@ -292,7 +384,8 @@ async function main(): Promise<void> {
           const due = Math.floor((STEADY_RATE * (performance.now() - tSteady)) / 1000) - appended;
           if (due > 0) {
             const chunk: AppendRecord[] = [];
-            for (let k = 0; k < due; k++) chunk.push(event(idOf(Math.floor(wr() * TWINS)), 'tags', { n: appended + k, at: Date.now() }));
+            for (let k = 0; k < due; k++)
+              chunk.push(event(idOf(Math.floor(wr() * TWINS)), 'tags', { n: appended + k, at: Date.now() }));
             appended += due;
             await log.append(TOPICS.backend, chunk);
           }
@@ -306,7 +399,12 @@ async function main(): Promise<void> {
           steadyLags.push(Math.max(0, sum(ends) - sum(decodeFreshness(readModel.freshness()).snapshots)));
         }
       })();
-      const underWrites = await inChild({ port: indexedAt.port, token, ids: ids.slice(0, Math.min(GETS, Math.floor((STEADY_S * 1000) / 3))), inFlight: 1 });
+      const underWrites = await inChild({
+        port: indexedAt.port,
+        token,
+        ids: ids.slice(0, Math.min(GETS, Math.floor((STEADY_S * 1000) / 3))),
+        inFlight: 1,
+      });
       await Promise.all([writes, sampler]);
       const steadyS = (performance.now() - tSteady) / 1000;
       const written = sum(await log.endOffsets(TOPICS.snapshots)) - startSnapshots;
@@ -325,7 +423,9 @@ async function main(): Promise<void> {
           `it reflected every write ${drainS.toFixed(1)} s after the window`,
       );
       console.log(`GET /twins/{id} from the read model under writes, sequential: ${show(underWrites)}`);
-      console.log(`  this process's event loop meanwhile (projector${WORKERS > 0 ? ` with ${WORKERS} workers` : ''}, read model, gateway, appends): delay p99 ${loopP99.toFixed(1)} ms, max ${loopMax.toFixed(1)} ms`);
+      console.log(
+        `  this process's event loop meanwhile (projector${WORKERS > 0 ? ` with ${WORKERS} workers` : ''}, read model, gateway, appends): delay p99 ${loopP99.toFixed(1)} ms, max ${loopMax.toFixed(1)} ms`,
+      );
       Object.assign(result, {
         steady_snapshots_per_s: Math.round(written / steadyS),
         steady_read_model_per_s: Math.round(applied / steadyS),
@@ -349,12 +449,20 @@ async function main(): Promise<void> {
       snapshot_reader_get_p99_ms: +snap.p99.toFixed(3),
     });
     const twins = result['twins'];
-    const ordered = { twins, get_p50_ms: result['get_p50_ms'], get_p99_ms: result['get_p99_ms'], baseline_get_p99_ms: result['baseline_get_p99_ms'], read_model_ingest_per_s: result['read_model_ingest_per_s'], ...result };
+    const ordered = {
+      twins,
+      get_p50_ms: result['get_p50_ms'],
+      get_p99_ms: result['get_p99_ms'],
+      baseline_get_p99_ms: result['baseline_get_p99_ms'],
+      read_model_ingest_per_s: result['read_model_ingest_per_s'],
+      ...result,
+    };
     console.log(`RESULT ${JSON.stringify(ordered)}`);
   } finally {
     for (const close of closers.reverse()) await close().catch((e: unknown) => console.log(`close: ${String(e)}`));
     await log.close().catch(() => {});
-    if (process.env['BENCH_KEEP'] !== '1') await deleteRun(brokers).catch((e: unknown) => console.log(`cleanup: ${String(e)}`));
+    if (process.env['BENCH_KEEP'] !== '1')
+      await deleteRun(brokers).catch((e: unknown) => console.log(`cleanup: ${String(e)}`));
     await broker.stop();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -52,7 +52,11 @@ const ratio = (a: number, b: number): number => Number((a / b).toFixed(3));
 function makeWorkload(): { backend: AppendRecord[]; device: AppendRecord[] } {
   const backend: AppendRecord[] = [];
   const device: AppendRecord[] = [];
-  for (const e of benchEvents({ events: EVENTS, devices: DEVICES, startWall: Math.floor(Date.now() / 86_400_000) * 86_400_000 })) {
+  for (const e of benchEvents({
+    events: EVENTS,
+    devices: DEVICES,
+    startWall: Math.floor(Date.now() / 86_400_000) * 86_400_000,
+  })) {
     (e.section === 'reported' ? device : backend).push({ key: e.deviceId, value: encodeEvent(e) });
   }
   return { backend, device };
@@ -84,7 +88,12 @@ async function timed<T>(broker: BrokerProcess | undefined, run: () => Promise<T>
   const ms = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
   const b1 = broker?.cpuMs();
-  return { value, ms, nodeCpuMs: (cpu.user + cpu.system) / 1000, brokerCpuMs: b0 === undefined || b1 === undefined ? undefined : b1 - b0 };
+  return {
+    value,
+    ms,
+    nodeCpuMs: (cpu.user + cpu.system) / 1000,
+    brokerCpuMs: b0 === undefined || b1 === undefined ? undefined : b1 - b0,
+  };
 }
 
 /** Plain reads of both inputs of `partitions`, one partition after another; `key` picks records. */
@@ -146,7 +155,9 @@ async function runLegs(
   const rebuilt = await timed(broker, () => replay({ log, into: into.log }));
   await into.close();
   const rebuildPerS = total / (rebuilt.ms / 1000);
-  console.log(`  rebuild   ${fmt(rebuildPerS)}/s (${(rebuilt.ms / 1000).toFixed(1)} s into fresh snapshots; ${perRecord(rebuilt)}) = ${ratio(rebuildPerS, readPerS)} × read`);
+  console.log(
+    `  rebuild   ${fmt(rebuildPerS)}/s (${(rebuilt.ms / 1000).toFixed(1)} s into fresh snapshots; ${perRecord(rebuilt)}) = ${ratio(rebuildPerS, readPerS)} × read`,
+  );
 
   // both cores: one worker thread per core, each opening the log itself; states are not sent back
   const workers = Math.min(availableParallelism(), PARTITIONS);
@@ -156,7 +167,9 @@ async function runLegs(
     `  replay ×${workers} ${fmt(countedPerS)}/s (${(counted.ms / 1000).toFixed(1)} s in ${workers} worker threads, ${fmt(counted.value.counts.devices)} twins, states not kept; ${perRecord(counted)}) = ${ratio(countedPerS, readPerS)} × read`,
   );
   const intoWorkers = await freshInto();
-  const rebuiltWorkers = await timed(broker, () => replay({ log, into: intoWorkers.log, workers, workerLog, keepStates: false }));
+  const rebuiltWorkers = await timed(broker, () =>
+    replay({ log, into: intoWorkers.log, workers, workerLog, keepStates: false }),
+  );
   await intoWorkers.close();
   const rebuildWorkersPerS = total / (rebuiltWorkers.ms / 1000);
   console.log(
@@ -165,7 +178,9 @@ async function runLegs(
 
   // the fleet's audit trail, each entry serialized as `twinlog audit --all --format json` prints it (not written)
   let auditBytes = 0;
-  const audited = await timed(broker, () => auditTrail({ log, onEntry: (e) => void (auditBytes += JSON.stringify(e).length) }));
+  const audited = await timed(broker, () =>
+    auditTrail({ log, onEntry: (e) => void (auditBytes += JSON.stringify(e).length) }),
+  );
   const auditPerS = total / (audited.ms / 1000);
   console.log(
     `  audit     ${fmt(auditPerS)}/s (${(audited.ms / 1000).toFixed(1)} s, ${fmt(audited.value.counts.applied)} entries, ${fmt(auditBytes / 1e6)} MB of JSON; ${perRecord(audited)}) = ${ratio(auditPerS, readPerS)} × read`,
@@ -236,7 +251,11 @@ let intoCount = 0;
 const embeddedFigures = await runLegs(
   'embedded',
   embedded,
-  { module: import.meta.resolve('@twinlog/log-embedded'), export: 'createEmbeddedLog', options: { path: join(dir, 'input.db') } },
+  {
+    module: import.meta.resolve('@twinlog/log-embedded'),
+    export: 'createEmbeddedLog',
+    options: { path: join(dir, 'input.db') },
+  },
   async () => {
     const log = createEmbeddedLog({ path: join(dir, `into-${++intoCount}.db`) });
     await ensureTwinTopics(log, PARTITIONS);
@@ -249,7 +268,9 @@ console.log(`  targets: ${targets(embeddedFigures)}`);
 
 const broker = await startKafkaBroker();
 const brokerProcess = findBrokerProcess(broker.brokers.split(','));
-console.log(`Kafka (${broker.brokers}, ${broker.source}; client ${KAFKA_CLIENT}; broker CPU ${brokerProcess === undefined ? 'not found' : `pid ${brokerProcess.pid}`}):`);
+console.log(
+  `Kafka (${broker.brokers}, ${broker.source}; client ${KAFKA_CLIENT}; broker CPU ${brokerProcess === undefined ? 'not found' : `pid ${brokerProcess.pid}`}):`,
+);
 const run = randomUUID().slice(0, 8);
 const kafka = await openKafka(broker.brokers, `bench-replay-${run}.`);
 await fill(kafka, workload);
@@ -257,11 +278,23 @@ const kafkaFigures = await runLegs(
   'kafka',
   kafka,
   KAFKA_CLIENT === 'kafkajs'
-    ? { module: import.meta.resolve('@twinlog/log-kafka'), export: 'createKafkaLog', options: { brokers: broker.brokers, topicPrefix: `bench-replay-${run}.`, clientId: 'twinlog-bench-replay-worker' } }
+    ? {
+        module: import.meta.resolve('@twinlog/log-kafka'),
+        export: 'createKafkaLog',
+        options: {
+          brokers: broker.brokers,
+          topicPrefix: `bench-replay-${run}.`,
+          clientId: 'twinlog-bench-replay-worker',
+        },
+      }
     : {
         module: import.meta.resolve('@twinlog/log-kafka-platformatic'),
         export: 'createPlatformaticKafkaLog',
-        options: { brokers: broker.brokers, topicPrefix: `bench-replay-${run}.`, clientId: 'twinlog-bench-replay-worker' },
+        options: {
+          brokers: broker.brokers,
+          topicPrefix: `bench-replay-${run}.`,
+          clientId: 'twinlog-bench-replay-worker',
+        },
       },
   async () => {
     const log = await openKafka(broker.brokers, `bench-replay-${run}-into-${++intoCount}.`);
@@ -275,4 +308,6 @@ await broker.stop();
 console.log(`  targets: ${targets(kafkaFigures)}`);
 rmSync(dir, { recursive: true, force: true });
 
-console.log(`RESULT ${JSON.stringify({ ...embeddedFigures, ...Object.fromEntries(Object.entries(kafkaFigures).map(([k, v]) => [`kafka_${k}`, v])) })}`);
+console.log(
+  `RESULT ${JSON.stringify({ ...embeddedFigures, ...Object.fromEntries(Object.entries(kafkaFigures).map(([k, v]) => [`kafka_${k}`, v])) })}`,
+);

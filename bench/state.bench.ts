@@ -45,11 +45,29 @@ const DEVICE = 'thermo-1';
 
 /** The i-th reported event (i from 0), and every 100th position a desired event too. */
 function* stream(roundRobin: boolean): Generator<TwinEvent, never> {
-  yield { v: 1, id: { writer: 'registry', seq: 1 }, deviceId: DEVICE, section: 'create', op: 'merge', patch: {}, stamp: { wall: T0 - 1000, counter: 0 }, actor: 'registry' };
+  yield {
+    v: 1,
+    id: { writer: 'registry', seq: 1 },
+    deviceId: DEVICE,
+    section: 'create',
+    op: 'merge',
+    patch: {},
+    stamp: { wall: T0 - 1000, counter: 0 },
+    actor: 'registry',
+  };
   let desired = 0;
   for (let i = 0; ; i++) {
     const wall = T0 + i * 1000;
-    yield { v: 1, id: { writer: 'dev-thermo-1', seq: i + 1 }, deviceId: DEVICE, section: 'reported', op: 'merge', patch: { battery: 100 - (i % 100), temp: 20 + (i % 7) / 2 }, stamp: { wall, counter: 0 }, actor: DEVICE };
+    yield {
+      v: 1,
+      id: { writer: 'dev-thermo-1', seq: i + 1 },
+      deviceId: DEVICE,
+      section: 'reported',
+      op: 'merge',
+      patch: { battery: 100 - (i % 100), temp: 20 + (i % 7) / 2 },
+      stamp: { wall, counter: 0 },
+      actor: DEVICE,
+    };
     if (i % 100 === 50) {
       const writer = roundRobin ? desired % 100 : Math.floor(desired / 100) % 100;
       yield {
@@ -87,7 +105,9 @@ function applyCost(state: TwinState, events: readonly TwinEvent[]): number {
 function naiveCost(events: readonly TwinEvent[]): number {
   const doc: Record<string, Json> = { desired: {}, reported: {} };
   const start = process.hrtime.bigint();
-  for (const e of events) if (e.section === 'desired' || e.section === 'reported') doc[e.section] = applyMergePatch(doc[e.section], e.patch) ?? {};
+  for (const e of events)
+    if (e.section === 'desired' || e.section === 'reported')
+      doc[e.section] = applyMergePatch(doc[e.section], e.patch) ?? {};
   return Number(process.hrtime.bigint() - start) / 1e3 / events.length;
 }
 
@@ -118,7 +138,13 @@ function run(roundRobin: boolean, measureCost: boolean): Row[] {
       while (buffered.length < PROBE) buffered.push(it.next().value);
       probes.push({ state: cloneTwinState(state), events: buffered.slice(0, PROBE) });
     }
-    rows.push({ events: at, snapshot: snapshotBytes(state), twin: twinBytes(state), applyUs: Number.NaN, naiveUs: Number.NaN });
+    rows.push({
+      events: at,
+      snapshot: snapshotBytes(state),
+      twin: twinBytes(state),
+      applyUs: Number.NaN,
+      naiveUs: Number.NaN,
+    });
   }
   // The costs are measured after the stream, in interleaved rounds (every checkpoint once per
   // round), and the best round counts: drift in the machine's speed then hits every age alike.
@@ -140,9 +166,27 @@ function largestTwin(writers: number): { snapshot: number; twin: number } {
   const writerOf = (i: number): string => `gw-${String(i % writers).padStart(4, '0')}-7f3a9c`;
   const ev = (section: 'tags' | 'desired' | 'reported', patch: Record<string, Json>): void => {
     const writer = writerOf(seq);
-    apply(s, { v: 1, id: { writer, seq: ++seq }, deviceId: 'full-twin', section, op: 'merge', patch, stamp: { wall: (wall += 7), counter: 0 }, actor: `actor-${seq % writers}` });
+    apply(s, {
+      v: 1,
+      id: { writer, seq: ++seq },
+      deviceId: 'full-twin',
+      section,
+      op: 'merge',
+      patch,
+      stamp: { wall: (wall += 7), counter: 0 },
+      actor: `actor-${seq % writers}`,
+    });
   };
-  apply(s, { v: 1, id: { writer: 'registry', seq: 1 }, deviceId: 'full-twin', section: 'create', op: 'merge', patch: {}, stamp: { wall: T0 - 1, counter: 0 }, actor: 'registry' });
+  apply(s, {
+    v: 1,
+    id: { writer: 'registry', seq: 1 },
+    deviceId: 'full-twin',
+    section: 'create',
+    op: 'merge',
+    patch: {},
+    stamp: { wall: T0 - 1, counter: 0 },
+    actor: 'registry',
+  });
   // small leaves maximise per-leaf metadata: 8-character keys under 8-character groups, integer values
   const fill = (section: 'tags' | 'desired' | 'reported', bytes: number): void => {
     let used = 2;
@@ -165,8 +209,12 @@ const kb = (n: number): string => `${(n / 1024).toFixed(2)} KB`;
 const printRows = (label: string, rows: Row[]): void => {
   console.log(label);
   for (const r of rows) {
-    const cost = Number.isNaN(r.applyUs) ? '' : `  apply ${r.applyUs.toFixed(3)} µs/event (plain merge ${r.naiveUs.toFixed(3)} µs, ${(r.applyUs / r.naiveUs).toFixed(2)}×)`;
-    console.log(`  after ${String(r.events).padStart(9)} reported events: snapshot ${String(r.snapshot).padStart(6)} B (rendered twin ${r.twin} B, ${(r.snapshot / r.twin).toFixed(2)}×)${cost}`);
+    const cost = Number.isNaN(r.applyUs)
+      ? ''
+      : `  apply ${r.applyUs.toFixed(3)} µs/event (plain merge ${r.naiveUs.toFixed(3)} µs, ${(r.applyUs / r.naiveUs).toFixed(2)}×)`;
+    console.log(
+      `  after ${String(r.events).padStart(9)} reported events: snapshot ${String(r.snapshot).padStart(6)} B (rendered twin ${r.twin} B, ${(r.snapshot / r.twin).toFixed(2)}×)${cost}`,
+    );
   }
 };
 
@@ -177,7 +225,9 @@ printRows('back-end writers in turn (each writes 100 desired events, then the ne
 const rr = run(true, false);
 printRows('back-end writers round-robin (all 100 active at once):', rr);
 const full = largestTwin(1000);
-console.log(`largest twin at IoT Hub's limits, 1,000 writers in the window: snapshot ${kb(full.snapshot)} (rendered twin ${kb(full.twin)}), ${(full.snapshot / 1_048_576 * 100).toFixed(1)} % of Kafka's default 1 MB record limit`);
+console.log(
+  `largest twin at IoT Hub's limits, 1,000 writers in the window: snapshot ${kb(full.snapshot)} (rendered twin ${kb(full.twin)}), ${((full.snapshot / 1_048_576) * 100).toFixed(1)} % of Kafka's default 1 MB record limit`,
+);
 
 const first = rows[0]!;
 const last = rows[rows.length - 1]!;
@@ -191,5 +241,7 @@ const result = {
   snapshot_bytes_round_robin_1m: rr[rr.length - 1]!.snapshot,
   snapshot_bytes_largest_twin: full.snapshot,
 };
-console.log(`targets: snapshot_bytes_1m ≤ 2048 ${result.snapshot_bytes_1m <= 2048 ? 'met' : 'MISSED'}; growth ≤ 1.5 ${result.growth <= 1.5 ? 'met' : 'MISSED'}; apply_us_1m ≤ 1.3 × apply_us_1k ${result.apply_growth <= 1.3 ? 'met' : 'MISSED'}; largest twin < 1 MB ${full.snapshot < 1_048_576 ? 'met' : 'MISSED'}`);
+console.log(
+  `targets: snapshot_bytes_1m ≤ 2048 ${result.snapshot_bytes_1m <= 2048 ? 'met' : 'MISSED'}; growth ≤ 1.5 ${result.growth <= 1.5 ? 'met' : 'MISSED'}; apply_us_1m ≤ 1.3 × apply_us_1k ${result.apply_growth <= 1.3 ? 'met' : 'MISSED'}; largest twin < 1 MB ${full.snapshot < 1_048_576 ? 'met' : 'MISSED'}`,
+);
 console.log(`RESULT ${JSON.stringify(result)}`);

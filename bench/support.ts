@@ -25,11 +25,60 @@ export const fmt = (n: number | null): string => (n === null || Number.isNaN(n) 
 export function makeCa(dir: string): { ca: string; key: string; cert: string } {
   const at = (f: string): string => join(dir, f);
   const ssl = (...args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', at('ca.key'), '-out', at('ca.pem'), '-days', '1', '-subj', '/CN=bench CA');
-  ssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', at('server.key'), '-out', at('server.csr'), '-subj', '/CN=localhost');
+  ssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    at('ca.key'),
+    '-out',
+    at('ca.pem'),
+    '-days',
+    '1',
+    '-subj',
+    '/CN=bench CA',
+  );
+  ssl(
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    at('server.key'),
+    '-out',
+    at('server.csr'),
+    '-subj',
+    '/CN=localhost',
+  );
   writeFileSync(at('ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  ssl('x509', '-req', '-in', at('server.csr'), '-CA', at('ca.pem'), '-CAkey', at('ca.key'), '-CAcreateserial', '-out', at('server.pem'), '-days', '1', '-extfile', at('ext'));
-  return { ca: readFileSync(at('ca.pem'), 'utf8'), key: readFileSync(at('server.key'), 'utf8'), cert: readFileSync(at('server.pem'), 'utf8') };
+  ssl(
+    'x509',
+    '-req',
+    '-in',
+    at('server.csr'),
+    '-CA',
+    at('ca.pem'),
+    '-CAkey',
+    at('ca.key'),
+    '-CAcreateserial',
+    '-out',
+    at('server.pem'),
+    '-days',
+    '1',
+    '-extfile',
+    at('ext'),
+  );
+  return {
+    ca: readFileSync(at('ca.pem'), 'utf8'),
+    key: readFileSync(at('server.key'), 'utf8'),
+    cert: readFileSync(at('server.pem'), 'utf8'),
+  };
 }
 
 /**
@@ -64,7 +113,12 @@ export function connectDevice(options: {
 }
 
 /** Run `connectOne(i)` for every i < `count`, `inFlight` at a time, until all ran or `budgetMs` passed. */
-export async function connectFleet(count: number, inFlight: number, budgetMs: number, connectOne: (i: number) => Promise<void>): Promise<{ connected: number; failed: number; ms: number }> {
+export async function connectFleet(
+  count: number,
+  inFlight: number,
+  budgetMs: number,
+  connectOne: (i: number) => Promise<void>,
+): Promise<{ connected: number; failed: number; ms: number }> {
   const started = Date.now();
   let next = 0;
   let connected = 0;

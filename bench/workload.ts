@@ -7,7 +7,15 @@
 import { createHybridClock, type Patch, type TwinEvent } from '@twinlog/core';
 import { seededRandom } from '@twinlog/core/testing';
 
-export function* benchEvents({ events, devices, startWall }: { events: number; devices: number; startWall: number }): Generator<TwinEvent> {
+export function* benchEvents({
+  events,
+  devices,
+  startWall,
+}: {
+  events: number;
+  devices: number;
+  startWall: number;
+}): Generator<TwinEvent> {
   const rnd = seededRandom(42);
   let t = startWall;
   const clock = createHybridClock({ physicalNow: () => (t += rnd() < 0.01 ? 1 : 0) });
@@ -15,7 +23,14 @@ export function* benchEvents({ events, devices, startWall }: { events: number; d
   const base = { v: 1, op: 'merge' as const, actor: 'bench' };
   let n = 0;
   for (let d = 0; d < devices && n < events; d++, n++) {
-    yield { ...base, id: { writer: 'gw-bench-1', seq: ++seq }, deviceId: `dev-${d}`, section: 'create', patch: {}, stamp: clock.now() };
+    yield {
+      ...base,
+      id: { writer: 'gw-bench-1', seq: ++seq },
+      deviceId: `dev-${d}`,
+      section: 'create',
+      patch: {},
+      stamp: clock.now(),
+    };
   }
   for (; n < events; n++) {
     const deviceId = `dev-${Math.floor(rnd() * devices)}`;
@@ -23,7 +38,8 @@ export function* benchEvents({ events, devices, startWall }: { events: number; d
     const patch: Patch = {};
     for (let i = 0; i < 5; i++) {
       const group = (patch[`group${Math.floor(rnd() * 4)}`] ??= {}) as Patch;
-      group[`leaf${Math.floor(rnd() * 8)}`] = rnd() < 0.1 ? null : rnd() < 0.5 ? Math.floor(rnd() * 1000) : `v${Math.floor(rnd() * 100)}`;
+      group[`leaf${Math.floor(rnd() * 8)}`] =
+        rnd() < 0.1 ? null : rnd() < 0.5 ? Math.floor(rnd() * 1000) : `v${Math.floor(rnd() * 100)}`;
     }
     yield { ...base, id: { writer: 'gw-bench-1', seq: ++seq }, deviceId, section, patch, stamp: clock.now() };
   }

@@ -37,7 +37,11 @@ console.log(JSON.stringify((await backend.getTwin('thermostat-1')).properties.de
 
 step('the device acknowledges (Plug and Play convention) and reports');
 const desiredVersion = (await backend.getTwin('thermostat-1')).properties.desired.$version;
-await device.mergeReported('thermostat-1', { targetTemperature: { value: 21, ac: 200, av: desiredVersion }, fan: { mode: 'auto' } }, { wait: true });
+await device.mergeReported(
+  'thermostat-1',
+  { targetTemperature: { value: 21, ac: 200, av: desiredVersion }, fan: { mode: 'auto' } },
+  { wait: true },
+);
 
 step('watch the delta converge (twin.deltas)');
 for await (const record of deltas) {
@@ -48,7 +52,9 @@ for await (const record of deltas) {
 
 step('audit: who changed what, when');
 for (const e of await history({ log, deviceId: 'thermostat-1' })) {
-  console.log(`${e.time}  ${e.actor.padEnd(13)} ${e.section.padEnd(9)} ${JSON.stringify(e.patch)}  → version ${e.versions.version}`);
+  console.log(
+    `${e.time}  ${e.actor.padEnd(13)} ${e.section.padEnd(9)} ${JSON.stringify(e.patch)}  → version ${e.versions.version}`,
+  );
 }
 
 step('time travel: the twin as it was before the device reported');

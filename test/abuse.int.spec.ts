@@ -30,9 +30,14 @@ const deviceKeys = new Map<string, string>();
 const rest = (path: string, init: RequestInit & { token?: string } = {}): Promise<Response> =>
   fetch(`http://127.0.0.1:${served.gatewayPort}${path}${path.includes('?') ? '&' : '?'}${API}`, {
     ...init,
-    headers: { authorization: init.token ?? serviceToken(HUB), 'content-type': 'application/json', ...(init.headers as Record<string, string> | undefined) },
+    headers: {
+      authorization: init.token ?? serviceToken(HUB),
+      'content-type': 'application/json',
+      ...(init.headers as Record<string, string> | undefined),
+    },
   });
-const serviceToken = (sr: string, seconds = 600): string => signServiceSas(sr, 'iothubowner', policyKey, Math.floor(Date.now() / 1000) + seconds);
+const serviceToken = (sr: string, seconds = 600): string =>
+  signServiceSas(sr, 'iothubowner', policyKey, Math.floor(Date.now() / 1000) + seconds);
 
 /** Bytes written into a raw socket until the server closes it (or `limit` bytes are sent). */
 function stream(port: number, first: Buffer, limit: number): Promise<{ written: number; closed: boolean }> {
@@ -65,7 +70,6 @@ function stream(port: number, first: Buffer, limit: number): Promise<{ written: 
   });
 }
 
-
 async function connectDevice(deviceId: string, options: Partial<mqtt.IClientOptions> = {}): Promise<mqtt.MqttClient> {
   const client = mqtt.connect(`mqtt://127.0.0.1:${served.mqttPort!}`, {
     clientId: deviceId,
@@ -83,7 +87,11 @@ async function connectDevice(deviceId: string, options: Partial<mqtt.IClientOpti
 }
 
 /** One twin request over MQTT: the response topic's status. */
-async function twinRequest(client: mqtt.MqttClient, topic: string, body: string): Promise<{ status: string; body: string }> {
+async function twinRequest(
+  client: mqtt.MqttClient,
+  topic: string,
+  body: string,
+): Promise<{ status: string; body: string }> {
   const rid = String(Math.floor(Math.random() * 1e9));
   const answer = new Promise<{ status: string; body: string }>((resolve) => {
     const onMessage = (t: string, payload: Buffer): void => {
@@ -104,7 +112,11 @@ beforeAll(async () => {
   for (const id of ['victim', 'attacker', 'bystander']) {
     const put = await rest(`/devices/${id}`, { method: 'PUT', body: JSON.stringify({ deviceId: id }) });
     expect(put.status).toBe(200);
-    deviceKeys.set(id, ((await put.json()) as { authentication: { symmetricKey: { primaryKey: string } } }).authentication.symmetricKey.primaryKey);
+    deviceKeys.set(
+      id,
+      ((await put.json()) as { authentication: { symmetricKey: { primaryKey: string } } }).authentication.symmetricKey
+        .primaryKey,
+    );
   }
 }, 60_000);
 
@@ -118,7 +130,9 @@ afterAll(async () => {
 
 describe('abuse at the door of a running serve', () => {
   it('MQTT: unauthenticated connections declaring 200 MB are closed at the header, before the body is read', async () => {
-    const results = await Promise.all([1, 2, 3].map(() => stream(served.mqttPort!, fixedHeader(1, 200 * 1024 * 1024), 80 * 1024 * 1024)));
+    const results = await Promise.all(
+      [1, 2, 3].map(() => stream(served.mqttPort!, fixedHeader(1, 200 * 1024 * 1024), 80 * 1024 * 1024)),
+    );
     for (const r of results) {
       expect(r.closed).toBe(true);
       expect(r.written).toBeLessThan(16 * 1024 * 1024); // the server stopped reading long before 80 MB
@@ -128,7 +142,14 @@ describe('abuse at the door of a running serve', () => {
   it("MQTT: a logged-in device's 64 MB reported patch is closed at its header", async () => {
     const device = await connectDevice('attacker');
     const closed = new Promise<void>((resolve) => device.once('close', () => resolve()));
-    const header = mqttPacket.generate({ cmd: 'publish', topic: '$iothub/twin/PATCH/properties/reported/?$rid=1', payload: Buffer.alloc(0), qos: 0, retain: false, dup: false });
+    const header = mqttPacket.generate({
+      cmd: 'publish',
+      topic: '$iothub/twin/PATCH/properties/reported/?$rid=1',
+      payload: Buffer.alloc(0),
+      qos: 0,
+      retain: false,
+      dup: false,
+    });
     // rewrite the length: declare 64 MB behind the same topic
     const topicBytes = header.subarray(2);
     const declared = Buffer.concat([fixedHeader(3, topicBytes.length + 64 * 1024 * 1024), topicBytes]);
@@ -143,19 +164,34 @@ describe('abuse at the door of a running serve', () => {
   }, 60_000);
 
   it('MQTT: a will on the reported topic never becomes a write', async () => {
-    const device = await connectDevice('attacker', { will: { topic: '$iothub/twin/PATCH/properties/reported/?$rid=9', payload: Buffer.from('{"fromWill":true}'), qos: 0, retain: false } });
+    const device = await connectDevice('attacker', {
+      will: {
+        topic: '$iothub/twin/PATCH/properties/reported/?$rid=9',
+        payload: Buffer.from('{"fromWill":true}'),
+        qos: 0,
+        retain: false,
+      },
+    });
     (device as unknown as { stream: Socket }).stream.destroy();
     const again = await connectDevice('attacker');
-    await new Promise<void>((resolve, reject) => again.subscribe('$iothub/twin/res/#', { qos: 0 }, (e) => (e ? reject(e) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      again.subscribe('$iothub/twin/res/#', { qos: 0 }, (e) => (e ? reject(e) : resolve())),
+    );
     expect((await twinRequest(again, '$iothub/twin/PATCH/properties/reported/', '{"after":1}')).status).toBe('204');
-    const twin = JSON.parse((await twinRequest(again, '$iothub/twin/GET/', '')).body) as { reported: Record<string, unknown> };
+    const twin = JSON.parse((await twinRequest(again, '$iothub/twin/GET/', '')).body) as {
+      reported: Record<string, unknown>;
+    };
     expect(twin.reported).toMatchObject({ after: 1 });
     expect(twin.reported).not.toHaveProperty('fromWill');
     again.end(true);
   });
 
   it('HTTP: headers that never end are cut off (slow-loris)', async () => {
-    const r = await stream(served.gatewayPort, Buffer.from(`GET /twins/victim?${API} HTTP/1.1\r\nHost: x\r\nX-Slow: `), 0);
+    const r = await stream(
+      served.gatewayPort,
+      Buffer.from(`GET /twins/victim?${API} HTTP/1.1\r\nHost: x\r\nX-Slow: `),
+      0,
+    );
     expect(r.closed).toBe(true);
   }, 60_000);
 
@@ -189,26 +225,44 @@ describe('abuse at the door of a running serve', () => {
   });
 
   it('REST: a 10 MB body gets 413 and its connection is closed; text/plain and invalid UTF-8 get 400', async () => {
-    const big = await rest('/twins/victim', { method: 'PATCH', body: `{"properties":{"desired":{"x":"${'a'.repeat(10 * 1024 * 1024)}"}}}` }).catch((e: unknown) => e);
+    const big = await rest('/twins/victim', {
+      method: 'PATCH',
+      body: `{"properties":{"desired":{"x":"${'a'.repeat(10 * 1024 * 1024)}"}}}`,
+    }).catch((e: unknown) => e);
     if (big instanceof Response) {
       expect(big.status).toBe(413);
       expect(big.headers.get('connection')).toBe('close');
     } // else: the server closed the connection while the body was still being sent, as it may
-    const plain = await rest('/twins/victim', { method: 'PATCH', body: '{"properties":{"desired":{"x":1}}}', headers: { 'content-type': 'text/plain' } });
+    const plain = await rest('/twins/victim', {
+      method: 'PATCH',
+      body: '{"properties":{"desired":{"x":1}}}',
+      headers: { 'content-type': 'text/plain' },
+    });
     expect(plain.status).toBe(400);
-    const invalid = await rest('/twins/victim', { method: 'PATCH', body: Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0xfe, 0x22, 0x7d]) });
+    const invalid = await rest('/twins/victim', {
+      method: 'PATCH',
+      body: Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0xfe, 0x22, 0x7d]),
+    });
     expect(invalid.status).toBe(400);
   });
 
   it('after all of it: the process is alive, /health is 200, and a device round trip works on both gateways', async () => {
     expect(served.child.exitCode).toBeNull();
     expect((await fetch(`http://127.0.0.1:${served.adminPort}/health`)).status).toBe(200);
-    const patched = await rest('/twins/bystander', { method: 'PATCH', body: JSON.stringify({ properties: { desired: { mode: 'eco' } } }) });
+    const patched = await rest('/twins/bystander', {
+      method: 'PATCH',
+      body: JSON.stringify({ properties: { desired: { mode: 'eco' } } }),
+    });
     expect(patched.status).toBe(200);
     const device = await connectDevice('bystander');
-    await new Promise<void>((resolve, reject) => device.subscribe('$iothub/twin/res/#', { qos: 0 }, (e) => (e ? reject(e) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      device.subscribe('$iothub/twin/res/#', { qos: 0 }, (e) => (e ? reject(e) : resolve())),
+    );
     expect((await twinRequest(device, '$iothub/twin/PATCH/properties/reported/', '{"mode":"eco"}')).status).toBe('204');
-    const twin = JSON.parse((await twinRequest(device, '$iothub/twin/GET/', '')).body) as { desired: Record<string, unknown>; reported: Record<string, unknown> };
+    const twin = JSON.parse((await twinRequest(device, '$iothub/twin/GET/', '')).body) as {
+      desired: Record<string, unknown>;
+      reported: Record<string, unknown>;
+    };
     expect(twin.desired).toMatchObject({ mode: 'eco' });
     expect(twin.reported).toMatchObject({ mode: 'eco' });
     device.end(true);

@@ -101,7 +101,12 @@ describe('gateway queries through the read model', () => {
     expect(viaView.freshness).toBe(readModel.freshness());
     expect(inMemory.freshness).toBeNull();
 
-    const grouped = await queryAll(viewPort, 'SELECT tags.site AS site, COUNT() AS n FROM devices GROUP BY tags.site', 1, { 'x-twinlog-freshness': viaView.freshness! });
+    const grouped = await queryAll(
+      viewPort,
+      'SELECT tags.site AS site, COUNT() AS n FROM devices GROUP BY tags.site',
+      1,
+      { 'x-twinlog-freshness': viaView.freshness! },
+    );
     expect(grouped.items).toEqual([
       { site: 'a', n: 4 },
       { site: 'b', n: 3 },

@@ -77,7 +77,9 @@ for (const kind of ['embedded', 'kafka'] as const) {
         { site: 's1', n: 3 },
         { site: 's2', n: 5 },
       ]);
-      const err = await rm.waitFor({ ...moved, offset: moved.offset + 1_000_000 }, { timeoutMs: 100 }).catch((e: unknown) => e);
+      const err = await rm
+        .waitFor({ ...moved, offset: moved.offset + 1_000_000 }, { timeoutMs: 100 })
+        .catch((e: unknown) => e);
       expect(isFleetError(err, 'READ_MODEL_TIMEOUT')).toBe(true);
 
       // deletes leave the view
@@ -98,13 +100,18 @@ for (const kind of ['embedded', 'kafka'] as const) {
       // another read model, built from the topic alone, reaches the same token with the same answers
       const other = await open('other.db');
       await other.waitFor(token);
-      expect((await other.queryAll('SELECT * FROM devices')).rows).toEqual((await again.queryAll('SELECT * FROM devices')).rows);
+      expect((await other.queryAll('SELECT * FROM devices')).rows).toEqual(
+        (await again.queryAll('SELECT * FROM devices')).rows,
+      );
 
       // rebuild in place
       await again.rebuild();
       await again.waitFor(token);
       expect((await again.queryAll('SELECT deviceId FROM devices')).rows).toEqual(all.rows);
-      expect(again.getTwin('dev-04')).toMatchObject({ tags: { site: 's2', n: 4 }, properties: { desired: { fw: '1.0' } } });
+      expect(again.getTwin('dev-04')).toMatchObject({
+        tags: { site: 's2', n: 4 },
+        properties: { desired: { fw: '1.0' } },
+      });
     });
   });
 }

@@ -95,7 +95,8 @@ async function importOptional(name: string): Promise<Record<string, unknown> | u
   try {
     return (await import(name)) as Record<string, unknown>;
   } catch (e) {
-    if ((e as { code?: unknown }).code === 'ERR_MODULE_NOT_FOUND' || /Cannot find (module|package)/.test(message(e))) return undefined;
+    if ((e as { code?: unknown }).code === 'ERR_MODULE_NOT_FOUND' || /Cannot find (module|package)/.test(message(e)))
+      return undefined;
     throw e;
   }
 }
@@ -136,7 +137,11 @@ async function startContainer(): Promise<KafkaBroker | undefined> {
 }
 
 /** Runs `docker/kafka-local.sh <command>`; resolves with its exit code and stdout (stderr passes through). */
-function runScript(command: string, timeoutMs: number, env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; stdout: string }> {
+function runScript(
+  command: string,
+  timeoutMs: number,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ code: number; stdout: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(SCRIPT, [command], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'inherit'] });
     let stdout = '';
@@ -156,7 +161,9 @@ function runScript(command: string, timeoutMs: number, env: NodeJS.ProcessEnv = 
 /** `docker/kafka-local.sh status`: 0 running, 1 port closed, 3 stopped. */
 function scriptStatus(): Promise<number> {
   return new Promise((resolve) => {
-    execFile(SCRIPT, ['status'], { cwd: ROOT }, (error) => resolve(error === null ? 0 : typeof error.code === 'number' ? error.code : 1));
+    execFile(SCRIPT, ['status'], { cwd: ROOT }, (error) =>
+      resolve(error === null ? 0 : typeof error.code === 'number' ? error.code : 1),
+    );
   });
 }
 
@@ -167,7 +174,9 @@ function freePort(): Promise<number> {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port')),
+      );
     });
   });
 }
@@ -221,7 +230,8 @@ async function startLocal(): Promise<KafkaBroker> {
     source: 'kafka-local.sh (private)',
     stop: async () => {
       const stopped = await runScript('stop', 60_000, env);
-      if (stopped.code !== 0) throw new Error(`\`docker/kafka-local.sh stop\` exited with ${stopped.code} (state in ${dir})`);
+      if (stopped.code !== 0)
+        throw new Error(`\`docker/kafka-local.sh stop\` exited with ${stopped.code} (state in ${dir})`);
       remove();
     },
   };

@@ -23,7 +23,6 @@ const DEVICES = Number(process.env['CRASH_DEVICES'] ?? 2_000);
 const PARTITIONS = 4;
 const ROOT = join(import.meta.dirname, '..');
 
-
 /** The workload as chunks of encoded records per input topic. */
 function workload(seed: number): { backend: AppendRecord[]; device: AppendRecord[] }[] {
   const rnd = seededRandom(seed);
@@ -32,7 +31,16 @@ function workload(seed: number): { backend: AppendRecord[]; device: AppendRecord
   const chunks: { backend: AppendRecord[]; device: AppendRecord[] }[] = [];
   let chunk = { backend: [] as AppendRecord[], device: [] as AppendRecord[] };
   const push = (deviceId: string, section: 'create' | 'desired' | 'reported', patch: Patch): void => {
-    const e = { v: 1, id: { writer: `crash-${seed}`, seq: ++seq }, deviceId, section, op: 'merge' as const, patch, stamp: clock.now(), actor: 'crash-test' };
+    const e = {
+      v: 1,
+      id: { writer: `crash-${seed}`, seq: ++seq },
+      deviceId,
+      section,
+      op: 'merge' as const,
+      patch,
+      stamp: clock.now(),
+      actor: 'crash-test',
+    };
     (section === 'reported' ? chunk.device : chunk.backend).push({ key: deviceId, value: encodeEvent(e) });
     if (chunk.backend.length + chunk.device.length >= 2_000) {
       chunks.push(chunk);
@@ -53,11 +61,15 @@ function workload(seed: number): { backend: AppendRecord[]; device: AppendRecord
 }
 
 function spawnProjector(target: LogTarget, group: string, env: NodeJS.ProcessEnv = {}): ChildProcess {
-  const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', join(ROOT, 'test/support/projectorProcess.ts')], {
-    cwd: ROOT,
-    env: { ...process.env, ...targetEnv(target), TWINLOG_GROUP: group, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--conditions=source', '--import', 'tsx', join(ROOT, 'test/support/projectorProcess.ts')],
+    {
+      cwd: ROOT,
+      env: { ...process.env, ...targetEnv(target), TWINLOG_GROUP: group, ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   child.stdout.resume();
   return child;
 }
@@ -108,39 +120,43 @@ describe.each(targets.map((t) => [t().kind, t] as const))('projector processes o
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
 
-  it(`survives SIGKILL at 5 random moments over ${EVENTS} events on ${DEVICES} devices`, { timeout: 900_000 }, async () => {
-    const seed = Number(process.env['CRASH_SEED'] ?? Date.now() % 1e9);
-    console.log(`crash test on ${kind}: seed ${seed}`);
-    const rnd = seededRandom(seed ^ 0x5eed);
-    const target = makeTarget();
-    if (target.kind === 'embedded') dirs.push(join(target.where, '..'));
-    const log = openLog(target);
-    try {
-      await ensureTwinTopics(log, PARTITIONS);
-      const group = 'crash-projector';
-      let child = spawnProjector(target, group);
-      children.push(child);
-      const chunks = workload(seed);
-      const killAt = new Set(Array.from({ length: 5 }, () => 1 + Math.floor(rnd() * (chunks.length - 1))));
-      while (killAt.size < Math.min(5, chunks.length - 1)) killAt.add(1 + Math.floor(rnd() * (chunks.length - 1)));
-      for (let i = 0; i < chunks.length; i++) {
-        const { backend, device } = chunks[i]!;
-        if (backend.length > 0) await log.append(TOPICS.backend, backend);
-        if (device.length > 0) await log.append(TOPICS.device, device);
-        if (killAt.has(i)) {
-          await new Promise((r) => setTimeout(r, Math.floor(rnd() * 400)));
-          await kill(child, 'SIGKILL');
-          child = spawnProjector(target, group);
-          children.push(child);
+  it(
+    `survives SIGKILL at 5 random moments over ${EVENTS} events on ${DEVICES} devices`,
+    { timeout: 900_000 },
+    async () => {
+      const seed = Number(process.env['CRASH_SEED'] ?? Date.now() % 1e9);
+      console.log(`crash test on ${kind}: seed ${seed}`);
+      const rnd = seededRandom(seed ^ 0x5eed);
+      const target = makeTarget();
+      if (target.kind === 'embedded') dirs.push(join(target.where, '..'));
+      const log = openLog(target);
+      try {
+        await ensureTwinTopics(log, PARTITIONS);
+        const group = 'crash-projector';
+        let child = spawnProjector(target, group);
+        children.push(child);
+        const chunks = workload(seed);
+        const killAt = new Set(Array.from({ length: 5 }, () => 1 + Math.floor(rnd() * (chunks.length - 1))));
+        while (killAt.size < Math.min(5, chunks.length - 1)) killAt.add(1 + Math.floor(rnd() * (chunks.length - 1)));
+        for (let i = 0; i < chunks.length; i++) {
+          const { backend, device } = chunks[i]!;
+          if (backend.length > 0) await log.append(TOPICS.backend, backend);
+          if (device.length > 0) await log.append(TOPICS.device, device);
+          if (killAt.has(i)) {
+            await new Promise((r) => setTimeout(r, Math.floor(rnd() * 400)));
+            await kill(child, 'SIGKILL');
+            child = spawnProjector(target, group);
+            children.push(child);
+          }
         }
+        await waitFor(() => caughtUp(log, group), 600_000, 'the projector to consume everything');
+        await kill(child, 'SIGTERM');
+        await verify(log);
+      } finally {
+        await log.close();
       }
-      await waitFor(() => caughtUp(log, group), 600_000, 'the projector to consume everything');
-      await kill(child, 'SIGTERM');
-      await verify(log);
-    } finally {
-      await log.close();
-    }
-  });
+    },
+  );
 });
 
 // Scale-out is Kafka's: the embedded log serves one projector process per group and file (a lease),
@@ -151,31 +167,36 @@ describe('projector processes on kafka, scaled out', () => {
     for (const c of children) await kill(c, 'SIGKILL');
   });
 
-  it('three instances in one group (one with worker threads) through rebalances mid-stream', { timeout: 900_000 }, async () => {
-    const target = targets[0]!();
-    const log = openLog(target);
-    try {
-      await ensureTwinTopics(log, PARTITIONS);
-      const group = 'rebalance-projector';
-      const first = spawnProjector(target, group);
-      children.push(first);
-      const chunks = workload(7);
-      const others: ChildProcess[] = [];
-      for (let i = 0; i < chunks.length; i++) {
-        const { backend, device } = chunks[i]!;
-        if (backend.length > 0) await log.append(TOPICS.backend, backend);
-        if (device.length > 0) await log.append(TOPICS.device, device);
-        // joins move partitions to the newcomers; the first one's death moves them back
-        if (i === Math.floor(chunks.length / 4)) others.push(spawnProjector(target, group));
-        if (i === Math.floor(chunks.length / 2)) others.push(spawnProjector(target, group, { TWINLOG_PROJECTOR_WORKERS: '2' }));
-        if (i === Math.floor((3 * chunks.length) / 4)) await kill(first, 'SIGKILL');
+  it(
+    'three instances in one group (one with worker threads) through rebalances mid-stream',
+    { timeout: 900_000 },
+    async () => {
+      const target = targets[0]!();
+      const log = openLog(target);
+      try {
+        await ensureTwinTopics(log, PARTITIONS);
+        const group = 'rebalance-projector';
+        const first = spawnProjector(target, group);
+        children.push(first);
+        const chunks = workload(7);
+        const others: ChildProcess[] = [];
+        for (let i = 0; i < chunks.length; i++) {
+          const { backend, device } = chunks[i]!;
+          if (backend.length > 0) await log.append(TOPICS.backend, backend);
+          if (device.length > 0) await log.append(TOPICS.device, device);
+          // joins move partitions to the newcomers; the first one's death moves them back
+          if (i === Math.floor(chunks.length / 4)) others.push(spawnProjector(target, group));
+          if (i === Math.floor(chunks.length / 2))
+            others.push(spawnProjector(target, group, { TWINLOG_PROJECTOR_WORKERS: '2' }));
+          if (i === Math.floor((3 * chunks.length) / 4)) await kill(first, 'SIGKILL');
+        }
+        children.push(...others);
+        await waitFor(() => caughtUp(log, group), 600_000, 'the group to consume everything');
+        for (const c of others) await kill(c, 'SIGTERM');
+        await verify(log);
+      } finally {
+        await log.close();
       }
-      children.push(...others);
-      await waitFor(() => caughtUp(log, group), 600_000, 'the group to consume everything');
-      for (const c of others) await kill(c, 'SIGTERM');
-      await verify(log);
-    } finally {
-      await log.close();
-    }
-  });
+    },
+  );
 });

@@ -10,7 +10,10 @@ import { openLog } from './support/openLog.ts';
 
 runProjectorScenarios('the embedded SQLite log', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'twinlog-scenario-'));
-  return { log: openLog({ kind: 'embedded', where: join(dir, 'log.db') }), cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
+  return {
+    log: openLog({ kind: 'embedded', where: join(dir, 'log.db') }),
+    cleanup: async () => rmSync(dir, { recursive: true, force: true }),
+  };
 });
 
 runProjectorScenarios('Kafka', async () => ({

@@ -14,32 +14,39 @@ afterAll(async () => {
 });
 
 describe('projector standby', () => {
-  it('a second projector on a one-partition log is standby (healthy), then takes over', { timeout: 120_000 }, async () => {
-    const prefix = `tl-pstandby-${randomUUID().slice(0, 8)}.`;
-    const open = (): KafkaLog => {
-      const log = createKafkaLog({ brokers: BROKERS, topicPrefix: prefix });
-      opened.push(log);
-      return log;
-    };
-    const a = open();
-    await ensureTwinTopics(a, 1);
-    const first = await startProjector({ log: a, physicalNow: () => Date.now() });
-    await vi.waitFor(() => expect(first.health().state).toBe('consuming'), { timeout: 30_000, interval: 200 });
-    const second = await startProjector({ log: open(), physicalNow: () => Date.now() });
-    const both = [first, second];
-    try {
-      // the group gives its one partition to either member; the other is a healthy standby
-      await vi.waitFor(
-        () => expect(both.map((p) => p.health().state).sort()).toEqual(['consuming', 'standby']),
-        { timeout: 60_000, interval: 250 },
-      );
-      const holder = both.find((p) => p.health().state === 'consuming')!;
-      const standby = both.find((p) => p !== holder)!;
-      expect(standby.partitions()).toEqual([]);
-      await holder.stop();
-      await vi.waitFor(() => expect(standby.health()).toMatchObject({ state: 'consuming', partitions: [0] }), { timeout: 60_000, interval: 250 });
-    } finally {
-      await Promise.all(both.map((p) => p.stop()));
-    }
-  });
+  it(
+    'a second projector on a one-partition log is standby (healthy), then takes over',
+    { timeout: 120_000 },
+    async () => {
+      const prefix = `tl-pstandby-${randomUUID().slice(0, 8)}.`;
+      const open = (): KafkaLog => {
+        const log = createKafkaLog({ brokers: BROKERS, topicPrefix: prefix });
+        opened.push(log);
+        return log;
+      };
+      const a = open();
+      await ensureTwinTopics(a, 1);
+      const first = await startProjector({ log: a, physicalNow: () => Date.now() });
+      await vi.waitFor(() => expect(first.health().state).toBe('consuming'), { timeout: 30_000, interval: 200 });
+      const second = await startProjector({ log: open(), physicalNow: () => Date.now() });
+      const both = [first, second];
+      try {
+        // the group gives its one partition to either member; the other is a healthy standby
+        await vi.waitFor(() => expect(both.map((p) => p.health().state).sort()).toEqual(['consuming', 'standby']), {
+          timeout: 60_000,
+          interval: 250,
+        });
+        const holder = both.find((p) => p.health().state === 'consuming')!;
+        const standby = both.find((p) => p !== holder)!;
+        expect(standby.partitions()).toEqual([]);
+        await holder.stop();
+        await vi.waitFor(() => expect(standby.health()).toMatchObject({ state: 'consuming', partitions: [0] }), {
+          timeout: 60_000,
+          interval: 250,
+        });
+      } finally {
+        await Promise.all(both.map((p) => p.stop()));
+      }
+    },
+  );
 });

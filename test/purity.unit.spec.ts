@@ -58,7 +58,9 @@ describe('packages/core purity', () => {
   it('core has no runtime dependencies and no Node types', () => {
     const pkg = JSON.parse(readFileSync(join(CORE, 'package.json'), 'utf8')) as Record<string, unknown>;
     expect(pkg['dependencies']).toBeUndefined();
-    const tsconfig = JSON.parse(readFileSync(join(CORE, 'tsconfig.json'), 'utf8')) as { compilerOptions: { types: unknown } };
+    const tsconfig = JSON.parse(readFileSync(join(CORE, 'tsconfig.json'), 'utf8')) as {
+      compilerOptions: { types: unknown };
+    };
     expect(tsconfig.compilerOptions.types).toEqual([]);
   });
 });

@@ -26,23 +26,31 @@ describe('README', () => {
 
     const state = createTwinState('thermo-1');
     const event = (seq: number, section: TwinEvent['section'], patch: object, wall: number): TwinEvent => ({
-      v: 1, id: { writer: 'gw-1', seq }, deviceId: 'thermo-1', section, op: 'merge',
-      patch: patch as TwinEvent['patch'], stamp: { wall, counter: 0 }, actor: 'readme',
+      v: 1,
+      id: { writer: 'gw-1', seq },
+      deviceId: 'thermo-1',
+      section,
+      op: 'merge',
+      patch: patch as TwinEvent['patch'],
+      stamp: { wall, counter: 0 },
+      actor: 'readme',
     });
     applyEvent(state, event(1, 'create', {}, 1_700_000_000_000));
     applyEvent(state, event(2, 'desired', { target: 21 }, 1_700_000_001_000));
     applyEvent(state, event(3, 'reported', { target: { value: 21, ac: 200, av: 2 } }, 1_700_000_002_000));
 
     renderTwin(state).properties.desired.$version; // 2 (create counts once, as in IoT Hub)
-    delta(renderTwin(state)).entries[0]!.status;    // 'converged'
+    delta(renderTwin(state)).entries[0]!.status; // 'converged'
     // #endregion
     expect(renderTwin(state).properties.desired.$version).toBe(2);
     expect(delta(renderTwin(state)).entries[0]!.status).toBe('converged');
 
     const readme = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8');
     const block = /```ts\n([\s\S]*?)\n```/.exec(readme)?.[1];
-    const expected = region(readFileSync(import.meta.filename, 'utf8'), 'readme-core')
-      .replace("const { applyEvent, createTwinState, renderTwin, delta } = await import('@twinlog/core');\ntype TwinEvent = import('@twinlog/core').TwinEvent;", "import { applyEvent, createTwinState, renderTwin, delta, type TwinEvent } from '@twinlog/core';");
+    const expected = region(readFileSync(import.meta.filename, 'utf8'), 'readme-core').replace(
+      "const { applyEvent, createTwinState, renderTwin, delta } = await import('@twinlog/core');\ntype TwinEvent = import('@twinlog/core').TwinEvent;",
+      "import { applyEvent, createTwinState, renderTwin, delta, type TwinEvent } from '@twinlog/core';",
+    );
     expect(block).toBe(expected);
   });
 

@@ -70,42 +70,61 @@ async function writeHistory(log: Log, steps: readonly Step[]): Promise<void> {
 }
 
 const summary = (r: ReplayResult): string =>
-  canonicalJson({ states: [...r.states].map(([id, s]) => [id, toStateDoc(s)]), counts: r.counts, partitions: r.partitions });
+  canonicalJson({
+    states: [...r.states].map(([id, s]) => [id, toStateDoc(s)]),
+    counts: r.counts,
+    partitions: r.partitions,
+  });
 
 describe('replay in worker threads', () => {
   it('equals the replay in this thread: states, counts, offsets, and the records written to into', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.subarray(DEVICES.map((_, device) => device), { minLength: 1 }), fc.array(stepArb, { minLength: 1, maxLength: 80 }), async (created, later) => {
-        // most devices exist from the start, so that most later events apply
-        const steps = [...created.map((device) => ({ device, kind: 'create', key: 'a', value: null })), ...later];
-        const path = join(dir, `in-${files++}.db`);
-        const log = createEmbeddedLog({ path });
-        const intoSeq = createEmbeddedLog({ path: join(dir, `seq-${files}.db`) });
-        const intoPar = createEmbeddedLog({ path: join(dir, `par-${files}.db`) });
-        try {
-          await ensureTwinTopics(log, 3);
-          await ensureTwinTopics(intoSeq, 3);
-          await ensureTwinTopics(intoPar, 3);
-          await writeHistory(log, steps);
-          const workerLog: WorkerLogSpec = { module: EMBEDDED, export: 'createEmbeddedLog', options: { path } };
-          const progress: number[] = [];
-          const sequential = await replay({ log, into: intoSeq });
-          const parallel = await replay({ log, into: intoPar, workers: 2, workerLog, onProgress: (p) => progress.push(p.read) });
-          expect(summary(parallel)).toBe(summary(sequential));
-          const bytes = async (l: Log): Promise<string[]> =>
-            (await readAll(l, TOPICS.snapshots)).map((r) => `${r.partition}/${r.key}/${Buffer.from(r.value ?? new Uint8Array()).toString('base64')}`);
-          expect(await bytes(intoPar)).toEqual(await bytes(intoSeq));
-          expect(progress.at(-1)).toBe(sequential.counts.records);
-          // without states, the same counts (twins included) and offsets
-          const countsOnly = await replay({ log, workers: 2, workerLog, keepStates: false });
-          expect(countsOnly.states.size).toBe(0);
-          expect(canonicalJson({ counts: countsOnly.counts, partitions: countsOnly.partitions })).toBe(
-            canonicalJson({ counts: sequential.counts, partitions: sequential.partitions }),
-          );
-        } finally {
-          await Promise.all([log.close(), intoSeq.close(), intoPar.close()]);
-        }
-      }),
+      fc.asyncProperty(
+        fc.subarray(
+          DEVICES.map((_, device) => device),
+          { minLength: 1 },
+        ),
+        fc.array(stepArb, { minLength: 1, maxLength: 80 }),
+        async (created, later) => {
+          // most devices exist from the start, so that most later events apply
+          const steps = [...created.map((device) => ({ device, kind: 'create', key: 'a', value: null })), ...later];
+          const path = join(dir, `in-${files++}.db`);
+          const log = createEmbeddedLog({ path });
+          const intoSeq = createEmbeddedLog({ path: join(dir, `seq-${files}.db`) });
+          const intoPar = createEmbeddedLog({ path: join(dir, `par-${files}.db`) });
+          try {
+            await ensureTwinTopics(log, 3);
+            await ensureTwinTopics(intoSeq, 3);
+            await ensureTwinTopics(intoPar, 3);
+            await writeHistory(log, steps);
+            const workerLog: WorkerLogSpec = { module: EMBEDDED, export: 'createEmbeddedLog', options: { path } };
+            const progress: number[] = [];
+            const sequential = await replay({ log, into: intoSeq });
+            const parallel = await replay({
+              log,
+              into: intoPar,
+              workers: 2,
+              workerLog,
+              onProgress: (p) => progress.push(p.read),
+            });
+            expect(summary(parallel)).toBe(summary(sequential));
+            const bytes = async (l: Log): Promise<string[]> =>
+              (await readAll(l, TOPICS.snapshots)).map(
+                (r) => `${r.partition}/${r.key}/${Buffer.from(r.value ?? new Uint8Array()).toString('base64')}`,
+              );
+            expect(await bytes(intoPar)).toEqual(await bytes(intoSeq));
+            expect(progress.at(-1)).toBe(sequential.counts.records);
+            // without states, the same counts (twins included) and offsets
+            const countsOnly = await replay({ log, workers: 2, workerLog, keepStates: false });
+            expect(countsOnly.states.size).toBe(0);
+            expect(canonicalJson({ counts: countsOnly.counts, partitions: countsOnly.partitions })).toBe(
+              canonicalJson({ counts: sequential.counts, partitions: sequential.partitions }),
+            );
+          } finally {
+            await Promise.all([log.close(), intoSeq.close(), intoPar.close()]);
+          }
+        },
+      ),
       { numRuns: 6 },
     );
   }, 120_000);
@@ -114,9 +133,9 @@ describe('replay in worker threads', () => {
     const path = join(dir, `in-${files++}.db`);
     const log = createEmbeddedLog({ path });
     await ensureTwinTopics(log, 2);
-    await expect(replay({ log, workers: 2, workerLog: { module: EMBEDDED, export: 'noSuchFactory', options: { path } } })).rejects.toThrow(
-      /replay worker: .* has no function noSuchFactory/,
-    );
+    await expect(
+      replay({ log, workers: 2, workerLog: { module: EMBEDDED, export: 'noSuchFactory', options: { path } } }),
+    ).rejects.toThrow(/replay worker: .* has no function noSuchFactory/);
     await log.close();
   });
 });

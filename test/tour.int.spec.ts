@@ -11,8 +11,11 @@ const ROOT = join(import.meta.dirname, '..');
 describe('npm run tour', () => {
   it('runs on the embedded log to the end', { timeout: 120_000 }, async () => {
     const { stdout, code } = await new Promise<{ stdout: string; code: number | null }>((resolve) => {
-      const child = execFile(process.execPath, ['--conditions=source', '--import', 'tsx', join(ROOT, 'examples/tour.ts')], { cwd: ROOT, timeout: 110_000 }, (error, out) =>
-        resolve({ stdout: out, code: error === null ? 0 : (child.exitCode ?? 1) }),
+      const child = execFile(
+        process.execPath,
+        ['--conditions=source', '--import', 'tsx', join(ROOT, 'examples/tour.ts')],
+        { cwd: ROOT, timeout: 110_000 },
+        (error, out) => resolve({ stdout: out, code: error === null ? 0 : (child.exitCode ?? 1) }),
       );
     });
     expect(code).toBe(0);

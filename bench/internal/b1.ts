@@ -26,7 +26,12 @@ export interface B1Options {
   /** Physical consumer group id; transactional ids derive from it. */
   readonly groupId: string;
   readonly partitions: number;
-  readonly fetch: { readonly maxWaitTimeInMs: number; readonly minBytes: number; readonly maxBytes: number; readonly maxBytesPerPartition: number };
+  readonly fetch: {
+    readonly maxWaitTimeInMs: number;
+    readonly minBytes: number;
+    readonly maxBytes: number;
+    readonly maxBytesPerPartition: number;
+  };
   readonly partitionsConsumedConcurrently: number;
 }
 
@@ -43,8 +48,18 @@ const MAX_REQUEST_BYTES = 512 * 1024;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 const isBusy = (e: unknown): boolean => {
-  for (let x = e as { code?: unknown; type?: unknown; cause?: unknown } | undefined; x !== undefined && x !== null; x = x.cause as typeof x) {
-    if (x.type === 'CONCURRENT_TRANSACTIONS' || x.type === 'COORDINATOR_LOAD_IN_PROGRESS' || x.code === 51 || x.code === 14) return true;
+  for (
+    let x = e as { code?: unknown; type?: unknown; cause?: unknown } | undefined;
+    x !== undefined && x !== null;
+    x = x.cause as typeof x
+  ) {
+    if (
+      x.type === 'CONCURRENT_TRANSACTIONS' ||
+      x.type === 'COORDINATOR_LOAD_IN_PROGRESS' ||
+      x.code === 51 ||
+      x.code === 14
+    )
+      return true;
   }
   return false;
 };
@@ -52,10 +67,22 @@ const isBusy = (e: unknown): boolean => {
 /** Starts the pipeline: producers connected, consumer joined and running. */
 export async function startB1(options: B1Options): Promise<B1Pipeline> {
   const { brokers, inputs, output, groupId, partitions, fetch } = options;
-  const kafka = new Kafka({ clientId: 'twinlog-bench-b1', brokers: [...brokers], logLevel: logLevel.NOTHING, connectionTimeout: 3_000, requestTimeout: 30_000 });
+  const kafka = new Kafka({
+    clientId: 'twinlog-bench-b1',
+    brokers: [...brokers],
+    logLevel: logLevel.NOTHING,
+    connectionTimeout: 3_000,
+    requestTimeout: 30_000,
+  });
   const producers: Producer[] = await Promise.all(
     Array.from({ length: partitions }, async (_, p) => {
-      const producer = kafka.producer({ transactionalId: `${groupId}-tx-${p}`, idempotent: true, maxInFlightRequests: 1, transactionTimeout: 60_000, retry: TX_RETRY });
+      const producer = kafka.producer({
+        transactionalId: `${groupId}-tx-${p}`,
+        idempotent: true,
+        maxInFlightRequests: 1,
+        transactionTimeout: 60_000,
+        retry: TX_RETRY,
+      });
       await producer.connect();
       return producer;
     }),
@@ -94,7 +121,10 @@ export async function startB1(options: B1Options): Promise<B1Pipeline> {
       await send();
       for (let delay = 5; ; delay = Math.min(delay * 2, 500)) {
         try {
-          await tx.sendOffsets({ consumerGroupId: groupId, topics: [{ topic, partitions: [{ partition, offset: next }] }] });
+          await tx.sendOffsets({
+            consumerGroupId: groupId,
+            topics: [{ topic, partitions: [{ partition, offset: next }] }],
+          });
           break;
         } catch (e) {
           if (!isBusy(e)) throw e;
@@ -117,7 +147,11 @@ export async function startB1(options: B1Options): Promise<B1Pipeline> {
     partitionsConsumedConcurrently: options.partitionsConsumedConcurrently,
     eachBatch: async ({ batch }) => {
       if (batch.messages.length === 0) return;
-      const messages: Message[] = batch.messages.map((m) => ({ key: m.key, value: m.value, partition: batch.partition }));
+      const messages: Message[] = batch.messages.map((m) => ({
+        key: m.key,
+        value: m.value,
+        partition: batch.partition,
+      }));
       const next = String(Number(batch.lastOffset()) + 1);
       const turn = turns[batch.partition]!.then(() => commit(batch.topic, batch.partition, messages, next));
       turns[batch.partition] = turn.catch(() => {});

@@ -106,6 +106,7 @@ export function findBrokerProcess(brokers: readonly string[]): BrokerProcess | u
     const owner = inodes.size > 0 ? candidates.find((pid) => ownsSocket(pid, inodes)) : undefined;
     if (owner !== undefined) return make(owner, `pid ${owner}, the kafka.Kafka process listening on port ${port}`);
   }
-  if (candidates.length === 1 && LOCAL_HOSTS.has(host)) return make(candidates[0]!, `pid ${candidates[0]}, the only kafka.Kafka process on this machine`);
+  if (candidates.length === 1 && LOCAL_HOSTS.has(host))
+    return make(candidates[0]!, `pid ${candidates[0]}, the only kafka.Kafka process on this machine`);
   return undefined;
 }

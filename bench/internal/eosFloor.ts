@@ -75,7 +75,11 @@ const cpuMs = (since?: NodeJS.CpuUsage): number => {
 let concurrentRefusals = 0; // CONCURRENT_TRANSACTIONS answers kafkajs logged (it retries AddPartitionsToTxn itself)
 /** The answers createKafkaLog retries: CONCURRENT_TRANSACTIONS, COORDINATOR_LOAD_IN_PROGRESS. */
 export const isBusy = (e: unknown): boolean => {
-  for (let x = e as { code?: unknown; cause?: unknown } | undefined; x !== undefined && x !== null; x = x.cause as typeof x) {
+  for (
+    let x = e as { code?: unknown; cause?: unknown } | undefined;
+    x !== undefined && x !== null;
+    x = x.cause as typeof x
+  ) {
     if (x.code === 51 || x.code === 14) return true;
   }
   return false;
@@ -88,11 +92,13 @@ export function makeKafka(brokers: string): Kafka {
     clientId: 'twinlog-bench-floor',
     brokers: brokers.split(','),
     logLevel: logLevel.ERROR,
-    logCreator: () => ({ namespace, log }) => {
-      const text = `${log.message} ${String(log['error'] ?? '')}`;
-      if (!text.includes('another concurrent operation')) console.error(`kafkajs: ${text}`);
-      else if (namespace === 'Connection') concurrentRefusals++; // one per refused request
-    },
+    logCreator:
+      () =>
+      ({ namespace, log }) => {
+        const text = `${log.message} ${String(log['error'] ?? '')}`;
+        if (!text.includes('another concurrent operation')) console.error(`kafkajs: ${text}`);
+        else if (namespace === 'Connection') concurrentRefusals++; // one per refused request
+      },
   });
 }
 
@@ -109,7 +115,8 @@ export const machineTimes = (): { busy: number; total: number } => {
 };
 
 /** `value` followed by spaces up to `bytes` (JSON.parse ignores trailing whitespace). */
-const padded = (value: Buffer, bytes: number): Buffer => (value.length >= bytes ? value : Buffer.concat([value, Buffer.alloc(bytes - value.length, 0x20)]));
+const padded = (value: Buffer, bytes: number): Buffer =>
+  value.length >= bytes ? value : Buffer.concat([value, Buffer.alloc(bytes - value.length, 0x20)]);
 
 // ---- the projector's side ---------------------------------------------------------------------------
 
@@ -119,11 +126,21 @@ interface Transform {
   stop(): Promise<void>;
 }
 
-async function startTransform(kafka: Kafka, prefix: string, partitions: number, outputBytes: number): Promise<Transform> {
+async function startTransform(
+  kafka: Kafka,
+  prefix: string,
+  partitions: number,
+  outputBytes: number,
+): Promise<Transform> {
   const group = `${prefix}transform`;
   const producers = await Promise.all(
     Array.from({ length: partitions }, async (_, p) => {
-      const producer = kafka.producer({ transactionalId: `${prefix}tx-${p}`, idempotent: true, maxInFlightRequests: 1, retry: { initialRetryTime: 5, maxRetryTime: 1000, retries: 37 } });
+      const producer = kafka.producer({
+        transactionalId: `${prefix}tx-${p}`,
+        idempotent: true,
+        maxInFlightRequests: 1,
+        retry: { initialRetryTime: 5, maxRetryTime: 1000, retries: 37 },
+      });
       await producer.connect();
       return producer;
     }),
@@ -142,8 +159,17 @@ async function startTransform(kafka: Kafka, prefix: string, partitions: number, 
       if (batch.messages.length === 0) return;
       const tx = await producers[batch.partition]!.transaction();
       try {
-        await tx.send({ topic: `${prefix}out`, acks: -1, messages: batch.messages.map((m) => ({ key: m.key, value: padded(m.value!, outputBytes) })) });
-        const offsets = [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: String(Number(batch.lastOffset()) + 1) }] }];
+        await tx.send({
+          topic: `${prefix}out`,
+          acks: -1,
+          messages: batch.messages.map((m) => ({ key: m.key, value: padded(m.value!, outputBytes) })),
+        });
+        const offsets = [
+          {
+            topic: batch.topic,
+            partitions: [{ partition: batch.partition, offset: String(Number(batch.lastOffset()) + 1) }],
+          },
+        ];
         for (let tries = 0; ; tries++) {
           try {
             await tx.sendOffsets({ consumerGroupId: group, topics: offsets });
@@ -171,7 +197,12 @@ async function startTransform(kafka: Kafka, prefix: string, partitions: number, 
       cpu0 = process.cpuUsage();
       at0 = { txns, records, busy: busy + concurrentRefusals };
     },
-    end: () => ({ cpuMs: cpuMs(cpu0), txns: txns - at0.txns, records: records - at0.records, busy: busy + concurrentRefusals - at0.busy }),
+    end: () => ({
+      cpuMs: cpuMs(cpu0),
+      txns: txns - at0.txns,
+      records: records - at0.records,
+      busy: busy + concurrentRefusals - at0.busy,
+    }),
     stop: async () => void (await Promise.all([consumer.disconnect(), ...producers.map((p) => p.disconnect())])),
   };
 }
@@ -189,11 +220,21 @@ interface Driven {
 }
 
 /** Makes records at the rate, reads the outputs, and asks the transform (wherever it runs) for its figures over the window. */
-async function drive(kafka: Kafka, prefix: string, o: EosFloorOptions, transform: { mark(): void; end(): Promise<TransformStats> }): Promise<Driven> {
+async function drive(
+  kafka: Kafka,
+  prefix: string,
+  o: EosFloorOptions,
+  transform: { mark(): void; end(): Promise<TransformStats> },
+): Promise<Driven> {
   const [inTopic, outTopic] = [`${prefix}in`, `${prefix}out`];
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
-  const reader = kafka.consumer({ groupId: `${prefix}reader`, readUncommitted: false, maxWaitTimeInMs: 10, minBytes: 1 });
+  const reader = kafka.consumer({
+    groupId: `${prefix}reader`,
+    readUncommitted: false,
+    maxWaitTimeInMs: 10,
+    minBytes: 1,
+  });
   await reader.connect();
   await reader.subscribe({ topic: outTopic, fromBeginning: true });
   const readerJoined = new Promise((resolve) => reader.on(reader.events.GROUP_JOIN, resolve));
@@ -245,7 +286,10 @@ async function drive(kafka: Kafka, prefix: string, o: EosFloorOptions, transform
     const now = performance.now();
     for (const due = Math.floor(((Math.min(now, until()) - t0) * o.rate) / 1000); made < due; made++) {
       const device = `device-${String(made % o.keys).padStart(4, '0')}`;
-      pending.push({ key: device, value: padded(Buffer.from(JSON.stringify({ t: now, n: made, temp: 20 + (made % 10) })), o.inputBytes) });
+      pending.push({
+        key: device,
+        value: padded(Buffer.from(JSON.stringify({ t: now, n: made, temp: 20 + (made % 10) })), o.inputBytes),
+      });
       if (now >= from() && now < until()) madeInWindow++;
     }
     flush();
@@ -265,12 +309,14 @@ async function drive(kafka: Kafka, prefix: string, o: EosFloorOptions, transform
 
   const deadline = Date.now() + 60_000;
   while (latencies.length < madeInWindow && failure === undefined) {
-    if (Date.now() > deadline) throw new Error(`only ${latencies.length} of ${madeInWindow} records came out within 60 s`);
+    if (Date.now() > deadline)
+      throw new Error(`only ${latencies.length} of ${madeInWindow} records came out within 60 s`);
     await sleep(10);
   }
   // eslint-disable-next-line @typescript-eslint/only-throw-error -- rethrows what the consumer caught
   if (failure !== undefined) throw failure;
-  if (dupes > 0 || seen.size !== madeInWindow) throw new Error(`not exactly once: ${seen.size} distinct of ${madeInWindow} made, ${dupes} duplicates`);
+  if (dupes > 0 || seen.size !== madeInWindow)
+    throw new Error(`not exactly once: ${seen.size} distinct of ${madeInWindow} made, ${dupes} duplicates`);
   await Promise.all([reader.disconnect(), producer.disconnect()]);
   const windowS = o.durationS - o.warmupS;
   return {
@@ -287,7 +333,13 @@ async function drive(kafka: Kafka, prefix: string, o: EosFloorOptions, transform
 // ---- the run ----------------------------------------------------------------------------------------
 
 const childArgs = (mode: '--transform' | '--pipeline', prefix: string, o: EosFloorOptions): string[] => [
-  '--conditions=source', '--import', 'tsx', import.meta.filename, mode, prefix, JSON.stringify(o),
+  '--conditions=source',
+  '--import',
+  'tsx',
+  import.meta.filename,
+  mode,
+  prefix,
+  JSON.stringify(o),
 ];
 
 /**
@@ -299,12 +351,20 @@ export async function runEosFloor(o: EosFloorOptions, children: Set<ChildProcess
   const prefix = `bench-floor-${Date.now()}-p.`;
   const admin = kafka.admin();
   await admin.connect();
-  await admin.createTopics({ topics: ['in', 'out'].map((t) => ({ topic: `${prefix}${t}`, numPartitions: o.partitions, replicationFactor: 1 })), waitForLeaders: true });
-  const child = spawn(process.execPath, childArgs(o.layout === 'split' ? '--transform' : '--pipeline', prefix, o), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  await admin.createTopics({
+    topics: ['in', 'out'].map((t) => ({ topic: `${prefix}${t}`, numPartitions: o.partitions, replicationFactor: 1 })),
+    waitForLeaders: true,
+  });
+  const child = spawn(process.execPath, childArgs(o.layout === 'split' ? '--transform' : '--pipeline', prefix, o), {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   children.add(child);
-  const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`the floor's child process exited with ${String(code)}`))));
+  const exited = new Promise<never>((_, reject) =>
+    child.once('exit', (code) => reject(new Error(`the floor's child process exited with ${String(code)}`))),
+  );
   exited.catch(() => {});
-  const fromChild = <T>(): Promise<T> => Promise.race([new Promise<T>((resolve) => child.once('message', (m) => resolve(m as T))), exited]);
+  const fromChild = <T>(): Promise<T> =>
+    Promise.race([new Promise<T>((resolve) => child.once('message', (m) => resolve(m as T))), exited]);
   try {
     let driven: Driven;
     if (o.layout === 'split') {
@@ -320,7 +380,13 @@ export async function runEosFloor(o: EosFloorOptions, children: Set<ChildProcess
     }
     child.send('stop');
     await exited.catch(() => {});
-    return { ...driven, windowS: o.durationS - o.warmupS, layout: o.layout, inputBytes: o.inputBytes, outputBytes: o.outputBytes };
+    return {
+      ...driven,
+      windowS: o.durationS - o.warmupS,
+      layout: o.layout,
+      inputBytes: o.inputBytes,
+      outputBytes: o.outputBytes,
+    };
   } finally {
     children.delete(child);
     if (child.exitCode === null) child.kill('SIGKILL');
@@ -350,7 +416,11 @@ async function child(mode: string, prefix: string, o: EosFloorOptions): Promise<
 
 const modeAt = process.argv.findIndex((a) => a === '--transform' || a === '--pipeline');
 if (modeAt > 0 && process.argv[1] === import.meta.filename) {
-  await child(process.argv[modeAt]!, process.argv[modeAt + 1]!, JSON.parse(process.argv[modeAt + 2]!) as EosFloorOptions);
+  await child(
+    process.argv[modeAt]!,
+    process.argv[modeAt + 1]!,
+    JSON.parse(process.argv[modeAt + 2]!) as EosFloorOptions,
+  );
 }
 
 /** Prints the floor's figures (indented under a heading the caller prints) and returns its p50/p99. */
@@ -359,12 +429,20 @@ export function printEosFloor(p: EosFloor, cores: number): { per_s: number; p50_
   const pc = (ms: number): string => `${((100 * ms) / (windowMs * cores)).toFixed(1)} %`;
   const f = (n: number): string => (Number.isNaN(n) ? 'n/a' : n.toFixed(1));
   const t = p.transform;
-  console.log(`  made ${p.madePerS.toFixed(0)}/s (values ${p.inputBytes > 0 ? `padded to ${p.inputBytes}` : '~60'} bytes) in ${(p.sends / p.windowS).toFixed(0)} sends/s; out (${p.outputBytes > 0 ? `${p.outputBytes} bytes each` : 'copies'}, received by the reader in the window) ${p.outPerS.toFixed(0)}/s; every record once`);
-  console.log(`  transform: ${(t.txns / p.windowS).toFixed(0)} transactions/s, ${(t.records / Math.max(1, t.txns)).toFixed(1)} records each; CONCURRENT_TRANSACTIONS answers (retried): ${t.busy}`);
-  console.log(`  made → received read_committed from out: p50 ${f(p.latency.p50)} ms, p99 ${f(p.latency.p99)} ms over ${p.latency.n}`);
+  console.log(
+    `  made ${p.madePerS.toFixed(0)}/s (values ${p.inputBytes > 0 ? `padded to ${p.inputBytes}` : '~60'} bytes) in ${(p.sends / p.windowS).toFixed(0)} sends/s; out (${p.outputBytes > 0 ? `${p.outputBytes} bytes each` : 'copies'}, received by the reader in the window) ${p.outPerS.toFixed(0)}/s; every record once`,
+  );
+  console.log(
+    `  transform: ${(t.txns / p.windowS).toFixed(0)} transactions/s, ${(t.records / Math.max(1, t.txns)).toFixed(1)} records each; CONCURRENT_TRANSACTIONS answers (retried): ${t.busy}`,
+  );
+  console.log(
+    `  made → received read_committed from out: p50 ${f(p.latency.p50)} ms, p99 ${f(p.latency.p99)} ms over ${p.latency.n}`,
+  );
   console.log(
     `  CPU over the window (process.cpuUsage / ${cores} cores × window): ` +
-      (p.layout === 'split' ? `producer + reader ${pc(p.cpuMs)}, transform ${pc(t.cpuMs)}` : `the floor's one process (producer, transform, reader) ${pc(p.cpuMs)}`) +
+      (p.layout === 'split'
+        ? `producer + reader ${pc(p.cpuMs)}, transform ${pc(t.cpuMs)}`
+        : `the floor's one process (producer, transform, reader) ${pc(p.cpuMs)}`) +
       `; whole machine (os.cpus, broker and anything else included) ${(100 * p.machineBusy).toFixed(1)} %`,
   );
   const r1 = (n: number): number => Math.round(n * 10) / 10;

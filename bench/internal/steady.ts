@@ -24,7 +24,9 @@ export interface SteadyResult {
 const GENERATE_TIMEOUT_S = 240;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-export async function runSteady(options: Omit<SteadyConfig, 'group'> & { readonly broker: BrokerProcess | undefined; readonly timeoutS: number }): Promise<SteadyResult> {
+export async function runSteady(
+  options: Omit<SteadyConfig, 'group'> & { readonly broker: BrokerProcess | undefined; readonly timeoutS: number },
+): Promise<SteadyResult> {
   const { broker, timeoutS, ...rest } = options;
   const config: SteadyConfig = { ...rest, group: 'bench-steady' };
   const log = createKafkaLog({ brokers: [...config.brokers], topicPrefix: config.prefix, clientId: 'twinlog-bench' });
@@ -35,7 +37,10 @@ export async function runSteady(options: Omit<SteadyConfig, 'group'> & { readonl
   try {
     // the projector owns all partitions before the producer starts
     for (const until = Date.now() + 60_000; projector.partitions().length < config.partitions; await sleep(50)) {
-      if (Date.now() > until || failed !== undefined) throw new Error(`steady: the projector owns ${projector.partitions().length} of ${config.partitions} partitions after 60 s`);
+      if (Date.now() > until || failed !== undefined)
+        throw new Error(
+          `steady: the projector owns ${projector.partitions().length} of ${config.partitions} partitions after 60 s`,
+        );
     }
     const child = fork(join(import.meta.dirname, 'steadyDriver.ts'), [], {
       execArgv: ['--conditions=source', '--import', 'tsx'],
@@ -59,10 +64,13 @@ export async function runSteady(options: Omit<SteadyConfig, 'group'> & { readonl
       const figures = await new Promise<SteadyFigures>((resolve, reject) => {
         // generating the workload comes first and gets its own allowance; timeoutS counts from the window's start
         const giveUp = (what: string): NodeJS.Timeout =>
-          setTimeout(() => {
-            child.kill('SIGKILL');
-            reject(new Error(`steady: ${what}`));
-          }, (what.startsWith('no figures') ? timeoutS : GENERATE_TIMEOUT_S) * 1000);
+          setTimeout(
+            () => {
+              child.kill('SIGKILL');
+              reject(new Error(`steady: ${what}`));
+            },
+            (what.startsWith('no figures') ? timeoutS : GENERATE_TIMEOUT_S) * 1000,
+          );
         let timer = giveUp(`the workload was not generated within ${GENERATE_TIMEOUT_S} s`);
         child.on('message', (m: { type: string; figures?: SteadyFigures; message?: string }) => {
           if (m.type === 'ready') {

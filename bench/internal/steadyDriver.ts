@@ -95,8 +95,17 @@ async function main(config: SteadyConfig): Promise<SteadyFigures> {
   await admin.connect();
 
   // the checkpoint reader
-  const checkpoints: { backend: number[]; device: number[]; at: number[] }[] = Array.from({ length: partitions }, () => ({ backend: [], device: [], at: [] }));
-  const reader = kafka.consumer({ groupId: `${prefix}steady-reader`, readUncommitted: false, maxWaitTimeInMs: 20, minBytes: 1, maxBytesPerPartition: 4 * 1024 * 1024 });
+  const checkpoints: { backend: number[]; device: number[]; at: number[] }[] = Array.from(
+    { length: partitions },
+    () => ({ backend: [], device: [], at: [] }),
+  );
+  const reader = kafka.consumer({
+    groupId: `${prefix}steady-reader`,
+    readUncommitted: false,
+    maxWaitTimeInMs: 20,
+    minBytes: 1,
+    maxBytesPerPartition: 4 * 1024 * 1024,
+  });
   await reader.connect();
   await reader.subscribe({ topic: `${prefix}${TOPICS.snapshots}`, fromBeginning: true });
   const joined = new Promise((resolve) => reader.on(reader.events.GROUP_JOIN, resolve));
@@ -117,7 +126,9 @@ async function main(config: SteadyConfig): Promise<SteadyFigures> {
   });
   await joined;
 
-  const appended = new Map<string, Appended[]>(inputs.map((t) => [t, Array.from({ length: partitions }, () => new Appended())]));
+  const appended = new Map<string, Appended[]>(
+    inputs.map((t) => [t, Array.from({ length: partitions }, () => new Appended())]),
+  );
 
   // the lag sampler
   const physicalGroup = `${prefix}${group}`;
@@ -149,7 +160,11 @@ async function main(config: SteadyConfig): Promise<SteadyFigures> {
   const workload: AppendRecord[] = new Array<AppendRecord>(count);
   const toDevice = new Uint8Array(count);
   let generated = 0;
-  for (const e of benchEvents({ events: count, devices, startWall: Math.floor(Date.now() / 86_400_000) * 86_400_000 })) {
+  for (const e of benchEvents({
+    events: count,
+    devices,
+    startWall: Math.floor(Date.now() / 86_400_000) * 86_400_000,
+  })) {
     toDevice[generated] = e.section === 'reported' ? 1 : 0;
     workload[generated++] = { key: e.deviceId, value: encodeEvent(e) };
   }
@@ -162,7 +177,7 @@ async function main(config: SteadyConfig): Promise<SteadyFigures> {
   const samples: { t: number; lag: number; committed: number }[] = [];
   let sampling = true;
   const sampler = (async () => {
-    for (let next = t0; sampling; ) {
+    for (let next = t0; sampling;) {
       const s = await lagNow().catch(() => undefined);
       if (s !== undefined) samples.push({ t: now(), ...s });
       next += config.sampleMs;
@@ -213,7 +228,7 @@ async function main(config: SteadyConfig): Promise<SteadyFigures> {
   };
   while (failure === undefined) {
     const t = now();
-    const due = Math.floor((Math.min(t, windowEnd) - t0) * rate / 1000);
+    const due = Math.floor(((Math.min(t, windowEnd) - t0) * rate) / 1000);
     for (; made < due && made < generated; made++) {
       const topic = toDevice[made] === 1 ? TOPICS.device : TOPICS.backend;
       pending.get(topic)!.push(workload[made]!);
@@ -259,7 +274,11 @@ async function main(config: SteadyConfig): Promise<SteadyFigures> {
   for (const until = now() + (drained === null ? 0 : 10_000); now() < until; await sleep(50)) {
     let all = true;
     for (let p = 0; p < partitions; p++) {
-      if (covered('backend', p) <= lastOffset(TOPICS.backend, p) || covered('device', p) <= lastOffset(TOPICS.device, p)) all = false;
+      if (
+        covered('backend', p) <= lastOffset(TOPICS.backend, p) ||
+        covered('device', p) <= lastOffset(TOPICS.device, p)
+      )
+        all = false;
     }
     if (all) break;
   }
@@ -308,7 +327,10 @@ async function main(config: SteadyConfig): Promise<SteadyFigures> {
     lagMax: lags.length === 0 ? Number.NaN : lags.reduce((a, b) => Math.max(a, b)),
     lagAtEnd: last?.lag ?? Number.NaN,
     lagGrowthPerS: Math.round(slope(half.map((s) => [s.t / 1000, s.lag] as const))),
-    committedPerS: first === undefined || last === undefined || last.t === first.t ? Number.NaN : Math.round((last.committed - first.committed) / ((last.t - first.t) / 1000)),
+    committedPerS:
+      first === undefined || last === undefined || last.t === first.t
+        ? Number.NaN
+        : Math.round((last.committed - first.committed) / ((last.t - first.t) / 1000)),
     drainS: drained,
     e2eN: latencies.length,
     e2eP50: percentile(latencies, 50),
@@ -326,6 +348,9 @@ if (process.send !== undefined && process.env['BENCH_STEADY_CONFIG'] !== undefin
   process.on('disconnect', () => process.exit(1)); // the parent is gone
   main(JSON.parse(process.env['BENCH_STEADY_CONFIG']) as SteadyConfig).then(
     (figures) => process.send!({ type: 'figures', figures }, () => process.exit(0)),
-    (e: unknown) => process.send!({ type: 'error', message: e instanceof Error ? e.stack ?? e.message : String(e) }, () => process.exit(1)),
+    (e: unknown) =>
+      process.send!({ type: 'error', message: e instanceof Error ? (e.stack ?? e.message) : String(e) }, () =>
+        process.exit(1),
+      ),
   );
 }

@@ -31,7 +31,12 @@ async function createDevice(hub: Hub, deviceId: string): Promise<string> {
  * view), and merges later notifications into that same object, so a kept reference would later
  * look like a second patch with the newest `$version`.
  */
-async function openDevice(hub: Hub, deviceId: string, key: string, modelId?: string): Promise<{ client: DeviceClient; twin: Twin; patches: Desired[] }> {
+async function openDevice(
+  hub: Hub,
+  deviceId: string,
+  key: string,
+  modelId?: string,
+): Promise<{ client: DeviceClient; twin: Twin; patches: Desired[] }> {
   const client = await hub.device(deviceId, key, modelId);
   await client.open();
   const twin = await client.getTwin();
@@ -62,7 +67,9 @@ function compat(kind: BackendKind): void {
       expect(twin.properties.desired['$metadata']).toBeUndefined();
       expect((twin as unknown as Record<string, unknown>)['tags']).toBeUndefined();
 
-      const reported = twin.properties.reported as unknown as { update(patch: object, done: (e?: Error) => void): void };
+      const reported = twin.properties.reported as unknown as {
+        update(patch: object, done: (e?: Error) => void): void;
+      };
       const report = promisify((patch: object, done: (e?: Error) => void) => reported.update(patch, done)); // twin.properties.reported.update
       await report({ temp: 21, fw: { value: '1.0' } });
       // the writer reads its own write: the 204 came after the projector applied it
@@ -73,23 +80,37 @@ function compat(kind: BackendKind): void {
       expect(afterReport.modelId).toBe('dtmi:com:example:Thermostat;1'); // announced at connect (Plug and Play)
 
       const etag = afterReport.etag;
-      const { responseBody: updated } = await hub.registry.updateTwin('dev1', { tags: { site: 'b' }, properties: { desired: { fw: '1.2' } } }, etag);
+      const { responseBody: updated } = await hub.registry.updateTwin(
+        'dev1',
+        { tags: { site: 'b' }, properties: { desired: { fw: '1.2' } } },
+        etag,
+      );
       expect(updated.properties.desired['fw']).toBe('1.2');
       await eventually(() => (twin.properties.desired['fw'] === '1.2' ? true : undefined), 'the desired notification');
       const notified = patches.find((p) => p['fw'] === '1.2');
       expect(notified).toMatchObject({ fw: '1.2', $version: 2 });
       expect(JSON.stringify(patches)).not.toContain('site'); // tags never reach the device
 
-      await expect(hub.registry.updateTwin('dev1', { properties: { desired: { fw: '9' } } }, etag)).rejects.toMatchObject({ name: 'InvalidEtagError' });
+      await expect(
+        hub.registry.updateTwin('dev1', { properties: { desired: { fw: '9' } } }, etag),
+      ).rejects.toMatchObject({ name: 'InvalidEtagError' });
       // a device report between a read and a conditional write causes no 412 (docs/iot-hub.md "The twin document": a report never changes the etag)
       await report({ temp: 22 });
-      const { responseBody: after } = await hub.registry.updateTwin('dev1', { properties: { desired: { mode: 'eco' } } }, updated.etag);
+      const { responseBody: after } = await hub.registry.updateTwin(
+        'dev1',
+        { properties: { desired: { mode: 'eco' } } },
+        updated.etag,
+      );
       expect(after.properties.desired['mode']).toBe('eco');
       await eventually(() => (twin.properties.desired['mode'] === 'eco' ? true : undefined), 'the second notification');
       expect(plain(twin.properties.desired)).toEqual(plain(after.properties.desired));
 
       await client.close();
-      await eventually(async () => (connectionStateOf((await hub.registry.getTwin('dev1')).responseBody) === 'Disconnected' ? true : undefined), 'connectionState Disconnected');
+      await eventually(
+        async () =>
+          connectionStateOf((await hub.registry.getTwin('dev1')).responseBody) === 'Disconnected' ? true : undefined,
+        'connectionState Disconnected',
+      );
     });
 
     it('service: replaceTwin, and a paged query', async () => {
@@ -98,17 +119,27 @@ function compat(kind: BackendKind): void {
       await createDevice(hub, 'dev3');
       const { twin, patches } = await openDevice(hub, 'dev1', key1);
       const { responseBody: t1 } = await hub.registry.getTwin('dev1');
-      const { responseBody: patched } = await hub.registry.updateTwin('dev1', { tags: { a: 1 }, properties: { desired: { x: 1, y: 2 } } }, t1.etag);
+      const { responseBody: patched } = await hub.registry.updateTwin(
+        'dev1',
+        { tags: { a: 1 }, properties: { desired: { x: 1, y: 2 } } },
+        t1.etag,
+      );
       await eventually(() => (twin.properties.desired['y'] === 2 ? true : undefined), 'x and y');
 
-      const replaced = await hub.replaceTwin('dev1', { tags: { b: 2 }, properties: { desired: { z: 3 } } }, patched.etag);
-      expect((replaced['tags'] as object)).toEqual({ b: 2 });
+      const replaced = await hub.replaceTwin(
+        'dev1',
+        { tags: { b: 2 }, properties: { desired: { z: 3 } } },
+        patched.etag,
+      );
+      expect(replaced['tags'] as object).toEqual({ b: 2 });
       // the device gets the difference, removed keys as null (docs/iot-hub.md "Writes"), and its copy matches
       await eventually(() => (twin.properties.desired['z'] === 3 ? true : undefined), 'the replace notification');
       // (the SDK strips the nulls from the patch it emits once merged: its copy shows the removal)
       expect(patches.find((p) => p['z'] === 3)).toMatchObject({ z: 3, $version: 3 });
       expect(plain(twin.properties.desired)).toEqual({ z: 3 });
-      await expect(hub.replaceTwin('dev1', { tags: {} }, patched.etag)).rejects.toMatchObject({ name: 'InvalidEtagError' });
+      await expect(hub.replaceTwin('dev1', { tags: {} }, patched.etag)).rejects.toMatchObject({
+        name: 'InvalidEtagError',
+      });
 
       const query = hub.registry.createQuery("SELECT * FROM devices WHERE deviceId != 'nobody'", 2);
       const pages: string[][] = [];
@@ -122,13 +153,22 @@ function compat(kind: BackendKind): void {
     it('a device that was offline while desired changed several times catches up with one notification, without GET or SUBSCRIBE', async () => {
       const key = await createDevice(hub, 'dev1');
       const { twin, patches } = await openDevice(hub, 'dev1', key);
-      const { responseBody: t1 } = await hub.registry.updateTwin('dev1', { properties: { desired: { fw: '1.0', keep: true } } }, '*');
+      const { responseBody: t1 } = await hub.registry.updateTwin(
+        'dev1',
+        { properties: { desired: { fw: '1.0', keep: true } } },
+        '*',
+      );
       await eventually(() => (twin.properties.desired['fw'] === '1.0' ? true : undefined), 'the first notification');
       // the device goes offline: the server drops it and does not accept it back for a while
       await hub.stopMqtt();
       const before = patches.length;
       let etag = t1.etag;
-      for (const desired of [{ fw: '1.1' }, { fw: '1.2', mode: 'eco' }, { keep: null }, { fw: '1.3', nested: { a: 1 } }]) {
+      for (const desired of [
+        { fw: '1.1' },
+        { fw: '1.2', mode: 'eco' },
+        { keep: null },
+        { fw: '1.3', nested: { a: 1 } },
+      ]) {
         etag = (await hub.registry.updateTwin('dev1', { properties: { desired } }, etag)).responseBody.etag;
       }
       const { responseBody: service } = await hub.registry.getTwin('dev1');
@@ -182,9 +222,15 @@ function compat(kind: BackendKind): void {
           const patches: Desired[] = [];
           twin.on('properties.desired', (patch: Desired) => patches.push(structuredClone(patch))); // SUBSCRIBE goes out now
           await hub.registry.updateTwin(deviceId, { properties: { desired: { fw: deviceId } } }, '*');
-          await eventually(() => (twin.properties.desired['fw'] === deviceId ? true : undefined), `${deviceId}'s notification`);
+          await eventually(
+            () => (twin.properties.desired['fw'] === deviceId ? true : undefined),
+            `${deviceId}'s notification`,
+          );
           await hub.registry.updateTwin(deviceId, { properties: { desired: { mode: 'eco' } } }, '*');
-          await eventually(() => (twin.properties.desired['mode'] === 'eco' ? true : undefined), `${deviceId}'s second notification`);
+          await eventually(
+            () => (twin.properties.desired['mode'] === 'eco' ? true : undefined),
+            `${deviceId}'s second notification`,
+          );
           await new Promise((r) => setTimeout(r, 100)); // room for a duplicate to show up
           expect(sent).toEqual([2, 3]); // on the wire: once each, in order
           // the listener: the SDK's own replay of the GET's view, then one call per notification

@@ -37,13 +37,26 @@ function compat(kind: BackendKind): void {
         id: 'fw-prod',
         schemaVersion: '1.0',
         labels: { team: 'fleet' },
-        content: { deviceContent: { 'properties.desired.firmware': { version: '2.0' }, 'properties.desired.telemetry.interval': 30 } },
+        content: {
+          deviceContent: {
+            'properties.desired.firmware': { version: '2.0' },
+            'properties.desired.telemetry.interval': 30,
+          },
+        },
         targetCondition: "tags.env='prod'",
         priority: 10,
-        metrics: { queries: { reporting: "SELECT deviceId FROM devices WHERE properties.reported.firmware.version = '2.0'" } },
+        metrics: {
+          queries: { reporting: "SELECT deviceId FROM devices WHERE properties.reported.firmware.version = '2.0'" },
+        },
       };
       const { responseBody: added } = await hub.registry.addConfiguration(config);
-      expect(added).toMatchObject({ id: 'fw-prod', priority: 10, targetCondition: "tags.env='prod'", schemaVersion: '1.0', labels: { team: 'fleet' } });
+      expect(added).toMatchObject({
+        id: 'fw-prod',
+        priority: 10,
+        targetCondition: "tags.env='prod'",
+        schemaVersion: '1.0',
+        labels: { team: 'fleet' },
+      });
       expect(added.content?.deviceContent).toEqual(config.content?.deviceContent);
       expect(typeof added.etag).toBe('string');
       expect(Date.parse(added.createdTimeUtc)).not.toBeNaN();
@@ -64,7 +77,11 @@ function compat(kind: BackendKind): void {
       }, 'the configuration content on cfg-1');
       expect((await desiredOf(hub, 'cfg-1'))['telemetry']).toEqual({ interval: 30 });
       expect((await desiredOf(hub, 'cfg-2'))['firmware']).toBeUndefined(); // untagged: not targeted
-      await eventually(() => (notified.some((p) => JSON.stringify(p['firmware']) === JSON.stringify({ version: '2.0' })) ? true : undefined), 'the desired notification');
+      await eventually(
+        () =>
+          notified.some((p) => JSON.stringify(p['firmware']) === JSON.stringify({ version: '2.0' })) ? true : undefined,
+        'the desired notification',
+      );
 
       // get: system metrics count the targeted and applied twins; custom metrics their query
       const got = await eventually(async () => {
@@ -81,26 +98,41 @@ function compat(kind: BackendKind): void {
       expect(list.map((c) => c.id)).toEqual(['fw-prod']);
 
       // update with the current etag (the object as returned, read-only members and all)
-      const { responseBody: updated } = await hub.registry.updateConfiguration({ ...got, priority: 20, labels: { team: 'ops' } });
+      const { responseBody: updated } = await hub.registry.updateConfiguration({
+        ...got,
+        priority: 20,
+        labels: { team: 'ops' },
+      });
       expect(updated).toMatchObject({ id: 'fw-prod', priority: 20, labels: { team: 'ops' } });
       expect(updated.etag).not.toBe(got.etag);
       expect(updated.createdTimeUtc).toBe(got.createdTimeUtc);
       // a stale etag: 412, which the SDK names InvalidEtagError
-      await expect(hub.registry.updateConfiguration({ ...got, priority: 30 })).rejects.toMatchObject({ name: 'InvalidEtagError' });
+      await expect(hub.registry.updateConfiguration({ ...got, priority: 30 })).rejects.toMatchObject({
+        name: 'InvalidEtagError',
+      });
       // forceUpdate: If-Match *
       const { responseBody: forced } = await hub.registry.updateConfiguration({ ...got, priority: 25 }, true);
       expect(forced.priority).toBe(25);
       // content cannot change (IoT Hub): 400
       await expect(
-        hub.registry.updateConfiguration({ ...forced, content: { deviceContent: { 'properties.desired.firmware': { version: '3.0' } } } }),
+        hub.registry.updateConfiguration({
+          ...forced,
+          content: { deviceContent: { 'properties.desired.firmware': { version: '3.0' } } },
+        }),
       ).rejects.toMatchObject({ name: 'ArgumentError' });
 
       // untag: the content is withdrawn (its settings removed)
       const { responseBody: tagged } = await hub.registry.getTwin('cfg-1');
       await hub.registry.updateTwin('cfg-1', { tags: { env: null } }, tagged.etag);
-      await eventually(async () => ((await desiredOf(hub, 'cfg-1'))['firmware'] === undefined ? true : undefined), 'the content withdrawn from cfg-1');
+      await eventually(
+        async () => ((await desiredOf(hub, 'cfg-1'))['firmware'] === undefined ? true : undefined),
+        'the content withdrawn from cfg-1',
+      );
       expect((await desiredOf(hub, 'cfg-1'))['telemetry']).toEqual({});
-      await eventually(() => (notified.some((p) => p['firmware'] === null) ? true : undefined), 'the withdrawal notified to the device');
+      await eventually(
+        () => (notified.some((p) => p['firmware'] === null) ? true : undefined),
+        'the withdrawal notified to the device',
+      );
       await eventually(async () => {
         const { responseBody } = await hub.registry.getConfiguration('fw-prod');
         return responseBody.systemMetrics?.results?.['targetedCount'] === 0 ? true : undefined;
@@ -119,13 +151,32 @@ function compat(kind: BackendKind): void {
     });
 
     it('refuses invalid configurations with 400 and unknown ones with 404', async () => {
-      const base: Configuration = { id: 'ok-1', schemaVersion: '1.0', content: { deviceContent: { 'properties.desired.x': 1 } }, targetCondition: "tags.a='b'", priority: 1 };
-      await expect(hub.registry.addConfiguration({ ...base, targetCondition: 'properties.reported.x = 1' })).rejects.toMatchObject({ name: 'ArgumentError' });
-      await expect(hub.registry.addConfiguration({ ...base, content: { deviceContent: { 'tags.x': 1 } } })).rejects.toMatchObject({ name: 'ArgumentError' });
-      await expect(hub.registry.addConfiguration({ ...base, content: { modulesContent: { m: {} } } })).rejects.toMatchObject({ name: 'ArgumentError' });
-      await expect(hub.registry.addConfiguration({ ...base, id: 'Upper' })).rejects.toMatchObject({ name: 'ArgumentError' });
-      await expect(hub.registry.removeConfiguration('nope')).rejects.toMatchObject({ message: 'Not found', response: { statusCode: 404 } });
-      await expect(hub.registry.updateConfiguration({ ...base, id: 'nope', etag: 'stale' })).rejects.toMatchObject({ name: 'InvalidEtagError' });
+      const base: Configuration = {
+        id: 'ok-1',
+        schemaVersion: '1.0',
+        content: { deviceContent: { 'properties.desired.x': 1 } },
+        targetCondition: "tags.a='b'",
+        priority: 1,
+      };
+      await expect(
+        hub.registry.addConfiguration({ ...base, targetCondition: 'properties.reported.x = 1' }),
+      ).rejects.toMatchObject({ name: 'ArgumentError' });
+      await expect(
+        hub.registry.addConfiguration({ ...base, content: { deviceContent: { 'tags.x': 1 } } }),
+      ).rejects.toMatchObject({ name: 'ArgumentError' });
+      await expect(
+        hub.registry.addConfiguration({ ...base, content: { modulesContent: { m: {} } } }),
+      ).rejects.toMatchObject({ name: 'ArgumentError' });
+      await expect(hub.registry.addConfiguration({ ...base, id: 'Upper' })).rejects.toMatchObject({
+        name: 'ArgumentError',
+      });
+      await expect(hub.registry.removeConfiguration('nope')).rejects.toMatchObject({
+        message: 'Not found',
+        response: { statusCode: 404 },
+      });
+      await expect(hub.registry.updateConfiguration({ ...base, id: 'nope', etag: 'stale' })).rejects.toMatchObject({
+        name: 'InvalidEtagError',
+      });
     });
   });
 }

@@ -51,7 +51,11 @@ function deviceStatus(kind: BackendKind): void {
       };
       subscribe(MQTT_GATEWAY_CHANNEL, onEvent);
       try {
-        const { responseBody: disabled } = await hub.registry.update({ deviceId: 'dev1', status: 'disabled', statusReason: 'stolen' });
+        const { responseBody: disabled } = await hub.registry.update({
+          deviceId: 'dev1',
+          status: 'disabled',
+          statusReason: 'stolen',
+        });
         expect(disabled).toMatchObject({ deviceId: 'dev1', status: 'disabled', statusReason: 'stolen' });
         expect(statusUpdatedTimeOf(disabled)).not.toBe('0001-01-01T00:00:00Z');
         expect(disabled.authentication?.symmetricKey?.primaryKey).toBe(key); // the keys stay
@@ -60,7 +64,11 @@ function deviceStatus(kind: BackendKind): void {
         await eventually(() => (hub.mqtt.isConnected('dev1') ? undefined : true), 'dev1 disconnected');
         await eventually(() => (refusals.length > 0 ? true : undefined), "the SDK's reconnect refused");
         expect(new Set(refusals)).toEqual(new Set([5]));
-        expect((await hub.registry.get('dev1')).responseBody).toMatchObject({ status: 'disabled', statusReason: 'stolen', connectionState: 'Disconnected' });
+        expect((await hub.registry.get('dev1')).responseBody).toMatchObject({
+          status: 'disabled',
+          statusReason: 'stolen',
+          connectionState: 'Disconnected',
+        });
         expect((await hub.registry.getTwin('dev1')).responseBody).toMatchObject({ status: 'disabled' });
         expect(hub.mqtt.isConnected('dev2')).toBe(true); // another device is not affected
       } finally {
@@ -77,7 +85,10 @@ function deviceStatus(kind: BackendKind): void {
       expect(enabled).toMatchObject({ status: 'enabled', statusReason: 'stolen' });
       await eventually(() => (hub.mqtt.isConnected('dev1') ? true : undefined), 'dev1 reconnected by the SDK');
       expect((await client.getTwin()).properties.desired['$version']).toBe(1);
-      expect((await hub.registry.get('dev1')).responseBody).toMatchObject({ status: 'enabled', connectionState: 'Connected' });
+      expect((await hub.registry.get('dev1')).responseBody).toMatchObject({
+        status: 'enabled',
+        connectionState: 'Connected',
+      });
 
       // and open() works (once the first client is closed: it has no retry left running then)
       await client.close();

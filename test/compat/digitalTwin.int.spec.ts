@@ -28,7 +28,9 @@ interface SdkResponse {
  * that hands each request the agent dialling the gateway's port and trusting the test CA.
  */
 function digitalTwinClient(hub: Hub): { client: DigitalTwinClient; agent: FixedPortAgent } {
-  const client = new DigitalTwinClient(new IoTHubTokenCredentials(`HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${OWNER_KEY}`));
+  const client = new DigitalTwinClient(
+    new IoTHubTokenCredentials(`HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${OWNER_KEY}`),
+  );
   const agent = new FixedPortAgent(hub.restPort, { ca: hub.ca.ca, keepAlive: false });
   type Policy = { sendRequest(request: { agentSettings?: object }): Promise<unknown> };
   const pl = (client as unknown as { _pl: { _requestPolicyFactories: { create(next: Policy): Policy }[] } })._pl;
@@ -51,7 +53,11 @@ async function createDevice(hub: Hub, deviceId: string): Promise<string> {
 }
 
 /** Open a Plug and Play device (model id at connect), get its twin and record every desired patch. */
-async function openDevice(hub: Hub, deviceId: string, key: string): Promise<{ client: DeviceClient; twin: Twin; patches: Desired[]; report(patch: object): Promise<void> }> {
+async function openDevice(
+  hub: Hub,
+  deviceId: string,
+  key: string,
+): Promise<{ client: DeviceClient; twin: Twin; patches: Desired[]; report(patch: object): Promise<void> }> {
   const client = await hub.device(deviceId, key, MODEL_ID);
   await client.open();
   const twin = await client.getTwin();
@@ -100,16 +106,27 @@ function compat(kind: BackendKind): void {
         { op: 'add', path: '/thermostat1', value: { targetTemperature: 19, $metadata: {} } },
       ]);
       expect(accepted).toBeUndefined(); // 202 without a body, as IoT Hub answers
-      await eventually(() => (twin.properties.desired['targetTemperature'] === 21 ? true : undefined), 'the desired notification');
+      await eventually(
+        () => (twin.properties.desired['targetTemperature'] === 21 ? true : undefined),
+        'the desired notification',
+      );
       const changes = patches.slice(baseline);
       expect(changes, JSON.stringify(changes)).toHaveLength(1);
-      expect(changes[0]).toMatchObject({ targetTemperature: 21, thermostat1: { __t: 'c', targetTemperature: 19 }, $version: 3 });
+      expect(changes[0]).toMatchObject({
+        targetTemperature: 21,
+        thermostat1: { __t: 'c', targetTemperature: 19 },
+        $version: 3,
+      });
 
       // the device acknowledges (IoT Plug and Play convention) and reports a read-only property
       await report({
         serialNumber: 'SN-42',
         targetTemperature: { value: 21, ac: 200, av: 3, ad: 'applied' },
-        thermostat1: { __t: 'c', targetTemperature: { value: 18.5, ac: 202, av: 3, ad: 'heating' }, maxTempSinceLastReboot: 25 },
+        thermostat1: {
+          __t: 'c',
+          targetTemperature: { value: 18.5, ac: 202, av: 3, ad: 'heating' },
+          maxTempSinceLastReboot: 25,
+        },
       });
 
       const got = await dt.getDigitalTwin('thermo1');
@@ -126,14 +143,28 @@ function compat(kind: BackendKind): void {
           targetTemperature: 18.5,
           $metadata: {
             maxTempSinceLastReboot: { lastUpdateTime: expect.any(String) },
-            targetTemperature: { desiredValue: 19, desiredVersion: 3, ackVersion: 3, ackCode: 202, ackDescription: 'heating', lastUpdateTime: expect.any(String) },
+            targetTemperature: {
+              desiredValue: 19,
+              desiredVersion: 3,
+              ackVersion: 3,
+              ackCode: 202,
+              ackDescription: 'heating',
+              lastUpdateTime: expect.any(String),
+            },
           },
         },
         $metadata: {
           $model: MODEL_ID,
           mode: { desiredValue: 'auto', desiredVersion: 2, lastUpdateTime: expect.any(String) },
           serialNumber: { lastUpdateTime: expect.any(String) },
-          targetTemperature: { desiredValue: 21, desiredVersion: 3, ackVersion: 3, ackCode: 200, ackDescription: 'applied', lastUpdateTime: expect.any(String) },
+          targetTemperature: {
+            desiredValue: 21,
+            desiredVersion: 3,
+            ackVersion: 3,
+            ackCode: 200,
+            ackDescription: 'applied',
+            lastUpdateTime: expect.any(String),
+          },
         },
       });
       // the device twin underneath agrees: the etag is the twin's, the model id is the one announced
@@ -151,15 +182,27 @@ function compat(kind: BackendKind): void {
         ],
         etag,
       );
-      await eventually(() => (twin.properties.desired['targetTemperature'] === 22.5 ? true : undefined), 'the second notification');
+      await eventually(
+        () => (twin.properties.desired['targetTemperature'] === 22.5 ? true : undefined),
+        'the second notification',
+      );
       expect(patches.slice(before)).toHaveLength(1);
       expect(patches[before]).toMatchObject({ targetTemperature: 22.5, $version: 4 });
       expect(twin.properties.desired['thermostat1']).toEqual({ __t: 'c' });
       const after = await dt.getDigitalTwin('thermo1');
       const afterMeta = (after as unknown as { $metadata: Record<string, Record<string, unknown>> }).$metadata;
       // desired moved on; the device's last acknowledgement stays visible, for version 3
-      expect(afterMeta['targetTemperature']).toMatchObject({ desiredValue: 22.5, desiredVersion: 4, ackVersion: 3, ackCode: 200 });
-      expect((after as unknown as { thermostat1: { $metadata: Record<string, unknown> } }).thermostat1.$metadata['targetTemperature']).toEqual({
+      expect(afterMeta['targetTemperature']).toMatchObject({
+        desiredValue: 22.5,
+        desiredVersion: 4,
+        ackVersion: 3,
+        ackCode: 200,
+      });
+      expect(
+        (after as unknown as { thermostat1: { $metadata: Record<string, unknown> } }).thermostat1.$metadata[
+          'targetTemperature'
+        ],
+      ).toEqual({
         ackVersion: 3,
         ackCode: 202,
         ackDescription: 'heating',
@@ -167,7 +210,9 @@ function compat(kind: BackendKind): void {
       });
 
       // the old etag is stale now: 412, nothing written
-      const stale = await refusal(dt.updateDigitalTwin('thermo1', [{ op: 'replace', path: '/targetTemperature', value: 30 }], etag));
+      const stale = await refusal(
+        dt.updateDigitalTwin('thermo1', [{ op: 'replace', path: '/targetTemperature', value: 30 }], etag),
+      );
       expect(stale.statusCode).toBe(412);
       expect(stale.message).toContain('PreconditionFailed');
       // an invalid JSON Patch: 400 with IoT Hub's error body naming the operation
@@ -175,7 +220,9 @@ function compat(kind: BackendKind): void {
       expect(invalid.statusCode).toBe(400);
       expect(invalid.message).toContain('ErrorCode:ArgumentInvalid');
       expect(invalid.message).toContain('operation 0 (replace /nope): the path does not exist');
-      const unsupportedOp = await refusal(dt.updateDigitalTwin('thermo1', [{ op: 'move', from: '/targetTemperature', path: '/t2' }]));
+      const unsupportedOp = await refusal(
+        dt.updateDigitalTwin('thermo1', [{ op: 'move', from: '/targetTemperature', path: '/t2' }]),
+      );
       expect(unsupportedOp.statusCode).toBe(400);
       expect(unsupportedOp.message).toContain('op move is not supported');
       expect((await hub.registry.getTwin('thermo1')).responseBody.properties.desired['$version']).toBe(4);
@@ -184,7 +231,9 @@ function compat(kind: BackendKind): void {
       const command = await refusal(dt.invokeCommand('thermo1', 'reboot', { delay: 1 }));
       expect(command.statusCode).toBe(405);
       expect(command.message).toContain('direct methods, which twinlog does not support');
-      const componentCommand = await refusal(dt.invokeComponentCommand('thermo1', 'thermostat1', 'getMaxMinReport', 'since'));
+      const componentCommand = await refusal(
+        dt.invokeComponentCommand('thermo1', 'thermostat1', 'getMaxMinReport', 'since'),
+      );
       expect(componentCommand.statusCode).toBe(405);
 
       // an unknown device

@@ -19,7 +19,13 @@ interface JobJson {
   endTimeUtc?: string;
   maxExecutionTimeInSeconds: number;
   updateTwin: Record<string, unknown>;
-  deviceJobStatistics: { deviceCount: number; failedCount: number; succeededCount: number; runningCount: number; pendingCount: number };
+  deviceJobStatistics: {
+    deviceCount: number;
+    failedCount: number;
+    succeededCount: number;
+    runningCount: number;
+    pendingCount: number;
+  };
 }
 
 const jobOf = (r: { jobStatus: unknown }): JobJson => r.jobStatus as JobJson;
@@ -49,9 +55,20 @@ function compat(kind: BackendKind): void {
       await fleet();
       const jobClient = hub.jobClient();
       const created = jobOf(
-        await jobClient.scheduleTwinUpdate('fw-2', "tags.site = 'b'", { etag: '*', properties: { desired: { fw: '2.0' } } }, new Date(), 600),
+        await jobClient.scheduleTwinUpdate(
+          'fw-2',
+          "tags.site = 'b'",
+          { etag: '*', properties: { desired: { fw: '2.0' } } },
+          new Date(),
+          600,
+        ),
       );
-      expect(created).toMatchObject({ jobId: 'fw-2', type: 'scheduleUpdateTwin', queryCondition: "tags.site = 'b'", maxExecutionTimeInSeconds: 600 });
+      expect(created).toMatchObject({
+        jobId: 'fw-2',
+        type: 'scheduleUpdateTwin',
+        queryCondition: "tags.site = 'b'",
+        maxExecutionTimeInSeconds: 600,
+      });
       expect(['queued', 'running', 'completed']).toContain(created.status);
       expect(created.updateTwin).toEqual({ etag: '*', properties: { desired: { fw: '2.0' } } });
 
@@ -59,22 +76,36 @@ function compat(kind: BackendKind): void {
         const job = jobOf(await jobClient.getJob('fw-2'));
         return job.status === 'completed' ? job : undefined;
       }, 'the job to complete');
-      expect(done.deviceJobStatistics).toEqual({ deviceCount: 2, failedCount: 0, succeededCount: 2, runningCount: 0, pendingCount: 0 });
+      expect(done.deviceJobStatistics).toEqual({
+        deviceCount: 2,
+        failedCount: 0,
+        succeededCount: 2,
+        runningCount: 0,
+        pendingCount: 0,
+      });
       expect(Date.parse(done.createdTime)).toBeGreaterThan(0);
       expect(done.startTimeUtc).toBe(done.startTime);
       expect(done.endTimeUtc).toBe(done.endTime);
       expect(Date.parse(done.endTime!)).toBeGreaterThanOrEqual(Date.parse(done.startTime));
 
       // a device succeeds once its write is in the log; the twin shows it once the projector applied it
-      const desired = async (id: string): Promise<unknown> => (await hub.registry.getTwin(id)).responseBody.properties.desired['fw'];
-      await eventually(async () => ((await desired('dev1')) === '2.0' && (await desired('dev3')) === '2.0' ? true : undefined), 'the job’s writes applied');
+      const desired = async (id: string): Promise<unknown> =>
+        (await hub.registry.getTwin(id)).responseBody.properties.desired['fw'];
+      await eventually(
+        async () => ((await desired('dev1')) === '2.0' && (await desired('dev3')) === '2.0' ? true : undefined),
+        'the job’s writes applied',
+      );
       expect(await desired('dev2')).toBeUndefined();
       // applied once: desired $version 2 (fresh twin 1, one job write)
       expect((await hub.registry.getTwin('dev1')).responseBody.properties.desired['$version']).toBe(2);
 
       // a job id is taken for good; a device-method job is refused as an unsupported job type
-      await expect(jobClient.scheduleTwinUpdate('fw-2', "tags.site = 'b'", { tags: { x: 1 } })).rejects.toMatchObject({ response: { statusCode: 409 } });
-      await expect(jobClient.scheduleDeviceMethod('reboot-1', "tags.site = 'b'", { methodName: 'reboot' })).rejects.toMatchObject({
+      await expect(jobClient.scheduleTwinUpdate('fw-2', "tags.site = 'b'", { tags: { x: 1 } })).rejects.toMatchObject({
+        response: { statusCode: 409 },
+      });
+      await expect(
+        jobClient.scheduleDeviceMethod('reboot-1', "tags.site = 'b'", { methodName: 'reboot' }),
+      ).rejects.toMatchObject({
         name: 'ArgumentError',
         message: expect.stringContaining('scheduleDeviceMethod is not supported'),
       });
@@ -86,12 +117,21 @@ function compat(kind: BackendKind): void {
       await hub.registry.updateTwin('dev3', { properties: { desired: { other: 1 } } }, '*'); // dev3's etag moves on
       const etag = (await hub.registry.getTwin('dev1')).responseBody.etag;
       const jobClient = hub.jobClient();
-      await jobClient.scheduleTwinUpdate('fw-etag', "tags.site = 'b'", { etag, properties: { desired: { fw: '3.0' } } });
+      await jobClient.scheduleTwinUpdate('fw-etag', "tags.site = 'b'", {
+        etag,
+        properties: { desired: { fw: '3.0' } },
+      });
       const done = await eventually(async () => {
         const job = jobOf(await jobClient.getJob('fw-etag'));
         return job.status === 'completed' ? job : undefined;
       }, 'the conditional job to complete');
-      expect(done.deviceJobStatistics).toEqual({ deviceCount: 2, failedCount: 1, succeededCount: 1, runningCount: 0, pendingCount: 0 });
+      expect(done.deviceJobStatistics).toEqual({
+        deviceCount: 2,
+        failedCount: 1,
+        succeededCount: 1,
+        runningCount: 0,
+        pendingCount: 0,
+      });
       expect((await hub.registry.getTwin('dev1')).responseBody.properties.desired['fw']).toBe('3.0');
       expect((await hub.registry.getTwin('dev3')).responseBody.properties.desired['fw']).toBeUndefined();
     });
@@ -101,7 +141,9 @@ function compat(kind: BackendKind): void {
       const jobClient = hub.jobClient();
       const later = new Date(Date.now() + 3_600_000);
       for (const id of ['later-1', 'later-2', 'later-3']) {
-        const job = jobOf(await jobClient.scheduleTwinUpdate(id, "tags.site = 'b'", { tags: { batch: id } }, later, 3600));
+        const job = jobOf(
+          await jobClient.scheduleTwinUpdate(id, "tags.site = 'b'", { tags: { batch: id } }, later, 3600),
+        );
         expect(job.status).toBe('scheduled');
         expect(job.deviceJobStatistics.deviceCount).toBe(0);
       }
@@ -112,14 +154,19 @@ function compat(kind: BackendKind): void {
       const pages = async (query: ReturnType<typeof jobClient.createQuery>): Promise<string[][]> => {
         const out: string[][] = [];
         // the SDK's promise form of next() drops the continuation unless it is passed back (its callback form keeps it)
-        while (query.hasMoreResults) out.push(((await query.next(query.continuationToken)).result as JobJson[]).map((j) => j.jobId));
+        while (query.hasMoreResults)
+          out.push(((await query.next(query.continuationToken)).result as JobJson[]).map((j) => j.jobId));
         return out;
       };
       const scheduled = await pages(jobClient.createQuery('scheduleUpdateTwin', 'scheduled', 1));
       expect(scheduled.map((p) => p.length)).toEqual([1, 1]); // newest first (creation time, then id)
       expect(scheduled.flat().sort()).toEqual(['later-1', 'later-3']);
       expect(await pages(jobClient.createQuery('scheduleUpdateTwin', 'cancelled'))).toEqual([['later-2']]);
-      expect((await pages(jobClient.createQuery(undefined, undefined, 2))).flat().sort()).toEqual(['later-1', 'later-2', 'later-3']);
+      expect((await pages(jobClient.createQuery(undefined, undefined, 2))).flat().sort()).toEqual([
+        'later-1',
+        'later-2',
+        'later-3',
+      ]);
       expect(await pages(jobClient.createQuery('scheduleDeviceMethod'))).toEqual([[]]);
       // nothing was written: dev1's tags are as the test left them
       expect((await hub.registry.getTwin('dev1')).responseBody.tags).toEqual({ site: 'b' });

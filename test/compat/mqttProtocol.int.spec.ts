@@ -56,7 +56,9 @@ describe('MQTT gateway: authentication', () => {
     const nowS = Math.floor(Date.now() / 1000);
     expect((await connect('dev1', otherKey)).returnCode).toBe(5); // forged: signed with another key
     expect((await connect('dev1', key, { password: signDeviceSas(host, 'dev1', key, nowS - 10) })).returnCode).toBe(5); // expired
-    expect((await connect('dev1', key, { password: signDeviceSas(host, 'dev2', key, nowS + 3600) })).returnCode).toBe(5); // for another device
+    expect((await connect('dev1', key, { password: signDeviceSas(host, 'dev2', key, nowS + 3600) })).returnCode).toBe(
+      5,
+    ); // for another device
     expect((await connect('nobody', key)).returnCode).toBe(5); // unknown device
     expect((await connect('dev1', key, { password: 'hunter2' })).returnCode).toBe(4); // not a SAS token
     expect((await connect('dev1', key, { username: `${host}/dev2/?${API}` })).returnCode).toBe(2); // username names another device
@@ -70,7 +72,9 @@ describe('MQTT gateway: token expiry', () => {
   it('closes a connection when its token expires', async () => {
     const key = await createDevice('dev1');
     const host = `localhost:${hub.mqttPort}`;
-    const c = await connect('dev1', key, { password: signDeviceSas(host, 'dev1', key, Math.floor(Date.now() / 1000) + 2) });
+    const c = await connect('dev1', key, {
+      password: signDeviceSas(host, 'dev1', key, Math.floor(Date.now() / 1000) + 2),
+    });
     expect(c.returnCode).toBe(0);
     await c.closed;
     expect(hub.mqtt.connectedDevices()).not.toContain('dev1');
@@ -93,7 +97,10 @@ describe('MQTT gateway: twin topics', () => {
     expect(patched.topic).toBe('$iothub/twin/res/204/?$rid=2&$version=2');
     expect(patched.payload.length).toBe(0);
     c.publish('$iothub/twin/GET/?$rid=3', '');
-    expect(json((await c.next('$iothub/twin/res/')).payload)).toEqual({ desired: { fw: '1.2', $version: 2 }, reported: { temp: 21, $version: 2 } });
+    expect(json((await c.next('$iothub/twin/res/')).payload)).toEqual({
+      desired: { fw: '1.2', $version: 2 },
+      reported: { temp: 21, $version: 2 },
+    });
   });
 
   it('answers bad requests with IoT Hub error codes and keeps the connection', async () => {
@@ -140,7 +147,14 @@ describe('MQTT gateway: access control', () => {
     const key2 = await createDevice('dev2');
     const c1 = await connect('dev1', key1);
     const c2 = await connect('dev2', key2);
-    expect(await c1.subscribe(['#', 'devices/dev2/messages/devicebound/#', '$iothub/twin/res/#', 'devices/dev1/messages/devicebound/#'])).toEqual([128, 128, 0, 0]);
+    expect(
+      await c1.subscribe([
+        '#',
+        'devices/dev2/messages/devicebound/#',
+        '$iothub/twin/res/#',
+        'devices/dev1/messages/devicebound/#',
+      ]),
+    ).toEqual([128, 128, 0, 0]);
     await c2.subscribe(['$iothub/twin/res/#', '$iothub/twin/PATCH/properties/desired/#']);
     // dev1 asks for its twin: dev2 never sees the response, and tags never reach either
     await hub.registry.updateTwin('dev1', { tags: { secret: 's' } }, '*');
@@ -173,8 +187,14 @@ describe('MQTT gateway: desired notifications and catch-up', () => {
     await hub.registry.updateTwin('dev1', { properties: { desired: { a: null, b: { c: 1 } } } }, '*');
     const n1 = await c.next('$iothub/twin/PATCH/properties/desired/');
     const n2 = await c.next('$iothub/twin/PATCH/properties/desired/');
-    expect([n1.topic, json(n1.payload)]).toEqual(['$iothub/twin/PATCH/properties/desired/?$version=2', { a: 1, $version: 2 }]);
-    expect([n2.topic, json(n2.payload)]).toEqual(['$iothub/twin/PATCH/properties/desired/?$version=3', { a: null, b: { c: 1 }, $version: 3 }]);
+    expect([n1.topic, json(n1.payload)]).toEqual([
+      '$iothub/twin/PATCH/properties/desired/?$version=2',
+      { a: 1, $version: 2 },
+    ]);
+    expect([n2.topic, json(n2.payload)]).toEqual([
+      '$iothub/twin/PATCH/properties/desired/?$version=3',
+      { a: null, b: { c: 1 }, $version: 3 },
+    ]);
   });
 
   it('delivers with QoS 1 to a QoS 1 subscription, twin requests with QoS 1 are acknowledged', async () => {
@@ -213,7 +233,10 @@ describe('MQTT gateway: desired notifications and catch-up', () => {
     expect(back.sessionPresent).toBe(false);
     await back.subscribe(['$iothub/twin/PATCH/properties/desired/#']);
     const n = await back.next('$iothub/twin/PATCH/properties/desired/');
-    expect([n.topic, json(n.payload)]).toEqual(['$iothub/twin/PATCH/properties/desired/?$version=4', { a: 2, b: null, c: [1, 2], $version: 4 }]);
+    expect([n.topic, json(n.payload)]).toEqual([
+      '$iothub/twin/PATCH/properties/desired/?$version=4',
+      { a: 2, b: null, c: [1, 2], $version: 4 },
+    ]);
   });
 
   it('a CleanSession=0 session keeps its subscriptions across a reconnect: a change after it arrives with no new SUBSCRIBE', async () => {
@@ -225,7 +248,10 @@ describe('MQTT gateway: desired notifications and catch-up', () => {
     const back = await connect('dev1', key);
     await hub.registry.updateTwin('dev1', { properties: { desired: { a: 1 } } }, '*');
     const n = await back.next('$iothub/twin/PATCH/properties/desired/');
-    expect([n.topic, json(n.payload)]).toEqual(['$iothub/twin/PATCH/properties/desired/?$version=2', { a: 1, $version: 2 }]);
+    expect([n.topic, json(n.payload)]).toEqual([
+      '$iothub/twin/PATCH/properties/desired/?$version=2',
+      { a: 1, $version: 2 },
+    ]);
     back.publish('$iothub/twin/GET/?$rid=x', '');
     expect((await back.next('$iothub/twin/res/')).topic).toBe('$iothub/twin/res/200/?$rid=x');
     // CleanSession=1 clears them
@@ -249,9 +275,14 @@ describe('MQTT gateway: desired notifications and catch-up', () => {
     await hub.startMqtt();
     const back = await connect('dev1', key);
     const n = await back.next('$iothub/twin/PATCH/properties/desired/');
-    expect([n.topic, json(n.payload)]).toEqual(['$iothub/twin/PATCH/properties/desired/?$version=3', { a: 2, b: true, $version: 3 }]);
+    expect([n.topic, json(n.payload)]).toEqual([
+      '$iothub/twin/PATCH/properties/desired/?$version=3',
+      { a: 2, b: true, $version: 3 },
+    ]);
     // and the restored subscription to responses works too
     back.publish('$iothub/twin/GET/?$rid=2', '');
-    expect(json((await back.next('$iothub/twin/res/')).payload)).toMatchObject({ desired: { a: 2, b: true, $version: 3 } });
+    expect(json((await back.next('$iothub/twin/res/')).payload)).toMatchObject({
+      desired: { a: 2, b: true, $version: 3 },
+    });
   });
 });

@@ -14,7 +14,11 @@ export class FixedPortAgent extends Agent {
     super(options);
   }
   override createConnection(options: object, callback?: (err: Error | null, socket: Duplex) => void): Duplex {
-    const create = Agent.prototype.createConnection as (this: Agent, o: object, cb?: (err: Error | null, socket: Duplex) => void) => Duplex;
+    const create = Agent.prototype.createConnection as (
+      this: Agent,
+      o: object,
+      cb?: (err: Error | null, socket: Duplex) => void,
+    ) => Duplex;
     return create.call(this, { ...options, host: '127.0.0.1', port: this.port, servername: 'localhost' }, callback);
   }
 }

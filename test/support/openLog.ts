@@ -22,7 +22,9 @@ export function targetEnv(target: LogTarget): Record<string, string> {
         TWINLOG_LOG: 'kafka',
         TWINLOG_TOPIC_PREFIX: target.where,
         KAFKA_BROKERS: process.env['KAFKA_BROKERS'] ?? '',
-        ...(process.env['TWINLOG_KAFKA_CLIENT'] === undefined ? {} : { TWINLOG_KAFKA_CLIENT: process.env['TWINLOG_KAFKA_CLIENT'] }),
+        ...(process.env['TWINLOG_KAFKA_CLIENT'] === undefined
+          ? {}
+          : { TWINLOG_KAFKA_CLIENT: process.env['TWINLOG_KAFKA_CLIENT'] }),
       }
     : { TWINLOG_LOG: 'embedded', TWINLOG_DB: target.where };
 }
@@ -30,8 +32,10 @@ export function targetEnv(target: LogTarget): Record<string, string> {
 export function openLog(target: LogTarget): Log {
   if (target.kind === 'kafka') {
     const brokers = (process.env['KAFKA_BROKERS'] ?? '').split(',').filter(Boolean);
-    if (brokers.length === 0) throw new Error('KAFKA_BROKERS is not set: the int tier starts a broker in its global setup');
-    if (process.env['TWINLOG_KAFKA_CLIENT'] === 'platformatic') return createPlatformaticKafkaLog({ brokers, topicPrefix: target.where });
+    if (brokers.length === 0)
+      throw new Error('KAFKA_BROKERS is not set: the int tier starts a broker in its global setup');
+    if (process.env['TWINLOG_KAFKA_CLIENT'] === 'platformatic')
+      return createPlatformaticKafkaLog({ brokers, topicPrefix: target.where });
     return createKafkaLog({ brokers, topicPrefix: target.where });
   }
   return createEmbeddedLog({ path: target.where });

@@ -24,6 +24,6 @@ process.on('SIGTERM', () => {
 try {
   await projector.done;
 } catch (e) {
-  process.stderr.write(`projector failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+  process.stderr.write(`projector failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
   process.exit(1);
 }

@@ -32,7 +32,11 @@ export function startServe(args: readonly string[], env: NodeJS.ProcessEnv = cle
   return new Promise((resolve, reject) => {
     // SERVE_NODE_ARGS: extra Node flags for the serve process (e.g. `--cpu-prof --cpu-prof-dir=DIR` to profile it)
     const nodeArgs = (process.env['SERVE_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
-    const child = spawn(process.execPath, [...nodeArgs, BIN, 'serve', '--port', '0', '--admin-port', '0', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...nodeArgs, BIN, 'serve', '--port', '0', '--admin-port', '0', ...args], {
+      cwd: ROOT,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const lines: Record<string, unknown>[] = [];
     let stderr = '';
     let buffer = '';
@@ -47,10 +51,19 @@ export function startServe(args: readonly string[], env: NodeJS.ProcessEnv = cle
         const entry = JSON.parse(line) as Record<string, unknown>; // every line is one JSON object
         lines.push(entry);
         if (entry['msg'] === 'serving') {
-          resolve({ child, lines, gatewayPort: entry['gatewayPort'] as number, adminPort: entry['adminPort'] as number, mqttPort: entry['mqttPort'] as number | undefined, exited });
+          resolve({
+            child,
+            lines,
+            gatewayPort: entry['gatewayPort'] as number,
+            adminPort: entry['adminPort'] as number,
+            mqttPort: entry['mqttPort'] as number | undefined,
+            exited,
+          });
         }
       }
     });
-    void exited.then((code) => reject(new Error(`serve exited with ${code} before serving: ${stderr}\n${JSON.stringify(lines)}`)));
+    void exited.then((code) =>
+      reject(new Error(`serve exited with ${code} before serving: ${stderr}\n${JSON.stringify(lines)}`)),
+    );
   });
 }

@@ -16,7 +16,8 @@ const projector = await startProjector({
   group: process.env['TWINLOG_GROUP'] ?? 'twinlog-projector',
   physicalNow: () => Date.now(),
   ...options,
-  onBatch: (partition, stats, { rejectedByCode }) => process.stdout.write(JSON.stringify({ batch: { partition, stats, rejectedByCode } }) + '\n'),
+  onBatch: (partition, stats, { rejectedByCode }) =>
+    process.stdout.write(JSON.stringify({ batch: { partition, stats, rejectedByCode } }) + '\n'),
 });
 process.stdout.write(JSON.stringify({ ready: true, pid: process.pid }) + '\n');
 

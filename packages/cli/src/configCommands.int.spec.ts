@@ -34,35 +34,78 @@ async function eventually(check: () => void | Promise<void>, timeoutMs = 20_000)
   }
 }
 
-const desired = (id: string): Record<string, unknown> => (hub.readModel!.getTwin(id) as { properties: { desired: Record<string, unknown> } }).properties.desired;
+const desired = (id: string): Record<string, unknown> =>
+  (hub.readModel!.getTwin(id) as { properties: { desired: Record<string, unknown> } }).properties.desired;
 
 describe('twinlog config', () => {
   it('put from flags, get, list, stale --if-match, put from a file, delete', async () => {
     await hub.client.createDevice('dev-a', { wait: true });
     await hub.readModel!.waitFor(await hub.client.mergeTags('dev-a', { env: 'prod' }));
 
-    const put = await cli('put', 'fw', '--target', "tags.env = 'prod'", '--priority', '5', '--content', '{"properties.desired.firmware":{"version":"2.0"}}', '--label', 'team=ops', '--metric', "done=SELECT deviceId FROM devices WHERE properties.reported.fw = '2.0'", '--json');
+    const put = await cli(
+      'put',
+      'fw',
+      '--target',
+      "tags.env = 'prod'",
+      '--priority',
+      '5',
+      '--content',
+      '{"properties.desired.firmware":{"version":"2.0"}}',
+      '--label',
+      'team=ops',
+      '--metric',
+      "done=SELECT deviceId FROM devices WHERE properties.reported.fw = '2.0'",
+      '--json',
+    );
     expect(put.err).toBe('');
     expect(put.code).toBe(0);
     const created = JSON.parse(put.out) as { etag: string; priority: number; labels: object };
-    expect(created).toMatchObject({ id: 'fw', priority: 5, labels: { team: 'ops' }, targetCondition: "tags.env = 'prod'" });
+    expect(created).toMatchObject({
+      id: 'fw',
+      priority: 5,
+      labels: { team: 'ops' },
+      targetCondition: "tags.env = 'prod'",
+    });
     await eventually(() => expect(desired('dev-a')['firmware']).toEqual({ version: '2.0' }));
 
     await eventually(async () => {
       const got = await cli('get', 'fw', '--json');
       expect(got.code).toBe(0);
-      expect(JSON.parse(got.out)).toMatchObject({ systemMetrics: { results: { targetedCount: 1, appliedCount: 1 } }, metrics: { results: { done: 0 } } });
+      expect(JSON.parse(got.out)).toMatchObject({
+        systemMetrics: { results: { targetedCount: 1, appliedCount: 1 } },
+        metrics: { results: { done: 0 } },
+      });
     });
     const list = await cli('list');
     expect(list.code).toBe(0);
-    expect(list.out).toMatch(/^id\s+priority\s+targeted\s+applied\s+targetCondition\nfw\s+5\s+1\s+1\s+tags\.env = 'prod'\n$/);
+    expect(list.out).toMatch(
+      /^id\s+priority\s+targeted\s+applied\s+targetCondition\nfw\s+5\s+1\s+1\s+tags\.env = 'prod'\n$/,
+    );
 
-    const stale = await cli('put', 'fw', '--target', "tags.env = 'prod'", '--priority', '6', '--content', '{"properties.desired.firmware":{"version":"2.0"}}', '--if-match', 'stale');
+    const stale = await cli(
+      'put',
+      'fw',
+      '--target',
+      "tags.env = 'prod'",
+      '--priority',
+      '6',
+      '--content',
+      '{"properties.desired.firmware":{"version":"2.0"}}',
+      '--if-match',
+      'stale',
+    );
     expect(stale.code).toBe(1);
     expect(stale.err).toMatch(/^twinlog: PreconditionFailed: .*\(412\)\n$/);
 
     const file = join(hub.dir, 'fw.json');
-    writeFileSync(file, JSON.stringify({ content: { deviceContent: { 'properties.desired.firmware': { version: '2.0' } } }, targetCondition: "tags.env = 'prod'", priority: 7 }));
+    writeFileSync(
+      file,
+      JSON.stringify({
+        content: { deviceContent: { 'properties.desired.firmware': { version: '2.0' } } },
+        targetCondition: "tags.env = 'prod'",
+        priority: 7,
+      }),
+    );
     const fromFile = await cli('create', 'fw', '--file', file, '--if-match', created.etag, '--json');
     expect(fromFile.code).toBe(0);
     expect(JSON.parse(fromFile.out)).toMatchObject({ priority: 7 });
@@ -88,7 +131,10 @@ describe('twinlog config', () => {
     });
     expect((await cli('put', 'x', '--target', '*')).code).toBe(2);
     let err = '';
-    const code = await runCli(['config', 'list', '--gateway', 'http://127.0.0.1:1', '--policy-key', hub.key, '--data', hub.dir], { stdout: () => {}, stderr: (t) => (err += t), stderrIsTTY: false, env: {} });
+    const code = await runCli(
+      ['config', 'list', '--gateway', 'http://127.0.0.1:1', '--policy-key', hub.key, '--data', hub.dir],
+      { stdout: () => {}, stderr: (t) => (err += t), stderrIsTTY: false, env: {} },
+    );
     expect(code).toBe(1);
     expect(err).toMatch(/cannot reach the gateway at http:\/\/127\.0\.0\.1:1/);
   });

@@ -17,7 +17,11 @@ const HUB = 'status-hub';
 
 function twinlog(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: cleanEnv({ TWINLOG_HUB_NAME: HUB }), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: ROOT,
+      env: cleanEnv({ TWINLOG_HUB_NAME: HUB }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
@@ -63,56 +67,65 @@ describe('device status in twinlog serve', () => {
     });
   };
   /** Ms until the server closes `client`. */
-  const closedAfter = (client: mqtt.MqttClient, since: number): Promise<number> => new Promise((resolve) => client.once('close', () => resolve(Date.now() - since)));
+  const closedAfter = (client: mqtt.MqttClient, since: number): Promise<number> =>
+    new Promise((resolve) => client.once('close', () => resolve(Date.now() - since)));
 
-  it('closes a device disabled through the registry at once, one disabled by the CLI within the recheck, and lets both back in', { timeout: 90_000 }, async () => {
-    const { key: policyKey } = JSON.parse(readFileSync(join(dir, 'service-policy.json'), 'utf8')) as { key: string };
-    const registry = async (deviceId: string, body: object, ifMatch?: string): Promise<Record<string, unknown>> => {
-      const res = await fetch(`http://127.0.0.1:${served.gatewayPort}/devices/${deviceId}?api-version=2021-04-12`, {
-        method: 'PUT',
-        headers: {
-          authorization: signServiceSas(HUB, 'iothubowner', policyKey, Math.floor(Date.now() / 1000) + 600),
-          'content-type': 'application/json',
-          ...(ifMatch === undefined ? {} : { 'if-match': ifMatch }),
-        },
-        body: JSON.stringify({ deviceId, ...body }),
+  it(
+    'closes a device disabled through the registry at once, one disabled by the CLI within the recheck, and lets both back in',
+    { timeout: 90_000 },
+    async () => {
+      const { key: policyKey } = JSON.parse(readFileSync(join(dir, 'service-policy.json'), 'utf8')) as { key: string };
+      const registry = async (deviceId: string, body: object, ifMatch?: string): Promise<Record<string, unknown>> => {
+        const res = await fetch(`http://127.0.0.1:${served.gatewayPort}/devices/${deviceId}?api-version=2021-04-12`, {
+          method: 'PUT',
+          headers: {
+            authorization: signServiceSas(HUB, 'iothubowner', policyKey, Math.floor(Date.now() / 1000) + 600),
+            'content-type': 'application/json',
+            ...(ifMatch === undefined ? {} : { 'if-match': ifMatch }),
+          },
+          body: JSON.stringify({ deviceId, ...body }),
+        });
+        expect(res.status).toBe(200);
+        return (await res.json()) as Record<string, unknown>;
+      };
+      const restKey = ((await registry('rest-1', {})) as { authentication: { symmetricKey: { primaryKey: string } } })
+        .authentication.symmetricKey.primaryKey;
+      const created = await twinlog(['device', 'create', 'cli-1', '--data', dir]);
+      expect(created.code).toBe(0);
+      const cliKey = /SharedAccessKey=(\S+)/.exec(created.stdout)![1]!;
+
+      const rest = await connect('rest-1', restKey);
+      const cli = await connect('cli-1', cliKey);
+
+      // through the REST registry: the shared store tells the MQTT gateway at once
+      let t = Date.now();
+      const restClosed = closedAfter(rest, t);
+      expect(await registry('rest-1', { status: 'disabled', statusReason: 'stolen' }, '*')).toMatchObject({
+        status: 'disabled',
+        statusReason: 'stolen',
       });
-      expect(res.status).toBe(200);
-      return (await res.json()) as Record<string, unknown>;
-    };
-    const restKey = ((await registry('rest-1', {})) as { authentication: { symmetricKey: { primaryKey: string } } }).authentication.symmetricKey.primaryKey;
-    const created = await twinlog(['device', 'create', 'cli-1', '--data', dir]);
-    expect(created.code).toBe(0);
-    const cliKey = /SharedAccessKey=(\S+)/.exec(created.stdout)![1]!;
+      expect(await restClosed).toBeLessThan(2_000); // "at once": a generous bound, not a measured time
+      await expect(connect('rest-1', restKey)).rejects.toMatchObject({ code: 5 });
+      expect(cli.connected).toBe(true);
 
-    const rest = await connect('rest-1', restKey);
-    const cli = await connect('cli-1', cliKey);
+      // through the CLI, another process on the same registry file: the recheck (5 s) finds it
+      t = Date.now();
+      const cliClosed = closedAfter(cli, t);
+      const disabled = await twinlog(['device', 'update', 'cli-1', '--status', 'disabled', '--data', dir]);
+      expect(disabled).toMatchObject({ code: 0 });
+      expect(disabled.stdout).toMatch(/^cli-1: disabled since /);
+      expect(await cliClosed).toBeLessThan(5_000 + 5_000); // the recheck interval, plus the CLI's start
+      await expect(connect('cli-1', cliKey)).rejects.toMatchObject({ code: 5 });
 
-    // through the REST registry: the shared store tells the MQTT gateway at once
-    let t = Date.now();
-    const restClosed = closedAfter(rest, t);
-    expect(await registry('rest-1', { status: 'disabled', statusReason: 'stolen' }, '*')).toMatchObject({ status: 'disabled', statusReason: 'stolen' });
-    expect(await restClosed).toBeLessThan(2_000); // "at once": a generous bound, not a measured time
-    await expect(connect('rest-1', restKey)).rejects.toMatchObject({ code: 5 });
-    expect(cli.connected).toBe(true);
+      // re-enabled, both connect again
+      await registry('rest-1', { status: 'enabled' }, '*');
+      expect((await twinlog(['device', 'update', 'cli-1', '--status', 'enabled', '--data', dir])).code).toBe(0);
+      expect((await connect('rest-1', restKey)).connected).toBe(true);
+      expect((await connect('cli-1', cliKey)).connected).toBe(true);
 
-    // through the CLI, another process on the same registry file: the recheck (5 s) finds it
-    t = Date.now();
-    const cliClosed = closedAfter(cli, t);
-    const disabled = await twinlog(['device', 'update', 'cli-1', '--status', 'disabled', '--data', dir]);
-    expect(disabled).toMatchObject({ code: 0 });
-    expect(disabled.stdout).toMatch(/^cli-1: disabled since /);
-    expect(await cliClosed).toBeLessThan(5_000 + 5_000); // the recheck interval, plus the CLI's start
-    await expect(connect('cli-1', cliKey)).rejects.toMatchObject({ code: 5 });
-
-    // re-enabled, both connect again
-    await registry('rest-1', { status: 'enabled' }, '*');
-    expect((await twinlog(['device', 'update', 'cli-1', '--status', 'enabled', '--data', dir])).code).toBe(0);
-    expect((await connect('rest-1', restKey)).connected).toBe(true);
-    expect((await connect('cli-1', cliKey)).connected).toBe(true);
-
-    const metrics = await (await fetch(`http://127.0.0.1:${served.adminPort}/metrics`)).text();
-    expect(metrics).toMatch(/^twinlog_mqtt_events_total\{kind="disabled",status=""\} 2$/m);
-    expect(metrics).toMatch(/^twinlog_mqtt_events_total\{kind="connect",status="5"\} 2$/m);
-  });
+      const metrics = await (await fetch(`http://127.0.0.1:${served.adminPort}/metrics`)).text();
+      expect(metrics).toMatch(/^twinlog_mqtt_events_total\{kind="disabled",status=""\} 2$/m);
+      expect(metrics).toMatch(/^twinlog_mqtt_events_total\{kind="connect",status="5"\} 2$/m);
+    },
+  );
 });

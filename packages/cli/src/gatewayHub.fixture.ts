@@ -8,8 +8,21 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTwinClient, type TwinClient } from '@twinlog/client';
-import { createConfigurationManager, createJobRunner, createReadModel, type ConfigurationManager, type JobRunner, type ReadModel } from '@twinlog/fleet';
-import { createDeviceKeyStore, createRestGateway, type DeviceKeyStore, type ListeningGateway, type RestGateway } from '@twinlog/gateway';
+import {
+  createConfigurationManager,
+  createJobRunner,
+  createReadModel,
+  type ConfigurationManager,
+  type JobRunner,
+  type ReadModel,
+} from '@twinlog/fleet';
+import {
+  createDeviceKeyStore,
+  createRestGateway,
+  type DeviceKeyStore,
+  type ListeningGateway,
+  type RestGateway,
+} from '@twinlog/gateway';
 import { createEmbeddedLog, type EmbeddedLog } from '@twinlog/log-embedded';
 import { ensureTwinTopics, startProjector, type Projector } from '@twinlog/projector';
 import { runCli } from './runCli.ts';
@@ -48,10 +61,15 @@ export async function startGatewayHub({
   await ensureTwinTopics(log, 2);
   const projector: Projector = await startProjector({ log, physicalNow: Date.now });
   const client = createTwinClient({ log, physicalNow: Date.now, actor: `cli-${name}-test`, pollIntervalMs: 5 });
-  const readModel = withConfigurations || withJobs ? await createReadModel({ log, path: join(dir, 'read-model.db') }) : undefined;
-  const configurations = withConfigurations ? createConfigurationManager({ readModel: readModel!, log, physicalNow: Date.now }) : undefined;
+  const readModel =
+    withConfigurations || withJobs ? await createReadModel({ log, path: join(dir, 'read-model.db') }) : undefined;
+  const configurations = withConfigurations
+    ? createConfigurationManager({ readModel: readModel!, log, physicalNow: Date.now })
+    : undefined;
   configurations?.start();
-  const jobs = withJobs ? createJobRunner({ readModel: readModel!, log, physicalNow: Date.now, pollIntervalMs: 20 }) : undefined;
+  const jobs = withJobs
+    ? createJobRunner({ readModel: readModel!, log, physicalNow: Date.now, pollIntervalMs: 20 })
+    : undefined;
   jobs?.start();
   const deviceKeys = withDeviceKeys ? createDeviceKeyStore(join(dir, 'registry.db')) : undefined;
   const gateway: RestGateway = createRestGateway({
@@ -86,7 +104,8 @@ export async function startGatewayHub({
     jobs,
     deviceKeys,
     twinlog,
-    cli: (command, ...args) => twinlog(command, ...args, '--gateway', `http://127.0.0.1:${listening.port}`, '--policy-key', key),
+    cli: (command, ...args) =>
+      twinlog(command, ...args, '--gateway', `http://127.0.0.1:${listening.port}`, '--policy-key', key),
     async close() {
       await listening.close();
       await gateway.close();

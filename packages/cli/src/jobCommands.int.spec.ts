@@ -21,21 +21,53 @@ describe('twinlog job', () => {
     for (const id of ['a1', 'a2', 'b1']) await hub.client.createDevice(id, { wait: true });
     await hub.client.patchTwin('a1', { tags: { site: 'a' } });
     await hub.client.patchTwin('a2', { tags: { site: 'a' } });
-    const rows = async (): Promise<number> => (await hub.readModel!.queryAll("SELECT deviceId FROM devices WHERE tags.site = 'a'")).rows.length;
+    const rows = async (): Promise<number> =>
+      (await hub.readModel!.queryAll("SELECT deviceId FROM devices WHERE tags.site = 'a'")).rows.length;
     for (let i = 0; (await rows()) < 2 && i < 400; i++) await new Promise((r) => setTimeout(r, 25)); // the job matches what the read model shows
 
-    const created = await cli('create', 'fw-2', '{"properties":{"desired":{"fw":"2.0"}}}', '--query', "tags.site = 'a'", '--wait', '--json');
+    const created = await cli(
+      'create',
+      'fw-2',
+      '{"properties":{"desired":{"fw":"2.0"}}}',
+      '--query',
+      "tags.site = 'a'",
+      '--wait',
+      '--json',
+    );
     expect(created.err).toBe('');
     expect(created.code).toBe(0);
     const job = JSON.parse(created.out) as Record<string, unknown>;
-    expect(job).toMatchObject({ jobId: 'fw-2', type: 'scheduleUpdateTwin', status: 'completed', queryCondition: "tags.site = 'a'" });
-    expect(job['deviceJobStatistics']).toEqual({ deviceCount: 2, failedCount: 0, succeededCount: 2, runningCount: 0, pendingCount: 0 });
+    expect(job).toMatchObject({
+      jobId: 'fw-2',
+      type: 'scheduleUpdateTwin',
+      status: 'completed',
+      queryCondition: "tags.site = 'a'",
+    });
+    expect(job['deviceJobStatistics']).toEqual({
+      deviceCount: 2,
+      failedCount: 0,
+      succeededCount: 2,
+      runningCount: 0,
+      pendingCount: 0,
+    });
 
     const got = await cli('get', 'fw-2');
     expect(got.code).toBe(0);
-    expect(JSON.parse(got.out)).toMatchObject({ jobId: 'fw-2', status: 'completed', updateTwin: { etag: '*', properties: { desired: { fw: '2.0' } } } });
+    expect(JSON.parse(got.out)).toMatchObject({
+      jobId: 'fw-2',
+      status: 'completed',
+      updateTwin: { etag: '*', properties: { desired: { fw: '2.0' } } },
+    });
 
-    const later = await cli('create', 'later', '{"tags":{"x":1}}', '--query', "deviceId = 'b1'", '--start', new Date(Date.now() + 3_600_000).toISOString());
+    const later = await cli(
+      'create',
+      'later',
+      '{"tags":{"x":1}}',
+      '--query',
+      "deviceId = 'b1'",
+      '--start',
+      new Date(Date.now() + 3_600_000).toISOString(),
+    );
     expect(later.code).toBe(0);
     expect(JSON.parse(later.out)).toMatchObject({ jobId: 'later', status: 'scheduled' });
     const cancelled = await cli('cancel', 'later', '--json');
@@ -46,7 +78,12 @@ describe('twinlog job', () => {
     expect(list.out).toMatch(/^fw-2 {2}completed {2}devices 2: succeeded 2, failed 0, running 0, pending 0/m);
     expect(list.out).toMatch(/^later {2}cancelled/m);
     const onlyCancelled = await cli('list', '--status', 'cancelled', '--json');
-    expect(onlyCancelled.out.trim().split('\n').map((l) => (JSON.parse(l) as { jobId: string }).jobId)).toEqual(['later']);
+    expect(
+      onlyCancelled.out
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { jobId: string }).jobId),
+    ).toEqual(['later']);
 
     const again = await cli('create', 'fw-2', '{"tags":{"y":1}}', '--query', "tags.site = 'a'");
     expect(again.code).toBe(1);
@@ -58,7 +95,14 @@ describe('twinlog job', () => {
   });
 
   it('jobBodyOf builds IoT Hub’s scheduleUpdateTwin body', () => {
-    expect(jobBodyOf('j1', '{"tags":{"a":1}}', { query: "tags.b = 2", start: '2030-01-01T00:00:00Z', maxSeconds: '60', etag: 'AAAA' })).toEqual({
+    expect(
+      jobBodyOf('j1', '{"tags":{"a":1}}', {
+        query: 'tags.b = 2',
+        start: '2030-01-01T00:00:00Z',
+        maxSeconds: '60',
+        etag: 'AAAA',
+      }),
+    ).toEqual({
       jobId: 'j1',
       type: 'scheduleUpdateTwin',
       queryCondition: 'tags.b = 2',
@@ -66,6 +110,8 @@ describe('twinlog job', () => {
       startTime: '2030-01-01T00:00:00.000Z',
       maxExecutionTimeInSeconds: 60,
     });
-    expect(() => jobBodyOf('j1', '{"properties":{"reported":{}}}', { query: '*' })).toThrow(/needs tags or properties.desired/);
+    expect(() => jobBodyOf('j1', '{"properties":{"reported":{}}}', { query: '*' })).toThrow(
+      /needs tags or properties.desired/,
+    );
   });
 });

@@ -24,20 +24,39 @@ it('creates, gets, lists and deletes modules through the gateway', { timeout: 30
   const created = await cli('create', 'gw-1', 'sensor');
   expect(created.code).toBe(0);
   const key = hub.deviceKeys!.get('gw-1/sensor')!.primaryKey;
-  expect(created.out).toContain(`connection string: HostName=localhost;DeviceId=gw-1;ModuleId=sensor;SharedAccessKey=${key}\n`);
+  expect(created.out).toContain(
+    `connection string: HostName=localhost;DeviceId=gw-1;ModuleId=sensor;SharedAccessKey=${key}\n`,
+  );
   expect((await hub.client.getTwin('gw-1/sensor')).moduleId).toBe('sensor');
-  expect(await cli('create', 'gw-1', 'sensor')).toMatchObject({ code: 1, err: expect.stringContaining('ModuleAlreadyExistsOnDevice') });
+  expect(await cli('create', 'gw-1', 'sensor')).toMatchObject({
+    code: 1,
+    err: expect.stringContaining('ModuleAlreadyExistsOnDevice'),
+  });
   expect((await cli('create', 'gw-1', 'camera')).code).toBe(0);
 
   const got = await cli('get', 'gw-1', 'sensor', '--json');
-  expect(JSON.parse(got.out)).toMatchObject({ deviceId: 'gw-1', moduleId: 'sensor', authentication: { symmetricKey: { primaryKey: key } } });
-  expect((await cli('list', 'gw-1')).out).toBe('moduleId  connectionState\ncamera    Disconnected\nsensor    Disconnected\n');
-  expect((await cli('list', 'gw-1', '--json')).out.trim().split('\n').map((l) => JSON.parse(l).moduleId)).toEqual(['camera', 'sensor']);
+  expect(JSON.parse(got.out)).toMatchObject({
+    deviceId: 'gw-1',
+    moduleId: 'sensor',
+    authentication: { symmetricKey: { primaryKey: key } },
+  });
+  expect((await cli('list', 'gw-1')).out).toBe(
+    'moduleId  connectionState\ncamera    Disconnected\nsensor    Disconnected\n',
+  );
+  expect(
+    (await cli('list', 'gw-1', '--json')).out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).moduleId),
+  ).toEqual(['camera', 'sensor']);
 
   expect(await cli('delete', 'gw-1', 'camera')).toMatchObject({ code: 0, out: 'deleted module camera of gw-1\n' });
   expect((await cli('list', 'gw-1')).out).toBe('moduleId  connectionState\nsensor    Disconnected\n');
   expect(await cli('get', 'gw-1', 'camera')).toMatchObject({ code: 1, err: expect.stringContaining('ModuleNotFound') });
-  expect(await cli('create', 'gw-1', 'a/b')).toMatchObject({ code: 2, err: expect.stringContaining('not a module id') });
+  expect(await cli('create', 'gw-1', 'a/b')).toMatchObject({
+    code: 2,
+    err: expect.stringContaining('not a module id'),
+  });
 
   // the module twin is audited and read like any twin, by its id {deviceId}/{moduleId}
   const audit = await twinlog('audit', 'gw-1/sensor');
@@ -47,9 +66,16 @@ it('creates, gets, lists and deletes modules through the gateway', { timeout: 30
   expect(JSON.parse(twin.out)).toMatchObject({ deviceId: 'gw-1', moduleId: 'sensor', version: 2 });
 
   // twinlog query and device list on the same log: devices are not their module twins
-  expect((await twinlog('query', 'SELECT deviceId, moduleId FROM devices.modules')).out).toBe('{"deviceId":"gw-1","moduleId":"sensor"}\n');
+  expect((await twinlog('query', 'SELECT deviceId, moduleId FROM devices.modules')).out).toBe(
+    '{"deviceId":"gw-1","moduleId":"sensor"}\n',
+  );
   expect((await twinlog('query', 'SELECT deviceId FROM devices')).out).toBe('{"deviceId":"gw-1"}\n');
-  expect((await twinlog('device', 'list', '--json')).out.trim().split('\n').map((l) => JSON.parse(l).deviceId)).toEqual(['gw-1']);
+  expect(
+    (await twinlog('device', 'list', '--json')).out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).deviceId),
+  ).toEqual(['gw-1']);
 
   // twinlog device delete deletes the device's modules too (twins and keys)
   const deleted = await twinlog('device', 'delete', 'gw-1');

@@ -34,7 +34,12 @@ afterEach(() => rmSync(data, { recursive: true, force: true }));
 async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
-  const code = await runCli([...args, '--data', data], { stdout: (s) => (out += s), stderr: (s) => (err += s), stderrIsTTY: false, env: {} });
+  const code = await runCli([...args, '--data', data], {
+    stdout: (s) => (out += s),
+    stderr: (s) => (err += s),
+    stderrIsTTY: false,
+    env: {},
+  });
   return { code, out, err };
 }
 
@@ -73,8 +78,13 @@ describe('replay --twins', () => {
     await log.close();
     const stdout = await cli(['replay', '--twins', '-']);
     expect(stdout.code).toBe(0);
-    const twins = stdout.out.trimEnd().split('\n').map((l) => JSON.parse(l) as { deviceId: string });
-    expect(twins.sort((a, b) => a.deviceId.localeCompare(b.deviceId))).toEqual(expected.sort((a, b) => a.deviceId.localeCompare(b.deviceId)));
+    const twins = stdout.out
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { deviceId: string });
+    expect(twins.sort((a, b) => a.deviceId.localeCompare(b.deviceId))).toEqual(
+      expected.sort((a, b) => a.deviceId.localeCompare(b.deviceId)),
+    );
     expect(stdout.err).toMatch(/^replayed embedded:/m);
     const file = join(data, 'twins.jsonl');
     const toFile = await cli(['replay', '--twins', file]);
@@ -84,13 +94,20 @@ describe('replay --twins', () => {
 
   it('reads --until as one offset, or as offsets per partition', () => {
     expect(parseUntil('12')).toEqual({ offset: 12 });
-    expect(parseUntil('0:3,1:0')).toEqual({ offsets: new Map([[0, 3], [1, 0]]) });
+    expect(parseUntil('0:3,1:0')).toEqual({
+      offsets: new Map([
+        [0, 3],
+        [1, 0],
+      ]),
+    });
     expect(() => parseUntil('0:3,0:4')).toThrow('--until names partition 0 twice');
     expect(() => parseUntil('0:3,')).toThrow(/--until must be an ISO-8601 time/);
   });
 
   it('with offsets per partition, bounds only the partitions named', async () => {
-    const all = JSON.parse((await cli(['replay', '--json'])).out) as { partitions: { partition: number; backend: { last: number | null } }[] };
+    const all = JSON.parse((await cli(['replay', '--json'])).out) as {
+      partitions: { partition: number; backend: { last: number | null } }[];
+    };
     const bounded = JSON.parse((await cli(['replay', '--json', '--until', '0:0'])).out) as typeof all;
     expect(bounded.partitions[0]!.backend.last).toBe(0);
     expect(bounded.partitions[1]!.backend.last).toBe(all.partitions[1]!.backend.last);
@@ -101,13 +118,19 @@ describe('audit of a fleet', () => {
   it('--all streams every twin’s events as JSON lines, --where keeps those after which the twin matched', async () => {
     const all = await cli(['audit', '--all', '--format', 'json']);
     expect(all.code).toBe(0);
-    const events = all.out.trimEnd().split('\n').map((l) => JSON.parse(l) as { deviceId: string; section: string; patch: unknown });
+    const events = all.out
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { deviceId: string; section: string; patch: unknown });
     expect(events).toHaveLength(9);
     expect(new Set(events.map((e) => e.deviceId))).toEqual(new Set(['d-1', 'd-2', 'd-3']));
     expect(all.err).toMatch(/audit: 9 events kept of 9 applied, 3 twins/);
 
     const eu = await cli(['audit', '--where', "tags.region = 'eu'", '--json']);
-    const kept = eu.out.trimEnd().split('\n').map((l) => JSON.parse(l) as { deviceId: string; section: string; patch: unknown });
+    const kept = eu.out
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { deviceId: string; section: string; patch: unknown });
     // d-1's tag and desired events, d-3's first tag event; not d-3's move to 'us', nor anything of d-2, nor the creates
     expect(kept.map((e) => [e.deviceId, e.section])).toEqual(
       expect.arrayContaining([
@@ -125,7 +148,22 @@ describe('audit of a fleet', () => {
     const r = await cli(['audit', '--all', '--section', 'desired', '--format', 'csv', '--output', file]);
     expect(r).toMatchObject({ code: 0, out: '' });
     const rows = parseCsv(readFileSync(file, 'utf8'));
-    expect(rows[0]).toEqual(['time', 'deviceId', 'actor', 'section', 'op', 'patch', 'version', 'tags', 'desired', 'reported', 'topic', 'partition', 'offset', 'appendTime']);
+    expect(rows[0]).toEqual([
+      'time',
+      'deviceId',
+      'actor',
+      'section',
+      'op',
+      'patch',
+      'version',
+      'tags',
+      'desired',
+      'reported',
+      'topic',
+      'partition',
+      'offset',
+      'appendTime',
+    ]);
     expect(rows.slice(1).map((row) => [row[1], row[3], JSON.parse(row[5]!) as unknown])).toEqual(
       expect.arrayContaining([
         ['d-1', 'desired', { fw: '2.0', note: 'a "quoted", multi\nline value' }],
@@ -136,8 +174,13 @@ describe('audit of a fleet', () => {
   });
 
   it('refuses a bare audit, --all with a device, and a bad condition, each with a clear error', async () => {
-    expect(await cli(['audit'])).toMatchObject({ code: 2, err: "twinlog: missing required argument 'deviceId' (or --all, or --where <condition>, for a fleet)\n" });
-    expect((await cli(['audit', 'd-1', '--all'])).err).toBe('twinlog: --all audits every twin: give it without a device id\n');
+    expect(await cli(['audit'])).toMatchObject({
+      code: 2,
+      err: "twinlog: missing required argument 'deviceId' (or --all, or --where <condition>, for a fleet)\n",
+    });
+    expect((await cli(['audit', 'd-1', '--all'])).err).toBe(
+      'twinlog: --all audits every twin: give it without a device id\n',
+    );
     const bad = await cli(['audit', '--where', 'tags.region = ']);
     expect(bad.code).not.toBe(0);
     expect(bad.err).toMatch(/QUERY_/);

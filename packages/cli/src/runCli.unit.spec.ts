@@ -47,13 +47,19 @@ describe('resolveConfig', () => {
   });
 
   it('names the source of a bad value', () => {
-    expect(() => resolveConfig({ adminPort: '70000' }, {})).toThrow("--admin-port must be a port number (0-65535), got 70000");
-    expect(() => resolveConfig({}, { TWINLOG_PARTITIONS: 'four' })).toThrow("environment TWINLOG_PARTITIONS must be a non-negative integer, got 'four'");
+    expect(() => resolveConfig({ adminPort: '70000' }, {})).toThrow(
+      '--admin-port must be a port number (0-65535), got 70000',
+    );
+    expect(() => resolveConfig({}, { TWINLOG_PARTITIONS: 'four' })).toThrow(
+      "environment TWINLOG_PARTITIONS must be a non-negative integer, got 'four'",
+    );
     const file = join(tempDir(), 'bad.json');
     writeFileSync(file, '{"prot": 1}');
     expect(() => resolveConfig({ config: file }, {})).toThrow(`the config file ${file} has an unknown key 'prot'`);
     writeFileSync(file, '{"logLevel": "loud"}');
-    expect(() => resolveConfig({ config: file }, {})).toThrow(`${file}: logLevel must be debug, info, warn or error, got 'loud'`);
+    expect(() => resolveConfig({ config: file }, {})).toThrow(
+      `${file}: logLevel must be debug, info, warn or error, got 'loud'`,
+    );
   });
 });
 
@@ -65,18 +71,35 @@ describe('runCli', () => {
       out: '',
       err: "twinlog: --until must be an ISO-8601 time (2026-11-28T12:00:00Z), an offset (a non-negative integer) or partition:offset pairs (0:1200,1:980), got '2026-13-45'\n",
     });
-    expect(await cli(['audit', 'dev1', '--section', 'props', '--data', data])).toMatchObject({ code: 2, err: "twinlog: --section must be one of tags, desired, reported, create, delete, got 'props'\n" });
+    expect(await cli(['audit', 'dev1', '--section', 'props', '--data', data])).toMatchObject({
+      code: 2,
+      err: "twinlog: --section must be one of tags, desired, reported, create, delete, got 'props'\n",
+    });
     expect(await cli(['twin', 'patch', 'dev1', '{"properties":{"reported":{"a":1}}}', '--data', data])).toMatchObject({
       code: 2,
       err: 'twinlog: properties.reported cannot be written by the back end (a device reports with `twinlog twin report`)\n',
     });
-    expect(await cli(['twin', 'patch', 'dev1', '[1]', '--data', data])).toMatchObject({ code: 2, err: 'twinlog: the twin patch must be a JSON object, got [1]\n' });
-    expect(await cli(['tail', 'changes', '--limit', '0', '--data', data])).toMatchObject({ code: 2, err: "twinlog: --limit must be a positive integer, got '0'\n" });
-    expect(await cli(['device', 'create'])).toMatchObject({ code: 2, err: "twinlog: missing required argument 'deviceId' (see twinlog --help)\n" });
+    expect(await cli(['twin', 'patch', 'dev1', '[1]', '--data', data])).toMatchObject({
+      code: 2,
+      err: 'twinlog: the twin patch must be a JSON object, got [1]\n',
+    });
+    expect(await cli(['tail', 'changes', '--limit', '0', '--data', data])).toMatchObject({
+      code: 2,
+      err: "twinlog: --limit must be a positive integer, got '0'\n",
+    });
+    expect(await cli(['device', 'create'])).toMatchObject({
+      code: 2,
+      err: "twinlog: missing required argument 'deviceId' (see twinlog --help)\n",
+    });
     expect(await cli(['device', 'list', 'extra'])).toMatchObject({ code: 2 });
-    expect(await cli(['device', 'create', 'gw-1/sensor', '--data', data])).toMatchObject({ code: 2, err: expect.stringContaining('not a device id: "gw-1/sensor"') });
+    expect(await cli(['device', 'create', 'gw-1/sensor', '--data', data])).toMatchObject({
+      code: 2,
+      err: expect.stringContaining('not a device id: "gw-1/sensor"'),
+    });
     expect(await cli(['bench', 'everything'])).toMatchObject({ code: 2 });
-    expect((await cli(['query', 'SELECT * FROM devices', '--kafka', 'k:1', '--partitions', '0'])).err).toBe('twinlog: --partitions must be between 1 and 1000, got 0\n');
+    expect((await cli(['query', 'SELECT * FROM devices', '--kafka', 'k:1', '--partitions', '0'])).err).toBe(
+      'twinlog: --partitions must be between 1 and 1000, got 0\n',
+    );
     expect(await cli(['--version'])).toEqual({ code: 0, out: '0.1.0\n', err: '' });
     const { existsSync } = await import('node:fs');
     expect(existsSync(data)).toBe(false);
@@ -93,7 +116,9 @@ describe('bench', () => {
     const keys = registry['thermo-9']!;
     expect(Buffer.from(keys.primaryKey, 'base64')).toHaveLength(32);
     expect(keys.secondaryKey).not.toBe(keys.primaryKey);
-    expect(created.out).toContain(`connection string: HostName=hub.test;DeviceId=thermo-9;SharedAccessKey=${keys.primaryKey}\n`);
+    expect(created.out).toContain(
+      `connection string: HostName=hub.test;DeviceId=thermo-9;SharedAccessKey=${keys.primaryKey}\n`,
+    );
     // a second create keeps the keys the device may already use
     expect((await cli(['device', 'create', 'thermo-9', '--no-wait'], env)).out).toContain(keys.primaryKey);
     expect(readRegistry(data)['thermo-9']!.primaryKey).toBe(keys.primaryKey);
@@ -107,11 +132,24 @@ describe('bench', () => {
     expect((await cli(['device', 'create', 'thermo-9', '--no-wait'], env)).code).toBe(0);
     const keys = readRegistry(data)['thermo-9']!;
 
-    const disabled = await cli(['device', 'update', 'thermo-9', '--status', 'disabled', '--status-reason', 'stolen', '--json'], env);
+    const disabled = await cli(
+      ['device', 'update', 'thermo-9', '--status', 'disabled', '--status-reason', 'stolen', '--json'],
+      env,
+    );
     expect(disabled.code).toBe(0);
     const row = readRegistry(data)['thermo-9']!;
-    expect(row).toMatchObject({ primaryKey: keys.primaryKey, secondaryKey: keys.secondaryKey, status: 'disabled', statusReason: 'stolen' });
-    expect(JSON.parse(disabled.out)).toEqual({ deviceId: 'thermo-9', status: 'disabled', statusReason: 'stolen', statusUpdatedTime: row.statusUpdatedTime });
+    expect(row).toMatchObject({
+      primaryKey: keys.primaryKey,
+      secondaryKey: keys.secondaryKey,
+      status: 'disabled',
+      statusReason: 'stolen',
+    });
+    expect(JSON.parse(disabled.out)).toEqual({
+      deviceId: 'thermo-9',
+      status: 'disabled',
+      statusReason: 'stolen',
+      statusUpdatedTime: row.statusUpdatedTime,
+    });
     expect(Number.isFinite(Date.parse(row.statusUpdatedTime!))).toBe(true);
 
     const enabled = await cli(['device', 'update', 'thermo-9', '--status', 'enabled', '--status-reason', ''], env);
@@ -121,7 +159,10 @@ describe('bench', () => {
     expect(readRegistry(data)['thermo-9']!.statusReason).toBeUndefined();
 
     expect(await cli(['device', 'update', 'thermo-9', '--status', 'paused'], env)).toMatchObject({ code: 2 });
-    expect(await cli(['device', 'update', 'thermo-9'], env)).toMatchObject({ code: 2, err: 'twinlog: nothing to update: give --status enabled|disabled and/or --status-reason <text>\n' });
+    expect(await cli(['device', 'update', 'thermo-9'], env)).toMatchObject({
+      code: 2,
+      err: 'twinlog: nothing to update: give --status enabled|disabled and/or --status-reason <text>\n',
+    });
     const unknown = await cli(['device', 'update', 'nobody', '--status', 'disabled'], env);
     expect(unknown.code).toBe(1);
     expect(unknown.err).toContain('device nobody has no identity in the registry');
@@ -133,15 +174,22 @@ describe('bench', () => {
     writeFileSync(join(root, 'package.json'), JSON.stringify({ scripts: { 'bench:fold': 'true', test: 'vitest' } }));
     let err = '';
     const io = { out: () => {}, err: (t: string) => (err += t), stderrIsTTY: false };
-    await expect(benchCommand(io, 'gateway', { root })).rejects.toThrow("benchmark 'gateway' does not exist yet (no `npm run bench:gateway` script; available: fold)");
+    await expect(benchCommand(io, 'gateway', { root })).rejects.toThrow(
+      "benchmark 'gateway' does not exist yet (no `npm run bench:gateway` script; available: fold)",
+    );
     await expect(benchCommand(io, 'gateway', { root })).rejects.toMatchObject({ exitCode: 1 });
     expect(err).toBe('');
   });
 
   it('summarises the RESULT line into figures and ratios', () => {
-    const result = parseResultLine('round 1 …\nRESULT {"decode_per_s":149369,"fold_per_s":62460,"fold_vs_decode":0.418}\n');
+    const result = parseResultLine(
+      'round 1 …\nRESULT {"decode_per_s":149369,"fold_per_s":62460,"fold_vs_decode":0.418}\n',
+    );
     expect(result).toEqual({ decode_per_s: 149369, fold_per_s: 62460, fold_vs_decode: 0.418 });
-    expect(summarizeResult(result!)).toEqual(['figures: decode_per_s 149,369, fold_per_s 62,460', 'ratios:  fold_vs_decode 0.418']);
+    expect(summarizeResult(result!)).toEqual([
+      'figures: decode_per_s 149,369, fold_per_s 62,460',
+      'ratios:  fold_vs_decode 0.418',
+    ]);
     expect(parseResultLine('no result here')).toBeUndefined();
   });
 });
@@ -162,13 +210,22 @@ describe('createProgress', () => {
   it('prints plain lines, at most one per interval, elsewhere', () => {
     let t = 0;
     const lines: string[] = [];
-    const p = createProgress({ write: (s) => lines.push(s), isTTY: false, label: 'replay', now: () => t, lineIntervalMs: 1000 });
+    const p = createProgress({
+      write: (s) => lines.push(s),
+      isTTY: false,
+      label: 'replay',
+      now: () => t,
+      lineIntervalMs: 1000,
+    });
     t = 1000;
     p.update(100, 400);
     t = 1500;
     p.update(200, 400); // within the interval: not printed
     t = 2000;
     p.end(400, 400);
-    expect(lines).toEqual(['replay: 25% 100/400 records, 100 records/s, ETA 3s\n', 'replay: 100% 400/400 records, 200 records/s, ETA 0s\n']);
+    expect(lines).toEqual([
+      'replay: 25% 100/400 records, 100 records/s, ETA 3s\n',
+      'replay: 100% 400/400 records, 200 records/s, ETA 0s\n',
+    ]);
   });
 });

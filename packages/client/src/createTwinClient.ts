@@ -14,7 +14,15 @@
  */
 import { randomBytes } from 'node:crypto';
 import { produce } from 'immer';
-import { decodeOutputRecord, encodeEvent, type ChangeRecord, type DeadLetterRecord, type DeltaRecord, type RejectionRecord, type SnapshotRecord } from '@twinlog/codec';
+import {
+  decodeOutputRecord,
+  encodeEvent,
+  type ChangeRecord,
+  type DeadLetterRecord,
+  type DeltaRecord,
+  type RejectionRecord,
+  type SnapshotRecord,
+} from '@twinlog/codec';
 import {
   createHybridClock,
   diffMergePatch,
@@ -193,7 +201,12 @@ export interface WriteOptions {
  * const d: WriteDecision = await client.mergeTags('dev1', { a: 1 }, { wait: true })
  */
 export type DecidedWriteOptions = WriteOptions &
-  ({ readonly ifMatch: string } | { readonly ifVersion: number } | { readonly idempotencyKey: string } | { readonly wait: true });
+  (
+    | { readonly ifMatch: string }
+    | { readonly ifVersion: number }
+    | { readonly idempotencyKey: string }
+    | { readonly wait: true }
+  );
 
 /**
  * Options of a write that resolves when appended (no condition, no `wait`).
@@ -242,7 +255,11 @@ export interface SectionWrite {
  */
 export interface ReportedWrite {
   (deviceId: string, patch: Patch, options: WaitOptions & { readonly wait: true }): Promise<WriteDecision>;
-  (deviceId: string, patch: Patch, options?: WaitOptions & { readonly wait?: false | undefined }): Promise<WriteReceipt>;
+  (
+    deviceId: string,
+    patch: Patch,
+    options?: WaitOptions & { readonly wait?: false | undefined },
+  ): Promise<WriteReceipt>;
   (deviceId: string, patch: Patch, options?: WaitOptions): Promise<WriteReceipt | WriteDecision>;
 }
 
@@ -318,12 +335,26 @@ export interface UpdateWrite {
     deviceId: string,
     section: Section,
     recipe: UpdateRecipe,
-    options: UpdateOptions & ({ readonly ifMatch: string } | { readonly ifVersion: number } | { readonly wait: true } | { readonly ifUnchanged: true }),
+    options: UpdateOptions &
+      (
+        | { readonly ifMatch: string }
+        | { readonly ifVersion: number }
+        | { readonly wait: true }
+        | { readonly ifUnchanged: true }
+      ),
   ): Promise<WriteDecision | undefined>;
-  (deviceId: string, section: Section, recipe: UpdateRecipe, options?: UpdateOptions & PlainWriteOptions & { readonly ifUnchanged?: false | undefined }): Promise<
-    WriteReceipt | undefined
-  >;
-  (deviceId: string, section: Section, recipe: UpdateRecipe, options?: UpdateOptions): Promise<WriteReceipt | WriteDecision | undefined>;
+  (
+    deviceId: string,
+    section: Section,
+    recipe: UpdateRecipe,
+    options?: UpdateOptions & PlainWriteOptions & { readonly ifUnchanged?: false | undefined },
+  ): Promise<WriteReceipt | undefined>;
+  (
+    deviceId: string,
+    section: Section,
+    recipe: UpdateRecipe,
+    options?: UpdateOptions,
+  ): Promise<WriteReceipt | WriteDecision | undefined>;
 }
 
 /**
@@ -470,7 +501,13 @@ export function createTwinClient({
   }
 
   /** Build, validate and encode the records of one request; consumes sequence numbers only on success. */
-  const build = (deviceId: string, drafts: readonly Draft[], condition: Condition | undefined, corr: boolean, by: string): TwinEvent[] => {
+  const build = (
+    deviceId: string,
+    drafts: readonly Draft[],
+    condition: Condition | undefined,
+    corr: boolean,
+    by: string,
+  ): TwinEvent[] => {
     const requestId = `${writerId}/${nextSeq}`;
     const corrId = corr ? requestId : undefined;
     // every command carries an idempotency key: the caller's, or its correlation id (docs/idempotency.md)
@@ -501,11 +538,22 @@ export function createTwinClient({
     drafts: readonly Draft[],
     options: WriteOptions & { readonly actor?: string | undefined },
   ): Promise<WriteReceipt[] | WriteDecision> => {
-    const { ifMatch, ifVersion, idempotencyKey, retries = 0, wait = false, timeoutMs = decisionTimeoutMs, actor: by = actor } = options;
+    const {
+      ifMatch,
+      ifVersion,
+      idempotencyKey,
+      retries = 0,
+      wait = false,
+      timeoutMs = decisionTimeoutMs,
+      actor: by = actor,
+    } = options;
     if (idempotencyKey !== undefined && !isIdempotencyKey(idempotencyKey)) {
-      throw new TwinlogError('EVENT_INVALID', 'invalid idempotency key: printable ASCII, 1 to 128 characters', { details: { idempotencyKey } });
+      throw new TwinlogError('EVENT_INVALID', 'invalid idempotency key: printable ASCII, 1 to 128 characters', {
+        details: { idempotencyKey },
+      });
     }
-    if (!Number.isSafeInteger(retries) || retries < 0) throw new TypeError(`retries must be a non-negative integer, not ${retries}`);
+    if (!Number.isSafeInteger(retries) || retries < 0)
+      throw new TypeError(`retries must be a non-negative integer, not ${retries}`);
     const cond: Condition | undefined =
       ifMatch === undefined && ifVersion === undefined && idempotencyKey === undefined
         ? undefined
@@ -514,7 +562,10 @@ export function createTwinClient({
             ...(ifVersion === undefined ? {} : { ifVersion }),
             ...(idempotencyKey === undefined ? {} : { key: idempotencyKey }),
           };
-    if (cond !== undefined && (topic !== TOPICS.backend || drafts.some((d) => d.section !== 'tags' && d.section !== 'desired'))) {
+    if (
+      cond !== undefined &&
+      (topic !== TOPICS.backend || drafts.some((d) => d.section !== 'tags' && d.section !== 'desired'))
+    ) {
       throw new TwinlogError('SECTION_FORBIDDEN', 'conditional and keyed writes apply to tags and desired only');
     }
     const decided = cond !== undefined || wait;
@@ -537,7 +588,8 @@ export function createTwinClient({
     for (let attempt = 0; verdict === undefined; attempt++) {
       const registration = await watcher.register(partition, corr, events.length);
       try {
-        if (cond !== undefined && attempt === 0) snapshotsFrom = (await log.endOffsets(TOPICS.snapshots))[partition] ?? 0;
+        if (cond !== undefined && attempt === 0)
+          snapshotsFrom = (await log.endOffsets(TOPICS.snapshots))[partition] ?? 0;
         await log.append(topic, records);
       } catch (e) {
         registration.cancel();
@@ -604,7 +656,12 @@ export function createTwinClient({
   };
 
   /** The etag recorded with the decision on `id`, from the snapshots committed after `from`. */
-  const decidedEtag = async (deviceId: string, partition: number, from: number, id: Dot): Promise<string | undefined> => {
+  const decidedEtag = async (
+    deviceId: string,
+    partition: number,
+    from: number,
+    id: Dot,
+  ): Promise<string | undefined> => {
     let etag: string | undefined;
     for await (const records of log.read(TOPICS.snapshots, partition, { from })) {
       for (const r of records) {
@@ -626,10 +683,14 @@ export function createTwinClient({
       write(TOPICS.backend, deviceId, [{ section, op, patch }], options).then(single)) as SectionWrite;
   const reportedWrite = (op: 'merge' | 'replace'): ReportedWrite =>
     ((deviceId: string, patch: Patch, { wait, timeoutMs, actor: by }: WaitOptions = {}) =>
-      write(TOPICS.device, deviceId, [{ section: 'reported', op, patch }], { wait, timeoutMs, actor: by }).then(single)) as ReportedWrite;
+      write(TOPICS.device, deviceId, [{ section: 'reported', op, patch }], { wait, timeoutMs, actor: by }).then(
+        single,
+      )) as ReportedWrite;
   const lifecycleWrite = (section: 'create' | 'delete'): LifecycleWrite =>
     ((deviceId: string, { wait, timeoutMs, actor: by }: WaitOptions = {}) =>
-      write(TOPICS.backend, deviceId, [{ section, op: 'merge', patch: {} }], { wait, timeoutMs, actor: by }).then(single)) as LifecycleWrite;
+      write(TOPICS.backend, deviceId, [{ section, op: 'merge', patch: {} }], { wait, timeoutMs, actor: by }).then(
+        single,
+      )) as LifecycleWrite;
   const twinWrite = (op: 'merge' | 'replace'): TwinWrite =>
     (async (deviceId: string, patch: TwinPatch, options: WriteOptions = {}) => {
       const drafts: Draft[] = [];
@@ -657,7 +718,8 @@ export function createTwinClient({
 
   const update = (async (deviceId: string, section: Section, recipe: UpdateRecipe, options: UpdateOptions = {}) => {
     const { base, ifUnchanged = false, ...writeOptions } = options;
-    if (base !== undefined && ifUnchanged) throw new TypeError('update: ifUnchanged needs the fetched twin; with base, pass ifMatch');
+    if (base !== undefined && ifUnchanged)
+      throw new TypeError('update: ifUnchanged needs the fetched twin; with base, pass ifMatch');
     let before: JsonObject;
     let etag: string | undefined;
     if (base === undefined) {
@@ -675,7 +737,8 @@ export function createTwinClient({
     return write(topic, deviceId, [{ section, op: 'merge', patch }], opts).then(single);
   }) as UpdateWrite;
 
-  const feed = <K extends 'change' | 'delta' | 'snapshot' | 'rejection' | 'dead-letter'>(topic: string, kind: K) =>
+  const feed =
+    <K extends 'change' | 'delta' | 'snapshot' | 'rejection' | 'dead-letter'>(topic: string, kind: K) =>
     (options: FeedOptions = {}) =>
       tailTopic(log, topic, kind, { pollIntervalMs, ...options });
 
@@ -699,7 +762,11 @@ export function createTwinClient({
     rejections: feed(TOPICS.rejections, 'rejection'),
     deadLetters: feed(TOPICS.deadLetter, 'dead-letter'),
     async close() {
-      watcher.close(new TwinlogError('DECISION_TIMEOUT', 'the client was closed before the decision arrived', { details: { closed: true } }));
+      watcher.close(
+        new TwinlogError('DECISION_TIMEOUT', 'the client was closed before the decision arrived', {
+          details: { closed: true },
+        }),
+      );
     },
   };
 }

@@ -20,7 +20,14 @@ beforeEach(async () => {
   log = createInMemoryLog({ now });
   await ensureTwinTopics(log, PARTITIONS);
   projector = await startProjector({ log, physicalNow: now, settleIntervalMs: 10 });
-  client = createTwinClient({ log, physicalNow: now, actor: 'test-app', writerId: 'client-test', pollIntervalMs: 2, decisionTimeoutMs: 2000 });
+  client = createTwinClient({
+    log,
+    physicalNow: now,
+    actor: 'test-app',
+    writerId: 'client-test',
+    pollIntervalMs: 2,
+    decisionTimeoutMs: 2000,
+  });
 });
 
 afterEach(async () => {
@@ -194,22 +201,26 @@ describe('createTwinClient: conditional writes', () => {
   });
 
   it('a condition on reported is refused before the log', async () => {
-    await expect(client.update('dev1', 'reported', (d) => void (d['x'] = 1), { base: {}, ifMatch: '*' })).rejects.toSatisfy((e) =>
-      isTwinlogError(e, 'SECTION_FORBIDDEN'),
-    );
+    await expect(
+      client.update('dev1', 'reported', (d) => void (d['x'] = 1), { base: {}, ifMatch: '*' }),
+    ).rejects.toSatisfy((e) => isTwinlogError(e, 'SECTION_FORBIDDEN'));
   });
 
   it('concurrent commands with one etag: exactly one wins, the others see the new etag', async () => {
     const { etag } = await client.getTwin('dev1');
     const other = createTwinClient({ log, physicalNow: now, actor: 'other-app', pollIntervalMs: 2 });
     const decisions = await Promise.all(
-      Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? client : other).mergeDesired('dev1', { winner: i }, { ifMatch: etag })),
+      Array.from({ length: 10 }, (_, i) =>
+        (i % 2 === 0 ? client : other).mergeDesired('dev1', { winner: i }, { ifMatch: etag }),
+      ),
     );
     const winners = decisions.filter((d) => d.accepted);
     expect(winners).toHaveLength(1);
     accepted(winners[0]!);
     const losers = decisions.filter((d) => !d.accepted);
-    expect(new Set(losers.map((d) => (d.accepted ? '' : `${d.code} ${d.etag}`)))).toEqual(new Set([`PRECONDITION_FAILED ${winners[0].etag}`]));
+    expect(new Set(losers.map((d) => (d.accepted ? '' : `${d.code} ${d.etag}`)))).toEqual(
+      new Set([`PRECONDITION_FAILED ${winners[0].etag}`]),
+    );
     await other.close();
   });
 
@@ -289,7 +300,9 @@ describe('createTwinClient: idempotent retries (docs/idempotency.md)', () => {
 
   it('an idempotency key on a write that cannot be a command is refused before the log', async () => {
     await client.createDevice('dev1', { wait: true });
-    const err = await client.update('dev1', 'reported', () => ({ a: 1 }), { base: {}, idempotencyKey: 'k' }).catch((e: unknown) => e);
+    const err = await client
+      .update('dev1', 'reported', () => ({ a: 1 }), { base: {}, idempotencyKey: 'k' })
+      .catch((e: unknown) => e);
     expect(isTwinlogError(err, 'SECTION_FORBIDDEN')).toBe(true);
     const bad = await client.mergeTags('dev1', { a: 1 }, { idempotencyKey: 'has space' }).catch((e: unknown) => e);
     expect(isTwinlogError(bad, 'EVENT_INVALID')).toBe(true);
@@ -302,11 +315,13 @@ describe('createTwinClient: validation before the log', () => {
     const before = await endOffsets(log, TOPICS.backend);
     const beforeDevice = await endOffsets(log, TOPICS.device);
     await expect(client.mergeDesired('dev1', { $bad: 1 })).rejects.toSatisfy((e) => isTwinlogError(e, 'KEY_INVALID'));
-    await expect(client.mergeTags('bad id/', { a: 1 })).rejects.toSatisfy((e) => isTwinlogError(e, 'DEVICE_ID_INVALID'));
-    await expect(client.mergeReported('dev1', { a: 'x'.repeat(5000) })).rejects.toSatisfy((e) => isTwinlogError(e));
-    await expect(client.patchTwin('dev1', { tags: { ok: 1 }, desired: { 'a.b': 1 } }, { ifMatch: '*' })).rejects.toSatisfy((e) =>
-      isTwinlogError(e, 'KEY_INVALID'),
+    await expect(client.mergeTags('bad id/', { a: 1 })).rejects.toSatisfy((e) =>
+      isTwinlogError(e, 'DEVICE_ID_INVALID'),
     );
+    await expect(client.mergeReported('dev1', { a: 'x'.repeat(5000) })).rejects.toSatisfy((e) => isTwinlogError(e));
+    await expect(
+      client.patchTwin('dev1', { tags: { ok: 1 }, desired: { 'a.b': 1 } }, { ifMatch: '*' }),
+    ).rejects.toSatisfy((e) => isTwinlogError(e, 'KEY_INVALID'));
     expect(await endOffsets(log, TOPICS.backend)).toEqual(before);
     expect(await endOffsets(log, TOPICS.device)).toEqual(beforeDevice);
     // no sequence number was spent on the refused writes
@@ -322,7 +337,10 @@ describe('createTwinClient: validation before the log', () => {
 
   it('creating an existing device is rejected with DEVICE_ALREADY_EXISTS', async () => {
     await client.createDevice('dev1', { wait: true });
-    expect(await client.createDevice('dev1', { wait: true })).toMatchObject({ accepted: false, code: 'DEVICE_ALREADY_EXISTS' });
+    expect(await client.createDevice('dev1', { wait: true })).toMatchObject({
+      accepted: false,
+      code: 'DEVICE_ALREADY_EXISTS',
+    });
   });
 });
 
@@ -390,10 +408,26 @@ describe('createTwinClient: feeds', () => {
     const feed = client.deltas({ deviceId: 'dev1', onBadRecord: (r, e) => bad.push(`${r.offset}:${e.code}`) });
     await feed.ready;
     const p = partitionFor('dev1', PARTITIONS);
-    const delta = { deviceId: 'dev1', desiredVersion: 1, reportedVersion: 0, entries: [], counts: { pending: 0, acknowledged: 0, rejected: 0, converged: 0, stale: 0 }, converged: true };
+    const delta = {
+      deviceId: 'dev1',
+      desiredVersion: 1,
+      reportedVersion: 0,
+      entries: [],
+      counts: { pending: 0, acknowledged: 0, rejected: 0, converged: 0, stale: 0 },
+      converged: true,
+    };
     await log.append(TOPICS.deltas, [
       { key: 'dev1', value: new Uint8Array([1, 2, 3]) },
-      { key: 'dev1', value: encodeOutputRecord({ kind: 'delta', v: 1, deviceId: 'dev1', delta, source: { topic: TOPICS.snapshots, partition: p, offset: 0 } }) },
+      {
+        key: 'dev1',
+        value: encodeOutputRecord({
+          kind: 'delta',
+          v: 1,
+          deviceId: 'dev1',
+          delta,
+          source: { topic: TOPICS.snapshots, partition: p, offset: 0 },
+        }),
+      },
     ]);
     const [d] = await take(feed, 1);
     expect(d?.delta).toEqual(delta);

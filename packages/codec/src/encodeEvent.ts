@@ -94,7 +94,8 @@ function encodeCondition(cond: Condition): Record<string, unknown> {
   if (typeof cond !== 'object' || cond === null) throw invalid('must be an object', 'cond');
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(cond)) {
-    if (key !== 'ifMatch' && key !== 'ifVersion' && key !== 'key') throw invalid(`has unknown key ${JSON.stringify(key)}`, 'cond');
+    if (key !== 'ifMatch' && key !== 'ifVersion' && key !== 'key')
+      throw invalid(`has unknown key ${JSON.stringify(key)}`, 'cond');
   }
   if (cond.ifMatch !== undefined) {
     if (typeof cond.ifMatch !== 'string') throw invalid('must be a string', 'cond.ifMatch');
@@ -142,11 +143,13 @@ export function encodeEvent(event: TwinEvent): Uint8Array {
   if (event.v !== ENVELOPE_VERSION) {
     throw invalid(`must be the current envelope version ${ENVELOPE_VERSION}, got ${String(event.v)}`, 'v');
   }
-  if (typeof id !== 'object' || id === null || typeof id.writer !== 'string') throw invalid('must be a string', 'id.writer');
+  if (typeof id !== 'object' || id === null || typeof id.writer !== 'string')
+    throw invalid('must be a string', 'id.writer');
   if (!isSeq(id.seq)) throw invalid('must be an integer in [0, 2^53)', 'id.seq');
   if (typeof event.deviceId !== 'string') throw invalid('must be a string', 'deviceId');
   if (!KINDS.has(event.section)) throw invalid(`is not a known kind: ${String(event.section)}`, 'section');
-  if (event.op !== 'merge' && event.op !== 'replace') throw invalid(`is not merge or replace: ${String(event.op)}`, 'op');
+  if (event.op !== 'merge' && event.op !== 'replace')
+    throw invalid(`is not merge or replace: ${String(event.op)}`, 'op');
   if (typeof stamp !== 'object' || stamp === null || !isValidHlc(stamp)) {
     throw invalid('must be a valid HLC (integer wall in [0, 2^48), counter in [0, 65535])', 'stamp');
   }
@@ -306,7 +309,11 @@ const ENVELOPE_KEYS: ReadonlySet<string> = new Set([
 ]);
 
 /** Validate a current-version raw map and build the event from it. */
-function toEvent(raw: Record<string, unknown>, limits: { readonly maxDepth: number }, patchChecked: boolean): TwinEvent {
+function toEvent(
+  raw: Record<string, unknown>,
+  limits: { readonly maxDepth: number },
+  patchChecked: boolean,
+): TwinEvent {
   for (const key of Object.keys(raw)) {
     if (!ENVELOPE_KEYS.has(key)) throw bad(`unknown envelope key ${JSON.stringify(key)}`);
   }
@@ -329,7 +336,8 @@ function toEvent(raw: Record<string, unknown>, limits: { readonly maxDepth: numb
   if (!isRecord(patch)) throw bad(patch === undefined ? 'is missing' : 'must be a map', 'patch');
   if (!patchChecked) checkPlainData(patch, 2, { ...DECODE_PATCH_RULES, maxDepth: limits.maxDepth });
   const stampBytes = raw['stamp'];
-  if (!(stampBytes instanceof Uint8Array)) throw bad(stampBytes === undefined ? 'is missing' : 'must be bin 8', 'stamp');
+  if (!(stampBytes instanceof Uint8Array))
+    throw bad(stampBytes === undefined ? 'is missing' : 'must be bin 8', 'stamp');
   if (stampBytes.length !== 8) throw bad(`must be exactly 8 bytes, got ${stampBytes.length}`, 'stamp');
   const stamp = decodeHlc(stampBytes);
   if (!isValidHlc(stamp)) throw bad('is not a valid HLC', 'stamp');

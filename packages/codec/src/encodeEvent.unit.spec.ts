@@ -54,7 +54,10 @@ const { json } = fc.letrec<{ json: unknown }>((tie) => ({
     fc.dictionary(key, tie('json'), { maxKeys: 4, noNullPrototype: true, depthIdentifier: 'json' }),
   ),
 }));
-const patchArb: fc.Arbitrary<Patch> = fc.dictionary(key, json, { maxKeys: 5, noNullPrototype: true }) as fc.Arbitrary<Patch>;
+const patchArb: fc.Arbitrary<Patch> = fc.dictionary(key, json, {
+  maxKeys: 5,
+  noNullPrototype: true,
+}) as fc.Arbitrary<Patch>;
 
 const hlcArb: fc.Arbitrary<Hlc> = fc.record({
   wall: fc.oneof(fc.integer({ min: 0, max: MAX_WALL }), fc.constantFrom(0, MAX_WALL, 1_700_000_000_000)),
@@ -150,7 +153,8 @@ function errorOf(fn: () => unknown): TwinlogError {
   throw new Error('expected a TwinlogError, nothing was thrown');
 }
 
-const decodeWire = (w: Record<string, unknown>, options?: DecodeOptions): TwinEvent => decodeEvent(msgpackEncode(w), options);
+const decodeWire = (w: Record<string, unknown>, options?: DecodeOptions): TwinEvent =>
+  decodeEvent(msgpackEncode(w), options);
 
 /** A patch with `levels` maps nested below the patch map itself: nested(2) = {a:{a:{a:1}}}. */
 function nested(levels: number): Patch {
@@ -182,7 +186,7 @@ describe('encodeEvent / decodeEvent: laws', () => {
       id: { writer: 'w\u0000🦄', seq: 2 ** 53 - 1 },
       deviceId: 'é✓𝄞',
       stamp: { wall: MAX_WALL, counter: MAX_COUNTER },
-      patch: { '': '', 'ключ': ['𝄞', 1.5, -(2 ** 52), true, { x: null }, null], n: null } as Patch,
+      patch: { '': '', ключ: ['𝄞', 1.5, -(2 ** 52), true, { x: null }, null], n: null } as Patch,
       cond: { ifMatch: '"*"', ifVersion: 0 },
       corr: 'c-1',
     };
@@ -241,9 +245,7 @@ describe('wire layout', () => {
   });
 
   it('writes seq ≥ 2^32 as uint 64', () => {
-    expect(hex(encodeEvent({ ...EXAMPLE, id: { writer: 'gw', seq: 2 ** 53 - 1 } }))).toContain(
-      'cf001fffffffffffff',
-    );
+    expect(hex(encodeEvent({ ...EXAMPLE, id: { writer: 'gw', seq: 2 ** 53 - 1 } }))).toContain('cf001fffffffffffff');
   });
 
   it('reads the keys in any order and from a view into a larger buffer', () => {
@@ -266,7 +268,10 @@ describe('decodeEvent: CODEC_TRUNCATED', () => {
   it('every proper prefix of a valid encoding', () => {
     const bytes = encodeEvent({ ...EXAMPLE, cond: { ifMatch: 'x', ifVersion: 2 ** 40 }, corr: 'c' });
     for (let n = 0; n < bytes.length; n++) {
-      expect(codeOf(() => decodeEvent(bytes.subarray(0, n))), `prefix of ${n} bytes`).toBe('CODEC_TRUNCATED');
+      expect(
+        codeOf(() => decodeEvent(bytes.subarray(0, n))),
+        `prefix of ${n} bytes`,
+      ).toBe('CODEC_TRUNCATED');
     }
   });
 
@@ -575,11 +580,29 @@ describe('upcasting', () => {
 
   it('wraps a failing upcaster as CODEC_BAD_DATA, and passes a TwinlogError through', () => {
     const boom = new Error('boom');
-    const err = errorOf(() => decodeEvent(msgpackEncode(v0), { upcasters: { 0: () => { throw boom; } } }));
+    const err = errorOf(() =>
+      decodeEvent(msgpackEncode(v0), {
+        upcasters: {
+          0: () => {
+            throw boom;
+          },
+        },
+      }),
+    );
     expect(err.code).toBe('CODEC_BAD_DATA');
     expect(err.cause).toBe(boom);
     const own = new TwinlogError('CODEC_UNSUPPORTED_VERSION', 'v0 without stamp is unsupported');
-    expect(errorOf(() => decodeEvent(msgpackEncode(v0), { upcasters: { 0: () => { throw own; } } }))).toBe(own);
+    expect(
+      errorOf(() =>
+        decodeEvent(msgpackEncode(v0), {
+          upcasters: {
+            0: () => {
+              throw own;
+            },
+          },
+        }),
+      ),
+    ).toBe(own);
   });
 
   it('checks the raw v0 map for hostile content before any upcaster sees it', () => {
@@ -630,11 +653,9 @@ describe('encodeEvent: refuses what decodeEvent would refuse', () => {
   });
 
   it('names the offending patch path', () => {
-    expect(errorOf(() => encodeEvent({ ...EXAMPLE, patch: { a: [0, { b: Number.POSITIVE_INFINITY }] } })).path).toEqual([
-      'a',
-      '1',
-      'b',
-    ]);
+    expect(errorOf(() => encodeEvent({ ...EXAMPLE, patch: { a: [0, { b: Number.POSITIVE_INFINITY }] } })).path).toEqual(
+      ['a', '1', 'b'],
+    );
   });
 
   it('refuses a patch deeper than the default decode limit', () => {

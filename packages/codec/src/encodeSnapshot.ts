@@ -81,9 +81,13 @@ export function encodeSnapshot(value: unknown): Uint8Array {
     return encoder.encode(value);
   } catch (e) {
     if (isTwinlogError(e)) throw e;
-    throw new TwinlogError('VALUE_TYPE_INVALID', `cannot encode snapshot: ${e instanceof Error ? e.message : String(e)}`, {
-      cause: e,
-    });
+    throw new TwinlogError(
+      'VALUE_TYPE_INVALID',
+      `cannot encode snapshot: ${e instanceof Error ? e.message : String(e)}`,
+      {
+        cause: e,
+      },
+    );
   }
 }
 
@@ -113,7 +117,8 @@ export function decodeSnapshot(bytes: Uint8Array, options?: DecodeSnapshotOption
   const limits = resolveLimits(options, DEFAULT_SNAPSHOT_LIMITS);
   const { value, mapEntries } = decodeMsgpack(bytes, limits);
   if (value instanceof Uint8Array) return new Uint8Array(value);
-  const rules = limits.maxDepth === DECODE_RULES.maxDepth ? DECODE_RULES : { ...DECODE_RULES, maxDepth: limits.maxDepth };
+  const rules =
+    limits.maxDepth === DECODE_RULES.maxDepth ? DECODE_RULES : { ...DECODE_RULES, maxDepth: limits.maxDepth };
   const keys = checkPlainData(value, 1, rules);
   if (keys !== mapEntries) {
     throw new TwinlogError('CODEC_BAD_DATA', 'snapshot: a map repeats a key');

@@ -33,7 +33,7 @@ const { plain } = fc.letrec<{ plain: unknown }>((tie) => ({
 /** A deep copy of `v` whose maps get their keys inserted in an order drawn from `order`. */
 function reorder(v: unknown, order: readonly number[]): unknown {
   let at = 0;
-  const next = (): number => order.length === 0 ? 0 : order[at++ % order.length]!;
+  const next = (): number => (order.length === 0 ? 0 : order[at++ % order.length]!);
   const go = (x: unknown): unknown => {
     if (Array.isArray(x)) return x.map(go);
     if (x === null || typeof x !== 'object' || x instanceof Uint8Array) return x;
@@ -216,10 +216,20 @@ describe('decodeSnapshot: hostile bytes', () => {
   it('limits at the bound and one past', () => {
     const value = { s: 'abcd', b: new Uint8Array(3), a: [1, 2], m: { x: { y: 1 } } };
     const bytes = encodeSnapshot(value);
-    const ok = { maxBytes: bytes.length, maxStrLength: 4, maxBinLength: 3, maxArrayLength: 2, maxMapLength: 4, maxDepth: 3 };
+    const ok = {
+      maxBytes: bytes.length,
+      maxStrLength: 4,
+      maxBinLength: 3,
+      maxArrayLength: 2,
+      maxMapLength: 4,
+      maxDepth: 3,
+    };
     expect(decodeSnapshot(bytes, ok)).toEqual(value);
     for (const k of Object.keys(ok) as (keyof typeof ok)[]) {
-      expect(codeOf(() => decodeSnapshot(bytes, { ...ok, [k]: ok[k] - 1 })), k).toBe('CODEC_LIMIT_EXCEEDED');
+      expect(
+        codeOf(() => decodeSnapshot(bytes, { ...ok, [k]: ok[k] - 1 })),
+        k,
+      ).toBe('CODEC_LIMIT_EXCEEDED');
     }
   });
 
@@ -269,6 +279,8 @@ describe('JSDoc examples', () => {
 
   it('decodeSnapshot with a larger maxBytes', () => {
     const bytes = encodeSnapshot({ big: 'x'.repeat(100) });
-    expect(decodeSnapshot(bytes, { ...DEFAULT_SNAPSHOT_LIMITS, maxBytes: 64 * 1024 * 1024 })).toEqual({ big: 'x'.repeat(100) });
+    expect(decodeSnapshot(bytes, { ...DEFAULT_SNAPSHOT_LIMITS, maxBytes: 64 * 1024 * 1024 })).toEqual({
+      big: 'x'.repeat(100),
+    });
   });
 });

@@ -107,7 +107,8 @@ export interface DeltaRecord {
   readonly source: SourceRef;
 }
 
-export type OutputRecord = SnapshotRecord | CheckpointRecord | ChangeRecord | RejectionRecord | DeadLetterRecord | DeltaRecord;
+export type OutputRecord =
+  SnapshotRecord | CheckpointRecord | ChangeRecord | RejectionRecord | DeadLetterRecord | DeltaRecord;
 
 /**
  * Encode an output record (deterministic bytes). Output records are built by twinlog from
@@ -122,7 +123,10 @@ export function encodeOutputRecord(record: OutputRecord): Uint8Array {
  * Decode an output record of the expected kind.
  * @throws {TwinlogError} `CODEC_*` for undecodable bytes; `CODEC_BAD_DATA` for another kind.
  */
-export function decodeOutputRecord<K extends OutputRecord['kind']>(bytes: Uint8Array, kind: K): Extract<OutputRecord, { kind: K }> {
+export function decodeOutputRecord<K extends OutputRecord['kind']>(
+  bytes: Uint8Array,
+  kind: K,
+): Extract<OutputRecord, { kind: K }> {
   const value = decodeSnapshot(bytes);
   if (!isPlainObject(value) || value['kind'] !== kind) {
     throw new TwinlogError('CODEC_BAD_DATA', `expected a ${kind} record`);

@@ -45,7 +45,10 @@ const stepArb: fc.Arbitrary<Step> = fc.record({
     { weight: 4, arbitrary: fc.constantFrom<EventKind>('desired', 'tags') },
     { weight: 1, arbitrary: fc.constant<EventKind>('delete') },
   ),
-  op: fc.oneof({ weight: 15, arbitrary: fc.constant('merge' as const) }, { weight: 1, arbitrary: fc.constant('replace' as const) }),
+  op: fc.oneof(
+    { weight: 15, arbitrary: fc.constant('merge' as const) },
+    { weight: 1, arbitrary: fc.constant('replace' as const) },
+  ),
   patch: patchArb(2),
   dt: fc.integer({ min: 0, max: 4_000 }),
   writer: fc.integer({ min: 0, max: 2 }),
@@ -65,7 +68,14 @@ function history(steps: readonly Step[]): TwinEvent[] {
     return seq;
   };
   const ev = (writer: string, seq: number, section: EventKind, op: 'merge' | 'replace', patch: Patch): TwinEvent => ({
-    v: 1, id: { writer, seq }, deviceId: 'dev1', section, op, patch, stamp: { wall, counter: 0 }, actor: writer,
+    v: 1,
+    id: { writer, seq },
+    deviceId: 'dev1',
+    section,
+    op,
+    patch,
+    stamp: { wall, counter: 0 },
+    actor: writer,
   });
   const out: TwinEvent[] = [ev('registry', next('registry'), 'create', 'merge', {})];
   for (const s of steps) {
@@ -150,7 +160,8 @@ describe('bounded state: the laws over long histories', () => {
         for (const section of ['tags', 'desired', 'reported'] as const) {
           expect(sectionView(s, section)).toEqual(oracle.sections[section].view);
           expect(sectionVersion(s, section)).toBe(oracle.sections[section].version);
-          if (section !== 'tags') expect(stripRoot(sectionMetadata(s, section))).toEqual(oracle.sections[section].metadata);
+          if (section !== 'tags')
+            expect(stripRoot(sectionMetadata(s, section))).toEqual(oracle.sections[section].metadata);
         }
       }),
       { numRuns: 150 },
@@ -172,7 +183,11 @@ describe('bounded state: the laws over long histories', () => {
             if (n.clr !== undefined) expect(compareStamps(n.clr, h)).toBeGreaterThan(0);
           });
         }
-        const active = new Set(events.filter((e) => compareStamps({ ...e.stamp, writer: e.id.writer, seq: e.id.seq, op: 1 }, h) > 0).map((e) => e.id.writer));
+        const active = new Set(
+          events
+            .filter((e) => compareStamps({ ...e.stamp, writer: e.id.writer, seq: e.id.seq, op: 1 }, h) > 0)
+            .map((e) => e.id.writer),
+        );
         for (const w of s.writers.keys()) expect(active.has(w)).toBe(true);
       }),
       { numRuns: 150 },
@@ -204,14 +219,22 @@ describe('bounded state: the laws over long histories', () => {
 
 describe('bounded state: events the windows cannot judge exactly are refused, never dropped silently', () => {
   const ev = (writer: string, seq: number, section: EventKind, patch: Patch, wall: number): TwinEvent => ({
-    v: 1, id: { writer, seq }, deviceId: 'dev1', section, op: 'merge', patch, stamp: { wall, counter: 0 }, actor: writer,
+    v: 1,
+    id: { writer, seq },
+    deviceId: 'dev1',
+    section,
+    op: 'merge',
+    patch,
+    stamp: { wall, counter: 0 },
+    actor: writer,
   });
 
   it('a desired event that arrives after more than RECENT_MAX newer desired events is LATE', () => {
     const s = createTwinState('dev1');
     applyEvent(s, ev('registry', 1, 'create', {}, T0));
     const slow = ev('client-x', 1, 'desired', { slow: true }, T0 + 1);
-    for (let i = 0; i < RECENT_MAX + 1; i++) expect(applyEvent(s, ev('be-1', i + 1, 'desired', { n: i }, T0 + 10 + i))).toBe('APPLIED');
+    for (let i = 0; i < RECENT_MAX + 1; i++)
+      expect(applyEvent(s, ev('be-1', i + 1, 'desired', { n: i }, T0 + 10 + i))).toBe('APPLIED');
     const before = canonicalJson(renderTwin(s));
     expect(applyEvent(s, slow)).toBe('LATE');
     expect(canonicalJson(renderTwin(s))).toBe(before);
@@ -256,16 +279,43 @@ describe('bounded state: events the windows cannot judge exactly are refused, ne
 describe('bounded state: a chatty twin does not grow', () => {
   it('50,000 reports and 500 desired writes from rotating writers: the state document stays flat', () => {
     const s = createTwinState('dev1');
-    applyEvent(s, { v: 1, id: { writer: 'registry', seq: 1 }, deviceId: 'dev1', section: 'create', op: 'merge', patch: {}, stamp: { wall: T0, counter: 0 }, actor: 'registry' });
+    applyEvent(s, {
+      v: 1,
+      id: { writer: 'registry', seq: 1 },
+      deviceId: 'dev1',
+      section: 'create',
+      op: 'merge',
+      patch: {},
+      stamp: { wall: T0, counter: 0 },
+      actor: 'registry',
+    });
     const sizes: number[] = [];
     for (let i = 1; i <= 50_000; i++) {
       const wall = T0 + i * 1000;
       advanceHorizon(s, gcHorizonAt(wall, WINDOWS));
       const key = `k${i % 13}`;
-      applyEvent(s, { v: 1, id: { writer: 'gw-mqtt-1', seq: i * 3 }, deviceId: 'dev1', section: 'reported', op: 'merge', patch: { battery: i % 100, [key]: i % 2 === 0 ? null : i }, stamp: { wall, counter: 0 }, actor: 'dev1' });
+      applyEvent(s, {
+        v: 1,
+        id: { writer: 'gw-mqtt-1', seq: i * 3 },
+        deviceId: 'dev1',
+        section: 'reported',
+        op: 'merge',
+        patch: { battery: i % 100, [key]: i % 2 === 0 ? null : i },
+        stamp: { wall, counter: 0 },
+        actor: 'dev1',
+      });
       if (i % 100 === 0) {
         const writer = `be-${Math.floor(i / 5_000)}`;
-        applyEvent(s, { v: 1, id: { writer, seq: i }, deviceId: 'dev1', section: 'desired', op: 'merge', patch: { sp: i % 7, [key]: i % 300 === 0 ? null : 1 }, stamp: { wall: wall + 1, counter: 0 }, actor: 'ops' });
+        applyEvent(s, {
+          v: 1,
+          id: { writer, seq: i },
+          deviceId: 'dev1',
+          section: 'desired',
+          op: 'merge',
+          patch: { sp: i % 7, [key]: i % 300 === 0 ? null : 1 },
+          stamp: { wall: wall + 1, counter: 0 },
+          actor: 'ops',
+        });
       }
       if (i % 5_000 === 0) sizes.push(docBytes(s).length);
     }

@@ -61,7 +61,8 @@ export function decideCommands(
   }
   const key = commands.find((c) => c.cond?.key !== undefined)?.cond?.key;
   if (key !== undefined && commands.length > 0) {
-    for (const d of state.decided.values()) if (d.accepted && d.key === key) return duplicate(state, commands[0]!, d.stamp, key);
+    for (const d of state.decided.values())
+      if (d.accepted && d.key === key) return duplicate(state, commands[0]!, d.stamp, key);
   }
   const reject = (code: Extract<Decision, { accepted: false }>['code'], message: string): CommandDecision => {
     const etag = twinExists(state) ? computeEtag(state) : undefined;
@@ -90,7 +91,7 @@ export function decideCommands(
     }
     const base = c.op === 'replace' ? {} : (after[c.section] ?? sectionView(state, c.section));
     const next = applyMergePatch(base, c.patch);
-    after[c.section] = isPlainObject(next) ? (next) : {};
+    after[c.section] = isPlainObject(next) ? next : {};
   }
   for (const section of ['tags', 'desired'] as const) {
     const next = after[section];

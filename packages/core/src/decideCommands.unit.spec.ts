@@ -8,7 +8,11 @@ import { computeEtag, renderTwin, sectionView } from './renderTwin.ts';
 import { patchArb } from './testing/index.ts';
 import { applyEvent, createTwinState, sectionVersion, type TwinState } from './twinState.ts';
 
-function fixture(): { state: TwinState; clock: ReturnType<typeof createHybridClock>; next: (e: Partial<TwinEvent>) => TwinEvent } {
+function fixture(): {
+  state: TwinState;
+  clock: ReturnType<typeof createHybridClock>;
+  next: (e: Partial<TwinEvent>) => TwinEvent;
+} {
   let t = 1000;
   let seq = 0;
   const clock = createHybridClock({ physicalNow: () => t++ });
@@ -60,8 +64,12 @@ describe('decideCommands', () => {
 
   it('checks ifVersion against the section $version', () => {
     const { state, clock, next } = fixture();
-    expect(decideCommands(state, [next({ patch: { a: 1 }, cond: { ifVersion: 1 } })], { clock }).decision.accepted).toBe(true);
-    expect(decideCommands(state, [next({ patch: { a: 2 }, cond: { ifVersion: 1 } })], { clock }).decision).toMatchObject({
+    expect(
+      decideCommands(state, [next({ patch: { a: 1 }, cond: { ifVersion: 1 } })], { clock }).decision.accepted,
+    ).toBe(true);
+    expect(
+      decideCommands(state, [next({ patch: { a: 2 }, cond: { ifVersion: 1 } })], { clock }).decision,
+    ).toMatchObject({
       accepted: false,
       code: 'PRECONDITION_FAILED',
     });
@@ -70,11 +78,15 @@ describe('decideCommands', () => {
   it('rejects commands on unknown devices, on reported, and ones that would grow a section past its limit', () => {
     const { state, clock, next } = fixture();
     const ghost = createTwinState('ghost');
-    expect(decideCommands(ghost, [next({ deviceId: 'ghost', cond: { ifMatch: '*' } })], { clock }).decision).toMatchObject({
+    expect(
+      decideCommands(ghost, [next({ deviceId: 'ghost', cond: { ifMatch: '*' } })], { clock }).decision,
+    ).toMatchObject({
       code: 'DEVICE_NOT_FOUND',
       etag: undefined,
     });
-    expect(decideCommands(state, [next({ section: 'reported', cond: { ifMatch: '*' } })], { clock }).decision).toMatchObject({
+    expect(
+      decideCommands(state, [next({ section: 'reported', cond: { ifMatch: '*' } })], { clock }).decision,
+    ).toMatchObject({
       code: 'SECTION_FORBIDDEN',
     });
     const big = (n: number): Patch => ({ [`k${n}`]: 'x'.repeat(4000) });
@@ -133,7 +145,11 @@ describe('decideCommands', () => {
             applyEvent(state, next({ section: 'reported', patch: s.patch }));
           } else if (etags[s.writer] !== undefined) {
             const before = canonicalJson(sectionView(state, 'desired'));
-            const { decision } = decideCommands(state, [next({ patch: s.patch, cond: { ifMatch: `"${etags[s.writer]}"` } })], { clock });
+            const { decision } = decideCommands(
+              state,
+              [next({ patch: s.patch, cond: { ifMatch: `"${etags[s.writer]}"` } })],
+              { clock },
+            );
             const fresh = readAt[s.writer] === writes;
             expect(decision.accepted).toBe(fresh);
             if (decision.accepted) writes++;

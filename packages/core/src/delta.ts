@@ -190,15 +190,14 @@ export function delta(twin: DeltaInput, options: DeltaOptions = {}): DeltaState 
     if (status !== 'pending') {
       const reportedPath = ack === undefined ? path : path.slice(0, ackDepth + 1);
       const reportedSince = nearestMeta(reportedMeta, reportedPath, '$lastUpdated', isString);
-      if (reportedSince !== undefined && (desiredSince === undefined || compareTimes(reportedSince, desiredSince) > 0)) {
+      if (
+        reportedSince !== undefined &&
+        (desiredSince === undefined || compareTimes(reportedSince, desiredSince) > 0)
+      ) {
         since = reportedSince;
       }
     }
-    if (
-      (status === 'pending' || status === 'acknowledged') &&
-      now !== undefined &&
-      staleAfterMs !== undefined
-    ) {
+    if ((status === 'pending' || status === 'acknowledged') && now !== undefined && staleAfterMs !== undefined) {
       const at = parseTime(since);
       if (at !== undefined && now - at.ms >= staleAfterMs) status = 'stale';
     }

@@ -12,7 +12,11 @@ const T3 = '2024-01-01T00:03:00.0000000Z';
 function twin(
   desired: JsonObject,
   reported: JsonObject,
-  { version = 4, desiredMeta, reportedMeta }: { version?: number; desiredMeta?: JsonObject; reportedMeta?: JsonObject } = {},
+  {
+    version = 4,
+    desiredMeta,
+    reportedMeta,
+  }: { version?: number; desiredMeta?: JsonObject; reportedMeta?: JsonObject } = {},
 ): DeltaInput {
   return {
     deviceId: 'dev1',
@@ -56,7 +60,9 @@ describe('delta without acknowledgements', () => {
   });
 
   it('diffs nested objects per leaf, ignoring extra reported keys', () => {
-    const state = delta(twin({ cfg: { a: 1, b: { c: true, d: 'x' } } }, { cfg: { a: 1, b: { c: false }, extra: 5 }, other: 1 }));
+    const state = delta(
+      twin({ cfg: { a: 1, b: { c: true, d: 'x' } } }, { cfg: { a: 1, b: { c: false }, extra: 5 }, other: 1 }),
+    );
     expect(state.entries.map((e) => [e.path.join('.'), e.status])).toEqual([
       ['cfg.a', 'converged'],
       ['cfg.b.c', 'pending'],
@@ -76,7 +82,10 @@ describe('delta without acknowledgements', () => {
 
   it('ignores $-keys in desired and reported, and deep-compares objects regardless of key order', () => {
     const state = delta(twin({ a: { x: 1, y: 2 } }, { a: { y: 2, x: 1 }, $extra: 1 }));
-    expect(state.entries.map((e) => e.path)).toEqual([['a', 'x'], ['a', 'y']]);
+    expect(state.entries.map((e) => e.path)).toEqual([
+      ['a', 'x'],
+      ['a', 'y'],
+    ]);
     expect(state.converged).toBe(true);
   });
 
@@ -164,8 +173,24 @@ describe('delta with Plug and Play acknowledgements', () => {
       ),
     );
     expect(state.entries).toEqual([
-      { path: ['light', 'on'], status: 'acknowledged', desired: true, reported: false, ack: { ac: 202, av: 4 }, desiredVersion: 4, since: T2 },
-      { path: ['thermo', 'target'], status: 'converged', desired: 21, reported: 21, ack: { ac: 200, av: 4, ad: 'ok' }, desiredVersion: 4, since: T2 },
+      {
+        path: ['light', 'on'],
+        status: 'acknowledged',
+        desired: true,
+        reported: false,
+        ack: { ac: 202, av: 4 },
+        desiredVersion: 4,
+        since: T2,
+      },
+      {
+        path: ['thermo', 'target'],
+        status: 'converged',
+        desired: 21,
+        reported: 21,
+        ack: { ac: 200, av: 4, ad: 'ok' },
+        desiredVersion: 4,
+        since: T2,
+      },
     ]);
     // A component the device has not reported yet is pending.
     expect(delta(twin({ thermo: { __t: 'c', target: 21 } }, {})).entries.map((e) => e.status)).toEqual(['pending']);
@@ -227,7 +252,9 @@ describe('delta: since', () => {
     const early: JsonObject = { $lastUpdated: '2024-01-01T00:00:00.4999999Z' };
     const late: JsonObject = { $lastUpdated: '2024-01-01T00:00:00.50001Z' };
     expect(only(twin({ a: 1 }, { a: 1 }, { desiredMeta, reportedMeta: early })).since).toBe('2024-01-01T00:00:00.5Z');
-    expect(only(twin({ a: 1 }, { a: 1 }, { desiredMeta, reportedMeta: late })).since).toBe('2024-01-01T00:00:00.50001Z');
+    expect(only(twin({ a: 1 }, { a: 1 }, { desiredMeta, reportedMeta: late })).since).toBe(
+      '2024-01-01T00:00:00.50001Z',
+    );
     // No Z (older captures) is UTC; offsets are honoured; year 0001 ("never") is before everything.
     const noZ: JsonObject = { $lastUpdated: '2024-01-01T00:00:01' };
     expect(only(twin({ a: 1 }, { a: 1 }, { desiredMeta, reportedMeta: noZ })).since).toBe('2024-01-01T00:00:01');
@@ -239,15 +266,25 @@ describe('delta: since', () => {
 
   it("uses IoT Hub's never when the document has no $lastUpdated", () => {
     const e = delta({ deviceId: 'd', properties: { desired: { a: 1 }, reported: { a: 1 } } }).entries[0];
-    expect(e).toEqual({ path: ['a'], status: 'converged', desired: 1, reported: 1, desiredVersion: 0, since: '0001-01-01T00:00:00Z' });
+    expect(e).toEqual({
+      path: ['a'],
+      status: 'converged',
+      desired: 1,
+      reported: 1,
+      desiredVersion: 0,
+      since: '0001-01-01T00:00:00Z',
+    });
   });
 
   it('marks pending and acknowledged entries stale only when asked, from since', () => {
-    const t = twin({ p: 1, a: 2, r: 3, c: 4 }, {
-      a: { value: 0, ac: 202, av: 4 },
-      r: { value: 3, ac: 400, av: 4 },
-      c: 4,
-    });
+    const t = twin(
+      { p: 1, a: 2, r: 3, c: 4 },
+      {
+        a: { value: 0, ac: 202, av: 4 },
+        r: { value: 3, ac: 400, av: 4 },
+        c: 4,
+      },
+    );
     const since = Date.UTC(2024, 0, 1, 0, 1); // T1 (pending)
     expect(delta(t, { now: since + 10 * 60_000 }).counts.stale).toBe(0); // no staleAfterMs
     const at = (now: number): string[] => delta(t, { now, staleAfterMs: 5 * 60_000 }).entries.map((e) => e.status);
@@ -276,8 +313,16 @@ describe('deltaKey / deltaEquals', () => {
     const state = delta({
       deviceId: 'dev1',
       properties: {
-        desired: { fw: '1.2', $metadata: { $lastUpdated: '2024-01-01T00:00:00Z', $lastUpdatedVersion: 4 }, $version: 4 },
-        reported: { fw: { value: '1.2', ac: 200, av: 4 }, $metadata: { $lastUpdated: '2024-01-01T00:01:00Z' }, $version: 7 },
+        desired: {
+          fw: '1.2',
+          $metadata: { $lastUpdated: '2024-01-01T00:00:00Z', $lastUpdatedVersion: 4 },
+          $version: 4,
+        },
+        reported: {
+          fw: { value: '1.2', ac: 200, av: 4 },
+          $metadata: { $lastUpdated: '2024-01-01T00:01:00Z' },
+          $version: 7,
+        },
       },
     });
     expect(state.entries[0]?.status).toBe('converged');
@@ -291,7 +336,12 @@ describe('delta: properties', () => {
   const { tree } = fc.letrec((tie) => ({
     tree: fc.oneof(
       { depthSize: 'small', maxDepth: 4 },
-      fc.oneof(fc.string({ maxLength: 5 }), fc.boolean(), fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true })),
+      fc.oneof(
+        fc.string({ maxLength: 5 }),
+        fc.boolean(),
+        fc.integer(),
+        fc.double({ noNaN: true, noDefaultInfinity: true }),
+      ),
       fc.array(tie('tree'), { maxLength: 3 }),
       fc.dictionary(key, tie('tree'), { maxKeys: 3, noNullPrototype: true }),
     ),
@@ -303,12 +353,24 @@ describe('delta: properties', () => {
   const anyTwin = fc
     .record({
       desired: section,
-      reported: fc.oneof(section, fc.dictionary(key, fc.record({ value: tree, ac: fc.integer({ min: 100, max: 599 }), av: fc.nat(10) }), { maxKeys: 3, noNullPrototype: true }) as fc.Arbitrary<JsonObject>),
+      reported: fc.oneof(
+        section,
+        fc.dictionary(key, fc.record({ value: tree, ac: fc.integer({ min: 100, max: 599 }), av: fc.nat(10) }), {
+          maxKeys: 3,
+          noNullPrototype: true,
+        }) as fc.Arbitrary<JsonObject>,
+      ),
       v: fc.nat(10),
       dt: time,
       rt: time,
     })
-    .map(({ desired, reported, v, dt, rt }) => twin(desired, reported, { version: v, desiredMeta: { $lastUpdated: dt, $lastUpdatedVersion: v }, reportedMeta: { $lastUpdated: rt } }));
+    .map(({ desired, reported, v, dt, rt }) =>
+      twin(desired, reported, {
+        version: v,
+        desiredMeta: { $lastUpdated: dt, $lastUpdatedVersion: v },
+        reportedMeta: { $lastUpdated: rt },
+      }),
+    );
 
   it('is deterministic: same (or cloned) input gives a deep-equal output and the same key', () => {
     fc.assert(
@@ -317,7 +379,9 @@ describe('delta: properties', () => {
         const b = delta(structuredClone(t));
         expect(b).toEqual(a);
         expect(deltaKey(b)).toBe(deltaKey(a));
-        expect(a.counts.pending + a.counts.acknowledged + a.counts.rejected + a.counts.converged).toBe(a.entries.length);
+        expect(a.counts.pending + a.counts.acknowledged + a.counts.rejected + a.counts.converged).toBe(
+          a.entries.length,
+        );
         expect(a.converged).toBe(a.entries.every((e) => e.status === 'converged'));
         for (let i = 1; i < a.entries.length; i++) {
           expect(JSON.stringify(a.entries[i - 1]!.path) !== JSON.stringify(a.entries[i]!.path)).toBe(true);
@@ -329,7 +393,12 @@ describe('delta: properties', () => {
   it('is converged everywhere when reported equals desired (plain values)', () => {
     fc.assert(
       fc.property(section, time, time, (d, dt, rt) => {
-        const state = delta(twin(d, structuredClone(d), { desiredMeta: { $lastUpdated: dt, $lastUpdatedVersion: 4 }, reportedMeta: { $lastUpdated: rt } }));
+        const state = delta(
+          twin(d, structuredClone(d), {
+            desiredMeta: { $lastUpdated: dt, $lastUpdatedVersion: 4 },
+            reportedMeta: { $lastUpdated: rt },
+          }),
+        );
         expect(state.converged).toBe(true);
         expect(state.counts.converged).toBe(state.entries.length);
         for (const e of state.entries) {

@@ -16,7 +16,16 @@ function ev(
   wall: number,
   { op = 'merge', writer = 'gw-a', counter = 0 }: { op?: 'merge' | 'replace'; writer?: string; counter?: number } = {},
 ): TwinEvent {
-  return { v: 1, id: { writer, seq: ++seq }, deviceId: 'd', section, op, patch, stamp: { wall, counter }, actor: writer };
+  return {
+    v: 1,
+    id: { writer, seq: ++seq },
+    deviceId: 'd',
+    section,
+    op,
+    patch,
+    stamp: { wall, counter },
+    actor: writer,
+  };
 }
 
 function fold(events: readonly TwinEvent[]): TwinState {
@@ -67,33 +76,113 @@ const RFC7396: [Json, Json | null, Json][] = [
 describe('RFC 7396 Appendix A', () => {
   it.each(RFC7396.map((row, i) => [i + 1, ...row] as const))('example %i', (_n, target, patch, result) => {
     expect(applyMergePatch(target, patch)).toEqual(result);
-    expectEveryOrder([ev('desired', target as Patch, 1), ev('desired', patch as Patch, 2)], 'desired', result as JsonObject);
+    expectEveryOrder(
+      [ev('desired', target as Patch, 1), ev('desired', patch as Patch, 2)],
+      'desired',
+      result as JsonObject,
+    );
   });
 });
 
 describe('behaviour table', () => {
   const rows: [string, () => TwinEvent[], JsonObject][] = [
-    ['1 objects merge', () => [ev('desired', { a: { x: 1 } }, 1), ev('desired', { a: { y: 2 } }, 2)], { a: { x: 1, y: 2 } }],
-    ['2 a write after a delete revives only later children', () => [ev('desired', { a: { x: 1 } }, 1), ev('desired', { a: null }, 2), ev('desired', { a: { y: 2 } }, 3)], { a: { y: 2 } }],
-    ['3 the higher stamp wins whatever the order', () => [ev('desired', { a: { x: 1 } }, 3), ev('desired', { a: null }, 2)], { a: { x: 1 } }],
-    ['4 the tombstone suppresses older writes', () => [ev('desired', { a: null }, 2), ev('desired', { a: { x: 1 } }, 1)], {}],
-    ['5 scalar → object resets to {}', () => [ev('desired', { a: 5 }, 1), ev('desired', { a: { x: 1 } }, 2)], { a: { x: 1 } }],
-    ['6 object → scalar replaces the subtree', () => [ev('desired', { a: { x: 1 } }, 1), ev('desired', { a: 7 }, 2)], { a: 7 }],
-    ['7 the clear at a is inherited', () => [ev('desired', { a: { b: { c: 1 } } }, 1), ev('desired', { a: 5 }, 2), ev('desired', { a: { b: { d: 2 } } }, 3)], { a: { b: { d: 2 } } }],
-    ['8 a late older scalar loses', () => [ev('desired', { a: { x: 1 } }, 4), ev('desired', { a: 9 }, 3)], { a: { x: 1 } }],
+    [
+      '1 objects merge',
+      () => [ev('desired', { a: { x: 1 } }, 1), ev('desired', { a: { y: 2 } }, 2)],
+      { a: { x: 1, y: 2 } },
+    ],
+    [
+      '2 a write after a delete revives only later children',
+      () => [ev('desired', { a: { x: 1 } }, 1), ev('desired', { a: null }, 2), ev('desired', { a: { y: 2 } }, 3)],
+      { a: { y: 2 } },
+    ],
+    [
+      '3 the higher stamp wins whatever the order',
+      () => [ev('desired', { a: { x: 1 } }, 3), ev('desired', { a: null }, 2)],
+      { a: { x: 1 } },
+    ],
+    [
+      '4 the tombstone suppresses older writes',
+      () => [ev('desired', { a: null }, 2), ev('desired', { a: { x: 1 } }, 1)],
+      {},
+    ],
+    [
+      '5 scalar → object resets to {}',
+      () => [ev('desired', { a: 5 }, 1), ev('desired', { a: { x: 1 } }, 2)],
+      { a: { x: 1 } },
+    ],
+    [
+      '6 object → scalar replaces the subtree',
+      () => [ev('desired', { a: { x: 1 } }, 1), ev('desired', { a: 7 }, 2)],
+      { a: 7 },
+    ],
+    [
+      '7 the clear at a is inherited',
+      () => [
+        ev('desired', { a: { b: { c: 1 } } }, 1),
+        ev('desired', { a: 5 }, 2),
+        ev('desired', { a: { b: { d: 2 } } }, 3),
+      ],
+      { a: { b: { d: 2 } } },
+    ],
+    [
+      '8 a late older scalar loses',
+      () => [ev('desired', { a: { x: 1 } }, 4), ev('desired', { a: 9 }, 3)],
+      { a: { x: 1 } },
+    ],
     ['9 arrays are atomic', () => [ev('desired', { a: [1, 2] }, 1), ev('desired', { a: [3] }, 2)], { a: [3] }],
-    ['10 objects inside arrays are never merged', () => [ev('desired', { a: [1, { b: 2 }] }, 1), ev('desired', { a: { b: 3 } }, 2)], { a: { b: 3 } }],
-    ['11 the emptied object remains', () => [ev('desired', { a: { x: 1 } }, 1), ev('desired', { a: { x: null } }, 2)], { a: {} }],
+    [
+      '10 objects inside arrays are never merged',
+      () => [ev('desired', { a: [1, { b: 2 }] }, 1), ev('desired', { a: { b: 3 } }, 2)],
+      { a: { b: 3 } },
+    ],
+    [
+      '11 the emptied object remains',
+      () => [ev('desired', { a: { x: 1 } }, 1), ev('desired', { a: { x: null } }, 2)],
+      { a: {} },
+    ],
     ['12 a delete creates nothing', () => [ev('desired', { p1: null }, 1)], {}],
     ['13 an object patch creates {}', () => [ev('desired', { p1: { p2: null } }, 1)], { p1: {} }],
     ['14a an empty object on absent', () => [ev('desired', { a: {} }, 1)], { a: {} }],
-    ['14b an empty object merges nothing', () => [ev('desired', { a: { x: 1 } }, 1), ev('desired', { a: {} }, 2)], { a: { x: 1 } }],
-    ['15 a replace clears the section first', () => [ev('desired', { a: 1, b: 2 }, 1), ev('desired', { c: 1 }, 2, { op: 'replace' })], { c: 1 }],
-    ['16 older writes sit under the clear', () => [ev('desired', { c: 1 }, 5, { op: 'replace' }), ev('desired', { a: 1 }, 4)], { c: 1 }],
-    ['17 later writes stack on a replace', () => [ev('desired', { c: 1 }, 5, { op: 'replace' }), ev('desired', { d: 1 }, 6)], { c: 1, d: 1 }],
-    ['18 whole-section null is a replace with {}', () => [ev('desired', { a: 1 }, 1), ev('desired', {}, 2, { op: 'replace' })], {}],
-    ['19 per-path LWW inside a shared parent', () => [ev('desired', { a: { x: null } }, 3), ev('desired', { a: { y: 1 } }, 2), ev('desired', { a: { x: 1 } }, 1)], { a: { y: 1 } }],
-    ['20 a tie is broken by writer id', () => [ev('desired', { a: 'A' }, 3, { writer: 'gw-a' }), ev('desired', { a: 'B' }, 3, { writer: 'gw-b' })], { a: 'B' }],
+    [
+      '14b an empty object merges nothing',
+      () => [ev('desired', { a: { x: 1 } }, 1), ev('desired', { a: {} }, 2)],
+      { a: { x: 1 } },
+    ],
+    [
+      '15 a replace clears the section first',
+      () => [ev('desired', { a: 1, b: 2 }, 1), ev('desired', { c: 1 }, 2, { op: 'replace' })],
+      { c: 1 },
+    ],
+    [
+      '16 older writes sit under the clear',
+      () => [ev('desired', { c: 1 }, 5, { op: 'replace' }), ev('desired', { a: 1 }, 4)],
+      { c: 1 },
+    ],
+    [
+      '17 later writes stack on a replace',
+      () => [ev('desired', { c: 1 }, 5, { op: 'replace' }), ev('desired', { d: 1 }, 6)],
+      { c: 1, d: 1 },
+    ],
+    [
+      '18 whole-section null is a replace with {}',
+      () => [ev('desired', { a: 1 }, 1), ev('desired', {}, 2, { op: 'replace' })],
+      {},
+    ],
+    [
+      '19 per-path LWW inside a shared parent',
+      () => [
+        ev('desired', { a: { x: null } }, 3),
+        ev('desired', { a: { y: 1 } }, 2),
+        ev('desired', { a: { x: 1 } }, 1),
+      ],
+      { a: { y: 1 } },
+    ],
+    [
+      '20 a tie is broken by writer id',
+      () => [ev('desired', { a: 'A' }, 3, { writer: 'gw-a' }), ev('desired', { a: 'B' }, 3, { writer: 'gw-b' })],
+      { a: 'B' },
+    ],
   ];
   it.each(rows)('row %s', (_name, events, expected) => {
     expectEveryOrder(events(), 'desired', expected);
@@ -135,7 +224,10 @@ describe('lifecycle', () => {
   });
 
   it('a fresh twin renders as IoT Hub does, with metadata on every node', () => {
-    const s = fold([ev('create', {}, 1_700_000_000_000), ev('desired', { fw: '1.2', cfg: { rate: 5 } }, 1_700_000_000_500)]);
+    const s = fold([
+      ev('create', {}, 1_700_000_000_000),
+      ev('desired', { fw: '1.2', cfg: { rate: 5 } }, 1_700_000_000_500),
+    ]);
     expect(renderTwin(s)).toEqual({
       deviceId: 'd',
       etag: computeEtag(s),
@@ -161,6 +253,8 @@ describe('lifecycle', () => {
         reported: { $metadata: { $lastUpdated: '2023-11-14T22:13:20.000Z' }, $version: 1 },
       },
     });
-    expect(renderTwin(s, { actors: true }).properties.desired['$metadata']).toMatchObject({ fw: { $lastUpdatedBy: 'gw-a' } });
+    expect(renderTwin(s, { actors: true }).properties.desired['$metadata']).toMatchObject({
+      fw: { $lastUpdatedBy: 'gw-a' },
+    });
   });
 });

@@ -4,13 +4,23 @@ import { isTwinlogError } from './errors.ts';
 import { createHybridClock } from './hlc.ts';
 import { compareStamps, decodeHlc, encodeHlc, MAX_COUNTER, MAX_WALL, stampOf, type Hlc } from './stamp.ts';
 
-const cmp = (a: Hlc, b: Hlc): number => compareStamps(stampOf(a, { writer: 'w', seq: 0 }), stampOf(b, { writer: 'w', seq: 0 }));
+const cmp = (a: Hlc, b: Hlc): number =>
+  compareStamps(stampOf(a, { writer: 'w', seq: 0 }), stampOf(b, { writer: 'w', seq: 0 }));
 
 describe('hybrid logical clock', () => {
   it('readings strictly increase, whatever the physical clock does, and merge remote stamps', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.oneof(fc.record({ pt: fc.integer({ min: 0, max: 50 }) }), fc.record({ pt: fc.integer({ min: 0, max: 50 }), remote: fc.record({ wall: fc.integer({ min: 0, max: 60 }), counter: fc.integer({ min: 0, max: 3 }) }) })), { maxLength: 60 }),
+        fc.array(
+          fc.oneof(
+            fc.record({ pt: fc.integer({ min: 0, max: 50 }) }),
+            fc.record({
+              pt: fc.integer({ min: 0, max: 50 }),
+              remote: fc.record({ wall: fc.integer({ min: 0, max: 60 }), counter: fc.integer({ min: 0, max: 3 }) }),
+            }),
+          ),
+          { maxLength: 60 },
+        ),
         (steps) => {
           let pt = 0;
           const clock = createHybridClock({ physicalNow: () => pt });
@@ -60,9 +70,16 @@ describe('hybrid logical clock', () => {
 });
 
 describe('stamp wire form', () => {
-  const hlc = fc.record({ wall: fc.integer({ min: 0, max: MAX_WALL }), counter: fc.integer({ min: 0, max: MAX_COUNTER }) });
+  const hlc = fc.record({
+    wall: fc.integer({ min: 0, max: MAX_WALL }),
+    counter: fc.integer({ min: 0, max: MAX_COUNTER }),
+  });
   it('round-trips at the extremes', () => {
-    for (const h of [{ wall: MAX_WALL, counter: MAX_COUNTER }, { wall: 0, counter: 0 }, { wall: 2 ** 32, counter: 1 }]) {
+    for (const h of [
+      { wall: MAX_WALL, counter: MAX_COUNTER },
+      { wall: 0, counter: 0 },
+      { wall: 2 ** 32, counter: 1 },
+    ]) {
       expect(decodeHlc(encodeHlc(h))).toEqual(h);
     }
     expect([...encodeHlc({ wall: MAX_WALL, counter: MAX_COUNTER })]).toEqual([255, 255, 255, 255, 255, 255, 255, 255]);

@@ -6,10 +6,22 @@ import { createHybridClock } from './hlc.ts';
 import { advanceHorizon } from './horizon.ts';
 import { sectionView } from './renderTwin.ts';
 import { fromStateDoc, toStateDoc } from './stateDoc.ts';
-import { applyEvent, collectGarbage, createTwinState, DECIDED_MAX, sectionVersion, type TwinState } from './twinState.ts';
+import {
+  applyEvent,
+  collectGarbage,
+  createTwinState,
+  DECIDED_MAX,
+  sectionVersion,
+  type TwinState,
+} from './twinState.ts';
 import { validateEvent } from './validateEvent.ts';
 
-function fixture(): { state: TwinState; clock: ReturnType<typeof createHybridClock>; next: (e: Partial<TwinEvent>) => TwinEvent; tick: (ms: number) => void } {
+function fixture(): {
+  state: TwinState;
+  clock: ReturnType<typeof createHybridClock>;
+  next: (e: Partial<TwinEvent>) => TwinEvent;
+  tick: (ms: number) => void;
+} {
   let t = 1000;
   let seq = 0;
   const clock = createHybridClock({ physicalNow: () => t++ });
@@ -99,7 +111,9 @@ describe('idempotency keys', () => {
     }
     expect(state.decided.size).toBe(DECIDED_MAX);
     // the oldest key is forgotten once the newest decisions fill the window: a retry now would apply
-    expect(decideCommands(state, [next({ patch: { n: 0 }, cond: { key: 'old' } })], { clock }).decision.accepted).toBe(true);
+    expect(decideCommands(state, [next({ patch: { n: 0 }, cond: { key: 'old' } })], { clock }).decision.accepted).toBe(
+      true,
+    );
     // and the horizon drops every decision it passes
     tick(10_000);
     advanceHorizon(state, { ...clock.now(), writer: '', seq: 0, op: 0 });

@@ -73,9 +73,13 @@ export class Group {
   join(source: MemberSource, options: SubscribeOptions, partitions: number): Member {
     const topics = [...options.topics].sort().join('\u0000');
     if (this.members.length > 0 && topics !== this.topics) {
-      throw new TwinlogError('LOG_ARGUMENT_INVALID', `members of group ${this.name} must subscribe to the same topics`, {
-        details: { group: this.name, topics: options.topics },
-      });
+      throw new TwinlogError(
+        'LOG_ARGUMENT_INVALID',
+        `members of group ${this.name} must subscribe to the same topics`,
+        {
+          details: { group: this.name, topics: options.topics },
+        },
+      );
     }
     if (this.members.length === 0) this.hooks.acquire();
     this.topics = topics;
@@ -101,7 +105,8 @@ export class Group {
   /** Takes `member` out: revoke its partitions (unless it failed), end its loop, rebalance the rest. */
   async leave(member: Member): Promise<void> {
     await member.pause();
-    if (!member.failed && member.assigned.size > 0) await member.callback(member.options.onRevoke, sorted(member.assigned));
+    if (!member.failed && member.assigned.size > 0)
+      await member.callback(member.options.onRevoke, sorted(member.assigned));
     for (const p of [...member.assigned]) member.unassign(p);
     member.finish();
     const i = this.members.indexOf(member);
@@ -319,7 +324,10 @@ export class Member {
         if (this.positions.has(key)) this.positions.set(key, last.offset + 1);
       })();
       // tracked until it has left the map, so a loop woken by it sees the key free again
-      this.inflight.set(key, run.finally(() => this.inflight.delete(key)));
+      this.inflight.set(
+        key,
+        run.finally(() => this.inflight.delete(key)),
+      );
     }
   }
 }

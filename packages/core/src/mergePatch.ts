@@ -10,8 +10,8 @@ import { isPlainObject, jsonEquals, type Json, type JsonObject, type Patch } fro
  * A patch that is not an object replaces the target.
  */
 export function applyMergePatch(target: Json | undefined, patch: Json | Patch | null): Json | undefined {
-  if (!isPlainObject(patch)) return patch === null ? undefined : (patch);
-  const out: JsonObject = isPlainObject(target) ? { ...(target) } : {};
+  if (!isPlainObject(patch)) return patch === null ? undefined : patch;
+  const out: JsonObject = isPlainObject(target) ? { ...target } : {};
   for (const key of Object.keys(patch)) {
     const value = patch[key];
     if (value === null || value === undefined) {

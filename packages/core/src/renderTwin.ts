@@ -76,7 +76,13 @@ function buildMetadata(node: TrieNode, eff: Stamp, st: SectionState, ranks: bool
     const meta: JsonObject =
       kid.kind === VAL
         ? {}
-        : buildMetadata(kid, kid.clr !== undefined && compareStamps(kid.clr, eff) > 0 ? kid.clr : eff, st, ranks, actors);
+        : buildMetadata(
+            kid,
+            kid.clr !== undefined && compareStamps(kid.clr, eff) > 0 ? kid.clr : eff,
+            st,
+            ranks,
+            actors,
+          );
     meta['$lastUpdated'] = isoOf(stamp.wall);
     if (ranks) meta['$lastUpdatedVersion'] = kid.rank; // kept current by the fold (docs/bounded-state.md)
     if (actors) meta['$lastUpdatedBy'] = kid.actor;
@@ -115,14 +121,18 @@ function buildUnordered(node: TrieNode, eff: Stamp): JsonObject {
   const out: JsonObject = {};
   const kids = node.kids;
   if (kids === undefined) return out;
-  if (Array.isArray(kids)) for (let i = 0; i < kids.length; i += 2) put(out, kids[i] as string, kids[i + 1] as TrieNode, eff);
+  if (Array.isArray(kids))
+    for (let i = 0; i < kids.length; i += 2) put(out, kids[i] as string, kids[i + 1] as TrieNode, eff);
   else for (const [key, kid] of kids) put(out, key, kid, eff);
   return out;
 }
 
 function put(out: JsonObject, key: string, kid: TrieNode, eff: Stamp): void {
   if (kid.stamp === undefined || kid.kind === DEL || compareStamps(kid.stamp, eff) <= 0) return;
-  out[key] = kid.kind === VAL ? (kid.value as Json) : buildUnordered(kid, kid.clr !== undefined && compareStamps(kid.clr, eff) > 0 ? kid.clr : eff);
+  out[key] =
+    kid.kind === VAL
+      ? (kid.value as Json)
+      : buildUnordered(kid, kid.clr !== undefined && compareStamps(kid.clr, eff) > 0 ? kid.clr : eff);
 }
 
 /** The section's `$metadata` tree. */

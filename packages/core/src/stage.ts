@@ -105,7 +105,11 @@ export interface SupervisedStage {
 }
 
 /** The delay before attempt `attempt` (0-based): min·2^attempt capped at max, jittered into [d/2, d]. */
-export function backoffDelay(attempt: number, { minBackoffMs = 250, maxBackoffMs = 30_000 }: BackoffOptions = {}, random: () => number = () => 1): number {
+export function backoffDelay(
+  attempt: number,
+  { minBackoffMs = 250, maxBackoffMs = 30_000 }: BackoffOptions = {},
+  random: () => number = () => 1,
+): number {
   const d = Math.min(maxBackoffMs, minBackoffMs * 2 ** Math.min(attempt, 30));
   return Math.round(d / 2 + (d / 2) * Math.min(1, Math.max(0, random())));
 }

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelay, isHealthyStageState, superviseStage, type RunStatus, type StageHealth, type StageRun, type StageState } from './stage.ts';
+import {
+  backoffDelay,
+  isHealthyStageState,
+  superviseStage,
+  type RunStatus,
+  type StageHealth,
+  type StageRun,
+  type StageState,
+} from './stage.ts';
 
 /** A manual clock and timer queue. */
 function fakeTime() {
@@ -84,14 +92,22 @@ describe('superviseStage', () => {
     runs[0]!.crash(new Error('Failed to find group coordinator'));
     await time.advance(0);
     expect(runs[0]!.stopped).toBe(1); // the failed run is stopped cleanly
-    expect(stage.health()).toMatchObject({ state: 'restarting', reason: 'Failed to find group coordinator', retryInMs: 188 });
+    expect(stage.health()).toMatchObject({
+      state: 'restarting',
+      reason: 'Failed to find group coordinator',
+      retryInMs: 188,
+    });
     // retries after 188, 375, 750, 1500 (jitter 0.5 of 250·2^n), four refused, then 3000 and one that succeeds
     await time.advance(187);
     expect(runs).toHaveLength(1);
     await time.advance(1 + 375 + 750 + 1500 + 3000);
     expect(runs).toHaveLength(2);
     expect(stage.health()).toMatchObject({ state: 'consuming', restarts: 5 });
-    expect(changes.map(([a, b]) => `${a}->${b}`)).toEqual(['starting->consuming', 'consuming->restarting', 'restarting->consuming']);
+    expect(changes.map(([a, b]) => `${a}->${b}`)).toEqual([
+      'starting->consuming',
+      'consuming->restarting',
+      'restarting->consuming',
+    ]);
     expect(changes[1]![3]).toBe(188); // "retrying in …"
 
     // consuming again: the backoff starts over
@@ -109,7 +125,12 @@ describe('superviseStage', () => {
   it('reports a live run that stops fetching as stalled, and consuming once it fetches again', async () => {
     const time = fakeTime();
     const run = fakeRun({ partitions: [] });
-    const stage = superviseStage({ name: 'reconciler', now: time.now, schedule: time.schedule, start: async () => run });
+    const stage = superviseStage({
+      name: 'reconciler',
+      now: time.now,
+      schedule: time.schedule,
+      start: async () => run,
+    });
     await time.advance(0);
     expect(stage.health()).toMatchObject({ state: 'starting', reason: 'joining the group' });
     run.current = { partitions: [0] };

@@ -68,8 +68,12 @@ export function dotKey(id: Dot): string {
 /** True when `h` is a valid HLC reading (integers in range). */
 export function isValidHlc(h: Hlc): boolean {
   return (
-    Number.isInteger(h.wall) && h.wall >= 0 && h.wall <= MAX_WALL &&
-    Number.isInteger(h.counter) && h.counter >= 0 && h.counter <= MAX_COUNTER
+    Number.isInteger(h.wall) &&
+    h.wall >= 0 &&
+    h.wall <= MAX_WALL &&
+    Number.isInteger(h.counter) &&
+    h.counter >= 0 &&
+    h.counter <= MAX_COUNTER
   );
 }
 

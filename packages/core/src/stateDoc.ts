@@ -113,7 +113,11 @@ class Tables {
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1;
       const m = stamps[mid]!;
-      const c = m.wall - s.wall || m.counter - s.counter || (m.writer === s.writer ? 0 : m.writer < s.writer ? -1 : 1) || m.seq - s.seq;
+      const c =
+        m.wall - s.wall ||
+        m.counter - s.counter ||
+        (m.writer === s.writer ? 0 : m.writer < s.writer ? -1 : 1) ||
+        m.seq - s.seq;
       if (c === 0) return mid * 2 + s.op;
       if (c < 0) lo = mid + 1;
       else hi = mid - 1;
@@ -148,7 +152,8 @@ function sortedKids(node: TrieNode): [string, TrieNode][] {
   const kids = node.kids;
   const out: [string, TrieNode][] = [];
   if (kids === undefined) return out;
-  if (Array.isArray(kids)) for (let i = 0; i < kids.length; i += 2) out.push([kids[i] as string, kids[i + 1] as TrieNode]);
+  if (Array.isArray(kids))
+    for (let i = 0; i < kids.length; i += 2) out.push([kids[i] as string, kids[i + 1] as TrieNode]);
   else for (const pair of kids) out.push(pair);
   return out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
 }
@@ -156,7 +161,13 @@ function sortedKids(node: TrieNode): [string, TrieNode][] {
 function nodeDoc(node: TrieNode, t: Tables, ranks: boolean): NodeDoc {
   const out: NodeDoc = {};
   if (node.stamp !== undefined) {
-    out.r = [t.ref(node.stamp), node.kind, t.actor(node.actor), node.kind === VAL ? (node.value as Json) : null, ranks ? node.rank : null];
+    out.r = [
+      t.ref(node.stamp),
+      node.kind,
+      t.actor(node.actor),
+      node.kind === VAL ? (node.value as Json) : null,
+      ranks ? node.rank : null,
+    ];
   }
   if (node.clr !== undefined) out.c = t.ref(node.clr);
   if (node.kids !== undefined) {
@@ -231,7 +242,8 @@ function bad(what: string): never {
   throw new TwinlogError('CODEC_BAD_DATA', `invalid twin state document: ${what}`);
 }
 
-const isIndex = (v: unknown, length: number): v is number => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) < length;
+const isIndex = (v: unknown, length: number): v is number =>
+  Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) < length;
 
 type Tables_ = { stamp: (ref: unknown) => Stamp; actor: (i: unknown) => string; writers: readonly string[] };
 
@@ -246,8 +258,12 @@ function readTables(doc: Record<string, unknown>, deltaWalls: boolean): Tables_ 
   let wall = 0;
   const events = (rows as unknown[]).map((row) => {
     if (
-      !Array.isArray(row) || row.length !== 4 || !Number.isSafeInteger(row[0]) || !Number.isSafeInteger(row[1]) ||
-      !isIndex(row[2], writers.length) || !Number.isSafeInteger(row[3])
+      !Array.isArray(row) ||
+      row.length !== 4 ||
+      !Number.isSafeInteger(row[0]) ||
+      !Number.isSafeInteger(row[1]) ||
+      !isIndex(row[2], writers.length) ||
+      !Number.isSafeInteger(row[3])
     ) {
       bad('stamp row');
     }
@@ -306,7 +322,13 @@ function readHeader(doc: Record<string, unknown>, t: Tables_, state: TwinState):
   const h = doc['gcHorizon'];
   if (h !== null) {
     if (!Array.isArray(h) || h.length !== 5 || typeof h[2] !== 'string' || (h[4] !== 0 && h[4] !== 1)) bad('gcHorizon');
-    state.gcHorizon = { wall: h[0] as number, counter: h[1] as number, writer: h[2], seq: h[3] as number, op: h[4] as 0 | 1 };
+    state.gcHorizon = {
+      wall: h[0] as number,
+      counter: h[1] as number,
+      writer: h[2],
+      seq: h[3] as number,
+      op: h[4] as 0 | 1,
+    };
   }
   if (!Array.isArray(doc['decided'])) bad('decided');
   for (const entry of doc['decided'] as unknown[]) {
@@ -338,11 +360,23 @@ function readV3(doc: Record<string, unknown>, state: TwinState): void {
   const context = doc['context'];
   if (!Array.isArray(context)) bad('context');
   for (const row of context as unknown[]) {
-    if (!Array.isArray(row) || row.length !== 4 || !isIndex(row[0], t.writers.length) || !Number.isSafeInteger(row[1]) || !Number.isSafeInteger(row[2])) {
+    if (
+      !Array.isArray(row) ||
+      row.length !== 4 ||
+      !isIndex(row[0], t.writers.length) ||
+      !Number.isSafeInteger(row[1]) ||
+      !Number.isSafeInteger(row[2])
+    ) {
       bad('context row');
     }
     const writer = t.writers[row[0]]!;
-    state.writers.set(writer, { writer, backend: row[1] as number, device: row[2] as number, top: t.stamp(row[3]), actor: '' });
+    state.writers.set(writer, {
+      writer,
+      backend: row[1] as number,
+      device: row[2] as number,
+      top: t.stamp(row[3]),
+      actor: '',
+    });
   }
   const sections = doc['sections'] as Record<string, unknown>;
   for (const section of SECTIONS) {
@@ -353,7 +387,8 @@ function readV3(doc: Record<string, unknown>, state: TwinState): void {
     into.top = sd['top'] === null ? undefined : t.stamp(sd['top']);
     into.floor = sd['floor'] === null ? MIN_STAMP : t.stamp(sd['floor']);
     into.recent = (sd['recent'] as unknown[]).map((ref) => t.stamp(ref));
-    const rank = (_s: Stamp, stored: unknown): number => (section === 'desired' && Number.isSafeInteger(stored) ? (stored as number) : 0);
+    const rank = (_s: Stamp, stored: unknown): number =>
+      section === 'desired' && Number.isSafeInteger(stored) ? (stored as number) : 0;
     setRoot(into, fromNode(sd['root'], 0, t, rank));
   }
 }
@@ -382,13 +417,18 @@ function readV2(doc: Record<string, unknown>, state: TwinState): void {
     into.top = sd['top'] === null ? undefined : t.stamp(sd['top']);
     into.recent = live;
     const rank = (s: Stamp, stored: unknown): number =>
-      section !== 'desired' ? 0 : Number.isSafeInteger(stored) ? (stored as number) : collected + countLessOrEqual(live, s);
+      section !== 'desired'
+        ? 0
+        : Number.isSafeInteger(stored)
+          ? (stored as number)
+          : collected + countLessOrEqual(live, s);
     setRoot(into, fromNode(sd['root'], 0, t, rank));
   }
   for (const ref of doc['dots'] as unknown[]) {
     const s = t.stamp(ref);
     let w = state.writers.get(s.writer);
-    if (w === undefined) state.writers.set(s.writer, (w = { writer: s.writer, backend: -1, device: -1, top: s, actor: '' }));
+    if (w === undefined)
+      state.writers.set(s.writer, (w = { writer: s.writer, backend: -1, device: -1, top: s, actor: '' }));
     if (compareStamps(s, w.top) > 0) w.top = s;
     // a dot counted in desired or tags came from twin.backend (a create counts in reported too), one
     // counted in reported only from twin.device; one counted nowhere (an old generation's, or one GC

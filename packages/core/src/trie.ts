@@ -72,7 +72,8 @@ export function addKid(node: TrieNode, key: string, kid: TrieNode): void {
   const kids = node.kids;
   if (kids === undefined) node.kids = [key, kid];
   else if (!Array.isArray(kids)) kids.set(key, kid);
-  else if (kids.length < 2 * SMALL_KIDS) node.kids = kids.concat(key, kid); // exact size: no slack per node
+  else if (kids.length < 2 * SMALL_KIDS)
+    node.kids = kids.concat(key, kid); // exact size: no slack per node
   else {
     const map = new Map<string, TrieNode>();
     for (let i = 0; i < kids.length; i += 2) map.set(kids[i] as string, kids[i + 1] as TrieNode);

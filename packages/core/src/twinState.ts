@@ -13,7 +13,21 @@
 import type { EventKind, Section, TwinEvent } from './event.ts';
 import type { Json, Patch, Scalar } from './json.ts';
 import { compareStamps, maxStamp, MIN_STAMP, stampOf, type Stamp } from './stamp.ts';
-import { addKid, clearReg, createNode, DEL, filterKids, forEachNode, kidEntries, kidOf, OBJ, pruneDominated, VAL, type RegKind, type TrieNode } from './trie.ts';
+import {
+  addKid,
+  clearReg,
+  createNode,
+  DEL,
+  filterKids,
+  forEachNode,
+  kidEntries,
+  kidOf,
+  OBJ,
+  pruneDominated,
+  VAL,
+  type RegKind,
+  type TrieNode,
+} from './trie.ts';
 
 export * from './trie.ts';
 
@@ -53,7 +67,8 @@ export type Decision =
     }
   | {
       readonly accepted: false;
-      readonly code: 'PRECONDITION_FAILED' | 'DEVICE_NOT_FOUND' | 'SECTION_TOO_LARGE' | 'SECTION_FORBIDDEN' | 'DUPLICATE_WRITE';
+      readonly code:
+        'PRECONDITION_FAILED' | 'DEVICE_NOT_FOUND' | 'SECTION_TOO_LARGE' | 'SECTION_FORBIDDEN' | 'DUPLICATE_WRITE';
       readonly message: string;
       readonly etag: string | undefined;
       readonly stamp: Stamp;
@@ -180,7 +195,12 @@ function windowHolds(recent: readonly Stamp[], s: Stamp): boolean {
  * below a window whose counts or ranks it would change), `BELOW` (new, below its section's window:
  * folded exactly, but not kept in the window) or `NEW`.
  */
-function classify(state: TwinState, w: WriterContext | undefined, kind: EventKind, s: Stamp): 'DUPLICATE' | 'LATE' | 'BELOW' | 'NEW' {
+function classify(
+  state: TwinState,
+  w: WriterContext | undefined,
+  kind: EventKind,
+  s: Stamp,
+): 'DUPLICATE' | 'LATE' | 'BELOW' | 'NEW' {
   const late = compareStamps(s, state.gcHorizon) <= 0;
   if (kind === 'delete') {
     const g = compareStamps(s, state.generation);
@@ -211,7 +231,13 @@ export function isFolded(state: TwinState, e: TwinEvent): boolean {
   return classify(state, w, e.section, stampOf(e.stamp, e.id)) === 'DUPLICATE';
 }
 
-function noteWriter(state: TwinState, w: WriterContext | undefined, kind: EventKind, s: Stamp, actor: string): WriterContext {
+function noteWriter(
+  state: TwinState,
+  w: WriterContext | undefined,
+  kind: EventKind,
+  s: Stamp,
+  actor: string,
+): WriterContext {
   if (w === undefined) {
     w = { writer: s.writer, backend: -1, device: -1, top: s, actor };
     state.writers.set(s.writer, w);
@@ -279,7 +305,14 @@ function child(node: TrieNode, key: string): TrieNode {
   return kid;
 }
 
-function joinReg(node: TrieNode, s: Stamp, kind: RegKind, value: Scalar | Json[] | undefined, actor: string, rank: number): void {
+function joinReg(
+  node: TrieNode,
+  s: Stamp,
+  kind: RegKind,
+  value: Scalar | Json[] | undefined,
+  actor: string,
+  rank: number,
+): void {
   if (node.stamp === undefined || compareStamps(s, node.stamp) > 0) {
     node.stamp = s;
     node.kind = kind;
@@ -330,7 +363,7 @@ function emitFresh(node: TrieNode, obj: Patch, s: Stamp, actor: string, rank: nu
       emitFresh(kid, v, s, actor, rank);
     } else {
       kid.kind = v === null || v === undefined ? DEL : VAL;
-      kid.value = v === null ? undefined : (v);
+      kid.value = v === null ? undefined : v;
       kid.clr = s;
       kid.kids = undefined;
     }
@@ -340,7 +373,8 @@ function emitFresh(node: TrieNode, obj: Patch, s: Stamp, actor: string, rank: nu
 /** Recompute every desired rank from the window (valid for registers above the floor). */
 function rerankDesired(st: SectionState, pruned: number): void {
   forEachNode(st.root, (n) => {
-    if (n.stamp !== undefined && compareStamps(n.stamp, st.floor) > 0) n.rank = pruned + countLessOrEqual(st.recent, n.stamp);
+    if (n.stamp !== undefined && compareStamps(n.stamp, st.floor) > 0)
+      n.rank = pruned + countLessOrEqual(st.recent, n.stamp);
   });
 }
 
@@ -379,7 +413,13 @@ export function applyEvent(state: TwinState, e: TwinEvent): ApplyOutcome {
   const kind: EventKind = e.section;
   const w = state.writers.get(e.id.writer);
   // The state keeps one string per writer and per writer's actor: a decoded event's own copies die young.
-  const s: Stamp = { wall: e.stamp.wall, counter: e.stamp.counter, writer: w === undefined ? e.id.writer : w.writer, seq: e.id.seq, op: 1 };
+  const s: Stamp = {
+    wall: e.stamp.wall,
+    counter: e.stamp.counter,
+    writer: w === undefined ? e.id.writer : w.writer,
+    seq: e.id.seq,
+    op: 1,
+  };
   const cls = classify(state, w, kind, s);
   if (cls === 'DUPLICATE' || cls === 'LATE') return cls;
   const actor = noteWriter(state, w, kind, s, e.actor).actor;

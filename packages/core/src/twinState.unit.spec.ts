@@ -89,7 +89,9 @@ describe('fold laws (docs/fold.md)', () => {
   it('S4: a joined or restored state folds later events like one that saw everything (the top-of-section fast path)', () => {
     fc.assert(
       fc.property(
-        eventsArb().chain((events) => fc.tuple(fc.constant(events), fc.subarray(events), fc.subarray(events), deliveryArb(events))),
+        eventsArb().chain((events) =>
+          fc.tuple(fc.constant(events), fc.subarray(events), fc.subarray(events), deliveryArb(events)),
+        ),
         ([all, x, y, later]) => {
           const joined = joinTwinStates(fold(x), fold(y));
           const restored = fromStateDoc(toStateDoc(fold(x)));

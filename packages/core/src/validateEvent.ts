@@ -76,8 +76,11 @@ export interface ValidateEventOptions {
   readonly maxSkewMs?: number;
 }
 
-const fail = (code: 'EVENT_INVALID' | 'DEVICE_ID_INVALID' | 'STAMP_INVALID' | 'STAMP_SKEW', message: string, details = {}) =>
-  ({ ok: false, error: new TwinlogError(code, message, { details }) }) as const;
+const fail = (
+  code: 'EVENT_INVALID' | 'DEVICE_ID_INVALID' | 'STAMP_INVALID' | 'STAMP_SKEW',
+  message: string,
+  details = {},
+) => ({ ok: false, error: new TwinlogError(code, message, { details }) }) as const;
 
 /**
  * Check an event without throwing: twin id (a device's, or a module's `{deviceId}/{moduleId}`), dot, stamp, kind and op, lifecycle shape, the patch
@@ -106,7 +109,10 @@ export function validateEvent(
   if (typeof e.actor !== 'string') return fail('EVENT_INVALID', 'invalid actor');
   if (e.cond !== undefined) {
     const { ifMatch, ifVersion, key } = e.cond;
-    if ((ifMatch !== undefined && typeof ifMatch !== 'string') || (ifVersion !== undefined && !Number.isSafeInteger(ifVersion))) {
+    if (
+      (ifMatch !== undefined && typeof ifMatch !== 'string') ||
+      (ifVersion !== undefined && !Number.isSafeInteger(ifVersion))
+    ) {
       return fail('EVENT_INVALID', 'invalid precondition');
     }
     if (key !== undefined && !isIdempotencyKey(key)) {
@@ -115,14 +121,18 @@ export function validateEvent(
   }
   if (appendTime !== undefined) {
     if (e.stamp.wall > appendTime + maxForwardSkewMs) {
-      return fail('STAMP_SKEW', `stamp is more than ${maxForwardSkewMs} ms ahead of its append time`, { wall: e.stamp.wall, appendTime });
+      return fail('STAMP_SKEW', `stamp is more than ${maxForwardSkewMs} ms ahead of its append time`, {
+        wall: e.stamp.wall,
+        appendTime,
+      });
     }
     if (e.stamp.wall < appendTime - maxOfflineWindowMs - maxSkewMs) {
       return fail('STAMP_SKEW', 'stamp is older than the offline window', { wall: e.stamp.wall, appendTime });
     }
   }
   if (e.section === 'create' || e.section === 'delete') {
-    if (e.op !== 'merge' || Object.keys(e.patch).length > 0) return fail('EVENT_INVALID', `${e.section} carries no patch`);
+    if (e.op !== 'merge' || Object.keys(e.patch).length > 0)
+      return fail('EVENT_INVALID', `${e.section} carries no patch`);
     return { ok: true, value: e };
   }
   if (!isSection(e.section)) return fail('EVENT_INVALID', 'invalid section', { section: e.section });

@@ -51,7 +51,9 @@ describe('validateEvent', () => {
     expect(validateEvent(base, { appendTime: appendTime + 86_400_000 }).ok).toBe(true);
     const old = validateEvent(base, { appendTime: appendTime + 86_400_000 + 60_001 });
     expect(!old.ok && old.error.code).toBe('STAMP_SKEW');
-    expect(validateEvent(base, { appendTime: appendTime + 31 * 86_400_000, maxOfflineWindowMs: 31 * 86_400_000 }).ok).toBe(true);
+    expect(
+      validateEvent(base, { appendTime: appendTime + 31 * 86_400_000, maxOfflineWindowMs: 31 * 86_400_000 }).ok,
+    ).toBe(true);
   });
   it('accepts a module twin id {deviceId}/{moduleId} (docs/iot-hub.md, "Module identities and module twins")', () => {
     expect(validateEvent({ ...base, deviceId: moduleTwinId('dev-1', 'sensor') }).ok).toBe(true);

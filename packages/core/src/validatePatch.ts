@@ -466,10 +466,15 @@ function findError(section: Section, patch: unknown, limits: TwinLimits): Twinlo
       case 'string': {
         const bytes = utf8ByteLength(value);
         if (bytes > limits.maxStringBytes) {
-          return fail('STRING_TOO_LONG', `Property or Tag value should be maximum ${limits.maxStringBytes} bytes`, path, {
-            limit: limits.maxStringBytes,
-            actual: bytes,
-          });
+          return fail(
+            'STRING_TOO_LONG',
+            `Property or Tag value should be maximum ${limits.maxStringBytes} bytes`,
+            path,
+            {
+              limit: limits.maxStringBytes,
+              actual: bytes,
+            },
+          );
         }
         size += keyBytes + twinByteLength(value);
         break;

@@ -26,7 +26,12 @@ function expectOk(patch: unknown, section: Section = 'desired'): void {
   expect(r.ok ? 'ok' : `${r.error.code} at ${JSON.stringify(r.error.path)}`).toBe('ok');
 }
 
-function expectError(patch: unknown, code: TwinlogErrorCode, path: readonly string[], section: Section = 'desired'): TwinlogError {
+function expectError(
+  patch: unknown,
+  code: TwinlogErrorCode,
+  path: readonly string[],
+  section: Section = 'desired',
+): TwinlogError {
   const e = errorOf(patch, section);
   expect({ code: e.code, path: e.path }).toEqual({ code, path });
   expect(() => assertValidPatch(section, patch)).toThrow(e.message);
@@ -162,7 +167,7 @@ describe('validatePatch: keys', () => {
   });
 
   it('allows characters next to the forbidden ranges', () => {
-    expectOk({ 'a\u00a0b': 1, 'a-b_c:d': 1, 'ÿ': 1, '😀': 1, 'a!b': 1 });
+    expectOk({ 'a\u00a0b': 1, 'a-b_c:d': 1, ÿ: 1, '😀': 1, 'a!b': 1 });
   });
 
   it.each(['__proto__', 'constructor', 'prototype'])('rejects the reserved key %s', (key) => {
@@ -183,7 +188,9 @@ describe('validatePatch: keys', () => {
 describe('validatePatch: depth', () => {
   it('accepts the IoT Hub doc example: one…ten objects then a leaf', () => {
     const patch = {
-      one: { two: { three: { four: { five: { six: { seven: { eight: { nine: { ten: { property: 'value' } } } } } } } } } },
+      one: {
+        two: { three: { four: { five: { six: { seven: { eight: { nine: { ten: { property: 'value' } } } } } } } } },
+      },
     };
     expectOk(patch);
   });
@@ -191,9 +198,33 @@ describe('validatePatch: depth', () => {
   it('accepts 10 object levels and rejects 11', () => {
     expectOk(nestObjects(10)); // 10 objects, then a scalar leaf
     expectOk(nestObjects(9, {})); // the 10th container is empty
-    const e = expectError(nestObjects(10, {}), 'DEPTH_EXCEEDED', ['root', 'k1', 'k2', 'k3', 'k4', 'k5', 'k6', 'k7', 'k8', 'k9', 'k10']);
+    const e = expectError(nestObjects(10, {}), 'DEPTH_EXCEEDED', [
+      'root',
+      'k1',
+      'k2',
+      'k3',
+      'k4',
+      'k5',
+      'k6',
+      'k7',
+      'k8',
+      'k9',
+      'k10',
+    ]);
     expect(e.details).toEqual({ limit: 10, actual: 11 });
-    expectError(nestObjects(10, { x: 1 }), 'DEPTH_EXCEEDED', ['root', 'k1', 'k2', 'k3', 'k4', 'k5', 'k6', 'k7', 'k8', 'k9', 'k10']);
+    expectError(nestObjects(10, { x: 1 }), 'DEPTH_EXCEEDED', [
+      'root',
+      'k1',
+      'k2',
+      'k3',
+      'k4',
+      'k5',
+      'k6',
+      'k7',
+      'k8',
+      'k9',
+      'k10',
+    ]);
   });
 
   it('accepts 10 array levels and rejects 11', () => {
@@ -205,7 +236,17 @@ describe('validatePatch: depth', () => {
   it('counts objects and arrays together', () => {
     expectOk({ a: [{ b: [{ c: [{ d: [{ e: [{ f: 1 }] }] }] }] }] }); // 10 containers
     expectError({ a: [{ b: [{ c: [{ d: [{ e: [{ f: [1] }] }] }] }] }] }, 'DEPTH_EXCEEDED', [
-      'a', '0', 'b', '0', 'c', '0', 'd', '0', 'e', '0', 'f',
+      'a',
+      '0',
+      'b',
+      '0',
+      'c',
+      '0',
+      'd',
+      '0',
+      'e',
+      '0',
+      'f',
     ]);
   });
 
@@ -240,7 +281,10 @@ describe('validatePatch: values', () => {
 
   it('accepts integers at ±2^52 bounds and rejects one past', () => {
     expectOk({ max: 4503599627370495, min: -4503599627370496, zero: -0 });
-    expect(errorOf({ n: 4503599627370496 }).details).toMatchObject({ limit: 4503599627370495, actual: 4503599627370496 });
+    expect(errorOf({ n: 4503599627370496 }).details).toMatchObject({
+      limit: 4503599627370495,
+      actual: 4503599627370496,
+    });
     expectError({ n: 4503599627370496 }, 'NUMBER_OUT_OF_RANGE', ['n']);
     expectError({ n: -4503599627370497 }, 'NUMBER_OUT_OF_RANGE', ['n']);
     expectError({ a: [Number.MAX_SAFE_INTEGER] }, 'NUMBER_OUT_OF_RANGE', ['a', '0']);
@@ -295,7 +339,12 @@ describe('validatePatch: first error wins', () => {
   });
 
   it('checks the size after the structure', () => {
-    expectError({ big: 'x'.repeat(4000), t: ['y'.repeat(4000), 'z'.repeat(4000)], bad: NaN }, 'NUMBER_OUT_OF_RANGE', ['bad'], 'tags');
+    expectError(
+      { big: 'x'.repeat(4000), t: ['y'.repeat(4000), 'z'.repeat(4000)], bad: NaN },
+      'NUMBER_OUT_OF_RANGE',
+      ['bad'],
+      'tags',
+    );
   });
 });
 
@@ -365,10 +414,16 @@ describe('sectionSize', () => {
 
   it('equals the size validatePatch enforces', () => {
     fc.assert(
-      fc.property(fc.dictionary(fc.string({ minLength: 1, maxLength: 4 }).filter((k) => !/[$. ]/.test(k)), fc.jsonValue({ maxDepth: 3 })), (p) => {
-        const r = validatePatch('desired', p, { maxDesiredBytes: sectionSize(p as Patch) });
-        if (!r.ok) expect(r.error.code).not.toBe('SECTION_TOO_LARGE');
-      }),
+      fc.property(
+        fc.dictionary(
+          fc.string({ minLength: 1, maxLength: 4 }).filter((k) => !/[$. ]/.test(k)),
+          fc.jsonValue({ maxDepth: 3 }),
+        ),
+        (p) => {
+          const r = validatePatch('desired', p, { maxDesiredBytes: sectionSize(p as Patch) });
+          if (!r.ok) expect(r.error.code).not.toBe('SECTION_TOO_LARGE');
+        },
+      ),
     );
   });
 
@@ -386,7 +441,11 @@ describe('assertSectionFits', () => {
     expect(() => assertSectionFits('tags', {}, big(8192))).not.toThrow();
     expect(() => assertSectionFits('desired', {}, big(32768))).not.toThrow();
     expect(() => assertSectionFits('reported', {}, big(32768))).not.toThrow();
-    for (const [section, limit] of [['tags', 8192], ['desired', 32768], ['reported', 32768]] as const) {
+    for (const [section, limit] of [
+      ['tags', 8192],
+      ['desired', 32768],
+      ['reported', 32768],
+    ] as const) {
       let caught: unknown;
       try {
         assertSectionFits(section, big(limit), big(limit + 1));
@@ -425,7 +484,19 @@ describe('validatePatch: properties', () => {
     };
     fc.assert(fc.property(fc.anything(), agree), { numRuns: 500 });
     fc.assert(
-      fc.property(fc.anything({ withNullPrototype: true, withBigInt: true, withDate: true, withTypedArray: true, withSparseArray: true, withMap: true, withSet: true, withBoxedValues: true }), agree),
+      fc.property(
+        fc.anything({
+          withNullPrototype: true,
+          withBigInt: true,
+          withDate: true,
+          withTypedArray: true,
+          withSparseArray: true,
+          withMap: true,
+          withSet: true,
+          withBoxedValues: true,
+        }),
+        agree,
+      ),
       { numRuns: 500 },
     );
     fc.assert(fc.property(fc.jsonValue(), agree), { numRuns: 500 });
@@ -435,10 +506,22 @@ describe('validatePatch: properties', () => {
   it('accepts every JSON object with valid keys and small values', () => {
     // eslint-disable-next-line no-control-regex -- control characters are what the filter leaves out
     const unsafe = /[$. \u0000-\u001f\u007f-\u009f]/;
-    const key = fc.string({ minLength: 1, maxLength: 8 }).filter((k) => !unsafe.test(k) && !['__proto__', 'constructor', 'prototype'].includes(k));
-    const leaf = fc.oneof(fc.string({ maxLength: 20 }), fc.boolean(), fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e15, max: 1e15 }));
+    const key = fc
+      .string({ minLength: 1, maxLength: 8 })
+      .filter((k) => !unsafe.test(k) && !['__proto__', 'constructor', 'prototype'].includes(k));
+    const leaf = fc.oneof(
+      fc.string({ maxLength: 20 }),
+      fc.boolean(),
+      fc.integer(),
+      fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e15, max: 1e15 }),
+    );
     const { tree } = fc.letrec((tie) => ({
-      tree: fc.oneof({ depthSize: 'small', maxDepth: 4 }, leaf, fc.array(tie('tree'), { maxLength: 3 }), fc.dictionary(key, tie('tree'), { maxKeys: 3 })),
+      tree: fc.oneof(
+        { depthSize: 'small', maxDepth: 4 },
+        leaf,
+        fc.array(tie('tree'), { maxLength: 3 }),
+        fc.dictionary(key, tie('tree'), { maxKeys: 3 }),
+      ),
     }));
     fc.assert(
       fc.property(fc.dictionary(key, fc.oneof(tree, fc.constant(null)), { maxKeys: 4 }), (p) => {
@@ -450,10 +533,25 @@ describe('validatePatch: properties', () => {
 
 describe('validatePatch: fast path and explaining walk agree', () => {
   it('gives the same verdict with the fast path on (depth limit 10) and off (depth limit 65) for shallow inputs', () => {
-    const key = fc.oneof(fc.constantFrom('a', 'b', 'x y', '$v', 'a.b', 'é', '__proto__', ''), fc.string({ maxLength: 4 }));
-    const leaf = fc.oneof(fc.constant(null), fc.integer(), fc.double(), fc.boolean(), fc.string({ maxLength: 5 }), fc.constant(2 ** 53));
+    const key = fc.oneof(
+      fc.constantFrom('a', 'b', 'x y', '$v', 'a.b', 'é', '__proto__', ''),
+      fc.string({ maxLength: 4 }),
+    );
+    const leaf = fc.oneof(
+      fc.constant(null),
+      fc.integer(),
+      fc.double(),
+      fc.boolean(),
+      fc.string({ maxLength: 5 }),
+      fc.constant(2 ** 53),
+    );
     const value = fc.letrec((tie) => ({
-      node: fc.oneof({ depthSize: 'small', withCrossShrink: true }, leaf, fc.array(tie('node'), { maxLength: 3 }), fc.dictionary(key, tie('node'), { maxKeys: 3 })),
+      node: fc.oneof(
+        { depthSize: 'small', withCrossShrink: true },
+        leaf,
+        fc.array(tie('node'), { maxLength: 3 }),
+        fc.dictionary(key, tie('node'), { maxKeys: 3 }),
+      ),
     })).node;
     fc.assert(
       fc.property(fc.dictionary(key, value, { maxKeys: 4 }), (patch) => {

@@ -12,7 +12,11 @@ import { isTwinlogError } from '@twinlog/core';
 import { createEmbeddedLog, type EmbeddedLog } from '@twinlog/log-embedded';
 import { ensureTwinTopics, startProjector, type Projector } from '@twinlog/projector';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createConfigurationManager, MAX_CONFIGURATIONS, type ConfigurationManager } from './createConfigurationManager.ts';
+import {
+  createConfigurationManager,
+  MAX_CONFIGURATIONS,
+  type ConfigurationManager,
+} from './createConfigurationManager.ts';
 import { createReadModel, type ReadModel } from './createReadModel.ts';
 
 let dir: string;
@@ -55,7 +59,8 @@ async function eventually(check: () => void | Promise<void>, timeoutMs = 20_000)
   }
 }
 
-const desired = (id: string): Record<string, unknown> => (readModel.getTwin(id) as { properties: { desired: Record<string, unknown> } }).properties.desired;
+const desired = (id: string): Record<string, unknown> =>
+  (readModel.getTwin(id) as { properties: { desired: Record<string, unknown> } }).properties.desired;
 const ids = async (q: string): Promise<unknown[]> => (await readModel.queryAll(q)).rows.map((r) => r['deviceId']);
 const dev = (i: number): string => `dev-${String(i).padStart(2, '0')}`;
 
@@ -74,13 +79,20 @@ describe('automatic configurations', () => {
       priority: 10,
       targetCondition: "tags.env = 'test'",
       content: { deviceContent: { 'properties.desired.firmware': { version: '1.1' } } },
-      metrics: { queries: { current: "SELECT deviceId FROM devices WHERE properties.reported.firmware.version = '1.1'" } },
+      metrics: {
+        queries: { current: "SELECT deviceId FROM devices WHERE properties.reported.firmware.version = '1.1'" },
+      },
     });
     configs.put({
       id: 'fw-all',
       priority: 5,
       targetCondition: '*',
-      content: { deviceContent: { 'properties.desired.firmware': { version: '1.0' }, 'properties.desired.telemetry.interval': 60 } },
+      content: {
+        deviceContent: {
+          'properties.desired.firmware': { version: '1.0' },
+          'properties.desired.telemetry.interval': 60,
+        },
+      },
     });
     configs.start();
 
@@ -90,8 +102,12 @@ describe('automatic configurations', () => {
         expect(desired(dev(i))['telemetry']).toEqual(i < 6 ? undefined : { interval: 60 });
       }
     });
-    expect(await ids("SELECT deviceId FROM devices WHERE configurations.[[fw-test]].status = 'Applied'")).toEqual([0, 1, 2, 3, 4, 5].map(dev));
-    expect(await ids("SELECT deviceId FROM devices WHERE configurations.[[fw-all]].status = 'Targeted'")).toEqual([0, 1, 2, 3, 4, 5].map(dev));
+    expect(await ids("SELECT deviceId FROM devices WHERE configurations.[[fw-test]].status = 'Applied'")).toEqual(
+      [0, 1, 2, 3, 4, 5].map(dev),
+    );
+    expect(await ids("SELECT deviceId FROM devices WHERE configurations.[[fw-all]].status = 'Targeted'")).toEqual(
+      [0, 1, 2, 3, 4, 5].map(dev),
+    );
     const fwTest = await configs.get('fw-test');
     expect(fwTest.systemMetrics.results).toEqual({ targetedCount: 6, appliedCount: 6 });
     expect(fwTest.metrics.results).toEqual({ current: 3 });
@@ -110,11 +126,17 @@ describe('automatic configurations', () => {
     expect((await configs.get('fw-test')).systemMetrics.results).toEqual({ targetedCount: 6, appliedCount: 6 });
 
     // a higher priority arrives for one device; then the first configuration goes away
-    configs.put({ id: 'hotfix', priority: 20, targetCondition: `deviceId = '${dev(3)}'`, content: { deviceContent: { 'properties.desired.firmware.version': '1.2' } } });
+    configs.put({
+      id: 'hotfix',
+      priority: 20,
+      targetCondition: `deviceId = '${dev(3)}'`,
+      content: { deviceContent: { 'properties.desired.firmware.version': '1.2' } },
+    });
     await eventually(() => expect(desired(dev(3))['firmware']).toEqual({ version: '1.2' }));
     configs.delete('fw-test');
     await eventually(async () => {
-      for (const i of [1, 2, 4, 5, 7]) expect(desired(dev(i))).toMatchObject({ firmware: { version: '1.0' }, telemetry: { interval: 60 } });
+      for (const i of [1, 2, 4, 5, 7])
+        expect(desired(dev(i))).toMatchObject({ firmware: { version: '1.0' }, telemetry: { interval: 60 } });
       expect(await ids("SELECT deviceId FROM devices WHERE configurations.[[fw-test]].status = 'Applied'")).toEqual([]);
     });
     expect((await configs.get('fw-all')).systemMetrics.results).toEqual({ targetedCount: 10, appliedCount: 9 });
@@ -124,7 +146,10 @@ describe('automatic configurations', () => {
 
     // a change that keeps each device's winner and its content (priority, labels) rewrites no twin
     const fwAll = await configs.get('fw-all');
-    configs.put({ id: 'fw-all', priority: 6, targetCondition: '*', content: fwAll.content, labels: { note: 'x' } }, { ifMatch: fwAll.etag });
+    configs.put(
+      { id: 'fw-all', priority: 6, targetCondition: '*', content: fwAll.content, labels: { note: 'x' } },
+      { ifMatch: fwAll.etag },
+    );
     expect((await configs.reconcile()).written).toEqual([]);
     expect((await configs.get('fw-all')).systemMetrics.results).toEqual({ targetedCount: 10, appliedCount: 9 });
   });
@@ -132,10 +157,23 @@ describe('automatic configurations', () => {
   it('targets device twins only, never module twins (docs/iot-hub.md, "Module identities and module twins")', async () => {
     await client.createDevice('gw-1', { wait: true });
     await client.createDevice('gw-1/sensor', { wait: true });
-    await readModel.waitFor([await client.mergeTags('gw-1/sensor', { env: 'prod' }), await client.mergeTags('gw-1', { env: 'prod' })]);
+    await readModel.waitFor([
+      await client.mergeTags('gw-1/sensor', { env: 'prod' }),
+      await client.mergeTags('gw-1', { env: 'prod' }),
+    ]);
     configs.start();
-    configs.put({ id: 'all', priority: 1, targetCondition: '*', content: { deviceContent: { 'properties.desired.a': 1 } } });
-    configs.put({ id: 'prod', priority: 2, targetCondition: "tags.env = 'prod'", content: { deviceContent: { 'properties.desired.b': 2 } } });
+    configs.put({
+      id: 'all',
+      priority: 1,
+      targetCondition: '*',
+      content: { deviceContent: { 'properties.desired.a': 1 } },
+    });
+    configs.put({
+      id: 'prod',
+      priority: 2,
+      targetCondition: "tags.env = 'prod'",
+      content: { deviceContent: { 'properties.desired.b': 2 } },
+    });
     await eventually(() => expect(desired('gw-1')['b']).toBe(2));
     // a change of the module twin reaches the manager as a read-model update naming it
     await readModel.waitFor([await client.mergeTags('gw-1/sensor', { site: 'n' })]);
@@ -147,7 +185,12 @@ describe('automatic configurations', () => {
   });
 
   it('refuses invalid configurations and stale etags', async () => {
-    const base = { id: 'ok', priority: 1, targetCondition: "tags.a = 1", content: { deviceContent: { 'properties.desired.x': 1 } } };
+    const base = {
+      id: 'ok',
+      priority: 1,
+      targetCondition: 'tags.a = 1',
+      content: { deviceContent: { 'properties.desired.x': 1 } },
+    };
     const codeOf = (f: () => unknown): unknown => {
       try {
         f();
@@ -158,11 +201,17 @@ describe('automatic configurations', () => {
     };
     const first = configs.put(base);
     expect(codeOf(() => configs.put({ ...base, id: 'Upper' }))).toBe('CONFIGURATION_INVALID');
-    expect(codeOf(() => configs.put({ ...base, targetCondition: 'properties.reported.x = 1' }))).toBe('CONFIGURATION_INVALID');
+    expect(codeOf(() => configs.put({ ...base, targetCondition: 'properties.reported.x = 1' }))).toBe(
+      'CONFIGURATION_INVALID',
+    );
     expect(codeOf(() => configs.put({ ...base, priority: -1 }))).toBe('CONFIGURATION_INVALID');
-    expect(codeOf(() => configs.put({ ...base, content: { deviceContent: { 'tags.x': 1 } } }))).toBe('CONFIGURATION_INVALID');
+    expect(codeOf(() => configs.put({ ...base, content: { deviceContent: { 'tags.x': 1 } } }))).toBe(
+      'CONFIGURATION_INVALID',
+    );
     expect(codeOf(() => configs.put({ ...base, targetCondition: 'tags.a = = 1' }))).toBe('QUERY_SYNTAX');
-    expect(codeOf(() => configs.put({ ...base, priority: 2 }, { ifMatch: '"stale"' }))).toBe('CONFIGURATION_PRECONDITION_FAILED');
+    expect(codeOf(() => configs.put({ ...base, priority: 2 }, { ifMatch: '"stale"' }))).toBe(
+      'CONFIGURATION_PRECONDITION_FAILED',
+    );
     expect(codeOf(() => configs.put({ ...base, priority: 2 }, { ifMatch: `"${first.etag}"` }))).toBe('no error');
     expect(codeOf(() => configs.delete('missing'))).toBe('CONFIGURATION_NOT_FOUND');
     // IoT Hub's 100 configurations per hub: the 101st is refused, changing one still works, and a delete makes room

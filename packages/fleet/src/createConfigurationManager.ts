@@ -52,8 +52,14 @@ export interface ConfigurationView extends Configuration {
   readonly etag: string;
   readonly createdTimeUtc: string;
   readonly lastUpdatedTimeUtc: string;
-  readonly systemMetrics: { readonly queries: Readonly<Record<string, string>>; readonly results: { readonly targetedCount: number; readonly appliedCount: number } };
-  readonly metrics: { readonly queries: Readonly<Record<string, string>>; readonly results: Readonly<Record<string, number>> };
+  readonly systemMetrics: {
+    readonly queries: Readonly<Record<string, string>>;
+    readonly results: { readonly targetedCount: number; readonly appliedCount: number };
+  };
+  readonly metrics: {
+    readonly queries: Readonly<Record<string, string>>;
+    readonly results: Readonly<Record<string, number>>;
+  };
 }
 
 /** IoT Hub's limit of configurations per hub (paid tiers). */
@@ -119,7 +125,8 @@ const iso = (ms: number): string => new Date(ms).toISOString();
 /** `properties.desired.a.b` → `['a', 'b']`; `undefined` for any other path. */
 function desiredPath(key: string): string[] | undefined {
   const parts = key.split('.');
-  if (parts.length < 3 || parts[0] !== 'properties' || parts[1] !== 'desired' || parts.slice(2).some((p) => p === '')) return undefined;
+  if (parts.length < 3 || parts[0] !== 'properties' || parts[1] !== 'desired' || parts.slice(2).some((p) => p === ''))
+    return undefined;
   return parts.slice(2);
 }
 
@@ -188,18 +195,23 @@ export function createConfigurationManager({
       throw fleetError('CONFIGURATION_INVALID', message, { details: { id: (config as { id?: unknown })?.id } });
     };
     if (!isPlainObject(config)) invalid('a configuration must be an object');
-    if (typeof config.id !== 'string' || !CONFIG_ID.test(config.id)) invalid('id must be 1 to 128 lowercase letters, digits, . _ or -');
-    if (!Number.isSafeInteger(config.priority) || config.priority < 0) invalid('priority must be a whole number of at least 0');
-    if (typeof config.targetCondition !== 'string' || config.targetCondition.trim() === '') invalid('targetCondition must be a condition or *');
+    if (typeof config.id !== 'string' || !CONFIG_ID.test(config.id))
+      invalid('id must be 1 to 128 lowercase letters, digits, . _ or -');
+    if (!Number.isSafeInteger(config.priority) || config.priority < 0)
+      invalid('priority must be a whole number of at least 0');
+    if (typeof config.targetCondition !== 'string' || config.targetCondition.trim() === '')
+      invalid('targetCondition must be a condition or *');
     if (config.targetCondition.trim() !== '*') {
       const q = parseQuery(`SELECT * FROM devices WHERE ${config.targetCondition}`);
       const bad = referencedPaths(q, 'where').find((p) => p[0] !== 'tags' && !(p.length === 1 && p[0] === 'deviceId'));
       if (bad !== undefined) invalid(`a device configuration targets tags or deviceId only, not ${bad.join('.')}`);
     }
-    if (!isPlainObject(config.content) || !isPlainObject(config.content.deviceContent)) invalid('content.deviceContent must be an object');
+    if (!isPlainObject(config.content) || !isPlainObject(config.content.deviceContent))
+      invalid('content.deviceContent must be an object');
     const keys = Object.keys(config.content.deviceContent);
     if (keys.length === 0) invalid('content.deviceContent is empty');
-    for (const k of keys) if (desiredPath(k) === undefined) invalid(`content key ${k} must be properties.desired.<path>`);
+    for (const k of keys)
+      if (desiredPath(k) === undefined) invalid(`content key ${k} must be properties.desired.<path>`);
     const r = validatePatch('desired', patchOf(config.content));
     if (!r.ok) throw r.error;
     const queries = config.metrics?.queries ?? {};
@@ -213,13 +225,18 @@ export function createConfigurationManager({
   const rows = (): ConfigRow[] => db.prepare('SELECT * FROM configurations ORDER BY seq').all() as ConfigRow[];
   const compile = (row: ConfigRow): Compiled => {
     const config = JSON.parse(row.json) as Configuration;
-    const matches = config.targetCondition.trim() === '*' ? () => true : compileWhere(parseQuery(`SELECT * FROM devices WHERE ${config.targetCondition}`));
+    const matches =
+      config.targetCondition.trim() === '*'
+        ? () => true
+        : compileWhere(parseQuery(`SELECT * FROM devices WHERE ${config.targetCondition}`));
     const patch = patchOf(config.content);
     const contentKey = createHash('sha256').update(JSON.stringify(patch)).digest('base64').slice(0, 16);
     return { row, config, matches, patch, removal: removalOf(config.content), contentKey };
   };
 
-  const statusOf = db.prepare<[string], { config_id: string; status: string }>('SELECT config_id, status FROM twin_configurations WHERE device_id = ?');
+  const statusOf = db.prepare<[string], { config_id: string; status: string }>(
+    'SELECT config_id, status FROM twin_configurations WHERE device_id = ?',
+  );
   const appliedOf = db.prepare<[string], { config_id: string; etag: string; patch: string }>(
     'SELECT config_id, etag, patch FROM configuration_applied WHERE device_id = ?',
   );
@@ -238,15 +255,23 @@ export function createConfigurationManager({
     const applied = appliedOf.get(deviceId);
     // device configurations target device twins only, never a module twin `{deviceId}/{moduleId}`
     // (docs/iot-hub.md, "Module identities and module twins"), which the read model's updates name too
-    const targeting = twin === undefined || twin['moduleId'] !== undefined ? [] : configs.filter((c) => c.matches(twin));
+    const targeting =
+      twin === undefined || twin['moduleId'] !== undefined ? [] : configs.filter((c) => c.matches(twin));
     let winner: Compiled | undefined;
     for (const c of targeting) {
-      if (winner === undefined || c.config.priority > winner.config.priority || (c.config.priority === winner.config.priority && c.row.seq > winner.row.seq)) {
+      if (
+        winner === undefined ||
+        c.config.priority > winner.config.priority ||
+        (c.config.priority === winner.config.priority && c.row.seq > winner.row.seq)
+      ) {
         winner = c;
       }
     }
     let wrote = false;
-    if (twin !== undefined && (winner?.row.id !== applied?.config_id || (winner !== undefined && winner.contentKey !== applied?.etag))) {
+    if (
+      twin !== undefined &&
+      (winner?.row.id !== applied?.config_id || (winner !== undefined && winner.contentKey !== applied?.etag))
+    ) {
       // remove what the previous content set, then the winner's content (which wins where both set a key)
       const removal = applied === undefined ? {} : (JSON.parse(applied.patch) as Patch);
       const patch = winner === undefined ? removal : mergeInto(removal, winner.patch);
@@ -270,10 +295,16 @@ export function createConfigurationManager({
 
   /** Every device a configuration targets now or had touched. */
   const affected = async (configs: readonly Compiled[]): Promise<string[]> => {
-    const ids = new Set<string>(db.prepare('SELECT DISTINCT device_id FROM twin_configurations UNION SELECT device_id FROM configuration_applied').pluck().all() as string[]);
+    const ids = new Set<string>(
+      db
+        .prepare('SELECT DISTINCT device_id FROM twin_configurations UNION SELECT device_id FROM configuration_applied')
+        .pluck()
+        .all() as string[],
+    );
     for (const c of configs) {
       const where = c.config.targetCondition.trim() === '*' ? '' : ` WHERE ${c.config.targetCondition}`;
-      for (const r of (await readModel.queryAll(`SELECT deviceId FROM devices${where}`)).rows) ids.add(r['deviceId'] as string);
+      for (const r of (await readModel.queryAll(`SELECT deviceId FROM devices${where}`)).rows)
+        ids.add(r['deviceId'] as string);
     }
     return [...ids].sort();
   };
@@ -311,13 +342,18 @@ export function createConfigurationManager({
     const applied = counts.find((c) => c.status === STATUS.applied)?.n ?? 0;
     const targeted = counts.reduce((n, c) => n + c.n, 0);
     const results: Record<string, number> = {};
-    for (const [name, text] of Object.entries(config.metrics?.queries ?? {})) results[name] = (await readModel.queryAll(text)).rows.length;
-    const sys = (status: string): string => `SELECT deviceId FROM devices WHERE configurations.[[${row.id}]].status = '${status}'`;
+    for (const [name, text] of Object.entries(config.metrics?.queries ?? {}))
+      results[name] = (await readModel.queryAll(text)).rows.length;
+    const sys = (status: string): string =>
+      `SELECT deviceId FROM devices WHERE configurations.[[${row.id}]].status = '${status}'`;
     return shape(
       config,
       row,
       {
-        queries: { targetedCount: `${sys(STATUS.targeted)} OR configurations.[[${row.id}]].status = '${STATUS.applied}'`, appliedCount: sys(STATUS.applied) },
+        queries: {
+          targetedCount: `${sys(STATUS.targeted)} OR configurations.[[${row.id}]].status = '${STATUS.applied}'`,
+          appliedCount: sys(STATUS.applied),
+        },
         results: { targetedCount: targeted, appliedCount: applied },
       },
       results,
@@ -326,7 +362,8 @@ export function createConfigurationManager({
 
   const getRow = (id: string): ConfigRow => {
     const row = db.prepare('SELECT * FROM configurations WHERE id = ?').get(id) as ConfigRow | undefined;
-    if (row === undefined) throw fleetError('CONFIGURATION_NOT_FOUND', `no configuration ${String(id)}`, { details: { id } });
+    if (row === undefined)
+      throw fleetError('CONFIGURATION_NOT_FOUND', `no configuration ${String(id)}`, { details: { id } });
     return row;
   };
 
@@ -355,14 +392,33 @@ export function createConfigurationManager({
       validate(config);
       const now = physicalNow();
       const existing = db.prepare('SELECT * FROM configurations WHERE id = ?').get(config.id) as ConfigRow | undefined;
-      if (ifMatch !== undefined && ifMatch !== '*' && ifMatch !== '"*"' && existing?.etag !== ifMatch.replace(/^"(.*)"$/, '$1')) {
-        throw fleetError('CONFIGURATION_PRECONDITION_FAILED', `configuration ${config.id} does not have etag ${ifMatch}`, { details: { id: config.id } });
+      if (
+        ifMatch !== undefined &&
+        ifMatch !== '*' &&
+        ifMatch !== '"*"' &&
+        existing?.etag !== ifMatch.replace(/^"(.*)"$/, '$1')
+      ) {
+        throw fleetError(
+          'CONFIGURATION_PRECONDITION_FAILED',
+          `configuration ${config.id} does not have etag ${ifMatch}`,
+          { details: { id: config.id } },
+        );
       }
-      if (existing === undefined && (db.prepare('SELECT COUNT(*) FROM configurations').pluck().get() as number) >= MAX_CONFIGURATIONS) {
-        throw fleetError('QUOTA_EXCEEDED', `a hub has at most ${MAX_CONFIGURATIONS} configurations (docs/iot-hub.md, "Limits"): delete one first`, { details: { id: config.id } });
+      if (
+        existing === undefined &&
+        (db.prepare('SELECT COUNT(*) FROM configurations').pluck().get() as number) >= MAX_CONFIGURATIONS
+      ) {
+        throw fleetError(
+          'QUOTA_EXCEEDED',
+          `a hub has at most ${MAX_CONFIGURATIONS} configurations (docs/iot-hub.md, "Limits"): delete one first`,
+          { details: { id: config.id } },
+        );
       }
       const json = JSON.stringify(config);
-      const etag = createHash('sha256').update(`${json}\u0000${now}\u0000${existing?.etag ?? ''}`).digest('base64').slice(0, 12);
+      const etag = createHash('sha256')
+        .update(`${json}\u0000${now}\u0000${existing?.etag ?? ''}`)
+        .digest('base64')
+        .slice(0, 12);
       const seq = ((db.prepare('SELECT MAX(seq) AS m FROM configurations').get() as { m: number | null }).m ?? 0) + 1;
       db.prepare(
         'INSERT INTO configurations (id, json, etag, seq, created, updated) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET json = excluded.json, etag = excluded.etag, updated = excluded.updated',
@@ -372,7 +428,11 @@ export function createConfigurationManager({
     },
     get: (id) => view(getRow(id)),
     async list(top = 1000) {
-      const all = rows().sort((a, b) => (JSON.parse(b.json) as Configuration).priority - (JSON.parse(a.json) as Configuration).priority || b.seq - a.seq);
+      const all = rows().sort(
+        (a, b) =>
+          (JSON.parse(b.json) as Configuration).priority - (JSON.parse(a.json) as Configuration).priority ||
+          b.seq - a.seq,
+      );
       return Promise.all(all.slice(0, top).map(view));
     },
     delete(id) {

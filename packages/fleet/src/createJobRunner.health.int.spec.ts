@@ -52,8 +52,19 @@ it('backs off while the log refuses writes, reports restarting with the reason o
       },
     });
     const changes: StageHealth[] = [];
-    const jobs = createJobRunner({ readModel, log: flaky, physicalNow: Date.now, restart: { minBackoffMs: 40, maxBackoffMs: 200 }, onStateChange: (h) => void changes.push(h) });
-    jobs.scheduleUpdateTwin({ jobId: 'j', type: 'scheduleUpdateTwin', queryCondition: "tags.site = 'x'", updateTwin: { tags: { done: true }, etag: '*' } });
+    const jobs = createJobRunner({
+      readModel,
+      log: flaky,
+      physicalNow: Date.now,
+      restart: { minBackoffMs: 40, maxBackoffMs: 200 },
+      onStateChange: (h) => void changes.push(h),
+    });
+    jobs.scheduleUpdateTwin({
+      jobId: 'j',
+      type: 'scheduleUpdateTwin',
+      queryCondition: "tags.site = 'x'",
+      updateTwin: { tags: { done: true }, etag: '*' },
+    });
     jobs.start();
     await until(() => refused >= 4);
     expect(jobs.health()).toMatchObject({ stage: 'job-runner', state: 'restarting', reason: 'broker unreachable' });

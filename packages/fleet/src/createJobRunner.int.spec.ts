@@ -62,7 +62,10 @@ const matching = (n: number): string[] =>
 /** Wait until the read model reflects everything now on the input topics. */
 async function settled(rm: ReadModel): Promise<void> {
   const ends = await log.endOffsets(TOPICS.backend);
-  await rm.waitFor(ends.flatMap((end, partition) => (end === 0 ? [] : [{ topic: TOPICS.backend, partition, offset: end - 1 }])), { timeoutMs: 30_000 });
+  await rm.waitFor(
+    ends.flatMap((end, partition) => (end === 0 ? [] : [{ topic: TOPICS.backend, partition, offset: end - 1 }])),
+    { timeoutMs: 30_000 },
+  );
 }
 
 describe('jobs: scheduleUpdateTwin', () => {
@@ -71,7 +74,13 @@ describe('jobs: scheduleUpdateTwin', () => {
     readModel = await createReadModel({ log, path: join(dir, 'fleet.db') });
     await readModel.waitFor(receipts);
     const progress: string[] = [];
-    const jobs = createJobRunner({ readModel, log, physicalNow: Date.now, concurrency: 3, onDevice: (p) => void progress.push(p.deviceId) });
+    const jobs = createJobRunner({
+      readModel,
+      log,
+      physicalNow: Date.now,
+      concurrency: 3,
+      onDevice: (p) => void progress.push(p.deviceId),
+    });
     const queued = jobs.scheduleUpdateTwin({
       jobId: 'job-1',
       type: 'scheduleUpdateTwin',
@@ -82,16 +91,27 @@ describe('jobs: scheduleUpdateTwin', () => {
     const done = await jobs.run('job-1');
     const expected = matching(20);
     expect(done.status).toBe('completed');
-    expect(done.deviceJobStatistics).toEqual({ deviceCount: expected.length, succeededCount: expected.length, failedCount: 0, runningCount: 0, pendingCount: 0 });
+    expect(done.deviceJobStatistics).toEqual({
+      deviceCount: expected.length,
+      succeededCount: expected.length,
+      failedCount: 0,
+      runningCount: 0,
+      pendingCount: 0,
+    });
     expect(progress.sort()).toEqual(expected);
 
     await settled(readModel);
-    const updated = await readModel.queryAll("SELECT deviceId FROM devices WHERE tags.rollout = 'wave-1' AND properties.desired.fw = '2.0'");
+    const updated = await readModel.queryAll(
+      "SELECT deviceId FROM devices WHERE tags.rollout = 'wave-1' AND properties.desired.fw = '2.0'",
+    );
     expect(updated.rows.map((r) => r['deviceId'])).toEqual(expected);
-    for (const id of expected) expect(readModel.getTwin(id)).toMatchObject({ properties: { desired: { $version: 3 } } }); // create, fw 1.0, the job
+    for (const id of expected)
+      expect(readModel.getTwin(id)).toMatchObject({ properties: { desired: { $version: 3 } } }); // create, fw 1.0, the job
 
     // devices.jobs (docs/iot-hub.md "Escaped names and query examples") and the job list
-    const rows = await readModel.queryAll("SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'job-1' AND devices.jobs.status = 'completed'");
+    const rows = await readModel.queryAll(
+      "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'job-1' AND devices.jobs.status = 'completed'",
+    );
     expect(rows.rows.map((r) => r['deviceId'])).toEqual(expected);
     expect(jobs.list({ status: 'completed' }).map((j) => j.jobId)).toEqual(['job-1']);
 
@@ -148,9 +168,22 @@ describe('jobs: scheduleUpdateTwin', () => {
     expect(codeOf(() => jobs.scheduleUpdateTwin(req('midway')))).toBe('JOB_ALREADY_EXISTS');
     expect(codeOf(() => jobs.scheduleUpdateTwin({ ...req('bad id!') }))).toBe('JOB_INVALID');
     expect(codeOf(() => jobs.scheduleUpdateTwin({ ...req('q'), queryCondition: 'tags.x = = 1' }))).toBe('QUERY_SYNTAX');
-    expect(codeOf(() => jobs.scheduleUpdateTwin({ ...req('p'), updateTwin: { properties: { desired: { $x: 1 } } } }))).toBe('KEY_INVALID');
+    expect(
+      codeOf(() => jobs.scheduleUpdateTwin({ ...req('p'), updateTwin: { properties: { desired: { $x: 1 } } } })),
+    ).toBe('KEY_INVALID');
     expect(codeOf(() => jobs.scheduleUpdateTwin({ ...req('e'), updateTwin: {} }))).toBe('JOB_INVALID');
-    expect(isFleetError((() => { try { jobs.get('nope'); } catch (e) { return e; } })(), 'JOB_NOT_FOUND')).toBe(true);
+    expect(
+      isFleetError(
+        (() => {
+          try {
+            jobs.get('nope');
+          } catch (e) {
+            return e;
+          }
+        })(),
+        'JOB_NOT_FOUND',
+      ),
+    ).toBe(true);
   });
 });
 
@@ -181,7 +214,12 @@ describe('jobs: the background loop', () => {
       expect(jobs.get('later').status).toBe('scheduled');
       now += 61_000; // the start time passes
       await until(() => jobs.get('later').status === 'completed');
-      expect(jobs.list({ status: 'completed' }).map((j) => j.jobId).sort()).toEqual(['later', 'now']);
+      expect(
+        jobs
+          .list({ status: 'completed' })
+          .map((j) => j.jobId)
+          .sort(),
+      ).toEqual(['later', 'now']);
     } finally {
       await jobs.stop();
     }
@@ -194,7 +232,13 @@ describe('jobs: retention', () => {
     readModel = await createReadModel({ log, path: join(dir, 'fleet.db') });
     await readModel.waitFor(receipts);
     let now = Date.now();
-    const jobs = createJobRunner({ readModel, log, physicalNow: () => now, pollIntervalMs: 10, retentionMs: 3_600_000 });
+    const jobs = createJobRunner({
+      readModel,
+      log,
+      physicalNow: () => now,
+      pollIntervalMs: 10,
+      retentionMs: 3_600_000,
+    });
     const req = (jobId: string, startTime?: string) => ({
       jobId,
       type: 'scheduleUpdateTwin' as const,
@@ -237,9 +281,21 @@ describe('jobs: crash and resume', () => {
     await readModel.close();
     readModel = undefined;
 
-    const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', join(import.meta.dirname, 'jobChild.fixture.ts'), join(dir, 'log.db'), fleetPath, 'crash-job'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        '--conditions=source',
+        '--import',
+        'tsx',
+        join(import.meta.dirname, 'jobChild.fixture.ts'),
+        join(dir, 'log.db'),
+        fleetPath,
+        'crash-job',
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
     let written = 0;
     let killedAfter = '';
@@ -263,7 +319,11 @@ describe('jobs: crash and resume', () => {
     const done = await jobs.run('crash-job');
     const expected = matching(n);
     expect(done.status).toBe('completed');
-    expect(done.deviceJobStatistics).toMatchObject({ deviceCount: expected.length, succeededCount: expected.length, failedCount: 0 });
+    expect(done.deviceJobStatistics).toMatchObject({
+      deviceCount: expected.length,
+      succeededCount: expected.length,
+      failedCount: 0,
+    });
 
     // the killed device's events were appended twice (same ids) …
     let copies = 0;
@@ -281,7 +341,10 @@ describe('jobs: crash and resume', () => {
     await settled(readModel);
     for (let i = 0; i < n; i++) {
       const id = `dev-${String(i).padStart(2, '0')}`;
-      const twin = readModel.getTwin(id) as { tags: Record<string, unknown>; properties: { desired: Record<string, unknown> } };
+      const twin = readModel.getTwin(id) as {
+        tags: Record<string, unknown>;
+        properties: { desired: Record<string, unknown> };
+      };
       if (expected.includes(id)) {
         expect(twin.properties.desired).toMatchObject({ fw: '2.0', $version: 3 });
         expect(twin.tags['rollout']).toBe('wave-1');

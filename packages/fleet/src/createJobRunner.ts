@@ -103,7 +103,11 @@ export interface JobRunnerOptions {
    */
   readonly onWritten?: (progress: { readonly jobId: string; readonly deviceId: string }) => void | Promise<void>;
   /** Called after each device is recorded (tests, progress bars). */
-  readonly onDevice?: (progress: { readonly jobId: string; readonly deviceId: string; readonly outcome: 'succeeded' | 'failed' }) => void | Promise<void>;
+  readonly onDevice?: (progress: {
+    readonly jobId: string;
+    readonly deviceId: string;
+    readonly outcome: 'succeeded' | 'failed';
+  }) => void | Promise<void>;
   /** Backoff of the background loop after a job could not progress (the log unavailable): 250 ms doubling to 30 s by default. */
   readonly restart?: BackoffOptions;
   /** The stage's name in `health()` (default `job-runner`). */
@@ -208,7 +212,9 @@ export function createJobRunner({
       error TEXT, updated INTEGER NOT NULL, PRIMARY KEY (job_id, idx)) WITHOUT ROWID;
   `);
   const selectJob = db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE job_id = ?');
-  const counts = db.prepare<[string], { status: string; n: number }>('SELECT status, COUNT(*) AS n FROM job_devices WHERE job_id = ? GROUP BY status');
+  const counts = db.prepare<[string], { status: string; n: number }>(
+    'SELECT status, COUNT(*) AS n FROM job_devices WHERE job_id = ? GROUP BY status',
+  );
   const setStatus = db.prepare<[JobState, number | null, string | null, string]>(
     'UPDATE jobs SET status = ?, ended = ?, failure = ? WHERE job_id = ?',
   );
@@ -219,7 +225,9 @@ export function createJobRunner({
   const expiredDevices = db.prepare<[number]>(
     "DELETE FROM job_devices WHERE job_id IN (SELECT job_id FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') AND ended < ?)",
   );
-  const expiredJobs = db.prepare<[number]>("DELETE FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') AND ended < ?");
+  const expiredJobs = db.prepare<[number]>(
+    "DELETE FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') AND ended < ?",
+  );
   const expire = db.transaction((cutoff: number) => {
     expiredDevices.run(cutoff);
     expiredJobs.run(cutoff);
@@ -263,7 +271,10 @@ export function createJobRunner({
 
   const patchOf = (request: UpdateTwinJobRequest): TwinPatch => {
     const { tags, properties } = request.updateTwin;
-    return { ...(tags === undefined ? {} : { tags }), ...(properties?.desired === undefined ? {} : { desired: properties.desired }) };
+    return {
+      ...(tags === undefined ? {} : { tags }),
+      ...(properties?.desired === undefined ? {} : { desired: properties.desired }),
+    };
   };
 
   const validate = (request: UpdateTwinJobRequest): Query => {
@@ -271,26 +282,38 @@ export function createJobRunner({
       throw fleetError('JOB_INVALID', message, { details: { jobId: request?.jobId } });
     };
     if (!isPlainObject(request)) invalid('a job request must be an object');
-    if (typeof request.jobId !== 'string' || !JOB_ID.test(request.jobId)) invalid('jobId must be 1 to 64 ASCII letters, digits or -');
-    if (request.type !== 'scheduleUpdateTwin') invalid(`job type ${String(request.type)} is not supported (scheduleUpdateTwin only)`);
+    if (typeof request.jobId !== 'string' || !JOB_ID.test(request.jobId))
+      invalid('jobId must be 1 to 64 ASCII letters, digits or -');
+    if (request.type !== 'scheduleUpdateTwin')
+      invalid(`job type ${String(request.type)} is not supported (scheduleUpdateTwin only)`);
     if (typeof request.queryCondition !== 'string') invalid('queryCondition must be a string');
     if (!isPlainObject(request.updateTwin)) invalid('updateTwin must be an object');
     const { properties, etag } = request.updateTwin;
     if (etag !== undefined && typeof etag !== 'string') invalid('updateTwin.etag must be a string');
-    if (properties !== undefined && (!isPlainObject(properties) || Object.keys(properties).some((k) => k !== 'desired'))) {
+    if (
+      properties !== undefined &&
+      (!isPlainObject(properties) || Object.keys(properties).some((k) => k !== 'desired'))
+    ) {
       invalid('updateTwin.properties may hold desired only');
     }
     const patch = patchOf(request);
     if (patch.tags === undefined && patch.desired === undefined) invalid('updateTwin needs tags or properties.desired');
-    for (const [section, p] of [['tags', patch.tags], ['desired', patch.desired]] as const) {
+    for (const [section, p] of [
+      ['tags', patch.tags],
+      ['desired', patch.desired],
+    ] as const) {
       if (p === undefined) continue;
       const r = validatePatch(section, p);
       if (!r.ok) throw r.error;
     }
-    if (request.maxExecutionTimeInSeconds !== undefined && !(Number.isSafeInteger(request.maxExecutionTimeInSeconds) && request.maxExecutionTimeInSeconds > 0)) {
+    if (
+      request.maxExecutionTimeInSeconds !== undefined &&
+      !(Number.isSafeInteger(request.maxExecutionTimeInSeconds) && request.maxExecutionTimeInSeconds > 0)
+    ) {
       invalid('maxExecutionTimeInSeconds must be a positive whole number');
     }
-    if (request.startTime !== undefined && Number.isNaN(Date.parse(request.startTime))) invalid('startTime must be an ISO date-time');
+    if (request.startTime !== undefined && Number.isNaN(Date.parse(request.startTime)))
+      invalid('startTime must be an ISO date-time');
     return parseQuery(`SELECT deviceId FROM devices WHERE ${request.queryCondition}`);
   };
 
@@ -304,7 +327,8 @@ export function createJobRunner({
         'INSERT INTO jobs (job_id, request, status, created, start_at, freshness) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING',
       )
       .run(request.jobId, JSON.stringify(request), state, now, startAt, readModel.freshness());
-    if (inserted.changes === 0) throw fleetError('JOB_ALREADY_EXISTS', `job ${request.jobId} exists`, { details: { jobId: request.jobId } });
+    if (inserted.changes === 0)
+      throw fleetError('JOB_ALREADY_EXISTS', `job ${request.jobId} exists`, { details: { jobId: request.jobId } });
     return status(getRow(request.jobId));
   };
 
@@ -326,14 +350,18 @@ export function createJobRunner({
       // the device list: what the read model showed when the job was created, at least
       let deviceIds: string[];
       try {
-        const freshness = (db.prepare('SELECT freshness FROM jobs WHERE job_id = ?').get(jobId) as { freshness: string }).freshness;
+        const freshness = (
+          db.prepare('SELECT freshness FROM jobs WHERE job_id = ?').get(jobId) as { freshness: string }
+        ).freshness;
         const { rows } = await readModel.queryAll(validate(request), { after: freshness });
         deviceIds = rows.map((r) => r['deviceId'] as string);
       } catch (e) {
         return finish('failed', `the query condition could not run: ${(e as Error).message}`);
       }
       db.transaction(() => {
-        const insert = db.prepare("INSERT INTO job_devices (job_id, idx, device_id, status, updated) VALUES (?, ?, ?, 'pending', ?)");
+        const insert = db.prepare(
+          "INSERT INTO job_devices (job_id, idx, device_id, status, updated) VALUES (?, ?, ?, 'pending', ?)",
+        );
         const now = physicalNow();
         deviceIds.forEach((id, idx) => insert.run(jobId, idx, id, now));
         db.prepare('UPDATE jobs SET matched = ? WHERE job_id = ?').run(deviceIds.length, jobId);
@@ -346,8 +374,19 @@ export function createJobRunner({
     const conditional = etag !== undefined && etag !== '*' && etag !== '"*"';
     const deadline = (row.started ?? physicalNow()) + (request.maxExecutionTimeInSeconds ?? 3600) * 1000;
 
-    const writeOne = async (idx: number, deviceId: string): Promise<{ outcome: 'succeeded' | 'failed'; error: string | null }> => {
-      const client = createTwinClient({ log, physicalNow, actor, writerId: `job-${jobId}`, firstSeq: idx * k, decisionTimeoutMs, pollIntervalMs: 10 });
+    const writeOne = async (
+      idx: number,
+      deviceId: string,
+    ): Promise<{ outcome: 'succeeded' | 'failed'; error: string | null }> => {
+      const client = createTwinClient({
+        log,
+        physicalNow,
+        actor,
+        writerId: `job-${jobId}`,
+        firstSeq: idx * k,
+        decisionTimeoutMs,
+        pollIntervalMs: 10,
+      });
       try {
         if (!conditional) {
           await client.patchTwin(deviceId, patch);
@@ -367,7 +406,11 @@ export function createJobRunner({
       if (stopping) return status(getRow(jobId));
       const current = getRow(jobId);
       if (current.cancel_requested === 1) return finish('cancelled');
-      if (physicalNow() > deadline) return finish('failed', `the job ran past maxExecutionTimeInSeconds (${request.maxExecutionTimeInSeconds ?? 3600})`);
+      if (physicalNow() > deadline)
+        return finish(
+          'failed',
+          `the job ran past maxExecutionTimeInSeconds (${request.maxExecutionTimeInSeconds ?? 3600})`,
+        );
       const chunk = pendingDevices.all(jobId, concurrency);
       if (chunk.length === 0) return finish('completed');
       const results = await Promise.all(
@@ -400,7 +443,14 @@ export function createJobRunner({
   let stopping = false;
   let timer: NodeJS.Timeout | undefined;
   let loop: Promise<void> = Promise.resolve();
-  let health: StageHealth = { stage: name, state: 'stopped', reason: undefined, since: physicalNow(), partitions: [], restarts: 0 };
+  let health: StageHealth = {
+    stage: name,
+    state: 'stopped',
+    reason: undefined,
+    since: physicalNow(),
+    partitions: [],
+    restarts: 0,
+  };
   let failures = 0;
   const setState = (state: StageState, reason: string | undefined, retryInMs?: number): void => {
     const previous = health.state;
@@ -409,7 +459,15 @@ export function createJobRunner({
       health = { ...health, reason, ...(retryInMs === undefined ? {} : { retryInMs }) };
       return;
     }
-    health = { stage: name, state, reason, since: physicalNow(), partitions: [], restarts, ...(retryInMs === undefined ? {} : { retryInMs }) };
+    health = {
+      stage: name,
+      state,
+      reason,
+      since: physicalNow(),
+      partitions: [],
+      restarts,
+      ...(retryInMs === undefined ? {} : { retryInMs }),
+    };
     try {
       onStateChange?.(health, previous);
     } catch {
@@ -420,16 +478,38 @@ export function createJobRunner({
   const deviceJobs = (jobId?: string): DeviceJobRow[] => {
     const rows = (
       jobId === undefined
-        ? db.prepare('SELECT d.*, j.status AS job_status, j.created, j.started, j.start_at, j.ended FROM job_devices d JOIN jobs j USING (job_id) ORDER BY d.job_id, d.idx').all()
+        ? db
+            .prepare(
+              'SELECT d.*, j.status AS job_status, j.created, j.started, j.start_at, j.ended FROM job_devices d JOIN jobs j USING (job_id) ORDER BY d.job_id, d.idx',
+            )
+            .all()
         : db
-            .prepare('SELECT d.*, j.status AS job_status, j.created, j.started, j.start_at, j.ended FROM job_devices d JOIN jobs j USING (job_id) WHERE d.job_id = ? ORDER BY d.idx')
+            .prepare(
+              'SELECT d.*, j.status AS job_status, j.created, j.started, j.start_at, j.ended FROM job_devices d JOIN jobs j USING (job_id) WHERE d.job_id = ? ORDER BY d.idx',
+            )
             .all(jobId)
-    ) as (Omit<JobRow, 'status'> & { idx: number; device_id: string; status: string; error: string | null; updated: number; job_status: JobState })[];
+    ) as (Omit<JobRow, 'status'> & {
+      idx: number;
+      device_id: string;
+      status: string;
+      error: string | null;
+      updated: number;
+      job_status: JobState;
+    })[];
     return rows.map((r) => ({
       deviceId: r.device_id,
       jobId: r.job_id,
       jobType: 'scheduleUpdateTwin',
-      status: r.status === 'succeeded' ? 'completed' : r.status === 'failed' ? 'failed' : r.job_status === 'cancelled' ? 'cancelled' : r.job_status === 'running' ? 'running' : 'pending',
+      status:
+        r.status === 'succeeded'
+          ? 'completed'
+          : r.status === 'failed'
+            ? 'failed'
+            : r.job_status === 'cancelled'
+              ? 'cancelled'
+              : r.job_status === 'running'
+                ? 'running'
+                : 'pending',
       startTimeUtc: iso(r.started ?? r.start_at),
       ...(r.status === 'pending' ? {} : { endTimeUtc: iso(r.updated) }),
       createdDateTimeUtc: iso(r.created),
@@ -445,7 +525,10 @@ export function createJobRunner({
     cancel(jobId) {
       const row = getRow(jobId);
       if (row.status === 'queued' || row.status === 'scheduled') {
-        db.prepare("UPDATE jobs SET status = 'cancelled', cancel_requested = 1, ended = ? WHERE job_id = ?").run(physicalNow(), jobId);
+        db.prepare("UPDATE jobs SET status = 'cancelled', cancel_requested = 1, ended = ? WHERE job_id = ?").run(
+          physicalNow(),
+          jobId,
+        );
       } else if (row.status === 'running') {
         db.prepare('UPDATE jobs SET cancel_requested = 1 WHERE job_id = ?').run(jobId);
       }
@@ -470,7 +553,9 @@ export function createJobRunner({
             expire(lastExpiry - retentionMs);
           }
           const due = db
-            .prepare("SELECT job_id FROM jobs WHERE status IN ('running', 'queued', 'scheduled') AND start_at <= ? ORDER BY created, job_id")
+            .prepare(
+              "SELECT job_id FROM jobs WHERE status IN ('running', 'queued', 'scheduled') AND start_at <= ? ORDER BY created, job_id",
+            )
             .pluck()
             .all(physicalNow()) as string[];
           for (const id of due) {

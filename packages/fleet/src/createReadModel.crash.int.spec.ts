@@ -11,7 +11,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { decodeOutputRecord, encodeOutputRecord } from '@twinlog/codec';
-import { applyEvent, createHybridClock, createTwinState, fromStateDoc, partitionFor, renderTwin, toStateDoc, twinExists, twinVersion, type Patch, type TwinEvent, type TwinState } from '@twinlog/core';
+import {
+  applyEvent,
+  createHybridClock,
+  createTwinState,
+  fromStateDoc,
+  partitionFor,
+  renderTwin,
+  toStateDoc,
+  twinExists,
+  twinVersion,
+  type Patch,
+  type TwinEvent,
+  type TwinState,
+} from '@twinlog/core';
 import { seededRandom } from '@twinlog/core/testing';
 import { createEmbeddedLog, type EmbeddedLog } from '@twinlog/log-embedded';
 import { ensureTwinTopics, TOPICS } from '@twinlog/projector';
@@ -43,7 +56,14 @@ async function writeSnapshots(seed: number): Promise<void> {
   const states = new Map<string, TwinState>();
   let seq = 0;
   const ev = (deviceId: string, section: 'create' | 'delete' | 'tags', patch: Patch = {}): TwinEvent => ({
-    v: 1, id: { writer: 'crash', seq: ++seq }, deviceId, section, op: 'merge' as const, patch, stamp: clock.now(), actor: 'crash',
+    v: 1,
+    id: { writer: 'crash', seq: ++seq },
+    deviceId,
+    section,
+    op: 'merge' as const,
+    patch,
+    stamp: clock.now(),
+    actor: 'crash',
   });
   const records = [];
   for (let n = 0; n < 2400; n++) {
@@ -61,7 +81,15 @@ async function writeSnapshots(seed: number): Promise<void> {
     records.push({
       key: deviceId,
       partition: partitionFor(deviceId, 4),
-      value: encodeOutputRecord({ kind: 'snapshot', v: 1, deviceId, state: toStateDoc(state), exists: twinExists(state), version: twinVersion(state), offsets: { backend: n, device: 0 } }),
+      value: encodeOutputRecord({
+        kind: 'snapshot',
+        v: 1,
+        deviceId,
+        state: toStateDoc(state),
+        exists: twinExists(state),
+        version: twinVersion(state),
+        offsets: { backend: n, device: 0 },
+      }),
     });
   }
   for (let i = 0; i < records.length; i += 100) await log.append(TOPICS.snapshots, records.slice(i, i + 100));
@@ -95,9 +123,20 @@ describe('read model: crash consistency', () => {
     await writeSnapshots(seed);
     const killAfter = 3 + Math.floor(seededRandom(seed ^ 0x51)() * 20);
     const fleetPath = join(dir, 'fleet.db');
-    const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', join(import.meta.dirname, 'readModelChild.fixture.ts'), join(dir, 'log.db'), fleetPath], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        '--conditions=source',
+        '--import',
+        'tsx',
+        join(import.meta.dirname, 'readModelChild.fixture.ts'),
+        join(dir, 'log.db'),
+        fleetPath,
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
     let batches = 0;
     for await (const line of createInterface({ input: child.stdout })) {

@@ -3,7 +3,16 @@
  * and its input positions advance at checkpoints only (docs/reads.md).
  */
 import { encodeOutputRecord } from '@twinlog/codec';
-import { applyEvent, createHybridClock, createTwinState, partitionFor, toStateDoc, twinExists, twinVersion, type TwinEvent } from '@twinlog/core';
+import {
+  applyEvent,
+  createHybridClock,
+  createTwinState,
+  partitionFor,
+  toStateDoc,
+  twinExists,
+  twinVersion,
+  type TwinEvent,
+} from '@twinlog/core';
 import { createInMemoryLog } from '@twinlog/core/testing';
 import { CHECKPOINT_KEY, ensureTwinTopics, TOPICS } from '@twinlog/projector';
 import { expect, it } from 'vitest';
@@ -17,16 +26,47 @@ it('a long batch in slices gives the same twins; input positions move only at ch
   let seq = 0;
   const snapshot = (deviceId: string, n: number, backend: number) => {
     const state = createTwinState(deviceId);
-    const ev = (section: TwinEvent['section'], patch: TwinEvent['patch']): TwinEvent => ({ v: 1, id: { writer: 'w', seq: ++seq }, deviceId, section, op: 'merge', patch, stamp: clock.now(), actor: 't' });
+    const ev = (section: TwinEvent['section'], patch: TwinEvent['patch']): TwinEvent => ({
+      v: 1,
+      id: { writer: 'w', seq: ++seq },
+      deviceId,
+      section,
+      op: 'merge',
+      patch,
+      stamp: clock.now(),
+      actor: 't',
+    });
     applyEvent(state, ev('create', {}));
     applyEvent(state, ev('tags', { n }));
-    return { key: deviceId, partition: partitionFor(deviceId, 1), value: encodeOutputRecord({ kind: 'snapshot', v: 1, deviceId, state: toStateDoc(state), exists: twinExists(state), version: twinVersion(state), offsets: { backend, device: 0 } }) };
+    return {
+      key: deviceId,
+      partition: partitionFor(deviceId, 1),
+      value: encodeOutputRecord({
+        kind: 'snapshot',
+        v: 1,
+        deviceId,
+        state: toStateDoc(state),
+        exists: twinExists(state),
+        version: twinVersion(state),
+        offsets: { backend, device: 0 },
+      }),
+    };
   };
-  const checkpoint = (backend: number) => ({ key: CHECKPOINT_KEY, partition: 0, value: encodeOutputRecord({ kind: 'checkpoint', v: 1, partition: 0, offsets: { backend, device: 0 } }) });
+  const checkpoint = (backend: number) => ({
+    key: CHECKPOINT_KEY,
+    partition: 0,
+    value: encodeOutputRecord({ kind: 'checkpoint', v: 1, partition: 0, offsets: { backend, device: 0 } }),
+  });
   // a projector batch: snapshots carrying its end position (50), then its checkpoint
-  await log.append(TOPICS.snapshots, [...Array.from({ length: 300 }, (_, i) => snapshot(`d${i % 120}`, i, 50)), checkpoint(50)]);
+  await log.append(TOPICS.snapshots, [
+    ...Array.from({ length: 300 }, (_, i) => snapshot(`d${i % 120}`, i, 50)),
+    checkpoint(50),
+  ]);
   // the first part of a next one, its checkpoint not written yet
-  await log.append(TOPICS.snapshots, Array.from({ length: 20 }, (_, i) => snapshot(`d${i}`, 1000 + i, 90)));
+  await log.append(
+    TOPICS.snapshots,
+    Array.from({ length: 20 }, (_, i) => snapshot(`d${i}`, 1000 + i, 90)),
+  );
 
   const sliced = await createReadModel({ log, path: ':memory:', maxRecordsPerTransaction: 7 });
   const whole = await createReadModel({ log, path: ':memory:' });
@@ -44,7 +84,9 @@ it('a long batch in slices gives the same twins; input positions move only at ch
       expect(p.snapshots).toEqual([321]);
       expect(p.backend).toEqual([50]); // not 90: that batch's checkpoint has not been consumed
     }
-    await expect(sliced.waitFor({ topic: TOPICS.backend, partition: 0, offset: 60 }, { timeoutMs: 50 })).rejects.toMatchObject({ code: 'READ_MODEL_TIMEOUT' });
+    await expect(
+      sliced.waitFor({ topic: TOPICS.backend, partition: 0, offset: 60 }, { timeoutMs: 50 }),
+    ).rejects.toMatchObject({ code: 'READ_MODEL_TIMEOUT' });
     await log.append(TOPICS.snapshots, [checkpoint(90)]);
     await sliced.waitFor({ topic: TOPICS.backend, partition: 0, offset: 89 }, { timeoutMs: 10_000 });
   } finally {

@@ -112,7 +112,10 @@ export interface ReadModel {
   /** Run a query: one page and the freshness it reflects. */
   query(text: string | Query, options?: QueryOptions): Promise<QueryAnswer>;
   /** Every row of a query at once (jobs, configurations, tools). */
-  queryAll(text: string | Query, options?: Pick<QueryOptions, 'after' | 'timeoutMs'>): Promise<{ rows: QueryRow[]; freshness: string }>;
+  queryAll(
+    text: string | Query,
+    options?: Pick<QueryOptions, 'after' | 'timeoutMs'>,
+  ): Promise<{ rows: QueryRow[]; freshness: string }>;
   /** The twin as the read model holds it, or `undefined`. */
   getTwin(deviceId: string): Record<string, unknown> | undefined;
   /** What the read model reflects now. */
@@ -138,7 +141,12 @@ export interface ReadModel {
    */
   setConfigurationStatus(deviceId: string, configurationId: string, status: string | undefined): void;
   /** Counters: twins, applied records, records that did not decode. */
-  stats(): { readonly twins: number; readonly records: number; readonly badRecords: number; readonly failed: Error | undefined };
+  stats(): {
+    readonly twins: number;
+    readonly records: number;
+    readonly badRecords: number;
+    readonly failed: Error | undefined;
+  };
   /** Whether the consumer consumes its partitions, and why not (`stopped` before `start()` and after `close()`). */
   health(): StageHealth;
   /** The SQLite connection (jobs and configurations keep their tables in the same file). */
@@ -196,7 +204,9 @@ export async function createReadModel({
   const store = new TwinStore(db);
 
   const metaGet = db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?');
-  const metaSet = db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+  const metaSet = db.prepare<[string, string]>(
+    'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+  );
   const groupId = group ?? metaGet.get('group')?.value ?? `twinlog-fleet-${randomUUID()}`;
   metaSet.run('group', groupId);
 
@@ -204,7 +214,11 @@ export async function createReadModel({
   const savePosition = db.prepare<[number, number, number, number]>(
     'INSERT INTO positions (partition, snapshots, backend, device) VALUES (?, ?, ?, ?) ON CONFLICT (partition) DO UPDATE SET snapshots = excluded.snapshots, backend = excluded.backend, device = excluded.device',
   );
-  const positions = { snapshots: new Array<number>(partitions).fill(0), backend: new Array<number>(partitions).fill(0), device: new Array<number>(partitions).fill(0) };
+  const positions = {
+    snapshots: new Array<number>(partitions).fill(0),
+    backend: new Array<number>(partitions).fill(0),
+    device: new Array<number>(partitions).fill(0),
+  };
   const loadPositions = (): void => {
     positions.snapshots.fill(0);
     positions.backend.fill(0);
@@ -241,65 +255,71 @@ export async function createReadModel({
   let failed: Error | undefined;
   const listeners = new Set<(u: ReadModelUpdate) => void>();
   const waiters = new Set<Waiter>();
-  const current = (): Positions => ({ snapshots: [...positions.snapshots], backend: [...positions.backend], device: [...positions.device] });
+  const current = (): Positions => ({
+    snapshots: [...positions.snapshots],
+    backend: [...positions.backend],
+    device: [...positions.device],
+  });
   const freshness = (): string => encodeFreshness(current());
 
   /** Recent cost of applying one record, ms (sizes the transactions of a long batch). */
   let msPerRecord = 0.1;
   const sliceMs = 50;
-  const applyBatch = db.transaction((partition: number, batch: readonly LogRecord[]): { upserted: string[]; removed: string[] } => {
-    const latest = new Map<string, LogRecord>();
-    let next = positions.snapshots[partition]!;
-    let backend = positions.backend[partition]!;
-    let device = positions.device[partition]!;
-    for (const r of batch) {
-      if (r.offset < next) continue; // already reflected (redelivery after a restart or rebalance)
-      next = r.offset + 1;
-      records++;
-      if (r.key === CHECKPOINT_KEY) {
-        if (r.value === null) continue;
-        try {
-          const cp = decodeOutputRecord(r.value, 'checkpoint');
-          backend = Math.max(backend, cp.offsets.backend);
-          device = Math.max(device, cp.offsets.device);
-        } catch {
-          badRecords++;
-        }
-        continue;
-      }
-      latest.set(r.key, r);
-    }
-    const upserted: string[] = [];
-    const removed: string[] = [];
-    // one query per batch, not one per twin, while no configuration has statuses (the usual case)
-    const decorating = anyConfigurationStatus.get() !== undefined;
-    for (const [key, r] of latest) {
-      if (r.value === null) {
-        if (store.remove(key)) removed.push(key);
-        continue;
-      }
-      try {
-        const snap = decodeOutputRecord(r.value, 'snapshot');
-        // The input positions advance at checkpoints only: the projector ends each output batch
-        // with one, and a consumer batch may end inside a projector batch, where a snapshot's
-        // offsets already name inputs whose other devices' snapshots are not applied yet.
-        if (!snap.exists) {
-          if (store.remove(snap.deviceId)) removed.push(snap.deviceId);
+  const applyBatch = db.transaction(
+    (partition: number, batch: readonly LogRecord[]): { upserted: string[]; removed: string[] } => {
+      const latest = new Map<string, LogRecord>();
+      let next = positions.snapshots[partition]!;
+      let backend = positions.backend[partition]!;
+      let device = positions.device[partition]!;
+      for (const r of batch) {
+        if (r.offset < next) continue; // already reflected (redelivery after a restart or rebalance)
+        next = r.offset + 1;
+        records++;
+        if (r.key === CHECKPOINT_KEY) {
+          if (r.value === null) continue;
+          try {
+            const cp = decodeOutputRecord(r.value, 'checkpoint');
+            backend = Math.max(backend, cp.offsets.backend);
+            device = Math.max(device, cp.offsets.device);
+          } catch {
+            badRecords++;
+          }
           continue;
         }
-        const twin = renderTwin(fromStateDoc(snap.state)) as unknown as Record<string, unknown>;
-        store.upsert(snap.deviceId, decorating ? decorate(snap.deviceId, twin) : twin);
-        upserted.push(snap.deviceId);
-      } catch {
-        badRecords++; // a record that does not decode is skipped, never crashes the view
+        latest.set(r.key, r);
       }
-    }
-    positions.snapshots[partition] = next;
-    positions.backend[partition] = backend;
-    positions.device[partition] = device;
-    savePosition.run(partition, next, backend, device);
-    return { upserted, removed };
-  });
+      const upserted: string[] = [];
+      const removed: string[] = [];
+      // one query per batch, not one per twin, while no configuration has statuses (the usual case)
+      const decorating = anyConfigurationStatus.get() !== undefined;
+      for (const [key, r] of latest) {
+        if (r.value === null) {
+          if (store.remove(key)) removed.push(key);
+          continue;
+        }
+        try {
+          const snap = decodeOutputRecord(r.value, 'snapshot');
+          // The input positions advance at checkpoints only: the projector ends each output batch
+          // with one, and a consumer batch may end inside a projector batch, where a snapshot's
+          // offsets already name inputs whose other devices' snapshots are not applied yet.
+          if (!snap.exists) {
+            if (store.remove(snap.deviceId)) removed.push(snap.deviceId);
+            continue;
+          }
+          const twin = renderTwin(fromStateDoc(snap.state)) as unknown as Record<string, unknown>;
+          store.upsert(snap.deviceId, decorating ? decorate(snap.deviceId, twin) : twin);
+          upserted.push(snap.deviceId);
+        } catch {
+          badRecords++; // a record that does not decode is skipped, never crashes the view
+        }
+      }
+      positions.snapshots[partition] = next;
+      positions.backend[partition] = backend;
+      positions.device[partition] = device;
+      savePosition.run(partition, next, backend, device);
+      return { upserted, removed };
+    },
+  );
 
   const settleWaiters = (): void => {
     const now = current();
@@ -321,12 +341,18 @@ export async function createReadModel({
   };
 
   /** One run of the consumer: subscribe from the stored positions; ends on its own when a batch or the consumer fails. */
-  const startRun = async (): Promise<{ ended: Promise<void>; stop: () => Promise<void>; status: () => { partitions: number[]; fetching?: boolean; standby?: boolean; reason?: string } }> => {
+  const startRun = async (): Promise<{
+    ended: Promise<void>;
+    stop: () => Promise<void>;
+    status: () => { partitions: number[]; fetching?: boolean; standby?: boolean; reason?: string };
+  }> => {
     let endRun: (e: unknown) => void = () => {};
     const ended = new Promise<void>((_, reject) => (endRun = reject));
     ended.catch(() => {});
     const held = new Set<number>();
-    await log.commitOffsets(positions.snapshots.map((offset, partition) => ({ group: groupId, topic: TOPICS.snapshots, partition, offset })));
+    await log.commitOffsets(
+      positions.snapshots.map((offset, partition) => ({ group: groupId, topic: TOPICS.snapshots, partition, offset })),
+    );
     const sub: ObservableSubscription = await log.subscribe({
       group: groupId,
       topics: [TOPICS.snapshots],
@@ -341,7 +367,7 @@ export async function createReadModel({
         // A long batch is applied as several transactions of about 50 ms each, yielding the event
         // loop between them: the read model shares its process with the gateways and the projector
         // (serve), and one transaction of a whole fetch would hold every request for seconds.
-        for (let from = 0; from < fetched.length; ) {
+        for (let from = 0; from < fetched.length;) {
           if (from > 0) await new Promise<void>((resolve) => setImmediate(resolve));
           // as many records as fit in about `sliceMs` at the recent cost per record (at most maxRecordsPerTransaction)
           const n = Math.min(maxRecordsPerTransaction, Math.max(10, Math.floor(sliceMs / msPerRecord)));
@@ -386,7 +412,13 @@ export async function createReadModel({
         const s = sub.status?.();
         return {
           partitions: s?.partitions !== undefined ? [...s.partitions] : [...held].sort((a, b) => a - b),
-          ...(s === undefined ? {} : { fetching: s.fetching, ...(s.standby === true ? { standby: true } : {}), ...(s.reason === undefined ? {} : { reason: s.reason }) }),
+          ...(s === undefined
+            ? {}
+            : {
+                fetching: s.fetching,
+                ...(s.standby === true ? { standby: true } : {}),
+                ...(s.reason === undefined ? {} : { reason: s.reason }),
+              }),
         };
       },
     };
@@ -430,20 +462,42 @@ export async function createReadModel({
       const wanted = decodeFreshness(target);
       return (p) => reflects(p, wanted);
     }
-    const list: readonly LogPosition[] = Array.isArray(target) ? (target as readonly LogPosition[]) : [target as LogPosition];
+    const list: readonly LogPosition[] = Array.isArray(target)
+      ? (target as readonly LogPosition[])
+      : [target as LogPosition];
     const checks = list.map((w) => {
-      const key = w.topic === TOPICS.backend ? 'backend' : w.topic === TOPICS.device ? 'device' : w.topic === TOPICS.snapshots ? 'snapshots' : undefined;
-      if (key === undefined || !Number.isSafeInteger(w.partition) || w.partition < 0 || w.partition >= partitions || !Number.isSafeInteger(w.offset)) {
-        throw fleetError('FRESHNESS_TOKEN_INVALID', `cannot wait for ${String(w.topic)}/${String(w.partition)}@${String(w.offset)}`, {
-          details: { topic: w.topic, partition: w.partition, offset: w.offset },
-        });
+      const key =
+        w.topic === TOPICS.backend
+          ? 'backend'
+          : w.topic === TOPICS.device
+            ? 'device'
+            : w.topic === TOPICS.snapshots
+              ? 'snapshots'
+              : undefined;
+      if (
+        key === undefined ||
+        !Number.isSafeInteger(w.partition) ||
+        w.partition < 0 ||
+        w.partition >= partitions ||
+        !Number.isSafeInteger(w.offset)
+      ) {
+        throw fleetError(
+          'FRESHNESS_TOKEN_INVALID',
+          `cannot wait for ${String(w.topic)}/${String(w.partition)}@${String(w.offset)}`,
+          {
+            details: { topic: w.topic, partition: w.partition, offset: w.offset },
+          },
+        );
       }
       return (p: Positions) => (p[key][w.partition] ?? 0) > w.offset;
     });
     return (p) => checks.every((c) => c(p));
   };
 
-  const waitFor = (target: FreshnessTarget, { timeoutMs = waitTimeoutMs }: { readonly timeoutMs?: number } = {}): Promise<string> => {
+  const waitFor = (
+    target: FreshnessTarget,
+    { timeoutMs = waitTimeoutMs }: { readonly timeoutMs?: number } = {},
+  ): Promise<string> => {
     let done: (p: Positions) => boolean;
     try {
       done = toCondition(target);
@@ -452,7 +506,9 @@ export async function createReadModel({
     }
     if (done(current())) return Promise.resolve(freshness());
     if (failed !== undefined) {
-      return Promise.reject(fleetError('READ_MODEL_FAILED', `the read model stopped consuming: ${failed.message}`, { cause: failed }));
+      return Promise.reject(
+        fleetError('READ_MODEL_FAILED', `the read model stopped consuming: ${failed.message}`, { cause: failed }),
+      );
     }
     return new Promise<string>((resolve, reject) => {
       const waiter: Waiter = {
@@ -462,10 +518,14 @@ export async function createReadModel({
         timer: setTimeout(() => {
           waiters.delete(waiter);
           reject(
-            fleetError('READ_MODEL_TIMEOUT', `the read model did not reflect the requested position within ${timeoutMs} ms`, {
-              canRetry: true,
-              details: { timeoutMs, freshness: freshness() },
-            }),
+            fleetError(
+              'READ_MODEL_TIMEOUT',
+              `the read model did not reflect the requested position within ${timeoutMs} ms`,
+              {
+                canRetry: true,
+                details: { timeoutMs, freshness: freshness() },
+              },
+            ),
           );
         }, timeoutMs),
       };
@@ -484,7 +544,8 @@ export async function createReadModel({
       if (after !== undefined) await waitFor(after, timeoutMs === undefined ? {} : { timeoutMs });
       const fresh = freshness(); // read in the same synchronous step as the rows
       const page = store.run(query, { pageSize, continuation });
-      const itemType = query.from === 'devices.jobs' ? 'DeviceJob' : query.select === '*' && !isAggregateQuery(query) ? 'Twin' : 'Raw';
+      const itemType =
+        query.from === 'devices.jobs' ? 'DeviceJob' : query.select === '*' && !isAggregateQuery(query) ? 'Twin' : 'Raw';
       return { rows: page.rows, continuationToken: page.continuationToken, freshness: fresh, itemType };
     },
     async queryAll(text, { after, timeoutMs } = {}) {
@@ -515,7 +576,11 @@ export async function createReadModel({
     },
     setConfigurationStatus(deviceId, configurationId, status) {
       db.transaction(() => {
-        if (status === undefined) db.prepare('DELETE FROM twin_configurations WHERE device_id = ? AND config_id = ?').run(deviceId, configurationId);
+        if (status === undefined)
+          db.prepare('DELETE FROM twin_configurations WHERE device_id = ? AND config_id = ?').run(
+            deviceId,
+            configurationId,
+          );
         else {
           db.prepare(
             'INSERT INTO twin_configurations (device_id, config_id, status) VALUES (?, ?, ?) ON CONFLICT (device_id, config_id) DO UPDATE SET status = excluded.status',

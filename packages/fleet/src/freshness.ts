@@ -30,7 +30,8 @@ export function encodeFreshness(p: Positions): string {
   return Buffer.from(JSON.stringify({ v: 1, s: p.snapshots, b: p.backend, d: p.device }), 'utf8').toString('base64url');
 }
 
-const isOffsets = (a: unknown): a is number[] => Array.isArray(a) && a.length <= 100_000 && a.every((n) => Number.isSafeInteger(n) && n >= 0);
+const isOffsets = (a: unknown): a is number[] =>
+  Array.isArray(a) && a.length <= 100_000 && a.every((n) => Number.isSafeInteger(n) && n >= 0);
 
 /**
  * Read a freshness token.
@@ -40,7 +41,10 @@ const isOffsets = (a: unknown): a is number[] => Array.isArray(a) && a.length <=
  * @throws {TwinlogError} `FRESHNESS_TOKEN_INVALID` for anything {@link encodeFreshness} did not write.
  */
 export function decodeFreshness(token: string): Positions {
-  const invalid = () => fleetError('FRESHNESS_TOKEN_INVALID', 'not a freshness token of this read model', { details: { length: token.length } });
+  const invalid = () =>
+    fleetError('FRESHNESS_TOKEN_INVALID', 'not a freshness token of this read model', {
+      details: { length: token.length },
+    });
   if (typeof token !== 'string' || !/^[A-Za-z0-9_-]+$/.test(token) || token.length > 1_000_000) throw invalid();
   let v: unknown;
   try {
@@ -50,12 +54,18 @@ export function decodeFreshness(token: string): Positions {
   }
   if (typeof v !== 'object' || v === null) throw invalid();
   const o = v as Record<string, unknown>;
-  if (o['v'] !== 1 || !isOffsets(o['s']) || !isOffsets(o['b']) || !isOffsets(o['d']) || Object.keys(o).length !== 4) throw invalid();
+  if (o['v'] !== 1 || !isOffsets(o['s']) || !isOffsets(o['b']) || !isOffsets(o['d']) || Object.keys(o).length !== 4)
+    throw invalid();
   return { snapshots: o['s'], backend: o['b'], device: o['d'] };
 }
 
 /** Whether `current` reflects everything `wanted` does (each partition at or past it). */
 export function reflects(current: Positions, wanted: Positions): boolean {
-  const covers = (have: readonly number[], want: readonly number[]): boolean => want.every((w, i) => w <= (have[i] ?? 0));
-  return covers(current.snapshots, wanted.snapshots) && covers(current.backend, wanted.backend) && covers(current.device, wanted.device);
+  const covers = (have: readonly number[], want: readonly number[]): boolean =>
+    want.every((w, i) => w <= (have[i] ?? 0));
+  return (
+    covers(current.snapshots, wanted.snapshots) &&
+    covers(current.backend, wanted.backend) &&
+    covers(current.device, wanted.device)
+  );
 }

@@ -19,7 +19,9 @@ describe('freshness tokens', () => {
         const past = { snapshots: a.snapshots.map((n) => n + 1), backend: a.backend, device: a.device };
         expect(reflects(past, a)).toBe(true);
         expect(reflects(a, past)).toBe(false);
-        const expected = (['snapshots', 'backend', 'device'] as const).every((k) => b[k].every((w, i) => w <= (a[k][i] ?? 0)));
+        const expected = (['snapshots', 'backend', 'device'] as const).every((k) =>
+          b[k].every((w, i) => w <= (a[k][i] ?? 0)),
+        );
         expect(reflects(a, b)).toBe(expected);
       }),
       { numRuns: 1000, seed: 0xf7e5 },
@@ -31,7 +33,9 @@ describe('freshness tokens', () => {
       fc.string({ maxLength: 60 }),
       fc.base64String({ maxLength: 60 }),
       fc.json().map((j) => Buffer.from(j).toString('base64url')),
-      fc.record({ v: fc.anything(), s: fc.anything(), b: fc.anything(), d: fc.anything() }).map((o) => Buffer.from(JSON.stringify(o) ?? '').toString('base64url')),
+      fc
+        .record({ v: fc.anything(), s: fc.anything(), b: fc.anything(), d: fc.anything() })
+        .map((o) => Buffer.from(JSON.stringify(o) ?? '').toString('base64url')),
     );
     fc.assert(
       fc.property(hostile, (token) => {

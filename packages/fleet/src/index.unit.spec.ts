@@ -23,7 +23,9 @@ describe('@twinlog/fleet public surface', () => {
   });
 
   it('keeps internal/ unreachable', () => {
-    const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { exports: Record<string, unknown> };
+    const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as {
+      exports: Record<string, unknown>;
+    };
     expect(pkg.exports).toEqual({
       '.': { source: './src/index.ts', types: './dist/index.d.ts', default: './dist/index.js' },
       './internal/*': null,
@@ -31,7 +33,13 @@ describe('@twinlog/fleet public surface', () => {
   });
 
   it('documents the factories with an example', () => {
-    for (const file of ['createReadModel.ts', 'createJobRunner.ts', 'createConfigurationManager.ts', 'fleetError.ts', 'freshness.ts']) {
+    for (const file of [
+      'createReadModel.ts',
+      'createJobRunner.ts',
+      'createConfigurationManager.ts',
+      'fleetError.ts',
+      'freshness.ts',
+    ]) {
       const code = readFileSync(join(import.meta.dirname, file), 'utf8');
       expect(`${file}: ${code.includes('@example')}`).toBe(`${file}: true`);
     }

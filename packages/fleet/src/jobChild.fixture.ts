@@ -12,7 +12,8 @@ import { createReadModel } from './createReadModel.ts';
 import { isFleetError } from './fleetError.ts';
 
 const [logPath, fleetPath, jobId] = process.argv.slice(2);
-if (logPath === undefined || fleetPath === undefined || jobId === undefined) throw new Error('usage: <log db> <fleet db> <job id>');
+if (logPath === undefined || fleetPath === undefined || jobId === undefined)
+  throw new Error('usage: <log db> <fleet db> <job id>');
 const log = createEmbeddedLog({ path: logPath, synchronous: 'NORMAL' });
 const readModel = await createReadModel({ log, path: fleetPath, start: false });
 const jobs = createJobRunner({
@@ -29,7 +30,7 @@ try {
   jobs.scheduleUpdateTwin({
     jobId,
     type: 'scheduleUpdateTwin',
-    queryCondition: "tags.wave = 1 AND properties.reported.battery >= 20",
+    queryCondition: 'tags.wave = 1 AND properties.reported.battery >= 20',
     updateTwin: { tags: { rollout: 'wave-1' }, properties: { desired: { fw: '2.0' } }, etag: '*' },
   });
 } catch (e) {

@@ -61,7 +61,13 @@ beforeEach(async () => {
   inner = createInMemoryLog({ now: Date.now });
   await ensureTwinTopics(inner, 2);
   projector = await startProjector({ log: inner, physicalNow: Date.now, settleIntervalMs: 5 });
-  client = createTwinClient({ log: inner, physicalNow: Date.now, actor: 'desired-test', pollIntervalMs: 2, decisionTimeoutMs: 5000 });
+  client = createTwinClient({
+    log: inner,
+    physicalNow: Date.now,
+    actor: 'desired-test',
+    pollIntervalMs: 2,
+    decisionTimeoutMs: 5000,
+  });
   keys = createDeviceKeyStore();
   lag = laggingFeed(inner);
   gateway = createMqttGateway({ log: lag.log, client, hubName: HUB, physicalNow: Date.now, deviceKeys: keys });

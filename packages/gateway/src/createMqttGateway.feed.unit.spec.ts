@@ -63,7 +63,13 @@ beforeEach(async () => {
   inner = createInMemoryLog({ now: Date.now });
   await ensureTwinTopics(inner, 2);
   projector = await startProjector({ log: inner, physicalNow: Date.now, settleIntervalMs: 10 });
-  client = createTwinClient({ log: inner, physicalNow: Date.now, actor: 'feed-test', pollIntervalMs: 2, decisionTimeoutMs: 5000 });
+  client = createTwinClient({
+    log: inner,
+    physicalNow: Date.now,
+    actor: 'feed-test',
+    pollIntervalMs: 2,
+    decisionTimeoutMs: 5000,
+  });
   keys = createDeviceKeyStore();
   await client.createDevice('dev', { wait: true });
   keys.set('dev', newDeviceKeys());
@@ -80,7 +86,10 @@ afterEach(async () => {
   await inner.close();
 });
 
-async function connectDevice(port: number, deviceId: string): Promise<{ device: mqtt.MqttClient; desired: Record<string, unknown>[] }> {
+async function connectDevice(
+  port: number,
+  deviceId: string,
+): Promise<{ device: mqtt.MqttClient; desired: Record<string, unknown>[] }> {
   const device = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
     clientId: deviceId,
     username: `${HUB}/${deviceId}/?${API}`,
@@ -95,10 +104,13 @@ async function connectDevice(port: number, deviceId: string): Promise<{ device: 
   });
   const desired: Record<string, unknown>[] = [];
   device.on('message', (topic, payload) => {
-    if (topic.startsWith('$iothub/twin/PATCH/properties/desired/')) desired.push(JSON.parse(payload.toString()) as Record<string, unknown>);
+    if (topic.startsWith('$iothub/twin/PATCH/properties/desired/'))
+      desired.push(JSON.parse(payload.toString()) as Record<string, unknown>);
   });
   await new Promise<void>((resolve, reject) =>
-    device.subscribe(['$iothub/twin/PATCH/properties/desired/#', '$iothub/twin/res/#'], { qos: 0 }, (e) => (e ? reject(e) : resolve())),
+    device.subscribe(['$iothub/twin/PATCH/properties/desired/#', '$iothub/twin/res/#'], { qos: 0 }, (e) =>
+      e ? reject(e) : resolve(),
+    ),
   );
   return { device, desired };
 }
@@ -132,7 +144,10 @@ describe('MQTT gateway feed (self-healing)', { timeout: 30_000 }, () => {
       onFeedStateChange: (h, previous) => changes.push([previous, h.state, h.restarts]),
     });
     listening = await gateway.listen({ port: 0, host: '127.0.0.1' });
-    await vi.waitFor(() => expect(gateway!.health()).toMatchObject({ stage: 'mqtt-feed', state: 'consuming', restarts: 0 }), { interval: 20 });
+    await vi.waitFor(
+      () => expect(gateway!.health()).toMatchObject({ stage: 'mqtt-feed', state: 'consuming', restarts: 0 }),
+      { interval: 20 },
+    );
     const { device, desired } = await connectDevice(listening.port, 'dev');
 
     await client.mergeDesired('dev', { mode: 'eco' }, { wait: true });
@@ -144,7 +159,9 @@ describe('MQTT gateway feed (self-healing)', { timeout: 30_000 }, () => {
     control.crash(new Error('KafkaJSNonRetriableError: Connection error: connect ECONNREFUSED'));
     await vi.waitFor(() => expect(gateway!.health().state).toBe('restarting'), { interval: 5 });
     await client.mergeDesired('dev', { mode: 'boost' }, { wait: true }); // decided while the feed is down
-    await vi.waitFor(() => expect(gateway!.health()).toMatchObject({ state: 'consuming', restarts: 3 }), { interval: 20 });
+    await vi.waitFor(() => expect(gateway!.health()).toMatchObject({ state: 'consuming', restarts: 3 }), {
+      interval: 20,
+    });
     expect(control.attempts).toBe(4);
 
     // what was decided during the outage is delivered (the new run resumed where the last one stopped), and so is what comes after
@@ -171,9 +188,18 @@ describe('MQTT gateway feed (self-healing)', { timeout: 30_000 }, () => {
   it('a first start that fails fails listen() (as before), the supervisor retrying meanwhile; a later listen() succeeds once it consumes', async () => {
     const { log, control } = controlledLog(inner);
     control.refuse = 1;
-    gateway = createMqttGateway({ log, client, hubName: HUB, physicalNow: Date.now, deviceKeys: keys, restart: { minBackoffMs: 50, maxBackoffMs: 200 } });
+    gateway = createMqttGateway({
+      log,
+      client,
+      hubName: HUB,
+      physicalNow: Date.now,
+      deviceKeys: keys,
+      restart: { minBackoffMs: 50, maxBackoffMs: 200 },
+    });
     await expect(gateway.listen({ port: 0, host: '127.0.0.1' })).rejects.toThrow(/ECONNREFUSED/);
-    await vi.waitFor(() => expect(gateway!.health()).toMatchObject({ state: 'consuming', restarts: 1 }), { interval: 20 });
+    await vi.waitFor(() => expect(gateway!.health()).toMatchObject({ state: 'consuming', restarts: 1 }), {
+      interval: 20,
+    });
     listening = await gateway.listen({ port: 0, host: '127.0.0.1' });
     const { desired } = await connectDevice(listening.port, 'dev');
     await client.mergeDesired('dev', { mode: 'eco' }, { wait: true });

@@ -28,7 +28,13 @@ beforeEach(async () => {
   log = createInMemoryLog({ now: Date.now });
   await ensureTwinTopics(log, 2);
   projector = await startProjector({ log, physicalNow: Date.now, settleIntervalMs: 10 });
-  client = createTwinClient({ log, physicalNow: Date.now, actor: 'index-test', pollIntervalMs: 2, decisionTimeoutMs: 5000 });
+  client = createTwinClient({
+    log,
+    physicalNow: Date.now,
+    actor: 'index-test',
+    pollIntervalMs: 2,
+    decisionTimeoutMs: 5000,
+  });
   readModel = await createReadModel({ log, path: ':memory:' });
   keys = createDeviceKeyStore();
 });
@@ -46,7 +52,8 @@ it('a GET after the device’s own reported PATCH reflects it', async () => {
   const view = new Map<string, Record<string, unknown>>();
   const refresh = (): void => {
     view.clear();
-    for (const row of readModel.store.run(parseQuery('SELECT * FROM devices'), { all: true }).rows) view.set(row['deviceId'] as string, row);
+    for (const row of readModel.store.run(parseQuery('SELECT * FROM devices'), { all: true }).rows)
+      view.set(row['deviceId'] as string, row);
   };
   let waits = 0;
   const index: TwinIndex = {
@@ -58,7 +65,7 @@ it('a GET after the device’s own reported PATCH reflects it', async () => {
     },
     onUpdate: (l) => readModel.onUpdate(l),
   };
-  await readModel.waitFor((await client.createDevice('dev1')));
+  await readModel.waitFor(await client.createDevice('dev1'));
   refresh();
   keys.set('dev1', newDeviceKeys());
   gateway = createMqttGateway({ log, client, hubName: HUB, physicalNow: Date.now, deviceKeys: keys, twinIndex: index });
@@ -90,7 +97,9 @@ it('a GET after the device’s own reported PATCH reflects it', async () => {
         await new Promise<void>((resolve) => arrived.push(resolve));
       }
     };
-    await new Promise<void>((resolve, reject) => device.subscribe('$iothub/twin/res/#', (e) => (e ? reject(e) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      device.subscribe('$iothub/twin/res/#', (e) => (e ? reject(e) : resolve())),
+    );
 
     device.publish('$iothub/twin/GET/?$rid=1', '');
     const first = await response(1);

@@ -14,7 +14,14 @@ import { createInMemoryLog, type InMemoryLog } from '@twinlog/core/testing';
 import { ensureTwinTopics, startProjector, type Projector } from '@twinlog/projector';
 import mqttPacket from 'mqtt-packet';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createMqttGateway, MQTT_GATEWAY_CHANNEL, type ListeningMqttGateway, type MqttGateway, type MqttGatewayEvent, type MqttLimits } from './createMqttGateway.ts';
+import {
+  createMqttGateway,
+  MQTT_GATEWAY_CHANNEL,
+  type ListeningMqttGateway,
+  type MqttGateway,
+  type MqttGatewayEvent,
+  type MqttLimits,
+} from './createMqttGateway.ts';
 import { createDeviceKeyStore, newDeviceKeys, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
 import { signDeviceSas } from './internal/verifyDeviceSas.ts';
 import { fixedHeader } from '../../../test/support/mqttBytes.ts';
@@ -43,7 +50,13 @@ beforeEach(async () => {
   log = createInMemoryLog({ now: Date.now });
   await ensureTwinTopics(log, 2);
   projector = await startProjector({ log, physicalNow: Date.now, settleIntervalMs: 10 });
-  client = createTwinClient({ log, physicalNow: Date.now, actor: 'limits-test', pollIntervalMs: 2, decisionTimeoutMs: 5000 });
+  client = createTwinClient({
+    log,
+    physicalNow: Date.now,
+    actor: 'limits-test',
+    pollIntervalMs: 2,
+    decisionTimeoutMs: 5000,
+  });
   keys = createDeviceKeyStore();
   for (const id of ['good', 'abuser']) {
     await client.createDevice(id, { wait: true });
@@ -82,7 +95,9 @@ interface Raw {
 }
 
 async function dial(port: number, tls: boolean): Promise<Raw> {
-  const socket = tls ? tlsConnect({ host: '127.0.0.1', port, ca: TLS.cert, servername: 'localhost' }) : netConnect(port, '127.0.0.1');
+  const socket = tls
+    ? tlsConnect({ host: '127.0.0.1', port, ca: TLS.cert, servername: 'localhost' })
+    : netConnect(port, '127.0.0.1');
   sockets.push(socket);
   socket.on('error', () => {});
   const closed = new Promise<void>((r) => socket.once('close', () => r()));
@@ -144,8 +159,17 @@ async function getTwin(c: Raw): Promise<Record<string, unknown>> {
   const r = String(++rid);
   c.send({ cmd: 'subscribe', messageId: rid, subscriptions: [{ topic: '$iothub/twin/res/#', qos: 0 }] });
   await c.next((p) => p.cmd === 'suback');
-  c.send({ cmd: 'publish', topic: `$iothub/twin/GET/?$rid=${r}`, payload: Buffer.alloc(0), qos: 0, retain: false, dup: false });
-  const res = (await c.next((p) => p.cmd === 'publish' && p.topic.startsWith('$iothub/twin/res/'))) as mqttPacket.IPublishPacket;
+  c.send({
+    cmd: 'publish',
+    topic: `$iothub/twin/GET/?$rid=${r}`,
+    payload: Buffer.alloc(0),
+    qos: 0,
+    retain: false,
+    dup: false,
+  });
+  const res = (await c.next(
+    (p) => p.cmd === 'publish' && p.topic.startsWith('$iothub/twin/res/'),
+  )) as mqttPacket.IPublishPacket;
   expect(res.topic).toBe(`$iothub/twin/res/200/?$rid=${r}`);
   return JSON.parse(res.payload.toString()) as Record<string, unknown>;
 }
@@ -162,19 +186,25 @@ async function roundTrip(port: number, tls = false): Promise<void> {
 async function within<T>(promise: Promise<T>, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${CLOSED_WITHIN_MS} ms`)), CLOSED_WITHIN_MS)))]);
+    return await Promise.race([
+      promise,
+      new Promise<never>(
+        (_, reject) =>
+          (timer = setTimeout(() => reject(new Error(`${what}: not within ${CLOSED_WITHIN_MS} ms`)), CLOSED_WITHIN_MS)),
+      ),
+    ]);
   } finally {
     clearTimeout(timer);
   }
 }
-
 
 /** Write `total` bytes in 64 KiB chunks as fast as the socket takes them, until done or closed. */
 async function stream(socket: Socket, total: number): Promise<number> {
   const chunk = Buffer.alloc(64 * 1024, 0x41);
   let sent = 0;
   while (sent < total && !socket.destroyed) {
-    if (!socket.write(chunk)) await new Promise<void>((r) => (socket.once('drain', () => r()), socket.once('close', () => r())));
+    if (!socket.write(chunk))
+      await new Promise<void>((r) => (socket.once('drain', () => r()), socket.once('close', () => r())));
     sent += chunk.length;
   }
   return sent;
@@ -211,7 +241,14 @@ describe('MQTT limits at the door', { timeout: 30_000 }, () => {
     listening!.server.on('connection', (s: Socket) => raw.push(s));
     const abuser = await login(port, 'abuser');
     // a telemetry message just under the limit passes, and the connection keeps working
-    abuser.send({ cmd: 'publish', topic: 'devices/abuser/messages/events/', payload: Buffer.alloc(255 * 1024, 1), qos: 0, retain: false, dup: false });
+    abuser.send({
+      cmd: 'publish',
+      topic: 'devices/abuser/messages/events/',
+      payload: Buffer.alloc(255 * 1024, 1),
+      qos: 0,
+      retain: false,
+      dup: false,
+    });
     expect(await getTwin(abuser)).toMatchObject({ reported: { $version: 1 } });
     const before = raw[0]!.bytesRead;
     abuser.socket.write(fixedHeader(3, 64 * 1024 * 1024)); // a 64 MB reported patch
@@ -260,7 +297,16 @@ describe('MQTT limits at the door', { timeout: 30_000 }, () => {
     idle[0]!.socket.destroy();
     await idle[0]!.closed;
     // room again: a device gets in (Node counts a closed connection out a little later)
-    await expect.poll(async () => roundTrip(port).then(() => true, () => false), { timeout: CLOSED_WITHIN_MS }).toBe(true);
+    await expect
+      .poll(
+        async () =>
+          roundTrip(port).then(
+            () => true,
+            () => false,
+          ),
+        { timeout: CLOSED_WITHIN_MS },
+      )
+      .toBe(true);
   });
 
   it('disconnects a device over its request rate, as IoT Hub does, and another device keeps working', async () => {
@@ -292,12 +338,22 @@ describe('MQTT limits at the door', { timeout: 30_000 }, () => {
 
 describe('token lifetime on MQTT (the REST gateway applies the same rule)', () => {
   it('refuses a device token whose se lies beyond maxTokenLifetimeMs, accepts one inside it', async () => {
-    gateway = createMqttGateway({ log, client, hubName: HUB, physicalNow: Date.now, deviceKeys: keys, maxTokenLifetimeMs: 2 * 3_600_000 });
+    gateway = createMqttGateway({
+      log,
+      client,
+      hubName: HUB,
+      physicalNow: Date.now,
+      deviceKeys: keys,
+      maxTokenLifetimeMs: 2 * 3_600_000,
+    });
     listening = await gateway.listen({ port: 0, host: '127.0.0.1' });
     const port = listening.port;
     const key = keys.get('abuser')!.primaryKey;
     const far = await dial(port, false);
-    far.send({ ...connectPacket('abuser'), password: Buffer.from(signDeviceSas(HUB, 'abuser', key, Math.floor(Date.now() / 1000) + 3 * 3600)) });
+    far.send({
+      ...connectPacket('abuser'),
+      password: Buffer.from(signDeviceSas(HUB, 'abuser', key, Math.floor(Date.now() / 1000) + 3 * 3600)),
+    });
     const refused = (await far.next((p) => p.cmd === 'connack')) as mqttPacket.IConnackPacket;
     expect(refused.returnCode).not.toBe(0);
     await roundTrip(port); // a token one hour ahead, inside the two-hour bound
@@ -310,7 +366,12 @@ describe('will messages', () => {
     const dropped = await dial(port, false);
     dropped.send({
       ...connectPacket('abuser'),
-      will: { topic: '$iothub/twin/PATCH/properties/reported/?$rid=66', payload: Buffer.from('{"fromWill":true}'), qos: 0, retain: false },
+      will: {
+        topic: '$iothub/twin/PATCH/properties/reported/?$rid=66',
+        payload: Buffer.from('{"fromWill":true}'),
+        qos: 0,
+        retain: false,
+      },
     });
     expect(((await dropped.next((p) => p.cmd === 'connack')) as mqttPacket.IConnackPacket).returnCode).toBe(0);
     dropped.socket.destroy(); // no DISCONNECT: the broker would publish the will now
@@ -319,12 +380,20 @@ describe('will messages', () => {
     const again = await login(port, 'abuser');
     again.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$iothub/twin/res/#', qos: 0 }] });
     await again.next((p) => p.cmd === 'suback');
-    again.send({ cmd: 'publish', topic: '$iothub/twin/PATCH/properties/reported/?$rid=67', payload: Buffer.from('{"after":1}'), qos: 0, retain: false, dup: false });
-    const ack = (await again.next((p) => p.cmd === 'publish' && p.topic.includes('$rid=67'))) as mqttPacket.IPublishPacket;
+    again.send({
+      cmd: 'publish',
+      topic: '$iothub/twin/PATCH/properties/reported/?$rid=67',
+      payload: Buffer.from('{"after":1}'),
+      qos: 0,
+      retain: false,
+      dup: false,
+    });
+    const ack = (await again.next(
+      (p) => p.cmd === 'publish' && p.topic.includes('$rid=67'),
+    )) as mqttPacket.IPublishPacket;
     expect(ack.topic).toMatch(/^\$iothub\/twin\/res\/204\//);
     const twin = await getTwin(again);
     expect(twin['reported']).toMatchObject({ after: 1 });
     expect(twin['reported']).not.toHaveProperty('fromWill');
   });
 });
-

@@ -15,7 +15,13 @@ import { createInMemoryLog, type InMemoryLog } from '@twinlog/core/testing';
 import { ensureTwinTopics, startProjector, type Projector } from '@twinlog/projector';
 import mqtt from 'mqtt';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createMqttGateway, MQTT_GATEWAY_CHANNEL, type ListeningMqttGateway, type MqttGateway, type MqttGatewayEvent } from './createMqttGateway.ts';
+import {
+  createMqttGateway,
+  MQTT_GATEWAY_CHANNEL,
+  type ListeningMqttGateway,
+  type MqttGateway,
+  type MqttGatewayEvent,
+} from './createMqttGateway.ts';
 import { createRestGateway, type ListeningGateway, type RestGateway } from './createRestGateway.ts';
 import { createDeviceKeyStore, withDeviceStatus, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
 import { signDeviceSas } from './internal/verifyDeviceSas.ts';
@@ -45,7 +51,13 @@ beforeEach(async () => {
   log = createInMemoryLog({ now: Date.now });
   await ensureTwinTopics(log, 2);
   projector = await startProjector({ log, physicalNow: Date.now, settleIntervalMs: 10 });
-  client = createTwinClient({ log, physicalNow: Date.now, actor: 'status-test', pollIntervalMs: 2, decisionTimeoutMs: 5000 });
+  client = createTwinClient({
+    log,
+    physicalNow: Date.now,
+    actor: 'status-test',
+    pollIntervalMs: 2,
+    decisionTimeoutMs: 5000,
+  });
   keys = createDeviceKeyStore(join(dir, 'registry.db'));
   rest = createRestGateway({
     log,
@@ -76,7 +88,12 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function registry(method: 'GET' | 'PUT', deviceId: string, body?: object, ifMatch?: string): Promise<{ status: number; json: Record<string, unknown> }> {
+async function registry(
+  method: 'GET' | 'PUT',
+  deviceId: string,
+  body?: object,
+  ifMatch?: string,
+): Promise<{ status: number; json: Record<string, unknown> }> {
   const res = await fetch(`http://127.0.0.1:${restServer.port}/devices/${encodeURIComponent(deviceId)}?${API}`, {
     method,
     headers: {
@@ -90,7 +107,14 @@ async function registry(method: 'GET' | 'PUT', deviceId: string, body?: object, 
 }
 
 async function startMqtt(options: { deviceKeys?: DeviceKeyStore; statusRecheckMs?: number } = {}): Promise<number> {
-  gateway = createMqttGateway({ log, client, hubName: HUB, physicalNow: Date.now, deviceKeys: options.deviceKeys ?? keys, ...options });
+  gateway = createMqttGateway({
+    log,
+    client,
+    hubName: HUB,
+    physicalNow: Date.now,
+    deviceKeys: options.deviceKeys ?? keys,
+    ...options,
+  });
   listening = await gateway.listen({ port: 0, host: '127.0.0.1' });
   return listening.port;
 }
@@ -113,31 +137,56 @@ function connect(port: number, deviceId: string): Promise<mqtt.MqttClient> {
   });
 }
 
-const closed = (device: mqtt.MqttClient): Promise<void> => new Promise((resolve) => (device.connected ? device.once('close', () => resolve()) : resolve()));
+const closed = (device: mqtt.MqttClient): Promise<void> =>
+  new Promise((resolve) => (device.connected ? device.once('close', () => resolve()) : resolve()));
 
 describe('device status', { timeout: 20_000 }, () => {
   it('PUT /devices keeps status and statusReason with the keys and answers them, with statusUpdatedTime, as IoT Hub does', async () => {
     const created = await registry('PUT', 'dev1', { deviceId: 'dev1' });
     expect(created.status).toBe(200);
-    expect(created.json).toMatchObject({ status: 'enabled', statusReason: null, statusUpdatedTime: '0001-01-01T00:00:00Z' });
+    expect(created.json).toMatchObject({
+      status: 'enabled',
+      statusReason: null,
+      statusUpdatedTime: '0001-01-01T00:00:00Z',
+    });
 
     const before = Date.now();
-    const disabled = await registry('PUT', 'dev1', { deviceId: 'dev1', status: 'disabled', statusReason: 'stolen' }, '"*"');
+    const disabled = await registry(
+      'PUT',
+      'dev1',
+      { deviceId: 'dev1', status: 'disabled', statusReason: 'stolen' },
+      '"*"',
+    );
     expect(disabled.status).toBe(200);
     expect(disabled.json).toMatchObject({ deviceId: 'dev1', status: 'disabled', statusReason: 'stolen' });
     expect(Date.parse(disabled.json['statusUpdatedTime'] as string)).toBeGreaterThanOrEqual(before - 1000);
     expect(disabled.json['etag']).not.toBe(created.json['etag']);
     // the keys are kept (the body named none), and GET answers the same
     expect(disabled.json['authentication']).toEqual(created.json['authentication']);
-    expect((await registry('GET', 'dev1')).json).toMatchObject({ status: 'disabled', statusReason: 'stolen', statusUpdatedTime: disabled.json['statusUpdatedTime'] });
+    expect((await registry('GET', 'dev1')).json).toMatchObject({
+      status: 'disabled',
+      statusReason: 'stolen',
+      statusUpdatedTime: disabled.json['statusUpdatedTime'],
+    });
     expect(keys.get('dev1')).toMatchObject({ status: 'disabled', statusReason: 'stolen' });
 
     // an update without status keeps it; the twin shows it too
-    const rotated = await registry('PUT', 'dev1', { deviceId: 'dev1', authentication: { symmetricKey: { primaryKey: Buffer.alloc(32, 9).toString('base64') } } }, '*');
-    expect(rotated.json).toMatchObject({ status: 'disabled', statusReason: 'stolen', statusUpdatedTime: disabled.json['statusUpdatedTime'] });
+    const rotated = await registry(
+      'PUT',
+      'dev1',
+      { deviceId: 'dev1', authentication: { symmetricKey: { primaryKey: Buffer.alloc(32, 9).toString('base64') } } },
+      '*',
+    );
+    expect(rotated.json).toMatchObject({
+      status: 'disabled',
+      statusReason: 'stolen',
+      statusUpdatedTime: disabled.json['statusUpdatedTime'],
+    });
 
     // a create may set the status; values are checked
-    expect((await registry('PUT', 'dev2', { deviceId: 'dev2', status: 'Disabled' })).json).toMatchObject({ status: 'disabled' });
+    expect((await registry('PUT', 'dev2', { deviceId: 'dev2', status: 'Disabled' })).json).toMatchObject({
+      status: 'disabled',
+    });
     expect((await registry('PUT', 'dev1', { deviceId: 'dev1', status: 'paused' }, '*')).status).toBe(400);
     expect((await registry('PUT', 'dev1', { deviceId: 'dev1', statusReason: 7 }, '*')).status).toBe(400);
     expect((await registry('PUT', 'dev1', { deviceId: 'dev1', statusReason: 'x'.repeat(129) }, '*')).status).toBe(400);
@@ -164,7 +213,9 @@ describe('device status', { timeout: 20_000 }, () => {
     expect(bystander.connected).toBe(true);
 
     await expect(connect(port, 'dev1')).rejects.toMatchObject({ code: 5 });
-    expect(events).toContainEqual(expect.objectContaining({ kind: 'connect', deviceId: 'dev1', returnCode: 5, reason: 'The device is disabled' }));
+    expect(events).toContainEqual(
+      expect.objectContaining({ kind: 'connect', deviceId: 'dev1', returnCode: 5, reason: 'The device is disabled' }),
+    );
 
     await registry('PUT', 'dev1', { deviceId: 'dev1', status: 'enabled' }, '*');
     const back = await connect(port, 'dev1');
@@ -195,7 +246,11 @@ describe('device status', { timeout: 20_000 }, () => {
 
   it('rechecks a store without change notifications by reading each connected device', async () => {
     await registry('PUT', 'dev1', { deviceId: 'dev1' });
-    const plain: DeviceKeyStore = { get: (id) => keys.get(id), set: (id, k) => keys.set(id, k), delete: (id) => keys.delete(id) };
+    const plain: DeviceKeyStore = {
+      get: (id) => keys.get(id),
+      set: (id, k) => keys.set(id, k),
+      delete: (id) => keys.delete(id),
+    };
     const port = await startMqtt({ deviceKeys: plain, statusRecheckMs: 100 });
     const dev1 = await connect(port, 'dev1');
     const gone = closed(dev1);

@@ -19,7 +19,14 @@ import { randomBytes } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
-import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client as MqttClient, type PublishPacket, type Subscription as MqttSubscription } from 'aedes';
+import {
+  Aedes,
+  type AedesPublishPacket,
+  type AuthenticateError,
+  type Client as MqttClient,
+  type PublishPacket,
+  type Subscription as MqttSubscription,
+} from 'aedes';
 import { decodeOutputRecord, type ChangeRecord, type RejectionRecord } from '@twinlog/codec';
 import { createTwinClient, type TwinClient } from '@twinlog/client';
 import { CHECKPOINT_KEY, TOPICS } from '@twinlog/projector';
@@ -41,7 +48,11 @@ import {
 } from '@twinlog/core';
 import { startChangeFeed } from './internal/changeFeed.ts';
 import { createDeviceKeyStore, isDisabled, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
-import { createDeviceSessionStore, type DeviceSession, type DeviceSessionStore } from './internal/deviceSessionStore.ts';
+import {
+  createDeviceSessionStore,
+  type DeviceSession,
+  type DeviceSessionStore,
+} from './internal/deviceSessionStore.ts';
 import { groupAppends } from './internal/groupAppends.ts';
 import { listenOn } from './internal/listenOn.ts';
 import { GatewayError, iotHubCodeOf } from './internal/iotHubError.ts';
@@ -50,7 +61,13 @@ import { DEFAULT_MAX_TOKEN_LIFETIME_MS } from './internal/sasToken.ts';
 import { guardMqttSocket, type MqttLimitName, type MqttPacketGuard } from './internal/mqttPacketGuard.ts';
 import { createSnapshotReader } from './internal/snapshotReader.ts';
 import { trackWrites } from './internal/trackWrites.ts';
-import { createAckedWrites, createIndexedReader, createReadPath, type TwinIndex, type TwinReader } from './internal/twinReader.ts';
+import {
+  createAckedWrites,
+  createIndexedReader,
+  createReadPath,
+  type TwinIndex,
+  type TwinReader,
+} from './internal/twinReader.ts';
 import { createTokenBuckets } from './internal/tokenBuckets.ts';
 import { classifyPublish, DESIRED_FILTER, maySubscribe, topicMatches } from './internal/mqttTopics.ts';
 import { DeviceAuthError, verifyDeviceSas } from './internal/verifyDeviceSas.ts';
@@ -80,17 +97,41 @@ export type MqttGatewayEvent =
    * A twin request answered; `ms`: from its PUBLISH arriving to the answer handed to the
    * connection (a reported PATCH's 204 waits for the projector's decision; an error: to the answer's decision).
    */
-  | { readonly kind: 'request'; readonly deviceId: string; readonly request: string; readonly status: number; readonly error?: string; readonly ms: number }
+  | {
+      readonly kind: 'request';
+      readonly deviceId: string;
+      readonly request: string;
+      readonly status: number;
+      readonly error?: string;
+      readonly ms: number;
+    }
   /**
    * A desired notification sent. `lagMs` (not on catch-up, which spans the device's time away):
    * from the change's event time (its HLC wall, the writer's clock) to the notification sent, ≥ 0.
    */
-  | { readonly kind: 'notify'; readonly deviceId: string; readonly version: number; readonly catchUp: boolean; readonly lagMs?: number }
-  | { readonly kind: 'refused'; readonly deviceId: string; readonly topic: string; readonly op: 'publish' | 'subscribe' }
+  | {
+      readonly kind: 'notify';
+      readonly deviceId: string;
+      readonly version: number;
+      readonly catchUp: boolean;
+      readonly lagMs?: number;
+    }
+  | {
+      readonly kind: 'refused';
+      readonly deviceId: string;
+      readonly topic: string;
+      readonly op: 'publish' | 'subscribe';
+    }
   /** A connected device was disabled in the registry: its connection is closed (docs/iot-hub.md, "Device status"). */
   | { readonly kind: 'disabled'; readonly deviceId: string }
   /** A connection closed, or refused at accept (`connections`), for passing a limit (`MqttLimits`); `deviceId` once the CONNECT was accepted. */
-  | { readonly kind: 'limit'; readonly limit: MqttLimitName; readonly detail: string; readonly deviceId?: string; readonly remoteAddress?: string }
+  | {
+      readonly kind: 'limit';
+      readonly limit: MqttLimitName;
+      readonly detail: string;
+      readonly deviceId?: string;
+      readonly remoteAddress?: string;
+    }
   | { readonly kind: 'error'; readonly message: string };
 
 /**
@@ -315,7 +356,10 @@ export function createMqttGateway({
   // (their positions noted by the wrapped client); catch-up reads stay on twin.snapshots.
   const acked = createAckedWrites();
   const twins = twinIndex === undefined ? ownClient : trackWrites(ownClient, acked);
-  const getReads: TwinReader = twinIndex === undefined ? snapshots : createReadPath(createIndexedReader(twinIndex, { fallback: snapshots }), acked);
+  const getReads: TwinReader =
+    twinIndex === undefined
+      ? snapshots
+      : createReadPath(createIndexedReader(twinIndex, { fallback: snapshots }), acked);
   const live = new Map<string, LiveDevice>();
   const expiries = new WeakMap<MqttClient, number>();
   const queues = new Map<string, Promise<void>>();
@@ -363,7 +407,8 @@ export function createMqttGateway({
     const device = live.get(deviceId);
     if (device === undefined || device.client.closed) return Promise.resolve(false);
     let qos: 0 | 1 | undefined;
-    for (const [filter, q] of device.subscriptions) if (topicMatches(filter, topic)) qos = Math.max(qos ?? 0, q) as 0 | 1;
+    for (const [filter, q] of device.subscriptions)
+      if (topicMatches(filter, topic)) qos = Math.max(qos ?? 0, q) as 0 | 1;
     if (qos === undefined) return Promise.resolve(false);
     const packet: PublishPacket = { cmd: 'publish', topic, payload, qos, retain: false, dup: false };
     return new Promise((resolve) => device.client.publish(packet, (e) => resolve(e === undefined || e === null)));
@@ -372,15 +417,29 @@ export function createMqttGateway({
   const isSubscribedToDesired = (deviceId: string): boolean => {
     const device = live.get(deviceId);
     if (device === undefined) return false;
-    for (const filter of device.subscriptions.keys()) if (topicMatches(filter, '$iothub/twin/PATCH/properties/desired/?$version=1')) return true;
+    for (const filter of device.subscriptions.keys())
+      if (topicMatches(filter, '$iothub/twin/PATCH/properties/desired/?$version=1')) return true;
     return false;
   };
 
   /** Send a desired notification; `eventWall`: the change's event time (live changes, not catch-up). */
-  const notify = async (deviceId: string, patch: Patch, version: number, catchUp: boolean, eventWall?: number): Promise<boolean> => {
+  const notify = async (
+    deviceId: string,
+    patch: Patch,
+    version: number,
+    catchUp: boolean,
+    eventWall?: number,
+  ): Promise<boolean> => {
     const body = Buffer.from(JSON.stringify({ ...patch, $version: version }));
     const sent = await deliver(deviceId, `$iothub/twin/PATCH/properties/desired/?$version=${version}`, body);
-    if (sent) publishEvent({ kind: 'notify', deviceId, version, catchUp, ...(eventWall === undefined ? {} : { lagMs: Math.max(0, physicalNow() - eventWall) }) });
+    if (sent)
+      publishEvent({
+        kind: 'notify',
+        deviceId,
+        version,
+        catchUp,
+        ...(eventWall === undefined ? {} : { lagMs: Math.max(0, physicalNow() - eventWall) }),
+      });
     return sent;
   };
 
@@ -388,7 +447,10 @@ export function createMqttGateway({
   const currentDesired = async (deviceId: string): Promise<{ desired: JsonObject; version: number } | undefined> => {
     try {
       const twin = await snapshots.getTwin(deviceId);
-      return { desired: withoutDollarKeys(twin.properties.desired), version: Number(twin.properties.desired['$version'] ?? 0) };
+      return {
+        desired: withoutDollarKeys(twin.properties.desired),
+        version: Number(twin.properties.desired['$version'] ?? 0),
+      };
     } catch (e) {
       if (isTwinlogError(e, 'DEVICE_NOT_FOUND')) return undefined;
       throw e;
@@ -449,7 +511,7 @@ export function createMqttGateway({
       }
       if (await notify(deviceId, change.diff, v, false, change.wall)) {
         const next = applyMergePatch(session.desired, change.diff);
-        giveView(deviceId, v, isPlainObject(next) ? (next) : {});
+        giveView(deviceId, v, isPlainObject(next) ? next : {});
       }
       return;
     }
@@ -463,7 +525,9 @@ export function createMqttGateway({
     readonly reject: (e: unknown) => void;
     readonly timer: NodeJS.Timeout;
   }
-  type Decision = { readonly accepted: true; readonly change: ChangeRecord } | { readonly accepted: false; readonly rejection: RejectionRecord };
+  type Decision =
+    | { readonly accepted: true; readonly change: ChangeRecord }
+    | { readonly accepted: false; readonly rejection: RejectionRecord };
   const waiters = new Map<string, Waiter>();
   /** Decisions seen before their writer registered (the append had not returned yet), by arrival. */
   const early = new Map<string, { decision: Decision; at: number }>();
@@ -521,7 +585,12 @@ export function createMqttGateway({
       return; // not ours to judge: the projector wrote it
     }
     if (change.id.writer === twins.writerId) decide(change.id.seq, { accepted: true, change });
-    if (change.section !== 'desired' && change.opType !== 'createDeviceIdentity' && change.opType !== 'deleteDeviceIdentity') return;
+    if (
+      change.section !== 'desired' &&
+      change.opType !== 'createDeviceIdentity' &&
+      change.opType !== 'deleteDeviceIdentity'
+    )
+      return;
     // devices never seen by this gateway: nothing to deliver now, catch-up reads the snapshot later
     if (!live.has(change.deviceId) && sessions.get(change.deviceId).desiredVersion === null) return;
     void serial(change.deviceId, () => onChange(change));
@@ -582,16 +651,35 @@ export function createMqttGateway({
 
   // ---- requests ------------------------------------------------------------------------------
 
-  const respond = (deviceId: string, status: number, rid: string, body: unknown, version?: number): Promise<boolean> => {
+  const respond = (
+    deviceId: string,
+    status: number,
+    rid: string,
+    body: unknown,
+    version?: number,
+  ): Promise<boolean> => {
     const topic = `$iothub/twin/res/${status}/?$rid=${encodeURIComponent(rid)}${version === undefined ? '' : `&$version=${version}`}`;
     return deliver(deviceId, topic, body === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body)));
   };
 
-  const respondError = (deviceId: string, request: string, rid: string, e: unknown, arrived: number): Promise<boolean> => {
+  const respondError = (
+    deviceId: string,
+    request: string,
+    rid: string,
+    e: unknown,
+    arrived: number,
+  ): Promise<boolean> => {
     const hub = iotHubCodeOf(e);
     const known = e instanceof GatewayError || (isTwinlogError(e) && e.iotHub !== undefined);
     const message = known && e instanceof Error ? e.message : 'An internal error occurred';
-    publishEvent({ kind: 'request', deviceId, request, status: hub.status, error: hub.name, ms: performance.now() - arrived });
+    publishEvent({
+      kind: 'request',
+      deviceId,
+      request,
+      status: hub.status,
+      error: hub.name,
+      ms: performance.now() - arrived,
+    });
     return respond(deviceId, hub.status, rid, {
       errorCode: hub.code,
       trackingId: randomBytes(16).toString('hex').toUpperCase(),
@@ -608,7 +696,8 @@ export function createMqttGateway({
     await serial(deviceId, async () => {
       const sent = await respond(deviceId, 200, rid, { desired, reported });
       const session = sessions.get(deviceId);
-      if (sent && (session.desiredVersion === null || version >= session.desiredVersion)) giveView(deviceId, version, withoutDollarKeys(desired));
+      if (sent && (session.desiredVersion === null || version >= session.desiredVersion))
+        giveView(deviceId, version, withoutDollarKeys(desired));
     });
     publishEvent({ kind: 'request', deviceId, request: 'get', status: 200, ms: performance.now() - arrived });
   };
@@ -620,7 +709,8 @@ export function createMqttGateway({
     } catch {
       throw new GatewayError('ARGUMENT_INVALID', 'The reported properties patch is not valid JSON');
     }
-    if (!isPlainObject(patch)) throw new GatewayError('ARGUMENT_INVALID', 'The reported properties patch must be a JSON object');
+    if (!isPlainObject(patch))
+      throw new GatewayError('ARGUMENT_INVALID', 'The reported properties patch must be a JSON object');
     const receipt = await twins.mergeReported(deviceId, patch as Patch, { actor: deviceId });
     const d = await decisionOf(receipt.id.seq);
     if (!d.accepted) throw new TwinlogError(d.rejection.code as TwinlogErrorCode, d.rejection.message);
@@ -653,7 +743,9 @@ export function createMqttGateway({
     connectTimeout: limits.connectTimeoutMs, // a backstop: the guard's deadline runs from accept to an accepted CONNECT
     authenticate(client, username, password, done) {
       try {
-        const identity = verifyDeviceSas(client.id, username, password, hubName, (id) => keys.get(id), physicalNow(), { maxTokenLifetimeMs });
+        const identity = verifyDeviceSas(client.id, username, password, hubName, (id) => keys.get(id), physicalNow(), {
+          maxTokenLifetimeMs,
+        });
         expiries.set(client, identity.expiresAtMs);
         guards.get(client.conn)?.accept(identity.deviceId, () => requestBuckets.take(identity.deviceId));
         // docs/iot-hub.md "MQTT (devices)": the model id announced at connect becomes the twin's `modelId`, kept with the device's identity
@@ -672,8 +764,15 @@ export function createMqttGateway({
         done(null, true);
       } catch (e) {
         const returnCode = e instanceof DeviceAuthError ? e.returnCode : 5;
-        publishEvent({ kind: 'connect', deviceId: client.id, returnCode, reason: e instanceof Error ? e.message : String(e) });
-        const error = Object.assign(new Error(e instanceof Error ? e.message : 'Not authorized'), { returnCode }) as AuthenticateError;
+        publishEvent({
+          kind: 'connect',
+          deviceId: client.id,
+          returnCode,
+          reason: e instanceof Error ? e.message : String(e),
+        });
+        const error = Object.assign(new Error(e instanceof Error ? e.message : 'Not authorized'), {
+          returnCode,
+        }) as AuthenticateError;
         done(error, false);
       }
     },
@@ -717,7 +816,9 @@ export function createMqttGateway({
     }
     const expiresAt = expiries.get(client);
     const expiry =
-      expiresAt === undefined ? undefined : setTimeout(() => client.close(), Math.min(Math.max(expiresAt - physicalNow(), 0), 2 ** 31 - 1));
+      expiresAt === undefined
+        ? undefined
+        : setTimeout(() => client.close(), Math.min(Math.max(expiresAt - physicalNow(), 0), 2 ** 31 - 1));
     expiry?.unref();
     live.set(deviceId, { client, subscriptions, expiry, viewGiven: false });
     // disabled between its CONNECT and now (the change notification found it not yet live)
@@ -739,7 +840,8 @@ export function createMqttGateway({
     for (const s of subs) {
       if ((s.qos as number) === 128) continue;
       device.subscriptions.set(s.topic, s.qos > 0 ? 1 : 0);
-      if (topicMatches(s.topic, '$iothub/twin/PATCH/properties/desired/?$version=1') || s.topic === DESIRED_FILTER) desired = true;
+      if (topicMatches(s.topic, '$iothub/twin/PATCH/properties/desired/?$version=1') || s.topic === DESIRED_FILTER)
+        desired = true;
     }
     if (!client.clean) updateSession(client.id, { subscriptions: Object.fromEntries(device.subscriptions) });
     if (desired) void serial(client.id, () => catchUp(client.id, true));
@@ -786,7 +888,9 @@ export function createMqttGateway({
         if (!isHealthyStageState(feed.health().state)) throw e;
       });
       const server: NetServer =
-        tls === undefined ? createNetServer(handleConnection) : createTlsServer({ handshakeTimeout: limits.connectTimeoutMs, ...tls }, handleConnection);
+        tls === undefined
+          ? createNetServer(handleConnection)
+          : createTlsServer({ handshakeTimeout: limits.connectTimeoutMs, ...tls }, handleConnection);
       const open = new Set<Socket>();
       sockets.set(server, open);
       server.on('connection', (socket: Socket) => {

@@ -7,7 +7,14 @@
 import { createInMemoryLog, type InMemoryLog } from '@twinlog/core/testing';
 import { TwinlogError } from '@twinlog/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createRestGateway, type ConfigurationDefinition, type ConfigurationDocument, type ConfigurationService, type ListeningGateway, type RestGateway } from './createRestGateway.ts';
+import {
+  createRestGateway,
+  type ConfigurationDefinition,
+  type ConfigurationDocument,
+  type ConfigurationService,
+  type ListeningGateway,
+  type RestGateway,
+} from './createRestGateway.ts';
 import { signServiceSas } from './internal/verifyServiceSas.ts';
 
 const HUB = 'localhost';
@@ -28,7 +35,8 @@ function memoryService(): ConfigurationService & { readonly puts: ConfigurationD
     puts,
     put(config, { ifMatch } = {}) {
       const before = stored.get(config.id);
-      if (ifMatch !== undefined && ifMatch !== '*' && before?.etag !== ifMatch) throw new TwinlogError('CONFIGURATION_PRECONDITION_FAILED', `stale etag ${ifMatch}`);
+      if (ifMatch !== undefined && ifMatch !== '*' && before?.etag !== ifMatch)
+        throw new TwinlogError('CONFIGURATION_PRECONDITION_FAILED', `stale etag ${ifMatch}`);
       if (config.priority < 0) throw new TwinlogError('CONFIGURATION_INVALID', 'priority must be at least 0');
       puts.push(config);
       const time = new Date(1_750_000_000_000 + n * 1000).toISOString();
@@ -80,19 +88,42 @@ afterEach(async () => {
   await log.close();
 });
 
-const token = (policy = 'iothubowner', key = OWNER_KEY): string => signServiceSas(HUB, policy, key, Math.floor(Date.now() / 1000) + 3600);
+const token = (policy = 'iothubowner', key = OWNER_KEY): string =>
+  signServiceSas(HUB, policy, key, Math.floor(Date.now() / 1000) + 3600);
 
-async function call(path: string, { method = 'GET', body, headers = {}, auth = token(), port = server.port }: { method?: string; body?: unknown; headers?: Record<string, string>; auth?: string; port?: number } = {}) {
+async function call(
+  path: string,
+  {
+    method = 'GET',
+    body,
+    headers = {},
+    auth = token(),
+    port = server.port,
+  }: { method?: string; body?: unknown; headers?: Record<string, string>; auth?: string; port?: number } = {},
+) {
   const res = await fetch(`http://127.0.0.1:${port}${path}${path.includes('?') ? '&' : '?'}api-version=2021-04-12`, {
     method,
-    headers: { authorization: auth, ...(body === undefined ? {} : { 'content-type': 'application/json; charset=utf-8' }), ...headers },
+    headers: {
+      authorization: auth,
+      ...(body === undefined ? {} : { 'content-type': 'application/json; charset=utf-8' }),
+      ...headers,
+    },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   const text = await res.text();
-  return { status: res.status, body: text === '' ? undefined : (JSON.parse(text) as Record<string, unknown> & { Message?: string }) };
+  return {
+    status: res.status,
+    body: text === '' ? undefined : (JSON.parse(text) as Record<string, unknown> & { Message?: string }),
+  };
 }
 
-const config = { id: 'fw', schemaVersion: '1.0', content: { deviceContent: { 'properties.desired.fw': '2.0' } }, targetCondition: "tags.env = 'prod'", priority: 5 };
+const config = {
+  id: 'fw',
+  schemaVersion: '1.0',
+  content: { deviceContent: { 'properties.desired.fw': '2.0' } },
+  targetCondition: "tags.env = 'prod'",
+  priority: 5,
+};
 
 describe('REST /configurations', () => {
   it('creates, gets, lists, replaces with If-Match and deletes, in IoT Hub JSON', async () => {
@@ -114,15 +145,44 @@ describe('REST /configurations', () => {
     expect((await call('/configurations/fw')).body).toEqual(created.body);
 
     // what updateConfiguration sends back: the read-only members are dropped before the service sees them
-    const updated = await call('/configurations/fw', { method: 'PUT', body: { ...created.body, priority: 9, metrics: { queries: { m: 'SELECT deviceId FROM devices' }, results: { m: 3 } } }, headers: { 'if-match': '"e1"' } });
-    expect(updated).toMatchObject({ status: 200, body: { priority: 9, etag: 'e2', metrics: { queries: { m: 'SELECT deviceId FROM devices' } } } });
-    expect(Object.keys(service.puts[1]!).sort()).toEqual(['content', 'id', 'labels', 'metrics', 'priority', 'schemaVersion', 'targetCondition']);
-    expect((await call('/configurations/fw', { method: 'PUT', body: { ...config, priority: 1 }, headers: { 'if-match': '"e1"' } })).body?.Message).toMatch(/^ErrorCode:PreconditionFailed;/);
+    const updated = await call('/configurations/fw', {
+      method: 'PUT',
+      body: {
+        ...created.body,
+        priority: 9,
+        metrics: { queries: { m: 'SELECT deviceId FROM devices' }, results: { m: 3 } },
+      },
+      headers: { 'if-match': '"e1"' },
+    });
+    expect(updated).toMatchObject({
+      status: 200,
+      body: { priority: 9, etag: 'e2', metrics: { queries: { m: 'SELECT deviceId FROM devices' } } },
+    });
+    expect(Object.keys(service.puts[1]!).sort()).toEqual([
+      'content',
+      'id',
+      'labels',
+      'metrics',
+      'priority',
+      'schemaVersion',
+      'targetCondition',
+    ]);
+    expect(
+      (
+        await call('/configurations/fw', {
+          method: 'PUT',
+          body: { ...config, priority: 1 },
+          headers: { 'if-match': '"e1"' },
+        })
+      ).body?.Message,
+    ).toMatch(/^ErrorCode:PreconditionFailed;/);
 
     await call('/configurations/low', { method: 'PUT', body: { ...config, id: 'low', priority: 1 } });
     const list = await call('/configurations');
     expect((list.body as unknown as { id: string }[]).map((c) => c.id)).toEqual(['fw', 'low']);
-    expect(((await call('/configurations?top=1')).body as unknown as { id: string }[]).map((c) => c.id)).toEqual(['fw']);
+    expect(((await call('/configurations?top=1')).body as unknown as { id: string }[]).map((c) => c.id)).toEqual([
+      'fw',
+    ]);
     expect((await call('/configurations?top=0')).status).toBe(400);
 
     expect((await call('/configurations/fw', { method: 'DELETE', headers: { 'if-match': '"e1"' } })).status).toBe(412);
@@ -135,14 +195,23 @@ describe('REST /configurations', () => {
 
   it('refuses a changed content, module content, a body id other than the path, and invalid members', async () => {
     await call('/configurations/fw', { method: 'PUT', body: config });
-    const changed = await call('/configurations/fw', { method: 'PUT', body: { ...config, content: { deviceContent: { 'properties.desired.fw': '3.0' } } }, headers: { 'if-match': '*' } });
+    const changed = await call('/configurations/fw', {
+      method: 'PUT',
+      body: { ...config, content: { deviceContent: { 'properties.desired.fw': '3.0' } } },
+      headers: { 'if-match': '*' },
+    });
     expect(changed.status).toBe(400);
-    expect(changed.body?.Message).toMatch(/^ErrorCode:ArgumentInvalid;The content of configuration fw cannot be updated/);
+    expect(changed.body?.Message).toMatch(
+      /^ErrorCode:ArgumentInvalid;The content of configuration fw cannot be updated/,
+    );
     // the same content with keys in another order is the same content
     expect((await call('/configurations/fw', { method: 'PUT', body: { ...config, priority: 2 } })).status).toBe(200);
     for (const body of [
       { ...config, content: { modulesContent: { $edgeAgent: {} } } },
-      { ...config, content: { deviceContent: config.content.deviceContent, moduleContent: { 'properties.desired.x': 1 } } },
+      {
+        ...config,
+        content: { deviceContent: config.content.deviceContent, moduleContent: { 'properties.desired.x': 1 } },
+      },
       { ...config, id: 'other' },
       { ...config, targetCondition: 3 },
       { ...config, priority: '5' },
@@ -153,7 +222,10 @@ describe('REST /configurations', () => {
       const r = await call('/configurations/new', { method: 'PUT', body });
       expect(r.status, JSON.stringify(body)).toBe(400);
     }
-    expect((await call('/configurations/new', { method: 'PUT', body: { ...config, id: undefined, priority: -1 } })).body?.Message).toMatch(/^ErrorCode:ArgumentInvalid;priority/);
+    expect(
+      (await call('/configurations/new', { method: 'PUT', body: { ...config, id: undefined, priority: -1 } })).body
+        ?.Message,
+    ).toMatch(/^ErrorCode:ArgumentInvalid;priority/);
   });
 
   it('needs registryRead to read and registryReadWrite to change; a gateway without a service answers 404 NotFound', async () => {

@@ -32,7 +32,13 @@ beforeEach(async () => {
   log = createInMemoryLog({ now });
   await ensureTwinTopics(log, 4);
   projector = await startProjector({ log, physicalNow: now, settleIntervalMs: 10 });
-  client = createTwinClient({ log, physicalNow: now, actor: 'gateway-test', pollIntervalMs: 2, decisionTimeoutMs: 3000 });
+  client = createTwinClient({
+    log,
+    physicalNow: now,
+    actor: 'gateway-test',
+    pollIntervalMs: 2,
+    decisionTimeoutMs: 3000,
+  });
   keys = createDeviceKeyStore();
   gateway = createRestGateway({
     log,
@@ -56,16 +62,34 @@ afterEach(async () => {
   await log.close();
 });
 
-const token = (resource = HUB, policy = 'iothubowner', key = OWNER_KEY): string => signServiceSas(resource, policy, key, Math.floor(time / 1000) + 3600);
+const token = (resource = HUB, policy = 'iothubowner', key = OWNER_KEY): string =>
+  signServiceSas(resource, policy, key, Math.floor(time / 1000) + 3600);
 
-async function call(path: string, { method = 'GET', body, headers = {}, auth = token() }: { method?: string; body?: unknown; headers?: Record<string, string>; auth?: string } = {}) {
+async function call(
+  path: string,
+  {
+    method = 'GET',
+    body,
+    headers = {},
+    auth = token(),
+  }: { method?: string; body?: unknown; headers?: Record<string, string>; auth?: string } = {},
+) {
   const res = await fetch(`http://127.0.0.1:${server.port}${path}?${API}`, {
     method,
-    headers: { authorization: auth, ...(body === undefined ? {} : { 'content-type': 'application/json; charset=utf-8' }), ...headers },
+    headers: {
+      authorization: auth,
+      ...(body === undefined ? {} : { 'content-type': 'application/json; charset=utf-8' }),
+      ...headers,
+    },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   const text = await res.text();
-  return { status: res.status, headers: res.headers, text, json: text === '' ? undefined : (JSON.parse(text) as Record<string, any>) };
+  return {
+    status: res.status,
+    headers: res.headers,
+    text,
+    json: text === '' ? undefined : (JSON.parse(text) as Record<string, any>),
+  };
 }
 
 const endOf = async (topic: string): Promise<number> => (await log.endOffsets(topic)).reduce((a, b) => a + b, 0);
@@ -112,20 +136,34 @@ describe('PATCH /digitaltwins/{id}', () => {
     expect(await changesEnd()).toBe(before + 1); // one desired event
     const twin = await call('/twins/dev1');
     expect(patched.headers.get('etag')).toBe(`"${twin.json!['etag']}"`);
-    expect(twin.json!['properties']['desired']).toMatchObject({ targetTemperature: 22, thermostat1: { __t: 'c', targetTemperature: 19 }, $version: 2 });
+    expect(twin.json!['properties']['desired']).toMatchObject({
+      targetTemperature: 22,
+      thermostat1: { __t: 'c', targetTemperature: 19 },
+      $version: 2,
+    });
 
     const dt = await call('/digitaltwins/dev1');
     expect(dt.json!['$metadata']['targetTemperature']).toMatchObject({ desiredValue: 22, desiredVersion: 2 });
-    expect(dt.json!['thermostat1']).toMatchObject({ $metadata: { targetTemperature: { desiredValue: 19, desiredVersion: 2 } } });
+    expect(dt.json!['thermostat1']).toMatchObject({
+      $metadata: { targetTemperature: { desiredValue: 19, desiredVersion: 2 } },
+    });
   });
 
   it('If-Match: the current etag applies, a stale one is 412 and appends nothing; a no-op patch appends nothing', async () => {
     await device('dev1');
     const etag = (await call('/digitaltwins/dev1')).headers.get('etag')!;
-    const first = await call('/digitaltwins/dev1', { method: 'PATCH', body: [{ op: 'add', path: '/a', value: 1 }], headers: { 'if-match': etag } });
+    const first = await call('/digitaltwins/dev1', {
+      method: 'PATCH',
+      body: [{ op: 'add', path: '/a', value: 1 }],
+      headers: { 'if-match': etag },
+    });
     expect(first.status).toBe(202);
     const before = await changesEnd();
-    const stale = await call('/digitaltwins/dev1', { method: 'PATCH', body: [{ op: 'add', path: '/a', value: 2 }], headers: { 'if-match': etag } });
+    const stale = await call('/digitaltwins/dev1', {
+      method: 'PATCH',
+      body: [{ op: 'add', path: '/a', value: 2 }],
+      headers: { 'if-match': etag },
+    });
     expect(stale.status).toBe(412);
     expect(stale.json!['Message']).toMatch(/^ErrorCode:PreconditionFailed;/);
     const same = await call('/digitaltwins/dev1', { method: 'PATCH', body: [{ op: 'replace', path: '/a', value: 1 }] });
@@ -153,7 +191,11 @@ describe('PATCH /digitaltwins/{id}', () => {
       expect(refused.json!['Message']).toMatch(message);
     }
     expect(await backendEnd()).toBe(before);
-    const text = await call('/digitaltwins/dev1', { method: 'PATCH', body: [], headers: { 'content-type': 'text/plain' } });
+    const text = await call('/digitaltwins/dev1', {
+      method: 'PATCH',
+      body: [],
+      headers: { 'content-type': 'text/plain' },
+    });
     expect(text.status).toBe(400);
     expect(text.json!['Message']).toMatch(/^ErrorCode:InvalidContentEncodingOrType;/);
   });
@@ -165,7 +207,10 @@ describe('rights, scope and commands', () => {
     await device('dev2');
     const reader = token(HUB, 'registryRead', READER_KEY);
     expect((await call('/digitaltwins/dev1', { auth: reader })).status).toBe(200);
-    expect((await call('/digitaltwins/dev1', { method: 'PATCH', body: [{ op: 'add', path: '/a', value: 1 }], auth: reader })).status).toBe(403);
+    expect(
+      (await call('/digitaltwins/dev1', { method: 'PATCH', body: [{ op: 'add', path: '/a', value: 1 }], auth: reader }))
+        .status,
+    ).toBe(403);
     const scoped = token(`${HUB}/devices/dev1`);
     expect((await call('/digitaltwins/dev1', { auth: scoped })).status).toBe(200);
     expect((await call('/digitaltwins/dev2', { auth: scoped })).status).toBe(401);
@@ -173,10 +218,15 @@ describe('rights, scope and commands', () => {
 
   it('commands (root and component) are refused with 405 MethodNotAllowed and the reason; unknown sub-paths are 404', async () => {
     await device('dev1');
-    for (const path of ['/digitaltwins/dev1/commands/reboot', '/digitaltwins/dev1/components/thermostat1/commands/getMaxMinReport']) {
+    for (const path of [
+      '/digitaltwins/dev1/commands/reboot',
+      '/digitaltwins/dev1/components/thermostat1/commands/getMaxMinReport',
+    ]) {
       const refused = await call(path, { method: 'POST', body: { delay: 1 } });
       expect(refused.status).toBe(405);
-      expect(refused.json!['Message']).toMatch(/^ErrorCode:MethodNotAllowed;Plug and Play commands are direct methods, which twinlog does not support/);
+      expect(refused.json!['Message']).toMatch(
+        /^ErrorCode:MethodNotAllowed;Plug and Play commands are direct methods, which twinlog does not support/,
+      );
     }
     expect((await call('/digitaltwins/dev1/other')).status).toBe(404);
     expect((await call('/digitaltwins/dev1', { method: 'DELETE' })).status).toBe(405);

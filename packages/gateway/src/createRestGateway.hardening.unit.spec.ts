@@ -42,7 +42,13 @@ beforeEach(async () => {
   log = createInMemoryLog({ now });
   await ensureTwinTopics(log, 4);
   projector = await startProjector({ log, physicalNow: now, settleIntervalMs: 10 });
-  client = createTwinClient({ log, physicalNow: now, actor: 'gateway-test', pollIntervalMs: 2, decisionTimeoutMs: 3000 });
+  client = createTwinClient({
+    log,
+    physicalNow: now,
+    actor: 'gateway-test',
+    pollIntervalMs: 2,
+    decisionTimeoutMs: 3000,
+  });
 });
 
 afterEach(async () => {
@@ -83,17 +89,29 @@ interface Call {
   readonly token?: string;
 }
 
-async function call(port: number, path: string, { method = 'GET', body, raw, headers = {}, token = owner() }: Call = {}) {
+async function call(
+  port: number,
+  path: string,
+  { method = 'GET', body, raw, headers = {}, token = owner() }: Call = {},
+) {
   const sep = path.includes('?') ? '&' : '?';
   const payload = raw ?? (body === undefined ? undefined : JSON.stringify(body));
   const res = await fetch(`http://127.0.0.1:${port}${path}${sep}${API}`, {
     method,
-    headers: { authorization: token, ...(body === undefined ? {} : { 'content-type': 'application/json; charset=utf-8' }), ...headers },
+    headers: {
+      authorization: token,
+      ...(body === undefined ? {} : { 'content-type': 'application/json; charset=utf-8' }),
+      ...headers,
+    },
     ...(payload === undefined ? {} : { body: payload }),
     signal: AbortSignal.timeout(5000),
   });
   const text = await res.text();
-  return { status: res.status, headers: res.headers, json: text === '' ? undefined : (JSON.parse(text) as Record<string, any>) };
+  return {
+    status: res.status,
+    headers: res.headers,
+    json: text === '' ? undefined : (JSON.parse(text) as Record<string, any>),
+  };
 }
 
 async function allEndOffsets(): Promise<number[][]> {
@@ -125,7 +143,11 @@ async function eventsOf(f: () => Promise<void>, count: number): Promise<GatewayR
  * Send raw bytes on a new connection and read until the server closes it (or `waitMs` passes):
  * the response text, and whether the server closed the connection.
  */
-function rawExchange(port: number, write: (send: (b: string | Buffer) => void) => void, waitMs = 3000): Promise<{ text: string; closed: boolean }> {
+function rawExchange(
+  port: number,
+  write: (send: (b: string | Buffer) => void) => void,
+  waitMs = 3000,
+): Promise<{ text: string; closed: boolean }> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1');
     let text = '';
@@ -146,7 +168,8 @@ function rawExchange(port: number, write: (send: (b: string | Buffer) => void) =
 describe('token scope', () => {
   it('a token for <hub>/devices/dev2 reaches dev2 identity and twin, nothing else; nothing is appended on a refusal', async () => {
     const port = await startGateway();
-    for (const id of ['dev1', 'dev2']) expect((await call(port, `/devices/${id}`, { method: 'PUT', body: { deviceId: id } })).status).toBe(200);
+    for (const id of ['dev1', 'dev2'])
+      expect((await call(port, `/devices/${id}`, { method: 'PUT', body: { deviceId: id } })).status).toBe(200);
     const scoped = owner(`${HUB}/devices/dev2`);
 
     expect((await call(port, '/twins/dev2', { token: scoped })).status).toBe(200);
@@ -183,14 +206,30 @@ describe('token scope', () => {
     expect((await call(port, '/devices/query', { method: 'PUT', body: { deviceId: 'query' } })).status).toBe(200);
     const forQuery = owner(`${HUB}/devices/query`);
     expect((await call(port, '/devices/query', { token: forQuery })).status).toBe(200); // GET the identity of device "query"
-    expect((await call(port, '/devices/query', { method: 'POST', body: { query: 'SELECT * FROM devices' }, token: forQuery })).status).toBe(401);
+    expect(
+      (
+        await call(port, '/devices/query', {
+          method: 'POST',
+          body: { query: 'SELECT * FROM devices' },
+          token: forQuery,
+        })
+      ).status,
+    ).toBe(401);
 
     expect((await call(port, '/devices/dev2', { method: 'PUT', body: { deviceId: 'dev2' } })).status).toBe(200);
     expect((await call(port, '/twins/dev2', { token: owner('LocalHost/devices/dev2') })).status).toBe(200);
     expect((await call(port, '/twins/dev2', { token: owner(`${HUB}/devices/DEV2`) })).status).toBe(401);
     expect((await call(port, '/twins/dev2', { token: owner(`${HUB}/devices/dev`) })).status).toBe(401);
     // the Azure SDK's tokens name the hub: hub-wide, everything works
-    expect((await call(port, '/devices/query', { method: 'POST', body: { query: 'SELECT * FROM devices' }, token: owner('LOCALHOST') })).status).toBe(200);
+    expect(
+      (
+        await call(port, '/devices/query', {
+          method: 'POST',
+          body: { query: 'SELECT * FROM devices' },
+          token: owner('LOCALHOST'),
+        })
+      ).status,
+    ).toBe(200);
   });
 
   it('the policy rights still apply inside the scope', async () => {
@@ -198,7 +237,9 @@ describe('token scope', () => {
     expect((await call(port, '/devices/dev2', { method: 'PUT', body: { deviceId: 'dev2' } })).status).toBe(200);
     const reader = signServiceSas(`${HUB}/devices/dev2`, 'registryRead', READER_KEY, nowS() + 3600);
     expect((await call(port, '/twins/dev2', { token: reader })).status).toBe(200);
-    expect((await call(port, '/twins/dev2', { method: 'PATCH', body: { tags: { a: 1 } }, token: reader })).status).toBe(403);
+    expect((await call(port, '/twins/dev2', { method: 'PATCH', body: { tags: { a: 1 } }, token: reader })).status).toBe(
+      403,
+    );
   });
 });
 
@@ -215,7 +256,15 @@ describe('token lifetime', () => {
 
   it('takes maxTokenLifetimeMs as an option', async () => {
     const port = await startGateway({ maxTokenLifetimeMs: 3_600_000 });
-    expect((await call(port, '/devices/dev1', { method: 'PUT', body: { deviceId: 'dev1' }, token: owner(HUB, nowS() + 3600) })).status).toBe(200);
+    expect(
+      (
+        await call(port, '/devices/dev1', {
+          method: 'PUT',
+          body: { deviceId: 'dev1' },
+          token: owner(HUB, nowS() + 3600),
+        })
+      ).status,
+    ).toBe(200);
     expect((await call(port, '/twins/dev1', { token: owner(HUB, nowS() + 3601) })).status).toBe(401);
   });
 });
@@ -256,14 +305,18 @@ describe('401 answers', () => {
     const forgedSig = decodeURIComponent(/sig=([^&]+)/.exec(forgedToken)![1]!);
     for (const e of events) {
       expect(e).toMatchObject({ status: 401, error: 'IotHubUnauthorizedAccess' });
-      for (const secret of [OWNER_KEY, READER_KEY, forgedSig, encodeURIComponent(forgedSig)]) expect(JSON.stringify(e)).not.toContain(secret);
+      for (const secret of [OWNER_KEY, READER_KEY, forgedSig, encodeURIComponent(forgedSig)])
+        expect(JSON.stringify(e)).not.toContain(secret);
     }
   });
 
   it('error texts never carry a key', async () => {
     const port = await startGateway();
     const primaryKey = Buffer.alloc(8, 1).toString('base64'); // too short: refused
-    const r = await call(port, '/devices/dev5', { method: 'PUT', body: { deviceId: 'dev5', authentication: { symmetricKey: { primaryKey } } } });
+    const r = await call(port, '/devices/dev5', {
+      method: 'PUT',
+      body: { deviceId: 'dev5', authentication: { symmetricKey: { primaryKey } } },
+    });
     expect(r.status).toBe(400);
     expect(JSON.stringify(r.json)).not.toContain(primaryKey);
   });
@@ -290,7 +343,8 @@ describe('admission limit', () => {
 
   it('a device-scoped token has a bucket of its own on top of its policy', async () => {
     const port = await startGateway({ rateLimit: { deviceRatePerSecond: 1, deviceBurst: 2 } });
-    for (const id of ['dev1', 'dev2']) expect((await call(port, `/devices/${id}`, { method: 'PUT', body: { deviceId: id } })).status).toBe(200);
+    for (const id of ['dev1', 'dev2'])
+      expect((await call(port, `/devices/${id}`, { method: 'PUT', body: { deviceId: id } })).status).toBe(200);
     const scoped = owner(`${HUB}/devices/dev2`);
     expect((await call(port, '/twins/dev2', { token: scoped })).status).toBe(200);
     expect((await call(port, '/twins/dev2', { token: scoped })).status).toBe(200);
@@ -311,7 +365,9 @@ describe('request bodies', () => {
   it('a Content-Length over the limit is refused with 413 before the body is sent, and the connection is closed', async () => {
     const port = await startGateway({ maxBodyBytes: 1024 });
     const { text, closed } = await rawExchange(port, (send) =>
-      send(`PATCH /twins/dev1?${API} HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${owner()}\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n`),
+      send(
+        `PATCH /twins/dev1?${API} HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${owner()}\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n`,
+      ),
     );
     expect(text).toMatch(/^HTTP\/1\.1 413 /);
     expect(text.toLowerCase()).toContain('connection: close');
@@ -323,7 +379,9 @@ describe('request bodies', () => {
     const port = await startGateway({ maxBodyBytes: 1024 });
     const started = Date.now();
     const { text, closed } = await rawExchange(port, (send) => {
-      send(`PATCH /twins/dev1?${API} HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${owner()}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`);
+      send(
+        `PATCH /twins/dev1?${API} HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${owner()}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`,
+      );
       const chunk = Buffer.alloc(4096, 0x20);
       send(`${chunk.length.toString(16)}\r\n`);
       send(chunk);
@@ -348,7 +406,9 @@ describe('request bodies', () => {
   it('a body refused before it is read (401) closes the connection too; a small one keeps it', async () => {
     const port = await startGateway();
     const refused = await rawExchange(port, (send) =>
-      send(`PATCH /twins/dev1?${API} HTTP/1.1\r\nHost: localhost\r\nAuthorization: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"tags":`),
+      send(
+        `PATCH /twins/dev1?${API} HTTP/1.1\r\nHost: localhost\r\nAuthorization: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"tags":`,
+      ),
     );
     expect(refused.text).toMatch(/^HTTP\/1\.1 401 /);
     expect(refused.text.toLowerCase()).toContain('connection: close');
@@ -368,8 +428,18 @@ describe('request bodies', () => {
     expect((await call(port, '/devices/dev1', { method: 'PUT', body: { deviceId: 'dev1' } })).status).toBe(200);
     const offsets = await allEndOffsets();
     const patch = JSON.stringify({ tags: { a: 1 } });
-    for (const contentType of ['text/plain', 'text/plain; charset=utf-8', 'application/x-www-form-urlencoded', 'application/json; charset=latin1', 'application/jsonp']) {
-      const r = await call(port, '/twins/dev1', { method: 'PATCH', raw: patch, headers: { 'content-type': contentType } });
+    for (const contentType of [
+      'text/plain',
+      'text/plain; charset=utf-8',
+      'application/x-www-form-urlencoded',
+      'application/json; charset=latin1',
+      'application/jsonp',
+    ]) {
+      const r = await call(port, '/twins/dev1', {
+        method: 'PATCH',
+        raw: patch,
+        headers: { 'content-type': contentType },
+      });
       expect(r.status, contentType).toBe(400);
       expectHubError(r.json, 'InvalidContentEncodingOrType');
     }
@@ -377,8 +447,16 @@ describe('request bodies', () => {
     const none = await call(port, '/twins/dev1', { method: 'PATCH', raw: new TextEncoder().encode(patch) });
     expect(none.status).toBe(400);
     expect(await allEndOffsets()).toEqual(offsets);
-    for (const contentType of ['application/json', 'Application/JSON; Charset="UTF-8"', 'application/json;charset=utf-8']) {
-      const r = await call(port, '/twins/dev1', { method: 'PATCH', raw: patch, headers: { 'content-type': contentType } });
+    for (const contentType of [
+      'application/json',
+      'Application/JSON; Charset="UTF-8"',
+      'application/json;charset=utf-8',
+    ]) {
+      const r = await call(port, '/twins/dev1', {
+        method: 'PATCH',
+        raw: patch,
+        headers: { 'content-type': contentType },
+      });
       expect(r.status, contentType).toBe(200);
     }
   });
@@ -387,8 +465,16 @@ describe('request bodies', () => {
     const port = await startGateway();
     expect((await call(port, '/devices/dev1', { method: 'PUT', body: { deviceId: 'dev1' } })).status).toBe(200);
     const offsets = await allEndOffsets();
-    const bytes = Buffer.concat([Buffer.from('{"tags":{"name":"'), Buffer.from([0xc3, 0x28, 0xff]), Buffer.from('"}}')]);
-    const r = await call(port, '/twins/dev1', { method: 'PATCH', raw: bytes, headers: { 'content-type': 'application/json; charset=utf-8' } });
+    const bytes = Buffer.concat([
+      Buffer.from('{"tags":{"name":"'),
+      Buffer.from([0xc3, 0x28, 0xff]),
+      Buffer.from('"}}'),
+    ]);
+    const r = await call(port, '/twins/dev1', {
+      method: 'PATCH',
+      raw: bytes,
+      headers: { 'content-type': 'application/json; charset=utf-8' },
+    });
     expect(r.status).toBe(400);
     expectHubError(r.json, 'InvalidContentEncodingOrType');
     expect(await allEndOffsets()).toEqual(offsets);
@@ -428,7 +514,11 @@ describe('queries', () => {
     const fresh = await call(port, '/devices/query', { method: 'POST', body: query });
     expect(fresh.status).toBe(200);
     const started = Date.now();
-    const forged = await call(port, '/devices/query', { method: 'POST', body: query, headers: { 'x-twinlog-freshness': 'eyJ2IjoxLCJzIjpbOTk5OTk5OTk5XX0' } });
+    const forged = await call(port, '/devices/query', {
+      method: 'POST',
+      body: query,
+      headers: { 'x-twinlog-freshness': 'eyJ2IjoxLCJzIjpbOTk5OTk5OTk5XX0' },
+    });
     expect(forged.status).toBe(504);
     expectHubError(forged.json, 'GatewayTimeout');
     expect(Date.now() - started).toBeLessThan(2000);
@@ -445,7 +535,12 @@ describe('listener limits', () => {
     const gateway = createRestGateway({ log, client, hubName: HUB, physicalNow: now, policies: [] });
     const key = readFileSync(join(import.meta.dirname, 'fixtures', 'localhost.key.pem'));
     const cert = readFileSync(join(import.meta.dirname, 'fixtures', 'localhost.cert.pem'));
-    const server = await gateway.listen({ port: 0, host: '127.0.0.1', tls: { key, cert }, limits: { handshakeTimeoutMs: 300, headersTimeoutMs: 4321 } });
+    const server = await gateway.listen({
+      port: 0,
+      host: '127.0.0.1',
+      tls: { key, cert },
+      limits: { handshakeTimeoutMs: 300, headersTimeoutMs: 4321 },
+    });
     open.push({ gateway, server });
     expect(server.server.headersTimeout).toBe(4321);
     const mute = await rawExchange(server.port, () => {}, 3000); // TCP only, never a ClientHello

@@ -45,7 +45,14 @@ afterEach(async () => {
 
 const deviceKeys = createDeviceKeyStore();
 
-async function gatewayWith(twinIndex: TwinIndex | undefined): Promise<(path: string, init?: { method?: string; body?: unknown; headers?: Record<string, string> }) => Promise<{ status: number; text: string; json: Record<string, any> | undefined }>> {
+async function gatewayWith(
+  twinIndex: TwinIndex | undefined,
+): Promise<
+  (
+    path: string,
+    init?: { method?: string; body?: unknown; headers?: Record<string, string> },
+  ) => Promise<{ status: number; text: string; json: Record<string, any> | undefined }>
+> {
   const gateway: RestGateway = createRestGateway({
     log,
     client,
@@ -56,7 +63,10 @@ async function gatewayWith(twinIndex: TwinIndex | undefined): Promise<(path: str
     ...(twinIndex === undefined ? {} : { twinIndex }),
   });
   const server: ListeningGateway = await gateway.listen({ port: 0, host: '127.0.0.1' });
-  closers.push(() => gateway.close(), () => server.close());
+  closers.push(
+    () => gateway.close(),
+    () => server.close(),
+  );
   return async (path, { method = 'GET', body, headers = {} } = {}) => {
     const res = await fetch(`http://127.0.0.1:${server.port}${path}?${API}`, {
       method,
@@ -80,7 +90,8 @@ function stickyIndex(rm: ReadModel): TwinIndex & { refresh(): void } {
   const view = new Map<string, Record<string, unknown>>();
   const refresh = (): void => {
     view.clear();
-    for (const row of rm.store.run(parseQuery('SELECT * FROM devices'), { all: true }).rows) view.set(row['deviceId'] as string, row);
+    for (const row of rm.store.run(parseQuery('SELECT * FROM devices'), { all: true }).rows)
+      view.set(row['deviceId'] as string, row);
   };
   return {
     refresh,
@@ -102,7 +113,8 @@ describe('REST twin reads from the read model', () => {
     const indexed = await gatewayWith(readModel);
     const scanning = await gatewayWith(undefined);
     const ids = ['dev-a', 'dev-b', 'dev-c', 'dev-d', 'dev-e'];
-    for (const id of ids) expect((await indexed(`/devices/${id}`, { method: 'PUT', body: { deviceId: id } })).status).toBe(200);
+    for (const id of ids)
+      expect((await indexed(`/devices/${id}`, { method: 'PUT', body: { deviceId: id } })).status).toBe(200);
     for (let round = 0; round < 3; round++) {
       for (const [i, id] of ids.entries()) {
         time += 1000;
@@ -112,21 +124,30 @@ describe('REST twin reads from the read model', () => {
         const patched = await indexed(`/twins/${id}`, {
           method: 'PATCH',
           headers: { 'if-match': `"${before.json!['etag'] as string}"` },
-          body: { tags: { round, site: `s${i}`, nested: { n: round * 10 + i } }, properties: { desired: { fw: `1.${round}`, drop: round === 1 ? null : { x: i } } } },
+          body: {
+            tags: { round, site: `s${i}`, nested: { n: round * 10 + i } },
+            properties: { desired: { fw: `1.${round}`, drop: round === 1 ? null : { x: i } } },
+          },
         });
         expect(patched.status).toBe(200);
-        expect(patched.json).toMatchObject({ tags: { round, site: `s${i}` }, properties: { desired: { fw: `1.${round}` } } });
+        expect(patched.json).toMatchObject({
+          tags: { round, site: `s${i}` },
+          properties: { desired: { fw: `1.${round}` } },
+        });
         expect(patched.json!['version']).toBe(before.json!['version'] + 2); // tags and desired: two changes
         expect(patched.text).toBe((await scanning(`/twins/${id}`)).text);
         await client.mergeReported(id, { battery: 100 - round, at: { round } }, { wait: true });
         if (i % 2 === 0) {
-          const put = await indexed(`/twins/${id}`, { method: 'PUT', body: { tags: { only: round }, properties: { desired: { mode: 'put' } } } });
+          const put = await indexed(`/twins/${id}`, {
+            method: 'PUT',
+            body: { tags: { only: round }, properties: { desired: { mode: 'put' } } },
+          });
           expect(put.status).toBe(200);
           expect(put.json).toMatchObject({ tags: { only: round }, properties: { desired: { mode: 'put' } } });
           expect(put.text).toBe((await scanning(`/twins/${id}`)).text);
         }
         // the index's document is the client's rendering, field for field and in the same order
-        await readModel.waitFor((await client.mergeTags(id, { touched: round })));
+        await readModel.waitFor(await client.mergeTags(id, { touched: round }));
         const { configurations: _none, ...stored } = readModel.getTwin(id)!;
         expect(JSON.stringify(stored)).toBe(JSON.stringify(await client.getTwin(id)));
         expect((await indexed(`/twins/${id}`)).text).toBe((await scanning(`/twins/${id}`)).text);
@@ -143,7 +164,11 @@ describe('REST twin reads from the read model', () => {
     expect((await get('/devices/dev1', { method: 'PUT', body: { deviceId: 'dev1' } })).status).toBe(200);
     expect((await get('/twins/dev1')).status).toBe(200); // the view was refreshed by the wait for the create
 
-    const patch = { headers: { 'idempotency-key': 'k-1' }, method: 'PATCH', body: { properties: { desired: { fw: '2.0' } } } };
+    const patch = {
+      headers: { 'idempotency-key': 'k-1' },
+      method: 'PATCH',
+      body: { properties: { desired: { fw: '2.0' } } },
+    };
     const first = await get('/twins/dev1', patch);
     expect(first.json).toMatchObject({ properties: { desired: { fw: '2.0', $version: 2 } } });
     // another writer changes the twin; the view does not see it until a wait refreshes it
@@ -169,7 +194,14 @@ describe('REST twin reads from the read model', () => {
     const get = await gatewayWith(frozen);
     const scanning = await gatewayWith(undefined);
     expect((await get('/devices/dev1', { method: 'PUT', body: { deviceId: 'dev1' } })).status).toBe(200);
-    stale.set('dev1', { deviceId: 'dev1', etag: 'old', version: 1, status: 'enabled', tags: {}, properties: { desired: {}, reported: {} } });
+    stale.set('dev1', {
+      deviceId: 'dev1',
+      etag: 'old',
+      version: 1,
+      status: 'enabled',
+      tags: {},
+      properties: { desired: {}, reported: {} },
+    });
     const patched = await get('/twins/dev1', { method: 'PATCH', body: { tags: { x: 1 } } });
     expect(patched.status).toBe(200);
     expect(patched.json!['tags']).toEqual({ x: 1 });

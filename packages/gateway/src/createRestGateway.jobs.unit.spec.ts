@@ -7,7 +7,14 @@
 import { createInMemoryLog, type InMemoryLog } from '@twinlog/core/testing';
 import { TwinlogError } from '@twinlog/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createRestGateway, type JobService, type JobServiceRequest, type JobServiceStatus, type ListeningGateway, type RestGateway } from './createRestGateway.ts';
+import {
+  createRestGateway,
+  type JobService,
+  type JobServiceRequest,
+  type JobServiceStatus,
+  type ListeningGateway,
+  type RestGateway,
+} from './createRestGateway.ts';
 import { signServiceSas } from './internal/verifyServiceSas.ts';
 
 const HUB = 'localhost';
@@ -51,7 +58,9 @@ function fakeJobs(): JobService & { requests: JobServiceRequest[] } {
       return get(id);
     },
     list({ type, status } = {}) {
-      return [...jobs.values()].reverse().filter((j) => (type === undefined || j.type === type) && (status === undefined || j.status === status));
+      return [...jobs.values()]
+        .reverse()
+        .filter((j) => (type === undefined || j.type === type) && (status === undefined || j.status === status));
     },
   };
 }
@@ -89,11 +98,27 @@ const token = (policy: 'iothubowner' | 'registryRead'): string =>
 
 async function call(
   path: string,
-  { method = 'GET', body, policy = 'iothubowner', headers = {}, port = server.port }: { method?: string; body?: unknown; policy?: 'iothubowner' | 'registryRead'; headers?: Record<string, string>; port?: number } = {},
+  {
+    method = 'GET',
+    body,
+    policy = 'iothubowner',
+    headers = {},
+    port = server.port,
+  }: {
+    method?: string;
+    body?: unknown;
+    policy?: 'iothubowner' | 'registryRead';
+    headers?: Record<string, string>;
+    port?: number;
+  } = {},
 ): Promise<{ status: number; body: unknown; headers: Headers }> {
   const res = await fetch(`http://127.0.0.1:${port}${path}${path.includes('?') ? '&' : '?'}${API}`, {
     method,
-    headers: { authorization: token(policy), ...(body === undefined ? {} : { 'content-type': 'application/json; charset=utf-8' }), ...headers },
+    headers: {
+      authorization: token(policy),
+      ...(body === undefined ? {} : { 'content-type': 'application/json; charset=utf-8' }),
+      ...headers,
+    },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   const text = await res.text();
@@ -114,10 +139,19 @@ const message = (body: unknown): string => (body as { Message: string }).Message
 
 describe('REST gateway job routes', () => {
   it('PUT /jobs/v2/{id} hands the service the request (startTime null = now) and answers IoT Hub’s job JSON', async () => {
-    const put = await call('/jobs/v2/fw-2', { method: 'PUT', body: sdkBody('fw-2', { maxExecutionTimeInSeconds: 120 }) });
+    const put = await call('/jobs/v2/fw-2', {
+      method: 'PUT',
+      body: sdkBody('fw-2', { maxExecutionTimeInSeconds: 120 }),
+    });
     expect(put.status).toBe(200);
     expect(jobs.requests).toEqual([
-      { jobId: 'fw-2', type: 'scheduleUpdateTwin', queryCondition: "tags.site = 'b'", updateTwin: { etag: '*', properties: { desired: { fw: '2.0' } } }, maxExecutionTimeInSeconds: 120 },
+      {
+        jobId: 'fw-2',
+        type: 'scheduleUpdateTwin',
+        queryCondition: "tags.site = 'b'",
+        updateTwin: { etag: '*', properties: { desired: { fw: '2.0' } } },
+        maxExecutionTimeInSeconds: 120,
+      },
     ]);
     expect(put.body).toEqual({
       jobId: 'fw-2',
@@ -136,7 +170,12 @@ describe('REST gateway job routes', () => {
     expect(message(again.body)).toMatch(/^ErrorCode:JobAlreadyExists;/);
 
     const cancelled = await call('/jobs/v2/fw-2/cancel', { method: 'POST' });
-    expect(cancelled.body).toMatchObject({ jobId: 'fw-2', status: 'cancelled', endTime: '2025-06-15T15:06:40.000Z', endTimeUtc: '2025-06-15T15:06:40.000Z' });
+    expect(cancelled.body).toMatchObject({
+      jobId: 'fw-2',
+      status: 'cancelled',
+      endTime: '2025-06-15T15:06:40.000Z',
+      endTimeUtc: '2025-06-15T15:06:40.000Z',
+    });
     expect((await call('/jobs/v2/fw-2')).body).toMatchObject({ status: 'cancelled' });
     const missing = await call('/jobs/v2/nope');
     expect(missing.status).toBe(404);
@@ -146,20 +185,32 @@ describe('REST gateway job routes', () => {
   it('refuses device-method jobs and other types as unsupported (400 ArgumentInvalid), and bodies that do not match the path', async () => {
     const method = await call('/jobs/v2/reboot', {
       method: 'PUT',
-      body: { jobId: 'reboot', type: 'scheduleDeviceMethod', cloudToDeviceMethod: { methodName: 'reboot', payload: null, responseTimeoutInSeconds: 30 }, startTime: null, queryCondition: '*' },
+      body: {
+        jobId: 'reboot',
+        type: 'scheduleDeviceMethod',
+        cloudToDeviceMethod: { methodName: 'reboot', payload: null, responseTimeoutInSeconds: 30 },
+        startTime: null,
+        queryCondition: '*',
+      },
     });
     expect(method.status).toBe(400);
     expect(message(method.body)).toMatch(/^ErrorCode:ArgumentInvalid;Job type scheduleDeviceMethod is not supported/);
-    expect(message((await call('/jobs/v2/x', { method: 'PUT', body: sdkBody('x', { type: 'export' }) })).body)).toMatch(/Job type export is not supported/);
+    expect(message((await call('/jobs/v2/x', { method: 'PUT', body: sdkBody('x', { type: 'export' }) })).body)).toMatch(
+      /Job type export is not supported/,
+    );
     expect((await call('/jobs/v2/x', { method: 'PUT', body: sdkBody('y') })).status).toBe(400);
     expect((await call('/jobs/v2/x', { method: 'PUT', body: sdkBody('x', { updateTwin: 'nope' }) })).status).toBe(400);
-    expect((await call('/jobs/v2/x', { method: 'PUT', body: sdkBody('x', { startTime: 'yesterday' }) })).status).toBe(400);
+    expect((await call('/jobs/v2/x', { method: 'PUT', body: sdkBody('x', { startTime: 'yesterday' }) })).status).toBe(
+      400,
+    );
     expect(jobs.requests).toEqual([]);
   });
 
   it('needs registryReadWrite to create and cancel, registryRead to read and query', async () => {
     await call('/jobs/v2/j1', { method: 'PUT', body: sdkBody('j1') });
-    expect((await call('/jobs/v2/j2', { method: 'PUT', body: sdkBody('j2'), policy: 'registryRead' })).status).toBe(403);
+    expect((await call('/jobs/v2/j2', { method: 'PUT', body: sdkBody('j2'), policy: 'registryRead' })).status).toBe(
+      403,
+    );
     expect((await call('/jobs/v2/j1/cancel', { method: 'POST', policy: 'registryRead' })).status).toBe(403);
     expect((await call('/jobs/v2/j1', { policy: 'registryRead' })).status).toBe(200);
     expect((await call('/jobs/v2/query', { policy: 'registryRead' })).status).toBe(200);
@@ -173,10 +224,16 @@ describe('REST gateway job routes', () => {
     expect((first.body as { jobId: string }[]).map((j) => j.jobId)).toEqual(['c', 'b']);
     const token1 = first.headers.get('x-ms-continuation');
     expect(token1).toBe('b');
-    const second = await call('/jobs/v2/query?jobType=scheduleUpdateTwin', { headers: { 'x-ms-max-item-count': '2', 'x-ms-continuation': token1! } });
+    const second = await call('/jobs/v2/query?jobType=scheduleUpdateTwin', {
+      headers: { 'x-ms-max-item-count': '2', 'x-ms-continuation': token1! },
+    });
     expect((second.body as { jobId: string }[]).map((j) => j.jobId)).toEqual(['a']);
     expect(second.headers.get('x-ms-continuation')).toBeNull();
-    expect(((await call('/jobs/v2/query?jobStatus=cancelled', { method: 'POST' })).body as { jobId: string }[]).map((j) => j.jobId)).toEqual(['b']);
+    expect(
+      ((await call('/jobs/v2/query?jobStatus=cancelled', { method: 'POST' })).body as { jobId: string }[]).map(
+        (j) => j.jobId,
+      ),
+    ).toEqual(['b']);
     expect((await call('/jobs/v2/query?jobType=scheduleDeviceMethod')).body).toEqual([]);
     expect((await call('/jobs/v2/query?jobStatus=sleeping')).status).toBe(400);
     expect((await call('/jobs/v2/query', { headers: { 'x-ms-max-item-count': '101' } })).status).toBe(400);
@@ -184,8 +241,17 @@ describe('REST gateway job routes', () => {
   });
 
   it('answers 404 NotFound on every job route of a gateway without a job service', async () => {
-    for (const [path, method] of [['/jobs/v2/j1', 'GET'], ['/jobs/v2/j1', 'PUT'], ['/jobs/v2/j1/cancel', 'POST'], ['/jobs/v2/query', 'GET']] as const) {
-      const r = await call(path, { method, port: bareServer.port, ...(method === 'PUT' ? { body: sdkBody('j1') } : {}) });
+    for (const [path, method] of [
+      ['/jobs/v2/j1', 'GET'],
+      ['/jobs/v2/j1', 'PUT'],
+      ['/jobs/v2/j1/cancel', 'POST'],
+      ['/jobs/v2/query', 'GET'],
+    ] as const) {
+      const r = await call(path, {
+        method,
+        port: bareServer.port,
+        ...(method === 'PUT' ? { body: sdkBody('j1') } : {}),
+      });
       expect(r.status, `${method} ${path}`).toBe(404);
       expect(message(r.body)).toMatch(/^ErrorCode:NotFound;Jobs are not served/);
     }

@@ -7,7 +7,12 @@ import { createInMemoryLog, type InMemoryLog } from '@twinlog/core/testing';
 import { ensureTwinTopics, startProjector, TOPICS, type Projector } from '@twinlog/projector';
 import { createTwinClient, type TwinClient } from '@twinlog/client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createRestGateway, MAX_MODULES_PER_DEVICE, type ListeningGateway, type RestGateway } from './createRestGateway.ts';
+import {
+  createRestGateway,
+  MAX_MODULES_PER_DEVICE,
+  type ListeningGateway,
+  type RestGateway,
+} from './createRestGateway.ts';
 import { createDeviceKeyStore, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
 import { signServiceSas } from './internal/verifyServiceSas.ts';
 
@@ -29,7 +34,13 @@ beforeEach(async () => {
   log = createInMemoryLog({ now });
   await ensureTwinTopics(log, 4);
   projector = await startProjector({ log, physicalNow: now, settleIntervalMs: 10 });
-  client = createTwinClient({ log, physicalNow: now, actor: 'gateway-test', pollIntervalMs: 2, decisionTimeoutMs: 3000 });
+  client = createTwinClient({
+    log,
+    physicalNow: now,
+    actor: 'gateway-test',
+    pollIntervalMs: 2,
+    decisionTimeoutMs: 3000,
+  });
   keys = createDeviceKeyStore();
   gateway = createRestGateway({
     log,
@@ -50,16 +61,29 @@ afterEach(async () => {
   await log.close();
 });
 
-const token = (resource = HUB): string => signServiceSas(resource, 'iothubowner', OWNER_KEY, Math.floor(time / 1000) + 3600);
+const token = (resource = HUB): string =>
+  signServiceSas(resource, 'iothubowner', OWNER_KEY, Math.floor(time / 1000) + 3600);
 
-async function call(path: string, { method = 'GET', body, headers = {}, auth = token() }: { method?: string; body?: unknown; headers?: Record<string, string>; auth?: string } = {}) {
+async function call(
+  path: string,
+  {
+    method = 'GET',
+    body,
+    headers = {},
+    auth = token(),
+  }: { method?: string; body?: unknown; headers?: Record<string, string>; auth?: string } = {},
+) {
   const res = await fetch(`http://127.0.0.1:${server.port}${path}?${API}`, {
     method,
-    headers: { authorization: auth, ...(body === undefined ? {} : { 'content-type': 'application/json; charset=utf-8' }), ...headers },
+    headers: {
+      authorization: auth,
+      ...(body === undefined ? {} : { 'content-type': 'application/json; charset=utf-8' }),
+      ...headers,
+    },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   const text = await res.text();
-  return { status: res.status, text, json: text === '' ? undefined : (JSON.parse(text)) };
+  return { status: res.status, text, json: text === '' ? undefined : JSON.parse(text) };
 }
 
 const backendEnd = async (): Promise<number> => (await log.endOffsets(TOPICS.backend)).reduce((a, b) => a + b, 0);
@@ -80,7 +104,12 @@ describe('module identities: PUT/GET/DELETE /devices/{id}/modules/{mid}, GET /de
     expect(missing.json.Message).toContain('DeviceNotFound');
     await device('dev1');
     const m = await module('dev1', 'm1');
-    expect(m).toMatchObject({ deviceId: 'dev1', moduleId: 'm1', connectionState: 'Disconnected', authentication: { type: 'sas' } });
+    expect(m).toMatchObject({
+      deviceId: 'dev1',
+      moduleId: 'm1',
+      connectionState: 'Disconnected',
+      authentication: { type: 'sas' },
+    });
     expect(Buffer.from(m.authentication.symmetricKey.primaryKey, 'base64')).toHaveLength(32);
     expect(keys.get('dev1/m1')?.primaryKey).toBe(m.authentication.symmetricKey.primaryKey);
     const twice = await call('/devices/dev1/modules/m1', { method: 'PUT', body: {} });
@@ -95,13 +124,20 @@ describe('module identities: PUT/GET/DELETE /devices/{id}/modules/{mid}, GET /de
     expect((await call('/devices/nodev/modules')).status).toBe(404);
   });
 
-  it('updates a module\'s keys and status with If-Match, keeping what is not given', async () => {
+  it("updates a module's keys and status with If-Match, keeping what is not given", async () => {
     await device('dev1');
     const m = await module('dev1', 'm1');
     const key = Buffer.alloc(32, 3).toString('base64');
-    const u = await call('/devices/dev1/modules/m1', { method: 'PUT', headers: { 'if-match': `"${m.etag}"` }, body: { authentication: { symmetricKey: { primaryKey: key } }, status: 'disabled' } });
+    const u = await call('/devices/dev1/modules/m1', {
+      method: 'PUT',
+      headers: { 'if-match': `"${m.etag}"` },
+      body: { authentication: { symmetricKey: { primaryKey: key } }, status: 'disabled' },
+    });
     expect(u.status).toBe(200);
-    expect(u.json.authentication.symmetricKey).toEqual({ primaryKey: key, secondaryKey: m.authentication.symmetricKey.secondaryKey });
+    expect(u.json.authentication.symmetricKey).toEqual({
+      primaryKey: key,
+      secondaryKey: m.authentication.symmetricKey.secondaryKey,
+    });
     expect(keys.get('dev1/m1')?.status).toBe('disabled');
     expect(u.json.etag).not.toBe(m.etag);
   });
@@ -110,7 +146,9 @@ describe('module identities: PUT/GET/DELETE /devices/{id}/modules/{mid}, GET /de
     await device('dev1');
     await module('dev1', 'm1');
     await module('dev1', 'm2');
-    expect((await call('/devices/dev1/modules/m1', { method: 'DELETE', headers: { 'if-match': '*' } })).status).toBe(204);
+    expect((await call('/devices/dev1/modules/m1', { method: 'DELETE', headers: { 'if-match': '*' } })).status).toBe(
+      204,
+    );
     expect((await call('/twins/dev1/modules/m1')).status).toBe(404);
     expect(keys.get('dev1/m1')).toBeUndefined();
     expect((await call('/devices/dev1/modules/m1', { method: 'DELETE' })).status).toBe(404);
@@ -130,13 +168,34 @@ describe('module twins: GET/PATCH/PUT /twins/{id}/modules/{mid}', () => {
     await module('dev1', 'm1');
     const t = await call('/twins/dev1/modules/m1');
     expect(t.status).toBe(200);
-    expect(t.json).toMatchObject({ deviceId: 'dev1', moduleId: 'm1', version: 2, properties: { desired: { $version: 1 }, reported: { $version: 1 } } });
-    const p = await call('/twins/dev1/modules/m1', { method: 'PATCH', headers: { 'if-match': `"${t.json.etag}"` }, body: { tags: { site: 'a' }, properties: { desired: { rate: 5 } } } });
+    expect(t.json).toMatchObject({
+      deviceId: 'dev1',
+      moduleId: 'm1',
+      version: 2,
+      properties: { desired: { $version: 1 }, reported: { $version: 1 } },
+    });
+    const p = await call('/twins/dev1/modules/m1', {
+      method: 'PATCH',
+      headers: { 'if-match': `"${t.json.etag}"` },
+      body: { tags: { site: 'a' }, properties: { desired: { rate: 5 } } },
+    });
     expect(p.status).toBe(200);
-    expect(p.json).toMatchObject({ moduleId: 'm1', tags: { site: 'a' }, properties: { desired: { rate: 5, $version: 2 } } });
-    const stale = await call('/twins/dev1/modules/m1', { method: 'PATCH', headers: { 'if-match': `"${t.json.etag}"` }, body: { tags: { site: 'b' } } });
+    expect(p.json).toMatchObject({
+      moduleId: 'm1',
+      tags: { site: 'a' },
+      properties: { desired: { rate: 5, $version: 2 } },
+    });
+    const stale = await call('/twins/dev1/modules/m1', {
+      method: 'PATCH',
+      headers: { 'if-match': `"${t.json.etag}"` },
+      body: { tags: { site: 'b' } },
+    });
     expect(stale.status).toBe(412);
-    const put = await call('/twins/dev1/modules/m1', { method: 'PUT', headers: { 'if-match': `"${p.json.etag}"` }, body: { properties: { desired: { mode: 'x' } } } });
+    const put = await call('/twins/dev1/modules/m1', {
+      method: 'PUT',
+      headers: { 'if-match': `"${p.json.etag}"` },
+      body: { properties: { desired: { mode: 'x' } } },
+    });
     expect(put.status).toBe(200);
     expect(put.json.tags).toEqual({});
     expect(put.json.properties.desired).toMatchObject({ mode: 'x' });
@@ -148,7 +207,9 @@ describe('module twins: GET/PATCH/PUT /twins/{id}/modules/{mid}', () => {
     const missing = await call('/twins/dev1/modules/m9');
     expect(missing.status).toBe(404);
     expect(missing.json.Message).toMatch(/^ErrorCode:ModuleNotFound;/);
-    expect((await call('/twins/dev1/modules/m9', { method: 'PATCH', body: { tags: { a: 1 } } })).json.Message).toMatch(/^ErrorCode:ModuleNotFound;/);
+    expect((await call('/twins/dev1/modules/m9', { method: 'PATCH', body: { tags: { a: 1 } } })).json.Message).toMatch(
+      /^ErrorCode:ModuleNotFound;/,
+    );
     expect((await call('/twins/nodev/modules/m1')).json.Message).toMatch(/^ErrorCode:ModuleNotFound;/);
   });
 
@@ -170,18 +231,25 @@ describe('module twins: GET/PATCH/PUT /twins/{id}/modules/{mid}', () => {
 });
 
 describe('the module quota', () => {
-  it('refuses a device\'s 51st module identity with 403 IotHubQuotaExceeded, appending nothing', { timeout: 60_000 }, async () => {
-    await device('dev1');
-    for (let i = 0; i < MAX_MODULES_PER_DEVICE; i++) await module('dev1', `m${i}`);
-    const before = await backendEnd();
-    const refused = await call('/devices/dev1/modules/one-more', { method: 'PUT', body: { deviceId: 'dev1', moduleId: 'one-more' } });
-    expect(refused.status).toBe(403);
-    expect(refused.json.Message).toMatch(/^ErrorCode:IotHubQuotaExceeded;/);
-    expect(await backendEnd()).toBe(before);
-    // another device has its own quota
-    await device('dev2');
-    await module('dev2', 'm0');
-  });
+  it(
+    "refuses a device's 51st module identity with 403 IotHubQuotaExceeded, appending nothing",
+    { timeout: 60_000 },
+    async () => {
+      await device('dev1');
+      for (let i = 0; i < MAX_MODULES_PER_DEVICE; i++) await module('dev1', `m${i}`);
+      const before = await backendEnd();
+      const refused = await call('/devices/dev1/modules/one-more', {
+        method: 'PUT',
+        body: { deviceId: 'dev1', moduleId: 'one-more' },
+      });
+      expect(refused.status).toBe(403);
+      expect(refused.json.Message).toMatch(/^ErrorCode:IotHubQuotaExceeded;/);
+      expect(await backendEnd()).toBe(before);
+      // another device has its own quota
+      await device('dev2');
+      await module('dev2', 'm0');
+    },
+  );
 });
 
 describe('module scope of SAS tokens', () => {
@@ -209,10 +277,16 @@ describe('queries without a read model', () => {
     await device('dev1');
     await module('dev1', 'm1');
     await module('dev1', 'm2');
-    const q = async (query: string) => (await call('/devices/query', { method: 'POST', body: { query } })).json as any[];
+    const q = async (query: string) =>
+      (await call('/devices/query', { method: 'POST', body: { query } })).json as any[];
     expect((await q('SELECT * FROM devices')).map((t) => t.deviceId)).toEqual(['dev1']);
     expect((await q('SELECT * FROM devices')).every((t) => t.moduleId === undefined)).toBe(true);
-    expect((await q('SELECT * FROM devices.modules')).map((t) => `${t.deviceId}/${t.moduleId}`)).toEqual(['dev1/m1', 'dev1/m2']);
-    expect(await q("SELECT deviceId, moduleId FROM devices.modules WHERE moduleId = 'm2'")).toEqual([{ deviceId: 'dev1', moduleId: 'm2' }]);
+    expect((await q('SELECT * FROM devices.modules')).map((t) => `${t.deviceId}/${t.moduleId}`)).toEqual([
+      'dev1/m1',
+      'dev1/m2',
+    ]);
+    expect(await q("SELECT deviceId, moduleId FROM devices.modules WHERE moduleId = 'm2'")).toEqual([
+      { deviceId: 'dev1', moduleId: 'm2' },
+    ]);
   });
 });

@@ -33,7 +33,13 @@ beforeEach(async () => {
   log = createInMemoryLog({ now: Date.now });
   await ensureTwinTopics(log, 2);
   projector = await startProjector({ log, physicalNow: Date.now, settleIntervalMs: 10 });
-  client = createTwinClient({ log, physicalNow: Date.now, actor: 'sdk-test', pollIntervalMs: 2, decisionTimeoutMs: 3000 });
+  client = createTwinClient({
+    log,
+    physicalNow: Date.now,
+    actor: 'sdk-test',
+    pollIntervalMs: 2,
+    decisionTimeoutMs: 3000,
+  });
   gateway = createRestGateway({
     log,
     client,
@@ -42,9 +48,14 @@ beforeEach(async () => {
     policies: [{ name: 'iothubowner', key: OWNER_KEY, rights: ['registryReadWrite', 'serviceConnect'] }],
   });
   server = await gateway.listen({ port: 0, host: '127.0.0.1', tls: { key: KEY, cert: CERT } });
-  registry = Registry.fromConnectionString(`HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${OWNER_KEY}`);
+  registry = Registry.fromConnectionString(
+    `HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${OWNER_KEY}`,
+  );
   agent = new FixedPortAgent(server.port, { ca: CERT, keepAlive: false });
-  (registry as unknown as { _restApiClient: { setOptions(o: object): void } })._restApiClient.setOptions({ http: { agent }, ca: CERT });
+  (registry as unknown as { _restApiClient: { setOptions(o: object): void } })._restApiClient.setOptions({
+    http: { agent },
+    ca: CERT,
+  });
 });
 
 afterEach(async () => {
@@ -67,11 +78,17 @@ describe('createRestGateway with the azure-iothub Registry', () => {
     expect(twin.properties.desired['$version']).toBe(1);
     const etag = twin.etag;
 
-    const updated = await registry.updateTwin('dev1', { tags: { site: 'b' }, properties: { desired: { fw: '1.2' } } }, etag);
+    const updated = await registry.updateTwin(
+      'dev1',
+      { tags: { site: 'b' }, properties: { desired: { fw: '1.2' } } },
+      etag,
+    );
     expect(updated.responseBody.tags).toEqual({ site: 'b' });
     expect(updated.responseBody.properties.desired['fw']).toBe('1.2');
 
-    await expect(registry.updateTwin('dev1', { tags: { site: 'c' } }, etag)).rejects.toMatchObject({ name: 'InvalidEtagError' });
+    await expect(registry.updateTwin('dev1', { tags: { site: 'c' } }, etag)).rejects.toMatchObject({
+      name: 'InvalidEtagError',
+    });
 
     const twinObject = updated.responseBody;
     await twinObject.update({ properties: { desired: { mode: 'eco' } } }); // Twin.update sends If-Match: "<its etag>"
@@ -92,10 +109,18 @@ describe('createRestGateway with the azure-iothub Registry', () => {
   });
 
   it('refuses direct methods by name (405), for a device and for a module, not as an unknown route', async () => {
-    const service = ServiceClient.fromConnectionString(`HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${OWNER_KEY}`);
-    (service as unknown as { _restApiClient: { setOptions(o: object): void } })._restApiClient.setOptions({ http: { agent }, ca: CERT });
+    const service = ServiceClient.fromConnectionString(
+      `HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${OWNER_KEY}`,
+    );
+    (service as unknown as { _restApiClient: { setOptions(o: object): void } })._restApiClient.setOptions({
+      http: { agent },
+      ca: CERT,
+    });
     const call = { methodName: 'reboot', payload: {}, responseTimeoutInSeconds: 5 };
-    for (const attempt of [() => service.invokeDeviceMethod('dev-1', call), () => service.invokeDeviceMethod('dev-1', 'mod-1', call)]) {
+    for (const attempt of [
+      () => service.invokeDeviceMethod('dev-1', call),
+      () => service.invokeDeviceMethod('dev-1', 'mod-1', call),
+    ]) {
       const e = (await attempt().then(
         () => undefined,
         (err: unknown) => err,

@@ -44,10 +44,27 @@ import { channel } from 'node:diagnostics_channel';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type ServerOptions as TlsServerOptions } from 'node:https';
 import { createTwinClient, type TwinClient, type TwinPatch, type WriteDecision } from '@twinlog/client';
-import { isPlainObject, moduleTwinId, NEVER, parseTwinId, TwinlogError, type JsonObject, type Log, type Patch, type TwinDocument } from '@twinlog/core';
+import {
+  isPlainObject,
+  moduleTwinId,
+  NEVER,
+  parseTwinId,
+  TwinlogError,
+  type JsonObject,
+  type Log,
+  type Patch,
+  type TwinDocument,
+} from '@twinlog/core';
 import { listTwins } from '@twinlog/projector';
 import { evaluate, paginate, parseQuery } from '@twinlog/query';
-import { createDeviceKeyStore, newDeviceKeys, withDeviceStatus, type DeviceKeys, type DeviceKeyStore, type DeviceStatus } from './internal/deviceKeyStore.ts';
+import {
+  createDeviceKeyStore,
+  newDeviceKeys,
+  withDeviceStatus,
+  type DeviceKeys,
+  type DeviceKeyStore,
+  type DeviceStatus,
+} from './internal/deviceKeyStore.ts';
 import type { HttpLimits } from './internal/limits.ts';
 import { listenOn, tlsServerOptions } from './internal/listenOn.ts';
 import { GatewayError, iotHubCodeOf, sendError, sendJson } from './internal/iotHubError.ts';
@@ -60,7 +77,14 @@ import { createDigitalTwinRoutes } from './internal/digitalTwinRoutes.ts';
 import { createJobRoutes, type JobService } from './internal/jobRoutes.ts';
 import { createConfigurationRoutes, type ConfigurationService } from './internal/configurationRoutes.ts';
 import { trackWrites } from './internal/trackWrites.ts';
-import { createAckedWrites, createIndexedReader, createReadPath, type TwinIndex, type TwinReader, type TwinReadOptions } from './internal/twinReader.ts';
+import {
+  createAckedWrites,
+  createIndexedReader,
+  createReadPath,
+  type TwinIndex,
+  type TwinReader,
+  type TwinReadOptions,
+} from './internal/twinReader.ts';
 import { DEFAULT_MAX_TOKEN_LIFETIME_MS, type SasTarget } from './internal/sasToken.ts';
 import {
   assertScope,
@@ -75,7 +99,11 @@ import {
 export type { PolicyRight, SharedAccessPolicy } from './internal/verifyServiceSas.ts';
 export { DEFAULT_MAX_TOKEN_LIFETIME_MS } from './internal/sasToken.ts';
 export type { InputPosition, TwinIndex } from './internal/twinReader.ts';
-export type { ConfigurationDefinition, ConfigurationDocument, ConfigurationService } from './internal/configurationRoutes.ts';
+export type {
+  ConfigurationDefinition,
+  ConfigurationDocument,
+  ConfigurationService,
+} from './internal/configurationRoutes.ts';
 export type { JobService, JobServiceRequest, JobServiceState, JobServiceStatus } from './internal/jobRoutes.ts';
 
 /** The api-versions the gateway accepts (docs/iot-hub.md "REST (back ends)": every value seen in the wild). */
@@ -228,7 +256,12 @@ export interface RestGatewayOptions {
         /** Bound of the wait for `after`, ms (the gateway also stops waiting itself past it). */
         readonly timeoutMs?: number | undefined;
       },
-    ): Promise<{ readonly rows: readonly Record<string, unknown>[]; readonly continuationToken: string | undefined; readonly freshness: string; readonly itemType: string }>;
+    ): Promise<{
+      readonly rows: readonly Record<string, unknown>[];
+      readonly continuationToken: string | undefined;
+      readonly freshness: string;
+      readonly itemType: string;
+    }>;
   };
   /**
    * An index of twins (`@twinlog/fleet`'s read model has this shape; pass the same one as
@@ -310,7 +343,20 @@ interface RequestContext {
 interface Route {
   readonly method: string;
   /** `devices`, `twins`, `devices/query`, `digitaltwins` or a digital twin command. */
-  readonly kind: 'device' | 'twin' | 'query' | 'digitaltwin' | 'digitaltwin-command' | 'job' | 'job-cancel' | 'job-query' | 'configuration' | 'configurations' | 'module' | 'modules' | 'method';
+  readonly kind:
+    | 'device'
+    | 'twin'
+    | 'query'
+    | 'digitaltwin'
+    | 'digitaltwin-command'
+    | 'job'
+    | 'job-cancel'
+    | 'job-query'
+    | 'configuration'
+    | 'configurations'
+    | 'module'
+    | 'modules'
+    | 'method';
   readonly rights: readonly PolicyRight[];
   readonly handle: Handler;
 }
@@ -360,7 +406,10 @@ export function createRestGateway({
   const acked = createAckedWrites();
   const ownClient = givenClient ?? createTwinClient({ log, physicalNow, actor: 'gateway' });
   const client = twinIndex === undefined ? ownClient : trackWrites(ownClient, acked);
-  const twins: TwinReader = twinIndex === undefined ? snapshotReader : createReadPath(createIndexedReader(twinIndex, { fallback: snapshotReader }), acked);
+  const twins: TwinReader =
+    twinIndex === undefined
+      ? snapshotReader
+      : createReadPath(createIndexedReader(twinIndex, { fallback: snapshotReader }), acked);
   const keys = deviceKeys ?? createDeviceKeyStore(registryFile);
   const policyMap = new Map(policies.map((p) => [p.name, p]));
   const servers = new Set<Server>();
@@ -386,8 +435,18 @@ export function createRestGateway({
     { method: 'PUT', kind: 'twin', rights: ['serviceConnect', 'registryReadWrite'], handle: putTwin },
     { method: 'POST', kind: 'query', rights: ['serviceConnect', 'registryRead'], handle: query },
     // the Plug and Play digital twin API (docs/iot-hub.md, "IoT Plug and Play"): a view of the twin
-    { method: 'GET', kind: 'digitaltwin', rights: ['serviceConnect', 'registryRead'], handle: digitalTwins.getDigitalTwin },
-    { method: 'PATCH', kind: 'digitaltwin', rights: ['serviceConnect', 'registryReadWrite'], handle: digitalTwins.patchDigitalTwin },
+    {
+      method: 'GET',
+      kind: 'digitaltwin',
+      rights: ['serviceConnect', 'registryRead'],
+      handle: digitalTwins.getDigitalTwin,
+    },
+    {
+      method: 'PATCH',
+      kind: 'digitaltwin',
+      rights: ['serviceConnect', 'registryReadWrite'],
+      handle: digitalTwins.patchDigitalTwin,
+    },
     { method: 'POST', kind: 'digitaltwin-command', rights: ['serviceConnect'], handle: digitalTwins.invokeCommand },
     // direct methods (`Client.invokeDeviceMethod`): refused by name, not as an unknown route
     { method: 'POST', kind: 'method', rights: ['serviceConnect'], handle: refuseDirectMethod },
@@ -398,9 +457,19 @@ export function createRestGateway({
     { method: 'GET', kind: 'job-query', rights: ['registryRead'], handle: jobRoutes.queryJobs },
     { method: 'POST', kind: 'job-query', rights: ['registryRead'], handle: jobRoutes.queryJobs },
     // automatic configurations (docs/iot-hub.md, "Automatic configurations"): hub-wide, IoT Hub's registry rights
-    { method: 'PUT', kind: 'configuration', rights: ['registryReadWrite'], handle: configurationRoutes.putConfiguration },
+    {
+      method: 'PUT',
+      kind: 'configuration',
+      rights: ['registryReadWrite'],
+      handle: configurationRoutes.putConfiguration,
+    },
     { method: 'GET', kind: 'configuration', rights: ['registryRead'], handle: configurationRoutes.getConfiguration },
-    { method: 'DELETE', kind: 'configuration', rights: ['registryReadWrite'], handle: configurationRoutes.deleteConfiguration },
+    {
+      method: 'DELETE',
+      kind: 'configuration',
+      rights: ['registryReadWrite'],
+      handle: configurationRoutes.deleteConfiguration,
+    },
     { method: 'GET', kind: 'configurations', rights: ['registryRead'], handle: configurationRoutes.listConfigurations },
   ];
 
@@ -420,7 +489,11 @@ export function createRestGateway({
       // given). A device set to disabled is refused at CONNECT and its MQTT session closed
       // (docs/iot-hub.md, "Device status").
       const twin = await twins.getTwin(id);
-      const next: DeviceKeys = withDeviceStatus({ ...(keys.get(id) ?? newDeviceKeys()), ...requested }, status, physicalNow());
+      const next: DeviceKeys = withDeviceStatus(
+        { ...(keys.get(id) ?? newDeviceKeys()), ...requested },
+        status,
+        physicalNow(),
+      );
       keys.set(id, next);
       sendJson(res, 200, deviceJson(id, twin, next, isConnected(id)));
       return;
@@ -456,7 +529,11 @@ export function createRestGateway({
     if (req.headers['if-match'] !== undefined) {
       // Registry.updateModule: the module must exist; its keys and status change (each kept when not given)
       await twins.getTwin(id);
-      const next: DeviceKeys = withDeviceStatus({ ...(keys.get(id) ?? newDeviceKeys()), ...requested }, status, physicalNow());
+      const next: DeviceKeys = withDeviceStatus(
+        { ...(keys.get(id) ?? newDeviceKeys()), ...requested },
+        status,
+        physicalNow(),
+      );
       keys.set(id, next);
       sendJson(res, 200, moduleJson(id, next, isConnected(id)));
       return;
@@ -464,7 +541,10 @@ export function createRestGateway({
     const { deviceId } = parseTwinId(id);
     await twins.getTwin(deviceId); // the parent device must exist: 404 DeviceNotFound
     if ((keys.modulesOf?.(deviceId) ?? []).length >= MAX_MODULES_PER_DEVICE) {
-      throw new TwinlogError('QUOTA_EXCEEDED', `A device has at most ${MAX_MODULES_PER_DEVICE} module identities (docs/iot-hub.md, "Limits")`);
+      throw new TwinlogError(
+        'QUOTA_EXCEEDED',
+        `A device has at most ${MAX_MODULES_PER_DEVICE} module identities (docs/iot-hub.md, "Limits")`,
+      );
     }
     const created = withDeviceStatus(newDeviceKeys(requested), status, physicalNow());
     decided(await client.createDevice(id, { wait: true }));
@@ -521,13 +601,19 @@ export function createRestGateway({
     const merging = Object.keys(merge).length > 0;
     const replacing = Object.keys(replace).length > 0;
     if (merging && replacing) {
-      throw new TwinlogError('SECTION_FORBIDDEN', 'A section set to null together with a merge of the other section is not supported, send them as two requests');
+      throw new TwinlogError(
+        'SECTION_FORBIDDEN',
+        'A section set to null together with a merge of the other section is not supported, send them as two requests',
+      );
     }
     let answered: Record<string, string> = {};
     let after: TwinReadOptions = {};
     if (merging || replacing) {
       const key = idempotencyKeyOf({ header: header(req, IDEMPOTENCY_KEY_HEADER), method: 'PATCH', ifMatch, body });
-      const d = await (merging ? client.patchTwin : client.replaceTwin)(id, merging ? merge : replace, { ifMatch, ...(key === undefined ? {} : { idempotencyKey: key }) });
+      const d = await (merging ? client.patchTwin : client.replaceTwin)(id, merging ? merge : replace, {
+        ifMatch,
+        ...(key === undefined ? {} : { idempotencyKey: key }),
+      });
       answered = decided(d);
       after = readAfter(d);
     }
@@ -559,26 +645,40 @@ export function createRestGateway({
     if (typeof text !== 'string') throw new TwinlogError('QUERY_SYNTAX', 'The request body needs a query string');
     const q = parseQuery(text);
     const sizeHeader = header(req, 'x-ms-max-item-count');
-    const pageSize = sizeHeader === undefined ? undefined : /^[0-9]+$/.test(sizeHeader.trim()) ? Number(sizeHeader) : Number.NaN;
+    const pageSize =
+      sizeHeader === undefined ? undefined : /^[0-9]+$/.test(sizeHeader.trim()) ? Number(sizeHeader) : Number.NaN;
     const continuation = header(req, 'x-ms-continuation');
     if (queryView !== undefined) {
       const after = header(req, 'x-twinlog-freshness');
       const asked = queryView.query(text, { pageSize, continuation, after, timeoutMs: freshnessWaitMs });
       const answer = after === undefined ? await asked : await within(asked, freshnessWaitMs);
       const twinRows = answer.itemType === 'Twin';
-      const twinId = (t: Record<string, unknown>): string => (t['moduleId'] === undefined ? (t['deviceId'] as string) : moduleTwinId(t['deviceId'] as string, t['moduleId'] as string));
-      const items = twinRows ? answer.rows.map((t) => twinJson(t as unknown as TwinDocument, keys.get(twinId(t)), isConnected(twinId(t)))) : answer.rows;
-      const viewHeaders: Record<string, string> = { 'x-ms-item-type': answer.itemType, 'x-twinlog-freshness': answer.freshness };
+      const twinId = (t: Record<string, unknown>): string =>
+        t['moduleId'] === undefined
+          ? (t['deviceId'] as string)
+          : moduleTwinId(t['deviceId'] as string, t['moduleId'] as string);
+      const items = twinRows
+        ? answer.rows.map((t) => twinJson(t as unknown as TwinDocument, keys.get(twinId(t)), isConnected(twinId(t))))
+        : answer.rows;
+      const viewHeaders: Record<string, string> = {
+        'x-ms-item-type': answer.itemType,
+        'x-twinlog-freshness': answer.freshness,
+      };
       if (answer.continuationToken !== undefined) viewHeaders['x-ms-continuation'] = answer.continuationToken;
       sendJson(res, 200, items, viewHeaders);
       return;
     }
     // FROM devices: device twins only; FROM devices.modules: module twins only (docs/iot-hub.md, "Module identities and module twins")
     const inCollection = (t: TwinDocument): boolean => (q.from === 'devices.modules') === (t.moduleId !== undefined);
-    const twinIdOf = (t: TwinDocument): string => (t.moduleId === undefined ? t.deviceId : moduleTwinId(t.deviceId, t.moduleId));
-    const twins = (await listTwins(log)).filter(inCollection).map((t) => twinJson(t, keys.get(twinIdOf(t)), isConnected(twinIdOf(t))));
+    const twinIdOf = (t: TwinDocument): string =>
+      t.moduleId === undefined ? t.deviceId : moduleTwinId(t.deviceId, t.moduleId);
+    const twins = (await listTwins(log))
+      .filter(inCollection)
+      .map((t) => twinJson(t, keys.get(twinIdOf(t)), isConnected(twinIdOf(t))));
     const page = paginate(evaluate(q, twins), { pageSize, continuation });
-    const headers: Record<string, string> = { 'x-ms-item-type': q.select === '*' && q.from === 'devices' ? 'Twin' : 'Raw' };
+    const headers: Record<string, string> = {
+      'x-ms-item-type': q.select === '*' && q.from === 'devices' ? 'Twin' : 'Raw',
+    };
     // docs/iot-hub.md "REST (back ends)", "SDK behaviour twinlog accommodates": the continuation header only when another page exists, never empty.
     if (page.continuationToken !== undefined) headers['x-ms-continuation'] = page.continuationToken;
     sendJson(res, 200, page.items, headers);
@@ -586,18 +686,24 @@ export function createRestGateway({
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://gateway');
-    const principal = verifyServiceSas(header(req, 'authorization'), policyMap, hubName, physicalNow(), { maxTokenLifetimeMs });
+    const principal = verifyServiceSas(header(req, 'authorization'), policyMap, hubName, physicalNow(), {
+      maxTokenLifetimeMs,
+    });
     principals.set(req, principal.policy);
     assertScope(principal, hubName, targetOf(url.pathname, req.method ?? 'GET'));
     admit(principal);
     const { kind, id } = routeOf(url.pathname, req.method ?? 'GET');
     routeKinds.set(req, kind);
     const route = routes.find((r) => r.kind === kind && r.method === req.method);
-    if (route === undefined) throw new GatewayError('METHOD_NOT_ALLOWED', `${req.method ?? ''} is not supported on ${url.pathname}`);
+    if (route === undefined)
+      throw new GatewayError('METHOD_NOT_ALLOWED', `${req.method ?? ''} is not supported on ${url.pathname}`);
     requireRight(principal, route.rights);
     const apiVersion = url.searchParams.get('api-version');
     if (apiVersion === null || !API_VERSIONS.includes(apiVersion)) {
-      throw new GatewayError('API_VERSION', `Unsupported api-version ${apiVersion ?? '(none)'}, use one of ${API_VERSIONS.join(', ')}`);
+      throw new GatewayError(
+        'API_VERSION',
+        `Unsupported api-version ${apiVersion ?? '(none)'}, use one of ${API_VERSIONS.join(', ')}`,
+      );
     }
     await route.handle({ req, res, id, principal }).catch((e: unknown) => {
       throw id.includes('/') ? moduleErrorOf(e, id) : e;
@@ -634,7 +740,8 @@ export function createRestGateway({
   return {
     handler,
     async listen({ port, host, tls, limits }: ListenOptions): Promise<ListeningGateway> {
-      const server = tls === undefined ? createHttpServer(handler) : createHttpsServer(tlsServerOptions(tls, limits), handler);
+      const server =
+        tls === undefined ? createHttpServer(handler) : createHttpsServer(tlsServerOptions(tls, limits), handler);
       return listenOn(server, port, host, servers, closeServer, limits);
     },
     async close() {
@@ -655,11 +762,13 @@ export function createRestGateway({
 function targetOf(pathname: string, method: string): SasTarget {
   const parts = pathname.replace(/\/+$/, '').split('/').slice(1);
   const [collection, rawId, sub, rawModule] = parts;
-  if ((collection !== 'devices' && collection !== 'twins' && collection !== 'digitaltwins') || rawId === undefined) return { kind: 'hub' };
+  if ((collection !== 'devices' && collection !== 'twins' && collection !== 'digitaltwins') || rawId === undefined)
+    return { kind: 'hub' };
   if (collection === 'devices' && rawId === 'query' && parts.length === 2 && method === 'POST') return { kind: 'hub' };
   try {
     const deviceId = decodeURIComponent(rawId);
-    if (sub === 'modules' && rawModule !== undefined) return { kind: 'device', deviceId, moduleId: decodeURIComponent(rawModule) };
+    if (sub === 'modules' && rawModule !== undefined)
+      return { kind: 'device', deviceId, moduleId: decodeURIComponent(rawModule) };
     return { kind: 'device', deviceId };
   } catch {
     return { kind: 'hub' };
@@ -674,9 +783,15 @@ function targetOf(pathname: string, method: string): SasTarget {
  */
 function routeOf(pathname: string, method: string): { kind: Route['kind']; id: string } {
   const parts = pathname.replace(/\/+$/, '').split('/').slice(1);
-  if (parts.length === 2 && parts[0] === 'devices' && parts[1] === 'query' && method === 'POST') return { kind: 'query', id: '' };
+  if (parts.length === 2 && parts[0] === 'devices' && parts[1] === 'query' && method === 'POST')
+    return { kind: 'query', id: '' };
   // POST /twins/{id}/methods and /twins/{id}/modules/{mid}/methods: direct methods
-  if (parts[0] === 'twins' && ((parts.length === 3 && parts[2] === 'methods') || (parts.length === 5 && parts[2] === 'modules' && parts[4] === 'methods'))) return { kind: 'method', id: '' };
+  if (
+    parts[0] === 'twins' &&
+    ((parts.length === 3 && parts[2] === 'methods') ||
+      (parts.length === 5 && parts[2] === 'modules' && parts[4] === 'methods'))
+  )
+    return { kind: 'method', id: '' };
   const moduleRoute = moduleRouteOf(parts);
   if (moduleRoute !== undefined) return moduleRoute;
   if (parts[0] === 'configurations' && parts.length <= 2) {
@@ -687,7 +802,11 @@ function routeOf(pathname: string, method: string): { kind: Route['kind']; id: s
       throw new GatewayError('ARGUMENT_INVALID', 'The configuration id is not valid URI encoding');
     }
   }
-  if (parts[0] === 'jobs' && parts[1] === 'v2' && (parts.length === 3 || (parts.length === 4 && parts[3] === 'cancel'))) {
+  if (
+    parts[0] === 'jobs' &&
+    parts[1] === 'v2' &&
+    (parts.length === 3 || (parts.length === 4 && parts[3] === 'cancel'))
+  ) {
     if (parts.length === 3 && parts[2] === 'query') return { kind: 'job-query', id: '' };
     try {
       return { kind: parts.length === 4 ? 'job-cancel' : 'job', id: decodeURIComponent(parts[2]!) };
@@ -695,8 +814,14 @@ function routeOf(pathname: string, method: string): { kind: Route['kind']; id: s
       throw new GatewayError('ARGUMENT_INVALID', 'The job id is not valid URI encoding');
     }
   }
-  const command = parts[0] === 'digitaltwins' && ((parts.length === 4 && parts[2] === 'commands') || (parts.length === 6 && parts[2] === 'components' && parts[4] === 'commands'));
-  if ((parts.length === 2 && (parts[0] === 'devices' || parts[0] === 'twins' || parts[0] === 'digitaltwins')) || command) {
+  const command =
+    parts[0] === 'digitaltwins' &&
+    ((parts.length === 4 && parts[2] === 'commands') ||
+      (parts.length === 6 && parts[2] === 'components' && parts[4] === 'commands'));
+  if (
+    (parts.length === 2 && (parts[0] === 'devices' || parts[0] === 'twins' || parts[0] === 'digitaltwins')) ||
+    command
+  ) {
     let id: string;
     try {
       id = decodeURIComponent(parts[1]!);
@@ -714,7 +839,10 @@ export const MAX_MODULES_PER_DEVICE = 50;
 
 /** Direct methods need a device to answer a call on a live connection; twinlog serves twins only. */
 async function refuseDirectMethod(): Promise<void> {
-  throw new GatewayError('METHOD_NOT_ALLOWED', 'Direct methods are not supported by twinlog (docs/iot-hub.md): use desired properties, or a job that updates twins');
+  throw new GatewayError(
+    'METHOD_NOT_ALLOWED',
+    'Direct methods are not supported by twinlog (docs/iot-hub.md): use desired properties, or a job that updates twins',
+  );
 }
 
 /** Names the applied write that a retry duplicated (docs/idempotency.md). */
@@ -749,13 +877,25 @@ function asPatch(where: string, value: unknown): Patch {
 function createAdmission(rateLimit: RestRateLimit | false, now: () => number): (principal: Principal) => void {
   if (rateLimit === false) return () => {};
   const limit = { ...DEFAULT_REST_RATE_LIMIT, ...rateLimit };
-  const policies = createTokenBuckets({ ratePerSecond: limit.policyRatePerSecond, burst: limit.policyBurst, maxKeys: limit.maxTrackedKeys, now });
-  const devices = createTokenBuckets({ ratePerSecond: limit.deviceRatePerSecond, burst: limit.deviceBurst, maxKeys: limit.maxTrackedKeys, now });
+  const policies = createTokenBuckets({
+    ratePerSecond: limit.policyRatePerSecond,
+    burst: limit.policyBurst,
+    maxKeys: limit.maxTrackedKeys,
+    now,
+  });
+  const devices = createTokenBuckets({
+    ratePerSecond: limit.deviceRatePerSecond,
+    burst: limit.deviceBurst,
+    maxKeys: limit.maxTrackedKeys,
+    now,
+  });
   return (principal) => {
     const device = scopedDeviceOf(principal);
     const deviceKey = device === undefined ? undefined : `${principal.policy}\n${device}`;
-    if (!policies.canTake(principal.policy)) throw new GatewayError('THROTTLED', `Policy ${principal.policy} is over its request rate, retry later`);
-    if (deviceKey !== undefined && !devices.take(deviceKey)) throw new GatewayError('THROTTLED', `The token for device ${device} is over its request rate, retry later`);
+    if (!policies.canTake(principal.policy))
+      throw new GatewayError('THROTTLED', `Policy ${principal.policy} is over its request rate, retry later`);
+    if (deviceKey !== undefined && !devices.take(deviceKey))
+      throw new GatewayError('THROTTLED', `The token for device ${device} is over its request rate, retry later`);
     policies.take(principal.policy);
   };
 }
@@ -764,7 +904,15 @@ function createAdmission(rateLimit: RestRateLimit | false, now: () => number): (
 async function within<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new TwinlogError('READ_MODEL_TIMEOUT', `The query view did not reflect x-twinlog-freshness within ${ms} ms`, { canRetry: true })), ms);
+    timer = setTimeout(
+      () =>
+        reject(
+          new TwinlogError('READ_MODEL_TIMEOUT', `The query view did not reflect x-twinlog-freshness within ${ms} ms`, {
+            canRetry: true,
+          }),
+        ),
+      ms,
+    );
   });
   promise.catch(() => {}); // a rejection after the timeout is nobody's
   try {
@@ -789,7 +937,8 @@ function keysFromBody(body: JsonObject): Partial<Pick<DeviceKeys, 'primaryKey' |
   for (const k of ['primaryKey', 'secondaryKey'] as const) {
     const v = sym[k];
     if (v === undefined || v === null || v === '') continue;
-    if (!isKey(v)) throw new GatewayError('ARGUMENT_INVALID', `authentication.symmetricKey.${k} must be base64 of 16 to 64 bytes`);
+    if (!isKey(v))
+      throw new GatewayError('ARGUMENT_INVALID', `authentication.symmetricKey.${k} must be base64 of 16 to 64 bytes`);
     out[k] = v;
   }
   return out;
@@ -802,12 +951,15 @@ function statusFromBody(body: JsonObject): { status?: DeviceStatus; statusReason
   const out: { status?: DeviceStatus; statusReason?: string | null } = {};
   if (status !== undefined && status !== null) {
     const s = typeof status === 'string' ? status.toLowerCase() : undefined;
-    if (s !== 'enabled' && s !== 'disabled') throw new GatewayError('ARGUMENT_INVALID', 'status must be enabled or disabled');
+    if (s !== 'enabled' && s !== 'disabled')
+      throw new GatewayError('ARGUMENT_INVALID', 'status must be enabled or disabled');
     out.status = s;
   }
   if (reason !== undefined) {
-    if (reason !== null && typeof reason !== 'string') throw new GatewayError('ARGUMENT_INVALID', 'statusReason must be a string');
-    if (typeof reason === 'string' && reason.length > 128) throw new GatewayError('ARGUMENT_INVALID', 'statusReason must be at most 128 characters');
+    if (reason !== null && typeof reason !== 'string')
+      throw new GatewayError('ARGUMENT_INVALID', 'statusReason must be a string');
+    if (typeof reason === 'string' && reason.length > 128)
+      throw new GatewayError('ARGUMENT_INVALID', 'statusReason must be at most 128 characters');
     out.statusReason = reason === '' ? null : reason;
   }
   return out;
@@ -815,8 +967,13 @@ function statusFromBody(body: JsonObject): { status?: DeviceStatus; statusReason
 
 /** The identity's etag: changes when its keys or its status change. */
 function deviceEtagOf(keys: DeviceKeys | undefined): string {
-  const status = keys?.status === undefined && keys?.statusReason === undefined ? '' : `\n${keys.status ?? 'enabled'}\n${keys.statusReason ?? ''}`;
-  const h = createHash('sha256').update(keys === undefined ? '' : `${keys.generationId}\n${keys.primaryKey}\n${keys.secondaryKey}${status}`);
+  const status =
+    keys?.status === undefined && keys?.statusReason === undefined
+      ? ''
+      : `\n${keys.status ?? 'enabled'}\n${keys.statusReason ?? ''}`;
+  const h = createHash('sha256').update(
+    keys === undefined ? '' : `${keys.generationId}\n${keys.primaryKey}\n${keys.secondaryKey}${status}`,
+  );
   return h.digest().subarray(0, 9).toString('base64');
 }
 
@@ -843,7 +1000,12 @@ function twinJson(twin: TwinDocument, keys: DeviceKeys | undefined, connected: b
 }
 
 /** The device identity as the registry returns it. Keys are `null` for devices not created here. */
-function deviceJson(id: string, twin: TwinDocument, keys: DeviceKeys | undefined, connected: boolean): Record<string, unknown> {
+function deviceJson(
+  id: string,
+  twin: TwinDocument,
+  keys: DeviceKeys | undefined,
+  connected: boolean,
+): Record<string, unknown> {
   return {
     deviceId: id,
     generationId: keys?.generationId ?? '0',
@@ -925,9 +1087,16 @@ function moduleJson(twinId: string, keys: DeviceKeys | undefined, connected: boo
  */
 function moduleErrorOf(e: unknown, twinId: string): unknown {
   if (!(e instanceof TwinlogError)) return e;
-  if (e.code === 'DEVICE_ALREADY_EXISTS') return new GatewayError('MODULE_ALREADY_EXISTS', `Module ${parseTwinId(twinId).moduleId ?? ''} already exists on the device`);
+  if (e.code === 'DEVICE_ALREADY_EXISTS')
+    return new GatewayError(
+      'MODULE_ALREADY_EXISTS',
+      `Module ${parseTwinId(twinId).moduleId ?? ''} already exists on the device`,
+    );
   if (e.code === 'DEVICE_NOT_FOUND' && e.details['deviceId'] !== parseTwinId(twinId).deviceId) {
-    return new GatewayError('MODULE_NOT_FOUND', `Module ${parseTwinId(twinId).moduleId ?? ''} does not exist on device ${parseTwinId(twinId).deviceId}`);
+    return new GatewayError(
+      'MODULE_NOT_FOUND',
+      `Module ${parseTwinId(twinId).moduleId ?? ''} does not exist on device ${parseTwinId(twinId).deviceId}`,
+    );
   }
   return e;
 }

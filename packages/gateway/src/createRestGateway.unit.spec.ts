@@ -7,7 +7,13 @@ import { ensureTwinTopics, startProjector, TOPICS, type Projector } from '@twinl
 import { createTwinClient, type TwinClient } from '@twinlog/client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { createRestGateway, GATEWAY_REQUEST_CHANNEL, type GatewayRequestEvent, type ListeningGateway, type RestGateway } from './createRestGateway.ts';
+import {
+  createRestGateway,
+  GATEWAY_REQUEST_CHANNEL,
+  type GatewayRequestEvent,
+  type ListeningGateway,
+  type RestGateway,
+} from './createRestGateway.ts';
 import { signServiceSas } from './internal/verifyServiceSas.ts';
 
 const HUB = 'localhost';
@@ -28,7 +34,13 @@ beforeEach(async () => {
   log = createInMemoryLog({ now });
   await ensureTwinTopics(log, 4);
   projector = await startProjector({ log, physicalNow: now, settleIntervalMs: 10 });
-  client = createTwinClient({ log, physicalNow: now, actor: 'gateway-test', pollIntervalMs: 2, decisionTimeoutMs: 3000 });
+  client = createTwinClient({
+    log,
+    physicalNow: now,
+    actor: 'gateway-test',
+    pollIntervalMs: 2,
+    decisionTimeoutMs: 3000,
+  });
   gateway = createRestGateway({
     log,
     client,
@@ -71,7 +83,11 @@ async function call(path: string, { method = 'GET', body, headers = {}, token = 
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   const text = await res.text();
-  return { status: res.status, headers: res.headers, json: text === '' ? undefined : (JSON.parse(text) as Record<string, any>) };
+  return {
+    status: res.status,
+    headers: res.headers,
+    json: text === '' ? undefined : (JSON.parse(text) as Record<string, any>),
+  };
 }
 
 async function allEndOffsets(): Promise<number[][]> {
@@ -110,7 +126,10 @@ describe('createRestGateway: registry', () => {
   it('takes symmetric keys from the body', async () => {
     const primaryKey = Buffer.alloc(32, 1).toString('base64');
     const secondaryKey = Buffer.alloc(32, 2).toString('base64');
-    const created = await call('/devices/dev2', { method: 'PUT', body: { deviceId: 'dev2', authentication: { symmetricKey: { primaryKey, secondaryKey } } } });
+    const created = await call('/devices/dev2', {
+      method: 'PUT',
+      body: { deviceId: 'dev2', authentication: { symmetricKey: { primaryKey, secondaryKey } } },
+    });
     expect(created.json?.['authentication']['symmetricKey']).toEqual({ primaryKey, secondaryKey });
   });
 });
@@ -146,12 +165,20 @@ describe('createRestGateway: twins', () => {
     expect(patched.json?.['properties']['desired']).toMatchObject({ fw: '1.2', $version: 2 });
     expect(patched.json?.['etag']).not.toBe(before['etag']);
 
-    const stale = await call('/twins/dev1', { method: 'PATCH', headers: { 'if-match': `"${before['etag']}"` }, body: { tags: { site: 'c' } } });
+    const stale = await call('/twins/dev1', {
+      method: 'PATCH',
+      headers: { 'if-match': `"${before['etag']}"` },
+      body: { tags: { site: 'c' } },
+    });
     expect(stale.status).toBe(412);
     expectHubError(stale.json, 'PreconditionFailed');
     expect((await call('/twins/dev1')).json?.['tags']).toEqual({ site: 'b' });
 
-    const star = await call('/twins/dev1', { method: 'PATCH', headers: { 'if-match': '*' }, body: { properties: { desired: { fw: null, mode: 'eco' } } } });
+    const star = await call('/twins/dev1', {
+      method: 'PATCH',
+      headers: { 'if-match': '*' },
+      body: { properties: { desired: { fw: null, mode: 'eco' } } },
+    });
     expect(star.status).toBe(200);
     expect(star.json?.['properties']['desired']).toMatchObject({ mode: 'eco', $version: 3 });
     expect(star.json?.['properties']['desired']['fw']).toBeUndefined();
@@ -168,9 +195,21 @@ describe('createRestGateway: twins', () => {
     expect(retry.headers.get('x-twinlog-duplicate-of')).toMatch(/^\S+\/\d+$/);
     expect(retry.json?.['properties']['desired']).toMatchObject({ n: 1, $version: 2 });
     // PUT takes the header too; a bad header is 400 and appends nothing
-    const put = await call('/twins/dev1', { method: 'PUT', headers: { 'idempotency-key': 'order-8' }, body: { tags: { a: 1 } } });
+    const put = await call('/twins/dev1', {
+      method: 'PUT',
+      headers: { 'idempotency-key': 'order-8' },
+      body: { tags: { a: 1 } },
+    });
     expect(put.status).toBe(200);
-    expect((await call('/twins/dev1', { method: 'PUT', headers: { 'idempotency-key': 'order-8' }, body: { tags: { a: 1 } } })).headers.get('x-twinlog-duplicate-of')).not.toBeNull();
+    expect(
+      (
+        await call('/twins/dev1', {
+          method: 'PUT',
+          headers: { 'idempotency-key': 'order-8' },
+          body: { tags: { a: 1 } },
+        })
+      ).headers.get('x-twinlog-duplicate-of'),
+    ).not.toBeNull();
     const before = await allEndOffsets();
     const bad = await call('/twins/dev1', { method: 'PATCH', headers: { 'idempotency-key': 'two words' }, body });
     expect(bad.status).toBe(400);
@@ -193,22 +232,36 @@ describe('createRestGateway: twins', () => {
 
   it('PATCH with reported in the body is 400 ArgumentInvalid and appends nothing', async () => {
     const offsets = await allEndOffsets();
-    const r = await call('/twins/dev1', { method: 'PATCH', headers: { 'if-match': '*' }, body: { properties: { reported: { temp: 1 } } } });
+    const r = await call('/twins/dev1', {
+      method: 'PATCH',
+      headers: { 'if-match': '*' },
+      body: { properties: { reported: { temp: 1 } } },
+    });
     expect(r.status).toBe(400);
     expectHubError(r.json, 'ArgumentInvalid');
     expect(await allEndOffsets()).toEqual(offsets);
   });
 
   it('an invalid key rejects the whole patch with 400', async () => {
-    const r = await call('/twins/dev1', { method: 'PATCH', body: { tags: { ok: 1 }, properties: { desired: { $bad: 1 } } } });
+    const r = await call('/twins/dev1', {
+      method: 'PATCH',
+      body: { tags: { ok: 1 }, properties: { desired: { $bad: 1 } } },
+    });
     expect(r.status).toBe(400);
     expectHubError(r.json, 'ArgumentInvalid');
     expect((await call('/twins/dev1')).json?.['tags']).toEqual({});
   });
 
   it('PUT replaces tags and desired', async () => {
-    await call('/twins/dev1', { method: 'PATCH', body: { tags: { a: 1, b: 2 }, properties: { desired: { x: 1, y: 2 } } } });
-    const r = await call('/twins/dev1', { method: 'PUT', headers: { 'if-match': '"*"' }, body: { tags: { c: 3 }, properties: { desired: { z: 1 } } } });
+    await call('/twins/dev1', {
+      method: 'PATCH',
+      body: { tags: { a: 1, b: 2 }, properties: { desired: { x: 1, y: 2 } } },
+    });
+    const r = await call('/twins/dev1', {
+      method: 'PUT',
+      headers: { 'if-match': '"*"' },
+      body: { tags: { c: 3 }, properties: { desired: { z: 1 } } },
+    });
     expect(r.status).toBe(200);
     expect(r.json?.['tags']).toEqual({ c: 3 });
     const desired = r.json?.['properties']['desired'];
@@ -238,7 +291,15 @@ describe('createRestGateway: twins', () => {
     }
     expect(events).toEqual([
       { method: 'GET', path: '/twins/dev1', status: 200, policy: 'iothubowner', route: 'twin', ms: expect.any(Number) },
-      { method: 'GET', path: '/twins/nope', status: 404, error: 'DeviceNotFound', policy: 'iothubowner', route: 'twin', ms: expect.any(Number) },
+      {
+        method: 'GET',
+        path: '/twins/nope',
+        status: 404,
+        error: 'DeviceNotFound',
+        policy: 'iothubowner',
+        route: 'twin',
+        ms: expect.any(Number),
+      },
     ]);
   });
 
@@ -267,7 +328,10 @@ describe('createRestGateway: query', () => {
       const page = await call('/devices/query', {
         method: 'POST',
         body: { query: 'SELECT * FROM devices' },
-        headers: { 'x-ms-max-item-count': '2', ...(continuation === undefined ? {} : { 'x-ms-continuation': continuation }) },
+        headers: {
+          'x-ms-max-item-count': '2',
+          ...(continuation === undefined ? {} : { 'x-ms-continuation': continuation }),
+        },
       });
       ids.push(...(page.json as unknown as { deviceId: string }[]).map((t) => t.deviceId));
       continuation = page.headers.get('x-ms-continuation') ?? undefined;
@@ -276,7 +340,10 @@ describe('createRestGateway: query', () => {
     expect(ids).toEqual(['q1', 'q2', 'q3']);
     expect(pages).toBe(2);
 
-    const where = await call('/devices/query', { method: 'POST', body: { query: "SELECT * FROM devices WHERE tags.region = 'EU'" } });
+    const where = await call('/devices/query', {
+      method: 'POST',
+      body: { query: "SELECT * FROM devices WHERE tags.region = 'EU'" },
+    });
     expect((where.json as unknown as { deviceId: string }[]).map((t) => t.deviceId)).toEqual(['q2']);
 
     const bad = await call('/devices/query', { method: 'POST', body: { query: 'SELECT FROM' } });
@@ -314,11 +381,16 @@ describe('createRestGateway: authentication', () => {
 
     expect(await allEndOffsets()).toEqual(offsets);
     // the reader may read
-    expect((await call('/devices/query', { method: 'POST', body: { query: 'SELECT * FROM devices' }, token: reader })).status).toBe(200);
+    expect(
+      (await call('/devices/query', { method: 'POST', body: { query: 'SELECT * FROM devices' }, token: reader }))
+        .status,
+    ).toBe(200);
   });
 
   it('an unsupported api-version is 400 InvalidProtocolVersion', async () => {
-    const res = await fetch(`http://127.0.0.1:${server.port}/twins/dev1?api-version=1999-01-01`, { headers: { authorization: ownerToken() } });
+    const res = await fetch(`http://127.0.0.1:${server.port}/twins/dev1?api-version=1999-01-01`, {
+      headers: { authorization: ownerToken() },
+    });
     expect(res.status).toBe(400);
     expectHubError((await res.json()) as Record<string, any>, 'InvalidProtocolVersion');
   });

@@ -15,14 +15,35 @@
  * await mqtt.listen({ port: 8883, tls: { key: tlsKey, cert: tlsCert } })
  */
 export { createRestGateway, API_VERSIONS, GATEWAY_REQUEST_CHANNEL } from './createRestGateway.ts';
-export type { GatewayRequestEvent, ListenOptions, ListeningGateway, PolicyRight, RestGateway, RestGatewayOptions, SharedAccessPolicy } from './createRestGateway.ts';
+export type {
+  GatewayRequestEvent,
+  ListenOptions,
+  ListeningGateway,
+  PolicyRight,
+  RestGateway,
+  RestGatewayOptions,
+  SharedAccessPolicy,
+} from './createRestGateway.ts';
 export type { JobService, JobServiceRequest, JobServiceState, JobServiceStatus } from './createRestGateway.ts';
 export type { ConfigurationDefinition, ConfigurationDocument, ConfigurationService } from './createRestGateway.ts';
 export { signServiceSas } from './internal/verifyServiceSas.ts';
 export { GATEWAY_CODES, iotHubErrorBody } from './internal/iotHubError.ts';
 export type { GatewayCode } from './internal/iotHubError.ts';
-export { createMqttGateway, DEFAULT_MQTT_LIMITS, DEFAULT_STATUS_RECHECK_MS, MQTT_GATEWAY_CHANNEL } from './createMqttGateway.ts';
-export type { ListeningMqttGateway, MqttGateway, MqttGatewayEvent, MqttGatewayOptions, MqttLimitName, MqttLimits, MqttListenOptions } from './createMqttGateway.ts';
+export {
+  createMqttGateway,
+  DEFAULT_MQTT_LIMITS,
+  DEFAULT_STATUS_RECHECK_MS,
+  MQTT_GATEWAY_CHANNEL,
+} from './createMqttGateway.ts';
+export type {
+  ListeningMqttGateway,
+  MqttGateway,
+  MqttGatewayEvent,
+  MqttGatewayOptions,
+  MqttLimitName,
+  MqttLimits,
+  MqttListenOptions,
+} from './createMqttGateway.ts';
 export { DEFAULT_HTTP_LIMITS } from './internal/limits.ts';
 export type { HttpLimits } from './internal/limits.ts';
 export { applyListenerLimits, tlsServerOptions } from './internal/listenOn.ts';

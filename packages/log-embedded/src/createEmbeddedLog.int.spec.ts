@@ -35,7 +35,11 @@ describe('createEmbeddedLog specifics', () => {
     const path = fresh();
     const log = createEmbeddedLog({ path, now: () => 1_000 });
     await log.ensureTopics([{ name: 't', partitions: 2 }]);
-    await log.commitBatch({ fence: 'f', appends: [{ topic: 't', records: [{ key: 'k', value: bytes('v'), headers: { h: 'x' } }] }], offsets: [{ group: 'g', topic: 't', partition: 1, offset: 7 }] });
+    await log.commitBatch({
+      fence: 'f',
+      appends: [{ topic: 't', records: [{ key: 'k', value: bytes('v'), headers: { h: 'x' } }] }],
+      offsets: [{ group: 'g', topic: 't', partition: 1, offset: 7 }],
+    });
     await log.close();
 
     const db = new Database(path, { readonly: true });
@@ -63,7 +67,11 @@ describe('createEmbeddedLog specifics', () => {
     await older.commitBatch({ fence: 'f', appends: [] });
     await newer.commitBatch({ fence: 'f', appends: [] });
     const error = await older
-      .commitBatch({ fence: 'f', appends: [{ topic: 't', records: [{ key: 'k', value: null }] }], offsets: [{ group: 'g', topic: 't', partition: 0, offset: 1 }] })
+      .commitBatch({
+        fence: 'f',
+        appends: [{ topic: 't', records: [{ key: 'k', value: null }] }],
+        offsets: [{ group: 'g', topic: 't', partition: 0, offset: 1 }],
+      })
       .catch((e: unknown) => e);
     expect(isTwinlogError(error, 'LOG_FENCED')).toBe(true);
     expect(await newer.endOffsets('t')).toEqual([0]);
@@ -106,8 +114,12 @@ describe('createEmbeddedLog specifics', () => {
 
   it('rejects topic names Kafka would refuse, and calls on a closed log', async () => {
     const log = createEmbeddedLog({ path: fresh() });
-    await expect(log.ensureTopics([{ name: 'bad name', partitions: 1 }])).rejects.toSatisfy((e) => isTwinlogError(e, 'LOG_ARGUMENT_INVALID'));
-    await expect(log.ensureTopics([{ name: 't', partitions: 0 }])).rejects.toSatisfy((e) => isTwinlogError(e, 'LOG_ARGUMENT_INVALID'));
+    await expect(log.ensureTopics([{ name: 'bad name', partitions: 1 }])).rejects.toSatisfy((e) =>
+      isTwinlogError(e, 'LOG_ARGUMENT_INVALID'),
+    );
+    await expect(log.ensureTopics([{ name: 't', partitions: 0 }])).rejects.toSatisfy((e) =>
+      isTwinlogError(e, 'LOG_ARGUMENT_INVALID'),
+    );
     await log.close();
     await expect(log.endOffsets('t')).rejects.toSatisfy((e) => isTwinlogError(e, 'LOG_CLOSED'));
   });

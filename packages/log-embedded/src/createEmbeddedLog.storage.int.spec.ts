@@ -12,7 +12,12 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { isTwinlogError, partitionFor, type LogRecord } from '@twinlog/core';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
-import { createEmbeddedLog, EMBEDDED_LOG_MAINTENANCE_CHANNEL, type EmbeddedLog, type EmbeddedLogOptions } from './createEmbeddedLog.ts';
+import {
+  createEmbeddedLog,
+  EMBEDDED_LOG_MAINTENANCE_CHANNEL,
+  type EmbeddedLog,
+  type EmbeddedLogOptions,
+} from './createEmbeddedLog.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'twinlog-embedded-storage-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -75,7 +80,12 @@ describe('embedded log retention', () => {
     clock = 1_000_000 + 60_000 + 35_000; // cut-off 1 035 000: offsets 0–3 are due
 
     const report = await log.maintain();
-    expect(report).toMatchObject({ retentionDeletedByTime: 4, retentionDeletedBySize: 0, compacted: 0, interrupted: false });
+    expect(report).toMatchObject({
+      retentionDeletedByTime: 4,
+      retentionDeletedBySize: 0,
+      compacted: 0,
+      interrupted: false,
+    });
     expect((await readAll(log, 'out', 0)).map((r) => [r.offset, text(r.value)])).toEqual(
       [4, 5, 6, 7, 8, 9].map((i) => [i, `out-${i}`]),
     );
@@ -106,7 +116,10 @@ describe('embedded log retention', () => {
     await log.ensureTopics([{ name: 'capped', partitions: 2, retentionBytes: 1_000 }]);
     // 30 records of 100 bytes (1-byte key + 99-byte value) into each partition.
     for (const p of [0, 1]) {
-      await log.append('capped', Array.from({ length: 30 }, (_, i) => ({ key: 'k', partition: p, value: new Uint8Array(99).fill(i) })));
+      await log.append(
+        'capped',
+        Array.from({ length: 30 }, (_, i) => ({ key: 'k', partition: p, value: new Uint8Array(99).fill(i) })),
+      );
     }
     expect(topicStats(log, 'capped')).toEqual({ records: 60, bytes: 6_000 });
     expect(await log.maintain()).toMatchObject({ retentionDeletedBySize: 40, retentionDeletedByTime: 0 });
@@ -123,55 +136,75 @@ describe('embedded log retention', () => {
   it('refuses a retention that is not a positive integer or -1', async () => {
     const log = open({ path: fresh(), maintenanceIntervalMs: 0 });
     for (const bad of [0, -2, 1.5, Number.NaN]) {
-      await expect(log.ensureTopics([{ name: 't', partitions: 1, retentionMs: bad }])).rejects.toSatisfy((e) => isTwinlogError(e, 'LOG_ARGUMENT_INVALID'));
-      await expect(log.ensureTopics([{ name: 't', partitions: 1, retentionBytes: bad }])).rejects.toSatisfy((e) => isTwinlogError(e, 'LOG_ARGUMENT_INVALID'));
+      await expect(log.ensureTopics([{ name: 't', partitions: 1, retentionMs: bad }])).rejects.toSatisfy((e) =>
+        isTwinlogError(e, 'LOG_ARGUMENT_INVALID'),
+      );
+      await expect(log.ensureTopics([{ name: 't', partitions: 1, retentionBytes: bad }])).rejects.toSatisfy((e) =>
+        isTwinlogError(e, 'LOG_ARGUMENT_INVALID'),
+      );
     }
     expect(() => createEmbeddedLog({ path: fresh(), maintenanceIntervalMs: -1 })).toThrow(/maintenanceIntervalMs/);
   });
 });
 
 describe('embedded log compaction in the background', () => {
-  it('compacts while appends and a subscriber go on, never losing the latest record of a key', { timeout: 60_000 }, async () => {
-    const path = fresh();
-    const log = open({ path, maintenanceIntervalMs: 5, minCompactionLagMs: 0 });
-    await log.ensureTopics([{ name: 'snap', partitions: 2, compacted: true }]);
-    const keys = Array.from({ length: 50 }, (_, i) => `dev-${i}`);
-    // A subscriber that keeps up sees the latest record of every key (compaction's promise).
-    const seen = new Map<string, string | null>();
-    const subscription = await log.subscribe({
-      group: 'g',
-      topics: ['snap'],
-      eachBatch: async ({ records }) => {
-        for (const r of records) seen.set(r.key, text(r.value));
-      },
-    });
-    let compactedWhileAppending = 0;
-    const rounds = 400;
-    for (let round = 0; round < rounds; round++) {
-      await log.append('snap', keys.map((k) => ({ key: k, value: bytes(`${k}@${round}`) })));
-      if (round % 50 === 49) {
-        // Bounded reads over partitions being compacted end, within their range.
-        const ends = await log.endOffsets('snap');
-        for (const p of [0, 1]) for (const r of await readAll(log, 'snap', p, ends[p])) expect(r.offset).toBeLessThan(ends[p]!);
+  it(
+    'compacts while appends and a subscriber go on, never losing the latest record of a key',
+    { timeout: 60_000 },
+    async () => {
+      const path = fresh();
+      const log = open({ path, maintenanceIntervalMs: 5, minCompactionLagMs: 0 });
+      await log.ensureTopics([{ name: 'snap', partitions: 2, compacted: true }]);
+      const keys = Array.from({ length: 50 }, (_, i) => `dev-${i}`);
+      // A subscriber that keeps up sees the latest record of every key (compaction's promise).
+      const seen = new Map<string, string | null>();
+      const subscription = await log.subscribe({
+        group: 'g',
+        topics: ['snap'],
+        eachBatch: async ({ records }) => {
+          for (const r of records) seen.set(r.key, text(r.value));
+        },
+      });
+      let compactedWhileAppending = 0;
+      const rounds = 400;
+      for (let round = 0; round < rounds; round++) {
+        await log.append(
+          'snap',
+          keys.map((k) => ({ key: k, value: bytes(`${k}@${round}`) })),
+        );
+        if (round % 50 === 49) {
+          // Bounded reads over partitions being compacted end, within their range.
+          const ends = await log.endOffsets('snap');
+          for (const p of [0, 1])
+            for (const r of await readAll(log, 'snap', p, ends[p])) expect(r.offset).toBeLessThan(ends[p]!);
+        }
+        await nextTurn();
+        if (round === rounds - 2) compactedWhileAppending = log.storageStats().maintenance.compactedRecords;
       }
-      await nextTurn();
-      if (round === rounds - 2) compactedWhileAppending = log.storageStats().maintenance.compactedRecords;
-    }
-    expect(compactedWhileAppending).toBeGreaterThan(0);
-    const written = keys.length * rounds;
-    // Half a partition superseded at most before a pass runs: far below what was written.
-    expect(topicStats(log, 'snap').records).toBeLessThan(written / 4);
-    expect(topicStats(log, 'snap')).toEqual(counted(path, 'snap'));
+      expect(compactedWhileAppending).toBeGreaterThan(0);
+      const written = keys.length * rounds;
+      // Half a partition superseded at most before a pass runs: far below what was written.
+      expect(topicStats(log, 'snap').records).toBeLessThan(written / 4);
+      expect(topicStats(log, 'snap')).toEqual(counted(path, 'snap'));
 
-    await vi.waitFor(() => expect(seen.size === keys.length && [...seen.values()].every((v) => v?.endsWith(`@${rounds - 1}`))).toBe(true), {
-      timeout: 10_000,
-    });
-    await subscription.stop();
-    await log.compact();
-    const left = [...(await readAll(log, 'snap', 0)), ...(await readAll(log, 'snap', 1))];
-    expect(left.map((r) => text(r.value)).sort()).toEqual(keys.map((k) => `${k}@${rounds - 1}`).sort());
-    expect(await log.endOffsets('snap')).toEqual([0, 1].map((p) => keys.filter((k) => partitionFor(k, 2) === p).length * rounds));
-  });
+      await vi.waitFor(
+        () =>
+          expect(seen.size === keys.length && [...seen.values()].every((v) => v?.endsWith(`@${rounds - 1}`))).toBe(
+            true,
+          ),
+        {
+          timeout: 10_000,
+        },
+      );
+      await subscription.stop();
+      await log.compact();
+      const left = [...(await readAll(log, 'snap', 0)), ...(await readAll(log, 'snap', 1))];
+      expect(left.map((r) => text(r.value)).sort()).toEqual(keys.map((k) => `${k}@${rounds - 1}`).sort());
+      expect(await log.endOffsets('snap')).toEqual(
+        [0, 1].map((p) => keys.filter((k) => partitionFor(k, 2) === p).length * rounds),
+      );
+    },
+  );
 
   it('leaves records younger than minCompactionLagMs, and a pass waits for half the partition to be superseded', async () => {
     const path = fresh();
@@ -179,7 +212,10 @@ describe('embedded log compaction in the background', () => {
     const log = open({ path, now: () => clock, maintenanceIntervalMs: 0, minCompactionLagMs: 30_000 });
     await log.ensureTopics([{ name: 'snap', partitions: 1, compacted: true }]);
     const versions = async (v: number): Promise<void> => {
-      await log.append('snap', ['a', 'b', 'c', 'd'].map((k) => ({ key: k, value: bytes(`${k}${v}`) })));
+      await log.append(
+        'snap',
+        ['a', 'b', 'c', 'd'].map((k) => ({ key: k, value: bytes(`${k}${v}`) })),
+      );
     };
     await versions(1);
     clock += 40_000;
@@ -192,7 +228,10 @@ describe('embedded log compaction in the background', () => {
     await log.append('snap', [{ key: 'a', value: bytes('a3') }]); // 1 dirty record of 5: not yet worth a pass
     clock += 40_000;
     expect(await log.maintain()).toMatchObject({ compacted: 0 });
-    await log.append('snap', ['b', 'c', 'd'].map((k) => ({ key: k, value: bytes(`${k}3`) })));
+    await log.append(
+      'snap',
+      ['b', 'c', 'd'].map((k) => ({ key: k, value: bytes(`${k}3`) })),
+    );
     clock += 40_000;
     expect(await log.maintain()).toMatchObject({ compacted: 4 });
     expect((await readAll(log, 'snap', 0)).map((r) => [r.offset, text(r.value)])).toEqual([
@@ -207,7 +246,11 @@ describe('embedded log compaction in the background', () => {
     const path = fresh();
     const log = createEmbeddedLog({ path, maintenanceIntervalMs: 0 });
     await log.ensureTopics([{ name: 'snap', partitions: 1, compacted: true }]);
-    for (let v = 0; v < 20; v++) await log.append('snap', Array.from({ length: 2_000 }, (_, i) => ({ key: `k${i}`, value: bytes(`${v}`) })));
+    for (let v = 0; v < 20; v++)
+      await log.append(
+        'snap',
+        Array.from({ length: 2_000 }, (_, i) => ({ key: `k${i}`, value: bytes(`${v}`) })),
+      );
     const events: unknown[] = [];
     const onEvent = (e: unknown): void => void events.push(e);
     subscribe(EMBEDDED_LOG_MAINTENANCE_CHANNEL, onEvent);
@@ -235,7 +278,11 @@ describe('embedded log files', () => {
     let clock = 0;
     const log = open({ path, now: () => clock, maintenanceIntervalMs: 0 });
     await log.ensureTopics([{ name: 'out', partitions: 1, retentionMs: 1_000 }]);
-    for (let i = 0; i < 20; i++) await log.append('out', Array.from({ length: 100 }, () => ({ key: 'k', value: new Uint8Array(1_000) })));
+    for (let i = 0; i < 20; i++)
+      await log.append(
+        'out',
+        Array.from({ length: 100 }, () => ({ key: 'k', value: new Uint8Array(1_000) })),
+      );
     expect(log.storageStats().incrementalVacuum).toBe(true);
     clock = 10_000;
     const report = await log.maintain();
@@ -251,7 +298,10 @@ describe('embedded log files', () => {
     v1.pragma('journal_mode = WAL');
     v1.exec(SCHEMA_V1);
     v1.pragma('user_version = 1');
-    v1.prepare('INSERT INTO topics (id, name, partitions, compacted) VALUES (1, ?, 1, 1), (2, ?, 1, 0)').run('snap', 'feed');
+    v1.prepare('INSERT INTO topics (id, name, partitions, compacted) VALUES (1, ?, 1, 1), (2, ?, 1, 0)').run(
+      'snap',
+      'feed',
+    );
     v1.prepare('INSERT INTO partitions VALUES (1, 0, 3, 7), (2, 0, 2, 7)').run();
     const insert = v1.prepare('INSERT INTO records VALUES (?, 0, ?, 7, ?, ?, ?)');
     insert.run(1, 0, 'a', Buffer.from('a1'), null);

@@ -180,7 +180,11 @@ function retentionValue(spec: TopicSpec, field: 'retentionMs' | 'retentionBytes'
   const v = spec[field];
   if (v === undefined) return undefined;
   if (v === -1) return null;
-  if (!Number.isSafeInteger(v) || v < 1) throw invalid(`topic ${spec.name}: ${field} must be a positive integer or -1 (no limit)`, { topic: spec.name, [field]: v });
+  if (!Number.isSafeInteger(v) || v < 1)
+    throw invalid(`topic ${spec.name}: ${field} must be a positive integer or -1 (no limit)`, {
+      topic: spec.name,
+      [field]: v,
+    });
   return v;
 }
 
@@ -227,10 +231,15 @@ export function createEmbeddedLog({
   maintenanceIntervalMs = 30_000,
   minCompactionLagMs = 30_000,
 }: EmbeddedLogOptions): EmbeddedLog {
-  if (!(Number.isSafeInteger(maintenanceIntervalMs) && maintenanceIntervalMs >= 0 && maintenanceIntervalMs <= 2 ** 31 - 1)) {
+  if (!(
+    Number.isSafeInteger(maintenanceIntervalMs) &&
+    maintenanceIntervalMs >= 0 &&
+    maintenanceIntervalMs <= 2 ** 31 - 1
+  )) {
     throw invalid('maintenanceIntervalMs must be a whole number of ms from 0 to 2^31 - 1', { maintenanceIntervalMs });
   }
-  if (!(Number.isFinite(minCompactionLagMs) && minCompactionLagMs >= 0)) throw invalid('minCompactionLagMs must be a non-negative number', { minCompactionLagMs });
+  if (!(Number.isFinite(minCompactionLagMs) && minCompactionLagMs >= 0))
+    throw invalid('minCompactionLagMs must be a non-negative number', { minCompactionLagMs });
   return new SqliteLog(
     path,
     now,
@@ -246,12 +255,16 @@ function invalid(message: string, details: Record<string, unknown> = {}): Twinlo
 }
 
 function checkOffset(offset: number): void {
-  if (!Number.isSafeInteger(offset) || offset < 0) throw invalid(`offset ${offset} is not a non-negative safe integer`, { offset });
+  if (!Number.isSafeInteger(offset) || offset < 0)
+    throw invalid(`offset ${offset} is not a non-negative safe integer`, { offset });
 }
 
 function checkPartition(t: TopicRow, partition: number): void {
   if (!Number.isInteger(partition) || partition < 0 || partition >= t.partitions) {
-    throw invalid(`partition ${partition} does not exist in topic ${t.name} (${t.partitions} partitions)`, { topic: t.name, partition });
+    throw invalid(`partition ${partition} does not exist in topic ${t.name} (${t.partitions} partitions)`, {
+      topic: t.name,
+      partition,
+    });
   }
 }
 
@@ -299,7 +312,8 @@ class SqliteLog implements EmbeddedLog, MemberSource {
       this.db.pragma(`busy_timeout = ${shared.busyTimeoutMs}`);
       chooseAutoVacuum(this.db);
       const mode = this.db.pragma('journal_mode = WAL', { simple: true });
-      if (mode !== 'wal') throw new Error(`${path}: SQLite refused WAL mode (got ${String(mode)}); use a file on a local disk`);
+      if (mode !== 'wal')
+        throw new Error(`${path}: SQLite refused WAL mode (got ${String(mode)}); use a file on a local disk`);
       this.db.pragma(`synchronous = ${synchronous}`);
       this.db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`);
       this.db.pragma(`cache_size = -${CACHE_KIB}`);
@@ -318,8 +332,12 @@ class SqliteLog implements EmbeddedLog, MemberSource {
       ),
       setRetentionMs: db.prepare('UPDATE topics SET retention_ms = ? WHERE name = ?'),
       setRetentionBytes: db.prepare('UPDATE topics SET retention_bytes = ? WHERE name = ?'),
-      insertPartition: db.prepare('INSERT INTO partitions (topic_id, partition, next_offset, last_timestamp) VALUES (?, ?, 0, 0)'),
-      partitionState: db.prepare('SELECT next_offset, last_timestamp FROM partitions WHERE topic_id = ? AND partition = ?'),
+      insertPartition: db.prepare(
+        'INSERT INTO partitions (topic_id, partition, next_offset, last_timestamp) VALUES (?, ?, 0, 0)',
+      ),
+      partitionState: db.prepare(
+        'SELECT next_offset, last_timestamp FROM partitions WHERE topic_id = ? AND partition = ?',
+      ),
       updatePartition: db.prepare(
         'UPDATE partitions SET next_offset = ?, last_timestamp = ?, records = records + ?, bytes = bytes + ? WHERE topic_id = ? AND partition = ?',
       ),
@@ -336,7 +354,9 @@ class SqliteLog implements EmbeddedLog, MemberSource {
          ORDER BY record_offset LIMIT ?`,
       ),
       committed: db.prepare('SELECT partition, next_offset FROM group_offsets WHERE grp = ? AND topic_id = ?'),
-      committedOne: db.prepare('SELECT next_offset FROM group_offsets WHERE grp = ? AND topic_id = ? AND partition = ?').pluck(),
+      committedOne: db
+        .prepare('SELECT next_offset FROM group_offsets WHERE grp = ? AND topic_id = ? AND partition = ?')
+        .pluck(),
       commitOffset: db.prepare(
         `INSERT INTO group_offsets (grp, topic_id, partition, next_offset) VALUES (?, ?, ?, ?)
          ON CONFLICT (grp, topic_id, partition) DO UPDATE SET next_offset = excluded.next_offset`,
@@ -349,7 +369,14 @@ class SqliteLog implements EmbeddedLog, MemberSource {
     };
     this.maintainer = new Maintainer(
       db,
-      { now, minCompactionLagMs: maintenance.minCompactionLagMs, stepRows: STEP_ROWS, stepPages: STEP_PAGES, stepBudgetMs: STEP_BUDGET_MS, vacuumPages: VACUUM_PAGES },
+      {
+        now,
+        minCompactionLagMs: maintenance.minCompactionLagMs,
+        stepRows: STEP_ROWS,
+        stepPages: STEP_PAGES,
+        stepBudgetMs: STEP_BUDGET_MS,
+        vacuumPages: VACUUM_PAGES,
+      },
       () => this.stopping || this.closed,
     );
     this.scheduleMaintenance();
@@ -363,7 +390,8 @@ class SqliteLog implements EmbeddedLog, MemberSource {
     const cached = this.topicCache.get(name);
     if (cached !== undefined) return cached;
     const row = this.stmts.topic.get(name) as TopicRow | undefined;
-    if (row === undefined) throw new TwinlogError('LOG_TOPIC_NOT_FOUND', `topic ${name} does not exist`, { details: { topic: name } });
+    if (row === undefined)
+      throw new TwinlogError('LOG_TOPIC_NOT_FOUND', `topic ${name} does not exist`, { details: { topic: name } });
     this.topicCache.set(name, row);
     return row;
   }
@@ -371,15 +399,23 @@ class SqliteLog implements EmbeddedLog, MemberSource {
   async ensureTopics(specs: readonly TopicSpec[]): Promise<void> {
     this.assertOpen();
     const retention = specs.map((s) => {
-      if (typeof s.name !== 'string' || !TOPIC_NAME.test(s.name)) throw invalid(`topic name ${String(s.name)} is not [a-zA-Z0-9._-]{1,249}`, { topic: s.name });
-      if (!Number.isInteger(s.partitions) || s.partitions < 1) throw invalid(`topic ${s.name}: partitions must be a positive integer`, { topic: s.name });
+      if (typeof s.name !== 'string' || !TOPIC_NAME.test(s.name))
+        throw invalid(`topic name ${String(s.name)} is not [a-zA-Z0-9._-]{1,249}`, { topic: s.name });
+      if (!Number.isInteger(s.partitions) || s.partitions < 1)
+        throw invalid(`topic ${s.name}: partitions must be a positive integer`, { topic: s.name });
       return { ms: retentionValue(s, 'retentionMs'), bytes: retentionValue(s, 'retentionBytes') };
     });
     this.db
       .transaction(() => {
         specs.forEach((s, i) => {
           const { ms, bytes } = retention[i]!;
-          const { changes, lastInsertRowid } = this.stmts.insertTopic.run(s.name, s.partitions, s.compacted === true ? 1 : 0, ms ?? null, bytes ?? null);
+          const { changes, lastInsertRowid } = this.stmts.insertTopic.run(
+            s.name,
+            s.partitions,
+            s.compacted === true ? 1 : 0,
+            ms ?? null,
+            bytes ?? null,
+          );
           if (changes === 0) {
             // An existing topic keeps its partitions and compaction; retention is a config that may change.
             if (ms !== undefined) this.stmts.setRetentionMs.run(ms, s.name);
@@ -401,7 +437,8 @@ class SqliteLog implements EmbeddedLog, MemberSource {
   private write(t: TopicRow, records: readonly AppendRecord[]): AppendResult[] {
     const placed = records.map((r) => {
       if (typeof r.key !== 'string') throw invalid('record key must be a string', { topic: t.name });
-      if (r.value !== null && !(r.value instanceof Uint8Array)) throw invalid('record value must be a Uint8Array or null', { topic: t.name });
+      if (r.value !== null && !(r.value instanceof Uint8Array))
+        throw invalid('record value must be a Uint8Array or null', { topic: t.name });
       if (r.partition === undefined) return partitionFor(r.key, t.partitions);
       checkPartition(t, r.partition);
       return r.partition;
@@ -424,10 +461,12 @@ class SqliteLog implements EmbeddedLog, MemberSource {
       this.stmts.insertRecord.run(t.id, partition, offset, s.last, r.key, value, headers);
       // What RECORD_BYTES measures in SQL: UTF-8 key + value + UTF-8 headers.
       s.records += 1;
-      s.bytes += Buffer.byteLength(r.key) + (value?.byteLength ?? 0) + (headers === null ? 0 : Buffer.byteLength(headers));
+      s.bytes +=
+        Buffer.byteLength(r.key) + (value?.byteLength ?? 0) + (headers === null ? 0 : Buffer.byteLength(headers));
       return { partition, offset };
     });
-    for (const [partition, s] of state) this.stmts.updatePartition.run(s.next, s.last, s.records, s.bytes, t.id, partition);
+    for (const [partition, s] of state)
+      this.stmts.updatePartition.run(s.next, s.last, s.records, s.bytes, t.id, partition);
     return results;
   }
 
@@ -459,7 +498,9 @@ class SqliteLog implements EmbeddedLog, MemberSource {
           taken = (current ?? 0) + 1;
           this.stmts.setFence.run(batch.fence, taken, this.token);
         } else if (mine !== current) {
-          throw new TwinlogError('LOG_FENCED', `fence ${batch.fence} was taken by a newer writer`, { details: { fence: batch.fence, epoch: mine, current } });
+          throw new TwinlogError('LOG_FENCED', `fence ${batch.fence} was taken by a newer writer`, {
+            details: { fence: batch.fence, epoch: mine, current },
+          });
         }
         for (const a of batch.appends) this.write(this.topic(a.topic), a.records);
         this.writeOffsets(batch.offsets ?? []);
@@ -478,7 +519,8 @@ class SqliteLog implements EmbeddedLog, MemberSource {
     this.assertOpen();
     const t = this.topic(topic);
     const out: (number | undefined)[] = Array.from({ length: t.partitions }, () => undefined);
-    for (const row of this.stmts.committed.all(group, t.id) as { partition: number; next_offset: number }[]) out[row.partition] = row.next_offset;
+    for (const row of this.stmts.committed.all(group, t.id) as { partition: number; next_offset: number }[])
+      out[row.partition] = row.next_offset;
     return out;
   }
 
@@ -596,7 +638,8 @@ class SqliteLog implements EmbeddedLog, MemberSource {
     const run = this.maintenanceTail.then(async () => {
       const started = performance.now();
       const report = await f();
-      if (maintenanceEvents.hasSubscribers) maintenanceEvents.publish({ path: this.path, report, ms: performance.now() - started });
+      if (maintenanceEvents.hasSubscribers)
+        maintenanceEvents.publish({ path: this.path, report, ms: performance.now() - started });
       return report;
     });
     this.maintenanceTail = run.catch(() => {});

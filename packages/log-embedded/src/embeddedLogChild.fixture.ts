@@ -33,7 +33,10 @@ if (mode === 'writer') {
     await log.commitBatch({
       fence: 'crash-writer',
       appends: [
-        { topic: 'crash-a', records: [0, 1, 2].map((i) => ({ key: `k${n}-${i}`, value: bytes(`a${n}-${i}`), headers })) },
+        {
+          topic: 'crash-a',
+          records: [0, 1, 2].map((i) => ({ key: `k${n}-${i}`, value: bytes(`a${n}-${i}`), headers })),
+        },
         { topic: 'crash-b', records: [0, 1].map((i) => ({ key: `k${n}-${i}`, value: bytes(`b${n}-${i}`), headers })) },
       ],
       offsets: [{ group: 'crash', topic: 'crash-a', partition: 0, offset: n + 1 }],

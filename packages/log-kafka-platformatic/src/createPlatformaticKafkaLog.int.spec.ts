@@ -18,7 +18,11 @@ const BROKERS = inject('kafkaBrokers');
 runKafkaLogSpecs('kafka (platformatic)', BROKERS, 'tlp', createPlatformaticKafkaLog);
 
 describe('Kafka log on @platformatic/kafka', () => {
-  const { raw, freshPrefix, open, connected, readAll } = kafkaLogFixture(BROKERS, 'tlp-own', createPlatformaticKafkaLog);
+  const { raw, freshPrefix, open, connected, readAll } = kafkaLogFixture(
+    BROKERS,
+    'tlp-own',
+    createPlatformaticKafkaLog,
+  );
 
   it('places keys where kafkajs’s default partitioner does, and reads kafkajs’s records back', async () => {
     const prefix = freshPrefix();
@@ -26,7 +30,10 @@ describe('Kafka log on @platformatic/kafka', () => {
     await log.ensureTopics([{ name: 'keys', partitions: 7 }]);
     const producer = await connected(raw.producer({ createPartitioner: Partitioners.DefaultPartitioner }));
     const keys = ['', 'a', 'dev-1', 'dev-2', 'ünïcødé', 'x'.repeat(40)];
-    const ours = await log.append('keys', keys.map((key) => ({ key, value: bytes(key), headers: { h: key } })));
+    const ours = await log.append(
+      'keys',
+      keys.map((key) => ({ key, value: bytes(key), headers: { h: key } })),
+    );
     for (const [i, key] of keys.entries()) {
       const [theirs] = await producer.send({ topic: `${prefix}keys`, messages: [{ key, value: key }] });
       expect(ours[i]?.partition).toBe(theirs?.partition);
@@ -42,11 +49,16 @@ describe('Kafka log on @platformatic/kafka', () => {
     const log = open(freshPrefix());
     await log.ensureTopics([{ name: 't', partitions: 3 }]);
     const calls = Array.from({ length: 60 }, (_, i) =>
-      Array.from({ length: 1 + (i % 3) }, (_, j) => ({ key: `dev-${i % 7}`, value: bytes(`${i}.${j}`), ...(i % 5 === 0 ? { partition: 2 } : {}) })),
+      Array.from({ length: 1 + (i % 3) }, (_, j) => ({
+        key: `dev-${i % 7}`,
+        value: bytes(`${i}.${j}`),
+        ...(i % 5 === 0 ? { partition: 2 } : {}),
+      })),
     );
     const results = await Promise.all(calls.map((records) => log.append('t', records)));
     const landed = new Map<string, string>();
-    for (const p of [0, 1, 2]) for (const r of await readAll(log, 't', p)) landed.set(`${p}@${r.offset}`, text(r.value)!);
+    for (const p of [0, 1, 2])
+      for (const r of await readAll(log, 't', p)) landed.set(`${p}@${r.offset}`, text(r.value)!);
     expect(landed.size).toBe(calls.flat().length);
     results.forEach((where, i) =>
       where.forEach((w, j) => {
@@ -61,7 +73,12 @@ describe('Kafka log on @platformatic/kafka', () => {
     const log = open(prefix);
     await log.ensureTopics([{ name: 'out', partitions: 1 }]);
     const producer = await connected(
-      raw.producer({ transactionalId: `${prefix}mixed`, idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner }),
+      raw.producer({
+        transactionalId: `${prefix}mixed`,
+        idempotent: true,
+        maxInFlightRequests: 1,
+        createPartitioner: Partitioners.DefaultPartitioner,
+      }),
     );
     for (const [i, outcome] of (['abort', 'commit', 'abort', 'abort', 'commit'] as const).entries()) {
       const tx = await producer.transaction();
@@ -83,7 +100,9 @@ describe('Kafka log on @platformatic/kafka', () => {
     ]);
     await log.commitBatch({
       fence: 'multi',
-      appends: [{ topic: 'out', records: [0, 1, 2, 3].map((p) => ({ key: `k${p}`, value: bytes(String(p)), partition: p })) }],
+      appends: [
+        { topic: 'out', records: [0, 1, 2, 3].map((p) => ({ key: `k${p}`, value: bytes(String(p)), partition: p })) },
+      ],
       offsets: [
         ...[0, 1, 2, 3].map((partition) => ({ group: 'g1', topic: 'in', partition, offset: 10 + partition })),
         { group: 'g2', topic: 'in', partition: 2, offset: 7 },
@@ -101,7 +120,10 @@ describe('Kafka log on @platformatic/kafka', () => {
     const producer = await connected(raw.producer({ createPartitioner: Partitioners.DefaultPartitioner }));
     // a producer clock a day behind: on a LogAppendTime topic the broker's time wins
     const before = Date.now();
-    await producer.send({ topic: `${prefix}t`, messages: [{ key: 'old', value: 'x', timestamp: String(before - 86_400_000) }] });
+    await producer.send({
+      topic: `${prefix}t`,
+      messages: [{ key: 'old', value: 'x', timestamp: String(before - 86_400_000) }],
+    });
     const [record] = await readAll(log, 't', 0);
     expect(Math.abs(record!.timestamp - before)).toBeLessThan(60_000);
   });

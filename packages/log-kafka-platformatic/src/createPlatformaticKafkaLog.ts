@@ -86,7 +86,13 @@ import {
   uniqueTopicSpecs,
   type KafkaLogCommonOptions,
 } from '@twinlog/log-kafka/shared';
-import { isCoordinatorBusyError, isFencedError, isTopicExistsError, isTransientError, isUnknownTopicError } from './internal/errors.ts';
+import {
+  isCoordinatorBusyError,
+  isFencedError,
+  isTopicExistsError,
+  isTransientError,
+  isUnknownTopicError,
+} from './internal/errors.ts';
 import { readPartition } from './internal/readPartition.ts';
 import { toOutgoingMessages, type OutgoingMessage } from './internal/records.ts';
 import { startSubscription, type GroupTuning, type PlatformaticSubscription } from './internal/startSubscription.ts';
@@ -122,7 +128,8 @@ const forceClose = (c: Admin | Producer | Consumer): Promise<void> =>
 const VISIBILITY_TIMEOUT_MS = 30_000;
 
 /** Client retry delay: 5 ms doubling to 1 s (so 37 retries ride out about 30 s of trouble). */
-const retryDelay = (_client: unknown, _operation: string, attempt: number): number => Math.min(1000, 5 * 2 ** Math.max(0, attempt - 1));
+const retryDelay = (_client: unknown, _operation: string, attempt: number): number =>
+  Math.min(1000, 5 * 2 ** Math.max(0, attempt - 1));
 const RETRIES = 37;
 
 const whileBusy = <T>(step: () => Promise<T>): Promise<T> => retrying(isCoordinatorBusyError, step);
@@ -142,12 +149,35 @@ function consoleSink(entry: PlatformaticLogEntry): void {
  */
 export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions): PlatformaticKafkaLog {
   const settings = kafkaLogSettings(options, 'createPlatformaticKafkaLog');
-  const { topicPrefix, replicationFactor, topicConfig, partitionsConsumedConcurrently, maxRequestBytes, awaitCommitVisibility, maxBytes, maxBytesPerPartition } = settings;
+  const {
+    topicPrefix,
+    replicationFactor,
+    topicConfig,
+    partitionsConsumedConcurrently,
+    maxRequestBytes,
+    awaitCommitVisibility,
+    maxBytes,
+    maxBytesPerPartition,
+  } = settings;
   const { logSink = consoleSink } = options;
-  const client = { clientId: settings.clientId, bootstrapBrokers: settings.brokers, timeout: settings.requestTimeout, retries: RETRIES, retryDelay, metadataMaxAge: 5_000 };
+  const client = {
+    clientId: settings.clientId,
+    bootstrapBrokers: settings.brokers,
+    timeout: settings.requestTimeout,
+    retries: RETRIES,
+    retryDelay,
+    metadataMaxAge: 5_000,
+  };
   const physical = (name: string): string => `${topicPrefix}${name}`;
   const { sessionTimeout, heartbeatInterval, rebalanceTimeout } = settings;
-  const groupTuning: GroupTuning = { sessionTimeout, heartbeatInterval, rebalanceTimeout, maxWaitTime: settings.maxWaitTimeInMs, maxBytes, maxBytesPerPartition };
+  const groupTuning: GroupTuning = {
+    sessionTimeout,
+    heartbeatInterval,
+    rebalanceTimeout,
+    maxWaitTime: settings.maxWaitTimeInMs,
+    maxBytes,
+    maxBytesPerPartition,
+  };
   const readTuning = { maxWaitTime: settings.readMaxWaitTimeInMs, maxBytes, maxBytesPerPartition };
   const offsetsFence = `twinlog-offsets-${randomUUID()}`;
   const warn = (namespace: string) => (error: unknown) =>
@@ -179,15 +209,26 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
   let lookupClient: Admin | undefined;
   const lookup = (): Admin => (lookupClient ??= own(new Admin({ ...client, retries: 0 }), 'Admin'));
   let producerClient: Producer | undefined;
-  const producer = (): Producer => (producerClient ??= own(new Producer({ ...client, idempotent: true, acks: -1 }), 'Producer'));
+  const producer = (): Producer =>
+    (producerClient ??= own(new Producer({ ...client, idempotent: true, acks: -1 }), 'Producer'));
   let readerClient: Consumer | undefined;
-  const reader = async (): Promise<Consumer> => (readerClient ??= own(new Consumer({ ...client, groupId: `twinlog-reader-${randomUUID()}` }), 'Reader'));
+  const reader = async (): Promise<Consumer> =>
+    (readerClient ??= own(new Consumer({ ...client, groupId: `twinlog-reader-${randomUUID()}` }), 'Reader'));
 
   const txProducers = new Map<string, Producer>();
   const txProducer = (fence: string): Producer => {
     let p = txProducers.get(fence);
     if (p === undefined) {
-      p = own(new Producer({ ...client, transactionalId: physical(fence), idempotent: true, acks: -1, timeout: settings.transactionTimeout }), 'Transaction');
+      p = own(
+        new Producer({
+          ...client,
+          transactionalId: physical(fence),
+          idempotent: true,
+          acks: -1,
+          timeout: settings.transactionTimeout,
+        }),
+        'Transaction',
+      );
       txProducers.set(fence, p);
     }
     return p;
@@ -220,7 +261,9 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
   const listOffsets = async (name: string, count: number, timestamp: bigint): Promise<number[]> => {
     const listed = await throughTransient(() =>
       admin().listOffsets({
-        topics: [{ name, partitions: Array.from({ length: count }, (_, partitionIndex) => ({ partitionIndex, timestamp })) }],
+        topics: [
+          { name, partitions: Array.from({ length: count }, (_, partitionIndex) => ({ partitionIndex, timestamp })) },
+        ],
         isolationLevel: FetchIsolationLevels.READ_COMMITTED,
       }),
     );
@@ -241,7 +284,8 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
     const existing = new Set(await throughTransient(() => a.listTopics({ includeInternals: false })));
     const missing = [...unique].filter(([name]) => !existing.has(name));
     if (missing.length === 0) return;
-    const factor = replicationFactor ?? Math.min(3, (await throughTransient(() => a.metadata({ topics: [] }))).brokers.size);
+    const factor =
+      replicationFactor ?? Math.min(3, (await throughTransient(() => a.metadata({ topics: [] }))).brokers.size);
     for (const [name, spec] of missing) {
       try {
         await a.createTopics({
@@ -260,7 +304,12 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
     for (let delay = 10; ; delay = Math.min(delay * 2, 250)) {
       const ready = await a
         .metadata({ topics: names, forceUpdate: true })
-        .then((m) => names.every((n) => (m.topics.get(n)?.partitions.length ?? 0) > 0 && m.topics.get(n)!.partitions.every((p) => p.leader >= 0)))
+        .then((m) =>
+          names.every(
+            (n) =>
+              (m.topics.get(n)?.partitions.length ?? 0) > 0 && m.topics.get(n)!.partitions.every((p) => p.leader >= 0),
+          ),
+        )
         .catch(() => false);
       if (ready || Date.now() >= deadline) break;
       await sleep(delay);
@@ -277,14 +326,17 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
     const name = physical(topic);
     const groupId = physical(group);
     const fetched = await throughTransient(() =>
-      admin().listConsumerGroupOffsets({ groups: [{ groupId, topics: [{ name, partitionIndexes: Array.from({ length: count }, (_, i) => i) }] }] }),
+      admin().listConsumerGroupOffsets({
+        groups: [{ groupId, topics: [{ name, partitionIndexes: Array.from({ length: count }, (_, i) => i) }] }],
+      }),
     );
     const out: (number | undefined)[] = Array.from({ length: count }, () => undefined);
     for (const g of fetched) {
       if (g.groupId !== groupId) continue;
       for (const t of g.topics) {
         if (t.name !== name) continue;
-        for (const p of t.partitions) if (p.partitionIndex < count && p.committedOffset >= 0n) out[p.partitionIndex] = Number(p.committedOffset);
+        for (const p of t.partitions)
+          if (p.partitionIndex < count && p.committedOffset >= 0n) out[p.partitionIndex] = Number(p.committedOffset);
       }
     }
     return out;
@@ -298,7 +350,10 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
   };
 
   /** Offsets of `sent` (one produce request) from the base offset per partition the broker returned. */
-  const offsetsOf = (sent: readonly { topic: string; m: OutgoingMessage }[], result: { offsets?: { topic: string; partition: number; offset: bigint }[] }): number[] => {
+  const offsetsOf = (
+    sent: readonly { topic: string; m: OutgoingMessage }[],
+    result: { offsets?: { topic: string; partition: number; offset: bigint }[] },
+  ): number[] => {
     const next = new Map<string, number>();
     for (const o of result.offsets ?? []) next.set(`${o.topic}\u0000${o.partition}`, Number(o.offset));
     return sent.map(({ topic, m }) => {
@@ -316,7 +371,12 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
    * arrive meanwhile are sent together in the next request(s): many small concurrent appends (a
    * gateway's devices) cost one round trip, not one each.
    */
-  let appendQueue: { name: string; messages: OutgoingMessage[]; resolve: (r: AppendResult[]) => void; reject: (e: unknown) => void }[] = [];
+  let appendQueue: {
+    name: string;
+    messages: OutgoingMessage[];
+    resolve: (r: AppendResult[]) => void;
+    reject: (e: unknown) => void;
+  }[] = [];
   let appending = false;
   const drainAppends = async (): Promise<void> => {
     if (appending) return;
@@ -356,7 +416,10 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
     });
   };
 
-  const awaitVisible = async (written: ReadonlyMap<string, ReadonlyMap<number, number>>, offsets: readonly OffsetCommit[]): Promise<void> => {
+  const awaitVisible = async (
+    written: ReadonlyMap<string, ReadonlyMap<number, number>>,
+    offsets: readonly OffsetCommit[],
+  ): Promise<void> => {
     const checks: (() => Promise<boolean>)[] = [];
     for (const [name, last] of written) {
       checks.push(async () => {
@@ -382,22 +445,39 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
   const groupCoordinator = async (groupId: string): Promise<number> => {
     const known = coordinators.get(groupId);
     if (known !== undefined) return known;
-    const [found] = await throughTransient(() => admin().findCoordinator({ keyType: FindCoordinatorKeyTypes.GROUP, keys: [groupId] }));
+    const [found] = await throughTransient(() =>
+      admin().findCoordinator({ keyType: FindCoordinatorKeyTypes.GROUP, keys: [groupId] }),
+    );
     if (found === undefined) throw new Error(`twinlog: no coordinator found for group '${groupId}'`);
     coordinators.set(groupId, found.nodeId);
     return found.nodeId;
   };
 
-  const commitBatch = async ({ fence, appends: batchAppends, offsets = [], awaitVisibility = awaitCommitVisibility }: CommitBatch): Promise<void> => {
+  const commitBatch = async ({
+    fence,
+    appends: batchAppends,
+    offsets = [],
+    awaitVisibility = awaitCommitVisibility,
+  }: CommitBatch): Promise<void> => {
     assertOpen();
-    const sends = await Promise.all(batchAppends.map(async ({ topic, records }) => ({ topic: physical(topic), messages: await outgoing(topic, records) })));
+    const sends = await Promise.all(
+      batchAppends.map(async ({ topic, records }) => ({
+        topic: physical(topic),
+        messages: await outgoing(topic, records),
+      })),
+    );
     await checkCommitBatch(fence, offsets, assertPartition);
     // per group, the last offset given per topic and partition
     const byGroup = new Map<string, Map<string, { topic: string; partition: number; offset: number }>>();
     for (const o of offsets) {
-      const entries = byGroup.get(physical(o.group)) ?? new Map<string, { topic: string; partition: number; offset: number }>();
+      const entries =
+        byGroup.get(physical(o.group)) ?? new Map<string, { topic: string; partition: number; offset: number }>();
       byGroup.set(physical(o.group), entries);
-      entries.set(`${o.topic}\u0000${o.partition}`, { topic: physical(o.topic), partition: o.partition, offset: o.offset });
+      entries.set(`${o.topic}\u0000${o.partition}`, {
+        topic: physical(o.topic),
+        partition: o.partition,
+        offset: o.offset,
+      });
     }
     const coordinatorOf = new Map<string, number>();
     for (const groupId of byGroup.keys()) coordinatorOf.set(groupId, await groupCoordinator(groupId));
@@ -435,14 +515,23 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
           const consumer = { groupId, generationId: -1, memberId: '', coordinatorId: coordinatorOf.get(groupId)! };
           for (const { topic, partition, offset } of entries.values()) {
             // the client commits `offset + 1` of the message given: the port's offset is the next to read
-            const message = { topic, partition, offset: BigInt(offset) - 1n, metadata: { consumer } } as unknown as Message;
+            const message = {
+              topic,
+              partition,
+              offset: BigInt(offset) - 1n,
+              metadata: { consumer },
+            } as unknown as Message;
             await whileBusy(() => open.addOffset(message));
           }
         }
         await tx.commit();
       } catch (e) {
         const open = tx !== undefined && !tx.completed && !isFencedError(e) ? tx : undefined;
-        return fences.fail(fence, e, { isFenced: isFencedError, abort: open && (() => open.abort()), drop: () => dropTxProducer(fence) });
+        return fences.fail(fence, e, {
+          isFenced: isFencedError,
+          abort: open && (() => open.abort()),
+          drop: () => dropTxProducer(fence),
+        });
       }
       if (awaitVisibility) await awaitVisible(written, offsets);
     });
@@ -455,7 +544,11 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
 
   // --- reads ---------------------------------------------------------------------------------------
 
-  async function* read(topic: string, partition: number, { from, to }: ReadOptions): AsyncGenerator<readonly LogRecord[], void, undefined> {
+  async function* read(
+    topic: string,
+    partition: number,
+    { from, to }: ReadOptions,
+  ): AsyncGenerator<readonly LogRecord[], void, undefined> {
     const count = await assertPartition(topic, partition);
     checkReadRange(from, to);
     const name = physical(topic);
@@ -493,7 +586,12 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
         if (closer !== undefined) closers.delete(closer);
       },
       onWarning: (message, error) =>
-        logSink({ level: 'warn', namespace: 'Consumer', message: `${message}: ${error instanceof Error ? error.message : String(error)}`, fields: { group } }),
+        logSink({
+          level: 'warn',
+          namespace: 'Consumer',
+          message: `${message}: ${error instanceof Error ? error.message : String(error)}`,
+          fields: { group },
+        }),
     });
     closer = () => sub.stop().catch(() => {});
     closers.add(closer);

@@ -7,16 +7,31 @@ import { CO_PARTITIONED_ASSIGNER_NAME, coPartitionedAssigner } from './coPartiti
 function fakeCluster(counts: Record<string, number>): Cluster {
   return {
     findTopicPartitionMetadata: (topic: string) =>
-      Array.from({ length: counts[topic] ?? 0 }, (_, partitionId) => ({ partitionId, leader: 1, partitionErrorCode: 0, replicas: [1], isr: [1] })),
+      Array.from({ length: counts[topic] ?? 0 }, (_, partitionId) => ({
+        partitionId,
+        leader: 1,
+        partitionErrorCode: 0,
+        replicas: [1],
+        isr: [1],
+      })),
   } as unknown as Cluster;
 }
 
-const members = (ids: readonly string[]): GroupMember[] => ids.map((memberId) => ({ memberId, memberMetadata: Buffer.alloc(0) }));
+const members = (ids: readonly string[]): GroupMember[] =>
+  ids.map((memberId) => ({ memberId, memberMetadata: Buffer.alloc(0) }));
 
-async function plan(counts: Record<string, number>, ids: readonly string[]): Promise<Map<string, Record<string, number[]>>> {
+async function plan(
+  counts: Record<string, number>,
+  ids: readonly string[],
+): Promise<Map<string, Record<string, number[]>>> {
   const assigner = coPartitionedAssigner({ cluster: fakeCluster(counts), groupId: 'g', logger: {} as Logger });
   const out = await assigner.assign({ members: members(ids), topics: Object.keys(counts) });
-  return new Map(out.map(({ memberId, memberAssignment }) => [memberId, AssignerProtocol.MemberAssignment.decode(memberAssignment)!.assignment]));
+  return new Map(
+    out.map(({ memberId, memberAssignment }) => [
+      memberId,
+      AssignerProtocol.MemberAssignment.decode(memberAssignment)!.assignment,
+    ]),
+  );
 }
 
 describe('coPartitionedAssigner', () => {

@@ -24,17 +24,20 @@ describe('Kafka log (kafkajs)', () => {
     await log.ensureTopics([{ name: 'keys', partitions: 7 }]);
     const producer = await connected(raw.producer({ createPartitioner: Partitioners.DefaultPartitioner }));
     await fc.assert(
-      fc.asyncProperty(fc.uniqueArray(fc.string({ unit: 'binary', maxLength: 24 }), { minLength: 1, maxLength: 12 }), async (keys) => {
-        const ours = await log.append(
-          'keys',
-          keys.map((key) => ({ key, value: null })),
-        );
-        for (const [i, key] of keys.entries()) {
-          const [theirs] = await producer.send({ topic: `${prefix}keys`, messages: [{ key, value: null }] });
-          expect(ours[i]?.partition).toBe(theirs?.partition);
-          expect(ours[i]?.partition).toBe(partitionFor(key, 7));
-        }
-      }),
+      fc.asyncProperty(
+        fc.uniqueArray(fc.string({ unit: 'binary', maxLength: 24 }), { minLength: 1, maxLength: 12 }),
+        async (keys) => {
+          const ours = await log.append(
+            'keys',
+            keys.map((key) => ({ key, value: null })),
+          );
+          for (const [i, key] of keys.entries()) {
+            const [theirs] = await producer.send({ topic: `${prefix}keys`, messages: [{ key, value: null }] });
+            expect(ours[i]?.partition).toBe(theirs?.partition);
+            expect(ours[i]?.partition).toBe(partitionFor(key, 7));
+          }
+        },
+      ),
       { numRuns: 6 },
     );
   });

@@ -30,7 +30,12 @@ import {
 } from '@twinlog/core';
 import { Kafka, Partitioners, type Admin, type Producer, type RecordMetadata, type Transaction } from 'kafkajs';
 import { createLogCreator, numericLevel, type KafkaLogEntry, type KafkaLogLevel } from './internal/createLogCreator.ts';
-import { isCoordinatorBusyError, isFencedError, isTransientError, isUnknownTopicError } from './internal/kafkaErrors.ts';
+import {
+  isCoordinatorBusyError,
+  isFencedError,
+  isTransientError,
+  isUnknownTopicError,
+} from './internal/kafkaErrors.ts';
 import { readPartition } from './internal/readPartition.ts';
 import { toOutgoingMessages, type OutgoingMessage } from './internal/records.ts';
 import { startSubscription, type ConsumerTuning, type KafkaSubscription } from './internal/startSubscription.ts';
@@ -125,7 +130,15 @@ const throughTransient = <T>(step: () => Promise<T>): Promise<T> => retrying(isT
  */
 export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
   const settings = kafkaLogSettings(options, 'createKafkaLog');
-  const { topicPrefix, replicationFactor, topicConfig, transactionTimeout, partitionsConsumedConcurrently, maxRequestBytes, awaitCommitVisibility } = settings;
+  const {
+    topicPrefix,
+    replicationFactor,
+    topicConfig,
+    transactionTimeout,
+    partitionsConsumedConcurrently,
+    maxRequestBytes,
+    awaitCommitVisibility,
+  } = settings;
   const { logLevel = 'error', logSink, connectionTimeout = 3_000 } = options;
 
   const kafka = new Kafka({
@@ -137,10 +150,23 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
     logCreator: createLogCreator(logLevel, logSink),
   });
   const physical = (name: string): string => `${topicPrefix}${name}`;
-  const { sessionTimeout, heartbeatInterval, rebalanceTimeout, maxWaitTimeInMs, maxBytes, maxBytesPerPartition } = settings;
-  const subscriptionTuning: ConsumerTuning = { sessionTimeout, heartbeatInterval, rebalanceTimeout, maxWaitTimeInMs, minBytes: 1, maxBytes, maxBytesPerPartition };
+  const { sessionTimeout, heartbeatInterval, rebalanceTimeout, maxWaitTimeInMs, maxBytes, maxBytesPerPartition } =
+    settings;
+  const subscriptionTuning: ConsumerTuning = {
+    sessionTimeout,
+    heartbeatInterval,
+    rebalanceTimeout,
+    maxWaitTimeInMs,
+    minBytes: 1,
+    maxBytes,
+    maxBytesPerPartition,
+  };
   // A reader waits for its caller (heartbeating), so it gets a longer session.
-  const readTuning: ConsumerTuning = { ...subscriptionTuning, sessionTimeout: Math.max(sessionTimeout, 30_000), maxWaitTimeInMs: settings.readMaxWaitTimeInMs };
+  const readTuning: ConsumerTuning = {
+    ...subscriptionTuning,
+    sessionTimeout: Math.max(sessionTimeout, 30_000),
+    maxWaitTimeInMs: settings.readMaxWaitTimeInMs,
+  };
   /** The fence of `commitOffsets`: private to this instance, so it never fences anyone. */
   const offsetsFence = `twinlog-offsets-${randomUUID()}`;
 
@@ -178,7 +204,11 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
     return client;
   };
   const admin = lazily(() => connect(kafka.admin()));
-  const producer = lazily(() => connect(kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner })));
+  const producer = lazily(() =>
+    connect(
+      kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner }),
+    ),
+  );
 
   const txProducers = new Map<string, Promise<Producer>>();
   const txProducer = (fence: string): Promise<Producer> => {
@@ -270,7 +300,9 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
   const committedOffsets = async (group: string, topic: string): Promise<(number | undefined)[]> => {
     const count = await partitionCount(topic);
     const name = physical(topic);
-    const fetched = await throughTransient(async () => (await admin()).fetchOffsets({ groupId: physical(group), topics: [name] }));
+    const fetched = await throughTransient(async () =>
+      (await admin()).fetchOffsets({ groupId: physical(group), topics: [name] }),
+    );
     const out: (number | undefined)[] = Array.from({ length: count }, () => undefined);
     for (const { partition, offset } of fetched.find((t) => t.topic === name)?.partitions ?? []) {
       const n = Number(offset);
@@ -287,7 +319,11 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
   };
 
   /** Offsets of `sent` from the per-partition base offsets kafkajs returns for one request. */
-  const offsetsOf = (sent: readonly OutgoingMessage[], meta: readonly RecordMetadata[], topicName: string): number[] => {
+  const offsetsOf = (
+    sent: readonly OutgoingMessage[],
+    meta: readonly RecordMetadata[],
+    topicName: string,
+  ): number[] => {
     const next = new Map<number, number>();
     for (const m of meta) {
       if (m.topicName === topicName && m.baseOffset !== undefined) next.set(m.partition, Number(m.baseOffset));
@@ -317,7 +353,10 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
   };
 
   /** Polls until read_committed readers see every offset in `written` and the group offsets read back as `offsets`. */
-  const awaitVisible = async (written: ReadonlyMap<string, ReadonlyMap<number, number>>, offsets: readonly OffsetCommit[]): Promise<void> => {
+  const awaitVisible = async (
+    written: ReadonlyMap<string, ReadonlyMap<number, number>>,
+    offsets: readonly OffsetCommit[],
+  ): Promise<void> => {
     const checks: (() => Promise<boolean>)[] = [];
     for (const [name, last] of written) {
       checks.push(async () => {
@@ -334,7 +373,12 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
     await pollUntilAll(checks, VISIBILITY_TIMEOUT_MS);
   };
 
-  const commitBatch = async ({ fence, appends, offsets = [], awaitVisibility = awaitCommitVisibility }: CommitBatch): Promise<void> => {
+  const commitBatch = async ({
+    fence,
+    appends,
+    offsets = [],
+    awaitVisibility = awaitCommitVisibility,
+  }: CommitBatch): Promise<void> => {
     assertOpen();
     // Everything that can be checked is checked before the transaction starts.
     const sends = await Promise.all(
@@ -389,7 +433,11 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
         // Abort what can be aborted; a producer whose transaction could not be ended cleanly (or
         // that was fenced) is unusable in kafkajs, so it is dropped.
         const open = tx?.isActive() === true ? tx : undefined;
-        return fences.fail(fence, e, { isFenced: isFencedError, abort: open && (() => open.abort()), drop: () => dropTxProducer(fence) });
+        return fences.fail(fence, e, {
+          isFenced: isFencedError,
+          abort: open && (() => open.abort()),
+          drop: () => dropTxProducer(fence),
+        });
       }
       if (awaitVisibility) await awaitVisible(written, offsets);
     });
@@ -402,7 +450,11 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
 
   // --- reads ---------------------------------------------------------------------------------------
 
-  async function* read(topic: string, partition: number, { from, to }: ReadOptions): AsyncGenerator<readonly LogRecord[], void, undefined> {
+  async function* read(
+    topic: string,
+    partition: number,
+    { from, to }: ReadOptions,
+  ): AsyncGenerator<readonly LogRecord[], void, undefined> {
     await assertPartition(topic, partition);
     checkReadRange(from, to);
     const name = physical(topic);

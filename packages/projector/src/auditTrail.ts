@@ -3,7 +3,15 @@
  * the log is the history). Built on {@link replay}: the events are those the projector applied, in the order it
  * folded them, each with the versions right after it and the twin state at that moment.
  */
-import { isoOf, sectionVersion, twinVersion, type EventKind, type Log, type Patch, type TwinState } from '@twinlog/core';
+import {
+  isoOf,
+  sectionVersion,
+  twinVersion,
+  type EventKind,
+  type Log,
+  type Patch,
+  type TwinState,
+} from '@twinlog/core';
 import { replay, type ReplayOptions, type ReplayResult } from './replay.ts';
 
 /** One entry of a twin's audit trail. */
@@ -19,8 +27,18 @@ export interface HistoryEntry {
   readonly op: 'merge' | 'replace';
   readonly patch: Patch;
   /** Versions right after the event. */
-  readonly versions: { readonly version: number; readonly tags: number; readonly desired: number; readonly reported: number };
-  readonly source: { readonly topic: string; readonly partition: number; readonly offset: number; readonly appendTime: number };
+  readonly versions: {
+    readonly version: number;
+    readonly tags: number;
+    readonly desired: number;
+    readonly reported: number;
+  };
+  readonly source: {
+    readonly topic: string;
+    readonly partition: number;
+    readonly offset: number;
+    readonly appendTime: number;
+  };
 }
 
 export interface AuditOptions {
@@ -50,7 +68,16 @@ export interface AuditOptions {
  * @example
  * await auditTrail({ log, since: Date.parse('2026-12-01T09:00:00Z'), onEntry: (e) => console.log(e.deviceId, e.actor, e.patch) })
  */
-export async function auditTrail({ log, deviceId, since, until, sections, where, onEntry, onProgress }: AuditOptions): Promise<ReplayResult> {
+export async function auditTrail({
+  log,
+  deviceId,
+  since,
+  until,
+  sections,
+  where,
+  onEntry,
+  onProgress,
+}: AuditOptions): Promise<ReplayResult> {
   return replay({
     log,
     ...(deviceId === undefined ? {} : { deviceId }),
@@ -76,7 +103,12 @@ export async function auditTrail({ log, deviceId, since, until, sections, where,
             desired: sectionVersion(state, 'desired'),
             reported: sectionVersion(state, 'reported'),
           },
-          source: { topic: source.topic, partition: source.partition, offset: source.offset, appendTime: source.timestamp },
+          source: {
+            topic: source.topic,
+            partition: source.partition,
+            offset: source.offset,
+            appendTime: source.timestamp,
+          },
         },
         state,
       );
@@ -91,7 +123,15 @@ export async function auditTrail({ log, deviceId, since, until, sections, where,
  * @example
  * for (const e of await history({ log, deviceId: 'thermo-1' })) console.log(e.time, e.actor, e.section, e.patch)
  */
-export async function history({ log, deviceId, until }: { log: Log; deviceId: string; until?: number }): Promise<HistoryEntry[]> {
+export async function history({
+  log,
+  deviceId,
+  until,
+}: {
+  log: Log;
+  deviceId: string;
+  until?: number;
+}): Promise<HistoryEntry[]> {
   const entries: HistoryEntry[] = [];
   await auditTrail({ log, deviceId, ...(until === undefined ? {} : { until }), onEntry: (e) => entries.push(e) });
   return entries;

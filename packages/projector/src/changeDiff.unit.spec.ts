@@ -42,12 +42,26 @@ describe('change record diffs', () => {
         const state = createTwinState('d');
         let seq = 0;
         const base = { v: 1, deviceId: 'd', actor: 'x' };
-        applyEvent(state, { ...base, id: { writer: 'a', seq: seq++ }, section: 'create', op: 'merge', patch: {}, stamp: { wall: 0, counter: 0 } });
+        applyEvent(state, {
+          ...base,
+          id: { writer: 'a', seq: seq++ },
+          section: 'create',
+          op: 'merge',
+          patch: {},
+          stamp: { wall: 0, counter: 0 },
+        });
         for (const e of events) {
           const scope = e.op === 'replace' ? undefined : Object.keys(e.patch);
           const beforeView = sectionView(state, 'desired', scope);
           const beforeScope = sectionScope(state, 'desired', scope);
-          applyEvent(state, { ...base, id: { writer: e.writer, seq: seq++ }, section: 'desired', op: e.op, patch: e.patch, stamp: { wall: e.wall, counter: seq } });
+          applyEvent(state, {
+            ...base,
+            id: { writer: e.writer, seq: seq++ },
+            section: 'desired',
+            op: e.op,
+            patch: e.patch,
+            stamp: { wall: e.wall, counter: seq },
+          });
           const viewDiff = diffMergePatch(beforeView, sectionView(state, 'desired', scope));
           const scopeDiff = diffMergePatch(beforeScope, sectionScope(state, 'desired', scope));
           expect(bytes(scopeDiff)).toBe(bytes(viewDiff));

@@ -48,7 +48,15 @@ function recordsOf(steps: readonly Step[]): LogRecord[] {
       continue;
     }
     if (s.kind === 'garbage') {
-      out.push({ topic: TOPICS.device, partition: 0, offset: offsets.device++, key: deviceId, value: new Uint8Array([0xc1, 1, 2]), timestamp: wall, headers: {} });
+      out.push({
+        topic: TOPICS.device,
+        partition: 0,
+        offset: offsets.device++,
+        key: deviceId,
+        value: new Uint8Array([0xc1, 1, 2]),
+        timestamp: wall,
+        headers: {},
+      });
       continue;
     }
     const section = s.kind === 'command' ? 'desired' : s.kind;
@@ -64,14 +72,25 @@ function recordsOf(steps: readonly Step[]): LogRecord[] {
       ...(s.kind === 'command' ? { cond: { ifMatch: '*', key: `k${s.key}${s.device}` }, corr: `c${seq}` } : {}),
     };
     const topic: InputTopic = section === 'reported' ? 'device' : 'backend';
-    last = { topic: TOPICS[topic], partition: 0, offset: offsets[topic]++, key: deviceId, value: encodeEvent(e), timestamp: wall, headers: {} };
+    last = {
+      topic: TOPICS[topic],
+      partition: 0,
+      offset: offsets[topic]++,
+      key: deviceId,
+      value: encodeEvent(e),
+      timestamp: wall,
+      headers: {},
+    };
     out.push(last);
   }
   return out;
 }
 
 /** Split into batches of one topic each, at the given cut points. */
-function batchesOf(records: readonly LogRecord[], cuts: readonly number[]): { topic: InputTopic; records: LogRecord[] }[] {
+function batchesOf(
+  records: readonly LogRecord[],
+  cuts: readonly number[],
+): { topic: InputTopic; records: LogRecord[] }[] {
   const batches: { topic: InputTopic; records: LogRecord[] }[] = [];
   let current: { topic: InputTopic; records: LogRecord[] } | undefined;
   records.forEach((r, i) => {
@@ -85,7 +104,8 @@ function batchesOf(records: readonly LogRecord[], cuts: readonly number[]): { to
   return batches;
 }
 
-const task = (): PartitionTask => new PartitionTask({ partition: 0, clock: createHybridClock({ physicalNow: () => T0 + 10_000 }) });
+const task = (): PartitionTask =>
+  new PartitionTask({ partition: 0, clock: createHybridClock({ physicalNow: () => T0 + 10_000 }) });
 
 interface Collected {
   readonly byTopic: Map<string, string[]>;
@@ -113,24 +133,32 @@ const empty = (): Collected => ({ byTopic: new Map(), lastSnapshot: new Map(), c
 describe('folding batches before one flush', () => {
   it('writes the same records, final states and checkpoint as flushing after every batch', () => {
     fc.assert(
-      fc.property(fc.array(stepArb, { minLength: 1, maxLength: 60 }), fc.array(fc.integer({ min: 0, max: 60 })), fc.array(fc.boolean(), { maxLength: 30 }), (steps, cuts, flushes) => {
-        const batches = batchesOf(recordsOf([{ device: 0, kind: 'create', key: 'a', value: 0, dt: 0 }, ...steps]), cuts);
-        const straight = task();
-        const a = empty();
-        for (const b of batches) collect(a, straight.process(b.topic, b.records, false));
-        const folded = task();
-        const f = empty();
-        batches.forEach((b, i) => {
-          folded.fold(b.topic, b.records, false);
-          if (flushes[i] === true) collect(f, folded.flush());
-        });
-        collect(f, folded.flush());
-        expect(a.byTopic.get(TOPICS.changes)?.length ?? 0).toBeGreaterThan(0); // at least the create
-        expect(f.byTopic).toEqual(a.byTopic);
-        expect(f.lastSnapshot).toEqual(a.lastSnapshot);
-        expect(f.checkpoint).toEqual(a.checkpoint);
-        expect(folded.pending).toBe(0);
-      }),
+      fc.property(
+        fc.array(stepArb, { minLength: 1, maxLength: 60 }),
+        fc.array(fc.integer({ min: 0, max: 60 })),
+        fc.array(fc.boolean(), { maxLength: 30 }),
+        (steps, cuts, flushes) => {
+          const batches = batchesOf(
+            recordsOf([{ device: 0, kind: 'create', key: 'a', value: 0, dt: 0 }, ...steps]),
+            cuts,
+          );
+          const straight = task();
+          const a = empty();
+          for (const b of batches) collect(a, straight.process(b.topic, b.records, false));
+          const folded = task();
+          const f = empty();
+          batches.forEach((b, i) => {
+            folded.fold(b.topic, b.records, false);
+            if (flushes[i] === true) collect(f, folded.flush());
+          });
+          collect(f, folded.flush());
+          expect(a.byTopic.get(TOPICS.changes)?.length ?? 0).toBeGreaterThan(0); // at least the create
+          expect(f.byTopic).toEqual(a.byTopic);
+          expect(f.lastSnapshot).toEqual(a.lastSnapshot);
+          expect(f.checkpoint).toEqual(a.checkpoint);
+          expect(folded.pending).toBe(0);
+        },
+      ),
       { numRuns: 400 },
     );
   });
@@ -139,22 +167,34 @@ describe('folding batches before one flush', () => {
 describe('a rebuild (replay) folding the same records', () => {
   it('reaches the same states as the live projector, and writes no change records', () => {
     fc.assert(
-      fc.property(fc.array(stepArb, { minLength: 1, maxLength: 60 }), fc.array(fc.integer({ min: 0, max: 60 })), (steps, cuts) => {
-        // commands are decided live only: a rebuild finds their facts in the log instead
-        const records = recordsOf([{ device: 0, kind: 'create', key: 'a', value: 0, dt: 0 }, ...steps.filter((s) => s.kind !== 'command')]);
-        const batches = batchesOf(records, cuts);
-        const live = task();
-        for (const b of batches) live.process(b.topic, b.records, false);
-        const rebuild = new PartitionTask({ partition: 0, rebuild: true, clock: createHybridClock({ physicalNow: () => T0 + 10_000 }) });
-        const r = empty();
-        for (const b of batches) collect(r, rebuild.process(b.topic, b.records, false));
-        const r2 = rebuild.settle(true);
-        if (r2 !== undefined) collect(r, r2);
-        live.settle(true);
-        expect(r.byTopic.get(TOPICS.changes)).toBeUndefined();
-        const docs = (t: PartitionTask): Map<string, string> => new Map([...t.states()].map(([id, s]) => [id, JSON.stringify(toStateDoc(s))]));
-        expect(docs(rebuild)).toEqual(docs(live));
-      }),
+      fc.property(
+        fc.array(stepArb, { minLength: 1, maxLength: 60 }),
+        fc.array(fc.integer({ min: 0, max: 60 })),
+        (steps, cuts) => {
+          // commands are decided live only: a rebuild finds their facts in the log instead
+          const records = recordsOf([
+            { device: 0, kind: 'create', key: 'a', value: 0, dt: 0 },
+            ...steps.filter((s) => s.kind !== 'command'),
+          ]);
+          const batches = batchesOf(records, cuts);
+          const live = task();
+          for (const b of batches) live.process(b.topic, b.records, false);
+          const rebuild = new PartitionTask({
+            partition: 0,
+            rebuild: true,
+            clock: createHybridClock({ physicalNow: () => T0 + 10_000 }),
+          });
+          const r = empty();
+          for (const b of batches) collect(r, rebuild.process(b.topic, b.records, false));
+          const r2 = rebuild.settle(true);
+          if (r2 !== undefined) collect(r, r2);
+          live.settle(true);
+          expect(r.byTopic.get(TOPICS.changes)).toBeUndefined();
+          const docs = (t: PartitionTask): Map<string, string> =>
+            new Map([...t.states()].map(([id, s]) => [id, JSON.stringify(toStateDoc(s))]));
+          expect(docs(rebuild)).toEqual(docs(live));
+        },
+      ),
       { numRuns: 400 },
     );
   });

@@ -13,7 +13,10 @@ describe('mergedInputs', () => {
   it('yields runs whose concatenation is the record-by-record merge by append time, back end first on ties', async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.record({ topic: fc.constantFrom<InputTopic>('backend', 'device'), dt: fc.integer({ min: 0, max: 2 }) }), { maxLength: 80 }),
+        fc.array(
+          fc.record({ topic: fc.constantFrom<InputTopic>('backend', 'device'), dt: fc.integer({ min: 0, max: 2 }) }),
+          { maxLength: 80 },
+        ),
         fc.integer({ min: 1, max: 7 }),
         async (appends, maxBatchSize) => {
           let time = 0;
@@ -26,15 +29,22 @@ describe('mergedInputs', () => {
             time += a.dt;
             await log.append(TOPICS[a.topic], [{ key: `k${i}`, value: new Uint8Array([i]), partition: 0 }]);
           }
-          const ends = { backend: (await log.endOffsets(TOPICS.backend))[0]!, device: (await log.endOffsets(TOPICS.device))[0]! };
+          const ends = {
+            backend: (await log.endOffsets(TOPICS.backend))[0]!,
+            device: (await log.endOffsets(TOPICS.device))[0]!,
+          };
           const got: string[] = [];
           for await (const [topic, records] of mergedInputs(log, 0, ends)) {
             expect(records.length).toBeGreaterThan(0);
             for (const r of records) got.push(`${topic}:${r.offset}:${r.timestamp}`);
           }
           // the reference: one record at a time, the back end's head first unless the device's is older
-          const lists = { backend: [] as { offset: number; timestamp: number }[], device: [] as { offset: number; timestamp: number }[] };
-          for (const t of ['backend', 'device'] as const) for await (const rs of log.read(TOPICS[t], 0, { from: 0, to: ends[t] })) lists[t].push(...rs);
+          const lists = {
+            backend: [] as { offset: number; timestamp: number }[],
+            device: [] as { offset: number; timestamp: number }[],
+          };
+          for (const t of ['backend', 'device'] as const)
+            for await (const rs of log.read(TOPICS[t], 0, { from: 0, to: ends[t] })) lists[t].push(...rs);
           const want: string[] = [];
           let bi = 0;
           let di = 0;

@@ -27,7 +27,13 @@
  * dropped) with `SNAPSHOT_TOO_LARGE`. Nothing else in the batch is affected and the partition
  * keeps going.
  */
-import { decodeOutputRecord, encodeEvent, encodeOutputRecord, safeDecodeEvent, type InputOffsets } from '@twinlog/codec';
+import {
+  decodeOutputRecord,
+  encodeEvent,
+  encodeOutputRecord,
+  safeDecodeEvent,
+  type InputOffsets,
+} from '@twinlog/codec';
 import {
   advanceHorizon,
   applyEvent,
@@ -148,14 +154,23 @@ export interface TaskOptions {
    */
   readonly rebuild?: boolean;
   /** Called for every event applied, with the state right after it (audit, history). */
-  readonly onApplied?: (event: TwinEvent, state: TwinState, source: { topic: string; partition: number; offset: number; timestamp: number }) => void;
+  readonly onApplied?: (
+    event: TwinEvent,
+    state: TwinState,
+    source: { topic: string; partition: number; offset: number; timestamp: number },
+  ) => void;
 }
 
 /** The task options a projector or a replay passes on from its own options. */
-export type PassedTaskOptions = Pick<TaskOptions, 'limits' | 'maxOfflineWindowMs' | 'maxSkewMs' | 'gcMarginMs' | 'maxForwardSkewMs' | 'maxSnapshotBytes'>;
+export type PassedTaskOptions = Pick<
+  TaskOptions,
+  'limits' | 'maxOfflineWindowMs' | 'maxSkewMs' | 'gcMarginMs' | 'maxForwardSkewMs' | 'maxSnapshotBytes'
+>;
 
 /** `options` without its undefined members (the task's defaults then apply). */
-export function passedTaskOptions(options: { readonly [K in keyof PassedTaskOptions]: PassedTaskOptions[K] | undefined }): PassedTaskOptions {
+export function passedTaskOptions(options: {
+  readonly [K in keyof PassedTaskOptions]: PassedTaskOptions[K] | undefined;
+}): PassedTaskOptions {
   return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
 }
 
@@ -466,7 +481,9 @@ export class PartitionTask {
     this.stats.applied++;
     this.touched.add(e.deviceId);
     if (!this.refitting) {
-      this.batch.get(e.deviceId)!.ops.push({ kind: 'event', events: [e], source, applied: 1, rejected: 0, rejection: undefined });
+      this.batch
+        .get(e.deviceId)!
+        .ops.push({ kind: 'event', events: [e], source, applied: 1, rejected: 0, rejection: undefined });
       this.onApplied?.(e, state, source);
     }
     if (e.section === 'create' && !this.refitting) {
@@ -485,7 +502,13 @@ export class PartitionTask {
         v: 1,
         deviceId: e.deviceId,
         opType:
-          e.section === 'create' ? 'createDeviceIdentity' : e.section === 'delete' ? 'deleteDeviceIdentity' : e.op === 'replace' ? 'replaceTwin' : 'updateTwin',
+          e.section === 'create'
+            ? 'createDeviceIdentity'
+            : e.section === 'delete'
+              ? 'deleteDeviceIdentity'
+              : e.op === 'replace'
+                ? 'replaceTwin'
+                : 'updateTwin',
         id: e.id,
         section: e.section,
         actor: e.actor,
@@ -509,7 +532,13 @@ export class PartitionTask {
       const next = batch[j]!;
       if (next.value === null || next.key !== first.deviceId) break;
       const d = safeDecodeEvent(next.value);
-      if (!d.ok || d.value.corr !== first.corr || d.value.cond === undefined || !validateEvent(d.value, { limits: this.limits }).ok) break;
+      if (
+        !d.ok ||
+        d.value.corr !== first.corr ||
+        d.value.cond === undefined ||
+        !validateEvent(d.value, { limits: this.limits }).ok
+      )
+        break;
       unit.push(d.value);
       j++;
     }
@@ -546,7 +575,10 @@ export class PartitionTask {
     const first = unit[0]!;
     const source = { topic: op.source.topic, partition: op.source.partition, offset: op.source.offset };
     const befores = unit.map((c) => (isSection(c.section) ? sectionView(state, c.section) : {}));
-    const { decision, facts, replayed, duplicateOf } = decideCommands(state, unit, { clock: this.clock, limits: this.limits });
+    const { decision, facts, replayed, duplicateOf } = decideCommands(state, unit, {
+      clock: this.clock,
+      limits: this.limits,
+    });
     this.touched.add(first.deviceId);
     op.applied = 0;
     op.rejected = 0;
@@ -616,7 +648,12 @@ export class PartitionTask {
     this.ready = [];
     for (const { record, event } of ready) {
       const entry = this.devices.get(event.deviceId);
-      const source = { topic: TOPICS.device, partition: record.partition, offset: record.offset, timestamp: record.timestamp };
+      const source = {
+        topic: TOPICS.device,
+        partition: record.partition,
+        offset: record.offset,
+        timestamp: record.timestamp,
+      };
       if (entry !== undefined && twinExists(entry.state)) {
         const state = entry.state;
         this.begin(event.deviceId, entry);
@@ -644,7 +681,12 @@ export class PartitionTask {
     this.rejectedByCode[code] = (this.rejectedByCode[code] ?? 0) + n;
   }
 
-  private reject(e: TwinEvent, code: TwinlogErrorCode, message: string, source: { readonly topic: string; readonly partition: number; readonly offset: number }): void {
+  private reject(
+    e: TwinEvent,
+    code: TwinlogErrorCode,
+    message: string,
+    source: { readonly topic: string; readonly partition: number; readonly offset: number },
+  ): void {
     this.stats.rejected++;
     this.countRejection(code, 1);
     this.rejections.push({
@@ -681,7 +723,8 @@ export class PartitionTask {
   /** The committed positions: parked device records hold the device offset back. */
   private committedPositions(): InputOffsets {
     let device = this.positions.device;
-    for (const waiting of this.parked.values()) for (const { record } of waiting) device = Math.min(device, record.offset);
+    for (const waiting of this.parked.values())
+      for (const { record } of waiting) device = Math.min(device, record.offset);
     for (const { record } of this.ready) device = Math.min(device, record.offset);
     return { backend: this.positions.backend, device };
   }
@@ -700,7 +743,9 @@ export class PartitionTask {
 
   /** The state an entry returns to: its last written snapshot's, or an empty one. */
   private lastGoodState(deviceId: string, snapshot: Uint8Array | undefined): TwinState {
-    return snapshot === undefined ? createTwinState(deviceId) : fromStateDoc(decodeOutputRecord(snapshot, 'snapshot').state);
+    return snapshot === undefined
+      ? createTwinState(deviceId)
+      : fromStateDoc(decodeOutputRecord(snapshot, 'snapshot').state);
   }
 
   /**

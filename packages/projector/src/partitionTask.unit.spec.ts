@@ -27,7 +27,13 @@ const T0 = Date.UTC(2026, 10, 1);
 function fixture() {
   let seq = 0;
   const offsets = { backend: 0, device: 0 };
-  const event = (deviceId: string, section: EventKind, patch: Patch, wall: number, extra: { cond?: Condition; corr?: string } = {}): TwinEvent => ({
+  const event = (
+    deviceId: string,
+    section: EventKind,
+    patch: Patch,
+    wall: number,
+    extra: { cond?: Condition; corr?: string } = {},
+  ): TwinEvent => ({
     v: 1,
     id: { writer: 'w1', seq: ++seq },
     deviceId,
@@ -40,17 +46,34 @@ function fixture() {
   });
   const record = (e: TwinEvent, timestamp: number): LogRecord => {
     const topic: InputTopic = e.section === 'reported' ? 'device' : 'backend';
-    return { topic: topic === 'backend' ? TOPICS.backend : TOPICS.device, partition: 0, offset: offsets[topic]++, key: e.deviceId, value: encodeEvent(e), timestamp, headers: {} };
+    return {
+      topic: topic === 'backend' ? TOPICS.backend : TOPICS.device,
+      partition: 0,
+      offset: offsets[topic]++,
+      key: e.deviceId,
+      value: encodeEvent(e),
+      timestamp,
+      headers: {},
+    };
   };
   return { event, record };
 }
 
 function records(out: TaskOutput, topic: string): LogRecord[] {
   const found = out.appends.find((a) => a.topic === topic);
-  return (found?.records ?? []).map((r, offset) => ({ topic, partition: 0, offset, key: r.key, value: r.value, timestamp: 0, headers: {} }));
+  return (found?.records ?? []).map((r, offset) => ({
+    topic,
+    partition: 0,
+    offset,
+    key: r.key,
+    value: r.value,
+    timestamp: 0,
+    headers: {},
+  }));
 }
 
-const rejections = (out: TaskOutput) => records(out, TOPICS.rejections).map((r) => decodeOutputRecord(r.value!, 'rejection'));
+const rejections = (out: TaskOutput) =>
+  records(out, TOPICS.rejections).map((r) => decodeOutputRecord(r.value!, 'rejection'));
 const changes = (out: TaskOutput) => records(out, TOPICS.changes).map((r) => decodeOutputRecord(r.value!, 'change'));
 const snapshots = (out: TaskOutput) =>
   new Map(
@@ -101,7 +124,10 @@ describe('the GC horizon in the projector', () => {
     inputs.push(['backend', [record(event('d1', 'create', {}, T0), T0)]]);
     for (let i = 1; i <= 200; i++) {
       const at = T0 + i * 700;
-      const e = i % 5 === 0 ? event('d1', 'desired', { [`k${i % 7}`]: i, gone: i % 2 === 0 ? null : 1 }, at) : event('d1', 'reported', { temp: i, [`x${i % 3}`]: i % 4 === 0 ? null : i }, at);
+      const e =
+        i % 5 === 0
+          ? event('d1', 'desired', { [`k${i % 7}`]: i, gone: i % 2 === 0 ? null : 1 }, at)
+          : event('d1', 'reported', { temp: i, [`x${i % 3}`]: i % 4 === 0 ? null : i }, at);
       inputs.push([e.section === 'reported' ? 'device' : 'backend', [record(e, at)]]);
     }
     let last: Uint8Array | undefined;
@@ -128,12 +154,21 @@ describe('the record-size guard', () => {
     const tooBig = event('d1', 'desired', { blob2: 'y'.repeat(3_000) }, T0 + 3);
     const other = event('d2', 'desired', { blob2: 'y'.repeat(3_000) }, T0 + 4);
     const after = event('d1', 'desired', { b: 2 }, T0 + 5);
-    const out = t.process('backend', [small, big, tooBig, other, after].map((e) => record(e, T0 + 10)), true);
+    const out = t.process(
+      'backend',
+      [small, big, tooBig, other, after].map((e) => record(e, T0 + 10)),
+      true,
+    );
 
     expect(out.stats).toMatchObject({ applied: 4, rejected: 1 });
     expect(out.rejectedByCode).toEqual({ SNAPSHOT_TOO_LARGE: 1 });
     const [rejection] = rejections(out);
-    expect(rejection).toMatchObject({ code: 'SNAPSHOT_TOO_LARGE', deviceId: 'd1', id: tooBig.id, source: { topic: TOPICS.backend, offset: 4 } });
+    expect(rejection).toMatchObject({
+      code: 'SNAPSHOT_TOO_LARGE',
+      deviceId: 'd1',
+      id: tooBig.id,
+      source: { topic: TOPICS.backend, offset: 4 },
+    });
     expect(rejection!.message).toMatch(/over the log's record limit of 4096 bytes/);
     // the twin has every event but the refused one, with versions that never counted it
     const desired = renderTwin(t.stateOf('d1')!).properties.desired;
@@ -143,7 +178,11 @@ describe('the record-size guard', () => {
     const d1Changes = changes(out).filter((c) => c.deviceId === 'd1');
     expect(d1Changes.map((c) => c.id.seq)).toEqual([small.id.seq, big.id.seq, after.id.seq]);
     expect(d1Changes.map((c) => c.desiredVersion)).toEqual([2, 3, 4]);
-    expect(changes(out).filter((c) => c.deviceId === 'd2').map((c) => c.id.seq)).toEqual([other.id.seq]);
+    expect(
+      changes(out)
+        .filter((c) => c.deviceId === 'd2')
+        .map((c) => c.id.seq),
+    ).toEqual([other.id.seq]);
     // both snapshots are written and fit
     const snaps = snapshots(out);
     for (const id of ['d1', 'd2']) expect(snaps.get(id)!.bytes.length).toBeLessThanOrEqual(LIMIT);
@@ -165,7 +204,14 @@ describe('the record-size guard', () => {
   it('refuses a command whose fact would make the snapshot too large: no fact appended, the next command decided against the last good state', () => {
     const { event, record } = fixture();
     const t = task({ maxSnapshotBytes: LIMIT });
-    t.process('backend', [record(event('d1', 'create', {}, T0), T0), record(event('d1', 'desired', { blob: 'x'.repeat(3_000) }, T0 + 1), T0)], true);
+    t.process(
+      'backend',
+      [
+        record(event('d1', 'create', {}, T0), T0),
+        record(event('d1', 'desired', { blob: 'x'.repeat(3_000) }, T0 + 1), T0),
+      ],
+      true,
+    );
     const cmd = event('d1', 'desired', { blob2: 'y'.repeat(3_000) }, T0 + 2, { cond: { ifMatch: '*' }, corr: 'c1' });
     const next = event('d1', 'desired', { ok: true }, T0 + 3, { cond: { ifMatch: '*' }, corr: 'c2' });
     const out = t.process('backend', [record(cmd, T0 + 10), record(next, T0 + 10)], true);
@@ -183,7 +229,9 @@ describe('the record-size guard', () => {
     const { event, record } = fixture();
     const inputs = [
       record(event('d1', 'create', {}, T0), T0),
-      ...[1, 2, 3, 4, 5, 6].map((i) => record(event('d1', 'desired', { [`blob${i % 4}`]: String(i).repeat(2_000), n: i }, T0 + i), T0 + i)),
+      ...[1, 2, 3, 4, 5, 6].map((i) =>
+        record(event('d1', 'desired', { [`blob${i % 4}`]: String(i).repeat(2_000), n: i }, T0 + i), T0 + i),
+      ),
     ];
     const live = task({ maxSnapshotBytes: LIMIT });
     const out = live.process('backend', inputs, true);
@@ -197,13 +245,26 @@ describe('the record-size guard', () => {
     const { event, record } = fixture();
     const before = task();
     const outs = [
-      before.process('backend', [record(event('d1', 'create', {}, T0), T0), record(event('d2', 'create', {}, T0), T0)], true),
-      before.process('backend', [record(event('d1', 'desired', { a: 'x'.repeat(3_000), b: 'y'.repeat(3_000) }, T0 + 1), T0 + 1)], true),
+      before.process(
+        'backend',
+        [record(event('d1', 'create', {}, T0), T0), record(event('d2', 'create', {}, T0), T0)],
+        true,
+      ),
+      before.process(
+        'backend',
+        [record(event('d1', 'desired', { a: 'x'.repeat(3_000), b: 'y'.repeat(3_000) }, T0 + 1), T0 + 1)],
+        true,
+      ),
     ];
     const log = createInMemoryLog({ now: () => T0 + 2 });
     await ensureTwinTopics(log, 1);
-    for (const out of outs) for (const a of out.appends) if (a.topic === TOPICS.snapshots) await log.append(TOPICS.snapshots, a.records);
-    const lowered = await PartitionTask.restore(log, { partition: 0, clock: createHybridClock({ physicalNow: () => T0 }), maxSnapshotBytes: LIMIT });
+    for (const out of outs)
+      for (const a of out.appends) if (a.topic === TOPICS.snapshots) await log.append(TOPICS.snapshots, a.records);
+    const lowered = await PartitionTask.restore(log, {
+      partition: 0,
+      clock: createHybridClock({ physicalNow: () => T0 }),
+      maxSnapshotBytes: LIMIT,
+    });
     const tiny = event('d1', 'desired', { c: 1 }, T0 + 3);
     const other = event('d2', 'desired', { c: 1 }, T0 + 3);
     const out2 = lowered.process('backend', [record(tiny, T0 + 3), record(other, T0 + 3)], true);
@@ -217,7 +278,11 @@ describe('the record-size guard', () => {
     const { event, record } = fixture();
     const t = task();
     t.process('backend', [record(event('d1', 'create', {}, T0), T0)], true);
-    const out = t.process('backend', [record(event('d1', 'desired', { blob: 'x'.repeat(3_000), blob2: 'y'.repeat(3_000) }, T0 + 1), T0 + 1)], true);
+    const out = t.process(
+      'backend',
+      [record(event('d1', 'desired', { blob: 'x'.repeat(3_000), blob2: 'y'.repeat(3_000) }, T0 + 1), T0 + 1)],
+      true,
+    );
     expect(out.stats).toMatchObject({ applied: 1, rejected: 0 });
     expect(out.rejectedByCode).toEqual({});
   });

@@ -20,7 +20,13 @@ import {
   type TwinLimits,
   type TwinState,
 } from '@twinlog/core';
-import { emptyStats, PartitionTask, passedTaskOptions, type BatchStats, type PassedTaskOptions } from './partitionTask.ts';
+import {
+  emptyStats,
+  PartitionTask,
+  passedTaskOptions,
+  type BatchStats,
+  type PassedTaskOptions,
+} from './partitionTask.ts';
 import { CHECKPOINT_KEY, TOPICS, type InputTopic } from './topics.ts';
 
 export interface ReplayOptions {
@@ -46,7 +52,11 @@ export interface ReplayOptions {
   /** Progress after each chunk: records read so far and the total to read. */
   readonly onProgress?: (progress: { readonly read: number; readonly total: number }) => void;
   /** Called for every applied event with the state right after it. */
-  readonly onApplied?: (event: TwinEvent, state: TwinState, source: { topic: string; partition: number; offset: number; timestamp: number }) => void;
+  readonly onApplied?: (
+    event: TwinEvent,
+    state: TwinState,
+    source: { topic: string; partition: number; offset: number; timestamp: number },
+  ) => void;
   /**
    * Fold the partitions in up to this many worker threads (default 0: in this thread, one partition
    * after another). Needs `workerLog`; ignored with `deviceId` or `onApplied`, which need this thread.
@@ -82,7 +92,11 @@ export interface ReplayResult {
  * is consecutive records of one topic, the longest that the merge order allows (one await per run,
  * not per record).
  */
-export async function* mergedInputs(log: Log, partition: number, ends: { backend: number; device: number }): AsyncGenerator<readonly [InputTopic, readonly LogRecord[]]> {
+export async function* mergedInputs(
+  log: Log,
+  partition: number,
+  ends: { backend: number; device: number },
+): AsyncGenerator<readonly [InputTopic, readonly LogRecord[]]> {
   const iterators = {
     backend: log.read(TOPICS.backend, partition, { from: 0, to: ends.backend })[Symbol.asyncIterator](),
     device: log.read(TOPICS.device, partition, { from: 0, to: ends.device })[Symbol.asyncIterator](),
@@ -112,7 +126,12 @@ export async function* mergedInputs(log: Log, partition: number, ends: { backend
     const start = heads[topic];
     let end = start + 1;
     // back-end records go first on ties, device records only strictly before the back-end head
-    while (end < list.length && (other === undefined || (topic === 'backend' ? list[end]!.timestamp <= other.timestamp : list[end]!.timestamp < other.timestamp))) end++;
+    while (
+      end < list.length &&
+      (other === undefined ||
+        (topic === 'backend' ? list[end]!.timestamp <= other.timestamp : list[end]!.timestamp < other.timestamp))
+    )
+      end++;
     heads[topic] = end;
     yield [topic, start === 0 && end === list.length ? list : list.slice(start, end)];
   }
@@ -164,12 +183,21 @@ export async function replayPartition({
   readonly onApplied?: ReplayOptions['onApplied'];
   readonly onRead?: (records: number) => void;
 }): Promise<PartitionReplay & { readonly task: PartitionTask }> {
-  const task = new PartitionTask({ partition, clock, rebuild: true, ...options, ...(onApplied === undefined ? {} : { onApplied }) });
+  const task = new PartitionTask({
+    partition,
+    clock,
+    rebuild: true,
+    ...options,
+    ...(onApplied === undefined ? {} : { onApplied }),
+  });
   const stats: BatchStats = emptyStats();
   const add = (s: BatchStats): void => {
     for (const k of Object.keys(stats) as (keyof BatchStats)[]) stats[k] += s[k];
   };
-  const range = { backend: { first: null as number | null, last: null as number | null }, device: { first: null as number | null, last: null as number | null } };
+  const range = {
+    backend: { first: null as number | null, last: null as number | null },
+    device: { first: null as number | null, last: null as number | null },
+  };
   let read = 0;
   let unreported = 0;
   let run: LogRecord[] = [];
@@ -217,13 +245,26 @@ export function rebuildRecords(task: PartitionTask, range: PartitionRange, ends:
     records.push({
       key: id,
       partition: task.partition,
-      value: encodeOutputRecord({ kind: 'snapshot', v: 1, deviceId: id, state: toStateDoc(state), exists: twinExists(state), version: twinVersion(state), offsets }),
+      value: encodeOutputRecord({
+        kind: 'snapshot',
+        v: 1,
+        deviceId: id,
+        state: toStateDoc(state),
+        exists: twinExists(state),
+        version: twinVersion(state),
+        offsets,
+      }),
     });
   }
   records.push({
     key: CHECKPOINT_KEY,
     partition: task.partition,
-    value: encodeOutputRecord({ kind: 'checkpoint', v: 1, partition: task.partition, offsets: { backend: ends.backend, device: ends.device } }),
+    value: encodeOutputRecord({
+      kind: 'checkpoint',
+      v: 1,
+      partition: task.partition,
+      offsets: { backend: ends.backend, device: ends.device },
+    }),
   });
   return records;
 }
@@ -242,31 +283,75 @@ export function rebuildRecords(task: PartitionTask, range: PartitionRange, ends:
  */
 export async function replay(options: ReplayOptions): Promise<ReplayResult> {
   const { log, until, deviceId, into, onProgress, onApplied, workers = 0, workerLog, keepStates = true } = options;
-  if (!(Number.isSafeInteger(workers) && workers >= 0)) throw new RangeError(`workers must be a non-negative integer, got ${workers}`);
+  if (!(Number.isSafeInteger(workers) && workers >= 0))
+    throw new RangeError(`workers must be a non-negative integer, got ${workers}`);
   const [backendEnds, deviceEnds] = await Promise.all([log.endOffsets(TOPICS.backend), log.endOffsets(TOPICS.device)]);
-  const partitions = deviceId === undefined ? backendEnds.map((_, p) => p) : [partitionFor(deviceId, backendEnds.length)];
+  const partitions =
+    deviceId === undefined ? backendEnds.map((_, p) => p) : [partitionFor(deviceId, backendEnds.length)];
   const endsOf = (p: number): PartitionEnds => ({ backend: backendEnds[p] ?? 0, device: deviceEnds[p] ?? 0 });
   const total = partitions.reduce((n, p) => n + endsOf(p).backend + endsOf(p).device, 0);
   const { limits, maxOfflineWindowMs, maxSkewMs, gcMarginMs, maxForwardSkewMs, maxSnapshotBytes } = options;
-  const taskOptions = passedTaskOptions({ limits, maxOfflineWindowMs, maxSkewMs, gcMarginMs, maxForwardSkewMs, maxSnapshotBytes });
+  const taskOptions = passedTaskOptions({
+    limits,
+    maxOfflineWindowMs,
+    maxSkewMs,
+    gcMarginMs,
+    maxForwardSkewMs,
+    maxSnapshotBytes,
+  });
   let read = 0;
   const onRead = (n: number): void => {
     read += n;
     onProgress?.({ read, total });
   };
-  const results: (PartitionReplay & { states: Iterable<readonly [string, TwinState]>; twins: number; records?: readonly AppendRecord[] })[] = [];
-  if (workers > 0 && workerLog !== undefined && deviceId === undefined && onApplied === undefined && partitions.length > 1) {
+  const results: (PartitionReplay & {
+    states: Iterable<readonly [string, TwinState]>;
+    twins: number;
+    records?: readonly AppendRecord[];
+  })[] = [];
+  if (
+    workers > 0 &&
+    workerLog !== undefined &&
+    deviceId === undefined &&
+    onApplied === undefined &&
+    partitions.length > 1
+  ) {
     const { replayInWorkers } = await import('./workers/replayInWorkers.ts');
     results.push(
-      ...(await replayInWorkers({ workers: Math.min(workers, partitions.length), workerLog, partitions, endsOf, until, options: taskOptions, into: into !== undefined, keepStates, onRead })),
+      ...(await replayInWorkers({
+        workers: Math.min(workers, partitions.length),
+        workerLog,
+        partitions,
+        endsOf,
+        until,
+        options: taskOptions,
+        into: into !== undefined,
+        keepStates,
+        onRead,
+      })),
     );
   } else {
     const clock = createHybridClock({ physicalNow: () => 0 });
     for (const partition of partitions) {
-      const r = await replayPartition({ log, partition, ends: endsOf(partition), until, deviceId, options: taskOptions, clock, onApplied, onRead });
+      const r = await replayPartition({
+        log,
+        partition,
+        ends: endsOf(partition),
+        until,
+        deviceId,
+        options: taskOptions,
+        clock,
+        onApplied,
+        onRead,
+      });
       let twins = 0;
       for (const [id] of r.task.states()) if (deviceId === undefined || id === deviceId) twins++;
-      results.push({ ...r, states: keepStates ? r.task.states() : [], twins, ...(into === undefined ? {} : { records: rebuildRecords(r.task, r.range, endsOf(partition)) }) });
+      results.push({
+        ...r,
+        states: keepStates ? r.task.states() : [],
+        twins,
+        ...(into === undefined ? {} : { records: rebuildRecords(r.task, r.range, endsOf(partition)) }),
+      });
     }
   }
   const states = new Map<string, TwinState>();
@@ -276,7 +361,9 @@ export async function replay(options: ReplayOptions): Promise<ReplayResult> {
     devices += r.twins;
     for (const k of Object.keys(stats) as (keyof BatchStats)[]) stats[k] += r.stats[k];
     for (const [id, state] of r.states) if (deviceId === undefined || id === deviceId) states.set(id, state);
-    if (into !== undefined) for (let i = 0; i < r.records!.length; i += 1000) await into.append(TOPICS.snapshots, r.records!.slice(i, i + 1000));
+    if (into !== undefined)
+      for (let i = 0; i < r.records!.length; i += 1000)
+        await into.append(TOPICS.snapshots, r.records!.slice(i, i + 1000));
   }
   return { states, counts: { ...stats, records: read, devices }, partitions: results.map((r) => r.range) };
 }

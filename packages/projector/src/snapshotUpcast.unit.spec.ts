@@ -53,8 +53,21 @@ function foldFresh(f: Fixture, more: readonly TwinEvent[] = []): TwinState {
 /** Later events of every kind, stamped after everything in the fixtures. */
 function later(): TwinEvent[] {
   const wall = Date.UTC(2026, 10, 21);
-  const ev = (writer: string, seq: number, section: TwinEvent['section'], patch: TwinEvent['patch'], dt: number): TwinEvent => ({
-    v: 1, id: { writer, seq }, deviceId: 'fixture-dev', section, op: 'merge', patch, stamp: { wall: wall + dt, counter: 0 }, actor: writer,
+  const ev = (
+    writer: string,
+    seq: number,
+    section: TwinEvent['section'],
+    patch: TwinEvent['patch'],
+    dt: number,
+  ): TwinEvent => ({
+    v: 1,
+    id: { writer, seq },
+    deviceId: 'fixture-dev',
+    section,
+    op: 'merge',
+    patch,
+    stamp: { wall: wall + dt, counter: 0 },
+    actor: writer,
   });
   return [
     ev('gw-mqtt-9z', 1, 'reported', { battery: 7, temp: null }, 10),
@@ -74,8 +87,11 @@ describe('v2 snapshots upcast to the compact state', () => {
     const restored = restore(f);
     for (const e of later()) expect(applyEvent(restored, e)).toBe('APPLIED');
     const fresh = foldFresh(f, later());
-    expect(canonicalJson(renderTwin(restored, { actors: true }))).toBe(canonicalJson(renderTwin(fresh, { actors: true })));
-    for (const section of ['tags', 'desired', 'reported'] as const) expect(sectionVersion(restored, section)).toBe(sectionVersion(fresh, section));
+    expect(canonicalJson(renderTwin(restored, { actors: true }))).toBe(
+      canonicalJson(renderTwin(fresh, { actors: true })),
+    );
+    for (const section of ['tags', 'desired', 'reported'] as const)
+      expect(sectionVersion(restored, section)).toBe(sectionVersion(fresh, section));
   });
 
   it.each(fixtures)('%s: redelivered events of the v2 history are duplicates, not applied twice', (_name, f) => {

@@ -54,7 +54,15 @@ export interface PartitionStage<T> {
  * const stage = await startPartitionStage({ log, group, topics: [TOPICS.snapshots], restore, eachBatch })
  * await stage.stop()
  */
-export async function startPartitionStage<T>({ log, group, topics, restore, eachBatch, release, concurrency }: PartitionStageOptions<T>): Promise<PartitionStage<T>> {
+export async function startPartitionStage<T>({
+  log,
+  group,
+  topics,
+  restore,
+  eachBatch,
+  release,
+  concurrency,
+}: PartitionStageOptions<T>): Promise<PartitionStage<T>> {
   const tasks = new Map<number, T>();
   const queues = new Map<number, Promise<void>>();
   let fail: (e: unknown) => void = () => {};
@@ -80,7 +88,10 @@ export async function startPartitionStage<T>({ log, group, topics, restore, each
         throw e;
       }
     });
-    queues.set(partition, next.catch(() => {}));
+    queues.set(
+      partition,
+      next.catch(() => {}),
+    );
     return next;
   };
 
@@ -94,7 +105,8 @@ export async function startPartitionStage<T>({ log, group, topics, restore, each
     onRevoke: async (partitions) => {
       for (const partition of partitions) {
         const task = tasks.get(partition);
-        if (release !== undefined && task !== undefined) await serial(partition, task, () => release(task)).catch(() => {});
+        if (release !== undefined && task !== undefined)
+          await serial(partition, task, () => release(task)).catch(() => {});
         await queues.get(partition);
         tasks.delete(partition);
       }
@@ -122,9 +134,17 @@ export async function startPartitionStage<T>({ log, group, topics, restore, each
     status() {
       const sub = subscription.status?.();
       // restored partitions; with a log that reports them, those announced once all of a rebalance's restores ended
-      const partitions = sub?.partitions !== undefined ? sub.partitions.filter((p) => tasks.has(p)) : [...tasks.keys()].sort((x, y) => x - y);
+      const partitions =
+        sub?.partitions !== undefined
+          ? sub.partitions.filter((p) => tasks.has(p))
+          : [...tasks.keys()].sort((x, y) => x - y);
       if (sub === undefined) return { partitions };
-      return { partitions, fetching: sub.fetching ?? true, ...(sub.standby === true ? { standby: true } : {}), ...(sub.reason === undefined ? {} : { reason: sub.reason }) };
+      return {
+        partitions,
+        fetching: sub.fetching ?? true,
+        ...(sub.standby === true ? { standby: true } : {}),
+        ...(sub.reason === undefined ? {} : { reason: sub.reason }),
+      };
     },
     get failed() {
       return failed;

@@ -16,7 +16,12 @@ describe('startProjector onBatch timings', () => {
     stops.push(() => log.close());
     await ensureTwinTopics(log, 2);
     const batches: { stats: BatchStats; detail: BatchDetail }[] = [];
-    const projector = await startProjector({ log, physicalNow: () => Date.now(), settleIntervalMs: 50, onBatch: (_p, stats, detail) => batches.push({ stats, detail }) });
+    const projector = await startProjector({
+      log,
+      physicalNow: () => Date.now(),
+      settleIntervalMs: 50,
+      onBatch: (_p, stats, detail) => batches.push({ stats, detail }),
+    });
     stops.push(() => projector.stop());
     const producer = createTestProducer(log);
     const devices = ['t1', 't2', 't3', 't4'];

@@ -23,7 +23,13 @@ import {
   type StageState,
   type TwinLimits,
 } from '@twinlog/core';
-import { PartitionTask, passedTaskOptions, type BatchStats, type TaskOptions, type TaskOutput } from './partitionTask.ts';
+import {
+  PartitionTask,
+  passedTaskOptions,
+  type BatchStats,
+  type TaskOptions,
+  type TaskOutput,
+} from './partitionTask.ts';
 import { supervisePartitionStage } from './supervisePartitionStage.ts';
 import { startPartitionStage, type PartitionStage } from './startPartitionStage.ts';
 import { TOPICS, type InputTopic } from './topics.ts';
@@ -155,11 +161,19 @@ export async function startProjector({
   workers = 0,
 }: ProjectorOptions): Promise<Projector> {
   const clock = createHybridClock({ physicalNow });
-  const passed = passedTaskOptions({ limits, maxOfflineWindowMs, maxSkewMs, gcMarginMs, maxForwardSkewMs, maxSnapshotBytes });
+  const passed = passedTaskOptions({
+    limits,
+    maxOfflineWindowMs,
+    maxSkewMs,
+    gcMarginMs,
+    maxForwardSkewMs,
+    maxSnapshotBytes,
+  });
   const taskOptions = (partition: number): TaskOptions => ({ partition, clock, ...passed });
   new PartitionTask(taskOptions(0)); // option errors surface here, not at the first assignment
   const pool = workers === 0 ? undefined : createWorkerPool(workers);
-  if (!(maxUncommittedRecords >= 1) || !(maxUncommittedMs >= 0)) throw new RangeError('maxUncommittedRecords must be ≥ 1 and maxUncommittedMs ≥ 0');
+  if (!(maxUncommittedRecords >= 1) || !(maxUncommittedMs >= 0))
+    throw new RangeError('maxUncommittedRecords must be ≥ 1 and maxUncommittedMs ≥ 0');
   /** When each task's pending (folded, uncommitted) output began. */
   const pendingSince = new WeakMap<ProjectorTask, number>();
   /**
@@ -169,7 +183,10 @@ export async function startProjector({
   const folded = new WeakMap<ProjectorTask, { records: number; ms: number }>();
 
   /** Produce the task's output (`flush` or `settle`) and commit it, timing both. */
-  const produceAndCommit = async (task: ProjectorTask, produce: () => TaskOutput | undefined | Promise<TaskOutput | undefined>): Promise<void> => {
+  const produceAndCommit = async (
+    task: ProjectorTask,
+    produce: () => TaskOutput | undefined | Promise<TaskOutput | undefined>,
+  ): Promise<void> => {
     const started = performance.now();
     const out = await produce();
     if (out === undefined) return;
@@ -190,7 +207,13 @@ export async function startProjector({
     const commitMs = performance.now() - started;
     const f = folded.get(task);
     folded.delete(task);
-    onBatch?.(task.partition, out.stats, { rejectedByCode: out.rejectedByCode, records: f?.records ?? 0, foldMs: f?.ms ?? 0, encodeMs, commitMs });
+    onBatch?.(task.partition, out.stats, {
+      rejectedByCode: out.rejectedByCode,
+      records: f?.records ?? 0,
+      foldMs: f?.ms ?? 0,
+      encodeMs,
+      commitMs,
+    });
   };
 
   /** Whether `twin.backend` of the task's partition is consumed to its end (false when unknown). */
@@ -209,7 +232,8 @@ export async function startProjector({
       group,
       topics: [TOPICS.backend, TOPICS.device],
       concurrency,
-      restore: (partition): Promise<ProjectorTask> => (pool === undefined ? PartitionTask.restore(log, taskOptions(partition)) : pool.open(log, partition, passed)),
+      restore: (partition): Promise<ProjectorTask> =>
+        pool === undefined ? PartitionTask.restore(log, taskOptions(partition)) : pool.open(log, partition, passed),
       eachBatch: async (task, { topic, records, lag }) => {
         const input: InputTopic = topic === TOPICS.backend ? 'backend' : 'device';
         if (task.pending === 0) pendingSince.set(task, physicalNow());
@@ -223,7 +247,11 @@ export async function startProjector({
           f.ms += foldMs;
         }
         const backlog = lag !== undefined && lag >= BACKLOG_LAG;
-        if (!backlog || task.pending >= maxUncommittedRecords || physicalNow() - (pendingSince.get(task) ?? 0) >= maxUncommittedMs) {
+        if (
+          !backlog ||
+          task.pending >= maxUncommittedRecords ||
+          physicalNow() - (pendingSince.get(task) ?? 0) >= maxUncommittedMs
+        ) {
           await produceAndCommit(task, () => task.flush());
         }
         if (task.hasParked && (await backendCaughtUp(task))) {
@@ -238,7 +266,11 @@ export async function startProjector({
     });
 
   let stage = await startStage(); // the first run's errors (no topic, …) are the caller's
-  const supervision = supervisePartitionStage(stage, startStage, (next) => (stage = next), { name, restart, onStateChange });
+  const supervision = supervisePartitionStage(stage, startStage, (next) => (stage = next), {
+    name,
+    restart,
+    onStateChange,
+  });
   const done = supervision.done;
 
   const settling = new Set<number>();

@@ -19,12 +19,27 @@ export function supervisePartitionStage<T>(
   first: PartitionStage<T>,
   startStage: () => Promise<PartitionStage<T>>,
   onStage: (stage: PartitionStage<T>) => void,
-  { name, restart, onStateChange }: { name: string; restart: BackoffOptions | false; onStateChange: ((health: StageHealth, previous: StageState) => void) | undefined },
+  {
+    name,
+    restart,
+    onStateChange,
+  }: {
+    name: string;
+    restart: BackoffOptions | false;
+    onStateChange: ((health: StageHealth, previous: StageState) => void) | undefined;
+  },
 ): PartitionStageSupervision {
   if (restart === false) {
     return {
       done: first.done,
-      health: () => ({ stage: name, state: first.failed ? 'stopped' : 'consuming', reason: undefined, since: 0, partitions: first.status().partitions, restarts: 0 }),
+      health: () => ({
+        stage: name,
+        state: first.failed ? 'stopped' : 'consuming',
+        reason: undefined,
+        since: 0,
+        partitions: first.status().partitions,
+        restarts: 0,
+      }),
       stop: () => first.stop(),
     };
   }

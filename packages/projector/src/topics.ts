@@ -31,7 +31,10 @@ export interface TopicRetention {
  * Kafka does not set by default (`retention.bytes=-1`) but a log on one machine's disk needs.
  * The feeds are derived from the inputs, which are kept. See docs/storage.md.
  */
-export const DEFAULT_OUTPUT_RETENTION: TopicRetention = Object.freeze({ retentionMs: 7 * 24 * 60 * 60 * 1000, retentionBytes: 256 * 1024 * 1024 });
+export const DEFAULT_OUTPUT_RETENTION: TopicRetention = Object.freeze({
+  retentionMs: 7 * 24 * 60 * 60 * 1000,
+  retentionBytes: 256 * 1024 * 1024,
+});
 
 /** Options of {@link twinTopicSpecs}. */
 export interface TwinTopicOptions {
@@ -46,7 +49,10 @@ export interface TwinTopicOptions {
  * `inputRetention` says otherwise), `twin.snapshots` and `twin.deltas` compacted (latest per
  * device, so bounded by the fleet, not by time), the feeds retained by time and size.
  */
-export function twinTopicSpecs(partitions = DEFAULT_PARTITIONS, { outputRetention = DEFAULT_OUTPUT_RETENTION, inputRetention = {} }: TwinTopicOptions = {}): TopicSpec[] {
+export function twinTopicSpecs(
+  partitions = DEFAULT_PARTITIONS,
+  { outputRetention = DEFAULT_OUTPUT_RETENTION, inputRetention = {} }: TwinTopicOptions = {},
+): TopicSpec[] {
   return [
     { name: TOPICS.backend, partitions, ...inputRetention },
     { name: TOPICS.device, partitions, ...inputRetention },
@@ -58,6 +64,10 @@ export function twinTopicSpecs(partitions = DEFAULT_PARTITIONS, { outputRetentio
   ];
 }
 
-export async function ensureTwinTopics(log: Log, partitions = DEFAULT_PARTITIONS, options: TwinTopicOptions = {}): Promise<void> {
+export async function ensureTwinTopics(
+  log: Log,
+  partitions = DEFAULT_PARTITIONS,
+  options: TwinTopicOptions = {},
+): Promise<void> {
   await log.ensureTopics(twinTopicSpecs(partitions, options));
 }

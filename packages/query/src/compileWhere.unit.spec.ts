@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { compileWhere } from './compileWhere.ts';
 import { parseQuery } from './parseQuery.ts';
 
-const keep = (where: string): ((t: object) => boolean) => compileWhere(parseQuery(`SELECT * FROM devices WHERE ${where}`));
+const keep = (where: string): ((t: object) => boolean) =>
+  compileWhere(parseQuery(`SELECT * FROM devices WHERE ${where}`));
 
 describe('compileWhere', () => {
   it.each([

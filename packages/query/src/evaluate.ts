@@ -168,7 +168,8 @@ function aggregate(
       groups.set(key, g);
     }
     select.forEach((e, i) => {
-      if (e.kind === 'aggregate') accumulate(g.accumulators[i]!, e.path === undefined ? undefined : getPath(twin, e.path));
+      if (e.kind === 'aggregate')
+        accumulate(g.accumulators[i]!, e.path === undefined ? undefined : getPath(twin, e.path));
     });
   }
 

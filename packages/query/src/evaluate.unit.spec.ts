@@ -77,7 +77,12 @@ describe('limits', () => {
 describe('evaluate details', () => {
   it('reads own properties only: inherited names are undefined', () => {
     const twins = [{ deviceId: 'p', tags: {} }];
-    expect(evaluate(parseQuery(W('IS_DEFINED(tags.constructor) OR IS_DEFINED(tags.[[__proto__]]) OR IS_DEFINED(tags.toString)')), twins)).toEqual([]);
+    expect(
+      evaluate(
+        parseQuery(W('IS_DEFINED(tags.constructor) OR IS_DEFINED(tags.[[__proto__]]) OR IS_DEFINED(tags.toString)')),
+        twins,
+      ),
+    ).toEqual([]);
   });
 
   it('writes a result named __proto__ as an own field', () => {
@@ -93,7 +98,9 @@ describe('evaluate details', () => {
 
   it('treats non-JSON values as undefined', () => {
     const odd = [{ deviceId: 'o', tags: { n: NaN, i: Infinity, f: () => 1, b: 10n, s: Symbol('s') } }];
-    const q = parseQuery(W('IS_DEFINED(tags.n) OR IS_DEFINED(tags.i) OR IS_DEFINED(tags.f) OR IS_DEFINED(tags.b) OR IS_DEFINED(tags.s)'));
+    const q = parseQuery(
+      W('IS_DEFINED(tags.n) OR IS_DEFINED(tags.i) OR IS_DEFINED(tags.f) OR IS_DEFINED(tags.b) OR IS_DEFINED(tags.s)'),
+    );
     expect(evaluate(q, odd)).toEqual([]);
     expect(evaluate(parseQuery('SELECT tags.n, tags.f FROM devices'), odd)).toEqual([{}]);
     expect(evaluate(parseQuery('SELECT COUNT() AS c FROM devices GROUP BY tags'), odd)).toEqual([{ c: 1 }]);
@@ -156,7 +163,9 @@ describe('laws', () => {
   }, 60_000);
 
   it('grouped results do not depend on input order (integer values: sums are exact)', () => {
-    const grouped = parsedQueryArb.filter((q) => q.groupBy !== undefined || (q.select !== '*' && q.select.some((e) => e.kind === 'aggregate')));
+    const grouped = parsedQueryArb.filter(
+      (q) => q.groupBy !== undefined || (q.select !== '*' && q.select.some((e) => e.kind === 'aggregate')),
+    );
     fc.assert(
       fc.property(grouped, fleetArb, fc.func(fc.integer()), (query, fleet, rank) => {
         const shuffled = [...fleet].sort((a, b) => rank(a) - rank(b));

@@ -136,7 +136,13 @@ function formatString(s: string): string {
     const ch = s[i]!;
     const code = s.charCodeAt(i);
     if (ch === "'" || ch === '\\') out += '\\' + ch;
-    else if (code < 0x20 || (code >= 0x7f && code <= 0x9f) || (code >= 0xd800 && code <= 0xdfff) || code === 0x2028 || code === 0x2029) {
+    else if (
+      code < 0x20 ||
+      (code >= 0x7f && code <= 0x9f) ||
+      (code >= 0xd800 && code <= 0xdfff) ||
+      code === 0x2028 ||
+      code === 0x2029
+    ) {
       out += '\\u' + code.toString(16).padStart(4, '0');
     } else out += ch;
   }

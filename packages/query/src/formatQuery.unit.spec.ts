@@ -29,20 +29,44 @@ describe('formatQuery', () => {
   }, 60_000);
 
   it.each([
-    ["select * from devices where a<>1 and not (b = 2 or c = 3)", 'SELECT * FROM devices WHERE a != 1 AND NOT (b = 2 OR c = 3)'],
+    [
+      'select * from devices where a<>1 and not (b = 2 or c = 3)',
+      'SELECT * FROM devices WHERE a != 1 AND NOT (b = 2 OR c = 3)',
+    ],
     ['SELECT * FROM devices WHERE (a - (b - c)) * -d = -0', 'SELECT * FROM devices WHERE (a - (b - c)) * -d = -0'],
     ['SELECT * FROM devices WHERE NOT NOT (a = 1) = true', 'SELECT * FROM devices WHERE NOT NOT (a = 1) = true'],
-    ["SELECT * FROM devices WHERE x IN [ [1, 'a'], 0x10, \"it's\"]", "SELECT * FROM devices WHERE x IN [ [1, 'a'], 16, 'it\\'s']"],
-    ['SELECT * FROM devices WHERE [[DeviceId]] = [[devices]].x', 'SELECT * FROM devices WHERE [[DeviceId]] = [[devices]].x'],
-    ['SELECT * FROM devices WHERE properties.[[Desired]].x = devices.Properties.Desired.x', 'SELECT * FROM devices WHERE properties.[[Desired]].x = properties.desired.x'],
-    ["SELECT deviceId AS id, COUNT() AS [[$2]], SUM(tags.[[a-b]]) FROM devices GROUP BY DeviceId", 'SELECT deviceId AS id, COUNT() AS $2, SUM(tags.[[a-b]]) FROM devices GROUP BY deviceId'],
-    ["SELECT * FROM devices WHERE x = '\\u0000\\u2028\\\\\\'é'", "SELECT * FROM devices WHERE x = '\\u0000\\u2028\\\\\\'é'"],
+    [
+      "SELECT * FROM devices WHERE x IN [ [1, 'a'], 0x10, \"it's\"]",
+      "SELECT * FROM devices WHERE x IN [ [1, 'a'], 16, 'it\\'s']",
+    ],
+    [
+      'SELECT * FROM devices WHERE [[DeviceId]] = [[devices]].x',
+      'SELECT * FROM devices WHERE [[DeviceId]] = [[devices]].x',
+    ],
+    [
+      'SELECT * FROM devices WHERE properties.[[Desired]].x = devices.Properties.Desired.x',
+      'SELECT * FROM devices WHERE properties.[[Desired]].x = properties.desired.x',
+    ],
+    [
+      'SELECT deviceId AS id, COUNT() AS [[$2]], SUM(tags.[[a-b]]) FROM devices GROUP BY DeviceId',
+      'SELECT deviceId AS id, COUNT() AS $2, SUM(tags.[[a-b]]) FROM devices GROUP BY deviceId',
+    ],
+    [
+      "SELECT * FROM devices WHERE x = '\\u0000\\u2028\\\\\\'é'",
+      "SELECT * FROM devices WHERE x = '\\u0000\\u2028\\\\\\'é'",
+    ],
   ])('%s', (input, expected) => {
     expect(formatQuery(parseQuery(input))).toBe(expected);
   });
 
   it('refuses a hand-built name no text can express', () => {
-    const q: Query = { top: undefined, select: '*', from: 'devices', where: { kind: 'path', path: ['a]]b'] }, groupBy: undefined };
+    const q: Query = {
+      top: undefined,
+      select: '*',
+      from: 'devices',
+      where: { kind: 'path', path: ['a]]b'] },
+      groupBy: undefined,
+    };
     expect(() => formatQuery(q)).toThrow(RangeError);
   });
 });

@@ -25,7 +25,9 @@ const textArb = fc.oneof(
   { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 300 }) },
   { weight: 1, arbitrary: fc.uint8Array({ maxLength: 300 }).map((b) => new TextDecoder().decode(b)) },
 );
-const docsArb = fc.array(fc.oneof({ weight: 3, arbitrary: twinArb }, { weight: 1, arbitrary: fc.anything() }), { maxLength: 6 });
+const docsArb = fc.array(fc.oneof({ weight: 3, arbitrary: twinArb }, { weight: 1, arbitrary: fc.anything() }), {
+  maxLength: 6,
+});
 
 describe('query fuzz: parse → evaluate → page (10,000 inputs)', () => {
   it('raises only clean query errors and never crashes', () => {
@@ -61,14 +63,18 @@ describe('query fuzz: parse → evaluate → page (10,000 inputs)', () => {
 
   it('refuses random continuation tokens and page sizes with their codes only', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string({ maxLength: 40 }), fc.base64String({ maxLength: 40 })), fc.oneof(fc.integer(), fc.double()), (token, size) => {
-        try {
-          paginate([1, 2, 3], { continuation: token, pageSize: size });
-        } catch (e) {
-          if (!isTwinlogError(e)) throw e;
-          expect(['QUERY_CONTINUATION_INVALID', 'QUERY_PAGE_SIZE_INVALID']).toContain(e.code);
-        }
-      }),
+      fc.property(
+        fc.oneof(fc.string({ maxLength: 40 }), fc.base64String({ maxLength: 40 })),
+        fc.oneof(fc.integer(), fc.double()),
+        (token, size) => {
+          try {
+            paginate([1, 2, 3], { continuation: token, pageSize: size });
+          } catch (e) {
+            if (!isTwinlogError(e)) throw e;
+            expect(['QUERY_CONTINUATION_INVALID', 'QUERY_PAGE_SIZE_INVALID']).toContain(e.code);
+          }
+        },
+      ),
       { numRuns: 2000, seed: 0x5eed_0006 },
     );
   }, 60_000);

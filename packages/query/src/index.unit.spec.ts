@@ -78,16 +78,28 @@ describe('@twinlog/query public surface', () => {
       'referencedPaths',
       'safeParseQuery',
     ]);
-    const pkg = JSON.parse(readFileSync(join(SRC, '..', 'package.json'), 'utf8')) as { exports: Record<string, unknown> };
+    const pkg = JSON.parse(readFileSync(join(SRC, '..', 'package.json'), 'utf8')) as {
+      exports: Record<string, unknown>;
+    };
     expect(pkg.exports['./internal/*']).toBeNull();
   });
 
   it('is pure: no I/O imports, clocks, randomness or environment outside testing/', () => {
-    const forbidden = [/from\s+['"]node:/, /\bDate\.now\s*\(/, /\bnew\s+Date\s*\(\s*\)/, /\bMath\.random\s*\(/, /\bprocess\./, /\brequire\s*\(/, /\bimport\s*\(/];
+    const forbidden = [
+      /from\s+['"]node:/,
+      /\bDate\.now\s*\(/,
+      /\bnew\s+Date\s*\(\s*\)/,
+      /\bMath\.random\s*\(/,
+      /\bprocess\./,
+      /\brequire\s*\(/,
+      /\bimport\s*\(/,
+    ];
     const files = sources(SRC).filter((f) => !f.includes(`${join(SRC, 'testing')}`));
     expect(files.length).toBeGreaterThan(8);
     for (const f of files) {
-      const code = readFileSync(f, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:])\/\/.*$/gm, '$1');
+      const code = readFileSync(f, 'utf8')
+        .replace(/\/\*[\s\S]*?\*\//g, '')
+        .replace(/(^|[^:])\/\/.*$/gm, '$1');
       for (const re of forbidden) expect(`${f}: ${re.test(code)}`).toBe(`${f}: false`);
     }
   });
@@ -101,9 +113,12 @@ describe('@twinlog/query public surface', () => {
 
   it('every exported function has an @example', () => {
     const documented = new Set(
-      sources(SRC).flatMap((f) => [...readFileSync(f, 'utf8').matchAll(/@example[\s\S]*?\*\/\s*export function (\w+)/g)].map((m) => m[1]!)),
+      sources(SRC).flatMap((f) =>
+        [...readFileSync(f, 'utf8').matchAll(/@example[\s\S]*?\*\/\s*export function (\w+)/g)].map((m) => m[1]!),
+      ),
     );
-    for (const [name, value] of Object.entries(api)) if (typeof value === 'function') expect(documented).toContain(name);
+    for (const [name, value] of Object.entries(api))
+      if (typeof value === 'function') expect(documented).toContain(name);
   });
 
   it('runs the README synopsis', () => {

@@ -52,11 +52,18 @@ export interface Page<T> {
  *   `QUERY_CONTINUATION_INVALID` when `continuation` is not a token this module wrote (IoT Hub: 400
  *   `ArgumentInvalid` for both).
  */
-export function paginate<T>(rows: readonly T[], { pageSize = DEFAULT_PAGE_SIZE, continuation }: PageOptions = {}): Page<T> {
+export function paginate<T>(
+  rows: readonly T[],
+  { pageSize = DEFAULT_PAGE_SIZE, continuation }: PageOptions = {},
+): Page<T> {
   if (!Number.isSafeInteger(pageSize) || pageSize < 1) {
-    throw new TwinlogError('QUERY_PAGE_SIZE_INVALID', `the page size must be a whole number of at least 1, not ${String(pageSize)}`, {
-      details: { pageSize },
-    });
+    throw new TwinlogError(
+      'QUERY_PAGE_SIZE_INVALID',
+      `the page size must be a whole number of at least 1, not ${String(pageSize)}`,
+      {
+        details: { pageSize },
+      },
+    );
   }
   const size = Math.min(pageSize, MAX_PAGE_SIZE);
   const offset = continuation === undefined || continuation === '' ? 0 : readCursor(continuation);

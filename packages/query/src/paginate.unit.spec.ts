@@ -79,13 +79,16 @@ describe('paginate', () => {
 
   it('refuses random tokens with QUERY_CONTINUATION_INVALID or reads a valid cursor, nothing else', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string({ unit: 'binary', maxLength: 40 }), fc.base64String({ maxLength: 40 })), (token) => {
-        try {
-          paginate([1, 2, 3], { pageSize: 1, continuation: token });
-        } catch (e) {
-          expect(isTwinlogError(e, 'QUERY_CONTINUATION_INVALID')).toBe(true);
-        }
-      }),
+      fc.property(
+        fc.oneof(fc.string({ unit: 'binary', maxLength: 40 }), fc.base64String({ maxLength: 40 })),
+        (token) => {
+          try {
+            paginate([1, 2, 3], { pageSize: 1, continuation: token });
+          } catch (e) {
+            expect(isTwinlogError(e, 'QUERY_CONTINUATION_INVALID')).toBe(true);
+          }
+        },
+      ),
       { numRuns: 1000, seed: 1592591336 },
     );
   }, 60_000);
@@ -96,9 +99,12 @@ describe('paginate', () => {
 
   it('base64 round-trips ASCII', () => {
     fc.assert(
-      fc.property(fc.string({ unit: fc.integer({ min: 0, max: 127 }).map((c) => String.fromCharCode(c)), maxLength: 30 }), (s) => {
-        expect(base64ToAscii(asciiToBase64(s))).toBe(s);
-      }),
+      fc.property(
+        fc.string({ unit: fc.integer({ min: 0, max: 127 }).map((c) => String.fromCharCode(c)), maxLength: 30 }),
+        (s) => {
+          expect(base64ToAscii(asciiToBase64(s))).toBe(s);
+        },
+      ),
     );
   });
 });

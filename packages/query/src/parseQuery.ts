@@ -80,12 +80,31 @@ const ARITY: Readonly<Record<FunctionName, number>> = {
 };
 /** Routing-query functions (docs/iot-hub.md "Query functions and grouping") that twin queries do not accept (twinlog choice; the hub is [open]). */
 const ROUTING_ONLY = new Set([
-  'ABS', 'EXP', 'POWER', 'SQUARE', 'CEILING', 'FLOOR', 'SIGN', 'SQRT', 'AS_NUMBER',
-  'CONCAT', 'LENGTH', 'LOWER', 'UPPER', 'SUBSTRING', 'INDEX_OF',
+  'ABS',
+  'EXP',
+  'POWER',
+  'SQUARE',
+  'CEILING',
+  'FLOOR',
+  'SIGN',
+  'SQRT',
+  'AS_NUMBER',
+  'CONCAT',
+  'LENGTH',
+  'LOWER',
+  'UPPER',
+  'SUBSTRING',
+  'INDEX_OF',
 ]);
 const AGGREGATES = new Set<string>(['COUNT', 'AVG', 'SUM', 'MIN', 'MAX']);
 const COMPARE_OPS: Readonly<Record<string, CompareOp>> = {
-  '=': '=', '!=': '!=', '<>': '!=', '<': '<', '<=': '<=', '>': '>', '>=': '>=',
+  '=': '=',
+  '!=': '!=',
+  '<>': '!=',
+  '<': '<',
+  '<=': '<=',
+  '>': '>',
+  '>=': '>=',
 };
 
 /**
@@ -279,7 +298,11 @@ class Parser {
     if (this.acceptKeyword('GROUP')) {
       this.expectKeyword('BY');
       if (this.collection !== 'devices') {
-        throw this.error('QUERY_UNSUPPORTED', `GROUP BY works on device twins only, not ${this.collection}`, groupToken.start);
+        throw this.error(
+          'QUERY_UNSUPPORTED',
+          `GROUP BY works on device twins only, not ${this.collection}`,
+          groupToken.start,
+        );
       }
       const p = this.rawPath();
       groupBy = resolvePath(this.collection, p.segments);
@@ -360,9 +383,10 @@ class Parser {
         e = { kind: 'path', path: path!, name: r.alias ?? path![path!.length - 1]! };
       } else {
         const name = r.alias ?? `$${++unnamed}`;
-        e = r.fn === 'COUNT'
-          ? { kind: 'aggregate', fn: 'COUNT', path: undefined, name }
-          : { kind: 'aggregate', fn: r.fn as Exclude<AggregateName, 'COUNT'>, path: path!, name };
+        e =
+          r.fn === 'COUNT'
+            ? { kind: 'aggregate', fn: 'COUNT', path: undefined, name }
+            : { kind: 'aggregate', fn: r.fn as Exclude<AggregateName, 'COUNT'>, path: path!, name };
       }
       if (seen.has(e.name)) {
         throw this.error('QUERY_SYNTAX', `two results are named ${quote(e.name)}, give one an alias with AS`, r.start);
@@ -373,11 +397,7 @@ class Parser {
     return out;
   }
 
-  private checkGrouping(
-    select: readonly SelectElement[],
-    raw: readonly RawElement[],
-    groupBy: Path | undefined,
-  ): void {
+  private checkGrouping(select: readonly SelectElement[], raw: readonly RawElement[], groupBy: Path | undefined): void {
     const hasAggregate = select.some((e) => e.kind === 'aggregate');
     if (groupBy === undefined && !hasAggregate) return;
     select.forEach((e, i) => {
@@ -568,10 +588,17 @@ class Parser {
       throw this.error('QUERY_SYNTAX', `the aggregate ${upper} is only allowed in the SELECT list`, at);
     }
     if (ROUTING_ONLY.has(upper)) {
-      throw this.error('QUERY_UNSUPPORTED', `${upper} is a message routing function, twin queries do not support it`, at);
+      throw this.error(
+        'QUERY_UNSUPPORTED',
+        `${upper} is a message routing function, twin queries do not support it`,
+        at,
+      );
     }
     if (!Object.prototype.hasOwnProperty.call(ARITY, upper)) {
-      const hint = upper === 'STARTS_WITH' || upper === 'ENDS_WITH' ? ` (the twin query spelling is ${upper.replace('_', '')})` : '';
+      const hint =
+        upper === 'STARTS_WITH' || upper === 'ENDS_WITH'
+          ? ` (the twin query spelling is ${upper.replace('_', '')})`
+          : '';
       throw this.error('QUERY_SYNTAX', `unknown function ${quote(written)}${hint}`, at);
     }
     const fn = upper as FunctionName;
@@ -585,7 +612,11 @@ class Parser {
     this.leave();
     this.expectOp(')');
     if (args.length !== ARITY[fn]) {
-      throw this.error('QUERY_SYNTAX', `${fn} takes ${ARITY[fn]} argument${ARITY[fn] === 1 ? '' : 's'}, not ${args.length}`, at);
+      throw this.error(
+        'QUERY_SYNTAX',
+        `${fn} takes ${ARITY[fn]} argument${ARITY[fn] === 1 ? '' : 's'}, not ${args.length}`,
+        at,
+      );
     }
     return this.node({ kind: 'call', fn, args }, args, at);
   }

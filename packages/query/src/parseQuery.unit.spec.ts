@@ -15,14 +15,21 @@ const where = (text: string): Expr => parseQuery(`SELECT * FROM devices WHERE ${
 
 describe('parseQuery: shapes', () => {
   it('builds the documented query', () => {
-    expect(parseQuery("SELECT TOP 10 deviceId, properties.reported.battery AS b FROM devices WHERE tags.region = 'US'")).toEqual<Query>({
+    expect(
+      parseQuery("SELECT TOP 10 deviceId, properties.reported.battery AS b FROM devices WHERE tags.region = 'US'"),
+    ).toEqual<Query>({
       top: 10,
       select: [
         { kind: 'path', path: ['deviceId'], name: 'deviceId' },
         { kind: 'path', path: ['properties', 'reported', 'battery'], name: 'b' },
       ],
       from: 'devices',
-      where: { kind: 'compare', op: '=', left: { kind: 'path', path: ['tags', 'region'] }, right: { kind: 'constant', value: 'US' } },
+      where: {
+        kind: 'compare',
+        op: '=',
+        left: { kind: 'path', path: ['tags', 'region'] },
+        right: { kind: 'constant', value: 'US' },
+      },
       groupBy: undefined,
     });
   });
@@ -36,13 +43,19 @@ describe('parseQuery: shapes', () => {
 
   it('resolves paths: collection prefix stripped, root fields and sections canonically cased (docs/iot-hub.md "Query conditions")', () => {
     expect(where('Devices.DeviceID = 1')).toMatchObject({ left: { path: ['deviceId'] } });
-    expect(where('PROPERTIES.Reported.Battery = 1')).toMatchObject({ left: { path: ['properties', 'reported', 'Battery'] } });
+    expect(where('PROPERTIES.Reported.Battery = 1')).toMatchObject({
+      left: { path: ['properties', 'reported', 'Battery'] },
+    });
     expect(where('tags.DeviceId = 1')).toMatchObject({ left: { path: ['tags', 'DeviceId'] } });
     expect(where('devices = 1')).toMatchObject({ left: { path: ['devices'] } });
     expect(where('[[devices]].tags = 1')).toMatchObject({ left: { path: ['devices', 'tags'] } });
     expect(where('[[Tags]].x = 1')).toMatchObject({ left: { path: ['Tags', 'x'] } });
-    expect(parseQuery('SELECT * FROM devices.modules WHERE devices.modules.ModuleId = 1').where).toMatchObject({ left: { path: ['moduleId'] } });
-    expect(parseQuery('SELECT * FROM devices.jobs WHERE Devices.Jobs.JobType = 1').where).toMatchObject({ left: { path: ['jobType'] } });
+    expect(parseQuery('SELECT * FROM devices.modules WHERE devices.modules.ModuleId = 1').where).toMatchObject({
+      left: { path: ['moduleId'] },
+    });
+    expect(parseQuery('SELECT * FROM devices.jobs WHERE Devices.Jobs.JobType = 1').where).toMatchObject({
+      left: { path: ['jobType'] },
+    });
   });
 
   it('names select elements: alias, last segment, $n for unaliased aggregates (docs/iot-hub.md "Query functions and grouping")', () => {
@@ -63,7 +76,9 @@ describe('parseQuery: shapes', () => {
   });
 
   it('reads literals: escapes, hex, exponents, nested arrays written [ [', () => {
-    expect(where(`a IN ['it\\'s', "q\\"", '\\\\', '\\u00e9', 0x1f, 1.5e1, -2, null, undefined, true, [ [1]]]`)).toMatchObject({
+    expect(
+      where(`a IN ['it\\'s', "q\\"", '\\\\', '\\u00e9', 0x1f, 1.5e1, -2, null, undefined, true, [ [1]]]`),
+    ).toMatchObject({
       values: ["it's", 'q"', '\\', 'é', 31, 15, -2, null, undefined, true, [[1]]],
     });
   });
@@ -99,7 +114,12 @@ describe('parseQuery: errors', () => {
   });
 
   it('never puts ; in a message', () => {
-    for (const q of ['SELECT * FROM devices;', "SELECT * FROM devices WHERE x = 'a;b' ;", 'SELECT [[a;b]] FROM devices WHERE', 'SELECT * FROM devices WHERE x = "\\;"']) {
+    for (const q of [
+      'SELECT * FROM devices;',
+      "SELECT * FROM devices WHERE x = 'a;b' ;",
+      'SELECT [[a;b]] FROM devices WHERE',
+      'SELECT * FROM devices WHERE x = "\\;"',
+    ]) {
       const r = safeParseQuery(q);
       expect(r.ok).toBe(false);
       if (!r.ok) expect(r.error.message).not.toContain(';');
@@ -143,7 +163,13 @@ describe('parseQuery: fuzz (≥ 10,000 inputs)', () => {
   }, 60_000);
   it('random text: 2,000 (any UTF-16, including lone surrogates)', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string({ unit: 'binary', maxLength: 60 }), fc.string({ unit: fc.constantFrom(...'SELECT*FROMdevicesWHERE[]()\'"\\.,=<>! \n0x1e-'), maxLength: 80 })), checkParse),
+      fc.property(
+        fc.oneof(
+          fc.string({ unit: 'binary', maxLength: 60 }),
+          fc.string({ unit: fc.constantFrom(...'SELECT*FROMdevicesWHERE[]()\'"\\.,=<>! \n0x1e-'), maxLength: 80 }),
+        ),
+        checkParse,
+      ),
       { numRuns: 2000, seed: 1592592336 },
     );
   }, 60_000);

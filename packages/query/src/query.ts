@@ -53,7 +53,12 @@ export type Expr =
   | { readonly kind: 'not'; readonly operand: Expr }
   | { readonly kind: 'and'; readonly operands: readonly Expr[] }
   | { readonly kind: 'or'; readonly operands: readonly Expr[] }
-  | { readonly kind: 'in'; readonly negated: boolean; readonly operand: Expr; readonly values: readonly QueryConstant[] };
+  | {
+      readonly kind: 'in';
+      readonly negated: boolean;
+      readonly operand: Expr;
+      readonly values: readonly QueryConstant[];
+    };
 
 export type AggregateName = 'COUNT' | 'AVG' | 'SUM' | 'MIN' | 'MAX';
 
@@ -65,7 +70,12 @@ export type AggregateName = 'COUNT' | 'AVG' | 'SUM' | 'MIN' | 'MAX';
 export type SelectElement =
   | { readonly kind: 'path'; readonly path: Path; readonly name: string }
   | { readonly kind: 'aggregate'; readonly fn: 'COUNT'; readonly path: undefined; readonly name: string }
-  | { readonly kind: 'aggregate'; readonly fn: Exclude<AggregateName, 'COUNT'>; readonly path: Path; readonly name: string };
+  | {
+      readonly kind: 'aggregate';
+      readonly fn: Exclude<AggregateName, 'COUNT'>;
+      readonly path: Path;
+      readonly name: string;
+    };
 
 /** A parsed query. Build one with `parseQuery`; print one with `formatQuery`. */
 export interface Query {

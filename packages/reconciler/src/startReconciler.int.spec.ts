@@ -26,7 +26,10 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 async function settled(log: Log, group: string): Promise<void> {
   await expect
     .poll(async () => {
-      const [end, committed] = await Promise.all([log.endOffsets(TOPICS.snapshots), log.committedOffsets(group, TOPICS.snapshots)]);
+      const [end, committed] = await Promise.all([
+        log.endOffsets(TOPICS.snapshots),
+        log.committedOffsets(group, TOPICS.snapshots),
+      ]);
       return end.every((e, p) => e === 0 || committed[p] === e);
     })
     .toBe(true);
@@ -59,8 +62,19 @@ it('reconciles on SQLite; reopening, replaying and sweeping emit nothing twice',
   await log.close();
 
   const reopened = open();
-  const again = await startReconciler({ log: reopened, physicalNow: now, staleAfterMs: 60_000, sweepIntervalMs: 3_600_000 });
-  const replay = await startReconciler({ log: reopened, group: 'replay', physicalNow: now, staleAfterMs: 60_000, sweepIntervalMs: 3_600_000 });
+  const again = await startReconciler({
+    log: reopened,
+    physicalNow: now,
+    staleAfterMs: 60_000,
+    sweepIntervalMs: 3_600_000,
+  });
+  const replay = await startReconciler({
+    log: reopened,
+    group: 'replay',
+    physicalNow: now,
+    staleAfterMs: 60_000,
+    sweepIntervalMs: 3_600_000,
+  });
   await settled(reopened, 'replay');
   await expect.poll(() => again.partitions()).toEqual([0, 1]);
   expect(await again.sweep()).toBe(0);

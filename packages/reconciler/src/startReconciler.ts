@@ -9,13 +9,7 @@
  * new run restores the last emitted deltas from `twin.deltas` and emits nothing twice. With
  * `restart: false` it is crash-only: the first failure rejects `done`.
  */
-import {
-  type BackoffOptions,
-  type DeltaState,
-  type Log,
-  type StageHealth,
-  type StageState,
-} from '@twinlog/core';
+import { type BackoffOptions, type DeltaState, type Log, type StageHealth, type StageState } from '@twinlog/core';
 import { startPartitionStage, supervisePartitionStage, TOPICS, type PartitionStage } from '@twinlog/projector';
 import { emptyStats, ReconcilerPartition, type ReconcileStats } from './internal/reconcilerPartition.ts';
 
@@ -124,7 +118,11 @@ export async function startReconciler({
       },
     });
   let stage = await startStage(); // the first run's errors (no topic, …) are the caller's
-  const supervision = supervisePartitionStage(stage, startStage, (next) => (stage = next), { name, restart, onStateChange });
+  const supervision = supervisePartitionStage(stage, startStage, (next) => (stage = next), {
+    name,
+    restart,
+    onStateChange,
+  });
   const done = supervision.done;
 
   const sweepPartition = (partition: number, task: ReconcilerPartition): Promise<number> => {
@@ -134,7 +132,10 @@ export async function startReconciler({
         const stats = emptyStats();
         const records = task.sweep(physicalNow(), stats);
         if (records.length === 0) return;
-        await log.commitBatch({ fence: `reconciler-${group}-${partition}`, appends: [{ topic: TOPICS.deltas, records }] });
+        await log.commitBatch({
+          fence: `reconciler-${group}-${partition}`,
+          appends: [{ topic: TOPICS.deltas, records }],
+        });
         emitted = records.length;
         onBatch?.(partition, stats);
       })

@@ -36,7 +36,13 @@ afterEach(async () => {
 });
 
 async function start(options: Partial<ReconcilerOptions> = {}): Promise<Reconciler> {
-  const r = await startReconciler({ log, physicalNow: now, staleAfterMs: STALE_MS, sweepIntervalMs: 3_600_000, ...options });
+  const r = await startReconciler({
+    log,
+    physicalNow: now,
+    staleAfterMs: STALE_MS,
+    sweepIntervalMs: 3_600_000,
+    ...options,
+  });
   running.push(r);
   return r;
 }
@@ -50,7 +56,10 @@ async function stop(r: Reconciler): Promise<void> {
 async function settled(group = 'twinlog-reconciler', l: Log = log): Promise<void> {
   await expect
     .poll(async () => {
-      const [end, committed] = await Promise.all([l.endOffsets(TOPICS.snapshots), l.committedOffsets(group, TOPICS.snapshots)]);
+      const [end, committed] = await Promise.all([
+        l.endOffsets(TOPICS.snapshots),
+        l.committedOffsets(group, TOPICS.snapshots),
+      ]);
       return end.every((e, p) => e === 0 || committed[p] === e);
     })
     .toBe(true);
@@ -81,7 +90,8 @@ async function emitted(deviceId: string): Promise<Emitted[]> {
   return out;
 }
 
-const statuses = (d: DeltaState | null | undefined): string[] => (d?.entries ?? []).map((e) => `${e.path.join('.')}:${e.status}`);
+const statuses = (d: DeltaState | null | undefined): string[] =>
+  (d?.entries ?? []).map((e) => `${e.path.join('.')}:${e.status}`);
 
 describe('startReconciler', () => {
   it('emits when a device’s delta changes, and only then; pending → converged', async () => {

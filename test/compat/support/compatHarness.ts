@@ -8,7 +8,11 @@ import { join } from 'node:path';
 import { Client as DeviceClient } from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
 import { JobClient, Registry } from 'azure-iothub';
-import { createConfigurationManager, createReadModel as createConfigReadModel, type ConfigurationManager } from '@twinlog/fleet';
+import {
+  createConfigurationManager,
+  createReadModel as createConfigReadModel,
+  type ConfigurationManager,
+} from '@twinlog/fleet';
 import { createJobRunner, createReadModel, type JobRunner, type ReadModel } from '@twinlog/fleet';
 import {
   createDeviceKeyStore,
@@ -56,13 +60,28 @@ export interface Hub {
   close(): Promise<void>;
 }
 
-export async function startHub(kind: BackendKind, options: { readonly jobs?: boolean; readonly configurations?: boolean } = {}): Promise<Hub> {
+export async function startHub(
+  kind: BackendKind,
+  options: { readonly jobs?: boolean; readonly configurations?: boolean } = {},
+): Promise<Hub> {
   const backend = await startBackend(kind);
-  const readModel: ReadModel | undefined = options.jobs === true ? await createReadModel({ log: backend.log, path: join(backend.dir, 'read-model.db') }) : undefined;
-  const jobs = readModel === undefined ? undefined : createJobRunner({ readModel, log: backend.log, physicalNow: Date.now, pollIntervalMs: 50 });
+  const readModel: ReadModel | undefined =
+    options.jobs === true
+      ? await createReadModel({ log: backend.log, path: join(backend.dir, 'read-model.db') })
+      : undefined;
+  const jobs =
+    readModel === undefined
+      ? undefined
+      : createJobRunner({ readModel, log: backend.log, physicalNow: Date.now, pollIntervalMs: 50 });
   jobs?.start();
-  const configReadModel = options.configurations === true ? await createConfigReadModel({ log: backend.log, path: join(backend.dir, 'config-read-model.db') }) : undefined;
-  const configurations = configReadModel === undefined ? undefined : createConfigurationManager({ readModel: configReadModel, log: backend.log, physicalNow: Date.now });
+  const configReadModel =
+    options.configurations === true
+      ? await createConfigReadModel({ log: backend.log, path: join(backend.dir, 'config-read-model.db') })
+      : undefined;
+  const configurations =
+    configReadModel === undefined
+      ? undefined
+      : createConfigurationManager({ readModel: configReadModel, log: backend.log, physicalNow: Date.now });
   configurations?.start();
   const ca = createTestCa();
   const keys = createDeviceKeyStore(join(backend.dir, 'device-keys.json'));
@@ -79,11 +98,17 @@ export async function startHub(kind: BackendKind, options: { readonly jobs?: boo
     ...(readModel === undefined || jobs === undefined ? {} : { jobs, queryView: readModel }), // as in twinlog serve: queries see what jobs match
   });
   const restServer: ListeningGateway = await rest.listen({ port: 0, host: '127.0.0.1', tls });
-  const registry = Registry.fromConnectionString(`HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${OWNER_KEY}`);
+  const registry = Registry.fromConnectionString(
+    `HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${OWNER_KEY}`,
+  );
   const agent = new FixedPortAgent(restServer.port, { ca: ca.ca, keepAlive: false });
-  (registry as unknown as { _restApiClient: { setOptions(o: object): void } })._restApiClient.setOptions({ http: { agent }, ca: ca.ca });
+  (registry as unknown as { _restApiClient: { setOptions(o: object): void } })._restApiClient.setOptions({
+    http: { agent },
+    ca: ca.ca,
+  });
 
-  const newMqtt = (): MqttGateway => createMqttGateway({ log: backend.log, hubName: 'localhost', physicalNow: Date.now, deviceKeys: keys, sessionFile });
+  const newMqtt = (): MqttGateway =>
+    createMqttGateway({ log: backend.log, hubName: 'localhost', physicalNow: Date.now, deviceKeys: keys, sessionFile });
   let mqtt = newMqtt();
   let mqttServer = await mqtt.listen({ port: 0, host: '127.0.0.1', tls });
   const mqttPort = mqttServer.port;
@@ -101,7 +126,10 @@ export async function startHub(kind: BackendKind, options: { readonly jobs?: boo
     mqttServer,
     mqttPort,
     async device(deviceId, key, modelId) {
-      const client = DeviceClient.fromConnectionString(`HostName=localhost:${mqttPort};DeviceId=${deviceId};SharedAccessKey=${key}`, Mqtt);
+      const client = DeviceClient.fromConnectionString(
+        `HostName=localhost:${mqttPort};DeviceId=${deviceId};SharedAccessKey=${key}`,
+        Mqtt,
+      );
       await client.setOptions({ ca: ca.ca, ...(modelId === undefined ? {} : { modelId }) }); // docs/iot-hub.md "SDK behaviour twinlog accommodates": awaited before open()
       devices.push(client);
       return client;
@@ -117,11 +145,19 @@ export async function startHub(kind: BackendKind, options: { readonly jobs?: boo
       hub.mqttServer = mqttServer;
     },
     replaceTwin(deviceId, twin, etag) {
-      const api = (registry as unknown as {
-        _restApiClient: {
-          executeApiCall(m: string, p: string, h: object, b: object, done: (err: Error | null, body?: Record<string, unknown>) => void): void;
-        };
-      })._restApiClient;
+      const api = (
+        registry as unknown as {
+          _restApiClient: {
+            executeApiCall(
+              m: string,
+              p: string,
+              h: object,
+              b: object,
+              done: (err: Error | null, body?: Record<string, unknown>) => void,
+            ): void;
+          };
+        }
+      )._restApiClient;
       return new Promise((resolve, reject) =>
         api.executeApiCall(
           'PUT',
@@ -134,8 +170,13 @@ export async function startHub(kind: BackendKind, options: { readonly jobs?: boo
     },
     jobs,
     jobClient() {
-      const client = JobClient.fromConnectionString(`HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${OWNER_KEY}`);
-      (client as unknown as { _restApiClient: { setOptions(o: object): void } })._restApiClient.setOptions({ http: { agent }, ca: ca.ca });
+      const client = JobClient.fromConnectionString(
+        `HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=${OWNER_KEY}`,
+      );
+      (client as unknown as { _restApiClient: { setOptions(o: object): void } })._restApiClient.setOptions({
+        http: { agent },
+        ca: ca.ca,
+      });
       return client;
     },
     async close() {
@@ -156,7 +197,11 @@ export async function startHub(kind: BackendKind, options: { readonly jobs?: boo
 }
 
 /** Poll `check` until it returns a value other than undefined (the suite's only wait). */
-export async function eventually<T>(check: () => T | undefined | Promise<T | undefined>, what: string, attempts = 600): Promise<T> {
+export async function eventually<T>(
+  check: () => T | undefined | Promise<T | undefined>,
+  what: string,
+  attempts = 600,
+): Promise<T> {
   for (let i = 0; i < attempts; i++) {
     const v = await check();
     if (v !== undefined) return v;

@@ -39,7 +39,15 @@ export interface RawConnectOptions {
 }
 
 /** Connect and wait for the CONNACK (resolves also when it refuses: check `returnCode`). */
-export function rawConnect({ port, ca, clientId, username, password, clean = false, keepalive = 60 }: RawConnectOptions): Promise<RawClient> {
+export function rawConnect({
+  port,
+  ca,
+  clientId,
+  username,
+  password,
+  clean = false,
+  keepalive = 60,
+}: RawConnectOptions): Promise<RawClient> {
   return new Promise((resolve, reject) => {
     const socket = tlsConnect({ host: '127.0.0.1', port, ca, servername: 'localhost' });
     const parser = mqttPacket.parser({ protocolVersion: 4 });
@@ -104,7 +112,15 @@ export function rawConnect({ port, ca, clientId, username, password, clean = fal
         });
       },
       publish(topic, payload, qos = 0) {
-        write({ cmd: 'publish', topic, payload: typeof payload === 'string' ? Buffer.from(payload) : payload, qos, retain: false, dup: false, ...(qos > 0 ? { messageId: nextId++ } : {}) });
+        write({
+          cmd: 'publish',
+          topic,
+          payload: typeof payload === 'string' ? Buffer.from(payload) : payload,
+          qos,
+          retain: false,
+          dup: false,
+          ...(qos > 0 ? { messageId: nextId++ } : {}),
+        });
       },
       next(prefix, timeoutMs = 20_000) {
         const found = messages.findIndex((m, i) => i >= consumed && m.topic.startsWith(prefix));

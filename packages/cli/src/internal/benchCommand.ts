@@ -36,25 +36,42 @@ export function parseResultLine(output: string): Record<string, unknown> | undef
 export function summarizeResult(result: Record<string, unknown>): string[] {
   const ratios = Object.entries(result).filter(([k]) => k.includes('_vs_'));
   const figures = Object.entries(result).filter(([k]) => !k.includes('_vs_'));
-  const show = (v: unknown): string => (typeof v === 'number' ? v.toLocaleString('en-US', { maximumFractionDigits: 3 }) : JSON.stringify(v));
+  const show = (v: unknown): string =>
+    typeof v === 'number' ? v.toLocaleString('en-US', { maximumFractionDigits: 3 }) : JSON.stringify(v);
   return [
     `figures: ${figures.map(([k, v]) => `${k} ${show(v)}`).join(', ') || '(none)'}`,
     `ratios:  ${ratios.map(([k, v]) => `${k} ${show(v)}`).join(', ') || '(none)'}`,
   ];
 }
 
-export async function benchCommand(io: CliIo, name: string, { root = REPO_ROOT, env = process.env, signal }: { root?: string; env?: NodeJS.ProcessEnv; signal?: AbortSignal } = {}): Promise<number> {
-  if (!(BENCHMARKS as readonly string[]).includes(name)) throw new CliError(`unknown benchmark '${name}': use one of ${BENCHMARKS.join(', ')}`);
+export async function benchCommand(
+  io: CliIo,
+  name: string,
+  {
+    root = REPO_ROOT,
+    env = process.env,
+    signal,
+  }: { root?: string; env?: NodeJS.ProcessEnv; signal?: AbortSignal } = {},
+): Promise<number> {
+  if (!(BENCHMARKS as readonly string[]).includes(name))
+    throw new CliError(`unknown benchmark '${name}': use one of ${BENCHMARKS.join(', ')}`);
   const scripts = benchScripts(root);
   const script = `bench:${name}`;
   if (scripts[script] === undefined) {
     const have = Object.keys(scripts).map((s) => s.slice('bench:'.length));
-    throw new CliError(`benchmark '${name}' does not exist yet (no \`npm run ${script}\` script; available: ${have.join(', ') || 'none'})`, 1);
+    throw new CliError(
+      `benchmark '${name}' does not exist yet (no \`npm run ${script}\` script; available: ${have.join(', ') || 'none'})`,
+      1,
+    );
   }
   io.err(`twinlog bench ${name}: npm run ${script} (${scripts[script]})\n`);
   let output = '';
   const code = await new Promise<number>((resolvePromise, reject) => {
-    const child = spawn(process.platform === 'win32' ? 'npm.cmd' : 'npm', ['run', '--silent', script], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.platform === 'win32' ? 'npm.cmd' : 'npm', ['run', '--silent', script], {
+      cwd: root,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
       output += chunk;
       io.out(chunk);

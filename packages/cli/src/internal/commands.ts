@@ -7,13 +7,42 @@ import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { createTwinClient, type TwinClient, type WriteDecision } from '@twinlog/client';
 import { decodeOutputRecord, type OutputRecord } from '@twinlog/codec';
-import { isPlainObject, isTwinlogError, isValidDeviceId, partitionFor, renderTwin, twinExists, TwinlogError, type EventKind, type JsonObject, type Log, type Patch, type TwinDocument, type TwinState } from '@twinlog/core';
+import {
+  isPlainObject,
+  isTwinlogError,
+  isValidDeviceId,
+  partitionFor,
+  renderTwin,
+  twinExists,
+  TwinlogError,
+  type EventKind,
+  type JsonObject,
+  type Log,
+  type Patch,
+  type TwinDocument,
+  type TwinState,
+} from '@twinlog/core';
 import { createEmbeddedLog } from '@twinlog/log-embedded';
-import { auditTrail, CHECKPOINT_KEY, ensureTwinTopics, listTwins, replay, TOPICS, type HistoryEntry } from '@twinlog/projector';
+import {
+  auditTrail,
+  CHECKPOINT_KEY,
+  ensureTwinTopics,
+  listTwins,
+  replay,
+  TOPICS,
+  type HistoryEntry,
+} from '@twinlog/projector';
 import { compileWhere, evaluate, parseQuery } from '@twinlog/query';
 import { CliError } from './CliError.ts';
 import { createProgress } from './createProgress.ts';
-import { formatChange, formatDeadLetter, formatDelta, formatHistoryEntry, formatRejection, toJsonLine } from './formatRecords.ts';
+import {
+  formatChange,
+  formatDeadLetter,
+  formatDelta,
+  formatHistoryEntry,
+  formatRejection,
+  toJsonLine,
+} from './formatRecords.ts';
 import { embeddedPath, openStore, registryFileOf, type Store } from './openStore.ts';
 import type { CliConfig } from './resolveConfig.ts';
 import { openLineSink } from './lineSink.ts';
@@ -38,7 +67,8 @@ export async function withStore<T>(config: CliConfig, run: (store: Store) => Pro
 /** `--until`, `--since`: an ISO-8601 time (or anything `Date.parse` reads), as ms. */
 export function parseTime(flag: string, text: string): number {
   const ms = /^[0-9]{4}-/.test(text) ? Date.parse(text) : Number.NaN;
-  if (!Number.isFinite(ms)) throw new CliError(`${flag} must be an ISO-8601 time such as 2026-11-28T12:00:00Z, got '${text}'`);
+  if (!Number.isFinite(ms))
+    throw new CliError(`${flag} must be an ISO-8601 time such as 2026-11-28T12:00:00Z, got '${text}'`);
   return ms;
 }
 
@@ -88,7 +118,8 @@ function untilJson(until: ReplayUntil | undefined): unknown {
 }
 
 export function parseCount(flag: string, text: string): number {
-  if (!/^[0-9]+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) throw new CliError(`${flag} must be a positive integer, got '${text}'`);
+  if (!/^[0-9]+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text)))
+    throw new CliError(`${flag} must be a positive integer, got '${text}'`);
   return Number(text);
 }
 
@@ -99,7 +130,8 @@ export function parseJsonObject(what: string, text: string): JsonObject {
   } catch (e) {
     throw new CliError(`${what} is not valid JSON: ${(e as Error).message}`);
   }
-  if (!isPlainObject(value)) throw new CliError(`${what} must be a JSON object, got ${text.length > 40 ? `${text.slice(0, 40)}…` : text}`);
+  if (!isPlainObject(value))
+    throw new CliError(`${what} must be a JSON object, got ${text.length > 40 ? `${text.slice(0, 40)}…` : text}`);
   return value as JsonObject;
 }
 
@@ -133,9 +165,11 @@ export async function replayCommand(
   opts: { until?: string; device?: string; into?: string; json?: boolean; twins?: string; workers?: string },
 ): Promise<number> {
   const until = opts.until === undefined ? undefined : parseUntil(opts.until);
-  const asked = opts.workers === undefined ? undefined : opts.workers === '0' ? 0 : parseCount('--workers', opts.workers);
+  const asked =
+    opts.workers === undefined ? undefined : opts.workers === '0' ? 0 : parseCount('--workers', opts.workers);
   // --into: an embedded log file (`*.db`), or a data folder (its `twinlog.db`, as `--data` names it)
-  const intoPath = opts.into === undefined ? undefined : opts.into.endsWith('.db') ? resolve(opts.into) : embeddedPath(opts.into);
+  const intoPath =
+    opts.into === undefined ? undefined : opts.into.endsWith('.db') ? resolve(opts.into) : embeddedPath(opts.into);
   if (intoPath !== undefined && config.kafka === undefined && intoPath === embeddedPath(config.data)) {
     throw new CliError(`--into must name another store than the one replayed (${intoPath})`);
   }
@@ -176,7 +210,8 @@ export async function replayCommand(
       if (opts.twins !== undefined) {
         const sink = openLineSink(opts.twins, io.out);
         try {
-          for (const state of result.states.values()) if (twinExists(state)) sink.line(JSON.stringify(renderTwin(state)));
+          for (const state of result.states.values())
+            if (twinExists(state)) sink.line(JSON.stringify(renderTwin(state)));
         } finally {
           sink.close();
         }
@@ -202,12 +237,14 @@ export async function replayCommand(
         `records read ${fmt(c.records)}: applied ${fmt(c.applied)}, duplicates ${fmt(c.duplicates)}, skipped ${fmt(c.skipped)}, rejected ${fmt(c.rejected)}, dead-lettered ${fmt(c.deadLettered)}, commands ${fmt(c.commands)}, parked ${fmt(c.parked)}`,
         `devices ${fmt(c.devices)}`,
         ...result.partitions.map(
-          (p) => `partition ${p.partition}: ${TOPICS.backend} offsets ${p.backend.first ?? '-'}..${p.backend.last ?? '-'}, ${TOPICS.device} offsets ${p.device.first ?? '-'}..${p.device.last ?? '-'}`,
+          (p) =>
+            `partition ${p.partition}: ${TOPICS.backend} offsets ${p.backend.first ?? '-'}..${p.backend.last ?? '-'}, ${TOPICS.device} offsets ${p.device.first ?? '-'}..${p.device.last ?? '-'}`,
         ),
       ];
       if (intoPath !== undefined) lines.push(`snapshots written to embedded:${intoPath}`);
       if (opts.twins !== undefined && opts.twins !== '-') lines.push(`twins written to ${opts.twins} (JSON lines)`);
-      if (opts.device !== undefined) lines.push(rendered === undefined ? `device ${opts.device}: no twin then` : JSON.stringify(rendered, null, 2));
+      if (opts.device !== undefined)
+        lines.push(rendered === undefined ? `device ${opts.device}: no twin then` : JSON.stringify(rendered, null, 2));
       summaryOut(`${lines.join('\n')}\n`);
       return 0;
     } finally {
@@ -220,7 +257,22 @@ export async function replayCommand(
 
 const SECTIONS = ['tags', 'desired', 'reported', 'create', 'delete'] as const;
 
-const CSV_COLUMNS = ['time', 'deviceId', 'actor', 'section', 'op', 'patch', 'version', 'tags', 'desired', 'reported', 'topic', 'partition', 'offset', 'appendTime'];
+const CSV_COLUMNS = [
+  'time',
+  'deviceId',
+  'actor',
+  'section',
+  'op',
+  'patch',
+  'version',
+  'tags',
+  'desired',
+  'reported',
+  'topic',
+  'partition',
+  'offset',
+  'appendTime',
+];
 
 /** RFC 4180: quote a field that holds a comma, a quote or a line break; double its quotes. */
 function csvField(value: string | number): string {
@@ -231,7 +283,22 @@ function csvField(value: string | number): string {
 function csvRow(e: HistoryEntry): string {
   const v = e.versions;
   const s = e.source;
-  return [e.time, e.deviceId, e.actor, e.section, e.op, JSON.stringify(e.patch), v.version, v.tags, v.desired, v.reported, s.topic, s.partition, s.offset, new Date(s.appendTime).toISOString()]
+  return [
+    e.time,
+    e.deviceId,
+    e.actor,
+    e.section,
+    e.op,
+    JSON.stringify(e.patch),
+    v.version,
+    v.tags,
+    v.desired,
+    v.reported,
+    s.topic,
+    s.partition,
+    s.offset,
+    new Date(s.appendTime).toISOString(),
+  ]
     .map(csvField)
     .join(',');
 }
@@ -251,19 +318,27 @@ export interface AuditCommandOptions {
  * `twinlog audit <deviceId>`: one twin's trail; `twinlog audit --all` or `--where <condition>`: the fleet's,
  * streamed (the condition is a query's WHERE clause, evaluated on the twin as it was right after each event).
  */
-export async function auditCommand(config: CliConfig, io: CliIo, deviceId: string | undefined, opts: AuditCommandOptions): Promise<number> {
+export async function auditCommand(
+  config: CliConfig,
+  io: CliIo,
+  deviceId: string | undefined,
+  opts: AuditCommandOptions,
+): Promise<number> {
   if (opts.section !== undefined && !(SECTIONS as readonly string[]).includes(opts.section)) {
     throw new CliError(`--section must be one of ${SECTIONS.join(', ')}, got '${opts.section}'`);
   }
   const format = opts.format ?? (opts.json === true ? 'json' : 'text');
-  if (format !== 'text' && format !== 'json' && format !== 'csv') throw new CliError(`--format must be text, json or csv, got '${format}'`);
+  if (format !== 'text' && format !== 'json' && format !== 'csv')
+    throw new CliError(`--format must be text, json or csv, got '${format}'`);
   if (deviceId === undefined && opts.all !== true && opts.where === undefined) {
     throw new CliError("missing required argument 'deviceId' (or --all, or --where <condition>, for a fleet)");
   }
-  if (deviceId !== undefined && opts.all === true) throw new CliError('--all audits every twin: give it without a device id');
+  if (deviceId !== undefined && opts.all === true)
+    throw new CliError('--all audits every twin: give it without a device id');
   const since = opts.since === undefined ? undefined : parseTime('--since', opts.since);
   const until = opts.until === undefined ? undefined : parseTime('--until', opts.until);
-  const keep = opts.where === undefined ? undefined : compileWhere(parseQuery(`SELECT * FROM devices WHERE ${opts.where}`));
+  const keep =
+    opts.where === undefined ? undefined : compileWhere(parseQuery(`SELECT * FROM devices WHERE ${opts.where}`));
   const sections = opts.section === undefined ? undefined : [opts.section as EventKind];
   return withStore(config, async (store) => {
     const fleet = deviceId === undefined;
@@ -298,12 +373,16 @@ export async function auditCommand(config: CliConfig, io: CliIo, deviceId: strin
         },
       });
       progress?.end(last.read, last.total);
-      if (!fleet && !result.states.has(deviceId)) throw new TwinlogError('DEVICE_NOT_FOUND', `no events for device ${deviceId} in ${store.description}`);
+      if (!fleet && !result.states.has(deviceId))
+        throw new TwinlogError('DEVICE_NOT_FOUND', `no events for device ${deviceId} in ${store.description}`);
       if (!fleet && format === 'text') {
         sink.line(`audit of ${deviceId} (${kept} of ${result.counts.applied} events)`);
         for (const e of text) sink.line(formatHistoryEntry(e));
       }
-      if (fleet) io.err(`audit: ${fmt(kept)} events kept of ${fmt(result.counts.applied)} applied, ${fmt(result.counts.devices)} twins\n`);
+      if (fleet)
+        io.err(
+          `audit: ${fmt(kept)} events kept of ${fmt(result.counts.applied)} applied, ${fmt(result.counts.devices)} twins\n`,
+        );
     } finally {
       sink.close();
     }
@@ -325,13 +404,22 @@ export async function tailCommand(
   config: CliConfig,
   io: CliIo,
   feed: string,
-  opts: { device?: string; fromBeginning?: boolean; limit?: string; json?: boolean; follow?: boolean; untilConverged?: boolean },
+  opts: {
+    device?: string;
+    fromBeginning?: boolean;
+    limit?: string;
+    json?: boolean;
+    follow?: boolean;
+    untilConverged?: boolean;
+  },
   signal: AbortSignal,
 ): Promise<number> {
-  if (!Object.hasOwn(FEEDS, feed)) throw new CliError(`unknown feed '${feed}': use one of ${Object.keys(FEEDS).join(', ')}`);
+  if (!Object.hasOwn(FEEDS, feed))
+    throw new CliError(`unknown feed '${feed}': use one of ${Object.keys(FEEDS).join(', ')}`);
   const { topic, kind } = FEEDS[feed as FeedName];
   const limit = opts.limit === undefined ? Infinity : parseCount('--limit', opts.limit);
-  if (opts.untilConverged === true && feed !== 'deltas') throw new CliError('--until-converged applies to the deltas feed only');
+  if (opts.untilConverged === true && feed !== 'deltas')
+    throw new CliError('--until-converged applies to the deltas feed only');
   return withStore(config, async (store) => {
     const count = await store.log.partitionCount(topic);
     let printed = 0;
@@ -365,14 +453,23 @@ export async function tailCommand(
           io.err(`skipped ${topic}/${r.partition}@${r.offset}: ${e.code}: ${e.message}\n`);
           return;
         }
-        if (opts.json === true) io.out(`${toJsonLine({ ...record, appendTime: new Date(r.timestamp).toISOString(), offset: r.offset, partition: r.partition })}\n`);
+        if (opts.json === true)
+          io.out(
+            `${toJsonLine({ ...record, appendTime: new Date(r.timestamp).toISOString(), offset: r.offset, partition: r.partition })}\n`,
+          );
         else if (record.kind === 'change') io.out(`${formatChange(record)}\n`);
         else if (record.kind === 'delta') io.out(`${formatDelta(record, r.timestamp)}\n`);
         else if (record.kind === 'rejection') io.out(`${formatRejection(record, r.timestamp)}\n`);
         else if (record.kind === 'dead-letter') io.out(`${formatDeadLetter(record, r.timestamp)}\n`);
         printed++;
         if (printed >= limit) done();
-        if (opts.untilConverged === true && record.kind === 'delta' && record.delta.converged && record.delta.entries.length > 0) done();
+        if (
+          opts.untilConverged === true &&
+          record.kind === 'delta' &&
+          record.delta.converged &&
+          record.delta.entries.length > 0
+        )
+          done();
       },
     });
     const onAbort = (): void => done();
@@ -388,11 +485,18 @@ export async function tailCommand(
 
 // --- query -----------------------------------------------------------------------------------------
 
-export async function queryCommand(config: CliConfig, io: CliIo, text: string, opts: { pretty?: boolean }): Promise<number> {
+export async function queryCommand(
+  config: CliConfig,
+  io: CliIo,
+  text: string,
+  opts: { pretty?: boolean },
+): Promise<number> {
   const query = parseQuery(text);
   return withStore(config, async (store) => {
     // FROM devices: device twins, FROM devices.modules: module twins (docs/iot-hub.md, "Module identities and module twins")
-    const twins = (await listTwins(store.log)).filter((t) => (query.from === 'devices.modules') === (t.moduleId !== undefined));
+    const twins = (await listTwins(store.log)).filter(
+      (t) => (query.from === 'devices.modules') === (t.moduleId !== undefined),
+    );
     const rows = evaluate(query, twins);
     if (opts.pretty === true) io.out(`${JSON.stringify(rows, null, 2)}\n`);
     else for (const row of rows) io.out(`${JSON.stringify(row)}\n`);
@@ -408,10 +512,20 @@ export interface WriteFlags {
   readonly timeout?: string;
 }
 
-async function withClient<T>(config: CliConfig, actor: string, flags: WriteFlags, run: (client: TwinClient, store: Store) => Promise<T>): Promise<T> {
+async function withClient<T>(
+  config: CliConfig,
+  actor: string,
+  flags: WriteFlags,
+  run: (client: TwinClient, store: Store) => Promise<T>,
+): Promise<T> {
   const timeoutMs = flags.timeout === undefined ? 15_000 : parseCount('--timeout', flags.timeout);
   return withStore(config, async (store) => {
-    const client = createTwinClient({ log: store.log, physicalNow: () => Date.now(), actor, decisionTimeoutMs: timeoutMs });
+    const client = createTwinClient({
+      log: store.log,
+      physicalNow: () => Date.now(),
+      actor,
+      decisionTimeoutMs: timeoutMs,
+    });
     try {
       return await run(client, store);
     } catch (e) {
@@ -458,12 +572,17 @@ export async function twinGetCommand(config: CliConfig, io: CliIo, deviceId: str
 /** `{"tags": {...}, "properties": {"desired": {...}}}` (IoT Hub's twin patch body) → sections. */
 function twinPatchOf(body: JsonObject): { tags?: Patch; desired?: Patch } {
   const out: { tags?: Patch; desired?: Patch } = {};
-  for (const key of Object.keys(body)) if (key !== 'tags' && key !== 'properties') throw new CliError(`the twin patch may hold tags and properties.desired only, not '${key}'`);
+  for (const key of Object.keys(body))
+    if (key !== 'tags' && key !== 'properties')
+      throw new CliError(`the twin patch may hold tags and properties.desired only, not '${key}'`);
   const props = body['properties'];
   if (props !== undefined) {
     if (!isPlainObject(props)) throw new CliError('properties must be an object');
     for (const key of Object.keys(props)) {
-      if (key !== 'desired') throw new CliError(`properties.${key} cannot be written by the back end (a device reports with \`twinlog twin report\`)`);
+      if (key !== 'desired')
+        throw new CliError(
+          `properties.${key} cannot be written by the back end (a device reports with \`twinlog twin report\`)`,
+        );
     }
     const desired = props['desired'];
     if (desired !== undefined) {
@@ -476,7 +595,8 @@ function twinPatchOf(body: JsonObject): { tags?: Patch; desired?: Patch } {
     if (!isPlainObject(tags)) throw new CliError('tags must be an object');
     out.tags = tags;
   }
-  if (out.tags === undefined && out.desired === undefined) throw new CliError('the twin patch is empty: give {"tags": {...}} and/or {"properties": {"desired": {...}}}');
+  if (out.tags === undefined && out.desired === undefined)
+    throw new CliError('the twin patch is empty: give {"tags": {...}} and/or {"properties": {"desired": {...}}}');
   return out;
 }
 
@@ -498,13 +618,17 @@ export async function twinWriteCommand(
         throw new CliError('--if-match, --idempotency-key and --retries need the decision: drop --no-wait');
       }
       const receipts = await write(deviceId, patch);
-      io.out(`appended ${receipts.map((r) => `${r.topic}/${r.partition}@${r.offset}`).join(', ')} (not waiting for the projector)\n`);
+      io.out(
+        `appended ${receipts.map((r) => `${r.topic}/${r.partition}@${r.offset}`).join(', ')} (not waiting for the projector)\n`,
+      );
       return 0;
     }
     const d = await write(deviceId, patch, {
       ifMatch: opts.ifMatch ?? '*',
       ...(opts.idempotencyKey === undefined ? {} : { idempotencyKey: opts.idempotencyKey }),
-      ...(opts.retries === undefined ? {} : { retries: opts.retries === '0' ? 0 : parseCount('--retries', opts.retries) }),
+      ...(opts.retries === undefined
+        ? {}
+        : { retries: opts.retries === '0' ? 0 : parseCount('--retries', opts.retries) }),
     });
     decided(d);
     if (d.accepted && d.duplicateOf !== undefined) {
@@ -515,7 +639,13 @@ export async function twinWriteCommand(
   });
 }
 
-export async function twinReportCommand(config: CliConfig, io: CliIo, deviceId: string, json: string, opts: WriteFlags & { replace?: boolean }): Promise<number> {
+export async function twinReportCommand(
+  config: CliConfig,
+  io: CliIo,
+  deviceId: string,
+  json: string,
+  opts: WriteFlags & { replace?: boolean },
+): Promise<number> {
   const patch = parseJsonObject('the reported patch', json) as Patch;
   return withClient(config, deviceId, opts, async (client) => {
     const write = opts.replace === true ? client.replaceReported : client.mergeReported;
@@ -541,9 +671,17 @@ async function deviceKeyStore(config: CliConfig): Promise<import('@twinlog/gatew
  * Creates the twin and, like IoT Hub's registry, the device's symmetric keys (in the registry file
  * `serve` reads, so the device can connect over MQTT at once); prints its connection string.
  */
-export async function deviceCreateCommand(config: CliConfig, io: CliIo, deviceId: string, opts: WriteFlags): Promise<number> {
+export async function deviceCreateCommand(
+  config: CliConfig,
+  io: CliIo,
+  deviceId: string,
+  opts: WriteFlags,
+): Promise<number> {
   // `{deviceId}/{moduleId}` is a module twin's id (docs/iot-hub.md, "Module identities and module twins"), never a device's
-  if (!isValidDeviceId(deviceId)) throw new CliError(`not a device id: ${JSON.stringify(deviceId)} (at most 128 ASCII letters, digits and - : . + % _ # * ? ! ( ) , = @ ; $ ')`);
+  if (!isValidDeviceId(deviceId))
+    throw new CliError(
+      `not a device id: ${JSON.stringify(deviceId)} (at most 128 ASCII letters, digits and - : . + % _ # * ? ! ( ) , = @ ; $ ')`,
+    );
   return withClient(config, 'twinlog-cli', opts, async (client) => {
     const printKeys = async (): Promise<void> => {
       const { newDeviceKeys } = await import('@twinlog/gateway');
@@ -554,7 +692,9 @@ export async function deviceCreateCommand(config: CliConfig, io: CliIo, deviceId
     };
     if (opts.wait === false) {
       const r = await client.createDevice(deviceId);
-      io.out(`appended create of ${deviceId} at ${r.topic}/${r.partition}@${r.offset} (not waiting for the projector)\n`);
+      io.out(
+        `appended create of ${deviceId} at ${r.topic}/${r.partition}@${r.offset} (not waiting for the projector)\n`,
+      );
       await printKeys();
       return 0;
     }
@@ -566,7 +706,12 @@ export async function deviceCreateCommand(config: CliConfig, io: CliIo, deviceId
   });
 }
 
-export async function deviceDeleteCommand(config: CliConfig, io: CliIo, deviceId: string, opts: WriteFlags): Promise<number> {
+export async function deviceDeleteCommand(
+  config: CliConfig,
+  io: CliIo,
+  deviceId: string,
+  opts: WriteFlags,
+): Promise<number> {
   return withClient(config, 'twinlog-cli', opts, async (client) => {
     // the device's modules go with it, as through the REST registry (docs/iot-hub.md, "Module identities and module twins")
     const store = await deviceKeyStore(config);
@@ -583,7 +728,9 @@ export async function deviceDeleteCommand(config: CliConfig, io: CliIo, deviceId
     if (opts.wait === false) {
       const r = await client.deleteDevice(deviceId);
       (await deviceKeyStore(config)).delete(deviceId);
-      io.out(`appended delete of ${deviceId} at ${r.topic}/${r.partition}@${r.offset} (not waiting for the projector)\n`);
+      io.out(
+        `appended delete of ${deviceId} at ${r.topic}/${r.partition}@${r.offset} (not waiting for the projector)\n`,
+      );
       return 0;
     }
     decided(await client.deleteDevice(deviceId, { wait: true }));
@@ -599,22 +746,48 @@ export async function deviceDeleteCommand(config: CliConfig, io: CliIo, deviceId
  * disabled device is refused at MQTT CONNECT, and a running `serve` closes its open connection
  * within its status recheck interval (5 s by default). Only the registry is written, not the log.
  */
-export async function deviceUpdateCommand(config: CliConfig, io: CliIo, deviceId: string, opts: { status?: string; statusReason?: string; json?: boolean }): Promise<number> {
+export async function deviceUpdateCommand(
+  config: CliConfig,
+  io: CliIo,
+  deviceId: string,
+  opts: { status?: string; statusReason?: string; json?: boolean },
+): Promise<number> {
   const status = opts.status?.toLowerCase();
-  if (status !== undefined && status !== 'enabled' && status !== 'disabled') throw new CliError(`--status must be enabled or disabled, got '${opts.status}'`);
-  if (status === undefined && opts.statusReason === undefined) throw new CliError('nothing to update: give --status enabled|disabled and/or --status-reason <text>');
-  if (opts.statusReason !== undefined && opts.statusReason.length > 128) throw new CliError('--status-reason must be at most 128 characters');
+  if (status !== undefined && status !== 'enabled' && status !== 'disabled')
+    throw new CliError(`--status must be enabled or disabled, got '${opts.status}'`);
+  if (status === undefined && opts.statusReason === undefined)
+    throw new CliError('nothing to update: give --status enabled|disabled and/or --status-reason <text>');
+  if (opts.statusReason !== undefined && opts.statusReason.length > 128)
+    throw new CliError('--status-reason must be at most 128 characters');
   const { withDeviceStatus } = await import('@twinlog/gateway');
   const store = await deviceKeyStore(config);
   const keys = store.get(deviceId);
   if (keys === undefined) {
-    throw new TwinlogError('DEVICE_NOT_FOUND', `device ${deviceId} has no identity in the registry (${registryFileOf(config)}): create it with \`twinlog device create ${deviceId}\``);
+    throw new TwinlogError(
+      'DEVICE_NOT_FOUND',
+      `device ${deviceId} has no identity in the registry (${registryFileOf(config)}): create it with \`twinlog device create ${deviceId}\``,
+    );
   }
-  const next = withDeviceStatus(keys, { status, statusReason: opts.statusReason === undefined ? undefined : opts.statusReason === '' ? null : opts.statusReason }, Date.now());
+  const next = withDeviceStatus(
+    keys,
+    {
+      status,
+      statusReason: opts.statusReason === undefined ? undefined : opts.statusReason === '' ? null : opts.statusReason,
+    },
+    Date.now(),
+  );
   store.set(deviceId, next);
-  const shown = { deviceId, status: next.status ?? 'enabled', statusReason: next.statusReason ?? null, statusUpdatedTime: next.statusUpdatedTime ?? null };
+  const shown = {
+    deviceId,
+    status: next.status ?? 'enabled',
+    statusReason: next.statusReason ?? null,
+    statusUpdatedTime: next.statusUpdatedTime ?? null,
+  };
   if (opts.json === true) io.out(`${JSON.stringify(shown)}\n`);
-  else io.out(`${deviceId}: ${shown.status}${shown.statusReason === null ? '' : ` (${shown.statusReason})`}${shown.statusUpdatedTime === null ? '' : ` since ${shown.statusUpdatedTime}`}\n`);
+  else
+    io.out(
+      `${deviceId}: ${shown.status}${shown.statusReason === null ? '' : ` (${shown.statusReason})`}${shown.statusUpdatedTime === null ? '' : ` since ${shown.statusUpdatedTime}`}\n`,
+    );
   return 0;
 }
 
@@ -622,7 +795,8 @@ export async function deviceListCommand(config: CliConfig, io: CliIo, opts: { js
   return withStore(config, async (store) => {
     const twins = (await listTwins(store.log)).filter((t) => t.moduleId === undefined); // devices, not their module twins
     if (opts.json === true) {
-      for (const t of twins) io.out(`${JSON.stringify({ deviceId: t.deviceId, status: t.status, version: t.version, etag: t.etag })}\n`);
+      for (const t of twins)
+        io.out(`${JSON.stringify({ deviceId: t.deviceId, status: t.status, version: t.version, etag: t.etag })}\n`);
       return 0;
     }
     if (twins.length === 0) {

@@ -52,22 +52,31 @@ export function configurationBodyOf(id: string, opts: ConfigPutOptions): Record<
       throw new CliError(`cannot read --file ${opts.file}: ${(e as Error).message}`);
     }
     const parsed = jsonArg(`--file ${opts.file}`, text);
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new CliError(`--file ${opts.file} must hold a JSON object (a configuration)`);
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw new CliError(`--file ${opts.file} must hold a JSON object (a configuration)`);
     Object.assign(body, parsed);
   }
   body['id'] = id;
   if (opts.target !== undefined) body['targetCondition'] = opts.target;
   if (opts.priority !== undefined) {
-    if (!/^[0-9]+$/.test(opts.priority)) throw new CliError(`--priority must be a whole number of at least 0, got '${opts.priority}'`);
+    if (!/^[0-9]+$/.test(opts.priority))
+      throw new CliError(`--priority must be a whole number of at least 0, got '${opts.priority}'`);
     body['priority'] = Number(opts.priority);
   }
   if (opts.content !== undefined) body['content'] = { deviceContent: jsonArg('--content', opts.content) };
   const labels = pairsOf('--label', opts.label);
-  if (labels !== undefined) body['labels'] = { ...((body['labels']) ?? {}), ...labels };
+  if (labels !== undefined) body['labels'] = { ...(body['labels'] ?? {}), ...labels };
   const metrics = pairsOf('--metric', opts.metric);
-  if (metrics !== undefined) body['metrics'] = { queries: { ...((body['metrics'] as { queries?: object } | undefined)?.queries ?? {}), ...metrics } };
-  if (body['content'] === undefined) throw new CliError('give the content: --content \'{"properties.desired.<path>": <value>}\' or --file <configuration.json>');
-  if (body['targetCondition'] === undefined) throw new CliError("give the target: --target \"tags.env = 'prod'\" (or *) or --file <configuration.json>");
+  if (metrics !== undefined)
+    body['metrics'] = {
+      queries: { ...((body['metrics'] as { queries?: object } | undefined)?.queries ?? {}), ...metrics },
+    };
+  if (body['content'] === undefined)
+    throw new CliError(
+      'give the content: --content \'{"properties.desired.<path>": <value>}\' or --file <configuration.json>',
+    );
+  if (body['targetCondition'] === undefined)
+    throw new CliError('give the target: --target "tags.env = \'prod\'" (or *) or --file <configuration.json>');
   if (body['schemaVersion'] === undefined) body['schemaVersion'] = '1.0';
   return body;
 }
@@ -79,22 +88,49 @@ function printConfiguration(io: CliIo, c: Record<string, unknown>, json: boolean
   io.out(json === true ? `${JSON.stringify(c)}\n` : `${JSON.stringify(c, null, 2)}\n`);
 }
 
-export async function configPutCommand(config: CliConfig, io: CliIo, id: string, opts: ConfigPutOptions): Promise<number> {
+export async function configPutCommand(
+  config: CliConfig,
+  io: CliIo,
+  id: string,
+  opts: ConfigPutOptions,
+): Promise<number> {
   const body = configurationBodyOf(id, opts);
-  const { body: answer } = await call(config, opts, 'PUT', path(id), body, opts.ifMatch === undefined ? {} : { 'if-match': quoted(opts.ifMatch) });
+  const { body: answer } = await call(
+    config,
+    opts,
+    'PUT',
+    path(id),
+    body,
+    opts.ifMatch === undefined ? {} : { 'if-match': quoted(opts.ifMatch) },
+  );
   printConfiguration(io, answer as Record<string, unknown>, opts.json);
   return 0;
 }
 
-export async function configGetCommand(config: CliConfig, io: CliIo, id: string, opts: GatewayOptions & { json?: boolean }): Promise<number> {
+export async function configGetCommand(
+  config: CliConfig,
+  io: CliIo,
+  id: string,
+  opts: GatewayOptions & { json?: boolean },
+): Promise<number> {
   const { body } = await call(config, opts, 'GET', path(id));
   printConfiguration(io, body as Record<string, unknown>, opts.json);
   return 0;
 }
 
-export async function configListCommand(config: CliConfig, io: CliIo, opts: GatewayOptions & { json?: boolean; top?: string }): Promise<number> {
-  if (opts.top !== undefined && !/^[1-9][0-9]*$/.test(opts.top)) throw new CliError(`--top must be a positive whole number, got '${opts.top}'`);
-  const { body } = await call(config, opts, 'GET', opts.top === undefined ? '/configurations' : `/configurations?top=${opts.top}`);
+export async function configListCommand(
+  config: CliConfig,
+  io: CliIo,
+  opts: GatewayOptions & { json?: boolean; top?: string },
+): Promise<number> {
+  if (opts.top !== undefined && !/^[1-9][0-9]*$/.test(opts.top))
+    throw new CliError(`--top must be a positive whole number, got '${opts.top}'`);
+  const { body } = await call(
+    config,
+    opts,
+    'GET',
+    opts.top === undefined ? '/configurations' : `/configurations?top=${opts.top}`,
+  );
   const list = body as Record<string, unknown>[];
   if (opts.json === true) {
     for (const c of list) io.out(`${JSON.stringify(c)}\n`);
@@ -115,8 +151,20 @@ export async function configListCommand(config: CliConfig, io: CliIo, opts: Gate
   return 0;
 }
 
-export async function configDeleteCommand(config: CliConfig, io: CliIo, id: string, opts: GatewayOptions & { ifMatch?: string }): Promise<number> {
-  await call(config, opts, 'DELETE', path(id), undefined, opts.ifMatch === undefined ? {} : { 'if-match': quoted(opts.ifMatch) });
+export async function configDeleteCommand(
+  config: CliConfig,
+  io: CliIo,
+  id: string,
+  opts: GatewayOptions & { ifMatch?: string },
+): Promise<number> {
+  await call(
+    config,
+    opts,
+    'DELETE',
+    path(id),
+    undefined,
+    opts.ifMatch === undefined ? {} : { 'if-match': quoted(opts.ifMatch) },
+  );
   io.out(`deleted configuration ${id}\n`);
   return 0;
 }

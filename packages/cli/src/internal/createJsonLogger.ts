@@ -17,7 +17,11 @@ const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 4
 export function errorFields(e: unknown): Record<string, unknown> {
   if (!(e instanceof Error)) return { error: String(e) };
   const code = (e as { code?: unknown }).code;
-  return { error: e.message, ...(code === undefined ? {} : { code }), ...(e.stack === undefined ? {} : { stack: e.stack }) };
+  return {
+    error: e.message,
+    ...(code === undefined ? {} : { code }),
+    ...(e.stack === undefined ? {} : { stack: e.stack }),
+  };
 }
 
 /** Whether JSON.stringify can write `v`. */
@@ -30,7 +34,11 @@ function writable(v: unknown): boolean {
   }
 }
 
-export function createJsonLogger({ level = 'info', write = (line: string) => process.stdout.write(line), now = Date.now }: { level?: LogLevel; write?: (line: string) => void; now?: () => number } = {}): JsonLogger {
+export function createJsonLogger({
+  level = 'info',
+  write = (line: string) => process.stdout.write(line),
+  now = Date.now,
+}: { level?: LogLevel; write?: (line: string) => void; now?: () => number } = {}): JsonLogger {
   const emit = (l: LogLevel, msg: string, fields: Record<string, unknown> = {}): void => {
     if (RANK[l] < RANK[level]) return;
     let line: string;

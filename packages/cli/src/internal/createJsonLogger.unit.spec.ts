@@ -17,6 +17,13 @@ describe('createJsonLogger', () => {
     const cycle: Record<string, unknown> = {};
     cycle['self'] = cycle;
     logTo(lines).warn('odd fields', { offset: 12n, cycle, partition: 3 });
-    expect(JSON.parse(lines[0]!)).toEqual({ time: '1970-01-01T00:00:00.000Z', level: 'warn', msg: 'odd fields', offset: '12', cycle: '[object Object]', partition: 3 });
+    expect(JSON.parse(lines[0]!)).toEqual({
+      time: '1970-01-01T00:00:00.000Z',
+      level: 'warn',
+      msg: 'odd fields',
+      offset: '12',
+      cycle: '[object Object]',
+      partition: 3,
+    });
   });
 });

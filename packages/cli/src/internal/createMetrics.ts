@@ -12,7 +12,12 @@ export type Labels = Readonly<Record<string, string | number>>;
 /** One family: its type, its `HELP` text, its label names, and a histogram's bucket bounds. */
 export type MetricDefinition =
   | { readonly type: 'counter' | 'gauge'; readonly help: string; readonly labels?: readonly string[] }
-  | { readonly type: 'histogram'; readonly help: string; readonly labels?: readonly string[]; readonly buckets: readonly number[] };
+  | {
+      readonly type: 'histogram';
+      readonly help: string;
+      readonly labels?: readonly string[];
+      readonly buckets: readonly number[];
+    };
 
 export interface Metrics {
   /** The registry (tests, and anything that wants prom-client's own API). */
@@ -51,14 +56,21 @@ function seriesKey(name: string, labels: Labels): string {
  * m.inc('twinlog_events_total', { result: 'applied' }, 3)
  * await m.render()
  */
-export function createMetrics(definitions: Readonly<Record<string, MetricDefinition>>, { defaultMetrics = false }: CreateMetricsOptions = {}): Metrics {
+export function createMetrics(
+  definitions: Readonly<Record<string, MetricDefinition>>,
+  { defaultMetrics = false }: CreateMetricsOptions = {},
+): Metrics {
   const registry = new Registry();
   const families = new Map<string, Family>();
   for (const [name, d] of Object.entries(definitions)) {
     const common = { name, help: d.help, labelNames: [...(d.labels ?? [])], registers: [registry] };
     families.set(
       name,
-      d.type === 'histogram' ? new Histogram({ ...common, buckets: [...d.buckets] }) : d.type === 'counter' ? new Counter(common) : new Gauge(common),
+      d.type === 'histogram'
+        ? new Histogram({ ...common, buckets: [...d.buckets] })
+        : d.type === 'counter'
+          ? new Counter(common)
+          : new Gauge(common),
     );
   }
   if (defaultMetrics) collectDefaultMetrics({ register: registry });

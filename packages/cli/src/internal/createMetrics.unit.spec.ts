@@ -41,7 +41,8 @@ describe('createMetrics', () => {
 
   it('sets a counter to a total its source keeps, and restarts the series when the source went back to zero', async () => {
     const m = createMetrics({ twinlog_restarts_total: { type: 'counter', help: 'Restarts.', labels: ['stage'] } });
-    const value = async (): Promise<number | undefined> => samples(await m.render()).get('twinlog_restarts_total{stage="projector"}');
+    const value = async (): Promise<number | undefined> =>
+      samples(await m.render()).get('twinlog_restarts_total{stage="projector"}');
     m.set('twinlog_restarts_total', { stage: 'projector' }, 2);
     expect(await value()).toBe(2);
     m.set('twinlog_restarts_total', { stage: 'projector' }, 5);
@@ -80,7 +81,13 @@ describe('createMetrics', () => {
   it('adds the process metrics (event-loop lag, heap, GC) when asked', async () => {
     const m = createMetrics({ twinlog_up: { type: 'gauge', help: 'Up.' } }, { defaultMetrics: true });
     const text = await m.render();
-    for (const name of ['nodejs_eventloop_lag_seconds', 'nodejs_eventloop_lag_p99_seconds', 'nodejs_heap_size_used_bytes', 'process_resident_memory_bytes', 'nodejs_gc_duration_seconds']) {
+    for (const name of [
+      'nodejs_eventloop_lag_seconds',
+      'nodejs_eventloop_lag_p99_seconds',
+      'nodejs_heap_size_used_bytes',
+      'process_resident_memory_bytes',
+      'nodejs_gc_duration_seconds',
+    ]) {
       expect(text).toContain(`# TYPE ${name} `);
     }
     expect(samples(text).get('nodejs_heap_size_used_bytes')).toBeGreaterThan(0); // every line of the exposition parses

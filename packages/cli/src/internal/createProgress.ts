@@ -13,7 +13,11 @@ const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 function duration(seconds: number): string {
   if (!Number.isFinite(seconds)) return '?';
   const s = Math.max(0, Math.round(seconds));
-  return s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
+  return s >= 3600
+    ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`
+    : s >= 60
+      ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`
+      : `${s}s`;
 }
 
 export function createProgress({
@@ -41,14 +45,19 @@ export function createProgress({
     const rate = done / elapsed;
     const pct = total <= 0 ? 1 : Math.min(1, done / total);
     const eta = rate > 0 ? (total - done) / rate : Infinity;
-    return { pct, text: `${fmt(done)}/${fmt(total)} ${unit}, ${fmt(rate)} ${unit}/s, ETA ${done >= total ? '0s' : duration(eta)}` };
+    return {
+      pct,
+      text: `${fmt(done)}/${fmt(total)} ${unit}, ${fmt(rate)} ${unit}/s, ETA ${done >= total ? '0s' : duration(eta)}`,
+    };
   };
   return {
     update(done, total) {
       const { pct, text } = describe(done, total);
       if (isTTY) {
         const filled = Math.round(pct * width);
-        write(`\r${label} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(Math.round(pct * 100)).padStart(3)}% ${text}\u001b[K`);
+        write(
+          `\r${label} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(Math.round(pct * 100)).padStart(3)}% ${text}\u001b[K`,
+        );
         return;
       }
       const t = now();

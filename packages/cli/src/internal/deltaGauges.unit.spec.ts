@@ -7,14 +7,21 @@ const STATUSES = ['pending', 'acknowledged', 'rejected', 'converged', 'stale'] a
 describe('createDeltaGauges', () => {
   it('always equals the totals recomputed from each device’s latest delta', () => {
     const summary = fc.record({
-      counts: fc.record(Object.fromEntries(STATUSES.map((s) => [s, fc.nat(20)])) as Record<(typeof STATUSES)[number], fc.Arbitrary<number>>),
+      counts: fc.record(
+        Object.fromEntries(STATUSES.map((s) => [s, fc.nat(20)])) as Record<
+          (typeof STATUSES)[number],
+          fc.Arbitrary<number>
+        >,
+      ),
       converged: fc.boolean(),
     });
     const update = fc.tuple(fc.constantFrom('a', 'b', 'c', 'd'), fc.option(summary, { nil: undefined }));
     fc.assert(
       fc.property(fc.array(update, { maxLength: 60 }), (updates) => {
         const gauges = new Map<string, number>();
-        const g = createDeltaGauges({ set: (name, labels, value) => void gauges.set(`${name}${JSON.stringify(labels)}`, value) });
+        const g = createDeltaGauges({
+          set: (name, labels, value) => void gauges.set(`${name}${JSON.stringify(labels)}`, value),
+        });
         const latest = new Map<string, DeltaSummary>();
         for (const [id, d] of updates) {
           g.set(id, d);

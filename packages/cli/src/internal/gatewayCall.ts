@@ -40,7 +40,14 @@ export interface Answer {
 }
 
 /** One signed REST call to the gateway; a refusal becomes a one-line error (exit code 1). */
-export async function call(config: CliConfig, opts: GatewayOptions, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer> {
+export async function call(
+  config: CliConfig,
+  opts: GatewayOptions,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<Answer> {
   const { servicePolicy } = await import('./serve.ts');
   const { signServiceSas } = await import('@twinlog/gateway');
   const policy = servicePolicy(config);
@@ -56,10 +63,14 @@ export async function call(config: CliConfig, opts: GatewayOptions, method: stri
         method,
         headers: {
           authorization: token,
-          ...(text === undefined ? {} : { 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(text)) }),
+          ...(text === undefined
+            ? {}
+            : { 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(text)) }),
           ...headers,
         },
-        ...(https && config.tlsCert !== undefined ? { ca: readFileSync(config.tlsCert), servername: config.hubName } : {}),
+        ...(https && config.tlsCert !== undefined
+          ? { ca: readFileSync(config.tlsCert), servername: config.hubName }
+          : {}),
       },
       (res) => {
         let data = '';
@@ -70,7 +81,12 @@ export async function call(config: CliConfig, opts: GatewayOptions, method: stri
       },
     );
     req.on('error', (e: NodeJS.ErrnoException) =>
-      reject(new CliError(`cannot reach the gateway at ${base.origin} (${e.code ?? e.message}): is \`twinlog serve\` running? (--gateway <url> to name another)`, 1)),
+      reject(
+        new CliError(
+          `cannot reach the gateway at ${base.origin} (${e.code ?? e.message}): is \`twinlog serve\` running? (--gateway <url> to name another)`,
+          1,
+        ),
+      ),
     );
     req.end(text);
   });

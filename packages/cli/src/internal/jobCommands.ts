@@ -29,7 +29,13 @@ const TERMINAL: readonly string[] = ['completed', 'failed', 'cancelled'];
 type Job = Record<string, unknown> & {
   jobId: string;
   status: string;
-  deviceJobStatistics?: { deviceCount: number; failedCount: number; succeededCount: number; runningCount: number; pendingCount: number };
+  deviceJobStatistics?: {
+    deviceCount: number;
+    failedCount: number;
+    succeededCount: number;
+    runningCount: number;
+    pendingCount: number;
+  };
 };
 
 const path = (id: string): string => `/jobs/v2/${encodeURIComponent(id)}`;
@@ -43,14 +49,16 @@ const path = (id: string): string => `/jobs/v2/${encodeURIComponent(id)}`;
  * // { jobId: 'fw-2', type: 'scheduleUpdateTwin', queryCondition: "tags.site = 'b'", updateTwin: { properties: …, etag: '*' } }
  */
 export function jobBodyOf(id: string, patchJson: string, opts: JobCreateOptions): Record<string, unknown> {
-  if (opts.query === undefined || opts.query.trim() === '') throw new CliError('--query <condition> is required, e.g. --query "tags.site = \'b\'"');
+  if (opts.query === undefined || opts.query.trim() === '')
+    throw new CliError('--query <condition> is required, e.g. --query "tags.site = \'b\'"');
   let patch: unknown;
   try {
     patch = JSON.parse(patchJson);
   } catch (e) {
     throw new CliError(`the patch is not valid JSON: ${(e as Error).message}`);
   }
-  if (!isPlainObject(patch)) throw new CliError('the patch must be a JSON object: {"tags":…, "properties":{"desired":…}}');
+  if (!isPlainObject(patch))
+    throw new CliError('the patch must be a JSON object: {"tags":…, "properties":{"desired":…}}');
   const p = patch;
   if (p['tags'] === undefined && (p['properties'] as Record<string, unknown> | undefined)?.['desired'] === undefined) {
     throw new CliError('the patch needs tags or properties.desired: {"tags":…, "properties":{"desired":…}}');
@@ -58,7 +66,8 @@ export function jobBodyOf(id: string, patchJson: string, opts: JobCreateOptions)
   if (opts.start !== undefined && !(/^[0-9]{4}-/.test(opts.start) && Number.isFinite(Date.parse(opts.start)))) {
     throw new CliError(`--start must be an ISO-8601 time such as 2026-11-28T12:00:00Z, got '${opts.start}'`);
   }
-  if (opts.maxSeconds !== undefined && !/^[1-9][0-9]*$/.test(opts.maxSeconds)) throw new CliError(`--max-seconds must be a positive whole number, got '${opts.maxSeconds}'`);
+  if (opts.maxSeconds !== undefined && !/^[1-9][0-9]*$/.test(opts.maxSeconds))
+    throw new CliError(`--max-seconds must be a positive whole number, got '${opts.maxSeconds}'`);
   return {
     jobId: id,
     type: 'scheduleUpdateTwin',
@@ -72,7 +81,10 @@ export function jobBodyOf(id: string, patchJson: string, opts: JobCreateOptions)
 /** `fw-2  completed  devices 2: succeeded 2, failed 0, running 0, pending 0`. */
 function summary(job: Job): string {
   const s = job.deviceJobStatistics;
-  const devices = s === undefined ? '' : `  devices ${s.deviceCount}: succeeded ${s.succeededCount}, failed ${s.failedCount}, running ${s.runningCount}, pending ${s.pendingCount}`;
+  const devices =
+    s === undefined
+      ? ''
+      : `  devices ${s.deviceCount}: succeeded ${s.succeededCount}, failed ${s.failedCount}, running ${s.runningCount}, pending ${s.pendingCount}`;
   const reason = typeof job['failureReason'] === 'string' ? `  (${job['failureReason']})` : '';
   return `${job.jobId}  ${job.status}${devices}${reason}`;
 }
@@ -81,14 +93,25 @@ function printJob(io: CliIo, job: Job, json: boolean | undefined): void {
   io.out(json === true ? `${JSON.stringify(job)}\n` : `${JSON.stringify(job, null, 2)}\n`);
 }
 
-export async function jobCreateCommand(config: CliConfig, io: CliIo, id: string, patchJson: string, opts: JobCreateOptions): Promise<number> {
+export async function jobCreateCommand(
+  config: CliConfig,
+  io: CliIo,
+  id: string,
+  patchJson: string,
+  opts: JobCreateOptions,
+): Promise<number> {
   const timeoutMs = opts.timeout === undefined ? 60_000 : Number(opts.timeout);
-  if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) throw new CliError(`--timeout must be a positive whole number of ms, got '${opts.timeout}'`);
+  if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1)
+    throw new CliError(`--timeout must be a positive whole number of ms, got '${opts.timeout}'`);
   let { body: job } = await call(config, opts, 'PUT', path(id), jobBodyOf(id, patchJson, opts));
   if (opts.wait === true) {
     const deadline = Date.now() + timeoutMs;
     while (!TERMINAL.includes((job as Job).status)) {
-      if (Date.now() > deadline) throw new CliError(`job ${id} is still ${(job as Job).status} after ${timeoutMs} ms (it keeps running in serve: twinlog job get ${id})`, 1);
+      if (Date.now() > deadline)
+        throw new CliError(
+          `job ${id} is still ${(job as Job).status} after ${timeoutMs} ms (it keeps running in serve: twinlog job get ${id})`,
+          1,
+        );
       await new Promise((r) => setTimeout(r, 200));
       job = (await call(config, opts, 'GET', path(id))).body;
     }
@@ -98,19 +121,34 @@ export async function jobCreateCommand(config: CliConfig, io: CliIo, id: string,
   return opts.wait === true && (job as Job).status !== 'completed' ? 1 : 0;
 }
 
-export async function jobGetCommand(config: CliConfig, io: CliIo, id: string, opts: GatewayOptions & { json?: boolean }): Promise<number> {
+export async function jobGetCommand(
+  config: CliConfig,
+  io: CliIo,
+  id: string,
+  opts: GatewayOptions & { json?: boolean },
+): Promise<number> {
   printJob(io, (await call(config, opts, 'GET', path(id))).body as Job, opts.json);
   return 0;
 }
 
-export async function jobCancelCommand(config: CliConfig, io: CliIo, id: string, opts: GatewayOptions & { json?: boolean }): Promise<number> {
+export async function jobCancelCommand(
+  config: CliConfig,
+  io: CliIo,
+  id: string,
+  opts: GatewayOptions & { json?: boolean },
+): Promise<number> {
   printJob(io, (await call(config, opts, 'POST', `${path(id)}/cancel`)).body as Job, opts.json);
   return 0;
 }
 
 /** Every job (newest first), all pages of `GET /jobs/v2/query`. */
-export async function jobListCommand(config: CliConfig, io: CliIo, opts: GatewayOptions & { json?: boolean; status?: string }): Promise<number> {
-  if (opts.status !== undefined && !(STATUSES as readonly string[]).includes(opts.status)) throw new CliError(`--status must be one of ${STATUSES.join(', ')}, got '${opts.status}'`);
+export async function jobListCommand(
+  config: CliConfig,
+  io: CliIo,
+  opts: GatewayOptions & { json?: boolean; status?: string },
+): Promise<number> {
+  if (opts.status !== undefined && !(STATUSES as readonly string[]).includes(opts.status))
+    throw new CliError(`--status must be one of ${STATUSES.join(', ')}, got '${opts.status}'`);
   const jobs: Job[] = [];
   let continuation: string | undefined;
   do {

@@ -19,9 +19,14 @@ const path = (deviceId: string, moduleId?: string): string =>
 
 /** A module id: a device id's characters, no `/` (docs/iot-hub.md, "Module identities and module twins"). */
 function checkIds(deviceId: string, moduleId?: string): void {
-  for (const [what, id] of [['device', deviceId], ['module', moduleId]] as const) {
+  for (const [what, id] of [
+    ['device', deviceId],
+    ['module', moduleId],
+  ] as const) {
     if (id !== undefined && !/^[A-Za-z0-9\-:.+%_#*?!(),=@;$']{1,128}$/.test(id)) {
-      throw new CliError(`not a ${what} id: ${JSON.stringify(id)} (at most 128 ASCII letters, digits and - : . + % _ # * ? ! ( ) , = @ ; $ ')`);
+      throw new CliError(
+        `not a ${what} id: ${JSON.stringify(id)} (at most 128 ASCII letters, digits and - : . + % _ # * ? ! ( ) , = @ ; $ ')`,
+      );
     }
   }
 }
@@ -30,25 +35,44 @@ function print(io: CliIo, value: unknown, json: boolean | undefined): void {
   io.out(json === true ? `${JSON.stringify(value)}\n` : `${JSON.stringify(value, null, 2)}\n`);
 }
 
-export async function moduleCreateCommand(config: CliConfig, io: CliIo, deviceId: string, moduleId: string, opts: ModuleOptions): Promise<number> {
+export async function moduleCreateCommand(
+  config: CliConfig,
+  io: CliIo,
+  deviceId: string,
+  moduleId: string,
+  opts: ModuleOptions,
+): Promise<number> {
   checkIds(deviceId, moduleId);
   const { body } = await call(config, opts, 'PUT', path(deviceId, moduleId), { deviceId, moduleId });
   const m = body as { authentication?: { symmetricKey?: { primaryKey?: string } } };
   if (opts.json === true) print(io, body, true);
   else {
     io.out(`created module ${moduleId} of ${deviceId}\n`);
-    io.out(`connection string: HostName=${config.hubName};DeviceId=${deviceId};ModuleId=${moduleId};SharedAccessKey=${m.authentication?.symmetricKey?.primaryKey ?? ''}\n`);
+    io.out(
+      `connection string: HostName=${config.hubName};DeviceId=${deviceId};ModuleId=${moduleId};SharedAccessKey=${m.authentication?.symmetricKey?.primaryKey ?? ''}\n`,
+    );
   }
   return 0;
 }
 
-export async function moduleGetCommand(config: CliConfig, io: CliIo, deviceId: string, moduleId: string, opts: ModuleOptions): Promise<number> {
+export async function moduleGetCommand(
+  config: CliConfig,
+  io: CliIo,
+  deviceId: string,
+  moduleId: string,
+  opts: ModuleOptions,
+): Promise<number> {
   checkIds(deviceId, moduleId);
   print(io, (await call(config, opts, 'GET', path(deviceId, moduleId))).body, opts.json);
   return 0;
 }
 
-export async function moduleListCommand(config: CliConfig, io: CliIo, deviceId: string, opts: ModuleOptions): Promise<number> {
+export async function moduleListCommand(
+  config: CliConfig,
+  io: CliIo,
+  deviceId: string,
+  opts: ModuleOptions,
+): Promise<number> {
   checkIds(deviceId);
   const list = (await call(config, opts, 'GET', path(deviceId))).body as Record<string, unknown>[];
   if (opts.json === true) {
@@ -65,7 +89,13 @@ export async function moduleListCommand(config: CliConfig, io: CliIo, deviceId: 
   return 0;
 }
 
-export async function moduleDeleteCommand(config: CliConfig, io: CliIo, deviceId: string, moduleId: string, opts: ModuleOptions): Promise<number> {
+export async function moduleDeleteCommand(
+  config: CliConfig,
+  io: CliIo,
+  deviceId: string,
+  moduleId: string,
+  opts: ModuleOptions,
+): Promise<number> {
   checkIds(deviceId, moduleId);
   await call(config, opts, 'DELETE', path(deviceId, moduleId), undefined, { 'if-match': '*' });
   io.out(`deleted module ${moduleId} of ${deviceId}\n`);

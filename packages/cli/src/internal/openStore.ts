@@ -51,7 +51,12 @@ export function registryFileOf(config: { readonly data: string }): string {
  */
 export function readModelFileOf(config: { readonly data: string }, store: Pick<Store, 'kind' | 'description'>): string {
   return resolve(
-    join(config.data, store.kind === 'embedded' ? 'read-model.db' : `read-model-${createHash('sha256').update(store.description).digest('hex').slice(0, 12)}.db`),
+    join(
+      config.data,
+      store.kind === 'embedded'
+        ? 'read-model.db'
+        : `read-model-${createHash('sha256').update(store.description).digest('hex').slice(0, 12)}.db`,
+    ),
   );
 }
 
@@ -67,10 +72,20 @@ export async function openKafkaLog(
   const brokers = config.kafka ?? '';
   if (config.kafkaClient === 'platformatic') {
     const { createPlatformaticKafkaLog } = await import('@twinlog/log-kafka-platformatic');
-    return createPlatformaticKafkaLog({ brokers, topicPrefix: config.topicPrefix, clientId, ...(kafkaLogSink === undefined ? {} : { logSink: kafkaLogSink }) });
+    return createPlatformaticKafkaLog({
+      brokers,
+      topicPrefix: config.topicPrefix,
+      clientId,
+      ...(kafkaLogSink === undefined ? {} : { logSink: kafkaLogSink }),
+    });
   }
   const { createKafkaLog } = await import('@twinlog/log-kafka');
-  return createKafkaLog({ brokers, topicPrefix: config.topicPrefix, clientId, ...(kafkaLogSink === undefined ? {} : { logSink: kafkaLogSink }) });
+  return createKafkaLog({
+    brokers,
+    topicPrefix: config.topicPrefix,
+    clientId,
+    ...(kafkaLogSink === undefined ? {} : { logSink: kafkaLogSink }),
+  });
 }
 
 /**
@@ -84,8 +99,15 @@ export async function openStore(
   let store: Store;
   if (config.kafka !== undefined) {
     const log = await openKafkaLog(config, { clientId, ...(kafkaLogSink === undefined ? {} : { kafkaLogSink }) });
-    const [module, factory] = config.kafkaClient === 'platformatic' ? ['@twinlog/log-kafka-platformatic', 'createPlatformaticKafkaLog'] : ['@twinlog/log-kafka', 'createKafkaLog'];
-    const workerLog = workerLogOf(module, factory, { brokers: config.kafka, topicPrefix: config.topicPrefix, clientId: `${clientId}-replay` });
+    const [module, factory] =
+      config.kafkaClient === 'platformatic'
+        ? ['@twinlog/log-kafka-platformatic', 'createPlatformaticKafkaLog']
+        : ['@twinlog/log-kafka', 'createKafkaLog'];
+    const workerLog = workerLogOf(module, factory, {
+      brokers: config.kafka,
+      topicPrefix: config.topicPrefix,
+      clientId: `${clientId}-replay`,
+    });
     store = {
       log,
       kind: 'kafka',

@@ -100,10 +100,12 @@ function parseValue(name: string, kind: Kind, raw: unknown, where: string): unkn
     case 'string':
       return text;
     case 'level':
-      if (!['debug', 'info', 'warn', 'error'].includes(text)) throw new CliError(`${label} must be debug, info, warn or error, got '${text}'`);
+      if (!['debug', 'info', 'warn', 'error'].includes(text))
+        throw new CliError(`${label} must be debug, info, warn or error, got '${text}'`);
       return text;
     case 'kafka-client':
-      if (!(KAFKA_CLIENTS as readonly string[]).includes(text)) throw new CliError(`${label} must be ${KAFKA_CLIENTS.join(' or ')}, got '${text}'`);
+      if (!(KAFKA_CLIENTS as readonly string[]).includes(text))
+        throw new CliError(`${label} must be ${KAFKA_CLIENTS.join(' or ')}, got '${text}'`);
       return text;
     case 'port':
     case 'count':
@@ -133,12 +135,15 @@ export function readConfigFile(path: string): Partial<CliConfig> {
   } catch (e) {
     throw new CliError(`the config file ${path} is not valid JSON: ${(e as Error).message}`);
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new CliError(`the config file ${path} must hold a JSON object`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new CliError(`the config file ${path} must hold a JSON object`);
   const out: Record<string, unknown> = {};
   for (const [key, raw] of Object.entries(value)) {
     const field = FIELDS[key as keyof CliConfig] as (typeof FIELDS)[keyof CliConfig] | undefined;
     if (field === undefined || !Object.hasOwn(FIELDS, key)) {
-      throw new CliError(`the config file ${path} has an unknown key '${key}' (known: ${Object.keys(FIELDS).join(', ')})`);
+      throw new CliError(
+        `the config file ${path} has an unknown key '${key}' (known: ${Object.keys(FIELDS).join(', ')})`,
+      );
     }
     if (raw === null) continue;
     out[key] = parseValue(key, field.kind, raw, path);
@@ -160,9 +165,11 @@ export function resolveConfig(flags: Readonly<Record<string, unknown>>, env: Nod
   const out: Record<string, unknown> = { ...DEFAULT_CONFIG, ...file };
   for (const [name, field] of Object.entries(FIELDS)) {
     const fromEnv = field.env.map((e) => env[e]).find((v) => v !== undefined && v !== '');
-    if (fromEnv !== undefined) out[name] = parseValue(name, field.kind, fromEnv, `environment ${field.env.find((e) => env[e] === fromEnv)!}`);
+    if (fromEnv !== undefined)
+      out[name] = parseValue(name, field.kind, fromEnv, `environment ${field.env.find((e) => env[e] === fromEnv)!}`);
     const flag = flags[name];
-    if (flag !== undefined) out[name] = parseValue(name, field.kind, flag, `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+    if (flag !== undefined)
+      out[name] = parseValue(name, field.kind, flag, `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
   }
   return out as unknown as CliConfig;
 }

@@ -57,7 +57,13 @@ import type { CliConfig } from './resolveConfig.ts';
 import { watchTopic, type TopicWatch } from './watchTopic.ts';
 import { createDeltaGauges } from './deltaGauges.ts';
 import { createConsole } from './console/createConsole.ts';
-import { createServeMetrics, observeGatewayRequest, observeMqttEvent, observeProjectorBatch, timedQueryView } from './serveMetrics.ts';
+import {
+  createServeMetrics,
+  observeGatewayRequest,
+  observeMqttEvent,
+  observeProjectorBatch,
+  timedQueryView,
+} from './serveMetrics.ts';
 
 export const PROJECTOR_GROUP = 'twinlog-projector';
 export const RECONCILER_GROUP = 'twinlog-reconciler';
@@ -107,8 +113,17 @@ async function collectLag(store: Store, metrics: Metrics): Promise<void> {
   ];
   await Promise.all(
     pairs.map(async ([group, topic]) => {
-      const [ends, committed] = await Promise.all([store.log.endOffsets(topic), store.log.committedOffsets(group, topic)]);
-      ends.forEach((end, partition) => metrics.set('twinlog_consumer_lag', { group, topic, partition }, Math.max(0, end - (committed[partition] ?? 0))));
+      const [ends, committed] = await Promise.all([
+        store.log.endOffsets(topic),
+        store.log.committedOffsets(group, topic),
+      ]);
+      ends.forEach((end, partition) =>
+        metrics.set(
+          'twinlog_consumer_lag',
+          { group, topic, partition },
+          Math.max(0, end - (committed[partition] ?? 0)),
+        ),
+      );
     }),
   );
 }
@@ -121,10 +136,20 @@ function formatDelay(ms: number | undefined): string {
 
 /** One log line for a stage's state change: what happened and what it does next. */
 function logStageChange(logger: JsonLogger, h: StageHealth, previous: StageState): void {
-  const fields = { stage: h.stage, state: h.state, previous, partitions: h.partitions, restarts: h.restarts, ...(h.reason === undefined ? {} : { reason: h.reason }) };
+  const fields = {
+    stage: h.stage,
+    state: h.state,
+    previous,
+    partitions: h.partitions,
+    restarts: h.restarts,
+    ...(h.reason === undefined ? {} : { reason: h.reason }),
+  };
   switch (h.state) {
     case 'consuming':
-      logger.info(`${h.stage}: consuming partitions [${h.partitions.join(', ')}]${previous === 'starting' ? '' : ` again (was ${previous})`}`, fields);
+      logger.info(
+        `${h.stage}: consuming partitions [${h.partitions.join(', ')}]${previous === 'starting' ? '' : ` again (was ${previous})`}`,
+        fields,
+      );
       return;
     case 'restarting':
       logger.warn(
@@ -133,10 +158,16 @@ function logStageChange(logger: JsonLogger, h: StageHealth, previous: StageState
       );
       return;
     case 'stalled':
-      logger.warn(`${h.stage}: not consuming (${h.reason ?? 'not fetching'}): waiting for its consumer, restarting it if it fails`, fields);
+      logger.warn(
+        `${h.stage}: not consuming (${h.reason ?? 'not fetching'}): waiting for its consumer, restarting it if it fails`,
+        fields,
+      );
       return;
     case 'standby':
-      logger.info(`${h.stage}: standing by: its group gave it no partitions (other instances hold them all); it takes over when one leaves`, fields);
+      logger.info(
+        `${h.stage}: standing by: its group gave it no partitions (other instances hold them all); it takes over when one leaves`,
+        fields,
+      );
       return;
     default:
       logger.info(`${h.stage}: ${h.state}`, fields);
@@ -155,9 +186,12 @@ export async function serve(
   config: CliConfig,
   { logger = createJsonLogger({ level: config.logLevel }), policyKeyOnCommandLine = false }: ServeOptions = {},
 ): Promise<number> {
-  if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) throw new CliError('--tls-cert and --tls-key go together (TWINLOG_TLS_CERT, TWINLOG_TLS_KEY)');
+  if ((config.tlsCert === undefined) !== (config.tlsKey === undefined))
+    throw new CliError('--tls-cert and --tls-key go together (TWINLOG_TLS_CERT, TWINLOG_TLS_KEY)');
   if (policyKeyOnCommandLine) {
-    logger.warn('--policy-key is visible to every user of this machine in the process list: pass the key in TWINLOG_POLICY_KEY instead');
+    logger.warn(
+      '--policy-key is visible to every user of this machine in the process list: pass the key in TWINLOG_POLICY_KEY instead',
+    );
   }
   const startedAt = Date.now();
   const metrics = createServeMetrics({ embedded: config.kafka === undefined, mqtt: config.mqttPort !== undefined });
@@ -175,7 +209,12 @@ export async function serve(
   const watches: TopicWatch[] = [];
   /** On Kafka, each stage's own log (client id `twinlog-serve-<stage>`); closed after the stages. */
   const stageLogs: Log[] = [];
-  const up: Record<'projector' | 'reconciler' | 'gateway' | 'mqtt', 0 | 1> = { projector: 0, reconciler: 0, gateway: 0, mqtt: 0 };
+  const up: Record<'projector' | 'reconciler' | 'gateway' | 'mqtt', 0 | 1> = {
+    projector: 0,
+    reconciler: 0,
+    gateway: 0,
+    mqtt: 0,
+  };
   const setUp = (part: keyof typeof up, v: 0 | 1): void => {
     up[part] = v;
     metrics.set('twinlog_up', { part }, v);
@@ -224,23 +263,42 @@ export async function serve(
       status: healthy ? 200 : 503,
       body: {
         status: healthy ? 'ok' : state === 'ok' ? 'degraded' : state,
-        ...(unhealthy.length === 0 ? {} : { unhealthy: unhealthy.map((h) => ({ stage: h.stage, state: h.state, reason: h.reason ?? null })) }),
+        ...(unhealthy.length === 0
+          ? {}
+          : { unhealthy: unhealthy.map((h) => ({ stage: h.stage, state: h.state, reason: h.reason ?? null })) }),
         store: store?.description ?? null,
         projector: stageOf(projector?.health()),
         reconciler: stageOf(reconciler?.health()),
         gateway: { running: up.gateway === 1, port: listening?.port ?? null },
         readModel:
-          readModel === undefined ? null : { ...stageOf(readModel.health()), twins: readModel.stats().twins, ...(readModelFailed === undefined ? {} : { failed: readModelFailed.message }) },
+          readModel === undefined
+            ? null
+            : {
+                ...stageOf(readModel.health()),
+                twins: readModel.stats().twins,
+                ...(readModelFailed === undefined ? {} : { failed: readModelFailed.message }),
+              },
         ...(config.mqttPort === undefined
           ? {}
-          : { mqtt: { running: up.mqtt === 1, port: mqttListening?.port ?? null, connectedDevices: mqtt?.connectedDevices().length ?? 0, feed: stageOf(mqtt?.health()) } }),
+          : {
+              mqtt: {
+                running: up.mqtt === 1,
+                port: mqttListening?.port ?? null,
+                connectedDevices: mqtt?.connectedDevices().length ?? 0,
+                feed: stageOf(mqtt?.health()),
+              },
+            }),
         uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
       },
     };
   };
   // The browser console under /ui (docs/console.md): its own login, reading the services below as they start.
   const consoleUi = createConsole({
-    services: { log: () => store?.log, readModel: () => readModel, connectedDevices: () => (config.mqttPort === undefined ? undefined : (mqtt?.connectedDevices() ?? [])) },
+    services: {
+      log: () => store?.log,
+      readModel: () => readModel,
+      connectedDevices: () => (config.mqttPort === undefined ? undefined : (mqtt?.connectedDevices() ?? [])),
+    },
     policy: () => servicePolicy(config),
     hubName: config.hubName,
     logger,
@@ -295,23 +353,42 @@ export async function serve(
     res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found: try /health or /metrics"}\n');
   });
   await new Promise<void>((resolveListen, reject) => {
-    admin.once('error', (e) => reject(new CliError(`the admin listener cannot listen on ${config.host}:${config.adminPort}: ${e.message}`, 1)));
+    admin.once('error', (e) =>
+      reject(new CliError(`the admin listener cannot listen on ${config.host}:${config.adminPort}: ${e.message}`, 1)),
+    );
     admin.listen(config.adminPort, config.host, () => resolveListen());
   });
   const adminPort = (admin.address() as AddressInfo).port;
-  logger.info('admin listening', { url: `http://${config.host}:${adminPort}`, health: '/health', metrics: '/metrics', adminPort });
-  logger.info('console: open this URL to log in (valid until serve stops)', { consoleUrl: consoleUi.loginUrl(`http://${config.host}:${adminPort}`) });
+  logger.info('admin listening', {
+    url: `http://${config.host}:${adminPort}`,
+    health: '/health',
+    metrics: '/metrics',
+    adminPort,
+  });
+  logger.info('console: open this URL to log in (valid until serve stops)', {
+    consoleUrl: consoleUi.loginUrl(`http://${config.host}:${adminPort}`),
+  });
 
   const onRequest = (message: unknown): void => {
     const e = message as GatewayRequestEvent;
     observeGatewayRequest(metrics, e);
-    logger.debug('request', { method: e.method, path: e.path, status: e.status, ...(e.error === undefined ? {} : { error: e.error }) });
+    logger.debug('request', {
+      method: e.method,
+      path: e.path,
+      status: e.status,
+      ...(e.error === undefined ? {} : { error: e.error }),
+    });
   };
 
   const onMaintenance = (message: unknown): void => {
     const e = message as { report?: MaintenanceReport; ms?: number; error?: unknown };
-    if (e.error !== undefined) logger.warn('storage maintenance failed (retried at the next run)', errorFields(e.error));
-    else if (e.report !== undefined && e.report.compacted + e.report.retentionDeletedByTime + e.report.retentionDeletedBySize + e.report.vacuumedPages > 0) {
+    if (e.error !== undefined)
+      logger.warn('storage maintenance failed (retried at the next run)', errorFields(e.error));
+    else if (
+      e.report !== undefined &&
+      e.report.compacted + e.report.retentionDeletedByTime + e.report.retentionDeletedBySize + e.report.vacuumedPages >
+        0
+    ) {
       logger.debug('storage maintenance', { ...e.report, ms: Math.round(e.ms ?? 0) });
     }
   };
@@ -326,7 +403,8 @@ export async function serve(
   let stopping: Promise<void> | undefined;
   const stopAll = (): Promise<void> =>
     (stopping ??= (async () => {
-      for (const part of Object.keys(up) as (keyof typeof up)[]) if (part !== 'mqtt' || config.mqttPort !== undefined) setUp(part, 0);
+      for (const part of Object.keys(up) as (keyof typeof up)[])
+        if (part !== 'mqtt' || config.mqttPort !== undefined) setUp(part, 0);
       unsubscribe(GATEWAY_REQUEST_CHANNEL, onRequest);
       unsubscribe(MQTT_GATEWAY_CHANNEL, onMqttEvent);
       if (store?.storage !== undefined) unsubscribe(store.storage.maintenanceChannel, onMaintenance);
@@ -391,7 +469,9 @@ export async function serve(
     // The Kafka client logs every failed request and retry (a hundred lines per broker outage):
     // those go to debug; what a stage does about them is one line per state change (logStageChange).
     const kafkaLogSink = (entry: KafkaLogEntry): void =>
-      logger.debug(`${config.kafkaClient} ${entry.namespace}: ${entry.message}`, { [config.kafkaClient]: entry.fields });
+      logger.debug(`${config.kafkaClient} ${entry.namespace}: ${entry.message}`, {
+        [config.kafkaClient]: entry.fields,
+      });
     store = await openStore(config, { kafkaLogSink, clientId: 'twinlog-serve' });
     const openedStore = store;
     const stageLog = async (stage: string): Promise<Log> => {
@@ -413,7 +493,8 @@ export async function serve(
       workers: config.projectorWorkers,
       onBatch: (partition, stats, detail) => {
         metrics.inc('twinlog_projector_batches_total', { partition });
-        for (const [result, n] of Object.entries(stats) as [string, number][]) if (n > 0) metrics.inc('twinlog_projector_events_total', { result }, n);
+        for (const [result, n] of Object.entries(stats) as [string, number][])
+          if (n > 0) metrics.inc('twinlog_projector_events_total', { result }, n);
         observeProjectorBatch(metrics, detail);
       },
     });
@@ -470,7 +551,9 @@ export async function serve(
       log: store.log,
       hubName: config.hubName,
       physicalNow,
-      policies: [{ name: policy.name, key: policy.key, rights: ['registryRead', 'registryReadWrite', 'serviceConnect'] }],
+      policies: [
+        { name: policy.name, key: policy.key, rights: ['registryRead', 'registryReadWrite', 'serviceConnect'] },
+      ],
       deviceKeys,
       queryView: timedQueryView(readModel, metrics),
       twinIndex: readModel, // GET /twins/{id} and the twin after PATCH/PUT: looked up, not scanned (docs/reads.md)
@@ -480,7 +563,9 @@ export async function serve(
     });
     subscribe(GATEWAY_REQUEST_CHANNEL, onRequest);
     const tls =
-      config.tlsCert !== undefined && config.tlsKey !== undefined ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) } : undefined;
+      config.tlsCert !== undefined && config.tlsKey !== undefined
+        ? { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) }
+        : undefined;
     listening = await gateway.listen({ port: config.port, host: config.host, ...(tls === undefined ? {} : { tls }) });
     listening.server.on('connection', (socket) => {
       metrics.inc('twinlog_gateway_connections_total');
@@ -500,9 +585,12 @@ export async function serve(
       connectionString: `HostName=${config.hubName};SharedAccessKeyName=${policy.name};SharedAccessKey=<key${policy.file === undefined ? ' from TWINLOG_POLICY_KEY' : ` in ${policy.file}`}>`,
     });
     if (tls === undefined) {
-      logger.warn('the gateway speaks plain HTTP (and MQTT) without --tls-cert and --tls-key: tokens cross the network in clear; give it a certificate or put a TLS terminator in front', {
-        host: config.host,
-      });
+      logger.warn(
+        'the gateway speaks plain HTTP (and MQTT) without --tls-cert and --tls-key: tokens cross the network in clear; give it a certificate or put a TLS terminator in front',
+        {
+          host: config.host,
+        },
+      );
     }
     if (config.mqttPort !== undefined) {
       subscribe(MQTT_GATEWAY_CHANNEL, onMqttEvent);
@@ -515,28 +603,48 @@ export async function serve(
         twinIndex: readModel, // a device's GET: looked up in the read model (docs/reads.md)
         onFeedStateChange: onStateChange,
       });
-      mqttListening = await mqtt.listen({ port: config.mqttPort, host: config.host, ...(tls === undefined ? {} : { tls }) });
+      mqttListening = await mqtt.listen({
+        port: config.mqttPort,
+        host: config.host,
+        ...(tls === undefined ? {} : { tls }),
+      });
       setUp('mqtt', 1);
-      logger.info('mqtt gateway listening', { url: `${tls === undefined ? 'mqtt' : 'mqtts'}://${config.host}:${mqttListening.port}`, mqttPort: mqttListening.port, tls: tls !== undefined });
+      logger.info('mqtt gateway listening', {
+        url: `${tls === undefined ? 'mqtt' : 'mqtts'}://${config.host}:${mqttListening.port}`,
+        mqttPort: mqttListening.port,
+        tls: tls !== undefined,
+      });
     }
 
     // Output-topic figures.
     const log = store.log;
-    const watchError = (topic: string) => (e: unknown) => logger.warn(`reading ${topic} for metrics failed, retrying`, errorFields(e));
-    const countByCode = (metric: string, kind: 'rejection' | 'dead-letter') => (r: { key: string; value: Uint8Array | null }) => {
-      if (r.value === null || r.key === CHECKPOINT_KEY) return;
-      try {
-        metrics.inc(metric, { code: decodeOutputRecord(r.value, kind).code });
-      } catch (e) {
-        if (!isTwinlogError(e)) throw e;
-        metrics.inc(metric, { code: 'UNDECODABLE' });
-      }
-    };
+    const watchError = (topic: string) => (e: unknown) =>
+      logger.warn(`reading ${topic} for metrics failed, retrying`, errorFields(e));
+    const countByCode =
+      (metric: string, kind: 'rejection' | 'dead-letter') => (r: { key: string; value: Uint8Array | null }) => {
+        if (r.value === null || r.key === CHECKPOINT_KEY) return;
+        try {
+          metrics.inc(metric, { code: decodeOutputRecord(r.value, kind).code });
+        } catch (e) {
+          if (!isTwinlogError(e)) throw e;
+          metrics.inc(metric, { code: 'UNDECODABLE' });
+        }
+      };
     const deltaGauges = createDeltaGauges(metrics);
     const pollIntervalMs = store.kind === 'kafka' ? 2000 : 500;
     watches.push(
-      watchTopic(log, TOPICS.rejections, { from: 'latest', pollIntervalMs, onRecord: countByCode('twinlog_rejections_total', 'rejection'), onError: watchError(TOPICS.rejections) }),
-      watchTopic(log, TOPICS.deadLetter, { from: 'latest', pollIntervalMs, onRecord: countByCode('twinlog_dead_letters_total', 'dead-letter'), onError: watchError(TOPICS.deadLetter) }),
+      watchTopic(log, TOPICS.rejections, {
+        from: 'latest',
+        pollIntervalMs,
+        onRecord: countByCode('twinlog_rejections_total', 'rejection'),
+        onError: watchError(TOPICS.rejections),
+      }),
+      watchTopic(log, TOPICS.deadLetter, {
+        from: 'latest',
+        pollIntervalMs,
+        onRecord: countByCode('twinlog_dead_letters_total', 'dead-letter'),
+        onError: watchError(TOPICS.deadLetter),
+      }),
       watchTopic(log, TOPICS.deltas, {
         from: 'earliest',
         pollIntervalMs,
@@ -556,7 +664,12 @@ export async function serve(
     );
     if (state === 'starting') {
       state = 'ok';
-      logger.info('serving', { store: store.description, gatewayPort: listening.port, adminPort, ...(mqttListening === undefined ? {} : { mqttPort: mqttListening.port }) });
+      logger.info('serving', {
+        store: store.description,
+        gatewayPort: listening.port,
+        adminPort,
+        ...(mqttListening === undefined ? {} : { mqttPort: mqttListening.port }),
+      });
     }
   } catch (e) {
     process.off('SIGINT', onSignal);

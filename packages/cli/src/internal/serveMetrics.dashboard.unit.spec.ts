@@ -25,7 +25,9 @@ interface Panel {
 interface Dashboard {
   readonly uid: string;
   readonly panels: readonly Panel[];
-  readonly templating: { readonly list: readonly { readonly definition?: string; readonly datasource?: { readonly uid: string } }[] };
+  readonly templating: {
+    readonly list: readonly { readonly definition?: string; readonly datasource?: { readonly uid: string } }[];
+  };
 }
 
 const dashboard = JSON.parse(read('grafana/dashboards/twinlog.json')) as Dashboard;
@@ -53,7 +55,8 @@ function familyOf(series: string): { name: string; labels: readonly string[] } |
 }
 
 /** Series names in a PromQL expression (twinlog's and Node's families). */
-const seriesIn = (expr: string): string[] => [...expr.matchAll(/\b(?:twinlog|nodejs|process)_[a-z0-9_]+\b/g)].map((m) => m[0]);
+const seriesIn = (expr: string): string[] =>
+  [...expr.matchAll(/\b(?:twinlog|nodejs|process)_[a-z0-9_]+\b/g)].map((m) => m[0]);
 
 /** One `key: value` line of a YAML block (the first), trimmed of quotes and comments. */
 function yamlValue(text: string, key: string): string | undefined {
@@ -79,18 +82,27 @@ describe('the Grafana dashboard', () => {
     for (const expr of expressions) {
       const allowed = new Set(['le', 'instance', 'job', ...seriesIn(expr).flatMap((s) => familyOf(s)?.labels ?? [])]);
       for (const [, list] of expr.matchAll(/\bby \(([^)]*)\)/g)) {
-        for (const label of list!.split(',').map((l) => l.trim())) expect(allowed.has(label), `${label} in ${expr}`).toBe(true);
+        for (const label of list!.split(',').map((l) => l.trim()))
+          expect(allowed.has(label), `${label} in ${expr}`).toBe(true);
       }
-      for (const [, label] of expr.matchAll(/\{\{\s*(\w+)\s*\}\}/g)) expect(allowed.has(label!), `legend {{${label}}} in ${expr}`).toBe(true);
+      for (const [, label] of expr.matchAll(/\{\{\s*(\w+)\s*\}\}/g))
+        expect(allowed.has(label!), `legend {{${label}}} in ${expr}`).toBe(true);
     }
   });
 
   it('has a panel for every histogram serve exports, and for event-loop lag and heap', () => {
     const used = new Set(expressions.flatMap(seriesIn).map((s) => familyOf(s)?.name));
-    const histograms = Object.entries(families).filter(([, d]) => d.type === 'histogram').map(([name]) => name);
+    const histograms = Object.entries(families)
+      .filter(([, d]) => d.type === 'histogram')
+      .map(([name]) => name);
     expect(histograms.length).toBeGreaterThanOrEqual(7);
-    for (const name of [...histograms, 'nodejs_eventloop_lag_p99_seconds', 'nodejs_heap_size_used_bytes']) expect(used.has(name), name).toBe(true);
-    for (const h of histograms) expect(expressions.some((e) => e.includes(`histogram_quantile(0.99, sum by (le`) && e.includes(`${h}_bucket`)), h).toBe(true);
+    for (const name of [...histograms, 'nodejs_eventloop_lag_p99_seconds', 'nodejs_heap_size_used_bytes'])
+      expect(used.has(name), name).toBe(true);
+    for (const h of histograms)
+      expect(
+        expressions.some((e) => e.includes(`histogram_quantile(0.99, sum by (le`) && e.includes(`${h}_bucket`)),
+        h,
+      ).toBe(true);
   });
 
   it("uses the provisioned data source's uid everywhere", () => {
@@ -137,7 +149,9 @@ describe('compose, Prometheus and Grafana provisioning', () => {
     for (const name of ['prometheus', 'grafana']) {
       const block = service(compose, name);
       expect(yamlValue(block, 'image'), name).toMatch(/^[\w./-]+:v?\d+\.\d+\.\d+$/);
-      const ports = [...block.matchAll(/^\s*- "([^"]+)"/gm)].map((m) => m[1]!).filter((p) => /^[\d.]*:?\d+:\d+$/.test(p));
+      const ports = [...block.matchAll(/^\s*- "([^"]+)"/gm)]
+        .map((m) => m[1]!)
+        .filter((p) => /^[\d.]*:?\d+:\d+$/.test(p));
       expect(ports.length, name).toBeGreaterThan(0);
       for (const p of ports) expect(p, name).toMatch(/^127\.0\.0\.1:/);
     }

@@ -22,7 +22,13 @@ import { ensureTwinTopics, startProjector, type Projector } from '@twinlog/proje
 import mqtt from 'mqtt';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Metrics } from './createMetrics.ts';
-import { createServeMetrics, observeMqttEvent, observeProjectorBatch, serveMetricDefinitions, timedQueryView } from './serveMetrics.ts';
+import {
+  createServeMetrics,
+  observeMqttEvent,
+  observeProjectorBatch,
+  serveMetricDefinitions,
+  timedQueryView,
+} from './serveMetrics.ts';
 
 const HUB = 'localhost';
 const API = 'api-version=2021-04-12';
@@ -49,7 +55,10 @@ describe('serve metrics', () => {
 
   it('times queries of the read model by result', async () => {
     const metrics = createServeMetrics({ embedded: false, mqtt: false, defaultMetrics: false });
-    const view = timedQueryView({ query: (text: string) => (text === 'bad' ? Promise.reject(new Error('no')) : Promise.resolve({ rows: [] })) }, metrics);
+    const view = timedQueryView(
+      { query: (text: string) => (text === 'bad' ? Promise.reject(new Error('no')) : Promise.resolve({ rows: [] })) },
+      metrics,
+    );
     await view.query('SELECT * FROM devices', {});
     await expect(view.query('bad', {})).rejects.toThrow('no');
     expect(await sample(metrics, 'twinlog_query_seconds_count{result="ok"}')).toBe(1);
@@ -72,8 +81,19 @@ describe('serve metrics fed by the projector and the MQTT gateway', { timeout: 3
     metrics = createServeMetrics({ embedded: false, mqtt: true, defaultMetrics: false });
     log = createInMemoryLog({ now: Date.now });
     await ensureTwinTopics(log, 2);
-    projector = await startProjector({ log, physicalNow: Date.now, settleIntervalMs: 5, onBatch: (_p, _stats, detail) => observeProjectorBatch(metrics, detail) });
-    client = createTwinClient({ log, physicalNow: Date.now, actor: 'metrics-test', pollIntervalMs: 2, decisionTimeoutMs: 5000 });
+    projector = await startProjector({
+      log,
+      physicalNow: Date.now,
+      settleIntervalMs: 5,
+      onBatch: (_p, _stats, detail) => observeProjectorBatch(metrics, detail),
+    });
+    client = createTwinClient({
+      log,
+      physicalNow: Date.now,
+      actor: 'metrics-test',
+      pollIntervalMs: 2,
+      decisionTimeoutMs: 5000,
+    });
     keys = createDeviceKeyStore();
     gateway = createMqttGateway({ log, client, hubName: HUB, physicalNow: Date.now, deviceKeys: keys });
     listening = await gateway.listen({ port: 0, host: '127.0.0.1' });
@@ -128,7 +148,9 @@ describe('serve metrics fed by the projector and the MQTT gateway', { timeout: 3
     const acked = answer(device, 'r1');
     device.publish('$iothub/twin/PATCH/properties/reported/?$rid=r1', JSON.stringify({ temp: 21 }));
     expect(await acked).toMatch(/^\$iothub\/twin\/res\/204\//);
-    await vi.waitFor(async () => expect(await sample(metrics, 'twinlog_mqtt_reported_ack_seconds_count')).toBe(1), { interval: 5 });
+    await vi.waitFor(async () => expect(await sample(metrics, 'twinlog_mqtt_reported_ack_seconds_count')).toBe(1), {
+      interval: 5,
+    });
     expect(await sample(metrics, 'twinlog_mqtt_reported_ack_seconds_bucket{le="+Inf"}')).toBe(1);
     expect(await sample(metrics, 'twinlog_mqtt_reported_ack_seconds_sum')).toBeGreaterThan(0);
 
@@ -136,10 +158,14 @@ describe('serve metrics fed by the projector and the MQTT gateway', { timeout: 3
     const got = answer(device, 'g1');
     device.publish('$iothub/twin/GET/?$rid=g1', '');
     await got;
-    const notified = new Promise<void>((resolve) => device.on('message', (topic) => topic.startsWith('$iothub/twin/PATCH/properties/desired/') && resolve()));
+    const notified = new Promise<void>((resolve) =>
+      device.on('message', (topic) => topic.startsWith('$iothub/twin/PATCH/properties/desired/') && resolve()),
+    );
     await client.mergeDesired('m1', { fw: '2.0' }, { wait: true });
     await notified;
-    await vi.waitFor(async () => expect(await sample(metrics, 'twinlog_mqtt_desired_notify_seconds_count')).toBe(1), { interval: 5 });
+    await vi.waitFor(async () => expect(await sample(metrics, 'twinlog_mqtt_desired_notify_seconds_count')).toBe(1), {
+      interval: 5,
+    });
 
     // create, reported and desired: three records folded and committed
     expect(await sample(metrics, 'twinlog_projector_batch_seconds_count')).toBeGreaterThanOrEqual(1);

@@ -92,7 +92,10 @@ export class DecisionWatcher {
 
   private async start(partition: number, tail: PartitionTail): Promise<void> {
     try {
-      const [changes, rejections] = await Promise.all([this.log.endOffsets(TOPICS.changes), this.log.endOffsets(TOPICS.rejections)]);
+      const [changes, rejections] = await Promise.all([
+        this.log.endOffsets(TOPICS.changes),
+        this.log.endOffsets(TOPICS.rejections),
+      ]);
       tail.positions.changes = changes[partition] ?? 0;
       tail.positions.rejections = rejections[partition] ?? 0;
     } catch (e) {
@@ -121,7 +124,12 @@ export class DecisionWatcher {
   }
 
   /** Read one topic of the partition to its current end; true when anything was read. */
-  private async drain(topic: string, partition: number, tail: PartitionTail, which: 'changes' | 'rejections'): Promise<boolean> {
+  private async drain(
+    topic: string,
+    partition: number,
+    tail: PartitionTail,
+    which: 'changes' | 'rejections',
+  ): Promise<boolean> {
     let any = false;
     for await (const records of this.log.read(topic, partition, { from: tail.positions[which] })) {
       for (const r of records) {
@@ -158,7 +166,10 @@ export class DecisionWatcher {
   }
 }
 
-function decodeQuietly<K extends 'change' | 'rejection'>(r: LogRecord, kind: K): (K extends 'change' ? ChangeRecord : RejectionRecord) | undefined {
+function decodeQuietly<K extends 'change' | 'rejection'>(
+  r: LogRecord,
+  kind: K,
+): (K extends 'change' ? ChangeRecord : RejectionRecord) | undefined {
   if (r.value === null) return undefined;
   try {
     return decodeOutputRecord(r.value, kind) as K extends 'change' ? ChangeRecord : RejectionRecord;

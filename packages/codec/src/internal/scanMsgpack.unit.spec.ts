@@ -25,9 +25,33 @@ function scan(hexBytes: string, limits: Partial<ResolvedDecodeLimits> = {}): num
 
 describe('scanMsgpack', () => {
   it('accepts every scalar form and returns the map entry count', () => {
-    for (const h of ['00', '7f', 'e0', 'ff', 'c0', 'c2', 'c3', 'cc01', 'cd0102', 'ce01020304', 'cf0102030405060708',
-      'd001', 'd10102', 'd201020304', 'd30102030405060708', 'ca01020304', 'cb0102030405060708', 'a0', 'a161',
-      'd90161', 'da000161', 'db0000000161', 'c40101', 'c5000101', 'c60000000101']) {
+    for (const h of [
+      '00',
+      '7f',
+      'e0',
+      'ff',
+      'c0',
+      'c2',
+      'c3',
+      'cc01',
+      'cd0102',
+      'ce01020304',
+      'cf0102030405060708',
+      'd001',
+      'd10102',
+      'd201020304',
+      'd30102030405060708',
+      'ca01020304',
+      'cb0102030405060708',
+      'a0',
+      'a161',
+      'd90161',
+      'da000161',
+      'db0000000161',
+      'c40101',
+      'c5000101',
+      'c60000000101',
+    ]) {
       expect(scan(h), h).toBe(0);
     }
     expect(scan('82 a161 90 a162 81 a163 80')).toBe(3);
@@ -61,16 +85,46 @@ describe('scanMsgpack', () => {
   });
 
   it('truncation at every kind of boundary', () => {
-    for (const h of ['', 'cc', 'cd01', 'cf01020304050607', 'a2 61', 'd9', 'd902 61', 'da00', 'c4', 'c40201',
-      '92 01', '81 a161', '81', 'dc00', 'de0001', 'df00000001 a161']) {
+    for (const h of [
+      '',
+      'cc',
+      'cd01',
+      'cf01020304050607',
+      'a2 61',
+      'd9',
+      'd902 61',
+      'da00',
+      'c4',
+      'c40201',
+      '92 01',
+      '81 a161',
+      '81',
+      'dc00',
+      'de0001',
+      'df00000001 a161',
+    ]) {
       expect(scan(h), h).toBe('CODEC_TRUNCATED');
     }
   });
 
   it('bad data: trailing bytes, 0xc1, ext types, non-string map keys', () => {
-    for (const h of ['01 01', '90 00', 'c1', 'd40100', 'd5010000', 'd601 00000000', 'd701 0000000000000000',
-      'd801' + '00'.repeat(16), 'c70101 00', 'c8000101 00', 'c900000001 01 00', '81 01 02', '81 c0 02', '81 90 02',
-      '82 a161 01 02 03']) {
+    for (const h of [
+      '01 01',
+      '90 00',
+      'c1',
+      'd40100',
+      'd5010000',
+      'd601 00000000',
+      'd701 0000000000000000',
+      'd801' + '00'.repeat(16),
+      'c70101 00',
+      'c8000101 00',
+      'c900000001 01 00',
+      '81 01 02',
+      '81 c0 02',
+      '81 90 02',
+      '82 a161 01 02 03',
+    ]) {
       expect(scan(h), h).toBe('CODEC_BAD_DATA');
     }
     // a string key may be any str form

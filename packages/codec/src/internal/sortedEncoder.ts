@@ -7,7 +7,9 @@
  * and per-map double walk. Untrusted input never comes here: `encodeSnapshot` checks it first.
  */
 // the platform's TextEncoder (codec's compile target names no platform library)
-const textEncoder = new (globalThis as unknown as { TextEncoder: new () => { encode(s: string): Uint8Array } }).TextEncoder();
+const textEncoder = new (
+  globalThis as unknown as { TextEncoder: new () => { encode(s: string): Uint8Array } }
+).TextEncoder();
 
 export class SortedEncoder {
   private buf = new Uint8Array(64 * 1024);

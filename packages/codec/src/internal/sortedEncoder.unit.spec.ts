@@ -13,7 +13,28 @@ const leaf = fc.oneof(
   fc.boolean(),
   fc.integer(),
   fc.maxSafeInteger(),
-  fc.constantFrom(0, -0, 127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, -32, -33, -128, -129, -32768, -32769, -(2 ** 31), -(2 ** 31) - 1, 2 ** 53 - 1, -(2 ** 53 - 1)),
+  fc.constantFrom(
+    0,
+    -0,
+    127,
+    128,
+    255,
+    256,
+    65535,
+    65536,
+    2 ** 32 - 1,
+    2 ** 32,
+    -32,
+    -33,
+    -128,
+    -129,
+    -32768,
+    -32769,
+    -(2 ** 31),
+    -(2 ** 31) - 1,
+    2 ** 53 - 1,
+    -(2 ** 53 - 1),
+  ),
   fc.double(),
   fc.string({ unit: 'binary', maxLength: 80 }),
   fc.string({ unit: 'grapheme', maxLength: 300 }),
@@ -21,7 +42,12 @@ const leaf = fc.oneof(
   fc.uint8Array({ maxLength: 300 }),
 );
 const value = fc.letrec((tie) => ({
-  v: fc.oneof({ depthSize: 'small' }, leaf, fc.array(tie('v'), { maxLength: 20 }), fc.dictionary(fc.string({ unit: 'binary', maxLength: 12 }), tie('v'), { maxKeys: 20 })),
+  v: fc.oneof(
+    { depthSize: 'small' },
+    leaf,
+    fc.array(tie('v'), { maxLength: 20 }),
+    fc.dictionary(fc.string({ unit: 'binary', maxLength: 12 }), tie('v'), { maxKeys: 20 }),
+  ),
 })).v;
 
 describe('SortedEncoder', () => {

@@ -44,7 +44,10 @@ const rawEvent: fc.Arbitrary<RawEvent> = fc.record({
     { weight: 10, arbitrary: fc.constantFrom<EventKind>('tags', 'desired', 'reported') },
     { weight: 1, arbitrary: fc.constantFrom<EventKind>('create', 'delete') },
   ),
-  op: fc.oneof({ weight: 9, arbitrary: fc.constant('merge' as const) }, { weight: 1, arbitrary: fc.constant('replace' as const) }),
+  op: fc.oneof(
+    { weight: 9, arbitrary: fc.constant('merge' as const) },
+    { weight: 1, arbitrary: fc.constant('replace' as const) },
+  ),
   patch: patchArb(3),
   wall: fc.integer({ min: 0, max: 6 }),
   counter: fc.integer({ min: 0, max: 2 }),
@@ -109,10 +112,8 @@ export function eventsArb({
 
 /** Events plus a delivery sequence: a permutation of the events with random duplicates mixed in. */
 export function deliveryArb(events: readonly TwinEvent[]): fc.Arbitrary<TwinEvent[]> {
-  return fc
-    .subarray([...events])
-    .chain((dups) => {
-      const all = [...events, ...dups];
-      return fc.shuffledSubarray(all, { minLength: all.length, maxLength: all.length });
-    });
+  return fc.subarray([...events]).chain((dups) => {
+    const all = [...events, ...dups];
+    return fc.shuffledSubarray(all, { minLength: all.length, maxLength: all.length });
+  });
 }

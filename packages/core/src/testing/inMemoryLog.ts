@@ -86,7 +86,8 @@ class Cluster {
 
   topic(name: string): TopicState {
     const t = this.topics.get(name);
-    if (t === undefined) throw new TwinlogError('LOG_TOPIC_NOT_FOUND', `topic ${name} does not exist`, { details: { topic: name } });
+    if (t === undefined)
+      throw new TwinlogError('LOG_TOPIC_NOT_FOUND', `topic ${name} does not exist`, { details: { topic: name } });
     return t;
   }
 
@@ -113,19 +114,24 @@ function invalid(message: string, details: Record<string, unknown> = {}): Twinlo
 
 function checkPartition(topic: string, t: TopicState, partition: number): void {
   if (!Number.isInteger(partition) || partition < 0 || partition >= t.partitions.length) {
-    throw invalid(`partition ${partition} does not exist in topic ${topic} (${t.partitions.length} partitions)`, { topic, partition });
+    throw invalid(`partition ${partition} does not exist in topic ${topic} (${t.partitions.length} partitions)`, {
+      topic,
+      partition,
+    });
   }
 }
 
 function checkOffset(offset: number): void {
-  if (!Number.isSafeInteger(offset) || offset < 0) throw invalid(`offset ${offset} is not a non-negative safe integer`, { offset });
+  if (!Number.isSafeInteger(offset) || offset < 0)
+    throw invalid(`offset ${offset} is not a non-negative safe integer`, { offset });
 }
 
 /** Where each record of `records` goes, validated before anything is written. */
 function placeRecords(topic: string, t: TopicState, records: readonly AppendRecord[]): number[] {
   return records.map((r) => {
     if (typeof r.key !== 'string') throw invalid('record key must be a string', { topic });
-    if (r.value !== null && !(r.value instanceof Uint8Array)) throw invalid('record value must be a Uint8Array or null', { topic });
+    if (r.value !== null && !(r.value instanceof Uint8Array))
+      throw invalid('record value must be a Uint8Array or null', { topic });
     if (r.partition === undefined) return partitionFor(r.key, t.partitions.length);
     checkPartition(topic, t, r.partition);
     return r.partition;
@@ -151,8 +157,10 @@ class InMemoryClient implements InMemoryLog, MemberSource {
   async ensureTopics(specs: readonly TopicSpec[]): Promise<void> {
     this.assertOpen();
     for (const s of specs) {
-      if (typeof s.name !== 'string' || !TOPIC_NAME.test(s.name)) throw invalid(`topic name ${String(s.name)} is not [a-zA-Z0-9._-]{1,249}`, { topic: s.name });
-      if (!Number.isInteger(s.partitions) || s.partitions < 1) throw invalid(`topic ${s.name}: partitions must be a positive integer`, { topic: s.name });
+      if (typeof s.name !== 'string' || !TOPIC_NAME.test(s.name))
+        throw invalid(`topic name ${String(s.name)} is not [a-zA-Z0-9._-]{1,249}`, { topic: s.name });
+      if (!Number.isInteger(s.partitions) || s.partitions < 1)
+        throw invalid(`topic ${s.name}: partitions must be a positive integer`, { topic: s.name });
     }
     for (const s of specs) {
       if (this.cluster.topics.has(s.name)) continue;
@@ -177,7 +185,12 @@ class InMemoryClient implements InMemoryLog, MemberSource {
     return results;
   }
 
-  private write(topic: string, t: TopicState, records: readonly AppendRecord[], placed: readonly number[]): AppendResult[] {
+  private write(
+    topic: string,
+    t: TopicState,
+    records: readonly AppendRecord[],
+    placed: readonly number[],
+  ): AppendResult[] {
     const now = this.cluster.now();
     return records.map((r, i) => {
       const partition = placed[i]!;
@@ -211,7 +224,9 @@ class InMemoryClient implements InMemoryLog, MemberSource {
     let epoch = mine;
     if (mine === undefined) epoch = (current ?? 0) + 1;
     else if (mine !== current) {
-      throw new TwinlogError('LOG_FENCED', `fence ${batch.fence} was taken by a newer writer`, { details: { fence: batch.fence } });
+      throw new TwinlogError('LOG_FENCED', `fence ${batch.fence} was taken by a newer writer`, {
+        details: { fence: batch.fence },
+      });
     }
     this.cluster.fences.set(batch.fence, epoch!);
     this.epochs.set(batch.fence, epoch!);
@@ -280,9 +295,13 @@ class InMemoryClient implements InMemoryLog, MemberSource {
     const counts = options.topics.map((name) => this.cluster.topic(name).partitions.length);
     const partitions = counts[0]!;
     if (counts.some((c) => c !== partitions)) {
-      throw new TwinlogError('LOG_CO_PARTITIONING', `co-partitioned topics need equal partition counts: ${options.topics.map((name, i) => `${name}=${counts[i]}`).join(', ')}`, {
-        details: { topics: options.topics, counts },
-      });
+      throw new TwinlogError(
+        'LOG_CO_PARTITIONING',
+        `co-partitioned topics need equal partition counts: ${options.topics.map((name, i) => `${name}=${counts[i]}`).join(', ')}`,
+        {
+          details: { topics: options.topics, counts },
+        },
+      );
     }
     const group = this.cluster.group(options.group);
     const member = group.join(this, options, partitions);

@@ -38,7 +38,10 @@ describe('createInMemoryLog specifics', () => {
       for await (const b of log.read('t', 0, { from: 0, to: 2 })) keys.push(...b.map((r) => r.key));
     })();
     await log.append('t', [{ key: 'x', value: null }]);
-    await log.append('t', [{ key: 'y', value: null }, { key: 'z', value: null }]);
+    await log.append('t', [
+      { key: 'y', value: null },
+      { key: 'z', value: null },
+    ]);
     await reading;
     expect(keys).toEqual(['x', 'y']);
   });
@@ -87,8 +90,8 @@ describe('createInMemoryLog specifics', () => {
       { name: 'b', partitions: 1 },
     ]);
     const s = await log.subscribe({ group: 'g', topics: ['a'], eachBatch: async () => undefined });
-    await expect(log.subscribe({ group: 'g', topics: ['a', 'b'], eachBatch: async () => undefined })).rejects.toSatisfy((e) =>
-      isTwinlogError(e, 'LOG_ARGUMENT_INVALID'),
+    await expect(log.subscribe({ group: 'g', topics: ['a', 'b'], eachBatch: async () => undefined })).rejects.toSatisfy(
+      (e) => isTwinlogError(e, 'LOG_ARGUMENT_INVALID'),
     );
     await s.stop();
   });

@@ -11,7 +11,15 @@
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { isTwinlogError, type TwinlogErrorCode } from '../errors.ts';
-import { partitionFor, type AppendRecord, type Batch, type Log, type LogRecord, type SubscribeOptions, type Subscription } from '../log.ts';
+import {
+  partitionFor,
+  type AppendRecord,
+  type Batch,
+  type Log,
+  type LogRecord,
+  type SubscribeOptions,
+  type Subscription,
+} from '../log.ts';
 import { utf8Encode } from '../sha256.ts';
 
 /** What an adapter's `setup` gives the suite: one log client, and how to clean it up. */
@@ -106,7 +114,12 @@ function trace(): MemberTrace {
 }
 
 /** Subscribe options that record into `t`; `also` runs inside `eachBatch` after recording. */
-function tracing(t: MemberTrace, group: string, topics: readonly string[], also?: (batch: Batch) => Promise<void>): SubscribeOptions {
+function tracing(
+  t: MemberTrace,
+  group: string,
+  topics: readonly string[],
+  also?: (batch: Batch) => Promise<void>,
+): SubscribeOptions {
   return {
     group,
     topics,
@@ -126,7 +139,8 @@ function tracing(t: MemberTrace, group: string, topics: readonly string[], also?
       const seen = t.received.get(key) ?? [];
       let last = -1;
       for (const r of batch.records) {
-        if (r.topic !== batch.topic || r.partition !== batch.partition) t.violations.push(`record ${r.topic}/${r.partition} in batch ${key}`);
+        if (r.topic !== batch.topic || r.partition !== batch.partition)
+          t.violations.push(`record ${r.topic}/${r.partition} in batch ${key}`);
         if (r.offset <= last) t.violations.push(`offsets not increasing in batch ${key}`);
         last = r.offset;
         seen.push(r.offset);
@@ -197,20 +211,24 @@ export function runLogAcceptanceSuite(name: string, setup: () => Promise<LogAcce
     });
 
     describe('topics', () => {
-      it('ensureTopics creates topics with their partition counts and is idempotent', { timeout: TEST_MS }, async () => {
-        const a = uniqueName('a');
-        const b = uniqueName('b');
-        await log.ensureTopics([
-          { name: a, partitions: 3 },
-          { name: b, partitions: 1, compacted: true },
-        ]);
-        expect(await log.partitionCount(a)).toBe(3);
-        expect(await log.partitionCount(b)).toBe(1);
-        await log.ensureTopics([{ name: a, partitions: 3 }]);
-        await log.ensureTopics([{ name: a, partitions: 5 }]); // existing topics are left as they are
-        expect(await log.partitionCount(a)).toBe(3);
-        expect(await log.endOffsets(a)).toEqual([0, 0, 0]);
-      });
+      it(
+        'ensureTopics creates topics with their partition counts and is idempotent',
+        { timeout: TEST_MS },
+        async () => {
+          const a = uniqueName('a');
+          const b = uniqueName('b');
+          await log.ensureTopics([
+            { name: a, partitions: 3 },
+            { name: b, partitions: 1, compacted: true },
+          ]);
+          expect(await log.partitionCount(a)).toBe(3);
+          expect(await log.partitionCount(b)).toBe(1);
+          await log.ensureTopics([{ name: a, partitions: 3 }]);
+          await log.ensureTopics([{ name: a, partitions: 5 }]); // existing topics are left as they are
+          expect(await log.partitionCount(a)).toBe(3);
+          expect(await log.endOffsets(a)).toEqual([0, 0, 0]);
+        },
+      );
 
       it('partitionCount of a missing topic rejects with LOG_TOPIC_NOT_FOUND', { timeout: TEST_MS }, async () => {
         await expectCode(log.partitionCount(uniqueName('missing')), 'LOG_TOPIC_NOT_FOUND');
@@ -218,29 +236,35 @@ export function runLogAcceptanceSuite(name: string, setup: () => Promise<LogAcce
     });
 
     describe('append', () => {
-      it('places keyed records at partitionFor(key, n) with increasing offsets, in order', { timeout: TEST_MS }, async () => {
-        const t = await topic('keyed', 3);
-        const batch1 = keyed('dev', 12);
-        const batch2 = keyed('dev', 12);
-        const r1 = await log.append(t, batch1);
-        const r2 = await log.append(t, batch2);
-        const all = [...batch1, ...batch2];
-        const results = [...r1, ...r2];
-        expect(results).toHaveLength(all.length);
-        const last = new Map<number, number>();
-        results.forEach((r, i) => {
-          expect(r.partition).toBe(partitionFor(all[i]!.key, 3));
-          expect(Number.isSafeInteger(r.offset) && r.offset >= 0).toBe(true);
-          const previous = last.get(r.partition);
-          if (previous !== undefined) expect(r.offset).toBeGreaterThan(previous);
-          last.set(r.partition, r.offset);
-        });
-        for (let p = 0; p < 3; p++) {
-          const records = await readAll(log, t, p);
-          const expected = results.flatMap((r, i) => (r.partition === p ? [{ offset: r.offset, key: all[i]!.key, value: text(all[i]!.value) }] : []));
-          expect(records.map((r) => ({ offset: r.offset, key: r.key, value: text(r.value) }))).toEqual(expected);
-        }
-      });
+      it(
+        'places keyed records at partitionFor(key, n) with increasing offsets, in order',
+        { timeout: TEST_MS },
+        async () => {
+          const t = await topic('keyed', 3);
+          const batch1 = keyed('dev', 12);
+          const batch2 = keyed('dev', 12);
+          const r1 = await log.append(t, batch1);
+          const r2 = await log.append(t, batch2);
+          const all = [...batch1, ...batch2];
+          const results = [...r1, ...r2];
+          expect(results).toHaveLength(all.length);
+          const last = new Map<number, number>();
+          results.forEach((r, i) => {
+            expect(r.partition).toBe(partitionFor(all[i]!.key, 3));
+            expect(Number.isSafeInteger(r.offset) && r.offset >= 0).toBe(true);
+            const previous = last.get(r.partition);
+            if (previous !== undefined) expect(r.offset).toBeGreaterThan(previous);
+            last.set(r.partition, r.offset);
+          });
+          for (let p = 0; p < 3; p++) {
+            const records = await readAll(log, t, p);
+            const expected = results.flatMap((r, i) =>
+              r.partition === p ? [{ offset: r.offset, key: all[i]!.key, value: text(all[i]!.value) }] : [],
+            );
+            expect(records.map((r) => ({ offset: r.offset, key: r.key, value: text(r.value) }))).toEqual(expected);
+          }
+        },
+      );
 
       it('honours an explicit partition and rejects one out of range', { timeout: TEST_MS }, async () => {
         const t = await topic('explicit', 3);
@@ -388,7 +412,8 @@ export function runLogAcceptanceSuite(name: string, setup: () => Promise<LogAcce
         });
         const keysA = [...(await readAll(log, outA, 0)), ...(await readAll(log, outA, 1))].map((r) => r.key).sort();
         expect(keysA).toEqual(['a-0', 'a-1', 'a-2', 'a-3']);
-        for (const r of [...(await readAll(log, outA, 0)), ...(await readAll(log, outA, 1))]) expect(r.partition).toBe(partitionFor(r.key, 2));
+        for (const r of [...(await readAll(log, outA, 0)), ...(await readAll(log, outA, 1))])
+          expect(r.partition).toBe(partitionFor(r.key, 2));
         const [b] = await readAll(log, outB, 0);
         expect([b?.key, text(b?.value ?? null), b?.headers['h']]).toEqual(['b', 'b', '1']);
         expect(await log.committedOffsets(group, input)).toEqual([1, 2]);
@@ -417,66 +442,84 @@ export function runLogAcceptanceSuite(name: string, setup: () => Promise<LogAcce
         expect(await log.committedOffsets(group, input)).toEqual([undefined]);
       });
 
-      it('commits sequentially under one fence, and a newer client fences the older one', { timeout: TEST_MS }, async () => {
-        const out = await topic('fenced', 1);
-        const fence = uniqueName('fence');
-        await log.commitBatch({ fence, appends: [{ topic: out, records: [{ key: 'k', value: bytes('old-1') }] }] });
-        await log.commitBatch({ fence, appends: [{ topic: out, records: [{ key: 'k', value: bytes('old-2') }] }] });
-        const newer = (await open()).log;
-        await newer.commitBatch({ fence, appends: [{ topic: out, records: [{ key: 'k', value: bytes('new-1') }] }] });
-        await expectCode(log.commitBatch({ fence, appends: [{ topic: out, records: [{ key: 'k', value: bytes('zombie') }] }] }), 'LOG_FENCED');
-        await newer.commitBatch({ fence, appends: [{ topic: out, records: [{ key: 'k', value: bytes('new-2') }] }] });
-        // Other fences are unaffected.
-        await log.commitBatch({ fence: uniqueName('fence'), appends: [{ topic: out, records: [{ key: 'k', value: bytes('other') }] }] });
-        const values = (await readAll(newer, out, 0)).map((r) => text(r.value));
-        expect(values).toEqual(['old-1', 'old-2', 'new-1', 'new-2', 'other']);
-      });
+      it(
+        'commits sequentially under one fence, and a newer client fences the older one',
+        { timeout: TEST_MS },
+        async () => {
+          const out = await topic('fenced', 1);
+          const fence = uniqueName('fence');
+          await log.commitBatch({ fence, appends: [{ topic: out, records: [{ key: 'k', value: bytes('old-1') }] }] });
+          await log.commitBatch({ fence, appends: [{ topic: out, records: [{ key: 'k', value: bytes('old-2') }] }] });
+          const newer = (await open()).log;
+          await newer.commitBatch({ fence, appends: [{ topic: out, records: [{ key: 'k', value: bytes('new-1') }] }] });
+          await expectCode(
+            log.commitBatch({ fence, appends: [{ topic: out, records: [{ key: 'k', value: bytes('zombie') }] }] }),
+            'LOG_FENCED',
+          );
+          await newer.commitBatch({ fence, appends: [{ topic: out, records: [{ key: 'k', value: bytes('new-2') }] }] });
+          // Other fences are unaffected.
+          await log.commitBatch({
+            fence: uniqueName('fence'),
+            appends: [{ topic: out, records: [{ key: 'k', value: bytes('other') }] }],
+          });
+          const values = (await readAll(newer, out, 0)).map((r) => text(r.value));
+          expect(values).toEqual(['old-1', 'old-2', 'new-1', 'new-2', 'other']);
+        },
+      );
     });
 
     describe('subscribe', () => {
-      it('one member gets every partition of every topic in order, from the committed offsets', { timeout: TEST_MS }, async () => {
-        const a = await topic('sub-a', 3);
-        const b = await topic('sub-b', 3);
-        const group = uniqueName('g');
-        const ra = await log.append(a, keyed('a', 15));
-        const rb = await log.append(b, keyed('b', 15));
-        // Skip the first two records of a/0 and everything already in b/1.
-        const a0 = ra.filter((r) => r.partition === 0).map((r) => r.offset);
-        const b1 = rb.filter((r) => r.partition === 1).map((r) => r.offset);
-        const commitA0 = a0.length >= 2 ? a0[2] ?? a0[1]! + 1 : 0;
-        const commitB1 = b1.length > 0 ? b1[b1.length - 1]! + 1 : 0;
-        await log.commitOffsets([
-          { group, topic: a, partition: 0, offset: commitA0 },
-          { group, topic: b, partition: 1, offset: commitB1 },
-        ]);
-        const expected = new Map<string, number[]>();
-        const addExpected = (t: string, rs: readonly { partition: number; offset: number }[], from: (p: number) => number): void => {
-          for (const r of rs) {
-            if (r.offset < from(r.partition)) continue;
-            const key = `${t}/${r.partition}`;
-            expected.set(key, [...(expected.get(key) ?? []), r.offset]);
-          }
-        };
-        addExpected(a, ra, (p) => (p === 0 ? commitA0 : 0));
-        addExpected(b, rb, (p) => (p === 1 ? commitB1 : 0));
+      it(
+        'one member gets every partition of every topic in order, from the committed offsets',
+        { timeout: TEST_MS },
+        async () => {
+          const a = await topic('sub-a', 3);
+          const b = await topic('sub-b', 3);
+          const group = uniqueName('g');
+          const ra = await log.append(a, keyed('a', 15));
+          const rb = await log.append(b, keyed('b', 15));
+          // Skip the first two records of a/0 and everything already in b/1.
+          const a0 = ra.filter((r) => r.partition === 0).map((r) => r.offset);
+          const b1 = rb.filter((r) => r.partition === 1).map((r) => r.offset);
+          const commitA0 = a0.length >= 2 ? (a0[2] ?? a0[1]! + 1) : 0;
+          const commitB1 = b1.length > 0 ? b1[b1.length - 1]! + 1 : 0;
+          await log.commitOffsets([
+            { group, topic: a, partition: 0, offset: commitA0 },
+            { group, topic: b, partition: 1, offset: commitB1 },
+          ]);
+          const expected = new Map<string, number[]>();
+          const addExpected = (
+            t: string,
+            rs: readonly { partition: number; offset: number }[],
+            from: (p: number) => number,
+          ): void => {
+            for (const r of rs) {
+              if (r.offset < from(r.partition)) continue;
+              const key = `${t}/${r.partition}`;
+              expected.set(key, [...(expected.get(key) ?? []), r.offset]);
+            }
+          };
+          addExpected(a, ra, (p) => (p === 0 ? commitA0 : 0));
+          addExpected(b, rb, (p) => (p === 1 ? commitB1 : 0));
 
-        const t = trace();
-        await subscribe(log, tracing(t, group, [a, b]));
-        const total = (m: Map<string, number[]>): number => [...m.values()].reduce((n, v) => n + v.length, 0);
-        await eventually(() => expect(total(t.received)).toBeGreaterThanOrEqual(total(expected)));
-        expect(sorted(t.assignedBeforeFirstBatch)).toEqual([0, 1, 2]);
-        expect(t.violations).toEqual([]);
-        expect(byKey(t.received)).toEqual(byKey(expected));
+          const t = trace();
+          await subscribe(log, tracing(t, group, [a, b]));
+          const total = (m: Map<string, number[]>): number => [...m.values()].reduce((n, v) => n + v.length, 0);
+          await eventually(() => expect(total(t.received)).toBeGreaterThanOrEqual(total(expected)));
+          expect(sorted(t.assignedBeforeFirstBatch)).toEqual([0, 1, 2]);
+          expect(t.violations).toEqual([]);
+          expect(byKey(t.received)).toEqual(byKey(expected));
 
-        // Records appended while subscribed arrive too, after the earlier ones.
-        const la = await log.append(a, keyed('late-a', 6));
-        const lb = await log.append(b, keyed('late-b', 6));
-        addExpected(a, la, () => 0);
-        addExpected(b, lb, () => 0);
-        await eventually(() => expect(total(t.received)).toBeGreaterThanOrEqual(total(expected)));
-        expect(t.violations).toEqual([]);
-        expect(byKey(t.received)).toEqual(byKey(expected));
-      });
+          // Records appended while subscribed arrive too, after the earlier ones.
+          const la = await log.append(a, keyed('late-a', 6));
+          const lb = await log.append(b, keyed('late-b', 6));
+          addExpected(a, la, () => 0);
+          addExpected(b, lb, () => 0);
+          await eventually(() => expect(total(t.received)).toBeGreaterThanOrEqual(total(expected)));
+          expect(t.violations).toEqual([]);
+          expect(byKey(t.received)).toEqual(byKey(expected));
+        },
+      );
 
       it('a resubscribed group does not get again what it committed', { timeout: TEST_MS }, async () => {
         const t = await topic('resume', 2);
@@ -543,38 +586,46 @@ export function runLogAcceptanceSuite(name: string, setup: () => Promise<LogAcce
         expect(calls).toBe(1);
       });
 
-      it('two members of a group split the partitions co-partitioned and together get everything', { timeout: TEST_MS }, async () => {
-        const a = await topic('co-a', 4);
-        const b = await topic('co-b', 4);
-        const group = uniqueName('g');
-        const expected = new Set<string>();
-        const note = (t: string, rs: readonly { partition: number; offset: number }[]): void => {
-          for (const r of rs) expected.add(`${t}/${r.partition}@${r.offset}`);
-        };
-        note(a, await log.append(a, keyed('a', 24)));
-        note(b, await log.append(b, keyed('b', 24)));
-        const second = (await open()).log;
-        const m1 = trace();
-        const m2 = trace();
-        await subscribe(log, tracing(m1, group, [a, b]));
-        await subscribe(second, tracing(m2, group, [a, b]));
-        const union = (): Set<string> =>
-          new Set([m1, m2].flatMap((m) => [...m.received.entries()].flatMap(([k, offsets]) => offsets.map((o) => `${k}@${o}`))));
-        const settled = (): void => {
-          expect(m1.assigned.size).toBeGreaterThan(0);
-          expect(m2.assigned.size).toBeGreaterThan(0);
-          expect(sorted(new Set([...m1.assigned, ...m2.assigned]))).toEqual([0, 1, 2, 3]);
-          expect([...m1.assigned].filter((p) => m2.assigned.has(p))).toEqual([]);
-          const got = union();
-          expect([...expected].filter((e) => !got.has(e))).toEqual([]);
-        };
-        await eventually(settled);
-        note(a, await log.append(a, keyed('late-a', 12)));
-        note(b, await log.append(b, keyed('late-b', 12)));
-        await eventually(settled);
-        expect(m1.violations).toEqual([]);
-        expect(m2.violations).toEqual([]);
-      });
+      it(
+        'two members of a group split the partitions co-partitioned and together get everything',
+        { timeout: TEST_MS },
+        async () => {
+          const a = await topic('co-a', 4);
+          const b = await topic('co-b', 4);
+          const group = uniqueName('g');
+          const expected = new Set<string>();
+          const note = (t: string, rs: readonly { partition: number; offset: number }[]): void => {
+            for (const r of rs) expected.add(`${t}/${r.partition}@${r.offset}`);
+          };
+          note(a, await log.append(a, keyed('a', 24)));
+          note(b, await log.append(b, keyed('b', 24)));
+          const second = (await open()).log;
+          const m1 = trace();
+          const m2 = trace();
+          await subscribe(log, tracing(m1, group, [a, b]));
+          await subscribe(second, tracing(m2, group, [a, b]));
+          const union = (): Set<string> =>
+            new Set(
+              [m1, m2].flatMap((m) =>
+                [...m.received.entries()].flatMap(([k, offsets]) => offsets.map((o) => `${k}@${o}`)),
+              ),
+            );
+          const settled = (): void => {
+            expect(m1.assigned.size).toBeGreaterThan(0);
+            expect(m2.assigned.size).toBeGreaterThan(0);
+            expect(sorted(new Set([...m1.assigned, ...m2.assigned]))).toEqual([0, 1, 2, 3]);
+            expect([...m1.assigned].filter((p) => m2.assigned.has(p))).toEqual([]);
+            const got = union();
+            expect([...expected].filter((e) => !got.has(e))).toEqual([]);
+          };
+          await eventually(settled);
+          note(a, await log.append(a, keyed('late-a', 12)));
+          note(b, await log.append(b, keyed('late-b', 12)));
+          await eventually(settled);
+          expect(m1.violations).toEqual([]);
+          expect(m2.violations).toEqual([]);
+        },
+      );
 
       it('rejects topics of unequal partition counts, and missing topics', { timeout: TEST_MS }, async () => {
         const a = await topic('uneq-a', 2);
@@ -587,7 +638,8 @@ export function runLogAcceptanceSuite(name: string, setup: () => Promise<LogAcce
       it('rejects a concurrency that is not a positive integer', { timeout: TEST_MS }, async () => {
         const a = await topic('conc', 2);
         const options = { group: uniqueName('g'), topics: [a], eachBatch: async (): Promise<void> => undefined };
-        for (const concurrency of [0, -1, 1.5, Number.NaN]) await expectCode(subscribe(log, { ...options, concurrency }), 'LOG_ARGUMENT_INVALID');
+        for (const concurrency of [0, -1, 1.5, Number.NaN])
+          await expectCode(subscribe(log, { ...options, concurrency }), 'LOG_ARGUMENT_INVALID');
       });
     });
   });

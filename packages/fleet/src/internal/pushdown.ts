@@ -48,7 +48,11 @@ export interface IdFilter {
 const MAX_TERMS = 64;
 const EMPTY: IdFilter = { sql: 'SELECT twin FROM leaves WHERE 0', params: [], terms: 1 };
 
-const leaf = (where: string, params: unknown[]): IdFilter => ({ sql: `SELECT twin FROM leaves WHERE ${where}`, params, terms: 1 });
+const leaf = (where: string, params: unknown[]): IdFilter => ({
+  sql: `SELECT twin FROM leaves WHERE ${where}`,
+  params,
+  terms: 1,
+});
 
 /** The id filter for a WHERE clause, or `undefined` when nothing pushes down (scan every twin). */
 export function pushdown(e: Expr): IdFilter | undefined {
@@ -61,7 +65,9 @@ function push(e: Expr): IdFilter | undefined {
     case 'constant':
       return e.value === true ? undefined : EMPTY;
     case 'path':
-      return isIndexedPath(e.path) ? leaf('path = ' + PATH_ID + ' AND kind = ? AND val = 1', [pathKey(e.path), KIND.boolean]) : undefined;
+      return isIndexedPath(e.path)
+        ? leaf('path = ' + PATH_ID + ' AND kind = ? AND val = 1', [pathKey(e.path), KIND.boolean])
+        : undefined;
     case 'compare': {
       if (e.left.kind === 'path' && e.right.kind === 'constant') return compare(e.left.path, e.op, e.right.value);
       if (e.right.kind === 'path' && e.left.kind === 'constant') return compare(e.right.path, flip(e.op), e.left.value);
@@ -71,8 +77,16 @@ function push(e: Expr): IdFilter | undefined {
       if (e.negated || e.operand.kind !== 'path' || !isIndexedPath(e.operand.path)) return undefined;
       const parts: IdFilter[] = [];
       for (const [kind, values] of groupByKind(e.values)) {
-        if (kind === KIND.null) parts.push(leaf('path = ' + PATH_ID + ' AND kind = ?', [pathKey(e.operand.path), KIND.null]));
-        else parts.push(leaf(`path = ${PATH_ID} AND kind = ? AND val IN (${values.map(() => '?').join(', ')})`, [pathKey(e.operand.path), kind, ...values]));
+        if (kind === KIND.null)
+          parts.push(leaf('path = ' + PATH_ID + ' AND kind = ?', [pathKey(e.operand.path), KIND.null]));
+        else
+          parts.push(
+            leaf(`path = ${PATH_ID} AND kind = ? AND val IN (${values.map(() => '?').join(', ')})`, [
+              pathKey(e.operand.path),
+              kind,
+              ...values,
+            ]),
+          );
       }
       if (parts.length === 0) return EMPTY;
       return combine('UNION', parts);
@@ -100,10 +114,21 @@ function push(e: Expr): IdFilter | undefined {
           return leaf('path = ' + PATH_ID + ' AND kind <= ?', [p, KIND.string]);
         case 'STARTSWITH': {
           const b = e.args[1];
-          if (b?.kind === 'constant' && typeof b.value === 'string' && b.value.length > 0 && rangeSafe(b.value) && b.value.charCodeAt(b.value.length - 1) < 0xd7ff) {
+          if (
+            b?.kind === 'constant' &&
+            typeof b.value === 'string' &&
+            b.value.length > 0 &&
+            rangeSafe(b.value) &&
+            b.value.charCodeAt(b.value.length - 1) < 0xd7ff
+          ) {
             const prefix = b.value;
             const upper = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
-            return leaf('path = ' + PATH_ID + ' AND kind = ? AND val >= ? AND val < ?', [p, KIND.string, prefix, upper]);
+            return leaf('path = ' + PATH_ID + ' AND kind = ? AND val >= ? AND val < ?', [
+              p,
+              KIND.string,
+              prefix,
+              upper,
+            ]);
           }
           return leaf('path = ' + PATH_ID + ' AND kind = ?', [p, KIND.string]);
         }
@@ -147,12 +172,16 @@ function compare(path: Path, op: string, c: QueryConstant): IdFilter | undefined
   if (!isIndexedPath(path)) return undefined;
   const p = pathKey(path);
   if (c === undefined || Array.isArray(c)) return EMPTY; // never a Boolean true (docs/iot-hub.md "Query conditions": primitives only)
-  if (c === null) return op === '=' ? leaf('path = ' + PATH_ID + ' AND kind = ?', [p, KIND.null]) : op === '!=' ? EMPTY : undefined;
+  if (c === null)
+    return op === '=' ? leaf('path = ' + PATH_ID + ' AND kind = ?', [p, KIND.null]) : op === '!=' ? EMPTY : undefined;
   const sqlOp = op === '!=' ? '<>' : op;
-  if (typeof c === 'boolean') return leaf(`path = ${PATH_ID} AND kind = ? AND val ${sqlOp} ?`, [p, KIND.boolean, c ? 1 : 0]);
-  if (typeof c === 'number') return Number.isFinite(c) ? leaf(`path = ${PATH_ID} AND kind = ? AND val ${sqlOp} ?`, [p, KIND.number, c]) : EMPTY;
+  if (typeof c === 'boolean')
+    return leaf(`path = ${PATH_ID} AND kind = ? AND val ${sqlOp} ?`, [p, KIND.boolean, c ? 1 : 0]);
+  if (typeof c === 'number')
+    return Number.isFinite(c) ? leaf(`path = ${PATH_ID} AND kind = ? AND val ${sqlOp} ?`, [p, KIND.number, c]) : EMPTY;
   if (typeof c === 'string') {
-    if (op === '=' || op === '!=' || rangeSafe(c)) return leaf(`path = ${PATH_ID} AND kind = ? AND val ${sqlOp} ?`, [p, KIND.string, c]);
+    if (op === '=' || op === '!=' || rangeSafe(c))
+      return leaf(`path = ${PATH_ID} AND kind = ? AND val ${sqlOp} ?`, [p, KIND.string, c]);
     return leaf('path = ' + PATH_ID + ' AND kind = ?', [p, KIND.string]);
   }
   return undefined;

@@ -134,16 +134,23 @@ describe('paging while twins change (keyset on deviceId)', () => {
     store.upsert('a', { deviceId: 'a' });
     const queries = [parseQuery('SELECT * FROM devices'), parseQuery('SELECT COUNT() FROM devices')];
     fc.assert(
-      fc.property(fc.oneof(fc.string({ maxLength: 50 }), fc.base64String({ maxLength: 50 }), fc.json().map((j) => Buffer.from(j).toString('base64'))), (token) => {
-        for (const q of queries) {
-          try {
-            store.run(q, { continuation: token, pageSize: 1 });
-          } catch (e) {
-            if (!isTwinlogError(e)) throw e;
-            expect(e.code).toBe('QUERY_CONTINUATION_INVALID');
+      fc.property(
+        fc.oneof(
+          fc.string({ maxLength: 50 }),
+          fc.base64String({ maxLength: 50 }),
+          fc.json().map((j) => Buffer.from(j).toString('base64')),
+        ),
+        (token) => {
+          for (const q of queries) {
+            try {
+              store.run(q, { continuation: token, pageSize: 1 });
+            } catch (e) {
+              if (!isTwinlogError(e)) throw e;
+              expect(e.code).toBe('QUERY_CONTINUATION_INVALID');
+            }
           }
-        }
-      }),
+        },
+      ),
       { numRuns: 2000, seed: 0xc0de },
     );
     store.db.close();
@@ -152,7 +159,12 @@ describe('paging while twins change (keyset on deviceId)', () => {
   it('refuses foreign continuation tokens with QUERY_CONTINUATION_INVALID', () => {
     const store = openStore();
     const q = parseQuery('SELECT * FROM devices');
-    for (const token of ['x', 'eyJ2IjoxLCJvZmZzZXQiOjJ9', Buffer.from('{"v":2,"after":1,"n":0}').toString('base64'), '====']) {
+    for (const token of [
+      'x',
+      'eyJ2IjoxLCJvZmZzZXQiOjJ9',
+      Buffer.from('{"v":2,"after":1,"n":0}').toString('base64'),
+      '====',
+    ]) {
       let code: unknown;
       try {
         store.run(q, { continuation: token });
@@ -168,33 +180,46 @@ describe('updates rewrite only the leaves that changed', () => {
   it('after any sequence of upserts and removals, the leaves are exactly those of each final document', () => {
     const store = openStore();
     const leavesIn = (id: number): string[] =>
-      (store.db.prepare('SELECT p.key, l.kind, l.val FROM leaves l JOIN paths p ON p.id = l.path WHERE l.twin = ?').raw().all(id) as unknown[][])
+      (
+        store.db
+          .prepare('SELECT p.key, l.kind, l.val FROM leaves l JOIN paths p ON p.id = l.path WHERE l.twin = ?')
+          .raw()
+          .all(id) as unknown[][]
+      )
         .map((r) => JSON.stringify(r))
         .sort();
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.constantFrom('d1', 'd2', 'd3'), fc.option(twinArb, { freq: 8 })), { maxLength: 25 }), (steps) => {
-        store.clear();
-        const final = new Map<string, Record<string, unknown>>();
-        for (const [id, doc] of steps) {
-          if (doc === null) {
-            store.remove(id);
-            final.delete(id);
-          } else {
-            store.upsert(id, { ...doc, deviceId: id });
-            final.set(id, { ...doc, deviceId: id });
+      fc.property(
+        fc.array(fc.tuple(fc.constantFrom('d1', 'd2', 'd3'), fc.option(twinArb, { freq: 8 })), { maxLength: 25 }),
+        (steps) => {
+          store.clear();
+          const final = new Map<string, Record<string, unknown>>();
+          for (const [id, doc] of steps) {
+            if (doc === null) {
+              store.remove(id);
+              final.delete(id);
+            } else {
+              store.upsert(id, { ...doc, deviceId: id });
+              final.set(id, { ...doc, deviceId: id });
+            }
           }
-        }
-        for (const [id, doc] of final) {
-          const row = store.db.prepare('SELECT id FROM twins WHERE device_id = ?').get(id) as { id: number };
-          const expected = leavesOf(JSON.parse(JSON.stringify(doc)) as object)
-            .map(([path, kind, val]) => JSON.stringify([path, kind, val]))
-            .sort();
-          expect(leavesIn(row.id)).toEqual(expected);
-          expect(store.get(id)).toEqual(JSON.parse(JSON.stringify(doc)));
-        }
-        expect(store.count()).toBe(final.size);
-        expect((store.db.prepare('SELECT COUNT(*) FROM leaves WHERE twin NOT IN (SELECT id FROM twins)').pluck().get() as number)).toBe(0);
-      }),
+          for (const [id, doc] of final) {
+            const row = store.db.prepare('SELECT id FROM twins WHERE device_id = ?').get(id) as { id: number };
+            const expected = leavesOf(JSON.parse(JSON.stringify(doc)) as object)
+              .map(([path, kind, val]) => JSON.stringify([path, kind, val]))
+              .sort();
+            expect(leavesIn(row.id)).toEqual(expected);
+            expect(store.get(id)).toEqual(JSON.parse(JSON.stringify(doc)));
+          }
+          expect(store.count()).toBe(final.size);
+          expect(
+            store.db
+              .prepare('SELECT COUNT(*) FROM leaves WHERE twin NOT IN (SELECT id FROM twins)')
+              .pluck()
+              .get() as number,
+          ).toBe(0);
+        },
+      ),
       { numRuns: 500, seed: 0x1eaf },
     );
     store.db.close();

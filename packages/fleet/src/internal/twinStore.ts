@@ -103,7 +103,9 @@ function writeCursor(after: string, emitted: number): string {
 
 function readCursor(token: string): { after: string; emitted: number } {
   const invalid = (): TwinlogError =>
-    new TwinlogError('QUERY_CONTINUATION_INVALID', 'the continuation token was not issued for this query', { details: { length: token.length } });
+    new TwinlogError('QUERY_CONTINUATION_INVALID', 'the continuation token was not issued for this query', {
+      details: { length: token.length },
+    });
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(token) || token.length % 4 !== 0) throw invalid();
   let cursor: unknown;
   try {
@@ -146,7 +148,8 @@ function leafValue(kind: number, val: unknown): unknown {
 }
 
 /** Whether a query aggregates (GROUP BY or an aggregate in SELECT). */
-export const isAggregateQuery = (q: Query): boolean => q.select !== '*' && (q.groupBy !== undefined || q.select.some((e) => e.kind === 'aggregate'));
+export const isAggregateQuery = (q: Query): boolean =>
+  q.select !== '*' && (q.groupBy !== undefined || q.select.some((e) => e.kind === 'aggregate'));
 
 export class TwinStore {
   readonly db: Database;
@@ -203,7 +206,8 @@ export class TwinStore {
       id = row.id;
       this.updateTwin.run(json, id);
       const old = new Map<number, [number, unknown]>();
-      for (const [path, kind, val] of this.selectLeaves.all(id) as [number, number, unknown][]) old.set(path, [kind, val]);
+      for (const [path, kind, val] of this.selectLeaves.all(id) as [number, number, unknown][])
+        old.set(path, [kind, val]);
       const added: LeafRow[] = [];
       for (const leaf of leaves) {
         const pid = this.pathId(leaf[0]);
@@ -228,7 +232,8 @@ export class TwinStore {
   /** Reload the interned path ids (after a rolled-back transaction may have left stale ones). */
   loadPaths(): void {
     this.pathIds.clear();
-    for (const r of this.db.prepare('SELECT id, key FROM paths').all() as { id: number; key: string }[]) this.pathIds.set(r.key, r.id);
+    for (const r of this.db.prepare('SELECT id, key FROM paths').all() as { id: number; key: string }[])
+      this.pathIds.set(r.key, r.id);
   }
 
   private pathId(key: string): number {
@@ -243,7 +248,9 @@ export class TwinStore {
   private insertStatement(rows: number): Statement {
     let st = this.insertLeaves.get(rows);
     if (st === undefined) {
-      st = this.db.prepare(`INSERT INTO leaves (twin, path, kind, val) VALUES ${Array.from({ length: rows }, () => '(?, ?, ?, ?)').join(', ')}`);
+      st = this.db.prepare(
+        `INSERT INTO leaves (twin, path, kind, val) VALUES ${Array.from({ length: rows }, () => '(?, ?, ?, ?)').join(', ')}`,
+      );
       this.insertLeaves.set(rows, st);
     }
     return st;
@@ -289,9 +296,13 @@ export class TwinStore {
    */
   run(query: Query, { pageSize = DEFAULT_PAGE_SIZE, continuation, all = false }: RunOptions = {}): StorePage {
     if (!Number.isSafeInteger(pageSize) || pageSize < 1) {
-      throw new TwinlogError('QUERY_PAGE_SIZE_INVALID', `the page size must be a whole number of at least 1, not ${String(pageSize)}`, {
-        details: { pageSize },
-      });
+      throw new TwinlogError(
+        'QUERY_PAGE_SIZE_INVALID',
+        `the page size must be a whole number of at least 1, not ${String(pageSize)}`,
+        {
+          details: { pageSize },
+        },
+      );
     }
     if (query.from === 'devices.modules' || query.from === 'devices') {
       query = this.inCollection(query);
@@ -320,7 +331,11 @@ export class TwinStore {
     if (!this.hasModules()) return query;
     const defined: Expr = { kind: 'call', fn: 'IS_DEFINED', args: [{ kind: 'path', path: MODULE_ID }] };
     const member: Expr = query.from === 'devices.modules' ? defined : { kind: 'not', operand: defined };
-    return { ...query, from: 'devices', where: query.where === undefined ? member : { kind: 'and', operands: [member, query.where] } };
+    return {
+      ...query,
+      from: 'devices',
+      where: query.where === undefined ? member : { kind: 'and', operands: [member, query.where] },
+    };
   }
 
   /** Whether any twin has a `moduleId` leaf: one probe of the `(path, kind, val)` index. */
@@ -333,19 +348,30 @@ export class TwinStore {
    * candidate ids (few candidates, or every row wanted), or — for one page out of many candidates —
    * walk the device id index and test membership in the candidate set, stopping at the page's end.
    */
-  private *candidates(filter: IdFilter | undefined, after: string, onePage = false): Generator<{ device_id: string; doc: string }> {
+  private *candidates(
+    filter: IdFilter | undefined,
+    after: string,
+    onePage = false,
+  ): Generator<{ device_id: string; doc: string }> {
     if (filter === undefined) {
       yield* this.scanAll.iterate(after);
       return;
     }
-    if (onePage && (this.prepared(`SELECT COUNT(*) FROM (${filter.sql})`).pluck().get(...filter.params) as number) > this.walkMinCandidates) {
+    if (
+      onePage &&
+      (this.prepared(`SELECT COUNT(*) FROM (${filter.sql})`)
+        .pluck()
+        .get(...filter.params) as number) > this.walkMinCandidates
+    ) {
       const walk = `SELECT t.device_id, t.doc FROM twins AS t WHERE t.device_id > ? AND +t.id IN (${filter.sql}) ORDER BY t.device_id`;
       yield* this.prepared(walk).iterate(after, ...filter.params) as Iterable<{ device_id: string; doc: string }>;
       return;
     }
     // sort small rows (id, device_id), then read each document: the sorter never carries documents
     const sql = `SELECT t.device_id, t.id FROM (${filter.sql}) AS c CROSS JOIN twins AS t ON t.id = c.twin WHERE t.device_id > ? ORDER BY t.device_id`;
-    const ordered = this.prepared(sql).raw().all(...filter.params, after) as [string, number][];
+    const ordered = this.prepared(sql)
+      .raw()
+      .all(...filter.params, after) as [string, number][];
     const fetchDocs = this.prepared('SELECT id, doc FROM twins WHERE id IN (SELECT value FROM json_each(?))').raw();
     for (let i = 0; i < ordered.length; i += DOC_CHUNK) {
       const chunk = ordered.slice(i, i + DOC_CHUNK);
@@ -358,7 +384,8 @@ export class TwinStore {
   }
 
   private keyset(query: Query, pageSize: number, continuation: string | undefined): StorePage {
-    const { after, emitted } = continuation === undefined || continuation === '' ? { after: '', emitted: 0 } : readCursor(continuation);
+    const { after, emitted } =
+      continuation === undefined || continuation === '' ? { after: '', emitted: 0 } : readCursor(continuation);
     const top = query.top ?? Infinity;
     const limit = Math.min(pageSize, top - emitted);
     if (limit <= 0) return { rows: [], continuationToken: undefined };
@@ -377,7 +404,8 @@ export class TwinStore {
       docs.push(doc);
       ids.push(c.device_id);
     }
-    const rows = query.select === '*' ? (docs as QueryRow[]) : evaluate({ ...query, top: undefined }, docs, { prefiltered: true });
+    const rows =
+      query.select === '*' ? (docs as QueryRow[]) : evaluate({ ...query, top: undefined }, docs, { prefiltered: true });
     const n = emitted + rows.length;
     const token = more && n < top ? writeCursor(ids[ids.length - 1]!, n) : undefined;
     return { rows, continuationToken: token };
@@ -395,8 +423,12 @@ export class TwinStore {
       .raw()
       .all(pathKey(g)) as [number, unknown, number][];
     if (counted.some(([kind]) => kind > KIND.string)) return undefined; // arrays and objects: grouped by canonical JSON in JS
-    const rank = (v: unknown): number => (v === undefined ? -1 : v === null ? 0 : typeof v === 'boolean' ? 1 : typeof v === 'number' ? 2 : 3);
-    const groups: { value: unknown; n: number }[] = counted.map(([kind, val, n]) => ({ value: leafValue(kind, val), n }));
+    const rank = (v: unknown): number =>
+      v === undefined ? -1 : v === null ? 0 : typeof v === 'boolean' ? 1 : typeof v === 'number' ? 2 : 3;
+    const groups: { value: unknown; n: number }[] = counted.map(([kind, val, n]) => ({
+      value: leafValue(kind, val),
+      n,
+    }));
     const missing = this.count() - groups.reduce((sum, x) => sum + x.n, 0);
     if (missing > 0) groups.push({ value: undefined, n: missing });
     groups.sort((a, b) => {
@@ -410,7 +442,8 @@ export class TwinStore {
       const row: Record<string, unknown> = {};
       for (const e of query.select as readonly SelectElement[]) {
         const v = e.kind === 'aggregate' ? n : value;
-        if (v !== undefined) Object.defineProperty(row, e.name, { value: v, enumerable: true, writable: true, configurable: true });
+        if (v !== undefined)
+          Object.defineProperty(row, e.name, { value: v, enumerable: true, writable: true, configurable: true });
       }
       return row;
     });
@@ -430,7 +463,9 @@ export class TwinStore {
     const idList =
       filter === undefined
         ? (this.prepared('SELECT id FROM twins').pluck().all() as number[])
-        : (this.prepared(filter.sql).pluck().all(...filter.params) as number[]);
+        : (this.prepared(filter.sql)
+            .pluck()
+            .all(...filter.params) as number[]);
     const docs = new Map<number, Record<string, unknown>>();
     for (const id of idList) docs.set(id, {});
     const full = new Set<number>();
@@ -439,7 +474,9 @@ export class TwinStore {
         filter === undefined
           ? `SELECT twin, kind, val FROM leaves WHERE path = ${PATH_ID}`
           : `SELECT twin, kind, val FROM leaves WHERE path = ${PATH_ID} AND twin IN (${filter.sql})`;
-      const rows = this.prepared(sql).raw().all(pathKey(path), ...(filter === undefined ? [] : filter.params)) as [number, number, unknown][];
+      const rows = this.prepared(sql)
+        .raw()
+        .all(pathKey(path), ...(filter === undefined ? [] : filter.params)) as [number, number, unknown][];
       for (const [twin, kind, val] of rows) {
         const doc = docs.get(twin);
         if (doc === undefined || full.has(twin)) continue;

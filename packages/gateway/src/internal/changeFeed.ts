@@ -61,7 +61,16 @@ export interface ChangeFeed {
  * await feed.firstStart
  * feed.health().state // 'consuming'
  */
-export function startChangeFeed({ log, group, topics, onRecord, onError, restart = {}, onStateChange, commitIntervalMs = 5_000 }: ChangeFeedOptions): ChangeFeed {
+export function startChangeFeed({
+  log,
+  group,
+  topics,
+  onRecord,
+  onError,
+  restart = {},
+  onStateChange,
+  commitIntervalMs = 5_000,
+}: ChangeFeedOptions): ChangeFeed {
   /** Next offset to consume, per topic and partition: set to the topics' ends by the first run. */
   const consumed = new Map<string, { topic: string; partition: number; offset: number }>();
   const committed = new Map<string, number>();
@@ -105,7 +114,8 @@ export function startChangeFeed({ log, group, topics, onRecord, onError, restart
       },
       async eachBatch({ topic, partition, records }) {
         const last = records[records.length - 1];
-        if (last !== undefined) consumed.set(`${topic}\u0000${partition}`, { topic, partition, offset: last.offset + 1 });
+        if (last !== undefined)
+          consumed.set(`${topic}\u0000${partition}`, { topic, partition, offset: last.offset + 1 });
         for (const r of records) {
           try {
             onRecord(topic, r);
@@ -169,8 +179,22 @@ function crashOnly(first: Promise<StageRun>, firstStart: Promise<void>, commitTi
     firstStart,
     health(): StageHealth {
       const partitions = run?.status().partitions ?? [];
-      const state: StageState = stopped || failure !== undefined ? 'stopped' : run === undefined ? 'starting' : partitions.length > 0 ? 'consuming' : 'starting';
-      return { stage: CHANGE_FEED_STAGE, state, reason: failure === undefined ? undefined : describeError(failure), since, partitions: [...partitions], restarts: 0 };
+      const state: StageState =
+        stopped || failure !== undefined
+          ? 'stopped'
+          : run === undefined
+            ? 'starting'
+            : partitions.length > 0
+              ? 'consuming'
+              : 'starting';
+      return {
+        stage: CHANGE_FEED_STAGE,
+        state,
+        reason: failure === undefined ? undefined : describeError(failure),
+        since,
+        partitions: [...partitions],
+        restarts: 0,
+      };
     },
     async stop() {
       stopped = true;

@@ -44,8 +44,14 @@ export interface ConfigurationDocument extends ConfigurationDefinition {
   readonly etag: string;
   readonly createdTimeUtc: string;
   readonly lastUpdatedTimeUtc: string;
-  readonly systemMetrics: { readonly queries: Readonly<Record<string, string>>; readonly results: Readonly<Record<string, number>> };
-  readonly metrics: { readonly queries: Readonly<Record<string, string>>; readonly results: Readonly<Record<string, number>> };
+  readonly systemMetrics: {
+    readonly queries: Readonly<Record<string, string>>;
+    readonly results: Readonly<Record<string, number>>;
+  };
+  readonly metrics: {
+    readonly queries: Readonly<Record<string, string>>;
+    readonly results: Readonly<Record<string, number>>;
+  };
 }
 
 /**
@@ -103,7 +109,8 @@ export function configurationJson(c: ConfigurationDocument): Record<string, unkn
   };
 }
 
-const isEmpty = (v: unknown): boolean => v === undefined || v === null || (isPlainObject(v) && Object.keys(v).length === 0);
+const isEmpty = (v: unknown): boolean =>
+  v === undefined || v === null || (isPlainObject(v) && Object.keys(v).length === 0);
 
 /**
  * The body of `PUT /configurations/{id}` as a {@link ConfigurationDefinition}: the id of the path
@@ -120,26 +127,35 @@ export function configurationDefinitionOf(id: string, body: JsonObject): Configu
   if (!isPlainObject(content)) invalid('content.deviceContent is required');
   const c = content as JsonObject;
   if (!isEmpty(c['modulesContent']) || !isEmpty(c['moduleContent'])) {
-    invalid('twinlog applies deviceContent only: modulesContent and moduleContent are not supported (no modules, no IoT Edge)');
+    invalid(
+      'twinlog applies deviceContent only: modulesContent and moduleContent are not supported (no modules, no IoT Edge)',
+    );
   }
   const deviceContent = c['deviceContent'];
   if (!isPlainObject(deviceContent)) invalid('content.deviceContent must be an object');
   const targetCondition = body['targetCondition'];
-  if (typeof targetCondition !== 'string') invalid('targetCondition must be a string (a condition on tags or deviceId, or *)');
+  if (typeof targetCondition !== 'string')
+    invalid('targetCondition must be a string (a condition on tags or deviceId, or *)');
   const priority = body['priority'] ?? 0;
   if (typeof priority !== 'number') invalid('priority must be a number');
   const schemaVersion = body['schemaVersion'];
-  if (schemaVersion !== undefined && schemaVersion !== null && typeof schemaVersion !== 'string') invalid('schemaVersion must be a string');
+  if (schemaVersion !== undefined && schemaVersion !== null && typeof schemaVersion !== 'string')
+    invalid('schemaVersion must be a string');
   const labels = body['labels'];
   if (labels !== undefined && labels !== null) {
-    if (!isPlainObject(labels) || Object.values(labels as object).some((v) => typeof v !== 'string')) invalid('labels must map names to strings');
+    if (!isPlainObject(labels) || Object.values(labels as object).some((v) => typeof v !== 'string'))
+      invalid('labels must map names to strings');
   }
   const metrics = body['metrics'];
   let queries: unknown;
   if (metrics !== undefined && metrics !== null) {
     if (!isPlainObject(metrics)) invalid('metrics must be an object');
     queries = (metrics as JsonObject)['queries'];
-    if (queries !== undefined && queries !== null && (!isPlainObject(queries) || Object.values(queries as object).some((q) => typeof q !== 'string'))) {
+    if (
+      queries !== undefined &&
+      queries !== null &&
+      (!isPlainObject(queries) || Object.values(queries as object).some((q) => typeof q !== 'string'))
+    ) {
       invalid('metrics.queries must map names to queries');
     }
   }
@@ -150,7 +166,9 @@ export function configurationDefinitionOf(id: string, body: JsonObject): Configu
     content: { deviceContent: deviceContent as Record<string, unknown> },
     targetCondition: targetCondition as string,
     priority: priority as number,
-    ...(isPlainObject(queries) && Object.keys(queries).length > 0 ? { metrics: { queries: queries as Record<string, string> } } : {}),
+    ...(isPlainObject(queries) && Object.keys(queries).length > 0
+      ? { metrics: { queries: queries as Record<string, string> } }
+      : {}),
   };
 }
 
@@ -190,7 +208,8 @@ export function createConfigurationRoutes({
       const before = await existing(s, id);
       if (before !== undefined && !jsonEquals(before.content.deviceContent, definition.content.deviceContent)) {
         // IoT Hub: "Configuration identifier and Content cannot be updated"
-        if (ifMatch === undefined || ifMatch === '*' || ifMatch === before.etag) invalid(`The content of configuration ${id} cannot be updated: delete it and create a new one`);
+        if (ifMatch === undefined || ifMatch === '*' || ifMatch === before.etag)
+          invalid(`The content of configuration ${id} cannot be updated: delete it and create a new one`);
       }
       await s.put(definition, ifMatch === undefined ? {} : { ifMatch });
       sendJson(res, 200, configurationJson(await s.get(id)));
@@ -213,7 +232,11 @@ export function createConfigurationRoutes({
       const ifMatch = ifMatchHeader(req);
       const current = await s.get(id); // 404 ConfigurationNotFound for an unknown id
       if (ifMatch !== undefined && ifMatch !== '*' && ifMatch !== current.etag) {
-        throw new TwinlogError('CONFIGURATION_PRECONDITION_FAILED', `configuration ${id} does not have etag ${ifMatch}`, { details: { id } });
+        throw new TwinlogError(
+          'CONFIGURATION_PRECONDITION_FAILED',
+          `configuration ${id} does not have etag ${ifMatch}`,
+          { details: { id } },
+        );
       }
       await s.delete(id);
       res.writeHead(204).end();

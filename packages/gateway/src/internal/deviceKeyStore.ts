@@ -81,9 +81,13 @@ export function isDisabled(keys: DeviceKeys | undefined): boolean {
  * @example
  * store.set('thermo-1', withDeviceStatus(store.get('thermo-1')!, { status: 'disabled', statusReason: 'stolen' }, Date.now()))
  */
-export function withDeviceStatus(keys: DeviceKeys, change: { readonly status?: DeviceStatus | undefined; readonly statusReason?: string | null | undefined }, nowMs: number): DeviceKeys {
+export function withDeviceStatus(
+  keys: DeviceKeys,
+  change: { readonly status?: DeviceStatus | undefined; readonly statusReason?: string | null | undefined },
+  nowMs: number,
+): DeviceKeys {
   const { statusReason: _reason, ...rest } = keys;
-  const reason = change.statusReason === undefined ? keys.statusReason : change.statusReason ?? undefined;
+  const reason = change.statusReason === undefined ? keys.statusReason : (change.statusReason ?? undefined);
   const before = keys.status ?? 'enabled';
   const status = change.status ?? keys.status;
   const next: DeviceKeys = {
@@ -91,7 +95,9 @@ export function withDeviceStatus(keys: DeviceKeys, change: { readonly status?: D
     ...(status === undefined ? {} : { status }),
     ...(reason === undefined ? {} : { statusReason: reason }),
   };
-  return status !== undefined && status !== before ? { ...next, statusUpdatedTime: new Date(nowMs).toISOString() } : next;
+  return status !== undefined && status !== before
+    ? { ...next, statusUpdatedTime: new Date(nowMs).toISOString() }
+    : next;
 }
 
 /**
@@ -156,15 +162,21 @@ export function createDeviceKeyStore(file?: string): DeviceKeyStore {
   db.pragma('busy_timeout = 5000'); // another process may be writing
   db.exec('CREATE TABLE IF NOT EXISTS device_keys (device_id TEXT PRIMARY KEY, keys TEXT NOT NULL) WITHOUT ROWID');
   const select = db.prepare<[string], { keys: string }>('SELECT keys FROM device_keys WHERE device_id = ?');
-  const upsert = db.prepare<[string, string]>('INSERT INTO device_keys (device_id, keys) VALUES (?, ?) ON CONFLICT (device_id) DO UPDATE SET keys = excluded.keys');
+  const upsert = db.prepare<[string, string]>(
+    'INSERT INTO device_keys (device_id, keys) VALUES (?, ?) ON CONFLICT (device_id) DO UPDATE SET keys = excluded.keys',
+  );
   const remove = db.prepare<[string]>('DELETE FROM device_keys WHERE device_id = ?');
   // A partial index of the disabled rows only: the poll for devices disabled by another process
   // reads as many rows as there are disabled devices, whatever the fleet's size.
   db.exec(`CREATE INDEX IF NOT EXISTS device_keys_disabled ON device_keys (device_id) WHERE ${DISABLED_SQL}`);
-  const selectDisabled = db.prepare<[], { device_id: string }>(`SELECT device_id FROM device_keys INDEXED BY device_keys_disabled WHERE ${DISABLED_SQL}`);
+  const selectDisabled = db.prepare<[], { device_id: string }>(
+    `SELECT device_id FROM device_keys INDEXED BY device_keys_disabled WHERE ${DISABLED_SQL}`,
+  );
   const dataVersion = db.prepare<[], { data_version: number }>('PRAGMA data_version');
   // a device's modules are the rows between '{deviceId}/' and '{deviceId}0' ('0' follows '/')
-  const selectModules = db.prepare<[string, string], { device_id: string }>('SELECT device_id FROM device_keys WHERE device_id > ? AND device_id < ? ORDER BY device_id');
+  const selectModules = db.prepare<[string, string], { device_id: string }>(
+    'SELECT device_id FROM device_keys WHERE device_id > ? AND device_id < ? ORDER BY device_id',
+  );
   /** Keep the files owner-only, even when an older version or a copy left them readable to others. */
   const tighten = (): void => {
     for (const f of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
@@ -189,7 +201,8 @@ export function createDeviceKeyStore(file?: string): DeviceKeyStore {
     onChange,
     externalVersion: () => dataVersion.get()!.data_version, // moves only with another connection's commits
     disabledDevices: () => selectDisabled.all().map((r) => r.device_id),
-    modulesOf: (deviceId) => selectModules.all(`${deviceId}/`, `${deviceId}0`).map((r) => r.device_id.slice(deviceId.length + 1)),
+    modulesOf: (deviceId) =>
+      selectModules.all(`${deviceId}/`, `${deviceId}0`).map((r) => r.device_id.slice(deviceId.length + 1)),
   };
 }
 

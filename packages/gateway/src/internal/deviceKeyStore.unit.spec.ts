@@ -19,7 +19,10 @@ describe('createDeviceKeyStore', () => {
     expect(store.get('dev1')).toBeUndefined();
   });
 
-  it.each([['memory', false], ['file', true]] as const)('lists a device\'s modules, the rows {deviceId}/{moduleId} (%s)', (_, onFile) => {
+  it.each([
+    ['memory', false],
+    ['file', true],
+  ] as const)("lists a device's modules, the rows {deviceId}/{moduleId} (%s)", (_, onFile) => {
     let file: string | undefined;
     if (onFile) {
       const dir = mkdtempSync(join(tmpdir(), 'twinlog-keys-'));
@@ -83,7 +86,9 @@ describe('createDeviceKeyStore', () => {
     const dir = mkdtempSync(join(tmpdir(), 'twinlog-keys-'));
     dirs.push(dir);
     const legacy = join(dir, 'registry.json');
-    writeFileSync(legacy, JSON.stringify({ old1: { primaryKey: 'a', secondaryKey: 'b', generationId: '1' } }), { mode: 0o600 });
+    writeFileSync(legacy, JSON.stringify({ old1: { primaryKey: 'a', secondaryKey: 'b', generationId: '1' } }), {
+      mode: 0o600,
+    });
     const store = createDeviceKeyStore(join(dir, 'registry.db'));
     expect(store.get('old1')).toEqual({ primaryKey: 'a', secondaryKey: 'b', generationId: '1' });
     expect(existsSync(legacy)).toBe(false);
@@ -98,7 +103,8 @@ describe('createDeviceKeyStore', () => {
     const dir = mkdtempSync(join(tmpdir(), 'twinlog-keys-'));
     dirs.push(dir);
     const store = createDeviceKeyStore(join(dir, 'registry.db'));
-    for (let i = 0; i < 2_000; i++) store.set(`d${i}`, { primaryKey: `p${i}`, secondaryKey: `s${i}`, generationId: String(i) });
+    for (let i = 0; i < 2_000; i++)
+      store.set(`d${i}`, { primaryKey: `p${i}`, secondaryKey: `s${i}`, generationId: String(i) });
     store.delete('d7');
     const again = createDeviceKeyStore(join(dir, 'registry.db'));
     expect(again.get('d1999')?.primaryKey).toBe('p1999');
@@ -113,11 +119,20 @@ describe('createDeviceKeyStore', () => {
     const store = createDeviceKeyStore(file);
     store.set('old', { primaryKey: 'a', secondaryKey: 'b', generationId: '1' });
     const raw = new Database(file, { readonly: true });
-    expect(raw.prepare("SELECT keys FROM device_keys WHERE device_id = 'old'").get()).toEqual({ keys: '{"primaryKey":"a","secondaryKey":"b","generationId":"1"}' });
+    expect(raw.prepare("SELECT keys FROM device_keys WHERE device_id = 'old'").get()).toEqual({
+      keys: '{"primaryKey":"a","secondaryKey":"b","generationId":"1"}',
+    });
     raw.close();
     expect(isDisabled(store.get('old'))).toBe(false);
     const t = Date.parse('2026-12-06T10:00:00Z');
-    store.set('dev1', withDeviceStatus({ primaryKey: 'c', secondaryKey: 'd', generationId: '2' }, { status: 'disabled', statusReason: 'stolen' }, t));
+    store.set(
+      'dev1',
+      withDeviceStatus(
+        { primaryKey: 'c', secondaryKey: 'd', generationId: '2' },
+        { status: 'disabled', statusReason: 'stolen' },
+        t,
+      ),
+    );
     expect(createDeviceKeyStore(file).get('dev1')).toEqual({
       primaryKey: 'c',
       secondaryKey: 'd',
@@ -136,8 +151,17 @@ describe('createDeviceKeyStore', () => {
     expect(withDeviceStatus(base, {}, t1)).toEqual(base);
     expect(withDeviceStatus(base, { status: 'enabled' }, t1)).toEqual({ ...base, status: 'enabled' }); // no change: no stamp
     const off = withDeviceStatus(base, { status: 'disabled', statusReason: 'maintenance' }, t1);
-    expect(off).toEqual({ ...base, status: 'disabled', statusReason: 'maintenance', statusUpdatedTime: '2026-12-06T10:00:00.000Z' });
-    expect(withDeviceStatus(off, { statusReason: 'still' }, t2)).toMatchObject({ status: 'disabled', statusReason: 'still', statusUpdatedTime: '2026-12-06T10:00:00.000Z' });
+    expect(off).toEqual({
+      ...base,
+      status: 'disabled',
+      statusReason: 'maintenance',
+      statusUpdatedTime: '2026-12-06T10:00:00.000Z',
+    });
+    expect(withDeviceStatus(off, { statusReason: 'still' }, t2)).toMatchObject({
+      status: 'disabled',
+      statusReason: 'still',
+      statusUpdatedTime: '2026-12-06T10:00:00.000Z',
+    });
     const on = withDeviceStatus(off, { status: 'enabled', statusReason: null }, t2);
     expect(on).toEqual({ ...base, status: 'enabled', statusUpdatedTime: '2026-12-06T11:00:00.000Z' });
   });
@@ -179,7 +203,9 @@ describe('createDeviceKeyStore', () => {
     expect(gateway.externalVersion!()).not.toBe(v1);
     expect(gateway.disabledDevices!()).toEqual(['d9']);
     const raw = new Database(file, { readonly: true });
-    const plan = raw.prepare(`EXPLAIN QUERY PLAN SELECT device_id FROM device_keys WHERE json_extract(keys, '$.status') = 'disabled'`).all() as { detail: string }[];
+    const plan = raw
+      .prepare(`EXPLAIN QUERY PLAN SELECT device_id FROM device_keys WHERE json_extract(keys, '$.status') = 'disabled'`)
+      .all() as { detail: string }[];
     raw.close();
     expect(plan.map((p) => p.detail).join(' ')).toContain('device_keys_disabled'); // not a scan of the fleet
   });

@@ -24,7 +24,11 @@ describe('createDeviceSessionStore', () => {
     a.set('dev2', EMPTY_SESSION);
     appendFileSync(f, '{"id":"dev3","s":{"subscr'); // a crash in the middle of a write
     const b = createDeviceSessionStore(f);
-    expect(b.get('dev1')).toEqual({ subscriptions: { '$iothub/twin/res/#': 0 }, desiredVersion: 4, desired: { fw: '2' } });
+    expect(b.get('dev1')).toEqual({
+      subscriptions: { '$iothub/twin/res/#': 0 },
+      desiredVersion: 4,
+      desired: { fw: '2' },
+    });
     expect(b.get('dev2')).toEqual(EMPTY_SESSION);
     expect(b.get('dev3')).toEqual(EMPTY_SESSION);
     expect(b.size).toBe(1);

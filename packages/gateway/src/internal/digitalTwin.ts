@@ -97,7 +97,9 @@ interface Scope {
 
 /** One scope (the default component, or a component): the property values and their `$metadata`. */
 function renderScope(scope: Scope, skip: ReadonlySet<string>): { values: JsonObject; metadata: JsonObject } {
-  const names = [...new Set([...contentKeys(scope.desired), ...contentKeys(scope.reported)])].filter((k) => !skip.has(k)).sort();
+  const names = [...new Set([...contentKeys(scope.desired), ...contentKeys(scope.reported)])]
+    .filter((k) => !skip.has(k))
+    .sort();
   const values: JsonObject = {};
   const metadata: JsonObject = {};
   for (const name of names) {
@@ -121,7 +123,10 @@ function renderScope(scope: Scope, skip: ReadonlySet<string>): { values: JsonObj
       meta['ackCode'] = ack.ac;
       if (ack.ad !== undefined) meta['ackDescription'] = ack.ad;
     }
-    const updated = later(stringAt(scope.desiredMeta[name], '$lastUpdated'), stringAt(scope.reportedMeta[name], '$lastUpdated'));
+    const updated = later(
+      stringAt(scope.desiredMeta[name], '$lastUpdated'),
+      stringAt(scope.reportedMeta[name], '$lastUpdated'),
+    );
     if (updated !== undefined) meta['lastUpdateTime'] = updated;
     metadata[name] = meta;
   }
@@ -143,7 +148,11 @@ export function renderDigitalTwin(twin: DeltaInput, modelId: string): JsonObject
   const desired = twin.properties.desired as Record<string, unknown>;
   const reported = twin.properties.reported as Record<string, unknown>;
   const desiredVersion = numberAt(desired, '$version') ?? 0;
-  const components = new Set([...contentKeys(desired), ...contentKeys(reported)].filter((k) => isComponent(desired[k]) || isComponent(reported[k])));
+  const components = new Set(
+    [...contentKeys(desired), ...contentKeys(reported)].filter(
+      (k) => isComponent(desired[k]) || isComponent(reported[k]),
+    ),
+  );
 
   // delta's entries (one per desired leaf), grouped by the property they belong to
   const rootEntries = new Map<string, DeltaEntry[]>();
@@ -163,7 +172,10 @@ export function renderDigitalTwin(twin: DeltaInput, modelId: string): JsonObject
 
   const desiredMeta = objectAt(desired, '$metadata');
   const reportedMeta = objectAt(reported, '$metadata');
-  const root = renderScope({ desired, reported, desiredMeta, reportedMeta, desiredVersion, entries: rootEntries }, components);
+  const root = renderScope(
+    { desired, reported, desiredMeta, reportedMeta, desiredVersion, entries: rootEntries },
+    components,
+  );
   const out: JsonObject = { $dtId: twin.deviceId, ...root.values };
   for (const name of [...components].sort()) {
     const scope = renderScope(
@@ -193,7 +205,10 @@ export function renderDigitalTwin(twin: DeltaInput, modelId: string): JsonObject
  * @example
  * desiredView({ a: 1, $version: 3 }, { c: { __t: 'c', t: 2 } }) // { a: 1, c: { __t: 'c' } }
  */
-export function desiredView(desired: Readonly<Record<string, unknown>>, reported: Readonly<Record<string, unknown>> = {}): JsonObject {
+export function desiredView(
+  desired: Readonly<Record<string, unknown>>,
+  reported: Readonly<Record<string, unknown>> = {},
+): JsonObject {
   const view: JsonObject = {};
   for (const k of contentKeys(desired)) view[k] = desired[k] as Json;
   for (const k of contentKeys(reported)) {
@@ -207,7 +222,8 @@ const invalid = (message: string): TwinlogError => new TwinlogError('PATCH_NOT_O
 /** RFC 6901 pointer segments of `path` (`~1` → `/`, `~0` → `~`), or a clear refusal. */
 function pointerSegments(path: unknown, where: string): string[] {
   if (typeof path !== 'string') throw invalid(`${where}: path must be a string`);
-  if (path === '' || path === '/') throw invalid(`${where}: the whole digital twin cannot be written, address a property or a component`);
+  if (path === '' || path === '/')
+    throw invalid(`${where}: the whole digital twin cannot be written, address a property or a component`);
   if (!path.startsWith('/')) throw invalid(`${where}: path ${path} must start with /`);
   if (/~[^01]|~$/.test(path)) throw invalid(`${where}: path ${path} has an invalid ~ escape`);
   const segments = path
@@ -216,8 +232,12 @@ function pointerSegments(path: unknown, where: string): string[] {
     .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
   for (const s of segments) {
     if (s.startsWith('$')) throw invalid(`${where}: ${s} is read-only ($dtId and $metadata are computed by the hub)`);
-    if (s === COMPONENT_MARKER) throw invalid(`${where}: ${COMPONENT_MARKER} is the component marker, add a component with "$metadata": {} in its value`);
-    if (s === '__proto__' || s === 'constructor' || s === 'prototype') throw invalid(`${where}: ${s} is not a valid property name`);
+    if (s === COMPONENT_MARKER)
+      throw invalid(
+        `${where}: ${COMPONENT_MARKER} is the component marker, add a component with "$metadata": {} in its value`,
+      );
+    if (s === '__proto__' || s === 'constructor' || s === 'prototype')
+      throw invalid(`${where}: ${s} is not a valid property name`);
   }
   return segments;
 }
@@ -231,8 +251,12 @@ function checkValue(value: unknown, where: string): void {
   }
   if (isPlainObject(value)) {
     for (const k of Object.keys(value)) {
-      if (k.startsWith('$')) throw invalid(`${where}: ${k} is not a valid property name (names starting with $ are reserved)`);
-      if (k === COMPONENT_MARKER) throw invalid(`${where}: ${COMPONENT_MARKER} is the component marker, add a component with "$metadata": {} in its value`);
+      if (k.startsWith('$'))
+        throw invalid(`${where}: ${k} is not a valid property name (names starting with $ are reserved)`);
+      if (k === COMPONENT_MARKER)
+        throw invalid(
+          `${where}: ${COMPONENT_MARKER} is the component marker, add a component with "$metadata": {} in its value`,
+        );
       checkValue(value[k], where);
     }
   }
@@ -266,14 +290,20 @@ export function parseDigitalTwinPatch(body: unknown, view: Readonly<Record<strin
     if (!isPlainObject(raw)) throw invalid(`${where} must be an object`);
     const op = raw['op'];
     if (typeof op !== 'string' || !DIGITAL_TWIN_PATCH_OPS.includes(op)) {
-      throw invalid(`${where}: op ${typeof op === 'string' ? op : String(op)} is not supported, use add, replace or remove`);
+      throw invalid(
+        `${where}: op ${typeof op === 'string' ? op : String(op)} is not supported, use add, replace or remove`,
+      );
     }
     const segments = pointerSegments(raw['path'], where);
     const path = raw['path'] as string;
     if (op === 'remove') return { op, path };
     if (!hasOwn(raw, 'value')) throw invalid(`${where}: ${op} needs a value`);
     let value = raw['value'];
-    if (segments.length === 1 && isPlainObject(value) && (hasOwn(value, '$metadata') || (op === 'replace' && isComponent(view[segments[0]!])))) {
+    if (
+      segments.length === 1 &&
+      isPlainObject(value) &&
+      (hasOwn(value, '$metadata') || (op === 'replace' && isComponent(view[segments[0]!])))
+    ) {
       const { $metadata: _marker, ...properties } = value;
       checkValue(properties, where);
       value = { [COMPONENT_MARKER]: 'c', ...properties };
@@ -319,7 +349,11 @@ export function applyDigitalTwinPatch(view: JsonObject, ops: readonly PatchOpera
  * // { a: null, c: { t: 21 } }
  * @throws {TwinlogError} `PATCH_NOT_OBJECT` (400 `ArgumentInvalid`) for an invalid patch.
  */
-export function digitalTwinMergePatch(desired: Readonly<Record<string, unknown>>, reported: Readonly<Record<string, unknown>>, body: unknown): Patch {
+export function digitalTwinMergePatch(
+  desired: Readonly<Record<string, unknown>>,
+  reported: Readonly<Record<string, unknown>>,
+  body: unknown,
+): Patch {
   const view = desiredView(desired, reported);
   const after = applyDigitalTwinPatch(view, parseDigitalTwinPatch(body, view));
   const before = desiredView(desired);

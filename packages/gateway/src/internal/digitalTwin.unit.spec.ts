@@ -37,7 +37,12 @@ const twin = {
         $lastUpdated: T3,
         serialNumber: { $lastUpdated: T1 },
         targetTemperature: { $lastUpdated: T3 },
-        thermostat1: { $lastUpdated: T3, __t: { $lastUpdated: T1 }, targetTemperature: { $lastUpdated: T3 }, maxTemp: { $lastUpdated: T1 } },
+        thermostat1: {
+          $lastUpdated: T3,
+          __t: { $lastUpdated: T1 },
+          targetTemperature: { $lastUpdated: T3 },
+          maxTemp: { $lastUpdated: T1 },
+        },
       },
     },
   },
@@ -61,7 +66,14 @@ describe('renderDigitalTwin', () => {
       $metadata: {
         $model: 'dtmi:com:example:TemperatureController;1',
         serialNumber: { lastUpdateTime: T1 },
-        targetTemperature: { desiredValue: 21, desiredVersion: 2, ackVersion: 2, ackCode: 200, ackDescription: 'applied', lastUpdateTime: T3 },
+        targetTemperature: {
+          desiredValue: 21,
+          desiredVersion: 2,
+          ackVersion: 2,
+          ackCode: 200,
+          ackDescription: 'applied',
+          lastUpdateTime: T3,
+        },
       },
     });
   });
@@ -71,12 +83,20 @@ describe('renderDigitalTwin', () => {
       {
         deviceId: 'd',
         properties: {
-          desired: { mode: 'eco', $version: 2, $metadata: { $lastUpdated: T2, $lastUpdatedVersion: 2, mode: { $lastUpdated: T2, $lastUpdatedVersion: 2 } } },
+          desired: {
+            mode: 'eco',
+            $version: 2,
+            $metadata: { $lastUpdated: T2, $lastUpdatedVersion: 2, mode: { $lastUpdated: T2, $lastUpdatedVersion: 2 } },
+          },
           reported: {
             interval: { value: 5, ac: 203, av: 0, ad: 'default' },
             info: { __t: 'c', fw: '1.0' },
             $version: 3,
-            $metadata: { $lastUpdated: T1, interval: { $lastUpdated: T1 }, info: { $lastUpdated: T1, fw: { $lastUpdated: T1 } } },
+            $metadata: {
+              $lastUpdated: T1,
+              interval: { $lastUpdated: T1 },
+              info: { $lastUpdated: T1, fw: { $lastUpdated: T1 } },
+            },
           },
         },
       },
@@ -102,7 +122,13 @@ describe('renderDigitalTwin', () => {
           desired: {
             schedule: { start: 8, end: 18 },
             $version: 5,
-            $metadata: { schedule: { $lastUpdated: T1, start: { $lastUpdated: T1, $lastUpdatedVersion: 3 }, end: { $lastUpdated: T1, $lastUpdatedVersion: 5 } } },
+            $metadata: {
+              schedule: {
+                $lastUpdated: T1,
+                start: { $lastUpdated: T1, $lastUpdatedVersion: 3 },
+                end: { $lastUpdated: T1, $lastUpdatedVersion: 5 },
+              },
+            },
           },
           reported: { schedule: { value: { start: 8, end: 18 }, ac: 200, av: 5 }, $version: 2, $metadata: {} },
         },
@@ -112,7 +138,16 @@ describe('renderDigitalTwin', () => {
     expect(dt).toEqual({
       $dtId: 'd',
       schedule: { start: 8, end: 18 },
-      $metadata: { $model: 'm', schedule: { desiredValue: { start: 8, end: 18 }, desiredVersion: 5, ackVersion: 5, ackCode: 200, lastUpdateTime: T1 } },
+      $metadata: {
+        $model: 'm',
+        schedule: {
+          desiredValue: { start: 8, end: 18 },
+          desiredVersion: 5,
+          ackVersion: 5,
+          ackCode: 200,
+          lastUpdateTime: T1,
+        },
+      },
     });
   });
 });
@@ -129,25 +164,43 @@ describe('digitalTwinMergePatch', () => {
         { op: 'remove', path: '/thermostat1/targetTemperature' },
         { op: 'add', path: '/schedule', value: { start: 7 } },
       ]),
-    ).toEqual({ targetTemperature: 22, thermostat1: { mode: 'heat', targetTemperature: null }, schedule: { start: 7 } });
+    ).toEqual({
+      targetTemperature: 22,
+      thermostat1: { mode: 'heat', targetTemperature: null },
+      schedule: { start: 7 },
+    });
   });
 
   it('adds a component with "$metadata": {} (the Azure SDKs\' marker), and a property to a component only the device reported', () => {
-    expect(digitalTwinMergePatch({}, {}, [{ op: 'add', path: '/thermostat2', value: { targetTemperature: 20, $metadata: {} } }])).toEqual({
+    expect(
+      digitalTwinMergePatch({}, {}, [
+        { op: 'add', path: '/thermostat2', value: { targetTemperature: 20, $metadata: {} } },
+      ]),
+    ).toEqual({
       thermostat2: { __t: 'c', targetTemperature: 20 },
     });
-    expect(digitalTwinMergePatch({}, { info: { __t: 'c', fw: '1.0' } }, [{ op: 'add', path: '/info/fw', value: '2.0' }])).toEqual({
+    expect(
+      digitalTwinMergePatch({}, { info: { __t: 'c', fw: '1.0' } }, [{ op: 'add', path: '/info/fw', value: '2.0' }]),
+    ).toEqual({
       info: { __t: 'c', fw: '2.0' },
     });
     // an untouched reported-only component is not written to desired
     expect(digitalTwinMergePatch({}, { info: { __t: 'c' } }, [{ op: 'add', path: '/x', value: 1 }])).toEqual({ x: 1 });
     // replacing a component keeps it a component; removing it removes it
-    expect(digitalTwinMergePatch(desired, reported, [{ op: 'replace', path: '/thermostat1', value: { targetTemperature: 17 } }])).toEqual({ thermostat1: { targetTemperature: 17 } });
-    expect(digitalTwinMergePatch(desired, reported, [{ op: 'remove', path: '/thermostat1' }])).toEqual({ thermostat1: null });
+    expect(
+      digitalTwinMergePatch(desired, reported, [
+        { op: 'replace', path: '/thermostat1', value: { targetTemperature: 17 } },
+      ]),
+    ).toEqual({ thermostat1: { targetTemperature: 17 } });
+    expect(digitalTwinMergePatch(desired, reported, [{ op: 'remove', path: '/thermostat1' }])).toEqual({
+      thermostat1: null,
+    });
   });
 
   it('a patch that changes nothing is the empty merge patch', () => {
-    expect(digitalTwinMergePatch(desired, reported, [{ op: 'replace', path: '/targetTemperature', value: 21 }])).toEqual({});
+    expect(
+      digitalTwinMergePatch(desired, reported, [{ op: 'replace', path: '/targetTemperature', value: 21 }]),
+    ).toEqual({});
   });
 
   const refusals: [string, unknown, RegExp][] = [
@@ -155,9 +208,17 @@ describe('digitalTwinMergePatch', () => {
     ['no operation', [], /no operation/],
     ['move', [{ op: 'move', from: '/a', path: '/b' }], /op move is not supported/],
     ['test', [{ op: 'test', path: '/targetTemperature', value: 21 }], /op test is not supported/],
-    ['replace of a missing property', [{ op: 'replace', path: '/nope', value: 1 }], /operation 0 \(replace \/nope\): the path does not exist/],
+    [
+      'replace of a missing property',
+      [{ op: 'replace', path: '/nope', value: 1 }],
+      /operation 0 \(replace \/nope\): the path does not exist/,
+    ],
     ['remove of a missing property', [{ op: 'remove', path: '/thermostat1/nope' }], /does not exist/],
-    ['add under a missing parent', [{ op: 'add', path: '/nothing/prop', value: 1 }], /parent of the path does not exist/],
+    [
+      'add under a missing parent',
+      [{ op: 'add', path: '/nothing/prop', value: 1 }],
+      /parent of the path does not exist/,
+    ],
     ['$metadata', [{ op: 'add', path: '/$metadata/x', value: 1 }], /read-only/],
     ['$dtId', [{ op: 'replace', path: '/$dtId', value: 'x' }], /read-only/],
     ['the marker', [{ op: 'replace', path: '/thermostat1/__t', value: 'x' }], /component marker/],
@@ -167,7 +228,14 @@ describe('digitalTwinMergePatch', () => {
     ['no value', [{ op: 'add', path: '/a' }], /needs a value/],
     ['a path without /', [{ op: 'add', path: 'a', value: 1 }], /must start with \//],
     ['__proto__', [{ op: 'add', path: '/__proto__/x', value: 1 }], /not a valid property name/],
-    ['a second operation that fails', [{ op: 'add', path: '/a', value: 1 }, { op: 'remove', path: '/b' }], /operation 1 \(remove \/b\)/],
+    [
+      'a second operation that fails',
+      [
+        { op: 'add', path: '/a', value: 1 },
+        { op: 'remove', path: '/b' },
+      ],
+      /operation 1 \(remove \/b\)/,
+    ],
   ];
   it.each(refusals)('refuses %s with a clear 400 (ArgumentInvalid)', (_, body, message) => {
     let caught: unknown;
@@ -187,24 +255,40 @@ describe('digitalTwinMergePatch', () => {
   const key = fc.constantFrom('a', 'b', 'c', 'mode', 'fw');
   const scalar = fc.oneof(fc.integer({ min: -1000, max: 1000 }), fc.string({ maxLength: 4 }), fc.boolean());
   const value: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
-    v: fc.oneof({ depthSize: 'small' }, scalar, fc.array(scalar, { maxLength: 3 }), fc.dictionary(key, tie('v'), { maxKeys: 3 })),
+    v: fc.oneof(
+      { depthSize: 'small' },
+      scalar,
+      fc.array(scalar, { maxLength: 3 }),
+      fc.dictionary(key, tie('v'), { maxKeys: 3 }),
+    ),
   })).v;
-  const section = fc.dictionary(fc.constantFrom('a', 'b', 'comp1', 'comp2'), fc.oneof(value, fc.dictionary(key, value, { maxKeys: 3 }).map((o) => ({ __t: 'c', ...(o as object) }))), {
-    maxKeys: 4,
-  });
+  const section = fc.dictionary(
+    fc.constantFrom('a', 'b', 'comp1', 'comp2'),
+    fc.oneof(
+      value,
+      fc.dictionary(key, value, { maxKeys: 3 }).map((o) => ({ __t: 'c', ...(o as object) })),
+    ),
+    {
+      maxKeys: 4,
+    },
+  );
 
   /** Operations aimed at members that exist (replace, remove, add under them) and at new ones. */
   const operations = (view: JsonObject): fc.Arbitrary<unknown[]> => {
     const paths: string[] = ['/a', '/b', '/new'];
     for (const [k, v] of Object.entries(view)) {
       paths.push(`/${k}`);
-      if (v !== null && typeof v === 'object' && !Array.isArray(v)) for (const inner of [...Object.keys(v).filter((x) => x !== '__t'), 'x']) paths.push(`/${k}/${inner}`);
+      if (v !== null && typeof v === 'object' && !Array.isArray(v))
+        for (const inner of [...Object.keys(v).filter((x) => x !== '__t'), 'x']) paths.push(`/${k}/${inner}`);
     }
     const op = fc.record({ op: fc.constantFrom('add', 'replace', 'remove'), path: fc.constantFrom(...paths), value });
-    return fc.array(op, { minLength: 1, maxLength: 4 }).map((ops) => ops.map((o) => (o.op === 'remove' ? { op: o.op, path: o.path } : o)));
+    return fc
+      .array(op, { minLength: 1, maxLength: 4 })
+      .map((ops) => ops.map((o) => (o.op === 'remove' ? { op: o.op, path: o.path } : o)));
   };
 
-  const isComponentValue = (v: unknown): boolean => typeof v === 'object' && v !== null && (v as Record<string, unknown>)['__t'] === 'c';
+  const isComponentValue = (v: unknown): boolean =>
+    typeof v === 'object' && v !== null && (v as Record<string, unknown>)['__t'] === 'c';
 
   it('property: applying the merge patch to desired equals applying the JSON Patch to the desired view with fast-json-patch', () => {
     fc.assert(
@@ -213,10 +297,24 @@ describe('digitalTwinMergePatch', () => {
         ([desiredSection, ops]) => {
           const view = desiredView(desiredSection);
           // replacing a whole component keeps it a component (its marker is kept): not a plain JSON Patch
-          fc.pre(!ops.some((o) => (o as { op: string }).op === 'replace' && (o as { path: string }).path.split('/').length === 2 && typeof (o as { value?: unknown }).value === 'object' && !Array.isArray((o as { value?: unknown }).value) && isComponentValue(view[(o as { path: string }).path.slice(1)])));
+          fc.pre(
+            !ops.some(
+              (o) =>
+                (o as { op: string }).op === 'replace' &&
+                (o as { path: string }).path.split('/').length === 2 &&
+                typeof (o as { value?: unknown }).value === 'object' &&
+                !Array.isArray((o as { value?: unknown }).value) &&
+                isComponentValue(view[(o as { path: string }).path.slice(1)]),
+            ),
+          );
           let expected: unknown;
           try {
-            expected = jsonPatch.applyPatch(view, structuredClone(ops) as jsonPatch.Operation[], true, false).newDocument;
+            expected = jsonPatch.applyPatch(
+              view,
+              structuredClone(ops) as jsonPatch.Operation[],
+              true,
+              false,
+            ).newDocument;
           } catch {
             expected = 'refused';
           }

@@ -71,7 +71,12 @@ export function createDigitalTwinRoutes({
     async patchDigitalTwin({ req, res, id }) {
       const body = await readJsonPatchBody(req, { maxBytes: maxBodyBytes });
       const ifMatch = ifMatchHeader(req) ?? '*';
-      const idempotencyKey = idempotencyKeyOf({ header: header(req, IDEMPOTENCY_KEY_HEADER), method: 'PATCH /digitaltwins', ifMatch, body });
+      const idempotencyKey = idempotencyKeyOf({
+        header: header(req, IDEMPOTENCY_KEY_HEADER),
+        method: 'PATCH /digitaltwins',
+        ifMatch,
+        body,
+      });
       for (let attempt = 1; ; attempt++) {
         const twin = await twins.getTwin(id);
         const merge = digitalTwinMergePatch(twin.properties.desired, twin.properties.reported, body);
@@ -83,13 +88,18 @@ export function createDigitalTwinRoutes({
         const d: WriteDecision = await client.patchTwin(
           id,
           { desired: merge },
-          { ifMatch: ifMatch === '*' ? twin.etag : ifMatch, ...(idempotencyKey === undefined ? {} : { idempotencyKey }) },
+          {
+            ifMatch: ifMatch === '*' ? twin.etag : ifMatch,
+            ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
+          },
         );
-        if (!d.accepted && d.code === 'PRECONDITION_FAILED' && ifMatch === '*' && attempt < UNCONDITIONAL_ATTEMPTS) continue;
+        if (!d.accepted && d.code === 'PRECONDITION_FAILED' && ifMatch === '*' && attempt < UNCONDITIONAL_ATTEMPTS)
+          continue;
         if (!d.accepted) throw new TwinlogError(d.code, d.message, { details: { etag: d.etag } });
         const etag = d.etag ?? (await twins.getTwin(id)).etag;
         const headers: Record<string, string> = { etag: `"${etag}"`, 'content-length': '0' };
-        if (d.duplicateOf !== undefined) headers['x-twinlog-duplicate-of'] = `${d.duplicateOf.writer}/${d.duplicateOf.seq}`;
+        if (d.duplicateOf !== undefined)
+          headers['x-twinlog-duplicate-of'] = `${d.duplicateOf.writer}/${d.duplicateOf.seq}`;
         res.writeHead(202, headers).end();
         return;
       }

@@ -32,7 +32,10 @@ export function groupAppends(log: Log): Log {
         n += p.records.length;
       }
       try {
-        const results = await log.append(topic, group.flatMap((p) => p.records));
+        const results = await log.append(
+          topic,
+          group.flatMap((p) => p.records),
+        );
         let at = 0;
         for (const p of group) {
           p.resolve(results.slice(at, at + p.records.length));

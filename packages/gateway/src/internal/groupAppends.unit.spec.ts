@@ -23,7 +23,11 @@ describe('groupAppends', () => {
       },
     });
     const log = groupAppends(counting);
-    const results = await Promise.all([log.append('t', [rec('a')]), log.append('t', [rec('b'), rec('c')]), log.append('t', [rec('d')])]);
+    const results = await Promise.all([
+      log.append('t', [rec('a')]),
+      log.append('t', [rec('b'), rec('c')]),
+      log.append('t', [rec('d')]),
+    ]);
     expect(results.map((r) => r.map((x) => x.offset))).toEqual([[0], [1, 2], [3]]);
     expect(calls).toEqual([1, 3]); // the first alone, the rest grouped while it was in flight
     const keys: string[] = [];

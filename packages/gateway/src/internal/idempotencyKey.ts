@@ -15,12 +15,28 @@ export const IDEMPOTENCY_KEY_HEADER = 'idempotency-key';
  * idempotencyKeyOf({ header: undefined, method: 'PATCH', ifMatch: 'AAAAAAAAAAE=', body: { tags: { a: 1 } } }) // 'etag:…'
  * @throws {TwinlogError} `EVENT_INVALID` for a header that is not printable ASCII of 1 to 128 characters.
  */
-export function idempotencyKeyOf({ header, method, ifMatch, body }: { header: string | undefined; method: string; ifMatch: string; body: unknown }): string | undefined {
+export function idempotencyKeyOf({
+  header,
+  method,
+  ifMatch,
+  body,
+}: {
+  header: string | undefined;
+  method: string;
+  ifMatch: string;
+  body: unknown;
+}): string | undefined {
   if (header !== undefined) {
-    if (!isIdempotencyKey(header)) throw new TwinlogError('EVENT_INVALID', 'Idempotency-Key must be printable ASCII without spaces, 1 to 128 characters');
+    if (!isIdempotencyKey(header))
+      throw new TwinlogError(
+        'EVENT_INVALID',
+        'Idempotency-Key must be printable ASCII without spaces, 1 to 128 characters',
+      );
     return header;
   }
   if (ifMatch === '*') return undefined;
-  const digest = createHash('sha256').update(`${method}\n${ifMatch}\n${JSON.stringify(body)}`).digest('base64url');
+  const digest = createHash('sha256')
+    .update(`${method}\n${ifMatch}\n${JSON.stringify(body)}`)
+    .digest('base64url');
   return `etag:${digest}`;
 }

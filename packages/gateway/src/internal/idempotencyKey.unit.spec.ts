@@ -21,10 +21,14 @@ describe('idempotencyKeyOf', () => {
   it('derives one for a write conditional on an etag: the same request, the same key', () => {
     const a = idempotencyKeyOf({ header: undefined, method: 'PATCH', ifMatch: 'AAAAAAAAAAE=', body });
     expect(a).toMatch(/^etag:[A-Za-z0-9_-]{43}$/);
-    expect(idempotencyKeyOf({ header: undefined, method: 'PATCH', ifMatch: 'AAAAAAAAAAE=', body: { tags: { site: 'b' } } })).toBe(a);
+    expect(
+      idempotencyKeyOf({ header: undefined, method: 'PATCH', ifMatch: 'AAAAAAAAAAE=', body: { tags: { site: 'b' } } }),
+    ).toBe(a);
     expect(idempotencyKeyOf({ header: undefined, method: 'PUT', ifMatch: 'AAAAAAAAAAE=', body })).not.toBe(a);
     expect(idempotencyKeyOf({ header: undefined, method: 'PATCH', ifMatch: 'AAAAAAAAAAI=', body })).not.toBe(a);
-    expect(idempotencyKeyOf({ header: undefined, method: 'PATCH', ifMatch: 'AAAAAAAAAAE=', body: { tags: { site: 'c' } } })).not.toBe(a);
+    expect(
+      idempotencyKeyOf({ header: undefined, method: 'PATCH', ifMatch: 'AAAAAAAAAAE=', body: { tags: { site: 'c' } } }),
+    ).not.toBe(a);
   });
   it('derives none for an unconditional write', () => {
     expect(idempotencyKeyOf({ header: undefined, method: 'PATCH', ifMatch: '*', body })).toBeUndefined();

@@ -78,11 +78,16 @@ function hubTimestamp(ms: number): string {
  * second `;`-segment of `Message`, docs/iot-hub.md "SDK behaviour twinlog accommodates"); internal errors never leak their message, and every
  * authentication failure has the same text ({@link UNAUTHORIZED_TEXT}).
  */
-export function iotHubErrorBody(e: unknown, nowMs: number): { status: number; body: { Message: string; ExceptionMessage: string } } {
+export function iotHubErrorBody(
+  e: unknown,
+  nowMs: number,
+): { status: number; body: { Message: string; ExceptionMessage: string } } {
   const hub = iotHubCodeOf(e);
   const known = e instanceof GatewayError || (isTwinlogError(e) && e.iotHub !== undefined);
   const unauthorized = e instanceof GatewayError && e.code === 'UNAUTHORIZED';
-  const text = (unauthorized ? UNAUTHORIZED_TEXT : known && e instanceof Error ? e.message : 'An internal error occurred').replace(/[;\r\n]/g, ',');
+  const text = (
+    unauthorized ? UNAUTHORIZED_TEXT : known && e instanceof Error ? e.message : 'An internal error occurred'
+  ).replace(/[;\r\n]/g, ',');
   const tracking = randomBytes(16).toString('hex').toUpperCase();
   return {
     status: hub.status,
@@ -94,7 +99,12 @@ export function iotHubErrorBody(e: unknown, nowMs: number): { status: number; bo
 }
 
 /** Write a JSON response with the content type the SDKs need to parse it (docs/iot-hub.md "REST (back ends)"). */
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',

@@ -30,7 +30,11 @@ export type JobServiceState = 'queued' | 'scheduled' | 'running' | 'completed' |
 export interface JobServiceRequest {
   readonly jobId: string;
   readonly type: 'scheduleUpdateTwin';
-  readonly updateTwin: { readonly tags?: Patch; readonly properties?: { readonly desired?: Patch }; readonly etag?: string };
+  readonly updateTwin: {
+    readonly tags?: Patch;
+    readonly properties?: { readonly desired?: Patch };
+    readonly etag?: string;
+  };
   readonly queryCondition: string;
   readonly startTime?: string;
   readonly maxExecutionTimeInSeconds?: number;
@@ -70,7 +74,10 @@ export interface JobService {
   get(jobId: string): JobServiceStatus | Promise<JobServiceStatus>;
   cancel(jobId: string): JobServiceStatus | Promise<JobServiceStatus>;
   /** Every job of the type and status, newest first. */
-  list(filter?: { readonly type?: string; readonly status?: JobServiceState }): readonly JobServiceStatus[] | Promise<readonly JobServiceStatus[]>;
+  list(filter?: {
+    readonly type?: string;
+    readonly status?: JobServiceState;
+  }): readonly JobServiceStatus[] | Promise<readonly JobServiceStatus[]>;
 }
 
 /** What a job route handler gets from the gateway (a subset of its request context). */
@@ -121,9 +128,13 @@ export function jobRequestOf(id: string, body: JsonObject): JobServiceRequest {
   const type = body['type'];
   if (type !== 'scheduleUpdateTwin') {
     if (type === 'scheduleDeviceMethod') {
-      invalid('Job type scheduleDeviceMethod is not supported: twinlog does not deliver direct methods (docs/iot-hub.md), only scheduleUpdateTwin jobs run');
+      invalid(
+        'Job type scheduleDeviceMethod is not supported: twinlog does not deliver direct methods (docs/iot-hub.md), only scheduleUpdateTwin jobs run',
+      );
     }
-    invalid(`Job type ${typeof type === 'string' ? type : JSON.stringify(type ?? null)} is not supported, only scheduleUpdateTwin`);
+    invalid(
+      `Job type ${typeof type === 'string' ? type : JSON.stringify(type ?? null)} is not supported, only scheduleUpdateTwin`,
+    );
   }
   const bodyId = body['jobId'];
   if (bodyId !== undefined && bodyId !== null && bodyId !== id) {
@@ -132,17 +143,24 @@ export function jobRequestOf(id: string, body: JsonObject): JobServiceRequest {
     invalid(`The jobId in the body (${got}) differs from the one in the path (${id})`);
   }
   const queryCondition = body['queryCondition'];
-  if (typeof queryCondition !== 'string' || queryCondition.trim() === '') invalid('queryCondition must be a WHERE condition over device twins');
+  if (typeof queryCondition !== 'string' || queryCondition.trim() === '')
+    invalid('queryCondition must be a WHERE condition over device twins');
   const updateTwin = body['updateTwin'];
-  if (!isPlainObject(updateTwin)) invalid('updateTwin must be an object (tags and/or properties.desired, and an optional etag)');
+  if (!isPlainObject(updateTwin))
+    invalid('updateTwin must be an object (tags and/or properties.desired, and an optional etag)');
   const twin = updateTwin as JsonObject;
   const { tags, properties, etag } = twin;
   const startTime = body['startTime'];
-  if (startTime !== undefined && startTime !== null && (typeof startTime !== 'string' || Number.isNaN(Date.parse(startTime)))) {
+  if (
+    startTime !== undefined &&
+    startTime !== null &&
+    (typeof startTime !== 'string' || Number.isNaN(Date.parse(startTime)))
+  ) {
     invalid('startTime must be an ISO-8601 date-time');
   }
   const max = body['maxExecutionTimeInSeconds'];
-  if (max !== undefined && max !== null && typeof max !== 'number') invalid('maxExecutionTimeInSeconds must be a number');
+  if (max !== undefined && max !== null && typeof max !== 'number')
+    invalid('maxExecutionTimeInSeconds must be a number');
   return {
     jobId: id,
     type: 'scheduleUpdateTwin',
@@ -165,9 +183,16 @@ export function jobRequestOf(id: string, body: JsonObject): JobServiceRequest {
  * const routes = createJobRoutes({ jobs: jobRunner, maxBodyBytes: 256 * 1024 })
  * await routes.getJob({ req, res, id: 'fw-2' })
  */
-export function createJobRoutes({ jobs, maxBodyBytes }: { readonly jobs: JobService | undefined; readonly maxBodyBytes: number }): JobRoutes {
+export function createJobRoutes({
+  jobs,
+  maxBodyBytes,
+}: {
+  readonly jobs: JobService | undefined;
+  readonly maxBodyBytes: number;
+}): JobRoutes {
   const service = (): JobService => {
-    if (jobs === undefined) throw new GatewayError('NOT_FOUND', 'Jobs are not served by this gateway (twinlog serve runs them)');
+    if (jobs === undefined)
+      throw new GatewayError('NOT_FOUND', 'Jobs are not served by this gateway (twinlog serve runs them)');
     return jobs;
   };
   return {
@@ -187,11 +212,15 @@ export function createJobRoutes({ jobs, maxBodyBytes }: { readonly jobs: JobServ
       const url = new URL(req.url ?? '/', 'http://gateway');
       const type = url.searchParams.get('jobType') ?? undefined;
       const status = url.searchParams.get('jobStatus') ?? undefined;
-      if (status !== undefined && status !== '' && !STATES.includes(status)) invalid(`jobStatus must be one of ${STATES.join(', ')}`);
+      if (status !== undefined && status !== '' && !STATES.includes(status))
+        invalid(`jobStatus must be one of ${STATES.join(', ')}`);
       const sizeHeader = header(req, 'x-ms-max-item-count') ?? url.searchParams.get('pageSize') ?? undefined;
       const pageSize = sizeHeader === undefined ? MAX_PAGE : Number(sizeHeader);
       if (!Number.isSafeInteger(pageSize) || pageSize < 1 || pageSize > MAX_PAGE) {
-        throw new TwinlogError('QUERY_PAGE_SIZE_INVALID', `x-ms-max-item-count must be a whole number from 1 to ${MAX_PAGE}`);
+        throw new TwinlogError(
+          'QUERY_PAGE_SIZE_INVALID',
+          `x-ms-max-item-count must be a whole number from 1 to ${MAX_PAGE}`,
+        );
       }
       const all = await s.list({
         ...(type === undefined || type === '' ? {} : { type }),
@@ -202,7 +231,8 @@ export function createJobRoutes({ jobs, maxBodyBytes }: { readonly jobs: JobServ
       let from = 0;
       if (continuation !== undefined && continuation !== '') {
         const after = all.findIndex((j) => j.jobId === continuation);
-        if (after < 0) throw new TwinlogError('QUERY_CONTINUATION_INVALID', 'The continuation token names no job of this query');
+        if (after < 0)
+          throw new TwinlogError('QUERY_CONTINUATION_INVALID', 'The continuation token names no job of this query');
         from = after + 1;
       }
       const page = all.slice(from, from + pageSize);

@@ -142,13 +142,19 @@ export function resolveLimits<L extends object>(defaults: L, given: Partial<L> |
   for (const [name, value] of Object.entries(given ?? {})) {
     if (value === undefined) continue;
     if (!(name in defaults)) throw new RangeError(`unknown limit ${name}`);
-    const ok = typeof value === 'number' && value > 0 && (name === 'deviceRequestsPerSecond' ? Number.isFinite(value) : Number.isSafeInteger(value));
+    const ok =
+      typeof value === 'number' &&
+      value > 0 &&
+      (name === 'deviceRequestsPerSecond' ? Number.isFinite(value) : Number.isSafeInteger(value));
     if (!ok) {
       // eslint-disable-next-line @typescript-eslint/no-base-to-string -- the value as configured, whatever it is
       const got = String(value);
-      throw new RangeError(`limit ${name} must be a positive ${name === 'deviceRequestsPerSecond' ? 'number' : 'integer'}, got ${got}`);
+      throw new RangeError(
+        `limit ${name} must be a positive ${name === 'deviceRequestsPerSecond' ? 'number' : 'integer'}, got ${got}`,
+      );
     }
-    if (name.endsWith('Ms') && value > MAX_TIMER_MS) throw new RangeError(`limit ${name} must be at most ${MAX_TIMER_MS} ms (a Node timer's range), got ${value}`);
+    if (name.endsWith('Ms') && value > MAX_TIMER_MS)
+      throw new RangeError(`limit ${name} must be at most ${MAX_TIMER_MS} ms (a Node timer's range), got ${value}`);
     out[name] = value;
   }
   const headers = out['headersTimeoutMs'];

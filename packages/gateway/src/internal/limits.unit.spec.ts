@@ -15,12 +15,15 @@ describe('resolveLimits', () => {
     expect(() => resolveLimits(DEFAULT_MQTT_LIMITS, { connectTimeoutMs: 1.5 })).toThrow(RangeError);
     expect(() => resolveLimits(DEFAULT_MQTT_LIMITS, { idleTimeoutMs: 2 ** 31 })).toThrow(/timer/);
     expect(() => resolveLimits(DEFAULT_MQTT_LIMITS, { deviceRequestsPerSecond: Number.NaN })).toThrow(RangeError);
-    expect(() => resolveLimits(DEFAULT_MQTT_LIMITS, { nope: 1 } as unknown as { maxPacketBytes: number })).toThrow(/unknown limit/);
+    expect(() => resolveLimits(DEFAULT_MQTT_LIMITS, { nope: 1 } as unknown as { maxPacketBytes: number })).toThrow(
+      /unknown limit/,
+    );
     expect(() => resolveLimits(DEFAULT_HTTP_LIMITS, { headersTimeoutMs: 40_000 })).toThrow(/requestTimeoutMs/);
   });
 
   it('has defaults that are limits (no zero means "off")', () => {
-    for (const v of [...Object.values(DEFAULT_MQTT_LIMITS), ...Object.values(DEFAULT_HTTP_LIMITS)]) expect(v).toBeGreaterThan(0);
+    for (const v of [...Object.values(DEFAULT_MQTT_LIMITS), ...Object.values(DEFAULT_HTTP_LIMITS)])
+      expect(v).toBeGreaterThan(0);
     expect(DEFAULT_MQTT_LIMITS.maxPacketBytes).toBe(256 * 1024);
     expect(DEFAULT_HTTP_LIMITS.headersTimeoutMs).toBeLessThanOrEqual(DEFAULT_HTTP_LIMITS.requestTimeoutMs);
   });

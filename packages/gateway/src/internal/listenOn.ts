@@ -79,7 +79,10 @@ export function applyListenerLimits(server: Server, given?: Partial<HttpLimits>)
     server.keepAliveTimeout = limits.keepAliveTimeoutMs;
     server.setTimeout(limits.idleTimeoutMs);
     // read by Node when the server starts listening (the `connectionsCheckingInterval` option of createServer)
-    (server as { connectionsCheckingInterval?: number }).connectionsCheckingInterval = Math.min(1_000, Math.max(50, Math.floor(limits.headersTimeoutMs / 4)));
+    (server as { connectionsCheckingInterval?: number }).connectionsCheckingInterval = Math.min(
+      1_000,
+      Math.max(50, Math.floor(limits.headersTimeoutMs / 4)),
+    );
   }
   return limits;
 }
@@ -93,6 +96,9 @@ export function applyListenerLimits(server: Server, given?: Partial<HttpLimits>)
  * @example
  * const server = https.createServer(tlsServerOptions({ key, cert }), handler)
  */
-export function tlsServerOptions<T extends object>(tls: T, limits?: Partial<HttpLimits>): T & { handshakeTimeout: number } {
+export function tlsServerOptions<T extends object>(
+  tls: T,
+  limits?: Partial<HttpLimits>,
+): T & { handshakeTimeout: number } {
   return { handshakeTimeout: resolveLimits(DEFAULT_HTTP_LIMITS, limits).handshakeTimeoutMs, ...tls };
 }

@@ -34,10 +34,17 @@ async function healthServer(limits: Partial<HttpLimits>, tls = false): Promise<L
   };
   const server: Server = tls ? createHttpsServer(tlsServerOptions(TLS, limits), handler) : createServer(handler);
   const servers = new Set<Server>();
-  const listening = await listenOn(server, 0, '127.0.0.1', servers, (s) => {
-    s.closeAllConnections();
-    return new Promise<void>((r) => s.close(() => r()));
-  }, limits);
+  const listening = await listenOn(
+    server,
+    0,
+    '127.0.0.1',
+    servers,
+    (s) => {
+      s.closeAllConnections();
+      return new Promise<void>((r) => s.close(() => r()));
+    },
+    limits,
+  );
   cleanup.push(() => listening.close());
   return listening;
 }
@@ -45,7 +52,13 @@ async function healthServer(limits: Partial<HttpLimits>, tls = false): Promise<L
 /** GET /health → its status, on a fresh connection unless an agent is given. */
 function health(port: number, { tls = false, agent }: { tls?: boolean; agent?: Agent } = {}): Promise<number> {
   return new Promise((resolve, reject) => {
-    const options = { host: '127.0.0.1', port, path: '/health', ...(agent === undefined ? { agent: false as const } : { agent }), ...(tls ? { ca: TLS.cert, servername: 'localhost' } : {}) };
+    const options = {
+      host: '127.0.0.1',
+      port,
+      path: '/health',
+      ...(agent === undefined ? { agent: false as const } : { agent }),
+      ...(tls ? { ca: TLS.cert, servername: 'localhost' } : {}),
+    };
     const req = (tls ? httpsRequest : request)(options, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode ?? 0));
@@ -69,7 +82,13 @@ async function dial(port: number): Promise<{ socket: Socket; closed: Promise<voi
 async function within<T>(promise: Promise<T>, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${CLOSED_WITHIN_MS} ms`)), CLOSED_WITHIN_MS)))]);
+    return await Promise.race([
+      promise,
+      new Promise<never>(
+        (_, reject) =>
+          (timer = setTimeout(() => reject(new Error(`${what}: not within ${CLOSED_WITHIN_MS} ms`)), CLOSED_WITHIN_MS)),
+      ),
+    ]);
   } finally {
     clearTimeout(timer);
   }
@@ -172,7 +191,10 @@ describe('listenOn: HTTP limits at the door', { timeout: 30_000 }, () => {
   });
 
   it('gives TLS options the handshake timeout, unless they carry one', () => {
-    expect(tlsServerOptions({ key: 'k' })).toEqual({ key: 'k', handshakeTimeout: DEFAULT_HTTP_LIMITS.handshakeTimeoutMs });
+    expect(tlsServerOptions({ key: 'k' })).toEqual({
+      key: 'k',
+      handshakeTimeout: DEFAULT_HTTP_LIMITS.handshakeTimeoutMs,
+    });
     expect(tlsServerOptions({ key: 'k' }, { handshakeTimeoutMs: 3_000 }).handshakeTimeout).toBe(3_000);
     expect(tlsServerOptions({ key: 'k', handshakeTimeout: 7 }).handshakeTimeout).toBe(7);
   });

@@ -26,7 +26,8 @@ import { Duplex } from 'node:stream';
  * @example
  * const limit: MqttLimitName = 'rate'
  */
-export type MqttLimitName = 'packetSize' | 'unauthenticatedBytes' | 'malformed' | 'connectTimeout' | 'idleTimeout' | 'rate' | 'connections';
+export type MqttLimitName =
+  'packetSize' | 'unauthenticatedBytes' | 'malformed' | 'connectTimeout' | 'idleTimeout' | 'rate' | 'connections';
 
 /** A packet's fixed header, as {@link createFrameScanner} reads it. */
 export interface FrameHeader {
@@ -57,7 +58,9 @@ export interface FrameVerdict {
  * const scan = createFrameScanner((h) => (h.remainingLength > 1024 ? { limit: 'packetSize', detail: 'too big' } : undefined))
  * scan(Buffer.from([0x30, 0x80, 0x80, 0x04])) // { limit: 'packetSize', … }: a PUBLISH declaring 65 536 bytes
  */
-export function createFrameScanner(onHeader: (header: FrameHeader) => FrameVerdict | undefined): (chunk: Uint8Array) => FrameVerdict | undefined {
+export function createFrameScanner(
+  onHeader: (header: FrameHeader) => FrameVerdict | undefined,
+): (chunk: Uint8Array) => FrameVerdict | undefined {
   let offset = 0; // stream offset of chunk[0]
   let inHeader = false; // between a type byte and the last remaining-length byte
   let type = 0;
@@ -95,7 +98,8 @@ export function createFrameScanner(onHeader: (header: FrameHeader) => FrameVerdi
       multiplier *= 128;
       lengthBytes += 1;
       if ((byte & 0x80) !== 0) {
-        if (lengthBytes === 4) return (stopped = { limit: 'malformed', detail: `remaining length longer than 4 bytes at byte ${start}` });
+        if (lengthBytes === 4)
+          return (stopped = { limit: 'malformed', detail: `remaining length longer than 4 bytes at byte ${start}` });
         continue;
       }
       inHeader = false;
@@ -179,17 +183,25 @@ export function guardMqttSocket(socket: Socket, options: MqttPacketGuardOptions)
 
   const scan = createFrameScanner((h) => {
     if (!accepted) {
-      if (h.start === 0 && h.type !== CONNECT) return { limit: 'malformed', detail: `first packet of type ${h.type}, not CONNECT` };
+      if (h.start === 0 && h.type !== CONNECT)
+        return { limit: 'malformed', detail: `first packet of type ${h.type}, not CONNECT` };
       const end = h.start + h.headerBytes + h.remainingLength;
       if (end > maxUnauthenticatedBytes) {
-        return { limit: 'unauthenticatedBytes', detail: `${end} bytes declared before the CONNECT was accepted (limit ${maxUnauthenticatedBytes})` };
+        return {
+          limit: 'unauthenticatedBytes',
+          detail: `${end} bytes declared before the CONNECT was accepted (limit ${maxUnauthenticatedBytes})`,
+        };
       }
       return undefined;
     }
     if (h.remainingLength > maxPacketBytes) {
-      return { limit: 'packetSize', detail: `packet of type ${h.type} declares ${h.remainingLength} bytes (limit ${maxPacketBytes})` };
+      return {
+        limit: 'packetSize',
+        detail: `packet of type ${h.type} declares ${h.remainingLength} bytes (limit ${maxPacketBytes})`,
+      };
     }
-    if (admit !== undefined && REQUESTS.has(h.type) && !admit()) return { limit: 'rate', detail: `request rate exceeded (packet of type ${h.type})` };
+    if (admit !== undefined && REQUESTS.has(h.type) && !admit())
+      return { limit: 'rate', detail: `request rate exceeded (packet of type ${h.type})` };
     return undefined;
   });
 
@@ -203,7 +215,10 @@ export function guardMqttSocket(socket: Socket, options: MqttPacketGuardOptions)
     stream.destroy();
   };
 
-  const connectTimer = setTimeout(() => stop('connectTimeout', `no accepted CONNECT within ${connectTimeoutMs} ms`), connectTimeoutMs);
+  const connectTimer = setTimeout(
+    () => stop('connectTimeout', `no accepted CONNECT within ${connectTimeoutMs} ms`),
+    connectTimeoutMs,
+  );
   const idleTimer = setTimeout(() => stop('idleTimeout', `nothing received for ${idleTimeoutMs} ms`), idleTimeoutMs);
   connectTimer.unref();
   idleTimer.unref();

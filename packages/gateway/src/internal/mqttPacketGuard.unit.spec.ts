@@ -3,9 +3,15 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import fc from 'fast-check';
 import mqttPacket from 'mqtt-packet';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createFrameScanner, guardMqttSocket, type FrameHeader, type MqttLimitName, type MqttPacketGuard, type MqttPacketGuardOptions } from './mqttPacketGuard.ts';
+import {
+  createFrameScanner,
+  guardMqttSocket,
+  type FrameHeader,
+  type MqttLimitName,
+  type MqttPacketGuard,
+  type MqttPacketGuardOptions,
+} from './mqttPacketGuard.ts';
 import { fixedHeader as header } from '../../../../test/support/mqttBytes.ts';
-
 
 /** `bytes` cut at `cuts` (offsets, any order, duplicates allowed). */
 function split(bytes: Buffer, cuts: number[]): Buffer[] {
@@ -21,29 +27,40 @@ function split(bytes: Buffer, cuts: number[]): Buffer[] {
 
 describe('createFrameScanner', () => {
   it('finds every packet boundary however the stream is cut (property)', () => {
-    const packetArb = fc.record({ type: fc.integer({ min: 1, max: 15 }), length: fc.oneof(fc.integer({ min: 0, max: 300 }), fc.constantFrom(127, 128, 16_383, 16_384, 70_000)) });
+    const packetArb = fc.record({
+      type: fc.integer({ min: 1, max: 15 }),
+      length: fc.oneof(fc.integer({ min: 0, max: 300 }), fc.constantFrom(127, 128, 16_383, 16_384, 70_000)),
+    });
     fc.assert(
-      fc.property(fc.array(packetArb, { minLength: 1, maxLength: 8 }), fc.array(fc.nat(), { maxLength: 20 }), (packets, cuts) => {
-        const stream = Buffer.concat(packets.flatMap((p) => [header(p.type, p.length), Buffer.alloc(p.length, 0xff)]));
-        const seen: FrameHeader[] = [];
-        const scan = createFrameScanner((h) => {
-          seen.push(h);
-          return undefined;
-        });
-        for (const chunk of split(stream, cuts)) expect(scan(chunk)).toBeUndefined();
-        expect(seen.map((h) => ({ type: h.type, length: h.remainingLength }))).toEqual(packets);
-        let start = 0;
-        for (const h of seen) {
-          expect(h.start).toBe(start);
-          start += h.headerBytes + h.remainingLength;
-        }
-      }),
+      fc.property(
+        fc.array(packetArb, { minLength: 1, maxLength: 8 }),
+        fc.array(fc.nat(), { maxLength: 20 }),
+        (packets, cuts) => {
+          const stream = Buffer.concat(
+            packets.flatMap((p) => [header(p.type, p.length), Buffer.alloc(p.length, 0xff)]),
+          );
+          const seen: FrameHeader[] = [];
+          const scan = createFrameScanner((h) => {
+            seen.push(h);
+            return undefined;
+          });
+          for (const chunk of split(stream, cuts)) expect(scan(chunk)).toBeUndefined();
+          expect(seen.map((h) => ({ type: h.type, length: h.remainingLength }))).toEqual(packets);
+          let start = 0;
+          for (const h of seen) {
+            expect(h.start).toBe(start);
+            start += h.headerBytes + h.remainingLength;
+          }
+        },
+      ),
       { seed: 12, numRuns: 300 },
     );
   });
 
   it('stops at the header that declares too much, before the body, whatever follows', () => {
-    const scan = createFrameScanner((h) => (h.remainingLength > 1000 ? { limit: 'packetSize', detail: `${h.remainingLength}` } : undefined));
+    const scan = createFrameScanner((h) =>
+      h.remainingLength > 1000 ? { limit: 'packetSize', detail: `${h.remainingLength}` } : undefined,
+    );
     expect(scan(header(3, 10))).toBeUndefined();
     expect(scan(Buffer.alloc(10))).toBeUndefined();
     const big = header(3, 200 * 1024 * 1024); // 4 length bytes
@@ -78,16 +95,27 @@ afterEach(async () => {
   server = undefined;
 });
 
-const OPTIONS: Omit<MqttPacketGuardOptions, 'onLimit'> = { maxPacketBytes: 1024, maxUnauthenticatedBytes: 64, connectTimeoutMs: 60_000, idleTimeoutMs: 60_000 };
+const OPTIONS: Omit<MqttPacketGuardOptions, 'onLimit'> = {
+  maxPacketBytes: 1024,
+  maxUnauthenticatedBytes: 64,
+  connectTimeoutMs: 60_000,
+  idleTimeoutMs: 60_000,
+};
 
 /** A server whose connections are guarded; resolves with the port and each connection as it comes. */
-async function guardedServer(options: Partial<MqttPacketGuardOptions> = {}): Promise<{ port: number; next: () => Promise<Guarded> }> {
+async function guardedServer(
+  options: Partial<MqttPacketGuardOptions> = {},
+): Promise<{ port: number; next: () => Promise<Guarded> }> {
   const waiting: ((g: Guarded) => void)[] = [];
   const ready: Guarded[] = [];
   server = createServer((socket) => {
     const received: Buffer[] = [];
     const limits: Guarded['limits'] = [];
-    const guard = guardMqttSocket(socket, { ...OPTIONS, ...options, onLimit: (limit, detail, id) => limits.push({ limit, detail, id }) });
+    const guard = guardMqttSocket(socket, {
+      ...OPTIONS,
+      ...options,
+      onLimit: (limit, detail, id) => limits.push({ limit, detail, id }),
+    });
     guard.stream.on('data', (b: Buffer) => received.push(b));
     guard.stream.on('error', () => {});
     const g = { guard, socket, received, limits };
@@ -98,7 +126,10 @@ async function guardedServer(options: Partial<MqttPacketGuardOptions> = {}): Pro
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const port = (server.address() as AddressInfo).port;
-  return { port, next: () => (ready.length > 0 ? Promise.resolve(ready.shift()!) : new Promise((r) => waiting.push(r))) };
+  return {
+    port,
+    next: () => (ready.length > 0 ? Promise.resolve(ready.shift()!) : new Promise((r) => waiting.push(r))),
+  };
 }
 
 async function dial(port: number): Promise<Socket> {
@@ -109,7 +140,14 @@ async function dial(port: number): Promise<Socket> {
   return c;
 }
 
-const CONNECT_PACKET = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'dev1', clean: true, keepalive: 60 });
+const CONNECT_PACKET = mqttPacket.generate({
+  cmd: 'connect',
+  protocolId: 'MQTT',
+  protocolVersion: 4,
+  clientId: 'dev1',
+  clean: true,
+  keepalive: 60,
+});
 
 describe('guardMqttSocket', () => {
   it('passes the bytes on untouched, and aedes’ writes back', async () => {
@@ -120,7 +158,14 @@ describe('guardMqttSocket', () => {
     await expect.poll(() => Buffer.concat(g.received).length).toBe(CONNECT_PACKET.length);
     expect(Buffer.concat(g.received)).toEqual(CONNECT_PACKET);
     g.guard.accept('dev1');
-    const publish = mqttPacket.generate({ cmd: 'publish', topic: 't', payload: Buffer.alloc(1000, 7), qos: 0, retain: false, dup: false });
+    const publish = mqttPacket.generate({
+      cmd: 'publish',
+      topic: 't',
+      payload: Buffer.alloc(1000, 7),
+      qos: 0,
+      retain: false,
+      dup: false,
+    });
     c.write(publish);
     await expect.poll(() => Buffer.concat(g.received).length).toBe(CONNECT_PACKET.length + publish.length);
     const back: Buffer[] = [];
@@ -173,7 +218,9 @@ describe('guardMqttSocket', () => {
     await expect.poll(() => Buffer.concat(g.received).length).toBe(CONNECT_PACKET.length + 3 + 1024);
     c.write(header(3, 1025));
     await once(c, 'close');
-    expect(g.limits).toEqual([{ limit: 'packetSize', detail: 'packet of type 3 declares 1025 bytes (limit 1024)', id: 'dev1' }]);
+    expect(g.limits).toEqual([
+      { limit: 'packetSize', detail: 'packet of type 3 declares 1025 bytes (limit 1024)', id: 'dev1' },
+    ]);
   });
 
   it('closes a connection whose CONNECT is not accepted in time, and not one that was', async () => {
@@ -232,7 +279,10 @@ describe('guardMqttSocket', () => {
   });
 
   it('keeps backpressure: a slow reader pauses the socket instead of buffering without end', async () => {
-    const { port, next } = await guardedServer({ maxPacketBytes: 64 * 1024 * 1024, maxUnauthenticatedBytes: 64 * 1024 * 1024 });
+    const { port, next } = await guardedServer({
+      maxPacketBytes: 64 * 1024 * 1024,
+      maxUnauthenticatedBytes: 64 * 1024 * 1024,
+    });
     const c = await dial(port);
     const g = await next();
     g.guard.stream.pause();

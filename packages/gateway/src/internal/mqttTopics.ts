@@ -60,12 +60,18 @@ export function classifyPublish(deviceId: string, topic: string): DeviceRequest 
  */
 export function maySubscribe(deviceId: string, filter: string): boolean {
   if (filter === '$iothub/twin/res/#' || filter.startsWith('$iothub/twin/res/')) return true;
-  if (filter === '$iothub/twin/PATCH/properties/desired/#' || filter.startsWith('$iothub/twin/PATCH/properties/desired/')) return true;
+  if (
+    filter === '$iothub/twin/PATCH/properties/desired/#' ||
+    filter.startsWith('$iothub/twin/PATCH/properties/desired/')
+  )
+    return true;
   if (filter === '$iothub/methods/POST/#' || filter.startsWith('$iothub/methods/POST/')) return true;
   // a device id may contain `+` or `#` (docs/iot-hub.md "The twin document"): as a filter level it would be a wildcard across devices
   if (/[+#]/.test(deviceId)) return false;
   // a module's input messages (accepted, nothing is sent), a device's cloud-to-device messages
-  return deviceId.includes('/') ? filter.startsWith(`${ownRoot(deviceId)}/inputs/`) : filter.startsWith(`devices/${deviceId}/messages/devicebound/`);
+  return deviceId.includes('/')
+    ? filter.startsWith(`${ownRoot(deviceId)}/inputs/`)
+    : filter.startsWith(`devices/${deviceId}/messages/devicebound/`);
 }
 
 /** Topic filter matching (MQTT 3.1.1 §4.7): `+` one level, `#` the rest (including the parent). */

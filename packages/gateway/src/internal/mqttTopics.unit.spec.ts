@@ -4,8 +4,14 @@ import { classifyPublish, maySubscribe, topicMatches } from './mqttTopics.ts';
 describe('classifyPublish', () => {
   it('recognises the twin requests and the device’s own telemetry, nothing else', () => {
     expect(classifyPublish('d', '$iothub/twin/GET/?$rid=1')).toEqual({ kind: 'get', rid: '1' });
-    expect(classifyPublish('d', '$iothub/twin/PATCH/properties/reported/?$rid=a%20b')).toEqual({ kind: 'reported', rid: 'a b' });
-    expect(classifyPublish('d', '$iothub/twin/PATCH/properties/desired/?$rid=1')).toEqual({ kind: 'desired-write', rid: '1' });
+    expect(classifyPublish('d', '$iothub/twin/PATCH/properties/reported/?$rid=a%20b')).toEqual({
+      kind: 'reported',
+      rid: 'a b',
+    });
+    expect(classifyPublish('d', '$iothub/twin/PATCH/properties/desired/?$rid=1')).toEqual({
+      kind: 'desired-write',
+      rid: '1',
+    });
     expect(classifyPublish('d', '$iothub/twin/DELETE/?$rid=1')).toEqual({ kind: 'unsupported-twin', rid: '1' });
     expect(classifyPublish('d', '$iothub/twin/GET/')).toEqual({ kind: 'forbidden' });
     expect(classifyPublish('d', 'devices/d/messages/events/')).toEqual({ kind: 'telemetry' });
@@ -18,10 +24,22 @@ describe('classifyPublish', () => {
 
 describe('maySubscribe', () => {
   it('allows the device’s own topics only', () => {
-    for (const f of ['$iothub/twin/res/#', '$iothub/twin/PATCH/properties/desired/#', '$iothub/methods/POST/#', 'devices/d/messages/devicebound/#']) {
+    for (const f of [
+      '$iothub/twin/res/#',
+      '$iothub/twin/PATCH/properties/desired/#',
+      '$iothub/methods/POST/#',
+      'devices/d/messages/devicebound/#',
+    ]) {
       expect(maySubscribe('d', f)).toBe(true);
     }
-    for (const f of ['#', '+/#', '$iothub/#', 'devices/+/messages/devicebound/#', 'devices/e/messages/devicebound/#', 'devices/d/messages/events/#']) {
+    for (const f of [
+      '#',
+      '+/#',
+      '$iothub/#',
+      'devices/+/messages/devicebound/#',
+      'devices/e/messages/devicebound/#',
+      'devices/d/messages/events/#',
+    ]) {
       expect(maySubscribe('d', f)).toBe(false);
     }
     expect(maySubscribe('+', 'devices/+/messages/devicebound/#')).toBe(false); // a device named '+'
@@ -31,8 +49,14 @@ describe('maySubscribe', () => {
     expect(classifyPublish('d/m', 'devices/d/messages/events/')).toEqual({ kind: 'forbidden' });
     expect(classifyPublish('d/m', 'devices/d/modules/n/messages/events/')).toEqual({ kind: 'forbidden' });
     expect(classifyPublish('d/m', '$iothub/twin/GET/?$rid=1')).toEqual({ kind: 'get', rid: '1' });
-    for (const f of ['$iothub/twin/res/#', '$iothub/twin/PATCH/properties/desired/#', 'devices/d/modules/m/inputs/#']) expect(maySubscribe('d/m', f)).toBe(true);
-    for (const f of ['devices/d/messages/devicebound/#', 'devices/d/modules/n/inputs/#', 'devices/d/modules/+/inputs/#']) expect(maySubscribe('d/m', f)).toBe(false);
+    for (const f of ['$iothub/twin/res/#', '$iothub/twin/PATCH/properties/desired/#', 'devices/d/modules/m/inputs/#'])
+      expect(maySubscribe('d/m', f)).toBe(true);
+    for (const f of [
+      'devices/d/messages/devicebound/#',
+      'devices/d/modules/n/inputs/#',
+      'devices/d/modules/+/inputs/#',
+    ])
+      expect(maySubscribe('d/m', f)).toBe(false);
   });
 });
 

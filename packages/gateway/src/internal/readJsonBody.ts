@@ -29,7 +29,11 @@ export function isJsonContentType(contentType: string | undefined): boolean {
     const eq = p.indexOf('=');
     if (eq < 0) continue;
     if (p.slice(0, eq).trim().toLowerCase() !== 'charset') continue;
-    const charset = p.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1').toLowerCase();
+    const charset = p
+      .slice(eq + 1)
+      .trim()
+      .replace(/^"(.*)"$/, '$1')
+      .toLowerCase();
     if (charset !== 'utf-8' && charset !== 'utf8') return false;
   }
   return true;
@@ -90,7 +94,10 @@ function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
  *   UTF-8; `TOO_LARGE` above `maxBytes`; `ARGUMENT_INVALID` for text that is not JSON, JSON that is
  *   not an object, or a body cut short.
  */
-export async function readJsonBody(req: IncomingMessage, { maxBytes }: { readonly maxBytes: number }): Promise<JsonObject> {
+export async function readJsonBody(
+  req: IncomingMessage,
+  { maxBytes }: { readonly maxBytes: number },
+): Promise<JsonObject> {
   const value = await readJsonValue(req, maxBytes, false);
   if (value === undefined) return {};
   if (!isPlainObject(value)) throw new GatewayError('ARGUMENT_INVALID', 'The request body must be a JSON object');
@@ -113,7 +120,10 @@ export function readJsonPatchBody(req: IncomingMessage, { maxBytes }: { readonly
 function isJsonPatchContentType(contentType: string | undefined): boolean {
   if (contentType === undefined) return false;
   const [type = '', ...params] = contentType.split(';');
-  return type.trim().toLowerCase() === 'application/json-patch+json' && isJsonContentType(['application/json', ...params].join(';'));
+  return (
+    type.trim().toLowerCase() === 'application/json-patch+json' &&
+    isJsonContentType(['application/json', ...params].join(';'))
+  );
 }
 
 async function readJsonValue(req: IncomingMessage, maxBytes: number, jsonPatch: boolean): Promise<unknown> {

@@ -52,7 +52,8 @@ export function parseSasFields(text: string | undefined): ReadonlyMap<string, st
 export type SasExpiryProblem = 'malformed' | 'expired' | 'tooLong';
 
 /** What {@link checkSasExpiry} found: the expiry in ms, or why `se` is refused. */
-export type SasExpiryCheck = { readonly ok: true; readonly expiresAtMs: number } | { readonly ok: false; readonly problem: SasExpiryProblem };
+export type SasExpiryCheck =
+  { readonly ok: true; readonly expiresAtMs: number } | { readonly ok: false; readonly problem: SasExpiryProblem };
 
 /**
  * The one rule for a token's `se` on REST and MQTT (see the module comment). Returns a value
@@ -67,7 +68,11 @@ export type SasExpiryCheck = { readonly ok: true; readonly expiresAtMs: number }
  * checkSasExpiry('1700000000000', 1_700_000_000_000)        //=> { ok: false, problem: 'tooLong' } (an se in ms)
  * checkSasExpiry('1700000000', 1_700_000_000_000)           //=> { ok: false, problem: 'expired' }
  */
-export function checkSasExpiry(se: string, nowMs: number, maxTokenLifetimeMs: number = DEFAULT_MAX_TOKEN_LIFETIME_MS): SasExpiryCheck {
+export function checkSasExpiry(
+  se: string,
+  nowMs: number,
+  maxTokenLifetimeMs: number = DEFAULT_MAX_TOKEN_LIFETIME_MS,
+): SasExpiryCheck {
   if (!/^[0-9]{1,16}$/.test(se)) return { ok: false, problem: 'malformed' };
   const expiresAtMs = Number(se) * 1000;
   if (!Number.isSafeInteger(expiresAtMs)) return { ok: false, problem: 'malformed' };
@@ -110,12 +115,15 @@ export function parseSasResource(sr: string): SasResource | undefined {
  * What a request addresses, for the scope check: a hub-wide operation, or a device (or a module
  * of a device) by id.
  */
-export type SasTarget = { readonly kind: 'hub' } | { readonly kind: 'device'; readonly deviceId: string; readonly moduleId?: string };
+export type SasTarget =
+  { readonly kind: 'hub' } | { readonly kind: 'device'; readonly deviceId: string; readonly moduleId?: string };
 
 /** The resource path of a target: `['devices', id]`, `['devices', id, 'modules', m]`; none for hub-wide operations. */
 function targetSegments(target: SasTarget): readonly string[] | undefined {
   if (target.kind === 'hub') return undefined;
-  return target.moduleId === undefined ? ['devices', target.deviceId] : ['devices', target.deviceId, 'modules', target.moduleId];
+  return target.moduleId === undefined
+    ? ['devices', target.deviceId]
+    : ['devices', target.deviceId, 'modules', target.moduleId];
 }
 
 const KEYWORDS = new Set(['devices', 'modules']);

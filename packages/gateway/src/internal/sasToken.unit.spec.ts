@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { checkSasExpiry, DEFAULT_MAX_TOKEN_LIFETIME_MS, parseSasFields, parseSasResource, sasScopeCovers, type SasTarget } from './sasToken.ts';
+import {
+  checkSasExpiry,
+  DEFAULT_MAX_TOKEN_LIFETIME_MS,
+  parseSasFields,
+  parseSasResource,
+  sasScopeCovers,
+  type SasTarget,
+} from './sasToken.ts';
 
 const NOW = 1_700_000_000_000;
 const S = NOW / 1000;
@@ -7,12 +14,18 @@ const S = NOW / 1000;
 describe('checkSasExpiry (the one se rule of REST and MQTT)', () => {
   it('accepts an se in the future within the lifetime bound, with its expiry in ms', () => {
     expect(checkSasExpiry(String(S + 3600), NOW)).toEqual({ ok: true, expiresAtMs: NOW + 3_600_000 });
-    expect(checkSasExpiry(String(S + DEFAULT_MAX_TOKEN_LIFETIME_MS / 1000), NOW)).toEqual({ ok: true, expiresAtMs: NOW + DEFAULT_MAX_TOKEN_LIFETIME_MS });
+    expect(checkSasExpiry(String(S + DEFAULT_MAX_TOKEN_LIFETIME_MS / 1000), NOW)).toEqual({
+      ok: true,
+      expiresAtMs: NOW + DEFAULT_MAX_TOKEN_LIFETIME_MS,
+    });
   });
 
   it('refuses an se more than maxTokenLifetimeMs ahead: the default is 365 days, configurable, Infinity turns it off', () => {
     expect(DEFAULT_MAX_TOKEN_LIFETIME_MS).toBe(365 * 86_400_000);
-    expect(checkSasExpiry(String(S + DEFAULT_MAX_TOKEN_LIFETIME_MS / 1000 + 1), NOW)).toEqual({ ok: false, problem: 'tooLong' });
+    expect(checkSasExpiry(String(S + DEFAULT_MAX_TOKEN_LIFETIME_MS / 1000 + 1), NOW)).toEqual({
+      ok: false,
+      problem: 'tooLong',
+    });
     expect(checkSasExpiry(String(S + 3601), NOW, 3_600_000)).toEqual({ ok: false, problem: 'tooLong' });
     expect(checkSasExpiry(String(S + 3600), NOW, 3_600_000).ok).toBe(true);
     // an se written in ms (13 digits) is "too long", the same answer on REST and MQTT
@@ -26,7 +39,17 @@ describe('checkSasExpiry (the one se rule of REST and MQTT)', () => {
   });
 
   it('refuses anything but a decimal number of seconds whose value in ms is a safe integer', () => {
-    for (const se of ['', '-1', '1e9', ' 1700003600', '0x10', '1700003600.5', '9'.repeat(17), '9'.repeat(40), String(Math.ceil(Number.MAX_SAFE_INTEGER / 1000))]) {
+    for (const se of [
+      '',
+      '-1',
+      '1e9',
+      ' 1700003600',
+      '0x10',
+      '1700003600.5',
+      '9'.repeat(17),
+      '9'.repeat(40),
+      String(Math.ceil(Number.MAX_SAFE_INTEGER / 1000)),
+    ]) {
       expect(checkSasExpiry(se, NOW, Infinity), se).toEqual({ ok: false, problem: 'malformed' });
     }
   });
@@ -46,11 +69,20 @@ describe('sasScopeCovers', () => {
     const r = parseSasResource(sr);
     return r !== undefined && sasScopeCovers(r, hub, target);
   };
-  const dev = (deviceId: string, moduleId?: string): SasTarget => ({ kind: 'device', deviceId, ...(moduleId === undefined ? {} : { moduleId }) });
+  const dev = (deviceId: string, moduleId?: string): SasTarget => ({
+    kind: 'device',
+    deviceId,
+    ...(moduleId === undefined ? {} : { moduleId }),
+  });
   const HUB_WIDE: SasTarget = { kind: 'hub' };
 
   it('a hub-wide token covers everything; the host compares case-insensitively and without a port', () => {
-    for (const sr of ['myhub.azure-devices.net', 'MyHub.Azure-Devices.NET', 'myhub.azure-devices.net%2F', 'myhub.azure-devices.net%3A443']) {
+    for (const sr of [
+      'myhub.azure-devices.net',
+      'MyHub.Azure-Devices.NET',
+      'myhub.azure-devices.net%2F',
+      'myhub.azure-devices.net%3A443',
+    ]) {
       expect(covers(sr, HUB_WIDE), sr).toBe(true);
       expect(covers(sr, dev('dev1')), sr).toBe(true);
     }

@@ -37,9 +37,13 @@ export interface SnapshotReaderOptions {
 }
 
 /** Bytes a held entry counts for: its key and value, plus a fixed overhead. */
-const sizeOf = (key: string, value: Uint8Array | null): number => 64 + key.length * 2 + (value === null ? 0 : value.byteLength);
+const sizeOf = (key: string, value: Uint8Array | null): number =>
+  64 + key.length * 2 + (value === null ? 0 : value.byteLength);
 
-export function createSnapshotReader(log: Log, { maxBytes = DEFAULT_SNAPSHOT_READER_BYTES }: SnapshotReaderOptions = {}): SnapshotReader {
+export function createSnapshotReader(
+  log: Log,
+  { maxBytes = DEFAULT_SNAPSHOT_READER_BYTES }: SnapshotReaderOptions = {},
+): SnapshotReader {
   /** Least recently used first. */
   const latest = new Map<string, Uint8Array | null>();
   let bytes = 0;
@@ -65,7 +69,8 @@ export function createSnapshotReader(log: Log, { maxBytes = DEFAULT_SNAPSHOT_REA
     }
   };
   let partitions: number | undefined;
-  const partitionOf = (key: string): number | undefined => (partitions === undefined ? undefined : partitionFor(key, partitions));
+  const partitionOf = (key: string): number | undefined =>
+    partitions === undefined ? undefined : partitionFor(key, partitions);
 
   /** Read partition `p` up to at least `end` (one reader per partition at a time). */
   const serially = (p: number, work: () => Promise<void>): Promise<void> => {
@@ -120,13 +125,15 @@ export function createSnapshotReader(log: Log, { maxBytes = DEFAULT_SNAPSHOT_REA
   const ends = (): Promise<number[]> => {
     if (queued !== undefined) return queued;
     if (running === undefined) return fetchEnds();
-    const next = running.then(
-      () => undefined,
-      () => undefined,
-    ).then(() => {
-      queued = undefined;
-      return fetchEnds();
-    });
+    const next = running
+      .then(
+        () => undefined,
+        () => undefined,
+      )
+      .then(() => {
+        queued = undefined;
+        return fetchEnds();
+      });
     queued = next;
     return next;
   };

@@ -1,5 +1,15 @@
 import { encodeOutputRecord } from '@twinlog/codec';
-import { applyEvent, createHybridClock, createTwinState, partitionFor, toStateDoc, twinExists, twinVersion, type TwinEvent, type TwinState } from '@twinlog/core';
+import {
+  applyEvent,
+  createHybridClock,
+  createTwinState,
+  partitionFor,
+  toStateDoc,
+  twinExists,
+  twinVersion,
+  type TwinEvent,
+  type TwinState,
+} from '@twinlog/core';
 import { createInMemoryLog } from '@twinlog/core/testing';
 import { ensureTwinTopics, TOPICS } from '@twinlog/projector';
 import { expect, it } from 'vitest';
@@ -11,11 +21,32 @@ it('holds at most maxBytes, least recently used out, and still reads every devic
   const clock = createHybridClock({ physicalNow: Date.now });
   let seq = 0;
   const states = new Map<string, TwinState>();
-  const write = async (deviceId: string, section: TwinEvent['section'], patch: TwinEvent['patch'] = {}): Promise<void> => {
+  const write = async (
+    deviceId: string,
+    section: TwinEvent['section'],
+    patch: TwinEvent['patch'] = {},
+  ): Promise<void> => {
     const state = states.get(deviceId) ?? createTwinState(deviceId);
     states.set(deviceId, state);
-    applyEvent(state, { v: 1, id: { writer: 'w', seq: ++seq }, deviceId, section, op: 'merge', patch, stamp: clock.now(), actor: 't' });
-    const value = encodeOutputRecord({ kind: 'snapshot', v: 1, deviceId, state: toStateDoc(state), exists: twinExists(state), version: twinVersion(state), offsets: { backend: seq, device: 0 } });
+    applyEvent(state, {
+      v: 1,
+      id: { writer: 'w', seq: ++seq },
+      deviceId,
+      section,
+      op: 'merge',
+      patch,
+      stamp: clock.now(),
+      actor: 't',
+    });
+    const value = encodeOutputRecord({
+      kind: 'snapshot',
+      v: 1,
+      deviceId,
+      state: toStateDoc(state),
+      exists: twinExists(state),
+      version: twinVersion(state),
+      offsets: { backend: seq, device: 0 },
+    });
     await log.append(TOPICS.snapshots, [{ key: deviceId, partition: partitionFor(deviceId, 2), value }]);
   };
   const ids = Array.from({ length: 200 }, (_, i) => `dev-${i}`);

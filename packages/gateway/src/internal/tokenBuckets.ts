@@ -61,7 +61,9 @@ interface Bucket {
  */
 export function createTokenBuckets({ ratePerSecond, burst, maxKeys, now }: TokenBucketsOptions): TokenBuckets {
   if (!(ratePerSecond > 0 && Number.isFinite(ratePerSecond)) || !(burst >= 1) || !(maxKeys >= 1)) {
-    throw new RangeError(`token buckets need ratePerSecond > 0, burst >= 1 and maxKeys >= 1, got ${ratePerSecond}, ${burst}, ${maxKeys}`);
+    throw new RangeError(
+      `token buckets need ratePerSecond > 0, burst >= 1 and maxKeys >= 1, got ${ratePerSecond}, ${burst}, ${maxKeys}`,
+    );
   }
   const perMs = ratePerSecond / 1000;
   const buckets = new Map<string, Bucket>();

@@ -59,7 +59,15 @@ describe('createTokenBuckets', () => {
   it('canTake looks without taking', () => {
     let t = 0;
     const b = createTokenBuckets({ ratePerSecond: 1, burst: 2, maxKeys: 10, now: () => t });
-    expect([b.canTake('a'), b.canTake('a'), b.take('a'), b.canTake('a'), b.take('a'), b.canTake('a'), b.take('a')]).toEqual([true, true, true, true, true, false, false]);
+    expect([
+      b.canTake('a'),
+      b.canTake('a'),
+      b.take('a'),
+      b.canTake('a'),
+      b.take('a'),
+      b.canTake('a'),
+      b.take('a'),
+    ]).toEqual([true, true, true, true, true, false, false]);
     t = 1000;
     expect(b.canTake('a')).toBe(true);
   });

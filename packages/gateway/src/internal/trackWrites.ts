@@ -26,15 +26,22 @@ const WRITES = [
 ] as const;
 
 const isPosition = (v: unknown): v is InputPosition =>
-  typeof v === 'object' && v !== null && typeof (v as InputPosition).topic === 'string' && typeof (v as InputPosition).offset === 'number' && typeof (v as InputPosition).partition === 'number';
+  typeof v === 'object' &&
+  v !== null &&
+  typeof (v as InputPosition).topic === 'string' &&
+  typeof (v as InputPosition).offset === 'number' &&
+  typeof (v as InputPosition).partition === 'number';
 
 /** The input positions a write's result names (see the module comment). */
 export function positionsOfResult(result: unknown): InputPosition[] {
-  if (Array.isArray(result)) return result.filter(isPosition).map(({ topic, partition, offset }) => ({ topic, partition, offset }));
+  if (Array.isArray(result))
+    return result.filter(isPosition).map(({ topic, partition, offset }) => ({ topic, partition, offset }));
   if (typeof result !== 'object' || result === null) return [];
   const r = result as { accepted?: unknown; changes?: readonly { source?: unknown }[] };
-  if (r.accepted === true && Array.isArray(r.changes)) return (r.changes as readonly { source?: unknown }[]).map((c) => c.source).filter(isPosition);
-  if (r.accepted === undefined && isPosition(result)) return [{ topic: result.topic, partition: result.partition, offset: result.offset }];
+  if (r.accepted === true && Array.isArray(r.changes))
+    return (r.changes as readonly { source?: unknown }[]).map((c) => c.source).filter(isPosition);
+  if (r.accepted === undefined && isPosition(result))
+    return [{ topic: result.topic, partition: result.partition, offset: result.offset }];
   return [];
 }
 

@@ -54,10 +54,13 @@ export interface TwinIndex {
   /** Resolve once the index reflects every position (input positions: what its snapshots reflect). */
   waitFor(target: readonly InputPosition[], options?: { readonly timeoutMs?: number }): Promise<unknown>;
   /** Hear each applied batch (the devices it changed). Returns the unsubscribe. */
-  onUpdate(listener: (update: { readonly upserted: readonly string[]; readonly removed: readonly string[] }) => void): () => void;
+  onUpdate(
+    listener: (update: { readonly upserted: readonly string[]; readonly removed: readonly string[] }) => void,
+  ): () => void;
 }
 
-const notFound = (deviceId: string): TwinlogError => new TwinlogError('DEVICE_NOT_FOUND', `device ${deviceId} does not exist`, { details: { deviceId } });
+const notFound = (deviceId: string): TwinlogError =>
+  new TwinlogError('DEVICE_NOT_FOUND', `device ${deviceId} does not exist`, { details: { deviceId } });
 
 /** Default of {@link IndexedReaderOptions.waitMs}. */
 export const DEFAULT_INDEX_WAIT_MS = 2_000;
@@ -73,8 +76,12 @@ export interface IndexedReaderOptions {
  * A {@link TwinReader} over an index. A read with nothing to wait for is one lookup; a read that
  * waits longer than `waitMs` (a lagging or stopped index) is answered by `fallback`.
  */
-export function createIndexedReader(index: TwinIndex, { fallback, waitMs = DEFAULT_INDEX_WAIT_MS }: IndexedReaderOptions): TwinReader {
-  const lookup = (deviceId: string): TwinDocument | undefined => index.getTwin(deviceId) as unknown as TwinDocument | undefined;
+export function createIndexedReader(
+  index: TwinIndex,
+  { fallback, waitMs = DEFAULT_INDEX_WAIT_MS }: IndexedReaderOptions,
+): TwinReader {
+  const lookup = (deviceId: string): TwinDocument | undefined =>
+    index.getTwin(deviceId) as unknown as TwinDocument | undefined;
 
   /** Resolve true once the index's twin has `minVersion` (or is gone for good), false after `ms`. */
   const versionReached = (deviceId: string, minVersion: number, ms: number): Promise<boolean> => {
@@ -108,7 +115,8 @@ export function createIndexedReader(index: TwinIndex, { fallback, waitMs = DEFAU
         clearTimeout(timer);
         if (!ok) return fallback.getTwin(deviceId, options);
       }
-      if (minVersion !== undefined && !(await versionReached(deviceId, minVersion, waitMs))) return fallback.getTwin(deviceId, options);
+      if (minVersion !== undefined && !(await versionReached(deviceId, minVersion, waitMs)))
+        return fallback.getTwin(deviceId, options);
       const twin = lookup(deviceId);
       if (twin === undefined) throw notFound(deviceId);
       return twin;
@@ -141,7 +149,8 @@ function mergeInto(into: Map<string, InputPosition>, positions: readonly InputPo
   for (const p of positions) {
     const k = slot(p);
     const have = into.get(k);
-    if (have === undefined || have.offset < p.offset) into.set(k, { topic: p.topic, partition: p.partition, offset: p.offset });
+    if (have === undefined || have.offset < p.offset)
+      into.set(k, { topic: p.topic, partition: p.partition, offset: p.offset });
   }
 }
 
@@ -151,7 +160,8 @@ function mergeInto(into: Map<string, InputPosition>, positions: readonly InputPo
  * device on that partition then reflects, so eviction never loses read-your-writes.
  */
 export function createAckedWrites({ maxDevices = DEFAULT_MAX_ACKED_DEVICES }: AckedWritesOptions = {}): AckedWrites {
-  if (!Number.isSafeInteger(maxDevices) || maxDevices < 1) throw new TypeError(`maxDevices must be a positive integer, not ${maxDevices}`);
+  if (!Number.isSafeInteger(maxDevices) || maxDevices < 1)
+    throw new TypeError(`maxDevices must be a positive integer, not ${maxDevices}`);
   const devices = new Map<string, Map<string, InputPosition>>();
   const floor = new Map<string, InputPosition>();
   return {

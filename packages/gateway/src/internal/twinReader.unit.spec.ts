@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { positionsOfResult } from './trackWrites.ts';
-import { createAckedWrites, createIndexedReader, createReadPath, type InputPosition, type TwinIndex, type TwinReader } from './twinReader.ts';
+import {
+  createAckedWrites,
+  createIndexedReader,
+  createReadPath,
+  type InputPosition,
+  type TwinIndex,
+  type TwinReader,
+} from './twinReader.ts';
 
 const at = (partition: number, offset: number, topic = 'twin.backend'): InputPosition => ({ topic, partition, offset });
 
@@ -31,9 +38,14 @@ describe('createAckedWrites', () => {
 
 describe('positionsOfResult', () => {
   it('reads receipts, accepted decisions, and nothing from refusals and duplicates', () => {
-    expect(positionsOfResult({ id: { writer: 'w', seq: 1 }, topic: 'twin.device', partition: 2, offset: 7 })).toEqual([at(2, 7, 'twin.device')]);
+    expect(positionsOfResult({ id: { writer: 'w', seq: 1 }, topic: 'twin.device', partition: 2, offset: 7 })).toEqual([
+      at(2, 7, 'twin.device'),
+    ]);
     expect(positionsOfResult([at(1, 1), at(1, 2)])).toEqual([at(1, 1), at(1, 2)]);
-    expect(positionsOfResult({ accepted: true, changes: [{ source: at(3, 4) }, { source: at(3, 5) }] })).toEqual([at(3, 4), at(3, 5)]);
+    expect(positionsOfResult({ accepted: true, changes: [{ source: at(3, 4) }, { source: at(3, 5) }] })).toEqual([
+      at(3, 4),
+      at(3, 5),
+    ]);
     expect(positionsOfResult({ accepted: true, duplicateOf: { writer: 'w', seq: 1 }, changes: [] })).toEqual([]);
     expect(positionsOfResult({ accepted: false, code: 'PRECONDITION_FAILED' })).toEqual([]);
     expect(positionsOfResult(undefined)).toEqual([]);
@@ -41,7 +53,14 @@ describe('positionsOfResult', () => {
 });
 
 describe('createIndexedReader', () => {
-  const twin = (version: number) => ({ deviceId: 'a', etag: `e${version}`, version, status: 'enabled', tags: {}, properties: { desired: {}, reported: {} } });
+  const twin = (version: number) => ({
+    deviceId: 'a',
+    etag: `e${version}`,
+    version,
+    status: 'enabled',
+    tags: {},
+    properties: { desired: {}, reported: {} },
+  });
 
   it('waits for positions and versions in the index; a miss is DEVICE_NOT_FOUND', async () => {
     let doc: Record<string, unknown> | undefined = twin(1);
@@ -75,7 +94,11 @@ describe('createIndexedReader', () => {
   });
 
   it('falls back when the index rejects the wait (stopped) or the version does not come', async () => {
-    const index: TwinIndex = { getTwin: () => twin(1), waitFor: () => Promise.reject(new Error('stopped')), onUpdate: () => () => {} };
+    const index: TwinIndex = {
+      getTwin: () => twin(1),
+      waitFor: () => Promise.reject(new Error('stopped')),
+      onUpdate: () => () => {},
+    };
     const fallback: TwinReader = { getTwin: async () => twin(9) as never };
     const reader = createIndexedReader(index, { fallback, waitMs: 20 });
     expect((await reader.getTwin('a', { after: [at(0, 1)] })).version).toBe(9);

@@ -20,7 +20,14 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { isDisabled, type DeviceKeys } from './deviceKeyStore.ts';
-import { checkSasExpiry, DEFAULT_MAX_TOKEN_LIFETIME_MS, hostKey, parseSasFields, parseSasResource, sasScopeCovers } from './sasToken.ts';
+import {
+  checkSasExpiry,
+  DEFAULT_MAX_TOKEN_LIFETIME_MS,
+  hostKey,
+  parseSasFields,
+  parseSasResource,
+  sasScopeCovers,
+} from './sasToken.ts';
 
 export { checkSasExpiry, DEFAULT_MAX_TOKEN_LIFETIME_MS } from './sasToken.ts';
 
@@ -101,33 +108,49 @@ export function verifyDeviceSas(
   { maxTokenLifetimeMs = DEFAULT_MAX_TOKEN_LIFETIME_MS }: VerifyDeviceSasOptions = {},
 ): DeviceIdentity {
   const parts = clientId.split('/');
-  if (parts.length > 2 || parts.some((p) => p === '')) throw new DeviceAuthError(CONNACK.IDENTIFIER_REJECTED, 'The client id must be {deviceId} or {deviceId}/{moduleId}');
+  if (parts.length > 2 || parts.some((p) => p === ''))
+    throw new DeviceAuthError(CONNACK.IDENTIFIER_REJECTED, 'The client id must be {deviceId} or {deviceId}/{moduleId}');
   const [parentId, moduleId] = parts as [string, string | undefined];
-  if (username === undefined || password === undefined) throw new DeviceAuthError(CONNACK.BAD_USERNAME_OR_PASSWORD, 'Username and password are required');
+  if (username === undefined || password === undefined)
+    throw new DeviceAuthError(CONNACK.BAD_USERNAME_OR_PASSWORD, 'Username and password are required');
   const q = username.indexOf('/?');
   const path = q < 0 ? username.replace(/\/$/, '') : username.slice(0, q);
   const slash = path.indexOf('/');
-  if (slash <= 0) throw new DeviceAuthError(CONNACK.BAD_USERNAME_OR_PASSWORD, 'The username must be {host}/{deviceId}/?api-version=…');
+  if (slash <= 0)
+    throw new DeviceAuthError(
+      CONNACK.BAD_USERNAME_OR_PASSWORD,
+      'The username must be {host}/{deviceId}/?api-version=…',
+    );
   const host = path.slice(0, slash);
   const deviceId = path.slice(slash + 1);
-  if (hostKey(host) !== hostKey(hubName)) throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'The username names another hub');
-  if (deviceId !== clientId) throw new DeviceAuthError(CONNACK.IDENTIFIER_REJECTED, 'The username names another device than the client id');
+  if (hostKey(host) !== hostKey(hubName))
+    throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'The username names another hub');
+  if (deviceId !== clientId)
+    throw new DeviceAuthError(CONNACK.IDENTIFIER_REJECTED, 'The username names another device than the client id');
   const params = new URLSearchParams(q < 0 ? '' : username.slice(q + 2));
   const modelId = params.get('model-id') ?? params.get('modelId') ?? undefined;
 
   const fields = parseSasFields(password.toString('utf8'));
-  if (fields === undefined) throw new DeviceAuthError(CONNACK.BAD_USERNAME_OR_PASSWORD, 'The password must be a SharedAccessSignature');
+  if (fields === undefined)
+    throw new DeviceAuthError(CONNACK.BAD_USERNAME_OR_PASSWORD, 'The password must be a SharedAccessSignature');
   const sr = fields.get('sr');
   const sigField = fields.get('sig');
   const se = fields.get('se');
   const expiry = se === undefined ? undefined : checkSasExpiry(se, nowMs, maxTokenLifetimeMs);
-  if (sr === undefined || sigField === undefined || expiry === undefined || (!expiry.ok && expiry.problem === 'malformed')) {
+  if (
+    sr === undefined ||
+    sigField === undefined ||
+    expiry === undefined ||
+    (!expiry.ok && expiry.problem === 'malformed')
+  ) {
     throw new DeviceAuthError(CONNACK.BAD_USERNAME_OR_PASSWORD, 'Malformed SharedAccessSignature');
   }
-  if (fields.has('skn')) throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'Policy-signed device tokens are not supported');
+  if (fields.has('skn'))
+    throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'Policy-signed device tokens are not supported');
   const keys = keysOf(deviceId);
   const sig = safeDecode(sigField);
-  if (keys === undefined || sig === undefined) throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'Unknown device or bad signature');
+  if (keys === undefined || sig === undefined)
+    throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'Unknown device or bad signature');
   const given = Buffer.from(sig, 'base64');
   const matches = [keys.primaryKey, keys.secondaryKey].some((key) => {
     const expected = createHmac('sha256', Buffer.from(key, 'base64')).update(`${sr}\n${se}`).digest();
@@ -135,11 +158,19 @@ export function verifyDeviceSas(
   });
   if (!matches) throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'Unknown device or bad signature');
   if (!expiry.ok) {
-    throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, expiry.problem === 'expired' ? 'The SharedAccessSignature has expired' : 'The SharedAccessSignature lives longer than allowed');
+    throw new DeviceAuthError(
+      CONNACK.NOT_AUTHORIZED,
+      expiry.problem === 'expired'
+        ? 'The SharedAccessSignature has expired'
+        : 'The SharedAccessSignature lives longer than allowed',
+    );
   }
   // docs/iot-hub.md "MQTT (devices)": the decoded sr must equal or prefix the addressed resource (the device itself).
   const resource = parseSasResource(sr);
-  const target = moduleId === undefined ? { kind: 'device' as const, deviceId } : { kind: 'device' as const, deviceId: parentId, moduleId };
+  const target =
+    moduleId === undefined
+      ? { kind: 'device' as const, deviceId }
+      : { kind: 'device' as const, deviceId: parentId, moduleId };
   if (resource === undefined || !sasScopeCovers(resource, hubName, target)) {
     throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'The SharedAccessSignature is not valid for this device');
   }

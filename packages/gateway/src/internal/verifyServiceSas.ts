@@ -6,7 +6,16 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { GatewayError } from './iotHubError.ts';
-import { checkSasExpiry, DEFAULT_MAX_TOKEN_LIFETIME_MS, hostKey, parseSasFields, parseSasResource, sasScopeCovers, type SasResource, type SasTarget } from './sasToken.ts';
+import {
+  checkSasExpiry,
+  DEFAULT_MAX_TOKEN_LIFETIME_MS,
+  hostKey,
+  parseSasFields,
+  parseSasResource,
+  sasScopeCovers,
+  type SasResource,
+  type SasTarget,
+} from './sasToken.ts';
 
 export type PolicyRight = 'registryRead' | 'registryReadWrite' | 'serviceConnect';
 
@@ -85,17 +94,25 @@ export function verifyServiceSas(
   const sigField = fields.get('sig');
   const skn = fields.get('skn');
   const se = fields.get('se');
-  if (sr === undefined || sigField === undefined || skn === undefined || se === undefined) return fail('malformed SharedAccessSignature (sr, sig, skn and se are required)');
+  if (sr === undefined || sigField === undefined || skn === undefined || se === undefined)
+    return fail('malformed SharedAccessSignature (sr, sig, skn and se are required)');
   const sig = safeDecode(sigField);
   const expiry = checkSasExpiry(se, nowMs, maxTokenLifetimeMs);
-  if (sig === undefined || (!expiry.ok && expiry.problem === 'malformed')) return fail('malformed SharedAccessSignature (sig or se)');
+  if (sig === undefined || (!expiry.ok && expiry.problem === 'malformed'))
+    return fail('malformed SharedAccessSignature (sig or se)');
   const policy = policies.get(safeDecode(skn) ?? '');
   // an unknown policy costs the same HMAC as a known one (no timing hint about policy names)
-  const expected = createHmac('sha256', policy === undefined ? NO_KEY : Buffer.from(policy.key, 'base64')).update(`${sr}\n${se}`).digest();
+  const expected = createHmac('sha256', policy === undefined ? NO_KEY : Buffer.from(policy.key, 'base64'))
+    .update(`${sr}\n${se}`)
+    .digest();
   const given = Buffer.from(sig, 'base64');
   if (policy === undefined) return fail('unknown policy');
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return fail(`signature mismatch for policy ${policy.name}`);
-  if (!expiry.ok) return fail(expiry.problem === 'expired' ? 'expired token' : `token lifetime over the maximum of ${maxTokenLifetimeMs} ms`);
+  if (given.length !== expected.length || !timingSafeEqual(given, expected))
+    return fail(`signature mismatch for policy ${policy.name}`);
+  if (!expiry.ok)
+    return fail(
+      expiry.problem === 'expired' ? 'expired token' : `token lifetime over the maximum of ${maxTokenLifetimeMs} ms`,
+    );
   const resource = parseSasResource(sr);
   if (resource === undefined || resource.host !== hostKey(hubName)) return fail('token for another hub');
   return { policy: policy.name, rights: new Set(policy.rights), resource, expiresAtMs: expiry.expiresAtMs };
@@ -110,8 +127,14 @@ export function verifyServiceSas(
  */
 export function assertScope(principal: Principal, hubName: string, target: SasTarget): void {
   if (sasScopeCovers(principal.resource, hubName, target)) return;
-  const what = target.kind === 'hub' ? 'a hub-wide operation' : `device ${target.deviceId}${target.moduleId === undefined ? '' : ` module ${target.moduleId}`}`;
-  throw new GatewayError('UNAUTHORIZED', `token scope ${['', ...principal.resource.segments].join('/') || '/'} does not cover ${what}`);
+  const what =
+    target.kind === 'hub'
+      ? 'a hub-wide operation'
+      : `device ${target.deviceId}${target.moduleId === undefined ? '' : ` module ${target.moduleId}`}`;
+  throw new GatewayError(
+    'UNAUTHORIZED',
+    `token scope ${['', ...principal.resource.segments].join('/') || '/'} does not cover ${what}`,
+  );
 }
 
 /** The device a device-scoped token is limited to (`<hub>/devices/{id}[/…]`), else `undefined`. */
@@ -122,8 +145,12 @@ export function scopedDeviceOf(principal: Principal): string | undefined {
 
 /** Require one of `anyOf` (`registryReadWrite` implies `registryRead`). @throws {GatewayError} `FORBIDDEN`. */
 export function requireRight(principal: Principal, anyOf: readonly PolicyRight[]): void {
-  const has = (r: PolicyRight): boolean => principal.rights.has(r) || (r === 'registryRead' && principal.rights.has('registryReadWrite'));
+  const has = (r: PolicyRight): boolean =>
+    principal.rights.has(r) || (r === 'registryRead' && principal.rights.has('registryReadWrite'));
   if (!anyOf.some(has)) {
-    throw new GatewayError('FORBIDDEN', `Policy ${principal.policy} lacks the right for this operation (needs ${anyOf.join(' or ')})`);
+    throw new GatewayError(
+      'FORBIDDEN',
+      `Policy ${principal.policy} lacks the right for this operation (needs ${anyOf.join(' or ')})`,
+    );
   }
 }

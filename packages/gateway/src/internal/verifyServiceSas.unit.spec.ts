@@ -1,9 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { GatewayError, iotHubErrorBody } from './iotHubError.ts';
-import { assertScope, scopedDeviceOf, signServiceSas, verifyServiceSas, type Principal, type SharedAccessPolicy } from './verifyServiceSas.ts';
+import {
+  assertScope,
+  scopedDeviceOf,
+  signServiceSas,
+  verifyServiceSas,
+  type Principal,
+  type SharedAccessPolicy,
+} from './verifyServiceSas.ts';
 
 const KEY = Buffer.alloc(32, 7).toString('base64');
-const POLICIES = new Map<string, SharedAccessPolicy>([['iothubowner', { name: 'iothubowner', key: KEY, rights: ['registryReadWrite', 'serviceConnect'] }]]);
+const POLICIES = new Map<string, SharedAccessPolicy>([
+  ['iothubowner', { name: 'iothubowner', key: KEY, rights: ['registryReadWrite', 'serviceConnect'] }],
+]);
 const NOW = 1_700_000_000_000;
 const SE = NOW / 1000 + 3600;
 
@@ -22,9 +31,18 @@ function reasonOf(f: () => unknown): string | undefined {
 describe('verifyServiceSas', () => {
   it('accepts a hub-wide token as the SDK signs it, and a device-scoped one, with what they cover', () => {
     const hubWide = verifyServiceSas(signServiceSas('localhost', 'iothubowner', KEY, SE), POLICIES, 'LocalHost', NOW);
-    expect(hubWide).toMatchObject({ policy: 'iothubowner', resource: { host: 'localhost', segments: [] }, expiresAtMs: SE * 1000 });
+    expect(hubWide).toMatchObject({
+      policy: 'iothubowner',
+      resource: { host: 'localhost', segments: [] },
+      expiresAtMs: SE * 1000,
+    });
     expect(scopedDeviceOf(hubWide)).toBeUndefined();
-    const scoped = verifyServiceSas(signServiceSas('localhost/devices/dev2', 'iothubowner', KEY, SE), POLICIES, 'localhost', NOW);
+    const scoped = verifyServiceSas(
+      signServiceSas('localhost/devices/dev2', 'iothubowner', KEY, SE),
+      POLICIES,
+      'localhost',
+      NOW,
+    );
     expect(scoped.resource.segments).toEqual(['devices', 'dev2']);
     expect(scopedDeviceOf(scoped)).toBe('dev2');
   });
@@ -60,20 +78,37 @@ describe('verifyServiceSas', () => {
   });
 
   it('applies maxTokenLifetimeMs', () => {
-    expect(reasonOf(() => verifyServiceSas(signServiceSas('localhost', 'iothubowner', KEY, SE), POLICIES, 'localhost', NOW, { maxTokenLifetimeMs: 3_599_000 }))).toMatch(/lifetime/);
-    expect(reasonOf(() => verifyServiceSas(signServiceSas('localhost', 'iothubowner', KEY, SE), POLICIES, 'localhost', NOW, { maxTokenLifetimeMs: 3_600_000 }))).toBeUndefined();
+    expect(
+      reasonOf(() =>
+        verifyServiceSas(signServiceSas('localhost', 'iothubowner', KEY, SE), POLICIES, 'localhost', NOW, {
+          maxTokenLifetimeMs: 3_599_000,
+        }),
+      ),
+    ).toMatch(/lifetime/);
+    expect(
+      reasonOf(() =>
+        verifyServiceSas(signServiceSas('localhost', 'iothubowner', KEY, SE), POLICIES, 'localhost', NOW, {
+          maxTokenLifetimeMs: 3_600_000,
+        }),
+      ),
+    ).toBeUndefined();
   });
 });
 
 describe('assertScope', () => {
-  const principal = (resource: string): Principal => verifyServiceSas(signServiceSas(resource, 'iothubowner', KEY, SE), POLICIES, 'localhost', NOW);
+  const principal = (resource: string): Principal =>
+    verifyServiceSas(signServiceSas(resource, 'iothubowner', KEY, SE), POLICIES, 'localhost', NOW);
 
   it('lets a hub-wide token do anything, a device token only its device', () => {
     expect(() => assertScope(principal('localhost'), 'localhost', { kind: 'hub' })).not.toThrow();
     expect(() => assertScope(principal('localhost'), 'localhost', { kind: 'device', deviceId: 'dev1' })).not.toThrow();
     const dev2 = principal('localhost/devices/dev2');
     expect(() => assertScope(dev2, 'localhost', { kind: 'device', deviceId: 'dev2' })).not.toThrow();
-    expect(reasonOf(() => assertScope(dev2, 'localhost', { kind: 'device', deviceId: 'dev1' }))).toBe('token scope /devices/dev2 does not cover device dev1');
-    expect(reasonOf(() => assertScope(dev2, 'localhost', { kind: 'hub' }))).toBe('token scope /devices/dev2 does not cover a hub-wide operation');
+    expect(reasonOf(() => assertScope(dev2, 'localhost', { kind: 'device', deviceId: 'dev1' }))).toBe(
+      'token scope /devices/dev2 does not cover device dev1',
+    );
+    expect(reasonOf(() => assertScope(dev2, 'localhost', { kind: 'hub' }))).toBe(
+      'token scope /devices/dev2 does not cover a hub-wide operation',
+    );
   });
 });

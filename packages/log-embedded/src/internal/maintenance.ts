@@ -142,8 +142,12 @@ export class Maintainer {
   ) {
     this.pageSize = db.pragma('page_size', { simple: true }) as number;
     this.stmts = {
-      topics: db.prepare('SELECT id, name, partitions, compacted, retention_ms, retention_bytes FROM topics ORDER BY id'),
-      partition: db.prepare('SELECT next_offset, records, bytes, cleaned_offset FROM partitions WHERE topic_id = ? AND partition = ?'),
+      topics: db.prepare(
+        'SELECT id, name, partitions, compacted, retention_ms, retention_bytes FROM topics ORDER BY id',
+      ),
+      partition: db.prepare(
+        'SELECT next_offset, records, bytes, cleaned_offset FROM partitions WHERE topic_id = ? AND partition = ?',
+      ),
       head: db.prepare(
         `SELECT record_offset, timestamp, ${RECORD_BYTES} AS size FROM records
          WHERE topic_id = ? AND partition = ? ORDER BY record_offset LIMIT ?`,
@@ -155,9 +159,17 @@ export class Maintainer {
       keys: db.prepare(
         'SELECT record_offset, key FROM records WHERE topic_id = ? AND partition = ? AND record_offset >= ? AND record_offset < ? ORDER BY record_offset LIMIT ?',
       ),
-      deleteOne: db.prepare(`DELETE FROM records WHERE topic_id = ? AND partition = ? AND record_offset = ? RETURNING ${RECORD_BYTES} AS size`).pluck(),
-      shrink: db.prepare('UPDATE partitions SET records = max(records - ?, 0), bytes = max(bytes - ?, 0) WHERE topic_id = ? AND partition = ?'),
-      cleaned: db.prepare('UPDATE partitions SET cleaned_offset = max(cleaned_offset, ?) WHERE topic_id = ? AND partition = ?'),
+      deleteOne: db
+        .prepare(
+          `DELETE FROM records WHERE topic_id = ? AND partition = ? AND record_offset = ? RETURNING ${RECORD_BYTES} AS size`,
+        )
+        .pluck(),
+      shrink: db.prepare(
+        'UPDATE partitions SET records = max(records - ?, 0), bytes = max(bytes - ?, 0) WHERE topic_id = ? AND partition = ?',
+      ),
+      cleaned: db.prepare(
+        'UPDATE partitions SET cleaned_offset = max(cleaned_offset, ?) WHERE topic_id = ? AND partition = ?',
+      ),
     };
   }
 
@@ -170,9 +182,15 @@ export class Maintainer {
     return this.measure(async (report) => {
       for (const t of this.stmts.topics.all() as TopicConfigRow[]) {
         for (let p = 0; p < t.partitions; p++) {
-          if (t.retention_ms !== null) report.retentionDeletedByTime += await this.retainByTime(t, p, this.settings.now() - t.retention_ms);
-          if (t.retention_bytes !== null) report.retentionDeletedBySize += await this.retainBySize(t, p, t.retention_bytes);
-          if (t.compacted === 1) report.compacted += await this.compactPartition(t, p, { force: false, lagMs: this.settings.minCompactionLagMs });
+          if (t.retention_ms !== null)
+            report.retentionDeletedByTime += await this.retainByTime(t, p, this.settings.now() - t.retention_ms);
+          if (t.retention_bytes !== null)
+            report.retentionDeletedBySize += await this.retainBySize(t, p, t.retention_bytes);
+          if (t.compacted === 1)
+            report.compacted += await this.compactPartition(t, p, {
+              force: false,
+              lagMs: this.settings.minCompactionLagMs,
+            });
         }
       }
       report.vacuumedPages += await this.vacuum();
@@ -183,15 +201,24 @@ export class Maintainer {
   async compactNow(topicIds: readonly { id: number; partitions: number }[]): Promise<MaintenanceReport> {
     return this.measure(async (report) => {
       for (const t of topicIds) {
-        for (let p = 0; p < t.partitions; p++) report.compacted += await this.compactPartition(t, p, { force: true, lagMs: 0 });
+        for (let p = 0; p < t.partitions; p++)
+          report.compacted += await this.compactPartition(t, p, { force: true, lagMs: 0 });
       }
       report.vacuumedPages += await this.vacuum();
     });
   }
 
-  private async measure(body: (report: { -readonly [K in keyof MaintenanceReport]: MaintenanceReport[K] }) => Promise<void>): Promise<MaintenanceReport> {
+  private async measure(
+    body: (report: { -readonly [K in keyof MaintenanceReport]: MaintenanceReport[K] }) => Promise<void>,
+  ): Promise<MaintenanceReport> {
     const started = performance.now();
-    const report = { compacted: 0, retentionDeletedByTime: 0, retentionDeletedBySize: 0, vacuumedPages: 0, interrupted: false };
+    const report = {
+      compacted: 0,
+      retentionDeletedByTime: 0,
+      retentionDeletedBySize: 0,
+      vacuumedPages: 0,
+      interrupted: false,
+    };
     try {
       await body(report);
     } catch (e) {
@@ -224,7 +251,11 @@ export class Maintainer {
   }
 
   /** Deletes, oldest first, the records of one partition that `due` selects from its head; returns how many. */
-  private async deletePrefix(t: TopicConfigRow, partition: number, due: (rows: readonly SizedRow[], state: PartitionRow) => number): Promise<number> {
+  private async deletePrefix(
+    t: TopicConfigRow,
+    partition: number,
+    due: (rows: readonly SizedRow[], state: PartitionRow) => number,
+  ): Promise<number> {
     let total = 0;
     for (;;) {
       const deleted = await this.step(() =>
@@ -237,7 +268,8 @@ export class Maintainer {
             // Bound the pages this transaction rewrites (at least one record, to make progress).
             let n = 1;
             let bytes = rows[0]!.size;
-            while (n < wanted && bytes + rows[n]!.size <= this.settings.stepPages * this.pageSize) bytes += rows[n++]!.size;
+            while (n < wanted && bytes + rows[n]!.size <= this.settings.stepPages * this.pageSize)
+              bytes += rows[n++]!.size;
             this.stmts.deleteBelow.run(t.id, partition, rows[n - 1]!.record_offset + 1);
             this.stmts.shrink.run(n, bytes, t.id, partition);
             return n;
@@ -276,21 +308,28 @@ export class Maintainer {
     let hi = to;
     while (lo < hi) {
       const mid = Math.floor((lo + hi) / 2);
-      const row = this.stmts.firstAtOrAfter.get(t.id, partition, mid) as { record_offset: number; timestamp: number } | undefined;
+      const row = this.stmts.firstAtOrAfter.get(t.id, partition, mid) as
+        { record_offset: number; timestamp: number } | undefined;
       if (row === undefined || row.record_offset >= hi || row.timestamp > cutoff) hi = mid;
       else lo = row.record_offset + 1;
     }
     return lo;
   }
 
-  private async compactPartition(t: { id: number }, partition: number, { force, lagMs }: { force: boolean; lagMs: number }): Promise<number> {
+  private async compactPartition(
+    t: { id: number },
+    partition: number,
+    { force, lagMs }: { force: boolean; lagMs: number },
+  ): Promise<number> {
     let total = 0;
     for (;;) {
       const state = this.stmts.partition.get(t.id, partition) as PartitionRow;
       const end =
         lagMs <= 0
           ? state.next_offset
-          : await this.step(() => this.firstYoungerThan(t, partition, state.cleaned_offset, state.next_offset, this.settings.now() - lagMs));
+          : await this.step(() =>
+              this.firstYoungerThan(t, partition, state.cleaned_offset, state.next_offset, this.settings.now() - lagMs),
+            );
       const dirty = end - state.cleaned_offset;
       if (dirty <= 0) return total;
       // Kafka's dirty ratio: cleanable dirty / (clean + cleanable dirty); the lag's tail counts in neither.
@@ -301,7 +340,9 @@ export class Maintainer {
       const latest = new Map<string, number>();
       let position = state.cleaned_offset;
       while (position < end && latest.size < MAX_KEYS_PER_PASS) {
-        const rows = await this.step(() => this.stmts.keys.all(t.id, partition, position, end, this.settings.stepRows) as KeyRow[]);
+        const rows = await this.step(
+          () => this.stmts.keys.all(t.id, partition, position, end, this.settings.stepRows) as KeyRow[],
+        );
         if (rows.length === 0) {
           position = end;
           break;
@@ -329,7 +370,10 @@ export class Maintainer {
               for (const r of rows) {
                 const keep = latest.get(r.key);
                 if (keep === undefined || r.record_offset >= keep) continue;
-                if (n >= this.settings.stepPages || (n % 16 === 15 && performance.now() - started > this.settings.stepBudgetMs)) {
+                if (
+                  n >= this.settings.stepPages ||
+                  (n % 16 === 15 && performance.now() - started > this.settings.stepBudgetMs)
+                ) {
                   resume = r.record_offset;
                   break;
                 }

@@ -153,7 +153,9 @@ export class SharedFile {
     const now = Date.now();
     this.control
       .transaction(() => {
-        const row = this.control.prepare('SELECT owner, pid, host, heartbeat FROM group_leases WHERE grp = ?').get(group) as LeaseRow | undefined;
+        const row = this.control
+          .prepare('SELECT owner, pid, host, heartbeat FROM group_leases WHERE grp = ?')
+          .get(group) as LeaseRow | undefined;
         if (row !== undefined && row.owner !== this.token) {
           const stale = now - row.heartbeat > this.options.leaseMs;
           const dead = row.host === HOST && !isAlive(row.pid);
@@ -182,10 +184,14 @@ export class SharedFile {
         .run(Date.now(), name, this.token);
       if (changes === 0) {
         group.failAll(
-          new TwinlogError('LOG_GROUP_BUSY', `group ${name} was taken over by another process (lease not renewed in time)`, {
-            canRetry: true,
-            details: { group: name, path: this.key },
-          }),
+          new TwinlogError(
+            'LOG_GROUP_BUSY',
+            `group ${name} was taken over by another process (lease not renewed in time)`,
+            {
+              canRetry: true,
+              details: { group: name, path: this.key },
+            },
+          ),
         );
       }
     } catch {

@@ -10,7 +10,9 @@ import { errorChain } from '@twinlog/log-kafka/shared';
 export const errorTree = (e: unknown): unknown[] => errorChain(e, 64);
 
 const apiIdOf = (x: unknown): string | undefined =>
-  typeof x === 'object' && x !== null && typeof (x as { apiId?: unknown }).apiId === 'string' ? (x as { apiId: string }).apiId : undefined;
+  typeof x === 'object' && x !== null && typeof (x as { apiId?: unknown }).apiId === 'string'
+    ? (x as { apiId: string }).apiId
+    : undefined;
 
 /** True when some error in `e`'s tree is the broker answering with one of `ids`. */
 export function hasApiError(e: unknown, ids: ReadonlySet<string>): boolean {
@@ -24,14 +26,23 @@ const FENCED = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED']);
 /** True when `e` says a newer producer with the same transactional id took over. */
 export const isFencedError = (e: unknown): boolean => hasApiError(e, FENCED);
 
-const BUSY = new Set(['CONCURRENT_TRANSACTIONS', 'COORDINATOR_LOAD_IN_PROGRESS', 'NOT_COORDINATOR', 'COORDINATOR_NOT_AVAILABLE']);
+const BUSY = new Set([
+  'CONCURRENT_TRANSACTIONS',
+  'COORDINATOR_LOAD_IN_PROGRESS',
+  'NOT_COORDINATOR',
+  'COORDINATOR_NOT_AVAILABLE',
+]);
 /** True when the transaction or group coordinator is busy (finishing the previous transaction, loading, moving). */
 export const isCoordinatorBusyError = (e: unknown): boolean => hasApiError(e, BUSY);
 
 const UNKNOWN_TOPIC = new Set(['UNKNOWN_TOPIC_OR_PARTITION', 'UNKNOWN_TOPIC_ID']);
 /** True when the broker (or the client's metadata lookup, which says `Unknown topic <name>.`) reports no such topic. */
 export const isUnknownTopicError = (e: unknown): boolean =>
-  hasApiError(e, UNKNOWN_TOPIC) || errorTree(e).some((x) => x instanceof Error && (x as { code?: unknown }).code === 'PLT_KFK_USER' && x.message.startsWith('Unknown topic '));
+  hasApiError(e, UNKNOWN_TOPIC) ||
+  errorTree(e).some(
+    (x) =>
+      x instanceof Error && (x as { code?: unknown }).code === 'PLT_KFK_USER' && x.message.startsWith('Unknown topic '),
+  );
 
 const EXISTS = new Set(['TOPIC_ALREADY_EXISTS']);
 export const isTopicExistsError = (e: unknown): boolean => hasApiError(e, EXISTS);

@@ -36,7 +36,11 @@ export const partitionKey = (topic: string, partition: number): string => `${top
  * Fetches every requested partition once. Rejects with the client's error when any leader's
  * request failed (a partition-level error fails its whole request, as the client reports it).
  */
-export async function fetchPartitions(consumer: Consumer, requests: readonly PartitionRequest[], tuning: FetchTuning): Promise<PartitionResult[]> {
+export async function fetchPartitions(
+  consumer: Consumer,
+  requests: readonly PartitionRequest[],
+  tuning: FetchTuning,
+): Promise<PartitionResult[]> {
   if (requests.length === 0) return [];
   const topics = [...new Set(requests.map((r) => r.topic))];
   const metadata = await consumer.metadata({ topics });
@@ -47,7 +51,9 @@ export async function fetchPartitions(consumer: Consumer, requests: readonly Par
     const leader = topic?.partitions[r.partition]?.leader;
     if (topic === undefined || leader === undefined || leader < 0) {
       consumer.clearMetadata();
-      throw Object.assign(new Error(`twinlog: no leader known for ${r.topic}[${r.partition}]`), { code: 'PLT_KFK_NETWORK' });
+      throw Object.assign(new Error(`twinlog: no leader known for ${r.topic}[${r.partition}]`), {
+        code: 'PLT_KFK_NETWORK',
+      });
     }
     names.set(topic.id, r.topic);
     const perTopic = byLeader.get(leader) ?? new Map<string, PartitionRequest[]>();

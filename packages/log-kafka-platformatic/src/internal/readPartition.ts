@@ -50,7 +50,8 @@ export async function* readPartition(o: ReadPartitionOptions): AsyncGenerator<re
       failingSince = undefined;
       delay = 5;
     } catch (e) {
-      if (o.isClosed()) throw new TwinlogError('LOG_CLOSED', 'twinlog: the Kafka log was closed during a read', { cause: e });
+      if (o.isClosed())
+        throw new TwinlogError('LOG_CLOSED', 'twinlog: the Kafka log was closed during a read', { cause: e });
       if (isOffsetOutOfRangeError(e)) {
         const low = await o.logStart();
         if (low >= to) return;

@@ -38,7 +38,12 @@ export function toOutgoingMessages(
     const partition = recordPartition(logicalTopic, r, index, partitionCount, partitionOf);
     const key = Buffer.from(r.key, 'utf8');
     // A null value is a tombstone: the client writes it as a null record value.
-    const message: MessageToProduce = { topic, partition, key, value: (r.value === null ? null : asBuffer(r.value)) as Buffer };
+    const message: MessageToProduce = {
+      topic,
+      partition,
+      key,
+      value: (r.value === null ? null : asBuffer(r.value)) as Buffer,
+    };
     let size = RECORD_OVERHEAD + key.length + (r.value?.byteLength ?? 0);
     if (r.headers !== undefined) {
       const headers = new Map<Buffer, Buffer>();
@@ -92,7 +97,9 @@ export function decodeBatches(
 ): DecodedBatches {
   const records: LogRecord[] = [];
   if (batches === undefined || batches.length === 0) return { records, next: from };
-  const pending = [...aborted].sort((a, b) => (a.firstOffset < b.firstOffset ? -1 : a.firstOffset > b.firstOffset ? 1 : 0));
+  const pending = [...aborted].sort((a, b) =>
+    a.firstOffset < b.firstOffset ? -1 : a.firstOffset > b.firstOffset ? 1 : 0,
+  );
   const abortedProducers = new Set<bigint>();
   let next = from;
   for (const batch of batches) {
@@ -115,7 +122,10 @@ export function decodeBatches(
         if (k === null) continue;
         headers[k.toString('utf8')] = v === null ? '' : v.toString('utf8');
       }
-      const value = r.value === null || r.value === undefined ? null : new Uint8Array(r.value.buffer, r.value.byteOffset, r.value.byteLength);
+      const value =
+        r.value === null || r.value === undefined
+          ? null
+          : new Uint8Array(r.value.buffer, r.value.byteOffset, r.value.byteLength);
       records.push({
         topic: logicalTopic,
         partition,

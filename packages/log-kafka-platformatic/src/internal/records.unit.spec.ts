@@ -11,7 +11,13 @@ const TRANSACTIONAL = 1 << 4;
 const CONTROL = 1 << 5;
 const LOG_APPEND_TIME = 1 << 3;
 
-function batch(firstOffset: number, producerId: number, keys: string[], attributes = 0, times: { first?: number; max?: number } = {}): RecordsBatch {
+function batch(
+  firstOffset: number,
+  producerId: number,
+  keys: string[],
+  attributes = 0,
+  times: { first?: number; max?: number } = {},
+): RecordsBatch {
   return {
     firstOffset: BigInt(firstOffset),
     length: 0,
@@ -36,7 +42,8 @@ function batch(firstOffset: number, producerId: number, keys: string[], attribut
     })),
   };
 }
-const marker = (offset: number, producerId: number): RecordsBatch => batch(offset, producerId, ['m'], TRANSACTIONAL | CONTROL);
+const marker = (offset: number, producerId: number): RecordsBatch =>
+  batch(offset, producerId, ['m'], TRANSACTIONAL | CONTROL);
 const keysOf = (r: ReturnType<typeof decodeBatches>): string[] => r.records.map((x) => x.key);
 
 describe('decodeBatches', () => {
@@ -63,7 +70,13 @@ describe('decodeBatches', () => {
   });
 
   it('drops an aborted transaction whose marker lies beyond the fetched bytes', () => {
-    const out = decodeBatches('t', 0, [batch(10, 3, ['x', 'y'], TRANSACTIONAL)], [{ producerId: 3n, firstOffset: 10n }], 10);
+    const out = decodeBatches(
+      't',
+      0,
+      [batch(10, 3, ['x', 'y'], TRANSACTIONAL)],
+      [{ producerId: 3n, firstOffset: 10n }],
+      10,
+    );
     expect(out.records).toEqual([]);
     expect(out.next).toBe(12);
   });

@@ -42,7 +42,10 @@ export interface GroupTuning extends FetchTuning {
 
 export interface StartSubscriptionOptions {
   /** Client options shared by every client of the log (brokers, client id, timeouts, retries). */
-  readonly client: Pick<ConsumerOptions<Buffer, Buffer, Buffer, Buffer>, 'clientId' | 'bootstrapBrokers' | 'timeout' | 'retries' | 'retryDelay' | 'metadataMaxAge'>;
+  readonly client: Pick<
+    ConsumerOptions<Buffer, Buffer, Buffer, Buffer>,
+    'clientId' | 'bootstrapBrokers' | 'timeout' | 'retries' | 'retryDelay' | 'metadataMaxAge'
+  >;
   /** The physical group id (prefixed). */
   readonly groupId: string;
   /** Physical topic name → logical name, in subscription order. */
@@ -64,7 +67,12 @@ export interface StartSubscriptionOptions {
 export interface PlatformaticSubscription {
   stop(): Promise<void>;
   readonly done: Promise<void>;
-  status(): { readonly partitions: readonly number[]; readonly fetching: boolean; readonly reason?: string; readonly standby?: boolean };
+  status(): {
+    readonly partitions: readonly number[];
+    readonly fetching: boolean;
+    readonly reason?: string;
+    readonly standby?: boolean;
+  };
 }
 
 const sorted = (partitions: Iterable<number>): number[] => [...partitions].sort((a, b) => a - b);
@@ -77,7 +85,8 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 export const coPartitionedAssigner: GroupPartitionsAssigner = (_current, members, topics, metadata) => {
   const names = [...topics];
   const counts = new Set(names.map((t) => metadata.topics.get(t)?.partitionsCount ?? 0));
-  if (counts.size !== 1) throw new Error(`twinlog: co-partitioned topics differ in partition count: ${names.join(', ')}`);
+  if (counts.size !== 1)
+    throw new Error(`twinlog: co-partitioned topics differ in partition count: ${names.join(', ')}`);
   const [count = 0] = counts;
   const ids = [...members.keys()].sort();
   const plan = new Map(ids.map((id) => [id, new Map<string, { topic: string; partitions: number[] }>()]));
@@ -208,20 +217,31 @@ export async function startSubscription(o: StartSubscriptionOptions): Promise<Pl
   /** Positions of `partitions`: the group's committed offsets, else the log start. */
   const loadPositions = async (partitions: readonly number[]): Promise<void> => {
     if (partitions.length === 0) return;
-    const committed = await consumer.listCommittedOffsets({ topics: physicalTopics.map((topic) => ({ topic, partitions: [...partitions] })) });
+    const committed = await consumer.listCommittedOffsets({
+      topics: physicalTopics.map((topic) => ({ topic, partitions: [...partitions] })),
+    });
     for (const topic of physicalTopics) {
       const starts = await o.logStarts(topic);
       const offsets = committed.get(topic) ?? [];
       for (const p of partitions) {
         const c = offsets[p];
-        positions.set(partitionKey(topic, p), c !== undefined && c >= 0n ? Math.max(Number(c), starts[p] ?? 0) : (starts[p] ?? 0));
+        positions.set(
+          partitionKey(topic, p),
+          c !== undefined && c >= 0n ? Math.max(Number(c), starts[p] ?? 0) : (starts[p] ?? 0),
+        );
       }
     }
   };
 
   // Hold every rejoin until the fetch loop stopped, the running batches ended and onRevoke ran.
-  const getApi = consumer[kGetApi].bind(consumer) as (name: string, callback: (error: Error | null, api?: unknown) => void) => void;
-  (consumer as unknown as Record<symbol, unknown>)[kGetApi] = (name: string, callback: (error: Error | null, api?: unknown) => void): void => {
+  const getApi = consumer[kGetApi].bind(consumer) as (
+    name: string,
+    callback: (error: Error | null, api?: unknown) => void,
+  ) => void;
+  (consumer as unknown as Record<symbol, unknown>)[kGetApi] = (
+    name: string,
+    callback: (error: Error | null, api?: unknown) => void,
+  ): void => {
     if (name !== 'JoinGroup' || joins === 0 || stopping) {
       getApi(name, callback);
       return;
@@ -259,7 +279,9 @@ export async function startSubscription(o: StartSubscriptionOptions): Promise<Pl
   consumer.on('error' as never, (error: Error) => fail(error));
 
   /** Hands over the batches of one round, at most `concurrency` at once. */
-  const handOver = async (batches: { topic: string; partition: number; records: LogRecord[]; next: number }[]): Promise<void> => {
+  const handOver = async (
+    batches: { topic: string; partition: number; records: LogRecord[]; next: number }[],
+  ): Promise<void> => {
     let i = 0;
     const worker = async (): Promise<void> => {
       while (i < batches.length) {
@@ -309,7 +331,8 @@ export async function startSubscription(o: StartSubscriptionOptions): Promise<Pl
         const batches = results.flatMap((r) => {
           const from = positions.get(partitionKey(r.topic, r.partition));
           if (from === undefined) return [];
-          if (r.logStartOffset > from) return [{ topic: r.topic, partition: r.partition, records: [], next: r.logStartOffset }];
+          if (r.logStartOffset > from)
+            return [{ topic: r.topic, partition: r.partition, records: [], next: r.logStartOffset }];
           const { records, next } = decodeBatches(topics.get(r.topic)!, r.partition, r.batches, r.aborted, from);
           return next > from ? [{ topic: r.topic, partition: r.partition, records, next }] : [];
         });
@@ -372,7 +395,8 @@ export async function startSubscription(o: StartSubscriptionOptions): Promise<Pl
     done,
     status() {
       const partitions = sorted(assigned);
-      if (failure !== undefined || shutdown !== undefined) return { partitions, fetching: false, reason: 'the consumer has stopped' };
+      if (failure !== undefined || shutdown !== undefined)
+        return { partitions, fetching: false, reason: 'the consumer has stopped' };
       // a standby reads as one through a rebalance too (as the kafkajs adapter's does), until a join gives it partitions
       const standby = partitions.length === 0 && joinedEmpty ? { standby: true } : {};
       const now = Date.now();
@@ -381,7 +405,12 @@ export async function startSubscription(o: StartSubscriptionOptions): Promise<Pl
         const unanswered = now - lastHeartbeat;
         if (unanswered <= heartbeatStaleMs) return { partitions, fetching: true, ...standby };
         const what = `no heartbeat answered for ${(unanswered / 1000).toFixed(1)} s`;
-        return { partitions, fetching: false, reason: lastError === undefined ? what : `${what} (${lastError})`, ...standby };
+        return {
+          partitions,
+          fetching: false,
+          reason: lastError === undefined ? what : `${what} (${lastError})`,
+          ...standby,
+        };
       }
       const quiet = now - lastActivity;
       if (quiet <= fetchStaleMs) return { partitions, fetching: true };
@@ -394,7 +423,11 @@ export async function startSubscription(o: StartSubscriptionOptions): Promise<Pl
           running > tuning.rebalanceTimeout
             ? `longer than the rebalance timeout of ${(tuning.rebalanceTimeout / 1000).toFixed(1)} s`
             : `no heartbeat answered for ${(unanswered / 1000).toFixed(1)} s`;
-        return { partitions, fetching: false, reason: `a batch has been running for ${(running / 1000).toFixed(1)} s (${why})` };
+        return {
+          partitions,
+          fetching: false,
+          reason: `a batch has been running for ${(running / 1000).toFixed(1)} s (${why})`,
+        };
       }
       const what = `no fetch answered for ${(quiet / 1000).toFixed(1)} s`;
       return { partitions, fetching: false, reason: lastError === undefined ? what : `${what} (${lastError})` };

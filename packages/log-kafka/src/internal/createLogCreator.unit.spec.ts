@@ -2,12 +2,16 @@ import { logLevel } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
 import { createLogCreator, type KafkaLogEntry } from './createLogCreator.ts';
 
-function capture(level: Parameters<typeof createLogCreator>[0]): { log: (namespace: string, at: logLevel, message: string) => void; seen: KafkaLogEntry[] } {
+function capture(level: Parameters<typeof createLogCreator>[0]): {
+  log: (namespace: string, at: logLevel, message: string) => void;
+  seen: KafkaLogEntry[];
+} {
   const seen: KafkaLogEntry[] = [];
   const write = createLogCreator(level, (e) => seen.push(e))(logLevel.DEBUG);
   return {
     seen,
-    log: (namespace, at, message) => write({ namespace, level: at, label: '', log: { timestamp: 'now', message, groupId: 'g' } }),
+    log: (namespace, at, message) =>
+      write({ namespace, level: at, label: '', log: { timestamp: 'now', message, groupId: 'g' } }),
   };
 }
 

@@ -27,7 +27,9 @@ export function isFencedError(e: unknown): boolean {
 
 /** True when `e` (or anything it wraps) is the broker saying the topic or partition does not exist. */
 export function isUnknownTopicError(e: unknown): boolean {
-  return errorChain(e).some((x) => typeof x === 'object' && x !== null && (x as { type?: unknown }).type === 'UNKNOWN_TOPIC_OR_PARTITION');
+  return errorChain(e).some(
+    (x) => typeof x === 'object' && x !== null && (x as { type?: unknown }).type === 'UNKNOWN_TOPIC_OR_PARTITION',
+  );
 }
 
 /**
@@ -41,7 +43,9 @@ const BUSY_CODES = new Set([
 
 /** True when `e` (or anything it wraps) says the transaction coordinator is busy for now. */
 export function isCoordinatorBusyError(e: unknown): boolean {
-  return errorChain(e).some((x) => typeof x === 'object' && x !== null && BUSY_CODES.has((x as { code?: unknown }).code as number));
+  return errorChain(e).some(
+    (x) => typeof x === 'object' && x !== null && BUSY_CODES.has((x as { code?: unknown }).code as number),
+  );
 }
 
 /** Broker errors that go away by themselves (leaders and coordinators moving or loading, timeouts). */
@@ -78,8 +82,14 @@ export function isTransientError(e: unknown): boolean {
     if (typeof x !== 'object' || x === null) return false;
     // kafkajs 2.2.4's admin.fetchTopicOffsets throws this TypeError when a ListOffsets response
     // lacks the topic, as happens right after the topic was created (leaders not yet known).
-    if (x instanceof TypeError && /Cannot destructure property 'partitions' of '(low|high)\.pop\(\.\.\.\)'/.test(x.message)) return true;
+    if (
+      x instanceof TypeError &&
+      /Cannot destructure property 'partitions' of '(low|high)\.pop\(\.\.\.\)'/.test(x.message)
+    )
+      return true;
     const { type, name } = x as { type?: unknown; name?: unknown };
-    return (typeof type === 'string' && TRANSIENT_TYPES.has(type)) || (typeof name === 'string' && TRANSIENT_NAMES.has(name));
+    return (
+      (typeof type === 'string' && TRANSIENT_TYPES.has(type)) || (typeof name === 'string' && TRANSIENT_NAMES.has(name))
+    );
   });
 }

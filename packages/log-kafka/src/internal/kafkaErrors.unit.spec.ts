@@ -1,8 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { errorChain, isCoordinatorBusyError, isFencedError, isTransientError, isUnknownTopicError } from './kafkaErrors.ts';
+import {
+  errorChain,
+  isCoordinatorBusyError,
+  isFencedError,
+  isTransientError,
+  isUnknownTopicError,
+} from './kafkaErrors.ts';
 
 /** Shaped like kafkajs's errors: a protocol error with `type`/`code`, wrapped through `cause`. */
-const protocol = (type: string, code: number): Error => Object.assign(new Error(type), { name: 'KafkaJSProtocolError', type, code });
+const protocol = (type: string, code: number): Error =>
+  Object.assign(new Error(type), { name: 'KafkaJSProtocolError', type, code });
 const wrapped = (cause: unknown): Error => Object.assign(new Error('KafkaJSNonRetriableError'), { cause });
 
 describe('kafkaErrors', () => {
@@ -10,7 +17,11 @@ describe('kafkaErrors', () => {
     expect(isFencedError(protocol('INVALID_PRODUCER_EPOCH', 47))).toBe(true);
     expect(isFencedError(wrapped(wrapped(protocol('INVALID_PRODUCER_EPOCH', 47))))).toBe(true);
     expect(isFencedError(protocol('KAFKA_UNKNOWN_ERROR', 90))).toBe(true); // PRODUCER_FENCED, unnamed in kafkajs
-    expect(isFencedError(Object.assign(new Error('aggregate'), { errors: [protocol('X', 1), protocol('PRODUCER_FENCED', 90)] }))).toBe(true);
+    expect(
+      isFencedError(
+        Object.assign(new Error('aggregate'), { errors: [protocol('X', 1), protocol('PRODUCER_FENCED', 90)] }),
+      ),
+    ).toBe(true);
     expect(isFencedError(wrapped(protocol('CONCURRENT_TRANSACTIONS', 51)))).toBe(false);
     expect(isFencedError('INVALID_PRODUCER_EPOCH')).toBe(false);
     expect(isFencedError(undefined)).toBe(false);
@@ -37,8 +48,14 @@ describe('kafkaErrors', () => {
   });
 
   it('treats kafkajs fetchTopicOffsets tripping over a just-created topic as passing, and other TypeErrors not', () => {
-    expect(isTransientError(new TypeError("Cannot destructure property 'partitions' of 'low.pop(...)' as it is undefined."))).toBe(true);
-    expect(isTransientError(new TypeError("Cannot destructure property 'partitions' of 'high.pop(...)' as it is undefined."))).toBe(true);
+    expect(
+      isTransientError(new TypeError("Cannot destructure property 'partitions' of 'low.pop(...)' as it is undefined.")),
+    ).toBe(true);
+    expect(
+      isTransientError(
+        new TypeError("Cannot destructure property 'partitions' of 'high.pop(...)' as it is undefined."),
+      ),
+    ).toBe(true);
     expect(isTransientError(new TypeError("Cannot read properties of undefined (reading 'x')"))).toBe(false);
   });
 

@@ -154,7 +154,9 @@ export async function* readPartition(o: ReadPartitionOptions): AsyncGenerator<re
     return closing;
   };
   // `Log.close()` while the caller still iterates: the read fails rather than look complete.
-  const untrack = o.track(() => close({ error: new TwinlogError('LOG_CLOSED', 'twinlog: the Kafka log was closed during a read') }));
+  const untrack = o.track(() =>
+    close({ error: new TwinlogError('LOG_CLOSED', 'twinlog: the Kafka log was closed during a read') }),
+  );
 
   try {
     await consumer.connect();

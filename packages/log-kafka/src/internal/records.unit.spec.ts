@@ -6,25 +6,37 @@ import { chunkBySize } from '../shared/records.ts';
 import { toLogRecord, toOutgoingMessages } from './records.ts';
 
 const metadata = (n: number): PartitionMetadata[] =>
-  Array.from({ length: n }, (_, partitionId) => ({ partitionId, leader: 1, partitionErrorCode: 0, replicas: [1], isr: [1] }));
+  Array.from({ length: n }, (_, partitionId) => ({
+    partitionId,
+    leader: 1,
+    partitionErrorCode: 0,
+    replicas: [1],
+    isr: [1],
+  }));
 
 describe('toOutgoingMessages', () => {
   it('puts every key where kafkajs’s default (Java-compatible murmur2) partitioner does (property)', () => {
     const kafkajs = Partitioners.DefaultPartitioner();
     fc.assert(
-      fc.property(fc.array(fc.string({ unit: 'binary', maxLength: 40 }), { minLength: 1, maxLength: 20 }), fc.integer({ min: 1, max: 256 }), (keys, n) => {
-        const out = toOutgoingMessages(
-          't',
-          keys.map((key) => ({ key, value: null })),
-          n,
-          (key) => partitionFor(key, n),
-        );
-        out.forEach((m, i) => {
-          expect(m.index).toBe(i);
-          expect(m.message.partition).toBe(m.partition);
-          expect(m.partition).toBe(kafkajs({ topic: 't', partitionMetadata: metadata(n), message: { key: keys[i]!, value: null } }));
-        });
-      }),
+      fc.property(
+        fc.array(fc.string({ unit: 'binary', maxLength: 40 }), { minLength: 1, maxLength: 20 }),
+        fc.integer({ min: 1, max: 256 }),
+        (keys, n) => {
+          const out = toOutgoingMessages(
+            't',
+            keys.map((key) => ({ key, value: null })),
+            n,
+            (key) => partitionFor(key, n),
+          );
+          out.forEach((m, i) => {
+            expect(m.index).toBe(i);
+            expect(m.message.partition).toBe(m.partition);
+            expect(m.partition).toBe(
+              kafkajs({ topic: 't', partitionMetadata: metadata(n), message: { key: keys[i]!, value: null } }),
+            );
+          });
+        },
+      ),
       { numRuns: 2_000 },
     );
   });
@@ -57,26 +69,44 @@ describe('toOutgoingMessages', () => {
 describe('chunkBySize', () => {
   it('keeps order, loses nothing, and stays under the limit unless one item alone exceeds it (property)', () => {
     fc.assert(
-      fc.property(fc.array(fc.integer({ min: 0, max: 100 }), { maxLength: 60 }), fc.integer({ min: 1, max: 150 }), (sizes, max) => {
-        const items = sizes.map((size, i) => ({ size, i }));
-        const chunks = chunkBySize(items, max);
-        expect(chunks.flat()).toEqual(items);
-        for (const chunk of chunks) {
-          expect(chunk.length).toBeGreaterThan(0);
-          const total = chunk.reduce((n, x) => n + x.size, 0);
-          if (chunk.length > 1) expect(total).toBeLessThanOrEqual(max);
-        }
-      }),
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 100 }), { maxLength: 60 }),
+        fc.integer({ min: 1, max: 150 }),
+        (sizes, max) => {
+          const items = sizes.map((size, i) => ({ size, i }));
+          const chunks = chunkBySize(items, max);
+          expect(chunks.flat()).toEqual(items);
+          for (const chunk of chunks) {
+            expect(chunk.length).toBeGreaterThan(0);
+            const total = chunk.reduce((n, x) => n + x.size, 0);
+            if (chunk.length > 1) expect(total).toBeLessThanOrEqual(max);
+          }
+        },
+      ),
     );
   });
 });
 
 describe('toLogRecord', () => {
   const message = (over: Partial<KafkaMessage>): KafkaMessage =>
-    ({ key: Buffer.from('dev-1'), value: Buffer.from([1, 2]), timestamp: '1700000000000', attributes: 0, offset: '41', headers: {}, ...over }) as KafkaMessage;
+    ({
+      key: Buffer.from('dev-1'),
+      value: Buffer.from([1, 2]),
+      timestamp: '1700000000000',
+      attributes: 0,
+      offset: '41',
+      headers: {},
+      ...over,
+    }) as KafkaMessage;
 
   it('converts offsets and timestamps to numbers, keys and headers to strings', () => {
-    const r = toLogRecord('twin.device', 3, message({ headers: { a: Buffer.from('x'), b: 'y', many: [Buffer.from('1'), Buffer.from('2')], none: undefined } }));
+    const r = toLogRecord(
+      'twin.device',
+      3,
+      message({
+        headers: { a: Buffer.from('x'), b: 'y', many: [Buffer.from('1'), Buffer.from('2')], none: undefined },
+      }),
+    );
     expect(r).toEqual({
       topic: 'twin.device',
       partition: 3,

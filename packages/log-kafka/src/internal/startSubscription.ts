@@ -97,7 +97,12 @@ export interface KafkaSubscription {
    * A batch in flight is alive while its heartbeats are answered; a member the group gave no
    * partitions says `standby: true` (see the module comment).
    */
-  status(): { readonly partitions: readonly number[]; readonly fetching: boolean; readonly reason?: string; readonly standby?: boolean };
+  status(): {
+    readonly partitions: readonly number[];
+    readonly fetching: boolean;
+    readonly reason?: string;
+    readonly standby?: boolean;
+  };
 }
 
 const sorted = (partitions: Iterable<number>): number[] => [...partitions].sort((a, b) => a - b);
@@ -246,12 +251,19 @@ export async function startSubscription({
     if (stopping || failure !== undefined) return;
     const logical = topics.get(batch.topic);
     if (logical === undefined || !assigned.has(batch.partition)) {
-      fail(new Error(`twinlog: got a batch of ${batch.topic}[${batch.partition}], which was never announced to onAssign`));
+      fail(
+        new Error(`twinlog: got a batch of ${batch.topic}[${batch.partition}], which was never announced to onAssign`),
+      );
       return;
     }
     const records: LogRecord[] = batch.messages.map((m) => toLogRecord(logical, batch.partition, m));
     const lag = Number(batch.offsetLag());
-    const view: Batch = { topic: logical, partition: batch.partition, records, ...(Number.isSafeInteger(lag) && lag >= 0 ? { lag } : {}) };
+    const view: Batch = {
+      topic: logical,
+      partition: batch.partition,
+      records,
+      ...(Number.isSafeInteger(lag) && lag >= 0 ? { lag } : {}),
+    };
     lastActivity = Date.now();
     const work = withHeartbeat(heartbeat, tuning.heartbeatInterval, () => eachBatch(view));
     inFlight.add(work);
@@ -294,7 +306,8 @@ export async function startSubscription({
     done,
     status() {
       const partitions = sorted(assigned);
-      if (failure !== undefined || shutdown !== undefined) return { partitions, fetching: false, reason: 'the consumer has stopped' };
+      if (failure !== undefined || shutdown !== undefined)
+        return { partitions, fetching: false, reason: 'the consumer has stopped' };
       const standby = partitions.length === 0 && joinedEmpty ? { standby: true } : {};
       const now = Date.now();
       const quiet = now - lastActivity;
@@ -303,17 +316,28 @@ export async function startSubscription({
         const started = Math.min(...batchStarts.values());
         const running = now - started;
         const unanswered = now - Math.max(lastHeartbeat, started);
-        if (lastError === undefined && running <= tuning.rebalanceTimeout && unanswered <= heartbeatStaleMs) return { partitions, fetching: true, ...standby };
+        if (lastError === undefined && running <= tuning.rebalanceTimeout && unanswered <= heartbeatStaleMs)
+          return { partitions, fetching: true, ...standby };
         const why =
           lastError !== undefined
             ? lastError
             : running > tuning.rebalanceTimeout
               ? `longer than the rebalance timeout of ${(tuning.rebalanceTimeout / 1000).toFixed(1)} s`
               : `no heartbeat answered for ${(unanswered / 1000).toFixed(1)} s`;
-        return { partitions, fetching: false, reason: `a batch has been running for ${(running / 1000).toFixed(1)} s (${why})`, ...standby };
+        return {
+          partitions,
+          fetching: false,
+          reason: `a batch has been running for ${(running / 1000).toFixed(1)} s (${why})`,
+          ...standby,
+        };
       }
       const what = `no fetch answered for ${(quiet / 1000).toFixed(1)} s`;
-      return { partitions, fetching: false, reason: lastError === undefined ? what : `${what} (${lastError})`, ...standby };
+      return {
+        partitions,
+        fetching: false,
+        reason: lastError === undefined ? what : `${what} (${lastError})`,
+        ...standby,
+      };
     },
     async stop() {
       stopping = true;

@@ -4,7 +4,11 @@
  * the heartbeat going while `work` runs. Heartbeat failures (a rebalance in progress) are left for
  * kafkajs's own heartbeat after the batch, which rejoins the group.
  */
-export async function withHeartbeat<T>(heartbeat: () => Promise<void>, intervalMs: number, work: () => Promise<T>): Promise<T> {
+export async function withHeartbeat<T>(
+  heartbeat: () => Promise<void>,
+  intervalMs: number,
+  work: () => Promise<T>,
+): Promise<T> {
   const timer = setInterval(() => {
     heartbeat().catch(() => {});
   }, intervalMs);

@@ -7,22 +7,30 @@ import { TwinlogError, type OffsetCommit, type SubscribeOptions, type TopicSpec 
 /** @throws TwinlogError `LOG_ARGUMENT_INVALID` unless `n` is a non-negative safe integer. */
 export function assertOffset(what: string, n: number): void {
   if (!Number.isSafeInteger(n) || n < 0) {
-    throw new TwinlogError('LOG_ARGUMENT_INVALID', `${what} must be a non-negative safe integer, got ${n}`, { details: { value: n } });
+    throw new TwinlogError('LOG_ARGUMENT_INVALID', `${what} must be a non-negative safe integer, got ${n}`, {
+      details: { value: n },
+    });
   }
 }
 
 /** @throws TwinlogError `LOG_ARGUMENT_INVALID` unless `partition` is one of the `count` partitions of `topic`. */
 export function assertPartitionOf(topic: string, partition: number, count: number): void {
   if (!Number.isInteger(partition) || partition < 0 || partition >= count) {
-    throw new TwinlogError('LOG_ARGUMENT_INVALID', `partition ${partition} does not exist: topic '${topic}' has ${count} partitions`, {
-      details: { topic, partition, partitions: count },
-    });
+    throw new TwinlogError(
+      'LOG_ARGUMENT_INVALID',
+      `partition ${partition} does not exist: topic '${topic}' has ${count} partitions`,
+      {
+        details: { topic, partition, partitions: count },
+      },
+    );
   }
 }
 
 /** The error of a topic that does not exist (`name`: its Kafka name). */
 export const topicNotFound = (topic: string, name: string): TwinlogError =>
-  new TwinlogError('LOG_TOPIC_NOT_FOUND', `twinlog: topic '${topic}' does not exist (Kafka topic '${name}')`, { details: { topic } });
+  new TwinlogError('LOG_TOPIC_NOT_FOUND', `twinlog: topic '${topic}' does not exist (Kafka topic '${name}')`, {
+    details: { topic },
+  });
 
 /** The error of a `commitBatch` whose fence a newer writer took. */
 export const fencedError = (fence: string, cause?: unknown): TwinlogError =>
@@ -36,11 +44,17 @@ export const fencedError = (fence: string, cause?: unknown): TwinlogError =>
  *
  * @throws TwinlogError `LOG_ARGUMENT_INVALID` when a spec has no positive whole number of partitions.
  */
-export function uniqueTopicSpecs(specs: readonly TopicSpec[], physical: (name: string) => string): Map<string, TopicSpec> {
+export function uniqueTopicSpecs(
+  specs: readonly TopicSpec[],
+  physical: (name: string) => string,
+): Map<string, TopicSpec> {
   const unique = new Map<string, TopicSpec>();
   for (const spec of specs) {
     if (!Number.isInteger(spec.partitions) || spec.partitions < 1) {
-      throw new TwinlogError('LOG_ARGUMENT_INVALID', `topic '${spec.name}' needs a positive whole number of partitions, got ${spec.partitions}`);
+      throw new TwinlogError(
+        'LOG_ARGUMENT_INVALID',
+        `topic '${spec.name}' needs a positive whole number of partitions, got ${spec.partitions}`,
+      );
     }
     if (!unique.has(physical(spec.name))) unique.set(physical(spec.name), spec);
   }
@@ -60,7 +74,10 @@ export const COMPACTED_SEGMENT_BYTES = 100 * 2 ** 20;
  * The configs a topic is created with: append-time timestamps, compaction (with short segments) and
  * retention as `spec` says, then `extra`'s over them.
  */
-export function topicConfigOf(spec: TopicSpec, extra?: (spec: TopicSpec) => Readonly<Record<string, string>> | undefined): { name: string; value: string }[] {
+export function topicConfigOf(
+  spec: TopicSpec,
+  extra?: (spec: TopicSpec) => Readonly<Record<string, string>> | undefined,
+): { name: string; value: string }[] {
   const config: Record<string, string> = { 'message.timestamp.type': 'LogAppendTime' };
   if (spec.compacted === true) {
     config['cleanup.policy'] = 'compact';
@@ -79,10 +96,16 @@ export function topicConfigOf(spec: TopicSpec, extra?: (spec: TopicSpec) => Read
  *
  * @throws TwinlogError `LOG_ARGUMENT_INVALID`, or `LOG_TOPIC_NOT_FOUND` from `assertPartition`.
  */
-export async function checkCommitBatch(fence: string, offsets: readonly OffsetCommit[], assertPartition: (topic: string, partition: number) => Promise<unknown>): Promise<void> {
-  if (typeof fence !== 'string' || fence === '') throw new TwinlogError('LOG_ARGUMENT_INVALID', 'commitBatch: fence must be a non-empty string');
+export async function checkCommitBatch(
+  fence: string,
+  offsets: readonly OffsetCommit[],
+  assertPartition: (topic: string, partition: number) => Promise<unknown>,
+): Promise<void> {
+  if (typeof fence !== 'string' || fence === '')
+    throw new TwinlogError('LOG_ARGUMENT_INVALID', 'commitBatch: fence must be a non-empty string');
   for (const o of offsets) {
-    if (typeof o.group !== 'string' || o.group === '') throw new TwinlogError('LOG_ARGUMENT_INVALID', 'commitBatch: an offset names no group');
+    if (typeof o.group !== 'string' || o.group === '')
+      throw new TwinlogError('LOG_ARGUMENT_INVALID', 'commitBatch: an offset names no group');
     await assertPartition(o.topic, o.partition);
     assertOffset(`offset of ${o.group}/${o.topic}[${o.partition}]`, o.offset);
   }
@@ -94,12 +117,19 @@ export async function checkCommitBatch(fence: string, offsets: readonly OffsetCo
  *
  * @throws TwinlogError `LOG_ARGUMENT_INVALID`, `LOG_CO_PARTITIONING`, or `LOG_TOPIC_NOT_FOUND` from `partitionCount`.
  */
-export async function checkSubscribe(subscription: SubscribeOptions, partitionCount: (topic: string) => Promise<number>): Promise<void> {
+export async function checkSubscribe(
+  subscription: SubscribeOptions,
+  partitionCount: (topic: string) => Promise<number>,
+): Promise<void> {
   const { group, topics, concurrency } = subscription;
-  if (typeof group !== 'string' || group === '') throw new TwinlogError('LOG_ARGUMENT_INVALID', 'subscribe: group must be a non-empty string');
+  if (typeof group !== 'string' || group === '')
+    throw new TwinlogError('LOG_ARGUMENT_INVALID', 'subscribe: group must be a non-empty string');
   if (topics.length === 0) throw new TwinlogError('LOG_ARGUMENT_INVALID', 'subscribe: no topics');
   if (concurrency !== undefined && !(Number.isSafeInteger(concurrency) && concurrency >= 1)) {
-    throw new TwinlogError('LOG_ARGUMENT_INVALID', `subscribe: concurrency must be a positive integer, got ${String(concurrency)}`);
+    throw new TwinlogError(
+      'LOG_ARGUMENT_INVALID',
+      `subscribe: concurrency must be a positive integer, got ${String(concurrency)}`,
+    );
   }
   if (new Set(topics).size !== topics.length) {
     throw new TwinlogError('LOG_ARGUMENT_INVALID', `subscribe: a topic is listed twice: ${topics.join(', ')}`);

@@ -58,7 +58,10 @@ export interface KafkaLogCommonOptions {
 
 /** The common options with their defaults filled in, and the brokers as a list. */
 export type KafkaLogSettings = { readonly brokers: string[] } & {
-  readonly [K in Exclude<keyof KafkaLogCommonOptions, 'brokers' | 'replicationFactor' | 'topicConfig'>]-?: Exclude<KafkaLogCommonOptions[K], undefined>;
+  readonly [K in Exclude<keyof KafkaLogCommonOptions, 'brokers' | 'replicationFactor' | 'topicConfig'>]-?: Exclude<
+    KafkaLogCommonOptions[K],
+    undefined
+  >;
 } & {
   readonly replicationFactor: number | undefined;
   readonly topicConfig: KafkaLogCommonOptions['topicConfig'] | undefined;
@@ -88,7 +91,9 @@ export const KAFKA_LOG_DEFAULTS = {
  * @throws TwinlogError `LOG_ARGUMENT_INVALID` when no broker is given (`caller` names the factory).
  */
 export function kafkaLogSettings(options: KafkaLogCommonOptions, caller: string): KafkaLogSettings {
-  const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<KafkaLogCommonOptions>;
+  const given = Object.fromEntries(
+    Object.entries(options).filter(([, v]) => v !== undefined),
+  ) as Partial<KafkaLogCommonOptions>;
   return {
     ...KAFKA_LOG_DEFAULTS,
     replicationFactor: undefined,
@@ -99,7 +104,9 @@ export function kafkaLogSettings(options: KafkaLogCommonOptions, caller: string)
 }
 
 function parseBrokers(brokers: string | readonly string[], caller: string): string[] {
-  const list = (typeof brokers === 'string' ? brokers.split(',') : [...brokers]).map((b) => b.trim()).filter((b) => b !== '');
+  const list = (typeof brokers === 'string' ? brokers.split(',') : [...brokers])
+    .map((b) => b.trim())
+    .filter((b) => b !== '');
   if (list.length === 0) throw new TwinlogError('LOG_ARGUMENT_INVALID', `${caller}: no brokers given`);
   return list;
 }

@@ -18,7 +18,11 @@ export interface PartitionCounts {
  * @param assertOpen throws when the log is closed (checked on every call).
  * @param fetch the partition count of Kafka topic `name` from the cluster, 0 when it does not exist.
  */
-export function partitionCounts(physical: (topic: string) => string, assertOpen: () => void, fetch: (name: string) => Promise<number>): PartitionCounts {
+export function partitionCounts(
+  physical: (topic: string) => string,
+  assertOpen: () => void,
+  fetch: (name: string) => Promise<number>,
+): PartitionCounts {
   const counts = new Map<string, number>();
   const partitionCount = async (topic: string): Promise<number> => {
     assertOpen();

@@ -21,12 +21,22 @@ export function asBuffer(bytes: Uint8Array): Buffer {
  * @throws TwinlogError `LOG_ARGUMENT_INVALID` when a record names a partition outside
  *   `[0, partitionCount)`.
  */
-export function recordPartition(topic: string, record: AppendRecord, index: number, partitionCount: number, partitionOf: (key: string) => number): number {
+export function recordPartition(
+  topic: string,
+  record: AppendRecord,
+  index: number,
+  partitionCount: number,
+  partitionOf: (key: string) => number,
+): number {
   const partition = record.partition ?? partitionOf(record.key);
   if (!Number.isInteger(partition) || partition < 0 || partition >= partitionCount) {
-    throw new TwinlogError('LOG_ARGUMENT_INVALID', `partition ${partition} of record ${index} is outside ${topic}'s ${partitionCount} partitions`, {
-      details: { topic, partition, partitions: partitionCount },
-    });
+    throw new TwinlogError(
+      'LOG_ARGUMENT_INVALID',
+      `partition ${partition} of record ${index} is outside ${topic}'s ${partitionCount} partitions`,
+      {
+        details: { topic, partition, partitions: partitionCount },
+      },
+    );
   }
   return partition;
 }

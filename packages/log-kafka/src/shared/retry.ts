@@ -17,7 +17,9 @@ export async function retrying<T>(retry: (e: unknown) => boolean, step: () => Pr
 }
 
 /** Per group and topic, the offset each partition should read back as after `offsets` are committed (the last one given wins). */
-export function expectedGroupOffsets(offsets: readonly OffsetCommit[]): { group: string; topic: string; offsets: Map<number, number> }[] {
+export function expectedGroupOffsets(
+  offsets: readonly OffsetCommit[],
+): { group: string; topic: string; offsets: Map<number, number> }[] {
   const expected = new Map<string, { group: string; topic: string; offsets: Map<number, number> }>();
   for (const o of offsets) {
     const key = JSON.stringify([o.group, o.topic]);

@@ -19,7 +19,12 @@ import { bytes, kafkaLogFixture, kafkaTestRun, text, type OpenKafkaLog, type Sta
  * against the adapter `open` creates. `runPrefix` starts every topic, group and transactional id
  * of the run (the topics are deleted afterwards).
  */
-export function runKafkaLogSpecs<L extends StatusLog>(name: string, brokers: string, runPrefix: string, open: OpenKafkaLog<L>): void {
+export function runKafkaLogSpecs<L extends StatusLog>(
+  name: string,
+  brokers: string,
+  runPrefix: string,
+  open: OpenKafkaLog<L>,
+): void {
   const acceptance = kafkaTestRun(brokers, `${runPrefix}-acc`);
   runLogAcceptanceSuite(name, async () => ({
     log: open({ brokers, topicPrefix: `${acceptance.run}.` }),
@@ -46,16 +51,32 @@ export function runKafkaLogSpecs<L extends StatusLog>(name: string, brokers: str
       // A zombie of the same fence, stuck in the middle of a transaction: its records are written
       // but not committed. Initialising it fences `a`.
       const zombie = await connected(
-        raw.producer({ transactionalId: `${prefix}${fence}`, idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner }),
+        raw.producer({
+          transactionalId: `${prefix}${fence}`,
+          idempotent: true,
+          maxInFlightRequests: 1,
+          createPartitioner: Partitioners.DefaultPartitioner,
+        }),
       );
       const tx = await zombie.transaction();
-      await tx.send({ topic: `${prefix}out`, messages: [{ key: 'k', value: 'zombie-1', partition: 0 }, { key: 'k', value: 'zombie-2', partition: 0 }] });
-      await tx.sendOffsets({ consumerGroupId: `${prefix}g`, topics: [{ topic: `${prefix}in`, partitions: [{ partition: 0, offset: '9' }] }] });
+      await tx.send({
+        topic: `${prefix}out`,
+        messages: [
+          { key: 'k', value: 'zombie-1', partition: 0 },
+          { key: 'k', value: 'zombie-2', partition: 0 },
+        ],
+      });
+      await tx.sendOffsets({
+        consumerGroupId: `${prefix}g`,
+        topics: [{ topic: `${prefix}in`, partitions: [{ partition: 0, offset: '9' }] }],
+      });
 
       // `b` claims the fence (an empty batch writes nothing): the zombie's transaction is aborted.
       await b.commitBatch({ fence, appends: [] });
       await expect(tx.commit()).rejects.toThrow();
-      const stale = await a.commitBatch({ fence, appends: [{ topic: 'out', records: [{ key: 'k', value: bytes('a-2') }] }] }).catch((e: unknown) => e);
+      const stale = await a
+        .commitBatch({ fence, appends: [{ topic: 'out', records: [{ key: 'k', value: bytes('a-2') }] }] })
+        .catch((e: unknown) => e);
       expect(isTwinlogError(stale, 'LOG_FENCED')).toBe(true);
       // A fence once lost stays lost to that client.
       const again = await a.commitBatch({ fence, appends: [] }).catch((e: unknown) => e);
@@ -82,12 +103,21 @@ export function runKafkaLogSpecs<L extends StatusLog>(name: string, brokers: str
       ]);
       for (let i = 1; i <= 15; i++) {
         await log.commitOffsets([{ group: 'g', topic: 'in', partition: i % 2, offset: i }]);
-        await log.commitBatch({ fence: 'f', appends: [], offsets: [{ group: 'h', topic: 'in', partition: 0, offset: i }] });
-        await log.commitBatch({ fence: 'f', appends: [{ topic: 'out', records: [{ key: `k${i}`, value: bytes(String(i)) }] }] });
+        await log.commitBatch({
+          fence: 'f',
+          appends: [],
+          offsets: [{ group: 'h', topic: 'in', partition: 0, offset: i }],
+        });
+        await log.commitBatch({
+          fence: 'f',
+          appends: [{ topic: 'out', records: [{ key: `k${i}`, value: bytes(String(i)) }] }],
+        });
       }
       expect(await log.committedOffsets('g', 'in')).toEqual([14, 15]);
       expect(await log.committedOffsets('h', 'in')).toEqual([15, undefined]);
-      const values = [...(await readAll(log, 'out', 0)), ...(await readAll(log, 'out', 1))].map((r) => Number(text(r.value)));
+      const values = [...(await readAll(log, 'out', 0)), ...(await readAll(log, 'out', 1))].map((r) =>
+        Number(text(r.value)),
+      );
       expect(values.sort((x, y) => x - y)).toEqual(Array.from({ length: 15 }, (_, i) => i + 1));
     });
 
@@ -109,9 +139,18 @@ export function runKafkaLogSpecs<L extends StatusLog>(name: string, brokers: str
       expect(await two.committedOffsets('projector', 'twin.backend')).toEqual([undefined, undefined, undefined]);
 
       // The same fence id in two fleets is two transactional ids: neither fences the other.
-      await one.commitBatch({ fence: 'f', appends: [{ topic: 'twin.backend', records: [{ key: 'a', value: bytes('1') }] }] });
-      await two.commitBatch({ fence: 'f', appends: [{ topic: 'twin.backend', records: [{ key: 'a', value: bytes('2') }] }] });
-      await one.commitBatch({ fence: 'f', appends: [{ topic: 'twin.backend', records: [{ key: 'a', value: bytes('3') }] }] });
+      await one.commitBatch({
+        fence: 'f',
+        appends: [{ topic: 'twin.backend', records: [{ key: 'a', value: bytes('1') }] }],
+      });
+      await two.commitBatch({
+        fence: 'f',
+        appends: [{ topic: 'twin.backend', records: [{ key: 'a', value: bytes('2') }] }],
+      });
+      await one.commitBatch({
+        fence: 'f',
+        appends: [{ topic: 'twin.backend', records: [{ key: 'a', value: bytes('3') }] }],
+      });
 
       const admin = await connected(raw.admin());
       const topics = await admin.listTopics();
@@ -123,7 +162,9 @@ export function runKafkaLogSpecs<L extends StatusLog>(name: string, brokers: str
 
     it('creates topics with append-time timestamps, compaction, retention and extra configs', async () => {
       const prefix = freshPrefix();
-      const log = openLog(prefix, { topicConfig: (spec) => (spec.compacted === true ? { 'min.cleanable.dirty.ratio': '0.01' } : undefined) });
+      const log = openLog(prefix, {
+        topicConfig: (spec) => (spec.compacted === true ? { 'min.cleanable.dirty.ratio': '0.01' } : undefined),
+      });
       await log.ensureTopics([
         { name: 'events', partitions: 2, retentionMs: 604_800_000, retentionBytes: 268_435_456 },
         { name: 'snapshots', partitions: 2, compacted: true },
@@ -134,20 +175,43 @@ export function runKafkaLogSpecs<L extends StatusLog>(name: string, brokers: str
         resources: ['events', 'snapshots'].map((name) => ({
           type: ConfigResourceTypes.TOPIC,
           name: `${prefix}${name}`,
-          configNames: ['message.timestamp.type', 'cleanup.policy', 'min.cleanable.dirty.ratio', 'retention.ms', 'retention.bytes'],
+          configNames: [
+            'message.timestamp.type',
+            'cleanup.policy',
+            'min.cleanable.dirty.ratio',
+            'retention.ms',
+            'retention.bytes',
+          ],
         })),
       });
       const config = (name: string): Record<string, string> =>
-        Object.fromEntries(resources.find((r) => r.resourceName === `${prefix}${name}`)!.configEntries.map((e) => [e.configName, e.configValue]));
-      expect(config('events')).toMatchObject({ 'message.timestamp.type': 'LogAppendTime', 'cleanup.policy': 'delete', 'retention.ms': '604800000', 'retention.bytes': '268435456' });
-      expect(config('snapshots')).toMatchObject({ 'message.timestamp.type': 'LogAppendTime', 'cleanup.policy': 'compact', 'min.cleanable.dirty.ratio': '0.01' });
+        Object.fromEntries(
+          resources
+            .find((r) => r.resourceName === `${prefix}${name}`)!
+            .configEntries.map((e) => [e.configName, e.configValue]),
+        );
+      expect(config('events')).toMatchObject({
+        'message.timestamp.type': 'LogAppendTime',
+        'cleanup.policy': 'delete',
+        'retention.ms': '604800000',
+        'retention.bytes': '268435456',
+      });
+      expect(config('snapshots')).toMatchObject({
+        'message.timestamp.type': 'LogAppendTime',
+        'cleanup.policy': 'compact',
+        'min.cleanable.dirty.ratio': '0.01',
+      });
     });
 
     it('reads in several batches, can stop early, and waits for records up to an explicit `to`', async () => {
       const prefix = freshPrefix();
       const log = openLog(prefix, { maxBytesPerPartition: 256 });
       await log.ensureTopics([{ name: 't', partitions: 1 }]);
-      for (let i = 0; i < 5; i++) await log.append('t', [0, 1, 2].map((j) => ({ key: `k${i}`, value: bytes(`v${i}-${j}`.padEnd(64, '.')) })));
+      for (let i = 0; i < 5; i++)
+        await log.append(
+          't',
+          [0, 1, 2].map((j) => ({ key: `k${i}`, value: bytes(`v${i}-${j}`.padEnd(64, '.')) })),
+        );
 
       const batches: number[][] = [];
       for await (const batch of log.read('t', 0, { from: 2 })) batches.push(batch.map((r) => r.offset));
@@ -166,14 +230,21 @@ export function runKafkaLogSpecs<L extends StatusLog>(name: string, brokers: str
         return seen;
       })();
       await log.append('t', [{ key: 'late-1', value: null }]);
-      await log.append('t', [{ key: 'late-2', value: null }, { key: 'late-3', value: null }]);
+      await log.append('t', [
+        { key: 'late-2', value: null },
+        { key: 'late-3', value: null },
+      ]);
       expect(await tail).toEqual(['late-1', 'late-2']);
     });
 
     it('fails a read still in progress when the log is closed, rather than end it quietly', async () => {
       const log = openLog(freshPrefix(), { maxBytesPerPartition: 256 });
       await log.ensureTopics([{ name: 't', partitions: 1 }]);
-      for (let i = 0; i < 3; i++) await log.append('t', [0, 1, 2].map((j) => ({ key: `k${i}`, value: bytes(`${i}-${j}`.padEnd(64, '.')) })));
+      for (let i = 0; i < 3; i++)
+        await log.append(
+          't',
+          [0, 1, 2].map((j) => ({ key: `k${i}`, value: bytes(`${i}-${j}`.padEnd(64, '.')) })),
+        );
       const reading = log.read('t', 0, { from: 0 })[Symbol.asyncIterator]();
       expect((await reading.next()).done).toBe(false);
       await log.close();
@@ -186,7 +257,10 @@ export function runKafkaLogSpecs<L extends StatusLog>(name: string, brokers: str
       const prefix = freshPrefix();
       const log = openLog(prefix);
       await log.ensureTopics([{ name: 't', partitions: 1 }]);
-      await log.append('t', [0, 1, 2, 3, 4].map((i) => ({ key: `k${i}`, value: bytes(String(i)) })));
+      await log.append(
+        't',
+        [0, 1, 2, 3, 4].map((i) => ({ key: `k${i}`, value: bytes(String(i)) })),
+      );
       const admin = await connected(raw.admin());
       await admin.fetchTopicOffsets(`${prefix}t`); // loads the topic's metadata into this admin
       await admin.deleteTopicRecords({ topic: `${prefix}t`, partitions: [{ partition: 0, offset: '4' }] });
@@ -225,15 +299,25 @@ export function runKafkaLogSpecs<L extends StatusLog>(name: string, brokers: str
           }
         },
         eachBatch: async ({ topic, partition }: { topic: string; partition: number }) => {
-          if (!held[name].has(partition)) violations.push(`${name} got a batch of ${topic}[${partition}] it does not hold`);
+          if (!held[name].has(partition))
+            violations.push(`${name} got a batch of ${topic}[${partition}] it does not hold`);
         },
       });
-      await first.append('a', Array.from({ length: 20 }, (_, i) => ({ key: `d${i}`, value: bytes('x') })));
-      await first.append('b', Array.from({ length: 20 }, (_, i) => ({ key: `d${i}`, value: bytes('y') })));
+      await first.append(
+        'a',
+        Array.from({ length: 20 }, (_, i) => ({ key: `d${i}`, value: bytes('x') })),
+      );
+      await first.append(
+        'b',
+        Array.from({ length: 20 }, (_, i) => ({ key: `d${i}`, value: bytes('y') })),
+      );
       const s1 = await first.subscribe(member('m1'));
       expect([...held.m1].sort()).toEqual([0, 1, 2, 3]);
       await second.subscribe(member('m2'));
-      await vi.waitFor(() => expect(held.m1.size === 2 && held.m2.size === 2).toBe(true), { timeout: 30_000, interval: 50 });
+      await vi.waitFor(() => expect(held.m1.size === 2 && held.m2.size === 2).toBe(true), {
+        timeout: 30_000,
+        interval: 50,
+      });
       expect([...held.m1, ...held.m2].sort()).toEqual([0, 1, 2, 3]);
       await s1.stop();
       expect(held.m1.size).toBe(0);
@@ -270,7 +354,9 @@ export function runKafkaLogSpecs<L extends StatusLog>(name: string, brokers: str
         { key: 'a', value: bytes('0'), partition: 0 },
         { key: 'b', value: bytes('1'), partition: 1 },
       ]);
-      await expect(log.subscribe({ group: 'g0', topics: ['t'], concurrency: 0, eachBatch: async () => {} })).rejects.toMatchObject({
+      await expect(
+        log.subscribe({ group: 'g0', topics: ['t'], concurrency: 0, eachBatch: async () => {} }),
+      ).rejects.toMatchObject({
         code: 'LOG_ARGUMENT_INVALID',
       });
       // Each partition's first batch waits for the other's to start: only overlapping batches get through.
@@ -286,7 +372,10 @@ export function runKafkaLogSpecs<L extends StatusLog>(name: string, brokers: str
           if (running.has(partition)) overlappedSelf = true;
           running.add(partition);
           started.get(partition)!();
-          await Promise.race([startedOf[1 - partition], new Promise((_, reject) => setTimeout(() => reject(new Error('no overlap')), 20_000))]);
+          await Promise.race([
+            startedOf[1 - partition],
+            new Promise((_, reject) => setTimeout(() => reject(new Error('no overlap')), 20_000)),
+          ]);
           running.delete(partition);
         },
       });

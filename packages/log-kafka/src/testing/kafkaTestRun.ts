@@ -77,7 +77,11 @@ export interface KafkaLogFixture<L extends Log> extends KafkaTestRun {
  * {@link kafkaTestRun} plus the logs and kafkajs clients a test opens, closed in `afterEach`.
  * Call it inside a `describe`.
  */
-export function kafkaLogFixture<L extends Log>(brokers: string, prefix: string, openLog: OpenKafkaLog<L>): KafkaLogFixture<L> {
+export function kafkaLogFixture<L extends Log>(
+  brokers: string,
+  prefix: string,
+  openLog: OpenKafkaLog<L>,
+): KafkaLogFixture<L> {
   const { run, raw } = kafkaTestRun(brokers, prefix);
   let opened: L[] = [];
   let clients: (Admin | Producer)[] = [];
@@ -106,7 +110,8 @@ export function kafkaLogFixture<L extends Log>(brokers: string, prefix: string, 
     },
     readAll: async (log, topic, partition, from = 0, to) => {
       const out: LogRecord[] = [];
-      for await (const batch of log.read(topic, partition, to === undefined ? { from } : { from, to })) out.push(...batch);
+      for await (const batch of log.read(topic, partition, to === undefined ? { from } : { from, to }))
+        out.push(...batch);
       return out;
     },
   };

@@ -23,14 +23,23 @@ import {
 import { CHECKPOINT_KEY, TOPICS } from '../topics.ts';
 
 export interface TestProducer {
-  event(deviceId: string, section: EventKind, patch?: Patch, extra?: { op?: 'merge' | 'replace'; cond?: Condition; corr?: string }): TwinEvent;
+  event(
+    deviceId: string,
+    section: EventKind,
+    patch?: Patch,
+    extra?: { op?: 'merge' | 'replace'; cond?: Condition; corr?: string },
+  ): TwinEvent;
   /** Append events to their topic (reported → twin.device, everything else → twin.backend). */
   send(events: readonly TwinEvent[]): Promise<void>;
   /** Append raw bytes (poison) under a key. */
   sendRaw(topic: string, key: string, value: Uint8Array | null): Promise<void>;
 }
 
-export function createTestProducer(log: Log, writer = 'test-writer', physicalNow: () => number = () => Date.now()): TestProducer {
+export function createTestProducer(
+  log: Log,
+  writer = 'test-writer',
+  physicalNow: () => number = () => Date.now(),
+): TestProducer {
   const clock = createHybridClock({ physicalNow });
   let seq = 0;
   return {
@@ -51,8 +60,16 @@ export function createTestProducer(log: Log, writer = 'test-writer', physicalNow
     async send(events) {
       const backend = events.filter((e) => e.section !== 'reported');
       const device = events.filter((e) => e.section === 'reported');
-      if (backend.length > 0) await log.append(TOPICS.backend, backend.map((e) => ({ key: e.deviceId, value: encodeEvent(e) })));
-      if (device.length > 0) await log.append(TOPICS.device, device.map((e) => ({ key: e.deviceId, value: encodeEvent(e) })));
+      if (backend.length > 0)
+        await log.append(
+          TOPICS.backend,
+          backend.map((e) => ({ key: e.deviceId, value: encodeEvent(e) })),
+        );
+      if (device.length > 0)
+        await log.append(
+          TOPICS.device,
+          device.map((e) => ({ key: e.deviceId, value: encodeEvent(e) })),
+        );
     },
     async sendRaw(topic, key, value) {
       await log.append(topic, [{ key, value }]);
@@ -109,7 +126,11 @@ export async function cleanReplay(log: Log): Promise<Map<string, string | null>>
 }
 
 /** Poll `check` until it returns true or `timeoutMs` passes. */
-export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs = 30_000, what = 'condition'): Promise<void> {
+export async function waitFor(
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 30_000,
+  what = 'condition',
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

@@ -12,7 +12,10 @@ import { startProjector, type Projector, type ProjectorOptions } from '../startP
 import { createTestProducer, latestSnapshots, cleanReplay, readAll, waitFor } from './pipelineHarness.ts';
 import { ensureTwinTopics, TOPICS } from '../topics.ts';
 
-export function runProjectorScenarios(name: string, setup: () => Promise<{ log: Log; cleanup?: () => Promise<void> }>): void {
+export function runProjectorScenarios(
+  name: string,
+  setup: () => Promise<{ log: Log; cleanup?: () => Promise<void> }>,
+): void {
   describe(`projector scenarios on ${name}`, () => {
     const cleanups: (() => Promise<void>)[] = [];
     afterEach(async () => {
@@ -47,7 +50,12 @@ export function runProjectorScenarios(name: string, setup: () => Promise<{ log: 
       const replay = await cleanReplay(log);
       expect(snapshots.size).toBe(5);
       for (const [id, twin] of replay) expect(snapshots.get(id), id).toBe(twin);
-      const change = decodeOutputRecord((await readAll(log, TOPICS.changes)).find((r) => r.key === 'd2' && decodeOutputRecord(r.value!, 'change').section === 'desired')!.value!, 'change');
+      const change = decodeOutputRecord(
+        (await readAll(log, TOPICS.changes)).find(
+          (r) => r.key === 'd2' && decodeOutputRecord(r.value!, 'change').section === 'desired',
+        )!.value!,
+        'change',
+      );
       expect(change).toMatchObject({ opType: 'updateTwin', diff: { fw: '1.1', cfg: { rate: 1 } }, desiredVersion: 2 });
       // the report may be folded before or after it (the two topics are consumed independently)
       expect(change.version).toBe(change.desiredVersion + change.reportedVersion);
@@ -68,16 +76,34 @@ export function runProjectorScenarios(name: string, setup: () => Promise<{ log: 
         producer.event('ok-1', 'desired', { big: 'x'.repeat(5000) }), // string too long
         producer.event('ghost', 'desired', { a: 1 }), // unknown device (backend)
         producer.event('ghost-2', 'reported', { a: 1 }), // unknown device (device topic)
-        producer.event('ok-1', 'tags', Object.fromEntries(Array.from({ length: 3 }, (_, i) => [`k${i}`, 'y'.repeat(4000)]))), // tags > 8 KB
+        producer.event(
+          'ok-1',
+          'tags',
+          Object.fromEntries(Array.from({ length: 3 }, (_, i) => [`k${i}`, 'y'.repeat(4000)])),
+        ), // tags > 8 KB
       ];
       await producer.send(bad);
       const after = producer.event('ok-1', 'reported', { alive: true });
       await producer.send([after]);
-      await waitFor(async () => (await count(log, TOPICS.deadLetter)) === 3 && (await count(log, TOPICS.rejections)) === 5, 30_000, 'dead letters and rejections');
+      await waitFor(
+        async () => (await count(log, TOPICS.deadLetter)) === 3 && (await count(log, TOPICS.rejections)) === 5,
+        30_000,
+        'dead letters and rejections',
+      );
       await waitFor(async () => (await count(log, TOPICS.changes)) === 3, 30_000, 'the valid changes');
-      const rejections = (await readAll(log, TOPICS.rejections)).map((r) => decodeOutputRecord(r.value!, 'rejection').code).sort();
-      expect(rejections).toEqual(['DEVICE_NOT_FOUND', 'DEVICE_NOT_FOUND', 'KEY_INVALID', 'SECTION_TOO_LARGE', 'STRING_TOO_LONG']);
-      const dead = (await readAll(log, TOPICS.deadLetter)).map((r) => decodeOutputRecord(r.value!, 'dead-letter').code).sort();
+      const rejections = (await readAll(log, TOPICS.rejections))
+        .map((r) => decodeOutputRecord(r.value!, 'rejection').code)
+        .sort();
+      expect(rejections).toEqual([
+        'DEVICE_NOT_FOUND',
+        'DEVICE_NOT_FOUND',
+        'KEY_INVALID',
+        'SECTION_TOO_LARGE',
+        'STRING_TOO_LONG',
+      ]);
+      const dead = (await readAll(log, TOPICS.deadLetter))
+        .map((r) => decodeOutputRecord(r.value!, 'dead-letter').code)
+        .sort();
       expect(dead).toEqual(['CODEC_BAD_DATA', 'CODEC_BAD_DATA', 'CODEC_TRUNCATED']);
       const produced = (await count(log, TOPICS.backend)) + (await count(log, TOPICS.device));
       const applied = await count(log, TOPICS.changes);
@@ -97,12 +123,16 @@ export function runProjectorScenarios(name: string, setup: () => Promise<{ log: 
       };
       const etag = computeEtag(await snapshot());
       await producer.send([producer.event('c1', 'desired', { a: 2 }, { cond: { ifMatch: `"${etag}"` }, corr: 'ok' })]);
-      await producer.send([producer.event('c1', 'desired', { a: 3 }, { cond: { ifMatch: `"${etag}"` }, corr: 'stale' })]);
+      await producer.send([
+        producer.event('c1', 'desired', { a: 3 }, { cond: { ifMatch: `"${etag}"` }, corr: 'stale' }),
+      ]);
       await waitFor(async () => (await count(log, TOPICS.rejections)) === 1);
       const rejection = decodeOutputRecord((await readAll(log, TOPICS.rejections))[0]!.value!, 'rejection');
       const current = await snapshot();
       expect(rejection).toMatchObject({ code: 'PRECONDITION_FAILED', corr: 'stale', etag: computeEtag(current) });
-      const accepted = (await readAll(log, TOPICS.changes)).map((r) => decodeOutputRecord(r.value!, 'change')).find((c) => c.corr === 'ok');
+      const accepted = (await readAll(log, TOPICS.changes))
+        .map((r) => decodeOutputRecord(r.value!, 'change'))
+        .find((c) => c.corr === 'ok');
       expect(accepted?.diff).toEqual({ a: 2 });
       expect((await latestSnapshots(log)).get('c1')).toContain('"a":2');
       // the fact sits on twin.backend, so a rebuild from the log alone gives the same twin
@@ -116,19 +146,39 @@ export function runProjectorScenarios(name: string, setup: () => Promise<{ log: 
       const projector = await start({
         maxSnapshotBytes: 4_096,
         onBatch: (_p, _stats, detail) => {
-          for (const [code, n] of Object.entries(detail.rejectedByCode)) rejectedByCode[code] = (rejectedByCode[code] ?? 0) + n;
+          for (const [code, n] of Object.entries(detail.rejectedByCode))
+            rejectedByCode[code] = (rejectedByCode[code] ?? 0) + n;
         },
       });
       await producer.send([producer.event('big', 'create'), producer.event('calm', 'create')]);
-      await producer.send([producer.event('big', 'reported', { blob: 'x'.repeat(3_000) }), producer.event('calm', 'reported', { n: 1 })]);
+      await producer.send([
+        producer.event('big', 'reported', { blob: 'x'.repeat(3_000) }),
+        producer.event('calm', 'reported', { n: 1 }),
+      ]);
       await waitFor(async () => (await count(log, TOPICS.changes)) === 4, 30_000, 'the first changes');
       const tooLarge = producer.event('big', 'reported', { blob2: 'y'.repeat(3_000) });
       await producer.send([tooLarge]);
-      const etag = computeEtag(fromStateDoc(decodeOutputRecord((await readAll(log, TOPICS.snapshots)).filter((r) => r.key === 'big').at(-1)!.value!, 'snapshot').state));
-      const command = producer.event('big', 'desired', { blob3: 'z'.repeat(3_000) }, { cond: { ifMatch: `"${etag}"` }, corr: 'big-cmd' });
+      const etag = computeEtag(
+        fromStateDoc(
+          decodeOutputRecord(
+            (await readAll(log, TOPICS.snapshots)).filter((r) => r.key === 'big').at(-1)!.value!,
+            'snapshot',
+          ).state,
+        ),
+      );
+      const command = producer.event(
+        'big',
+        'desired',
+        { blob3: 'z'.repeat(3_000) },
+        { cond: { ifMatch: `"${etag}"` }, corr: 'big-cmd' },
+      );
       await producer.send([command]);
       await producer.send([producer.event('big', 'reported', { n: 2 }), producer.event('calm', 'reported', { n: 2 })]);
-      await waitFor(async () => (await count(log, TOPICS.changes)) === 6 && (await count(log, TOPICS.rejections)) === 2, 30_000, 'later events and two rejections');
+      await waitFor(
+        async () => (await count(log, TOPICS.changes)) === 6 && (await count(log, TOPICS.rejections)) === 2,
+        30_000,
+        'later events and two rejections',
+      );
 
       const rejections = (await readAll(log, TOPICS.rejections)).map((r) => decodeOutputRecord(r.value!, 'rejection'));
       expect(rejections.map((r) => [r.code, r.id?.seq, r.corr ?? null]).sort()).toEqual(
@@ -141,7 +191,9 @@ export function runProjectorScenarios(name: string, setup: () => Promise<{ log: 
       expect(rejectedByCode).toEqual({ SNAPSHOT_TOO_LARGE: 2 });
       // no fact for the refused command; the twin has everything but the refused writes
       expect((await readAll(log, TOPICS.backend)).length).toBe(3);
-      const twin = JSON.parse((await latestSnapshots(log)).get('big')!) as { properties: { reported: Record<string, unknown>; desired: Record<string, unknown> } };
+      const twin = JSON.parse((await latestSnapshots(log)).get('big')!) as {
+        properties: { reported: Record<string, unknown>; desired: Record<string, unknown> };
+      };
       expect(twin.properties.reported).toMatchObject({ blob: 'x'.repeat(3_000), n: 2, $version: 3 });
       expect(twin.properties.reported).not.toHaveProperty('blob2');
       expect(twin.properties.desired).not.toHaveProperty('blob3');
@@ -152,7 +204,8 @@ export function runProjectorScenarios(name: string, setup: () => Promise<{ log: 
       const rebuilt = await replay({ log, maxSnapshotBytes: 4_096 });
       expect(rebuilt.counts.rejected).toBe(1); // the event; the command's refusal is in the log, not decided again
       const live = await latestSnapshots(log);
-      for (const id of ['big', 'calm']) expect(canonicalJson(renderTwin(rebuilt.states.get(id)!)), id).toBe(live.get(id));
+      for (const id of ['big', 'calm'])
+        expect(canonicalJson(renderTwin(rebuilt.states.get(id)!)), id).toBe(live.get(id));
     });
 
     it('restarts from its snapshots without losing or double-applying anything', async () => {
@@ -162,7 +215,9 @@ export function runProjectorScenarios(name: string, setup: () => Promise<{ log: 
       const ids = Array.from({ length: 20 }, (_, i) => `r${i}`);
       await producer.send(ids.map((d) => producer.event(d, 'create')));
       for (let round = 0; round < 6; round++) {
-        await producer.send(ids.map((d) => producer.event(d, round % 2 ? 'reported' : 'desired', { [`k${round}`]: round })));
+        await producer.send(
+          ids.map((d) => producer.event(d, round % 2 ? 'reported' : 'desired', { [`k${round}`]: round })),
+        );
         if (round === 2 || round === 4) {
           await projector.stop();
           projector = await start();
@@ -179,18 +234,27 @@ export function runProjectorScenarios(name: string, setup: () => Promise<{ log: 
       const { log, start } = await fresh();
       const producer = createTestProducer(log);
       await start();
-      await producer.send([producer.event('t1', 'create'), producer.event('t2', 'create'), producer.event('t1', 'desired', { fw: '1.0' })]);
+      await producer.send([
+        producer.event('t1', 'create'),
+        producer.event('t2', 'create'),
+        producer.event('t1', 'desired', { fw: '1.0' }),
+      ]);
       await waitFor(async () => (await count(log, TOPICS.changes)) === 3);
       await new Promise((r) => setTimeout(r, 20));
       const between = Date.now();
       await new Promise((r) => setTimeout(r, 20));
-      await producer.send([producer.event('t1', 'desired', { fw: '2.0' }), producer.event('t1', 'reported', { fw: '2.0' }), producer.event('t2', 'tags', { site: 'A' })]);
+      await producer.send([
+        producer.event('t1', 'desired', { fw: '2.0' }),
+        producer.event('t1', 'reported', { fw: '2.0' }),
+        producer.event('t2', 'tags', { site: 'A' }),
+      ]);
       await waitFor(async () => (await count(log, TOPICS.changes)) === 6);
 
       const live = await latestSnapshots(log);
       const full = await replay({ log });
       expect(full.counts.applied).toBe(6);
-      for (const [id, state] of full.states) expect(twinExists(state) ? canonicalJson(renderTwin(state)) : null, id).toBe(live.get(id));
+      for (const [id, state] of full.states)
+        expect(twinExists(state) ? canonicalJson(renderTwin(state)) : null, id).toBe(live.get(id));
 
       const past = await replay({ log, until: between });
       expect(renderTwin(past.states.get('t1')!).properties.desired['fw']).toBe('1.0');

@@ -70,7 +70,15 @@ function valuesOf(p: PackedRecords): (Uint8Array | null)[] {
 /** Input records of one topic partition, as the log handed them over. */
 export function unpackLogRecords(p: PackedRecords, topic: string, partition: number): LogRecord[] {
   const values = valuesOf(p);
-  return p.keys.map((key, i) => ({ topic, partition, offset: p.numbers[i * 3]!, key, value: values[i]!, timestamp: p.numbers[i * 3 + 1]!, headers: {} }));
+  return p.keys.map((key, i) => ({
+    topic,
+    partition,
+    offset: p.numbers[i * 3]!,
+    key,
+    value: values[i]!,
+    timestamp: p.numbers[i * 3 + 1]!,
+    headers: {},
+  }));
 }
 
 /** Output appends, packed per topic. */

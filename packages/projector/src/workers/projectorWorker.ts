@@ -21,9 +21,18 @@ const taskOf = (partition: number): PartitionTask => {
   return task;
 };
 
-const report = (task: PartitionTask): TaskReport => ({ pending: task.pending, hasParked: task.hasParked, resumeOffsets: task.resumeOffsets });
+const report = (task: PartitionTask): TaskReport => ({
+  pending: task.pending,
+  hasParked: task.hasParked,
+  resumeOffsets: task.resumeOffsets,
+});
 
-const packed = (out: TaskOutput): PackedOutput => ({ appends: packAppends(out.appends), positions: out.positions, stats: out.stats, rejectedByCode: { ...out.rejectedByCode } });
+const packed = (out: TaskOutput): PackedOutput => ({
+  appends: packAppends(out.appends),
+  positions: out.positions,
+  stats: out.stats,
+  rejectedByCode: { ...out.rejectedByCode },
+});
 
 const reply = (message: WorkerResponse, output?: PackedOutput): void => {
   port.postMessage(message, output === undefined ? [] : transfers(output.appends.map((a) => a.records)));
@@ -65,6 +74,11 @@ port.on('message', ({ id, request }: { id: number; request: WorkerRequest }) => 
     }
   } catch (e) {
     const code = typeof (e as { code?: unknown }).code === 'string' ? (e as { code: string }).code : undefined;
-    reply({ id, ok: false, message: e instanceof Error ? (e.stack ?? e.message) : String(e), ...(code === undefined ? {} : { code }) });
+    reply({
+      id,
+      ok: false,
+      message: e instanceof Error ? (e.stack ?? e.message) : String(e),
+      ...(code === undefined ? {} : { code }),
+    });
   }
 });

@@ -7,7 +7,13 @@ import type { PackedAppend, PackedRecords } from './packedRecords.ts';
 export type WorkerRequest =
   | { readonly op: 'open'; readonly partition: number; readonly options: PassedTaskOptions }
   | { readonly op: 'restore'; readonly partition: number; readonly records: PackedRecords }
-  | { readonly op: 'fold'; readonly partition: number; readonly topic: InputTopic; readonly records: PackedRecords; readonly caughtUp: boolean }
+  | {
+      readonly op: 'fold';
+      readonly partition: number;
+      readonly topic: InputTopic;
+      readonly records: PackedRecords;
+      readonly caughtUp: boolean;
+    }
   | { readonly op: 'flush'; readonly partition: number }
   | { readonly op: 'settle'; readonly partition: number; readonly caughtUp: boolean }
   | { readonly op: 'close'; readonly partition: number };

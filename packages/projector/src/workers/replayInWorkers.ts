@@ -16,9 +16,16 @@ import type { ReplayWorkerMessage, ReplayWorkerRequest } from './replayProtocol.
 // replayWorker.ts through tsx with the `source` export condition (as workerPool.ts does).
 const FROM_SOURCES = import.meta.url.endsWith('.ts');
 const WORKER_ENTRY = new URL(FROM_SOURCES ? './replayWorker.mjs' : './replayWorker.js', import.meta.url);
-const WORKER_OPTIONS = FROM_SOURCES && !process.execArgv.includes('--conditions=source') ? { execArgv: [...process.execArgv, '--conditions=source'] } : {};
+const WORKER_OPTIONS =
+  FROM_SOURCES && !process.execArgv.includes('--conditions=source')
+    ? { execArgv: [...process.execArgv, '--conditions=source'] }
+    : {};
 
-type Result = PartitionReplay & { states: Iterable<readonly [string, TwinState]>; twins: number; records?: readonly AppendRecord[] };
+type Result = PartitionReplay & {
+  states: Iterable<readonly [string, TwinState]>;
+  twins: number;
+  records?: readonly AppendRecord[];
+};
 
 export async function replayInWorkers({
   workers,
@@ -72,7 +79,14 @@ export async function replayInWorkers({
             worker.on('exit', (code) => {
               if (!finished) reject(new Error(`replay worker exited with code ${code} before it finished`));
             });
-            const request: ReplayWorkerRequest = { workerLog, partitions: share.map((p) => ({ partition: p, ends: endsOf(p) })), until, options, into, keepStates };
+            const request: ReplayWorkerRequest = {
+              workerLog,
+              partitions: share.map((p) => ({ partition: p, ends: endsOf(p) })),
+              until,
+              options,
+              into,
+              keepStates,
+            };
             worker.postMessage(request);
           }),
       ),

@@ -22,16 +22,42 @@ async function run({ workerLog, partitions, until, options, into, keepStates }: 
   const mod = (await import(workerLog.module)) as Record<string, unknown>;
   const factory = mod[workerLog.export];
   if (typeof factory !== 'function') throw new Error(`${workerLog.module} has no function ${workerLog.export}`);
-  const log = (await (factory as (options: unknown) => Log | Promise<Log>)(workerLog.options));
+  const log = await (factory as (options: unknown) => Log | Promise<Log>)(workerLog.options);
   try {
     const clock = createHybridClock({ physicalNow: () => 0 });
     for (const { partition, ends } of partitions) {
-      const r = await replayPartition({ log, partition, ends, until, options, clock, onRead: (records) => post({ type: 'read', records }) });
+      const r = await replayPartition({
+        log,
+        partition,
+        ends,
+        until,
+        options,
+        clock,
+        onRead: (records) => post({ type: 'read', records }),
+      });
       const records = into ? rebuildRecords(r.task, r.range, ends) : undefined;
       const held = [...r.task.states()];
       const states = keepStates ? held.map(([id, state]) => [id, toStateDoc(state)] as const) : [];
-      const transfer = records === undefined ? [] : records.flatMap((x) => (x.value === null || x.value.byteOffset !== 0 || x.value.byteLength !== x.value.buffer.byteLength ? [] : [x.value.buffer as ArrayBuffer]));
-      post({ type: 'partition', range: r.range, stats: r.stats, read: r.read, twins: held.length, states, ...(records === undefined ? {} : { records }) }, transfer);
+      const transfer =
+        records === undefined
+          ? []
+          : records.flatMap((x) =>
+              x.value === null || x.value.byteOffset !== 0 || x.value.byteLength !== x.value.buffer.byteLength
+                ? []
+                : [x.value.buffer as ArrayBuffer],
+            );
+      post(
+        {
+          type: 'partition',
+          range: r.range,
+          stats: r.stats,
+          read: r.read,
+          twins: held.length,
+          states,
+          ...(records === undefined ? {} : { records }),
+        },
+        transfer,
+      );
     }
   } finally {
     await log.close();

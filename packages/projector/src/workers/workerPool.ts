@@ -34,11 +34,17 @@ export interface ProjectorTask {
 // worker resolves the other packages by their `source` export condition as this thread does.
 const FROM_SOURCES = import.meta.url.endsWith('.ts');
 const WORKER_ENTRY = new URL(FROM_SOURCES ? './projectorWorker.mjs' : './projectorWorker.js', import.meta.url);
-const WORKER_OPTIONS = FROM_SOURCES && !process.execArgv.includes('--conditions=source') ? { execArgv: [...process.execArgv, '--conditions=source'] } : {};
+const WORKER_OPTIONS =
+  FROM_SOURCES && !process.execArgv.includes('--conditions=source')
+    ? { execArgv: [...process.execArgv, '--conditions=source'] }
+    : {};
 
 class WorkerHandle {
   private readonly worker: Worker;
-  private readonly waiting = new Map<number, { resolve: (r: WorkerResponse & { ok: true }) => void; reject: (e: Error) => void }>();
+  private readonly waiting = new Map<
+    number,
+    { resolve: (r: WorkerResponse & { ok: true }) => void; reject: (e: Error) => void }
+  >();
   private nextId = 0;
   dead = false;
 
@@ -50,7 +56,10 @@ class WorkerHandle {
       if (w === undefined) return;
       this.waiting.delete(m.id);
       if (m.ok) w.resolve(m);
-      else w.reject(Object.assign(new Error(`projector worker: ${m.message}`), m.code === undefined ? {} : { code: m.code }));
+      else
+        w.reject(
+          Object.assign(new Error(`projector worker: ${m.message}`), m.code === undefined ? {} : { code: m.code }),
+        );
     });
     const die = (e: Error): void => {
       this.dead = true;
@@ -123,7 +132,12 @@ export class RemoteTask implements ProjectorTask {
 }
 
 function outputOf(p: PackedOutput): TaskOutput {
-  return { appends: unpackAppends(p.appends), positions: p.positions, stats: p.stats, rejectedByCode: p.rejectedByCode };
+  return {
+    appends: unpackAppends(p.appends),
+    positions: p.positions,
+    stats: p.stats,
+    rejectedByCode: p.rejectedByCode,
+  };
 }
 
 export interface WorkerPool {
@@ -134,7 +148,8 @@ export interface WorkerPool {
 
 /** Start `size` worker threads (lazily: a worker starts when its first partition opens). */
 export function createWorkerPool(size: number): WorkerPool {
-  if (!(Number.isSafeInteger(size) && size >= 1)) throw new RangeError(`workers must be a positive integer, got ${size}`);
+  if (!(Number.isSafeInteger(size) && size >= 1))
+    throw new RangeError(`workers must be a positive integer, got ${size}`);
   const handles = new Array<WorkerHandle | undefined>(size);
   const handleFor = (partition: number): WorkerHandle => {
     const i = partition % size;

@@ -9,8 +9,23 @@ import type { Collection } from '../query.ts';
  * `tags.[[group]]` works). Compared case-insensitively.
  */
 export const KEYWORDS: ReadonlySet<string> = new Set([
-  'SELECT', 'TOP', 'AS', 'FROM', 'WHERE', 'GROUP', 'ORDER', 'BY',
-  'AND', 'OR', 'NOT', 'IN', 'NIN', 'TRUE', 'FALSE', 'NULL', 'UNDEFINED',
+  'SELECT',
+  'TOP',
+  'AS',
+  'FROM',
+  'WHERE',
+  'GROUP',
+  'ORDER',
+  'BY',
+  'AND',
+  'OR',
+  'NOT',
+  'IN',
+  'NIN',
+  'TRUE',
+  'FALSE',
+  'NULL',
+  'UNDEFINED',
 ]);
 
 export const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
@@ -22,18 +37,43 @@ export function isBareName(name: string): boolean {
 
 /** Root fields of a device or module twin (docs/iot-hub.md, "The twin document"), in canonical casing. */
 const TWIN_ROOT = [
-  'deviceId', 'moduleId', 'etag', 'deviceEtag', 'version', 'status', 'statusReason', 'statusUpdateTime',
-  'connectionState', 'lastActivityTime', 'cloudToDeviceMessageCount', 'authenticationType', 'x509Thumbprint',
-  'capabilities', 'deviceScope', 'parentScopes', 'modelId', 'configurations', 'tags', 'properties',
+  'deviceId',
+  'moduleId',
+  'etag',
+  'deviceEtag',
+  'version',
+  'status',
+  'statusReason',
+  'statusUpdateTime',
+  'connectionState',
+  'lastActivityTime',
+  'cloudToDeviceMessageCount',
+  'authenticationType',
+  'x509Thumbprint',
+  'capabilities',
+  'deviceScope',
+  'parentScopes',
+  'modelId',
+  'configurations',
+  'tags',
+  'properties',
 ];
 /** Fields of a `devices.jobs` row (docs/iot-hub.md "Escaped names and query examples"). */
 export const JOB_FIELDS = [
-  'deviceId', 'jobId', 'jobType', 'status', 'startTimeUtc', 'endTimeUtc', 'createdDateTimeUtc',
-  'lastUpdatedDateTimeUtc', 'outcome',
+  'deviceId',
+  'jobId',
+  'jobType',
+  'status',
+  'startTimeUtc',
+  'endTimeUtc',
+  'createdDateTimeUtc',
+  'lastUpdatedDateTimeUtc',
+  'outcome',
 ];
 const SECTIONS = ['desired', 'reported'];
 
-const byLower = (names: readonly string[]): ReadonlyMap<string, string> => new Map(names.map((f) => [f.toLowerCase(), f]));
+const byLower = (names: readonly string[]): ReadonlyMap<string, string> =>
+  new Map(names.map((f) => [f.toLowerCase(), f]));
 const ROOTS: Readonly<Record<Collection, ReadonlyMap<string, string>>> = {
   devices: byLower(TWIN_ROOT),
   'devices.modules': byLower(TWIN_ROOT),
@@ -68,10 +108,7 @@ export interface RawSegment {
 export function resolvePath(collection: Collection, raw: readonly RawSegment[]): string[] {
   const prefix = collection.split('.');
   let segs = raw;
-  if (
-    segs.length > prefix.length &&
-    prefix.every((p, i) => !segs[i]!.escaped && segs[i]!.name.toLowerCase() === p)
-  ) {
+  if (segs.length > prefix.length && prefix.every((p, i) => !segs[i]!.escaped && segs[i]!.name.toLowerCase() === p)) {
     segs = segs.slice(prefix.length);
   }
   const out = segs.map((s) => s.name);

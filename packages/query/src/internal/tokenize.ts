@@ -67,7 +67,12 @@ export function tokenize(text: string): Token[] {
       tokens.push({ type: 'op', value: c, start, end: i });
       continue;
     }
-    throw queryError('QUERY_SYNTAX', `unexpected character ${quote(String.fromCodePoint(text.codePointAt(i)!))}`, text, start);
+    throw queryError(
+      'QUERY_SYNTAX',
+      `unexpected character ${quote(String.fromCodePoint(text.codePointAt(i)!))}`,
+      text,
+      start,
+    );
   }
   tokens.push({ type: 'eof', value: '', start: n, end: n });
   return tokens;

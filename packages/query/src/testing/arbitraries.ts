@@ -42,10 +42,7 @@ export const twinArb: fc.Arbitrary<Record<string, unknown>> = fc.record(
     status: fc.constantFrom('enabled', 'disabled'),
     version: fc.integer({ min: 1, max: 9 }),
     tags: sectionArb,
-    properties: fc.record(
-      { desired: sectionArb, reported: sectionArb },
-      { requiredKeys: [] },
-    ),
+    properties: fc.record({ desired: sectionArb, reported: sectionArb }, { requiredKeys: [] }),
     capabilities: fc.record({ iotEdge: fc.boolean() }),
     x509Thumbprint: fc.record({ primaryThumbprint: fc.constantFrom(null, 'ABC') }),
   },
@@ -59,9 +56,9 @@ export const fleetArb: fc.Arbitrary<Record<string, unknown>[]> = fc.array(twinAr
 
 /** A word in random letter case (keywords and function names are case-insensitive). */
 const anyCase = (word: string): fc.Arbitrary<string> =>
-  fc.array(fc.boolean(), { minLength: word.length, maxLength: word.length }).map((flags) =>
-    [...word].map((c, i) => (flags[i] ? c.toUpperCase() : c.toLowerCase())).join(''),
-  );
+  fc
+    .array(fc.boolean(), { minLength: word.length, maxLength: word.length })
+    .map((flags) => [...word].map((c, i) => (flags[i] ? c.toUpperCase() : c.toLowerCase())).join(''));
 
 const ws = fc.constantFrom(' ', ' ', ' ', '  ', '\n', '\t', '\r\n ');
 
@@ -73,13 +70,33 @@ const nameText: fc.Arbitrary<string> = fc.oneof(
 
 const rootText = fc.oneof(
   { weight: 4, arbitrary: fc.constantFrom('tags', 'properties.reported', 'properties.desired') },
-  { weight: 1, arbitrary: fc.constantFrom('Tags', 'Properties.Reported', 'devices.tags', 'devices.properties.desired') },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom('Tags', 'Properties.Reported', 'devices.tags', 'devices.properties.desired'),
+  },
 );
 
 /** A path: a root section and up to two names below it, or a root field. */
 export const pathTextArb: fc.Arbitrary<string> = fc.oneof(
-  { weight: 5, arbitrary: fc.tuple(rootText, fc.array(nameText, { minLength: 1, maxLength: 2 })).map(([r, ns]) => [r, ...ns].join('.')) },
-  { weight: 2, arbitrary: fc.constantFrom('deviceId', 'DeviceId', 'status', 'version', 'moduleId', 'capabilities.iotEdge', 'x509Thumbprint.primaryThumbprint', '[[deviceId]]') },
+  {
+    weight: 5,
+    arbitrary: fc
+      .tuple(rootText, fc.array(nameText, { minLength: 1, maxLength: 2 }))
+      .map(([r, ns]) => [r, ...ns].join('.')),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom(
+      'deviceId',
+      'DeviceId',
+      'status',
+      'version',
+      'moduleId',
+      'capabilities.iotEdge',
+      'x509Thumbprint.primaryThumbprint',
+      '[[deviceId]]',
+    ),
+  },
 );
 
 const stringLiteral = fc.oneof(
@@ -96,10 +113,25 @@ const constantText = fc.oneof(
   { weight: 2, arbitrary: fc.constantFrom('true', 'false', 'null', 'undefined').chain(anyCase) },
 );
 const arrayText = fc
-  .array(fc.oneof(constantText, numberLiteral.map((n) => `-${n}`)), { minLength: 1, maxLength: 4 })
+  .array(
+    fc.oneof(
+      constantText,
+      numberLiteral.map((n) => `-${n}`),
+    ),
+    { minLength: 1, maxLength: 4 },
+  )
   .map((items) => `[${items.join(', ')}]`);
 
-const FUNCTIONS_1 = ['IS_DEFINED', 'IS_NULL', 'IS_BOOL', 'IS_NUMBER', 'IS_STRING', 'IS_OBJECT', 'IS_ARRAY', 'IS_PRIMITIVE'];
+const FUNCTIONS_1 = [
+  'IS_DEFINED',
+  'IS_NULL',
+  'IS_BOOL',
+  'IS_NUMBER',
+  'IS_STRING',
+  'IS_OBJECT',
+  'IS_ARRAY',
+  'IS_PRIMITIVE',
+];
 const FUNCTIONS_2 = ['STARTSWITH', 'ENDSWITH', 'CONTAINS'];
 const COMPARE = ['=', '!=', '<>', '<', '<=', '>', '>='];
 
@@ -108,17 +140,45 @@ const { exprText } = fc.letrec<{ exprText: string; operand: string }>((tie) => (
     { depthSize: 'small', maxDepth: 4, depthIdentifier: 'expr' },
     { weight: 4, arbitrary: pathTextArb },
     { weight: 3, arbitrary: constantText },
-    { weight: 1, arbitrary: fc.tuple(tie('operand'), fc.constantFrom('+', '-', '*', '/', '%'), tie('operand')).map(([a, op, b]) => `${a} ${op} ${b}`) },
+    {
+      weight: 1,
+      arbitrary: fc
+        .tuple(tie('operand'), fc.constantFrom('+', '-', '*', '/', '%'), tie('operand'))
+        .map(([a, op, b]) => `${a} ${op} ${b}`),
+    },
     { weight: 1, arbitrary: tie('operand').map((a) => `-${a}`) },
     { weight: 1, arbitrary: tie('operand').map((a) => `(${a})`) },
   ),
   exprText: fc.oneof(
     { depthSize: 'small', maxDepth: 4, depthIdentifier: 'expr' },
-    { weight: 5, arbitrary: fc.tuple(tie('operand'), fc.constantFrom(...COMPARE), tie('operand')).map(([a, op, b]) => `${a} ${op} ${b}`) },
-    { weight: 2, arbitrary: fc.tuple(tie('operand'), fc.constantFrom('IN', 'NIN', 'NOT IN', 'in', 'nin'), arrayText).map(([a, op, arr]) => `${a} ${op} ${arr}`) },
-    { weight: 2, arbitrary: fc.tuple(fc.constantFrom(...FUNCTIONS_1).chain(anyCase), tie('operand')).map(([f, a]) => `${f}(${a})`) },
-    { weight: 2, arbitrary: fc.tuple(fc.constantFrom(...FUNCTIONS_2).chain(anyCase), tie('operand'), tie('operand')).map(([f, a, b]) => `${f}(${a}, ${b})`) },
-    { weight: 2, arbitrary: fc.tuple(tie('exprText'), fc.constantFrom('AND', 'OR', 'and', 'Or'), tie('exprText')).map(([a, op, b]) => `${a} ${op} ${b}`) },
+    {
+      weight: 5,
+      arbitrary: fc
+        .tuple(tie('operand'), fc.constantFrom(...COMPARE), tie('operand'))
+        .map(([a, op, b]) => `${a} ${op} ${b}`),
+    },
+    {
+      weight: 2,
+      arbitrary: fc
+        .tuple(tie('operand'), fc.constantFrom('IN', 'NIN', 'NOT IN', 'in', 'nin'), arrayText)
+        .map(([a, op, arr]) => `${a} ${op} ${arr}`),
+    },
+    {
+      weight: 2,
+      arbitrary: fc.tuple(fc.constantFrom(...FUNCTIONS_1).chain(anyCase), tie('operand')).map(([f, a]) => `${f}(${a})`),
+    },
+    {
+      weight: 2,
+      arbitrary: fc
+        .tuple(fc.constantFrom(...FUNCTIONS_2).chain(anyCase), tie('operand'), tie('operand'))
+        .map(([f, a, b]) => `${f}(${a}, ${b})`),
+    },
+    {
+      weight: 2,
+      arbitrary: fc
+        .tuple(tie('exprText'), fc.constantFrom('AND', 'OR', 'and', 'Or'), tie('exprText'))
+        .map(([a, op, b]) => `${a} ${op} ${b}`),
+    },
     { weight: 1, arbitrary: tie('exprText').map((a) => `NOT ${a}`) },
     { weight: 1, arbitrary: tie('exprText').map((a) => `(${a})`) },
     { weight: 1, arbitrary: tie('operand') },
@@ -146,7 +206,10 @@ const selectionText = fc.oneof(
   {
     weight: 3,
     arbitrary: fc
-      .tuple(fc.option(pathTextArb, { nil: undefined }), fc.array(fc.tuple(aggregateText, aliasText), { minLength: 1, maxLength: 3 }))
+      .tuple(
+        fc.option(pathTextArb, { nil: undefined }),
+        fc.array(fc.tuple(aggregateText, aliasText), { minLength: 1, maxLength: 3 }),
+      )
       .map(([group, aggs]) => ({
         text: [...(group === undefined ? [] : [group]), ...aggs.map(([f, a]) => f + a)].join(', '),
         group,
@@ -165,12 +228,16 @@ export const queryTextArb: fc.Arbitrary<string> = fc
     top: fc.option(fc.constantFrom('TOP 0', 'TOP 1', 'top 3', 'TOP 0x2'), { nil: undefined }),
     selection: selectionText,
     from: anyCase('FROM'),
-    collection: fc.oneof({ weight: 6, arbitrary: fc.constant('devices') }, { weight: 1, arbitrary: fc.constantFrom('Devices', 'devices.modules', 'devices.jobs') }),
+    collection: fc.oneof(
+      { weight: 6, arbitrary: fc.constant('devices') },
+      { weight: 1, arbitrary: fc.constantFrom('Devices', 'devices.modules', 'devices.jobs') },
+    ),
     where: fc.option(conditionTextArb, { nil: undefined, freq: 4 }),
     sp: fc.array(ws, { minLength: 8, maxLength: 8 }),
   })
   .map(({ select, top, selection, from, collection, where, sp }) => {
-    let q = select + sp[0] + (top === undefined ? '' : top + sp[1]) + selection.text + sp[2] + from + sp[3] + collection;
+    let q =
+      select + sp[0] + (top === undefined ? '' : top + sp[1]) + selection.text + sp[2] + from + sp[3] + collection;
     if (where !== undefined) q += sp[4] + 'WHERE' + sp[5] + where;
     if (selection.group !== undefined) q += sp[6] + 'GROUP BY' + sp[7] + selection.group;
     return q;
@@ -179,11 +246,70 @@ export const queryTextArb: fc.Arbitrary<string> = fc
 // ── noise ──────────────────────────────────────────────────────────────────────────────────────
 
 const TOKENS = [
-  'SELECT', 'TOP', 'FROM', 'WHERE', 'GROUP', 'BY', 'ORDER', 'AS', 'AND', 'OR', 'NOT', 'IN', 'NIN', 'JOIN',
-  'devices', 'devices.modules', 'devices.jobs', '*', ',', '.', '(', ')', '[', ']', '[[', ']]', '=', '!=', '<>',
-  '<', '<=', '>', '>=', '+', '-', '/', '%', "'", '"', '\\', "'x'", '"y"', '1', '0x', '1e', '1.5', 'true', 'null',
-  'undefined', 'COUNT()', 'SUM(', 'IS_DEFINED(', 'STARTSWITH(', 'LOWER(', 'STARTS_WITH(', 'tags', 'tags.x',
-  'properties.reported.battery', '[[a-b]]', ';', '\n', '\u0000', '\u{1F600}', '\uD800',
+  'SELECT',
+  'TOP',
+  'FROM',
+  'WHERE',
+  'GROUP',
+  'BY',
+  'ORDER',
+  'AS',
+  'AND',
+  'OR',
+  'NOT',
+  'IN',
+  'NIN',
+  'JOIN',
+  'devices',
+  'devices.modules',
+  'devices.jobs',
+  '*',
+  ',',
+  '.',
+  '(',
+  ')',
+  '[',
+  ']',
+  '[[',
+  ']]',
+  '=',
+  '!=',
+  '<>',
+  '<',
+  '<=',
+  '>',
+  '>=',
+  '+',
+  '-',
+  '/',
+  '%',
+  "'",
+  '"',
+  '\\',
+  "'x'",
+  '"y"',
+  '1',
+  '0x',
+  '1e',
+  '1.5',
+  'true',
+  'null',
+  'undefined',
+  'COUNT()',
+  'SUM(',
+  'IS_DEFINED(',
+  'STARTSWITH(',
+  'LOWER(',
+  'STARTS_WITH(',
+  'tags',
+  'tags.x',
+  'properties.reported.battery',
+  '[[a-b]]',
+  ';',
+  '\n',
+  '\u0000',
+  '\u{1F600}',
+  '\uD800',
 ];
 
 /** Random sequences of query tokens: reaches deep parser states that random characters rarely do. */
@@ -193,7 +319,12 @@ export const tokenSoupArb: fc.Arbitrary<string> = fc
 
 /** A generated query with one character deleted, duplicated or replaced. */
 export const mutatedQueryArb: fc.Arbitrary<string> = fc
-  .tuple(queryTextArb, fc.nat(), fc.constantFrom('delete', 'duplicate', 'replace'), fc.constantFrom(...'()[]\'".,=<>*-;\\ x0'))
+  .tuple(
+    queryTextArb,
+    fc.nat(),
+    fc.constantFrom('delete', 'duplicate', 'replace'),
+    fc.constantFrom(...'()[]\'".,=<>*-;\\ x0'),
+  )
   .map(([q, at, how, ch]) => {
     const i = q.length === 0 ? 0 : at % q.length;
     if (how === 'delete') return q.slice(0, i) + q.slice(i + 1);

@@ -32,7 +32,12 @@ describe('markStale', () => {
     const twin: DeltaInput = {
       deviceId: 'dev1',
       properties: {
-        desired: { fw: '2', mode: 'eco', $metadata: { $lastUpdated: '2025-01-01T00:00:00Z', $lastUpdatedVersion: 3 }, $version: 3 },
+        desired: {
+          fw: '2',
+          mode: 'eco',
+          $metadata: { $lastUpdated: '2025-01-01T00:00:00Z', $lastUpdatedVersion: 3 },
+          $version: 3,
+        },
         reported: {
           fw: { value: '1', ac: 202, av: 3 },
           mode: 'eco',

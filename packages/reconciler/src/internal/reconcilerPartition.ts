@@ -9,7 +9,16 @@
  * a redelivery or a replay from the earliest offset emits nothing twice.
  */
 import { decodeOutputRecord, encodeOutputRecord } from '@twinlog/codec';
-import { delta, deltaEquals, fromStateDoc, renderTwin, type AppendRecord, type DeltaState, type Log, type LogRecord } from '@twinlog/core';
+import {
+  delta,
+  deltaEquals,
+  fromStateDoc,
+  renderTwin,
+  type AppendRecord,
+  type DeltaState,
+  type Log,
+  type LogRecord,
+} from '@twinlog/core';
 import { CHECKPOINT_KEY, TOPICS } from '@twinlog/projector';
 import { hasUnsettled, markStale } from './markStale.ts';
 
@@ -163,7 +172,12 @@ export class ReconcilerPartition {
 
   private record(deviceId: string, state: DeltaState | undefined, source: number): AppendRecord {
     if (state === undefined) {
-      return { key: deviceId, partition: this.partition, value: null, headers: { [SOURCE_OFFSET_HEADER]: String(source) } };
+      return {
+        key: deviceId,
+        partition: this.partition,
+        value: null,
+        headers: { [SOURCE_OFFSET_HEADER]: String(source) },
+      };
     }
     return {
       key: deviceId,

@@ -1,6 +1,15 @@
 /** One partition's reconciler state: change detection, redelivery, restore. */
 import { encodeOutputRecord } from '@twinlog/codec';
-import { applyEvent, createTwinState, toStateDoc, twinExists, twinVersion, type LogRecord, type Patch, type TwinState } from '@twinlog/core';
+import {
+  applyEvent,
+  createTwinState,
+  toStateDoc,
+  twinExists,
+  twinVersion,
+  type LogRecord,
+  type Patch,
+  type TwinState,
+} from '@twinlog/core';
 import { createInMemoryLog } from '@twinlog/core/testing';
 import { CHECKPOINT_KEY, ensureTwinTopics, TOPICS } from '@twinlog/projector';
 import { describe, expect, it } from 'vitest';
@@ -9,9 +18,22 @@ import { emptyStats, ReconcilerPartition } from './reconcilerPartition.ts';
 const T0 = 1_750_000_000_000;
 let seq = 0;
 
-function write(state: TwinState, section: 'create' | 'desired' | 'reported' | 'tags' | 'delete', patch: Patch = {}): void {
+function write(
+  state: TwinState,
+  section: 'create' | 'desired' | 'reported' | 'tags' | 'delete',
+  patch: Patch = {},
+): void {
   seq++;
-  applyEvent(state, { v: 1, id: { writer: 'w', seq }, deviceId: state.deviceId, section, op: 'merge', patch, stamp: { wall: T0 + seq, counter: 0 }, actor: 'a' });
+  applyEvent(state, {
+    v: 1,
+    id: { writer: 'w', seq },
+    deviceId: state.deviceId,
+    section,
+    op: 'merge',
+    patch,
+    stamp: { wall: T0 + seq, counter: 0 },
+    actor: 'a',
+  });
 }
 
 function snapshot(state: TwinState, offset: number): LogRecord {
@@ -24,7 +46,15 @@ function snapshot(state: TwinState, offset: number): LogRecord {
     version: twinVersion(state),
     offsets: { backend: offset, device: 0 },
   });
-  return { topic: TOPICS.snapshots, partition: 0, offset, key: state.deviceId, value, timestamp: T0 + 100, headers: {} };
+  return {
+    topic: TOPICS.snapshots,
+    partition: 0,
+    offset,
+    key: state.deviceId,
+    value,
+    timestamp: T0 + 100,
+    headers: {},
+  };
 }
 
 describe('ReconcilerPartition', () => {
@@ -37,7 +67,12 @@ describe('ReconcilerPartition', () => {
     write(dev, 'desired', { fw: '1' });
     const r2 = snapshot(dev, 2);
     const ghost = createTwinState('ghost'); // a refused command on an unknown device leaves such a snapshot
-    const checkpoint: LogRecord = { ...r0, offset: 4, key: CHECKPOINT_KEY, value: encodeOutputRecord({ kind: 'checkpoint', v: 1, partition: 0, offsets: { backend: 3, device: 0 } }) };
+    const checkpoint: LogRecord = {
+      ...r0,
+      offset: 4,
+      key: CHECKPOINT_KEY,
+      value: encodeOutputRecord({ kind: 'checkpoint', v: 1, partition: 0, offsets: { backend: 3, device: 0 } }),
+    };
     const bad: LogRecord = { ...r0, offset: 5, key: 'dev2', value: new Uint8Array([0xc1]) };
     const batch = [r0, r1, r2, snapshot(ghost, 3), checkpoint, bad];
 
