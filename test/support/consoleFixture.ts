@@ -22,6 +22,8 @@ export interface ConsoleServe {
   readonly adminUrl: string;
   /** IoT Hub REST calls signed with the service policy. */
   rest(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }>;
+  /** A hub-wide service SAS token of the `iothubowner` policy, valid for an hour. */
+  serviceSas(): string;
   /** Create a device over REST; resolves with its primary key. */
   createDevice(deviceId: string): Promise<string>;
   stop(): Promise<void>;
@@ -57,6 +59,7 @@ export async function startConsoleServe(): Promise<ConsoleServe> {
     loginUrl,
     adminUrl: `http://127.0.0.1:${served.adminPort}`,
     rest,
+    serviceSas: () => signServiceSas(HUB, 'iothubowner', key, Math.floor(Date.now() / 1000) + 3600),
     async createDevice(deviceId) {
       const put = await rest('PUT', `/devices/${encodeURIComponent(deviceId)}`, { deviceId });
       if (put.status !== 200) throw new Error(`creating ${deviceId}: ${put.status} ${JSON.stringify(put.json)}`);

@@ -200,6 +200,32 @@ describe('the console in chromium', () => {
     },
   );
 
+  it('logs in on its own page with a service SAS token, and refuses a wrong token', { timeout: 60_000 }, async () => {
+    browser ??= await launchChromium();
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(m.text());
+    });
+    await page.goto(`${serve.adminUrl}/ui/`);
+    await page.fill('#token', 'not-a-token');
+    await page.click('form.login button[type="submit"]');
+    await page.locator('main [role="alert"]').waitFor();
+    expect(await page.locator('main [role="alert"]').textContent()).toContain('That token was refused');
+    await page.fill('#token', serve.serviceSas());
+    await page.click('form.login button[type="submit"]');
+    await page.locator('#hub-name').waitFor();
+    expect(await page.locator('#hub-name').textContent()).toBe('localhost');
+    await page.locator('main h1').waitFor();
+    expect(await page.locator('main h1').textContent()).toBe('Fleet');
+    // logging out ends the session
+    await page.click('button:has-text("Log out")');
+    await page.locator('form.login').waitFor();
+    expect(errors).toEqual([]);
+    await context.close();
+  });
+
   it('resumes the live feed from Last-Event-ID', { timeout: 30_000 }, async () => {
     await serve.createDevice('fan-1');
     const login = await fetch(serve.loginUrl, { redirect: 'manual' });
