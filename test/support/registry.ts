@@ -3,9 +3,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 
 /** Every device's keys in `<data>/registry.db`, read without the store. */
-export function readRegistry(
-  data: string,
-): Record<
+export function readRegistry(data: string): Record<
   string,
   {
     primaryKey: string;
