@@ -89,6 +89,7 @@ import {
 import {
   isCoordinatorBusyError,
   isFencedError,
+  isProducerStateError,
   isTopicExistsError,
   isTransientError,
   isUnknownTopicError,
@@ -531,6 +532,7 @@ export function createPlatformaticKafkaLog(options: PlatformaticKafkaLogOptions)
           isFenced: isFencedError,
           abort: open && (() => open.abort()),
           drop: () => dropTxProducer(fence),
+          unusable: isProducerStateError(e),
         });
       }
       if (awaitVisibility) await awaitVisible(written, offsets);

@@ -33,6 +33,7 @@ import { createLogCreator, numericLevel, type KafkaLogEntry, type KafkaLogLevel 
 import {
   isCoordinatorBusyError,
   isFencedError,
+  isProducerStateError,
   isTransientError,
   isUnknownTopicError,
 } from './internal/kafkaErrors.ts';
@@ -430,13 +431,15 @@ export function createKafkaLog(options: KafkaLogOptions): KafkaLog {
         }
         await tx.commit();
       } catch (e) {
-        // Abort what can be aborted; a producer whose transaction could not be ended cleanly (or
-        // that was fenced) is unusable in kafkajs, so it is dropped.
+        // Abort what can be aborted; a producer whose transaction could not be ended cleanly, that
+        // was fenced, or whose sequence numbers the broker no longer accepts (after a long outage)
+        // is unusable in kafkajs, so it is dropped.
         const open = tx?.isActive() === true ? tx : undefined;
         return fences.fail(fence, e, {
           isFenced: isFencedError,
           abort: open && (() => open.abort()),
           drop: () => dropTxProducer(fence),
+          unusable: isProducerStateError(e),
         });
       }
       if (awaitVisibility) await awaitVisible(written, offsets);

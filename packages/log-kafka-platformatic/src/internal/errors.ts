@@ -26,6 +26,10 @@ const FENCED = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED']);
 /** True when `e` says a newer producer with the same transactional id took over. */
 export const isFencedError = (e: unknown): boolean => hasApiError(e, FENCED);
 
+const PRODUCER_STATE = new Set(['OUT_OF_ORDER_SEQUENCE_NUMBER', 'DUPLICATE_SEQUENCE_NUMBER', 'UNKNOWN_PRODUCER_ID']);
+/** True when the broker no longer accepts the producer's sequence numbers: a clean abort does not make it usable again. */
+export const isProducerStateError = (e: unknown): boolean => hasApiError(e, PRODUCER_STATE);
+
 const BUSY = new Set([
   'CONCURRENT_TRANSACTIONS',
   'COORDINATOR_LOAD_IN_PROGRESS',

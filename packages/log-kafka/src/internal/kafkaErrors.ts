@@ -25,6 +25,34 @@ export function isFencedError(e: unknown): boolean {
   });
 }
 
+/**
+ * Codes after which the broker and the producer disagree on the producer's sequence numbers: an
+ * idempotent kafkajs producer cannot recover from that (it has no epoch bump), so even after a
+ * clean abort it must be replaced by a new one, whose `InitProducerId` starts a fresh sequence.
+ */
+const PRODUCER_STATE_CODES = new Set([
+  45, // OUT_OF_ORDER_SEQUENCE_NUMBER
+  46, // DUPLICATE_SEQUENCE_NUMBER
+  59, // UNKNOWN_PRODUCER_ID
+]);
+const PRODUCER_STATE_TYPES = new Set([
+  'OUT_OF_ORDER_SEQUENCE_NUMBER',
+  'DUPLICATE_SEQUENCE_NUMBER',
+  'UNKNOWN_PRODUCER_ID',
+]);
+
+/** True when `e` (or anything it wraps) says the producer's sequence state is lost (seen after long broker outages). */
+export function isProducerStateError(e: unknown): boolean {
+  return errorChain(e).some((x) => {
+    if (typeof x !== 'object' || x === null) return false;
+    const { type, code } = x as { type?: unknown; code?: unknown };
+    return (
+      (typeof type === 'string' && PRODUCER_STATE_TYPES.has(type)) ||
+      (typeof code === 'number' && PRODUCER_STATE_CODES.has(code))
+    );
+  });
+}
+
 /** True when `e` (or anything it wraps) is the broker saying the topic or partition does not exist. */
 export function isUnknownTopicError(e: unknown): boolean {
   return errorChain(e).some(

@@ -3,6 +3,7 @@ import {
   errorChain,
   isCoordinatorBusyError,
   isFencedError,
+  isProducerStateError,
   isTransientError,
   isUnknownTopicError,
 } from './kafkaErrors.ts';
@@ -25,6 +26,15 @@ describe('kafkaErrors', () => {
     expect(isFencedError(wrapped(protocol('CONCURRENT_TRANSACTIONS', 51)))).toBe(false);
     expect(isFencedError('INVALID_PRODUCER_EPOCH')).toBe(false);
     expect(isFencedError(undefined)).toBe(false);
+  });
+
+  it('recognises a producer whose sequence state the broker lost, however wrapped, and nothing else', () => {
+    expect(isProducerStateError(wrapped(protocol('OUT_OF_ORDER_SEQUENCE_NUMBER', 45)))).toBe(true);
+    expect(isProducerStateError(protocol('KAFKA_UNKNOWN_ERROR', 59))).toBe(true); // UNKNOWN_PRODUCER_ID by code
+    expect(isProducerStateError(wrapped(protocol('DUPLICATE_SEQUENCE_NUMBER', 46)))).toBe(true);
+    expect(isProducerStateError(protocol('INVALID_PRODUCER_EPOCH', 47))).toBe(false); // fencing, told apart
+    expect(isProducerStateError(protocol('NOT_LEADER_FOR_PARTITION', 6))).toBe(false);
+    expect(isProducerStateError(undefined)).toBe(false);
   });
 
   it('recognises unknown topics', () => {

@@ -13,6 +13,8 @@ export interface FailedTransaction {
   readonly abort: (() => Promise<unknown>) | undefined;
   /** Drops the fence's producer (the next transaction creates a new one). */
   readonly drop: () => Promise<void>;
+  /** The producer is unusable whatever the abort does (its sequence state is lost): drop it. */
+  readonly unusable?: boolean;
 }
 
 export class Fences {
@@ -31,10 +33,14 @@ export class Fences {
 
   /**
    * Ends a transaction of `fence` that failed with `error`: aborts what can be aborted, drops the
-   * producer unless its transaction was aborted cleanly and it was not fenced, and rethrows; a
+   * producer unless its transaction was aborted cleanly and it was neither fenced nor `unusable`, and rethrows; a
    * fenced writer loses the fence for good and gets `LOG_FENCED`.
    */
-  async fail(fence: string, error: unknown, { isFenced, abort, drop }: FailedTransaction): Promise<never> {
+  async fail(
+    fence: string,
+    error: unknown,
+    { isFenced, abort, drop, unusable = false }: FailedTransaction,
+  ): Promise<never> {
     let reusable = false;
     if (abort !== undefined) {
       try {
@@ -45,7 +51,7 @@ export class Fences {
       }
     }
     const fenced = isFenced(error);
-    if (fenced || !reusable) await drop();
+    if (fenced || !reusable || unusable) await drop();
     if (fenced) {
       this.#lost.add(fence);
       throw fencedError(fence, error);
