@@ -7,7 +7,8 @@
  * - a service SAS token signed with the `iothubowner` key, as back-end apps send it to the REST
  *   gateway (hub-wide scope, not expired).
  *
- * Sessions live in memory and end after `sessionTtlMs` or with the process.
+ * Sessions live in memory and end after `sessionTtlMs` or with the process; at most `maxSessions`
+ * are held, a login past that ends the oldest.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
@@ -15,6 +16,7 @@ import { signServiceSas } from '@twinlog/gateway';
 
 export const SESSION_COOKIE = 'twinlog_console';
 const DEFAULT_SESSION_TTL_MS = 12 * 60 * 60 * 1000;
+const DEFAULT_MAX_SESSIONS = 1_000;
 
 export interface ConsoleAuthOptions {
   /** The service policy a SAS token must be signed with (read at each SAS login). */
@@ -22,6 +24,8 @@ export interface ConsoleAuthOptions {
   readonly hubName: string;
   readonly now: () => number;
   readonly sessionTtlMs?: number;
+  /** Most sessions held at once; a login past it ends the oldest one (default 1,000). */
+  readonly maxSessions?: number;
 }
 
 export interface ConsoleSession {
@@ -71,6 +75,7 @@ export function createConsoleAuth({
   hubName,
   now,
   sessionTtlMs = DEFAULT_SESSION_TTL_MS,
+  maxSessions = DEFAULT_MAX_SESSIONS,
 }: ConsoleAuthOptions): ConsoleAuth {
   const loginToken = randomBytes(24).toString('base64url');
   const sessions = new Map<string, ConsoleSession>();
@@ -111,6 +116,11 @@ export function createConsoleAuth({
         by = policyOf().name;
       }
       for (const [id, s] of sessions) if (s.expires <= now()) sessions.delete(id);
+      // bounded: past the cap the oldest session ends (a Map iterates in insertion order)
+      for (const id of sessions.keys()) {
+        if (sessions.size < maxSessions) break;
+        sessions.delete(id);
+      }
       const session = { id: randomBytes(24).toString('base64url'), by, expires: now() + sessionTtlMs };
       sessions.set(session.id, session);
       return session;

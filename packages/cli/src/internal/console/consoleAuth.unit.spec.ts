@@ -31,6 +31,18 @@ describe('console login', () => {
     expect(auth.sessionOf(request(`twinlog_console=${again.id}`))).toBeUndefined();
   });
 
+  it('holds at most maxSessions sessions: a login past the cap ends the oldest', () => {
+    const small = createConsoleAuth({
+      policy: () => ({ name: 'iothubowner', key: KEY }),
+      hubName: 'hub',
+      now: () => now,
+      maxSessions: 3,
+    });
+    const ids = Array.from({ length: 5 }, () => (small.login(small.loginToken) as { id: string }).id);
+    const live = ids.map((id) => small.sessionOf(request(`twinlog_console=${id}`)) !== undefined);
+    expect(live).toEqual([false, false, true, true, true]);
+  });
+
   it('opens one for a hub-wide service SAS of the policy, and refuses anything else with a reason', () => {
     const se = Math.floor(now / 1000) + 600;
     expect(auth.login(signServiceSas('hub', 'iothubowner', KEY, se))).toMatchObject({ by: 'iothubowner' });
