@@ -162,16 +162,21 @@ export interface TaskOptions {
 }
 
 /** The task options a projector or a replay passes on from its own options. */
-export type PassedTaskOptions = Pick<
-  TaskOptions,
-  'limits' | 'maxOfflineWindowMs' | 'maxSkewMs' | 'gcMarginMs' | 'maxForwardSkewMs' | 'maxSnapshotBytes'
->;
+const PASSED_KEYS = [
+  'limits',
+  'maxOfflineWindowMs',
+  'maxSkewMs',
+  'gcMarginMs',
+  'maxForwardSkewMs',
+  'maxSnapshotBytes',
+] as const;
+export type PassedTaskOptions = Pick<TaskOptions, (typeof PASSED_KEYS)[number]>;
 
-/** `options` without its undefined members (the task's defaults then apply). */
+/** The task options among a projector's or a replay's `options`, without undefined ones (the task's defaults then apply). */
 export function passedTaskOptions(options: {
-  readonly [K in keyof PassedTaskOptions]: PassedTaskOptions[K] | undefined;
+  readonly [K in keyof PassedTaskOptions]?: PassedTaskOptions[K] | undefined;
 }): PassedTaskOptions {
-  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+  return Object.fromEntries(PASSED_KEYS.flatMap((k) => (options[k] === undefined ? [] : [[k, options[k]]])));
 }
 
 /** Counts of what one batch did, for diagnostics and tests. */

@@ -290,15 +290,7 @@ export async function replay(options: ReplayOptions): Promise<ReplayResult> {
     deviceId === undefined ? backendEnds.map((_, p) => p) : [partitionFor(deviceId, backendEnds.length)];
   const endsOf = (p: number): PartitionEnds => ({ backend: backendEnds[p] ?? 0, device: deviceEnds[p] ?? 0 });
   const total = partitions.reduce((n, p) => n + endsOf(p).backend + endsOf(p).device, 0);
-  const { limits, maxOfflineWindowMs, maxSkewMs, gcMarginMs, maxForwardSkewMs, maxSnapshotBytes } = options;
-  const taskOptions = passedTaskOptions({
-    limits,
-    maxOfflineWindowMs,
-    maxSkewMs,
-    gcMarginMs,
-    maxForwardSkewMs,
-    maxSnapshotBytes,
-  });
+  const taskOptions = passedTaskOptions(options);
   let read = 0;
   const onRead = (n: number): void => {
     read += n;

@@ -140,35 +140,23 @@ export interface Projector {
  * // …
  * await projector.stop()
  */
-export async function startProjector({
-  log,
-  group = 'twinlog-projector',
-  physicalNow,
-  limits,
-  maxOfflineWindowMs,
-  maxSkewMs,
-  gcMarginMs,
-  maxForwardSkewMs,
-  maxSnapshotBytes,
-  settleIntervalMs = 200,
-  maxUncommittedRecords = 50_000,
-  maxUncommittedMs = 1_000,
-  concurrency = 8,
-  onBatch,
-  restart = {},
-  name = 'projector',
-  onStateChange,
-  workers = 0,
-}: ProjectorOptions): Promise<Projector> {
+export async function startProjector(options: ProjectorOptions): Promise<Projector> {
+  const {
+    log,
+    group = 'twinlog-projector',
+    physicalNow,
+    settleIntervalMs = 200,
+    maxUncommittedRecords = 50_000,
+    maxUncommittedMs = 1_000,
+    concurrency = 8,
+    onBatch,
+    restart = {},
+    name = 'projector',
+    onStateChange,
+    workers = 0,
+  } = options;
   const clock = createHybridClock({ physicalNow });
-  const passed = passedTaskOptions({
-    limits,
-    maxOfflineWindowMs,
-    maxSkewMs,
-    gcMarginMs,
-    maxForwardSkewMs,
-    maxSnapshotBytes,
-  });
+  const passed = passedTaskOptions(options);
   const taskOptions = (partition: number): TaskOptions => ({ partition, clock, ...passed });
   new PartitionTask(taskOptions(0)); // option errors surface here, not at the first assignment
   const pool = workers === 0 ? undefined : createWorkerPool(workers);
