@@ -6,20 +6,12 @@
  * `into`) the encoded records a rebuild writes. The caller merges them in partition order, so the
  * result is the one a replay in this thread returns.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { fromStateDoc, type AppendRecord, type TwinState } from '@twinlog/core';
 import type { PassedTaskOptions } from '../partitionTask.ts';
 import type { PartitionEnds, PartitionReplay, WorkerLogSpec } from '../replay.ts';
 import type { ReplayWorkerMessage, ReplayWorkerRequest } from './replayProtocol.ts';
-
-// Compiled, the worker is replayWorker.js; from the TypeScript sources, replayWorker.mjs runs
-// replayWorker.ts through tsx with the `source` export condition (as workerPool.ts does).
-const FROM_SOURCES = import.meta.url.endsWith('.ts');
-const WORKER_ENTRY = new URL(FROM_SOURCES ? './replayWorker.mjs' : './replayWorker.js', import.meta.url);
-const WORKER_OPTIONS =
-  FROM_SOURCES && !process.execArgv.includes('--conditions=source')
-    ? { execArgv: [...process.execArgv, '--conditions=source'] }
-    : {};
+import { startWorker } from './startWorker.ts';
 
 type Result = PartitionReplay & {
   states: Iterable<readonly [string, TwinState]>;
@@ -56,7 +48,7 @@ export async function replayInWorkers({
       shares.map(
         (share) =>
           new Promise<void>((resolve, reject) => {
-            const worker = new Worker(WORKER_ENTRY, WORKER_OPTIONS);
+            const worker = startWorker('replayWorker');
             running.push(worker);
             let finished = false;
             worker.on('message', (m: ReplayWorkerMessage) => {

@@ -7,12 +7,13 @@
  * A worker that dies fails the requests it had; the projector's stage fails with them and its
  * supervisor starts a new run, which opens the partitions again in a fresh worker.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { InputOffsets } from '@twinlog/codec';
 import type { Log, LogRecord } from '@twinlog/core';
 import type { PassedTaskOptions, TaskOutput } from '../partitionTask.ts';
 import { TOPICS, type InputTopic } from '../topics.ts';
 import { packRecords, unpackAppends } from './packedRecords.ts';
+import { startWorker } from './startWorker.ts';
 import type { PackedOutput, TaskReport, WorkerRequest, WorkerResponse } from './protocol.ts';
 
 /** What the projector needs of a partition's task, in this thread or in a worker. */
@@ -29,16 +30,6 @@ export interface ProjectorTask {
   close?(): Promise<void>;
 }
 
-// Compiled (dist/), the worker is the compiled projectorWorker.js. From the TypeScript sources (tests,
-// benchmarks, `npm run twinlog`), projectorWorker.mjs runs projectorWorker.ts through tsx, and the
-// worker resolves the other packages by their `source` export condition as this thread does.
-const FROM_SOURCES = import.meta.url.endsWith('.ts');
-const WORKER_ENTRY = new URL(FROM_SOURCES ? './projectorWorker.mjs' : './projectorWorker.js', import.meta.url);
-const WORKER_OPTIONS =
-  FROM_SOURCES && !process.execArgv.includes('--conditions=source')
-    ? { execArgv: [...process.execArgv, '--conditions=source'] }
-    : {};
-
 class WorkerHandle {
   private readonly worker: Worker;
   private readonly waiting = new Map<
@@ -49,7 +40,7 @@ class WorkerHandle {
   dead = false;
 
   constructor() {
-    this.worker = new Worker(WORKER_ENTRY, WORKER_OPTIONS);
+    this.worker = startWorker('projectorWorker');
     this.worker.unref();
     this.worker.on('message', (m: WorkerResponse) => {
       const w = this.waiting.get(m.id);
