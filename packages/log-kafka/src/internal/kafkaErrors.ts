@@ -16,13 +16,18 @@ const FENCED_TYPES = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED']);
 /** Every error in `e`'s cause/aggregate chain, `e` first (cycles skipped, at most 32). */
 export const errorChain = (e: unknown): unknown[] => walk(e, 32);
 
-/** True when `e` (or anything it wraps) says the producer's epoch was bumped by a newer producer. */
-export function isFencedError(e: unknown): boolean {
+/** True when some error in `e`'s chain is a broker answer with one of `types` or `codes`. */
+function hasBrokerError(e: unknown, types: ReadonlySet<string>, codes: ReadonlySet<number>): boolean {
   return errorChain(e).some((x) => {
     if (typeof x !== 'object' || x === null) return false;
     const { type, code } = x as { type?: unknown; code?: unknown };
-    return (typeof type === 'string' && FENCED_TYPES.has(type)) || (typeof code === 'number' && FENCED_CODES.has(code));
+    return (typeof type === 'string' && types.has(type)) || (typeof code === 'number' && codes.has(code));
   });
+}
+
+/** True when `e` (or anything it wraps) says the producer's epoch was bumped by a newer producer. */
+export function isFencedError(e: unknown): boolean {
+  return hasBrokerError(e, FENCED_TYPES, FENCED_CODES);
 }
 
 /**
@@ -43,14 +48,7 @@ const PRODUCER_STATE_TYPES = new Set([
 
 /** True when `e` (or anything it wraps) says the producer's sequence state is lost (seen after long broker outages). */
 export function isProducerStateError(e: unknown): boolean {
-  return errorChain(e).some((x) => {
-    if (typeof x !== 'object' || x === null) return false;
-    const { type, code } = x as { type?: unknown; code?: unknown };
-    return (
-      (typeof type === 'string' && PRODUCER_STATE_TYPES.has(type)) ||
-      (typeof code === 'number' && PRODUCER_STATE_CODES.has(code))
-    );
-  });
+  return hasBrokerError(e, PRODUCER_STATE_TYPES, PRODUCER_STATE_CODES);
 }
 
 /** True when `e` (or anything it wraps) is the broker saying the topic or partition does not exist. */
