@@ -21,6 +21,7 @@ import { DEFAULT_EVENT_LIMITS, type DecodeLimits } from './decodeLimits.ts';
 import { ENVELOPE_UPCASTERS, type Upcasters } from './envelopeUpcasters.ts';
 import { checkPlainData, type PlainDataRules } from './internal/checkPlainData.ts';
 import { decodeMsgpack, resolveLimits } from './internal/decodeMsgpack.ts';
+import { fastEnvelope } from './internal/fastEnvelope.ts';
 import { NO_EXTENSIONS } from './internal/noExtensions.ts';
 
 /*
@@ -391,6 +392,11 @@ function toEvent(
  *   upcaster reaches. Nothing else escapes, except a `RangeError` for malformed `options` (a bug).
  */
 export function decodeEvent(bytes: Uint8Array, options?: DecodeOptions): TwinEvent {
+  if (options === undefined && bytes instanceof Uint8Array) {
+    // the one-pass path for the ordinary envelope; anything else takes the general path below
+    const raw = fastEnvelope(bytes, DEFAULT_EVENT_LIMITS);
+    if (raw !== undefined && raw['v'] === ENVELOPE_VERSION) return toEvent(raw, DEFAULT_EVENT_LIMITS, true);
+  }
   const limits = resolveLimits(options, DEFAULT_EVENT_LIMITS);
   const { value, mapEntries } = decodeMsgpack(bytes, limits);
   if (!isRecord(value)) throw bad('the envelope must be a msgpack map');

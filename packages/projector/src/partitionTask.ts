@@ -370,7 +370,7 @@ export class PartitionTask {
 
   /** Handle the record at `index`; returns how many records it consumed (a corr group of commands). */
   private handle(topic: InputTopic, r: LogRecord, batch: readonly LogRecord[], index: number): number {
-    const source = { topic: topicName(topic), partition: r.partition, offset: r.offset };
+    const source: Source = { topic: topicName(topic), partition: r.partition, offset: r.offset, timestamp: r.timestamp };
     if (r.value === null) {
       this.deadLetter(r, 'CODEC_BAD_DATA', 'empty record value');
       return 1;
@@ -425,7 +425,7 @@ export class PartitionTask {
     }
     this.begin(e.deviceId, entry ?? this.setEntry(e.deviceId, { state, offsets: { backend: 0, device: 0 } }));
     this.advance(e.deviceId, state, r.timestamp);
-    this.applyAndRecord(state, e, { ...source, timestamp: r.timestamp });
+    this.applyAndRecord(state, e, source);
     return 1;
   }
 
@@ -486,9 +486,9 @@ export class PartitionTask {
     this.stats.applied++;
     this.touched.add(e.deviceId);
     if (!this.refitting) {
-      this.batch
-        .get(e.deviceId)!
-        .ops.push({ kind: 'event', events: [e], source, applied: 1, rejected: 0, rejection: undefined });
+      const b = this.batch.get(e.deviceId)!;
+      // only a device whose snapshot is checked can need its operations again (refit)
+      if (b.check) b.ops.push({ kind: 'event', events: [e], source, applied: 1, rejected: 0, rejection: undefined });
       this.onApplied?.(e, state, source);
     }
     if (e.section === 'create' && !this.refitting) {
