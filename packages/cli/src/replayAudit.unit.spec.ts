@@ -186,3 +186,51 @@ describe('audit of a fleet', () => {
     expect(bad.err).toMatch(/QUERY_/);
   });
 });
+
+describe('audit of a fleet on worker threads', () => {
+  it('prints the same bytes with --workers 2 as in this thread, in JSON, CSV and text', async () => {
+    const big = mkdtempSync(join(tmpdir(), 'twinlog-audit-workers-'));
+    try {
+      const log = createEmbeddedLog({ path: embeddedPath(big) });
+      await ensureTwinTopics(log, 4);
+      const producer = createTestProducer(log, 'ops');
+      const ids = Array.from({ length: 60 }, (_, i) => `w-${i}`);
+      await producer.send(ids.map((id) => producer.event(id, 'create')));
+      for (let round = 0; round < 20; round++)
+        await producer.send(
+          ids.map((id, i) =>
+            producer.event(id, round % 2 === 0 ? 'desired' : 'tags', { round, region: i % 3 === 0 ? 'eu' : 'us' }),
+          ),
+        );
+      await log.close();
+      for (const args of [
+        ['--all', '--format', 'json'],
+        ['--all', '--format', 'csv', '--section', 'desired'],
+        ['--where', "tags.region = 'eu'"],
+      ]) {
+        const run = async (workers: string): Promise<{ code: number; out: string; err: string }> => {
+          let out = '';
+          let err = '';
+          const code = await runCli(['audit', ...args, '--workers', workers, '--data', big], {
+            stdout: (t) => (out += t),
+            stderr: (t) => (err += t),
+            stderrIsTTY: false,
+            env: {},
+          });
+          return { code, out, err };
+        };
+        const here = await run('0');
+        const threads = await run('2');
+        expect(here.code).toBe(0);
+        expect(here.out.split('\n').length).toBeGreaterThan(200);
+        expect(threads.out).toBe(here.out);
+        // the progress lines differ in their rates; the summary does not
+        const summary = (err: string): string | undefined => /audit: .* twins/.exec(err)?.[0];
+        expect(summary(threads.err)).toBe(summary(here.err));
+        expect(summary(here.err)).toBeDefined();
+      }
+    } finally {
+      rmSync(big, { recursive: true, force: true });
+    }
+  });
+});

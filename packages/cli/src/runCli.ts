@@ -181,7 +181,11 @@ export async function runCli(
       .option('--until <time>', 'only records appended at or before this ISO-8601 time')
       .addOption(new Option('--format <format>', 'text, json (JSON lines) or csv').choices(['text', 'json', 'csv']))
       .option('--json', 'one JSON object per event (as --format json)')
-      .option('--output <file|->', 'write the events to a file instead of standard output'),
+      .option('--output <file|->', 'write the events to a file instead of standard output')
+      .option(
+        '--workers <n>',
+        'worker threads auditing partitions at once, for a fleet (default: one per core on the embedded log, none on Kafka; 0 or 1: this thread only); the lines come out in the same order',
+      ),
   ).action(
     run(async (deviceId: string | undefined, opts: Record<string, unknown>) =>
       (await commands()).auditCommand(config(opts), io, deviceId, opts),

@@ -3,43 +3,11 @@
  * the log is the history). Built on {@link replay}: the events are those the projector applied, in the order it
  * folded them, each with the versions right after it and the twin state at that moment.
  */
-import {
-  isoOf,
-  sectionVersion,
-  twinVersion,
-  type EventKind,
-  type Log,
-  type Patch,
-  type TwinState,
-} from '@twinlog/core';
+import type { EventKind, Log, TwinState } from '@twinlog/core';
+import { auditHook, type HistoryEntry } from './auditEntry.ts';
 import { replay, type ReplayOptions, type ReplayResult } from './replay.ts';
 
-/** One entry of a twin's audit trail. */
-export interface HistoryEntry {
-  /** The twin's id (a device id, or `{deviceId}/{moduleId}` for a module twin). */
-  readonly deviceId: string;
-  /** When the event was stamped (its HLC wall, ISO-8601) and its full stamp. */
-  readonly time: string;
-  readonly stamp: { readonly wall: number; readonly counter: number };
-  readonly id: { readonly writer: string; readonly seq: number };
-  readonly actor: string;
-  readonly section: EventKind;
-  readonly op: 'merge' | 'replace';
-  readonly patch: Patch;
-  /** Versions right after the event. */
-  readonly versions: {
-    readonly version: number;
-    readonly tags: number;
-    readonly desired: number;
-    readonly reported: number;
-  };
-  readonly source: {
-    readonly topic: string;
-    readonly partition: number;
-    readonly offset: number;
-    readonly appendTime: number;
-  };
-}
+export type { HistoryEntry } from './auditEntry.ts';
 
 export interface AuditOptions {
   readonly log: Log;
@@ -83,36 +51,7 @@ export async function auditTrail({
     ...(deviceId === undefined ? {} : { deviceId }),
     ...(until === undefined ? {} : { until }),
     ...(onProgress === undefined ? {} : { onProgress }),
-    onApplied: (e, state, source) => {
-      if (since !== undefined && e.stamp.wall < since) return;
-      if (sections !== undefined && !sections.includes(e.section)) return;
-      if (where !== undefined && !where(state)) return;
-      onEntry(
-        {
-          deviceId: e.deviceId,
-          time: isoOf(e.stamp.wall),
-          stamp: e.stamp,
-          id: e.id,
-          actor: e.actor,
-          section: e.section,
-          op: e.op,
-          patch: e.patch,
-          versions: {
-            version: twinVersion(state),
-            tags: sectionVersion(state, 'tags'),
-            desired: sectionVersion(state, 'desired'),
-            reported: sectionVersion(state, 'reported'),
-          },
-          source: {
-            topic: source.topic,
-            partition: source.partition,
-            offset: source.offset,
-            appendTime: source.timestamp,
-          },
-        },
-        state,
-      );
-    },
+    onApplied: auditHook({ since, sections, where }, onEntry),
   });
 }
 

@@ -370,7 +370,12 @@ export class PartitionTask {
 
   /** Handle the record at `index`; returns how many records it consumed (a corr group of commands). */
   private handle(topic: InputTopic, r: LogRecord, batch: readonly LogRecord[], index: number): number {
-    const source: Source = { topic: topicName(topic), partition: r.partition, offset: r.offset, timestamp: r.timestamp };
+    const source: Source = {
+      topic: topicName(topic),
+      partition: r.partition,
+      offset: r.offset,
+      timestamp: r.timestamp,
+    };
     if (r.value === null) {
       this.deadLetter(r, 'CODEC_BAD_DATA', 'empty record value');
       return 1;

@@ -27,6 +27,7 @@ import {
   type BatchStats,
   type PassedTaskOptions,
 } from './partitionTask.ts';
+import { lineCollector, type AuditLinesJob } from './auditEntry.ts';
 import { CHECKPOINT_KEY, TOPICS, type InputTopic } from './topics.ts';
 
 export interface ReplayOptions {
@@ -71,6 +72,12 @@ export interface ReplayOptions {
   readonly keepStates?: boolean;
   /** How a worker opens the log `log` is (e.g. `{ module: import.meta.resolve('@twinlog/log-embedded'), export: 'createEmbeddedLog', options: { path } }`). */
   readonly workerLog?: WorkerLogSpec;
+  /**
+   * An audit whose lines the fold makes (what `auditLines` runs), in this thread or in the workers;
+   * not with `onApplied`. The text goes to `onText`, in order, in chunks.
+   */
+  readonly audit?: AuditLinesJob;
+  readonly onText?: (text: string) => void;
 }
 
 export interface PartitionRange {
@@ -282,9 +289,11 @@ export function rebuildRecords(task: PartitionTask, range: PartitionRange, ends:
  * const { states, counts } = await replay({ log, until: Date.parse('2026-11-01T00:00:00Z') })
  */
 export async function replay(options: ReplayOptions): Promise<ReplayResult> {
-  const { log, until, deviceId, into, onProgress, onApplied, workers = 0, workerLog, keepStates = true } = options;
+  const { log, until, deviceId, into, onProgress, workers = 0, workerLog, keepStates = true, audit, onText } = options;
   if (!(Number.isSafeInteger(workers) && workers >= 0))
     throw new RangeError(`workers must be a non-negative integer, got ${workers}`);
+  if (audit !== undefined && (options.onApplied !== undefined || onText === undefined))
+    throw new TypeError('an audit replay takes onText, and no onApplied');
   const [backendEnds, deviceEnds] = await Promise.all([log.endOffsets(TOPICS.backend), log.endOffsets(TOPICS.device)]);
   const partitions =
     deviceId === undefined ? backendEnds.map((_, p) => p) : [partitionFor(deviceId, backendEnds.length)];
@@ -305,7 +314,7 @@ export async function replay(options: ReplayOptions): Promise<ReplayResult> {
     workers > 0 &&
     workerLog !== undefined &&
     deviceId === undefined &&
-    onApplied === undefined &&
+    options.onApplied === undefined &&
     partitions.length > 1
   ) {
     const { replayInWorkers } = await import('./workers/replayInWorkers.ts');
@@ -320,10 +329,13 @@ export async function replay(options: ReplayOptions): Promise<ReplayResult> {
         into: into !== undefined,
         keepStates,
         onRead,
+        ...(audit === undefined ? {} : { audit, onText: onText! }),
       })),
     );
   } else {
     const clock = createHybridClock({ physicalNow: () => 0 });
+    const collector = audit === undefined ? undefined : await lineCollector(audit, onText!);
+    const onApplied = collector?.onApplied ?? options.onApplied;
     for (const partition of partitions) {
       const r = await replayPartition({
         log,
@@ -336,6 +348,7 @@ export async function replay(options: ReplayOptions): Promise<ReplayResult> {
         onApplied,
         onRead,
       });
+      collector?.flush();
       let twins = 0;
       for (const [id] of r.task.states()) if (deviceId === undefined || id === deviceId) twins++;
       results.push({

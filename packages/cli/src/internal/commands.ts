@@ -24,6 +24,7 @@ import {
 } from '@twinlog/core';
 import { createEmbeddedLog } from '@twinlog/log-embedded';
 import {
+  auditLines,
   auditTrail,
   CHECKPOINT_KEY,
   ensureTwinTopics,
@@ -32,7 +33,7 @@ import {
   TOPICS,
   type HistoryEntry,
 } from '@twinlog/projector';
-import { compileWhere, evaluate, parseQuery } from '@twinlog/query';
+import { evaluate, parseQuery } from '@twinlog/query';
 import { CliError } from './CliError.ts';
 import { createProgress } from './createProgress.ts';
 import {
@@ -45,7 +46,8 @@ import {
 } from './formatRecords.ts';
 import { embeddedPath, openStore, registryFileOf, type Store } from './openStore.ts';
 import type { CliConfig } from './resolveConfig.ts';
-import { openLineSink } from './lineSink.ts';
+import { openLineSink, type LineSink } from './lineSink.ts';
+import { CSV_COLUMNS, compileCondition, fleetAuditLine, type AuditFormat, type AuditLineOptions } from './auditLine.ts';
 import { watchTopic } from './watchTopic.ts';
 
 /** Where commands print: stdout for results, stderr for progress and diagnostics. */
@@ -257,51 +259,11 @@ export async function replayCommand(
 
 const SECTIONS = ['tags', 'desired', 'reported', 'create', 'delete'] as const;
 
-const CSV_COLUMNS = [
-  'time',
-  'deviceId',
-  'actor',
-  'section',
-  'op',
-  'patch',
-  'version',
-  'tags',
-  'desired',
-  'reported',
-  'topic',
-  'partition',
-  'offset',
-  'appendTime',
-];
-
-/** RFC 4180: quote a field that holds a comma, a quote or a line break; double its quotes. */
-function csvField(value: string | number): string {
-  const text = String(value);
-  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
-}
-
-function csvRow(e: HistoryEntry): string {
-  const v = e.versions;
-  const s = e.source;
-  return [
-    e.time,
-    e.deviceId,
-    e.actor,
-    e.section,
-    e.op,
-    JSON.stringify(e.patch),
-    v.version,
-    v.tags,
-    v.desired,
-    v.reported,
-    s.topic,
-    s.partition,
-    s.offset,
-    new Date(s.appendTime).toISOString(),
-  ]
-    .map(csvField)
-    .join(',');
-}
+/** The line factory's module, as a worker thread imports it (compiled, or from the sources through tsx). */
+const AUDIT_LINE_MODULE = new URL(
+  import.meta.url.endsWith('.ts') ? './auditLine.ts' : './auditLine.js',
+  import.meta.url,
+).href;
 
 export interface AuditCommandOptions {
   section?: string;
@@ -312,6 +274,7 @@ export interface AuditCommandOptions {
   where?: string;
   all?: boolean;
   output?: string;
+  workers?: string;
 }
 
 /**
@@ -337,57 +300,94 @@ export async function auditCommand(
     throw new CliError('--all audits every twin: give it without a device id');
   const since = opts.since === undefined ? undefined : parseTime('--since', opts.since);
   const until = opts.until === undefined ? undefined : parseTime('--until', opts.until);
-  const keep =
-    opts.where === undefined ? undefined : compileWhere(parseQuery(`SELECT * FROM devices WHERE ${opts.where}`));
+  const keep = opts.where === undefined ? undefined : compileCondition(opts.where);
   const sections = opts.section === undefined ? undefined : [opts.section as EventKind];
+  const asked =
+    opts.workers === undefined ? undefined : opts.workers === '0' ? 0 : parseCount('--workers', opts.workers);
   return withStore(config, async (store) => {
-    const fleet = deviceId === undefined;
     const sink = openLineSink(opts.output, io.out);
-    let kept = 0;
-    const text: HistoryEntry[] = [];
     try {
+      if (deviceId === undefined) {
+        await auditFleet(store, io, sink, { format, since, until, sections, where: opts.where, workers: asked });
+        return 0;
+      }
+      let kept = 0;
+      const text: HistoryEntry[] = [];
       if (format === 'csv') sink.line(CSV_COLUMNS.join(','));
-      const progress = fleet ? createProgress({ write: io.err, isTTY: io.stderrIsTTY, label: 'audit' }) : undefined;
-      let last = { read: 0, total: 0 };
+      const line = fleetAuditLine({ format });
       const result = await auditTrail({
         log: store.log,
-        ...(deviceId === undefined ? {} : { deviceId }),
+        deviceId,
         ...(since === undefined ? {} : { since }),
         ...(until === undefined ? {} : { until }),
         ...(sections === undefined ? {} : { sections }),
         ...(keep === undefined ? {} : { where: (state: TwinState) => keep(renderTwin(state)) }),
-        ...(progress === undefined
-          ? {}
-          : {
-              onProgress: (p: { read: number; total: number }) => {
-                last = p;
-                progress.update(p.read, p.total);
-              },
-            }),
-        onEntry: (e) => {
+        onEntry: (e, state) => {
           kept++;
-          if (format === 'json') sink.line(toJsonLine(e));
-          else if (format === 'csv') sink.line(csvRow(e));
-          else if (fleet) sink.line(`${e.deviceId}  ${formatHistoryEntry(e)}`);
-          else text.push(e);
+          if (format === 'text') text.push(e);
+          else sink.line(line(e, state)!);
         },
       });
-      progress?.end(last.read, last.total);
-      if (!fleet && !result.states.has(deviceId))
+      if (!result.states.has(deviceId))
         throw new TwinlogError('DEVICE_NOT_FOUND', `no events for device ${deviceId} in ${store.description}`);
-      if (!fleet && format === 'text') {
+      if (format === 'text') {
         sink.line(`audit of ${deviceId} (${kept} of ${result.counts.applied} events)`);
         for (const e of text) sink.line(formatHistoryEntry(e));
       }
-      if (fleet)
-        io.err(
-          `audit: ${fmt(kept)} events kept of ${fmt(result.counts.applied)} applied, ${fmt(result.counts.devices)} twins\n`,
-        );
     } finally {
       sink.close();
     }
     return 0;
   });
+}
+
+/**
+ * A fleet's audit, streamed: on the embedded log the partitions are audited on every core unless
+ * asked otherwise (on Kafka in this thread, as replay), and the lines come out in the same order
+ * either way (docs/write-path.md, "Replay").
+ */
+async function auditFleet(
+  store: Store,
+  io: CliIo,
+  sink: LineSink,
+  {
+    format,
+    since,
+    until,
+    sections,
+    where,
+    workers: asked,
+  }: {
+    format: AuditFormat;
+    since: number | undefined;
+    until: number | undefined;
+    sections: EventKind[] | undefined;
+    where: string | undefined;
+    workers: number | undefined;
+  },
+): Promise<void> {
+  const workers = asked ?? (store.kind === 'embedded' ? availableParallelism() : 0);
+  if (format === 'csv') sink.line(CSV_COLUMNS.join(','));
+  const progress = createProgress({ write: io.err, isTTY: io.stderrIsTTY, label: 'audit' });
+  let last = { read: 0, total: 0 };
+  const options: AuditLineOptions = { format, ...(where === undefined ? {} : { where }) };
+  const result = await auditLines({
+    log: store.log,
+    lines: { module: AUDIT_LINE_MODULE, export: 'fleetAuditLine', options },
+    ...(since === undefined ? {} : { since }),
+    ...(until === undefined ? {} : { until }),
+    ...(sections === undefined ? {} : { sections }),
+    ...(store.workerLog === undefined || workers < 2 ? {} : { workers, workerLog: store.workerLog }),
+    onText: (text) => sink.text(text),
+    onProgress: (p) => {
+      last = p;
+      progress.update(p.read, p.total);
+    },
+  });
+  progress.end(last.read, last.total);
+  io.err(
+    `audit: ${fmt(result.lines)} events kept of ${fmt(result.counts.applied)} applied, ${fmt(result.counts.devices)} twins\n`,
+  );
 }
 
 // --- tail ------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 export interface LineSink {
   /** Queue one line (without its newline). */
   line(text: string): void;
+  /** Queue text that is whole lines already (with their newlines). */
+  text(text: string): void;
   /** Write what is queued and close the file (standard output stays open). */
   close(): void;
 }
@@ -26,6 +28,10 @@ export function openLineSink(target: string | undefined, out: (text: string) => 
   return {
     line(text) {
       chunk += `${text}\n`;
+      if (chunk.length >= CHUNK_CHARS) flush();
+    },
+    text(text) {
+      chunk += text;
       if (chunk.length >= CHUNK_CHARS) flush();
     },
     close() {

@@ -28,7 +28,6 @@ let maxDepth = 0;
 const CACHE_SIZE = 4096;
 const CACHED_MAX = 16;
 const cache: (string | undefined)[] = new Array<string | undefined>(CACHE_SIZE).fill(undefined);
-const longDecoder = new TextDecoder('utf-8');
 
 /** An ASCII string of `len` bytes at `pos`, or GIVE_UP for any byte ≥ 0x80. */
 function ascii(len: number): string | typeof GIVE_UP {
@@ -61,7 +60,9 @@ function ascii(len: number): string | typeof GIVE_UP {
     return s;
   }
   for (let i = start; i < end; i++) if (bytes[i]! >= 0x80) return GIVE_UP;
-  return longDecoder.decode(bytes.subarray(start, end));
+  let s = '';
+  for (let at = start; at < end; at += 4096) s += String.fromCharCode(...bytes.subarray(at, Math.min(end, at + 4096)));
+  return s;
 }
 
 function strLength(b: number): number {

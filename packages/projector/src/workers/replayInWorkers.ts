@@ -8,9 +8,11 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { fromStateDoc, type AppendRecord, type TwinState } from '@twinlog/core';
+import type { AuditLinesJob } from '../auditEntry.ts';
 import type { PassedTaskOptions } from '../partitionTask.ts';
 import type { PartitionEnds, PartitionReplay, WorkerLogSpec } from '../replay.ts';
 import type { ReplayWorkerMessage, ReplayWorkerRequest } from './replayProtocol.ts';
+import { OrderedText } from './orderedText.ts';
 import { startWorker } from './startWorker.ts';
 
 type Result = PartitionReplay & {
@@ -29,6 +31,8 @@ export async function replayInWorkers({
   into,
   keepStates,
   onRead,
+  audit,
+  onText,
 }: {
   readonly workers: number;
   readonly workerLog: WorkerLogSpec;
@@ -39,8 +43,11 @@ export async function replayInWorkers({
   readonly into: boolean;
   readonly keepStates: boolean;
   readonly onRead: (records: number) => void;
+  readonly audit?: AuditLinesJob;
+  readonly onText?: (text: string) => void;
 }): Promise<Result[]> {
   const byPartition = new Map<number, Result>();
+  const text = onText === undefined ? undefined : new OrderedText(partitions, onText);
   const shares = Array.from({ length: workers }, (_, w) => partitions.filter((_, i) => i % workers === w));
   const running: Worker[] = [];
   try {
@@ -53,6 +60,7 @@ export async function replayInWorkers({
             let finished = false;
             worker.on('message', (m: ReplayWorkerMessage) => {
               if (m.type === 'read') onRead(m.records);
+              else if (m.type === 'text') text?.write(m.partition, m.text);
               else if (m.type === 'partition') {
                 byPartition.set(m.range.partition, {
                   range: m.range,
@@ -62,6 +70,7 @@ export async function replayInWorkers({
                   states: m.states.map(([id, doc]) => [id, fromStateDoc(doc)] as const),
                   ...(m.records === undefined ? {} : { records: m.records }),
                 });
+                text?.end(m.range.partition);
               } else if (m.type === 'done') {
                 finished = true;
                 resolve();
@@ -78,12 +87,14 @@ export async function replayInWorkers({
               options,
               into,
               keepStates,
+              ...(audit === undefined ? {} : { audit }),
             };
             worker.postMessage(request);
           }),
       ),
     );
   } finally {
+    text?.close();
     await Promise.all(running.map((w) => w.terminate()));
   }
   return partitions.map((p) => byPartition.get(p)!);

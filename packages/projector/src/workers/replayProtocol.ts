@@ -1,5 +1,6 @@
 /** Messages between `replay` and its worker threads (docs/write-path.md, "Replay"). */
 import type { AppendRecord, TwinStateDoc } from '@twinlog/core';
+import type { AuditLinesJob } from '../auditEntry.ts';
 import type { BatchStats, PassedTaskOptions } from '../partitionTask.ts';
 import type { PartitionEnds, PartitionRange, WorkerLogSpec } from '../replay.ts';
 
@@ -13,11 +14,15 @@ export interface ReplayWorkerRequest {
   readonly into: boolean;
   /** Send back the states (as state documents). */
   readonly keepStates: boolean;
+  /** Make these audit lines and send them back as text. */
+  readonly audit?: AuditLinesJob;
 }
 
 export type ReplayWorkerMessage =
   /** Records read since the last message (progress). */
   | { readonly type: 'read'; readonly records: number }
+  /** Audit text of a partition, in order. */
+  | { readonly type: 'text'; readonly partition: number; readonly text: string }
   /** One partition done: its counts, its states as state documents, in the task's order. */
   | {
       readonly type: 'partition';

@@ -5,6 +5,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { createHybridClock, toStateDoc, type Log } from '@twinlog/core';
+import { lineCollector } from '../auditEntry.ts';
 import { rebuildRecords, replayPartition } from '../replay.ts';
 import type { ReplayWorkerMessage, ReplayWorkerRequest } from './replayProtocol.ts';
 
@@ -18,7 +19,15 @@ port.once('message', (request: ReplayWorkerRequest) => {
   );
 });
 
-async function run({ workerLog, partitions, until, options, into, keepStates }: ReplayWorkerRequest): Promise<void> {
+async function run({
+  workerLog,
+  partitions,
+  until,
+  options,
+  into,
+  keepStates,
+  audit,
+}: ReplayWorkerRequest): Promise<void> {
   const mod = (await import(workerLog.module)) as Record<string, unknown>;
   const factory = mod[workerLog.export];
   if (typeof factory !== 'function') throw new Error(`${workerLog.module} has no function ${workerLog.export}`);
@@ -26,6 +35,8 @@ async function run({ workerLog, partitions, until, options, into, keepStates }: 
   try {
     const clock = createHybridClock({ physicalNow: () => 0 });
     for (const { partition, ends } of partitions) {
+      const collector =
+        audit === undefined ? undefined : await lineCollector(audit, (text) => post({ type: 'text', partition, text }));
       const r = await replayPartition({
         log,
         partition,
@@ -34,7 +45,9 @@ async function run({ workerLog, partitions, until, options, into, keepStates }: 
         options,
         clock,
         onRead: (records) => post({ type: 'read', records }),
+        ...(collector === undefined ? {} : { onApplied: collector.onApplied }),
       });
+      collector?.flush();
       const records = into ? rebuildRecords(r.task, r.range, ends) : undefined;
       const held = [...r.task.states()];
       const states = keepStates ? held.map(([id, state]) => [id, toStateDoc(state)] as const) : [];

@@ -1,0 +1,84 @@
+/**
+ * The lines of `twinlog audit` over a fleet: one per kept entry, as text, a JSON object or a CSV
+ * row (RFC 4180). This module is an audit line factory (`AuditLineFactory` of @twinlog/projector):
+ * every worker thread of the audit loads it for itself and compiles the `--where` condition, so the
+ * lines are the same whichever thread folds (docs/write-path.md, "Replay").
+ */
+import { renderTwin, type TwinState } from '@twinlog/core';
+import type { HistoryEntry } from '@twinlog/projector';
+import { compileWhere, parseQuery } from '@twinlog/query';
+import { formatHistoryEntry } from './formatRecords.ts';
+
+export type AuditFormat = 'text' | 'json' | 'csv';
+
+export interface AuditLineOptions {
+  readonly format: AuditFormat;
+  /** A query's WHERE clause, true of the twin right after the event. */
+  readonly where?: string | undefined;
+}
+
+export const CSV_COLUMNS = [
+  'time',
+  'deviceId',
+  'actor',
+  'section',
+  'op',
+  'patch',
+  'version',
+  'tags',
+  'desired',
+  'reported',
+  'topic',
+  'partition',
+  'offset',
+  'appendTime',
+];
+
+/** RFC 4180: quote a field that holds a comma, a quote or a line break; double its quotes. */
+function csvField(value: string | number): string {
+  const text = String(value);
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+function csvRow(e: HistoryEntry): string {
+  const v = e.versions;
+  const s = e.source;
+  return [
+    e.time,
+    e.deviceId,
+    e.actor,
+    e.section,
+    e.op,
+    JSON.stringify(e.patch),
+    v.version,
+    v.tags,
+    v.desired,
+    v.reported,
+    s.topic,
+    s.partition,
+    s.offset,
+    new Date(s.appendTime).toISOString(),
+  ]
+    .map(csvField)
+    .join(',');
+}
+
+/** Parse a `--where` condition (throws the query's error for a bad one). */
+export function compileCondition(where: string): ReturnType<typeof compileWhere> {
+  return compileWhere(parseQuery(`SELECT * FROM devices WHERE ${where}`));
+}
+
+/**
+ * The line of one fleet audit entry, or undefined when the twin does not match `where`. An entry
+ * holds JSON values only (its patch is JSON), so a JSON line is `JSON.stringify` of it.
+ */
+export function fleetAuditLine(options: unknown): (entry: HistoryEntry, state: TwinState) => string | undefined {
+  const { format, where } = options as AuditLineOptions;
+  const keep = where === undefined ? undefined : compileCondition(where);
+  return (e, state) => {
+    if (keep !== undefined && !keep(renderTwin(state))) return undefined;
+    if (format === 'json') return JSON.stringify(e);
+    if (format === 'csv') return csvRow(e);
+    return `${e.deviceId}  ${formatHistoryEntry(e)}`;
+  };
+}

@@ -1,0 +1,130 @@
+/**
+ * One audit entry (docs/architecture.md: the log is the history): what an applied event did, with
+ * the versions right after it, and the replay hook that makes entries. Audit lines (entries made
+ * into text by a module every thread can load) are made here too, so an audit in worker threads
+ * and one in this thread run the same code.
+ */
+import { isoOf, sectionVersion, twinVersion, type EventKind, type Patch, type TwinState } from '@twinlog/core';
+import type { ReplayOptions } from './replay.ts';
+
+/** One entry of a twin's audit trail. */
+export interface HistoryEntry {
+  /** The twin's id (a device id, or `{deviceId}/{moduleId}` for a module twin). */
+  readonly deviceId: string;
+  /** When the event was stamped (its HLC wall, ISO-8601) and its full stamp. */
+  readonly time: string;
+  readonly stamp: { readonly wall: number; readonly counter: number };
+  readonly id: { readonly writer: string; readonly seq: number };
+  readonly actor: string;
+  readonly section: EventKind;
+  readonly op: 'merge' | 'replace';
+  readonly patch: Patch;
+  /** Versions right after the event. */
+  readonly versions: {
+    readonly version: number;
+    readonly tags: number;
+    readonly desired: number;
+    readonly reported: number;
+  };
+  readonly source: {
+    readonly topic: string;
+    readonly partition: number;
+    readonly offset: number;
+    readonly appendTime: number;
+  };
+}
+
+/** Which applied events an audit keeps (see `AuditOptions`). */
+export interface AuditFilter {
+  readonly since?: number | undefined;
+  readonly sections?: readonly EventKind[] | undefined;
+  readonly where?: ((state: TwinState) => boolean) | undefined;
+}
+
+/** The replay hook behind every audit: the entry of each applied event the filter keeps, with the state right after it. */
+export function auditHook(
+  { since, sections, where }: AuditFilter,
+  onEntry: (entry: HistoryEntry, state: TwinState) => void,
+): NonNullable<ReplayOptions['onApplied']> {
+  return (e, state, source) => {
+    if (since !== undefined && e.stamp.wall < since) return;
+    if (sections !== undefined && !sections.includes(e.section)) return;
+    if (where !== undefined && !where(state)) return;
+    onEntry(
+      {
+        deviceId: e.deviceId,
+        time: isoOf(e.stamp.wall),
+        stamp: e.stamp,
+        id: e.id,
+        actor: e.actor,
+        section: e.section,
+        op: e.op,
+        patch: e.patch,
+        versions: {
+          version: twinVersion(state),
+          tags: sectionVersion(state, 'tags'),
+          desired: sectionVersion(state, 'desired'),
+          reported: sectionVersion(state, 'reported'),
+        },
+        source: {
+          topic: source.topic,
+          partition: source.partition,
+          offset: source.offset,
+          appendTime: source.timestamp,
+        },
+      },
+      state,
+    );
+  };
+}
+
+/** A module exporting an {@link AuditLineFactory}, and the factory's options (structured-cloneable). */
+export interface AuditLineSpec {
+  readonly module: string;
+  readonly export: string;
+  readonly options: unknown;
+}
+
+/** Makes the line of an audit entry (without its newline), or `undefined` to leave the entry out. */
+export type AuditLineFactory = (options: unknown) => (entry: HistoryEntry, state: TwinState) => string | undefined;
+
+/** An audit whose entries become lines: what `auditLines` runs, and what a replay worker is told of it. */
+export interface AuditLinesJob {
+  readonly lines: AuditLineSpec;
+  readonly since?: number | undefined;
+  readonly sections?: readonly EventKind[] | undefined;
+}
+
+const CHUNK_CHARS = 64 * 1024;
+
+/** Load the line factory a spec names. */
+export async function loadLineFactory(spec: AuditLineSpec): Promise<AuditLineFactory> {
+  const mod = (await import(spec.module)) as Record<string, unknown>;
+  const factory = mod[spec.export];
+  if (typeof factory !== 'function') throw new Error(`${spec.module} has no function ${spec.export}`);
+  return factory as AuditLineFactory;
+}
+
+/**
+ * The replay hook of one audit job, in whichever thread folds: it makes each kept entry's line and
+ * hands the text to `emit` in chunks of about 64 KiB (and the rest at `flush`).
+ */
+export async function lineCollector(
+  job: AuditLinesJob,
+  emit: (text: string) => void,
+): Promise<{ onApplied: NonNullable<ReplayOptions['onApplied']>; flush: () => void }> {
+  const line = (await loadLineFactory(job.lines))(job.lines.options);
+  let chunk = '';
+  const flush = (): void => {
+    if (chunk === '') return;
+    emit(chunk);
+    chunk = '';
+  };
+  const onApplied = auditHook({ since: job.since, sections: job.sections }, (entry, state) => {
+    const text = line(entry, state);
+    if (text === undefined) return;
+    chunk += `${text}\n`;
+    if (chunk.length >= CHUNK_CHARS) flush();
+  });
+  return { onApplied, flush };
+}

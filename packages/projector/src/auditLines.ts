@@ -1,0 +1,49 @@
+/**
+ * A fleet's audit trail as text, on both cores (docs/write-path.md, "Replay"): the lines are made
+ * by a module named in an `AuditLineSpec`, which every worker thread loads for itself (a function
+ * cannot cross threads), and they come back in the order a replay in this thread writes them
+ * (partition by partition, each in fold order), so the text is the same byte for byte whatever the
+ * number of workers.
+ */
+import type { Log } from '@twinlog/core';
+import type { AuditLinesJob } from './auditEntry.ts';
+import { replay, type ReplayOptions, type ReplayResult, type WorkerLogSpec } from './replay.ts';
+
+export interface AuditLinesOptions extends AuditLinesJob {
+  readonly log: Log;
+  /** Only records appended at or before this time (ms since the epoch), as replay's `until`. */
+  readonly until?: number;
+  /** The text, in chunks of whole lines, in order. */
+  readonly onText: (text: string) => void;
+  /** Worker threads (default 0: this thread); needs `workerLog`, as replay's. */
+  readonly workers?: number;
+  readonly workerLog?: WorkerLogSpec;
+  readonly onProgress?: ReplayOptions['onProgress'];
+}
+
+/**
+ * Write a fleet's audit trail as lines made by `lines` (e.g. JSON lines or CSV rows), through
+ * `onText`. With `workers` and `workerLog` the partitions are audited in worker threads and the
+ * text is the same. Returns the replay's counts and how many lines were written.
+ *
+ * @example
+ * await auditLines({ log, lines: { module: import.meta.resolve('./myLines.js'), export: 'jsonLines', options: {} }, onText: (t) => process.stdout.write(t) })
+ */
+export async function auditLines(options: AuditLinesOptions): Promise<ReplayResult & { readonly lines: number }> {
+  const { log, until, onText, workers = 0, workerLog, onProgress, ...job } = options;
+  let lines = 0;
+  const result = await replay({
+    log,
+    keepStates: false,
+    workers,
+    ...(workerLog === undefined ? {} : { workerLog }),
+    ...(until === undefined ? {} : { until }),
+    ...(onProgress === undefined ? {} : { onProgress }),
+    audit: job,
+    onText: (text) => {
+      for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) lines++;
+      onText(text);
+    },
+  });
+  return { ...result, lines };
+}
