@@ -11,18 +11,22 @@
  * broker on Kafka, from /proc):
  * - read:    `log.read` of both inputs of every partition, one partition after another, as `replay`
  *            reads them (nothing decoded): the floor of any replay.
- * - replay:  `replay({ log })` of everything into memory, no outputs.
- * - rebuild: `replay({ log, into })`, writing the snapshots and checkpoints to a fresh log's
- *            `twin.snapshots` (a fresh SQLite file; fresh topics on Kafka).
- * - replay ×n, rebuild ×n: the same with one worker thread per core (`workers`, each opening the log
- *            itself) and `keepStates: false` — the states stay in the workers (docs/write-path.md, "Replay").
- * - audit:   `auditTrail({ log })` of the whole fleet, each entry serialized to JSON as
- *            `twinlog audit --all --format json` prints it.
+ * - replay ×1: `replay({ log })` of everything into this thread's memory (the states returned).
+ * - replay ×n: the same on one worker thread per core (`workers`, each opening the log itself), the
+ *            states counted where they were folded, not copied back (`keepStates: false`): what
+ *            `twinlog replay` does (docs/write-path.md, "Replay").
+ * - rebuild ×1, ×n: `replay({ log, into })` in this thread, then on the workers, writing the snapshots
+ *            and checkpoints to a fresh log's `twin.snapshots` (a fresh SQLite file; fresh topics on Kafka).
+ * - audit ×1, ×n: `auditLines` of the whole fleet with the CLI's own line module, as
+ *            `twinlog audit --all --format json` makes them (counted, not written).
  * - device:  `history({ log, deviceId })` of one device against a plain read of that device's
  *            partition (both inputs, its records picked by key), 3 interleaved rounds, medians:
  *            `device_history_ms` vs `device_read_ms`.
  * Targets of issue #17: `replay_vs_read` ≥ 0.4, `rebuild_vs_read` ≥ 0.25, `device_history_ms` ≤
- * 1.5 × `device_read_ms`, on both logs. The last line is
+ * 1.5 × `device_read_ms`, on both logs, and the audit at the replay's target. The headline
+ * `replay_*`, `rebuild_*` and `audit_*` figures are those of the CLI's default on each log
+ * (`mode`: worker threads on the embedded log, this thread on Kafka); `*_thread_*` and
+ * `*_workers_*` are both ways. The last line is
  * `RESULT {"read_per_s":…,"replay_per_s":…,"replay_vs_read":…,"rebuild_per_s":…,"rebuild_vs_read":…,"device_history_ms":…,"device_read_ms":…,"kafka_…":…}`,
  * the unprefixed names being the embedded log's and `kafka_` the same on Kafka.
  */
@@ -33,7 +37,7 @@ import { join } from 'node:path';
 import { encodeEvent } from '@twinlog/codec';
 import { partitionFor, type AppendRecord, type Log } from '@twinlog/core';
 import { createEmbeddedLog } from '@twinlog/log-embedded';
-import { auditTrail, ensureTwinTopics, history, replay, TOPICS, type WorkerLogSpec } from '@twinlog/projector';
+import { auditLines, ensureTwinTopics, history, replay, TOPICS, type WorkerLogSpec } from '@twinlog/projector';
 import { startKafkaBroker } from '../test/kafkaBroker.ts';
 import { findBrokerProcess, type BrokerProcess } from './internal/brokerCpu.ts';
 import { median } from './internal/stats.ts';
@@ -44,6 +48,8 @@ const DEVICES = Number(process.env['BENCH_DEVICES'] ?? 10_000);
 const KAFKA_CLIENT = process.env['BENCH_KAFKA_CLIENT'] ?? 'platformatic';
 const PARTITIONS = 4;
 const DEVICE = 'dev-42';
+/** The CLI's audit line module (`twinlog audit --format json`), compiled, as the worker threads import it. */
+const AUDIT_LINE_MODULE = new URL('../packages/cli/dist/internal/auditLine.js', import.meta.url).href;
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 const ratio = (a: number, b: number): number => Number((a / b).toFixed(3));
@@ -111,22 +117,8 @@ async function readInputs(log: Log, partitions: readonly number[], key?: string)
   return n;
 }
 
-type LegFigures = Record<
-  | 'read_per_s'
-  | 'replay_per_s'
-  | 'replay_vs_read'
-  | 'rebuild_per_s'
-  | 'rebuild_vs_read'
-  | 'device_history_ms'
-  | 'device_read_ms'
-  | 'audit_per_s'
-  | 'audit_vs_read'
-  | 'replay_workers_per_s'
-  | 'replay_workers_vs_read'
-  | 'rebuild_workers_per_s'
-  | 'rebuild_workers_vs_read',
-  number
->;
+type Leg = 'replay' | 'rebuild' | 'audit';
+type LegFigures = Record<string, number | string>;
 
 async function runLegs(
   kind: string,
@@ -134,6 +126,7 @@ async function runLegs(
   workerLog: WorkerLogSpec,
   freshInto: () => Promise<{ log: Log; close: () => Promise<void> }>,
   broker: BrokerProcess | undefined,
+  defaultMode: 'workers' | 'thread',
 ): Promise<LegFigures> {
   const total = EVENTS;
   const perRecord = (t: Timed<unknown>): string =>
@@ -143,48 +136,62 @@ async function runLegs(
   const read = await timed(broker, () => readInputs(log, all));
   if (read.value !== total) throw new Error(`${kind}: read ${read.value} records, expected ${total}`);
   const readPerS = total / (read.ms / 1000);
-  console.log(`  read      ${fmt(readPerS)}/s (${(read.ms / 1000).toFixed(1)} s; ${perRecord(read)})`);
+  console.log(`  read         ${fmt(readPerS)}/s (${(read.ms / 1000).toFixed(1)} s; ${perRecord(read)})`);
+
+  const rates: Record<Leg, Record<'thread' | 'workers', number>> = {
+    replay: { thread: 0, workers: 0 },
+    rebuild: { thread: 0, workers: 0 },
+    audit: { thread: 0, workers: 0 },
+  };
+  const report = (leg: Leg, mode: 'thread' | 'workers', t: Timed<unknown>, what: string): void => {
+    const perS = total / (t.ms / 1000);
+    rates[leg][mode] = perS;
+    const label = `${leg} ${mode === 'thread' ? '×1' : `×${workers}`}`;
+    console.log(
+      `  ${label.padEnd(12)} ${fmt(perS)}/s (${(t.ms / 1000).toFixed(1)} s, ${what}; ${perRecord(t)}) = ${ratio(perS, readPerS)} × read`,
+    );
+  };
+  // one worker thread per core, each opening the log itself
+  const workers = Math.min(availableParallelism(), PARTITIONS);
+  const parallel = { workers, workerLog };
 
   const replayed = await timed(broker, () => replay({ log }));
-  const replayPerS = total / (replayed.ms / 1000);
-  console.log(
-    `  replay    ${fmt(replayPerS)}/s (${(replayed.ms / 1000).toFixed(1)} s, ${fmt(replayed.value.states.size)} twins, ${fmt(replayed.value.counts.applied)} applied; ${perRecord(replayed)}) = ${ratio(replayPerS, readPerS)} × read`,
+  report(
+    'replay',
+    'thread',
+    replayed,
+    `${fmt(replayed.value.states.size)} twins in this thread's memory, ${fmt(replayed.value.counts.applied)} applied`,
+  );
+  const counted = await timed(broker, () => replay({ log, ...parallel, keepStates: false }));
+  report(
+    'replay',
+    'workers',
+    counted,
+    `${fmt(counted.value.counts.devices)} twins folded in the workers, not copied back (twinlog replay)`,
   );
 
-  const into = await freshInto();
-  const rebuilt = await timed(broker, () => replay({ log, into: into.log }));
-  await into.close();
-  const rebuildPerS = total / (rebuilt.ms / 1000);
-  console.log(
-    `  rebuild   ${fmt(rebuildPerS)}/s (${(rebuilt.ms / 1000).toFixed(1)} s into fresh snapshots; ${perRecord(rebuilt)}) = ${ratio(rebuildPerS, readPerS)} × read`,
-  );
+  for (const mode of ['thread', 'workers'] as const) {
+    const into = await freshInto();
+    const rebuilt = await timed(broker, () =>
+      replay({ log, into: into.log, ...(mode === 'workers' ? parallel : {}), keepStates: false }),
+    );
+    await into.close();
+    report('rebuild', mode, rebuilt, 'into fresh snapshots');
+  }
 
-  // both cores: one worker thread per core, each opening the log itself; states are not sent back
-  const workers = Math.min(availableParallelism(), PARTITIONS);
-  const counted = await timed(broker, () => replay({ log, workers, workerLog, keepStates: false }));
-  const countedPerS = total / (counted.ms / 1000);
-  console.log(
-    `  replay ×${workers} ${fmt(countedPerS)}/s (${(counted.ms / 1000).toFixed(1)} s in ${workers} worker threads, ${fmt(counted.value.counts.devices)} twins, states not kept; ${perRecord(counted)}) = ${ratio(countedPerS, readPerS)} × read`,
-  );
-  const intoWorkers = await freshInto();
-  const rebuiltWorkers = await timed(broker, () =>
-    replay({ log, into: intoWorkers.log, workers, workerLog, keepStates: false }),
-  );
-  await intoWorkers.close();
-  const rebuildWorkersPerS = total / (rebuiltWorkers.ms / 1000);
-  console.log(
-    `  rebuild ×${workers} ${fmt(rebuildWorkersPerS)}/s (${(rebuiltWorkers.ms / 1000).toFixed(1)} s in ${workers} worker threads; ${perRecord(rebuiltWorkers)}) = ${ratio(rebuildWorkersPerS, readPerS)} × read`,
-  );
-
-  // the fleet's audit trail, each entry serialized as `twinlog audit --all --format json` prints it (not written)
-  let auditBytes = 0;
-  const audited = await timed(broker, () =>
-    auditTrail({ log, onEntry: (e) => void (auditBytes += JSON.stringify(e).length) }),
-  );
-  const auditPerS = total / (audited.ms / 1000);
-  console.log(
-    `  audit     ${fmt(auditPerS)}/s (${(audited.ms / 1000).toFixed(1)} s, ${fmt(audited.value.counts.applied)} entries, ${fmt(auditBytes / 1e6)} MB of JSON; ${perRecord(audited)}) = ${ratio(auditPerS, readPerS)} × read`,
-  );
+  // the fleet's audit trail as `twinlog audit --all --format json` makes it (the CLI's own line module), counted, not written
+  for (const mode of ['thread', 'workers'] as const) {
+    let bytes = 0;
+    const audited = await timed(broker, () =>
+      auditLines({
+        log,
+        lines: { module: AUDIT_LINE_MODULE, export: 'fleetAuditLine', options: { format: 'json' } },
+        ...(mode === 'workers' ? parallel : {}),
+        onChunk: (chunk) => void (bytes += chunk.length),
+      }),
+    );
+    report('audit', mode, audited, `${fmt(audited.value.lines)} JSON lines, ${fmt(bytes / 1e6)} MB`);
+  }
 
   // the device's legs are short: 3 interleaved rounds, medians
   const partition = partitionFor(DEVICE, PARTITIONS);
@@ -203,29 +210,39 @@ async function runLegs(
   const deviceRead = { ms: median(readMs) };
   const deviceHistory = { ms: median(historyMs) };
   console.log(
-    `  device    history of ${DEVICE} ${deviceHistory.ms.toFixed(0)} ms (${entries} entries; rounds ${historyMs.map((x) => x.toFixed(0)).join(', ')}) against a plain read of its partition ` +
+    `  device       history of ${DEVICE} ${deviceHistory.ms.toFixed(0)} ms (${entries} entries; rounds ${historyMs.map((x) => x.toFixed(0)).join(', ')}) against a plain read of its partition ` +
       `${deviceRead.ms.toFixed(0)} ms (${deviceRecords} of its records; rounds ${readMs.map((x) => x.toFixed(0)).join(', ')}) = ${ratio(deviceHistory.ms, deviceRead.ms)} ×`,
   );
+  // the headline figures are the twinlog CLI's default on this log (docs/write-path.md, "Replay")
+  const headline = (leg: Leg): LegFigures => ({
+    [`${leg}_per_s`]: Math.round(rates[leg][defaultMode]),
+    [`${leg}_vs_read`]: ratio(rates[leg][defaultMode], readPerS),
+  });
+  const each = (leg: Leg): LegFigures =>
+    Object.fromEntries(
+      (['thread', 'workers'] as const).flatMap((mode) => [
+        [`${leg}_${mode}_per_s`, Math.round(rates[leg][mode])],
+        [`${leg}_${mode}_vs_read`, ratio(rates[leg][mode], readPerS)],
+      ]),
+    );
   return {
     read_per_s: Math.round(readPerS),
-    replay_per_s: Math.round(replayPerS),
-    replay_vs_read: ratio(replayPerS, readPerS),
-    rebuild_per_s: Math.round(rebuildPerS),
-    rebuild_vs_read: ratio(rebuildPerS, readPerS),
+    ...headline('replay'),
+    ...headline('rebuild'),
     device_history_ms: Math.round(deviceHistory.ms),
     device_read_ms: Math.round(deviceRead.ms),
-    audit_per_s: Math.round(auditPerS),
-    audit_vs_read: ratio(auditPerS, readPerS),
-    replay_workers_per_s: Math.round(countedPerS),
-    replay_workers_vs_read: ratio(countedPerS, readPerS),
-    rebuild_workers_per_s: Math.round(rebuildWorkersPerS),
-    rebuild_workers_vs_read: ratio(rebuildWorkersPerS, readPerS),
+    ...headline('audit'),
+    mode: defaultMode === 'workers' ? `${workers} worker threads` : 'this thread',
+    ...each('replay'),
+    ...each('rebuild'),
+    ...each('audit'),
   };
 }
 
 const targets = (f: LegFigures): string => {
+  const n = (k: string): number => f[k] as number;
   const met = (ok: boolean): string => (ok ? 'met' : 'MISSED');
-  return `replay_vs_read >= 0.4 ${met(f.replay_vs_read >= 0.4)}, rebuild_vs_read >= 0.25 ${met(f.rebuild_vs_read >= 0.25)}, device_history_ms <= 1.5 x device_read_ms ${met(f.device_history_ms <= 1.5 * f.device_read_ms)}`;
+  return `replay_vs_read >= 0.4 ${met(n('replay_vs_read') >= 0.4)}, rebuild_vs_read >= 0.25 ${met(n('rebuild_vs_read') >= 0.25)}, audit_vs_read >= 0.4 ${met(n('audit_vs_read') >= 0.4)}, device_history_ms <= 1.5 x device_read_ms ${met(n('device_history_ms') <= 1.5 * n('device_read_ms'))} (${f['mode']})`;
 };
 
 async function openKafka(brokers: string, prefix: string): Promise<Log> {
@@ -262,6 +279,7 @@ const embeddedFigures = await runLegs(
     return { log, close: () => log.close() };
   },
   undefined,
+  'workers',
 );
 await embedded.close();
 console.log(`  targets: ${targets(embeddedFigures)}`);
@@ -302,6 +320,7 @@ const kafkaFigures = await runLegs(
     return { log, close: () => log.close() };
   },
   brokerProcess,
+  'workers',
 );
 await kafka.close();
 await broker.stop();

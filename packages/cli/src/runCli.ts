@@ -162,7 +162,7 @@ export async function runCli(
       )
       .option(
         '--workers <n>',
-        'worker threads folding partitions at once (default: one per core on the embedded log, none on Kafka; 0 or 1: this thread only)',
+        'worker threads folding partitions at once (default: one per core; 0 or 1: this thread only)',
       ),
   ).action(run(async (opts: Record<string, unknown>) => (await commands()).replayCommand(config(opts), io, opts)));
 
@@ -184,7 +184,7 @@ export async function runCli(
       .option('--output <file|->', 'write the events to a file instead of standard output')
       .option(
         '--workers <n>',
-        'worker threads auditing partitions at once, for a fleet (default: one per core on the embedded log, none on Kafka; 0 or 1: this thread only); the lines come out in the same order',
+        'worker threads auditing partitions at once, for a fleet (default: one per core; 0 or 1: this thread only); the lines come out in the same order',
       ),
   ).action(
     run(async (deviceId: string | undefined, opts: Record<string, unknown>) =>

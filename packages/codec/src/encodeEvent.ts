@@ -366,6 +366,11 @@ function toEvent(
  * a Kafka record value, a file, a network frame. Use {@link safeDecodeEvent} where a bad record is
  * routine (e.g. to route it to the dead-letter topic) rather than exceptional.
  *
+ * An ordinary envelope (ASCII strings, no 64-bit integers or 32-bit headers, within the default
+ * limits) is decoded in one pass that builds the same value and checks the same rules
+ * (`internal/fastEnvelope.ts`, docs/write-path.md, "Replay"); anything else, and every error, takes
+ * the general path described next, so what is returned or thrown does not depend on the path.
+ *
  * The bytes are treated as hostile. Before msgpack-javascript allocates anything, a pre-scan checks
  * the size, depth and every declared length against the limits (defaults in
  * {@link DEFAULT_EVENT_LIMITS}) and that the input holds exactly one value. Then: map keys must be

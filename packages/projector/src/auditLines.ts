@@ -13,8 +13,8 @@ export interface AuditLinesOptions extends AuditLinesJob {
   readonly log: Log;
   /** Only records appended at or before this time (ms since the epoch), as replay's `until`. */
   readonly until?: number;
-  /** The text, in chunks of whole lines, in order. */
-  readonly onText: (text: string) => void;
+  /** The lines, in order, as UTF-8 bytes in chunks (a chunk may end inside a line). */
+  readonly onChunk: (chunk: Uint8Array) => void;
   /** Worker threads (default 0: this thread); needs `workerLog`, as replay's. */
   readonly workers?: number;
   readonly workerLog?: WorkerLogSpec;
@@ -23,14 +23,14 @@ export interface AuditLinesOptions extends AuditLinesJob {
 
 /**
  * Write a fleet's audit trail as lines made by `lines` (e.g. JSON lines or CSV rows), through
- * `onText`. With `workers` and `workerLog` the partitions are audited in worker threads and the
+ * `onChunk`. With `workers` and `workerLog` the partitions are audited in worker threads and the
  * text is the same. Returns the replay's counts and how many lines were written.
  *
  * @example
- * await auditLines({ log, lines: { module: import.meta.resolve('./myLines.js'), export: 'jsonLines', options: {} }, onText: (t) => process.stdout.write(t) })
+ * await auditLines({ log, lines: { module: import.meta.resolve('./myLines.js'), export: 'jsonLines', options: {} }, onChunk: (c) => process.stdout.write(c) })
  */
 export async function auditLines(options: AuditLinesOptions): Promise<ReplayResult & { readonly lines: number }> {
-  const { log, until, onText, workers = 0, workerLog, onProgress, ...job } = options;
+  const { log, until, onChunk, workers = 0, workerLog, onProgress, ...job } = options;
   let lines = 0;
   const result = await replay({
     log,
@@ -40,9 +40,9 @@ export async function auditLines(options: AuditLinesOptions): Promise<ReplayResu
     ...(until === undefined ? {} : { until }),
     ...(onProgress === undefined ? {} : { onProgress }),
     audit: job,
-    onText: (text) => {
-      for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) lines++;
-      onText(text);
+    onChunk: (chunk) => {
+      for (let i = chunk.indexOf(0x0a); i !== -1; i = chunk.indexOf(0x0a, i + 1)) lines++;
+      onChunk(chunk);
     },
   });
   return { ...result, lines };

@@ -74,10 +74,10 @@ export interface ReplayOptions {
   readonly workerLog?: WorkerLogSpec;
   /**
    * An audit whose lines the fold makes (what `auditLines` runs), in this thread or in the workers;
-   * not with `onApplied`. The text goes to `onText`, in order, in chunks.
+   * not with `onApplied`. The lines go to `onChunk` as UTF-8, in order, in chunks.
    */
   readonly audit?: AuditLinesJob;
-  readonly onText?: (text: string) => void;
+  readonly onChunk?: (chunk: Uint8Array) => void;
 }
 
 export interface PartitionRange {
@@ -289,11 +289,11 @@ export function rebuildRecords(task: PartitionTask, range: PartitionRange, ends:
  * const { states, counts } = await replay({ log, until: Date.parse('2026-11-01T00:00:00Z') })
  */
 export async function replay(options: ReplayOptions): Promise<ReplayResult> {
-  const { log, until, deviceId, into, onProgress, workers = 0, workerLog, keepStates = true, audit, onText } = options;
+  const { log, until, deviceId, into, onProgress, workers = 0, workerLog, keepStates = true, audit, onChunk } = options;
   if (!(Number.isSafeInteger(workers) && workers >= 0))
     throw new RangeError(`workers must be a non-negative integer, got ${workers}`);
-  if (audit !== undefined && (options.onApplied !== undefined || onText === undefined))
-    throw new TypeError('an audit replay takes onText, and no onApplied');
+  if (audit !== undefined && (options.onApplied !== undefined || onChunk === undefined))
+    throw new TypeError('an audit replay takes onChunk, and no onApplied');
   const [backendEnds, deviceEnds] = await Promise.all([log.endOffsets(TOPICS.backend), log.endOffsets(TOPICS.device)]);
   const partitions =
     deviceId === undefined ? backendEnds.map((_, p) => p) : [partitionFor(deviceId, backendEnds.length)];
@@ -329,12 +329,12 @@ export async function replay(options: ReplayOptions): Promise<ReplayResult> {
         into: into !== undefined,
         keepStates,
         onRead,
-        ...(audit === undefined ? {} : { audit, onText: onText! }),
+        ...(audit === undefined ? {} : { audit, onChunk: onChunk! }),
       })),
     );
   } else {
     const clock = createHybridClock({ physicalNow: () => 0 });
-    const collector = audit === undefined ? undefined : await lineCollector(audit, onText!);
+    const collector = audit === undefined ? undefined : await lineCollector(audit, onChunk!);
     const onApplied = collector?.onApplied ?? options.onApplied;
     for (const partition of partitions) {
       const r = await replayPartition({

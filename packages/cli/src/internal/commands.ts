@@ -178,9 +178,8 @@ export async function replayCommand(
   return withStore(config, async (store) => {
     if (intoPath !== undefined) mkdirSync(dirname(intoPath), { recursive: true });
     const into = intoPath === undefined ? undefined : createEmbeddedLog({ path: intoPath });
-    // on the embedded log the partitions are folded on every core unless asked otherwise; on Kafka in
-    // this thread, where worker threads measured slower (docs/write-path.md, "Replay")
-    const workers = asked ?? (store.kind === 'embedded' ? availableParallelism() : 0);
+    // the partitions are folded on every core unless asked otherwise (docs/write-path.md, "Replay")
+    const workers = asked ?? availableParallelism();
     try {
       if (into !== undefined) await ensureTwinTopics(into, await store.log.partitionCount(TOPICS.backend));
       const log =
@@ -342,9 +341,8 @@ export async function auditCommand(
 }
 
 /**
- * A fleet's audit, streamed: on the embedded log the partitions are audited on every core unless
- * asked otherwise (on Kafka in this thread, as replay), and the lines come out in the same order
- * either way (docs/write-path.md, "Replay").
+ * A fleet's audit, streamed: the partitions are audited on every core unless asked otherwise, and
+ * the lines come out in the same order either way (docs/write-path.md, "Replay").
  */
 async function auditFleet(
   store: Store,
@@ -366,7 +364,7 @@ async function auditFleet(
     workers: number | undefined;
   },
 ): Promise<void> {
-  const workers = asked ?? (store.kind === 'embedded' ? availableParallelism() : 0);
+  const workers = asked ?? availableParallelism();
   if (format === 'csv') sink.line(CSV_COLUMNS.join(','));
   const progress = createProgress({ write: io.err, isTTY: io.stderrIsTTY, label: 'audit' });
   let last = { read: 0, total: 0 };
@@ -378,7 +376,7 @@ async function auditFleet(
     ...(until === undefined ? {} : { until }),
     ...(sections === undefined ? {} : { sections }),
     ...(store.workerLog === undefined || workers < 2 ? {} : { workers, workerLog: store.workerLog }),
-    onText: (text) => sink.text(text),
+    onChunk: (chunk) => sink.bytes(chunk),
     onProgress: (p) => {
       last = p;
       progress.update(p.read, p.total);

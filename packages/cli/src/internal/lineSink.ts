@@ -7,8 +7,8 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 export interface LineSink {
   /** Queue one line (without its newline). */
   line(text: string): void;
-  /** Queue text that is whole lines already (with their newlines). */
-  text(text: string): void;
+  /** Write UTF-8 bytes of lines (with their newlines) after what is queued. */
+  bytes(chunk: Uint8Array): void;
   /** Write what is queued and close the file (standard output stays open). */
   close(): void;
 }
@@ -19,6 +19,7 @@ const CHUNK_CHARS = 64 * 1024;
 export function openLineSink(target: string | undefined, out: (text: string) => void): LineSink {
   const fd = target === undefined || target === '-' ? undefined : openSync(target, 'w');
   let chunk = '';
+  const decoder = new TextDecoder(); // standard output takes text: bytes are decoded, a character split across chunks kept
   const flush = (): void => {
     if (chunk === '') return;
     if (fd === undefined) out(chunk);
@@ -30,11 +31,13 @@ export function openLineSink(target: string | undefined, out: (text: string) => 
       chunk += `${text}\n`;
       if (chunk.length >= CHUNK_CHARS) flush();
     },
-    text(text) {
-      chunk += text;
-      if (chunk.length >= CHUNK_CHARS) flush();
+    bytes(bytes) {
+      flush();
+      if (fd === undefined) chunk = decoder.decode(bytes, { stream: true });
+      else writeSync(fd, bytes);
     },
     close() {
+      chunk += decoder.decode();
       flush();
       if (fd !== undefined) closeSync(fd);
     },

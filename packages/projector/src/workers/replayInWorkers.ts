@@ -12,7 +12,7 @@ import type { AuditLinesJob } from '../auditEntry.ts';
 import type { PassedTaskOptions } from '../partitionTask.ts';
 import type { PartitionEnds, PartitionReplay, WorkerLogSpec } from '../replay.ts';
 import type { ReplayWorkerMessage, ReplayWorkerRequest } from './replayProtocol.ts';
-import { OrderedText } from './orderedText.ts';
+import { OrderedChunks } from './orderedChunks.ts';
 import { startWorker } from './startWorker.ts';
 
 type Result = PartitionReplay & {
@@ -32,7 +32,7 @@ export async function replayInWorkers({
   keepStates,
   onRead,
   audit,
-  onText,
+  onChunk,
 }: {
   readonly workers: number;
   readonly workerLog: WorkerLogSpec;
@@ -44,10 +44,10 @@ export async function replayInWorkers({
   readonly keepStates: boolean;
   readonly onRead: (records: number) => void;
   readonly audit?: AuditLinesJob;
-  readonly onText?: (text: string) => void;
+  readonly onChunk?: (chunk: Uint8Array) => void;
 }): Promise<Result[]> {
   const byPartition = new Map<number, Result>();
-  const text = onText === undefined ? undefined : new OrderedText(partitions, onText);
+  const text = onChunk === undefined ? undefined : new OrderedChunks(partitions, onChunk);
   const shares = Array.from({ length: workers }, (_, w) => partitions.filter((_, i) => i % workers === w));
   const running: Worker[] = [];
   try {
@@ -60,7 +60,7 @@ export async function replayInWorkers({
             let finished = false;
             worker.on('message', (m: ReplayWorkerMessage) => {
               if (m.type === 'read') onRead(m.records);
-              else if (m.type === 'text') text?.write(m.partition, m.text);
+              else if (m.type === 'lines') text?.write(m.partition, m.chunk);
               else if (m.type === 'partition') {
                 byPartition.set(m.range.partition, {
                   range: m.range,

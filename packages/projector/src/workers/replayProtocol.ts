@@ -14,15 +14,15 @@ export interface ReplayWorkerRequest {
   readonly into: boolean;
   /** Send back the states (as state documents). */
   readonly keepStates: boolean;
-  /** Make these audit lines and send them back as text. */
+  /** Make these audit lines and send them back. */
   readonly audit?: AuditLinesJob;
 }
 
 export type ReplayWorkerMessage =
   /** Records read since the last message (progress). */
   | { readonly type: 'read'; readonly records: number }
-  /** Audit text of a partition, in order. */
-  | { readonly type: 'text'; readonly partition: number; readonly text: string }
+  /** Audit lines of a partition, in order, as UTF-8 (the buffer is transferred). */
+  | { readonly type: 'lines'; readonly partition: number; readonly chunk: Uint8Array }
   /** One partition done: its counts, its states as state documents, in the task's order. */
   | {
       readonly type: 'partition';

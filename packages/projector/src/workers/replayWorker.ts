@@ -36,7 +36,11 @@ async function run({
     const clock = createHybridClock({ physicalNow: () => 0 });
     for (const { partition, ends } of partitions) {
       const collector =
-        audit === undefined ? undefined : await lineCollector(audit, (text) => post({ type: 'text', partition, text }));
+        audit === undefined
+          ? undefined
+          : await lineCollector(audit, (chunk) =>
+              post({ type: 'lines', partition, chunk }, [chunk.buffer as ArrayBuffer]),
+            );
       const r = await replayPartition({
         log,
         partition,

@@ -1,8 +1,9 @@
 /**
- * Text from several partitions, written out in partition order (docs/write-path.md, "Replay"): the
- * partition being written goes straight through; any later one that is folded meanwhile in another
- * worker waits in a temporary file (not in memory, however long the audit), and is copied out when
- * its turn comes. The files are removed as they are copied, and all of them at `close`.
+ * Chunks of bytes from several partitions, written out in partition order (docs/write-path.md,
+ * "Replay"): the partition being written goes straight through; any later one that is folded
+ * meanwhile in another worker waits in a temporary file (not in memory, however long the audit),
+ * and is copied out when its turn comes. The files are removed as they are copied, and all of them
+ * at `close`.
  */
 import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,24 +11,24 @@ import { join } from 'node:path';
 
 const COPY_BYTES = 1024 * 1024;
 
-export class OrderedText {
+export class OrderedChunks {
   private next = 0;
   private readonly ended = new Set<number>();
   private readonly files = new Map<number, { fd: number; path: string }>();
   private dir: string | undefined;
 
-  /** `order`: the partitions in the order their text is written; `emit` writes text out. */
+  /** `order`: the partitions in the order their bytes are written; `emit` writes bytes out. */
   constructor(
     private readonly order: readonly number[],
-    private readonly emit: (text: string) => void,
+    private readonly emit: (chunk: Uint8Array) => void,
   ) {}
 
-  write(partition: number, text: string): void {
-    if (partition === this.order[this.next]) this.emit(text);
-    else writeSync(this.spill(partition).fd, text);
+  write(partition: number, chunk: Uint8Array): void {
+    if (partition === this.order[this.next]) this.emit(chunk);
+    else writeSync(this.spill(partition).fd, chunk);
   }
 
-  /** The partition's text is all written. */
+  /** The partition's bytes are all written. */
   end(partition: number): void {
     this.ended.add(partition);
     while (this.next < this.order.length && this.ended.has(this.order[this.next]!)) {
@@ -47,7 +48,7 @@ export class OrderedText {
     let file = this.files.get(partition);
     if (file === undefined) {
       this.dir ??= mkdtempSync(join(tmpdir(), 'twinlog-audit-'));
-      const path = join(this.dir, `p${partition}.txt`);
+      const path = join(this.dir, `p${partition}.bin`);
       file = { fd: openSync(path, 'w+'), path };
       this.files.set(partition, file);
     }
@@ -58,17 +59,13 @@ export class OrderedText {
     const file = this.files.get(partition);
     if (file === undefined) return;
     this.files.delete(partition);
-    const buffer = Buffer.allocUnsafe(COPY_BYTES);
-    const decoder = new TextDecoder();
     for (let at = 0; ;) {
+      const buffer = new Uint8Array(COPY_BYTES); // handed to emit: a fresh one each time
       const n = readSync(file.fd, buffer, 0, COPY_BYTES, at);
       if (n === 0) break;
       at += n;
-      const text = decoder.decode(buffer.subarray(0, n), { stream: true });
-      if (text !== '') this.emit(text);
+      this.emit(buffer.subarray(0, n));
     }
-    const rest = decoder.decode();
-    if (rest !== '') this.emit(rest);
     closeSync(file.fd);
     rmSync(file.path, { force: true });
   }

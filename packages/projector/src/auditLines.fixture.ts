@@ -1,0 +1,7 @@
+/** An audit line factory for tests: each line is the device id after `options.pad` (characters of any width). */
+import type { HistoryEntry } from './auditEntry.ts';
+
+export function paddedLine(options: unknown): (entry: HistoryEntry) => string {
+  const { pad } = options as { pad: string };
+  return (e) => `${pad}${e.deviceId}`;
+}
