@@ -53,12 +53,14 @@ import {
   twinVersion,
   validateEvent,
   HORIZON_DEFAULTS,
+  MIN_STAMP,
   TWIN_LIMITS,
   type AppendRecord,
   type HorizonOptions,
   type HybridClock,
   type Log,
   type LogRecord,
+  type Stamp,
   type TopicAppend,
   type TwinEvent,
   type TwinLimits,
@@ -220,6 +222,7 @@ export class PartitionTask {
   private readonly skew: { maxForwardSkewMs?: number; maxOfflineWindowMs: number; maxSkewMs: number };
   private readonly horizon: Required<HorizonOptions>;
   private readonly maxSnapshotBytes: number;
+  private lastHorizon: { timestamp: number; horizon: Stamp } = { timestamp: NaN, horizon: MIN_STAMP };
   /** Per device touched by the current batch, its operations (for the record-size guard). */
   private batch = new Map<string, BatchDevice>();
   /** True while the guard re-applies a device's operations. */
@@ -440,11 +443,18 @@ export class PartitionTask {
    */
   private advance(deviceId: string, state: TwinState, timestamp: number): void {
     const before = state.gcHorizon;
-    advanceHorizon(state, gcHorizonAt(timestamp, this.horizon));
+    advanceHorizon(state, this.horizonAt(timestamp));
     if (compareStamps(before, state.gcHorizon) === 0) return;
     this.touched.add(deviceId);
     const b = this.batch.get(deviceId)!;
     if (timestamp > b.lastTimestamp) b.lastTimestamp = timestamp;
+  }
+
+  /** The GC horizon a record appended at `timestamp` implies; records of a batch mostly share their append time. */
+  private horizonAt(timestamp: number): Stamp {
+    if (timestamp !== this.lastHorizon.timestamp)
+      this.lastHorizon = { timestamp, horizon: gcHorizonAt(timestamp, this.horizon) };
+    return this.lastHorizon.horizon;
   }
 
   private setEntry(deviceId: string, entry: DeviceEntry): DeviceEntry {
