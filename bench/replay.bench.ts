@@ -118,6 +118,7 @@ async function readInputs(log: Log, partitions: readonly number[], key?: string)
 }
 
 type Leg = 'replay' | 'rebuild' | 'audit';
+const LEGS: readonly Leg[] = ['replay', 'rebuild', 'audit'];
 type LegFigures = Record<string, number | string>;
 
 async function runLegs(
@@ -148,58 +149,59 @@ async function runLegs(
     rebuild: { thread: 0, workers: 0 },
     audit: { thread: 0, workers: 0 },
   };
-  const report = (leg: Leg, mode: 'thread' | 'workers', t: Timed<unknown>, what: string): void => {
-    const perS = total / (t.ms / 1000);
-    rates[leg][mode] = perS;
-    const label = `${leg} ${mode === 'thread' ? '×1' : `×${workers}`}`;
-    console.log(
-      `  ${label.padEnd(12)} ${fmt(perS)}/s (${(t.ms / 1000).toFixed(1)} s, ${what}; ${perRecord(t)}) = ${ratio(perS, readPerS)} × read`,
-    );
-  };
   // one worker thread per core, each opening the log itself
   const workers = Math.min(availableParallelism(), PARTITIONS);
   const parallel = { workers, workerLog };
-
-  // the states are dropped once counted, so the legs after it run on the small heap the CLI has
-  const replayed = await timed(broker, async () => {
-    const r = await replay({ log });
-    return { twins: r.states.size, applied: r.counts.applied };
-  });
-  report(
-    'replay',
-    'thread',
-    replayed,
-    `${fmt(replayed.value.twins)} twins in this thread's memory, ${fmt(replayed.value.applied)} applied`,
-  );
-  const counted = await timed(broker, () => replay({ log, ...parallel, keepStates: false }));
-  report(
-    'replay',
-    'workers',
-    counted,
-    `${fmt(counted.value.counts.devices)} twins folded in the workers, not copied back (twinlog replay)`,
-  );
-
-  for (const mode of ['thread', 'workers'] as const) {
-    const into = await freshInto();
-    const rebuilt = await timed(broker, () =>
-      replay({ log, into: into.log, ...(mode === 'workers' ? parallel : {}), keepStates: false }),
-    );
-    await into.close();
-    report('rebuild', mode, rebuilt, 'into fresh snapshots');
-  }
-
-  // the fleet's audit trail as `twinlog audit --all --format json` makes it (the CLI's own line module), counted, not written
-  for (const mode of ['thread', 'workers'] as const) {
-    let bytes = 0;
-    const audited = await timed(broker, () =>
-      auditLines({
+  /** One leg, once: its timing, and what it did (the states are dropped once counted: the next legs run on a CLI-sized heap). */
+  const runLeg = async (leg: Leg, mode: 'thread' | 'workers'): Promise<Timed<string>> => {
+    const how = mode === 'workers' ? { ...parallel, keepStates: false } : {};
+    if (leg === 'replay')
+      return timed(broker, async () => {
+        const r = await replay({ log, ...how });
+        return mode === 'thread'
+          ? `${fmt(r.states.size)} twins in this thread's memory, ${fmt(r.counts.applied)} applied`
+          : `${fmt(r.counts.devices)} twins folded in the workers, not copied back (twinlog replay)`;
+      });
+    if (leg === 'rebuild') {
+      const into = await freshInto();
+      const t = await timed(broker, async () => {
+        await replay({ log, into: into.log, ...how, keepStates: false });
+        return 'into fresh snapshots';
+      });
+      await into.close();
+      return t;
+    }
+    // the fleet's audit as `twinlog audit --all --format json` makes it (the CLI's own line module), counted, not written
+    return timed(broker, async () => {
+      let bytes = 0;
+      const r = await auditLines({
         log,
         lines: { module: AUDIT_LINE_MODULE, export: 'fleetAuditLine', options: { format: 'json' } },
         ...(mode === 'workers' ? parallel : {}),
         onChunk: (chunk) => void (bytes += chunk.length),
-      }),
-    );
-    report('audit', mode, audited, `${fmt(audited.value.lines)} JSON lines, ${fmt(bytes / 1e6)} MB`);
+      });
+      return `${fmt(r.lines)} JSON lines, ${fmt(bytes / 1e6)} MB`;
+    });
+  };
+  // in this thread once; on the workers (the CLI's default, the headline) 3 interleaved rounds, the median
+  for (const mode of ['thread', 'workers'] as const) {
+    const samples: Record<Leg, Timed<string>[]> = { replay: [], rebuild: [], audit: [] };
+    for (let round = 0; round < (mode === 'thread' ? 1 : 3); round++)
+      for (const leg of LEGS) samples[leg].push(await runLeg(leg, mode));
+    for (const leg of LEGS) {
+      const sorted = [...samples[leg]].sort((x, y) => x.ms - y.ms);
+      const t = sorted[Math.floor(sorted.length / 2)]!;
+      const perS = total / (t.ms / 1000);
+      rates[leg][mode] = perS;
+      const label = `${leg} ${mode === 'thread' ? '×1' : `×${workers}`}`;
+      const rounds =
+        samples[leg].length === 1
+          ? ''
+          : `, median of ${samples[leg].map((x) => fmt(total / (x.ms / 1000))).join(', ')}/s`;
+      console.log(
+        `  ${label.padEnd(12)} ${fmt(perS)}/s (${(t.ms / 1000).toFixed(1)} s${rounds}, ${t.value}; ${perRecord(t)}) = ${ratio(perS, readPerS)} × read`,
+      );
+    }
   }
 
   // the device's legs are short: 3 interleaved rounds, medians
