@@ -41,14 +41,13 @@
  * Bounded: connecting gives up after BENCH_CONNECT_S (120) s, the whole run after BENCH_BUDGET_S (300) s.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { createInterface } from 'node:readline';
 import { createSecureContext, createServer as createTlsServer } from 'node:tls';
 import { Aedes, type PublishPacket } from 'aedes';
 import type { Kafka, RetryOptions } from 'kafkajs';
-import { connectDevice, connectFleet, fmt, latency, makeCa, type Latency } from './support.ts';
+import { createTestCa } from '../test/compat/support/testCa.ts';
+import { connectDevice, connectFleet, fmt, latency, type Latency } from './support.ts';
 import { isBusy, makeKafka, printEosFloor, refusals, resetRefusals, runEosFloor } from './internal/eosFloor.ts';
 import { startKafkaBroker, type KafkaBroker } from '../test/kafkaBroker.ts';
 
@@ -152,9 +151,7 @@ interface MqttFloor {
 }
 
 async function mqttFloor(children: Set<ChildProcess>): Promise<MqttFloor> {
-  const dir = mkdtempSync(join(tmpdir(), 'twinlog-bench-floor-'));
-  const tls = makeCa(dir);
-  rmSync(dir, { recursive: true, force: true });
+  const tls = createTestCa({ key: 'ec' });
   const broker = new Aedes({
     authorizePublish(client, packet, done) {
       if (client !== null && packet.topic.startsWith(REPORTED)) {

@@ -38,7 +38,7 @@
  * Bounded: connecting gives up after BENCH_CONNECT_S (120) s, the whole run after BENCH_BUDGET_S (600).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,7 +49,8 @@ import { signDeviceSas, signServiceSas } from '@twinlog/gateway';
 import { createEmbeddedLog } from '@twinlog/log-embedded';
 import { createKafkaLog } from '@twinlog/log-kafka';
 import { printEosFloor, runEosFloor } from './internal/eosFloor.ts';
-import { connectDevice, connectFleet, fmt, latency, makeCa, type Latency } from './support.ts';
+import { createTestCa } from '../test/compat/support/testCa.ts';
+import { connectDevice, connectFleet, fmt, latency, type Latency } from './support.ts';
 import { startKafkaBroker } from '../test/kafkaBroker.ts';
 import { cleanEnv, startServe } from '../test/support/serveProcess.ts';
 
@@ -271,7 +272,9 @@ async function main(): Promise<void> {
   budget.unref();
   const load0 = loadavg();
   const dir = mkdtempSync(join(tmpdir(), 'twinlog-bench-gateway-'));
-  const tls = makeCa(dir);
+  const tls = createTestCa({ key: 'ec' });
+  writeFileSync(join(dir, 'server.pem'), tls.cert);
+  writeFileSync(join(dir, 'server.key'), tls.key);
   const kind = process.env['BENCH_LOG'] === 'embedded' ? 'embedded' : 'kafka';
   const prefix = `bench-gw-${Date.now()}.`;
   const data = join(dir, 'data');

@@ -1,7 +1,4 @@
-/** What the MQTT benchmarks (bench:gateway, bench:floor) share: latency summaries, a test CA, simulated devices. */
-import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+/** What the MQTT benchmarks (bench:gateway, bench:floor) share: latency summaries and simulated devices (their CA is test/compat/support/testCa.ts's). */
 import { connect as tlsConnect, type SecureContext } from 'node:tls';
 import mqttPacket from 'mqtt-packet';
 
@@ -20,66 +17,6 @@ export const pct = (xs: number[], p: number): number => {
 };
 export const latency = (xs: number[]): Latency => ({ n: xs.length, p50: pct(xs, 50), p99: pct(xs, 99) });
 export const fmt = (n: number | null): string => (n === null || Number.isNaN(n) ? 'n/a' : n.toFixed(1));
-
-/** A CA and a `localhost` server certificate (ECDSA P-256), made in `dir` with the `openssl` CLI. */
-export function makeCa(dir: string): { ca: string; key: string; cert: string } {
-  const at = (f: string): string => join(dir, f);
-  const ssl = (...args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  ssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-keyout',
-    at('ca.key'),
-    '-out',
-    at('ca.pem'),
-    '-days',
-    '1',
-    '-subj',
-    '/CN=bench CA',
-  );
-  ssl(
-    'req',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-keyout',
-    at('server.key'),
-    '-out',
-    at('server.csr'),
-    '-subj',
-    '/CN=localhost',
-  );
-  writeFileSync(at('ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  ssl(
-    'x509',
-    '-req',
-    '-in',
-    at('server.csr'),
-    '-CA',
-    at('ca.pem'),
-    '-CAkey',
-    at('ca.key'),
-    '-CAcreateserial',
-    '-out',
-    at('server.pem'),
-    '-days',
-    '1',
-    '-extfile',
-    at('ext'),
-  );
-  return {
-    ca: readFileSync(at('ca.pem'), 'utf8'),
-    key: readFileSync(at('server.key'), 'utf8'),
-    cert: readFileSync(at('server.pem'), 'utf8'),
-  };
-}
 
 /**
  * One simulated device: a TLS socket speaking MQTT 3.1.1 through `mqtt-packet` (aedes' framing).

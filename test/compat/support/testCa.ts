@@ -1,8 +1,9 @@
 /**
- * A throwaway certificate authority for the compatibility suite, made with the `openssl` CLI in a
- * temp dir (removed at once: everything is returned as PEM text): a CA certificate and a `localhost` server certificate it signed (SAN `DNS:localhost`,
+ * A throwaway certificate authority for the compatibility suite and the MQTT benchmarks, made with
+ * the `openssl` CLI in a temp dir (removed at once: everything is returned as PEM text): a CA
+ * certificate and a `localhost` server certificate it signed (SAN `DNS:localhost`,
  * `IP:127.0.0.1`). The SDKs are given the CA (`client.setOptions({ ca })`), never told to skip
- * verification.
+ * verification. Keys are RSA 2048 by default, ECDSA P-256 with `{ key: 'ec' }` (the benchmarks').
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,15 +18,16 @@ export interface TestCa {
   readonly cert: string;
 }
 
-export function createTestCa(): TestCa {
+export function createTestCa({ key: keyType = 'rsa' }: { key?: 'rsa' | 'ec' } = {}): TestCa {
+  const newKey =
+    keyType === 'rsa' ? ['-newkey', 'rsa:2048'] : ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1'];
   const dir = mkdtempSync(join(tmpdir(), 'twinlog-ca-'));
   const at = (f: string): string => join(dir, f);
   const ssl = (...args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
   ssl(
     'req',
     '-x509',
-    '-newkey',
-    'rsa:2048',
+    ...newKey,
     '-nodes',
     '-keyout',
     at('ca.key'),
@@ -40,18 +42,7 @@ export function createTestCa(): TestCa {
     '-addext',
     'keyUsage=critical,keyCertSign,cRLSign',
   );
-  ssl(
-    'req',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    at('server.key'),
-    '-out',
-    at('server.csr'),
-    '-subj',
-    '/CN=localhost',
-  );
+  ssl('req', ...newKey, '-nodes', '-keyout', at('server.key'), '-out', at('server.csr'), '-subj', '/CN=localhost');
   writeFileSync(
     at('server.ext'),
     'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n',
