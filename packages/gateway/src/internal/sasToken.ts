@@ -26,10 +26,24 @@
  * keywords compare case-insensitively.
  */
 
+import { createHmac, timingSafeEqual } from 'node:crypto';
+
 /** Default of `maxTokenLifetimeMs` on REST and MQTT: 365 days. */
 export const DEFAULT_MAX_TOKEN_LIFETIME_MS = 365 * 24 * 60 * 60 * 1000;
 
 const PREFIX = 'SharedAccessSignature ';
+
+/** A token's signature: HMAC-SHA256 of `<sr as transmitted>\n<se>` under the key (base64 text, or its bytes). */
+export function sasSignature(key: string | Buffer, sr: string, se: string | number): Buffer {
+  return createHmac('sha256', typeof key === 'string' ? Buffer.from(key, 'base64') : key)
+    .update(`${sr}\n${se}`)
+    .digest();
+}
+
+/** Whether the signature given (decoded base64) is the one expected, compared in constant time. */
+export function signatureMatches(given: Buffer, expected: Buffer): boolean {
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
 
 /**
  * The fields of a `SharedAccessSignature …` text, by name and in any order, still URL-encoded as

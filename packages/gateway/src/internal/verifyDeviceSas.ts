@@ -18,7 +18,6 @@
  *
  * Each failure names the MQTT 3.1.1 CONNACK return code it answers with.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
 import { isDisabled, type DeviceKeys } from './deviceKeyStore.ts';
 import {
   checkSasExpiry,
@@ -27,6 +26,8 @@ import {
   parseSasFields,
   parseSasResource,
   sasScopeCovers,
+  sasSignature,
+  signatureMatches,
 } from './sasToken.ts';
 
 export { checkSasExpiry, DEFAULT_MAX_TOKEN_LIFETIME_MS } from './sasToken.ts';
@@ -68,7 +69,7 @@ export interface DeviceIdentity {
  */
 export function signDeviceSas(host: string, deviceId: string, key: string, expirySeconds: number): string {
   const sr = encodeURIComponent(`${host}/devices/${deviceId}`);
-  const sig = createHmac('sha256', Buffer.from(key, 'base64')).update(`${sr}\n${expirySeconds}`).digest('base64');
+  const sig = sasSignature(key, sr, expirySeconds).toString('base64');
   return `SharedAccessSignature sr=${sr}&sig=${encodeURIComponent(sig)}&se=${expirySeconds}`;
 }
 
@@ -140,6 +141,7 @@ export function verifyDeviceSas(
   if (
     sr === undefined ||
     sigField === undefined ||
+    se === undefined ||
     expiry === undefined ||
     (!expiry.ok && expiry.problem === 'malformed')
   ) {
@@ -152,10 +154,9 @@ export function verifyDeviceSas(
   if (keys === undefined || sig === undefined)
     throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'Unknown device or bad signature');
   const given = Buffer.from(sig, 'base64');
-  const matches = [keys.primaryKey, keys.secondaryKey].some((key) => {
-    const expected = createHmac('sha256', Buffer.from(key, 'base64')).update(`${sr}\n${se}`).digest();
-    return given.length === expected.length && timingSafeEqual(given, expected);
-  });
+  const matches = [keys.primaryKey, keys.secondaryKey].some((key) =>
+    signatureMatches(given, sasSignature(key, sr, se)),
+  );
   if (!matches) throw new DeviceAuthError(CONNACK.NOT_AUTHORIZED, 'Unknown device or bad signature');
   if (!expiry.ok) {
     throw new DeviceAuthError(
