@@ -750,15 +750,7 @@ export class PartitionTask {
   }
 
   private encodeSnapshot(deviceId: string, state: TwinState, offsets: InputOffsets): Uint8Array {
-    return encodeOutputRecord({
-      kind: 'snapshot',
-      v: 1,
-      deviceId,
-      state: toStateDoc(state),
-      exists: twinExists(state),
-      version: twinVersion(state),
-      offsets,
-    });
+    return encodeSnapshotRecord(deviceId, state, offsets);
   }
 
   /** The state an entry returns to: its last written snapshot's, or an empty one. */
@@ -881,6 +873,19 @@ export class PartitionTask {
     this.rejectedByCode = {};
     return out;
   }
+}
+
+/** A twin's `twin.snapshots` record: its state document, whether it exists, its version, and the input offsets it reflects. */
+export function encodeSnapshotRecord(deviceId: string, state: TwinState, offsets: InputOffsets): Uint8Array {
+  return encodeOutputRecord({
+    kind: 'snapshot',
+    v: 1,
+    deviceId,
+    state: toStateDoc(state),
+    exists: twinExists(state),
+    version: twinVersion(state),
+    offsets,
+  });
 }
 
 export function emptyStats(): BatchStats {

@@ -10,9 +10,6 @@ import {
   createHybridClock,
   partitionFor,
   type HybridClock,
-  toStateDoc,
-  twinExists,
-  twinVersion,
   type AppendRecord,
   type Log,
   type LogRecord,
@@ -22,6 +19,7 @@ import {
 } from '@twinlog/core';
 import {
   emptyStats,
+  encodeSnapshotRecord,
   PartitionTask,
   passedTaskOptions,
   type BatchStats,
@@ -249,19 +247,7 @@ export function rebuildRecords(task: PartitionTask, range: PartitionRange, ends:
   const offsets = { backend: (range.backend.last ?? -1) + 1, device: (range.device.last ?? -1) + 1 };
   const records: AppendRecord[] = [];
   for (const [id, state] of task.states()) {
-    records.push({
-      key: id,
-      partition: task.partition,
-      value: encodeOutputRecord({
-        kind: 'snapshot',
-        v: 1,
-        deviceId: id,
-        state: toStateDoc(state),
-        exists: twinExists(state),
-        version: twinVersion(state),
-        offsets,
-      }),
-    });
+    records.push({ key: id, partition: task.partition, value: encodeSnapshotRecord(id, state, offsets) });
   }
   records.push({
     key: CHECKPOINT_KEY,
