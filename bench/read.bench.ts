@@ -303,23 +303,17 @@ async function main(): Promise<void> {
     const client = createTwinClient({ log, physicalNow: Date.now, actor: 'bench-read' });
     closers.push(() => client.close());
     const policies = [{ name: 'iothubowner', key: KEY, rights: ['registryReadWrite', 'serviceConnect'] as const }];
-    const indexed = createRestGateway({
+    // the same gateway with and without the read model's index
+    const gateway = {
       log,
       client,
       hubName: HUB,
       physicalNow: Date.now,
-      policies: [...policies].map((p) => ({ ...p, rights: [...p.rights] })),
-      rateLimit: false,
-      twinIndex: readModel,
-    });
-    const plain = createRestGateway({
-      log,
-      client,
-      hubName: HUB,
-      physicalNow: Date.now,
-      policies: [...policies].map((p) => ({ ...p, rights: [...p.rights] })),
-      rateLimit: false,
-    });
+      policies: policies.map((p) => ({ ...p, rights: [...p.rights] })),
+      rateLimit: false as const,
+    };
+    const indexed = createRestGateway({ ...gateway, twinIndex: readModel });
+    const plain = createRestGateway(gateway);
     const indexedAt = await indexed.listen({ port: 0, host: '127.0.0.1' });
     const plainAt = await plain.listen({ port: 0, host: '127.0.0.1' });
     closers.push(

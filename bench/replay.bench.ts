@@ -127,7 +127,6 @@ async function runLegs(
   workerLog: WorkerLogSpec,
   freshInto: () => Promise<{ log: Log; close: () => Promise<void> }>,
   broker: BrokerProcess | undefined,
-  defaultMode: 'workers' | 'thread',
 ): Promise<LegFigures> {
   const total = EVENTS;
   const perRecord = (t: Timed<unknown>): string =>
@@ -224,10 +223,10 @@ async function runLegs(
     `  device       history of ${DEVICE} ${deviceHistory.ms.toFixed(0)} ms (${entries} entries; rounds ${historyMs.map((x) => x.toFixed(0)).join(', ')}) against a plain read of its partition ` +
       `${deviceRead.ms.toFixed(0)} ms (${deviceRecords} of its records; rounds ${readMs.map((x) => x.toFixed(0)).join(', ')}) = ${ratio(deviceHistory.ms, deviceRead.ms)} ×`,
   );
-  // the headline figures are the twinlog CLI's default on this log (docs/write-path.md, "Replay")
+  // the headline figures are the twinlog CLI's default on both logs: a worker per core (docs/write-path.md, "Replay")
   const headline = (leg: Leg): LegFigures => ({
-    [`${leg}_per_s`]: Math.round(rates[leg][defaultMode]),
-    [`${leg}_vs_read`]: ratio(rates[leg][defaultMode], readPerS),
+    [`${leg}_per_s`]: Math.round(rates[leg].workers),
+    [`${leg}_vs_read`]: ratio(rates[leg].workers, readPerS),
   });
   const each = (leg: Leg): LegFigures =>
     Object.fromEntries(
@@ -243,7 +242,7 @@ async function runLegs(
     device_history_ms: Math.round(deviceHistory.ms),
     device_read_ms: Math.round(deviceRead.ms),
     ...headline('audit'),
-    mode: defaultMode === 'workers' ? `${workers} worker threads` : 'this thread',
+    mode: `${workers} worker threads`,
     ...each('replay'),
     ...each('rebuild'),
     ...each('audit'),
@@ -299,7 +298,6 @@ const embeddedFigures = await runLegs(
     return { log, close: () => log.close() };
   },
   undefined,
-  'workers',
 );
 await embedded.close();
 console.log(`  targets: ${targets(embeddedFigures)}`);
@@ -335,7 +333,6 @@ const kafkaFigures = await runLegs(
     return { log, close: () => log.close() };
   },
   brokerProcess,
-  'workers',
 );
 await kafka.close();
 await broker.stop();

@@ -2,8 +2,9 @@
  * Replay on both cores (docs/write-path.md, "Replay"): the partitions are dealt round-robin to worker
  * threads, each of which opens the log itself (a {@link WorkerLogSpec}), so no record crosses between
  * threads; a worker sends back each partition's counts, its states as state documents (unless the caller
- * does not keep them: they cost about as much to send as to fold), and (for
- * `into`) the encoded records a rebuild writes. The caller merges them in partition order, so the
+ * does not keep them: they cost about as much to send as to fold), (for
+ * `into`) the encoded records a rebuild writes, and (for an audit) its lines, which are written out
+ * in partition order through {@link OrderedChunks}. The caller merges them in partition order, so the
  * result is the one a replay in this thread returns.
  */
 import type { Worker } from 'node:worker_threads';
