@@ -324,9 +324,8 @@ function joinReg(
 
 /** Write the registers of one patch object under `node` (docs/fold.md, "Applying an event"). */
 function emit(node: TrieNode, obj: Patch, s: Stamp, actor: string, rank: number): void {
-  const keys = Object.keys(obj);
-  for (let i = 0; i < keys.length; i++) {
-    const key = keys[i]!;
+  // for-in, not Object.keys: no array per object (patches are plain objects: own keys only)
+  for (const key in obj) {
     const v = obj[key];
     const kid = child(node, key);
     if (v === null || v === undefined) {
@@ -349,9 +348,7 @@ function emit(node: TrieNode, obj: Patch, s: Stamp, actor: string, rank: number)
  * event newer than anything folded so far; the result equals `emit`'s.
  */
 function emitFresh(node: TrieNode, obj: Patch, s: Stamp, actor: string, rank: number): void {
-  const keys = Object.keys(obj);
-  for (let i = 0; i < keys.length; i++) {
-    const key = keys[i]!;
+  for (const key in obj) {
     const v = obj[key];
     const kid = child(node, key);
     kid.stamp = s;

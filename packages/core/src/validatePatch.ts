@@ -343,9 +343,9 @@ function fastValid(section: Section, patch: unknown, limits: TwinLimits): boolea
 
 function fastSize(node: Record<string, unknown>, depth: number, inArray: boolean, limits: TwinLimits): number {
   let size = 0;
-  const keys = Object.keys(node);
-  for (let i = 0; i < keys.length; i++) {
-    const key = keys[i]!;
+  // for-in, not Object.keys: no array per object; an inherited key leaves the fast path
+  for (const key in node) {
+    if (!Object.hasOwn(node, key)) return -1;
     const n = key.length;
     if (n === 0 || n > limits.maxKeyBytes || RESERVED_KEYS.has(key)) return -1;
     for (let j = 0; j < n; j++) {

@@ -489,8 +489,8 @@ export class PartitionTask {
 
   private applyAndRecord(state: TwinState, e: TwinEvent, source: Source): void {
     const section = isSection(e.section) ? e.section : undefined;
-    const scope = section === undefined || e.op === 'replace' ? undefined : Object.keys(e.patch);
     // a rebuild writes no change records (replay keeps only the final states): no views to diff
+    const scope = section === undefined || e.op === 'replace' || this.rebuild ? undefined : Object.keys(e.patch);
     const before = section === undefined || this.rebuild ? {} : sectionScope(state, section, scope);
     const outcome = applyEvent(state, e);
     if (outcome !== 'APPLIED') {
