@@ -1,6 +1,6 @@
 /**
- * Replay on several worker threads (docs/write-path.md, "Replay") returns what a replay in one
- * thread returns: the same states (state documents compared canonically), counts, offsets read, and
+ * Replay on several worker threads (docs/write-path.md, "Replay"), whether each worker reads the log
+ * itself or this thread feeds it the records, returns what a replay in one thread returns: the same states (state documents compared canonically), counts, offsets read, and
  * the same records written to `into`, byte for byte (and, without states, the same counts) — for random histories with creates, deletes,
  * duplicates, commands, undecodable records and late events, over several partitions of a SQLite log.
  */
@@ -92,10 +92,12 @@ describe('replay in worker threads', () => {
           const log = createEmbeddedLog({ path });
           const intoSeq = createEmbeddedLog({ path: join(dir, `seq-${files}.db`) });
           const intoPar = createEmbeddedLog({ path: join(dir, `par-${files}.db`) });
+          const intoFed = createEmbeddedLog({ path: join(dir, `fed-${files}.db`) });
           try {
             await ensureTwinTopics(log, 3);
             await ensureTwinTopics(intoSeq, 3);
             await ensureTwinTopics(intoPar, 3);
+            await ensureTwinTopics(intoFed, 3);
             await writeHistory(log, steps);
             const workerLog: WorkerLogSpec = { module: EMBEDDED, export: 'createEmbeddedLog', options: { path } };
             const progress: number[] = [];
@@ -108,11 +110,17 @@ describe('replay in worker threads', () => {
               onProgress: (p) => progress.push(p.read),
             });
             expect(summary(parallel)).toBe(summary(sequential));
+            // fed by this thread (no workerLog)
+            const fedProgress: number[] = [];
+            const fed = await replay({ log, into: intoFed, workers: 2, onProgress: (p) => fedProgress.push(p.read) });
+            expect(summary(fed)).toBe(summary(sequential));
+            expect(fedProgress.at(-1)).toBe(sequential.counts.records);
             const bytes = async (l: Log): Promise<string[]> =>
               (await readAll(l, TOPICS.snapshots)).map(
                 (r) => `${r.partition}/${r.key}/${Buffer.from(r.value ?? new Uint8Array()).toString('base64')}`,
               );
             expect(await bytes(intoPar)).toEqual(await bytes(intoSeq));
+            expect(await bytes(intoFed)).toEqual(await bytes(intoSeq));
             expect(progress.at(-1)).toBe(sequential.counts.records);
             // without states, the same counts (twins included) and offsets
             const countsOnly = await replay({ log, workers: 2, workerLog, keepStates: false });
@@ -121,7 +129,7 @@ describe('replay in worker threads', () => {
               canonicalJson({ counts: sequential.counts, partitions: sequential.partitions }),
             );
           } finally {
-            await Promise.all([log.close(), intoSeq.close(), intoPar.close()]);
+            await Promise.all([log.close(), intoSeq.close(), intoPar.close(), intoFed.close()]);
           }
         },
       ),

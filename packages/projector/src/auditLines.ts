@@ -15,7 +15,7 @@ export interface AuditLinesOptions extends AuditLinesJob {
   readonly until?: number;
   /** The lines, in order, as UTF-8 bytes in chunks (a chunk may end inside a line). */
   readonly onChunk: (chunk: Uint8Array) => void;
-  /** Worker threads (default 0: this thread); needs `workerLog`, as replay's. */
+  /** Worker threads (default 0: this thread), with or without `workerLog`, as replay's. */
   readonly workers?: number;
   readonly workerLog?: WorkerLogSpec;
   readonly onProgress?: ReplayOptions['onProgress'];
@@ -23,8 +23,7 @@ export interface AuditLinesOptions extends AuditLinesJob {
 
 /**
  * Write a fleet's audit trail as lines made by `lines` (e.g. JSON lines or CSV rows), through
- * `onChunk`. With `workers` and `workerLog` the partitions are audited in worker threads and the
- * text is the same. Returns the replay's counts and how many lines were written.
+ * `onChunk`. With `workers` the partitions are audited in worker threads and the text is the same. Returns the replay's counts and how many lines were written.
  *
  * @example
  * await auditLines({ log, lines: { module: import.meta.resolve('./myLines.js'), export: 'jsonLines', options: {} }, onChunk: (c) => process.stdout.write(c) })

@@ -58,7 +58,9 @@ export interface ReplayOptions {
   ) => void;
   /**
    * Fold the partitions in up to this many worker threads (default 0: in this thread, one partition
-   * after another). Needs `workerLog`; ignored with `deviceId` or `onApplied`, which need this thread.
+   * after another); ignored with `deviceId` or `onApplied`, which need this thread. With `workerLog`
+   * each worker reads its partitions itself; without it this thread reads them all and sends the
+   * records to the workers (what is faster depends on the log: docs/write-path.md, "Replay on Kafka").
    */
   readonly workers?: number;
   /**
@@ -163,12 +165,17 @@ export interface PartitionEnds {
   readonly device: number;
 }
 
+/** Both inputs of one partition as `mergedInputs` yields them: runs of one topic each, in fold order. */
+export type InputRuns = AsyncIterable<readonly [InputTopic, readonly LogRecord[]]>;
+
 /**
  * Fold one partition from offset 0 to `ends` into a fresh rebuild-mode task (the projector's own
- * rules). `onRead` is told of every record read, in steps of at most 1,000.
+ * rules), reading `log`, or taking the runs `runs` yields when given (a worker fed by the calling
+ * thread). `onRead` is told of every record read, in steps of at most 1,000.
  */
 export async function replayPartition({
   log,
+  runs: input,
   partition,
   ends,
   until,
@@ -178,7 +185,8 @@ export async function replayPartition({
   onApplied,
   onRead,
 }: {
-  readonly log: Log;
+  readonly log?: Log;
+  readonly runs?: InputRuns;
   readonly partition: number;
   readonly ends: PartitionEnds;
   readonly until?: number | undefined;
@@ -212,7 +220,8 @@ export async function replayPartition({
     add(task.process(runTopic, run, false).stats);
     run = [];
   };
-  for await (const [topic, records] of mergedInputs(log, partition, ends)) {
+  if (input === undefined && log === undefined) throw new TypeError('replayPartition needs a log or runs');
+  for await (const [topic, records] of input ?? mergedInputs(log!, partition, ends)) {
     for (const record of records) {
       read++;
       unreported++;
@@ -267,9 +276,9 @@ export function rebuildRecords(task: PartitionTask, range: PartitionRange, ends:
  * written to another log's `twin.snapshots`. Run to the end, the result equals the live
  * projector's snapshots. Returns counts and the first/last offsets read, so a caller can resume.
  *
- * With `workers` and `workerLog`, the partitions are folded in that many worker threads, each
- * opening the log itself; the states and the records written to `into` are the same as in this
- * thread (docs/write-path.md, "Replay").
+ * With `workers`, the partitions are folded in that many worker threads, each opening the log
+ * itself (`workerLog`) or fed by this thread; the states and the records written to `into` are the
+ * same as in this thread (docs/write-path.md, "Replay").
  *
  * @example
  * const { states, counts } = await replay({ log, until: Date.parse('2026-11-01T00:00:00Z') })
@@ -296,17 +305,12 @@ export async function replay(options: ReplayOptions): Promise<ReplayResult> {
     twins: number;
     records?: readonly AppendRecord[];
   })[] = [];
-  if (
-    workers > 0 &&
-    workerLog !== undefined &&
-    deviceId === undefined &&
-    options.onApplied === undefined &&
-    partitions.length > 1
-  ) {
+  if (workers > 0 && deviceId === undefined && options.onApplied === undefined && partitions.length > 1) {
     const { replayInWorkers } = await import('./workers/replayInWorkers.ts');
     results.push(
       ...(await replayInWorkers({
         workers: Math.min(workers, partitions.length),
+        log,
         workerLog,
         partitions,
         endsOf,

@@ -13,6 +13,9 @@ export const TOPICS = {
 
 export type InputTopic = 'backend' | 'device';
 
+/** The input topics in a fixed order (their index stands for them where records are packed). */
+export const INPUT_TOPICS: readonly InputTopic[] = ['backend', 'device'];
+
 /** Key of the per-partition checkpoint record on `twin.snapshots` (never a valid device id). */
 export const CHECKPOINT_KEY = '\u0000checkpoint';
 

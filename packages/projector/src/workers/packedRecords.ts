@@ -24,6 +24,11 @@ interface Packable {
 }
 
 export function packRecords(records: readonly Packable[]): PackedRecords {
+  return packTagged(records, (r) => r.partition ?? -1);
+}
+
+/** `records` packed with `tag(record, index)` as each one's third number. */
+function packTagged(records: readonly Packable[], tag: (record: Packable, index: number) => number): PackedRecords {
   let size = 0;
   for (const r of records) size += r.value?.length ?? 0;
   const bytes = new Uint8Array(size);
@@ -35,7 +40,7 @@ export function packRecords(records: readonly Packable[]): PackedRecords {
     keys[i] = r.key;
     numbers[i * 3] = r.offset ?? 0;
     numbers[i * 3 + 1] = r.timestamp ?? 0;
-    numbers[i * 3 + 2] = r.partition ?? -1;
+    numbers[i * 3 + 2] = tag(r, i);
     if (r.value === null) {
       ends[i] = -1;
       return;
@@ -79,6 +84,47 @@ export function unpackLogRecords(p: PackedRecords, topic: string, partition: num
     timestamp: p.numbers[i * 3 + 1]!,
     headers: {},
   }));
+}
+
+/**
+ * Input records of one partition fed to a replay worker: runs of one topic each (as `mergedInputs`
+ * yields them), packed into one message with the run's topic index as each record's third number.
+ */
+export function packRuns(runs: readonly (readonly [number, readonly LogRecord[]])[]): PackedRecords {
+  const records: LogRecord[] = [];
+  const topics: number[] = [];
+  for (const [topic, list] of runs)
+    for (const r of list) {
+      records.push(r);
+      topics.push(topic);
+    }
+  return packTagged(records, (_, i) => topics[i]!);
+}
+
+/** The runs `packRuns` packed, as records of `topics[index]` in `partition`. */
+export function unpackRuns(p: PackedRecords, topics: readonly string[], partition: number): [number, LogRecord[]][] {
+  const values = valuesOf(p);
+  const runs: [number, LogRecord[]][] = [];
+  let current: LogRecord[] | undefined;
+  let topic = -1;
+  for (let i = 0; i < p.keys.length; i++) {
+    const t = p.numbers[i * 3 + 2]!;
+    if (t !== topic || current === undefined) {
+      topic = t;
+      current = [];
+      runs.push([t, current]);
+    }
+    current.push({
+      topic: topics[t]!,
+      partition,
+      offset: p.numbers[i * 3]!,
+      key: p.keys[i]!,
+      value: values[i]!,
+      timestamp: p.numbers[i * 3 + 1]!,
+      headers: {},
+    });
+  }
+  return runs;
 }
 
 /** Output appends, packed per topic. */

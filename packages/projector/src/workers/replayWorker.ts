@@ -1,23 +1,52 @@
 /**
- * A replay worker thread (docs/write-path.md, "Replay"): opens the log named in its one request,
- * folds its partitions one after another with `replayPartition` (the same code a replay in the
- * calling thread runs), and posts each partition's result.
+ * A replay worker thread (docs/write-path.md, "Replay"): opens the log named in its request (or
+ * takes the records the calling thread sends), folds its partitions one after another with
+ * `replayPartition` (the same code a replay in the calling thread runs), and posts each partition's
+ * result.
  */
 import { parentPort } from 'node:worker_threads';
 import { createHybridClock, toStateDoc, type Log } from '@twinlog/core';
 import { lineCollector } from '../auditEntry.ts';
-import { rebuildRecords, replayPartition } from '../replay.ts';
-import type { ReplayWorkerMessage, ReplayWorkerRequest } from './replayProtocol.ts';
+import { rebuildRecords, replayPartition, type InputRuns } from '../replay.ts';
+import { INPUT_TOPICS, TOPICS } from '../topics.ts';
+import { unpackRuns } from './packedRecords.ts';
+import type { ReplayFeed, ReplayWorkerMessage, ReplayWorkerRequest } from './replayProtocol.ts';
 
 const port = parentPort!;
 const post = (m: ReplayWorkerMessage, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
 
-port.once('message', (request: ReplayWorkerRequest) => {
-  run(request).then(
-    () => post({ type: 'done' }),
-    (e: unknown) => post({ type: 'error', message: e instanceof Error ? e.message : String(e) }),
-  );
+/** The feed messages not yet taken, and the fold waiting for the next one. */
+const queued: ReplayFeed[] = [];
+let waiting: ((m: ReplayFeed) => void) | undefined;
+let started = false;
+
+port.on('message', (m: ReplayWorkerRequest | ReplayFeed) => {
+  if (!started) {
+    started = true;
+    run(m as ReplayWorkerRequest).then(
+      () => post({ type: 'done' }),
+      (e: unknown) => post({ type: 'error', message: e instanceof Error ? e.message : String(e) }),
+    );
+  } else if (waiting !== undefined) {
+    const take = waiting;
+    waiting = undefined;
+    take(m as ReplayFeed);
+  } else queued.push(m as ReplayFeed);
 });
+
+const nextFeed = (): Promise<ReplayFeed> =>
+  queued.length > 0 ? Promise.resolve(queued.shift()!) : new Promise((resolve) => (waiting = resolve));
+
+/** One partition's records as the calling thread sends them, until its `end`. */
+async function* fed(partition: number): InputRuns {
+  const names = INPUT_TOPICS.map((t) => TOPICS[t]);
+  for (;;) {
+    const m = await nextFeed();
+    if (m.type === 'end') return;
+    post({ type: 'taken' });
+    for (const [topic, records] of unpackRuns(m.runs, names, partition)) yield [INPUT_TOPICS[topic]!, records];
+  }
+}
 
 async function run({
   workerLog,
@@ -28,10 +57,7 @@ async function run({
   keepStates,
   audit,
 }: ReplayWorkerRequest): Promise<void> {
-  const mod = (await import(workerLog.module)) as Record<string, unknown>;
-  const factory = mod[workerLog.export];
-  if (typeof factory !== 'function') throw new Error(`${workerLog.module} has no function ${workerLog.export}`);
-  const log = await (factory as (options: unknown) => Log | Promise<Log>)(workerLog.options);
+  const log = workerLog === undefined ? undefined : await openLog(workerLog);
   try {
     const clock = createHybridClock({ physicalNow: () => 0 });
     for (const { partition, ends } of partitions) {
@@ -42,7 +68,7 @@ async function run({
               post({ type: 'lines', partition, chunk }, [chunk.buffer as ArrayBuffer]),
             );
       const r = await replayPartition({
-        log,
+        ...(log === undefined ? { runs: fed(partition) } : { log }),
         partition,
         ends,
         until,
@@ -77,6 +103,12 @@ async function run({
       );
     }
   } finally {
-    await log.close();
+    await log?.close();
   }
+}
+
+async function openLog({ module, export: name, options }: NonNullable<ReplayWorkerRequest['workerLog']>): Promise<Log> {
+  const factory = ((await import(module)) as Record<string, unknown>)[name];
+  if (typeof factory !== 'function') throw new Error(`${module} has no function ${name}`);
+  return (factory as (options: unknown) => Log | Promise<Log>)(options);
 }
