@@ -102,6 +102,9 @@ describe('replay in worker threads', () => {
             const workerLog: WorkerLogSpec = { module: EMBEDDED, export: 'createEmbeddedLog', options: { path } };
             const progress: number[] = [];
             const sequential = await replay({ log, into: intoSeq });
+            // folded device by device, as without onApplied, it equals folding record by record
+            const inLogOrder = await replay({ log, onApplied: () => {} });
+            expect(summary(sequential)).toBe(summary(inLogOrder));
             const parallel = await replay({
               log,
               into: intoPar,

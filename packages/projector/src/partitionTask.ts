@@ -350,6 +350,41 @@ export class PartitionTask {
     this.retryParked(backendCaughtUp);
   }
 
+  /**
+   * Rebuild mode: fold a window of input runs (both topics, in log order) device by device — every
+   * record of one device, in its log order, before the next device's — as one batch. A twin's fold
+   * reads its own records only, so the states are those of folding the window record by record;
+   * it is faster because each twin's trie stays in the processor's caches while its records are
+   * folded (docs/write-path.md, "Replay folds device by device"). Parked records whose device was
+   * created are applied after that device's records.
+   */
+  foldByDevice(runs: readonly (readonly [InputTopic, readonly LogRecord[]])[]): void {
+    if (!this.rebuild) throw new Error('foldByDevice is for rebuild mode');
+    const groups = new Map<string, { records: LogRecord[]; topics: InputTopic[]; bytes: number }>();
+    for (const [topic, records] of runs) {
+      this.unflushed += records.length;
+      for (const r of records) {
+        let g = groups.get(r.key);
+        if (g === undefined) groups.set(r.key, (g = { records: [], topics: [], bytes: 0 }));
+        g.records.push(r);
+        g.topics.push(topic);
+        g.bytes += r.value?.length ?? 0;
+      }
+    }
+    this.batchBytes.clear();
+    for (const [key, g] of groups) this.batchBytes.set(key, g.bytes);
+    for (const { records, topics } of groups.values()) {
+      for (let i = 0; i < records.length; i++) {
+        const r = records[i]!;
+        const topic = topics[i]!;
+        // a rebuild reads each topic once, from offset 0: no record is behind its position
+        if (r.offset >= this.positions[topic]) this.positions[topic] = r.offset + 1;
+        this.handle(topic, r, records, i);
+      }
+      this.retryParked(false);
+    }
+  }
+
   /** Input records folded since the last {@link flush} (0: nothing pending). */
   get pending(): number {
     return this.unflushed;

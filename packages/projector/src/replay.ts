@@ -165,6 +165,13 @@ export interface PartitionEnds {
   readonly device: number;
 }
 
+/**
+ * Records a replay folds device by device at a time (`PartitionTask.foldByDevice`): larger windows
+ * give each twin more records in a row, at the cost of holding the window (docs/write-path.md,
+ * "Replay folds device by device").
+ */
+export const REPLAY_WINDOW = 50_000;
+
 /** Both inputs of one partition as `mergedInputs` yields them: runs of one topic each, in fold order. */
 export type InputRuns = AsyncIterable<readonly [InputTopic, readonly LogRecord[]]>;
 
@@ -215,9 +222,25 @@ export async function replayPartition({
   let unreported = 0;
   let run: LogRecord[] = [];
   let runTopic: InputTopic = 'backend';
+  // without onApplied, which must see the events in log order, the fold goes device by device
+  const byDevice = onApplied === undefined;
+  let window: (readonly [InputTopic, readonly LogRecord[]])[] = [];
+  let windowed = 0;
+  const foldWindow = (): void => {
+    if (windowed === 0) return;
+    task.foldByDevice(window);
+    add(task.flush().stats);
+    window = [];
+    windowed = 0;
+  };
   const feed = (): void => {
     if (run.length === 0) return;
-    add(task.process(runTopic, run, false).stats);
+    if (!byDevice) add(task.process(runTopic, run, false).stats);
+    else {
+      window.push([runTopic, run]);
+      windowed += run.length;
+      if (windowed >= REPLAY_WINDOW) foldWindow();
+    }
     run = [];
   };
   if (input === undefined && log === undefined) throw new TypeError('replayPartition needs a log or runs');
@@ -242,6 +265,7 @@ export async function replayPartition({
     }
   }
   feed();
+  foldWindow();
   const settled = task.settle(true);
   if (settled !== undefined) add(settled.stats);
   onRead?.(unreported);

@@ -6,6 +6,9 @@
  */
 import type { AppendRecord, LogRecord, TopicAppend } from '@twinlog/core';
 
+/** The headers of an unpacked record (a fold reads none; one frozen object for all). */
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+
 export interface PackedRecords {
   readonly keys: string[];
   /** Per record: offset, timestamp, partition (-1: none). */
@@ -82,7 +85,7 @@ export function unpackLogRecords(p: PackedRecords, topic: string, partition: num
     key,
     value: values[i]!,
     timestamp: p.numbers[i * 3 + 1]!,
-    headers: {},
+    headers: NO_HEADERS,
   }));
 }
 
@@ -121,7 +124,7 @@ export function unpackRuns(p: PackedRecords, topics: readonly string[], partitio
       key: p.keys[i]!,
       value: values[i]!,
       timestamp: p.numbers[i * 3 + 1]!,
-      headers: {},
+      headers: NO_HEADERS,
     });
   }
   return runs;
