@@ -722,6 +722,18 @@ describe('twinlog as a process', () => {
       expect(JSON.parse(patched.stdout)).toMatchObject({ properties: { desired: { fw: '1.2' } } });
       const audit = await twinlog(['audit', 'k-1', ...store]);
       expect(audit.stdout).toMatch(/twinlog-cli +desired +merge \{"fw":"1.2"\}/);
+      // the fleet on two workers that this thread feeds from Kafka: the same as in one thread
+      const fleet = ['audit', '--all', '--format', 'json', ...store];
+      const [fed, alone] = await Promise.all([
+        twinlog([...fleet, '--workers', '2']),
+        twinlog([...fleet, '--workers', '0']),
+      ]);
+      expect(fed.code).toBe(0);
+      expect(fed.stdout).toMatch(/"deviceId":"k-1"/);
+      expect(fed.stdout).toBe(alone.stdout);
+      const replayed = await twinlog(['replay', '--workers', '2', '--twins', '-', ...store]);
+      expect(replayed.code).toBe(0);
+      expect(replayed.stdout).toMatch(/"deviceId":"k-1"/);
       const metrics = await metricsOf(served.adminPort);
       expect(metrics).toMatch(
         /^twinlog_consumer_lag\{group="twinlog-projector",topic="twin.backend",partition="1"\} \d+$/m,

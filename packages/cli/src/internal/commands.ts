@@ -194,7 +194,7 @@ export async function replayCommand(
         ...(until !== undefined && 'time' in until ? { until: until.time } : {}),
         ...(opts.device === undefined ? {} : { deviceId: opts.device }),
         ...(into === undefined ? {} : { into }),
-        ...(store.workerLog === undefined || workers < 2 ? {} : { workers, workerLog: store.workerLog }),
+        ...(workers < 2 ? {} : { workers, ...(store.workerLog === undefined ? {} : { workerLog: store.workerLog }) }),
         // only --device and --twins print states; without them none cross back from the workers
         keepStates: opts.device !== undefined || opts.twins !== undefined,
         onProgress: (p) => {
@@ -375,7 +375,7 @@ async function auditFleet(
     ...(since === undefined ? {} : { since }),
     ...(until === undefined ? {} : { until }),
     ...(sections === undefined ? {} : { sections }),
-    ...(store.workerLog === undefined || workers < 2 ? {} : { workers, workerLog: store.workerLog }),
+    ...(workers < 2 ? {} : { workers, ...(store.workerLog === undefined ? {} : { workerLog: store.workerLog }) }),
     onChunk: (chunk) => sink.bytes(chunk),
     onProgress: (p) => {
       last = p;

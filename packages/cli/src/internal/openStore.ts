@@ -22,7 +22,11 @@ export interface Store {
    * and the `diagnostics_channel` its maintenance runs publish on (docs/storage.md).
    */
   readonly storage?: { readonly stats: () => EmbeddedStorageStats; readonly maintenanceChannel: string };
-  /** How a replay worker thread opens this log itself (undefined where modules cannot be resolved to a URL). */
+  /**
+   * How a replay worker thread opens this log itself: the embedded log only. On Kafka (or where
+   * modules cannot be resolved to a URL) the calling thread reads and feeds the workers, which
+   * measured faster than a Kafka client per worker (docs/write-path.md, "Replay on Kafka").
+   */
   readonly workerLog?: WorkerLogSpec;
 }
 
@@ -99,20 +103,10 @@ export async function openStore(
   let store: Store;
   if (config.kafka !== undefined) {
     const log = await openKafkaLog(config, { clientId, ...(kafkaLogSink === undefined ? {} : { kafkaLogSink }) });
-    const [module, factory] =
-      config.kafkaClient === 'platformatic'
-        ? ['@twinlog/log-kafka-platformatic', 'createPlatformaticKafkaLog']
-        : ['@twinlog/log-kafka', 'createKafkaLog'];
-    const workerLog = workerLogOf(module, factory, {
-      brokers: config.kafka,
-      topicPrefix: config.topicPrefix,
-      clientId: `${clientId}-replay`,
-    });
     store = {
       log,
       kind: 'kafka',
       description: `kafka:${config.kafka}${config.topicPrefix === '' ? '' : ` (topic prefix '${config.topicPrefix}')`}, client ${config.kafkaClient}`,
-      ...(workerLog === undefined ? {} : { workerLog }),
     };
   } else {
     // the data folder holds device keys and the service policy: owner only (docs/security.md)
