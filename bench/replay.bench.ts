@@ -12,9 +12,10 @@
  * - read:    `log.read` of both inputs of every partition, one partition after another, as `replay`
  *            reads them (nothing decoded): the floor of any replay; 3 rounds, the median.
  * - replay ×1: `replay({ log })` of everything into this thread's memory (the states returned).
- * - replay ×n: the same on one worker thread per core (`workers`, each opening the log itself), the
- *            states counted where they were folded, not copied back (`keepStates: false`): what
- *            `twinlog replay` does (docs/write-path.md, "Replay").
+ * - replay ×n: the same on one worker thread per core (`workers`), the states counted where they
+ *            were folded, not copied back (`keepStates: false`): what `twinlog replay` does — on the
+ *            embedded log each worker opens it itself, on Kafka this thread reads and feeds the
+ *            workers (docs/write-path.md, "Replay", "Replay on Kafka").
  * - rebuild ×1, ×n: `replay({ log, into })` in this thread, then on the workers, writing the snapshots
  *            and checkpoints to a fresh log's `twin.snapshots` (a fresh SQLite file; fresh topics on Kafka).
  * - audit ×1, ×n: `auditLines` of the whole fleet with the CLI's own line module, as
@@ -25,8 +26,7 @@
  * Targets of issue #17: `replay_vs_read` ≥ 0.4, `rebuild_vs_read` ≥ 0.25, `device_history_ms` ≤
  * 1.5 × `device_read_ms`, on both logs, and the audit at the replay's target. The headline
  * `replay_*`, `rebuild_*` and `audit_*` figures are those of the CLI's default on each log
- * (`mode`: worker threads on the embedded log, this thread on Kafka); `*_thread_*` and
- * `*_workers_*` are both ways. The last line is
+ * (`mode`: a worker thread per core); `*_thread_*` and `*_workers_*` are both ways. The last line is
  * `RESULT {"read_per_s":…,"replay_per_s":…,"replay_vs_read":…,"rebuild_per_s":…,"rebuild_vs_read":…,"device_history_ms":…,"device_read_ms":…,"kafka_…":…}`,
  * the unprefixed names being the embedded log's and `kafka_` the same on Kafka.
  */
@@ -124,7 +124,8 @@ type LegFigures = Record<string, number | string>;
 async function runLegs(
   kind: string,
   log: Log,
-  workerLog: WorkerLogSpec,
+  /** How a worker opens the log itself; undefined: this thread reads and feeds the workers. */
+  workerLog: WorkerLogSpec | undefined,
   freshInto: () => Promise<{ log: Log; close: () => Promise<void> }>,
   broker: BrokerProcess | undefined,
 ): Promise<LegFigures> {
@@ -148,9 +149,9 @@ async function runLegs(
     rebuild: { thread: 0, workers: 0 },
     audit: { thread: 0, workers: 0 },
   };
-  // one worker thread per core, each opening the log itself
+  // one worker thread per core, each opening the log itself or fed by this thread
   const workers = Math.min(availableParallelism(), PARTITIONS);
-  const parallel = { workers, workerLog };
+  const parallel = { workers, ...(workerLog === undefined ? {} : { workerLog }) };
   /** One leg, once: its timing, and what it did (the states are dropped once counted: the next legs run on a CLI-sized heap). */
   const runLeg = async (leg: Leg, mode: 'thread' | 'workers'): Promise<Timed<string>> => {
     const how = mode === 'workers' ? { ...parallel, keepStates: false } : {};
@@ -242,7 +243,7 @@ async function runLegs(
     device_history_ms: Math.round(deviceHistory.ms),
     device_read_ms: Math.round(deviceRead.ms),
     ...headline('audit'),
-    mode: `${workers} worker threads`,
+    mode: `${workers} worker threads, ${workerLog === undefined ? 'fed by this thread' : 'each reading the log'}`,
     ...each('replay'),
     ...each('rebuild'),
     ...each('audit'),
@@ -305,28 +306,11 @@ console.log(`  targets: ${targets(embeddedFigures)}`);
 console.log(
   `Kafka (${broker.brokers}, ${broker.source}; client ${KAFKA_CLIENT}; broker CPU ${brokerProcess === undefined ? 'not found' : `pid ${brokerProcess.pid}`}):`,
 );
+// on Kafka the workers are fed by this thread, as `twinlog replay` and `twinlog audit` do
 const kafkaFigures = await runLegs(
   'kafka',
   kafka,
-  KAFKA_CLIENT === 'kafkajs'
-    ? {
-        module: import.meta.resolve('@twinlog/log-kafka'),
-        export: 'createKafkaLog',
-        options: {
-          brokers: broker.brokers,
-          topicPrefix: `bench-replay-${run}.`,
-          clientId: 'twinlog-bench-replay-worker',
-        },
-      }
-    : {
-        module: import.meta.resolve('@twinlog/log-kafka-platformatic'),
-        export: 'createPlatformaticKafkaLog',
-        options: {
-          brokers: broker.brokers,
-          topicPrefix: `bench-replay-${run}.`,
-          clientId: 'twinlog-bench-replay-worker',
-        },
-      },
+  undefined,
   async () => {
     const log = await openKafka(broker.brokers, `bench-replay-${run}-into-${++intoCount}.`);
     await ensureTwinTopics(log, PARTITIONS);
