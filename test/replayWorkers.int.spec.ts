@@ -10,7 +10,16 @@ import { join } from 'node:path';
 import { encodeEvent } from '@twinlog/codec';
 import { canonicalJson, toStateDoc, type AppendRecord, type Log, type TwinEvent } from '@twinlog/core';
 import { createEmbeddedLog } from '@twinlog/log-embedded';
-import { ensureTwinTopics, replay, TOPICS, type ReplayResult, type WorkerLogSpec } from '@twinlog/projector';
+import {
+  auditLines,
+  ensureTwinTopics,
+  replay,
+  TOPICS,
+  type ReplayResult,
+  type WorkerLogSpec,
+} from '@twinlog/projector';
+import { auditHook } from '../packages/projector/src/auditEntry.ts';
+import { entryLine } from '../packages/projector/src/auditLines.fixture.ts';
 import { readAll } from '@twinlog/projector/testing';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -21,6 +30,11 @@ let files = 0;
 
 const DEVICES = ['d0', 'd1', 'd2', 'd3', 'd4', 'd5', 'd6', 'd7'];
 const EMBEDDED = new URL('../packages/log-embedded/src/index.ts', import.meta.url).href;
+const LINES = {
+  module: new URL('../packages/projector/src/auditLines.fixture.ts', import.meta.url).href,
+  export: 'entryLine',
+  options: {},
+};
 const stepArb = fc.record({
   device: fc.integer({ min: 0, max: DEVICES.length - 1 }),
   kind: fc.constantFrom('create', 'desired', 'reported', 'tags', 'command', 'delete', 'duplicate', 'garbage', 'late'),
@@ -105,6 +119,23 @@ describe('replay in worker threads', () => {
             // folded device by device, as without onApplied, it equals folding record by record
             const inLogOrder = await replay({ log, onApplied: () => {} });
             expect(summary(sequential)).toBe(summary(inLogOrder));
+            // an audit folds device by device too and writes its lines in log order: the lines of a
+            // replay that folds record by record, but for a parked record's line, which comes after
+            // its device's other lines of the window rather than after the batch that created it
+            const line = entryLine();
+            const logOrder: string[] = [];
+            await replay({ log, onApplied: auditHook({}, (entry) => logOrder.push(line(entry))) });
+            const audit = async (workers: number): Promise<string[]> => {
+              let text = '';
+              await auditLines({ log, lines: LINES, workers, onChunk: (c) => (text += Buffer.from(c).toString()) });
+              return text.split('\n').slice(0, -1);
+            };
+            const audited = await audit(0);
+            const byDevice = (lines: string[]): string =>
+              canonicalJson(DEVICES.map((d) => lines.filter((l) => l.startsWith(`["${d}"`))));
+            expect(byDevice(audited)).toBe(byDevice(logOrder));
+            if (sequential.counts.parked === 0) expect(audited).toEqual(logOrder);
+            expect(await audit(2)).toEqual(audited);
             const parallel = await replay({
               log,
               into: intoPar,

@@ -5,7 +5,7 @@
  * and one in this thread run the same code.
  */
 import { isoOf, sectionVersion, twinVersion, type EventKind, type Patch, type TwinState } from '@twinlog/core';
-import type { ReplayOptions } from './replay.ts';
+import type { TaskOptions } from './partitionTask.ts';
 
 /** One entry of a twin's audit trail. */
 export interface HistoryEntry {
@@ -41,15 +41,18 @@ export interface AuditFilter {
   readonly where?: ((state: TwinState) => boolean) | undefined;
 }
 
-/** The replay hook behind every audit: the entry of each applied event the filter keeps, with the state right after it. */
+/**
+ * The replay hook behind every audit: the entry of each applied event the filter keeps, with the
+ * state right after it and its place in a window folded device by device (-1 outside one).
+ */
 export function auditHook(
   { since, sections, where }: AuditFilter,
-  onEntry: (entry: HistoryEntry, state: TwinState) => void,
-): NonNullable<ReplayOptions['onApplied']> {
+  onEntry: (entry: HistoryEntry, state: TwinState, position: number) => void,
+): NonNullable<TaskOptions['onApplied']> {
   // consecutive events mostly share their millisecond: its ISO text is made once
   let wall = NaN;
   let time = '';
-  return (e, state, source) => {
+  return (e, state, source, position = -1) => {
     if (since !== undefined && e.stamp.wall < since) return;
     if (sections !== undefined && !sections.includes(e.section)) return;
     if (where !== undefined && !where(state)) return;
@@ -81,6 +84,7 @@ export function auditHook(
         },
       },
       state,
+      position,
     );
   };
 }
@@ -119,16 +123,19 @@ const utf8 = new TextEncoder();
  * hands them to `emit` as UTF-8 in chunks of 64 KiB (and the rest at `flush`; a line may straddle two). Bytes, not
  * strings, because bytes cross threads by transfer, where a string is copied twice (measured:
  * 7.6 µs more CPU per line; docs/write-path.md, "Replay").
+ *
+ * Lines of a window folded device by device are held until `endWindow` writes them in log order
+ * (by their place in the window; a window's lines are at most its records).
  */
 export async function lineCollector(
   job: AuditLinesJob,
   emit: (chunk: Uint8Array) => void,
-): Promise<{ onApplied: NonNullable<ReplayOptions['onApplied']>; flush: () => void }> {
+): Promise<{ onApplied: NonNullable<TaskOptions['onApplied']>; endWindow: () => void; flush: () => void }> {
   const line = (await loadLineFactory(job.lines))(job.lines.options);
   // each line is encoded straight into the chunk being filled: no long string is ever built
   let chunk = new Uint8Array(CHUNK_BYTES);
   let used = 0;
-  const flush = (): void => {
+  const flushChunk = (): void => {
     if (used === 0) return;
     emit(chunk.subarray(0, used));
     chunk = new Uint8Array(CHUNK_BYTES);
@@ -140,15 +147,33 @@ export async function lineCollector(
       used += written;
       from += read;
       if (from >= text.length) return;
-      flush(); // full: the rest of the line goes into the next chunk
+      flushChunk(); // full: the rest of the line goes into the next chunk
     }
   };
-  const onApplied = auditHook({ since: job.since, sections: job.sections }, (entry, state) => {
+  const write = (text: string): void => {
+    put(text);
+    if (used === CHUNK_BYTES) flushChunk();
+    chunk[used++] = 0x0a;
+  };
+  let held: { readonly at: number; readonly text: string }[] = [];
+  const onApplied = auditHook({ since: job.since, sections: job.sections }, (entry, state, position) => {
     const text = line(entry, state);
     if (text === undefined) return;
-    put(text);
-    if (used === CHUNK_BYTES) flush();
-    chunk[used++] = 0x0a;
+    if (position < 0) write(text);
+    else held.push({ at: position, text });
   });
-  return { onApplied, flush };
+  const endWindow = (): void => {
+    if (held.length === 0) return;
+    const lines = held.sort((a, b) => a.at - b.at); // stable: lines of one place keep their order
+    held = [];
+    for (const { text } of lines) write(text);
+  };
+  return {
+    onApplied,
+    endWindow,
+    flush: () => {
+      endWindow();
+      flushChunk();
+    },
+  };
 }

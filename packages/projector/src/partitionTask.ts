@@ -155,11 +155,16 @@ export interface TaskOptions {
    * change records (a replay keeps the final states only).
    */
   readonly rebuild?: boolean;
-  /** Called for every event applied, with the state right after it (audit, history). */
+  /**
+   * Called for every event applied, with the state right after it (audit, history), and, in a window
+   * folded device by device, the place in log order within the window of the record being folded
+   * (for a parked record applied after its device's records: the last of them); -1 otherwise.
+   */
   readonly onApplied?: (
     event: TwinEvent,
     state: TwinState,
     source: { topic: string; partition: number; offset: number; timestamp: number },
+    position?: number,
   ) => void;
 }
 
@@ -239,6 +244,8 @@ export class PartitionTask {
   private rejectedByCode: Record<string, number> = {};
   /** Input records folded since the last flush. */
   private unflushed = 0;
+  /** In `foldByDevice`: the log-order place in the window of the record being folded (-1: not in one). */
+  private position = -1;
 
   private readonly rebuild: boolean;
   private readonly onApplied: TaskOptions['onApplied'];
@@ -360,28 +367,35 @@ export class PartitionTask {
    */
   foldByDevice(runs: readonly (readonly [InputTopic, readonly LogRecord[]])[]): void {
     if (!this.rebuild) throw new Error('foldByDevice is for rebuild mode');
-    const groups = new Map<string, { records: LogRecord[]; topics: InputTopic[]; bytes: number }>();
+    const groups = new Map<string, { records: LogRecord[]; places: number[]; bytes: number }>();
+    const topicAt: InputTopic[] = [];
     for (const [topic, records] of runs) {
       this.unflushed += records.length;
       for (const r of records) {
         let g = groups.get(r.key);
-        if (g === undefined) groups.set(r.key, (g = { records: [], topics: [], bytes: 0 }));
+        if (g === undefined) groups.set(r.key, (g = { records: [], places: [], bytes: 0 }));
         g.records.push(r);
-        g.topics.push(topic);
+        g.places.push(topicAt.length);
+        topicAt.push(topic);
         g.bytes += r.value?.length ?? 0;
       }
     }
     this.batchBytes.clear();
     for (const [key, g] of groups) this.batchBytes.set(key, g.bytes);
-    for (const { records, topics } of groups.values()) {
-      for (let i = 0; i < records.length; i++) {
-        const r = records[i]!;
-        const topic = topics[i]!;
-        // a rebuild reads each topic once, from offset 0: no record is behind its position
-        if (r.offset >= this.positions[topic]) this.positions[topic] = r.offset + 1;
-        this.handle(topic, r, records, i);
+    try {
+      for (const { records, places } of groups.values()) {
+        for (let i = 0; i < records.length; i++) {
+          const r = records[i]!;
+          this.position = places[i]!;
+          const topic = topicAt[this.position]!;
+          // a rebuild reads each topic once, from offset 0: no record is behind its position
+          if (r.offset >= this.positions[topic]) this.positions[topic] = r.offset + 1;
+          this.handle(topic, r, records, i);
+        }
+        this.retryParked(false);
       }
-      this.retryParked(false);
+    } finally {
+      this.position = -1;
     }
   }
 
@@ -539,7 +553,7 @@ export class PartitionTask {
       const b = this.batch.get(e.deviceId)!;
       // only a device whose snapshot is checked can need its operations again (refit)
       if (b.check) b.ops.push({ kind: 'event', events: [e], source, applied: 1, rejected: 0, rejection: undefined });
-      this.onApplied?.(e, state, source);
+      this.onApplied?.(e, state, source, this.position);
     }
     if (e.section === 'create' && !this.refitting) {
       const waiting = this.parked.get(e.deviceId);

@@ -24,6 +24,7 @@ import {
   passedTaskOptions,
   type BatchStats,
   type PassedTaskOptions,
+  type TaskOptions,
 } from './partitionTask.ts';
 import { lineCollector, type AuditLinesJob } from './auditEntry.ts';
 import { CHECKPOINT_KEY, TOPICS, type InputTopic } from './topics.ts';
@@ -190,6 +191,7 @@ export async function replayPartition({
   options,
   clock,
   onApplied,
+  onWindow,
   onRead,
 }: {
   readonly log?: Log;
@@ -200,7 +202,12 @@ export async function replayPartition({
   readonly deviceId?: string | undefined;
   readonly options: PassedTaskOptions;
   readonly clock: HybridClock;
-  readonly onApplied?: ReplayOptions['onApplied'];
+  readonly onApplied?: TaskOptions['onApplied'];
+  /**
+   * With `onApplied`: the caller orders what it saw by position, so the partition is folded device
+   * by device all the same, and this is called after each window.
+   */
+  readonly onWindow?: () => void;
   readonly onRead?: (records: number) => void;
 }): Promise<PartitionReplay & { readonly task: PartitionTask }> {
   const task = new PartitionTask({
@@ -222,14 +229,15 @@ export async function replayPartition({
   let unreported = 0;
   let run: LogRecord[] = [];
   let runTopic: InputTopic = 'backend';
-  // without onApplied, which must see the events in log order, the fold goes device by device
-  const byDevice = onApplied === undefined;
+  // device by device, unless onApplied must see the events in log order
+  const byDevice = onApplied === undefined || onWindow !== undefined;
   let window: (readonly [InputTopic, readonly LogRecord[]])[] = [];
   let windowed = 0;
   const foldWindow = (): void => {
     if (windowed === 0) return;
     task.foldByDevice(window);
     add(task.flush().stats);
+    onWindow?.();
     window = [];
     windowed = 0;
   };
@@ -360,6 +368,7 @@ export async function replay(options: ReplayOptions): Promise<ReplayResult> {
         options: taskOptions,
         clock,
         onApplied,
+        ...(collector === undefined ? {} : { onWindow: collector.endWindow }),
         onRead,
       });
       collector?.flush();

@@ -75,7 +75,7 @@ async function run({
         options,
         clock,
         onRead: (records) => post({ type: 'read', records }),
-        ...(collector === undefined ? {} : { onApplied: collector.onApplied }),
+        ...(collector === undefined ? {} : { onApplied: collector.onApplied, onWindow: collector.endWindow }),
       });
       collector?.flush();
       const records = into ? rebuildRecords(r.task, r.range, ends) : undefined;
