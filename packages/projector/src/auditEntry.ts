@@ -155,18 +155,48 @@ export async function lineCollector(
     if (used === CHUNK_BYTES) flushChunk();
     chunk[used++] = 0x0a;
   };
-  let held: { readonly at: number; readonly text: string }[] = [];
+  // a window's lines are held as UTF-8 in one buffer (kept for the next window), not as strings:
+  // tens of megabytes of strings outliving young collections cost more than the fold saved
+  let held = new Uint8Array(1 << 20);
+  let heldBytes = 0;
+  const places: number[] = [];
+  const starts: number[] = [];
+  const hold = (text: string, at: number): void => {
+    const need = heldBytes + text.length * 3 + 1;
+    if (need > held.length) {
+      const bigger = new Uint8Array(Math.max(need, held.length * 2));
+      bigger.set(held.subarray(0, heldBytes));
+      held = bigger;
+    }
+    places.push(at);
+    starts.push(heldBytes);
+    heldBytes += utf8.encodeInto(text, held.subarray(heldBytes)).written;
+    held[heldBytes++] = 0x0a;
+  };
+  const copy = (bytes: Uint8Array): void => {
+    for (let from = 0; from < bytes.length;) {
+      const n = Math.min(CHUNK_BYTES - used, bytes.length - from);
+      chunk.set(bytes.subarray(from, from + n), used);
+      used += n;
+      from += n;
+      if (used === CHUNK_BYTES) flushChunk();
+    }
+  };
   const onApplied = auditHook({ since: job.since, sections: job.sections }, (entry, state, position) => {
     const text = line(entry, state);
     if (text === undefined) return;
     if (position < 0) write(text);
-    else held.push({ at: position, text });
+    else hold(text, position);
   });
   const endWindow = (): void => {
-    if (held.length === 0) return;
-    const lines = held.sort((a, b) => a.at - b.at); // stable: lines of one place keep their order
-    held = [];
-    for (const { text } of lines) write(text);
+    const n = places.length;
+    if (n === 0) return;
+    // stable: lines of one place keep their order
+    const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => places[a]! - places[b]! || a - b);
+    for (const i of order) copy(held.subarray(starts[i], i + 1 < n ? starts[i + 1]! : heldBytes));
+    places.length = 0;
+    starts.length = 0;
+    heldBytes = 0;
   };
   return {
     onApplied,
