@@ -347,18 +347,6 @@ function toEvent(
   const cond = condRaw === undefined ? undefined : decodeCondition(condRaw);
   const corrRaw = raw['corr'];
   if (corrRaw !== undefined && typeof corrRaw !== 'string') throw bad('must be a string', 'corr');
-  // the common event as one literal (a literal with spreads is built property by property)
-  if (cond === undefined && corrRaw === undefined)
-    return {
-      v: ENVELOPE_VERSION,
-      id: { writer, seq },
-      deviceId,
-      section: section as EventKind,
-      op,
-      patch: patch as Patch,
-      stamp,
-      actor,
-    };
   return {
     v: ENVELOPE_VERSION,
     id: { writer, seq },
