@@ -75,18 +75,29 @@ function valuesOf(p: PackedRecords): (Uint8Array | null)[] {
   return out;
 }
 
-/** Input records of one topic partition, as the log handed them over. */
-export function unpackLogRecords(p: PackedRecords, topic: string, partition: number): LogRecord[] {
-  const values = valuesOf(p);
-  return p.keys.map((key, i) => ({
+/** Record `i` of `p` as an input record of `topic` (`values`: `valuesOf(p)`). */
+function logRecordAt(
+  p: PackedRecords,
+  values: readonly (Uint8Array | null)[],
+  i: number,
+  topic: string,
+  partition: number,
+): LogRecord {
+  return {
     topic,
     partition,
     offset: p.numbers[i * 3]!,
-    key,
+    key: p.keys[i]!,
     value: values[i]!,
     timestamp: p.numbers[i * 3 + 1]!,
     headers: NO_HEADERS,
-  }));
+  };
+}
+
+/** Input records of one topic partition, as the log handed them over. */
+export function unpackLogRecords(p: PackedRecords, topic: string, partition: number): LogRecord[] {
+  const values = valuesOf(p);
+  return p.keys.map((_, i) => logRecordAt(p, values, i, topic, partition));
 }
 
 /**
@@ -117,15 +128,7 @@ export function unpackRuns(p: PackedRecords, topics: readonly string[], partitio
       current = [];
       runs.push([t, current]);
     }
-    current.push({
-      topic: topics[t]!,
-      partition,
-      offset: p.numbers[i * 3]!,
-      key: p.keys[i]!,
-      value: values[i]!,
-      timestamp: p.numbers[i * 3 + 1]!,
-      headers: NO_HEADERS,
-    });
+    current.push(logRecordAt(p, values, i, topics[t]!, partition));
   }
   return runs;
 }
