@@ -347,18 +347,19 @@ function toEvent(
   const cond = condRaw === undefined ? undefined : decodeCondition(condRaw);
   const corrRaw = raw['corr'];
   if (corrRaw !== undefined && typeof corrRaw !== 'string') throw bad('must be a string', 'corr');
-  return {
-    v: ENVELOPE_VERSION,
-    id: { writer, seq },
-    deviceId,
-    section: section as EventKind,
-    op,
-    patch: patch as Patch,
-    stamp,
-    ...(cond === undefined ? {} : { cond }),
-    actor,
-    ...(corrRaw === undefined ? {} : { corr: corrRaw }),
-  };
+  const v = ENVELOPE_VERSION;
+  const kind = section as EventKind;
+  const body = patch as Patch;
+  // object literals of fixed shapes, not spreads: a spread builds the object at run time, several
+  // times larger, and this runs for every record a replay reads (docs/write-path.md, "Decoding")
+  if (cond === undefined) {
+    return corrRaw === undefined
+      ? { v, id: { writer, seq }, deviceId, section: kind, op, patch: body, stamp, actor }
+      : { v, id: { writer, seq }, deviceId, section: kind, op, patch: body, stamp, actor, corr: corrRaw };
+  }
+  return corrRaw === undefined
+    ? { v, id: { writer, seq }, deviceId, section: kind, op, patch: body, stamp, cond, actor }
+    : { v, id: { writer, seq }, deviceId, section: kind, op, patch: body, stamp, cond, actor, corr: corrRaw };
 }
 
 /**

@@ -53,7 +53,6 @@ import {
   twinVersion,
   validateEvent,
   HORIZON_DEFAULTS,
-  MIN_STAMP,
   TWIN_LIMITS,
   type AppendRecord,
   type HorizonOptions,
@@ -66,6 +65,7 @@ import {
   type TwinLimits,
   type TwinState,
   type TwinlogErrorCode,
+  type ValidateEventOptions,
 } from '@twinlog/core';
 import { CHECKPOINT_KEY, TOPICS, type InputTopic } from './topics.ts';
 
@@ -124,6 +124,8 @@ interface BatchDevice {
  */
 const GROWTH_PER_INPUT_BYTE = 8;
 const GROWTH_SLACK = 1024;
+/** Append times whose GC horizon a task keeps at most (see `horizons`). */
+const HORIZON_CACHE = 1024;
 
 /**
  * Default {@link TaskOptions.maxSnapshotBytes}: a safe margin below Kafka's default record limit
@@ -224,10 +226,16 @@ export class PartitionTask {
   private ready: { record: LogRecord; event: TwinEvent }[] = [];
   private readonly clock: HybridClock;
   private readonly limits: Partial<TwinLimits>;
-  private readonly skew: { maxForwardSkewMs?: number; maxOfflineWindowMs: number; maxSkewMs: number };
+  /** validateEvent's options; `appendTime` is set to each record's before the call (one object, not one per record). */
+  private readonly validation: { -readonly [K in keyof ValidateEventOptions]: ValidateEventOptions[K] };
   private readonly horizon: Required<HorizonOptions>;
   private readonly maxSnapshotBytes: number;
-  private lastHorizon: { timestamp: number; horizon: Stamp } = { timestamp: NaN, horizon: MIN_STAMP };
+  /**
+   * The GC horizon by append time, for the append times seen lately. Records of one append share
+   * theirs; a window folded device by device visits them out of order, so one last value would
+   * miss. Cleared when it holds {@link HORIZON_CACHE} of them.
+   */
+  private readonly horizons = new Map<number, Stamp>();
   /** Per device touched by the current batch, its operations (for the record-size guard). */
   private batch = new Map<string, BatchDevice>();
   /** True while the guard re-applies a device's operations. */
@@ -267,7 +275,13 @@ export class PartitionTask {
     this.onApplied = onApplied;
     this.clock = clock;
     this.limits = limits;
-    this.skew = { ...(maxForwardSkewMs === undefined ? {} : { maxForwardSkewMs }), maxOfflineWindowMs, maxSkewMs };
+    this.validation = {
+      limits,
+      appendTime: 0,
+      ...(maxForwardSkewMs === undefined ? {} : { maxForwardSkewMs }),
+      maxOfflineWindowMs,
+      maxSkewMs,
+    };
     this.horizon = { maxOfflineWindowMs, maxSkewMs, gcMarginMs };
     if (!(maxSnapshotBytes > 0)) throw new RangeError(`maxSnapshotBytes must be positive, got ${maxSnapshotBytes}`);
     this.maxSnapshotBytes = maxSnapshotBytes;
@@ -443,7 +457,8 @@ export class PartitionTask {
       this.stats.skipped++;
       return 1;
     }
-    const valid = validateEvent(e, { limits: this.limits, appendTime: r.timestamp, ...this.skew });
+    this.validation.appendTime = r.timestamp;
+    const valid = validateEvent(e, this.validation);
     if (!valid.ok) {
       this.reject(e, valid.error.code, valid.error.message, source);
       return 1;
@@ -501,9 +516,12 @@ export class PartitionTask {
 
   /** The GC horizon a record appended at `timestamp` implies; records of a batch mostly share their append time. */
   private horizonAt(timestamp: number): Stamp {
-    if (timestamp !== this.lastHorizon.timestamp)
-      this.lastHorizon = { timestamp, horizon: gcHorizonAt(timestamp, this.horizon) };
-    return this.lastHorizon.horizon;
+    let horizon = this.horizons.get(timestamp);
+    if (horizon === undefined) {
+      if (this.horizons.size >= HORIZON_CACHE) this.horizons.clear();
+      this.horizons.set(timestamp, (horizon = gcHorizonAt(timestamp, this.horizon)));
+    }
+    return horizon;
   }
 
   private setEntry(deviceId: string, entry: DeviceEntry): DeviceEntry {

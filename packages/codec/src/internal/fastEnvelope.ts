@@ -99,11 +99,12 @@ function map(n: number, depth: number): Value {
 
 function array(n: number, depth: number): Value {
   if (depth > maxDepth || n > bytes.length - pos) return GIVE_UP;
-  const out: unknown[] = [];
+  // sized up front: a pushed-to array starts with room for 17 elements
+  const out = new Array<unknown>(n);
   for (let i = 0; i < n; i++) {
     const v = value(depth, false);
     if (v === GIVE_UP) return GIVE_UP;
-    out.push(v);
+    out[i] = v;
   }
   return out;
 }
@@ -134,7 +135,8 @@ function value(depth: number, binOk: boolean): Value {
       const len = bytes[pos++]!;
       if (!need(len)) return GIVE_UP;
       pos += len;
-      return bytes.subarray(pos - len, pos);
+      // a plain view: subarray of a Buffer builds a Buffer, which costs more
+      return new Uint8Array(bytes.buffer, bytes.byteOffset + pos - len, len);
     }
     case 0xca:
       if (!need(4)) return GIVE_UP;
