@@ -21,7 +21,7 @@ import { DEFAULT_EVENT_LIMITS, type DecodeLimits } from './decodeLimits.ts';
 import { ENVELOPE_UPCASTERS, type Upcasters } from './envelopeUpcasters.ts';
 import { checkPlainData, type PlainDataRules } from './internal/checkPlainData.ts';
 import { decodeMsgpack, resolveLimits } from './internal/decodeMsgpack.ts';
-import { fastEnvelope } from './internal/fastEnvelope.ts';
+import { ENVELOPE_FIELDS, fastEnvelope } from './internal/fastEnvelope.ts';
 import { NO_EXTENSIONS } from './internal/noExtensions.ts';
 
 /*
@@ -296,18 +296,7 @@ function decodeCondition(value: unknown): Condition {
   };
 }
 
-const ENVELOPE_KEYS: ReadonlySet<string> = new Set([
-  'v',
-  'id',
-  'deviceId',
-  'section',
-  'op',
-  'patch',
-  'stamp',
-  'cond',
-  'actor',
-  'corr',
-]);
+const ENVELOPE_KEYS: ReadonlySet<string> = new Set(ENVELOPE_FIELDS);
 
 /** Validate a current-version raw map and build the event from it. */
 function toEvent(

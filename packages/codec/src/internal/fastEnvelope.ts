@@ -1,7 +1,8 @@
 /**
  * The fast path of event decoding (docs/write-path.md, "Replay"): one pass over the bytes of an
  * ordinary current-version envelope that builds the same raw map the general path
- * (`scanMsgpack` + msgpack-javascript + `checkPlainData`) would build, or gives up.
+ * (`scanMsgpack` + msgpack-javascript + `checkPlainData`) would build (into one reused record of the
+ * envelope's fields), or gives up.
  *
  * It accepts only the common, unambiguous case — ASCII strings up to 64 KiB, map and array
  * headers up to 16 bits, integers up to 32 bits, finite floats, `bin` only as an envelope field,
@@ -21,7 +22,8 @@ const GIVE_UP = Symbol('give up');
 type Value = unknown;
 
 let bytes: Uint8Array = new Uint8Array(0);
-let view: DataView = new DataView(bytes.buffer);
+/** A view of `bytes` for floats, made on the first float of an input (most events have none). */
+let floats: DataView | undefined;
 let pos = 0;
 let maxDepth = 0;
 
@@ -65,13 +67,26 @@ function ascii(len: number): string | typeof GIVE_UP {
   return s;
 }
 
+/** Big-endian unsigned integers at `at` (bounds checked by the caller). */
+function u16(at: number): number {
+  return (bytes[at]! << 8) | bytes[at + 1]!;
+}
+
+function u32(at: number): number {
+  return ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0;
+}
+
+function floatView(): DataView {
+  return (floats ??= new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+}
+
 function strLength(b: number): number {
   if (b >= 0xa0 && b <= 0xbf) return b - 0xa0;
   if (b === 0xd9) return pos < bytes.length ? bytes[pos++]! : -1;
   if (b === 0xda) {
     if (pos + 2 > bytes.length) return -1;
     pos += 2;
-    return view.getUint16(pos - 2);
+    return u16(pos - 2);
   }
   return -1;
 }
@@ -82,6 +97,64 @@ function key(): string | typeof GIVE_UP {
   if (len < 0) return GIVE_UP;
   const k = ascii(len);
   return k === GIVE_UP || FORBIDDEN_KEYS.has(k) ? GIVE_UP : k;
+}
+
+/** The envelope's fields (docs/formats.md, "Events"), each with its bit in a seen-mask. */
+export const ENVELOPE_FIELDS = [
+  'v',
+  'id',
+  'deviceId',
+  'section',
+  'op',
+  'patch',
+  'stamp',
+  'cond',
+  'actor',
+  'corr',
+] as const;
+const FIELD_BIT: ReadonlyMap<string, number> = new Map(ENVELOPE_FIELDS.map((f, i) => [f, 1 << i]));
+
+/**
+ * The envelope of the input being decoded: one record of fixed shape, reused (a map built key by
+ * key allocates and regrows its property store for every record). A field absent from the input is
+ * `undefined`, as it reads in the general path's map.
+ */
+const envelope: Record<(typeof ENVELOPE_FIELDS)[number], unknown> = {
+  v: undefined,
+  id: undefined,
+  deviceId: undefined,
+  section: undefined,
+  op: undefined,
+  patch: undefined,
+  stamp: undefined,
+  cond: undefined,
+  actor: undefined,
+  corr: undefined,
+};
+/** The stamp's 8 bytes, copied out of the input (the common `bin 8` stamp costs no view). */
+const stamp = new Uint8Array(8);
+
+/** The top-level map of `n` entries into {@link envelope}; an unknown field leaves the fast path. */
+function envelopeMap(n: number): Value {
+  if (n > bytes.length - pos) return GIVE_UP;
+  for (const f of ENVELOPE_FIELDS) envelope[f] = undefined;
+  let seen = 0;
+  for (let i = 0; i < n; i++) {
+    const k = key();
+    if (k === GIVE_UP) return GIVE_UP;
+    const bit = FIELD_BIT.get(k);
+    if (bit === undefined || (seen & bit) !== 0) return GIVE_UP;
+    seen |= bit;
+    let v: Value;
+    if (k === 'stamp' && pos + 10 <= bytes.length && bytes[pos] === 0xc4 && bytes[pos + 1] === 8) {
+      for (let j = 0; j < 8; j++) stamp[j] = bytes[pos + 2 + j]!;
+      pos += 10;
+      v = stamp;
+    } else v = value(1, true);
+    if (v === GIVE_UP) return GIVE_UP;
+    envelope[k as (typeof ENVELOPE_FIELDS)[number]] = v;
+  }
+  return envelope;
 }
 
 function map(n: number, depth: number): Value {
@@ -140,12 +213,12 @@ function value(depth: number, binOk: boolean): Value {
     }
     case 0xca:
       if (!need(4)) return GIVE_UP;
-      v = view.getFloat32(pos);
+      v = floatView().getFloat32(pos);
       pos += 4;
       return Number.isFinite(v) ? v : GIVE_UP;
     case 0xcb:
       if (!need(8)) return GIVE_UP;
-      v = view.getFloat64(pos);
+      v = floatView().getFloat64(pos);
       pos += 8;
       return Number.isFinite(v) ? v : GIVE_UP;
     case 0xcc:
@@ -153,22 +226,22 @@ function value(depth: number, binOk: boolean): Value {
     case 0xcd:
       if (!need(2)) return GIVE_UP;
       pos += 2;
-      return view.getUint16(pos - 2);
+      return u16(pos - 2);
     case 0xce:
       if (!need(4)) return GIVE_UP;
       pos += 4;
-      return view.getUint32(pos - 4);
+      return u32(pos - 4);
     case 0xd0:
       if (!need(1)) return GIVE_UP;
-      return view.getInt8(pos++);
+      return (bytes[pos++]! << 24) >> 24;
     case 0xd1:
       if (!need(2)) return GIVE_UP;
       pos += 2;
-      return view.getInt16(pos - 2);
+      return (u16(pos - 2) << 16) >> 16;
     case 0xd2:
       if (!need(4)) return GIVE_UP;
       pos += 4;
-      return view.getInt32(pos - 4);
+      return u32(pos - 4) | 0;
     case 0xd9:
     case 0xda: {
       const len = strLength(b);
@@ -177,11 +250,11 @@ function value(depth: number, binOk: boolean): Value {
     case 0xdc:
       if (!need(2)) return GIVE_UP;
       pos += 2;
-      return array(view.getUint16(pos - 2), depth + 1);
+      return array(u16(pos - 2), depth + 1);
     case 0xde:
       if (!need(2)) return GIVE_UP;
       pos += 2;
-      return map(view.getUint16(pos - 2), depth + 1);
+      return map(u16(pos - 2), depth + 1);
     default:
       return GIVE_UP; // 64-bit integers, str/bin/array/map 32, bin 16/32, ext, 0xc1: the general path decides
   }
@@ -191,27 +264,28 @@ function value(depth: number, binOk: boolean): Value {
  * The raw envelope map of `input`, decoded in one pass, or `undefined` when the input is anything
  * but an ordinary well-formed envelope within `limits` (the general path then decodes it).
  * `limits` must be at least as wide as 64 KiB for strings, maps and arrays.
+ *
+ * The map returned, and the stamp bytes in it, are reused by the next call: read them first. Its
+ * absent fields are `undefined`; an unknown field returns `undefined` (the general path names it).
  */
 export function fastEnvelope(input: Uint8Array, limits: ResolvedDecodeLimits): Record<string, unknown> | undefined {
   if (input.length > limits.maxBytes || input.length === 0) return undefined;
   bytes = input;
-  view = new DataView(input.buffer, input.byteOffset, input.byteLength);
   pos = 0;
   maxDepth = limits.maxDepth;
   try {
     const b = bytes[pos++]!;
     let raw: Value;
-    if (b >= 0x80 && b <= 0x8f) raw = map(b - 0x80, 1);
+    if (b >= 0x80 && b <= 0x8f) raw = envelopeMap(b - 0x80);
     else if (b === 0xde && need(2)) {
       pos += 2;
-      raw = map(view.getUint16(pos - 2), 1);
+      raw = envelopeMap(u16(pos - 2));
     } else return undefined;
     return raw === GIVE_UP || pos !== bytes.length ? undefined : (raw as Record<string, unknown>);
   } finally {
     bytes = EMPTY;
-    view = EMPTY_VIEW;
+    floats = undefined;
   }
 }
 
 const EMPTY = new Uint8Array(0);
-const EMPTY_VIEW = new DataView(EMPTY.buffer);
