@@ -113,6 +113,7 @@ export const ENVELOPE_FIELDS = [
   'corr',
 ] as const;
 const FIELD_BIT: ReadonlyMap<string, number> = new Map(ENVELOPE_FIELDS.map((f, i) => [f, 1 << i]));
+const STAMP_BIT = 1 << ENVELOPE_FIELDS.indexOf('stamp');
 
 /**
  * The envelope of the input being decoded: one record of fixed shape, reused (a map built key by
@@ -137,7 +138,9 @@ const stamp = new Uint8Array(8);
 /** The top-level map of `n` entries into {@link envelope}; an unknown field leaves the fast path. */
 function envelopeMap(n: number): Value {
   if (n > bytes.length - pos) return GIVE_UP;
-  for (const f of ENVELOPE_FIELDS) envelope[f] = undefined;
+  // named stores, not a loop of keyed ones: this runs for every record a replay reads
+  const e = envelope;
+  e.v = e.id = e.deviceId = e.section = e.op = e.patch = e.stamp = e.cond = e.actor = e.corr = undefined;
   let seen = 0;
   for (let i = 0; i < n; i++) {
     const k = key();
@@ -145,16 +148,47 @@ function envelopeMap(n: number): Value {
     const bit = FIELD_BIT.get(k);
     if (bit === undefined || (seen & bit) !== 0) return GIVE_UP;
     seen |= bit;
-    let v: Value;
-    if (k === 'stamp' && pos + 10 <= bytes.length && bytes[pos] === 0xc4 && bytes[pos + 1] === 8) {
+    if (bit === STAMP_BIT && pos + 10 <= bytes.length && bytes[pos] === 0xc4 && bytes[pos + 1] === 8) {
       for (let j = 0; j < 8; j++) stamp[j] = bytes[pos + 2 + j]!;
       pos += 10;
-      v = stamp;
-    } else v = value(1, true);
+      e.stamp = stamp;
+      continue;
+    }
+    const v = value(1, true);
     if (v === GIVE_UP) return GIVE_UP;
-    envelope[k as (typeof ENVELOPE_FIELDS)[number]] = v;
+    switch (bit) {
+      case 1:
+        e.v = v;
+        break;
+      case 2:
+        e.id = v;
+        break;
+      case 4:
+        e.deviceId = v;
+        break;
+      case 8:
+        e.section = v;
+        break;
+      case 16:
+        e.op = v;
+        break;
+      case 32:
+        e.patch = v;
+        break;
+      case STAMP_BIT:
+        e.stamp = v;
+        break;
+      case 128:
+        e.cond = v;
+        break;
+      case 256:
+        e.actor = v;
+        break;
+      default:
+        e.corr = v;
+    }
   }
-  return envelope;
+  return e;
 }
 
 function map(n: number, depth: number): Value {
