@@ -298,14 +298,20 @@ function decodeCondition(value: unknown): Condition {
 
 const ENVELOPE_KEYS: ReadonlySet<string> = new Set(ENVELOPE_FIELDS);
 
-/** Validate a current-version raw map and build the event from it. */
+/**
+ * Validate a current-version raw map and build the event from it. `fieldsChecked`: the map holds
+ * envelope fields only (the fast path's record), so its keys need no check.
+ */
 function toEvent(
   raw: Record<string, unknown>,
   limits: { readonly maxDepth: number },
   patchChecked: boolean,
+  fieldsChecked = false,
 ): TwinEvent {
-  for (const key in raw) {
-    if (!ENVELOPE_KEYS.has(key)) throw bad(`unknown envelope key ${JSON.stringify(key)}`);
+  if (!fieldsChecked) {
+    for (const key in raw) {
+      if (!ENVELOPE_KEYS.has(key)) throw bad(`unknown envelope key ${JSON.stringify(key)}`);
+    }
   }
   const id = raw['id'];
   if (!Array.isArray(id) || id.length !== 2) throw bad(id === undefined ? 'is missing' : 'must be [writer, seq]', 'id');
@@ -390,7 +396,7 @@ export function decodeEvent(bytes: Uint8Array, options?: DecodeOptions): TwinEve
   if (options === undefined && bytes instanceof Uint8Array) {
     // the one-pass path for the ordinary envelope; anything else takes the general path below
     const raw = fastEnvelope(bytes, DEFAULT_EVENT_LIMITS);
-    if (raw !== undefined && raw['v'] === ENVELOPE_VERSION) return toEvent(raw, DEFAULT_EVENT_LIMITS, true);
+    if (raw !== undefined && raw['v'] === ENVELOPE_VERSION) return toEvent(raw, DEFAULT_EVENT_LIMITS, true, true);
   }
   const limits = resolveLimits(options, DEFAULT_EVENT_LIMITS);
   const { value, mapEntries } = decodeMsgpack(bytes, limits);
