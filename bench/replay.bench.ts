@@ -10,7 +10,9 @@
  * Legs, on each log, in this order, timed with CPU µs per record of this process (and of the
  * broker on Kafka, from /proc):
  * - read:    `log.read` of both inputs of every partition, one partition after another, as `replay`
- *            reads them (nothing decoded): the floor of any replay; 3 rounds, the median.
+ *            reads them (nothing decoded): the floor of any replay; 5 rounds interleaved with the
+ *            legs below (before the legs in this thread, before each round on the workers, after
+ *            the last), the median.
  * - replay ×1: `replay({ log })` of everything into this thread's memory (the states returned).
  * - replay ×n: the same on one worker thread per core (`workers`), the states counted where they
  *            were folded, not copied back (`keepStates: false`): what `twinlog replay` does — on the
@@ -134,15 +136,15 @@ async function runLegs(
     `node ${((t.nodeCpuMs * 1000) / total).toFixed(1)} µs/record${t.brokerCpuMs === undefined ? '' : `, broker ${((t.brokerCpuMs * 1000) / total).toFixed(1)} µs/record`}`;
   const all = Array.from({ length: PARTITIONS }, (_, p) => p);
 
-  // the read varies by ±15 % from run to run here: 3 rounds, the median
+  // The read varies from run to run and within one (rounds of 160,000 to 330,000/s on Kafka the
+  // same day): it is sampled across the legs it is compared with — once before the legs in this
+  // thread, once before each round on the workers and once after the last — and the median taken.
   const reads: Timed<number>[] = [];
-  for (let round = 0; round < 3; round++) reads.push(await timed(broker, () => readInputs(log, all)));
-  for (const r of reads) if (r.value !== total) throw new Error(`${kind}: read ${r.value} records, expected ${total}`);
-  const read = [...reads].sort((a, b) => a.ms - b.ms)[1]!;
-  const readPerS = total / (read.ms / 1000);
-  console.log(
-    `  read         ${fmt(readPerS)}/s (${(read.ms / 1000).toFixed(1)} s, median of ${reads.map((r) => fmt(total / (r.ms / 1000))).join(', ')}/s; ${perRecord(read)})`,
-  );
+  const readRound = async (): Promise<void> => {
+    const r = await timed(broker, () => readInputs(log, all));
+    if (r.value !== total) throw new Error(`${kind}: read ${r.value} records, expected ${total}`);
+    reads.push(r);
+  };
 
   const rates: Record<Leg, Record<'thread' | 'workers', number>> = {
     replay: { thread: 0, workers: 0 },
@@ -184,20 +186,32 @@ async function runLegs(
     });
   };
   // in this thread once; on the workers (the CLI's default, the headline) 3 interleaved rounds, the median
+  const samples: Record<'thread' | 'workers', Record<Leg, Timed<string>[]>> = {
+    thread: { replay: [], rebuild: [], audit: [] },
+    workers: { replay: [], rebuild: [], audit: [] },
+  };
+  for (const mode of ['thread', 'workers'] as const)
+    for (let round = 0; round < (mode === 'thread' ? 1 : 3); round++) {
+      await readRound();
+      for (const leg of LEGS) samples[mode][leg].push(await runLeg(leg, mode));
+    }
+  await readRound();
+  const read = [...reads].sort((a, b) => a.ms - b.ms)[Math.floor(reads.length / 2)]!;
+  const readPerS = total / (read.ms / 1000);
+  console.log(
+    `  read         ${fmt(readPerS)}/s (${(read.ms / 1000).toFixed(1)} s, median of ${reads.map((r) => fmt(total / (r.ms / 1000))).join(', ')}/s in run order; ${perRecord(read)})`,
+  );
   for (const mode of ['thread', 'workers'] as const) {
-    const samples: Record<Leg, Timed<string>[]> = { replay: [], rebuild: [], audit: [] };
-    for (let round = 0; round < (mode === 'thread' ? 1 : 3); round++)
-      for (const leg of LEGS) samples[leg].push(await runLeg(leg, mode));
     for (const leg of LEGS) {
-      const sorted = [...samples[leg]].sort((x, y) => x.ms - y.ms);
+      const sorted = [...samples[mode][leg]].sort((x, y) => x.ms - y.ms);
       const t = sorted[Math.floor(sorted.length / 2)]!;
       const perS = total / (t.ms / 1000);
       rates[leg][mode] = perS;
       const label = `${leg} ${mode === 'thread' ? '×1' : `×${workers}`}`;
       const rounds =
-        samples[leg].length === 1
+        samples[mode][leg].length === 1
           ? ''
-          : `, median of ${samples[leg].map((x) => fmt(total / (x.ms / 1000))).join(', ')}/s`;
+          : `, median of ${samples[mode][leg].map((x) => fmt(total / (x.ms / 1000))).join(', ')}/s`;
       console.log(
         `  ${label.padEnd(12)} ${fmt(perS)}/s (${(t.ms / 1000).toFixed(1)} s${rounds}, ${t.value}; ${perRecord(t)}) = ${ratio(perS, readPerS)} × read`,
       );
