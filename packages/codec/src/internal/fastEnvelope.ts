@@ -113,7 +113,6 @@ export const ENVELOPE_FIELDS = [
   'corr',
 ] as const;
 const FIELD_BIT: ReadonlyMap<string, number> = new Map(ENVELOPE_FIELDS.map((f, i) => [f, 1 << i]));
-const STAMP_BIT = 1 << ENVELOPE_FIELDS.indexOf('stamp');
 
 /**
  * The envelope of the input being decoded: one record of fixed shape, reused (a map built key by
@@ -148,7 +147,7 @@ function envelopeMap(n: number): Value {
     const bit = FIELD_BIT.get(k);
     if (bit === undefined || (seen & bit) !== 0) return GIVE_UP;
     seen |= bit;
-    if (bit === STAMP_BIT && pos + 10 <= bytes.length && bytes[pos] === 0xc4 && bytes[pos + 1] === 8) {
+    if (k === 'stamp' && pos + 10 <= bytes.length && bytes[pos] === 0xc4 && bytes[pos + 1] === 8) {
       for (let j = 0; j < 8; j++) stamp[j] = bytes[pos + 2 + j]!;
       pos += 10;
       e.stamp = stamp;
@@ -156,35 +155,35 @@ function envelopeMap(n: number): Value {
     }
     const v = value(1, true);
     if (v === GIVE_UP) return GIVE_UP;
-    switch (bit) {
-      case 1:
+    switch (k) {
+      case 'v':
         e.v = v;
         break;
-      case 2:
+      case 'id':
         e.id = v;
         break;
-      case 4:
+      case 'deviceId':
         e.deviceId = v;
         break;
-      case 8:
+      case 'section':
         e.section = v;
         break;
-      case 16:
+      case 'op':
         e.op = v;
         break;
-      case 32:
+      case 'patch':
         e.patch = v;
         break;
-      case STAMP_BIT:
+      case 'stamp':
         e.stamp = v;
         break;
-      case 128:
+      case 'cond':
         e.cond = v;
         break;
-      case 256:
+      case 'actor':
         e.actor = v;
         break;
-      default:
+      case 'corr':
         e.corr = v;
     }
   }
