@@ -299,20 +299,22 @@ function decodeCondition(value: unknown): Condition {
 const ENVELOPE_KEYS: ReadonlySet<string> = new Set(ENVELOPE_FIELDS);
 
 /**
- * Validate a current-version raw map and build the event from it. `fieldsChecked`: the map holds
- * envelope fields only (the fast path's record), so its keys need no check.
+ * A raw map from the general path holds envelope fields only (the fast path's record cannot hold
+ * any other: it leaves the fast path).
  */
+function withEnvelopeKeys(raw: Record<string, unknown>): Record<string, unknown> {
+  for (const key in raw) {
+    if (!ENVELOPE_KEYS.has(key)) throw bad(`unknown envelope key ${JSON.stringify(key)}`);
+  }
+  return raw;
+}
+
+/** Validate a current-version raw map of envelope fields only and build the event from it. */
 function toEvent(
   raw: Record<string, unknown>,
   limits: { readonly maxDepth: number },
   patchChecked: boolean,
-  fieldsChecked = false,
 ): TwinEvent {
-  if (!fieldsChecked) {
-    for (const key in raw) {
-      if (!ENVELOPE_KEYS.has(key)) throw bad(`unknown envelope key ${JSON.stringify(key)}`);
-    }
-  }
   const id = raw['id'];
   if (!Array.isArray(id) || id.length !== 2) throw bad(id === undefined ? 'is missing' : 'must be [writer, seq]', 'id');
   const writer: unknown = id[0];
@@ -396,7 +398,7 @@ export function decodeEvent(bytes: Uint8Array, options?: DecodeOptions): TwinEve
   if (options === undefined && bytes instanceof Uint8Array) {
     // the one-pass path for the ordinary envelope; anything else takes the general path below
     const raw = fastEnvelope(bytes, DEFAULT_EVENT_LIMITS);
-    if (raw !== undefined && raw['v'] === ENVELOPE_VERSION) return toEvent(raw, DEFAULT_EVENT_LIMITS, true, true);
+    if (raw !== undefined && raw['v'] === ENVELOPE_VERSION) return toEvent(raw, DEFAULT_EVENT_LIMITS, true);
   }
   const limits = resolveLimits(options, DEFAULT_EVENT_LIMITS);
   const { value, mapEntries } = decodeMsgpack(bytes, limits);
@@ -416,8 +418,8 @@ export function decodeEvent(bytes: Uint8Array, options?: DecodeOptions): TwinEve
     }
   }
   if (keys !== mapEntries) throw bad('a map repeats a key');
-  if (current) return toEvent(raw, limits, true);
-  return toEvent(upcast(raw, options?.upcasters ?? ENVELOPE_UPCASTERS), limits, false);
+  if (current) return toEvent(withEnvelopeKeys(raw), limits, true);
+  return toEvent(withEnvelopeKeys(upcast(raw, options?.upcasters ?? ENVELOPE_UPCASTERS)), limits, false);
 }
 
 /**
