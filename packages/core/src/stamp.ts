@@ -94,7 +94,33 @@ export function decodeHlc(bytes: Uint8Array): Hlc {
   return { wall: hi * 65536 + (lo >>> 16), counter: lo & 0xffff };
 }
 
-/** ISO-8601 UTC with milliseconds, for `$lastUpdated`. */
+const DAY_MS = 86_400_000;
+/** 10000-01-01T00:00:00Z: below it (and from the epoch) every ISO form has a 4-digit year. */
+const FAST_END = 253_402_300_800_000;
+const pad = (n: number, width: number): string[] => Array.from({ length: n }, (_, i) => String(i).padStart(width, '0'));
+const TWO = pad(60, 2);
+const THREE = pad(1000, 3);
+/** The last day formatted, and its `YYYY-MM-DDT` (most stamps formatted in a row share their day). */
+let lastDay = -1;
+let dayText = '';
+
+/**
+ * ISO-8601 UTC with milliseconds, for `$lastUpdated` and audit entries: what `Date#toISOString`
+ * returns. An audit formats one per event, so a whole millisecond from the epoch to the year 9999
+ * takes its day from a one-entry cache and its time of day from tables, not a `Date` each.
+ */
 export function isoOf(wall: number): string {
-  return new Date(wall).toISOString();
+  if (!Number.isInteger(wall) || wall < 0 || wall >= FAST_END) return new Date(wall).toISOString();
+  const day = Math.floor(wall / DAY_MS);
+  if (day !== lastDay) {
+    dayText = new Date(day * DAY_MS).toISOString().slice(0, 11);
+    lastDay = day;
+  }
+  let rest = wall - day * DAY_MS;
+  const h = Math.floor(rest / 3_600_000);
+  rest -= h * 3_600_000;
+  const m = Math.floor(rest / 60_000);
+  rest -= m * 60_000;
+  const sec = Math.floor(rest / 1000);
+  return `${dayText}${TWO[h]!}:${TWO[m]!}:${TWO[sec]!}.${THREE[rest - sec * 1000]!}Z`;
 }

@@ -188,12 +188,26 @@ export async function lineCollector(
     if (position < 0) write(text);
     else hold(text, position);
   });
+  // a counting sort of the held lines by place (places are below the window's record count): the
+  // counts and the order are kept for the next window, at most a window's size
+  let counts = new Int32Array(0);
+  let order = new Int32Array(0);
   const endWindow = (): void => {
     const n = places.length;
     if (n === 0) return;
+    let top = 0;
+    for (let i = 0; i < n; i++) if (places[i]! > top) top = places[i]!;
+    if (counts.length < top + 2) counts = new Int32Array(top + 2);
+    else counts.fill(0, 0, top + 2);
+    if (order.length < n) order = new Int32Array(n);
+    for (let i = 0; i < n; i++) counts[places[i]! + 1]!++;
+    for (let p = 1; p <= top + 1; p++) counts[p]! += counts[p - 1]!;
     // stable: lines of one place keep their order
-    const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => places[a]! - places[b]! || a - b);
-    for (const i of order) copy(held.subarray(starts[i], i + 1 < n ? starts[i + 1]! : heldBytes));
+    for (let i = 0; i < n; i++) order[counts[places[i]!]!++] = i;
+    for (let k = 0; k < n; k++) {
+      const i = order[k]!;
+      copy(held.subarray(starts[i], i + 1 < n ? starts[i + 1]! : heldBytes));
+    }
     places.length = 0;
     starts.length = 0;
     heldBytes = 0;
