@@ -79,6 +79,12 @@ export const ERROR_CODES = {
   FRESHNESS_TOKEN_INVALID: ARGUMENT_INVALID,
   /** The read model's consumer stopped; queries still answer from its last state. */
   READ_MODEL_FAILED: undefined,
+  /**
+   * A projector's consumer resumed past input records its restored state has not folded (the
+   * group's committed offsets ahead of the snapshots' checkpoint): the run stops rather than skip
+   * them, and restores again (docs/architecture.md, "Restore and resume").
+   */
+  PROJECTOR_RESUME_AHEAD: undefined,
   JOB_NOT_FOUND: { status: 404, code: 404002, name: 'JobNotFound' },
   /** A job id already taken (jobs are kept, whatever their status): 409, which the Node SDK raises as its 409 error (docs/iot-hub.md, "Jobs"). */
   JOB_ALREADY_EXISTS: { status: 409, code: 409000, name: 'JobAlreadyExists' },

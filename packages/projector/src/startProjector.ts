@@ -17,6 +17,7 @@
  */
 import {
   createHybridClock,
+  TwinlogError,
   type BackoffOptions,
   type Log,
   type StageHealth,
@@ -186,7 +187,8 @@ export async function startProjector(options: ProjectorOptions): Promise<Project
     await log.commitBatch({
       fence: `projector-${group}-${task.partition}`,
       appends: out.appends,
-      awaitVisibility: false, // nothing the projector does next reads what it just committed
+      // not waited for: only a restore reads it back, and one that reads too early stops (checkResume)
+      awaitVisibility: false,
       offsets: [
         { group, topic: TOPICS.backend, partition: task.partition, offset: out.positions.backend },
         { group, topic: TOPICS.device, partition: task.partition, offset: out.positions.device },
@@ -214,6 +216,37 @@ export async function startProjector(options: ProjectorOptions): Promise<Project
     }
   };
 
+  /** The input topics of each task whose first batch since its restore has been checked. */
+  const resumed = new WeakMap<ProjectorTask, Set<InputTopic>>();
+  /**
+   * A task's state and its consumer's start come from two reads: the snapshots (and their
+   * checkpoint) up to the last stable offset, then the group's committed offsets. One transaction
+   * writes both, but their commit markers become visible separately, so a restore can miss the last
+   * transaction while the consumer starts after its input records (docs/architecture.md, "Restore
+   * and resume"). The first batch of each input topic shows where the consumer started: past the
+   * checkpoint with any record in between, this run stops instead of folding on without them, and
+   * its restart restores again.
+   */
+  const checkResume = async (task: ProjectorTask, input: InputTopic, topic: string, first: number): Promise<void> => {
+    let checked = resumed.get(task);
+    if (checked === undefined) resumed.set(task, (checked = new Set()));
+    if (checked.has(input)) return;
+    const from = task.resumeOffsets[input];
+    if (first > from) {
+      // positions without records (commit markers, aborted records) may lie between
+      let missed = 0;
+      for await (const records of log.read(topic, task.partition, { from, to: first })) missed += records.length;
+      if (missed > 0) {
+        throw new TwinlogError(
+          'PROJECTOR_RESUME_AHEAD',
+          `${topic} partition ${task.partition}: the consumer resumed at offset ${first}, after ${missed} records the restored state has not folded (its checkpoint is at ${from}); restoring again`,
+          { canRetry: true, details: { topic, partition: task.partition, checkpoint: from, resumedAt: first, missed } },
+        );
+      }
+    }
+    checked.add(input);
+  };
+
   const startStage = (): Promise<PartitionStage<ProjectorTask>> =>
     startPartitionStage({
       log,
@@ -224,6 +257,7 @@ export async function startProjector(options: ProjectorOptions): Promise<Project
         pool === undefined ? PartitionTask.restore(log, taskOptions(partition)) : pool.open(log, partition, passed),
       eachBatch: async (task, { topic, records, lag }) => {
         const input: InputTopic = topic === TOPICS.backend ? 'backend' : 'device';
+        if (records.length > 0) await checkResume(task, input, topic, records[0]!.offset);
         if (task.pending === 0) pendingSince.set(task, physicalNow());
         const foldStarted = performance.now();
         await task.fold(input, records, false);

@@ -1,0 +1,69 @@
+/**
+ * A projector restored from snapshots that miss its last transaction (their commit marker not yet
+ * visible, while that transaction's group offsets are) must not fold on from the group's offsets
+ * without the records in between: the run stops with `PROJECTOR_RESUME_AHEAD`, restarts, restores
+ * again, and the twin holds every write (docs/architecture.md, "Restore and resume").
+ */
+import { createTwinClient } from '@twinlog/client';
+import type { Log, StageHealth } from '@twinlog/core';
+import { createInMemoryLog } from '@twinlog/core/testing';
+import { ensureTwinTopics, listTwins, startProjector, TOPICS } from '@twinlog/projector';
+import { expect, it } from 'vitest';
+
+const until = async (check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> => {
+  for (const deadline = Date.now() + ms; !(await check()); await new Promise((r) => setTimeout(r, 10))) {
+    if (Date.now() > deadline) throw new Error('timed out');
+  }
+};
+
+it('restores again instead of folding on when its consumer resumes past records the restored snapshots lack', async () => {
+  const inner = createInMemoryLog({ now: () => Date.now() });
+  await ensureTwinTopics(inner, 1);
+  const client = createTwinClient({ log: inner, physicalNow: () => Date.now(), actor: 't', pollIntervalMs: 5 });
+  const first = await startProjector({ log: inner, physicalNow: () => Date.now() });
+  const created = await client.createDevice('d', { wait: true });
+  const baseline = created.accepted ? created.version : Number.NaN;
+  expect((await client.mergeTags('d', { a: 1 }, { wait: true })).accepted).toBe(true);
+  // what a restore sees while the next transaction's snapshots are not yet visible
+  const staleEnd = await inner.endOffsets(TOPICS.snapshots);
+  expect((await client.mergeTags('d', { b: 2 }, { wait: true })).accepted).toBe(true);
+  await first.stop();
+
+  let stale = 1; // the next restore reads twin.snapshots only up to staleEnd
+  const log: Log = new Proxy(inner, {
+    get(target, prop, receiver) {
+      if (prop === 'endOffsets') {
+        return async (topic: string) => {
+          if (topic === TOPICS.snapshots && stale > 0) {
+            stale--;
+            return staleEnd;
+          }
+          return target.endOffsets(topic);
+        };
+      }
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  const health: StageHealth[] = [];
+  const second = await startProjector({
+    log,
+    physicalNow: () => Date.now(),
+    restart: { minBackoffMs: 20, maxBackoffMs: 100 },
+    onStateChange: (h) => health.push(h),
+  });
+  try {
+    const decision = await client.mergeTags('d', { c: 3 }, { wait: true });
+    expect(decision.accepted).toBe(true);
+    if (decision.accepted) expect(decision.version).toBe(baseline + 3); // a, b and c, each once
+    expect(stale).toBe(0);
+    const stopped = health.find((h) => h.state === 'restarting');
+    expect(stopped?.reason).toMatch(/resumed at offset \d+, after 1 records the restored state has not folded/);
+    await until(() => second.health().state === 'consuming');
+    const twin = (await listTwins(inner)).find((t) => t.deviceId === 'd');
+    expect(twin?.tags).toEqual({ a: 1, b: 2, c: 3 });
+  } finally {
+    await client.close();
+    await second.stop();
+  }
+});
