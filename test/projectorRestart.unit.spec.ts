@@ -8,12 +8,7 @@ import type { Log, StageHealth, SubscribeOptions } from '@twinlog/core';
 import { createInMemoryLog } from '@twinlog/core/testing';
 import { ensureTwinTopics, startProjector } from '@twinlog/projector';
 import { expect, it } from 'vitest';
-
-const until = async (check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> => {
-  for (const deadline = Date.now() + ms; !(await check()); await new Promise((r) => setTimeout(r, 10))) {
-    if (Date.now() > deadline) throw new Error('timed out');
-  }
-};
+import { until } from './until.ts';
 
 it('restarts after its consumer crashed and after refused subscribes, then consumes again; nothing folded twice', async () => {
   const inner = createInMemoryLog({ now: () => Date.now() });

@@ -9,12 +9,7 @@ import type { Log, StageHealth } from '@twinlog/core';
 import { createInMemoryLog } from '@twinlog/core/testing';
 import { ensureTwinTopics, listTwins, startProjector, TOPICS } from '@twinlog/projector';
 import { expect, it } from 'vitest';
-
-const until = async (check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> => {
-  for (const deadline = Date.now() + ms; !(await check()); await new Promise((r) => setTimeout(r, 10))) {
-    if (Date.now() > deadline) throw new Error('timed out');
-  }
-};
+import { until } from './until.ts';
 
 it('restores again instead of folding on when its consumer resumes past records the restored snapshots lack', async () => {
   const inner = createInMemoryLog({ now: () => Date.now() });
