@@ -4,10 +4,11 @@
  * `health()`, and folds what was written meanwhile exactly once.
  */
 import { createTwinClient } from '@twinlog/client';
-import type { Log, StageHealth, SubscribeOptions } from '@twinlog/core';
+import type { StageHealth, SubscribeOptions } from '@twinlog/core';
 import { createInMemoryLog } from '@twinlog/core/testing';
 import { ensureTwinTopics, startProjector } from '@twinlog/projector';
 import { expect, it } from 'vitest';
+import { logWith } from './logWith.ts';
 import { until } from './until.ts';
 
 it('restarts after its consumer crashed and after refused subscribes, then consumes again; nothing folded twice', async () => {
@@ -17,23 +18,17 @@ it('restarts after its consumer crashed and after refused subscribes, then consu
   let refuse = 0;
   let subscribes = 0;
   // The in-memory log plus what the Kafka log adds to a subscription: `done`, rejected when the consumer gives up.
-  const log: Log = new Proxy(inner, {
-    get(target, prop, receiver) {
-      if (prop === 'subscribe') {
-        return async (options: SubscribeOptions) => {
-          subscribes++;
-          if (refuse > 0) {
-            refuse--;
-            throw new Error('Connection refused');
-          }
-          const sub = await target.subscribe(options);
-          const done = new Promise<void>((_, reject) => (crash = reject));
-          done.catch(() => {});
-          return { stop: () => sub.stop(), done };
-        };
+  const log = logWith(inner, {
+    subscribe: async (options: SubscribeOptions) => {
+      subscribes++;
+      if (refuse > 0) {
+        refuse--;
+        throw new Error('Connection refused');
       }
-      const v = Reflect.get(target, prop, receiver) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      const sub = await inner.subscribe(options);
+      const done = new Promise<void>((_, reject) => (crash = reject));
+      done.catch(() => {});
+      return { stop: () => sub.stop(), done };
     },
   });
   const changes: string[] = [];

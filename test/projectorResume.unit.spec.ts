@@ -5,10 +5,11 @@
  * again, and the twin holds every write (docs/architecture.md, "Restore and resume").
  */
 import { createTwinClient } from '@twinlog/client';
-import type { Log, StageHealth } from '@twinlog/core';
+import type { StageHealth } from '@twinlog/core';
 import { createInMemoryLog } from '@twinlog/core/testing';
 import { ensureTwinTopics, listTwins, startProjector, TOPICS } from '@twinlog/projector';
 import { expect, it } from 'vitest';
+import { logWith } from './logWith.ts';
 import { until } from './until.ts';
 
 it('restores again instead of folding on when its consumer resumes past records the restored snapshots lack', async () => {
@@ -25,19 +26,13 @@ it('restores again instead of folding on when its consumer resumes past records 
   await first.stop();
 
   let stale = 1; // the next restore reads twin.snapshots only up to staleEnd
-  const log: Log = new Proxy(inner, {
-    get(target, prop, receiver) {
-      if (prop === 'endOffsets') {
-        return async (topic: string) => {
-          if (topic === TOPICS.snapshots && stale > 0) {
-            stale--;
-            return staleEnd;
-          }
-          return target.endOffsets(topic);
-        };
+  const log = logWith(inner, {
+    endOffsets: async (topic: string) => {
+      if (topic === TOPICS.snapshots && stale > 0) {
+        stale--;
+        return staleEnd;
       }
-      const v = Reflect.get(target, prop, receiver) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      return inner.endOffsets(topic);
     },
   });
   const health: StageHealth[] = [];
