@@ -299,8 +299,8 @@ function decodeCondition(value: unknown): Condition {
 const ENVELOPE_KEYS: ReadonlySet<string> = new Set(ENVELOPE_FIELDS);
 
 /**
- * A raw map from the general path holds envelope fields only (the fast path's record cannot hold
- * any other: it leaves the fast path).
+ * `raw`, a map from the general path, once checked to hold envelope fields only (the fast path
+ * needs no check: an unknown field makes it give up).
  */
 function withEnvelopeKeys(raw: Record<string, unknown>): Record<string, unknown> {
   for (const key in raw) {
