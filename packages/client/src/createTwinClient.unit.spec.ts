@@ -4,7 +4,7 @@
 import { isTwinlogError, partitionFor, type JsonObject, type Log } from '@twinlog/core';
 import { createInMemoryLog, type InMemoryLog } from '@twinlog/core/testing';
 import { encodeOutputRecord, type ChangeRecord } from '@twinlog/codec';
-import { ensureTwinTopics, startProjector, TOPICS, type Projector } from '@twinlog/projector';
+import { CHECKPOINT_KEY, ensureTwinTopics, startProjector, TOPICS, type Projector } from '@twinlog/projector';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createTwinClient, sectionOf, type TwinClient, type WriteDecision } from './createTwinClient.ts';
 
@@ -403,7 +403,7 @@ describe('createTwinClient: feeds', () => {
     expect(dl).toMatchObject({ kind: 'dead-letter', key: 'dev1' });
   });
 
-  it('deltas decodes delta records; undecodable records go to onBadRecord', async () => {
+  it('deltas decodes delta records; undecodable records go to onBadRecord; the reconciler’s checkpoint is skipped', async () => {
     const bad: string[] = [];
     const feed = client.deltas({ deviceId: 'dev1', onBadRecord: (r, e) => bad.push(`${r.offset}:${e.code}`) });
     await feed.ready;
@@ -418,6 +418,13 @@ describe('createTwinClient: feeds', () => {
     };
     await log.append(TOPICS.deltas, [
       { key: 'dev1', value: new Uint8Array([1, 2, 3]) },
+      // docs/formats.md, "Reconciler checkpoints"
+      {
+        key: CHECKPOINT_KEY,
+        partition: p,
+        value: Uint8Array.of(0xc0),
+        headers: { 'twinlog-snapshots-position': '1', 'twinlog-group': 'twinlog-reconciler' },
+      },
       {
         key: 'dev1',
         value: encodeOutputRecord({
@@ -431,6 +438,6 @@ describe('createTwinClient: feeds', () => {
     ]);
     const [d] = await take(feed, 1);
     expect(d?.delta).toEqual(delta);
-    expect(bad).toHaveLength(1);
+    expect(bad).toEqual(['0:CODEC_BAD_DATA']); // not the checkpoint at offset 1
   });
 });

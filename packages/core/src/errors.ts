@@ -85,6 +85,12 @@ export const ERROR_CODES = {
    * them, and restores again (docs/architecture.md, "Restore and resume").
    */
   PROJECTOR_RESUME_AHEAD: undefined,
+  /**
+   * A reconciler's consumer resumed past snapshot records its restored deltas do not reflect (the
+   * group's committed offsets ahead of the checkpoint on `twin.deltas`): the run stops rather than
+   * compare against stale deltas, and restores again (docs/architecture.md, "Restore and resume").
+   */
+  RECONCILER_RESUME_AHEAD: undefined,
   JOB_NOT_FOUND: { status: 404, code: 404002, name: 'JobNotFound' },
   /** A job id already taken (jobs are kept, whatever their status): 409, which the Node SDK raises as its 409 error (docs/iot-hub.md, "Jobs"). */
   JOB_ALREADY_EXISTS: { status: 409, code: 409000, name: 'JobAlreadyExists' },

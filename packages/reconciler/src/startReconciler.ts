@@ -8,9 +8,25 @@
  * stops the current run and core's `superviseStage` starts a new one after a backoff, forever; a
  * new run restores the last emitted deltas from `twin.deltas` and emits nothing twice. With
  * `restart: false` it is crash-only: the first failure rejects `done`.
+ *
+ * Restore and resume (docs/architecture.md, "Restore and resume"): every commit also appends the
+ * group's checkpoint to `twin.deltas` (internal/checkpoint.ts), the `twin.snapshots` position its
+ * deltas reflect, equal to the group offset it commits. A restore that misses the last transaction
+ * (its commit marker not yet visible while its group offsets are) is caught on the first batch: it
+ * starts past the checkpoint with snapshots in between, so the run stops with the retryable
+ * `RECONCILER_RESUME_AHEAD` and the next run restores again.
  */
-import { type BackoffOptions, type DeltaState, type Log, type StageHealth, type StageState } from '@twinlog/core';
+import {
+  type AppendRecord,
+  type BackoffOptions,
+  type DeltaState,
+  type Log,
+  type StageHealth,
+  type StageState,
+} from '@twinlog/core';
 import { startPartitionStage, supervisePartitionStage, TOPICS, type PartitionStage } from '@twinlog/projector';
+import { checkpointRecord } from './internal/checkpoint.ts';
+import { checkResume } from './internal/checkResume.ts';
 import { emptyStats, ReconcilerPartition, type ReconcileStats } from './internal/reconcilerPartition.ts';
 
 export type { ReconcileStats } from './internal/reconcilerPartition.ts';
@@ -104,19 +120,37 @@ export async function startReconciler({
       log,
       group,
       topics: [TOPICS.snapshots],
-      restore: (partition) => ReconcilerPartition.restore(log, partition, { acks, staleAfterMs }),
+      restore: (partition) => ReconcilerPartition.restore(log, partition, group, { acks, staleAfterMs }),
       eachBatch: async (task, { partition, records }) => {
         if (records.length === 0) return;
+        if (!task.resumeChecked) {
+          await checkResume(log, task, records[0]!.offset);
+          task.resumeChecked = true;
+        }
         const stats = emptyStats();
         const appends = task.process(records, stats);
-        await log.commitBatch({
-          fence: `reconciler-${group}-${partition}`,
-          appends: appends.length === 0 ? [] : [{ topic: TOPICS.deltas, records: appends }],
-          offsets: [{ group, topic: TOPICS.snapshots, partition, offset: task.position! }],
-        });
+        await commit(task, appends);
         onBatch?.(partition, stats);
       },
     });
+
+  /**
+   * Commit `appends` with the checkpoint and the group offset, both the task's position, so what a
+   * restore reads back always names the snapshots its deltas reflect. A sweep commits them too:
+   * before the first batch (position = the restored checkpoint) that moves the group back to what
+   * the deltas it swept from reflect, should the restore have missed a transaction. Only without a
+   * position (no checkpoint on the log, no batch yet) does a sweep commit its deltas alone.
+   */
+  const commit = async (task: ReconcilerPartition, appends: AppendRecord[]): Promise<void> => {
+    const { partition, position } = task;
+    const records = position === undefined ? appends : [...appends, checkpointRecord(partition, group, position)];
+    await log.commitBatch({
+      fence: `reconciler-${group}-${partition}`,
+      appends: [{ topic: TOPICS.deltas, records }],
+      ...(position === undefined ? {} : { offsets: [{ group, topic: TOPICS.snapshots, partition, offset: position }] }),
+    });
+  };
+
   let stage = await startStage(); // the first run's errors (no topic, …) are the caller's
   const supervision = supervisePartitionStage(stage, startStage, (next) => (stage = next), {
     name,
@@ -132,10 +166,7 @@ export async function startReconciler({
         const stats = emptyStats();
         const records = task.sweep(physicalNow(), stats);
         if (records.length === 0) return;
-        await log.commitBatch({
-          fence: `reconciler-${group}-${partition}`,
-          appends: [{ topic: TOPICS.deltas, records }],
-        });
+        await commit(task, records);
         emitted = records.length;
         onBatch?.(partition, stats);
       })

@@ -3,7 +3,9 @@
  * convergence) from the latest delta of each device on `twin.deltas`. Totals are kept as records
  * arrive, so a record costs O(statuses), not a walk of the fleet.
  */
-import type { DeltaStatus } from '@twinlog/core';
+import { decodeOutputRecord } from '@twinlog/codec';
+import { isTwinlogError, type DeltaStatus, type LogRecord } from '@twinlog/core';
+import { CHECKPOINT_KEY } from '@twinlog/projector';
 import type { Metrics } from './createMetrics.ts';
 
 const STATUSES: readonly DeltaStatus[] = ['pending', 'acknowledged', 'rejected', 'converged', 'stale'];
@@ -17,6 +19,11 @@ export interface DeltaSummary {
 export interface DeltaGauges {
   /** The device's latest delta (`undefined`: its delta was deleted); the gauges follow at once. */
   set(deviceId: string, delta: DeltaSummary | undefined): void;
+  /**
+   * Take one record of `twin.deltas`: a delta or a tombstone. The reconciler's checkpoints
+   * (docs/formats.md, "Reconciler checkpoints") and undecodable records are skipped.
+   */
+  record(r: LogRecord): void;
   /** Devices with a delta. */
   readonly devices: number;
 }
@@ -36,13 +43,23 @@ export function createDeltaGauges(metrics: Pick<Metrics, 'set'>): DeltaGauges {
     metrics.set('twinlog_delta_devices', { converged: 'false' }, latest.size - converged);
   };
   publish();
+  const set = (deviceId: string, delta: DeltaSummary | undefined): void => {
+    account(latest.get(deviceId), -1);
+    account(delta, 1);
+    if (delta === undefined) latest.delete(deviceId);
+    else latest.set(deviceId, { counts: { ...delta.counts }, converged: delta.converged });
+    publish();
+  };
   return {
-    set(deviceId, delta) {
-      account(latest.get(deviceId), -1);
-      account(delta, 1);
-      if (delta === undefined) latest.delete(deviceId);
-      else latest.set(deviceId, { counts: { ...delta.counts }, converged: delta.converged });
-      publish();
+    set,
+    record(r) {
+      if (r.key === CHECKPOINT_KEY) return;
+      if (r.value === null) return set(r.key, undefined);
+      try {
+        set(r.key, decodeOutputRecord(r.value, 'delta').delta);
+      } catch (e) {
+        if (!isTwinlogError(e)) throw e;
+      }
     },
     get devices() {
       return latest.size;

@@ -649,17 +649,7 @@ export async function serve(
         from: 'earliest',
         pollIntervalMs,
         onError: watchError(TOPICS.deltas),
-        onRecord: (r) => {
-          if (r.value === null) deltaGauges.set(r.key, undefined);
-          else {
-            try {
-              const { delta } = decodeOutputRecord(r.value, 'delta');
-              deltaGauges.set(r.key, delta);
-            } catch (e) {
-              if (!isTwinlogError(e)) throw e;
-            }
-          }
-        },
+        onRecord: (r) => deltaGauges.record(r),
       }),
     );
     if (state === 'starting') {

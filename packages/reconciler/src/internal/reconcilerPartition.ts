@@ -7,6 +7,12 @@
  * end), and each carries the offset of its snapshot; a snapshot at or below that offset is already
  * reflected and skipped. Together with the atomic commit of emissions and input offsets, a restart,
  * a redelivery or a replay from the earliest offset emits nothing twice.
+ *
+ * Restore and resume (docs/architecture.md, "Restore and resume"): the restore also reads the
+ * group's last checkpoint on `twin.deltas` *p* (checkpoint.ts), the position of `twin.snapshots` *p*
+ * the restored deltas reflect. Snapshots below it are skipped, and the first batch after the
+ * restore is checked against it (checkResume.ts), so a restore that missed the last transaction
+ * never evaluates on from the group's offsets.
  */
 import { decodeOutputRecord, encodeOutputRecord } from '@twinlog/codec';
 import {
@@ -20,6 +26,7 @@ import {
   type LogRecord,
 } from '@twinlog/core';
 import { CHECKPOINT_KEY, TOPICS } from '@twinlog/projector';
+import { checkpointOf } from './checkpoint.ts';
 import { hasUnsettled, markStale } from './markStale.ts';
 
 /**
@@ -54,7 +61,7 @@ export interface ReconcileStats {
   snapshots: number;
   /** Delta records (and tombstones) emitted. */
   emitted: number;
-  /** Snapshots already reflected by an emitted delta (redelivery, replay). */
+  /** Snapshots already reflected by an emitted delta or below the restored checkpoint (redelivery, replay). */
   skipped: number;
   /** Records on `twin.snapshots` that did not decode (left alone). */
   bad: number;
@@ -64,21 +71,43 @@ export class ReconcilerPartition {
   private readonly devices = new Map<string, DeviceDelta>();
   /** Devices whose delta has `pending`/`acknowledged` entries, for the sweep. */
   private readonly unsettled = new Set<string>();
-  /** Next offset of `twin.snapshots` *p* to evaluate (undefined until a batch is seen). */
+  /**
+   * Next offset of `twin.snapshots` *p* the state does not reflect: the restored checkpoint, then
+   * past each record evaluated (undefined while neither exists).
+   */
   position: number | undefined;
+  /**
+   * The restored checkpoint: the position of `twin.snapshots` *p* the restored deltas reflect
+   * (undefined: none on the log — a fresh topic, or one written before checkpoints existed).
+   */
+  checkpoint: number | undefined;
+  /** Whether the first batch since the restore was checked against the checkpoint (checkResume.ts). */
+  resumeChecked = false;
 
   constructor(
     readonly partition: number,
     private readonly options: DeltaOptionsOfStage,
   ) {}
 
-  /** Restore the last emitted delta per device from `twin.deltas` *p*. */
-  static async restore(log: Log, partition: number, options: DeltaOptionsOfStage): Promise<ReconcilerPartition> {
+  /**
+   * Restore the last emitted delta per device, and `group`'s last checkpoint, from `twin.deltas` *p*
+   * read to its end (on Kafka: the last stable offset).
+   */
+  static async restore(
+    log: Log,
+    partition: number,
+    group: string,
+    options: DeltaOptionsOfStage,
+  ): Promise<ReconcilerPartition> {
     const task = new ReconcilerPartition(partition, options);
     const end = (await log.endOffsets(TOPICS.deltas))[partition] ?? 0;
     for await (const records of log.read(TOPICS.deltas, partition, { from: 0, to: end })) {
-      for (const r of records) task.restoreRecord(r);
+      for (const r of records) {
+        if (r.key !== CHECKPOINT_KEY) task.restoreRecord(r);
+        else task.checkpoint = checkpointOf(r, group) ?? task.checkpoint;
+      }
     }
+    task.position = task.checkpoint;
     return task;
   }
 
@@ -109,8 +138,12 @@ export class ReconcilerPartition {
   process(records: readonly LogRecord[], stats: ReconcileStats): AppendRecord[] {
     const out: AppendRecord[] = [];
     for (const r of records) {
-      this.position = r.offset + 1;
+      this.position = Math.max(this.position ?? 0, r.offset + 1);
       if (r.key === CHECKPOINT_KEY) continue;
+      if (this.checkpoint !== undefined && r.offset < this.checkpoint) {
+        stats.skipped++; // the restored deltas reflect it already
+        continue;
+      }
       const prev = this.devices.get(r.key);
       if (prev !== undefined && r.offset <= prev.source) {
         stats.skipped++;

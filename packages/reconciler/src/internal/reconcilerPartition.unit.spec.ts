@@ -1,4 +1,4 @@
-/** One partition's reconciler state: change detection, redelivery, restore. */
+/** One partition's reconciler state: change detection, redelivery, restore, the checkpoint. */
 import { encodeOutputRecord } from '@twinlog/codec';
 import {
   applyEvent,
@@ -13,6 +13,7 @@ import {
 import { createInMemoryLog } from '@twinlog/core/testing';
 import { CHECKPOINT_KEY, ensureTwinTopics, TOPICS } from '@twinlog/projector';
 import { describe, expect, it } from 'vitest';
+import { checkpointOf, checkpointRecord } from './checkpoint.ts';
 import { emptyStats, ReconcilerPartition } from './reconcilerPartition.ts';
 
 const T0 = 1_750_000_000_000;
@@ -93,7 +94,7 @@ describe('ReconcilerPartition', () => {
     const log = createInMemoryLog({ now: () => T0 });
     await ensureTwinTopics(log, 1);
     await log.append(TOPICS.deltas, out);
-    const restored = await ReconcilerPartition.restore(log, 0, { acks: true, staleAfterMs: 60_000 });
+    const restored = await ReconcilerPartition.restore(log, 0, 'g', { acks: true, staleAfterMs: 60_000 });
     expect(restored.deltaOf('dev1')).toEqual(task.deltaOf('dev1'));
     expect(restored.process(batch, emptyStats())).toEqual([]);
 
@@ -102,9 +103,39 @@ describe('ReconcilerPartition', () => {
     const tomb = restored.process([snapshot(dev, 6)], emptyStats());
     expect(tomb).toMatchObject([{ key: 'dev1', value: null, headers: { 'twinlog-source-offset': '6' } }]);
     await log.append(TOPICS.deltas, tomb);
-    const afterDelete = await ReconcilerPartition.restore(log, 0, { acks: true, staleAfterMs: 60_000 });
+    const afterDelete = await ReconcilerPartition.restore(log, 0, 'g', { acks: true, staleAfterMs: 60_000 });
     expect(afterDelete.deltaOf('dev1')).toBeUndefined();
     expect(afterDelete.process([...batch, snapshot(dev, 6)], emptyStats())).toEqual([]);
+    await log.close();
+  });
+
+  it("restores its group's last checkpoint, skips snapshots below it, and ignores other groups'", async () => {
+    const dev = createTwinState('dev1');
+    write(dev, 'create');
+    const r0 = snapshot(dev, 0);
+    write(dev, 'desired', { fw: '1' });
+    const r1 = snapshot(dev, 1);
+    const log = createInMemoryLog({ now: () => T0 });
+    await ensureTwinTopics(log, 1);
+    const fresh = await ReconcilerPartition.restore(log, 0, 'g', { acks: true, staleAfterMs: undefined });
+    expect([fresh.checkpoint, fresh.position]).toEqual([undefined, undefined]); // none: nothing to check
+
+    const out = fresh.process([r0], emptyStats());
+    await log.append(TOPICS.deltas, [...out, checkpointRecord(0, 'g', 1), checkpointRecord(0, 'other', 7)]);
+    const restored = await ReconcilerPartition.restore(log, 0, 'g', { acks: true, staleAfterMs: undefined });
+    expect([restored.checkpoint, restored.position]).toEqual([1, 1]);
+    const stats = emptyStats();
+    const again = restored.process([r0, r1], stats); // r0 lies below the checkpoint
+    expect(stats).toMatchObject({ skipped: 1, snapshots: 1, emitted: 1 });
+    expect(again.map((r) => r.key)).toEqual(['dev1']);
+    expect(restored.position).toBe(2);
+
+    // the record itself: not a tombstone, and only its own group's
+    const read: LogRecord[] = [];
+    for await (const records of log.read(TOPICS.deltas, 0, { from: 1, to: 2 })) read.push(...records);
+    expect(read[0]).toMatchObject({ key: CHECKPOINT_KEY, headers: { 'twinlog-snapshots-position': '1' } });
+    expect(read[0]?.value).not.toBeNull();
+    expect([checkpointOf(read[0]!, 'g'), checkpointOf(read[0]!, 'other')]).toEqual([1, undefined]);
     await log.close();
   });
 });

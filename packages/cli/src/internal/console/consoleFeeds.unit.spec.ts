@@ -1,7 +1,7 @@
 import { encodeOutputRecord } from '@twinlog/codec';
 import { delta } from '@twinlog/core';
 import { createInMemoryLog } from '@twinlog/core/testing';
-import { ensureTwinTopics, TOPICS } from '@twinlog/projector';
+import { CHECKPOINT_KEY, ensureTwinTopics, TOPICS } from '@twinlog/projector';
 import { afterEach, describe, expect, it } from 'vitest';
 import { followDeltas, problemsOf, type DeltaBoard } from './consoleFeeds.ts';
 
@@ -75,11 +75,14 @@ describe('what the console reads from the output topics', () => {
       { key: 'a', value: record(delta(twin('a', { x: 1, y: 2 }, { x: 1 }))) },
       { key: 'c', value: record(delta(twin('c', { z: 1 }, {}))) },
       { key: 'c', value: null },
+      // the reconciler's checkpoint (docs/formats.md, "Reconciler checkpoints"): not a device
+      { key: CHECKPOINT_KEY, partition: 0, value: Uint8Array.of(0xc0), headers: { 'twinlog-snapshots-position': '5' } },
     ]);
     board = followDeltas(log, { pollIntervalMs: 5, onError: (e) => expect.fail(String(e)) });
     await board.caughtUp(5_000);
     expect(board.get('a')).toMatchObject({ counts: { converged: 1, pending: 1 }, converged: false });
     expect(board.get('c')).toBeUndefined();
+    expect(board.get(CHECKPOINT_KEY)).toBeUndefined();
     expect(board.totals()).toEqual({
       entries: { pending: 1, acknowledged: 0, rejected: 0, converged: 2, stale: 0 },
       converged: 1,
