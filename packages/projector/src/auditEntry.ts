@@ -5,6 +5,7 @@
  * and one in this thread run the same code.
  */
 import { isoOf, sectionVersion, twinVersion, type EventKind, type Patch, type TwinState } from '@twinlog/core';
+import { byteSink, writeText, type ByteSink } from './jsonBytes.ts';
 import type { TaskOptions } from './partitionTask.ts';
 
 /** One entry of a twin's audit trail. */
@@ -96,8 +97,26 @@ export interface AuditLineSpec {
   readonly options: unknown;
 }
 
-/** Makes the line of an audit entry (without its newline), or `undefined` to leave the entry out. */
-export type AuditLineFactory = (options: unknown) => (entry: HistoryEntry, state: TwinState) => string | undefined;
+/**
+ * Makes the line of an audit entry (without its newline): as a string, or `undefined` to leave the
+ * entry out; or, as an {@link AuditLineWriter}, straight into bytes.
+ */
+export type AuditLineFactory = (
+  options: unknown,
+) => ((entry: HistoryEntry, state: TwinState) => string | undefined) | AuditLineWriter;
+
+/**
+ * A line maker that writes each line's UTF-8 bytes (without its newline) into `out` at `out.pos`
+ * (after `out.room`), and returns false to leave the entry out (having written nothing). It makes
+ * no string per line (docs/write-path.md, "The audit on worker threads"); `writeJson` writes what
+ * `JSON.stringify` would.
+ *
+ * @example
+ * export const jsonLines = (): AuditLineWriter => ({ write: (entry, _state, out) => (writeJson(out, entry), true) })
+ */
+export interface AuditLineWriter {
+  readonly write: (entry: HistoryEntry, state: TwinState, out: ByteSink) => boolean;
+}
 
 /** An audit whose entries become lines: what `auditLines` runs, and what a replay worker is told of it. */
 export interface AuditLinesJob {
@@ -108,15 +127,20 @@ export interface AuditLinesJob {
 
 const CHUNK_BYTES = 64 * 1024;
 
-/** Load the line factory a spec names. */
-export async function loadLineFactory(spec: AuditLineSpec): Promise<AuditLineFactory> {
+/** Load the line factory a spec names, and make its line writer (a string maker's lines are encoded). */
+export async function loadLineWriter(spec: AuditLineSpec): Promise<AuditLineWriter['write']> {
   const mod = (await import(spec.module)) as Record<string, unknown>;
   const factory = mod[spec.export];
   if (typeof factory !== 'function') throw new Error(`${spec.module} has no function ${spec.export}`);
-  return factory as AuditLineFactory;
+  const made = (factory as AuditLineFactory)(spec.options);
+  if (typeof made !== 'function') return made.write;
+  return (entry, state, out) => {
+    const text = made(entry, state);
+    if (text === undefined) return false;
+    writeText(out, text);
+    return true;
+  };
 }
-
-const utf8 = new TextEncoder();
 
 /**
  * The replay hook of one audit job, in whichever thread folds: it makes each kept entry's line and
@@ -131,8 +155,7 @@ export async function lineCollector(
   job: AuditLinesJob,
   emit: (chunk: Uint8Array) => void,
 ): Promise<{ onApplied: NonNullable<TaskOptions['onApplied']>; endWindow: () => void; flush: () => void }> {
-  const line = (await loadLineFactory(job.lines))(job.lines.options);
-  // each line is encoded straight into the chunk being filled: no long string is ever built
+  const writeLine = await loadLineWriter(job.lines);
   let chunk = new Uint8Array(CHUNK_BYTES);
   let used = 0;
   const flushChunk = (): void => {
@@ -140,38 +163,6 @@ export async function lineCollector(
     emit(chunk.subarray(0, used));
     chunk = new Uint8Array(CHUNK_BYTES);
     used = 0;
-  };
-  const put = (text: string): void => {
-    for (let from = 0; ;) {
-      const { read, written } = utf8.encodeInto(from === 0 ? text : text.slice(from), chunk.subarray(used));
-      used += written;
-      from += read;
-      if (from >= text.length) return;
-      flushChunk(); // full: the rest of the line goes into the next chunk
-    }
-  };
-  const write = (text: string): void => {
-    put(text);
-    if (used === CHUNK_BYTES) flushChunk();
-    chunk[used++] = 0x0a;
-  };
-  // a window's lines are held as UTF-8 in one buffer (kept for the next window), not as strings:
-  // tens of megabytes of strings outliving young collections cost more than the fold saved
-  let held = new Uint8Array(1 << 20);
-  let heldBytes = 0;
-  const places: number[] = [];
-  const starts: number[] = [];
-  const hold = (text: string, at: number): void => {
-    const need = heldBytes + text.length * 3 + 1;
-    if (need > held.length) {
-      const bigger = new Uint8Array(Math.max(need, held.length * 2));
-      bigger.set(held.subarray(0, heldBytes));
-      held = bigger;
-    }
-    places.push(at);
-    starts.push(heldBytes);
-    heldBytes += utf8.encodeInto(text, held.subarray(heldBytes)).written;
-    held[heldBytes++] = 0x0a;
   };
   const copy = (bytes: Uint8Array): void => {
     for (let from = 0; from < bytes.length;) {
@@ -182,11 +173,27 @@ export async function lineCollector(
       if (used === CHUNK_BYTES) flushChunk();
     }
   };
+  // lines are written as UTF-8 into one buffer (kept for the next window), never as strings: a
+  // window's lines are held there until endWindow, tens of megabytes that as strings outliving
+  // young collections cost more than the fold saved; a line outside a window is copied out at once
+  const held = byteSink(1 << 20);
+  const places: number[] = [];
+  const starts: number[] = [];
   const onApplied = auditHook({ since: job.since, sections: job.sections }, (entry, state, position) => {
-    const text = line(entry, state);
-    if (text === undefined) return;
-    if (position < 0) write(text);
-    else hold(text, position);
+    const start = held.pos;
+    if (!writeLine(entry, state, held)) {
+      held.pos = start;
+      return;
+    }
+    held.room(1);
+    held.buf[held.pos++] = 0x0a;
+    if (position >= 0) {
+      places.push(position);
+      starts.push(start);
+    } else {
+      copy(held.buf.subarray(start, held.pos));
+      held.pos = start;
+    }
   });
   // a counting sort of the held lines by place (places are below the window's record count): the
   // counts and the order are kept for the next window, at most a window's size
@@ -206,11 +213,11 @@ export async function lineCollector(
     for (let i = 0; i < n; i++) order[counts[places[i]!]!++] = i;
     for (let k = 0; k < n; k++) {
       const i = order[k]!;
-      copy(held.subarray(starts[i], i + 1 < n ? starts[i + 1]! : heldBytes));
+      copy(held.buf.subarray(starts[i], i + 1 < n ? starts[i + 1]! : held.pos));
     }
     places.length = 0;
     starts.length = 0;
-    heldBytes = 0;
+    held.pos = 0;
   };
   return {
     onApplied,

@@ -5,7 +5,7 @@
  * lines are the same whichever thread folds (docs/write-path.md, "Replay").
  */
 import { renderTwin, type TwinState } from '@twinlog/core';
-import type { HistoryEntry } from '@twinlog/projector';
+import { writeJson, type AuditLineWriter, type HistoryEntry } from '@twinlog/projector';
 import { compileWhere, parseQuery } from '@twinlog/query';
 import { formatHistoryEntry } from './formatRecords.ts';
 
@@ -69,16 +69,38 @@ export function compileCondition(where: string): ReturnType<typeof compileWhere>
 }
 
 /**
- * The line of one fleet audit entry, or undefined when the twin does not match `where`. An entry
+ * The line of one audit entry as text, or undefined when the twin does not match `where`. An entry
  * holds JSON values only (its patch is JSON), so a JSON line is `JSON.stringify` of it.
  */
-export function fleetAuditLine(options: unknown): (entry: HistoryEntry, state: TwinState) => string | undefined {
-  const { format, where } = options as AuditLineOptions;
+export function auditLineText(
+  options: AuditLineOptions,
+): (entry: HistoryEntry, state: TwinState) => string | undefined {
+  const { format, where } = options;
   const keep = where === undefined ? undefined : compileCondition(where);
   return (e, state) => {
     if (keep !== undefined && !keep(renderTwin(state))) return undefined;
     if (format === 'json') return JSON.stringify(e);
     if (format === 'csv') return csvRow(e);
     return `${e.deviceId}  ${formatHistoryEntry(e)}`;
+  };
+}
+
+/**
+ * The line factory of a fleet audit, which every thread folding it loads: {@link auditLineText}'s
+ * lines, JSON ones written straight into bytes (`writeJson`, the same bytes with no string per
+ * line: docs/write-path.md, "The audit on worker threads").
+ */
+export function fleetAuditLine(
+  options: unknown,
+): ((entry: HistoryEntry, state: TwinState) => string | undefined) | AuditLineWriter {
+  const { format, where } = options as AuditLineOptions;
+  if (format !== 'json') return auditLineText({ format, where });
+  const keep = where === undefined ? undefined : compileCondition(where);
+  return {
+    write: (e, state, out) => {
+      if (keep !== undefined && !keep(renderTwin(state))) return false;
+      writeJson(out, e);
+      return true;
+    },
   };
 }

@@ -47,7 +47,7 @@ import {
 import { embeddedPath, openStore, registryFileOf, type Store } from './openStore.ts';
 import type { CliConfig } from './resolveConfig.ts';
 import { openLineSink, type LineSink } from './lineSink.ts';
-import { CSV_COLUMNS, compileCondition, fleetAuditLine, type AuditFormat, type AuditLineOptions } from './auditLine.ts';
+import { auditLineText, CSV_COLUMNS, compileCondition, type AuditFormat, type AuditLineOptions } from './auditLine.ts';
 import { watchTopic } from './watchTopic.ts';
 
 /** Where commands print: stdout for results, stderr for progress and diagnostics. */
@@ -313,7 +313,7 @@ export async function auditCommand(
       let kept = 0;
       const text: HistoryEntry[] = [];
       if (format === 'csv') sink.line(CSV_COLUMNS.join(','));
-      const line = fleetAuditLine({ format });
+      const line = auditLineText({ format });
       const result = await auditTrail({
         log: store.log,
         deviceId,
