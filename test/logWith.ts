@@ -10,3 +10,23 @@ export function logWith(log: Log, overrides: Partial<Log>): Log {
     },
   });
 }
+
+/**
+ * `log` whose `endOffsets(topic)` answers `end` once, then the truth: what a restore reads while
+ * the last transaction's commit marker is not yet visible. `answered()` says whether it has.
+ */
+export function staleEndOnce(log: Log, topic: string, end: number[]): { log: Log; answered: () => boolean } {
+  let pending = true;
+  return {
+    log: logWith(log, {
+      endOffsets: async (t: string) => {
+        if (t === topic && pending) {
+          pending = false;
+          return end;
+        }
+        return log.endOffsets(t);
+      },
+    }),
+    answered: () => !pending,
+  };
+}

@@ -9,7 +9,7 @@ import type { StageHealth } from '@twinlog/core';
 import { createInMemoryLog } from '@twinlog/core/testing';
 import { ensureTwinTopics, listTwins, startProjector, TOPICS } from '@twinlog/projector';
 import { expect, it } from 'vitest';
-import { logWith } from './logWith.ts';
+import { staleEndOnce } from './logWith.ts';
 import { until } from './until.ts';
 
 it('restores again instead of folding on when its consumer resumes past records the restored snapshots lack', async () => {
@@ -25,16 +25,8 @@ it('restores again instead of folding on when its consumer resumes past records 
   expect((await client.mergeTags('d', { b: 2 }, { wait: true })).accepted).toBe(true);
   await first.stop();
 
-  let stale = 1; // the next restore reads twin.snapshots only up to staleEnd
-  const log = logWith(inner, {
-    endOffsets: async (topic: string) => {
-      if (topic === TOPICS.snapshots && stale > 0) {
-        stale--;
-        return staleEnd;
-      }
-      return inner.endOffsets(topic);
-    },
-  });
+  // the next restore reads twin.snapshots only up to staleEnd
+  const { log, answered } = staleEndOnce(inner, TOPICS.snapshots, staleEnd);
   const health: StageHealth[] = [];
   const second = await startProjector({
     log,
@@ -46,7 +38,7 @@ it('restores again instead of folding on when its consumer resumes past records 
     const decision = await client.mergeTags('d', { c: 3 }, { wait: true });
     expect(decision.accepted).toBe(true);
     if (decision.accepted) expect(decision.version).toBe(baseline + 3); // a, b and c, each once
-    expect(stale).toBe(0);
+    expect(answered()).toBe(true);
     const stopped = health.find((h) => h.state === 'restarting');
     expect(stopped?.reason).toMatch(/resumed at offset \d+, after 1 records the restored state has not folded/);
     await until(() => second.health().state === 'consuming');

@@ -12,7 +12,7 @@ import { createInMemoryLog } from '@twinlog/core/testing';
 import { ensureTwinTopics, startProjector, TOPICS } from '@twinlog/projector';
 import { startReconciler } from '@twinlog/reconciler';
 import { expect, it } from 'vitest';
-import { logWith } from './logWith.ts';
+import { staleEndOnce } from './logWith.ts';
 import { until } from './until.ts';
 
 const GROUP = 'twinlog-reconciler';
@@ -54,16 +54,8 @@ it('restores again instead of evaluating on when its consumer resumes past snaps
   expect(await lastDelta(inner, 'd')).toBeNull(); // the tombstone
   await first.stop();
 
-  let stale = 1; // the next restore reads twin.deltas only up to staleEnd: it sees `d` as created
-  const log = logWith(inner, {
-    endOffsets: async (topic: string) => {
-      if (topic === TOPICS.deltas && stale > 0) {
-        stale--;
-        return staleEnd;
-      }
-      return inner.endOffsets(topic);
-    },
-  });
+  // the next restore reads twin.deltas only up to staleEnd: it sees `d` as created
+  const { log, answered } = staleEndOnce(inner, TOPICS.deltas, staleEnd);
   const health: StageHealth[] = [];
   const second = await startReconciler({
     log,
@@ -75,7 +67,7 @@ it('restores again instead of evaluating on when its consumer resumes past snaps
     // created again: its delta equals the one the stale restore holds, not the tombstone on the log
     expect((await client.createDevice('d', { wait: true })).accepted).toBe(true);
     await until(() => settled(inner));
-    expect(stale).toBe(0);
+    expect(answered()).toBe(true);
     expect(await lastDelta(inner, 'd')).toEqual(created); // not the tombstone: the twin exists
     expect(second.deltaOf('d')).toEqual(created);
     const stopped = health.find((h) => h.state === 'restarting');
@@ -109,19 +101,12 @@ it('a sweep from deltas that miss the last transaction is re-evaluated from the 
   expect(converged?.converged).toBe(true);
   await first.stop();
 
-  let stale = 1; // the next restore sees `d` still pending
-  const log = logWith(inner, {
-    endOffsets: async (topic: string) => {
-      if (topic === TOPICS.deltas && stale > 0) {
-        stale--;
-        return staleEnd;
-      }
-      return inner.endOffsets(topic);
-    },
-  });
+  // the next restore sees `d` still pending
+  const { log, answered } = staleEndOnce(inner, TOPICS.deltas, staleEnd);
   const second = await startReconciler({ log, ...options, restart: { minBackoffMs: 20, maxBackoffMs: 100 } });
   try {
     await until(() => second.partitions().length === 1);
+    expect(answered()).toBe(true); // restored from the stale end
     skew = 60_000;
     expect(await second.sweep()).toBe(1); // before any batch: `d` turns stale from the stale restore
     expect((await lastDelta(inner, 'd'))?.counts.stale).toBe(1);
