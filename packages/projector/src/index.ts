@@ -23,6 +23,8 @@ export { byteSink, writeJson, writeText } from './jsonBytes.ts';
 export type { ByteSink } from './jsonBytes.ts';
 export { listTwins } from './listTwins.ts';
 export type { ReplayOptions, ReplayResult, PartitionRange, WorkerLogSpec } from './replay.ts';
+export { checkResumeGap } from './resumeGap.ts';
+export type { ResumeGap } from './resumeGap.ts';
 export { startPartitionStage } from './startPartitionStage.ts';
 export { superviseOnNode } from './superviseOnNode.ts';
 export { supervisePartitionStage } from './supervisePartitionStage.ts';

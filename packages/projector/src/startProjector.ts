@@ -17,7 +17,6 @@
  */
 import {
   createHybridClock,
-  TwinlogError,
   type BackoffOptions,
   type Log,
   type StageHealth,
@@ -31,6 +30,7 @@ import {
   type TaskOptions,
   type TaskOutput,
 } from './partitionTask.ts';
+import { checkResumeGap } from './resumeGap.ts';
 import { supervisePartitionStage } from './supervisePartitionStage.ts';
 import { startPartitionStage, type PartitionStage } from './startPartitionStage.ts';
 import { TOPICS, type InputTopic } from './topics.ts';
@@ -218,32 +218,19 @@ export async function startProjector(options: ProjectorOptions): Promise<Project
 
   /** The input topics of each task whose first batch since its restore has been checked. */
   const resumed = new WeakMap<ProjectorTask, Set<InputTopic>>();
-  /**
-   * A task's state and its consumer's start come from two reads: the snapshots (and their
-   * checkpoint) up to the last stable offset, then the group's committed offsets. One transaction
-   * writes both, but their commit markers become visible separately, so a restore can miss the last
-   * transaction while the consumer starts after its input records (docs/architecture.md, "Restore
-   * and resume"). The first batch of each input topic shows where the consumer started: past the
-   * checkpoint with any record in between, this run stops instead of folding on without them, and
-   * its restart restores again.
-   */
+  /** Check the first batch of each input topic since the task's restore (resumeGap.ts). */
   const checkResume = async (task: ProjectorTask, input: InputTopic, topic: string, first: number): Promise<void> => {
     let checked = resumed.get(task);
     if (checked === undefined) resumed.set(task, (checked = new Set()));
     if (checked.has(input)) return;
-    const from = task.resumeOffsets[input];
-    if (first > from) {
-      // positions without records (commit markers, aborted records) may lie between
-      let missed = 0;
-      for await (const records of log.read(topic, task.partition, { from, to: first })) missed += records.length;
-      if (missed > 0) {
-        throw new TwinlogError(
-          'PROJECTOR_RESUME_AHEAD',
-          `${topic} partition ${task.partition}: the consumer resumed at offset ${first}, after ${missed} records the restored state has not folded (its checkpoint is at ${from}); restoring again`,
-          { canRetry: true, details: { topic, partition: task.partition, checkpoint: from, resumedAt: first, missed } },
-        );
-      }
-    }
+    await checkResumeGap(log, {
+      topic,
+      partition: task.partition,
+      checkpoint: task.resumeOffsets[input],
+      first,
+      code: 'PROJECTOR_RESUME_AHEAD',
+      unreflected: 'records the restored state has not folded',
+    });
     checked.add(input);
   };
 

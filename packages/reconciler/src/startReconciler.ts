@@ -24,9 +24,15 @@ import {
   type StageHealth,
   type StageState,
 } from '@twinlog/core';
-import { startPartitionStage, supervisePartitionStage, TOPICS, type PartitionStage } from '@twinlog/projector';
+import {
+  CHECKPOINT_KEY,
+  checkResumeGap,
+  startPartitionStage,
+  supervisePartitionStage,
+  TOPICS,
+  type PartitionStage,
+} from '@twinlog/projector';
 import { checkpointRecord } from './internal/checkpoint.ts';
-import { checkResume } from './internal/checkResume.ts';
 import { emptyStats, ReconcilerPartition, type ReconcileStats } from './internal/reconcilerPartition.ts';
 
 export type { ReconcileStats } from './internal/reconcilerPartition.ts';
@@ -124,7 +130,18 @@ export async function startReconciler({
       eachBatch: async (task, { partition, records }) => {
         if (records.length === 0) return;
         if (!task.resumeChecked) {
-          await checkResume(log, task, records[0]!.offset);
+          // without a checkpoint of its group (a fresh topic, deltas from before checkpoints) nothing is checked
+          if (task.checkpoint !== undefined) {
+            await checkResumeGap(log, {
+              topic: TOPICS.snapshots,
+              partition,
+              checkpoint: task.checkpoint,
+              first: records[0]!.offset,
+              code: 'RECONCILER_RESUME_AHEAD',
+              unreflected: 'snapshot records the restored deltas do not reflect',
+              counts: (r) => r.key !== CHECKPOINT_KEY, // the projector's checkpoints: skipped anyway
+            });
+          }
           task.resumeChecked = true;
         }
         const stats = emptyStats();

@@ -11,7 +11,7 @@
  * Restore and resume (docs/architecture.md, "Restore and resume"): the restore also reads the
  * group's last checkpoint on `twin.deltas` *p* (checkpoint.ts), the position of `twin.snapshots` *p*
  * the restored deltas reflect. Snapshots below it are skipped, and the first batch after the
- * restore is checked against it (checkResume.ts), so a restore that missed the last transaction
+ * restore is checked against it (checkResumeGap of @twinlog/projector), so a restore that missed the last transaction
  * never evaluates on from the group's offsets.
  */
 import { decodeOutputRecord, encodeOutputRecord } from '@twinlog/codec';
@@ -81,7 +81,7 @@ export class ReconcilerPartition {
    * (undefined: none on the log — a fresh topic, or one written before checkpoints existed).
    */
   checkpoint: number | undefined;
-  /** Whether the first batch since the restore was checked against the checkpoint (checkResume.ts). */
+  /** Whether the first batch since the restore was checked against the checkpoint (checkResumeGap of @twinlog/projector). */
   resumeChecked = false;
 
   constructor(
