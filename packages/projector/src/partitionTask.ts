@@ -67,6 +67,7 @@ import {
   type TwinlogErrorCode,
   type ValidateEventOptions,
 } from '@twinlog/core';
+import type { RecordWindow } from './recordWindow.ts';
 import { CHECKPOINT_KEY, TOPICS, type InputTopic } from './topics.ts';
 
 interface DeviceEntry {
@@ -126,6 +127,8 @@ const GROWTH_PER_INPUT_BYTE = 8;
 const GROWTH_SLACK = 1024;
 /** Append times whose GC horizon a task keeps at most (see `horizons`). */
 const HORIZON_CACHE = 1024;
+/** The records after a window's record that `handle` may look at: none (a rebuild decides no commands). */
+const NO_RECORDS: readonly LogRecord[] = [];
 
 /**
  * Default {@link TaskOptions.maxSnapshotBytes}: a safe margin below Kafka's default record limit
@@ -254,6 +257,9 @@ export class PartitionTask {
   private unflushed = 0;
   /** In `foldByDevice`: the log-order place in the window of the record being folded (-1: not in one). */
   private position = -1;
+  /** `foldByDevice`'s work arrays, kept for the next window: each record's device, the places by device. */
+  private groupAt = new Int32Array(0);
+  private byGroup = new Int32Array(0);
 
   private readonly rebuild: boolean;
   private readonly onApplied: TaskOptions['onApplied'];
@@ -372,39 +378,56 @@ export class PartitionTask {
   }
 
   /**
-   * Rebuild mode: fold a window of input runs (both topics, in log order) device by device — every
-   * record of one device, in its log order, before the next device's — as one batch. A twin's fold
-   * reads its own records only, so the states are those of folding the window record by record;
-   * it is faster because each twin's trie stays in the processor's caches while its records are
-   * folded (docs/write-path.md, "Replay folds device by device"). Parked records whose device was
-   * created are applied after that device's records.
+   * Rebuild mode: fold a window of input records (both topics, in log order) device by device —
+   * every record of one device, in its log order, before the next device's — as one batch. A twin's
+   * fold reads its own records only, so the states are those of folding the window record by
+   * record; it is faster because each twin's trie stays in the processor's caches while its records
+   * are folded (docs/write-path.md, "Replay folds device by device"). Parked records whose device
+   * was created are applied after that device's records.
    */
-  foldByDevice(runs: readonly (readonly [InputTopic, readonly LogRecord[]])[]): void {
+  foldByDevice(window: RecordWindow): void {
     if (!this.rebuild) throw new Error('foldByDevice is for rebuild mode');
-    const groups = new Map<string, { records: LogRecord[]; places: number[]; bytes: number }>();
-    const topicAt: InputTopic[] = [];
-    for (const [topic, records] of runs) {
-      this.unflushed += records.length;
-      for (const r of records) {
-        let g = groups.get(r.key);
-        if (g === undefined) groups.set(r.key, (g = { records: [], places: [], bytes: 0 }));
-        g.records.push(r);
-        g.places.push(topicAt.length);
-        topicAt.push(topic);
-        g.bytes += r.value?.length ?? 0;
+    const n = window.length;
+    this.unflushed += n;
+    // the devices in the order of their first record, and each record's device
+    const groupOf = new Map<string, number>();
+    if (this.groupAt.length < n) this.groupAt = new Int32Array(Math.max(n, 2 * this.groupAt.length));
+    const groupAt = this.groupAt;
+    const keys: string[] = [];
+    const bytes: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const key = window.key(i);
+      let g = groupOf.get(key);
+      if (g === undefined) {
+        groupOf.set(key, (g = keys.length));
+        keys.push(key);
+        bytes.push(0);
       }
+      groupAt[i] = g;
+      bytes[g]! += window.valueLength(i);
     }
+    // a counting sort of the places by device: each device's records in log order
+    const groups = keys.length;
+    const firsts = new Int32Array(groups + 1);
+    for (let i = 0; i < n; i++) firsts[groupAt[i]! + 1]!++;
+    for (let g = 1; g <= groups; g++) firsts[g]! += firsts[g - 1]!;
+    if (this.byGroup.length < n) this.byGroup = new Int32Array(Math.max(n, 2 * this.byGroup.length));
+    const order = this.byGroup;
+    const fill = firsts.slice(0, groups);
+    for (let i = 0; i < n; i++) order[fill[groupAt[i]!]!++] = i;
     this.batchBytes.clear();
-    for (const [key, g] of groups) this.batchBytes.set(key, g.bytes);
+    for (let g = 0; g < groups; g++) this.batchBytes.set(keys[g]!, bytes[g]!);
     try {
-      for (const { records, places } of groups.values()) {
-        for (let i = 0; i < records.length; i++) {
-          const r = records[i]!;
-          this.position = places[i]!;
-          const topic = topicAt[this.position]!;
+      for (let g = 0; g < groups; g++) {
+        for (let k = firsts[g]!; k < firsts[g + 1]!; k++) {
+          const i = order[k]!;
+          this.position = i;
+          const topic = window.topic(i);
+          const offset = window.offset(i);
           // a rebuild reads each topic once, from offset 0: no record is behind its position
-          if (r.offset >= this.positions[topic]) this.positions[topic] = r.offset + 1;
-          this.handle(topic, r, records, i);
+          if (offset >= this.positions[topic]) this.positions[topic] = offset + 1;
+          // a rebuild decides no commands, so no record needs the ones after it
+          this.handle(topic, window.record(i), NO_RECORDS, 0);
         }
         this.retryParked(false);
       }
@@ -758,7 +781,9 @@ export class PartitionTask {
     this.parked.clear();
   }
 
-  private park(record: LogRecord, event: TwinEvent): void {
+  private park(r: LogRecord, event: TwinEvent): void {
+    // its own copy: the record may be a view into a replay's window, which is reused
+    const record: LogRecord = { ...r, value: r.value === null ? null : new Uint8Array(r.value) };
     const waiting = this.parked.get(event.deviceId);
     if (waiting === undefined) this.parked.set(event.deviceId, [{ record, event }]);
     else waiting.push({ record, event });

@@ -27,7 +27,9 @@ import {
   type TaskOptions,
 } from './partitionTask.ts';
 import { lineCollector, type AuditLinesJob } from './auditEntry.ts';
-import { CHECKPOINT_KEY, TOPICS, type InputTopic } from './topics.ts';
+import { RecordWindow } from './recordWindow.ts';
+import { unpackRuns, type PackedRecords } from './workers/packedRecords.ts';
+import { CHECKPOINT_KEY, INPUT_TOPICS, TOPICS, type InputTopic } from './topics.ts';
 
 export interface ReplayOptions {
   /** The log to read `twin.backend` and `twin.device` from. */
@@ -172,9 +174,15 @@ export interface PartitionEnds {
  * "Replay folds device by device").
  */
 export const REPLAY_WINDOW = 50_000;
+/** Bytes of values a window holds at most: a window of large records is folded sooner. */
+export const REPLAY_WINDOW_BYTES = 64 * 1024 * 1024;
 
-/** Both inputs of one partition as `mergedInputs` yields them: runs of one topic each, in fold order. */
-export type InputRuns = AsyncIterable<readonly [InputTopic, readonly LogRecord[]]>;
+/**
+ * Both inputs of one partition in fold order: runs of one topic each, as `mergedInputs` yields
+ * them, or packed as a worker is fed them (`packRuns`: each record's topic is its index in
+ * `INPUT_TOPICS`; taken without making a record object each).
+ */
+export type InputRuns = AsyncIterable<readonly [InputTopic, readonly LogRecord[]] | PackedRecords>;
 
 /**
  * Fold one partition from offset 0 to `ends` into a fresh rebuild-mode task (the projector's own
@@ -231,46 +239,82 @@ export async function replayPartition({
   let runTopic: InputTopic = 'backend';
   // device by device, unless onApplied must see the events in log order
   const byDevice = onApplied === undefined || onWindow !== undefined;
-  let window: (readonly [InputTopic, readonly LogRecord[]])[] = [];
-  let windowed = 0;
+  const window = new RecordWindow(partition, TOPICS);
   const foldWindow = (): void => {
-    if (windowed === 0) return;
+    if (window.length === 0) return;
     task.foldByDevice(window);
     add(task.flush().stats);
     onWindow?.();
-    window = [];
-    windowed = 0;
+    window.clear();
   };
   const feed = (): void => {
     if (run.length === 0) return;
-    if (!byDevice) add(task.process(runTopic, run, false).stats);
-    else {
-      window.push([runTopic, run]);
-      windowed += run.length;
-      if (windowed >= REPLAY_WINDOW) foldWindow();
-    }
+    add(task.process(runTopic, run, false).stats);
     run = [];
   };
-  if (input === undefined && log === undefined) throw new TypeError('replayPartition needs a log or runs');
-  for await (const [topic, records] of input ?? mergedInputs(log!, partition, ends)) {
-    for (const record of records) {
-      read++;
-      unreported++;
-      if (until !== undefined && record.timestamp > until) continue;
-      if (deviceId !== undefined && record.key !== deviceId) continue;
-      range[topic].first ??= record.offset;
-      range[topic].last = record.offset;
-      if (topic !== runTopic) {
-        feed();
-        runTopic = topic;
-      }
-      run.push(record);
-      if (run.length >= 1000) {
-        feed();
-        onRead?.(unreported);
-        unreported = 0;
-      }
+  /** Count a record read; whether the replay folds it (`until`, `deviceId`). */
+  const accept = (topic: InputTopic, key: string, offset: number, timestamp: number): boolean => {
+    read++;
+    if (++unreported >= 1000) {
+      onRead?.(unreported);
+      unreported = 0;
     }
+    if (until !== undefined && timestamp > until) return false;
+    if (deviceId !== undefined && key !== deviceId) return false;
+    range[topic].first ??= offset;
+    range[topic].last = offset;
+    return true;
+  };
+  const windowed = (): void => {
+    if (window.length >= REPLAY_WINDOW || window.bytes >= REPLAY_WINDOW_BYTES) foldWindow();
+  };
+  const fold = (topic: InputTopic, record: LogRecord): void => {
+    if (byDevice) {
+      window.push(topic, record);
+      windowed();
+      return;
+    }
+    if (topic !== runTopic) {
+      feed();
+      runTopic = topic;
+    }
+    run.push(record);
+    if (run.length >= 1000) feed();
+  };
+  // a fed worker's records go into the window straight from the message (no record object each)
+  const foldPacked = (p: PackedRecords): void => {
+    const bytes = new Uint8Array(p.bytes);
+    const records = byDevice
+      ? undefined
+      : unpackRuns(
+          p,
+          INPUT_TOPICS.map((t) => TOPICS[t]),
+          partition,
+        ).flatMap(([, rs]) => rs);
+    let start = 0;
+    for (let i = 0; i < p.keys.length; i++) {
+      const end = p.ends[i]!;
+      const topic = INPUT_TOPICS[p.numbers[3 * i + 2]!]!;
+      const key = p.keys[i]!;
+      const offset = p.numbers[3 * i]!;
+      if (accept(topic, key, offset, p.numbers[3 * i + 1]!)) {
+        if (records !== undefined) fold(topic, records[i]!);
+        else {
+          window.pushValue(topic, key, offset, p.numbers[3 * i + 1]!, end < 0 ? null : bytes, start, end);
+          windowed();
+        }
+      }
+      if (end >= 0) start = end;
+    }
+  };
+  if (input === undefined && log === undefined) throw new TypeError('replayPartition needs a log or runs');
+  for await (const item of input ?? mergedInputs(log!, partition, ends)) {
+    if (!Array.isArray(item)) {
+      foldPacked(item as PackedRecords);
+      continue;
+    }
+    const [topic, records] = item as readonly [InputTopic, readonly LogRecord[]];
+    for (const record of records) if (accept(topic, record.key, record.offset, record.timestamp)) fold(topic, record);
   }
   feed();
   foldWindow();

@@ -8,8 +8,6 @@ import { parentPort } from 'node:worker_threads';
 import { createHybridClock, toStateDoc, type Log } from '@twinlog/core';
 import { lineCollector } from '../auditEntry.ts';
 import { rebuildRecords, replayPartition, type InputRuns } from '../replay.ts';
-import { INPUT_TOPICS, TOPICS } from '../topics.ts';
-import { unpackRuns } from './packedRecords.ts';
 import type { ReplayFeed, ReplayWorkerMessage, ReplayWorkerRequest } from './replayProtocol.ts';
 
 const port = parentPort!;
@@ -37,14 +35,13 @@ port.on('message', (m: ReplayWorkerRequest | ReplayFeed) => {
 const nextFeed = (): Promise<ReplayFeed> =>
   queued.length > 0 ? Promise.resolve(queued.shift()!) : new Promise((resolve) => (waiting = resolve));
 
-/** One partition's records as the calling thread sends them, until its `end`. */
-async function* fed(partition: number): InputRuns {
-  const names = INPUT_TOPICS.map((t) => TOPICS[t]);
+/** One partition's records as the calling thread sends them (packed), until its `end`. */
+async function* fed(): InputRuns {
   for (;;) {
     const m = await nextFeed();
     if (m.type === 'end') return;
     post({ type: 'taken' });
-    for (const [topic, records] of unpackRuns(m.runs, names, partition)) yield [INPUT_TOPICS[topic]!, records];
+    yield m.runs;
   }
 }
 
@@ -68,7 +65,7 @@ async function run({
               post({ type: 'lines', partition, chunk }, [chunk.buffer as ArrayBuffer]),
             );
       const r = await replayPartition({
-        ...(log === undefined ? { runs: fed(partition) } : { log }),
+        ...(log === undefined ? { runs: fed() } : { log }),
         partition,
         ends,
         until,
