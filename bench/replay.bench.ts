@@ -22,6 +22,9 @@
  *            and checkpoints to a fresh log's `twin.snapshots` (a fresh SQLite file; fresh topics on Kafka).
  * - audit ×1, ×n: `auditLines` of the whole fleet with the CLI's own line module, as
  *            `twinlog audit --all --format json` makes them (counted, not written).
+ * - ceiling: each leg's rate if the least CPU a record cost in any of its runs (this process, and
+ *            the broker on Kafka) were spread perfectly over the machine's cores: what no split
+ *            of the same work can beat on this machine (`*_ceiling_vs_read`, with `cores`).
  * - device:  `history({ log, deviceId })` of one device against a plain read of that device's
  *            partition (both inputs, its records picked by key), 3 interleaved rounds, medians:
  *            `device_history_ms` vs `device_read_ms`.
@@ -218,6 +221,24 @@ async function runLegs(
     }
   }
 
+  // The ceiling of each leg on this machine's cores: the least CPU a record of the leg cost in any
+  // of its runs, in this thread or on the workers (this process and, on Kafka, the broker, which
+  // runs on the same cores), spread perfectly over every core with none left idle. Splitting the
+  // same work between threads or processes does not go faster than that; a leg whose ceiling is
+  // below its target needs less work per record or more cores (docs/write-path.md, "Where replay
+  // stands").
+  const cores = availableParallelism();
+  const ceilings: Record<Leg, number> = { replay: 0, rebuild: 0, audit: 0 };
+  for (const leg of LEGS) {
+    const cpuMs = Math.min(
+      ...[...samples.thread[leg], ...samples.workers[leg]].map((t) => t.nodeCpuMs + (t.brokerCpuMs ?? 0)),
+    );
+    ceilings[leg] = (cores * total * 1000) / cpuMs;
+  }
+  console.log(
+    `  ceiling      on ${cores} cores, at the least CPU per record of each leg's runs: ${LEGS.map((leg) => `${leg} ${fmt(ceilings[leg])}/s = ${ratio(ceilings[leg], readPerS)} × read`).join(', ')}`,
+  );
+
   // the device's legs are short: 3 interleaved rounds, medians
   const partition = partitionFor(DEVICE, PARTITIONS);
   const readMs: number[] = [];
@@ -250,6 +271,7 @@ async function runLegs(
         [`${leg}_${mode}_vs_read`, ratio(rates[leg][mode], readPerS)],
       ]),
     );
+  const ceiling = (leg: Leg): LegFigures => ({ [`${leg}_ceiling_vs_read`]: ratio(ceilings[leg], readPerS) });
   return {
     read_per_s: Math.round(readPerS),
     ...headline('replay'),
@@ -261,6 +283,10 @@ async function runLegs(
     ...each('replay'),
     ...each('rebuild'),
     ...each('audit'),
+    cores,
+    ...ceiling('replay'),
+    ...ceiling('rebuild'),
+    ...ceiling('audit'),
   };
 }
 
