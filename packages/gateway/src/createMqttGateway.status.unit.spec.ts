@@ -223,6 +223,28 @@ describe('device status', { timeout: 20_000 }, () => {
     await vi.waitFor(() => expect(gateway!.isConnected('dev1')).toBe(true), { timeout: WITHIN_MS, interval: 20 }); // live once aedes has sent the CONNACK
   });
 
+  it('closes a connection whose keys were deleted between its CONNECT and the start of its session', async () => {
+    await registry('PUT', 'dev1', { deviceId: 'dev1' });
+    const port = await startMqtt({ statusRecheckMs: 60_000 }); // only the session start can act in time
+    // the keys go the moment the CONNECT is accepted, before aedes starts the session: the change
+    // notification finds no live connection to close (a device deleted while its SDK reconnects)
+    const deleteOnConnect = (e: unknown): void => {
+      const event = e as MqttGatewayEvent;
+      if (event.kind === 'connect' && event.deviceId === 'dev1' && event.returnCode === 0) keys.delete('dev1');
+    };
+    subscribe(MQTT_GATEWAY_CHANNEL, deleteOnConnect);
+    try {
+      const device = await connect(port, 'dev1');
+      await Promise.race([
+        closed(device),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('still connected')), WITHIN_MS)),
+      ]);
+    } finally {
+      unsubscribe(MQTT_GATEWAY_CHANNEL, deleteOnConnect);
+    }
+    expect(gateway!.isConnected('dev1')).toBe(false);
+  });
+
   it('disconnects a device disabled by another process on the same registry file within the recheck interval', async () => {
     await registry('PUT', 'dev1', { deviceId: 'dev1' });
     await registry('PUT', 'dev2', { deviceId: 'dev2' });

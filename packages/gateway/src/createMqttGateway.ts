@@ -821,8 +821,10 @@ export function createMqttGateway({
         : setTimeout(() => client.close(), Math.min(Math.max(expiresAt - physicalNow(), 0), 2 ** 31 - 1));
     expiry?.unref();
     live.set(deviceId, { client, subscriptions, expiry, viewGiven: false });
-    // disabled between its CONNECT and now (the change notification found it not yet live)
-    if (isDisabled(keys.get(deviceId))) return dropDisabled(deviceId);
+    // deleted or disabled between its CONNECT and now (the change notification found it not yet live)
+    const k = keys.get(deviceId);
+    if (k === undefined) return void dropConnection(deviceId);
+    if (isDisabled(k)) return dropDisabled(deviceId);
     if (!client.clean && subscriptions.size > 0) void serial(deviceId, () => catchUp(deviceId, false));
   });
 
