@@ -47,7 +47,7 @@ import {
   type TwinlogErrorCode,
 } from '@twinlog/core';
 import { startChangeFeed } from './internal/changeFeed.ts';
-import { createDeviceKeyStore, isDisabled, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
+import { createDeviceKeyStore, isDisabled, type DeviceKeys, type DeviceKeyStore } from './internal/deviceKeyStore.ts';
 import {
   createDeviceSessionStore,
   type DeviceSession,
@@ -622,14 +622,18 @@ export function createMqttGateway({
     publishEvent({ kind: 'disabled', deviceId });
     void dropConnection(deviceId);
   };
-  const stopWatchingKeys = keys.onChange?.((deviceId, k) => {
+  /** Close the device's connection when its keys `k` no longer let it in; whether they did not. */
+  const dropIfShut = (deviceId: string, k: DeviceKeys | undefined): boolean => {
     if (isDisabled(k)) dropDisabled(deviceId);
     // Keys removed (a device or module deleted through the registry): close the connection, which
     // cannot come back without keys. The delete's change record closes it too, but the SDK may
     // reconnect in the moment between that record and the keys' removal (docs/iot-hub.md, "Module
     // identities and module twins": a device's delete removes its modules and their connections).
     else if (k === undefined) void dropConnection(deviceId);
-  });
+    else return false;
+    return true;
+  };
+  const stopWatchingKeys = keys.onChange?.((deviceId, k) => void dropIfShut(deviceId, k));
   let seenExternal: number | undefined;
   const recheckStatus = (): void => {
     if (live.size === 0) return; // nothing to close; the next connect reads the status anyway
@@ -822,9 +826,7 @@ export function createMqttGateway({
     expiry?.unref();
     live.set(deviceId, { client, subscriptions, expiry, viewGiven: false });
     // deleted or disabled between its CONNECT and now (the change notification found it not yet live)
-    const k = keys.get(deviceId);
-    if (k === undefined) return void dropConnection(deviceId);
-    if (isDisabled(k)) return dropDisabled(deviceId);
+    if (dropIfShut(deviceId, keys.get(deviceId))) return;
     if (!client.clean && subscriptions.size > 0) void serial(deviceId, () => catchUp(deviceId, false));
   });
 
