@@ -68,6 +68,13 @@ export function compileCondition(where: string): ReturnType<typeof compileWhere>
   return compileWhere(parseQuery(`SELECT * FROM devices WHERE ${where}`));
 }
 
+/** Whether the twin as of an entry matches `where` (every twin, without one). */
+function twinMatches(where: string | undefined): (state: TwinState) => boolean {
+  if (where === undefined) return () => true;
+  const keep = compileCondition(where);
+  return (state) => keep(renderTwin(state));
+}
+
 /**
  * The line of one audit entry as text, or undefined when the twin does not match `where`. An entry
  * holds JSON values only (its patch is JSON), so a JSON line is `JSON.stringify` of it.
@@ -76,9 +83,9 @@ export function auditLineText(
   options: AuditLineOptions,
 ): (entry: HistoryEntry, state: TwinState) => string | undefined {
   const { format, where } = options;
-  const keep = where === undefined ? undefined : compileCondition(where);
+  const keep = twinMatches(where);
   return (e, state) => {
-    if (keep !== undefined && !keep(renderTwin(state))) return undefined;
+    if (!keep(state)) return undefined;
     if (format === 'json') return JSON.stringify(e);
     if (format === 'csv') return csvRow(e);
     return `${e.deviceId}  ${formatHistoryEntry(e)}`;
@@ -95,10 +102,10 @@ export function fleetAuditLine(
 ): ((entry: HistoryEntry, state: TwinState) => string | undefined) | AuditLineWriter {
   const { format, where } = options as AuditLineOptions;
   if (format !== 'json') return auditLineText({ format, where });
-  const keep = where === undefined ? undefined : compileCondition(where);
+  const keep = twinMatches(where);
   return {
     write: (e, state, out) => {
-      if (keep !== undefined && !keep(renderTwin(state))) return false;
+      if (!keep(state)) return false;
       writeJson(out, e);
       return true;
     },
